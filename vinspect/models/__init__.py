@@ -1,0 +1,1 @@
+"""Model bundles: manifest schema, ONNX Runtime session, registry, threshold calibration."""

@@ -1,0 +1,155 @@
+"""The bundle manifest: one schema shared by the trainer (writer) and the runtime (reader).
+
+A bundle is a directory::
+
+    model.onnx        the whole model: raw uint8 pixels in, score / anomaly map / defect probs out
+    manifest.json     this schema
+    golden/*.png      golden samples the station self-tests with at start-up
+
+The ONNX graph contract (checked at load by ``vinspect.models.runtime``):
+
+* input ``image``: uint8, shape ``[H, W, C]`` with ``C = input.channels`` (1 or 3) and any H, W
+  (resize, normalisation and scoring live inside the graph);
+* output ``score``: float32 ``[1]``, higher means more anomalous, in the units of ``thresholds``;
+* output ``anomaly_map``: float32 ``[h, w]`` in the same units, at the model's map resolution;
+* output ``defect_probs``: float32 ``[K]`` over ``labels`` (K = 0 for a good-only model).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vinspect.errors import ModelError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "SCHEMA_VERSION",
+    "CalibrationEvidence",
+    "GoldenSample",
+    "InputSpec",
+    "ModelManifest",
+    "Thresholds",
+    "TrainingInfo",
+    "read_manifest",
+    "write_manifest",
+]
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MODEL_NAME = "model.onnx"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """What the graph's ``image`` input takes."""
+
+    channels: Literal[1, 3]
+    dtype: Literal["uint8"] = "uint8"
+    layout: Literal["HWC"] = "HWC"
+    model_size_px: tuple[int, int] = Field(description="(height, width) the graph resizes to")
+    max_side_px: int = Field(default=4096, gt=0, description="larger frames are refused")
+
+
+class CalibrationEvidence(_Strict):
+    """Why the thresholds are where they are (validation data the trainer held out)."""
+
+    target: str
+    n_good: int = Field(ge=0)
+    n_defect: int = Field(ge=0)
+    false_reject_rate: float = Field(ge=0.0, le=1.0)
+    escape_rate: float = Field(ge=0.0, le=1.0)
+    review_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Thresholds(_Strict):
+    """Operating thresholds in score units: FAIL at ``fail_at``, REVIEW from ``review_at``."""
+
+    fail_at: float
+    review_at: float
+    map_at: float = Field(description="anomaly-map level that outlines defect regions")
+    evidence: CalibrationEvidence
+
+    @field_validator("review_at")
+    @classmethod
+    def _review_not_above_fail(cls, value: float, info: Any) -> float:
+        fail_at = info.data.get("fail_at")
+        if fail_at is not None and value > fail_at:
+            raise ValueError(f"review_at ({value}) must not exceed fail_at ({fail_at})")
+        return value
+
+
+class GoldenSample(_Strict):
+    """A bundle-carried image with the verdict the model must give it at every start-up."""
+
+    file: str = Field(pattern=r"^golden/[A-Za-z0-9_.-]+\.png$")
+    expect: Literal["PASS", "FAIL"]
+    score: float
+
+
+class TrainingInfo(_Strict):
+    """Provenance: what data and configuration produced the model, and how it scored."""
+
+    dataset_root: str
+    dataset_layout: str
+    dataset_sha256: str
+    n_train_good: int
+    n_train_defect: int
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    duration_s: float
+    git_sha: str | None = None
+
+
+class ModelManifest(_Strict):
+    """Everything the runtime, the registry and the UI need to know about a bundle."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of model.onnx")
+    task: Literal["anomaly", "anomaly+classifier"]
+    input: InputSpec
+    labels: tuple[str, ...] = Field(description="defect classes, in defect_probs order")
+    thresholds: Thresholds
+    golden_samples: tuple[GoldenSample, ...] = ()
+    training: TrainingInfo
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def read_manifest(bundle_dir: Path) -> ModelManifest:
+    """Read and validate ``bundle_dir/manifest.json``.
+
+    Raises:
+        ModelError: the file is missing, not JSON, or does not match the schema (the message
+            names the file and every field that is wrong).
+    """
+    path = bundle_dir / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: manifest missing (is {bundle_dir} a model bundle?)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read manifest ({exc})") from exc
+    try:
+        return ModelManifest.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise ModelError(f"{path}: invalid manifest: {problems}") from exc
+
+
+def write_manifest(bundle_dir: Path, manifest: ModelManifest) -> Path:
+    """Write ``manifest.json`` atomically (temp file + rename) and return its path."""
+    path = bundle_dir / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
