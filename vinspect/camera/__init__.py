@@ -1,0 +1,1 @@
+"""Frame sources: GenICam cameras (harvesters), folders, replays, synthetic parts."""
