@@ -112,7 +112,7 @@ class TrainingInfo(_Strict):
 class ModelManifest(_Strict):
     """Everything the runtime, the registry and the UI need to know about a bundle."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of model.onnx")

@@ -1,0 +1,50 @@
+"""``vinspect dataset synth|validate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from vinspect.dataset.layouts import open_dataset
+from vinspect.dataset.synth import DEFECT_KINDS, write_dataset
+from vinspect.dataset.validate import validate_dataset
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``dataset`` command group."""
+    parser = sub.add_parser("dataset", help="generate or validate datasets")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    synth = verbs.add_parser("synth", help="write procedural demo parts with exact defect masks")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--good", type=int, default=200, help="good parts")
+    synth.add_argument("--defects", type=int, default=20, help="parts per defect kind")
+    synth.add_argument("--kinds", default=",".join(DEFECT_KINDS), help="comma-separated defect kinds")
+    synth.add_argument("--layout", choices=["classes", "mvtec"], default="classes")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_synth)
+    check = verbs.add_parser("validate", help="decode every image and mask; list every bad file")
+    check.add_argument("data", type=Path)
+    check.set_defaults(handler=_validate)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    root = write_dataset(args.out, n_good=args.good, n_defect_each=args.defects, layout=args.layout,
+                         kinds=kinds, seed=args.seed)
+    sys.stdout.write(f"wrote {args.good} good and {args.defects * len(kinds)} defective parts to {root}\n")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    index = open_dataset(args.data)
+    problems = validate_dataset(index)
+    labels = sorted({s.label for s in index.samples})
+    sys.stdout.write(f"{index.root}: {index.layout} layout, {len(index.samples)} images, classes {labels}\n")
+    for p in problems:
+        sys.stdout.write(f"BAD {p.path}: {p.reason}\n")
+    sys.stdout.write(f"{len(problems)} problem(s)\n")
+    return 1 if problems else 0

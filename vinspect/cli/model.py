@@ -1,0 +1,199 @@
+"""``vinspect train|eval|inspect|models``: build, measure, run and manage model bundles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
+from vinspect.dataset.layouts import open_dataset
+from vinspect.errors import ConfigError, ImageDecodeError
+from vinspect.models.registry import ModelRegistry
+from vinspect.models.runtime import load_bundle
+from vinspect.pipeline.judge import Judgement, judge_image, policy_from_bundle
+from vinspect.report.evaluate import score_samples, summarize
+from vinspect.report.html import write_report
+from vinspect.report.overlay import render_overlay
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``train``, ``eval``, ``inspect`` and ``models``."""
+    train = sub.add_parser("train", help="train a model bundle from a dataset folder")
+    train.add_argument("--data", type=Path, required=True, help="MVTec AD, magnetic-tile or class folders")
+    train.add_argument("--out", type=Path, required=True, help="bundle directory to create")
+    train.add_argument("--name", default="model")
+    train.add_argument("--version", default=None, help="default: a UTC timestamp")
+    train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
+    train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(handler=_train)
+
+    ev = sub.add_parser("eval", help="measure a bundle on a dataset (AUROC, F1, false rejects, latency)")
+    ev.add_argument("--model", type=Path, required=True, help="bundle directory")
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
+    ev.add_argument("--report", type=Path, default=None, help="write an HTML report into this folder")
+    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(handler=_eval)
+
+    ins = sub.add_parser("inspect", help="judge image files or folders: verdict, score, defect, latency")
+    ins.add_argument("--model", type=Path, required=True, help="bundle directory")
+    ins.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    ins.add_argument("--heatmaps", type=Path, default=None, help="write heatmap overlays into this folder")
+    ins.add_argument("--json", type=Path, default=None, help="write per-image results as JSON")
+    ins.add_argument("--threads", type=int, default=1)
+    ins.set_defaults(handler=_inspect)
+
+    models = sub.add_parser("models", help="list, install and activate registered model versions")
+    models.add_argument("--data-dir", type=Path, default=Path("vinspect-data"))
+    verbs = models.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list").set_defaults(handler=_models_list)
+    install = verbs.add_parser("install")
+    install.add_argument("bundle", type=Path)
+    install.add_argument("--activate", action="store_true")
+    install.set_defaults(handler=_models_install)
+    activate = verbs.add_parser("activate")
+    activate.add_argument("name")
+    activate.add_argument("version")
+    activate.set_defaults(handler=_models_activate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from training.train import TrainConfig, train_bundle
+    except ImportError as exc:
+        if exc.name in {"torch", "torchvision", "onnx"}:
+            raise ConfigError("`vinspect train` needs PyTorch: pip install 'vinspect[train]'") from exc
+        raise
+    config = TrainConfig.from_yaml(args.config) if args.config else None
+    manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
+                            config=config, progress=not args.no_progress)
+    ev = manifest.thresholds.evidence
+    sys.stdout.write(
+        f"wrote {args.out} ({manifest.name} {manifest.version}, {manifest.task}); "
+        f"fail_at={manifest.thresholds.fail_at:.4g} "
+        f"review_at={manifest.thresholds.review_at:.4g}; validation: {ev.n_good} good, {ev.n_defect} defective, "
+        f"false-reject rate {ev.false_reject_rate:.1%}, escape rate {ev.escape_rate:.1%}\n")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.model, threads=args.threads)
+    policy = policy_from_bundle(bundle)
+    index = open_dataset(args.data)
+    scored = score_samples(index.test_samples(), bundle=bundle, policy=policy, progress=not args.no_progress)
+    summary = summarize(scored, bundle=bundle, policy=policy)
+    summary["dataset"] = {"root": str(index.root), "layout": index.layout}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if args.report:
+        page = write_report(args.report, summary=summary, scored=scored, level=bundle.manifest.thresholds.map_at)
+        sys.stdout.write(f"report: {page}\n")
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    def f(v: Any, pct: bool = False) -> str:
+        return "n/a" if v is None else (f"{v:.1%}" if pct else f"{v:.4f}")
+
+    lat = s["latency_ms"]
+    sys.stdout.write(
+        f"{s['n_good']} good, {s['n_defect']} defective | AUROC {f(s['auroc'])} | F1 {f(s['f1'])} | "
+        f"false rejects at zero escapes {f(s['false_reject_rate_at_zero_escape'], True)}\n"
+        f"operating point: false-reject rate {f(s['operating_point']['false_reject_rate'], True)}, "
+        f"escape rate {f(s['operating_point']['escape_rate'], True)}, defect-type accuracy "
+        f"{f(s['defect_type_accuracy'], True)}\n")
+    for label, rate in s["per_class_detection"].items():
+        sys.stdout.write(f"  {label}: {rate:.1%} detected\n")
+    if lat["n"]:
+        sys.stdout.write(f"latency ms (decode excluded): p50 {lat['p50']:.2f}  p99 {lat['p99']:.2f}\n")
+    for bad in s["unreadable"]:
+        sys.stdout.write(f"UNREADABLE {bad['error']}\n")
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(p)
+    return files
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.model, threads=args.threads)
+    policy = policy_from_bundle(bundle)
+    results, latencies = [], []
+    for path in _image_files(args.paths):
+        try:
+            image = read_image(path)
+        except ImageDecodeError as exc:
+            results.append({"file": str(path), "verdict": "FAIL", "reasons": ["decode_error"], "error": str(exc)})
+            sys.stdout.write(f"FAIL    {'-':>9}  {'decode_error':<16} {'-':>8}  {path}  ({exc})\n")
+            continue
+        j = judge_image(image, bundle=bundle, policy=policy)
+        latencies.append(j.latency_ms)
+        results.append(_row(path, j))
+        if args.heatmaps and j.prediction is not None:
+            level = bundle.manifest.thresholds.map_at
+            _write_heatmap(args.heatmaps / f"{path.stem}_heatmap.png", image, j, level=level)
+    _print_inspect_summary(results, latencies)
+    if args.json:
+        args.json.write_text(json.dumps({"results": results}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _row(path: Path, j: Judgement) -> dict[str, Any]:
+    p = j.prediction
+    score = p.score if p is not None else None
+    code = (p.defect_code if p is not None else None) or ("-" if j.error is None else j.decision.reasons[0])
+    sys.stdout.write(f"{j.decision.verdict.value:<7} {score if score is not None else float('nan'):>9.4f}  "
+                     f"{code:<16} {j.latency_ms:>6.2f}ms  {path}\n")
+    return {"file": str(path), "verdict": j.decision.verdict.value, "reasons": list(j.decision.reasons),
+            "score": score, "defect_code": p.defect_code if p else None, "latency_ms": j.latency_ms,
+            "error": j.error}
+
+
+def _write_heatmap(dest: Path, image: np.ndarray, j: Judgement, *, level: float) -> None:
+    assert j.prediction is not None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(dest), render_overlay(image, j.prediction, level=level))
+
+
+def _print_inspect_summary(results: list[dict[str, Any]], latencies: list[float]) -> None:
+    counts = {v: sum(1 for r in results if r["verdict"] == v) for v in ("PASS", "REVIEW", "FAIL")}
+    line = f"{len(results)} images: {counts['PASS']} PASS, {counts['REVIEW']} REVIEW, {counts['FAIL']} FAIL"
+    if latencies:
+        arr = np.array(latencies)
+        line += f"; latency p50 {np.percentile(arr, 50):.2f} ms, p99 {np.percentile(arr, 99):.2f} ms"
+    sys.stdout.write(line + "\n")
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    for e in ModelRegistry(args.data_dir / "models").list():
+        sys.stdout.write(f"{'*' if e.active else ' '} {e.name} {e.version} {e.sha256[:12]} {e.path}\n")
+    return 0
+
+
+def _models_install(args: argparse.Namespace) -> int:
+    entry = ModelRegistry(args.data_dir / "models").install(args.bundle, activate=args.activate)
+    sys.stdout.write(f"installed {entry.name} {entry.version} at {entry.path}{' (active)' if entry.active else ''}\n")
+    return 0
+
+
+def _models_activate(args: argparse.Namespace) -> int:
+    ModelRegistry(args.data_dir / "models").activate(args.name, args.version)
+    sys.stdout.write(f"{args.name}: active version is now {args.version}\n")
+    return 0

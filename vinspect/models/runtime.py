@@ -1,0 +1,143 @@
+"""OnnxModel: the only importer of onnxruntime. Loads a verified bundle and runs it.
+
+The runtime executes ONNX and nothing else: no pickle, no ``torch.load``. A bundle is trusted
+only after ``model.onnx`` hashes to the sha256 its manifest pins, and its graph matches the
+input/output contract documented in :mod:`vinspect.models.manifest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from vinspect.errors import ModelError, ModelIntegrityError
+from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
+from vinspect.types import ModelRef
+
+__all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle", "sha256_file"]
+
+logger = logging.getLogger(__name__)
+
+_OUTPUTS = ("score", "anomaly_map", "defect_probs")
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawOutput:
+    """The graph's three outputs for one image."""
+
+    score: float
+    anomaly_map: npt.NDArray[np.float32]
+    defect_probs: npt.NDArray[np.float32]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_not_pickle(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head[:2] in _PICKLE_MAGIC or head == _ZIP_MAGIC:
+        raise ModelIntegrityError(
+            f"{path}: this is a pickle/torch checkpoint, not ONNX; the runtime loads only ONNX bundles"
+        )
+
+
+class OnnxModel:
+    """An ONNX Runtime session over a verified ``model.onnx``.
+
+    Args:
+        path: the ONNX file.
+        expected_sha256: the hash pinned by the manifest; checked before the file is parsed.
+        threads: intra-op threads (pinned for deterministic timing; 1 leaves a core for the rest).
+    """
+
+    def __init__(self, path: Path, *, expected_sha256: str, threads: int = 1) -> None:
+        if not path.is_file():
+            raise ModelError(f"{path}: model file missing")
+        _check_not_pickle(path)
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise ModelIntegrityError(
+                f"{path}: sha256 {actual} does not match the manifest's {expected_sha256} (edited or corrupt model)"
+            )
+        import onnxruntime as ort  # lazy: keeps `import vinspect` light
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own untyped exceptions for bad graphs
+            raise ModelError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
+        self._check_contract(path)
+
+    def _check_contract(self, path: Path) -> None:
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "image" or inputs[0].type != "tensor(uint8)":
+            found = [(i.name, i.type) for i in inputs]
+            raise ModelError(f"{path}: graph must take one uint8 input 'image'; it takes {found}")
+        names = [o.name for o in self._session.get_outputs()]
+        if tuple(names) != _OUTPUTS:
+            raise ModelError(f"{path}: graph outputs must be {list(_OUTPUTS)}; found {names}")
+
+    def run(self, image: npt.NDArray[np.uint8]) -> RawOutput:
+        """Run one H×W×C uint8 image; raises ModelError if ONNX Runtime fails."""
+        try:
+            score, amap, probs = self._session.run(None, {"image": image})
+        except Exception as exc:  # ORT boundary: its exceptions are not a typed hierarchy
+            raise ModelError(f"inference failed: {exc}") from exc
+        return RawOutput(
+            score=float(np.asarray(score).reshape(-1)[0]),
+            anomaly_map=np.asarray(amap, dtype=np.float32),
+            defect_probs=np.asarray(probs, dtype=np.float32).reshape(-1),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bundle:
+    """A loaded, verified bundle: its manifest, its session and where it lives."""
+
+    path: Path
+    manifest: ModelManifest
+    model: OnnxModel
+
+    @property
+    def ref(self) -> ModelRef:
+        """The identity every inspection record carries."""
+        m = self.manifest
+        return ModelRef(name=m.name, version=m.version, sha256=m.sha256)
+
+
+def load_bundle(bundle_dir: Path, *, threads: int = 1) -> Bundle:
+    """Load and verify a bundle directory (manifest schema, sha256, graph contract).
+
+    Raises:
+        ModelError: missing/invalid manifest or model, incompatible graph.
+        ModelIntegrityError: sha256 mismatch, or a pickle where ONNX belongs.
+    """
+    if bundle_dir.is_file():
+        _check_not_pickle(bundle_dir)
+        raise ModelError(f"{bundle_dir}: expected a bundle directory (model.onnx + manifest.json), got a file")
+    if not bundle_dir.is_dir():
+        raise ModelError(f"{bundle_dir}: model bundle not found")
+    manifest = read_manifest(bundle_dir)
+    model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
+    if manifest.labels and manifest.task != "anomaly+classifier":
+        raise ModelError(f"{bundle_dir}: manifest lists defect labels but task is {manifest.task!r}")
+    logger.info("model loaded", extra={"model": manifest.name, "version": manifest.version})
+    return Bundle(path=bundle_dir, manifest=manifest, model=model)

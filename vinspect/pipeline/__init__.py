@@ -1,0 +1,1 @@
+"""Inline inspection: preprocess, infer, postprocess, decide, signal, record."""

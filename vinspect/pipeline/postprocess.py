@@ -1,0 +1,54 @@
+"""RawOutput -> Prediction: defect code, regions from the anomaly map. Pure."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vinspect.models.manifest import ModelManifest
+from vinspect.models.runtime import RawOutput
+from vinspect.types import ModelRef, Prediction, Region
+
+__all__ = ["to_prediction"]
+
+MAX_REGIONS = 16
+
+
+def to_prediction(
+    raw: RawOutput, *, manifest: ModelManifest, model: ModelRef, image_hw: tuple[int, int]
+) -> Prediction:
+    """Build the Prediction for an image of size ``image_hw`` (rows, cols).
+
+    The defect code is the most probable labelled class when the part scores at or above the
+    review threshold and the model has a defect-type head; otherwise ``"unknown_anomaly"`` for a
+    rejected part (the anomaly path caught something no label names) or None for a good one.
+    """
+    probs = {label: float(p) for label, p in zip(manifest.labels, raw.defect_probs, strict=False)}
+    rejected = math.isfinite(raw.score) and raw.score >= manifest.thresholds.review_at
+    code = None
+    if rejected:
+        code = max(probs, key=lambda k: probs[k]) if probs else "unknown_anomaly"
+    regions = _regions(raw.anomaly_map, level=manifest.thresholds.map_at, image_hw=image_hw, label=code or "anomaly")
+    return Prediction(model=model, score=raw.score, anomaly_map=raw.anomaly_map, regions=regions,
+                      defect_probs=probs, defect_code=code)
+
+
+def _regions(
+    amap: npt.NDArray[np.float32], *, level: float, image_hw: tuple[int, int], label: str
+) -> tuple[Region, ...]:
+    if amap.ndim != 2 or amap.size == 0 or not np.isfinite(amap).all():
+        return ()
+    mask = (amap >= level).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    sy, sx = image_hw[0] / amap.shape[0], image_hw[1] / amap.shape[1]
+    regions = []
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        peak = float(amap[y:y + h, x:x + w].max())
+        box = (int(x * sx), int(y * sy), math.ceil((x + w) * sx), math.ceil((y + h) * sy))
+        regions.append(Region(label=label, score=peak, box_xyxy=box, area_px=int(area * sx * sy)))
+    regions.sort(key=lambda r: r.score, reverse=True)
+    return tuple(regions[:MAX_REGIONS])

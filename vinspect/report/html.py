@@ -1,0 +1,125 @@
+"""The `vinspect eval --report` page: one self-contained HTML file (inline SVG and PNG, no
+scripts, no network), with the ROC curve, score histograms per class, and heatmap overlays of
+the worst cases (good parts scored highest, defects scored lowest)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vinspect.dataset.images import read_image
+from vinspect.errors import ImageDecodeError
+from vinspect.report.evaluate import Scored
+from vinspect.report.overlay import encode_png, render_overlay
+
+__all__ = ["write_report"]
+
+_W, _H, _PAD = 360, 240, 30
+_COLOURS = ("#2a9d8f", "#e76f51", "#264653", "#f4a261", "#8e44ad", "#e9c46a", "#6d597a", "#b5838d")
+
+
+def roc_points(good: npt.NDArray[np.float64], bad: npt.NDArray[np.float64]) -> list[tuple[float, float]]:
+    """(false-positive rate, true-positive rate) for every threshold, from (0,0) to (1,1)."""
+    thresholds = np.unique(np.concatenate([good, bad]))[::-1]
+    pts = [(0.0, 0.0)] + [(float((good >= t).mean()), float((bad >= t).mean())) for t in thresholds]
+    return [*pts, (1.0, 1.0)]
+
+
+def _svg_roc(good: npt.NDArray[np.float64], bad: npt.NDArray[np.float64]) -> str:
+    pts = roc_points(good, bad)
+    path = " ".join(f"{_PAD + x * (_W - 2 * _PAD):.1f},{_H - _PAD - y * (_H - 2 * _PAD):.1f}" for x, y in pts)
+    return (f'<svg width="{_W}" height="{_H}" role="img" aria-label="ROC curve">'
+            f'<rect x="{_PAD}" y="{_PAD}" width="{_W - 2 * _PAD}" height="{_H - 2 * _PAD}" fill="none" stroke="#999"/>'
+            f'<polyline points="{path}" fill="none" stroke="#e76f51" stroke-width="2"/>'
+            f'<text x="{_W / 2}" y="{_H - 5}" text-anchor="middle" font-size="11">false-reject rate (good parts)</text>'
+            f'<text x="10" y="{_H / 2}" font-size="11" transform="rotate(-90 10 {_H / 2})" text-anchor="middle">'
+            f"detection rate</text></svg>")
+
+
+def _svg_histograms(by_class: dict[str, list[float]], *, fail_at: float, review_at: float) -> str:
+    values = np.concatenate([np.array(v) for v in by_class.values()])
+    lo, hi = float(values.min()), float(values.max())
+    lo, hi = min(lo, review_at), max(hi, fail_at) + 1e-9
+    edges = np.linspace(lo, hi, 31)
+    counts = {k: np.histogram(v, bins=edges)[0] / max(len(v), 1) for k, v in by_class.items()}
+    top = max(float(c.max()) for c in counts.values()) or 1.0
+    sx = (_W * 2 - 2 * _PAD) / (hi - lo)
+    parts = []
+    for i, (label, c) in enumerate(counts.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        pts = " ".join(f"{_PAD + (edges[j] - lo) * sx:.1f},{_H - _PAD - c[j] / top * (_H - 2 * _PAD):.1f}"
+                       for j in range(len(c)))
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{_W * 2 - _PAD - 120}" y="{_PAD + 14 * i}" font-size="11" fill="{colour}">'
+                     f"{html.escape(label)} (n={len(by_class[label])})</text>")
+    for value, name in ((fail_at, "fail_at"), (review_at, "review_at")):
+        x = _PAD + (value - lo) * sx
+        parts.append(f'<line x1="{x:.1f}" y1="{_PAD}" x2="{x:.1f}" y2="{_H - _PAD}" stroke="#000" '
+                     f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{_H - _PAD - 4}" font-size="10">{name}</text>')
+    return (f'<svg width="{_W * 2}" height="{_H}" role="img" aria-label="score histograms">'
+            f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W * 2 - _PAD}" y2="{_H - _PAD}" stroke="#999"/>'
+            f'{"".join(parts)}<text x="{_W}" y="{_H - 5}" text-anchor="middle" font-size="11">'
+            f"score ({lo:.3g} .. {hi:.3g})</text></svg>")
+
+
+def _overlay_tag(item: Scored, *, level: float) -> str:
+    j = item.judgement
+    if j is None or j.prediction is None:
+        return ""
+    try:
+        image = read_image(item.sample.path)
+    except ImageDecodeError:
+        return ""
+    png = base64.b64encode(encode_png(render_overlay(image, j.prediction, level=level))).decode()
+    caption = (f"{html.escape(item.sample.path.name)} · {html.escape(item.sample.label)} · "
+               f"score {j.prediction.score:.4g} · {j.decision.verdict.value}")
+    return (f'<figure><img src="data:image/png;base64,{png}" width="220" alt="{caption}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def write_report(out_dir: Path, *, summary: dict[str, Any], scored: list[Scored], level: float, worst: int = 6) -> Path:
+    """Write ``out_dir/index.html`` and return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    usable = [s for s in scored if math.isfinite(s.score)]
+    good = np.array([s.score for s in usable if s.sample.is_good])
+    bad = np.array([s.score for s in usable if not s.sample.is_good])
+    by_class: dict[str, list[float]] = defaultdict(list)
+    for s in usable:
+        by_class[s.sample.label].append(s.score)
+    op = summary["operating_point"]
+    high_good = sorted((s for s in usable if s.sample.is_good), key=lambda s: -s.score)[:worst]
+    low_bad = sorted((s for s in usable if not s.sample.is_good), key=lambda s: s.score)[:worst]
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                   for k, v in summary.items() if not isinstance(v, dict | list))
+    classes = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.1%}</td></tr>"
+                      for k, v in summary["per_class_detection"].items())
+    body = [
+        f"<h1>Evaluation of {html.escape(summary['model']['name'])} {html.escape(summary['model']['version'])}</h1>",
+        f"<p>model sha256 <code>{summary['model']['sha256']}</code></p>",
+        f"<table>{rows}</table><h2>Detection per defect class (rejected at review_at)</h2><table>{classes}</table>",
+        _svg_roc(good, bad) if good.size and bad.size else "<p>ROC needs good and defective samples.</p>",
+        "<h2>Score histograms</h2>",
+        _svg_histograms(by_class, fail_at=op["fail_at"], review_at=op["review_at"]) if by_class else "",
+        "<h2>Good parts scored highest (false-reject risk)</h2>",
+        "<div class=g>" + "".join(_overlay_tag(s, level=level) for s in high_good) + "</div>",
+        "<h2>Defects scored lowest (escape risk)</h2>",
+        "<div class=g>" + "".join(_overlay_tag(s, level=level) for s in low_bad) + "</div>",
+    ]
+    page = ("<!doctype html><html><head><meta charset=utf-8><title>vinspect evaluation</title><style>"
+            "body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:left}"
+            ".g{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;font-size:11px;width:220px}"
+            "</style></head><body>" + "".join(body) + "</body></html>")
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,90 @@
+"""Process settings (environment ``VINSPECT_*``) and logging setup.
+
+Built once by the CLI and passed down; no module reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vinspect.errors import ConfigError
+
+__all__ = ["Settings", "configure_logging", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Where the station keeps its data and how its processes present themselves."""
+
+    model_config = SettingsConfigDict(env_prefix="VINSPECT_", env_file=".env", extra="forbid")
+
+    data_dir: Path = Path("vinspect-data")
+    database_url: str | None = Field(default=None, description="default: SQLite in data_dir")
+    station_file: Path | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8600, ge=1, le=65535)
+    api_allow_remote: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if not self.api_allow_remote and not _is_loopback(self.api_host):
+            raise ValueError(
+                f"api_host {self.api_host!r} is not a loopback address; put a TLS proxy in front and "
+                "set VINSPECT_API_ALLOW_REMOTE=true to bind it deliberately"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite:///<data_dir>/vinspect.db``."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'vinspect.db').resolve()}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment plus explicit overrides (None values ignored)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"settings (VINSPECT_* environment / .env): {problems}") from exc
+
+
+class _JsonFormatter(logging.Formatter):
+    _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "msg": record.getMessage()}
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self._SKIP})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
+    """Configure the root logger once (stderr), plain text or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(_JsonFormatter() if json_lines else logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
