@@ -20,19 +20,23 @@ from vinspect.camera.config import (
 from vinspect.camera.folder import FeedSource, FolderSource, ImageLibrary, Take, load_part_ids, takes_from
 from vinspect.camera.genicam import GenICamSource
 from vinspect.camera.overlay import OverlaySource
+from vinspect.camera.process import LibraryFactory, ProcessSource
+from vinspect.camera.process_config import ProcessSourceConfig
 from vinspect.camera.replay import ReplaySource
 from vinspect.camera.stats import FrameLedger, StateListener
 from vinspect.camera.supervisor import SupervisedSource
+from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
 from vinspect.errors import ConfigError
 
 __all__ = ["open_source"]
 
 
 def open_source(
-    config: SourceConfig,
+    config: SourceConfig | SyntheticSourceConfig | ProcessSourceConfig,
     *,
     source_id: str,
     library: ImageLibrary | None = None,
+    library_factory: LibraryFactory | None = None,
     listeners: tuple[StateListener, ...] = (),
 ) -> FrameSource:
     """Build the source for ``config``; enter it with ``with`` to start streaming.
@@ -46,8 +50,12 @@ def open_source(
     Raises:
         ConfigError: a folder-based kind without ``library``, or an unknown kind.
     """
+    if isinstance(config, ProcessSourceConfig):
+        return ProcessSource(config, source_id=source_id, library_factory=library_factory, listeners=listeners)
     if isinstance(config, GenICamSourceConfig):
         return _supervised(config, source_id=source_id, listeners=listeners)
+    if isinstance(config, SyntheticSourceConfig):
+        return SyntheticSource(config, source_id=source_id)
     if library is None:
         raise ConfigError(f"{source_id}: a {config.kind} source needs an image library (vinspect.dataset)")
     if isinstance(config, FolderSourceConfig):

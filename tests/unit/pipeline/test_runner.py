@@ -1,0 +1,252 @@
+"""inspect_frame and InspectionPipeline: one disposition per part, signalled at once (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vinspect.camera.base import OverflowPolicy
+from vinspect.models.registry import ModelRegistry
+from vinspect.pipeline.core import InspectContext, PartTicket, inspect_frame
+from vinspect.pipeline.fakes import FaultyModel, ScriptedSource, make_frame, with_model, write_golden_samples
+from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.record import ListSink, model_sha256_of
+from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
+from vinspect.pipeline.signals import RecordingSignaller
+from vinspect.pipeline.swap import Judge, RegistryWatch, unavailable_judge
+from vinspect.types import FrameFault, StationState, Verdict
+
+CTX = InspectContext(station_id="st1", deadline_ms=1000.0)
+
+
+def golden(bundle_dir: Path) -> Path:
+    write_golden_samples(bundle_dir, [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+                                      ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)])
+    return bundle_dir
+
+
+def judge_of(bundle_dir: Path) -> Judge:
+    gate = gate_bundle(golden(bundle_dir))
+    assert gate.bundle is not None, gate.reason
+    return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle), unavailable_reason=gate.reason)
+
+
+@pytest.mark.parametrize(("level", "verdict", "accept"),
+                         [(50, Verdict.PASS, True), (140, Verdict.REVIEW, False), (200, Verdict.FAIL, False)])
+def test_inspect_frame_signals_verdict_at_once(tiny_bundle, level: int, verdict: Verdict, accept: bool) -> None:
+    judge, sig = judge_of(tiny_bundle), RecordingSignaller()
+    ticket = PartTicket(part_seq=7, acquired_ns=CTX.clock())
+    insp = inspect_frame(make_frame(level), judge=judge, ctx=CTX, ticket=ticket, signaller=sig)
+    assert insp.decision.verdict is verdict and [s.accept for s in sig.signals] == [accept]
+    t = insp.timings
+    assert t.acquired_ns <= t.preprocessed_ns <= t.inferred_ns <= t.decided_ns <= t.signalled_ns
+    assert model_sha256_of(insp) == judge.bundle.manifest.sha256 and insp.part_seq == 7
+
+
+@pytest.mark.parametrize(("reason", "expected"), [("incomplete", "incomplete_frame"), ("gap", "missing_frame"),
+                                                  ("timeout", "missing_frame"), ("disconnected", "disconnected")])
+def test_inspect_frame_fault_is_fail_never_inferred(tiny_bundle, reason, expected) -> None:
+    fault = FrameFault(source_id="s", frame_id=3, reason=reason, at=datetime.now(UTC))
+    sig = RecordingSignaller()
+    insp = inspect_frame(fault, judge=judge_of(tiny_bundle), ctx=CTX,
+                         ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()), signaller=sig)
+    assert insp.decision.verdict is Verdict.FAIL and insp.decision.reasons == (expected,)
+    assert insp.prediction is None and sig.accepts == [] and model_sha256_of(insp)
+
+
+def test_inspect_frame_late_verdict_is_fail(tiny_bundle) -> None:
+    insp = inspect_frame(make_frame(10), judge=judge_of(tiny_bundle), ctx=InspectContext(station_id="s", deadline_ms=5),
+                         ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock() - 10_000_000),
+                         signaller=RecordingSignaller())
+    assert insp.decision.verdict is Verdict.FAIL and "late" in insp.decision.reasons
+
+
+def test_inspect_frame_signal_failure_is_recorded_not_raised(tiny_bundle) -> None:
+    sig = RecordingSignaller(fail_with=ConnectionError("plc gone"))
+    insp = inspect_frame(make_frame(10), judge=judge_of(tiny_bundle), ctx=CTX,
+                         ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()), signaller=sig)
+    assert insp.error is not None and "plc gone" in insp.error and insp.timings.signalled_ns == 0
+
+
+def wait_for(predicate, timeout_s: float = 10.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def run_pipeline(source, *, judge, config, sinks=(), watch=None, sig=None, during=None):
+    sig = sig or RecordingSignaller()
+    sink = ListSink()
+    pipe = InspectionPipeline(source, judge=judge, signaller=sig, sinks=[sink, *sinks], config=config, watch=watch)
+    with pipe:
+        if during is not None:
+            during(pipe)
+        assert pipe.wait(20)
+    return pipe, sig, sink
+
+
+def test_pipeline_every_part_once_and_books_close(tiny_bundle) -> None:
+    levels = [50, 140, 200] * 10
+    source = ScriptedSource([make_frame(v, frame_id=i) for i, v in enumerate(levels)])
+    pipe, sig, sink = run_pipeline(source, judge=judge_of(tiny_bundle), config=PipelineConfig(station_id="s"))
+    books = pipe.books.books()
+    assert (books.triggers, books.passed, books.review, books.failed_defect) == (30, 10, 10, 10)
+    assert books.discrepancy == 0 and [i.part_seq for i in sink.items] == list(range(30))
+    assert [s.part_seq for s in sig.signals] == list(range(30)) and len(sig.accepts) == 10
+    assert pipe.state.state is StationState.STOPPED and source.closed_count == 1 and sig.heartbeats >= 1
+    assert pipe.status().latency_ms["n"] == 30
+
+
+def test_pipeline_gated_out_rejects_everything(tiny_bundle) -> None:
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(5)])
+    states: list[StationState] = []
+    pipe = InspectionPipeline(source, judge=unavailable_judge("model refused: x"), signaller=RecordingSignaller(),
+                              sinks=[], config=PipelineConfig(station_id="s"))
+    pipe.state.listen(states.append)
+    with pipe:
+        assert pipe.state.state is StationState.PREOPERATIONAL and pipe.state.reason == "model refused: x"
+        assert pipe.wait(10)
+    assert pipe.books.books().failed_fault == {"model refused: x": 5}
+    assert states == [StationState.STOPPED]
+
+
+def test_pipeline_overflow_reject_signals_overflow(tiny_bundle) -> None:
+    judge = judge_of(tiny_bundle)
+    slow = Judge(bundle=with_model(judge.bundle, FaultyModel(judge.bundle.model, fault=lambda i: "sleep",
+                                                             sleep_s=0.05)), policy=judge.policy)
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(20)], period_s=0.002)
+    config = PipelineConfig(station_id="s", queue_size=1, overflow=OverflowPolicy.REJECT, deadline_ms=None)
+    pipe, sig, sink = run_pipeline(source, judge=slow, config=config)
+    books = pipe.books.books()
+    assert books.failed_fault.get("overflow", 0) > 5 and books.discrepancy == 0 and books.triggers == 20
+    assert sorted(i.part_seq for i in sink.items) == list(range(20))
+    assert all(not s.accept for s in sig.signals if "overflow" in s.reasons)
+
+
+def test_pipeline_consecutive_faults_degrade_then_recover(tiny_bundle) -> None:
+    now = datetime.now(UTC)
+    faults = [FrameFault(source_id="s", frame_id=i, reason="incomplete", at=now) for i in range(3)]
+    items = [*faults, make_frame(10, frame_id=3), make_frame(10, frame_id=4)]
+    sig = RecordingSignaller()
+    pipe, _, _ = run_pipeline(ScriptedSource(items), judge=judge_of(tiny_bundle), sig=sig,
+                              config=PipelineConfig(station_id="s", degraded_after_faults=3))
+    assert sig.states == [StationState.OPERATIONAL, StationState.DEGRADED, StationState.OPERATIONAL,
+                          StationState.STOPPED]
+    assert pipe.books.extras.alarms == 1 and pipe.books.books().failed_fault == {"incomplete_frame": 3}
+
+
+def test_pipeline_hot_swap_between_parts(tmp_path, tiny_bundle_factory) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    v1 = golden(tiny_bundle_factory())
+    v2 = golden(tiny_bundle_factory(labels=("spot",)))
+    manifest = json.loads((v2 / "manifest.json").read_text())
+    (v2 / "manifest.json").write_text(json.dumps(manifest | {"version": "2"}))
+    registry.install(v1, activate=True)
+    registry.install(v2)
+    judge = judge_of(registry.resolve("tiny"))
+    gate = threading.Event()
+    gate.set()
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(40)], period_s=0.005, gate=gate)
+
+    def activate_midway(pipe: InspectionPipeline) -> None:
+        wait_for(lambda: pipe.books.books().triggers >= 10)
+        gate.clear()  # the line pauses (reads time out) while the new version is gated
+        registry.activate("tiny", "2")
+        time.sleep(1.0)
+        gate.set()
+
+    config = PipelineConfig(station_id="s", swap_poll_s=0.02, degraded_after_faults=1000)
+    pipe, sig, sink = run_pipeline(source, judge=judge, config=config, during=activate_midway,
+                                   watch=RegistryWatch(registry, "tiny", current="1"))
+    shas = [model_sha256_of(i) for i in sink.items]
+    assert [i.part_seq for i in sink.items] == list(range(40)) and len(sig.signals) == 40
+    assert shas[0] == judge.bundle.manifest.sha256 and shas[-1] == manifest["sha256"]
+    switch = shas.index(manifest["sha256"])
+    assert set(shas[:switch]) == {shas[0]} and set(shas[switch:]) == {shas[-1]} and pipe.books.extras.swaps == 1
+
+
+def test_pipeline_hot_swap_refuses_bad_model(tmp_path, tiny_bundle_factory) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    v1 = golden(tiny_bundle_factory())
+    v2 = tiny_bundle_factory(labels=("spot",))  # no golden samples: refused
+    (v2 / "manifest.json").write_text(json.dumps(json.loads((v2 / "manifest.json").read_text()) | {"version": "2"}))
+    registry.install(v1, activate=True)
+    registry.install(v2, activate=False)
+    judge = judge_of(registry.resolve("tiny"))
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(30)], period_s=0.005)
+    def activate_and_wait(pipe: InspectionPipeline) -> None:
+        registry.activate("tiny", "2")
+        wait_for(lambda: pipe.books.extras.swaps_refused == 1)
+
+    pipe, _, sink = run_pipeline(source, judge=judge, config=PipelineConfig(station_id="s", swap_poll_s=0.01),
+                                 watch=RegistryWatch(registry, "tiny", current="1"), during=activate_and_wait)
+    assert {model_sha256_of(i) for i in sink.items} == {judge.bundle.manifest.sha256}
+    assert pipe.books.extras.swaps_refused == 1 and pipe.books.extras.alarms >= 1
+
+
+class BrokenSink:
+    name = "store"
+
+    def __init__(self, *, fail_from: int) -> None:
+        self.fail_from, self.written = fail_from, 0
+
+    def write(self, inspection) -> None:
+        if inspection.part_seq >= self.fail_from:
+            raise OSError(28, "No space left on device")
+        self.written += 1
+
+
+def test_pipeline_critical_sink_failure_stops_the_line(tiny_bundle) -> None:
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(40)], period_s=0.005)
+    sig = RecordingSignaller()
+    other = ListSink(name="other")
+    config = PipelineConfig(station_id="s", critical_sinks=frozenset({"store"}))
+    pipe, sig, _sink = run_pipeline(source, judge=judge_of(tiny_bundle), sig=sig, config=config,
+                                   sinks=[BrokenSink(fail_from=10), other])
+    books = pipe.books.books()
+    assert books.discrepancy == 0 and books.failed_fault.get("store_unavailable", 0) > 0
+    assert len(other.items) == 40 and pipe.books.extras.sink_errors["store"] >= 1
+    first_stop = min(s.part_seq for s in sig.signals if "store_unavailable" in s.reasons)
+    assert all(not s.accept for s in sig.signals if s.part_seq >= first_stop)
+    assert StationState.ERROR in sig.states
+
+
+def test_synthetic_source_labels_count_and_faults() -> None:
+    from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+    from vinspect.types import Frame
+
+    config = SyntheticSourceConfig(count=12, size_px=32, defect_rate=0.5, incomplete_rate=0.25, distinct_parts=4)
+    with SyntheticSource(config, source_id="syn") as source:
+        items = [source.read(timeout_s=0.1) for _ in range(12)]
+        assert source.read(timeout_s=0.1) is None
+    frames_ = [i for i in items if isinstance(i, Frame)]
+    assert {f.origin for f in frames_} == {"synthetic"} and all(not f.image.flags.writeable for f in frames_)
+    assert {f.label for f in frames_} <= {"good", *config.kinds} and len({f.label for f in frames_}) >= 2
+    assert [i.frame_id for i in items] == list(range(12))
+    assert any(isinstance(i, FrameFault) and i.reason == "incomplete" for i in items)
+
+
+def test_synthetic_source_paces_triggers_and_unplugs() -> None:
+    from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+
+    with SyntheticSource(SyntheticSourceConfig(fps=100, size_px=32), source_id="syn") as source:
+        start = time.monotonic()
+        for _ in range(5):
+            source.read(timeout_s=0.5)
+        assert time.monotonic() - start >= 0.035
+        source.unplug()
+        fault = source.read(timeout_s=0.5)
+        source.replug()
+        assert isinstance(fault, FrameFault) and fault.reason == "disconnected" and fault.frame_id == 5
+        assert source.read(timeout_s=0.5).frame_id == 6  # type: ignore[union-attr]
+    slow = SyntheticSource(SyntheticSourceConfig(fps=1, size_px=32))
+    with slow:
+        slow.read(timeout_s=0.01)
+        assert slow.read(timeout_s=0.01).reason == "timeout"  # type: ignore[union-attr]

@@ -1,0 +1,210 @@
+"""``vinspect run``: the station runtime (camera → verdict → signal → record).
+
+The composition root for the line: it loads the station file, gates the model, builds the
+source, the signaller and the sinks, runs the pipeline until SIGTERM/SIGINT, ``--duration-s``,
+``--max-parts`` or the end of a finite source, then prints the closing books as JSON. Signal
+handlers are installed here and only here (library code never installs them). Books carry over
+a restart: with a ``jsonl`` sink the previous records are recounted first (torn lines skipped).
+
+Exit codes: 0 books closed; 1 books did not close; 3 the model never passed the gate (the
+station stayed PREOPERATIONAL and rejected every part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from vinspect.camera.base import FrameSource
+from vinspect.errors import ConfigError
+from vinspect.models.registry import ModelRegistry
+from vinspect.pipeline.books import BookKeeper
+from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.record import InspectionSink, JsonlSink, recover_books
+from vinspect.pipeline.runner import InspectionPipeline
+from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
+from vinspect.pipeline.status import StatusFile
+from vinspect.pipeline.swap import Judge, ModelWatch, RegistryWatch, unavailable_judge
+from vinspect.settings import Settings, load_settings
+from vinspect.station import (
+    JsonlSinkConfig,
+    LogSignalConfig,
+    ModbusSignalConfig,
+    ModelByName,
+    MqttSignalConfig,
+    NullSignalConfig,
+    StationConfig,
+    StoreSinkConfig,
+    load_station,
+)
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``run``."""
+    run = sub.add_parser("run", help="run the inspection station described by a station file")
+    run.add_argument("--station", type=Path, required=True, help="station YAML (see deploy/config)")
+    run.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
+    run.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
+    run.set_defaults(handler=_run)
+
+
+def _judge(station: StationConfig, data_dir: Path) -> tuple[Judge, ModelWatch | None]:
+    spec, p = station.model, station.policy
+    watch: ModelWatch | None = None
+    if isinstance(spec, ModelByName):
+        registry = ModelRegistry(data_dir / "models")
+        version = spec.version
+        gate = gate_bundle(lambda: registry.resolve(spec.name, version), require_golden=p.require_golden,
+                           threads=station.ort_threads)
+        if version == "active":
+            watch = RegistryWatch(registry, spec.name, current=registry.active_version(spec.name))
+    else:
+        gate = gate_bundle(spec.path, require_golden=p.require_golden, threads=station.ort_threads)
+    if gate.bundle is None:
+        return unavailable_judge(gate.reason), watch
+    overrides = station.pipeline_config().overrides
+    return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle, overrides), unavailable_reason=gate.reason), watch
+
+
+def _source(station: StationConfig) -> FrameSource:
+    config = station.source
+    from vinspect.camera.factory import open_source
+    from vinspect.cli.camera import dataset_library
+
+    library = None if config.kind in ("genicam", "synthetic", "process") else dataset_library()
+    return open_source(config, source_id=station.station_id, library=library, library_factory=dataset_library)
+
+
+def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack) -> Signaller:
+    cfg = station.signal
+    if isinstance(cfg, NullSignalConfig):
+        return NullSignaller()
+    if isinstance(cfg, LogSignalConfig):
+        return LogSignaller()
+    if isinstance(cfg, ModbusSignalConfig):
+        from vinspect.pipeline.signals.modbus import ModbusSignaller
+
+        return stack.enter_context(ModbusSignaller(cfg.host, port=cfg.port, unit_id=cfg.unit_id, base=cfg.base,
+                                                   timeout_s=cfg.timeout_s, defect_codes=cfg.defect_codes))
+    if isinstance(cfg, MqttSignalConfig):
+        from vinspect.pipeline.signals.mqtt import MqttSignaller
+
+        return stack.enter_context(MqttSignaller(cfg.host, port=cfg.port, station_id=station.station_id,
+                                                 topic_prefix=cfg.topic_prefix, keepalive_s=cfg.keepalive_s))
+    from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, LineOutputs
+
+    outputs = getattr(source, "line_outputs", None)
+    if not callable(outputs):
+        raise ConfigError(f"signal.kind camera_output: source {station.source.kind!r} exposes no camera outputs")
+    lines: LineOutputs = outputs()
+    return CameraOutputSignaller(lines, accept_output=cfg.accept_output, heartbeat_output=cfg.heartbeat_output,
+                                 pulse_ms=cfg.pulse_ms)
+
+
+def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -> InspectionSink:
+    from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, upgrade
+
+    engine = make_engine(settings.resolved_database_url)
+    stack.callback(engine.dispose)
+    upgrade(engine)
+    sink = StoreSink(engine, EvidenceStore(settings.data_dir / "evidence"),
+                     defaults=NcrDefaults(**cfg.product.model_dump()), ncr_on_review=cfg.ncr_on_review)
+    return stack.enter_context(sink)
+
+
+def _sinks(station: StationConfig, settings: Settings, *, stack: ExitStack) -> tuple[list[InspectionSink], Path | None]:
+    sinks: list[InspectionSink] = []
+    jsonl: Path | None = None
+    for cfg in station.sinks:
+        if isinstance(cfg, JsonlSinkConfig):
+            jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
+            sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
+        else:
+            sinks.append(_store_sink(cfg, settings, stack=stack))
+    return sinks, jsonl
+
+
+def _install_stop_handlers(stop: threading.Event, stack: ExitStack) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.signal(signum, handler)
+        stack.callback(signal.signal, signum, previous)
+
+
+def _wait(pipeline: InspectionPipeline, stop: threading.Event, *, duration_s: float | None) -> None:
+    end = None if duration_s is None else time.monotonic() + duration_s
+    while not stop.is_set() and not pipeline.wait(0.1):
+        if end is not None and time.monotonic() >= end:
+            return
+
+
+def _run(args: argparse.Namespace) -> int:
+    station = load_station(args.station)
+    settings = load_settings(data_dir=args.data_dir)
+    stop = threading.Event()
+    with ExitStack() as stack:
+        _install_stop_handlers(stop, stack)
+        judge, watch = _judge(station, settings.data_dir)
+        if judge.bundle is None:
+            sys.stderr.write(f"station {station.station_id} stays PREOPERATIONAL: {judge.unavailable_reason}\n")
+        sinks, jsonl = _sinks(station, settings, stack=stack)
+        opening, next_seq, torn = recover_books(jsonl) if jsonl else (None, 0, 0)
+        if torn:
+            sys.stderr.write(f"{jsonl}: skipped {torn} torn record line(s) from an interrupted run\n")
+        source = _source(station)
+        pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
+                                      sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
+                                      watch=watch, books=BookKeeper(opening=opening))
+        stack.enter_context(StatusFile(settings.data_dir / "status.json", snapshot=pipeline.status))
+        _serve_metrics(station, pipeline, stack=stack)
+        pipeline.start(first_part_seq=next_seq)
+        stack.callback(pipeline.stop)
+        _wait(pipeline, stop, duration_s=args.duration_s)
+    status = pipeline.status()
+    sys.stdout.write(json.dumps(status.to_dict() | {"books_reconciled": status.books.discrepancy == 0}) + "\n")
+    if judge.bundle is None:
+        return 3
+    return 0 if status.books.discrepancy == 0 else 1
+
+
+def _serve_metrics(station: StationConfig, pipeline: InspectionPipeline, *, stack: ExitStack) -> None:
+    if station.metrics_port is None:
+        return
+    from vinspect.pipeline.metrics import make_registry, serve_metrics
+
+    server = serve_metrics(make_registry(pipeline.status), port=station.metrics_port)
+    stack.callback(server.shutdown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vinspect.cli.station run ...``: the same command without the full CLI."""
+    from vinspect.errors import VinspectError
+    from vinspect.settings import configure_logging
+
+    parser = argparse.ArgumentParser(prog="vinspect")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    configure_logging(level=args.log_level, json_lines=False)
+    try:
+        return int(args.handler(args))
+    except VinspectError as exc:
+        sys.stderr.write(f"vinspect {args.command}: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

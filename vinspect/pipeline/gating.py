@@ -1,0 +1,187 @@
+"""Start-up gating, the golden self-test and the station state machine.
+
+A station becomes OPERATIONAL only with a model that loaded and verified (manifest schema,
+sha256, graph contract) **and** judged every golden sample carried in its bundle as expected.
+Anything else keeps it PREOPERATIONAL with the reason visible in the status; the line output
+stays reject because nothing is ever accepted without a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vinspect.errors import ModelError, StateError
+from vinspect.models.runtime import Bundle, load_bundle
+from vinspect.pipeline.decide import DecisionPolicy
+from vinspect.pipeline.judge import judge_image
+from vinspect.types import StationState, Verdict
+
+__all__ = ["GateResult", "PolicyOverrides", "StationStateMachine", "gate_bundle", "policy_for", "self_test"]
+
+logger = logging.getLogger(__name__)
+
+S = StationState
+_ALLOWED: dict[StationState, frozenset[StationState]] = {
+    S.PREOPERATIONAL: frozenset({S.OPERATIONAL, S.ERROR, S.STOPPED}),
+    S.OPERATIONAL: frozenset({S.DEGRADED, S.ERROR, S.STOPPED}),
+    S.DEGRADED: frozenset({S.OPERATIONAL, S.ERROR, S.STOPPED}),
+    S.ERROR: frozenset({S.PREOPERATIONAL, S.STOPPED}),
+    S.STOPPED: frozenset(),
+}
+GOLDEN_SCORE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyOverrides:
+    """Station-file overrides of the bundle's thresholds (None keeps the bundle's value)."""
+
+    fail_at: float | None = None
+    review_at: float | None = None
+    on_error: str = "FAIL"
+
+
+def policy_for(bundle: Bundle, overrides: PolicyOverrides | None = None) -> DecisionPolicy:
+    """The decision policy for a bundle; its id names the model and pins its sha256."""
+    o = overrides or PolicyOverrides()
+    t, m = bundle.manifest.thresholds, bundle.manifest
+    return DecisionPolicy(fail_at=t.fail_at if o.fail_at is None else o.fail_at,
+                          review_at=t.review_at if o.review_at is None else o.review_at,
+                          policy_id=f"{m.name}@{m.version}/sha256:{m.sha256}", on_error=Verdict(o.on_error))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateResult:
+    """Outcome of gating: the bundle when it may run, else the reason it may not."""
+
+    bundle: Bundle | None
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the bundle passed every check."""
+        return self.bundle is not None
+
+
+def self_test(bundle: Bundle, *, require_golden: bool = True) -> str | None:
+    """Judge every golden sample with the bundle's own thresholds; None when all agree.
+
+    Returns:
+        The first problem found (missing samples, unreadable file, wrong verdict, score drift).
+    """
+    samples = bundle.manifest.golden_samples
+    if not samples:
+        return "bundle carries no golden samples" if require_golden else None
+    policy = policy_for(bundle)
+    for sample in samples:
+        image = cv2.imread(str(bundle.path / sample.file), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            return f"golden sample {sample.file} missing or unreadable"
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        pixels = cast("npt.NDArray[np.uint8] | npt.NDArray[np.uint16]", np.ascontiguousarray(image))
+        fmt = "Mono16" if pixels.dtype == np.uint16 else "Mono8"
+        judged = judge_image(pixels, bundle=bundle, policy=policy, pixel_format=fmt)
+        got = str(judged.decision.verdict)
+        if got != sample.expect:
+            return f"golden sample {sample.file}: expected {sample.expect}, model says {got}"
+        score = judged.prediction.score if judged.prediction else float("nan")
+        if not abs(score - sample.score) <= GOLDEN_SCORE_TOLERANCE:
+            return f"golden sample {sample.file}: score {score:.6f} drifted from {sample.score:.6f}"
+    return None
+
+
+def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool = True,
+                threads: int = 1) -> GateResult:
+    """Load, verify and self-test a bundle; never raises for a bad model.
+
+    Args:
+        bundle_dir: the bundle folder, or a resolver (e.g. the registry's ACTIVE) whose
+            ModelError is reported as the reason.
+        require_golden: a bundle without golden samples fails the gate.
+        threads: ONNX Runtime intra-op threads.
+    """
+    try:
+        path = bundle_dir() if callable(bundle_dir) else bundle_dir
+        bundle = load_bundle(path, threads=threads)
+    except ModelError as exc:
+        return GateResult(bundle=None, reason=f"model refused: {exc}")
+    problem = self_test(bundle, require_golden=require_golden)
+    if problem is not None:
+        return GateResult(bundle=None, reason=f"golden self-test failed: {problem}")
+    m = bundle.manifest
+    return GateResult(bundle=bundle, reason=f"model {m.name}@{m.version} verified, golden self-test passed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """One state change, with why and when."""
+
+    state: StationState
+    reason: str
+    at: datetime
+
+
+class StationStateMachine:
+    """The station's lifecycle with allowed transitions; listeners hear every change.
+
+    Listeners run on the thread that made the transition and must not block (the Modbus
+    signaller writes its ``station_state`` register from one).
+    """
+
+    def __init__(self, station_id: str, *, reason: str = "starting") -> None:
+        self.station_id = station_id
+        self._lock = threading.Lock()
+        self._current = Transition(state=S.PREOPERATIONAL, reason=reason, at=datetime.now(UTC))
+        self._listeners: list[Callable[[StationState], None]] = []
+
+    @property
+    def state(self) -> StationState:
+        return self._current.state
+
+    @property
+    def reason(self) -> str:
+        return self._current.reason
+
+    @property
+    def current(self) -> Transition:
+        return self._current
+
+    def listen(self, listener: Callable[[StationState], None]) -> None:
+        """Call ``listener(state)`` after every transition."""
+        self._listeners.append(listener)
+
+    def enter(self, to: StationState, *, reason: str) -> None:
+        """Move to ``to``; same-state calls only update the reason.
+
+        Raises:
+            StateError: the transition is not allowed (e.g. ERROR -> OPERATIONAL).
+        """
+        with self._lock:
+            if to is self._current.state:
+                self._current = Transition(state=to, reason=reason, at=self._current.at)
+                return
+            if to not in _ALLOWED[self._current.state]:
+                raise StateError(f"{self.station_id}: {self._current.state} -> {to} not allowed")
+            self._current = Transition(state=to, reason=reason, at=datetime.now(UTC))
+        level = logging.WARNING if to in (S.DEGRADED, S.ERROR) else logging.INFO
+        logger.log(level, "station %s: %s (%s)", self.station_id, to, reason)
+        for listener in self._listeners:
+            listener(to)
+
+    def try_enter(self, to: StationState, *, reason: str) -> bool:
+        """Like :meth:`enter` but returns False instead of raising for a refused transition."""
+        try:
+            self.enter(to, reason=reason)
+        except StateError:
+            return False
+        return True

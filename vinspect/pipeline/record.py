@@ -1,0 +1,189 @@
+"""Where inspections go after the line has been told: the InspectionSink protocol and sinks.
+
+Sinks run on the record thread, never on the inspection thread, each isolated from the others
+(see :mod:`vinspect.pipeline.runner`). ``JsonlSink`` appends and flushes one line per
+inspection, so a SIGKILL loses at most the line being written; :func:`recover_books` recounts
+the books from such a file and skips a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol, Self
+
+from vinspect.pipeline.books import BookKeeper
+from vinspect.types import Books, Decision, Inspection, Verdict
+
+__all__ = [
+    "InspectionSink",
+    "JsonlSink",
+    "ListSink",
+    "NullSink",
+    "inspection_to_dict",
+    "model_sha256_of",
+    "recover_books",
+]
+
+logger = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+
+
+class InspectionSink(Protocol):
+    """Receives every inspection once, after the line was signalled."""
+
+    name: str
+
+    def write(self, inspection: Inspection) -> None:
+        """Persist or forward one inspection; raising marks this sink failed for this part."""
+        ...
+
+
+class NullSink:
+    """Discards everything."""
+
+    name = "null"
+
+    def write(self, inspection: Inspection) -> None:
+        return None
+
+
+@dataclass
+class ListSink:
+    """The fake sink: keeps every inspection in memory (tests, notebooks)."""
+
+    name: str = "list"
+    items: list[Inspection] = field(default_factory=list)
+
+    def write(self, inspection: Inspection) -> None:
+        self.items.append(inspection)
+
+
+def model_sha256_of(inspection: Inspection) -> str | None:
+    """The sha256 of the model in force for this part, also when inference produced nothing.
+
+    The runner writes ``<name>@<version>/sha256:<hex>`` into every decision's ``policy_id``, so
+    a fault record still names the model that was loaded.
+    """
+    if inspection.prediction is not None:
+        return inspection.prediction.model.sha256
+    _, sep, sha = inspection.decision.policy_id.partition("/sha256:")
+    return sha if sep else None
+
+
+def _decision_dict(decision: Decision) -> dict[str, Any]:
+    return {"verdict": str(decision.verdict), "reasons": list(decision.reasons),
+            "policy_id": decision.policy_id, "fail_at": decision.fail_at, "review_at": decision.review_at}
+
+
+def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
+    """A JSON-ready record (no pixels): ids, frame metadata, verdict, score, model, timings."""
+    frame, pred, t = inspection.frame, inspection.prediction, inspection.timings
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "inspection_id": inspection.inspection_id,
+        "station_id": inspection.station_id,
+        "part_seq": inspection.part_seq,
+        "frame": None if frame is None else {
+            "source_id": frame.source_id, "frame_id": frame.frame_id, "origin": frame.origin,
+            "captured_at": frame.captured_at.isoformat(), "pixel_format": frame.pixel_format,
+            "shape": list(frame.image.shape), "part_id": frame.part_id, "label": frame.label},
+        **_decision_dict(inspection.decision),
+        "score": None if pred is None else pred.score,
+        "defect_code": None if pred is None else pred.defect_code,
+        "model_sha256": model_sha256_of(inspection),
+        "model": None if pred is None else {"name": pred.model.name, "version": pred.model.version},
+        "timings_ns": {"triggered": t.triggered_ns, "acquired": t.acquired_ns, "preprocessed": t.preprocessed_ns,
+                       "inferred": t.inferred_ns, "decided": t.decided_ns, "signalled": t.signalled_ns},
+        "error": inspection.error,
+    }
+
+
+class JsonlSink:
+    """Appends one JSON line per inspection, unbuffered, before returning (optionally fsynced).
+
+    Writes go straight to the file (no userspace buffer), so a failed write (disk full) leaves
+    nothing pending to fail again at close; the next write starts on a fresh line, so a torn
+    fragment never merges with a good record.
+
+    Args:
+        path: the file; its folder is created. Opened in append mode on first use.
+        name: sink name for counters and logs.
+        fsync: also ``os.fsync`` every line (durable against power loss, slower).
+    """
+
+    def __init__(self, path: Path, *, name: str = "jsonl", fsync: bool = False) -> None:
+        self.name = name
+        self.path = path
+        self._fsync = fsync
+        self._fh: BinaryIO | None = None
+        self._torn = False
+        self._lock = threading.Lock()
+
+    def write(self, inspection: Inspection) -> None:
+        line = json.dumps(inspection_to_dict(inspection), separators=(",", ":"), allow_nan=False) + "\n"
+        data = line.encode("utf-8")
+        with self._lock:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("ab", buffering=0)
+            if self._torn:
+                data = b"\n" + data
+            self._torn = True  # until the whole line is down
+            view = memoryview(data)
+            while view:
+                written = self._fh.write(view)
+                if not written:
+                    raise OSError(f"{self.path}: short write")
+                view = view[written:]
+            self._torn = False
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Close the file (a later write reopens it)."""
+        with self._lock:
+            if self._fh is not None:
+                fh, self._fh = self._fh, None
+                fh.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def recover_books(path: Path) -> tuple[Books, int, int]:
+    """Recount the books from a JSONL record file, e.g. after a SIGKILL.
+
+    Returns:
+        (books, next part_seq, torn lines skipped). Every complete record is one trigger with
+        one disposition, so the recovered books close by construction; a torn line (the write a
+        kill interrupted) is counted and skipped, never guessed.
+    """
+    keeper = BookKeeper()
+    next_seq, torn = 0, 0
+    if not path.is_file():
+        return keeper.books(), next_seq, torn
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+                verdict, reasons = Verdict(rec["verdict"]), tuple(rec["reasons"])
+                seq = int(rec["part_seq"])
+            except (ValueError, KeyError, TypeError):
+                torn += 1
+                logger.warning("skipping a torn or invalid record line", extra={"path": str(path)})
+                continue
+            keeper.trigger()
+            keeper.settle(verdict=verdict, reasons=reasons)
+            next_seq = max(next_seq, seq + 1)
+    return keeper.books(), next_seq, torn

@@ -1,0 +1,378 @@
+"""InspectionPipeline: acquisition, inspection and recording threads around the sync core.
+
+```
+acquire thread ──bounded queue (OverflowPolicy)──▶ inspect thread ──record queue──▶ record thread
+source.read → Frame | FrameFault                    judge → SIGNAL at once          sinks, each isolated
+```
+
+* Every part gets exactly one disposition. A frame, or a fault standing for a part, is booked
+  as a trigger when read and settled when its verdict is signalled. Under ``REJECT``
+  (triggered lines) a frame that cannot be queued, and under ``DROP_OLDEST`` the frame pushed
+  out, is signalled at once as FAIL ``overflow``; ``BLOCK`` (folder, replay) loses nothing.
+* Timeouts and disconnects stand for parts only on a triggered source (``faults_are_parts``,
+  default: overflow is REJECT); elsewhere they are source faults: counted, alarmed, not parts.
+* N consecutive faults → DEGRADED + alarm; a valid part → OPERATIONAL again. A critical sink
+  failing stops the line: ERROR, and every later part FAILs ``store_unavailable``.
+* The heartbeat is driven by the inspection loop itself, so a stalled loop stops it (F5).
+* Hot swap: a watcher thread gates a newly activated model; the inspection thread takes it
+  between two parts (:mod:`vinspect.pipeline.swap`).
+
+Departure from architecture §1: the thread-free core ``inspect_frame`` lives in
+:mod:`vinspect.pipeline.core` (re-exported here) so each module stays under 400 lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from vinspect.camera.base import FrameSource, OverflowPolicy
+from vinspect.errors import CameraError
+from vinspect.pipeline.books import BookKeeper
+from vinspect.pipeline.core import SIGNAL_ERROR_PREFIX, InspectContext, PartTicket, inspect_frame
+from vinspect.pipeline.gating import PolicyOverrides, StationStateMachine, gate_bundle, policy_for
+from vinspect.pipeline.record import InspectionSink
+from vinspect.pipeline.signals.base import LockedSignaller, Signaller
+from vinspect.pipeline.status import PipelineStatus
+from vinspect.pipeline.swap import Judge, ModelWatch
+from vinspect.types import Frame, FrameFault, Inspection, StationState
+
+__all__ = ["InspectionPipeline", "PipelineConfig", "inspect_frame"]
+
+logger = logging.getLogger(__name__)
+
+S = StationState
+_GOOD = frozenset({"pass", "review", "defect"})
+Entry = tuple[Frame | FrameFault, PartTicket]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineConfig:
+    """How the station runs; see the module docstring for the policies."""
+
+    station_id: str
+    deadline_ms: float | None = 150.0
+    queue_size: int = 8
+    overflow: OverflowPolicy = OverflowPolicy.BLOCK
+    read_timeout_s: float = 0.2
+    heartbeat_ms: int = 100
+    degraded_after_faults: int = 5
+    record_queue_size: int = 1024
+    faults_are_parts: bool | None = None
+    max_parts: int | None = None
+    critical_sinks: frozenset[str] = frozenset()
+    overrides: PolicyOverrides = field(default_factory=PolicyOverrides)
+    require_golden: bool = True
+    swap_poll_s: float = 0.5
+    ort_threads: int = 1
+
+
+class InspectionPipeline:
+    """The station loop. Use as a context manager, or ``start()`` then ``stop()``.
+
+    Args:
+        source: the frame source (entered by ``start``, exited by ``stop``).
+        judge: the gated model and policy, or an unavailable judge (every part FAILs).
+        signaller: the line output (calls are serialised by the pipeline).
+        sinks: record sinks, isolated from each other and from the line.
+        config: station settings.
+        watch: tells the pipeline about a newly activated model version (hot swap).
+        books: opening books (e.g. recovered after a restart); a fresh keeper by default.
+    """
+
+    def __init__(self, source: FrameSource, *, judge: Judge, signaller: Signaller, sinks: Sequence[InspectionSink],
+                 config: PipelineConfig, watch: ModelWatch | None = None, books: BookKeeper | None = None) -> None:
+        self.config = config
+        self.books = books or BookKeeper()
+        self.state = StationStateMachine(config.station_id, reason=judge.unavailable_reason)
+        self._source, self._judge, self._pending, self._watch = source, judge, judge, watch
+        self._signaller = LockedSignaller(signaller)
+        self._sinks = tuple(sinks)
+        self._ctx = InspectContext(station_id=config.station_id, deadline_ms=config.deadline_ms)
+        self._frames: queue.Queue[Entry | None] = queue.Queue(maxsize=config.queue_size)
+        self._records: queue.Queue[Inspection | None] = queue.Queue(maxsize=config.record_queue_size)
+        self._stop, self._finished, self._line_stop = threading.Event(), threading.Event(), threading.Event()
+        self._health_lock = threading.Lock()
+        self._consecutive_faults = 0
+        self._next_seq = 0
+        self._admitted = 0
+        self._threads: list[threading.Thread] = []
+        self.state.listen(self._publish_state)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, *, first_part_seq: int = 0) -> None:
+        """Open the source, enter OPERATIONAL (with a gated model) and start the threads."""
+        self._next_seq = first_part_seq
+        self._source.__enter__()
+        if self._judge.bundle is not None:
+            self.state.enter(S.OPERATIONAL, reason=self._judge.unavailable_reason)
+        else:
+            self._alarm(f"not operational: {self._judge.unavailable_reason}")
+        targets = [("acquire", self._acquire_loop), ("inspect", self._inspect_loop), ("record", self._record_loop)]
+        if self._watch is not None:
+            targets.append(("swap", self._swap_loop))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=f"vinspect-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the source is exhausted or ``max_parts`` were taken; True if so."""
+        return self._finished.wait(timeout_s)
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        """Stop acquiring, drain every queued part (each still gets its disposition), flush the
+        sinks that have ``flush()``, close the source, enter STOPPED. Closing sinks is the owner's job."""
+        if self.state.state is S.STOPPED:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            if thread.name != "vinspect-swap":
+                thread.join(timeout=timeout_s)
+        try:
+            self._source.__exit__(None, None, None)
+        except Exception:  # shutdown boundary: closing a broken camera must not lose the books
+            logger.exception("closing the source failed")
+        self._flush_sinks()
+        last = self.state.current
+        why = "stopped" if last.state is S.OPERATIONAL else f"stopped (was {last.state}: {last.reason})"
+        self.state.try_enter(S.STOPPED, reason=why)
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+
+    def _flush_sinks(self) -> None:
+        for sink in self._sinks:
+            flush = getattr(sink, "flush", None)
+            if not callable(flush):
+                continue
+            try:
+                flush()
+            except Exception:  # sink boundary at shutdown: counted and logged, the books stay intact
+                self.books.count("sink_errors", key=sink.name)
+                logger.exception("sink flush failed", extra={"sink": sink.name})
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- acquisition
+
+    def _is_part(self, item: FrameFault) -> bool:
+        if item.reason in ("incomplete", "gap"):
+            return True
+        if self.config.faults_are_parts is not None:
+            return self.config.faults_are_parts
+        return self.config.overflow is OverflowPolicy.REJECT
+
+    def _acquire_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self.config.max_parts is not None and self._admitted >= self.config.max_parts:
+                    break
+                try:
+                    item = self._source.read(timeout_s=self.config.read_timeout_s)
+                except CameraError as exc:  # an unsupervised source lost its device: keep trying
+                    self._source_fault(f"camera_error:{type(exc).__name__}", detail=str(exc))
+                    self._stop.wait(self.config.read_timeout_s)
+                    continue
+                if item is None:
+                    break
+                if isinstance(item, FrameFault) and not self._is_part(item):
+                    self._source_fault(item.reason, detail=item.detail)
+                    continue
+                self._admit(item)
+        except Exception:  # thread boundary: acquisition died; alarm, and let the queue drain
+            logger.exception("acquisition thread failed")
+            self.books.count("alarms")
+            self.state.try_enter(S.ERROR, reason="acquisition thread failed (see log)")
+        finally:
+            self._finished.set()
+            self._frames.put(None)  # end of stream
+
+    def _source_fault(self, reason: str, *, detail: str) -> None:
+        self.books.count("source_faults", key=reason)
+        logger.warning("source fault %s %s", reason, detail)
+        self._track_health(reason)
+
+    def _admit(self, item: Frame | FrameFault) -> None:
+        ticket = PartTicket(part_seq=self._next_seq, acquired_ns=self._ctx.clock())
+        self._next_seq += 1
+        self._admitted += 1
+        self.books.trigger()
+        policy = self.config.overflow
+        if policy is OverflowPolicy.BLOCK:
+            self._frames.put((item, ticket))
+            return
+        try:
+            self._frames.put_nowait((item, ticket))
+            return
+        except queue.Full:
+            pass
+        if policy is OverflowPolicy.REJECT:
+            self._dispose(item, ticket, fault="overflow")
+            return
+        try:
+            oldest = self._frames.get_nowait()
+            if oldest is not None:
+                self._dispose(oldest[0], oldest[1], fault="overflow")
+        except queue.Empty:
+            pass
+        self._frames.put((item, ticket))
+
+    # ---------------------------------------------------------------- inspection
+
+    def _inspect_loop(self) -> None:
+        period_s = self.config.heartbeat_ms / 1e3
+        next_beat = 0.0
+        while True:
+            if time.monotonic() >= next_beat:
+                self._beat()
+                next_beat = time.monotonic() + period_s
+            try:
+                entry = self._frames.get(timeout=period_s)
+            except queue.Empty:
+                continue
+            if entry is None:
+                break
+            item, ticket = entry
+            self._take_pending()
+            try:
+                self._dispose(item, ticket)
+            except Exception:  # loop boundary: the part still gets a (fault) disposition
+                logger.exception("inspection loop error", extra={"part_seq": ticket.part_seq})
+                self.books.settle(verdict=self._judge.policy.on_error, reasons=("error:internal",))
+        self._records.put(None)
+
+    def _dispose(self, item: Frame | FrameFault, ticket: PartTicket, *, fault: str | None = None) -> None:
+        if fault is None and self._line_stop.is_set():
+            fault = "store_unavailable"
+        if fault is not None:
+            ticket = PartTicket(part_seq=ticket.part_seq, acquired_ns=ticket.acquired_ns, fault=fault)
+        inspection = inspect_frame(item, judge=self._judge, ctx=self._ctx, ticket=ticket, signaller=self._signaller)
+        key = self.books.settle_inspection(inspection)
+        if inspection.error is not None and inspection.error.startswith(SIGNAL_ERROR_PREFIX):
+            self.books.count("signal_errors")
+        self._track_health(key)
+        try:
+            self._records.put_nowait(inspection)
+        except queue.Full:  # the line never waits on disk; the loss is counted and alarmed
+            self.books.count("record_dropped")
+            dropped = self.books.extras.record_dropped
+            if dropped == 1 or dropped % 100 == 0:
+                self._alarm(f"record queue full: {dropped} inspection(s) not recorded")
+
+    def _track_health(self, key: str) -> None:
+        with self._health_lock:
+            if key in _GOOD:
+                self._consecutive_faults = 0
+                if self.state.state is S.DEGRADED:
+                    self.state.try_enter(S.OPERATIONAL, reason="valid verdicts again")
+                return
+            self._consecutive_faults += 1
+            count = self._consecutive_faults
+        if count >= self.config.degraded_after_faults and self.state.state is S.OPERATIONAL:
+            self._alarm(f"{count} consecutive faults (last: {key})")
+            self.state.try_enter(S.DEGRADED, reason=f"{count} consecutive faults, last {key}")
+
+    def _beat(self) -> None:
+        try:
+            self._signaller.heartbeat()
+        except Exception:  # heartbeat boundary: a dead PLC link is counted; the PLC sees it too
+            self.books.count("signal_errors")
+            logger.warning("heartbeat failed", exc_info=True)
+
+    def _publish_state(self, state: StationState) -> None:
+        try:
+            self._signaller.publish_state(state)
+        except Exception:  # signal boundary: the PLC watches the heartbeat anyway
+            self.books.count("signal_errors")
+            logger.warning("publishing the station state failed", exc_info=True)
+
+    def _alarm(self, message: str) -> None:
+        """Count, log and (when the signaller has ``alarm``, e.g. MQTT) publish an alarm."""
+        self.books.count("alarms")
+        logger.error("ALARM %s: %s", self.config.station_id, message)
+        publish = getattr(self._signaller.inner, "alarm", None)
+        if callable(publish):
+            try:
+                with self._signaller.lock:
+                    publish(message)
+            except Exception:  # alarm boundary: the alarm is already counted and logged
+                logger.warning("publishing the alarm failed", exc_info=True)
+
+    # ---------------------------------------------------------------- hot swap
+
+    def _swap_loop(self) -> None:
+        assert self._watch is not None
+        while not self._stop.wait(self.config.swap_poll_s):
+            try:
+                path = self._watch.poll()
+                if path is None:
+                    continue
+                gate = gate_bundle(path, require_golden=self.config.require_golden, threads=self.config.ort_threads)
+                if gate.bundle is None:
+                    self.books.count("swaps_refused")
+                    self._alarm(f"hot swap refused: {gate.reason}")
+                    continue
+                self._pending = Judge(bundle=gate.bundle, policy=policy_for(gate.bundle, self.config.overrides),
+                                      unavailable_reason=gate.reason)
+            except Exception:  # thread boundary: a broken watcher must not stop the line
+                self._alarm("hot swap watcher error (see log)")
+                logger.exception("hot swap watcher failed")
+
+    def _take_pending(self) -> None:
+        pending = self._pending
+        if pending is self._judge:
+            return
+        self._judge = pending
+        self.books.count("swaps")
+        logger.warning("model swapped", extra={"model": str(pending.ref)})
+        if self.state.state is S.PREOPERATIONAL:
+            self.state.try_enter(S.OPERATIONAL, reason=pending.unavailable_reason)
+
+    # ---------------------------------------------------------------- recording
+
+    def _record_loop(self) -> None:
+        while True:
+            item = self._records.get()
+            if item is None:
+                return
+            for sink in self._sinks:
+                try:
+                    sink.write(item)
+                except Exception:  # sink boundary: one broken sink must not stop the others or the line
+                    self.books.count("sink_errors", key=sink.name)
+                    logger.exception("sink failed", extra={"sink": sink.name, "inspection_id": item.inspection_id})
+                    if sink.name in self.config.critical_sinks and not self._line_stop.is_set():
+                        self._stop_line(sink.name)
+
+    def _stop_line(self, sink_name: str) -> None:
+        self._line_stop.set()
+        self._alarm(f"critical sink {sink_name} failed: line stopped, every part rejected")
+        self.state.try_enter(S.ERROR, reason=f"store_unavailable: sink {sink_name} failed; line stopped")
+
+    # ---------------------------------------------------------------- status
+
+    def status(self) -> PipelineStatus:
+        """A snapshot of state, books, latency and counters."""
+        books = self.books.books()
+        current = self.state.current
+        return PipelineStatus(
+            station_id=self.config.station_id, state=current.state, reason=current.reason,
+            state_since=current.at, books=books, in_flight=books.discrepancy, model=self._judge.ref,
+            latency_ms=self.books.e2e.summary(),
+            stages_ms={k: w.summary() for k, w in self.books.stages.items()},
+            extras=self.books.extras_dict(), queue_depth=self._frames.qsize(),
+            record_queue_depth=self._records.qsize(), line_stopped=self._line_stop.is_set())

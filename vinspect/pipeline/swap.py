@@ -1,0 +1,78 @@
+"""Hot swap: notice a new ACTIVE model version, gate it off the line, hand it over between parts.
+
+The watcher runs on its own thread: loading and the golden self-test never stall inspection.
+The inspection thread picks the verified judge up before its next part, so every part is judged
+exactly once, by exactly one model, and its record names that model's sha256.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from vinspect.errors import ModelError
+from vinspect.models.registry import ModelRegistry
+from vinspect.models.runtime import Bundle
+from vinspect.pipeline.decide import DecisionPolicy
+from vinspect.types import ModelRef
+
+__all__ = ["Judge", "ModelWatch", "RegistryWatch", "unavailable_judge"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Judge:
+    """What judges parts right now: a verified bundle and its policy, or no bundle at all.
+
+    With ``bundle`` None every part is a FAIL with ``unavailable_reason`` (station gated out).
+    """
+
+    bundle: Bundle | None
+    policy: DecisionPolicy
+    unavailable_reason: str = "model_unavailable"
+
+    @property
+    def ref(self) -> ModelRef | None:
+        return None if self.bundle is None else self.bundle.ref
+
+
+def unavailable_judge(reason: str = "model_unavailable") -> Judge:
+    """A judge that fails every part (no model passed the gate)."""
+    return Judge(bundle=None, policy=DecisionPolicy(fail_at=0.0, review_at=0.0, policy_id="unavailable"),
+                 unavailable_reason=reason)
+
+
+class ModelWatch(Protocol):
+    """Tells the pipeline when a different model version should run."""
+
+    def poll(self) -> Path | None:
+        """The bundle folder of a newly activated version, once; None when nothing changed."""
+        ...
+
+
+class RegistryWatch:
+    """Watches ``<registry>/<name>/ACTIVE`` (rewritten atomically by ``vinspect models activate``).
+
+    Args:
+        registry: the model registry.
+        name: model name.
+        current: the version running now (None when none is).
+    """
+
+    def __init__(self, registry: ModelRegistry, name: str, *, current: str | None) -> None:
+        self._registry = registry
+        self._name = name
+        self._seen = current
+        self._lock = threading.Lock()
+
+    def poll(self) -> Path | None:
+        with self._lock:
+            version = self._registry.active_version(self._name)
+            if version is None or version == self._seen:
+                return None
+            self._seen = version
+        try:
+            return self._registry.resolve(self._name, version)
+        except ModelError:
+            return self._registry.root / self._name / version  # gating reports it missing

@@ -1,0 +1,232 @@
+"""StationConfig: the station YAML file, validated, and ``load_station``.
+
+One file describes one station: its id, the verdict deadline, the frame source (any camera
+source kind, or ``synthetic``), the model (a bundle folder or a registry name), policy overrides,
+the line signal, the record sinks and the queue. Errors name the file, the field path and the
+reason. Relative paths resolve against the station file's folder, except sink paths, which
+resolve against the data directory (they are run output, not configuration).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+
+from vinspect.camera.base import OverflowPolicy
+from vinspect.camera.config import (
+    FolderSourceConfig,
+    GenICamSourceConfig,
+    OverlaySourceConfig,
+    ReplaySourceConfig,
+    load_source_config,
+)
+from vinspect.camera.process_config import ProcessSourceConfig
+from vinspect.camera.synthetic import SyntheticSourceConfig
+from vinspect.errors import ConfigError
+from vinspect.pipeline.gating import PolicyOverrides
+from vinspect.pipeline.runner import PipelineConfig
+
+__all__ = [
+    "CameraOutputSignalConfig", "JsonlSinkConfig", "LogSignalConfig", "ModbusSignalConfig", "ModelByName",
+    "ModelByPath", "MqttSignalConfig", "NullSignalConfig", "PolicyConfig", "ProductConfig", "StationConfig",
+    "StoreSinkConfig", "load_station",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+StationSourceConfig = Annotated[
+    GenICamSourceConfig | FolderSourceConfig | ReplaySourceConfig | OverlaySourceConfig | SyntheticSourceConfig
+    | ProcessSourceConfig,
+    Field(discriminator="kind"),
+]
+
+
+class ModelByPath(_Strict):
+    """A bundle folder (model.onnx + manifest.json + golden/)."""
+
+    path: Path
+
+
+class ModelByName(_Strict):
+    """A registry model under ``<data_dir>/models``; ``active`` follows the ACTIVE pointer and
+    enables hot swap."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    version: str = "active"
+
+
+class PolicyConfig(_Strict):
+    """Overrides of the bundle's thresholds, the error verdict and the degradation rule."""
+
+    fail_at: float | None = None
+    review_at: float | None = None
+    on_error: Literal["fail", "review"] = "fail"
+    degraded_after_faults: PositiveInt = 5
+    require_golden: bool = True
+
+
+class _Signal(_Strict):
+    heartbeat_ms: PositiveInt = 100
+
+
+class NullSignalConfig(_Signal):
+    """No line output (the PLC then rejects every part); YAML ``kind: null`` means this too."""
+
+    kind: Literal["none", "null"]
+
+
+class LogSignalConfig(_Signal):
+    kind: Literal["log"] = "log"
+
+
+class ModbusSignalConfig(_Signal):
+    """The PLC is the Modbus TCP server (line-integration §7); 0-based holding registers."""
+
+    kind: Literal["modbus"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    base: int = Field(default=0, ge=0, le=65000)
+    timeout_s: PositiveFloat = 0.5
+    defect_codes: tuple[str, ...] = ()
+
+
+class MqttSignalConfig(_Signal):
+    """Result messages on ``<topic_prefix>/<station_id>/result`` (informational, never the reject)."""
+
+    kind: Literal["mqtt"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: str = "vinspect/site/line"
+    keepalive_s: PositiveInt = 30
+
+
+class CameraOutputSignalConfig(_Signal):
+    """The camera's UserOutput lines: ``accept_output`` pulses high for a PASS only."""
+
+    kind: Literal["camera_output"]
+    accept_output: str = "UserOutput1"
+    heartbeat_output: str | None = None
+    pulse_ms: PositiveInt = 50
+
+
+SignalConfig = Annotated[
+    NullSignalConfig | LogSignalConfig | ModbusSignalConfig | MqttSignalConfig | CameraOutputSignalConfig,
+    Field(discriminator="kind"),
+]
+
+
+class JsonlSinkConfig(_Strict):
+    """One JSON line per inspection, appended and flushed (``path`` relative to the data dir)."""
+
+    kind: Literal["jsonl"]
+    path: Path = Path("inspections.jsonl")
+    fsync: bool = False
+    critical: bool = True
+
+
+class ProductConfig(_Strict):
+    """What the NCRs need that the station cannot see in the image."""
+
+    part_number: str
+    part_revision: str
+    part_name: str
+    requirement_ref: str
+    site_id: str
+    line_id: str
+
+
+class StoreSinkConfig(_Strict):
+    """The NCR/inspection store (built by the CLI from ``vinspect.store``)."""
+
+    kind: Literal["store"]
+    product: ProductConfig
+    ncr_on_review: bool = True
+    critical: bool = True
+
+
+SinkConfig = Annotated[JsonlSinkConfig | StoreSinkConfig, Field(discriminator="kind")]
+
+
+def _default_sinks() -> list[SinkConfig]:
+    return [JsonlSinkConfig(kind="jsonl")]
+
+
+class StationConfig(_Strict):
+    """A whole station file (see ``deploy/config/station.example.yaml``)."""
+
+    station_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    deadline_ms: PositiveFloat = 150.0
+    source: StationSourceConfig
+    model: ModelByPath | ModelByName
+    policy: PolicyConfig = PolicyConfig()
+    signal: SignalConfig = LogSignalConfig()
+    sinks: list[SinkConfig] = Field(default_factory=_default_sinks)
+    queue_size: PositiveInt = 8
+    overflow: OverflowPolicy | None = Field(default=None, description="default: the source's own policy")
+    read_timeout_ms: PositiveInt = 200
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    ort_threads: PositiveInt = 1
+
+    @field_validator("signal", mode="before")
+    @classmethod
+    def _yaml_null_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" in value and value["kind"] is None:
+            return value | {"kind": "null"}
+        return value
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _bare_sink_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"kind": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    def pipeline_config(self, *, max_parts: int | None = None) -> PipelineConfig:
+        """The runner's settings for this station."""
+        p = self.policy
+        return PipelineConfig(
+            station_id=self.station_id, deadline_ms=self.deadline_ms, queue_size=self.queue_size,
+            overflow=self.overflow or self.source.overflow, read_timeout_s=self.read_timeout_ms / 1e3,
+            heartbeat_ms=self.signal.heartbeat_ms, degraded_after_faults=p.degraded_after_faults,
+            max_parts=max_parts, critical_sinks=frozenset(s.kind for s in self.sinks if s.critical),
+            overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper()),
+            require_golden=p.require_golden, ort_threads=self.ort_threads)
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+
+
+def load_station(path: Path) -> StationConfig:
+    """Read and validate a station file.
+
+    Raises:
+        ConfigError: naming the file, the field path (``source.fps``) and the reason.
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read station file ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: <root>: a station file is a mapping (station_id, source, model, ...)")
+    try:
+        config = StationConfig.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_problems(exc)}") from exc
+    update: dict[str, object] = {}
+    if isinstance(config.source, ProcessSourceConfig):
+        update["source"] = config.source.with_paths_resolved(base=path.parent)
+    elif not isinstance(config.source, SyntheticSourceConfig):
+        update["source"] = load_source_config(path)  # the camera package resolves its own paths
+    if isinstance(config.model, ModelByPath) and not config.model.path.is_absolute():
+        update["model"] = ModelByPath(path=path.parent / config.model.path)
+    return config.model_copy(update=update)
