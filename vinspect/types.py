@@ -142,6 +142,9 @@ class Inspection:
     decision: Decision
     timings: StageTimings
     error: str | None = None
+    model: ModelRef | None = None
+    """The model in force for this part (also when inference produced nothing); None only
+    while the station is gated out with no model loaded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

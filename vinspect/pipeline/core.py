@@ -93,7 +93,8 @@ def inspect_frame(item: Frame | FrameFault, *, judge: Judge, ctx: InspectContext
     timings = StageTimings(triggered_ns=ticket.acquired_ns, acquired_ns=ticket.acquired_ns, **stamps)
     inspection = Inspection(inspection_id=new_inspection_id(ticket.part_seq), station_id=ctx.station_id,
                             part_seq=ticket.part_seq, frame=frame, prediction=prediction, decision=decision,
-                            timings=timings, error=error)
+                            timings=timings, error=error,
+                            model=judge.bundle.ref if judge.bundle is not None else None)
     try:
         signaller.signal(inspection)
     except Exception as exc:  # signal boundary: the line rejects by default; count and log

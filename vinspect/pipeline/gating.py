@@ -51,12 +51,12 @@ class PolicyOverrides:
 
 
 def policy_for(bundle: Bundle, overrides: PolicyOverrides | None = None) -> DecisionPolicy:
-    """The decision policy for a bundle; its id names the model and pins its sha256."""
+    """The decision policy for a bundle; its id names the model version (records carry the sha256)."""
     o = overrides or PolicyOverrides()
     t, m = bundle.manifest.thresholds, bundle.manifest
     return DecisionPolicy(fail_at=t.fail_at if o.fail_at is None else o.fail_at,
                           review_at=t.review_at if o.review_at is None else o.review_at,
-                          policy_id=f"{m.name}@{m.version}/sha256:{m.sha256}", on_error=Verdict(o.on_error))
+                          policy_id=f"{m.name}@{m.version}", on_error=Verdict(o.on_error))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

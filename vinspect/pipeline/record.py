@@ -65,15 +65,10 @@ class ListSink:
 
 
 def model_sha256_of(inspection: Inspection) -> str | None:
-    """The sha256 of the model in force for this part, also when inference produced nothing.
-
-    The runner writes ``<name>@<version>/sha256:<hex>`` into every decision's ``policy_id``, so
-    a fault record still names the model that was loaded.
-    """
+    """The sha256 of the model in force for this part, also when inference produced nothing."""
     if inspection.prediction is not None:
         return inspection.prediction.model.sha256
-    _, sep, sha = inspection.decision.policy_id.partition("/sha256:")
-    return sha if sep else None
+    return inspection.model.sha256 if inspection.model is not None else None
 
 
 def _decision_dict(decision: Decision) -> dict[str, Any]:

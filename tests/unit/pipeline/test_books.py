@@ -9,7 +9,7 @@ import pytest
 from vinspect.pipeline.books import BookKeeper, LatencyWindow, disposition_of
 from vinspect.pipeline.fakes import make_frame
 from vinspect.pipeline.record import JsonlSink, recover_books
-from vinspect.types import Books, Decision, Inspection, StageTimings, Verdict
+from vinspect.types import Books, Decision, Inspection, ModelRef, StageTimings, Verdict
 
 
 @pytest.mark.parametrize(("verdict", "reasons", "key"), [
@@ -63,8 +63,8 @@ def test_latency_window_percentiles() -> None:
 def _inspection(seq: int, verdict: Verdict, reasons: tuple[str, ...]) -> Inspection:
     return Inspection(inspection_id=f"i{seq}", station_id="s", part_seq=seq, frame=make_frame(1, frame_id=seq),
                       prediction=None, timings=StageTimings(acquired_ns=1, decided_ns=2, signalled_ns=3),
-                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="m@1/sha256:" + "a" * 64,
-                                        fail_at=0.6, review_at=0.5))
+                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="m@1", fail_at=0.6, review_at=0.5),
+                      model=ModelRef(name="m", version="1", sha256="a" * 64))
 
 
 def test_recover_books_from_jsonl_skips_torn_line(tmp_path) -> None:
