@@ -20,6 +20,7 @@ from vinspect.pipeline.judge import Judgement, judge_image, policy_from_bundle
 from vinspect.report.evaluate import score_samples, summarize
 from vinspect.report.html import write_report
 from vinspect.report.overlay import render_overlay
+from vinspect.settings import load_settings
 
 __all__ = ["register"]
 
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ins.set_defaults(handler=_inspect)
 
     models = sub.add_parser("models", help="list, install and activate registered model versions")
-    models.add_argument("--data-dir", type=Path, default=Path("vinspect-data"))
+    models.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     verbs = models.add_subparsers(dest="verb", required=True)
     verbs.add_parser("list").set_defaults(handler=_models_list)
     install = verbs.add_parser("install")
@@ -181,19 +182,23 @@ def _print_inspect_summary(results: list[dict[str, Any]], latencies: list[float]
     sys.stdout.write(line + "\n")
 
 
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(load_settings(data_dir=args.data_dir).data_dir / "models")
+
+
 def _models_list(args: argparse.Namespace) -> int:
-    for e in ModelRegistry(args.data_dir / "models").list():
+    for e in _registry(args).list():
         sys.stdout.write(f"{'*' if e.active else ' '} {e.name} {e.version} {e.sha256[:12]} {e.path}\n")
     return 0
 
 
 def _models_install(args: argparse.Namespace) -> int:
-    entry = ModelRegistry(args.data_dir / "models").install(args.bundle, activate=args.activate)
+    entry = _registry(args).install(args.bundle, activate=args.activate)
     sys.stdout.write(f"installed {entry.name} {entry.version} at {entry.path}{' (active)' if entry.active else ''}\n")
     return 0
 
 
 def _models_activate(args: argparse.Namespace) -> int:
-    ModelRegistry(args.data_dir / "models").activate(args.name, args.version)
+    _registry(args).activate(args.name, args.version)
     sys.stdout.write(f"{args.name}: active version is now {args.version}\n")
     return 0

@@ -1,0 +1,119 @@
+"""StoreSink: NCR per reject, evidence on disk, plain rows batched, visible only after commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import Engine, event, func, select
+from store_factories import DEFAULTS, make_inspection
+
+from vinspect.errors import StoreError
+from vinspect.store import repository as repo
+from vinspect.store.db import make_engine, session_scope
+from vinspect.store.evidence import EvidenceStore, scrub
+from vinspect.store.ncr import NcrFilter, NcrRef
+from vinspect.store.sink import StoreSink
+from vinspect.store.tables import InspectionRecord, NcrRecord
+from vinspect.store.verify import verify_store
+from vinspect.types import Verdict
+
+
+def _count(engine: Engine, table: type) -> int:
+    with session_scope(engine, readonly=True) as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+@pytest.mark.parametrize(("ncr_on_review", "expected"), [(True, 2), (False, 1)])
+def test_sink_opens_ncrs_for_fail_and_configurable_review(engine: Engine, evidence: EvidenceStore,
+                                                          ncr_on_review: bool, expected: int) -> None:
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, ncr_on_review=ncr_on_review)
+    for seq, verdict in enumerate((Verdict.FAIL, Verdict.REVIEW, Verdict.PASS)):
+        sink.write(make_inspection(seq, verdict=verdict))
+    sink.close()
+    assert _count(engine, NcrRecord) == expected
+    assert _count(engine, InspectionRecord) == 3
+
+
+def test_sink_stores_image_and_heatmap_by_sha256(engine: Engine, evidence: EvidenceStore) -> None:
+    refs: list[NcrRef] = []
+    insp = make_inspection(3)
+    StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=refs.append).write(insp)
+    with session_scope(engine, readonly=True) as session:
+        doc = repo.get_ncr(refs[0].ncr_uuid, session=session)
+        assert scrub(evidence, session=session).ok
+    assert doc is not None and [e["kind"] for e in doc["evidence"]] == ["image", "heatmap"]
+    image = doc["evidence"][0]
+    path = evidence.path_for(image["sha256"])
+    assert path == evidence.root.resolve() / image["sha256"][:2] / f"{image['sha256']}.png"
+    decoded = cv2.imdecode(np.frombuffer(evidence.read(image["sha256"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert insp.frame is not None and np.array_equal(decoded, insp.frame.image)  # lossless
+    heat = cv2.imdecode(np.frombuffer(evidence.read(doc["evidence"][1]["sha256"]), np.uint8), cv2.IMREAD_COLOR)
+    assert heat.shape == (32, 32, 3)
+
+
+def test_sink_without_frame_or_map_still_opens_the_ncr(engine: Engine, evidence: EvidenceStore) -> None:
+    refs: list[NcrRef] = []
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=refs.append)
+    sink.write(make_inspection(1, reasons=("missing_frame",), with_frame=False, with_map=False))
+    with session_scope(engine, readonly=True) as session:
+        doc = repo.get_ncr(refs[0].ncr_uuid, session=session)
+    assert doc is not None and doc["evidence"] == [] and doc["machine_verdict"] == "ERROR_REJECT"
+    assert doc["camera_id"] == "unknown" and doc["defect_code"] == "missing_frame"
+
+
+def test_sink_batches_pass_rows_and_flushes_them_with_the_next_ncr(engine: Engine, evidence: EvidenceStore) -> None:
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, batch_size=10, flush_interval_s=3600)
+    for seq in range(5):
+        sink.write(make_inspection(seq, verdict=Verdict.PASS))
+    assert _count(engine, InspectionRecord) == 0  # still batched
+    sink.write(make_inspection(5))
+    assert _count(engine, InspectionRecord) == 6  # committed together with the NCR
+    for seq in range(6, 16):
+        sink.write(make_inspection(seq, verdict=Verdict.PASS))
+    assert _count(engine, InspectionRecord) == 16  # a full batch commits by itself
+    sink.write(make_inspection(16, verdict=Verdict.PASS))
+    sink.close()
+    assert _count(engine, InspectionRecord) == 17
+    with session_scope(engine, readonly=True) as session:
+        books = repo.count_books(session=session)
+        assert verify_store(session=session).ok
+    assert (books.triggers, books.passed, books.failed_defect, books.discrepancy) == (17, 16, 1, 0)
+
+
+def test_sink_ncr_is_invisible_until_its_commit_returns(engine: Engine, evidence: EvidenceStore,
+                                                        store_url: str) -> None:
+    """Goal D3: at the moment COMMIT is issued, another connection still sees nothing."""
+    reader = make_engine(store_url)
+    seen_before_commit: list[int] = []
+
+    def on_commit(_conn: object) -> None:
+        with session_scope(reader, readonly=True) as session:
+            seen_before_commit.append(repo.count_ncrs(NcrFilter(), session=session))
+
+    event.listen(engine, "commit", on_commit)
+    acknowledged: list[int] = []
+
+    def ack(ref: NcrRef) -> None:
+        with session_scope(reader, readonly=True) as session:
+            acknowledged.append(repo.count_ncrs(NcrFilter(), session=session))
+
+    try:
+        StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=ack).write(make_inspection(1))
+    finally:
+        event.remove(engine, "commit", on_commit)
+        reader.dispose()
+    assert seen_before_commit == [0] and acknowledged == [1]
+
+
+def test_sink_failed_commit_raises_and_keeps_pending_rows(tmp_path: Path, evidence: EvidenceStore) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")  # never migrated: every write fails
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, batch_size=100)
+    sink.write(make_inspection(1, verdict=Verdict.PASS))
+    with pytest.raises(StoreError, match="no such table"):
+        sink.write(make_inspection(2))
+    with pytest.raises(StoreError, match="no such table"):
+        sink.flush()
+    engine.dispose()

@@ -1,0 +1,113 @@
+"""The app factory: ``create_app(settings, *, store, registry, status)``; no module state.
+
+Everything a request needs (store, registry, status source, sessions, password hasher,
+templates) is built or received here and hung on ``app.state.services``. Pages and the JSON
+API (``/api/v1``) share one OpenAPI document at ``/openapi.json``; the interactive docs are off
+(their CDN scripts would need a weaker CSP).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vinspect import __version__
+from vinspect.api.auth import ClientLimiter, PasswordService, SessionStore
+from vinspect.api.deps import ApiOptions, NotAuthenticated, Services
+from vinspect.api.pages import error_page, login_redirect, redirect
+from vinspect.api.routes import admin, auth, evidence, export, ncrs, queue, station
+from vinspect.api.security import SecurityMiddleware
+from vinspect.api.station import StatusSource
+from vinspect.errors import StateError
+from vinspect.models.registry import ModelRegistry
+from vinspect.settings import Settings
+from vinspect.store.canonical import format_utc
+from vinspect.store.review_queries import PassSample, StoreHandle
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+_HERE = Path(__file__).resolve().parent
+
+
+def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistry, status: StatusSource,
+               options: ApiOptions | None = None) -> FastAPI:
+    """Build the reviewer web app.
+
+    Args:
+        settings: process settings (``data_dir`` holds the bootstrap secret).
+        store: engine (schema already upgraded) and evidence store.
+        registry: the model registry (listed on the models page).
+        status: where the station's live status is read from.
+        options: web-tier policy (sampling rate, lockout, argon2 cost); production defaults.
+    """
+    opts = options or ApiOptions()
+    sessions = SessionStore(idle_timeout_s=opts.session_idle_s)
+    services = Services(
+        settings=settings, store=store, registry=registry, status=status, options=opts,
+        passwords=PasswordService(time_cost=opts.argon2_time_cost, memory_cost_kib=opts.argon2_memory_kib),
+        sessions=sessions, templates=Jinja2Templates(directory=str(_HERE / "templates")),
+        limiter=ClientLimiter(window_s=opts.lockout_window_s), sample=PassSample(opts.pass_sample_rate),
+        data_dir=settings.data_dir)
+    services.templates.env.filters["utc"] = lambda value: format_utc(value) if isinstance(value, datetime) else value
+    app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.services = services
+    for module in (auth, queue, ncrs, evidence, station, export, admin):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    _install_handlers(app)
+    app.add_middleware(SecurityMiddleware, sessions=sessions)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> Response:
+        return redirect("/queue")
+
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    return not path.startswith("/api/") and not path.startswith("/evidence/")
+
+
+def _install_handlers(app: FastAPI) -> None:
+    async def not_authenticated(request: Request, exc: Exception) -> Response:
+        if _wants_html(request) and request.method == "GET":
+            return login_redirect(request)
+        return JSONResponse({"detail": "not signed in"}, status_code=401)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if _wants_html(request) and exc.status_code in (403, 404):
+            return error_page(request, HTTPException(exc.status_code, str(exc.detail)))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    async def conflict(request: Request, exc: Exception) -> Response:
+        # A lifecycle rule the store enforces and a handler did not pre-check: the request
+        # conflicts with the record's state; never a server error.
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    app.add_exception_handler(StateError, conflict)
+    app.add_exception_handler(NotAuthenticated, not_authenticated)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, crashed)

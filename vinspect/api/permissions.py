@@ -1,0 +1,38 @@
+"""The one role → permission map every route checks (quality-domain.md §6).
+
+Admins administer; they cannot adjudicate or sign unless also granted quality engineer (a
+separate account: one role per account). Operators never read the audit trail (S10).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+__all__ = ["ROLES", "ROLE_PERMISSIONS", "Permission", "allowed"]
+
+ROLES = ("operator", "reviewer", "quality_engineer", "admin")
+
+
+class Permission(enum.StrEnum):
+    VIEW = "view"                  # station status, models, NCR list/detail, evidence images
+    DISPUTE = "dispute"            # ask for a FAIL to be reviewed
+    ADJUDICATE = "adjudicate"      # confirm / false reject / MRB, PASS-sample audits
+    DISPOSITION = "disposition"    # disposition + signature
+    EXPORT = "export"              # NCR exports
+    AUDIT = "audit"                # read the audit trail
+    USERS = "users"                # accounts and roles
+
+
+ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
+    "operator": frozenset({Permission.VIEW, Permission.DISPUTE}),
+    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE}),
+    "quality_engineer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
+                                   Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT}),
+    "admin": frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
+}
+
+
+def allowed(role: str, permission: Permission) -> bool:
+    """True when ``role`` holds ``permission`` (unknown roles hold nothing)."""
+    return permission in ROLE_PERMISSIONS.get(role, frozenset())

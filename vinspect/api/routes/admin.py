@@ -1,0 +1,104 @@
+"""Audit trail (QE, admin) and user administration (admin): JSON + pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from vinspect.api.deps import Auditor, CsrfChecked, ReadSession, ServicesDep, UserAdmin
+from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
+from vinspect.api.routes.ncrs import _audit_public
+from vinspect.api.schemas import AuditRecordsPublic, DisputeCreate, UserCreate, UserPublic, UsersPublic
+from vinspect.api.workflow import deactivate_user, detail_text, new_user
+from vinspect.store.review_queries import actor_names, audit_rows
+from vinspect.store.users import User, list_users
+
+__all__ = ["router"]
+
+router = APIRouter()
+API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"}, 403: {"description": "forbidden or CSRF"},
+    404: {"description": "no such user"}, 409: {"description": "conflict"}, 422: {"description": "invalid"},
+}
+Text64 = Annotated[str | None, Query(max_length=64)]
+
+
+def _public(user: User) -> UserPublic:
+    return UserPublic(id=user.id, username=user.username, display_name=user.display_name, role=str(user.role),
+                      active=user.active)
+
+
+@router.get("/api/v1/audit", tags=["audit"], responses=API_RESPONSES)
+def api_audit(db: ReadSession, _user: Auditor, entity: Text64 = None, entity_id: Text64 = None,
+              actor: Annotated[str | None, Query(max_length=128)] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> AuditRecordsPublic:
+    """Audit rows, newest first."""
+    rows = audit_rows(session=db, entity=entity, entity_id=entity_id, actor=actor, limit=limit, offset=offset)
+    return AuditRecordsPublic(data=[_audit_public(r) for r in rows])
+
+
+@router.get("/audit", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def audit_page(request: Request, services: ServicesDep, db: ReadSession, user: Auditor, entity: Text64 = None,
+               entity_id: Text64 = None) -> HTMLResponse:
+    """The audit trail (newest 200 rows, filterable)."""
+    rows = audit_rows(session=db, entity=entity or None, entity_id=entity_id or None, limit=200)
+    context = {"rows": rows, "entity": entity or "", "entity_id": entity_id or "", "names": actor_names(session=db)}
+    return render(request, "audit.html", context=context, user=user)
+
+
+@router.get("/api/v1/users", tags=["users"], responses=API_RESPONSES)
+def api_users(db: ReadSession, _user: UserAdmin) -> UsersPublic:
+    """Every account (deactivated ones included; ids are never reused)."""
+    return UsersPublic(data=[_public(u) for u in list_users(session=db)])
+
+
+@router.post("/api/v1/users", tags=["users"], status_code=201, responses=API_RESPONSES)
+def api_create_user(body: UserCreate, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked) -> UserPublic:
+    """Create an account (password policy enforced; audited)."""
+    return _public(new_user(services, f"user:{user.user_id}", body))
+
+
+@router.post("/api/v1/users/{user_id}/deactivate", tags=["users"], responses=API_RESPONSES)
+def api_deactivate_user(user_id: Annotated[int, Path(ge=1, le=2**31)], body: DisputeCreate,
+                        services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked) -> UserPublic:
+    """Deactivate an account (never deleted) and end its sessions; the reason is audited."""
+    return _public(deactivate_user(services, user, user_id, body.reason))
+
+
+@router.get("/users", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def users_page(request: Request, services: ServicesDep, db: ReadSession, user: UserAdmin) -> HTMLResponse:
+    """Accounts and roles."""
+    return render(request, "users.html", context={"users": list_users(session=db)}, user=user)
+
+
+@router.post("/users", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def users_form(request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
+               username: Annotated[str, Form(max_length=64)], display_name: Annotated[str, Form(max_length=200)],
+               role: Annotated[str, Form(max_length=32)], password: Annotated[str, Form(max_length=256)]) -> Response:
+    """Create an account from the users page."""
+    try:
+        body = UserCreate.model_validate({"username": username, "display_name": display_name, "role": role,
+                                          "password": password})
+        created = new_user(services, f"user:{user.user_id}", body)
+        flash(request, f"Created {created.username} ({created.role}).")
+    except ValueError as exc:
+        flash(request, f"Refused: {str(exc).splitlines()[0]}")
+    except HTTPException as exc:
+        flash(request, f"Refused: {detail_text(exc)}")
+    return redirect("/users")
+
+
+@router.post("/users/{user_id}/deactivate", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def deactivate_form(user_id: Annotated[int, Path(ge=1, le=2**31)], request: Request, services: ServicesDep,
+                    user: UserAdmin, _csrf: CsrfChecked,
+                    reason: Annotated[str, Form(min_length=1, max_length=2000)]) -> Response:
+    """Deactivate an account from the users page (never deleted; sessions end)."""
+    try:
+        gone = deactivate_user(services, user, user_id, reason)
+        flash(request, f"Deactivated {gone.username}.")
+    except HTTPException as exc:
+        flash(request, f"Refused: {detail_text(exc)}")
+    return redirect("/users")

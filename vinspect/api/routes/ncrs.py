@@ -1,0 +1,209 @@
+"""NCRs: list with filters, detail with full history, review / disposition / dispute (JSON + pages)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from vinspect.api.deps import (
+    Adjudicator,
+    Auditor,
+    CsrfChecked,
+    Dispositioner,
+    Disputer,
+    ReadSession,
+    Services,
+    ServicesDep,
+    Viewer,
+    client_source,
+)
+from vinspect.api.pages import PAGE_RESPONSES, error_page, evidence_of, flash, redirect, render
+from vinspect.api.permissions import Permission, allowed
+from vinspect.api.schemas import (
+    AuditRecordPublic,
+    AuditRecordsPublic,
+    DispositionCreate,
+    DisputeCreate,
+    NcrPublic,
+    NcrsPublic,
+    NcrSummaryPublic,
+    ReviewCreate,
+)
+from vinspect.api.workflow import adjudicate, detail_text, dispose, dispute, invalid
+from vinspect.store.canonical import format_utc
+from vinspect.store.db import session_scope
+from vinspect.store.lifecycle import verify_signature
+from vinspect.store.ncr import NcrFilter, NcrStatus
+from vinspect.store.repository import count_ncrs, get_ncr
+from vinspect.store.review_queries import DbSession, actor_names, audit_for_ncr, ncr_summaries
+
+__all__ = ["NcrUuid", "load_ncr", "router"]
+
+router = APIRouter()
+NcrUuid = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="the NCR's uuid")]
+API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"}, 403: {"description": "forbidden, CSRF, or signature refused"},
+    404: {"description": "no such NCR"}, 409: {"description": "not allowed in the NCR's status"},
+}
+StatusName = Literal["OPEN", "CONTAINED", "UNDER_REVIEW", "DISPOSITIONED", "CLOSED", "VOID"]
+
+
+def _filters(status: StatusName | None, station_id: str | None, defect_code: str | None,
+             since: datetime | None, until: datetime | None) -> NcrFilter:
+    def utc(value: datetime | None) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        raise invalid("since/until", "times need a UTC offset, e.g. 2026-01-01T00:00:00Z", where="query")
+
+    return NcrFilter(status=NcrStatus(status) if status else None, station_id=station_id or None,
+                     defect_code=defect_code or None, since=utc(since), until=utc(until))
+
+
+def load_ncr(db: DbSession, ncr_uuid: str) -> dict[str, Any]:
+    """The NCR document with each signature's verification result; 404 when unknown."""
+    doc = get_ncr(ncr_uuid, session=db)
+    if doc is None:
+        raise HTTPException(status_code=404, detail="no such NCR")
+    doc["signatures"] = [{**s, "valid": verify_signature(int(s["id"]), session=db)} for s in doc["signatures"]]
+    return doc
+
+
+class _Query:
+    status = Query(default=None)
+    text = Query(default=None, max_length=64)
+    time = Query(default=None)
+
+
+@router.get("/api/v1/ncrs", tags=["ncrs"], responses=API_RESPONSES)
+def api_list_ncrs(db: ReadSession, _user: Viewer,
+                  status: StatusName | None = _Query.status, station_id: str | None = _Query.text,
+                  defect_code: str | None = _Query.text, since: datetime | None = _Query.time,
+                  until: datetime | None = _Query.time, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> NcrsPublic:
+    """NCRs in number order, filtered."""
+    filters = _filters(status, station_id, defect_code, since, until)
+    rows = ncr_summaries(filters, session=db, limit=limit, offset=offset)
+    data = [NcrSummaryPublic.model_validate({**asdict(r), "detected_at": format_utc(r.detected_at)}) for r in rows]
+    return NcrsPublic(data=data, count=count_ncrs(filters, session=db))
+
+
+@router.get("/api/v1/ncrs/{ncr_uuid}", tags=["ncrs"], responses=API_RESPONSES)
+def api_read_ncr(ncr_uuid: NcrUuid, db: ReadSession, _user: Viewer) -> NcrPublic:
+    """One NCR: original fields, current status, review, disposition, history, signatures."""
+    return NcrPublic.model_validate(load_ncr(db, ncr_uuid))
+
+
+@router.get("/api/v1/ncrs/{ncr_uuid}/audit", tags=["ncrs"], responses=API_RESPONSES)
+def api_ncr_audit(ncr_uuid: NcrUuid, db: ReadSession,
+                  _user: Auditor) -> AuditRecordsPublic:
+    """The audit trail of one NCR, its events and signatures."""
+    return AuditRecordsPublic(data=[_audit_public(r) for r in audit_for_ncr(ncr_uuid, session=db)])
+
+
+def _audit_public(row: Any) -> AuditRecordPublic:
+    return AuditRecordPublic(seq=row.seq, at=format_utc(row.at), actor=row.actor, action=row.action,
+                             entity=row.entity, entity_id=row.entity_id, field=row.field, old_value=row.old_value,
+                             new_value=row.new_value, reason=row.reason, source=row.source,
+                             record_sha256=row.record_sha256, row_hash=row.row_hash)
+
+
+def _reload(services: Services, ncr_uuid: str) -> NcrPublic:
+    with session_scope(services.store.engine, readonly=True) as db:
+        return NcrPublic.model_validate(load_ncr(db, ncr_uuid))
+
+
+@router.post("/api/v1/ncrs/{ncr_uuid}/review", tags=["ncrs"], responses=API_RESPONSES)
+def api_review(ncr_uuid: NcrUuid, body: ReviewCreate, request: Request, services: ServicesDep,
+               user: Adjudicator, _csrf: CsrfChecked) -> NcrPublic:
+    """Adjudicate, signed (meaning REVIEW) with the re-entered password."""
+    adjudicate(services, user, ncr_uuid, body, source=client_source(request))
+    return _reload(services, ncr_uuid)
+
+
+@router.post("/api/v1/ncrs/{ncr_uuid}/disposition", tags=["ncrs"], responses=API_RESPONSES)
+def api_disposition(ncr_uuid: NcrUuid, body: DispositionCreate, request: Request, services: ServicesDep,
+                    user: Dispositioner, _csrf: CsrfChecked) -> NcrPublic:
+    """Disposition, signed (meaning DISPOSITION) with the re-entered password."""
+    dispose(services, user, ncr_uuid, body, source=client_source(request))
+    return _reload(services, ncr_uuid)
+
+
+@router.post("/api/v1/ncrs/{ncr_uuid}/dispute", tags=["ncrs"], status_code=204, responses=API_RESPONSES)
+def api_dispute(ncr_uuid: NcrUuid, body: DisputeCreate, request: Request, services: ServicesDep,
+                user: Disputer, _csrf: CsrfChecked) -> Response:
+    """Ask for a FAIL to be reviewed (it joins the review queue)."""
+    dispute(services, user, ncr_uuid, body.reason, source=client_source(request))
+    return Response(status_code=204)
+
+
+@router.get("/ncrs", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def ncrs_page(request: Request, services: ServicesDep, db: ReadSession,
+              user: Viewer, status: StatusName | None = _Query.status,
+              station_id: str | None = _Query.text, defect_code: str | None = _Query.text,
+              page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
+    """NCR list with filters."""
+    filters = _filters(status, station_id, defect_code, None, None)
+    docs = ncr_summaries(filters, session=db, limit=50, offset=(page - 1) * 50)
+    total = count_ncrs(filters, session=db)
+    context = {"ncrs": docs, "total": total, "page": page, "statuses": [s.value for s in NcrStatus],
+               "f": {"status": status or "", "station_id": station_id or "", "defect_code": defect_code or ""}}
+    return render(request, "ncrs.html", context=context, user=user)
+
+
+@router.get("/ncrs/{ncr_uuid}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def ncr_page(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, db: ReadSession,
+             user: Viewer) -> HTMLResponse:
+    """NCR detail: original, current state, signatures, history and (for QE/admin) the audit trail."""
+    try:
+        doc = load_ncr(db, ncr_uuid)
+    except HTTPException as exc:
+        return error_page(request, exc, user=user)
+    trail = audit_for_ncr(ncr_uuid, session=db) if allowed(user.role, Permission.AUDIT) else None
+    image, heatmap = evidence_of(doc)
+    context = {"ncr": doc, "audit": trail, "image": image, "heatmap": heatmap, "names": actor_names(session=db),
+               "codes": ["USE_AS_IS", "REWORK", "REPAIR", "SCRAP", "RETURN_TO_SUPPLIER", "REGRADE"]}
+    return render(request, "ncr.html", context=context, user=user)
+
+
+@router.post("/ncrs/{ncr_uuid}/disposition", tags=["pages"], response_class=HTMLResponse,
+             responses=PAGE_RESPONSES)
+def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
+                     user: Dispositioner, _csrf: CsrfChecked,
+                     code: Annotated[str, Form(max_length=32)], password: Annotated[str, Form(max_length=256)],
+                     quantity: Annotated[int, Form(ge=1, le=1_000_000)] = 1,
+                     justification: Annotated[str, Form(max_length=2000)] = "",
+                     design_authority_approval_ref: Annotated[str, Form(max_length=200)] = "",
+                     customer_concession_ref: Annotated[str, Form(max_length=200)] = "",
+                     rework_instruction_ref: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Apply a signed disposition from the NCR page."""
+    try:
+        body = DispositionCreate.model_validate({
+            "code": code, "quantity": quantity, "justification": justification, "password": password,
+            "design_authority_approval_ref": design_authority_approval_ref or None,
+            "customer_concession_ref": customer_concession_ref or None,
+            "rework_instruction_ref": rework_instruction_ref or None})
+        dispose(services, user, ncr_uuid, body, source=client_source(request))
+    except ValueError as exc:
+        flash(request, f"Disposition refused: {str(exc).splitlines()[0]}")
+    except HTTPException as exc:
+        flash(request, f"Disposition refused: {detail_text(exc)}")
+    else:
+        flash(request, f"Disposition {code} signed.")
+    return redirect(f"/ncrs/{ncr_uuid}")
+
+
+@router.post("/ncrs/{ncr_uuid}/dispute", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def dispute_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
+                 user: Disputer, _csrf: CsrfChecked,
+                 reason: Annotated[str, Form(min_length=1, max_length=2000)]) -> Response:
+    """Dispute a FAIL from the NCR page."""
+    try:
+        dispute(services, user, ncr_uuid, reason, source=client_source(request))
+        flash(request, "Dispute recorded: the NCR is in the review queue.")
+    except HTTPException as exc:
+        flash(request, f"Dispute refused: {detail_text(exc)}")
+    return redirect(f"/ncrs/{ncr_uuid}")

@@ -1,0 +1,154 @@
+// vinspect reviewer UI: keyboard adjudication, heatmap overlay and zoom, live station status.
+// Plain JavaScript, no build step, no inline handlers (the CSP forbids inline script).
+"use strict";
+
+(function () {
+  const page = document.body.dataset.page || "";
+
+  function typing(target) {
+    const tag = (target && target.tagName) || "";
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
+  }
+
+  // ---- image viewer: heatmap toggle and zoom -------------------------------------------
+  const stage = document.getElementById("stage");
+  const heat = document.getElementById("heatmap");
+  const heatButton = document.getElementById("toggle-heat");
+  let zoom = 1;
+
+  function setZoom(value) {
+    zoom = Math.min(8, Math.max(1, value));
+    if (stage) {
+      stage.style.transform = "scale(" + zoom + ")";
+    }
+  }
+
+  function toggleHeat() {
+    if (!heat) { return; }
+    heat.hidden = !heat.hidden;
+    if (heatButton) { heatButton.setAttribute("aria-pressed", String(!heat.hidden)); }
+  }
+
+  if (heatButton) { heatButton.addEventListener("click", toggleHeat); }
+  const zin = document.getElementById("zoom-in");
+  const zout = document.getElementById("zoom-out");
+  const zreset = document.getElementById("zoom-reset");
+  if (zin) { zin.addEventListener("click", function () { setZoom(zoom * 1.5); }); }
+  if (zout) { zout.addEventListener("click", function () { setZoom(zoom / 1.5); }); }
+  if (zreset) { zreset.addEventListener("click", function () { setZoom(1); }); }
+
+  // ---- review form: decisions by keyboard ----------------------------------------------
+  const form = document.getElementById("review-form");
+  const decision = document.getElementById("decision");
+  const shown = document.getElementById("decision-shown");
+  const reason = document.getElementById("reason");
+  const password = document.getElementById("sign-password");
+  const codes = document.getElementById("defect-code");
+
+  function choose(value) {
+    if (!decision) { return; }
+    decision.value = value;
+    document.querySelectorAll("[data-decision]").forEach(function (b) {
+      b.classList.toggle("chosen", b.dataset.decision === value);
+    });
+    if (shown) { shown.textContent = "Decision: " + value.replace(/_/g, " ").toLowerCase(); }
+    const needsReason = value === "FALSE_REJECT" || value === "NEEDS_MRB" || value === "ESCAPE";
+    if (needsReason && reason && !reason.value.trim()) { reason.focus(); } else if (password) { password.focus(); }
+  }
+
+  document.querySelectorAll("[data-decision]").forEach(function (b) {
+    b.addEventListener("click", function () { choose(b.dataset.decision); });
+  });
+
+  if (form) {
+    form.addEventListener("submit", function (event) {
+      if (decision && !decision.value) {
+        event.preventDefault();
+        if (shown) { shown.textContent = "Choose a decision first (C, F or M)."; }
+      }
+    });
+  }
+  if (reason && password) {
+    reason.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !password.value) { event.preventDefault(); password.focus(); }
+    });
+  }
+
+  const keys = {
+    c: function () { choose(page === "sample" ? "ESCAPE" : "CONFIRMED_DEFECT"); },
+    f: function () { if (page === "review") { choose("FALSE_REJECT"); } },
+    m: function () { if (page === "review") { choose("NEEDS_MRB"); } },
+    g: function () { if (page === "sample") { choose("CONFORMS"); } },
+    h: toggleHeat,
+    "+": function () { setZoom(zoom * 1.5); },
+    "=": function () { setZoom(zoom * 1.5); },
+    "-": function () { setZoom(zoom / 1.5); },
+    "0": function () { setZoom(1); },
+    n: function () {
+      const current = window.location.pathname.split("/").pop();
+      window.location.assign("/queue/next?after=" + encodeURIComponent(current));
+    },
+  };
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && typing(event.target)) { event.target.blur(); return; }
+    if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    if (page === "queue" && event.key === "Enter") { window.location.assign("/queue/next"); return; }
+    if (page !== "review" && page !== "sample" && page !== "ncr") { return; }
+    const digit = /^[1-9]$/.test(event.key) ? Number(event.key) : 0;
+    if (digit && codes && page !== "ncr") {
+      const offset = codes.options.length && codes.options[0].value === "" ? 1 : 0;
+      if (digit - 1 + offset < codes.options.length) { codes.selectedIndex = digit - 1 + offset; }
+      event.preventDefault();
+      return;
+    }
+    const action = keys[event.key.toLowerCase()] || keys[event.key];
+    if (action && (page !== "ncr" || "h+=-0".indexOf(event.key) >= 0)) { event.preventDefault(); action(); }
+  });
+
+  // ---- live station status -------------------------------------------------------------
+  if (page === "station") {
+    const state = document.getElementById("station-state");
+    const age = document.getElementById("station-age");
+    const body = document.querySelector("#station-rows tbody");
+
+    function flatten(value, prefix, rows, depth) {
+      if (value && typeof value === "object" && !Array.isArray(value) && depth < 4) {
+        Object.keys(value).sort().forEach(function (k) {
+          flatten(value[k], prefix ? prefix + "." + k : k, rows, depth + 1);
+        });
+      } else {
+        rows.push([prefix, typeof value === "string" ? value : JSON.stringify(value)]);
+      }
+      return rows;
+    }
+
+    function refresh() {
+      fetch("/api/v1/station/status", { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) {
+          if (!s) { return; }
+          state.textContent = s.state;
+          document.querySelectorAll("[data-key]").forEach(function (el) {
+            const value = el.dataset.key.split(".").reduce(function (o, k) {
+              return o && typeof o === "object" ? o[k] : undefined;
+            }, s.snapshot);
+            el.textContent = value === undefined || value === null ? "—"
+              : (typeof value === "number" ? String(Math.round(value * 100) / 100) : String(value));
+          });
+          age.textContent = s.age_s === null ? "station not running" : "updated " + s.age_s + " s ago";
+          body.replaceChildren.apply(body, flatten(s.snapshot, "", [], 0).map(function (row) {
+            const tr = document.createElement("tr");
+            row.forEach(function (cell) {
+              const td = document.createElement("td");
+              td.textContent = String(cell).slice(0, 200);
+              tr.appendChild(td);
+            });
+            return tr;
+          }));
+        })
+        .catch(function () { age.textContent = "status unavailable"; });
+    }
+    window.setInterval(refresh, 1000);
+  }
+})();

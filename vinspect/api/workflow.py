@@ -1,0 +1,238 @@
+"""What the pages and the JSON API do, once: login, signing, adjudication, disposition, users.
+
+Each step re-checks the password where it signs (21 CFR 11.200: a session cookie alone never
+signs), writes through the store's repository functions in one transaction, and audits
+failures (failed logins, failed signings) in a transaction of their own so they persist even
+though the request fails.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import HTTPException
+
+from vinspect.api.auth import (
+    AuthUser,
+    check_bootstrap_secret,
+    consume_bootstrap_secret,
+    password_problems,
+)
+from vinspect.api.deps import Services, audit
+from vinspect.api.schemas import DispositionCreate, ReviewCreate, SampleReviewCreate, UserCreate
+from vinspect.api.security import SessionHandle
+from vinspect.errors import StateError, StoreError
+from vinspect.store.audit import AuditEntry, append_audit
+from vinspect.store.db import session_scope
+from vinspect.store.lifecycle import add_disposition, add_review, claim_ncr
+from vinspect.store.ncr import (
+    DispositionCode,
+    DispositionInput,
+    NcrRef,
+    NcrStatus,
+    ReviewDecision,
+    ReviewInput,
+    Role,
+)
+from vinspect.store.repository import get_ncr_status
+from vinspect.store.review_queries import active_admin_exists, count_recent, get_inspection
+from vinspect.store.users import User, create_user, get_user, set_user_active
+
+__all__ = [
+    "adjudicate",
+    "bootstrap_admin",
+    "deactivate_user",
+    "dispose",
+    "dispute",
+    "log_in",
+    "log_out",
+    "new_user",
+    "review_sample",
+]
+
+
+def invalid(field: str, message: str, *, where: str = "body") -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors (what the OpenAPI document promises)."""
+    return HTTPException(status_code=422, detail=[{"loc": [where, field], "msg": message, "type": "value_error"}])
+
+
+def detail_text(exc: HTTPException) -> str:
+    """A one-line message for a page (validation details joined)."""
+    if isinstance(exc.detail, list):
+        return "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in exc.detail)
+    return str(exc.detail)
+
+
+def _locked(services: Services, username: str) -> bool:
+    since = datetime.now(UTC) - timedelta(seconds=services.options.lockout_window_s)
+    with session_scope(services.store.engine, readonly=True) as session:
+        failures = count_recent(session=session, action="login.failure", entity="login",
+                                entity_id=username[:64], since=since)
+    return failures >= services.options.lockout_failures
+
+
+def log_in(services: Services, handle: SessionHandle, *, username: str, password: str, source: str) -> AuthUser:
+    """Check the password (lockout after N failures in the window) and rotate the session."""
+    name = username[:64]
+    if services.limiter.blocked(source) or _locked(services, name):
+        audit(services, AuditEntry(actor="anonymous", action="login.locked", entity="login", entity_id=name,
+                                   source=source))
+        raise HTTPException(status_code=429, detail="too many failed logins: try again later",
+                            headers={"Retry-After": str(int(services.options.lockout_window_s))})
+    with session_scope(services.store.engine, readonly=True) as session:
+        user = get_user(session=session, username=name)
+    usable = user if user is not None and user.active else None
+    if not services.passwords.verify(password, usable.password_hash if usable else None) or usable is None:
+        services.limiter.fail(source)
+        audit(services, AuditEntry(actor="anonymous", action="login.failure", entity="login", entity_id=name,
+                                   source=source))
+        raise HTTPException(status_code=401, detail="invalid username or password")
+    handle.login(user_id=usable.id, username=usable.username)
+    audit(services, AuditEntry(actor=f"user:{usable.id}", action="login.success", entity="login",
+                               entity_id=name, source=source))
+    return AuthUser(user_id=usable.id, username=usable.username, display_name=usable.display_name,
+                    role=str(usable.role))
+
+
+def log_out(services: Services, handle: SessionHandle, *, source: str) -> None:
+    """End the session (audited when someone was signed in)."""
+    web = handle.current
+    if web is not None and web.user_id is not None:
+        audit(services, AuditEntry(actor=f"user:{web.user_id}", action="logout", entity="login",
+                                   entity_id=(web.username or "")[:64], source=source))
+    handle.logout()
+
+
+def check_signing_password(services: Services, user: AuthUser, password: str, *, source: str, what: str) -> None:
+    """Re-authenticate for a signature; a wrong password is audited and refused (403)."""
+    with session_scope(services.store.engine, readonly=True) as session:
+        stored = get_user(session=session, user_id=user.user_id)
+    if stored is None or not stored.active or not services.passwords.verify(password, stored.password_hash):
+        audit(services, AuditEntry(actor=f"user:{user.user_id}", action="signature.failure", entity="signing",
+                                   entity_id=what[:64], source=source, reason="password re-entry failed"))
+        raise HTTPException(status_code=403, detail="signature refused: password does not match")
+
+
+def _not_found_or_conflict(exc: Exception) -> HTTPException:
+    if isinstance(exc, StoreError) and "not found" in str(exc):
+        return HTTPException(status_code=404, detail="no such NCR")
+    return HTTPException(status_code=409, detail=str(exc))
+
+
+def adjudicate(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str) -> NcrRef:
+    """Claim (if needed) and review an NCR, signed with meaning REVIEW."""
+    check_signing_password(services, user, body.password, source=source, what=f"review {ncr_uuid}")
+    review = ReviewInput(user_id=user.user_id, decision=ReviewDecision(body.decision), reason=body.reason,
+                         defect_code=body.defect_code, investigation_required=body.investigation_required,
+                         investigation_notes=body.investigation_notes)
+    try:
+        with session_scope(services.store.engine) as session:
+            status = get_ncr_status(ncr_uuid, session=session)
+            if status is None:
+                raise HTTPException(status_code=404, detail="no such NCR")
+            if status in (NcrStatus.OPEN, NcrStatus.CONTAINED):
+                claim_ncr(ncr_uuid, session=session, user_id=user.user_id)
+            return add_review(ncr_uuid, session=session, review=review)
+    except (StateError, StoreError) as exc:
+        raise _not_found_or_conflict(exc) from exc
+
+
+def dispose(services: Services, user: AuthUser, ncr_uuid: str, body: DispositionCreate, *, source: str) -> NcrRef:
+    """Disposition an adjudicated NCR, signed with meaning DISPOSITION."""
+    code = DispositionCode(body.code)
+    if code in (DispositionCode.USE_AS_IS, DispositionCode.REPAIR) and not body.justification.strip():
+        raise invalid("justification", f"{code} needs a written justification (820.90(b)(1))")
+    if code in (DispositionCode.REWORK, DispositionCode.REPAIR) and not body.rework_instruction_ref:
+        raise invalid("rework_instruction_ref", f"{code} needs the rework/repair instruction reference")
+    check_signing_password(services, user, body.password, source=source, what=f"disposition {ncr_uuid}")
+    disposition = DispositionInput(
+        user_id=user.user_id, code=code, quantity=body.quantity, justification=body.justification,
+        design_authority_approval_ref=body.design_authority_approval_ref,
+        customer_concession_ref=body.customer_concession_ref, rework_instruction_ref=body.rework_instruction_ref)
+    try:
+        with session_scope(services.store.engine) as session:
+            if get_ncr_status(ncr_uuid, session=session) is None:
+                raise HTTPException(status_code=404, detail="no such NCR")
+            return add_disposition(ncr_uuid, session=session, disposition=disposition)
+    except (StateError, StoreError) as exc:
+        raise _not_found_or_conflict(exc) from exc
+
+
+def dispute(services: Services, user: AuthUser, ncr_uuid: str, reason: str, *, source: str) -> None:
+    """Ask for a FAIL to be reviewed (puts it in the queue); audited with the reason."""
+    if not reason.strip():
+        raise invalid("reason", "a dispute needs a reason")
+    with session_scope(services.store.engine) as session:
+        status = get_ncr_status(ncr_uuid, session=session)
+        if status is None:
+            raise HTTPException(status_code=404, detail="no such NCR")
+        if status not in (NcrStatus.OPEN, NcrStatus.CONTAINED, NcrStatus.UNDER_REVIEW):
+            raise HTTPException(status_code=409, detail=f"NCR is {status}: nothing to dispute")
+        append_audit(AuditEntry(actor=f"user:{user.user_id}", action="ncr.dispute", entity="ncr",
+                                entity_id=ncr_uuid, reason=reason, source=source), session=session)
+
+
+def review_sample(services: Services, user: AuthUser, inspection_id: str, body: SampleReviewCreate, *,
+                  source: str) -> None:
+    """Record the blind audit of a sampled PASS part (signed by password re-entry, audited)."""
+    check_signing_password(services, user, body.password, source=source, what=f"sample {inspection_id}")
+    if body.decision == "ESCAPE" and not body.defect_code:
+        raise invalid("defect_code", "an escape needs a defect code")
+    with session_scope(services.store.engine) as session:
+        row = get_inspection(inspection_id, session=session)
+        if row is None or row.verdict != "PASS":
+            raise HTTPException(status_code=404, detail="no such sampled PASS inspection")
+        append_audit(AuditEntry(actor=f"user:{user.user_id}", action="sample.review", entity="inspection",
+                                entity_id=inspection_id, field="decision", new_value=body.decision,
+                                old_value="PASS", reason=f"{body.reason} [defect_code={body.defect_code or '-'}]",
+                                source=source), session=session)
+
+
+def _check_policy(body: UserCreate) -> None:
+    problems = password_problems(body.password, username=body.username)
+    if problems:
+        raise invalid("password", "password: " + "; ".join(problems))
+
+
+def new_user(services: Services, actor: str, body: UserCreate) -> User:
+    """Create an account (admin action or bootstrap); password policy enforced."""
+    _check_policy(body)
+    password_hash = services.passwords.hash(body.password)
+    try:
+        with session_scope(services.store.engine) as session:
+            return create_user(body.username, session=session, display_name=body.display_name,
+                               role=Role(body.role), password_hash=password_hash, actor=actor)
+    except StateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+def deactivate_user(services: Services, actor: AuthUser, user_id: int, reason: str) -> User:
+    """Deactivate (never delete) an account and end its sessions."""
+    if user_id == actor.user_id:
+        raise HTTPException(status_code=409, detail="you cannot deactivate yourself")
+    if not reason.strip():  # str.strip: the store's own test (Unicode whitespace included)
+        raise invalid("reason", "deactivating an account needs a reason")
+    try:
+        with session_scope(services.store.engine) as session:
+            user = set_user_active(user_id, session=session, active=False, actor=f"user:{actor.user_id}",
+                                   reason=reason)
+    except StoreError as exc:
+        raise HTTPException(status_code=404, detail="no such user") from exc
+    services.sessions.drop_user(user_id)
+    return user
+
+
+def bootstrap_admin(services: Services, *, secret: str, body: UserCreate, source: str) -> User:
+    """Create the first admin with the one-time secret from ``<data_dir>/bootstrap-secret``."""
+    with session_scope(services.store.engine, readonly=True) as session:
+        if active_admin_exists(session=session):
+            raise HTTPException(status_code=404, detail="setup is complete")
+    if not check_bootstrap_secret(services.data_dir, secret):
+        audit(services, AuditEntry(actor="anonymous", action="setup.failure", entity="setup", entity_id="admin",
+                                   source=source))
+        raise HTTPException(status_code=403, detail="bootstrap secret does not match")
+    if body.role != "admin":
+        raise invalid("role", "the first account must be an admin")
+    user = new_user(services, "system:bootstrap", body)
+    consume_bootstrap_secret(services.data_dir)
+    return user

@@ -1,0 +1,245 @@
+"""``vinspect ncr|audit|backup|restore|evidence|outbox``: the NCR store from the command line.
+
+Every subcommand takes ``--data-dir`` (default ``./vinspect-data``) and ``--database-url``
+(default ``sqlite:///<data_dir>/vinspect.db``, see :func:`store_location`). Exit codes: 0 ok,
+1 a check found problems (verify, scrub, undelivered NCRs), 2 an error (raised as VinspectError
+and reported by the CLI's main).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vinspect.errors import ConfigError, StoreError
+from vinspect.settings import load_settings
+from vinspect.store import repository
+from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit, chain_head
+from vinspect.store.backup import backup_store, restore_store
+from vinspect.store.db import make_engine, session_scope
+from vinspect.store.evidence import EvidenceStore, scrub
+from vinspect.store.export import ExportFormat, export_ncrs, export_to_path
+from vinspect.store.migrations import upgrade
+from vinspect.store.ncr import NcrFilter, NcrStatus
+from vinspect.store.outbox import OutboxRelay, RelayConfig
+from vinspect.store.verify import verify_store
+
+__all__ = ["register", "store_location"]
+
+
+def store_location(data_dir: Path | None, database_url: str | None) -> tuple[Path, str]:
+    """(data_dir, database URL): the options, else VINSPECT_DATA_DIR / VINSPECT_DATABASE_URL, else
+    ``./vinspect-data`` and SQLite inside it (see :class:`vinspect.settings.Settings`)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    return settings.data_dir, settings.resolved_database_url
+
+
+def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
+    parser.add_argument("--database-url", default=None, help="default sqlite:///<data-dir>/vinspect.db")
+    return parser
+
+
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"time {text!r} is not ISO 8601") from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", type=_time, default=None, help="detected at or after (ISO 8601, UTC)")
+    parser.add_argument("--until", type=_time, default=None, help="detected before (ISO 8601, UTC)")
+    parser.add_argument("--station", default=None)
+    parser.add_argument("--status", choices=[s.value for s in NcrStatus], default=None)
+    parser.add_argument("--defect-code", default=None)
+
+
+def _filter_of(args: argparse.Namespace) -> NcrFilter:
+    return NcrFilter(since=args.since, until=args.until, station_id=args.station,
+                     status=NcrStatus(args.status) if args.status else None, defect_code=args.defect_code)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``ncr``, ``audit``, ``backup``, ``restore``, ``evidence`` and ``outbox``."""
+    _register_ncr(sub)
+    audit = sub.add_parser("audit", help="audit trail")
+    audit_verbs = audit.add_subparsers(dest="verb", required=True)
+    verify = _common(audit_verbs.add_parser("verify", help="verify the hash chain and every record"))
+    verify.add_argument("--anchor", type=Path, default=None, help="chain head exported earlier (JSON)")
+    verify.add_argument("--write-anchor", type=Path, default=None, help="write the current head here")
+    verify.set_defaults(handler=_audit_verify)
+    backup = _common(sub.add_parser("backup", help="verified backup (SQLite online backup / pg_dump)"))
+    backup.add_argument("--out", type=Path, required=True)
+    backup.set_defaults(handler=_backup)
+    restore = _common(sub.add_parser("restore", help="restore a verified backup into an empty store"))
+    restore.add_argument("--from", dest="source", type=Path, required=True)
+    restore.set_defaults(handler=_restore)
+    evidence = sub.add_parser("evidence", help="evidence files")
+    evidence_verbs = evidence.add_subparsers(dest="verb", required=True)
+    _common(evidence_verbs.add_parser("scrub", help="re-hash every referenced file")).set_defaults(handler=_scrub)
+    outbox = sub.add_parser("outbox", help="deliver queued NCR revisions to the QMS")
+    outbox_verbs = outbox.add_subparsers(dest="verb", required=True)
+    drain = _common(outbox_verbs.add_parser("drain", help="POST pending revisions to a webhook"))
+    drain.add_argument("--url", required=True)
+    drain.add_argument("--timeout-s", type=float, default=5.0)
+    drain.add_argument("--max-seconds", type=float, default=60.0)
+    drain.set_defaults(handler=_outbox_drain)
+
+
+def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ncr = sub.add_parser("ncr", help="list, show and export nonconformance reports")
+    verbs = ncr.add_subparsers(dest="verb", required=True)
+    listing = _common(verbs.add_parser("list", help="one line per NCR"))
+    _filters(listing)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=_ncr_list)
+    show = _common(verbs.add_parser("show", help="one NCR as JSON"))
+    show.add_argument("ref", help="NCR uuid or number (NCR-2026-000123)")
+    show.set_defaults(handler=_ncr_show)
+    export = _common(verbs.add_parser("export", help="JSON, CSV or JSON Lines (schema ncr-v1)"))
+    _filters(export)
+    export.add_argument("--format", choices=[f.value for f in ExportFormat], default="json")
+    export.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    export.set_defaults(handler=_ncr_export)
+
+
+def _engine(args: argparse.Namespace, *, create: bool = False) -> Any:
+    data_dir, url = store_location(args.data_dir, args.database_url)
+    if url.startswith("sqlite:///") and not create:
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            raise StoreError(f"no store at {path} (give --data-dir or --database-url)")
+    if create:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def _ncr_list(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            for doc in repository.list_ncrs(_filter_of(args), session=session, limit=args.limit):
+                _out(f"{doc['ncr_number']}  {doc['ncr_uuid']}  {doc['status']:<13}  {doc['station_id']}  "
+                     f"{doc['defect_code']}  {doc['detected_at']}\n")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _ncr_show(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            uuid = repository.resolve_ncr(args.ref, session=session)
+            doc = None if uuid is None else repository.get_ncr(uuid, session=session)
+    finally:
+        engine.dispose()
+    if doc is None:
+        raise StoreError(f"NCR {args.ref} not found")
+    _out(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    return 0
+
+
+def _ncr_export(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    fmt = ExportFormat(args.format)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            if args.out is None:
+                summary = export_ncrs(sys.stdout, session=session, fmt=fmt, filters=_filter_of(args))
+            else:
+                summary = export_to_path(args.out, session=session, fmt=fmt, filters=_filter_of(args))
+        with session_scope(engine) as session:
+            append_audit(AuditEntry(actor="system:cli", action="ncr.export_file", entity="export",
+                                    entity_id=fmt.value, new_value=str(summary.count),
+                                    source=str(args.out or "stdout")[:128]), session=session)
+    finally:
+        engine.dispose()
+    if args.out is not None:
+        sys.stderr.write(f"exported {summary.count} NCR(s) as {fmt.value} to {args.out}\n")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    anchor = None
+    if args.anchor is not None:
+        try:
+            anchor = ChainAnchor(**json.loads(args.anchor.read_text("utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"anchor file {args.anchor}: {exc}") from exc
+    engine = _engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            report = verify_store(session=session, anchor=anchor)
+            head = chain_head(session)
+    finally:
+        engine.dispose()
+    chain = report.chain
+    _out(f"integrity: {report.integrity}\naudit rows checked: {chain.rows_checked}\n")
+    if not chain.ok:
+        _out(f"FIRST BROKEN LINK: seq {chain.broken_seq}: {chain.problem}\n")
+    for problem in report.problems:
+        _out(f"RECORD: {problem}\n")
+    if args.write_anchor is not None and head is not None and report.ok:
+        args.write_anchor.write_text(json.dumps({"seq": head.seq, "row_hash": head.row_hash}) + "\n", "utf-8")
+    _out("OK\n" if report.ok else "FAILED\n")
+    return 0 if report.ok else 1
+
+
+def _backup(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        manifest = backup_store(engine, args.out)
+    finally:
+        engine.dispose()
+    _out(f"backup {args.out}: verified, sha256 {manifest.file_sha256}, counts {manifest.counts}\n")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    data_dir, url = store_location(args.data_dir, args.database_url)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    report = restore_store(args.source, url=url)
+    _out(f"restored {args.source}: verified, counts {report.counts}\n")
+    return 0
+
+
+def _scrub(args: argparse.Namespace) -> int:
+    data_dir, _ = store_location(args.data_dir, args.database_url)
+    engine = _engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            report = scrub(EvidenceStore(data_dir / "evidence"), session=session)
+    finally:
+        engine.dispose()
+    _out(f"evidence files checked: {report.checked}\n")
+    for digest in report.missing:
+        _out(f"MISSING: {digest}\n")
+    for digest in report.altered:
+        _out(f"ALTERED: {digest}\n")
+    _out("OK\n" if report.ok else "FAILED\n")
+    return 0 if report.ok else 1
+
+
+def _outbox_drain(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        relay = OutboxRelay(engine, RelayConfig(url=args.url, timeout_s=args.timeout_s))
+        summary = relay.drain(max_seconds=args.max_seconds)
+    finally:
+        engine.dispose()
+    _out(f"delivered {summary.delivered}, retried {summary.retried}, parked {summary.parked}, "
+         f"pending {summary.pending}\n")
+    return 0 if summary.pending == 0 and summary.parked == 0 else 1

@@ -1,0 +1,117 @@
+"""``vinspect serve`` (the reviewer web app) and ``vinspect users add`` (accounts from a shell).
+
+``serve`` binds 127.0.0.1 unless told otherwise (non-loopback needs VINSPECT_API_ALLOW_REMOTE).
+While no active admin exists it writes a one-time secret to ``<data_dir>/bootstrap-secret``
+(mode 0600) and the first visitor of ``/setup`` must paste it to create the admin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+from vinspect.errors import ConfigError
+from vinspect.settings import Settings, load_settings
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+ROLES = ("operator", "reviewer", "quality_engineer", "admin")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve`` and ``users add``."""
+    serve = sub.add_parser("serve", help="run the reviewer web app and JSON API")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8600)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="station data directory")
+    serve.add_argument("--pass-sample-rate", type=float, default=0.01,
+                       help="fraction of PASS parts drawn for the blind escape audit (default 0.01)")
+    serve.set_defaults(handler=_serve)
+
+    users = sub.add_parser("users", help="reviewer app accounts")
+    verbs = users.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="create an account (password read from the terminal or stdin)")
+    add.add_argument("username")
+    add.add_argument("--display-name", required=True, help="full name, printed on e-signatures")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--data-dir", type=Path, default=None)
+    add.set_defaults(handler=_users_add)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(data_dir=args.data_dir, api_host=getattr(args, "host", None),
+                         api_port=getattr(args, "port", None))
+
+
+def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from vinspect.store import EvidenceStore, make_engine, upgrade
+    from vinspect.store.review_queries import StoreHandle
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    return StoreHandle(engine=engine, evidence=EvidenceStore(settings.data_dir / "evidence"))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vinspect.api.app import create_app
+    from vinspect.api.auth import ensure_bootstrap_secret
+    from vinspect.api.deps import ApiOptions
+    from vinspect.api.station import StatusFile
+    from vinspect.models.registry import ModelRegistry
+    from vinspect.store import session_scope
+    from vinspect.store.review_queries import active_admin_exists
+
+    if not 0.0 <= args.pass_sample_rate <= 1.0:
+        raise ConfigError(f"--pass-sample-rate {args.pass_sample_rate} is not within 0..1")
+    settings = _settings(args)
+    store = _open_store(settings)
+    with session_scope(store.engine, readonly=True) as session:
+        has_admin = active_admin_exists(session=session)
+    if not has_admin:
+        path = ensure_bootstrap_secret(settings.data_dir)
+        sys.stderr.write(f"vinspect serve: no admin yet. Open http://{settings.api_host}:{settings.api_port}/setup "
+                         f"and paste the one-time secret from {path} (mode 0600).\n")
+    app = create_app(settings, store=store, registry=ModelRegistry(settings.data_dir / "models"),
+                     status=StatusFile(settings.data_dir / "status.json"),
+                     options=ApiOptions(pass_sample_rate=args.pass_sample_rate))
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, server_header=False)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the two passwords differ")
+    return first
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from vinspect.api.auth import PasswordService, password_problems
+    from vinspect.errors import StateError
+    from vinspect.store import Role, session_scope
+    from vinspect.store.users import create_user
+
+    password = _read_password(args)
+    problems = password_problems(password, username=args.username)
+    if problems:
+        raise ConfigError("password refused: " + "; ".join(problems))
+    store = _open_store(_settings(args))
+    password_hash = PasswordService().hash(password)
+    try:
+        with session_scope(store.engine) as session:
+            user = create_user(args.username, session=session, display_name=args.display_name, role=Role(args.role),
+                               password_hash=password_hash, actor=f"cli:{getpass.getuser()}")
+    except StateError as exc:
+        raise ConfigError(str(exc)) from exc
+    sys.stdout.write(f"created user {user.id} {user.username} ({user.role})\n")
+    return 0

@@ -1,0 +1,329 @@
+"""Evidence files (reject images, heatmaps), stored content-addressed and scrubbed.
+
+A file lives at ``<root>/<sha[:2]>/<sha>.png`` where ``sha`` is the SHA-256 of its bytes; no
+user-supplied name ever reaches a path, and every resolved path must stay inside the realpath of
+the root (a planted symlink is refused). Files are written to a temporary name, fsynced, renamed
+and the directory fsynced, so a file an NCR references survives a crash or power cut once the
+NCR commits. :func:`scrub` re-hashes every referenced file and reports missing or altered ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vinspect.errors import StoreError
+from vinspect.store.canonical import sha256_hex
+from vinspect.store.tables import EvidenceRecord
+
+__all__ = ["EvidenceBlob", "EvidenceStore", "PendingEvidence", "ScrubReport", "StoredEvidence", "encode_png",
+           "heatmap_png", "scrub"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # lossless either way; level 1 keeps line rate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvidence:
+    """A stored file as an NCR references it."""
+
+    kind: str
+    sha256: str
+    media_type: str
+    uri: str
+    size_bytes: int
+    captured_at: datetime | None = None
+    camera_settings: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScrubReport:
+    """Files checked, and the sha256 of each missing or altered one."""
+
+    checked: int
+    missing: tuple[str, ...]
+    altered: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.altered
+
+
+def evidence_uri(sha256: str) -> str:
+    """The location-independent URI recorded on the NCR."""
+    return f"urn:vinspect:evidence:sha256:{sha256}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceBlob:
+    """Bytes to store and what the NCR will say about them."""
+
+    data: bytes
+    kind: str
+    captured_at: datetime | None = None
+    camera_settings: Mapping[str, object] = field(default_factory=dict)
+
+
+class EvidenceStore:
+    """Content-addressed PNG files under one root directory; close() when done.
+
+    New files are created at their final name and made durable with fsync of the file and of
+    its directory, all issued concurrently (one journal commit instead of four in a row). A crash
+    can leave a partial file that no committed NCR references; the next store of the same bytes
+    finds it damaged and replaces it atomically.
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self._root = Path(root)
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def close(self) -> None:
+        """Stop the fsync helper threads (the store stays usable; they restart on demand)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def path_for(self, sha256: str) -> Path:
+        """The file for a digest; refuses anything but 64 lower-case hex digits or an escape."""
+        if not _SHA256.fullmatch(sha256):
+            raise StoreError(f"evidence id {sha256!r} is not a sha256 hex digest")
+        root = os.path.realpath(self._root)
+        path = os.path.realpath(os.path.join(root, sha256[:2], f"{sha256}.png"))
+        if os.path.commonpath([root, path]) != root:
+            raise StoreError(f"evidence {sha256} resolves outside {root}: refusing")
+        return Path(path)
+
+    def put(self, data: bytes, *, kind: str, captured_at: datetime | None = None,
+            camera_settings: Mapping[str, object] | None = None) -> StoredEvidence:
+        """Store PNG bytes durably (idempotent: an intact existing copy is kept)."""
+        blob = EvidenceBlob(data=data, kind=kind, captured_at=captured_at, camera_settings=dict(camera_settings or {}))
+        return self.put_all([blob])[0]
+
+    def put_all(self, blobs: Sequence[EvidenceBlob]) -> list[StoredEvidence]:
+        """Store several files durably; returns once every file and directory entry is synced."""
+        with self.write_all(blobs) as pending:
+            pending.wait()
+            return pending.stored
+
+    def write_all(self, blobs: Sequence[EvidenceBlob]) -> PendingEvidence:
+        """Write files now and start their fsyncs in the background; ``wait()`` before relying on them."""
+        job: Future[_Written] = Future()
+        try:
+            job.set_result(self._write(blobs))
+        except StoreError as exc:
+            job.set_exception(exc)
+        return PendingEvidence(job)
+
+    def submit(self, make_blobs: Callable[[], Sequence[EvidenceBlob]]) -> PendingEvidence:
+        """Encode (``make_blobs``) and write in a helper thread, fsyncs in parallel; returns at once.
+
+        The caller does other work (the NCR's database statements) meanwhile; ``stored`` waits for
+        the files to be written, ``wait()`` for them to be durable, which must happen before
+        anything referencing them commits.
+        """
+        return PendingEvidence(self._executor().submit(lambda: self._write(make_blobs())))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="evidence-io")
+            return self._pool
+
+    def _write(self, blobs: Sequence[EvidenceBlob]) -> _Written:
+        fds: list[int] = []
+        dirs: set[str] = set()
+        stored: list[StoredEvidence] = []
+        try:
+            with self._lock:
+                for blob in blobs:
+                    digest = sha256_hex(blob.data)
+                    self._place(self.path_for(digest), blob.data, fds=fds, dirs=dirs)
+                    stored.append(StoredEvidence(
+                        kind=blob.kind, sha256=digest, media_type="image/png", uri=evidence_uri(digest),
+                        size_bytes=len(blob.data), captured_at=blob.captured_at,
+                        camera_settings=dict(blob.camera_settings)))
+                if self._fsync:
+                    fds.extend(os.open(d, os.O_RDONLY) for d in dirs)
+        except OSError as exc:
+            _close(fds)
+            raise StoreError(f"writing evidence under {self._root}: {exc}") from exc
+        futures = [self._executor().submit(os.fsync, fd) for fd in fds] if self._fsync else []
+        return _Written(stored=stored, fds=fds, futures=futures)
+
+    def read(self, sha256: str) -> bytes:
+        """The bytes of a stored file, verified against its digest."""
+        path = self.path_for(sha256)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"reading evidence {path}: {exc}") from exc
+        if sha256_hex(data) != sha256:
+            raise StoreError(f"evidence {path} does not match its sha256: altered or truncated")
+        return data
+
+    def _place(self, path: Path, data: bytes, *, fds: list[int], dirs: set[str]) -> None:
+        directory = path.parent
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            dirs.add(str(directory.parent))
+        dirs.add(str(directory))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _file_sha256(path) == path.stem:
+                fds.append(os.open(path, os.O_RDONLY))  # may be unsynced leftovers of a crash
+                return
+            self._replace(path, data)
+            return
+        fds.append(fd)
+        _write_all(fd, data)
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    stored: list[StoredEvidence]
+    fds: list[int]
+    futures: list[Future[None]]
+
+
+class PendingEvidence:
+    """Evidence being written and synced; a context manager that releases the descriptors."""
+
+    def __init__(self, job: Future[_Written]) -> None:
+        self._job = job
+
+    @property
+    def stored(self) -> list[StoredEvidence]:
+        """The stored files (waits for the writes, not for the fsyncs)."""
+        return self._job.result().stored
+
+    def wait(self) -> None:
+        """Block until every file and directory entry is on disk.
+
+        Raises:
+            StoreError: encoding, writing or an fsync failed (the files must not be referenced).
+        """
+        try:
+            for future in self._job.result().futures:
+                future.result()
+        except OSError as exc:
+            raise StoreError(f"syncing evidence: {exc}") from exc
+
+    def close(self) -> None:
+        wait_all([self._job])
+        if self._job.exception() is not None:
+            return
+        written = self._job.result()
+        for future in written.futures:
+            future.cancel()
+        wait_all(written.futures)
+        _close(written.fds)
+        written.fds.clear()
+
+    def __enter__(self) -> PendingEvidence:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encode_png(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], *, pixel_format: str = "Mono8") -> bytes:
+    """Lossless PNG of a frame; RGB pixel formats are written in true colour."""
+    pixels: npt.NDArray[Any] = np.ascontiguousarray(image)
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixel_format.upper().startswith("RGB"):
+        pixels = np.asarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    ok, buffer = cv2.imencode(".png", pixels, _PNG_PARAMS)
+    if not ok:
+        raise StoreError(f"cannot encode a {pixels.shape} {pixels.dtype} image as PNG")
+    return bytes(buffer)
+
+
+def heatmap_png(anomaly_map: npt.NDArray[np.float32]) -> bytes:
+    """A colour heatmap of an anomaly map (min-max scaled; NaN shown as the minimum)."""
+    values = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if values.ndim == 3:
+        values = values.reshape(values.shape[-2], values.shape[-1])
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    scaled = np.zeros(values.shape, np.uint8) if high <= low else \
+        np.round((values - low) / (high - low) * 255.0).astype(np.uint8)
+    coloured = np.asarray(cv2.applyColorMap(scaled, cv2.COLORMAP_JET), dtype=np.uint8)
+    return encode_png(coloured, pixel_format="BGR8")
+
+
+def scrub(evidence: EvidenceStore, *, session: Session) -> ScrubReport:
+    """Re-hash every file an NCR references; report missing and altered ones.
+
+    Args:
+        evidence: the store the files live in.
+        session: read-only session over the NCR database.
+    """
+    digests = session.scalars(select(EvidenceRecord.sha256).distinct().order_by(EvidenceRecord.sha256))
+    missing: list[str] = []
+    altered: list[str] = []
+    checked = 0
+    for digest in digests:
+        checked += 1
+        path = evidence.path_for(digest)
+        try:
+            actual = _file_sha256(path)
+        except FileNotFoundError:
+            missing.append(digest)
+            continue
+        except OSError as exc:
+            raise StoreError(f"scrubbing {path}: {exc}") from exc
+        if actual != digest:
+            altered.append(digest)
+    return ScrubReport(checked=checked, missing=tuple(missing), altered=tuple(altered))

@@ -1,0 +1,356 @@
+"""Store operations: keyword-only ``session`` functions, each inside the caller's transaction.
+
+Writers never UPDATE or DELETE a quality record: an inspection, an NCR, its evidence references,
+its events and signatures are inserted once, each covered by an audit link carrying the
+record's content hash. Every write starts by taking the writer lock, so NCR numbers and audit
+sequence numbers are gap-free. Nothing here commits: use :func:`vinspect.store.db.session_scope`
+(an NCR is visible to others, and may be acknowledged, only after that scope commits).
+
+Lifecycle steps (review, disposition, signatures, corrections) live in
+:mod:`vinspect.store.lifecycle`, users in :mod:`vinspect.store.users`; both are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from vinspect.errors import StoreError
+from vinspect.store.audit import AuditEntry, append_audit
+from vinspect.store.canonical import canonical_json
+from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256
+from vinspect.store.db import lock_writers
+from vinspect.store.document import build_document, documents_for, iter_documents, select_ncrs, status_subquery
+from vinspect.store.evidence import StoredEvidence
+from vinspect.store.lifecycle import (
+    add_correction,
+    add_disposition,
+    add_links,
+    add_review,
+    add_signature,
+    claim_ncr,
+    close_ncr,
+    record_containment,
+    verify_signature,
+    void_duplicate,
+)
+from vinspect.store.ncr import SCHEMA_VERSION, NcrDefaults, NcrFilter, NcrRef, NcrStatus
+from vinspect.store.outbox import enqueue
+from vinspect.store.tables import Base, EvidenceRecord, InspectionRecord, NcrEvent, NcrRecord, table_of
+from vinspect.store.users import create_user, get_user, list_users, set_user_active
+from vinspect.types import Books, Inspection, Verdict
+
+__all__ = [
+    "add_correction",
+    "add_disposition",
+    "add_inspection",
+    "add_inspections",
+    "add_links",
+    "add_review",
+    "add_signature",
+    "claim_ncr",
+    "close_ncr",
+    "count_books",
+    "count_ncrs",
+    "create_user",
+    "finish_ncr",
+    "get_ncr",
+    "get_ncr_status",
+    "get_user",
+    "list_ncrs",
+    "list_users",
+    "open_ncr",
+    "record_containment",
+    "resolve_ncr",
+    "set_user_active",
+    "start_ncr",
+    "verify_signature",
+    "void_duplicate",
+]
+
+_MODEL_REASONS = frozenset({"score", "review_band"})
+Values = dict[str, Any]  # column values of a row about to be (or just) inserted
+
+
+def _json(value: object) -> str:
+    return canonical_json(value).decode("utf-8")
+
+
+def _utc(value: datetime) -> datetime:
+    # A naive time from a producer is taken as UTC rather than losing the record on the line.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def fault_reasons(reasons: Iterable[str]) -> list[str]:
+    """Reasons that make a reject fail-safe (``ERROR_REJECT``) rather than a model reject."""
+    return [r for r in reasons if r not in _MODEL_REASONS]
+
+
+def _inspection_values(inspection: Inspection, *, now: datetime) -> dict[str, Any]:
+    prediction, frame, decision = inspection.prediction, inspection.frame, inspection.decision
+    model = prediction.model if prediction is not None else None
+    return {
+        "inspection_id": inspection.inspection_id, "station_id": inspection.station_id,
+        "part_seq": inspection.part_seq, "verdict": str(decision.verdict),
+        "reasons": _json(list(decision.reasons)), "policy_id": decision.policy_id, "fail_at": decision.fail_at,
+        "review_at": decision.review_at, "score": _finite(prediction.score) if prediction is not None else None,
+        "model_name": model.name if model else None, "model_version": model.version if model else None,
+        "model_sha256": model.sha256 if model else None, "source_id": frame.source_id if frame else None,
+        "frame_id": frame.frame_id if frame else None,
+        "captured_at": _utc(frame.captured_at) if frame else None, "part_id": frame.part_id if frame else None,
+        "error": inspection.error, "recorded_at": now,
+    }
+
+
+def _insert(model: type[Base], rows: list[dict[str, Any]], *, session: Session) -> None:
+    """Core INSERT on the session's connection; each row dict gets its new ``id`` (hashes include it)."""
+    table = table_of(model)
+    stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    ids = session.connection().execute(stmt, rows).scalars().all()
+    for row, row_id in zip(rows, ids, strict=True):
+        row["id"] = row_id
+
+
+def add_inspections(inspections: Sequence[Inspection], *, session: Session, now: datetime | None = None) -> int:
+    """Insert a batch of inspection rows covered by one audit link; returns the row count."""
+    if not inspections:
+        return 0
+    lock_writers(session)
+    now = now or datetime.now(UTC)
+    rows = [_inspection_values(i, now=now) for i in inspections]
+    _insert(InspectionRecord, rows, session=session)
+    stations = sorted({r["station_id"] for r in rows})
+    append_audit(AuditEntry(
+        actor=f"system:{stations[0]}" if len(stations) == 1 else "system:store", action="inspection.batch",
+        entity="inspections", entity_id=f"{rows[0]['id']}-{rows[-1]['id']}", new_value=str(len(rows)),
+        record_sha256=inspection_batch_sha256(rows)), session=session, at=now)
+    return len(rows)
+
+
+def add_inspection(inspection: Inspection, *, session: Session, now: datetime | None = None) -> None:
+    """Insert one inspection row (a batch of one)."""
+    add_inspections([inspection], session=session, now=now)
+
+
+def _inference(inspection: Inspection) -> dict[str, Any]:
+    prediction, decision = inspection.prediction, inspection.decision
+    model = prediction.model if prediction is not None else None
+    regions = [] if prediction is None else [
+        {"label": r.label, "score": _finite(r.score), "box_xyxy": list(r.box_xyxy), "area_px": r.area_px}
+        for r in prediction.regions
+    ]
+    return {
+        "model_name": model.name if model else None, "model_version": model.version if model else None,
+        "model_sha256": model.sha256 if model else None,
+        "score": _finite(prediction.score) if prediction is not None else None,
+        "threshold": decision.fail_at, "review_threshold": decision.review_at, "regions": regions,
+        "inference_id": inspection.inspection_id, "recipe_id": decision.policy_id,
+        "reasons": list(decision.reasons), "error": inspection.error,
+    }
+
+
+def _describe(inspection: Inspection) -> tuple[str, str, str]:
+    """(defect_code, machine_verdict, description) of a rejected inspection."""
+    decision, prediction = inspection.decision, inspection.prediction
+    faults = fault_reasons(decision.reasons)
+    if faults:
+        code, verdict = faults[0], "ERROR_REJECT"
+    else:
+        code = (prediction.defect_code if prediction is not None else None) or "anomaly"
+        verdict = "REJECT"
+    score = _finite(prediction.score) if prediction is not None else None
+    shown = "none" if score is None else f"{score:.4f}"
+    text = (f"{decision.verdict} by {inspection.station_id} (part seq {inspection.part_seq}): "
+            f"reasons {', '.join(decision.reasons) or 'none'}; score {shown}, fail_at {decision.fail_at}, "
+            f"review_at {decision.review_at}")
+    return code, verdict, text + (f"; error: {inspection.error}" if inspection.error else "")
+
+
+def _next_ncr_seq(session: Session) -> int:
+    current = session.connection().execute(select(func.max(NcrRecord.ncr_seq))).scalar()
+    return 1 if current is None else int(current) + 1
+
+
+def _ncr_values(inspection: Inspection, *, defaults: NcrDefaults, seq: int, now: datetime) -> dict[str, Any]:
+    frame = inspection.frame
+    detected_at = _utc(frame.captured_at) if frame is not None else now
+    code, verdict, text = _describe(inspection)
+    containment = {"action": "SEGREGATED", "reject_actuation_confirmed": False,
+                   "location": defaults.containment_location, "suspect_window": None}
+    return {
+        "ncr_uuid": str(uuid.uuid4()), "ncr_seq": seq, "ncr_number": f"NCR-{detected_at.year:04d}-{seq:06d}",
+        "schema_version": SCHEMA_VERSION, "detected_at": detected_at, "created_at": now,
+        "site_id": defaults.site_id, "line_id": defaults.line_id, "station_id": inspection.station_id,
+        "camera_id": frame.source_id if frame is not None else "unknown", "detection_point": "IN_PROCESS",
+        "detected_by_kind": "SYSTEM", "detected_by_id": f"system:{inspection.station_id}",
+        "part_number": defaults.part_number, "part_revision": defaults.part_revision,
+        "part_name": defaults.part_name, "serial_number": frame.part_id if frame is not None else None,
+        "lot_number": defaults.lot_number, "work_order": defaults.work_order, "operation": defaults.operation,
+        "quantity_affected": defaults.quantity_affected, "uom": defaults.uom,
+        "requirement_ref": defaults.requirement_ref, "defect_code": code, "severity": defaults.severity,
+        "description": text, "machine_verdict": verdict, "inference": _json(_inference(inspection)),
+        "containment": _json(containment), "related_ncr_uuids": "[]", "inspection_id": inspection.inspection_id,
+    }
+
+
+def _evidence_values(ncr_id: int, evidence: Sequence[StoredEvidence]) -> list[dict[str, Any]]:
+    return [
+        {"ncr_id": ncr_id, "ordinal": i, "kind": e.kind, "sha256": e.sha256, "media_type": e.media_type,
+         "uri": e.uri, "size_bytes": e.size_bytes, "captured_at": _utc(e.captured_at) if e.captured_at else None,
+         "camera_settings": _json(dict(e.camera_settings))}
+        for i, e in enumerate(evidence)
+    ]
+
+
+def open_ncr(
+    inspection: Inspection, *, session: Session, defaults: NcrDefaults,
+    evidence: Sequence[StoredEvidence] = (), now: datetime | None = None, inspection_recorded: bool = False,
+) -> NcrRef:
+    """Open the NCR of a rejected part with its inspection row, evidence, audit and outbox rows.
+
+    Args:
+        inspection: a FAIL or REVIEW inspection (PASS is refused).
+        session: the write transaction; the NCR exists for others once it commits.
+        defaults: product and plant identification.
+        evidence: files already stored durably (see :class:`~vinspect.store.evidence.EvidenceStore`).
+        now: server UTC time; now when omitted.
+        inspection_recorded: the caller inserted the inspection row in this transaction already.
+    """
+    draft = start_ncr(inspection, session=session, defaults=defaults, now=now,
+                      inspection_recorded=inspection_recorded)
+    return finish_ncr(draft, session=session, evidence=evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class NcrDraft:
+    """An NCR inserted in the open transaction, its evidence not attached yet (see finish_ncr)."""
+
+    station_id: str
+    ncr: Values
+    event: Values
+
+
+def start_ncr(
+    inspection: Inspection, *, session: Session, defaults: NcrDefaults, now: datetime | None = None,
+    inspection_recorded: bool = False,
+) -> NcrDraft:
+    """First half of :func:`open_ncr`: the NCR row and its OPENED event, while evidence is written."""
+    if inspection.decision.verdict is Verdict.PASS:
+        raise StoreError(f"inspection {inspection.inspection_id} passed: no NCR for a PASS")
+    lock_writers(session)
+    now = now or datetime.now(UTC)
+    known = inspection_recorded or session.scalar(select(InspectionRecord.id).where(
+        InspectionRecord.inspection_id == inspection.inspection_id)) is not None
+    if not known:
+        add_inspections([inspection], session=session, now=now)
+    ncr = _ncr_values(inspection, defaults=defaults, seq=_next_ncr_seq(session), now=now)
+    _insert(NcrRecord, [ncr], session=session)
+    event = {"ncr_id": ncr["id"], "revision": 1, "kind": "OPENED", "from_status": None,
+             "to_status": str(NcrStatus.OPEN), "at": now, "actor": f"system:{inspection.station_id}",
+             "reason": None, "payload": "{}", "signature_id": None}
+    _insert(NcrEvent, [event], session=session)
+    return NcrDraft(station_id=inspection.station_id, ncr=ncr, event=event)
+
+
+def finish_ncr(draft: NcrDraft, *, session: Session, evidence: Sequence[StoredEvidence]) -> NcrRef:
+    """Second half of :func:`open_ncr`: evidence references, audit links, outbox row."""
+    ncr, event = draft.ncr, draft.event
+    rows = _evidence_values(ncr["id"], evidence)
+    if rows:
+        _insert(EvidenceRecord, rows, session=session)
+    actor, now, digest = event["actor"], event["at"], ncr_sha256(ncr, rows)
+    append_audit(AuditEntry(actor=actor, action="ncr.open", entity="ncr", entity_id=ncr["ncr_uuid"],
+                            new_value=ncr["ncr_number"], reason=f"machine {ncr['machine_verdict']}",
+                            source=draft.station_id, record_sha256=digest), session=session, at=now)
+    append_audit(AuditEntry(actor=actor, action="ncr.opened", entity="ncr_event", entity_id=str(event["id"]),
+                            field="status", new_value=event["to_status"], source=draft.station_id,
+                            record_sha256=event_sha256(event)), session=session, at=now)
+    enqueue(_opened_document(ncr, evidence=rows, event=event, content_sha256=digest), session=session, now=now)
+    return NcrRef(ncr_uuid=ncr["ncr_uuid"], ncr_number=ncr["ncr_number"], revision=1)
+
+
+def _opened_document(ncr: Values, *, evidence: list[Values], event: Values, content_sha256: str) -> Values:
+    """The revision-1 document, built from the inserted values (attribute views, no ORM rows)."""
+    view = SimpleNamespace(**ncr, evidence=[SimpleNamespace(**e) for e in evidence],
+                           events=[SimpleNamespace(**event)])
+    return build_document(cast(NcrRecord, view), signatures=[], content_sha256=content_sha256)
+
+
+def get_ncr(ncr_uuid: str, *, session: Session, export_state: bool = True) -> dict[str, Any] | None:
+    """The canonical document of one NCR, or None."""
+    stmt = (select(NcrRecord).where(NcrRecord.ncr_uuid == ncr_uuid)
+            .options(selectinload(NcrRecord.evidence), selectinload(NcrRecord.events)))
+    ncr = session.scalar(stmt)
+    if ncr is None:
+        return None
+    return next(iter(documents_for([ncr], session=session, export_state=export_state)))
+
+
+def resolve_ncr(ref: str, *, session: Session) -> str | None:
+    """The uuid of an NCR given its uuid or its number (``NCR-2026-000123``)."""
+    column = NcrRecord.ncr_number if ref.upper().startswith("NCR-") else NcrRecord.ncr_uuid
+    return session.scalar(select(NcrRecord.ncr_uuid).where(column == ref))
+
+
+def list_ncrs(
+    filters: NcrFilter, *, session: Session, limit: int | None = 100, offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Canonical documents of matching NCRs in NCR-number order (a page of them)."""
+    return list(iter_documents(filters, session=session, limit=limit, offset=offset, export_state=True))
+
+
+def count_ncrs(filters: NcrFilter, *, session: Session) -> int:
+    """How many NCRs match."""
+    return int(session.scalar(select(func.count()).select_from(select_ncrs(filters).subquery())) or 0)
+
+
+def get_ncr_status(ncr_uuid: str, *, session: Session) -> NcrStatus | None:
+    """Current status (from the latest event), or None for an unknown NCR."""
+    status = status_subquery()
+    value = session.scalar(select(status.c.status).join(NcrRecord, NcrRecord.id == status.c.ncr_id)
+                           .where(NcrRecord.ncr_uuid == ncr_uuid))
+    return None if value is None else NcrStatus(value)
+
+
+def count_books(
+    *, session: Session, station_id: str | None = None, since: datetime | None = None,
+    until: datetime | None = None,
+) -> Books:
+    """Books recovered from committed inspection rows (``recorded_at`` in [since, until))."""
+    stmt = select(InspectionRecord.verdict, InspectionRecord.reasons, func.count()).group_by(
+        InspectionRecord.verdict, InspectionRecord.reasons)
+    if station_id is not None:
+        stmt = stmt.where(InspectionRecord.station_id == station_id)
+    if since is not None:
+        stmt = stmt.where(InspectionRecord.recorded_at >= since)
+    if until is not None:
+        stmt = stmt.where(InspectionRecord.recorded_at < until)
+    counts: Counter[str] = Counter()
+    faults: Counter[str] = Counter()
+    for verdict, reasons, n in session.execute(stmt):
+        counts["triggers"] += n
+        found = fault_reasons(json.loads(reasons))
+        if verdict == Verdict.PASS:
+            counts["passed"] += n
+        elif verdict == Verdict.REVIEW and not found:
+            counts["review"] += n
+        elif not found:
+            counts["failed_defect"] += n
+        else:
+            faults[found[0]] += n
+    return Books(triggers=counts["triggers"], passed=counts["passed"], review=counts["review"],
+                 failed_defect=counts["failed_defect"], failed_fault=dict(faults))

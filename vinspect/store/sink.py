@@ -1,0 +1,137 @@
+"""StoreSink: the pipeline's record sink for the database (satisfies ``InspectionSink``).
+
+PASS inspections (and REVIEW ones when no NCR is opened for them) are batched and written by
+``batch_size`` or after ``flush_interval_s``; a crash may lose an unflushed batch, which is why
+nothing acknowledges a plain inspection row. Every FAIL (and REVIEW, unless disabled) opens an
+NCR: the frame image and the anomaly heatmap are written to the evidence store first (fsynced),
+then one transaction commits any pending plain rows, the inspection row, the NCR, its evidence
+references, event, audit links and outbox row. ``write`` returns only after that commit, so an
+NCR id the caller sees is durable. ``write`` raises StoreError when it cannot be committed: the
+part was already rejected by then, and the runner's sink boundary raises the alarm / line stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+
+from sqlalchemy import Engine
+
+from vinspect.store.db import session_scope
+from vinspect.store.evidence import EvidenceBlob, EvidenceStore, encode_png, heatmap_png
+from vinspect.store.ncr import NcrDefaults, NcrRef
+from vinspect.store.repository import add_inspections, finish_ncr, start_ncr
+from vinspect.types import Inspection, Verdict
+
+__all__ = ["StoreSink"]
+
+
+class StoreSink:
+    """Writes inspections and opens NCRs; one instance per process, thread-safe."""
+
+    name = "store"
+
+    def __init__(
+        self, engine: Engine, evidence: EvidenceStore, *, defaults: NcrDefaults, ncr_on_review: bool = True,
+        batch_size: int = 200, flush_interval_s: float = 1.0,
+        on_ncr: Callable[[NcrRef], None] | None = None,
+    ) -> None:
+        """Args:
+            engine: from ``make_engine`` (schema already upgraded).
+            evidence: where images and heatmaps go.
+            defaults: product and plant identification for new NCRs.
+            ncr_on_review: open NCRs for REVIEW verdicts too.
+            batch_size: plain inspection rows per write transaction.
+            flush_interval_s: longest a plain row waits for its batch (checked on each write).
+            on_ncr: called with each NCR after its commit (acknowledgement hook).
+        """
+        self._engine = engine
+        self._evidence = evidence
+        self._defaults = defaults
+        self._ncr_on_review = ncr_on_review
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._on_ncr = on_ncr
+        self._pending: list[Inspection] = []
+        self._oldest = 0.0
+        self._lock = threading.Lock()
+
+    def _opens_ncr(self, inspection: Inspection) -> bool:
+        verdict = inspection.decision.verdict
+        return verdict is Verdict.FAIL or (verdict is Verdict.REVIEW and self._ncr_on_review)
+
+    def write(self, inspection: Inspection) -> None:
+        """Record one inspection; for a reject, return only once its NCR is committed."""
+        if self._opens_ncr(inspection):
+            ref = self.open(inspection)
+            if self._on_ncr is not None:
+                self._on_ncr(ref)
+            return
+        with self._lock:
+            if not self._pending:
+                self._oldest = time.monotonic()
+            self._pending.append(inspection)
+            due = (len(self._pending) >= self._batch_size
+                   or time.monotonic() - self._oldest >= self._flush_interval_s)
+        if due:
+            self.flush()
+
+    def open(self, inspection: Inspection) -> NcrRef:
+        """Store evidence and commit the NCR (with any pending plain rows); returns its identity.
+
+        Images are encoded, written and fsynced in helper threads while the NCR's statements run;
+        the commit waits until the files are durable.
+        """
+        with self._evidence.submit(lambda: self._evidence_blobs(inspection)) as files, self._lock:
+            pending, self._pending = self._pending, []
+            try:
+                with session_scope(self._engine) as session:
+                    now = datetime.now(UTC)
+                    add_inspections([*pending, inspection], session=session, now=now)
+                    draft = start_ncr(inspection, session=session, defaults=self._defaults, now=now,
+                                      inspection_recorded=True)
+                    ref = finish_ncr(draft, session=session, evidence=files.stored)
+                    files.wait()  # evidence durable before the NCR that references it commits
+                return ref
+            except BaseException:
+                self._pending = pending + self._pending
+                raise
+
+    def flush(self) -> int:
+        """Commit pending plain inspection rows now; returns how many were written."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return 0
+            try:
+                with session_scope(self._engine) as session:
+                    return add_inspections(pending, session=session)
+            except BaseException:
+                self._pending = pending + self._pending
+                raise
+
+    def close(self) -> None:
+        """Flush what is pending."""
+        self.flush()
+
+    def __enter__(self) -> StoreSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _evidence_blobs(self, inspection: Inspection) -> list[EvidenceBlob]:
+        blobs: list[EvidenceBlob] = []
+        frame = inspection.frame
+        if frame is not None:
+            captured = frame.captured_at if frame.captured_at.tzinfo else frame.captured_at.replace(tzinfo=UTC)
+            blobs.append(EvidenceBlob(data=encode_png(frame.image, pixel_format=frame.pixel_format), kind="image",
+                                      captured_at=captured, camera_settings={"pixel_format": frame.pixel_format}))
+        prediction = inspection.prediction
+        if prediction is not None and prediction.anomaly_map is not None:
+            blobs.append(EvidenceBlob(data=heatmap_png(prediction.anomaly_map), kind="heatmap"))
+        return blobs

@@ -1,0 +1,107 @@
+"""User accounts for the reviewer app: created, listed, deactivated; never deleted or reused.
+
+Password hashing belongs to the web layer (argon2); this module stores the hash string as given.
+Every creation and every change of the active flag appends an audit link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vinspect.errors import StateError, StoreError
+from vinspect.store.audit import AuditEntry, append_audit
+from vinspect.store.content import user_sha256
+from vinspect.store.db import lock_writers
+from vinspect.store.ncr import Role
+from vinspect.store.tables import UserRecord
+
+__all__ = ["User", "create_user", "get_user", "list_users", "set_user_active"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """A user as the web layer sees it (a detached value, not a database row)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    password_hash: str
+    active: bool
+    created_at: datetime
+
+
+def _value(row: UserRecord) -> User:
+    return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
+                password_hash=row.password_hash, active=row.active, created_at=row.created_at)
+
+
+def create_user(
+    username: str, *, session: Session, display_name: str, role: Role, password_hash: str,
+    actor: str, now: datetime | None = None,
+) -> User:
+    """Create an active user; ``actor`` is who created it (``user:<id>`` or ``system:bootstrap``).
+
+    Raises:
+        StateError: the username is taken (ids and names are never reused).
+    """
+    if not username or not display_name or not password_hash:
+        raise StateError("username, display name and password hash are required")
+    lock_writers(session)
+    if session.scalar(select(UserRecord.id).where(UserRecord.username == username)) is not None:
+        raise StateError(f"username {username!r} already exists")
+    row = UserRecord(username=username, display_name=display_name, role=str(Role(role)),
+                     password_hash=password_hash, active=True, created_at=now or datetime.now(UTC))
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise StoreError(f"creating user {username!r}: {exc.orig}") from exc
+    append_audit(AuditEntry(actor=actor, action="user.create", entity="user", entity_id=str(row.id),
+                            field="role", new_value=row.role, record_sha256=user_sha256(row)),
+                 session=session, at=row.created_at)
+    return _value(row)
+
+
+def get_user(*, session: Session, user_id: int | None = None, username: str | None = None) -> User | None:
+    """Look a user up by id or by username (exactly one of them)."""
+    if (user_id is None) == (username is None):
+        raise StoreError("get_user needs exactly one of user_id or username")
+    if user_id is not None:
+        row = session.get(UserRecord, user_id)
+    else:
+        row = session.scalar(select(UserRecord).where(UserRecord.username == username))
+    return None if row is None else _value(row)
+
+
+def list_users(*, session: Session, include_inactive: bool = True) -> list[User]:
+    """All users in id order."""
+    stmt = select(UserRecord).order_by(UserRecord.id)
+    if not include_inactive:
+        stmt = stmt.where(UserRecord.active.is_(True))
+    return [_value(r) for r in session.scalars(stmt)]
+
+
+def set_user_active(
+    user_id: int, *, session: Session, active: bool, actor: str, reason: str, now: datetime | None = None,
+) -> User:
+    """Activate or deactivate (never delete) a user; audited with the reason."""
+    if not reason.strip():
+        raise StateError("changing a user's active flag needs a reason")
+    lock_writers(session)
+    row = session.get(UserRecord, user_id)
+    if row is None:
+        raise StoreError(f"user {user_id} not found")
+    if row.active != active:
+        old = row.active
+        row.active = active
+        session.flush()
+        append_audit(AuditEntry(actor=actor, action="user.set_active", entity="user", entity_id=str(row.id),
+                                field="active", old_value=str(old).lower(), new_value=str(active).lower(),
+                                reason=reason), session=session, at=now)
+    return _value(row)

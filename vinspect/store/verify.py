@@ -1,0 +1,137 @@
+"""Whole-store verification: database integrity, the audit chain, and every record against it.
+
+The chain proves the audit rows are intact; each append-only record is then checked against the
+``record_sha256`` of the audit link that covers it, so an edit of a record (hash differs), an
+insertion outside the application (no link), a deletion (a link without its record) or a
+reordering of ids (hashes include ids) is reported by name. Signatures are re-verified against
+the content they signed. :func:`verify_store` is what ``vinspect audit verify`` and backup
+verification run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import closing
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from vinspect.store.audit import ChainAnchor, ChainReport, verify_chain
+from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256, signature_sha256, user_sha256
+from vinspect.store.lifecycle import verify_signature
+from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord, SignatureRecord, UserRecord
+
+__all__ = ["StoreReport", "integrity_check", "record_counts", "verify_records", "verify_store"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreReport:
+    """Everything :func:`verify_store` found; ``problems`` are in check order, first = first broken."""
+
+    integrity: str
+    chain: ChainReport
+    problems: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.integrity == "ok" and self.chain.ok and not self.problems
+
+
+def integrity_check(session: Session) -> str:
+    """SQLite ``PRAGMA integrity_check`` ("ok" when sound); PostgreSQL reports "ok" if reachable."""
+    if session.get_bind().dialect.name == "sqlite":
+        rows = [str(r[0]) for r in session.execute(text("PRAGMA integrity_check"))]
+        return "ok" if rows == ["ok"] else "; ".join(rows)
+    session.execute(text("SELECT 1"))
+    return "ok"
+
+
+def record_counts(session: Session) -> dict[str, int]:
+    """Row counts of the record tables (backup manifests, reconciliation)."""
+    tables = {"inspections": InspectionRecord, "ncrs": NcrRecord, "ncr_events": NcrEvent,
+              "signatures": SignatureRecord, "audit_records": AuditRecord, "users": UserRecord}
+    return {name: int(session.scalar(select(func.count()).select_from(t)) or 0) for name, t in tables.items()}
+
+
+def _links(session: Session) -> dict[tuple[str, str], tuple[int, str | None]]:
+    """(entity, id) -> (seq, record_sha256) of the link that recorded each record's creation."""
+    creation = or_(and_(AuditRecord.entity == "ncr", AuditRecord.action == "ncr.open"),
+                   AuditRecord.entity == "ncr_event",
+                   and_(AuditRecord.entity == "signature", AuditRecord.action == "signature.create"),
+                   and_(AuditRecord.entity == "user", AuditRecord.action == "user.create"))
+    rows = session.execute(select(AuditRecord.entity, AuditRecord.entity_id, AuditRecord.seq,
+                                  AuditRecord.record_sha256).where(creation))
+    return {(entity, entity_id): (seq, digest) for entity, entity_id, seq, digest in rows}
+
+
+def _check(kind: str, key: str, *, digest: str, links: dict[tuple[str, str], tuple[int, str | None]]) -> str | None:
+    link = links.pop((kind, key), None)
+    if link is None:
+        return f"{kind} {key}: no audit link covers it (inserted outside the application)"
+    if link[1] != digest:
+        return f"{kind} {key}: content differs from audit seq {link[0]} (edited)"
+    return None
+
+
+def _record_problems(session: Session) -> Generator[str, None, None]:
+    links = _links(session)
+    ncrs = select(NcrRecord).order_by(NcrRecord.id).options(selectinload(NcrRecord.evidence))
+    with closing(session.scalars(ncrs.execution_options(yield_per=500))) as result:
+        for ncr in result:
+            if (problem := _check("ncr", ncr.ncr_uuid, digest=ncr_sha256(ncr, ncr.evidence), links=links)) is not None:
+                yield problem
+    events = select(NcrEvent).order_by(NcrEvent.id).execution_options(yield_per=2000)
+    with closing(session.scalars(events)) as event_rows:
+        for event in event_rows:
+            if (problem := _check("ncr_event", str(event.id), digest=event_sha256(event), links=links)) is not None:
+                yield problem
+    for sig in session.scalars(select(SignatureRecord).order_by(SignatureRecord.id)):
+        if (problem := _check("signature", str(sig.id), digest=signature_sha256(sig), links=links)) is not None:
+            yield problem
+        elif not verify_signature(sig.id, session=session):
+            yield f"signature {sig.id}: no longer matches the content it signed"
+    for user in session.scalars(select(UserRecord).order_by(UserRecord.id)):
+        if (problem := _check("user", str(user.id), digest=user_sha256(user), links=links)) is not None:
+            yield problem
+    for (kind, key), (seq, _) in sorted(links.items(), key=lambda item: item[1][0]):
+        yield f"{kind} {key}: covered by audit seq {seq} but missing (deleted)"
+
+
+def _inspection_problems(session: Session) -> Generator[str, None, None]:
+    batches = session.execute(select(AuditRecord.seq, AuditRecord.entity_id, AuditRecord.new_value,
+                                     AuditRecord.record_sha256).where(AuditRecord.entity == "inspections")
+                              .order_by(AuditRecord.seq)).all()
+    covered = 0
+    for seq, span, count, digest in batches:
+        first, _, last = span.partition("-")
+        rows = session.scalars(select(InspectionRecord).where(
+            InspectionRecord.id.between(int(first), int(last)))).all()
+        covered += len(rows)
+        if str(len(rows)) != count or inspection_batch_sha256(rows) != digest:
+            yield f"inspections {span}: rows differ from audit seq {seq} (edited, deleted or inserted)"
+    total = int(session.scalar(select(func.count()).select_from(InspectionRecord)) or 0)
+    if total != covered:
+        yield f"inspections: {total - covered} row(s) outside every audited batch (inserted)"
+
+
+def verify_records(*, session: Session, limit: int = 20) -> tuple[str, ...]:
+    """Up to ``limit`` problems found checking every record against its audit link."""
+    problems: list[str] = []
+    for source_of in (_inspection_problems, _record_problems):
+        with closing(source_of(session)) as source:
+            for problem in source:
+                problems.append(problem)
+                if len(problems) >= limit:
+                    return tuple(problems)
+    return tuple(problems)
+
+
+def verify_store(*, session: Session, anchor: ChainAnchor | None = None) -> StoreReport:
+    """Integrity check, chain verification and record verification, in that order."""
+    session.flush()
+    integrity = integrity_check(session)
+    chain = verify_chain(session=session, anchor=anchor)
+    problems = verify_records(session=session)
+    return StoreReport(integrity=integrity, chain=chain, problems=problems, counts=record_counts(session))
