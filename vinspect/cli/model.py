@@ -70,12 +70,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     try:
-        from training.train import TrainConfig, train_bundle
+        from training.bundle import train_bundle
+        from training.config import load_config
     except ImportError as exc:
         if exc.name in {"torch", "torchvision", "onnx"}:
             raise ConfigError("`vinspect train` needs PyTorch: pip install 'vinspect[train]'") from exc
         raise
-    config = TrainConfig.from_yaml(args.config) if args.config else None
+    config = load_config(args.config) if args.config else None
     manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
                             config=config, progress=not args.no_progress)
     ev = manifest.thresholds.evidence

@@ -102,7 +102,7 @@ def fault_reasons(reasons: Iterable[str]) -> list[str]:
 
 def _inspection_values(inspection: Inspection, *, now: datetime) -> dict[str, Any]:
     prediction, frame, decision = inspection.prediction, inspection.frame, inspection.decision
-    model = prediction.model if prediction is not None else None
+    model = prediction.model if prediction is not None else inspection.model
     return {
         "inspection_id": inspection.inspection_id, "station_id": inspection.station_id,
         "part_seq": inspection.part_seq, "verdict": str(decision.verdict),
@@ -148,7 +148,7 @@ def add_inspection(inspection: Inspection, *, session: Session, now: datetime | 
 
 def _inference(inspection: Inspection) -> dict[str, Any]:
     prediction, decision = inspection.prediction, inspection.decision
-    model = prediction.model if prediction is not None else None
+    model = prediction.model if prediction is not None else inspection.model
     regions = [] if prediction is None else [
         {"label": r.label, "score": _finite(r.score), "box_xyxy": list(r.box_xyxy), "area_px": r.area_px}
         for r in prediction.regions
