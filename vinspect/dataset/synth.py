@@ -64,8 +64,8 @@ def _scratch(rng: np.random.Generator, canvas: U8, geom: tuple[float, float, flo
     x0, y0 = _point_on_part(rng, geom)
     ang, length = rng.uniform(0, math.pi), rng.uniform(25, 60)
     x1, y1 = round(x0 + length * math.cos(ang)), round(y0 + length * math.sin(ang))
-    cv2.line(canvas, (x0, y0), (x1, y1), 255, int(rng.integers(1, 3)))
-    return 70
+    cv2.line(canvas, (x0, y0), (x1, y1), 255, 2)
+    return 90
 
 
 def _spot(rng: np.random.Generator, canvas: U8, geom: tuple[float, float, float]) -> int:

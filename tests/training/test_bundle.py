@@ -1,0 +1,134 @@
+"""train_bundle: ONNX export with parity, calibration, golden samples, manifest (issue 2, model part)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from tests.training.conftest import make_dataset
+from vinspect.errors import DatasetError, ModelError
+from vinspect.models.manifest import ModelManifest, read_manifest
+
+pytestmark = pytest.mark.train
+
+
+def _session(bundle: Path) -> Any:
+    from training.export import ort_session
+
+    return ort_session(bundle / "model.onnx")
+
+
+def test_train_bundle_manifest_round_trip(labelled_bundle: tuple[Path, ModelManifest]) -> None:
+    out, manifest = labelled_bundle
+    assert read_manifest(out) == manifest
+    assert manifest.sha256 == hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    assert manifest.task == "anomaly+classifier"
+    assert manifest.labels == ("spot",)
+    assert manifest.input.channels == 1
+    assert manifest.thresholds.review_at <= manifest.thresholds.fail_at
+    assert manifest.training.n_train_good == 30
+    assert manifest.training.n_train_defect == 6
+    assert len(manifest.training.dataset_sha256) == 64
+    assert manifest.training.config["image_size_px"] == 64
+
+
+def test_train_bundle_parity_is_recorded_within_tolerance(labelled_bundle: tuple[Path, ModelManifest]) -> None:
+    _, manifest = labelled_bundle
+    for name in ("score", "anomaly_map", "defect_probs"):
+        assert 0.0 <= manifest.training.metrics[f"parity_max_abs_diff_{name}"] <= 1e-3
+
+
+def test_exported_graph_follows_the_contract(labelled_bundle: tuple[Path, ModelManifest]) -> None:
+    out, manifest = labelled_bundle
+    model = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    session = _session(out)
+    (inp,) = session.get_inputs()
+    assert (inp.name, inp.type) == ("image", "tensor(uint8)")
+    maps = set()
+    for h, w in ((40, 50), (96, 96), (301, 157)):
+        score, amap, probs = session.run(None, {"image": np.full((h, w, 1), 120, np.uint8)})
+        assert score.shape == (1,) and score.dtype == np.float32
+        assert probs.shape == (len(manifest.labels),) and probs.dtype == np.float32
+        assert np.isfinite(score).all() and np.isfinite(amap).all()
+        maps.add(amap.shape)
+    assert len(maps) == 1  # the map is on the model grid, whatever the frame size
+
+
+def test_golden_samples_reproduce_their_verdicts(labelled_bundle: tuple[Path, ModelManifest]) -> None:
+    out, manifest = labelled_bundle
+    assert {g.expect for g in manifest.golden_samples} == {"PASS", "FAIL"}
+    session = _session(out)
+    for golden in manifest.golden_samples:
+        pixels = np.asarray(Image.open(out / golden.file))
+        score = float(session.run(None, {"image": pixels[:, :, None]})[0][0])
+        assert score == pytest.approx(golden.score, abs=1e-5)
+        if golden.expect == "PASS":
+            assert score < manifest.thresholds.review_at
+        else:
+            assert score >= manifest.thresholds.fail_at
+
+
+def test_good_only_bundle_has_no_classifier(tiny_dataset: Path, small_config: Any, tmp_path: Path) -> None:
+    from training import train_bundle
+
+    manifest = train_bundle(tiny_dataset, tmp_path / "b", good_only=True, config=small_config, progress=False)
+    assert manifest.task == "anomaly"
+    assert manifest.labels == ()
+    assert manifest.training.n_train_defect == 0
+    assert "no validation defects" in manifest.thresholds.evidence.target
+    _, _, probs = _session(tmp_path / "b").run(None, {"image": np.zeros((64, 80, 1), np.uint8)})
+    assert probs.shape == (0,)
+
+
+def test_bundle_refused_when_parity_breaks(tiny_dataset: Path, small_config: Any, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph that drifts from torch (here: one weight perturbed after export) is never written."""
+    import training.bundle
+    from training import train_bundle
+    from training.export import export_onnx
+
+    def perturbed_export(graph: Any, path: Path, **kwargs: Any) -> None:
+        export_onnx(graph, path, **kwargs)
+        model = onnx.load(str(path))
+        weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        values = onnx.numpy_helper.to_array(weight) * 1.5
+        weight.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), weight.name))
+        onnx.save(model, str(path))
+
+    monkeypatch.setattr(training.bundle, "export_onnx", perturbed_export)
+    out = tmp_path / "bundle"
+    with pytest.raises(ModelError, match="disagree beyond"):
+        train_bundle(tiny_dataset, out, good_only=True, config=small_config, progress=False)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".bundle.partial-*"))
+
+
+@pytest.mark.parametrize("problem", ["non_empty_out", "bad_name"])
+def test_train_bundle_refuses_bad_output(tiny_dataset: Path, small_config: Any, tmp_path: Path, problem: str) -> None:
+    from training import train_bundle
+
+    out = tmp_path / "b"
+    name = "model"
+    if problem == "non_empty_out":
+        out.mkdir()
+        (out / "keep.txt").write_text("x")
+    else:
+        name = "Bad Name!"
+    with pytest.raises(ModelError):
+        train_bundle(tiny_dataset, out, name=name, config=small_config, progress=False)
+
+
+def test_train_bundle_needs_enough_good_images(tmp_path: Path, small_config: Any) -> None:
+    from training import train_bundle
+
+    data = make_dataset(tmp_path / "few", n_good=4, n_defect=2)
+    with pytest.raises(DatasetError, match="4 good training images"):
+        train_bundle(data, tmp_path / "b", config=small_config, progress=False)

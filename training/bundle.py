@@ -1,0 +1,258 @@
+"""``train_bundle``: dataset folder -> model bundle (model.onnx + manifest.json + golden/*.png).
+
+Steps: index the dataset (train split only for magnetic-tile / MVTec, every image for class
+folders), hold out a deterministic validation part, fit the graph, export it to ONNX, check
+ORT-vs-torch parity, score the validation part *through ONNX Runtime* (so thresholds are in the
+exact units the station sees), calibrate, pick golden samples, write the manifest. The bundle is
+assembled in a temporary sibling folder and renamed into place only when everything passed: a
+failed run never leaves a half-written bundle at ``out``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image as PILImage
+from tqdm import tqdm
+
+from training.config import TrainConfig
+from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
+from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
+from training.fit import FitImages, fit_graph
+from vinspect.dataset import DatasetIndex, Sample, open_dataset
+from vinspect.errors import DatasetError, ModelError
+from vinspect.models.calibration import CalibrationTarget, calibrate, summarize
+from vinspect.models.manifest import (
+    MODEL_NAME,
+    GoldenSample,
+    InputSpec,
+    ModelManifest,
+    Thresholds,
+    TrainingInfo,
+    write_manifest,
+)
+
+__all__ = ["ValidationScores", "train_bundle"]
+
+logger = logging.getLogger(__name__)
+Image = npt.NDArray[np.uint8]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+GOLDEN_MARGIN = 0.05  # score units: golden goods sit this far below review_at, defects above fail_at
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationScores:
+    """ORT outputs on the validation part, aligned with ``samples``."""
+
+    samples: list[Sample]
+    images: list[Image]
+    scores: npt.NDArray[np.float64]
+    maps: list[npt.NDArray[np.float32]]
+    probs: list[npt.NDArray[np.float32]]
+
+    def good_mask(self) -> npt.NDArray[np.bool_]:
+        return np.array([s.is_good for s in self.samples], dtype=bool)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(f"{out}: output exists and is not an empty folder; choose a new bundle folder")
+
+
+def _training_samples(index: DatasetIndex, *, good_only: bool, min_good: int) -> list[Sample]:
+    samples = [s for s in index.train_samples() if s.is_good or not good_only]
+    n_good = sum(s.is_good for s in samples)
+    if n_good < min_good:
+        raise DatasetError(
+            f"{index.root}: {n_good} good training images ({index.layout} layout); at least {min_good} needed"
+        )
+    return samples
+
+
+def _fit_images(split: Split, *, progress: bool) -> tuple[FitImages, list[Image]]:
+    good = load_images([s for s in split.fit if s.is_good], progress=progress, desc="good images")
+    defect_samples = [s for s in split.fit if not s.is_good]
+    defect = load_images(defect_samples, progress=progress, desc="defect images")
+    val = load_images(split.val, progress=progress, desc="validation images")
+    labels = tuple(sorted({s.label for s in defect_samples}))
+    channels = channels_of([*good, *defect, *val])
+    data = FitImages(channels=channels, good=good, defect=defect,
+                     defect_targets=[labels.index(s.label) for s in defect_samples], labels=labels,
+                     val_good=[img for img, s in zip(val, split.val, strict=True) if s.is_good])
+    return data, val
+
+
+def _score_validation(model: Path, split: Split, *, val: list[Image], channels: int,
+                      progress: bool) -> ValidationScores:
+    session = ort_session(model)
+    outs = [run_ort(session, to_hwc(img, channels=channels))
+            for img in tqdm(val, desc="validation (ORT)", disable=not progress, leave=False)]
+    return ValidationScores(samples=list(split.val), images=val,
+                            scores=np.array([float(o[0][0]) for o in outs]),
+                            maps=[o[1] for o in outs], probs=[o[2] for o in outs])
+
+
+def _metrics(vs: ValidationScores, thresholds: Thresholds, *, labels: tuple[str, ...]) -> dict[str, float]:
+    good = vs.good_mask()
+    metrics = {"val_n_good": float(good.sum()), "val_n_defect": float((~good).sum())}
+    if (~good).any():
+        summary = summarize(vs.scores[good], vs.scores[~good], threshold=thresholds.fail_at)
+        metrics.update({f"val_{k}": v for k, v in summary.items()})
+        caught = [i for i in np.flatnonzero(~good) if vs.scores[i] >= thresholds.fail_at]
+        if labels and caught:
+            hits = [labels[int(np.argmax(vs.probs[i]))] == vs.samples[i].label for i in caught]
+            metrics["val_defect_type_accuracy"] = float(np.mean(hits))
+    return metrics
+
+
+def _golden(vs: ValidationScores, thresholds: Thresholds, *, per_kind: int,
+            channels: int, folder: Path) -> tuple[GoldenSample, ...]:
+    good = vs.good_mask()
+    ok_good = [i for i in np.argsort(vs.scores) if good[i] and vs.scores[i] <= thresholds.review_at - GOLDEN_MARGIN]
+    ok_def = [i for i in np.argsort(-vs.scores) if not good[i] and vs.scores[i] >= thresholds.fail_at + GOLDEN_MARGIN]
+    picks = [ok_good[int(j)] for j in np.linspace(0, len(ok_good) - 1, min(per_kind, len(ok_good)))] if ok_good else []
+    by_label: dict[str, int] = {}
+    for i in ok_def:  # highest-scoring defect of each class first, so several kinds are represented
+        by_label.setdefault(vs.samples[i].label, int(i))
+    defects = (list(by_label.values()) + [int(i) for i in ok_def if int(i) not in by_label.values()])[:per_kind]
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n, i in enumerate(sorted(set(picks)) + defects):
+        s = vs.samples[i]
+        fname = f"{n:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', s.label)}_{re.sub(r'[^A-Za-z0-9_.-]', '_', s.stem)}.png"
+        pixels = to_hwc(vs.images[i], channels=channels)
+        PILImage.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(folder / fname)
+        out.append(GoldenSample(file=f"golden/{fname}", expect="PASS" if s.is_good else "FAIL",
+                                score=float(vs.scores[i])))
+    return tuple(out)
+
+
+def _git_sha() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What a training run knows when it writes the bundle."""
+
+    index: DatasetIndex
+    samples: list[Sample]
+    split: Split
+    data: FitImages
+    val: list[Image]
+    config: TrainConfig
+    good_only: bool
+    started: float
+
+
+def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str,
+           progress: bool) -> ModelManifest:
+    cfg, channels = run.config, run.data.channels
+    model = tmp / MODEL_NAME
+    export_onnx(graph, model, channels=channels, opset=cfg.opset)
+    parity = check_parity(graph, model, images=parity_images(run.val, channels=channels, count=cfg.parity_images),
+                          atol=cfg.parity_atol)
+    vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
+    good = vs.good_mask()
+    target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
+                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate)
+    good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
+    thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps)
+    metrics = _metrics(vs, thresholds, labels=run.data.labels)
+    metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
+    golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")
+    info = TrainingInfo(
+        dataset_root=str(run.index.root), dataset_layout=run.index.layout,
+        dataset_sha256=dataset_sha256(run.index.root, run.samples),
+        n_train_good=sum(s.is_good for s in run.samples), n_train_defect=sum(not s.is_good for s in run.samples),
+        config={**cfg.model_dump(mode="json"), "good_only": run.good_only}, metrics=metrics,
+        duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
+    )
+    manifest = ModelManifest(
+        name=name, version=version, sha256=_sha256(model),
+        task="anomaly+classifier" if graph.classifier is not None else "anomaly",
+        input=InputSpec(channels=1 if channels == 1 else 3, model_size_px=(cfg.image_size_px, cfg.image_size_px)),
+        labels=run.data.labels, thresholds=thresholds, golden_samples=golden, training=info,
+    )
+    write_manifest(tmp, manifest)
+    return manifest
+
+
+def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,
+                 good_only: bool = False, config: TrainConfig | None = None, progress: bool = True) -> ModelManifest:
+    """Train a model on the dataset folder ``data`` and write its bundle to ``out``.
+
+    Args:
+        data: dataset folder (MVTec AD, magnetic-tile or class folders; see vinspect.dataset).
+        out: bundle folder to create (must not exist, or be empty).
+        name: model name (lower-case letters, digits, ``_.-``).
+        version: bundle version; default a UTC timestamp ``YYYYMMDD-HHMMSS``.
+        good_only: ignore labelled defects (anomaly model only).
+        config: training configuration; default :class:`TrainConfig()`.
+        progress: show tqdm progress bars.
+
+    Returns:
+        The manifest written to ``out/manifest.json``.
+
+    Raises:
+        DatasetError: unreadable dataset, too few good images, undecodable image.
+        ModelError: bad name or output folder, weights missing, export or parity failure.
+    """
+    started = time.perf_counter()
+    config = config or TrainConfig()
+    if not _NAME.match(name):
+        raise ModelError(f"model name {name!r}: use 1-64 lower-case letters, digits, '_', '.', '-'")
+    version = version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    _check_out(out)
+    index = open_dataset(data)
+    samples = _training_samples(index, good_only=good_only, min_good=config.min_good_images)
+    split = holdout_split(samples, val_percent=config.val_percent)
+    fit_data, val = _fit_images(split, progress=progress)
+    run = _Run(index, samples, split, fit_data, val, config, good_only, started)
+    manifest = _fit_and_write(run, out, name=name, version=version, progress=progress)
+    logger.info("bundle written", extra={"out": str(out), "task": manifest.task,
+                                         "fail_at": manifest.thresholds.fail_at})
+    return manifest
+
+
+def _fit_and_write(run: _Run, out: Path, *, name: str, version: str, progress: bool) -> ModelManifest:
+    """Fit, then assemble the bundle in a temporary sibling folder and rename it to ``out``."""
+    config = run.config
+    threads = torch.get_num_threads()
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        graph = fit_graph(run.data, config=config, progress=progress)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        manifest = _write(graph, run, tmp=tmp, name=name, version=version, progress=progress)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest

@@ -1,0 +1,88 @@
+"""TrainConfig: every knob of ``train_bundle``, with the defaults chosen on validation data.
+
+``training/configs/default.yaml`` mirrors these defaults (a test keeps the two in step). The
+defaults were chosen on a validation part of the magnetic-tile *train* split (never its test part);
+see ``bench/results/`` for the comparison that picked them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vinspect.errors import ConfigError
+
+__all__ = ["TrainConfig", "load_config"]
+
+
+class TrainConfig(BaseModel):
+    """Training configuration (frozen; unknown keys are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- input and backbone -------------------------------------------------------------------
+    image_size_px: int = Field(default=224, ge=32, le=1024, description="square size the graph resizes to")
+    resize_supersample: int = Field(default=2, ge=1, le=4, description="anti-aliasing: resize to k*size, k x k average")
+    trunk_taps: tuple[int, ...] = Field(
+        default=(10, 13), description="MobileNetV2 blocks whose outputs form patch features"
+    )
+    map_tap: int = Field(default=0, ge=0, description="index into trunk_taps giving the anomaly-map grid")
+    # --- anomaly model --------------------------------------------------------------------------
+    anomaly_method: Literal["knn", "gaussian"] = "knn"
+    patch_pool_px: int = Field(default=3, ge=1, le=7, description="local average over k x k feature cells")
+    anomaly_views: int = Field(default=1, ge=1, le=4, description="flip views of each good image in the bank")
+    coreset_size: int = Field(default=8192, ge=16, description="memory-bank size (greedy coreset)")
+    coreset_projection_dim: int = Field(default=64, ge=8, description="random projection used by the coreset search")
+    position_norm: bool = Field(default=True, description="divide the map by the per-cell mean good distance")
+    map_blur_sigma_px: float = Field(default=1.0, ge=0.0, description="Gaussian blur of the map, in map cells")
+    gaussian_shrinkage: float = Field(default=0.01, ge=0.0, le=1.0)
+    # --- defect classifier (used when labelled defects exist and good_only is False) ------------
+    classifier_stop_block: int = Field(
+        default=18, ge=2, le=19,
+        description="fine-tune MobileNetV2 blocks last_tap+1 .. stop-1 (19 = with the 1280 conv)",
+    )
+    classifier_epochs: int = Field(default=30, ge=1)
+    classifier_lr: float = Field(default=1e-3, gt=0)
+    classifier_weight_decay: float = Field(default=1e-4, ge=0)
+    classifier_batch_size: int = Field(default=32, ge=1)
+    classifier_views: int = Field(default=4, ge=1, le=8, description="flip/rotate views cached per image")
+    classifier_dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    fusion: Literal["max", "noisy_or"] = "max"
+    # --- validation and calibration -------------------------------------------------------------
+    val_percent: int = Field(default=20, ge=5, le=50, description="share of training images held out")
+    frr_target: float = Field(default=0.01, ge=0.0, le=1.0)
+    margin_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    margin_cap: float = Field(default=0.25, ge=0.0)
+    review_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    golden_per_kind: int = Field(default=3, ge=0, le=16, description="golden goods and defects each")
+    # --- export ---------------------------------------------------------------------------------
+    opset: int = Field(default=17, ge=17, le=21)
+    parity_atol: float = Field(
+        default=1e-3, ge=0.0,
+        description="max |ORT - torch| allowed on every output (scores are in 0..1 units)",
+    )
+    parity_images: int = Field(default=6, ge=2)
+    # --- run ------------------------------------------------------------------------------------
+    seed: int = 0
+    torch_threads: int | None = Field(default=None, ge=1, description="None: torch's default")
+    min_good_images: int = Field(default=10, ge=2)
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a TrainConfig from a YAML file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or does not match the schema.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read training config ({exc})") from exc
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid training config: {problems}") from exc

@@ -1,0 +1,117 @@
+"""Fit the inspection graph (trunk + anomaly memory + optional defect classifier) from images.
+
+The anomaly path learns from good images only. The classifier path, when labelled defects are
+given, learns good + defect classes from the same cached trunk features. The anomaly reference
+level (the raw score that maps to 0.5) is the 99th percentile of the validation goods' raw image
+scores, so score units are comparable across datasets and models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm import tqdm
+
+from training.anomaly import MapHead, PatchEmbedder, fit_gaussian, fit_knn, position_scale
+from training.backbones import MobileNetTrunk, load_mobilenet_v2
+from training.classifier import ClassifierFit, DefectHead, fit_classifier
+from training.config import TrainConfig
+from training.data import Preprocess, to_hwc
+from training.export import InspectionGraph
+from training.features import extract_taps
+from vinspect.errors import ModelError
+
+__all__ = ["FitImages", "fit_graph", "raw_image_score"]
+
+logger = logging.getLogger(__name__)
+Image = npt.NDArray[np.uint8]
+REFERENCE_QUANTILE = 0.99
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FitImages:
+    """Pixels the graph learns from. ``defect_targets[i]`` indexes ``labels`` (0-based)."""
+
+    channels: int
+    good: Sequence[Image]
+    val_good: Sequence[Image]
+    defect: Sequence[Image] = ()
+    defect_targets: Sequence[int] = ()
+    labels: tuple[str, ...] = field(default=())
+
+
+def _scorer_factory(config: TrainConfig) -> Callable[[torch.Tensor], torch.nn.Module]:
+    def fit(emb: torch.Tensor) -> torch.nn.Module:
+        if config.anomaly_method == "gaussian":
+            return fit_gaussian(emb, shrinkage=config.gaussian_shrinkage)
+        return fit_knn(emb, coreset_size=config.coreset_size, projection_dim=config.coreset_projection_dim,
+                       seed=config.seed)
+
+    return fit
+
+
+def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig,
+                   progress: bool) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead]:
+    preprocess = Preprocess(size_px=config.image_size_px, channels=data.channels,
+                            supersample=config.resize_supersample)
+    trunk = MobileNetTrunk(backbone, taps=config.trunk_taps)
+    if config.map_tap >= len(config.trunk_taps):
+        raise ModelError(f"map_tap {config.map_tap} out of range for trunk_taps {config.trunk_taps}")
+    taps = extract_taps(data.good, preprocess=preprocess, trunk=trunk, views=config.anomaly_views,
+                        progress=progress, desc="good features")
+    sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
+    embedder = PatchEmbedder(pool_px=config.patch_pool_px, tap_sizes=sizes, map_tap=config.map_tap)
+    emb = embedder(taps)
+    fit = _scorer_factory(config)
+    head = MapHead(blur_sigma_px=config.map_blur_sigma_px, grid=embedder.grid)
+    if config.position_norm:
+        head.set_position_scale(position_scale(emb, fit, views=config.anomaly_views, seed=config.seed))
+    return preprocess, trunk, embedder, fit(emb), head
+
+
+def _classifier(backbone: torch.nn.Module, data: FitImages, *, graph: InspectionGraph, config: TrainConfig,
+                progress: bool) -> DefectHead:
+    images = list(data.good) + list(data.defect)
+    targets = [0] * len(data.good) + [t + 1 for t in data.defect_targets]
+    feats = extract_taps(images, preprocess=graph.preprocess, trunk=graph.trunk, views=config.classifier_views,
+                         progress=progress, desc="classifier features")[-1]
+    start = config.trunk_taps[-1] + 1
+    head = DefectHead(backbone, start=start, stop=config.classifier_stop_block,
+                      n_classes=1 + len(data.labels), dropout=config.classifier_dropout)
+    fit = ClassifierFit(epochs=config.classifier_epochs, lr=config.classifier_lr,
+                        weight_decay=config.classifier_weight_decay, batch_size=config.classifier_batch_size,
+                        seed=config.seed)
+    return fit_classifier(head, feats, targets=targets, views=config.classifier_views, fit=fit, progress=progress)
+
+
+@torch.no_grad()
+def raw_image_score(graph: InspectionGraph, image: Image, *, channels: int) -> float:
+    """Blurred, un-normalised anomaly image score (before the reference division)."""
+    distance, _ = graph.raw_distance(torch.from_numpy(to_hwc(image, channels=channels)))
+    return float(graph.map_head.raw(distance).max())
+
+
+def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool) -> InspectionGraph:
+    """Fit every part of the graph; the classifier only when ``data.labels`` is not empty.
+
+    Raises:
+        ModelError: no good images, bad configuration, or the weights cannot be loaded.
+    """
+    if not data.good or not data.val_good:
+        raise ModelError("fitting needs good images to learn from and held-out good images to calibrate")
+    torch.manual_seed(config.seed)
+    backbone = load_mobilenet_v2()
+    preprocess, trunk, embedder, scorer, head = _anomaly_parts(backbone, data, config=config, progress=progress)
+    graph = InspectionGraph(preprocess=preprocess, trunk=trunk, embedder=embedder, scorer=scorer,
+                            map_head=head, fusion=config.fusion)
+    raw = [raw_image_score(graph, img, channels=data.channels)
+           for img in tqdm(data.val_good, desc="reference level", disable=not progress, leave=False)]
+    graph.map_head.set_reference(float(np.quantile(raw, REFERENCE_QUANTILE)))
+    if data.labels:
+        graph.classifier = _classifier(backbone, data, graph=graph, config=config, progress=progress)
+    return graph.eval()

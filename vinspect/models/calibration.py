@@ -1,0 +1,235 @@
+"""Threshold calibration and the detection metrics that training, ``vinspect eval`` and bench share.
+
+Pure numpy. Scores follow the manifest convention: higher is more anomalous, a part FAILs at
+``score >= fail_at`` and goes to REVIEW at ``review_at <= score < fail_at``.
+
+**How ``fail_at`` is chosen** (:func:`calibrate`), from scores of held-out validation parts:
+
+1. Target ``zero_escape`` (default, needs validation defects): no validation defect may pass, so
+   ``fail_at <= min(defect scores)``; among those thresholds the false-reject rate is lowest at
+   ``min(defect scores)``. Target ``frr`` (or no validation defects): at most
+   ``floor(frr_target * n_good)`` validation goods may fail.
+2. Every threshold between the highest good that must pass (``g*``) and that upper bound gives the
+   same validation rates. We take the *lowest* one that keeps a margin above ``g*``: the threshold
+   guards against defect kinds nobody labelled, and those look like "a bit worse than the worst
+   good", not like the labelled defects. The margin is ``margin_fraction`` of the gap, capped at
+   ``margin_cap`` times the spread of the goods (``g* - median(good)``), so a very confident
+   classifier cannot push ``fail_at`` far above the goods.
+
+``review_at`` is the lowest level at or above which at most ``review_rate`` of the validation
+goods score (never above ``fail_at``); ``map_at`` is the ``1 - map_pixel_rate`` quantile of the
+validation goods' anomaly-map pixels (never above ``fail_at``), or ``review_at`` without maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from vinspect.errors import ModelError
+from vinspect.models.manifest import CalibrationEvidence, Thresholds
+
+__all__ = [
+    "CalibrationTarget",
+    "auroc",
+    "best_f1",
+    "calibrate",
+    "detection_rate_by_class",
+    "escape_rate",
+    "false_reject_rate",
+    "false_reject_rate_at_zero_escape",
+    "summarize",
+]
+
+Scores = npt.ArrayLike
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CalibrationTarget:
+    """What the operating threshold must achieve on validation data.
+
+    Attributes:
+        kind: ``zero_escape`` (catch every validation defect, then the lowest false-reject rate;
+            falls back to ``frr`` when there are no validation defects) or ``frr``.
+        frr_target: the false-reject rate allowed on validation goods for the ``frr`` target.
+        margin_fraction: where ``fail_at`` sits in the free gap above the highest passing good
+            (0 = right above it, 1 = at the upper bound).
+        margin_cap: the margin never exceeds this times ``g* - median(good)``.
+        review_rate: share of validation goods at or above ``review_at`` (REVIEW or FAIL).
+        map_pixel_rate: share of validation-good anomaly-map pixels at or above ``map_at``.
+    """
+
+    kind: Literal["zero_escape", "frr"] = "zero_escape"
+    frr_target: float = 0.01
+    margin_fraction: float = 0.5
+    margin_cap: float = 0.25
+    review_rate: float = 0.05
+    map_pixel_rate: float = 0.001
+
+    def __post_init__(self) -> None:
+        for name in ("frr_target", "margin_fraction", "review_rate", "map_pixel_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ModelError(f"calibration target: {name}={value} must be within [0, 1]")
+        if self.margin_cap < 0:
+            raise ModelError(f"calibration target: margin_cap={self.margin_cap} must be >= 0")
+
+
+def _vector(scores: Scores, what: str) -> npt.NDArray[np.float64]:
+    array = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(array)):
+        raise ModelError(f"{what}: scores contain NaN or Inf")
+    return array
+
+
+def auroc(scores_good: Scores, scores_defect: Scores) -> float:
+    """Image AUROC: probability that a random defect scores above a random good (ties count 1/2).
+
+    Raises:
+        ModelError: either set is empty or holds non-finite scores.
+    """
+    good, defect = _vector(scores_good, "good"), _vector(scores_defect, "defect")
+    if good.size == 0 or defect.size == 0:
+        raise ModelError(f"auroc needs good and defect scores (got {good.size} good, {defect.size} defect)")
+    both = np.concatenate([good, defect])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(both.size, dtype=np.float64)
+    ranks[order] = np.arange(1, both.size + 1)
+    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    ranks = (sums / counts)[inverse]  # average rank of each tie group
+    u = ranks[good.size:].sum() - defect.size * (defect.size + 1) / 2.0
+    return float(u / (good.size * defect.size))
+
+
+def false_reject_rate(scores_good: Scores, threshold: float) -> float:
+    """Share of good parts that fail (``score >= threshold``); 0 for no goods."""
+    good = _vector(scores_good, "good")
+    return float(np.mean(good >= threshold)) if good.size else 0.0
+
+
+def escape_rate(scores_defect: Scores, threshold: float) -> float:
+    """Share of defective parts that pass (``score < threshold``); 0 for no defects."""
+    defect = _vector(scores_defect, "defect")
+    return float(np.mean(defect < threshold)) if defect.size else 0.0
+
+
+def false_reject_rate_at_zero_escape(scores_good: Scores, scores_defect: Scores) -> float:
+    """False-reject rate at the highest threshold that still fails every defect."""
+    defect = _vector(scores_defect, "defect")
+    if defect.size == 0:
+        raise ModelError("false_reject_rate_at_zero_escape needs at least one defect score")
+    return false_reject_rate(scores_good, float(defect.min()))
+
+
+def best_f1(scores_good: Scores, scores_defect: Scores) -> tuple[float, float]:
+    """Best F1 (defect = positive) over all thresholds; returns ``(f1, threshold)``."""
+    good, defect = _vector(scores_good, "good"), _vector(scores_defect, "defect")
+    if defect.size == 0:
+        raise ModelError("best_f1 needs at least one defect score")
+    best = (0.0, float(defect.max()))
+    for t in np.unique(np.concatenate([good, defect])):
+        tp = float(np.sum(defect >= t))
+        fp = float(np.sum(good >= t))
+        f1 = 2 * tp / (2 * tp + fp + (defect.size - tp))
+        if f1 > best[0]:
+            best = (f1, float(t))
+    return best
+
+
+def detection_rate_by_class(scores: Scores, labels: Sequence[str], *, threshold: float) -> dict[str, float]:
+    """Per label, the share of parts with ``score >= threshold`` (sorted by label)."""
+    values = _vector(scores, "scores")
+    if values.size != len(labels):
+        raise ModelError(f"{values.size} scores but {len(labels)} labels")
+    names = np.asarray(labels)
+    return {str(n): float(np.mean(values[names == n] >= threshold)) for n in sorted(set(labels))}
+
+
+def _highest_passing_good(good: npt.NDArray[np.float64], *, upper: float, allowed_fails: int) -> float | None:
+    below = np.sort(good[good < upper])[::-1]
+    fails_above = good.size - below.size
+    extra = max(0, allowed_fails - fails_above)
+    return float(below[extra]) if extra < below.size else None
+
+
+def _upper_quantile(values: npt.NDArray[np.float64], rate: float) -> float:
+    """Lowest level with at most ``floor(rate * n)`` values at or above it (just above a value)."""
+    ordered = np.sort(values)[::-1]
+    k = int(np.floor(rate * values.size))
+    if k >= values.size:
+        return float(ordered[-1])
+    return float(np.nextafter(np.float32(ordered[k]), np.float32(np.inf)))
+
+
+def _fail_at(good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *,
+             target: CalibrationTarget) -> tuple[float, str]:
+    if target.kind == "zero_escape" and defect.size:
+        upper, allowed = float(defect.min()), 0
+        text = f"zero escapes on {defect.size} validation defects, then lowest false-reject rate"
+    else:
+        allowed = int(np.floor(target.frr_target * good.size))
+        # the lowest good allowed to fail bounds the threshold from above (most sensitive first)
+        upper = float(np.sort(good)[::-1][allowed - 1]) if 0 < allowed <= good.size else np.inf
+        text = f"false-reject rate <= {target.frr_target:.1%} on {good.size} validation goods"
+        if target.kind == "zero_escape":
+            text += " (no validation defects)"
+    g_star = _highest_passing_good(good, upper=upper, allowed_fails=allowed)
+    if g_star is None:
+        return upper, text
+    spread = max(g_star - float(np.median(good)), 0.0)
+    gap = (upper - g_star) if np.isfinite(upper) else np.inf
+    margin = min(target.margin_fraction * gap, target.margin_cap * spread)
+    if margin <= 0.0 or not np.isfinite(margin):
+        margin = float(np.spacing(np.float32(g_star)))  # strictly above g*, representable in float32
+    return float(min(g_star + margin, upper)), text
+
+
+def calibrate(scores_good: Scores, scores_defect: Scores, *, target: CalibrationTarget | None = None,
+              good_map_values: Scores | None = None) -> Thresholds:
+    """Pick ``fail_at``, ``review_at`` and ``map_at`` from validation scores (see module doc).
+
+    Args:
+        scores_good: image scores of held-out good parts (at least one).
+        scores_defect: image scores of held-out defective parts (may be empty).
+        target: the calibration target; default :class:`CalibrationTarget()`.
+        good_map_values: anomaly-map pixels of the validation goods, for ``map_at``.
+
+    Returns:
+        Thresholds with the evidence (rates measured on the same validation scores).
+
+    Raises:
+        ModelError: no good scores, or non-finite scores.
+    """
+    target = target or CalibrationTarget()
+    good, defect = _vector(scores_good, "good"), _vector(scores_defect, "defect")
+    if good.size == 0:
+        raise ModelError("calibration needs scores of at least one validation good part")
+    fail_at, text = _fail_at(good, defect, target=target)
+    review_at = min(fail_at, _upper_quantile(good, target.review_rate))
+    if good_map_values is not None and np.asarray(good_map_values).size:
+        pixels = _vector(good_map_values, "anomaly map")
+        map_at = min(fail_at, float(np.quantile(pixels, 1.0 - target.map_pixel_rate)))
+    else:
+        map_at = review_at
+    evidence = CalibrationEvidence(
+        target=text, n_good=int(good.size), n_defect=int(defect.size),
+        false_reject_rate=false_reject_rate(good, fail_at), escape_rate=escape_rate(defect, fail_at),
+        review_rate=float(np.mean((good >= review_at) & (good < fail_at))),
+    )
+    return Thresholds(fail_at=fail_at, review_at=review_at, map_at=map_at, evidence=evidence)
+
+
+def summarize(scores_good: Scores, scores_defect: Scores, *, threshold: float) -> Mapping[str, float]:
+    """AUROC, best F1, FRR at zero escape and the rates at ``threshold`` (needs both sets)."""
+    return {
+        "auroc": auroc(scores_good, scores_defect),
+        "best_f1": best_f1(scores_good, scores_defect)[0],
+        "frr_at_zero_escape": false_reject_rate_at_zero_escape(scores_good, scores_defect),
+        "false_reject_rate": false_reject_rate(scores_good, threshold),
+        "escape_rate": escape_rate(scores_defect, threshold),
+    }
