@@ -49,8 +49,14 @@ from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig  # noqa:
 from vinspect.pipeline.signals import LogSignaller  # noqa: E402
 from vinspect.pipeline.swap import Judge  # noqa: E402
 
+BUNDLE: Path | None = None  # --bundle: a trained bundle (e.g. the demo's) instead of the tiny graph
+
 
 def build_judge(work: Path) -> Judge:
+    if BUNDLE is not None:
+        gate = gate_bundle(BUNDLE)
+        assert gate.bundle is not None, gate.reason
+        return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle), unavailable_reason=gate.reason)
     bundle_dir = write_tiny_bundle(work / "bundle", fail_at=0.32, review_at=0.313)  # ~15 % FAIL, ~10 % REVIEW
     write_golden_samples(bundle_dir, [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
                                       ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)])
@@ -142,7 +148,10 @@ def main() -> None:
     parser.add_argument("--switch-interval-ms", type=float, default=None,
                         help="sys.setswitchinterval for the run (Python default 5 ms)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "station.json")
+    parser.add_argument("--bundle", type=Path, default=None, help="trained bundle dir (default: the tiny test graph)")
     args = parser.parse_args()
+    global BUNDLE
+    BUNDLE = args.bundle
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1e3)
     with tempfile.TemporaryDirectory(prefix="vinspect-bench-") as tmp:
