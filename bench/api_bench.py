@@ -89,9 +89,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _station(work: Path, *, fps: float, seconds: float) -> subprocess.Popen[str]:
+STATION_CPUS, WEB_CPUS = {0}, {1}  # --pin: the line on core 0, the web tier (and its load) on core 1
+
+
+def _station(work: Path, *, fps: float, seconds: float, pin: bool = False) -> subprocess.Popen[str]:
     code = STATION_CHILD.format(bench=str(ROOT / "bench"), work=str(work), fps=fps, seconds=seconds)
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    if pin:
+        os.sched_setaffinity(proc.pid, STATION_CPUS)  # before the child starts its threads
+    return proc
 
 
 def _station_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -166,30 +172,33 @@ def _verdict(result: dict[str, Any]) -> dict[str, Any]:
             "books_reconciled": result["books_reconciled"]}
 
 
-def run(work: Path, *, seconds: float, rate: float, fps: float, nice: int) -> dict[str, Any]:
+def run(work: Path, *, seconds: float, rate: float, fps: float, nice: int, pin: bool) -> dict[str, Any]:
     _prepare(work)
     port = _free_port()
     api = subprocess.Popen([sys.executable, "-c", API_CHILD.format(tests=str(ROOT / "tests" / "api"),
                                                                    work=str(work), port=port, nice=nice)], cwd=ROOT)
+    if pin:
+        os.sched_setaffinity(api.pid, WEB_CPUS)
+        os.sched_setaffinity(0, WEB_CPUS)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_up(base)
-        baseline = _station_result(_station(work, fps=fps, seconds=seconds))
-        station = _station(work, fps=fps, seconds=seconds)
+        baseline = _station_result(_station(work, fps=fps, seconds=seconds, pin=pin))
+        station = _station(work, fps=fps, seconds=seconds, pin=pin)
         time.sleep(1.0)  # let the line reach steady state and open a few NCRs
         if nice:
             os.nice(nice)  # the load generator stands in for browsers on other machines
         client, _ = _client(base)
         api_result = _load(client, _targets(client), rate=rate, count=int(rate * (seconds - 2)))
         loaded = _station_result(station)
-        control = _station_result(_station(work, fps=fps, seconds=seconds))  # A/A: the noise floor
+        control = _station_result(_station(work, fps=fps, seconds=seconds, pin=pin))  # A/A: the noise floor
     finally:
         api.terminate()
         api.wait(timeout=20)
     base_p99 = baseline["latency_ms"]["p99_ms"]
     loaded_p99 = loaded["latency_ms"]["p99_ms"]
     control_p99 = control["latency_ms"]["p99_ms"]
-    return {"api": api_result, "api_nice": nice, "verdict_baseline": _verdict(baseline),
+    return {"api": api_result, "api_nice": nice, "pinned": pin, "verdict_baseline": _verdict(baseline),
             "verdict_loaded": _verdict(loaded), "verdict_baseline_after": _verdict(control),
             "verdict_p99_baseline_spread_pct": round(100 * abs(control_p99 - base_p99) / base_p99, 1),
             "verdict_p99_rise_pct": round(100 * (loaded_p99 - base_p99) / base_p99, 1),
@@ -216,10 +225,12 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=30.0, help="station parts per second")
     parser.add_argument("--nice", type=int, default=10,
                         help="niceness of the API process and the load generator (deploy: Nice=10 on vinspect-api)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the station to core 0 and the API + load generator to core 1 (deploy: CPUAffinity=)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vinspect-api-bench-") as tmp:
-        result = run(Path(tmp), seconds=args.seconds, rate=args.rate, fps=args.fps, nice=args.nice)
+        result = run(Path(tmp), seconds=args.seconds, rate=args.rate, fps=args.fps, nice=args.nice, pin=args.pin)
     result |= {"command": " ".join(["python", *sys.argv]),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform(), "load_avg_at_end": os.getloadavg()}}
