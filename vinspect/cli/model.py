@@ -16,7 +16,8 @@ from vinspect.dataset.layouts import open_dataset
 from vinspect.errors import ConfigError, ImageDecodeError
 from vinspect.models.registry import ModelRegistry
 from vinspect.models.runtime import load_bundle
-from vinspect.pipeline.judge import Judgement, judge_image, policy_from_bundle
+from vinspect.pipeline.gating import policy_for
+from vinspect.pipeline.judge import Judgement, judge_image
 from vinspect.report.evaluate import score_samples, summarize
 from vinspect.report.html import write_report
 from vinspect.report.overlay import render_overlay
@@ -90,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, threads=args.threads)
-    policy = policy_from_bundle(bundle)
+    policy = policy_for(bundle)
     index = open_dataset(args.data)
     scored = score_samples(index.test_samples(), bundle=bundle, policy=policy, progress=not args.no_progress)
     summary = summarize(scored, bundle=bundle, policy=policy)
@@ -136,7 +137,7 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 def _inspect(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model, threads=args.threads)
-    policy = policy_from_bundle(bundle)
+    policy = policy_for(bundle)
     results, latencies = [], []
     for path in _image_files(args.paths):
         try:

@@ -21,7 +21,7 @@ from vinspect.pipeline.postprocess import to_prediction
 from vinspect.pipeline.preprocess import to_model_input
 from vinspect.types import Decision, Prediction
 
-__all__ = ["Judgement", "judge_image", "policy_from_bundle"]
+__all__ = ["Judgement", "judge_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,6 @@ class Judgement:
     def latency_ms(self) -> float:
         """Preprocess + inference + postprocess + decision, in milliseconds."""
         return (self.decided_ns - self.started_ns) / 1e6
-
-
-def policy_from_bundle(bundle: Bundle) -> DecisionPolicy:
-    """The bundle's calibrated thresholds as a decision policy."""
-    t = bundle.manifest.thresholds
-    return DecisionPolicy(fail_at=t.fail_at, review_at=t.review_at,
-                          policy_id=f"{bundle.manifest.name}@{bundle.manifest.version}")
 
 
 def judge_image(

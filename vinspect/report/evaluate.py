@@ -18,7 +18,7 @@ from tqdm import tqdm
 from vinspect.dataset.images import read_image
 from vinspect.dataset.layouts import Sample
 from vinspect.errors import ImageDecodeError
-from vinspect.models.calibration import auroc, best_f1, false_reject_rate_at_zero_escape
+from vinspect.models.calibration import auroc, best_f1, detection_rate_by_class, false_reject_rate_at_zero_escape
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import Judgement, judge_image
@@ -58,8 +58,9 @@ def score_samples(
 def summarize(scored: list[Scored], *, bundle: Bundle, policy: DecisionPolicy) -> dict[str, Any]:
     """Metrics for the scored samples (unreadable and non-finite ones listed, not scored)."""
     usable = [s for s in scored if math.isfinite(s.score)]
+    defects = [s for s in usable if not s.sample.is_good]
     good = np.array([s.score for s in usable if s.sample.is_good], dtype=np.float64)
-    bad = np.array([s.score for s in usable if not s.sample.is_good], dtype=np.float64)
+    bad = np.array([s.score for s in defects], dtype=np.float64)
     both = good.size > 0 and bad.size > 0
     latencies = np.array([s.judgement.latency_ms for s in scored if s.judgement is not None])
     verdicts = Counter(s.judgement.decision.verdict.value for s in scored if s.judgement is not None)
@@ -78,19 +79,12 @@ def summarize(scored: list[Scored], *, bundle: Bundle, policy: DecisionPolicy) -
             "escape_rate": float((bad < policy.review_at).mean()) if bad.size else None,
             "verdicts": dict(verdicts),
         },
-        "per_class_detection": _per_class(usable, policy),
+        "per_class_detection": detection_rate_by_class(
+            [s.score for s in defects], [s.sample.label for s in defects], threshold=policy.review_at),
         **_defect_types(usable, policy, labels=m.labels),
         "latency_ms": _latency(latencies),
         "unreadable": [{"file": str(s.sample.path), "error": s.error} for s in scored if s.judgement is None],
     }
-
-
-def _per_class(usable: list[Scored], policy: DecisionPolicy) -> dict[str, float]:
-    by_class: dict[str, list[float]] = defaultdict(list)
-    for s in usable:
-        if not s.sample.is_good:
-            by_class[s.sample.label].append(s.score)
-    return {label: float(np.mean(np.array(v) >= policy.review_at)) for label, v in sorted(by_class.items())}
 
 
 def _defect_types(usable: list[Scored], policy: DecisionPolicy, *, labels: tuple[str, ...]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import pytest
 from vinspect.errors import ModelError
 from vinspect.models.manifest import InputSpec
 from vinspect.models.runtime import load_bundle
-from vinspect.pipeline.judge import judge_image, policy_from_bundle
+from vinspect.pipeline.gating import policy_for
+from vinspect.pipeline.judge import judge_image
 from vinspect.pipeline.preprocess import to_model_input
 from vinspect.types import Verdict
 
@@ -16,7 +17,7 @@ from vinspect.types import Verdict
 @pytest.mark.parametrize(("level", "verdict"), [(50, Verdict.PASS), (140, Verdict.REVIEW), (200, Verdict.FAIL)])
 def test_judge_image_verdict_follows_score(tiny_bundle, level: int, verdict: Verdict) -> None:
     bundle = load_bundle(tiny_bundle)
-    j = judge_image(np.full((20, 20), level, np.uint8), bundle=bundle, policy=policy_from_bundle(bundle))
+    j = judge_image(np.full((20, 20), level, np.uint8), bundle=bundle, policy=policy_for(bundle))
     assert j.decision.verdict is verdict
     assert j.prediction is not None and j.prediction.score == pytest.approx(level / 255, abs=1e-6)
     assert j.latency_ms > 0
@@ -26,7 +27,7 @@ def test_judge_image_region_and_defect_code(tiny_bundle_factory) -> None:
     bundle = load_bundle(tiny_bundle_factory(labels=("spot", "scratch"), fail_at=0.05, review_at=0.04))
     image = np.zeros((40, 40), np.uint8)
     image[10:20, 5:15] = 255
-    j = judge_image(image, bundle=bundle, policy=policy_from_bundle(bundle))
+    j = judge_image(image, bundle=bundle, policy=policy_for(bundle))
     assert j.decision.verdict is Verdict.FAIL
     assert j.prediction is not None and j.prediction.defect_code == "scratch"
     assert j.prediction.regions[0].box_xyxy == (5, 10, 15, 20)
@@ -34,13 +35,13 @@ def test_judge_image_region_and_defect_code(tiny_bundle_factory) -> None:
 
 def test_judge_image_nan_model_fails(tiny_bundle_factory) -> None:
     bundle = load_bundle(tiny_bundle_factory(poison="nan"))
-    j = judge_image(np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_from_bundle(bundle))
+    j = judge_image(np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_for(bundle))
     assert (j.decision.verdict, j.decision.reasons) == (Verdict.FAIL, ("non_finite",))
 
 
 def test_judge_image_error_is_fail_with_reason(tiny_bundle) -> None:
     bundle = load_bundle(tiny_bundle)
-    j = judge_image(np.zeros((0, 5), np.uint8), bundle=bundle, policy=policy_from_bundle(bundle))
+    j = judge_image(np.zeros((0, 5), np.uint8), bundle=bundle, policy=policy_for(bundle))
     assert j.decision.verdict is Verdict.FAIL
     assert j.decision.reasons == ("error:ModelError",) and j.prediction is None and j.error
 
@@ -48,7 +49,7 @@ def test_judge_image_error_is_fail_with_reason(tiny_bundle) -> None:
 def test_judge_image_late_is_fail(tiny_bundle) -> None:
     bundle = load_bundle(tiny_bundle)
     ticks = iter(range(0, 10_000, 100))
-    j = judge_image(np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_from_bundle(bundle),
+    j = judge_image(np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_for(bundle),
                     deadline_ns=150, clock=lambda: next(ticks))
     assert j.decision.verdict is Verdict.FAIL and "late" in j.decision.reasons
 
