@@ -2,10 +2,11 @@
 
 A zygote process imports the store once and forks one writer per round (fork before any engine,
 thread or connection exists). The writer runs the real StoreSink: PASS rows batched, FAIL rows
-opening NCRs with image and heatmap evidence; it appends an NCR's uuid to its acknowledgement
-file only after the NCR's commit returned. The parent SIGKILLs it after a random delay, then
-checks: every acknowledged uuid is in the store, SQLite ``integrity_check`` is ok, the audit chain
-and every record verify, every referenced evidence file hashes to its name, and the books close.
+opening NCRs with image and heatmap evidence, single writes mixed with group commits of 3 and 8
+(``write_batch``); it appends an NCR's uuid to its acknowledgement file only after the NCR's
+commit returned. The parent SIGKILLs it after a random delay, then checks: every acknowledged
+uuid is in the store, SQLite ``integrity_check`` is ok, the audit chain and every record
+verify, every referenced evidence file hashes to its name, and the books close.
 On PostgreSQL every tenth round also crashes the server (``pg_ctl stop -m immediate``) and restart it.
 The T2 size lives in ``bench/store_bench.py --kills N``.
 """
@@ -37,7 +38,7 @@ STORE_TESTS = Path(__file__).resolve().parents[1] / "store"
 KILLS = 20
 
 ZYGOTE = r"""
-import os, signal, sys
+import os, random, signal, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from store_factories import DEFAULTS, make_inspection
@@ -51,10 +52,18 @@ def writer(url, data_dir, base, ack_path):
     sink = StoreSink(make_engine(url), EvidenceStore(Path(data_dir) / "evidence"), defaults=DEFAULTS,
                      batch_size=7, on_ncr=lambda ref: os.write(fd, (ref.ncr_uuid + "\n").encode()))
     os.write(fd, b"ready\n")
-    seq = base
-    while True:
-        sink.write(make_inspection(seq, verdict=Verdict.PASS if seq % 3 == 0 else Verdict.FAIL, size=64))
-        seq += 1
+    seq, rng = base, random.Random(base)
+    while True:  # single writes and group commits (the record thread's write_batch), mixed
+        n = rng.choice((1, 1, 3, 8))
+        group = [make_inspection(s, verdict=Verdict.PASS if s % 3 == 0 else Verdict.FAIL, size=64)
+                 for s in range(seq, seq + n)]
+        seq += n
+        if n == 1:
+            sink.write(group[0])
+        else:
+            errors = [e for e in sink.write_batch(group) if e is not None]
+            if errors:
+                raise errors[0]
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # killed writers are reaped by the kernel
 for line in sys.stdin:

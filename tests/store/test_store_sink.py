@@ -117,3 +117,62 @@ def test_sink_failed_commit_raises_and_keeps_pending_rows(tmp_path: Path, eviden
     with pytest.raises(StoreError, match="no such table"):
         sink.flush()
     engine.dispose()
+
+
+def test_sink_write_batch_is_one_commit_and_acks_only_after_it(engine: Engine, evidence: EvidenceStore,
+                                                                store_url: str) -> None:
+    """Group commit: rejects and plain rows of one run share a transaction; acks follow the commit."""
+    reader = make_engine(store_url)
+    commits: list[int] = []
+    acknowledged: list[tuple[str, int]] = []
+
+    def on_commit(_conn: object) -> None:
+        commits.append(_count(reader, NcrRecord))  # what others see while COMMIT is being issued
+
+    def ack(ref: NcrRef) -> None:
+        acknowledged.append((ref.ncr_number, _count(reader, NcrRecord)))
+
+    verdicts = [Verdict.FAIL, Verdict.PASS, Verdict.REVIEW, Verdict.FAIL, Verdict.PASS, Verdict.FAIL]
+    batch = [make_inspection(seq, verdict=v) for seq, v in enumerate(verdicts)]
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=ack, batch_size=100)
+    event.listen(engine, "commit", on_commit)
+    try:
+        assert sink.write_batch(batch) == [None] * 6
+    finally:
+        event.remove(engine, "commit", on_commit)
+    assert commits == [0]  # one transaction for the whole run, invisible until it commits
+    assert [n for n, _ in acknowledged] == [f"NCR-2026-{i:06d}" for i in (1, 2, 3, 4)]
+    assert all(seen == 4 for _, seen in acknowledged)  # 4 = the 4 NCRs of the run, all committed
+    assert _count(engine, InspectionRecord) == 6  # plain rows of the run are in that commit too
+    with session_scope(reader, readonly=True) as session:
+        assert verify_store(session=session).ok and scrub(evidence, session=session).checked == 8
+        assert [d["inference"]["inference_id"] for d in repo.list_ncrs(NcrFilter(), session=session)] == \
+            [batch[i].inspection_id for i in (0, 2, 3, 5)]
+    reader.dispose()
+
+
+def test_sink_write_batch_failure_costs_only_the_bad_inspection(engine: Engine, evidence: EvidenceStore) -> None:
+    """A run whose transaction fails is retried one by one: only the bad record fails."""
+    refs: list[NcrRef] = []
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=refs.append)
+    sink.write(make_inspection(2))  # already recorded: writing it again violates inspection_id UNIQUE
+    results = sink.write_batch([make_inspection(1), make_inspection(2), make_inspection(3, verdict=Verdict.PASS),
+                                make_inspection(4)])
+    assert [r is None for r in results] == [True, False, True, True]
+    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1]).upper()
+    sink.close()
+    assert len(refs) == 3 and _count(engine, NcrRecord) == 3 and _count(engine, InspectionRecord) == 4
+    with session_scope(engine, readonly=True) as session:
+        assert verify_store(session=session).ok
+
+
+def test_sink_write_batch_reports_a_failed_acknowledgement_per_ncr(engine: Engine, evidence: EvidenceStore) -> None:
+    """The commit stands; only the NCR whose acknowledgement hook failed is reported."""
+    def ack(ref: NcrRef) -> None:
+        if ref.ncr_number.endswith("000002"):
+            raise OSError("ack pipe closed")
+
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=ack)
+    results = sink.write_batch([make_inspection(1), make_inspection(2), make_inspection(3)])
+    assert [type(r).__name__ for r in results] == ["NoneType", "OSError", "NoneType"]
+    assert _count(engine, NcrRecord) == 3  # committed once, never retried

@@ -26,6 +26,7 @@ from vinspect.store.export import ExportFormat, export_ncrs, export_to_path
 from vinspect.store.migrations import upgrade
 from vinspect.store.ncr import NcrFilter, NcrStatus
 from vinspect.store.outbox import OutboxRelay, RelayConfig
+from vinspect.store.roles import grant_app_role
 from vinspect.store.verify import verify_store
 
 __all__ = ["register", "store_location"]
@@ -66,7 +67,7 @@ def _filter_of(args: argparse.Namespace) -> NcrFilter:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``ncr``, ``audit``, ``backup``, ``restore``, ``evidence`` and ``outbox``."""
+    """Add ``ncr``, ``audit``, ``backup``, ``restore``, ``evidence``, ``outbox`` and ``db``."""
     _register_ncr(sub)
     audit = sub.add_parser("audit", help="audit trail")
     audit_verbs = audit.add_subparsers(dest="verb", required=True)
@@ -90,6 +91,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     drain.add_argument("--timeout-s", type=float, default=5.0)
     drain.add_argument("--max-seconds", type=float, default=60.0)
     drain.set_defaults(handler=_outbox_drain)
+    database = sub.add_parser("db", help="database administration (PostgreSQL)")
+    db_verbs = database.add_subparsers(dest="verb", required=True)
+    grant = _common(db_verbs.add_parser(
+        "grant", help="as the schema owner: let an existing role read and append quality records, nothing more"))
+    grant.add_argument("--role", required=True, help="the role the station and the web app log in as")
+    grant.set_defaults(handler=_db_grant)
 
 
 def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -231,6 +238,16 @@ def _scrub(args: argparse.Namespace) -> int:
         _out(f"ALTERED: {digest}\n")
     _out("OK\n" if report.ok else "FAILED\n")
     return 0 if report.ok else 1
+
+
+def _db_grant(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        statements = grant_app_role(engine, args.role)
+    finally:
+        engine.dispose()
+    _out("".join(f"{statement};\n" for statement in statements))
+    return 0
 
 
 def _outbox_drain(args: argparse.Namespace) -> int:

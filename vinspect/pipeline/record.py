@@ -1,7 +1,10 @@
 """Where inspections go after the line has been told: the InspectionSink protocol and sinks.
 
 Sinks run on the record thread, never on the inspection thread, each isolated from the others
-(see :mod:`vinspect.pipeline.runner`). ``JsonlSink`` appends and flushes one line per
+(see :mod:`vinspect.pipeline.runner`). The record thread hands over whatever has queued up since
+its last write: a sink that also implements ``write_batch`` (a :class:`BatchSink`, e.g. the NCR
+store's group commit) gets the whole run at once, any other sink one inspection at a time
+(:func:`deliver`). ``JsonlSink`` appends and flushes one line per
 inspection, so a SIGKILL loses at most the line being written; :func:`recover_books` recounts
 the books from such a file and skips a torn last line.
 """
@@ -11,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -21,13 +26,16 @@ from vinspect.pipeline.books import BookKeeper
 from vinspect.types import Books, Decision, Inspection, Verdict
 
 __all__ = [
+    "BatchSink",
     "InspectionSink",
     "JsonlSink",
     "ListSink",
     "NullSink",
+    "deliver",
     "inspection_to_dict",
     "model_sha256_of",
     "recover_books",
+    "take_run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,6 +50,58 @@ class InspectionSink(Protocol):
     def write(self, inspection: Inspection) -> None:
         """Persist or forward one inspection; raising marks this sink failed for this part."""
         ...
+
+
+class BatchSink(InspectionSink, Protocol):
+    """A sink that can take several inspections at once (one transaction, one fsync)."""
+
+    def write_batch(self, inspections: Sequence[Inspection]) -> list[Exception | None]:
+        """Persist every inspection; returns, per inspection and in order, the error that lost it or None.
+
+        Must not raise for a single bad inspection: the others still count as written.
+        """
+        ...
+
+
+def deliver(sink: InspectionSink, inspections: Sequence[Inspection]) -> list[Exception | None]:
+    """Write inspections to one sink; per inspection, the exception that failed it or None.
+
+    Uses ``write_batch`` when the sink has one, else ``write`` per inspection, each isolated.
+    """
+    write_batch = getattr(sink, "write_batch", None)
+    if write_batch is not None and len(inspections) > 1:
+        try:
+            errors: list[Exception | None] = list(write_batch(inspections))
+        except Exception as exc:  # a batch sink that broke its contract: the whole run counts as failed
+            return [exc] * len(inspections)
+        if len(errors) != len(inspections):
+            raise ValueError(f"sink {sink.name}: write_batch returned {len(errors)} results "
+                             f"for {len(inspections)} inspections")
+        return errors
+    results: list[Exception | None] = []
+    for inspection in inspections:
+        try:
+            sink.write(inspection)
+        except Exception as exc:
+            results.append(exc)
+        else:
+            results.append(None)
+    return results
+
+
+def take_run(records: queue.Queue[Inspection | None], *, limit: int) -> tuple[list[Inspection], bool]:
+    """Block for one record, then take what else is queued, up to ``limit``; True once ``None`` (the end) came."""
+    batch: list[Inspection] = []
+    item = records.get()
+    while item is not None:
+        batch.append(item)
+        if len(batch) >= limit:
+            return batch, False
+        try:
+            item = records.get_nowait()
+        except queue.Empty:
+            return batch, False
+    return batch, True
 
 
 class NullSink:

@@ -13,6 +13,9 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
   default: overflow is REJECT); elsewhere they are source faults: counted, alarmed, not parts.
 * N consecutive faults → DEGRADED + alarm; a valid part → OPERATIONAL again. A critical sink
   failing stops the line: ERROR, and every later part FAILs ``store_unavailable``.
+* The record thread takes everything queued since its last write (up to ``record_batch``) and
+  hands it to each sink as one run (:func:`~vinspect.pipeline.record.deliver`): a backlog after
+  a burst of rejects is committed in a few group transactions instead of one fsync per part.
 * The heartbeat is driven by the inspection loop itself, so a stalled loop stops it (F5).
 * Hot swap: a watcher thread gates a newly activated model; the inspection thread takes it
   between two parts (:mod:`vinspect.pipeline.swap`).
@@ -37,7 +40,7 @@ from vinspect.errors import CameraError
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.core import SIGNAL_ERROR_PREFIX, InspectContext, PartTicket, inspect_frame
 from vinspect.pipeline.gating import PolicyOverrides, StationStateMachine, gate_bundle, policy_for
-from vinspect.pipeline.record import InspectionSink
+from vinspect.pipeline.record import InspectionSink, deliver, take_run
 from vinspect.pipeline.signals.base import LockedSignaller, Signaller
 from vinspect.pipeline.status import PipelineStatus
 from vinspect.pipeline.swap import Judge, ModelWatch
@@ -64,6 +67,7 @@ class PipelineConfig:
     heartbeat_ms: int = 100
     degraded_after_faults: int = 5
     record_queue_size: int = 1024
+    record_batch: int = 32
     faults_are_parts: bool | None = None
     max_parts: int | None = None
     critical_sinks: frozenset[str] = frozenset()
@@ -346,17 +350,19 @@ class InspectionPipeline:
 
     def _record_loop(self) -> None:
         while True:
-            item = self._records.get()
-            if item is None:
-                return
+            batch, done = take_run(self._records, limit=self.config.record_batch)
             for sink in self._sinks:
-                try:
-                    sink.write(item)
-                except Exception:  # sink boundary: one broken sink must not stop the others or the line
+                errors = deliver(sink, batch)
+                for item, error in zip(batch, errors, strict=True):
+                    if error is None:
+                        continue  # sink boundary: one broken sink must not stop the others or the line
                     self.books.count("sink_errors", key=sink.name)
-                    logger.exception("sink failed", extra={"sink": sink.name, "inspection_id": item.inspection_id})
+                    logger.error("sink failed", exc_info=error,
+                                 extra={"sink": sink.name, "inspection_id": item.inspection_id})
                     if sink.name in self.config.critical_sinks and not self._line_stop.is_set():
                         self._stop_line(sink.name)
+            if done:
+                return
 
     def _stop_line(self, sink_name: str) -> None:
         self._line_stop.set()

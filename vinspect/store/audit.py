@@ -10,7 +10,7 @@ chain; :func:`chain_head` gives the anchor to export outside the database and
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ __all__ = [
     "ChainAnchor",
     "ChainReport",
     "append_audit",
+    "append_audits",
     "chain_head",
     "verify_chain",
 ]
@@ -109,24 +110,41 @@ def append_audit(entry: AuditEntry, *, session: Session, at: datetime | None = N
         session: the open write transaction that also holds the audited change.
         at: server UTC time; now when omitted.
     """
+    return append_audits([entry], session=session, at=at)
+
+
+def append_audits(entries: Sequence[AuditEntry], *, session: Session, at: datetime | None = None) -> ChainAnchor:
+    """Append several links, in order, with one INSERT round trip; returns the new head.
+
+    Raises:
+        ValueError: no entries.
+    """
+    if not entries:
+        raise ValueError("append_audits needs at least one entry")
     lock_writers(session)
     transaction = session.get_nested_transaction() or session.get_transaction()
     cached = session.info.get(_HEAD_KEY)
+    head: ChainAnchor | None
     if cached is not None and cached[0] is transaction:
         head = cached[1]  # this transaction holds the writer lock: nobody else moved the head
     else:
         session.flush()
         head = chain_head(session)
-    values: dict[str, Any] = {
-        "seq": 1 if head is None else head.seq + 1, "at": at or datetime.now(UTC), "actor": entry.actor,
-        "action": entry.action, "entity": entry.entity, "entity_id": entry.entity_id, "field": entry.field,
-        "old_value": entry.old_value, "new_value": entry.new_value, "reason": entry.reason,
-        "source": entry.source, "record_sha256": entry.record_sha256,
-        "prev_hash": GENESIS_HASH if head is None else head.row_hash,
-    }
-    values["row_hash"] = compute_row_hash(values)
-    session.connection().execute(_AUDIT_INSERT, [values])
-    new_head = ChainAnchor(seq=values["seq"], row_hash=values["row_hash"])
+    when = at or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        values: dict[str, Any] = {
+            "seq": 1 if head is None else head.seq + 1, "at": when, "actor": entry.actor,
+            "action": entry.action, "entity": entry.entity, "entity_id": entry.entity_id, "field": entry.field,
+            "old_value": entry.old_value, "new_value": entry.new_value, "reason": entry.reason,
+            "source": entry.source, "record_sha256": entry.record_sha256,
+            "prev_hash": GENESIS_HASH if head is None else head.row_hash,
+        }
+        values["row_hash"] = compute_row_hash(values)
+        rows.append(values)
+        head = ChainAnchor(seq=values["seq"], row_hash=values["row_hash"])
+    session.connection().execute(_AUDIT_INSERT, rows)
+    new_head = ChainAnchor(seq=rows[-1]["seq"], row_hash=rows[-1]["row_hash"])
     session.info[_HEAD_KEY] = (transaction, new_head)
     return new_head
 

@@ -21,7 +21,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -36,7 +36,7 @@ from vinspect.store.db import session_scope
 from vinspect.store.tables import OutboxRecord, table_of
 
 __all__ = ["DrainSummary", "OutboxRelay", "RelayConfig", "UrllibTransport", "WebhookTransport",
-           "enqueue", "outbox_counts"]
+           "enqueue", "enqueue_many", "outbox_counts"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +45,23 @@ PENDING, DELIVERED, PARKED = "PENDING", "DELIVERED", "PARKED"
 
 def enqueue(document: Mapping[str, Any], *, session: Session, now: datetime, target: str = "qms") -> str:
     """Queue one NCR revision for delivery inside the caller's transaction; returns its key."""
-    payload = canonical_json(document).decode("utf-8")
-    key = f"{document['ncr_uuid']}:{document['revision']}"
-    session.connection().execute(table_of(OutboxRecord).insert(), [{
-        "ncr_uuid": str(document["ncr_uuid"]), "revision": int(document["revision"]), "target": target,
-        "idempotency_key": key, "payload": payload, "payload_sha256": sha256_hex(payload.encode("utf-8")),
-        "created_at": now, "state": PENDING, "attempts": 0, "next_attempt_at": now, "last_status": None,
-        "last_error": None, "delivered_at": None}])
-    return key
+    return enqueue_many([document], session=session, now=now, target=target)[0]
+
+
+def enqueue_many(documents: Sequence[Mapping[str, Any]], *, session: Session, now: datetime,
+                 target: str = "qms") -> list[str]:
+    """Queue several NCR revisions with one INSERT round trip; returns their keys in order."""
+    rows: list[dict[str, Any]] = []
+    for document in documents:
+        payload = canonical_json(document).decode("utf-8")
+        rows.append({
+            "ncr_uuid": str(document["ncr_uuid"]), "revision": int(document["revision"]), "target": target,
+            "idempotency_key": f"{document['ncr_uuid']}:{document['revision']}", "payload": payload,
+            "payload_sha256": sha256_hex(payload.encode("utf-8")), "created_at": now, "state": PENDING,
+            "attempts": 0, "next_attempt_at": now, "last_status": None, "last_error": None, "delivered_at": None})
+    if rows:
+        session.connection().execute(table_of(OutboxRecord).insert(), rows)
+    return [row["idempotency_key"] for row in rows]
 
 
 def outbox_counts(*, session: Session) -> dict[str, int]:

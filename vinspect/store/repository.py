@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from vinspect.errors import StoreError
-from vinspect.store.audit import AuditEntry, append_audit
+from vinspect.store.audit import AuditEntry, append_audit, append_audits
 from vinspect.store.canonical import canonical_json
 from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256
 from vinspect.store.db import lock_writers
@@ -45,7 +46,7 @@ from vinspect.store.lifecycle import (
     void_duplicate,
 )
 from vinspect.store.ncr import SCHEMA_VERSION, NcrDefaults, NcrFilter, NcrRef, NcrStatus
-from vinspect.store.outbox import enqueue
+from vinspect.store.outbox import enqueue_many
 from vinspect.store.tables import Base, EvidenceRecord, InspectionRecord, NcrEvent, NcrRecord, table_of
 from vinspect.store.users import create_user, get_user, list_users, set_user_active
 from vinspect.types import Books, Inspection, Verdict
@@ -63,7 +64,7 @@ __all__ = [
     "count_books",
     "count_ncrs",
     "create_user",
-    "finish_ncr",
+    "finish_ncrs",
     "get_ncr",
     "get_ncr_status",
     "get_user",
@@ -73,7 +74,7 @@ __all__ = [
     "record_containment",
     "resolve_ncr",
     "set_user_active",
-    "start_ncr",
+    "start_ncrs",
     "verify_signature",
     "void_duplicate",
 ]
@@ -230,57 +231,87 @@ def open_ncr(
         now: server UTC time; now when omitted.
         inspection_recorded: the caller inserted the inspection row in this transaction already.
     """
-    draft = start_ncr(inspection, session=session, defaults=defaults, now=now,
-                      inspection_recorded=inspection_recorded)
-    return finish_ncr(draft, session=session, evidence=evidence)
+    drafts = start_ncrs([inspection], session=session, defaults=defaults, now=now,
+                        inspections_recorded=inspection_recorded)
+    return finish_ncrs(drafts, session=session, evidence=[evidence])[0]
 
 
 @dataclass(frozen=True, slots=True)
 class NcrDraft:
-    """An NCR inserted in the open transaction, its evidence not attached yet (see finish_ncr)."""
+    """An NCR inserted in the open transaction, its evidence not attached yet (see finish_ncrs)."""
 
     station_id: str
     ncr: Values
     event: Values
 
 
-def start_ncr(
-    inspection: Inspection, *, session: Session, defaults: NcrDefaults, now: datetime | None = None,
-    inspection_recorded: bool = False,
-) -> NcrDraft:
-    """First half of :func:`open_ncr`: the NCR row and its OPENED event, while evidence is written."""
-    if inspection.decision.verdict is Verdict.PASS:
-        raise StoreError(f"inspection {inspection.inspection_id} passed: no NCR for a PASS")
+def start_ncrs(
+    inspections: Sequence[Inspection], *, session: Session, defaults: NcrDefaults, now: datetime | None = None,
+    inspections_recorded: bool = False,
+) -> list[NcrDraft]:
+    """First half of opening NCRs: their rows and OPENED events (one INSERT each), while evidence is written.
+
+    Several NCRs opened in one transaction (the sink's group commit) take consecutive numbers.
+    """
+    for inspection in inspections:
+        if inspection.decision.verdict is Verdict.PASS:
+            raise StoreError(f"inspection {inspection.inspection_id} passed: no NCR for a PASS")
+    if not inspections:
+        return []
     lock_writers(session)
     now = now or datetime.now(UTC)
-    known = inspection_recorded or session.scalar(select(InspectionRecord.id).where(
-        InspectionRecord.inspection_id == inspection.inspection_id)) is not None
-    if not known:
-        add_inspections([inspection], session=session, now=now)
-    ncr = _ncr_values(inspection, defaults=defaults, seq=_next_ncr_seq(session), now=now)
-    _insert(NcrRecord, [ncr], session=session)
-    event = {"ncr_id": ncr["id"], "revision": 1, "kind": "OPENED", "from_status": None,
-             "to_status": str(NcrStatus.OPEN), "at": now, "actor": f"system:{inspection.station_id}",
-             "reason": None, "payload": "{}", "signature_id": None}
-    _insert(NcrEvent, [event], session=session)
-    return NcrDraft(station_id=inspection.station_id, ncr=ncr, event=event)
+    if not inspections_recorded:
+        ids = [i.inspection_id for i in inspections]
+        known = set(session.scalars(select(InspectionRecord.inspection_id)
+                                    .where(InspectionRecord.inspection_id.in_(ids))))
+        add_inspections([i for i in inspections if i.inspection_id not in known], session=session, now=now)
+    first = _next_ncr_seq(session)
+    ncrs = [_ncr_values(inspection, defaults=defaults, seq=first + k, now=now)
+            for k, inspection in enumerate(inspections)]
+    _insert(NcrRecord, ncrs, session=session)
+    events = [{"ncr_id": ncr["id"], "revision": 1, "kind": "OPENED", "from_status": None,
+               "to_status": str(NcrStatus.OPEN), "at": now, "actor": f"system:{inspection.station_id}",
+               "reason": None, "payload": "{}", "signature_id": None}
+              for ncr, inspection in zip(ncrs, inspections, strict=True)]
+    _insert(NcrEvent, events, session=session)
+    return [NcrDraft(station_id=inspection.station_id, ncr=ncr, event=event)
+            for inspection, ncr, event in zip(inspections, ncrs, events, strict=True)]
 
 
-def finish_ncr(draft: NcrDraft, *, session: Session, evidence: Sequence[StoredEvidence]) -> NcrRef:
-    """Second half of :func:`open_ncr`: evidence references, audit links, outbox row."""
-    ncr, event = draft.ncr, draft.event
-    rows = _evidence_values(ncr["id"], evidence)
-    if rows:
-        _insert(EvidenceRecord, rows, session=session)
-    actor, now, digest = event["actor"], event["at"], ncr_sha256(ncr, rows)
-    append_audit(AuditEntry(actor=actor, action="ncr.open", entity="ncr", entity_id=ncr["ncr_uuid"],
-                            new_value=ncr["ncr_number"], reason=f"machine {ncr['machine_verdict']}",
-                            source=draft.station_id, record_sha256=digest), session=session, at=now)
-    append_audit(AuditEntry(actor=actor, action="ncr.opened", entity="ncr_event", entity_id=str(event["id"]),
-                            field="status", new_value=event["to_status"], source=draft.station_id,
-                            record_sha256=event_sha256(event)), session=session, at=now)
-    enqueue(_opened_document(ncr, evidence=rows, event=event, content_sha256=digest), session=session, now=now)
-    return NcrRef(ncr_uuid=ncr["ncr_uuid"], ncr_number=ncr["ncr_number"], revision=1)
+def finish_ncrs(drafts: Sequence[NcrDraft], *, session: Session,
+                evidence: Sequence[Sequence[StoredEvidence]]) -> list[NcrRef]:
+    """Second half: evidence references, two audit links per NCR and the outbox rows, in bulk.
+
+    Args:
+        drafts: from :func:`start_ncrs`.
+        evidence: per draft, in the same order, its durably stored files.
+    """
+    if len(evidence) != len(drafts):
+        raise ValueError(f"{len(drafts)} NCR drafts but {len(evidence)} evidence lists")
+    if not drafts:
+        return []
+    per_ncr = [_evidence_values(d.ncr["id"], files) for d, files in zip(drafts, evidence, strict=True)]
+    flat = [row for rows in per_ncr for row in rows]
+    if flat:
+        _insert(EvidenceRecord, flat, session=session)
+    for at, group in groupby(zip(drafts, per_ncr, strict=True), key=lambda pair: pair[0].event["at"]):
+        entries: list[AuditEntry] = []
+        documents: list[Values] = []
+        for draft, rows in group:
+            ncr, event = draft.ncr, draft.event
+            digest = ncr_sha256(ncr, rows)
+            entries.append(AuditEntry(
+                actor=event["actor"], action="ncr.open", entity="ncr", entity_id=ncr["ncr_uuid"],
+                new_value=ncr["ncr_number"], reason=f"machine {ncr['machine_verdict']}", source=draft.station_id,
+                record_sha256=digest))
+            entries.append(AuditEntry(
+                actor=event["actor"], action="ncr.opened", entity="ncr_event", entity_id=str(event["id"]),
+                field="status", new_value=event["to_status"], source=draft.station_id,
+                record_sha256=event_sha256(event)))
+            documents.append(_opened_document(ncr, evidence=rows, event=event, content_sha256=digest))
+        append_audits(entries, session=session, at=at)
+        enqueue_many(documents, session=session, now=at)
+    return [NcrRef(ncr_uuid=d.ncr["ncr_uuid"], ncr_number=d.ncr["ncr_number"], revision=1) for d in drafts]
 
 
 def _opened_document(ncr: Values, *, evidence: list[Values], event: Values, content_sha256: str) -> Values:

@@ -8,25 +8,36 @@ then one transaction commits any pending plain rows, the inspection row, the NCR
 references, event, audit links and outbox row. ``write`` returns only after that commit, so an
 NCR id the caller sees is durable. ``write`` raises StoreError when it cannot be committed: the
 part was already rejected by then, and the runner's sink boundary raises the alarm / line stop.
+
+``write_batch`` is the group commit the record thread uses when inspections have queued up: the
+evidence of every reject in the run is encoded and written in parallel, then one transaction
+holds all their rows and NCRs, one ``COMMIT`` (one WAL fsync) makes them durable together, and
+only then is each NCR acknowledged. If that transaction fails, nothing of it is visible and each
+inspection is retried alone, so one bad record costs only itself.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
 from vinspect.store.db import session_scope
-from vinspect.store.evidence import EvidenceBlob, EvidenceStore, encode_png, heatmap_png
+from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, encode_png, heatmap_png
 from vinspect.store.ncr import NcrDefaults, NcrRef
-from vinspect.store.repository import add_inspections, finish_ncr, start_ncr
+from vinspect.store.repository import add_inspections, finish_ncrs, start_ncrs
 from vinspect.types import Inspection, Verdict
 
 __all__ = ["StoreSink"]
+
+_T = TypeVar("_T")
 
 
 class StoreSink:
@@ -79,23 +90,58 @@ class StoreSink:
         if due:
             self.flush()
 
-    def open(self, inspection: Inspection) -> NcrRef:
-        """Store evidence and commit the NCR (with any pending plain rows); returns its identity.
+    def write_batch(self, inspections: Sequence[Inspection]) -> list[Exception | None]:
+        """Record a run of inspections with one commit; per inspection, the error that lost it or None.
 
-        Images are encoded, written and fsynced in helper threads while the NCR's statements run;
-        the commit waits until the files are durable.
+        NCRs are acknowledged (``on_ncr``) only after the group's commit. A failed group commit is
+        retried inspection by inspection (nothing of it was committed), so a bad record fails alone.
         """
-        with self._evidence.submit(lambda: self._evidence_blobs(inspection)) as files, self._lock:
+        if not any(self._opens_ncr(i) for i in inspections):
+            return [self._guarded(self.write, i) for i in inspections]
+        try:
+            refs = self._commit(inspections)
+        except Exception:  # rolled back as a whole: retry each alone so that only a bad one fails
+            return [self._guarded(self.write, i) for i in inspections]
+        results: list[Exception | None] = []
+        for inspection in inspections:
+            ref = refs.get(inspection.inspection_id)
+            results.append(None if ref is None or self._on_ncr is None else self._guarded(self._on_ncr, ref))
+        return results
+
+    @staticmethod
+    def _guarded(call: Callable[[_T], object], arg: _T) -> Exception | None:
+        try:
+            call(arg)
+        except Exception as exc:
+            return exc
+        return None
+
+    def open(self, inspection: Inspection) -> NcrRef:
+        """Store evidence and commit the NCR (with any pending plain rows); returns its identity."""
+        return self._commit([inspection])[inspection.inspection_id]
+
+    def _commit(self, inspections: Sequence[Inspection]) -> dict[str, NcrRef]:
+        """One transaction: pending and given inspection rows, an NCR per reject; refs by inspection id.
+
+        Images are encoded, written and fsynced in helper threads while the statements run; the
+        commit waits until every file is durable.
+        """
+        rejects = [i for i in inspections if self._opens_ncr(i)]
+        with ExitStack() as stack:
+            files: list[PendingEvidence] = [
+                stack.enter_context(self._evidence.submit(partial(self._evidence_blobs, i))) for i in rejects]
+            stack.enter_context(self._lock)
             pending, self._pending = self._pending, []
             try:
                 with session_scope(self._engine) as session:
                     now = datetime.now(UTC)
-                    add_inspections([*pending, inspection], session=session, now=now)
-                    draft = start_ncr(inspection, session=session, defaults=self._defaults, now=now,
-                                      inspection_recorded=True)
-                    ref = finish_ncr(draft, session=session, evidence=files.stored)
-                    files.wait()  # evidence durable before the NCR that references it commits
-                return ref
+                    add_inspections([*pending, *inspections], session=session, now=now)
+                    drafts = start_ncrs(rejects, session=session, defaults=self._defaults, now=now,
+                                        inspections_recorded=True)
+                    made = finish_ncrs(drafts, session=session, evidence=[stored.stored for stored in files])
+                    for stored in files:
+                        stored.wait()  # evidence durable before the NCRs that reference it commit
+                return {inspection.inspection_id: ref for inspection, ref in zip(rejects, made, strict=True)}
             except BaseException:
                 self._pending = pending + self._pending
                 raise

@@ -218,6 +218,40 @@ def test_pipeline_critical_sink_failure_stops_the_line(tiny_bundle) -> None:
     assert StationState.ERROR in sig.states
 
 
+class SlowBatchSink:
+    """Holds its first write until released, so records queue up; then takes runs via write_batch."""
+
+    name = "batch"
+
+    def __init__(self, *, fail_seqs: frozenset[int] = frozenset()) -> None:
+        self.release, self.runs, self.fail_seqs = threading.Event(), [], fail_seqs
+
+    def write(self, inspection) -> None:
+        self.write_batch([inspection])
+
+    def write_batch(self, inspections):
+        assert self.release.wait(10)
+        self.runs.append([i.part_seq for i in inspections])
+        return [OSError("disk") if i.part_seq in self.fail_seqs else None for i in inspections]
+
+
+def test_pipeline_record_thread_hands_queued_runs_to_batch_sinks(tiny_bundle) -> None:
+    source = ScriptedSource([make_frame(200, frame_id=i) for i in range(40)])
+    batch = SlowBatchSink(fail_seqs=frozenset({5, 17}))
+    config = PipelineConfig(station_id="s", record_batch=16)
+
+    def backlog_then_release(pipe: InspectionPipeline) -> None:
+        wait_for(lambda: pipe.books.books().triggers == 40)  # all inspected while the sink is held
+        batch.release.set()
+
+    pipe, _sig, plain = run_pipeline(source, judge=judge_of(tiny_bundle), config=config, sinks=[batch],
+                                     during=backlog_then_release)
+    assert [seq for run in batch.runs for seq in run] == list(range(40))  # every part once, in order
+    assert max(len(run) for run in batch.runs) == 16  # the backlog went over in runs of record_batch
+    assert [i.part_seq for i in plain.items] == list(range(40))  # a plain sink still gets each one
+    assert pipe.books.extras.sink_errors == {"batch": 2}  # failures are counted per inspection
+
+
 def test_synthetic_source_labels_count_and_faults() -> None:
     from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
     from vinspect.types import Frame
