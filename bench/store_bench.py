@@ -234,6 +234,7 @@ def _pg(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def _kills(workdir: Path, kills: int) -> dict[str, Any]:
     _load("tests/store/store_factories.py", "store_factories")
+    sys.path.insert(0, str(ROOT / "tests" / "faults"))
     harness = _load("tests/faults/test_store_kill.py", "store_kill_harness")
     url = f"sqlite:///{workdir / 'vinspect.db'}"
     engine = make_engine(url)

@@ -28,59 +28,13 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from store_writer import Zygote, acked, wait_ready
+
 FAULTS = Path(__file__).resolve().parent
-STORE_TESTS = FAULTS.parent / "store"
-MODES = ("full", "normal", "evidence_nofsync")
-
-ZYGOTE = r"""
-import os, random, signal, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from store_factories import DEFAULTS, make_inspection
-import vinspect.store.db as db
-from vinspect.store.evidence import EvidenceStore
-from vinspect.store.sink import StoreSink
-from vinspect.types import Verdict
-
-def writer(url, data_dir, base, ack_path, mode):
-    if mode == "normal":  # the control: the app itself refuses this setting
-        db._SQLITE_PRAGMAS = (("journal_mode", "WAL", "wal"), ("synchronous", "NORMAL", 1), ("foreign_keys", "ON", 1))
-    fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    evidence = EvidenceStore(Path(data_dir) / "evidence", fsync=mode != "evidence_nofsync")
-    sink = StoreSink(db.make_engine(url), evidence, defaults=DEFAULTS, batch_size=7,
-                     on_ncr=lambda ref: os.write(fd, (ref.ncr_uuid + "\n").encode()))
-    os.write(fd, b"ready\n")
-    seq, rng = base, random.Random(base)
-    while True:
-        n = rng.choice((1, 1, 3, 8))
-        group = [make_inspection(s, verdict=Verdict.PASS if s % 3 == 0 else Verdict.FAIL, size=64)
-                 for s in range(seq, seq + n)]
-        seq += n
-        if n == 1:
-            sink.write(group[0])
-        else:
-            errors = [e for e in sink.write_batch(group) if e is not None]
-            if errors:
-                raise errors[0]
-
-signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-for line in sys.stdin:
-    url, data_dir, base, ack, records, mode = line.split()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.environ["POWERCUT_DIR"] = records
-            writer(url, data_dir, int(base), ack, mode)
-        finally:
-            os._exit(3)
-    print(pid, flush=True)
-"""
-
 
 def build_shim(out_dir: Path) -> Path:
     """Compile the preload library (needs a C compiler, as on every machine vinspect supports)."""
@@ -146,48 +100,12 @@ def _survives(rel: Path, *, work: Path, before: Path, records: Path) -> bool:
     return rel.name in listing  # synced without it: created later, or a durable deletion
 
 
-class Zygote:
-    """Imports the store once; forks one preloaded writer per round."""
-
-    def __init__(self, shim: Path) -> None:
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "LD_PRELOAD": str(shim)}
-        env.pop("POWERCUT_DIR", None)
-        self._proc = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(STORE_TESTS)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, env=env)
-
-    def spawn(self, *, url: str, data_dir: Path, base: int, ack: Path, records: Path, mode: str) -> int:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(f"{url} {data_dir} {base} {ack} {records} {mode}\n")
-        self._proc.stdin.flush()
-        return int(self._proc.stdout.readline())
-
-    def close(self) -> None:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.close()
-        self._proc.wait(timeout=30)
-        self._proc.stdout.close()
-
-
 @dataclass(frozen=True, slots=True)
 class CutRound:
     """One cut: the durable image it left (only the last round's is kept) and the NCRs acknowledged before it."""
 
     image: Path
     acknowledged: set[str]
-
-
-def _wait_ready(ack: Path, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ack.exists() and ack.read_bytes().startswith(b"ready\n"):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"writer never became ready ({ack})")
-
-
-def _acked(ack: Path) -> set[str]:
-    lines = ack.read_bytes().decode().split("\n")[:-1]  # a torn last line was never acknowledged
-    return {line for line in lines[1:] if len(line) == 36}
 
 
 def cut_rounds(*, initial: Path, workdir: Path, shim: Path, cuts: int, mode: str, seed: int = 20261202,
@@ -197,10 +115,8 @@ def cut_rounds(*, initial: Path, workdir: Path, shim: Path, cuts: int, mode: str
     ``initial`` holds ``vinspect.db`` (migrated) and ``evidence/``; round *k* writes in
     ``workdir/work-k`` and leaves its durable image in ``workdir/image-k``.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r}: one of {MODES}")
     rng = random.Random(seed)
-    zygote = Zygote(shim)
+    zygote = Zygote(preload=shim)
     rounds: list[CutRound] = []
     before = initial
     try:
@@ -212,12 +128,12 @@ def cut_rounds(*, initial: Path, workdir: Path, shim: Path, cuts: int, mode: str
             ack = workdir / f"ack-{k}.txt"
             pid = zygote.spawn(url=f"sqlite:///{work / 'vinspect.db'}", data_dir=work, base=(k + 1) * 1_000_000,
                                ack=ack, records=records, mode=mode)
-            _wait_ready(ack)
+            wait_ready(ack)
             time.sleep(rng.uniform(0.1, 0.5))
             os.kill(pid, signal.SIGKILL)
             _reap(pid)
             durable_image(work=work, before=before, records=records, dest=image)
-            rounds.append(CutRound(image=image, acknowledged=_acked(ack)))
+            rounds.append(CutRound(image=image, acknowledged=acked(ack)))
             shutil.rmtree(work)
             shutil.rmtree(records)
             if before != initial:
