@@ -51,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vinspect.pipeline.record import deliver, take_run  # noqa: E402
+from vinspect.pipeline.record import RECORD_BATCH, deliver, take_run  # noqa: E402
 from vinspect.store import EvidenceStore, StoreSink, make_engine, scrub, session_scope, upgrade  # noqa: E402
 from vinspect.store.ncr import NcrDefaults  # noqa: E402
 from vinspect.store.verify import verify_store  # noqa: E402
@@ -251,15 +251,15 @@ def _powercuts(workdir: Path, cuts: int) -> dict[str, Any]:
     _load("tests/store/store_factories.py", "store_factories")
     sys.path.insert(0, str(ROOT / "tests" / "faults"))
     powercut = _load("tests/faults/powercut.py", "powercut")
-    checks = _load("tests/faults/test_store_powercut.py", "store_powercut_checks")
     t0 = time.perf_counter()
-    rounds = powercut.cut_rounds(initial=checks._initial(workdir), workdir=workdir,
+    rounds = powercut.cut_rounds(initial=powercut.new_store(workdir / "initial"), workdir=workdir,
                                  shim=powercut.build_shim(workdir), cuts=cuts, mode="full")
     acknowledged = set().union(*(r.acknowledged for r in rounds))
-    stored, integrity, verified, report, discrepancy = checks._inspect(rounds[-1].image, workdir)
-    return {"cuts": cuts, "acknowledged_ncrs": len(acknowledged), "lost": len(acknowledged - stored),
-            "integrity_check": integrity, "audit_and_records_verified": verified, "evidence_scrub_ok": report.ok,
-            "books_discrepancy": discrepancy, "seconds": round(time.perf_counter() - t0, 1)}
+    state = powercut.inspect_image(rounds[-1].image, workdir)
+    return {"cuts": cuts, "acknowledged_ncrs": len(acknowledged), "lost": len(acknowledged - state.stored),
+            "integrity_check": state.report.integrity, "audit_and_records_verified": state.report.ok,
+            "evidence_scrub_ok": state.scrub.ok, "books_discrepancy": state.books.discrepancy,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _targets(results: dict[str, Any]) -> dict[str, bool]:
@@ -275,7 +275,7 @@ def main() -> int:
     parser.add_argument("--inspections", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=200, help="PASS rows per transaction")
     parser.add_argument("--offered", type=float, default=300.0, help="rejects offered per second (ncr_line)")
-    parser.add_argument("--record-batch", type=int, default=32, help="largest group commit (the station's)")
+    parser.add_argument("--record-batch", type=int, default=RECORD_BATCH, help="largest group commit (the station's)")
     parser.add_argument("--image-size", type=int, default=256, help="square Mono8 frame edge, px")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--kills", type=int, default=0, help="also run N kill -9 rounds on SQLite (T2: 2000)")

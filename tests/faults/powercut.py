@@ -32,7 +32,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from store_writer import Zygote, acked, wait_ready
+from store_writer import StoreState, Zygote, acked, read_state, wait_ready
+
+from vinspect.store.db import make_engine
+from vinspect.store.migrations import upgrade
 
 FAULTS = Path(__file__).resolve().parent
 
@@ -45,6 +48,24 @@ def build_shim(out_dir: Path) -> Path:
     subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(FAULTS / "powercut_shim.c"),
                     "-ldl"], check=True, capture_output=True)
     return library
+
+
+def new_store(directory: Path) -> Path:
+    """An empty, migrated store folder (the state before the first cut)."""
+    directory.mkdir()
+    engine = make_engine(f"sqlite:///{directory / 'vinspect.db'}")
+    upgrade(engine)
+    engine.dispose()
+    return directory
+
+
+def inspect_image(image: Path, scratch: Path) -> StoreState:
+    """The state of a durable image, read from a clone (opening runs recovery, which rewrites files)."""
+    copy = scratch / f"verify-{image.name}"
+    clone_store(image, copy)
+    state = read_state(f"sqlite:///{copy / 'vinspect.db'}", copy / "evidence")
+    assert state.books.triggers == state.report.counts["inspections"]
+    return state
 
 
 def clone_store(source: Path, dest: Path) -> None:

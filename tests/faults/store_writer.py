@@ -14,7 +14,15 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from vinspect.store import repository as repo
+from vinspect.store.db import make_engine, session_scope
+from vinspect.store.evidence import EvidenceStore, ScrubReport, scrub
+from vinspect.store.tables import NcrRecord
+from vinspect.store.verify import StoreReport, verify_store
+from vinspect.types import Books
 
 STORE_TESTS = Path(__file__).resolve().parents[1] / "store"
 MODES = ("full", "normal", "evidence_nofsync")
@@ -107,3 +115,27 @@ def acked(ack: Path) -> set[str]:
     """The NCR uuids a writer acknowledged (a torn last line never was)."""
     lines = ack.read_bytes().decode().split("\n")[:-1]
     return {line for line in lines[1:] if len(line) == 36}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    """What a store holds after a crash: NCR uuids, integrity/chain/record check, evidence scrub, books."""
+
+    stored: set[str]
+    report: StoreReport
+    scrub: ScrubReport
+    books: Books
+
+
+def read_state(url: str, evidence_dir: Path) -> StoreState:
+    """Open the store read-only and check everything a crash could have broken."""
+    engine = make_engine(url)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            return StoreState(
+                stored=set(session.scalars(repo.select(NcrRecord.ncr_uuid))),
+                report=verify_store(session=session),
+                scrub=scrub(EvidenceStore(evidence_dir), session=session),
+                books=repo.count_books(session=session))
+    finally:
+        engine.dispose()

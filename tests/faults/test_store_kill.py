@@ -21,14 +21,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from store_writer import Zygote, acked, wait_ready
+from store_writer import Zygote, acked, read_state, wait_ready
 
-from vinspect.store import repository as repo
-from vinspect.store.db import make_engine, session_scope
-from vinspect.store.evidence import EvidenceStore, scrub
+from vinspect.store.db import make_engine
 from vinspect.store.migrations import upgrade
-from vinspect.store.tables import InspectionRecord, NcrRecord
-from vinspect.store.verify import verify_store
 
 STORE_TESTS = Path(__file__).resolve().parents[1] / "store"
 KILLS = 20
@@ -67,21 +63,14 @@ def _kill_rounds(url: str, data_dir: Path, *, kills: int, crash_server: object =
 
 
 def _verify(url: str, data_dir: Path, acknowledged: set[str]) -> None:
-    engine = make_engine(url)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            stored = set(session.scalars(repo.select(NcrRecord.ncr_uuid)))
-            report = verify_store(session=session)
-            evidence = scrub(EvidenceStore(data_dir / "evidence"), session=session)
-            books = repo.count_books(session=session)
-            rows = session.scalar(repo.select(repo.func.count()).select_from(InspectionRecord))
-    finally:
-        engine.dispose()
-    lost = acknowledged - stored
+    state = read_state(url, data_dir / "evidence")
+    lost = acknowledged - state.stored
     assert not lost, f"{len(lost)} acknowledged NCRs lost"
-    assert report.ok, report
-    assert evidence.ok and evidence.checked >= len(acknowledged), evidence
-    assert books.discrepancy == 0 and books.triggers == rows and books.failed_defect >= len(acknowledged)
+    assert state.report.ok, state.report
+    assert state.scrub.ok and state.scrub.checked >= len(acknowledged), state.scrub
+    books = state.books
+    assert books.discrepancy == 0 and books.triggers == state.report.counts["inspections"]
+    assert books.failed_defect >= len(acknowledged)
 
 
 def test_store_kill9_sqlite_loses_no_acknowledged_ncr(tmp_path: Path) -> None:

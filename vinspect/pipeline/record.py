@@ -26,6 +26,7 @@ from vinspect.pipeline.books import BookKeeper
 from vinspect.types import Books, Decision, Inspection, Verdict
 
 __all__ = [
+    "RECORD_BATCH",
     "BatchSink",
     "InspectionSink",
     "JsonlSink",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+RECORD_BATCH = 32  # largest run the record thread hands a sink at once (one group commit)
 SCHEMA_VERSION = 1
 
 
@@ -72,11 +74,11 @@ def deliver(sink: InspectionSink, inspections: Sequence[Inspection]) -> list[Exc
     if write_batch is not None and len(inspections) > 1:
         try:
             errors: list[Exception | None] = list(write_batch(inspections))
+            if len(errors) != len(inspections):
+                raise ValueError(f"sink {sink.name}: write_batch returned {len(errors)} results "
+                                 f"for {len(inspections)} inspections")
         except Exception as exc:  # a batch sink that broke its contract: the whole run counts as failed
             return [exc] * len(inspections)
-        if len(errors) != len(inspections):
-            raise ValueError(f"sink {sink.name}: write_batch returned {len(errors)} results "
-                             f"for {len(inspections)} inspections")
         return errors
     results: list[Exception | None] = []
     for inspection in inspections:

@@ -40,7 +40,7 @@ from vinspect.errors import CameraError
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.core import SIGNAL_ERROR_PREFIX, InspectContext, PartTicket, inspect_frame
 from vinspect.pipeline.gating import PolicyOverrides, StationStateMachine, gate_bundle, policy_for
-from vinspect.pipeline.record import InspectionSink, deliver, take_run
+from vinspect.pipeline.record import RECORD_BATCH, InspectionSink, deliver, take_run
 from vinspect.pipeline.signals.base import LockedSignaller, Signaller
 from vinspect.pipeline.status import PipelineStatus
 from vinspect.pipeline.swap import Judge, ModelWatch
@@ -67,7 +67,7 @@ class PipelineConfig:
     heartbeat_ms: int = 100
     degraded_after_faults: int = 5
     record_queue_size: int = 1024
-    record_batch: int = 32
+    record_batch: int = RECORD_BATCH
     faults_are_parts: bool | None = None
     max_parts: int | None = None
     critical_sinks: frozenset[str] = frozenset()

@@ -284,3 +284,21 @@ def test_synthetic_source_paces_triggers_and_unplugs() -> None:
     with slow:
         slow.read(timeout_s=0.01)
         assert slow.read(timeout_s=0.01).reason == "timeout"  # type: ignore[union-attr]
+
+
+def test_deliver_counts_a_batch_sink_breaking_its_contract_as_failed_for_every_part() -> None:
+    from vinspect.pipeline.record import deliver
+
+    class ShortSink:
+        name = "short"
+
+        def write(self, inspection) -> None:
+            raise AssertionError("deliver must use write_batch for a run")
+
+        def write_batch(self, inspections):
+            return [None]  # one result for a run of three: the run cannot be trusted
+
+    source = ScriptedSource([make_frame(200, frame_id=i) for i in range(3)])
+    _pipe, _sig, plain = run_pipeline(source, judge=unavailable_judge("x"), config=PipelineConfig(station_id="s"))
+    errors = deliver(ShortSink(), plain.items)
+    assert len(errors) == 3 and all(isinstance(e, ValueError) and "1 results for 3" in str(e) for e in errors)
