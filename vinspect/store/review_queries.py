@@ -197,16 +197,17 @@ def ncr_summaries(filters: NcrFilter, *, session: Session, limit: int, offset: i
     events = (select(NcrEvent.ncr_id, NcrEvent.kind, NcrEvent.payload, SignatureRecord.printed_name,
                      SignatureRecord.meaning, SignatureRecord.signed_at)
               .outerjoin(SignatureRecord, SignatureRecord.id == NcrEvent.signature_id)
-              .where(NcrEvent.ncr_id.in_([r[0].id for r in rows]), NcrEvent.kind.in_(("REVIEWED", "DISPOSITIONED")))
+              .where(NcrEvent.ncr_id.in_([r[0].id for r in rows]),
+                     NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED", "DISPOSITIONED")))
               .order_by(NcrEvent.revision))
     for ncr_id, kind, payload, signer, meaning, signed_at in session.execute(events):
         value = json.loads(payload)
         picked: dict[str, object] = ({"decision": value.get("decision"), "defect_code": value.get("defect_code")}
-                                     if kind == "REVIEWED" else {"code": value.get("code"),
-                                                                 "quantity": value.get("quantity")})
+                                     if kind != "DISPOSITIONED" else {"code": value.get("code"),
+                                                                      "quantity": value.get("quantity")})
         picked["signature"] = None if signer is None else {"printed_name": signer, "meaning": meaning,
                                                            "signed_at": format_utc(signed_at)}
-        steps.setdefault(ncr_id, {})[kind] = picked
+        steps.setdefault(ncr_id, {})["DISPOSITIONED" if kind == "DISPOSITIONED" else "REVIEWED"] = picked
     return [NcrSummary(ncr_uuid=n.ncr_uuid, ncr_number=n.ncr_number, status=status, revision=rev,
                        detected_at=n.detected_at, station_id=n.station_id, part_number=n.part_number,
                        serial_number=n.serial_number, defect_code=n.defect_code, machine_verdict=n.machine_verdict,
