@@ -9,6 +9,7 @@ API (``/api/v1``) share one OpenAPI document at ``/openapi.json``; the interacti
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
         limiter=ClientLimiter(window_s=opts.lockout_window_s), sample=PassSample(opts.pass_sample_rate),
         data_dir=settings.data_dir)
     services.templates.env.filters["utc"] = lambda value: format_utc(value) if isinstance(value, datetime) else value
+    # A fresh idempotency key per rendered signing form: a resubmitted form signs nothing new.
+    services.templates.env.globals["new_request_key"] = lambda: secrets.token_urlsafe(18)
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")
     app.state.services = services

@@ -45,6 +45,8 @@ Reason = Annotated[str, AfterValidator(_not_blank)]
 Text = Field(min_length=1, max_length=2000)
 Password = Field(default="", max_length=256)  # empty -> 403 "signature refused", audited
 Ref = Field(default=None, max_length=200)
+# Idempotency key of a signed request (or the Idempotency-Key header): a replay signs nothing new.
+IdempotencyKey = Field(default=None, min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 RoleName = Literal["operator", "reviewer", "quality_engineer", "admin"]
 
 
@@ -95,6 +97,7 @@ class ReviewCreate(_In):
     investigation_required: bool = False
     investigation_notes: str = Field(default="", max_length=2000)
     password: str = Password
+    idempotency_key: str | None = IdempotencyKey
 
 
 class DispositionCreate(_In):
@@ -107,6 +110,7 @@ class DispositionCreate(_In):
     customer_concession_ref: str | None = Ref
     rework_instruction_ref: str | None = Ref
     password: str = Password
+    idempotency_key: str | None = IdempotencyKey
 
 
 class DisputeCreate(_In):
@@ -120,6 +124,7 @@ class SampleReviewCreate(_In):
     reason: Reason = Text
     defect_code: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     password: str = Password
+    idempotency_key: str | None = IdempotencyKey
 
 
 class SignaturePublic(_Out):

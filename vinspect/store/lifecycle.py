@@ -47,13 +47,15 @@ from vinspect.store.outbox import enqueue
 from vinspect.store.tables import NcrEvent, NcrRecord, SignatureRecord, UserRecord
 
 __all__ = [
+    "TWO_PERSON_DISPOSITIONS",
     "add_correction",
     "add_disposition",
     "add_links",
     "add_review",
     "add_signature",
+    "check_disposition",
+    "check_review",
     "claim_ncr",
-    "TWO_PERSON_DISPOSITIONS",
     "close_ncr",
     "record_containment",
     "supersede_review",
@@ -203,6 +205,38 @@ def _one_review_per_claim(user: UserRecord) -> Callable[[NcrRecord], None]:
                              "review needs a signed supersede by a quality engineer")
 
     return check
+
+
+def _gate(session: Session, ncr_uuid: str, allowed_from: Collection[NcrStatus], what: str,
+          check: Callable[[NcrRecord], None] | None) -> None:
+    ncr = _load(session, ncr_uuid)
+    current = NcrStatus(ncr.events[-1].to_status)
+    if current not in allowed_from:
+        raise StateError(f"NCR {ncr.ncr_number}: {what} not allowed in status {current}")
+    if check is not None:
+        check(ncr)
+
+
+def check_review(ncr_uuid: str, *, session: Session, user_id: int, supersede: bool = False) -> None:
+    """Raise what :func:`add_review` (after a claim when OPEN/CONTAINED) or :func:`supersede_review` would.
+
+    A read-only pre-check, so that the web layer answers a state conflict before it checks a password.
+    """
+    if supersede:
+        _user(session, user_id, roles={Role.QUALITY_ENGINEER})
+        _gate(session, ncr_uuid, {S.UNDER_REVIEW}, "SUPERSEDED", _has_review)
+        return
+    user = _user(session, user_id, roles=_REVIEWERS)
+    ncr = _load(session, ncr_uuid)
+    if NcrStatus(ncr.events[-1].to_status) not in (S.OPEN, S.CONTAINED):
+        _gate(session, ncr_uuid, {S.UNDER_REVIEW}, "REVIEWED", _one_review_per_claim(user))
+
+
+def check_disposition(ncr_uuid: str, *, session: Session, user_id: int, code: DispositionCode,
+                      two_person: Collection[str] = TWO_PERSON_DISPOSITIONS) -> None:
+    """Raise what :func:`add_disposition` would for this signer and code (read-only pre-check)."""
+    user = _user(session, user_id, roles={Role.QUALITY_ENGINEER})
+    _gate(session, ncr_uuid, {S.UNDER_REVIEW}, "DISPOSITIONED", _disposable(user, code, two_person))
 
 
 def add_review(ncr_uuid: str, *, session: Session, review: ReviewInput, auth_method: str = "password",

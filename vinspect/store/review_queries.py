@@ -81,11 +81,15 @@ def active_admin_exists(*, session: Session) -> bool:
         UserRecord.role == "admin", UserRecord.active.is_(True)).limit(1)) is not None
 
 
-def count_recent(*, session: Session, action: str, entity: str, entity_id: str, since: datetime) -> int:
-    """How many audit rows of ``action`` on one entity were written at or after ``since``."""
-    return int(session.scalar(select(func.count()).select_from(AuditRecord).where(
-        AuditRecord.entity == entity, AuditRecord.entity_id == entity_id,
-        AuditRecord.action == action, AuditRecord.at >= since)) or 0)
+def count_recent(*, session: Session, action: str | tuple[str, ...], entity: str, entity_id: str,
+                 since: datetime | None) -> int:
+    """How many audit rows of ``action`` (or any of several) on one entity were written at or after ``since``."""
+    actions = (action,) if isinstance(action, str) else action
+    stmt = select(func.count()).select_from(AuditRecord).where(
+        AuditRecord.entity == entity, AuditRecord.entity_id == entity_id, AuditRecord.action.in_(actions))
+    if since is not None:
+        stmt = stmt.where(AuditRecord.at >= since)
+    return int(session.scalar(stmt) or 0)
 
 
 def is_sampled(inspection_id: str, rate: float) -> bool:
