@@ -147,7 +147,7 @@ def test_station_page_without_runtime_says_not_running(tmp_path: Path, seeded: S
     snapshot = StatusFile(tmp_path / "ok.json").read()
     assert snapshot.running and snapshot.state == "OPERATIONAL"
     app = build_app(tmp_path / "data", seeded.store)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1:8600")
     assert client.get("/api/v1/station/status").status_code == 401
 
 

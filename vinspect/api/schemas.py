@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from vinspect.store.users import USERNAME_PATTERN
+
 __all__ = [
     "AuditRecordPublic",
     "AuditRecordsPublic",
@@ -82,7 +84,7 @@ class SessionPublic(_Out):
 
 
 class UserCreate(_In):
-    username: str = Field(min_length=2, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
+    username: str = Field(min_length=2, max_length=64, pattern=USERNAME_PATTERN)
     display_name: str = Field(min_length=1, max_length=200)
     role: RoleName
     password: str = Field(min_length=1, max_length=256)

@@ -89,7 +89,7 @@ def _locked(services: Services, username: str) -> bool:
 def log_in(services: Services, handle: SessionHandle, *, username: str, password: str, source: str) -> AuthUser:
     """Check the password (lockout after N failures in the window) and rotate the session."""
     name = username[:64]
-    if services.limiter.blocked(source) or _locked(services, name):
+    if services.limiter.blocked(source, name) or _locked(services, name):
         audit(services, AuditEntry(actor="anonymous", action="login.locked", entity="login", entity_id=name,
                                    source=source))
         raise HTTPException(status_code=429, detail="too many failed logins: try again later",
@@ -98,7 +98,7 @@ def log_in(services: Services, handle: SessionHandle, *, username: str, password
         user = get_user(session=session, username=name)
     usable = user if user is not None and user.active else None
     if not services.passwords.verify(password, usable.password_hash if usable else None) or usable is None:
-        services.limiter.fail(source)
+        services.limiter.fail(source, name)
         audit(services, AuditEntry(actor="anonymous", action="login.failure", entity="login", entity_id=name,
                                    source=source))
         raise HTTPException(status_code=401, detail="invalid username or password")

@@ -42,6 +42,7 @@ __all__ = [
     "actor_names",
     "audit_for_ncr",
     "audit_rows",
+    "audited",
     "count_recent",
     "evidence_is_referenced",
     "get_inspection",
@@ -90,6 +91,13 @@ def count_recent(*, session: Session, action: str | tuple[str, ...], entity: str
     if since is not None:
         stmt = stmt.where(AuditRecord.at >= since)
     return int(session.scalar(stmt) or 0)
+
+
+def audited(inspection_id: str, *, session: Session) -> bool:
+    """True when a sampled PASS part has had its (one) blind audit answer."""
+    return session.scalar(select(AuditRecord.id).where(
+        AuditRecord.entity == "inspection", AuditRecord.entity_id == inspection_id,
+        AuditRecord.action == "sample.review").limit(1)) is not None
 
 
 def is_sampled(inspection_id: str, rate: float) -> bool:

@@ -13,7 +13,14 @@ from vinspect.api.routes.ncrs import NcrUuid, load_ncr
 from vinspect.api.schemas import QueueItemPublic, QueuePublic, ReviewCreate, SampleReviewCreate
 from vinspect.api.workflow import adjudicate, detail_text, review_sample
 from vinspect.store.canonical import format_utc
-from vinspect.store.review_queries import actor_names, get_inspection, is_sampled, part_history, review_queue
+from vinspect.store.review_queries import (
+    actor_names,
+    audited,
+    get_inspection,
+    is_sampled,
+    part_history,
+    review_queue,
+)
 
 __all__ = ["router"]
 
@@ -84,10 +91,22 @@ def review_page(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, db: 
         return error_page(request, exc, user=user)
     image, heatmap = evidence_of(doc)
     part_id = doc.get("serial_number")
-    context = {"ncr": doc, "image": image, "heatmap": heatmap, "history": part_history(part_id, session=db),
+    context = {"ncr": doc, "image": image, "heatmap": heatmap, "history": _blinded(services, db, part_id),
                "names": actor_names(session=db),
                "codes": _codes(services, doc)}
     return render(request, "review.html", context=context, user=user)
+
+
+def _blinded(services: Any, db: Any, part_id: str | None) -> list[dict[str, Any]]:
+    """Earlier inspections of the part; a PASS still awaiting its blind audit shows no verdict or score."""
+    shown = []
+    for row in part_history(part_id, session=db):
+        blind = (row.verdict == "PASS" and is_sampled(row.inspection_id, services.options.pass_sample_rate)
+                 and not audited(row.inspection_id, session=db))
+        shown.append({"inspection_id": row.inspection_id, "verdict": "blind audit sample" if blind else row.verdict,
+                      "score": None if blind else row.score, "model_version": row.model_version,
+                      "recorded_at": row.recorded_at})
+    return shown
 
 
 def _codes(services: Any, doc: dict[str, Any]) -> list[str]:
