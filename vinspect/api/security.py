@@ -147,7 +147,7 @@ def _host(scope: Scope) -> str:
     """The Host header's name, lower case, without port or IPv6 brackets ("" when absent)."""
     for name, value in scope.get("headers", []):
         if name == b"host":
-            host = value.decode("latin-1").strip().lower()
+            host: str = bytes(value).decode("latin-1").strip().lower()
             if host.startswith("["):
                 return host[1:host.find("]")] if "]" in host else host
             return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

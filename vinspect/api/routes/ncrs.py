@@ -217,6 +217,26 @@ def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
     return redirect(f"/ncrs/{ncr_uuid}")
 
 
+@router.post("/ncrs/{ncr_uuid}/review/supersede", tags=["pages"], response_class=HTMLResponse,
+             responses=PAGE_RESPONSES)
+def supersede_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
+                   user: Dispositioner, _csrf: CsrfChecked, decision: Annotated[str, Form(max_length=32)],
+                   password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
+                   idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
+    """Supersede the signed review from the NCR page (quality engineer, reason, signed REVIEW)."""
+    try:
+        body = ReviewCreate.model_validate({"decision": decision, "reason": reason, "password": password,
+                                            "idempotency_key": idempotency_key or None})
+        supersede(services, user, ncr_uuid, body, source=client_source(request))
+    except ValueError as exc:
+        flash(request, f"Supersede refused: {str(exc).splitlines()[0]}")
+    except HTTPException as exc:
+        flash(request, f"Supersede refused: {detail_text(exc)}")
+    else:
+        flash(request, f"Review superseded: {decision} (signed).")
+    return redirect(f"/ncrs/{ncr_uuid}")
+
+
 @router.post("/ncrs/{ncr_uuid}/dispute", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def dispute_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
                  user: Disputer, _csrf: CsrfChecked,
