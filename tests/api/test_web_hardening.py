@@ -256,3 +256,11 @@ def test_the_review_page_keeps_a_blind_sample_blind(tmp_path: Path) -> None:
     assert client.post(f"/api/v1/samples/insp-{seq:06d}/review", headers={"X-CSRF-Token": token},
                        json={"decision": "CONFORMS", "reason": "clean", "password": PASSWORD}).status_code == 204
     assert "0.1234" in client.get(f"/review/{ncr}").text  # once audited, the history is whole again
+
+
+def test_serve_on_a_wildcard_address_needs_trusted_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VINSPECT_API_ALLOW_REMOTE", "true")
+    args = cli_parser().parse_args(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="VINSPECT_API_TRUSTED_HOSTS"):
+        args.handler(args)
+    assert not (tmp_path / "vinspect.db").exists()  # refused before anything was opened
