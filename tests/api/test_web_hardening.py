@@ -261,6 +261,9 @@ def test_the_review_page_keeps_a_blind_sample_blind(tmp_path: Path) -> None:
 def test_serve_on_a_wildcard_address_needs_trusted_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VINSPECT_API_ALLOW_REMOTE", "true")
     args = cli_parser().parse_args(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])  # type: ignore[attr-defined]
+    before = os.umask(0o022)
+    os.umask(before)
     with pytest.raises(ConfigError, match="VINSPECT_API_TRUSTED_HOSTS"):
         args.handler(args)
+    assert os.umask(before) == before  # refused before the process was changed
     assert not (tmp_path / "vinspect.db").exists()  # refused before anything was opened

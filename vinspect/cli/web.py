@@ -86,11 +86,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.pass_sample_rate <= 1.0:
         raise ConfigError(f"--pass-sample-rate {args.pass_sample_rate} is not within 0..1")
-    restrict_umask()
     settings = _settings(args)
     if settings.api_host in ("0.0.0.0", "::") and not settings.api_trusted_hosts:
         raise ConfigError(f"api_host {settings.api_host} answers any name: set VINSPECT_API_TRUSTED_HOSTS to the "
                           "host names clients use (the Host header check against DNS rebinding)")
+    restrict_umask()
     store = _open_store(settings)
     with session_scope(store.engine, readonly=True) as session:
         has_admin = active_admin_exists(session=session)
