@@ -150,3 +150,16 @@ def test_the_api_csv_export_neutralises_formulas(client_for: Client, seeded: See
     assert row["review.reason"] == "'" + reason and row["review.investigation_notes"] == "'+SUM(1;2)"
     exported = json.loads(qe.get("/api/v1/export/ncrs?fmt=json").text)
     assert next(d for d in exported if d["ncr_uuid"] == ncr)["review"]["reason"] == reason
+
+
+def test_a_resent_review_form_signs_nothing_new(client_for: Client, seeded: Seeded) -> None:
+    reviewer, token = client_for("reviewer")
+    ncr = seeded.review[3].ncr_uuid
+    page = reviewer.get(f"/review/{ncr}").text
+    key = page.split('name="idempotency_key" value="', 1)[1].split('"', 1)[0]
+    form = {"csrf_token": token, "decision": "CONFIRMED_DEFECT", "defect_code": "scratch", "password": PASSWORD,
+            "idempotency_key": key}
+    for _ in range(2):
+        assert reviewer.post(f"/review/{ncr}", data=form).status_code == 303
+    assert "This form was sent before: nothing new was signed." in reviewer.get("/queue").text
+    assert len(reviewer.get(f"/api/v1/ncrs/{ncr}").json()["signatures"]) == 1

@@ -207,13 +207,14 @@ def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
             "customer_concession_ref": customer_concession_ref or None,
             "rework_instruction_ref": rework_instruction_ref or None,
             "idempotency_key": idempotency_key or None})
-        dispose(services, user, ncr_uuid, body, source=client_source(request))
+        signed = dispose(services, user, ncr_uuid, body, source=client_source(request))
     except ValueError as exc:
         flash(request, f"Disposition refused: {str(exc).splitlines()[0]}")
     except HTTPException as exc:
         flash(request, f"Disposition refused: {detail_text(exc)}")
     else:
-        flash(request, f"Disposition {code} signed.")
+        flash(request, f"Disposition {code} signed." if signed is not None
+              else "This form was sent before: nothing new was signed.")
     return redirect(f"/ncrs/{ncr_uuid}")
 
 
@@ -227,13 +228,14 @@ def supersede_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
     try:
         body = ReviewCreate.model_validate({"decision": decision, "reason": reason, "password": password,
                                             "idempotency_key": idempotency_key or None})
-        supersede(services, user, ncr_uuid, body, source=client_source(request))
+        signed = supersede(services, user, ncr_uuid, body, source=client_source(request))
     except ValueError as exc:
         flash(request, f"Supersede refused: {str(exc).splitlines()[0]}")
     except HTTPException as exc:
         flash(request, f"Supersede refused: {detail_text(exc)}")
     else:
-        flash(request, f"Review superseded: {decision} (signed).")
+        flash(request, f"Review superseded: {decision} (signed)." if signed is not None
+              else "This form was sent before: nothing new was signed.")
     return redirect(f"/ncrs/{ncr_uuid}")
 
 

@@ -129,14 +129,15 @@ def review_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, user
         body = ReviewCreate.model_validate({"decision": decision, "reason": reason.strip() or default,
                                             "defect_code": defect_code or None, "password": password,
                                             "idempotency_key": idempotency_key or None})
-        adjudicate(services, user, ncr_uuid, body, source=client_source(request))
+        signed = adjudicate(services, user, ncr_uuid, body, source=client_source(request))
     except ValueError as exc:
         flash(request, f"Review refused: {str(exc).splitlines()[0]}")
         return redirect(f"/review/{ncr_uuid}")
     except HTTPException as exc:
         flash(request, f"Review refused: {detail_text(exc)}")
         return redirect(f"/review/{ncr_uuid}")
-    flash(request, f"Recorded {decision} (signed).")
+    flash(request, f"Recorded {decision} (signed)." if signed is not None
+          else "This form was sent before: nothing new was signed.")
     return redirect("/queue/next")
 
 
