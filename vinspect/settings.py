@@ -10,14 +10,25 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vinspect.errors import ConfigError
 
 __all__ = ["Settings", "configure_logging", "load_settings"]
+
+
+def _names(value: object) -> object:
+    """A comma-separated environment value ("10.0.0.5, 10.0.0.6") as a list; lists pass through."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Names = Annotated[list[str], NoDecode, BeforeValidator(_names)]
+DISPOSITION_CODES = ("USE_AS_IS", "REWORK", "REPAIR", "SCRAP", "RETURN_TO_SUPPLIER", "REGRADE")
 
 
 class Settings(BaseSettings):
@@ -31,6 +42,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8600, ge=1, le=65535)
     api_allow_remote: bool = False
+    api_trusted_proxies: Names = Field(default_factory=list, description=(
+        "addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+        "empty: forwarding headers are ignored"))
+    api_trusted_hosts: Names = Field(default_factory=list, description=(
+        "Host header values served besides localhost/127.0.0.1/::1 and api_host (DNS-rebinding check)"))
+    api_secure_cookies: bool | None = Field(default=None, description=(
+        "Secure cookie + HSTS; default: on when api_allow_remote (TLS terminates at the proxy)"))
+    two_person_dispositions: Names = Field(
+        default_factory=lambda: ["USE_AS_IS", "REPAIR", "REGRADE"],
+        description="disposition codes whose signer must differ from the signer of the review they rest on")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
@@ -41,7 +62,28 @@ class Settings(BaseSettings):
                 f"api_host {self.api_host!r} is not a loopback address; put a TLS proxy in front and "
                 "set VINSPECT_API_ALLOW_REMOTE=true to bind it deliberately"
             )
+        unknown = sorted(set(self.two_person_dispositions) - set(DISPOSITION_CODES))
+        if unknown:
+            raise ValueError(f"two_person_dispositions: unknown codes {unknown}; use {list(DISPOSITION_CODES)}")
+        for proxy in self.api_trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"api_trusted_proxies: {proxy!r} is not an IP address or network") from None
         return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies carry Secure and responses HSTS regardless of the request's scheme."""
+        return self.api_allow_remote if self.api_secure_cookies is None else self.api_secure_cookies
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """Host names (without port) the web app answers; anything else is refused (400)."""
+        hosts = ["localhost", "127.0.0.1", "::1", *self.api_trusted_hosts]
+        if self.api_host not in ("0.0.0.0", "::"):
+            hosts.append(self.api_host)
+        return list(dict.fromkeys(h.lower() for h in hosts))
 
     @property
     def resolved_database_url(self) -> str:

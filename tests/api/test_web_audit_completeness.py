@@ -83,6 +83,11 @@ class AuditMachine(RuleBasedStateMachine):
             self.expected["authz.deny"] += 1
         elif code == 403:
             self.expected["signature.failure"] += 1
+        elif code == 401 and self.role is not None and not good:  # repeated failed signatures end the session
+            self.expected["signature.failure"] += 1
+            self.role = None
+        elif code == 429:  # the account is locked: signing refused without a password check
+            self.expected["login.locked"] += 1
         elif code == 200:
             if before in ("OPEN", "CONTAINED"):
                 self.expected["ncr.claimed"] += 1

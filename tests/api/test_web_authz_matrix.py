@@ -30,7 +30,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                              password_hash=passwords.hash(PASSWORD), actor="system:test")
     app = build_app(data_dir, store)
     ncr = seeded.review[0].ncr_uuid
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1:8600")
     with session_scope(store.engine, readonly=True) as session:
         from vinspect.store.repository import get_ncr
 

@@ -43,7 +43,7 @@ def test_referenced_image_is_served_as_png(client_for: Client, seeded: Seeded) -
 
 
 def test_anonymous_cannot_read_images(app: Any, seeded: Seeded) -> None:
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1:8600")
     assert client.get(f"/evidence/{_evidence(seeded)[0]['sha256']}").status_code == 401
 
 

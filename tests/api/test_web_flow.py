@@ -62,18 +62,19 @@ def test_signing_without_or_with_wrong_password_is_refused_and_audited(client_fo
                                  json={"decision": "FALSE_REJECT", "reason": "dust", "password": password})
         assert response.status_code == 403
     with session_scope(seeded.store.engine, readonly=True) as session:
-        failures = audit_rows(session=session, entity="signing")
-    assert len(failures) == 2 and all(r.action == "signature.failure" for r in failures)
+        failures = [r for r in audit_rows(session=session, entity="login") if r.action == "signature.failure"]
+    assert len(failures) == 2 and all(r.entity_id == "reviewer" and ncr in (r.reason or "") for r in failures)
     assert reviewer.get(f"/api/v1/ncrs/{ncr}").json()["status"] == "OPEN"
 
 
 def test_disposition_rules(client_for: Client, seeded: Seeded) -> None:
     qe, token = client_for("quality_engineer")
+    reviewer, reviewer_token = client_for("reviewer")
     ncr = seeded.review[2].ncr_uuid
     early = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
                     json={"code": "SCRAP", "quantity": 1, "password": PASSWORD})
     assert early.status_code == 409
-    assert _confirm(qe, token, ncr).status_code == 200
+    assert _confirm(reviewer, reviewer_token, ncr).status_code == 200
     no_reason = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
                         json={"code": "USE_AS_IS", "quantity": 1, "password": PASSWORD})
     assert no_reason.status_code == 422
@@ -146,7 +147,7 @@ def test_station_page_without_runtime_says_not_running(tmp_path: Path, seeded: S
     snapshot = StatusFile(tmp_path / "ok.json").read()
     assert snapshot.running and snapshot.state == "OPERATIONAL"
     app = build_app(tmp_path / "data", seeded.store)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1:8600")
     assert client.get("/api/v1/station/status").status_code == 401
 
 

@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,8 +123,9 @@ def add_users(store: StoreHandle, passwords: PasswordService) -> dict[str, int]:
     return ids
 
 
-def build_app(data_dir: Path, store: StoreHandle, *, options: ApiOptions = TEST_OPTIONS):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=data_dir)
+def build_app(data_dir: Path, store: StoreHandle, *, options: ApiOptions = TEST_OPTIONS,  # type: ignore[no-untyped-def]
+              **overrides: Any):
+    settings = Settings(data_dir=data_dir, **overrides)
     return create_app(settings, store=store, registry=ModelRegistry(data_dir / "models"), status=FixedStatus(STATUS),
                       options=options)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -146,3 +147,7 @@ def test_modbus_station_killed_heartbeat_stops_no_accepts_after(plc: SimulatedPl
     last_beat = max(t for t, _ in plc.writes_at(REG_HEARTBEAT))
     assert last_beat <= killed_at  # heartbeat stopped: the PLC's watchdog (3 x 100 ms + 50) fires
     assert all(t <= killed_at for t, addr, regs in plc.writes if addr == REG_RESULT and regs[1] == 1)
+    data = tmp_path / "d"  # the runtime starts with umask 027: nothing it wrote is world-readable
+    assert stat.S_IMODE(data.stat().st_mode) == 0o750
+    written = [p for p in data.rglob("*") if p.is_file()]
+    assert written and all(stat.S_IMODE(p.stat().st_mode) & 0o007 == 0 for p in written), written

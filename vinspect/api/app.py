@@ -2,13 +2,14 @@
 
 Everything a request needs (store, registry, status source, sessions, password hasher,
 templates) is built or received here and hung on ``app.state.services``. Pages and the JSON
-API (``/api/v1``) share one OpenAPI document at ``/openapi.json``; the interactive docs are off
-(their CDN scripts would need a weaker CSP).
+API (``/api/v1``) share one OpenAPI document at ``/openapi.json``, served to signed-in users
+only; the interactive docs are off (their CDN scripts would need a weaker CSP).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vinspect import __version__
 from vinspect.api.auth import ClientLimiter, PasswordService, SessionStore
-from vinspect.api.deps import ApiOptions, NotAuthenticated, Services
+from vinspect.api.deps import ApiOptions, CurrentUser, NotAuthenticated, Services
 from vinspect.api.pages import error_page, login_redirect, redirect
 from vinspect.api.routes import admin, auth, evidence, export, ncrs, queue, station
 from vinspect.api.security import SecurityMiddleware
@@ -58,18 +59,25 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
         limiter=ClientLimiter(window_s=opts.lockout_window_s), sample=PassSample(opts.pass_sample_rate),
         data_dir=settings.data_dir)
     services.templates.env.filters["utc"] = lambda value: format_utc(value) if isinstance(value, datetime) else value
+    # A fresh idempotency key per rendered signing form: a resubmitted form signs nothing new.
+    services.templates.env.globals["new_request_key"] = lambda: secrets.token_urlsafe(18)
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json")
+                  openapi_url=None)
     app.state.services = services
     for module in (auth, queue, ncrs, evidence, station, export, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     _install_handlers(app)
-    app.add_middleware(SecurityMiddleware, sessions=sessions)
+    app.add_middleware(SecurityMiddleware, sessions=sessions, allowed_hosts=settings.allowed_hosts,
+                       secure_cookies=settings.secure_cookies)
 
     @app.get("/", include_in_schema=False)
     def home() -> Response:
         return redirect("/queue")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(_user: CurrentUser) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     return app
 

@@ -106,85 +106,119 @@ class WebSession:
 
 
 class SessionStore:
-    """Bounded in-memory sessions with idle and absolute timeouts (thread-safe)."""
+    """Bounded in-memory sessions with idle and absolute timeouts (thread-safe).
+
+    Anonymous sessions (a login form's CSRF token) live in their own small pool: however many
+    anonymous requests arrive, they only evict each other, never a signed-in session.
+    """
 
     def __init__(self, *, idle_timeout_s: float = 900.0, absolute_timeout_s: float = 8 * 3600.0,
-                 max_sessions: int = 10_000) -> None:
+                 max_sessions: int = 10_000, max_anonymous: int = 1_000) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.absolute_timeout_s = absolute_timeout_s
-        self._max = max_sessions
-        self._sessions: OrderedDict[str, WebSession] = OrderedDict()
+        self._max, self._max_anonymous = max_sessions, max_anonymous
+        self._sessions: OrderedDict[str, WebSession] = OrderedDict()  # signed in
+        self._anonymous: OrderedDict[str, WebSession] = OrderedDict()
         self._lock = threading.Lock()
 
-    def create(self) -> WebSession:
+    @staticmethod
+    def _new() -> WebSession:
         now = time.monotonic()
-        session = WebSession(sid=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32),
-                             created_s=now, last_seen_s=now)
+        return WebSession(sid=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32),
+                          created_s=now, last_seen_s=now)
+
+    @staticmethod
+    def _put(pool: OrderedDict[str, WebSession], session: WebSession, limit: int) -> None:
+        pool[session.sid] = session
+        while len(pool) > limit:
+            pool.popitem(last=False)
+
+    def create(self) -> WebSession:
+        """A new anonymous session."""
+        session = self._new()
         with self._lock:
-            self._sessions[session.sid] = session
-            while len(self._sessions) > self._max:
-                self._sessions.popitem(last=False)
+            self._put(self._anonymous, session, self._max_anonymous)
         return session
 
-    def get(self, sid: str | None) -> WebSession | None:
-        """The live session for a cookie value; expired ones are dropped."""
+    def get(self, sid: str | None, *, touch: bool = True) -> WebSession | None:
+        """The live session for a cookie value; expired ones are dropped.
+
+        ``touch=False`` (a page's own polling) reads the session without counting as activity.
+        """
         if not sid or len(sid) > 128:
             return None
         now = time.monotonic()
         with self._lock:
-            session = self._sessions.get(sid)
+            pool = self._sessions if sid in self._sessions else self._anonymous
+            session = pool.get(sid)
             if session is None:
                 return None
             expired = (now - session.last_seen_s > self.idle_timeout_s
                        or now - session.created_s > self.absolute_timeout_s)
             if expired:
-                del self._sessions[sid]
+                del pool[sid]
                 return None
-            session.last_seen_s = now
-            self._sessions.move_to_end(sid)
+            if touch:
+                session.last_seen_s = now
+                pool.move_to_end(sid)
             return session
 
     def login(self, old: WebSession | None, *, user_id: int, username: str) -> WebSession:
         """A fresh session id and CSRF token for a successful login."""
         if old is not None:
             self.drop(old.sid)
-        session = self.create()
+        session = self._new()
         session.user_id = user_id
         session.username = username
+        with self._lock:
+            self._put(self._sessions, session, self._max)
         return session
 
     def drop(self, sid: str) -> None:
         with self._lock:
             self._sessions.pop(sid, None)
+            self._anonymous.pop(sid, None)
 
     def drop_user(self, user_id: int) -> None:
-        """End every session of a user (deactivation, role change)."""
+        """End every session of a user (deactivation, role change, repeated failed signatures)."""
         with self._lock:
             for sid in [s.sid for s in self._sessions.values() if s.user_id == user_id]:
                 del self._sessions[sid]
 
 
 class ClientLimiter:
-    """At most ``limit`` failed logins per client address per window (in memory)."""
+    """Failed logins per real client address and account (in memory).
 
-    def __init__(self, *, limit: int = 20, window_s: float = 900.0) -> None:
-        self._limit, self._window_s = limit, window_s
+    Blocked when one client failed ``limit`` times on one account, or ``client_limit`` times over
+    all accounts (password spraying), in the window. The address is the peer's, or the one a
+    trusted proxy reported (``VINSPECT_API_TRUSTED_PROXIES``); a forged X-Forwarded-For from
+    anyone else changes nothing.
+    """
+
+    def __init__(self, *, limit: int = 20, client_limit: int = 100, window_s: float = 900.0) -> None:
+        self._limit, self._client_limit, self._window_s = limit, client_limit, window_s
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, client: str) -> bool:
+    def _count(self, key: str, now: float) -> int:
+        events = self._events.get(key)
+        while events and now - events[0] > self._window_s:
+            events.popleft()
+        return 0 if events is None else len(events)
+
+    def blocked(self, client: str, account: str = "") -> bool:
         now = time.monotonic()
         with self._lock:
-            events = self._events.get(client)
-            while events and now - events[0] > self._window_s:
-                events.popleft()
-            return events is not None and len(events) >= self._limit
+            return (self._count(f"{client}\n{account}", now) >= self._limit
+                    or self._count(client, now) >= self._client_limit)
 
-    def fail(self, client: str) -> None:
+    def fail(self, client: str, account: str = "") -> None:
+        now = time.monotonic()
         with self._lock:
             if len(self._events) > 10_000:
                 self._events.clear()
-            self._events.setdefault(client, deque()).append(time.monotonic())
+            for key in (client, f"{client}\n{account}"):
+                self._events.setdefault(key, deque()).append(now)
 
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from vinspect.store.users import get_user
 __all__ = [
     "ApiOptions",
     "CurrentUser",
+    "IdempotencyKey",
     "ReadSession",
     "Services",
     "ServicesDep",
@@ -47,6 +49,7 @@ class ApiOptions:
     pass_sample_rate: float = 0.01
     lockout_failures: int = 5
     lockout_window_s: float = 900.0
+    signature_failures_logout: int = 3  # failed signatures (in the lockout window) that end the sessions
     session_idle_s: float = 900.0
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -94,6 +97,24 @@ def read_session(services: ServicesDep) -> Iterator[DbSession]:
 
 
 ReadSession = Annotated[DbSession, Depends(read_session)]
+
+
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header of a signed request (422 when malformed)."""
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not _KEY.match(value):
+        raise HTTPException(status_code=422, detail=[{
+            "loc": ["header", "Idempotency-Key"], "msg": "8-128 characters of A-Z a-z 0-9 _ . : -",
+            "type": "value_error"}])
+    return value
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 
 def client_source(request: Request) -> str:

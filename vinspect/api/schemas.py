@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from vinspect.store.users import USERNAME_PATTERN
+
 __all__ = [
     "AuditRecordPublic",
     "AuditRecordsPublic",
@@ -45,6 +47,8 @@ Reason = Annotated[str, AfterValidator(_not_blank)]
 Text = Field(min_length=1, max_length=2000)
 Password = Field(default="", max_length=256)  # empty -> 403 "signature refused", audited
 Ref = Field(default=None, max_length=200)
+# Idempotency key of a signed request (or the Idempotency-Key header): a replay signs nothing new.
+IdempotencyKey = Field(default=None, min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 RoleName = Literal["operator", "reviewer", "quality_engineer", "admin"]
 
 
@@ -80,7 +84,7 @@ class SessionPublic(_Out):
 
 
 class UserCreate(_In):
-    username: str = Field(min_length=2, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
+    username: str = Field(min_length=2, max_length=64, pattern=USERNAME_PATTERN)
     display_name: str = Field(min_length=1, max_length=200)
     role: RoleName
     password: str = Field(min_length=1, max_length=256)
@@ -95,6 +99,7 @@ class ReviewCreate(_In):
     investigation_required: bool = False
     investigation_notes: str = Field(default="", max_length=2000)
     password: str = Password
+    idempotency_key: str | None = IdempotencyKey
 
 
 class DispositionCreate(_In):
@@ -107,6 +112,7 @@ class DispositionCreate(_In):
     customer_concession_ref: str | None = Ref
     rework_instruction_ref: str | None = Ref
     password: str = Password
+    idempotency_key: str | None = IdempotencyKey
 
 
 class DisputeCreate(_In):
@@ -120,6 +126,7 @@ class SampleReviewCreate(_In):
     reason: Reason = Text
     defect_code: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     password: str = Password
+    idempotency_key: str | None = IdempotencyKey
 
 
 class SignaturePublic(_Out):

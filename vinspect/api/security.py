@@ -1,4 +1,4 @@
-"""ASGI middleware: the session cookie, security headers and a request body limit.
+"""ASGI middleware: the Host check, the session cookie, security headers and a request body limit.
 
 Pure ASGI (no BaseHTTPMiddleware), so streaming responses and the benchmark's latency are not
 taxed. The session itself is resolved lazily by :class:`SessionHandle`; the cookie is only set
@@ -7,6 +7,7 @@ when a handler created, rotated or ended a session.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from http.cookies import SimpleCookie
 
 from starlette.datastructures import MutableHeaders
@@ -14,13 +15,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vinspect.api.auth import SessionStore, WebSession
 
-__all__ = ["COOKIE_NAME", "SecurityMiddleware", "SessionHandle"]
+__all__ = ["COOKIE_NAME", "POLL_PATHS", "SecurityMiddleware", "SessionHandle"]
 
 COOKIE_NAME = "vinspect_session"
 MAX_BODY_BYTES = 1 << 20  # forms and JSON only; nothing here accepts uploads
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+HSTS = "max-age=31536000"
+# Requests a page repeats on its own (the station page polls its status every second): they are
+# served but do not count as activity, so an open page does not keep its session alive.
+POLL_PATHS = frozenset({"/api/v1/station/status"})
 _STATIC_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -35,9 +40,9 @@ _STATIC_HEADERS = {
 class SessionHandle:
     """Per-request access to the session; remembers whether the cookie must change."""
 
-    def __init__(self, store: SessionStore, sid: str | None) -> None:
+    def __init__(self, store: SessionStore, sid: str | None, *, touch: bool = True) -> None:
         self._store = store
-        self._session = store.get(sid)
+        self._session = store.get(sid, touch=touch)
         self.changed = False
 
     @property
@@ -82,20 +87,33 @@ def _cookie_value(scope: Scope) -> str | None:
 
 
 class SecurityMiddleware:
-    """Attach a :class:`SessionHandle`, enforce the body limit, add security headers."""
+    """Check Host, attach a :class:`SessionHandle`, enforce the body limit, add security headers.
 
-    def __init__(self, app: ASGIApp, *, sessions: SessionStore) -> None:
+    Args:
+        sessions: the app's session store.
+        allowed_hosts: Host header names (no port) answered; others get 400 (DNS rebinding). None: any.
+        secure_cookies: Secure cookie and HSTS on every response (TLS at a proxy); https requests
+            (directly or as reported by a trusted proxy) get them anyway.
+    """
+
+    def __init__(self, app: ASGIApp, *, sessions: SessionStore, allowed_hosts: Collection[str] | None = None,
+                 secure_cookies: bool = False) -> None:
         self.app = app
         self.sessions = sessions
+        self.allowed_hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        self.secure_cookies = secure_cookies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        handle = SessionHandle(self.sessions, _cookie_value(scope))
-        scope.setdefault("state", {})["session"] = handle
+        if self.allowed_hosts is not None and _host(scope) not in self.allowed_hosts:
+            await _plain(send, 400, b"invalid Host header")
+            return
         path: str = scope.get("path", "")
-        secure = scope.get("scheme") == "https"
+        handle = SessionHandle(self.sessions, _cookie_value(scope), touch=path not in POLL_PATHS)
+        scope.setdefault("state", {})["session"] = handle
+        secure = self.secure_cookies or scope.get("scheme") == "https"
         if _declared_length(scope) > MAX_BODY_BYTES:
             await _too_large(send)
             return
@@ -111,6 +129,8 @@ class SecurityMiddleware:
                     headers.setdefault(key, value)
                 if not path.startswith("/static/"):
                     headers["cache-control"] = "no-store"
+                if secure:
+                    headers.setdefault("strict-transport-security", HSTS)
                 if handle.changed:
                     headers.append("set-cookie", handle.cookie_header(secure=secure))
             await send(message)
@@ -121,6 +141,24 @@ class SecurityMiddleware:
             if started:
                 raise
             await _too_large(send)
+
+
+def _host(scope: Scope) -> str:
+    """The Host header's name, lower case, without port or IPv6 brackets ("" when absent)."""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            host: str = bytes(value).decode("latin-1").strip().lower()
+            if host.startswith("["):
+                return host[1:host.find("]")] if "]" in host else host
+            return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return ""
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _declared_length(scope: Scope) -> int:

@@ -8,6 +8,7 @@ though the request fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException
@@ -23,8 +24,15 @@ from vinspect.api.schemas import DispositionCreate, ReviewCreate, SampleReviewCr
 from vinspect.api.security import SessionHandle
 from vinspect.errors import StateError, StoreError
 from vinspect.store.audit import AuditEntry, append_audit
-from vinspect.store.db import session_scope
-from vinspect.store.lifecycle import add_disposition, add_review, claim_ncr
+from vinspect.store.db import lock_writers, session_scope
+from vinspect.store.lifecycle import (
+    add_disposition,
+    add_review,
+    check_disposition,
+    check_review,
+    claim_ncr,
+    supersede_review,
+)
 from vinspect.store.ncr import (
     DispositionCode,
     DispositionInput,
@@ -35,7 +43,8 @@ from vinspect.store.ncr import (
     Role,
 )
 from vinspect.store.repository import get_ncr_status
-from vinspect.store.review_queries import active_admin_exists, count_recent, get_inspection
+from vinspect.store.requests import first_use, seen_before
+from vinspect.store.review_queries import DbSession, active_admin_exists, count_recent, get_inspection
 from vinspect.store.users import User, create_user, get_user, set_user_active
 
 __all__ = [
@@ -48,6 +57,7 @@ __all__ = [
     "log_out",
     "new_user",
     "review_sample",
+    "supersede",
 ]
 
 
@@ -63,18 +73,23 @@ def detail_text(exc: HTTPException) -> str:
     return str(exc.detail)
 
 
-def _locked(services: Services, username: str) -> bool:
+_FAILURES = ("login.failure", "signature.failure")  # both count toward the account's lockout
+
+
+def _failures(services: Services, username: str, actions: tuple[str, ...] = _FAILURES) -> int:
     since = datetime.now(UTC) - timedelta(seconds=services.options.lockout_window_s)
     with session_scope(services.store.engine, readonly=True) as session:
-        failures = count_recent(session=session, action="login.failure", entity="login",
-                                entity_id=username[:64], since=since)
-    return failures >= services.options.lockout_failures
+        return count_recent(session=session, action=actions, entity="login", entity_id=username[:64], since=since)
+
+
+def _locked(services: Services, username: str) -> bool:
+    return _failures(services, username) >= services.options.lockout_failures
 
 
 def log_in(services: Services, handle: SessionHandle, *, username: str, password: str, source: str) -> AuthUser:
     """Check the password (lockout after N failures in the window) and rotate the session."""
     name = username[:64]
-    if services.limiter.blocked(source) or _locked(services, name):
+    if services.limiter.blocked(source, name) or _locked(services, name):
         audit(services, AuditEntry(actor="anonymous", action="login.locked", entity="login", entity_id=name,
                                    source=source))
         raise HTTPException(status_code=429, detail="too many failed logins: try again later",
@@ -83,7 +98,7 @@ def log_in(services: Services, handle: SessionHandle, *, username: str, password
         user = get_user(session=session, username=name)
     usable = user if user is not None and user.active else None
     if not services.passwords.verify(password, usable.password_hash if usable else None) or usable is None:
-        services.limiter.fail(source)
+        services.limiter.fail(source, name)
         audit(services, AuditEntry(actor="anonymous", action="login.failure", entity="login", entity_id=name,
                                    source=source))
         raise HTTPException(status_code=401, detail="invalid username or password")
@@ -104,12 +119,26 @@ def log_out(services: Services, handle: SessionHandle, *, source: str) -> None:
 
 
 def check_signing_password(services: Services, user: AuthUser, password: str, *, source: str, what: str) -> None:
-    """Re-authenticate for a signature; a wrong password is audited and refused (403)."""
+    """Re-authenticate for a signature.
+
+    A wrong password is audited (``signature.failure`` on the account, counting toward its login
+    lockout) and refused (403); after ``signature_failures_logout`` of them in the lockout window
+    every session of the account ends (401). A locked account cannot sign (429).
+    """
+    name = user.username[:64]
+    if _locked(services, name):
+        audit(services, AuditEntry(actor=f"user:{user.user_id}", action="login.locked", entity="login",
+                                   entity_id=name, source=source, reason=f"signing refused ({what})"[:200]))
+        raise HTTPException(status_code=429, detail="account locked after repeated failures: try again later",
+                            headers={"Retry-After": str(int(services.options.lockout_window_s))})
     with session_scope(services.store.engine, readonly=True) as session:
         stored = get_user(session=session, user_id=user.user_id)
     if stored is None or not stored.active or not services.passwords.verify(password, stored.password_hash):
-        audit(services, AuditEntry(actor=f"user:{user.user_id}", action="signature.failure", entity="signing",
-                                   entity_id=what[:64], source=source, reason="password re-entry failed"))
+        audit(services, AuditEntry(actor=f"user:{user.user_id}", action="signature.failure", entity="login",
+                                   entity_id=name, source=source, reason=f"password re-entry failed ({what})"[:200]))
+        if _failures(services, name, ("signature.failure",)) >= services.options.signature_failures_logout:
+            services.sessions.drop_user(user.user_id)
+            raise HTTPException(status_code=401, detail="signed out after repeated failed signatures")
         raise HTTPException(status_code=403, detail="signature refused: password does not match")
 
 
@@ -119,31 +148,96 @@ def _not_found_or_conflict(exc: Exception) -> HTTPException:
     return HTTPException(status_code=409, detail=str(exc))
 
 
-def adjudicate(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str) -> NcrRef:
-    """Claim (if needed) and review an NCR, signed with meaning REVIEW."""
+def _conflict_first(check: Callable[[DbSession], None], services: Services) -> None:
+    """Answer a state conflict (404/409) before any password is checked (no password oracle)."""
+    try:
+        with session_scope(services.store.engine, readonly=True) as session:
+            check(session)
+    except (StateError, StoreError) as exc:
+        raise _not_found_or_conflict(exc) from exc
+
+
+def _replayed(services: Services, user: AuthUser, key: str | None, target: str) -> bool:
+    if key is None:
+        return False
+    try:
+        with session_scope(services.store.engine, readonly=True) as session:
+            return seen_before(session=session, user_id=user.user_id, key=key, target=target)
+    except StateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+def _record_key(session: DbSession, user: AuthUser, key: str | None, target: str, source: str) -> bool:
+    """Under the writer lock: False when the key was used meanwhile (sign nothing)."""
+    if key is None:
+        lock_writers(session)
+        return True
+    return first_use(session=session, user_id=user.user_id, key=key, target=target, source=source)
+
+
+def _review_input(user: AuthUser, body: ReviewCreate) -> ReviewInput:
+    return ReviewInput(user_id=user.user_id, decision=ReviewDecision(body.decision), reason=body.reason,
+                       defect_code=body.defect_code, investigation_required=body.investigation_required,
+                       investigation_notes=body.investigation_notes)
+
+
+def adjudicate(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str,
+               key: str | None = None) -> NcrRef | None:
+    """Claim (if needed) and review an NCR, signed with meaning REVIEW; None for a replayed key."""
+    key = key or body.idempotency_key
+    target = f"review:{ncr_uuid}"
+    if _replayed(services, user, key, target):
+        return None
+    _conflict_first(lambda session: check_review(ncr_uuid, session=session, user_id=user.user_id), services)
     check_signing_password(services, user, body.password, source=source, what=f"review {ncr_uuid}")
-    review = ReviewInput(user_id=user.user_id, decision=ReviewDecision(body.decision), reason=body.reason,
-                         defect_code=body.defect_code, investigation_required=body.investigation_required,
-                         investigation_notes=body.investigation_notes)
     try:
         with session_scope(services.store.engine) as session:
+            if not _record_key(session, user, key, target, source):
+                return None
             status = get_ncr_status(ncr_uuid, session=session)
             if status is None:
                 raise HTTPException(status_code=404, detail="no such NCR")
             if status in (NcrStatus.OPEN, NcrStatus.CONTAINED):
                 claim_ncr(ncr_uuid, session=session, user_id=user.user_id)
-            return add_review(ncr_uuid, session=session, review=review)
+            return add_review(ncr_uuid, session=session, review=_review_input(user, body))
     except (StateError, StoreError) as exc:
         raise _not_found_or_conflict(exc) from exc
 
 
-def dispose(services: Services, user: AuthUser, ncr_uuid: str, body: DispositionCreate, *, source: str) -> NcrRef:
-    """Disposition an adjudicated NCR, signed with meaning DISPOSITION."""
+def supersede(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str,
+              key: str | None = None) -> NcrRef | None:
+    """Replace the standing signed review (quality engineer, reason, meaning REVIEW); None for a replay."""
+    key = key or body.idempotency_key
+    target = f"supersede:{ncr_uuid}"
+    if _replayed(services, user, key, target):
+        return None
+    _conflict_first(lambda session: check_review(ncr_uuid, session=session, user_id=user.user_id,
+                                                 supersede=True), services)
+    check_signing_password(services, user, body.password, source=source, what=f"supersede {ncr_uuid}")
+    try:
+        with session_scope(services.store.engine) as session:
+            if not _record_key(session, user, key, target, source):
+                return None
+            return supersede_review(ncr_uuid, session=session, review=_review_input(user, body))
+    except (StateError, StoreError) as exc:
+        raise _not_found_or_conflict(exc) from exc
+
+
+def dispose(services: Services, user: AuthUser, ncr_uuid: str, body: DispositionCreate, *, source: str,
+            key: str | None = None) -> NcrRef | None:
+    """Disposition an adjudicated NCR, signed with meaning DISPOSITION; None for a replayed key."""
     code = DispositionCode(body.code)
     if code in (DispositionCode.USE_AS_IS, DispositionCode.REPAIR) and not body.justification.strip():
         raise invalid("justification", f"{code} needs a written justification (820.90(b)(1))")
     if code in (DispositionCode.REWORK, DispositionCode.REPAIR) and not body.rework_instruction_ref:
         raise invalid("rework_instruction_ref", f"{code} needs the rework/repair instruction reference")
+    key = key or body.idempotency_key
+    target = f"disposition:{ncr_uuid}"
+    if _replayed(services, user, key, target):
+        return None
+    two_person = tuple(services.settings.two_person_dispositions)
+    _conflict_first(lambda session: check_disposition(ncr_uuid, session=session, user_id=user.user_id, code=code,
+                                                      two_person=two_person), services)
     check_signing_password(services, user, body.password, source=source, what=f"disposition {ncr_uuid}")
     disposition = DispositionInput(
         user_id=user.user_id, code=code, quantity=body.quantity, justification=body.justification,
@@ -151,9 +245,11 @@ def dispose(services: Services, user: AuthUser, ncr_uuid: str, body: Disposition
         customer_concession_ref=body.customer_concession_ref, rework_instruction_ref=body.rework_instruction_ref)
     try:
         with session_scope(services.store.engine) as session:
+            if not _record_key(session, user, key, target, source):
+                return None
             if get_ncr_status(ncr_uuid, session=session) is None:
                 raise HTTPException(status_code=404, detail="no such NCR")
-            return add_disposition(ncr_uuid, session=session, disposition=disposition)
+            return add_disposition(ncr_uuid, session=session, disposition=disposition, two_person=two_person)
     except (StateError, StoreError) as exc:
         raise _not_found_or_conflict(exc) from exc
 
@@ -172,16 +268,31 @@ def dispute(services: Services, user: AuthUser, ncr_uuid: str, reason: str, *, s
                                 entity_id=ncr_uuid, reason=reason, source=source), session=session)
 
 
+def _sample_open(session: DbSession, inspection_id: str) -> None:
+    row = get_inspection(inspection_id, session=session)
+    if row is None or row.verdict != "PASS":
+        raise HTTPException(status_code=404, detail="no such sampled PASS inspection")
+    if count_recent(session=session, action="sample.review", entity="inspection", entity_id=inspection_id,
+                    since=None):
+        raise HTTPException(status_code=409, detail="this PASS sample has been audited already (one answer each)")
+
+
 def review_sample(services: Services, user: AuthUser, inspection_id: str, body: SampleReviewCreate, *,
-                  source: str) -> None:
-    """Record the blind audit of a sampled PASS part (signed by password re-entry, audited)."""
-    check_signing_password(services, user, body.password, source=source, what=f"sample {inspection_id}")
+                  source: str, key: str | None = None) -> None:
+    """Record the blind audit of a sampled PASS part (signed by password re-entry, audited); one answer each."""
     if body.decision == "ESCAPE" and not body.defect_code:
         raise invalid("defect_code", "an escape needs a defect code")
+    key = key or body.idempotency_key
+    target = f"sample:{inspection_id}"
+    if _replayed(services, user, key, target):
+        return
+    with session_scope(services.store.engine, readonly=True) as session:
+        _sample_open(session, inspection_id)
+    check_signing_password(services, user, body.password, source=source, what=f"sample {inspection_id}")
     with session_scope(services.store.engine) as session:
-        row = get_inspection(inspection_id, session=session)
-        if row is None or row.verdict != "PASS":
-            raise HTTPException(status_code=404, detail="no such sampled PASS inspection")
+        if not _record_key(session, user, key, target, source):
+            return
+        _sample_open(session, inspection_id)
         append_audit(AuditEntry(actor=f"user:{user.user_id}", action="sample.review", entity="inspection",
                                 entity_id=inspection_id, field="decision", new_value=body.decision,
                                 old_value="PASS", reason=f"{body.reason} [defect_code={body.defect_code or '-'}]",

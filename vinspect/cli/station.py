@@ -25,6 +25,7 @@ from typing import Any
 
 from vinspect.camera.base import FrameSource
 from vinspect.errors import ConfigError
+from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.models.registry import ModelRegistry
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import gate_bundle, policy_for
@@ -152,8 +153,10 @@ def _wait(pipeline: InspectionPipeline, stop: threading.Event, *, duration_s: fl
 
 
 def _run(args: argparse.Namespace) -> int:
+    restrict_umask()  # the database, evidence and logs are the service group's only
     station = load_station(args.station)
     settings = load_settings(data_dir=args.data_dir)
+    private_dir(settings.data_dir)
     stop = threading.Event()
     with ExitStack() as stack:
         _install_stop_handlers(stop, stack)

@@ -2,7 +2,9 @@
 
 ``serve`` binds 127.0.0.1 unless told otherwise (non-loopback needs VINSPECT_API_ALLOW_REMOTE).
 While no active admin exists it writes a one-time secret to ``<data_dir>/bootstrap-secret``
-(mode 0600) and the first visitor of ``/setup`` must paste it to create the admin.
+(mode 0600) and the first visitor of ``/setup`` must paste it to create the admin. Forwarding
+headers (X-Forwarded-For/-Proto) count only from ``VINSPECT_API_TRUSTED_PROXIES``
+(:func:`uvicorn_options`); files are created under umask 027.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import sys
 from pathlib import Path
 
 from vinspect.errors import ConfigError
+from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.settings import Settings, load_settings
 
-__all__ = ["register"]
+__all__ = ["register", "uvicorn_options"]
 
 logger = logging.getLogger(__name__)
 ROLES = ("operator", "reviewer", "quality_engineer", "admin")
@@ -48,11 +51,23 @@ def _settings(args: argparse.Namespace) -> Settings:
                          api_port=getattr(args, "port", None))
 
 
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config`` (besides the app).
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from ``api_trusted_proxies``; with
+    none configured uvicorn's proxy-header handling is off (its default trusts 127.0.0.1, so a
+    local client could forge its address).
+    """
+    trusted = list(settings.api_trusted_proxies)
+    return {"host": settings.api_host, "port": settings.api_port, "log_config": None, "server_header": False,
+            "proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
     from vinspect.store import EvidenceStore, make_engine, upgrade
     from vinspect.store.review_queries import StoreHandle
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     return StoreHandle(engine=engine, evidence=EvidenceStore(settings.data_dir / "evidence"))
@@ -72,6 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0.0 <= args.pass_sample_rate <= 1.0:
         raise ConfigError(f"--pass-sample-rate {args.pass_sample_rate} is not within 0..1")
     settings = _settings(args)
+    if settings.api_host in ("0.0.0.0", "::") and not settings.api_trusted_hosts:
+        raise ConfigError(f"api_host {settings.api_host} answers any name: set VINSPECT_API_TRUSTED_HOSTS to the "
+                          "host names clients use (the Host header check against DNS rebinding)")
+    restrict_umask()
     store = _open_store(settings)
     with session_scope(store.engine, readonly=True) as session:
         has_admin = active_admin_exists(session=session)
@@ -82,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, store=store, registry=ModelRegistry(settings.data_dir / "models"),
                      status=StatusFile(settings.data_dir / "status.json"),
                      options=ApiOptions(pass_sample_rate=args.pass_sample_rate))
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, server_header=False)
+    uvicorn.run(app, **uvicorn_options(settings))  # type: ignore[arg-type]
     return 0
 
 
@@ -99,8 +118,11 @@ def _users_add(args: argparse.Namespace) -> int:
     from vinspect.api.auth import PasswordService, password_problems
     from vinspect.errors import StateError
     from vinspect.store import Role, session_scope
-    from vinspect.store.users import create_user
+    from vinspect.store.users import create_user, username_problem
 
+    problem = username_problem(args.username)
+    if problem is not None:
+        raise ConfigError(problem)
     password = _read_password(args)
     problems = password_problems(password, username=args.username)
     if problems:

@@ -69,7 +69,7 @@ def _apply_events(doc: Document, events: Sequence[NcrEvent]) -> None:
         payload = json.loads(event.payload)
         if event.kind == "CONTAINED":
             containment.update(payload)
-        elif event.kind == "REVIEWED":
+        elif event.kind in ("REVIEWED", "SUPERSEDED"):  # a signed supersede replaces the standing review
             review = {**payload, "reviewed_at": _t(event.at), "reviewer": event.actor, "reason": event.reason,
                       "signature_id": event.signature_id}
         elif event.kind == "DISPOSITIONED":

@@ -198,7 +198,7 @@ class EvidenceStore:
             dirs.update(str(d.parent) for d in created)  # each new directory's entry must be durable too
         dirs.add(str(directory))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask decides (027 in services)
         except FileExistsError:
             if _file_sha256(path) == path.stem:
                 fds.append(os.open(path, os.O_RDONLY))  # may be unsynced leftovers of a crash
@@ -210,7 +210,7 @@ class EvidenceStore:
 
     def _replace(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             _write_all(fd, data)
             if self._fsync:

@@ -5,6 +5,9 @@
 - JSON Lines: one document per line, flushed per line.
 - CSV: RFC 4180, UTF-8, header row, one row per NCR; nested fields flattened with dots, lists
   and objects as JSON strings; the column order is :data:`CSV_COLUMNS` (pinned by a golden file).
+  A text cell that begins with ``= + - @``, a tab or a carriage return gets a leading ``'`` (OWASP
+  CSV injection), so a spreadsheet shows it as text instead of running it as a formula. JSON and
+  JSON Lines carry every value exactly.
 Files are fsynced at the end. Selection: :class:`~vinspect.store.ncr.NcrFilter`.
 """
 
@@ -26,7 +29,8 @@ from vinspect.store.canonical import canonical_json
 from vinspect.store.document import iter_documents
 from vinspect.store.ncr import NcrFilter
 
-__all__ = ["CSV_COLUMNS", "ExportFormat", "ExportSummary", "export_ncrs", "export_to_path", "flatten", "schema"]
+__all__ = ["CSV_COLUMNS", "ExportFormat", "ExportSummary", "export_ncrs", "export_to_path", "flatten", "neutralise",
+           "schema"]
 
 CSV_COLUMNS: tuple[str, ...] = (
     "schema_version", "ncr_uuid", "ncr_number", "status", "revision", "detected_at", "created_at", "site_id",
@@ -68,14 +72,24 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """A CSV text cell a spreadsheet will not evaluate: a leading ``'`` before a formula start."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value
-    return canonical_json(value).decode("utf-8")
+        return neutralise(value)
+    if isinstance(value, int | float):
+        return canonical_json(value).decode("utf-8")  # a number stays a number (e.g. -0.5)
+    return neutralise(canonical_json(value).decode("utf-8"))
 
 
 def flatten(document: dict[str, Any]) -> dict[str, str]:

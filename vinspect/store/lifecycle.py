@@ -12,7 +12,7 @@ that the signer exists, is active and holds a role allowed for the meaning.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,14 +47,18 @@ from vinspect.store.outbox import enqueue
 from vinspect.store.tables import NcrEvent, NcrRecord, SignatureRecord, UserRecord
 
 __all__ = [
+    "TWO_PERSON_DISPOSITIONS",
     "add_correction",
     "add_disposition",
     "add_links",
     "add_review",
     "add_signature",
+    "check_disposition",
+    "check_review",
     "claim_ncr",
     "close_ncr",
     "record_containment",
+    "supersede_review",
     "verify_signature",
     "void_duplicate",
 ]
@@ -62,6 +66,11 @@ __all__ = [
 S = NcrStatus
 _ANY = frozenset(NcrStatus)
 _REVIEWERS = frozenset({Role.REVIEWER, Role.QUALITY_ENGINEER})
+_REVIEW_KINDS = ("REVIEWED", "SUPERSEDED")  # a supersede replaces the standing review (both signed)
+# Dispositions that release a nonconforming part for use: the signer may not be the person whose
+# review the disposition rests on (two-person rule; plants set theirs with VINSPECT_TWO_PERSON_DISPOSITIONS).
+TWO_PERSON_DISPOSITIONS: frozenset[DispositionCode] = frozenset(
+    {DispositionCode.USE_AS_IS, DispositionCode.REPAIR, DispositionCode.REGRADE})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +84,7 @@ class _Change:
     signer: UserRecord | None = None
     meaning: SignatureMeaning | None = None
     auth_method: str = "password"
+    check: Callable[[NcrRecord], None] | None = None  # runs under the writer lock, on the loaded NCR
 
 
 def _user(session: Session, user_id: int, *, roles: Collection[Role] | None = None) -> UserRecord:
@@ -135,6 +145,8 @@ def _append(ncr_uuid: str, change: _Change, *, session: Session, at: datetime | 
     current = NcrStatus(latest.to_status)
     if current not in change.allowed_from:
         raise StateError(f"NCR {ncr.ncr_number}: {change.kind} not allowed in status {current}")
+    if change.check is not None:
+        change.check(ncr)
     event = NcrEvent(ncr_id=ncr.id, revision=latest.revision + 1, kind=change.kind, from_status=str(current),
                      to_status=str(change.to_status or current), at=at or datetime.now(UTC), actor=change.actor,
                      reason=change.reason, payload=canonical_json(dict(change.payload)).decode("utf-8"),
@@ -171,33 +183,124 @@ def claim_ncr(ncr_uuid: str, *, session: Session, user_id: int, at: datetime | N
                                      allowed_from={S.OPEN, S.CONTAINED}), session=session, at=at)
 
 
+def _review_payload(review: ReviewInput) -> dict[str, Any]:
+    return {"decision": str(review.decision), "defect_code": review.defect_code,
+            "investigation_required": review.investigation_required,
+            "investigation_notes": review.investigation_notes, "notify": list(review.notify),
+            "mrb": review.decision is ReviewDecision.NEEDS_MRB}
+
+
+def _one_review_per_claim(user: UserRecord) -> Callable[[NcrRecord], None]:
+    """The reviewer holds the latest claim and has not yet signed a review under it."""
+
+    def check(ncr: NcrRecord) -> None:
+        claims = [e for e in ncr.events if e.kind == "CLAIMED"]
+        if not claims:
+            raise StateError(f"NCR {ncr.ncr_number}: not claimed")
+        claim = claims[-1]
+        if claim.actor != f"user:{user.id}":
+            raise StateError(f"NCR {ncr.ncr_number}: claimed by {claim.actor}, not by {user.username}")
+        if any(e.kind in _REVIEW_KINDS and e.revision > claim.revision for e in ncr.events):
+            raise StateError(f"NCR {ncr.ncr_number}: already reviewed under this claim; changing a signed "
+                             "review needs a signed supersede by a quality engineer")
+
+    return check
+
+
+def _gate(session: Session, ncr_uuid: str, allowed_from: Collection[NcrStatus], what: str,
+          check: Callable[[NcrRecord], None] | None) -> None:
+    ncr = _load(session, ncr_uuid)
+    current = NcrStatus(ncr.events[-1].to_status)
+    if current not in allowed_from:
+        raise StateError(f"NCR {ncr.ncr_number}: {what} not allowed in status {current}")
+    if check is not None:
+        check(ncr)
+
+
+def check_review(ncr_uuid: str, *, session: Session, user_id: int, supersede: bool = False) -> None:
+    """Raise what :func:`add_review` (after a claim when OPEN/CONTAINED) or :func:`supersede_review` would.
+
+    A read-only pre-check, so that the web layer answers a state conflict before it checks a password.
+    """
+    if supersede:
+        _user(session, user_id, roles={Role.QUALITY_ENGINEER})
+        _gate(session, ncr_uuid, {S.UNDER_REVIEW}, "SUPERSEDED", _has_review)
+        return
+    user = _user(session, user_id, roles=_REVIEWERS)
+    ncr = _load(session, ncr_uuid)
+    if NcrStatus(ncr.events[-1].to_status) not in (S.OPEN, S.CONTAINED):
+        _gate(session, ncr_uuid, {S.UNDER_REVIEW}, "REVIEWED", _one_review_per_claim(user))
+
+
+def check_disposition(ncr_uuid: str, *, session: Session, user_id: int, code: DispositionCode,
+                      two_person: Collection[str] = TWO_PERSON_DISPOSITIONS) -> None:
+    """Raise what :func:`add_disposition` would for this signer and code (read-only pre-check)."""
+    user = _user(session, user_id, roles={Role.QUALITY_ENGINEER})
+    _gate(session, ncr_uuid, {S.UNDER_REVIEW}, "DISPOSITIONED", _disposable(user, code, two_person))
+
+
 def add_review(ncr_uuid: str, *, session: Session, review: ReviewInput, auth_method: str = "password",
                at: datetime | None = None) -> NcrRef:
-    """Adjudicate (signed, meaning REVIEW): FALSE_REJECT voids, the others stay UNDER_REVIEW."""
+    """Adjudicate (signed, meaning REVIEW): FALSE_REJECT voids, the others stay UNDER_REVIEW.
+
+    One review per claim, by the claimer; a later change is :func:`supersede_review`.
+    """
     user = _user(session, review.user_id, roles=_REVIEWERS)
-    payload = {"decision": str(review.decision), "defect_code": review.defect_code,
-               "investigation_required": review.investigation_required,
-               "investigation_notes": review.investigation_notes, "notify": list(review.notify),
-               "mrb": review.decision is ReviewDecision.NEEDS_MRB}
     to = S.VOID if review.decision is ReviewDecision.FALSE_REJECT else S.UNDER_REVIEW
     return _append(ncr_uuid, _Change(
         kind="REVIEWED", to_status=to, actor=f"user:{user.id}", allowed_from={S.UNDER_REVIEW},
-        reason=_reason(review.reason, "a review"), payload=payload, signer=user,
-        meaning=SignatureMeaning.REVIEW, auth_method=auth_method), session=session, at=at)
+        reason=_reason(review.reason, "a review"), payload=_review_payload(review), signer=user,
+        meaning=SignatureMeaning.REVIEW, auth_method=auth_method, check=_one_review_per_claim(user)),
+        session=session, at=at)
 
 
-def _latest_review(session: Session, ncr_uuid: str) -> str | None:
-    ncr = _load(session, ncr_uuid)
-    reviews = [e for e in ncr.events if e.kind == "REVIEWED"]
-    return None if not reviews else str(json.loads(reviews[-1].payload)["decision"])
+def _has_review(ncr: NcrRecord) -> None:
+    if not any(e.kind in _REVIEW_KINDS for e in ncr.events):
+        raise StateError(f"NCR {ncr.ncr_number}: no signed review to supersede")
+
+
+def supersede_review(ncr_uuid: str, *, session: Session, review: ReviewInput, auth_method: str = "password",
+                     at: datetime | None = None) -> NcrRef:
+    """Replace the standing signed review (e.g. the MRB's outcome): a quality engineer, a reason, signed.
+
+    Appends a SUPERSEDED event (meaning REVIEW) whose decision becomes the NCR's review; the earlier
+    review and its signature stay in the history unchanged. Only while UNDER_REVIEW.
+    """
+    user = _user(session, review.user_id, roles={Role.QUALITY_ENGINEER})
+    to = S.VOID if review.decision is ReviewDecision.FALSE_REJECT else S.UNDER_REVIEW
+    return _append(ncr_uuid, _Change(
+        kind="SUPERSEDED", to_status=to, actor=f"user:{user.id}", allowed_from={S.UNDER_REVIEW},
+        reason=_reason(review.reason, "superseding a review"), payload=_review_payload(review), signer=user,
+        meaning=SignatureMeaning.REVIEW, auth_method=auth_method, check=_has_review), session=session, at=at)
+
+
+def _latest_review_event(ncr: NcrRecord) -> NcrEvent | None:
+    reviews = [e for e in ncr.events if e.kind in _REVIEW_KINDS]
+    return reviews[-1] if reviews else None
+
+
+def _disposable(user: UserRecord, code: DispositionCode,
+                two_person: Collection[str]) -> Callable[[NcrRecord], None]:
+    def check(ncr: NcrRecord) -> None:
+        review = _latest_review_event(ncr)
+        decision = None if review is None else json.loads(review.payload)["decision"]
+        if review is None or decision not in (ReviewDecision.CONFIRMED_DEFECT, ReviewDecision.NEEDS_MRB):
+            raise StateError(f"NCR {ncr.ncr_number}: dispositions follow a CONFIRMED_DEFECT or MRB review")
+        if str(code) in two_person and review.actor == f"user:{user.id}":
+            raise StateError(f"NCR {ncr.ncr_number}: {code} releases the part, so it needs a second person: "
+                             f"{user.username} signed the review it rests on (two-person rule)")
+
+    return check
 
 
 def add_disposition(ncr_uuid: str, *, session: Session, disposition: DispositionInput,
-                    auth_method: str = "password", at: datetime | None = None) -> NcrRef:
-    """UNDER_REVIEW -> DISPOSITIONED (signed, meaning DISPOSITION) after a confirming review."""
+                    auth_method: str = "password", at: datetime | None = None,
+                    two_person: Collection[str] = TWO_PERSON_DISPOSITIONS) -> NcrRef:
+    """UNDER_REVIEW -> DISPOSITIONED (signed, meaning DISPOSITION) after a confirming review.
+
+    Codes in ``two_person`` may not be signed by the signer of the review they rest on.
+    """
     user = _user(session, disposition.user_id, roles={Role.QUALITY_ENGINEER})
-    if _latest_review(session, ncr_uuid) not in (ReviewDecision.CONFIRMED_DEFECT, ReviewDecision.NEEDS_MRB):
-        raise StateError(f"NCR {ncr_uuid}: dispositions follow a CONFIRMED_DEFECT or MRB review")
     needs_reason = disposition.code in (DispositionCode.USE_AS_IS, DispositionCode.REPAIR)
     justification = _reason(disposition.justification, f"{disposition.code}") if needs_reason \
         else disposition.justification
@@ -210,7 +313,8 @@ def add_disposition(ncr_uuid: str, *, session: Session, disposition: Disposition
     return _append(ncr_uuid, _Change(
         kind="DISPOSITIONED", to_status=S.DISPOSITIONED, actor=f"user:{user.id}",
         allowed_from={S.UNDER_REVIEW}, reason=justification or None, payload=payload, signer=user,
-        meaning=SignatureMeaning.DISPOSITION, auth_method=auth_method), session=session, at=at)
+        meaning=SignatureMeaning.DISPOSITION, auth_method=auth_method,
+        check=_disposable(user, disposition.code, two_person)), session=session, at=at)
 
 
 def _close_gates(code: str, close: CloseInput) -> None:

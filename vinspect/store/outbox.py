@@ -20,6 +20,7 @@ import logging
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from vinspect.store.canonical import canonical_json, sha256_hex
 from vinspect.store.db import session_scope
 from vinspect.store.tables import OutboxRecord, table_of
 
-__all__ = ["DrainSummary", "OutboxRelay", "RelayConfig", "UrllibTransport", "WebhookTransport",
+__all__ = ["DrainSummary", "OutboxRelay", "RelayConfig", "UrllibTransport", "WebhookTransport", "check_url",
            "enqueue", "enqueue_many", "outbox_counts"]
 
 logger = logging.getLogger(__name__)
@@ -88,11 +89,15 @@ class UrllibTransport:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
     def post(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
+        check_url(url)
         request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
         try:
             with self._opener.open(request, timeout=timeout_s) as response:
                 response.read()
-                return int(response.status)
+                status = getattr(response, "status", None)
+                if not isinstance(status, int):  # not an HTTP answer: never a crash, never "delivered"
+                    raise StoreError(f"POST {url}: no HTTP status in the answer")
+                return status
         except urllib.error.HTTPError as exc:
             exc.close()
             return int(exc.code)
@@ -100,9 +105,17 @@ class UrllibTransport:
             raise StoreError(f"POST {url}: {exc}") from exc
 
 
+def check_url(url: str) -> str:
+    """The webhook URL if it is http(s) with a host; StoreError naming the problem otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StoreError(f"outbox URL {url!r}: only http:// or https:// URLs with a host are allowed")
+    return url
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelayConfig:
-    """Where and how to deliver; times in seconds."""
+    """Where and how to deliver; times in seconds. The URL must be http(s) (checked here)."""
 
     url: str
     target: str = "qms"
@@ -110,6 +123,9 @@ class RelayConfig:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
     batch: int = 50
+
+    def __post_init__(self) -> None:
+        check_url(self.url)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

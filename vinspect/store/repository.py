@@ -42,6 +42,7 @@ from vinspect.store.lifecycle import (
     claim_ncr,
     close_ncr,
     record_containment,
+    supersede_review,
     verify_signature,
     void_duplicate,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "resolve_ncr",
     "set_user_active",
     "start_ncrs",
+    "supersede_review",
     "verify_signature",
     "void_duplicate",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "actor_names",
     "audit_for_ncr",
     "audit_rows",
+    "audited",
     "count_recent",
     "evidence_is_referenced",
     "get_inspection",
@@ -81,11 +82,22 @@ def active_admin_exists(*, session: Session) -> bool:
         UserRecord.role == "admin", UserRecord.active.is_(True)).limit(1)) is not None
 
 
-def count_recent(*, session: Session, action: str, entity: str, entity_id: str, since: datetime) -> int:
-    """How many audit rows of ``action`` on one entity were written at or after ``since``."""
-    return int(session.scalar(select(func.count()).select_from(AuditRecord).where(
-        AuditRecord.entity == entity, AuditRecord.entity_id == entity_id,
-        AuditRecord.action == action, AuditRecord.at >= since)) or 0)
+def count_recent(*, session: Session, action: str | tuple[str, ...], entity: str, entity_id: str,
+                 since: datetime | None) -> int:
+    """How many audit rows of ``action`` (or any of several) on one entity were written at or after ``since``."""
+    actions = (action,) if isinstance(action, str) else action
+    stmt = select(func.count()).select_from(AuditRecord).where(
+        AuditRecord.entity == entity, AuditRecord.entity_id == entity_id, AuditRecord.action.in_(actions))
+    if since is not None:
+        stmt = stmt.where(AuditRecord.at >= since)
+    return int(session.scalar(stmt) or 0)
+
+
+def audited(inspection_id: str, *, session: Session) -> bool:
+    """True when a sampled PASS part has had its (one) blind audit answer."""
+    return session.scalar(select(AuditRecord.id).where(
+        AuditRecord.entity == "inspection", AuditRecord.entity_id == inspection_id,
+        AuditRecord.action == "sample.review").limit(1)) is not None
 
 
 def is_sampled(inspection_id: str, rate: float) -> bool:
@@ -197,16 +209,17 @@ def ncr_summaries(filters: NcrFilter, *, session: Session, limit: int, offset: i
     events = (select(NcrEvent.ncr_id, NcrEvent.kind, NcrEvent.payload, SignatureRecord.printed_name,
                      SignatureRecord.meaning, SignatureRecord.signed_at)
               .outerjoin(SignatureRecord, SignatureRecord.id == NcrEvent.signature_id)
-              .where(NcrEvent.ncr_id.in_([r[0].id for r in rows]), NcrEvent.kind.in_(("REVIEWED", "DISPOSITIONED")))
+              .where(NcrEvent.ncr_id.in_([r[0].id for r in rows]),
+                     NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED", "DISPOSITIONED")))
               .order_by(NcrEvent.revision))
     for ncr_id, kind, payload, signer, meaning, signed_at in session.execute(events):
         value = json.loads(payload)
         picked: dict[str, object] = ({"decision": value.get("decision"), "defect_code": value.get("defect_code")}
-                                     if kind == "REVIEWED" else {"code": value.get("code"),
-                                                                 "quantity": value.get("quantity")})
+                                     if kind != "DISPOSITIONED" else {"code": value.get("code"),
+                                                                      "quantity": value.get("quantity")})
         picked["signature"] = None if signer is None else {"printed_name": signer, "meaning": meaning,
                                                            "signed_at": format_utc(signed_at)}
-        steps.setdefault(ncr_id, {})[kind] = picked
+        steps.setdefault(ncr_id, {})["DISPOSITIONED" if kind == "DISPOSITIONED" else "REVIEWED"] = picked
     return [NcrSummary(ncr_uuid=n.ncr_uuid, ncr_number=n.ncr_number, status=status, revision=rev,
                        detected_at=n.detected_at, station_id=n.station_id, part_number=n.part_number,
                        serial_number=n.serial_number, defect_code=n.defect_code, machine_verdict=n.machine_verdict,

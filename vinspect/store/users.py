@@ -6,6 +6,7 @@ Every creation and every change of the active flag appends an audit link.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,7 +21,24 @@ from vinspect.store.db import lock_writers
 from vinspect.store.ncr import Role
 from vinspect.store.tables import UserRecord
 
-__all__ = ["User", "create_user", "get_user", "list_users", "set_user_active"]
+__all__ = ["USERNAME_PATTERN", "User", "create_user", "get_user", "list_users", "set_user_active",
+           "username_problem"]
+
+# One rule for every way an account is made (web form, JSON API, ``vinspect users add``).
+USERNAME_PATTERN = r"^[a-z][a-z0-9_.-]{1,63}$"
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+def username_problem(username: str) -> str | None:
+    """Why a username is refused (None when acceptable)."""
+    if not _USERNAME.match(username):
+        return (f"username {username!r}: 2-64 characters, a lower-case letter first, then lower-case "
+                "letters, digits, '_', '.' or '-'")
+    return None
+
+
+def _same_name(display_name: str) -> str:
+    return " ".join(display_name.split()).casefold()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,13 +66,21 @@ def create_user(
     """Create an active user; ``actor`` is who created it (``user:<id>`` or ``system:bootstrap``).
 
     Raises:
-        StateError: the username is taken (ids and names are never reused).
+        StateError: the username is malformed or taken (ids and names are never reused), or another
+            account already has this display name (the printed name on signatures must identify one person).
     """
-    if not username or not display_name or not password_hash:
+    if not username or not display_name.strip() or not password_hash:
         raise StateError("username, display name and password hash are required")
+    problem = username_problem(username)
+    if problem is not None:
+        raise StateError(problem)
     lock_writers(session)
     if session.scalar(select(UserRecord.id).where(UserRecord.username == username)) is not None:
         raise StateError(f"username {username!r} already exists")
+    wanted = _same_name(display_name)
+    if any(_same_name(other) == wanted for other in session.scalars(select(UserRecord.display_name))):
+        raise StateError(f"display name {display_name!r} is already used by another account: printed names "
+                         "on signatures must identify one person")
     row = UserRecord(username=username, display_name=display_name, role=str(Role(role)),
                      password_hash=password_hash, active=True, created_at=now or datetime.now(UTC))
     session.add(row)

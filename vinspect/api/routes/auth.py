@@ -57,9 +57,9 @@ def api_logout(request: Request, services: ServicesDep, handle: SessionDep, _csr
 
 
 @router.get("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def login_page(request: Request, services: ServicesDep, next: str = "/queue") -> HTMLResponse:
-    """The sign-in form."""
-    if bootstrap_pending(services.data_dir):
+def login_page(request: Request, services: ServicesDep, db: ReadSession, next: str = "/queue") -> HTMLResponse:
+    """The sign-in form (or /setup while the first admin is still to be created)."""
+    if bootstrap_pending(services.data_dir) and not active_admin_exists(session=db):
         return redirect("/setup")  # type: ignore[return-value]
     return render(request, "login.html", context={"next": next[:300]})
 
@@ -90,7 +90,8 @@ def setup_page(request: Request, services: ServicesDep, db: ReadSession) -> HTML
     """Create the first admin with the one-time bootstrap secret."""
     if active_admin_exists(session=db) or not bootstrap_pending(services.data_dir):
         return error_page(request, HTTPException(404, "setup is complete"))
-    return render(request, "setup.html", context={"secret_path": str(services.data_dir / "bootstrap-secret")})
+    # The data directory's absolute path is not shown to anonymous visitors (the operator knows it).
+    return render(request, "setup.html", context={})
 
 
 @router.post("/setup", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)

@@ -15,6 +15,7 @@ from vinspect.api.deps import (
     CsrfChecked,
     Dispositioner,
     Disputer,
+    IdempotencyKey,
     ReadSession,
     Services,
     ServicesDep,
@@ -33,7 +34,7 @@ from vinspect.api.schemas import (
     NcrSummaryPublic,
     ReviewCreate,
 )
-from vinspect.api.workflow import adjudicate, detail_text, dispose, dispute, invalid
+from vinspect.api.workflow import adjudicate, detail_text, dispose, dispute, invalid, supersede
 from vinspect.store.canonical import format_utc
 from vinspect.store.db import session_scope
 from vinspect.store.lifecycle import verify_signature
@@ -118,17 +119,35 @@ def _reload(services: Services, ncr_uuid: str) -> NcrPublic:
 
 @router.post("/api/v1/ncrs/{ncr_uuid}/review", tags=["ncrs"], responses=API_RESPONSES)
 def api_review(ncr_uuid: NcrUuid, body: ReviewCreate, request: Request, services: ServicesDep,
-               user: Adjudicator, _csrf: CsrfChecked) -> NcrPublic:
-    """Adjudicate, signed (meaning REVIEW) with the re-entered password."""
-    adjudicate(services, user, ncr_uuid, body, source=client_source(request))
+               user: Adjudicator, _csrf: CsrfChecked, key: IdempotencyKey) -> NcrPublic:
+    """Adjudicate, signed (meaning REVIEW) with the re-entered password.
+
+    One review per claim, by the claimer; a replay with the same idempotency key (body field or
+    ``Idempotency-Key`` header) answers the NCR as it stands and signs nothing new.
+    """
+    adjudicate(services, user, ncr_uuid, body, source=client_source(request), key=key)
+    return _reload(services, ncr_uuid)
+
+
+@router.post("/api/v1/ncrs/{ncr_uuid}/review/supersede", tags=["ncrs"], responses=API_RESPONSES)
+def api_supersede_review(ncr_uuid: NcrUuid, body: ReviewCreate, request: Request, services: ServicesDep,
+                         user: Dispositioner, _csrf: CsrfChecked, key: IdempotencyKey) -> NcrPublic:
+    """Replace the standing signed review (e.g. the MRB's outcome): quality engineer, reason, signed REVIEW.
+
+    The earlier review and its signature stay in the history; the new decision takes effect.
+    """
+    supersede(services, user, ncr_uuid, body, source=client_source(request), key=key)
     return _reload(services, ncr_uuid)
 
 
 @router.post("/api/v1/ncrs/{ncr_uuid}/disposition", tags=["ncrs"], responses=API_RESPONSES)
 def api_disposition(ncr_uuid: NcrUuid, body: DispositionCreate, request: Request, services: ServicesDep,
-                    user: Dispositioner, _csrf: CsrfChecked) -> NcrPublic:
-    """Disposition, signed (meaning DISPOSITION) with the re-entered password."""
-    dispose(services, user, ncr_uuid, body, source=client_source(request))
+                    user: Dispositioner, _csrf: CsrfChecked, key: IdempotencyKey) -> NcrPublic:
+    """Disposition, signed (meaning DISPOSITION) with the re-entered password.
+
+    Codes that release the part (VINSPECT_TWO_PERSON_DISPOSITIONS) need a signer other than the reviewer.
+    """
+    dispose(services, user, ncr_uuid, body, source=client_source(request), key=key)
     return _reload(services, ncr_uuid)
 
 
@@ -178,21 +197,45 @@ def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
                      justification: Annotated[str, Form(max_length=2000)] = "",
                      design_authority_approval_ref: Annotated[str, Form(max_length=200)] = "",
                      customer_concession_ref: Annotated[str, Form(max_length=200)] = "",
-                     rework_instruction_ref: Annotated[str, Form(max_length=200)] = "") -> Response:
+                     rework_instruction_ref: Annotated[str, Form(max_length=200)] = "",
+                     idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
     """Apply a signed disposition from the NCR page."""
     try:
         body = DispositionCreate.model_validate({
             "code": code, "quantity": quantity, "justification": justification, "password": password,
             "design_authority_approval_ref": design_authority_approval_ref or None,
             "customer_concession_ref": customer_concession_ref or None,
-            "rework_instruction_ref": rework_instruction_ref or None})
-        dispose(services, user, ncr_uuid, body, source=client_source(request))
+            "rework_instruction_ref": rework_instruction_ref or None,
+            "idempotency_key": idempotency_key or None})
+        signed = dispose(services, user, ncr_uuid, body, source=client_source(request))
     except ValueError as exc:
         flash(request, f"Disposition refused: {str(exc).splitlines()[0]}")
     except HTTPException as exc:
         flash(request, f"Disposition refused: {detail_text(exc)}")
     else:
-        flash(request, f"Disposition {code} signed.")
+        flash(request, f"Disposition {code} signed." if signed is not None
+              else "This form was sent before: nothing new was signed.")
+    return redirect(f"/ncrs/{ncr_uuid}")
+
+
+@router.post("/ncrs/{ncr_uuid}/review/supersede", tags=["pages"], response_class=HTMLResponse,
+             responses=PAGE_RESPONSES)
+def supersede_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
+                   user: Dispositioner, _csrf: CsrfChecked, decision: Annotated[str, Form(max_length=32)],
+                   password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
+                   idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
+    """Supersede the signed review from the NCR page (quality engineer, reason, signed REVIEW)."""
+    try:
+        body = ReviewCreate.model_validate({"decision": decision, "reason": reason, "password": password,
+                                            "idempotency_key": idempotency_key or None})
+        signed = supersede(services, user, ncr_uuid, body, source=client_source(request))
+    except ValueError as exc:
+        flash(request, f"Supersede refused: {str(exc).splitlines()[0]}")
+    except HTTPException as exc:
+        flash(request, f"Supersede refused: {detail_text(exc)}")
+    else:
+        flash(request, f"Review superseded: {decision} (signed)." if signed is not None
+              else "This form was sent before: nothing new was signed.")
     return redirect(f"/ncrs/{ncr_uuid}")
 
 

@@ -7,13 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from vinspect.api.deps import Adjudicator, CsrfChecked, ReadSession, ServicesDep, client_source
+from vinspect.api.deps import Adjudicator, CsrfChecked, IdempotencyKey, ReadSession, ServicesDep, client_source
 from vinspect.api.pages import PAGE_RESPONSES, error_page, evidence_of, flash, redirect, render
 from vinspect.api.routes.ncrs import NcrUuid, load_ncr
 from vinspect.api.schemas import QueueItemPublic, QueuePublic, ReviewCreate, SampleReviewCreate
 from vinspect.api.workflow import adjudicate, detail_text, review_sample
 from vinspect.store.canonical import format_utc
-from vinspect.store.review_queries import actor_names, get_inspection, is_sampled, part_history, review_queue
+from vinspect.store.review_queries import (
+    actor_names,
+    audited,
+    get_inspection,
+    is_sampled,
+    part_history,
+    review_queue,
+)
 
 __all__ = ["router"]
 
@@ -43,10 +50,10 @@ def api_queue(services: ServicesDep, db: ReadSession, _user: Adjudicator) -> Que
 
 @router.post("/api/v1/samples/{inspection_id}/review", tags=["queue"], status_code=204, responses=API_RESPONSES)
 def api_review_sample(inspection_id: InspectionId, body: SampleReviewCreate, request: Request,
-                      services: ServicesDep, user: Adjudicator, _csrf: CsrfChecked) -> Response:
-    """Record the blind audit of a sampled PASS part (signed by password re-entry)."""
+                      services: ServicesDep, user: Adjudicator, _csrf: CsrfChecked, key: IdempotencyKey) -> Response:
+    """Record the blind audit of a sampled PASS part (signed by password re-entry); one answer per sample."""
     _check_sampled(services, inspection_id)
-    review_sample(services, user, inspection_id, body, source=client_source(request))
+    review_sample(services, user, inspection_id, body, source=client_source(request), key=key)
     return Response(status_code=204)
 
 
@@ -84,10 +91,22 @@ def review_page(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, db: 
         return error_page(request, exc, user=user)
     image, heatmap = evidence_of(doc)
     part_id = doc.get("serial_number")
-    context = {"ncr": doc, "image": image, "heatmap": heatmap, "history": part_history(part_id, session=db),
+    context = {"ncr": doc, "image": image, "heatmap": heatmap, "history": _blinded(services, db, part_id),
                "names": actor_names(session=db),
                "codes": _codes(services, doc)}
     return render(request, "review.html", context=context, user=user)
+
+
+def _blinded(services: Any, db: Any, part_id: str | None) -> list[dict[str, Any]]:
+    """Earlier inspections of the part; a PASS still awaiting its blind audit shows no verdict or score."""
+    shown = []
+    for row in part_history(part_id, session=db):
+        blind = (row.verdict == "PASS" and is_sampled(row.inspection_id, services.options.pass_sample_rate)
+                 and not audited(row.inspection_id, session=db))
+        shown.append({"inspection_id": row.inspection_id, "verdict": "blind audit sample" if blind else row.verdict,
+                      "score": None if blind else row.score, "model_version": row.model_version,
+                      "recorded_at": row.recorded_at})
+    return shown
 
 
 def _codes(services: Any, doc: dict[str, Any]) -> list[str]:
@@ -102,20 +121,23 @@ def _codes(services: Any, doc: dict[str, Any]) -> list[str]:
 def review_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, user: Adjudicator,
                 _csrf: CsrfChecked, decision: Annotated[str, Form(max_length=32)],
                 password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
-                defect_code: Annotated[str, Form(max_length=64)] = "") -> Response:
+                defect_code: Annotated[str, Form(max_length=64)] = "",
+                idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
     """Adjudicate from the item page and move on to the next queue item."""
     default = {"CONFIRMED_DEFECT": f"confirmed {defect_code or 'defect'} on image"}.get(decision, "")
     try:
         body = ReviewCreate.model_validate({"decision": decision, "reason": reason.strip() or default,
-                                            "defect_code": defect_code or None, "password": password})
-        adjudicate(services, user, ncr_uuid, body, source=client_source(request))
+                                            "defect_code": defect_code or None, "password": password,
+                                            "idempotency_key": idempotency_key or None})
+        signed = adjudicate(services, user, ncr_uuid, body, source=client_source(request))
     except ValueError as exc:
         flash(request, f"Review refused: {str(exc).splitlines()[0]}")
         return redirect(f"/review/{ncr_uuid}")
     except HTTPException as exc:
         flash(request, f"Review refused: {detail_text(exc)}")
         return redirect(f"/review/{ncr_uuid}")
-    flash(request, f"Recorded {decision} (signed).")
+    flash(request, f"Recorded {decision} (signed)." if signed is not None
+          else "This form was sent before: nothing new was signed.")
     return redirect("/queue/next")
 
 
@@ -135,13 +157,15 @@ def sample_page(inspection_id: InspectionId, request: Request, services: Service
 def sample_form(inspection_id: InspectionId, request: Request, services: ServicesDep, user: Adjudicator,
                 _csrf: CsrfChecked, decision: Annotated[str, Form(max_length=16)],
                 password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
-                defect_code: Annotated[str, Form(max_length=64)] = "") -> Response:
+                defect_code: Annotated[str, Form(max_length=64)] = "",
+                idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
     """Record the blind audit and move on."""
     try:
         _check_sampled(services, inspection_id)
         body = SampleReviewCreate.model_validate({
             "decision": decision, "reason": reason.strip() or "blind audit: no defect visible",
-            "defect_code": defect_code or None, "password": password})
+            "defect_code": defect_code or None, "password": password,
+            "idempotency_key": idempotency_key or None})
         review_sample(services, user, inspection_id, body, source=client_source(request))
     except ValueError as exc:
         flash(request, f"Audit refused: {str(exc).splitlines()[0]}")
