@@ -17,6 +17,8 @@ import numpy.typing as npt
 
 from vinspect.errors import ModelError, ModelIntegrityError
 from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
+from vinspect.models.output import RawOutput
+from vinspect.models.reference import ReferenceModel, load_reference_model
 from vinspect.types import ModelRef
 
 __all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle", "sha256_file"]
@@ -26,15 +28,6 @@ logger = logging.getLogger(__name__)
 _OUTPUTS = ("score", "anomaly_map", "defect_probs")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RawOutput:
-    """The graph's three outputs for one image."""
-
-    score: float
-    anomaly_map: npt.NDArray[np.float32]
-    defect_probs: npt.NDArray[np.float32]
 
 
 def sha256_file(path: Path) -> str:
@@ -114,7 +107,7 @@ class Bundle:
 
     path: Path
     manifest: ModelManifest
-    model: OnnxModel
+    model: OnnxModel | ReferenceModel
 
     @property
     def ref(self) -> ModelRef:
@@ -123,8 +116,11 @@ class Bundle:
         return ModelRef(name=m.name, version=m.version, sha256=m.sha256)
 
 
-def load_bundle(bundle_dir: Path, *, threads: int = 1) -> Bundle:
+def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None = None) -> Bundle:
     """Load and verify a bundle directory (manifest schema, sha256, graph contract).
+
+    A ``reference`` bundle loads the golden reference of ``part_number`` (None: its only one),
+    every file checked against its pinned sha256.
 
     Raises:
         ModelError: missing/invalid manifest or model, incompatible graph.
@@ -136,8 +132,12 @@ def load_bundle(bundle_dir: Path, *, threads: int = 1) -> Bundle:
     if not bundle_dir.is_dir():
         raise ModelError(f"{bundle_dir}: model bundle not found")
     manifest = read_manifest(bundle_dir)
-    model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
-    if manifest.labels and manifest.task != "anomaly+classifier":
+    model: OnnxModel | ReferenceModel
+    if manifest.task == "reference":
+        model = load_reference_model(bundle_dir, expected_sha256=manifest.sha256, part_number=part_number)
+    else:
+        model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
+    if manifest.labels and manifest.task == "anomaly":
         raise ModelError(f"{bundle_dir}: manifest lists defect labels but task is {manifest.task!r}")
     logger.info("model loaded", extra={"model": manifest.name, "version": manifest.version})
     return Bundle(path=bundle_dir, manifest=manifest, model=model)

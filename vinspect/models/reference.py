@@ -1,0 +1,276 @@
+"""Golden-reference inspection at native resolution: the ``reference`` task's runtime model.
+
+``ReferenceModel.run(image)`` satisfies the same contract as ``OnnxModel.run`` (pixels in,
+:class:`RawOutput` out), so preprocess -> model -> postprocess -> decide stays one line and the
+heatmap, NCR evidence and review UI show its regions unchanged. numpy + OpenCV only.
+
+Steps, per frame (all at the reference's native resolution):
+
+1. **Frame checks**: a frame of another size -> ``frame_size``; almost all dark -> ``blank_frame``;
+   almost all at full scale -> ``saturated_frame``; no contrast -> ``blank_frame``
+   (:class:`FrameRejected`, so the part FAILs with that reason).
+2. **Photometric normalisation**: the frame's dark and bright class means (Otsu split of its
+   histogram) are mapped linearly onto the reference's (one 256-entry LUT).
+3. **Registration** (:mod:`vinspect.models.registration`): phase correlation + ECC, bounded;
+   beyond the bounds -> ``alignment``.
+4. **Comparison tolerant to edge jitter**: the registered frame is compared with the min and max of
+   the reference over a ``(2*jitter_px+1)²`` neighbourhood (erode/dilate, precomputed): excess =
+   max(frame - local max, local min - frame), so a sub-pixel shift of an edge costs nothing while
+   material added or missing does. Ignore masks zero the excess; tight masks lower the limits by
+   ``tight_factor``; pixels the warp did not cover are ignored.
+5. **Blobs**: pixels with excess >= ``contrast_at`` (fraction of the reference contrast), optional
+   opening, 8-connected components. A blob's *mass* is its summed excess (contrast x px); blobs
+   with ``area >= min_area_px`` and ``mass >= mass_at`` are defect regions (box, area, score).
+6. **Score**: ``m / (m + mass_at)`` for the heaviest blob ``m`` (0 without one), so 0.5 is the
+   learnt limit, as for the anomaly model's units. The anomaly map is the excess in contrast units
+   (``map_at`` = ``contrast_at``).
+
+Limits come from ``training/reference.py``, which runs this very module on training pairs; the
+bundle's golden samples are judged through it at export and again at every station start-up
+(the parity check: same code, same scores within tolerance).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vinspect.errors import FrameRejected, ModelError, ModelIntegrityError
+from vinspect.models.output import RawOutput
+from vinspect.models.reference_spec import REFERENCE_NAME, CompareLimits, PinnedFile, ReferenceSpec
+from vinspect.models.region_codes import classify, region_features
+from vinspect.models.registration import Bounds, Pyramid, register, warp_to_reference
+from vinspect.types import Region
+
+__all__ = ["MAX_REGIONS", "PreparedReference", "ReferenceModel", "load_reference_model", "read_pinned_image"]
+
+MAX_REGIONS = 64
+U8 = npt.NDArray[np.uint8]
+
+
+def _class_means(hist: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Dark and bright class means of a 256-bin histogram split at Otsu's threshold."""
+    levels = np.arange(256, dtype=np.float64)
+    total = hist.sum()
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * levels)
+    w1 = total - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 / total - m0) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = -1.0
+    t = int(np.argmax(between))
+    dark = m0[t] / max(w0[t], 1.0)
+    bright = (m0[-1] - m0[t]) / max(w1[t], 1.0)
+    return float(dark), float(bright)
+
+
+def _histogram(image: U8) -> npt.NDArray[np.float64]:
+    return np.asarray(cv2.calcHist([image], [0], None, [256], [0, 256]), dtype=np.float64).ravel()
+
+
+class PreparedReference:
+    """One golden image with everything precomputed for fast comparisons.
+
+    Args:
+        part_number: the part it stands for.
+        image: 8-bit greyscale golden image.
+        limits: comparison limits.
+        ignore_mask / tight_mask: optional 8-bit masks of the same size (non-zero = inside).
+    """
+
+    def __init__(self, part_number: str, image: U8, *, limits: CompareLimits, ignore_mask: U8 | None = None,
+                 tight_mask: U8 | None = None) -> None:
+        if image.ndim != 2 or image.dtype != np.uint8:
+            raise ModelError(f"reference {part_number}: golden image must be 8-bit greyscale, got {image.dtype} "
+                             f"{image.shape}")
+        self.part_number, self.image, self.limits = part_number, image, limits
+        self.pyramid = Pyramid(image)
+        self.dark, self.bright = _class_means(_histogram(image))
+        self.contrast = self.bright - self.dark
+        if self.contrast < 16:
+            raise ModelError(f"reference {part_number}: golden image has no contrast ({self.contrast:.1f} grey levels)")
+        k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * limits.jitter_px + 1, 2 * limits.jitter_px + 1))
+        self.lo: U8 = np.asarray(cv2.erode(image, k), dtype=np.uint8)
+        self.hi: U8 = np.asarray(cv2.dilate(image, k), dtype=np.uint8)
+        self.bright_map: U8 = (image >= (self.dark + self.bright) / 2).astype(np.uint8)
+        self.gain = np.ones(image.shape, dtype=np.float32)
+        if tight_mask is not None:
+            self.gain[_mask(tight_mask, image, part_number, "tight") > 0] = 1.0 / limits.tight_factor
+        self.keep: U8 = np.full(image.shape, 255, dtype=np.uint8)
+        if ignore_mask is not None:
+            ignored = _mask(ignore_mask, image, part_number, "ignore") > 0
+            if ignored.all():
+                raise ModelError(f"reference {part_number}: the ignore mask covers the whole image")
+            self.keep[ignored] = 0
+            self.gain[ignored] = 0.0
+        level = limits.contrast_at * self.contrast / np.maximum(self.gain, 1e-6)
+        self.threshold: U8 = np.clip(np.ceil(level), 1, 255).astype(np.uint8)
+
+
+def _mask(mask: U8, image: U8, part_number: str, kind: str) -> U8:
+    if mask.shape != image.shape:
+        raise ModelError(f"reference {part_number}: {kind} mask is {mask.shape[1]}x{mask.shape[0]}, "
+                         f"golden image {image.shape[1]}x{image.shape[0]}")
+    if not mask.any():
+        raise ModelError(f"reference {part_number}: {kind} mask is empty (all zero); leave it out instead")
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class _Blobs:
+    labels: npt.NDArray[np.int32]
+    stats: npt.NDArray[np.int32]
+    mass: npt.NDArray[np.float64]
+
+
+class ReferenceModel:
+    """Judges frames against one prepared golden reference (see the module docstring)."""
+
+    def __init__(self, spec: ReferenceSpec, reference: PreparedReference) -> None:
+        self.spec, self.reference = spec, reference
+        r = spec.registration
+        self.bounds = Bounds(max_shift_px=r.max_shift_px, max_rotation_deg=r.max_rotation_deg,
+                             min_correlation=r.min_correlation)
+
+    def with_reference(self, image: U8, *, part_number: str = "pair") -> ReferenceModel:
+        """The same limits against another golden image (evaluation of template/test pairs)."""
+        return ReferenceModel(self.spec, PreparedReference(part_number, image, limits=self.spec.limits))
+
+    def run(self, image: U8) -> RawOutput:
+        """Judge one H×W or H×W×1 uint8 frame.
+
+        Raises:
+            FrameRejected: wrong size, blank, saturated or unregistrable frame.
+        """
+        frame = image[:, :, 0] if image.ndim == 3 else image
+        ref, limits = self.reference, self.spec.limits
+        normalised = self._normalise(frame, self._check_frame(frame))
+        alignment = register(ref.pyramid, Pyramid(normalised), bounds=self.bounds)
+        warped, covered = warp_to_reference(normalised, alignment)
+        pos = np.asarray(cv2.subtract(warped, ref.hi), dtype=np.uint8)
+        neg = np.asarray(cv2.subtract(ref.lo, warped), dtype=np.uint8)
+        valid = cv2.bitwise_and(cv2.erode(covered, np.ones((5, 5), np.uint8)), ref.keep)
+        excess = np.asarray(cv2.bitwise_and(cv2.max(pos, neg), valid), dtype=np.uint8)
+        blobs = self._blobs(excess)
+        amap = (excess.astype(np.float32) * ref.gain) * np.float32(1.0 / ref.contrast)
+        regions, probs = self._regions(blobs, pos=pos, neg=neg, warped=warped)
+        heaviest = float(blobs.mass.max()) if blobs.mass.size else 0.0
+        score = heaviest / (heaviest + limits.mass_at)
+        return RawOutput(score=score, anomaly_map=amap, defect_probs=probs, regions=regions)
+
+    def _check_frame(self, frame: U8) -> tuple[float, float]:
+        """Refuse unusable frames; return the frame's dark and bright class means."""
+        ref, limits = self.reference, self.spec.limits
+        if frame.shape != ref.image.shape:
+            raise FrameRejected("frame_size", f"frame is {frame.shape[1]}x{frame.shape[0]}, reference "
+                                              f"{ref.part_number} is {ref.image.shape[1]}x{ref.image.shape[0]}")
+        hist = _histogram(frame)
+        n = hist.sum()
+        if hist[:8].sum() >= limits.max_dark_fraction * n:
+            raise FrameRejected("blank_frame", f"{hist[:8].sum() / n:.1%} of the pixels are black")
+        if hist[248:].sum() >= limits.max_bright_fraction * n:
+            raise FrameRejected("saturated_frame", f"{hist[248:].sum() / n:.1%} of the pixels are saturated")
+        dark, bright = _class_means(hist)
+        if bright - dark < 0.25 * ref.contrast:
+            raise FrameRejected("blank_frame", f"contrast {bright - dark:.1f} grey levels, the reference has "
+                                               f"{ref.contrast:.1f}")
+        return dark, bright
+
+    def _normalise(self, frame: U8, levels: tuple[float, float]) -> U8:
+        dark, bright = levels
+        ref = self.reference
+        gain = ref.contrast / max(bright - dark, 1e-6)
+        lut = np.clip((np.arange(256, dtype=np.float64) - dark) * gain + ref.dark, 0, 255)
+        return np.asarray(cv2.LUT(frame, np.round(lut).astype(np.uint8)), dtype=np.uint8)
+
+    def _blobs(self, excess: U8) -> _Blobs:
+        limits, ref = self.spec.limits, self.reference
+        binary = np.asarray(cv2.compare(excess, ref.threshold, cv2.CMP_GE), dtype=np.uint8)
+        if limits.open_px:
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * limits.open_px + 1, 2 * limits.open_px + 1))
+            binary = np.asarray(cv2.morphologyEx(binary, cv2.MORPH_OPEN, k), dtype=np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        idx = np.flatnonzero(binary)
+        weights = excess.ravel()[idx].astype(np.float64) * ref.gain.ravel()[idx] / ref.contrast
+        mass = np.bincount(labels.ravel()[idx], weights=weights, minlength=count)[1:].astype(np.float64)
+        mass[stats[1:, cv2.CC_STAT_AREA] < limits.min_area_px] = 0.0
+        return _Blobs(labels=np.asarray(labels, dtype=np.int32), stats=np.asarray(stats, dtype=np.int32), mass=mass)
+
+    def _regions(self, blobs: _Blobs, *, pos: U8, neg: U8,
+                 warped: U8) -> tuple[tuple[Region, ...], npt.NDArray[np.float32]]:
+        limits, codes, ref = self.spec.limits, self.spec.codes, self.reference
+        order = [int(i) for i in np.argsort(-blobs.mass) if blobs.mass[i] >= limits.mass_at][:MAX_REGIONS]
+        probs = np.zeros(len(codes.labels) if codes else 0, dtype=np.float32)
+        test_bright = (warped >= (ref.dark + ref.bright) / 2).astype(np.uint8) if codes else warped
+        regions = []
+        for rank, i in enumerate(order):
+            x, y, w, h, area = (int(v) for v in blobs.stats[i + 1])
+            box = (x, y, x + w, y + h)
+            label = "reference_mismatch"
+            if codes is not None:
+                blob = blobs.labels[y:y + h, x:x + w] == i + 1
+                feats = region_features(box=box, blob=blob, pos=pos, neg=neg, ref_bright=ref.bright_map,
+                                        test_bright=test_bright)
+                label, p = classify(feats, codes)
+                probs = p if rank == 0 else probs
+            m = float(blobs.mass[i])
+            regions.append(Region(label=label, score=m / (m + limits.mass_at), box_xyxy=box, area_px=area))
+        return tuple(regions), probs
+
+
+def read_pinned_image(bundle_dir: Path, pinned: PinnedFile) -> U8:
+    """Read a bundle image whose bytes must hash to ``pinned.sha256``; decode the hashed bytes.
+
+    Raises:
+        ModelError: the file is missing or not an 8-bit image.
+        ModelIntegrityError: its sha256 differs from the pinned one (edited or corrupt).
+    """
+    path = bundle_dir / pinned.file
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: reference file missing or unreadable ({exc.strerror or exc})") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != pinned.sha256:
+        raise ModelIntegrityError(f"{path}: sha256 {actual} does not match the pinned {pinned.sha256} "
+                                  "(edited or corrupt reference)")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8:
+        raise ModelError(f"{path}: not an 8-bit image")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def load_reference_model(bundle_dir: Path, *, expected_sha256: str, part_number: str | None) -> ReferenceModel:
+    """Load ``reference.json`` (pinned by the manifest) and the chosen part's golden image and masks.
+
+    Raises:
+        ModelError: missing or invalid files, unknown part number, bad masks.
+        ModelIntegrityError: any file's sha256 differs from the one pinned for it.
+    """
+    path = bundle_dir / REFERENCE_NAME
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: reference task file missing ({exc.strerror or exc})") from exc
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelIntegrityError(f"{path}: sha256 does not match the manifest's {expected_sha256} (edited or corrupt)")
+    try:
+        spec = ReferenceSpec.model_validate_json(data)
+    except ValueError as exc:
+        raise ModelError(f"{path}: invalid reference task: {exc}") from exc
+    try:
+        part = spec.part(part_number)
+    except KeyError as exc:
+        raise ModelError(f"{bundle_dir}: {exc.args[0]}") from exc
+    ignore = read_pinned_image(bundle_dir, part.ignore_mask) if part.ignore_mask else None
+    tight = read_pinned_image(bundle_dir, part.tight_mask) if part.tight_mask else None
+    prepared = PreparedReference(part.part_number, read_pinned_image(bundle_dir, part.image), limits=spec.limits,
+                                 ignore_mask=ignore, tight_mask=tight)
+    return ReferenceModel(spec, prepared)
