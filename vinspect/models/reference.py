@@ -47,7 +47,7 @@ from vinspect.models.region_codes import classify, region_features
 from vinspect.models.registration import Bounds, Pyramid, register, warp_to_reference
 from vinspect.types import Region
 
-__all__ = ["MAX_REGIONS", "PreparedReference", "ReferenceModel", "load_reference_model", "read_pinned_image"]
+__all__ = ["MAX_REGIONS", "Blobs", "Comparison", "PreparedReference", "ReferenceModel", "load_reference_model", "read_pinned_image"]
 
 MAX_REGIONS = 64
 U8 = npt.NDArray[np.uint8]
@@ -122,10 +122,31 @@ def _mask(mask: U8, image: U8, part_number: str, kind: str) -> U8:
 
 
 @dataclass(frozen=True, slots=True)
-class _Blobs:
+class Blobs:
+    """Connected defect pixels: label image, boxes ``(x0, y0, x1, y1)`` (exclusive), area, mass."""
+
     labels: npt.NDArray[np.int32]
-    stats: npt.NDArray[np.int32]
+    binary: U8
+    boxes: npt.NDArray[np.int64]
+    area: npt.NDArray[np.int64]
     mass: npt.NDArray[np.float64]
+
+    def mask(self, i: int) -> npt.NDArray[np.bool_]:
+        """Blob ``i``'s pixels over its box."""
+        x0, y0, x1, y1 = (int(v) for v in self.boxes[i])
+        return np.asarray((self.labels[y0:y1, x0:x1] == i + 1) & (self.binary[y0:y1, x0:x1] > 0), dtype=np.bool_)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One frame on the reference grid: registered pixels, excess brighter / darker than the
+    reference allows, their masked max, and the warp reference -> frame."""
+
+    warped: U8
+    pos: U8
+    neg: U8
+    excess: U8
+    matrix: npt.NDArray[np.float32]
 
 
 class ReferenceModel:
@@ -147,8 +168,41 @@ class ReferenceModel:
         Raises:
             FrameRejected: wrong size, blank, saturated or unregistrable frame.
         """
-        frame = image[:, :, 0] if image.ndim == 3 else image
         ref, limits = self.reference, self.spec.limits
+        c = self.compare(image)
+        blobs = self.find_blobs(c.excess)
+        amap = (c.excess.astype(np.float32) * ref.gain) * np.float32(1.0 / ref.contrast)
+        h, w = amap.shape
+        amap = np.asarray(cv2.warpAffine(amap, c.matrix, (w, h), flags=cv2.INTER_LINEAR), dtype=np.float32)
+        regions, probs = self._regions(blobs, c)
+        heaviest = float(blobs.mass.max()) if blobs.mass.size else 0.0
+        score = heaviest / (heaviest + limits.mass_at)
+        return RawOutput(score=score, anomaly_map=amap, defect_probs=probs, regions=regions)
+
+    def measure(self, image: U8) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Every blob at or above ``min_area_px`` as (box, mass), unthresholded on mass (training).
+
+        Raises:
+            FrameRejected: as :meth:`run`.
+        """
+        c = self.compare(image)
+        blobs = self.find_blobs(c.excess)
+        return [(self.frame_box(blobs.boxes[i], c.matrix), float(blobs.mass[i]))
+                for i in np.flatnonzero(blobs.mass > 0)]
+
+    def frame_box(self, box: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32]) -> tuple[int, int, int, int]:
+        """A reference-grid box in frame pixels (around its moved corners), padded by ``box_pad_px``."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        pts = matrix.astype(np.float64) @ np.array([[x0, x1, x0, x1], [y0, y0, y1, y1], [1.0, 1.0, 1.0, 1.0]])
+        p = self.spec.limits.box_pad_px
+        h, w = self.reference.image.shape
+        return (max(int(np.floor(pts[0].min())) - p, 0), max(int(np.floor(pts[1].min())) - p, 0),
+                min(int(np.ceil(pts[0].max())) + p, w), min(int(np.ceil(pts[1].max())) + p, h))
+
+    def compare(self, image: U8) -> Comparison:
+        """Register the frame and compare it with the reference (reference grid)."""
+        frame = image[:, :, 0] if image.ndim == 3 else image
+        ref = self.reference
         normalised = self._normalise(frame, self._check_frame(frame))
         alignment = register(ref.pyramid, Pyramid(normalised), bounds=self.bounds)
         warped, covered = warp_to_reference(normalised, alignment)
@@ -156,12 +210,7 @@ class ReferenceModel:
         neg = np.asarray(cv2.subtract(ref.lo, warped), dtype=np.uint8)
         valid = cv2.bitwise_and(cv2.erode(covered, np.ones((5, 5), np.uint8)), ref.keep)
         excess = np.asarray(cv2.bitwise_and(cv2.max(pos, neg), valid), dtype=np.uint8)
-        blobs = self._blobs(excess)
-        amap = (excess.astype(np.float32) * ref.gain) * np.float32(1.0 / ref.contrast)
-        regions, probs = self._regions(blobs, pos=pos, neg=neg, warped=warped)
-        heaviest = float(blobs.mass.max()) if blobs.mass.size else 0.0
-        score = heaviest / (heaviest + limits.mass_at)
-        return RawOutput(score=score, anomaly_map=amap, defect_probs=probs, regions=regions)
+        return Comparison(warped=warped, pos=pos, neg=neg, excess=excess, matrix=alignment.matrix)
 
     def _check_frame(self, frame: U8) -> tuple[float, float]:
         """Refuse unusable frames; return the frame's dark and bright class means."""
@@ -175,8 +224,11 @@ class ReferenceModel:
             raise FrameRejected("blank_frame", f"{hist[:8].sum() / n:.1%} of the pixels are black")
         if hist[248:].sum() >= limits.max_bright_fraction * n:
             raise FrameRejected("saturated_frame", f"{hist[248:].sum() / n:.1%} of the pixels are saturated")
+        levels = np.arange(256, dtype=np.float64)
+        mean = float((hist * levels).sum() / n)
+        spread = float(np.sqrt((hist * (levels - mean) ** 2).sum() / n))
         dark, bright = _class_means(hist)
-        if bright - dark < 0.25 * ref.contrast:
+        if spread < 0.1 * ref.contrast or bright - dark < 0.25 * ref.contrast:
             raise FrameRejected("blank_frame", f"contrast {bright - dark:.1f} grey levels, the reference has "
                                                f"{ref.contrast:.1f}")
         return dark, bright
@@ -188,38 +240,51 @@ class ReferenceModel:
         lut = np.clip((np.arange(256, dtype=np.float64) - dark) * gain + ref.dark, 0, 255)
         return np.asarray(cv2.LUT(frame, np.round(lut).astype(np.uint8)), dtype=np.uint8)
 
-    def _blobs(self, excess: U8) -> _Blobs:
+    def find_blobs(self, excess: U8) -> Blobs:
+        """Threshold, open, group (pixels within ``group_px`` join one blob) and measure."""
         limits, ref = self.spec.limits, self.reference
         binary = np.asarray(cv2.compare(excess, ref.threshold, cv2.CMP_GE), dtype=np.uint8)
         if limits.open_px:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * limits.open_px + 1, 2 * limits.open_px + 1))
             binary = np.asarray(cv2.morphologyEx(binary, cv2.MORPH_OPEN, k), dtype=np.uint8)
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        grouped = binary
+        if limits.group_px:
+            grouped = np.asarray(cv2.dilate(binary, np.ones((limits.group_px + 1,) * 2, np.uint8)), dtype=np.uint8)
+        count, labels = cv2.connectedComponents(grouped, connectivity=8)
         idx = np.flatnonzero(binary)
+        lab = np.asarray(labels, dtype=np.int32).ravel()[idx] - 1
+        ys, xs = np.divmod(idx, binary.shape[1])
+        n = int(count) - 1
+        boxes = np.zeros((n, 4), dtype=np.int64)
+        boxes[:, :2] = np.iinfo(np.int64).max
+        np.minimum.at(boxes[:, 0], lab, xs)
+        np.minimum.at(boxes[:, 1], lab, ys)
+        np.maximum.at(boxes[:, 2], lab, xs + 1)
+        np.maximum.at(boxes[:, 3], lab, ys + 1)
         weights = excess.ravel()[idx].astype(np.float64) * ref.gain.ravel()[idx] / ref.contrast
-        mass = np.bincount(labels.ravel()[idx], weights=weights, minlength=count)[1:].astype(np.float64)
-        mass[stats[1:, cv2.CC_STAT_AREA] < limits.min_area_px] = 0.0
-        return _Blobs(labels=np.asarray(labels, dtype=np.int32), stats=np.asarray(stats, dtype=np.int32), mass=mass)
+        mass = np.bincount(lab, weights=weights, minlength=n).astype(np.float64)
+        area = np.bincount(lab, minlength=n).astype(np.int64)
+        mass[area < limits.min_area_px] = 0.0
+        return Blobs(labels=np.asarray(labels, dtype=np.int32), binary=binary, boxes=boxes, area=area, mass=mass)
 
-    def _regions(self, blobs: _Blobs, *, pos: U8, neg: U8,
-                 warped: U8) -> tuple[tuple[Region, ...], npt.NDArray[np.float32]]:
+    def _regions(self, blobs: Blobs, c: Comparison) -> tuple[tuple[Region, ...], npt.NDArray[np.float32]]:
         limits, codes, ref = self.spec.limits, self.spec.codes, self.reference
         order = [int(i) for i in np.argsort(-blobs.mass) if blobs.mass[i] >= limits.mass_at][:MAX_REGIONS]
         probs = np.zeros(len(codes.labels) if codes else 0, dtype=np.float32)
-        test_bright = (warped >= (ref.dark + ref.bright) / 2).astype(np.uint8) if codes else warped
+        test_bright = (c.warped >= (ref.dark + ref.bright) / 2).astype(np.uint8) if codes else c.warped
         regions = []
         for rank, i in enumerate(order):
-            x, y, w, h, area = (int(v) for v in blobs.stats[i + 1])
-            box = (x, y, x + w, y + h)
+            box = tuple(int(v) for v in blobs.boxes[i])
+            assert len(box) == 4
             label = "reference_mismatch"
             if codes is not None:
-                blob = blobs.labels[y:y + h, x:x + w] == i + 1
-                feats = region_features(box=box, blob=blob, pos=pos, neg=neg, ref_bright=ref.bright_map,
+                feats = region_features(box=box, blob=blobs.mask(i), pos=c.pos, neg=c.neg, ref_bright=ref.bright_map,
                                         test_bright=test_bright)
                 label, p = classify(feats, codes)
                 probs = p if rank == 0 else probs
             m = float(blobs.mass[i])
-            regions.append(Region(label=label, score=m / (m + limits.mass_at), box_xyxy=box, area_px=area))
+            regions.append(Region(label=label, score=m / (m + limits.mass_at),
+                                  box_xyxy=self.frame_box(blobs.boxes[i], c.matrix), area_px=int(blobs.area[i])))
         return tuple(regions), probs
 
 

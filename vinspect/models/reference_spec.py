@@ -62,10 +62,12 @@ class RegistrationBounds(_Strict):
 class CompareLimits(_Strict):
     """Comparison limits; contrast is a fraction of the reference's dark-to-bright contrast."""
 
-    jitter_px: int = Field(default=1, ge=0, le=4, description="edge tolerance: compare to the min/max within this radius")
+    jitter_px: int = Field(default=1, ge=0, le=4, description="edge tolerance radius (min/max window)")
     contrast_at: float = Field(default=0.3, gt=0.0, le=1.0, description="pixel excess that may belong to a defect")
     open_px: int = Field(default=0, ge=0, le=3, description="morphological opening radius on the defect pixels")
     min_area_px: int = Field(default=3, ge=1, description="smaller blobs are noise")
+    group_px: int = Field(default=0, ge=0, le=16, description="defect pixels this close form one region")
+    box_pad_px: int = Field(default=0, ge=0, le=32, description="margin added around each region's box")
     mass_at: float = Field(gt=0.0, description="blob mass (sum of excess contrast, contrast*px) scoring 0.5")
     tight_factor: float = Field(default=0.5, gt=0.0, le=1.0, description="limits scale by this inside tight masks")
     max_dark_fraction: float = Field(default=0.98, gt=0.0, le=1.0, description="blank-frame limit")
