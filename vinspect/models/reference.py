@@ -47,7 +47,8 @@ from vinspect.models.region_codes import classify, region_features
 from vinspect.models.registration import Bounds, Pyramid, register, warp_to_reference
 from vinspect.types import Region
 
-__all__ = ["MAX_REGIONS", "Blobs", "Comparison", "PreparedReference", "ReferenceModel", "load_reference_model", "read_pinned_image"]
+__all__ = ["MAX_REGIONS", "Blobs", "Comparison", "PreparedReference", "ReferenceModel", "load_reference_model",
+           "read_pinned_image"]
 
 MAX_REGIONS = 64
 U8 = npt.NDArray[np.uint8]
