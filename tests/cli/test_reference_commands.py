@@ -99,3 +99,14 @@ def test_station_run_fails_defective_part_with_reason(ref_bundle: Path, frames: 
     assert by_part["open_0"]["verdict"] == "FAIL" and "score" in by_part["open_0"]["reasons"]
     assert by_part["far_0"]["verdict"] == "FAIL" and by_part["far_0"]["reasons"] == ["alignment"]
     assert all(by_part[f"good_{i}"]["verdict"] == "PASS" for i in range(3))
+
+
+def test_reference_bundle_installs_in_registry_and_verifies(ref_bundle: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "data"
+    assert main(["models", "--data-dir", str(data_dir), "install", str(ref_bundle), "--activate"]) == 0
+    installed = data_dir / "models" / "pcb" / "1"
+    assert load_bundle(installed).manifest.task == "reference"
+    (installed / "reference.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ModelIntegrityError, match="reference.json: sha256"):
+        load_bundle(installed)

@@ -23,7 +23,8 @@ Steps, per frame (all at the reference's native resolution):
    with ``area >= min_area_px`` and ``mass >= mass_at`` are defect regions (box, area, score).
 6. **Score**: ``m / (m + mass_at)`` for the heaviest blob ``m`` (0 without one), so 0.5 is the
    learnt limit, as for the anomaly model's units. The anomaly map is the excess in contrast units
-   (``map_at`` = ``contrast_at``).
+   (``map_at`` = ``contrast_at``; tight-mask gains are not drawn), and the map and region boxes are
+   moved back onto the frame's pixel grid, so overlays and NCR evidence line up with the image.
 
 Limits come from ``training/reference.py``, which runs this very module on training pairs; the
 bundle's golden samples are judged through it at export and again at every station start-up
@@ -43,7 +44,7 @@ import numpy.typing as npt
 from vinspect.errors import FrameRejected, ModelError, ModelIntegrityError
 from vinspect.models.output import RawOutput
 from vinspect.models.reference_spec import REFERENCE_NAME, CompareLimits, PinnedFile, ReferenceSpec
-from vinspect.models.region_codes import classify, region_features
+from vinspect.models.region_codes import CodeTable, classify, region_features
 from vinspect.models.registration import Bounds, Pyramid, register, warp_to_reference
 from vinspect.types import Region
 
@@ -91,7 +92,9 @@ class PreparedReference:
                              f"{image.shape}")
         self.part_number, self.image, self.limits = part_number, image, limits
         self.pyramid = Pyramid(image)
-        self.dark, self.bright = _class_means(_histogram(image))
+        hist = _histogram(image)
+        self.dark, self.bright = _class_means(hist)
+        self.black, self.white = float(hist[:8].sum() / hist.sum()), float(hist[248:].sum() / hist.sum())
         self.contrast = self.bright - self.dark
         if self.contrast < 16:
             raise ModelError(f"reference {part_number}: golden image has no contrast ({self.contrast:.1f} grey levels)")
@@ -155,6 +158,7 @@ class ReferenceModel:
 
     def __init__(self, spec: ReferenceSpec, reference: PreparedReference) -> None:
         self.spec, self.reference = spec, reference
+        self.codes = CodeTable(spec.codes) if spec.codes is not None else None
         r = spec.registration
         self.bounds = Bounds(max_shift_px=r.max_shift_px, max_rotation_deg=r.max_rotation_deg,
                              min_correlation=r.min_correlation)
@@ -172,9 +176,9 @@ class ReferenceModel:
         ref, limits = self.reference, self.spec.limits
         c = self.compare(image)
         blobs = self.find_blobs(c.excess)
-        amap = (c.excess.astype(np.float32) * ref.gain) * np.float32(1.0 / ref.contrast)
-        h, w = amap.shape
-        amap = np.asarray(cv2.warpAffine(amap, c.matrix, (w, h), flags=cv2.INTER_LINEAR), dtype=np.float32)
+        h, w = c.excess.shape
+        on_frame = cv2.warpAffine(c.excess, c.matrix, (w, h), flags=cv2.INTER_NEAREST)
+        amap = np.asarray(on_frame, dtype=np.float32) * np.float32(1.0 / ref.contrast)
         regions, probs = self._regions(blobs, c)
         heaviest = float(blobs.mass.max()) if blobs.mass.size else 0.0
         score = heaviest / (heaviest + limits.mass_at)
@@ -221,15 +225,21 @@ class ReferenceModel:
                                               f"{ref.part_number} is {ref.image.shape[1]}x{ref.image.shape[0]}")
         hist = _histogram(frame)
         n = hist.sum()
-        if hist[:8].sum() >= limits.max_dark_fraction * n:
-            raise FrameRejected("blank_frame", f"{hist[:8].sum() / n:.1%} of the pixels are black")
-        if hist[248:].sum() >= limits.max_bright_fraction * n:
-            raise FrameRejected("saturated_frame", f"{hist[248:].sum() / n:.1%} of the pixels are saturated")
+        black, white = hist[:8].sum() / n, hist[248:].sum() / n
         levels = np.arange(256, dtype=np.float64)
         mean = float((hist * levels).sum() / n)
         spread = float(np.sqrt((hist * (levels - mean) ** 2).sum() / n))
+        if spread < 0.1 * ref.contrast:
+            reason = "saturated_frame" if mean >= 200 else "blank_frame"
+            raise FrameRejected(reason, f"flat frame: mean {mean:.0f}, spread {spread:.1f} grey levels")
+        # A reference that is itself nearly all black or white (a bare board) must not trip these.
+        if black >= max(limits.max_dark_fraction, ref.black + 0.05):
+            raise FrameRejected("blank_frame", f"{black:.1%} of the pixels are black (reference {ref.black:.1%})")
+        if white >= max(limits.max_bright_fraction, ref.white + 0.05):
+            raise FrameRejected("saturated_frame",
+                                f"{white:.1%} of the pixels are saturated (reference {ref.white:.1%})")
         dark, bright = _class_means(hist)
-        if spread < 0.1 * ref.contrast or bright - dark < 0.25 * ref.contrast:
+        if bright - dark < 0.25 * ref.contrast:
             raise FrameRejected("blank_frame", f"contrast {bright - dark:.1f} grey levels, the reference has "
                                                f"{ref.contrast:.1f}")
         return dark, bright
@@ -269,7 +279,7 @@ class ReferenceModel:
         return Blobs(labels=np.asarray(labels, dtype=np.int32), binary=binary, boxes=boxes, area=area, mass=mass)
 
     def _regions(self, blobs: Blobs, c: Comparison) -> tuple[tuple[Region, ...], npt.NDArray[np.float32]]:
-        limits, codes, ref = self.spec.limits, self.spec.codes, self.reference
+        limits, codes, ref = self.spec.limits, self.codes, self.reference
         order = [int(i) for i in np.argsort(-blobs.mass) if blobs.mass[i] >= limits.mass_at][:MAX_REGIONS]
         probs = np.zeros(len(codes.labels) if codes else 0, dtype=np.float32)
         test_bright = (c.warped >= (ref.dark + ref.bright) / 2).astype(np.uint8) if codes else c.warped

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from vinspect.models.reference_spec import RegionCodes
 
-__all__ = ["FEATURE_NAMES", "classify", "region_features"]
+__all__ = ["FEATURE_NAMES", "CodeTable", "classify", "region_features"]
 
 FEATURE_NAMES = ("polarity", "log_area", "log_mass", "fill", "elongation", "d_bright", "d_dark")
 _PAD = 4
@@ -54,14 +54,23 @@ def region_features(*, box: tuple[int, int, int, int], blob: npt.NDArray[np.bool
             abs(math.log(w / h)), float(np.clip(d_bright, -2, 2)), float(np.clip(d_dark, -2, 2))]
 
 
-def classify(features: list[float], codes: RegionCodes) -> tuple[str, npt.NDArray[np.float32]]:
-    """The code of one region and the vote share of every label (in ``codes.labels`` order)."""
-    x = (np.asarray(features, dtype=np.float64) - np.asarray(codes.feature_mean)) / np.asarray(codes.feature_scale)
-    points = np.asarray(codes.points, dtype=np.float64)
-    d = np.sqrt(((points - x) ** 2).sum(axis=1))
-    nearest = np.argsort(d)[: codes.k]
-    votes = np.zeros(len(codes.labels), dtype=np.float64)
-    for i in nearest:
-        votes[codes.point_labels[int(i)]] += 1.0 / (1e-3 + float(d[int(i)]))
+class CodeTable:
+    """``RegionCodes`` as arrays, built once per loaded model."""
+
+    def __init__(self, codes: RegionCodes) -> None:
+        self.labels = codes.labels
+        self.k = codes.k
+        self.mean = np.asarray(codes.feature_mean, dtype=np.float64)
+        self.scale = np.asarray(codes.feature_scale, dtype=np.float64)
+        self.points = np.asarray(codes.points, dtype=np.float64)
+        self.point_labels = np.asarray(codes.point_labels, dtype=np.int64)
+
+
+def classify(features: list[float], table: CodeTable) -> tuple[str, npt.NDArray[np.float32]]:
+    """The code of one region and the vote share of every label (in ``table.labels`` order)."""
+    x = (np.asarray(features, dtype=np.float64) - table.mean) / table.scale
+    d = np.sqrt(((table.points - x) ** 2).sum(axis=1))
+    nearest = np.argsort(d)[: table.k]
+    votes = np.bincount(table.point_labels[nearest], weights=1.0 / (1e-3 + d[nearest]), minlength=len(table.labels))
     probs = (votes / votes.sum()).astype(np.float32)
-    return codes.labels[int(np.argmax(probs))], probs
+    return table.labels[int(np.argmax(probs))], probs

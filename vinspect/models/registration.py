@@ -42,8 +42,8 @@ from vinspect.errors import FrameRejected
 __all__ = ["Alignment", "Bounds", "Pyramid", "register", "warp_to_reference"]
 
 ALIGNMENT = "alignment"
-_ECC_ITERATIONS = 40
-_ECC_EPS = 1e-4
+_ECC_ITERATIONS = 20
+_ECC_EPS = 1e-3
 _MOTION = cv2.MOTION_EUCLIDEAN
 FloatImage = npt.NDArray[np.float32]
 
@@ -148,7 +148,9 @@ def warp_to_reference(image: npt.NDArray[np.uint8], al: Alignment) -> tuple[npt.
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = np.asarray(cv2.warpAffine(image, al.matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE),
                         dtype=np.uint8)
-    inside = np.full((h, w), 255, dtype=np.uint8)
-    covered = np.asarray(cv2.warpAffine(inside, al.matrix, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0), dtype=np.uint8)
+    inverse = cv2.invertAffineTransform(al.matrix).astype(np.float64)
+    corners = np.array([[0.0, w - 1.0, w - 1.0, 0.0], [0.0, 0.0, h - 1.0, h - 1.0], [1.0, 1.0, 1.0, 1.0]])
+    polygon = np.round(inverse @ corners).T.astype(np.int32)
+    covered = np.zeros((h, w), dtype=np.uint8)
+    cv2.fillConvexPoly(covered, polygon, 255)
     return warped, covered

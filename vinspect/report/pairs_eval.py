@@ -28,6 +28,7 @@ from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
 from vinspect.report.boxes import match_boxes
+from vinspect.types import Prediction
 
 __all__ = ["PairCase", "evaluate_pairs", "sample_cases"]
 
@@ -71,6 +72,7 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
     per_type_hit: Counter[str] = Counter()
     per_type_n: Counter[str] = Counter()
     false_boxes = n_images = 0
+    curve: list[tuple[list[float], list[bool], int, list[float]]] = []
     for case in tqdm(cases, desc="pairs", disable=not progress):
         judged_bundle = dataclasses.replace(bundle, model=base.with_reference(case.template, part_number="pair"))
         j = judge_image(case.image, bundle=judged_bundle, policy=policy)
@@ -82,9 +84,10 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
         found = [r.box_xyxy for r in j.prediction.regions] if j.prediction is not None else []
         recalled, genuine = match_boxes(found, list(case.boxes))
         false_boxes += genuine.count(False)
+        curve.append(_curve_entry(j.prediction, list(case.boxes)))
         for label, hit in zip(case.box_labels, recalled, strict=True):
             per_type_n[label] += 1
-            per_type_hit[label] += hit or j.prediction is None
+            per_type_hit[label] += hit  # a refused frame fails the part but localises nothing
     good, bad = np.asarray(good_scores), np.asarray(bad_scores)
     both = good.size > 0 and bad.size > 0
     n_boxes = sum(per_type_n.values())
@@ -102,10 +105,41 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
             "false_boxes_per_image": false_boxes / n_images if n_images else None,
         },
         "recall_per_type": {k: per_type_hit[k] / per_type_n[k] for k in sorted(per_type_n)},
+        "box_recall_at_false_boxes_per_image": {str(at): _recall_at(curve, at, n_boxes) for at in (0.1, 0.25, 0.5)},
         "reasons": dict(sorted(reasons.items())),
         "latency_ms": {"n": int(lat.size), "p50": float(np.percentile(lat, 50)) if lat.size else None,
                        "p99": float(np.percentile(lat, 99)) if lat.size else None},
     }
+
+
+def _curve_entry(prediction: Prediction | None, true: list[tuple[int, int, int, int]]
+                 ) -> tuple[list[float], list[bool], int, list[float]]:
+    """Region scores, which are genuine, and for each true box the best score that recalls it."""
+    if prediction is None:  # a refused frame: the part fails, but no box is localised
+        return [], [], len(true), [-math.inf] * len(true)
+    regions = prediction.regions
+    _, genuine = match_boxes([r.box_xyxy for r in regions], true)
+    best = [max((r.score for r in regions if match_boxes([r.box_xyxy], [t])[0][0]), default=-math.inf)
+            for t in true]
+    return [r.score for r in regions], genuine, len(true), best
+
+
+def _recall_at(curve: list[tuple[list[float], list[bool], int, list[float]]], per_image: float,
+               n_boxes: int) -> float | None:
+    """Box recall at the strictest region-score level whose false boxes per image stay <= ``per_image``.
+
+    A curve point over the reported regions (score >= fail_at), like AUROC: a threshold read off
+    the test data, not the bundle's operating point.
+    """
+    if not curve or not n_boxes:
+        return None
+    levels = sorted({s for scores, _, _, _ in curve for s in scores} | {math.inf})
+    for level in levels:
+        false = sum(1 for scores, genuine, _, _ in curve for s, g in zip(scores, genuine, strict=True)
+                    if s >= level and not g)
+        if false / len(curve) <= per_image:
+            return sum(1 for _, _, _, best in curve for b in best if b >= level) / n_boxes
+    return None
 
 
 def _finite(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
