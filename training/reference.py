@@ -1,4 +1,4 @@
-"""``train_reference_bundle``: template/test pairs -> a golden-reference bundle (task ``reference``).
+"""The reference task's limit search and region codes, learnt on template/test pairs (no torch).
 
 Limits are learnt on the dataset's **train** pairs only, each inspected twice after a line-like
 change (:mod:`vinspect.dataset.linechange`): the changed template against the template (a good
@@ -127,18 +127,21 @@ def _operating_point(cases: list[_Case], blobs: list[list[Blob] | None],
 
 
 def _stats_at(cases: list[_Case], blobs: list[list[Blob] | None], mass_at: float) -> dict[str, float]:
-    hit = total = false = good_rej = n_good = 0
+    hit = total = false = good_rej = n_good = escaped = 0
     for c, bl in zip(cases, blobs, strict=True):
         found = [b for b, m in bl if m >= mass_at] if bl is not None else []
         recalled, genuine = match_boxes(found, c.boxes)
-        hit += sum(recalled) if bl is not None else len(c.boxes)
+        hit += sum(recalled)  # a refused frame fails the part but localises no box
+        escaped += bool(c.boxes) and bl is not None and not found
         total += len(c.boxes)
         false += genuine.count(False)
         if not c.boxes:
             n_good += 1
             good_rej += bl is None or bool(found)
+    n_defect = len(cases) - n_good
     return {"box_recall": hit / max(total, 1), "false_boxes_per_image": false / max(len(cases), 1),
-            "false_reject_rate": good_rej / max(n_good, 1), "mass_at": mass_at}
+            "false_reject_rate": good_rej / max(n_good, 1), "escape_rate": escaped / max(n_defect, 1),
+            "mass_at": mass_at}
 
 
 def _padded(blobs: list[list[Blob] | None], pad: int, shape: tuple[int, int]) -> list[list[Blob] | None]:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from training.reference import ReferenceTrainConfig, cases_of, learn_codes, search_limits
 from vinspect.dataset.images import read_image
-from vinspect.dataset.layouts import open_dataset
+from vinspect.dataset.layouts import DatasetIndex, Sample, open_dataset
 from vinspect.dataset.linechange import LineChange, apply_change
 from vinspect.errors import DatasetError, ModelError
 from vinspect.models.manifest import (
@@ -36,7 +36,14 @@ from vinspect.models.manifest import (
     TrainingInfo,
     write_manifest,
 )
-from vinspect.models.reference_spec import REFERENCE_NAME, CompareLimits, PartReference, PinnedFile, ReferenceSpec
+from vinspect.models.reference_spec import (
+    REFERENCE_NAME,
+    CompareLimits,
+    PartReference,
+    PinnedFile,
+    ReferenceSpec,
+    RegionCodes,
+)
 
 __all__ = ["ReferenceBundleOptions", "train_reference_bundle"]
 
@@ -119,21 +126,17 @@ def _golden(tmp: Path, ref: U8, limits: CompareLimits) -> list[tuple[str, str]]:
     return [("golden/00_good.png", "PASS"), ("golden/01_defect.png", "FAIL")]
 
 
-def train_reference_bundle(data: Path, out: Path, *, opts: ReferenceBundleOptions | None = None) -> ModelManifest:
-    """Learn limits on ``data``'s train pairs and write a reference bundle to ``out``.
+def _dataset_sha256(train: list[Sample]) -> str:
+    """sha256 over every train pair's template, test image and box file, in id order."""
+    digest = hashlib.sha256()
+    for s in sorted(train, key=lambda x: x.stem):
+        for path in (s.reference_path, s.path, s.path.with_name(f"{s.stem}.txt")):
+            if path is not None and path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
-    Raises:
-        DatasetError: not a pairs dataset, problems in it, no train pairs.
-        ModelError: bad output folder or part number, or the bundle fails its own golden check.
-    """
-    from vinspect.models.runtime import load_bundle  # the runtime path the station uses
-    from vinspect.pipeline.gating import policy_for
-    from vinspect.pipeline.judge import judge_image
 
-    opts = opts or ReferenceBundleOptions()
-    started = time.perf_counter()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelError(f"{out}: output exists and is not an empty folder; choose a new bundle folder")
+def _train_pairs(data: Path) -> tuple[DatasetIndex, list[Sample]]:
     index = open_dataset(data)
     if index.layout != "pairs":
         raise DatasetError(f"{data}: the reference task needs template/test pairs, found the {index.layout} layout")
@@ -144,50 +147,94 @@ def train_reference_bundle(data: Path, out: Path, *, opts: ReferenceBundleOption
     train = index.train_samples()
     if not train:
         raise DatasetError(f"{data}: no train pairs")
+    return index, train
+
+
+@dataclass(frozen=True, slots=True)
+class _Learnt:
+    index: DatasetIndex
+    train: list[Sample]
+    limits: CompareLimits
+    stats: dict[str, float]
+    codes: RegionCodes | None
+    n_good: int
+    n_defect: int
+    started: float
+
+
+def _manifest(learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[tuple[str, str]],
+              opts: ReferenceBundleOptions) -> ModelManifest:
+    cfg, stats, limits = opts.config, learnt.stats, learnt.limits
+    evidence = CalibrationEvidence(
+        target=f"train pairs after line-like changes: max box recall at <= {cfg.max_false_boxes_per_image} "
+               f"false boxes/image, false-reject rate <= {cfg.max_false_reject_rate}",
+        n_good=learnt.n_good, n_defect=learnt.n_defect, false_reject_rate=stats["false_reject_rate"],
+        escape_rate=stats["escape_rate"])
+    info = TrainingInfo(
+        dataset_root=str(learnt.index.root), dataset_layout=learnt.index.layout,
+        dataset_sha256=_dataset_sha256(learnt.train), n_train_good=learnt.n_good, n_train_defect=learnt.n_defect,
+        config={"task": "reference", "search": dataclasses.asdict(cfg)},
+        metrics={f"train_{k}": float(v) for k, v in stats.items()}, duration_s=time.perf_counter() - learnt.started)
+    h, w = next(iter(refs.values())).shape
+    return ModelManifest(
+        name=opts.name, version=opts.version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
+        sha256=hashlib.sha256(text.encode()).hexdigest(), task="reference",
+        input=InputSpec(channels=1, model_size_px=(h, w)), labels=learnt.codes.labels if learnt.codes else (),
+        thresholds=Thresholds(fail_at=FAIL_AT, review_at=FAIL_AT, map_at=limits.contrast_at, evidence=evidence),
+        golden_samples=tuple(GoldenSample(file=f, expect=e, score=0.0) for f, e in golden), training=info)
+
+
+def _self_check(tmp: Path, manifest: ModelManifest, *, part_number: str) -> ModelManifest:
+    """Judge the golden samples through the runtime path (load_bundle + judge_image); record scores."""
+    from vinspect.models.runtime import load_bundle
+    from vinspect.pipeline.gating import policy_for
+    from vinspect.pipeline.judge import judge_image
+
+    bundle = load_bundle(tmp, part_number=part_number)
+    scored = []
+    for sample in manifest.golden_samples:
+        j = judge_image(read_image(tmp / sample.file), bundle=bundle, policy=policy_for(bundle))
+        if j.prediction is None or j.decision.verdict.value != sample.expect:
+            raise ModelError(f"golden self-check: {sample.file} expected {sample.expect}, got "
+                             f"{j.decision.verdict.value} {j.decision.reasons} ({j.error})")
+        scored.append(sample.model_copy(update={"score": j.prediction.score}))
+    return manifest.model_copy(update={"golden_samples": tuple(scored)})
+
+
+def _write(learnt: _Learnt, tmp: Path, opts: ReferenceBundleOptions) -> ModelManifest:
+    refs = _references(opts, {s.stem: s.reference_path for s in learnt.train if s.reference_path is not None})
+    spec = ReferenceSpec(parts=_parts(tmp, refs, opts), limits=learnt.limits, codes=learnt.codes)
+    text = json.dumps(spec.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
+    (tmp / REFERENCE_NAME).write_text(text, encoding="utf-8")
+    golden = _golden(tmp, next(iter(refs.values())), learnt.limits) if len(refs) == 1 else []
+    manifest = _manifest(learnt, text=text, refs=refs, golden=golden, opts=opts)
+    write_manifest(tmp, manifest)
+    manifest = _self_check(tmp, manifest, part_number=spec.parts[0].part_number)
+    write_manifest(tmp, manifest)
+    return manifest
+
+
+def train_reference_bundle(data: Path, out: Path, *, opts: ReferenceBundleOptions | None = None) -> ModelManifest:
+    """Learn limits on ``data``'s train pairs and write a reference bundle to ``out``.
+
+    Raises:
+        DatasetError: not a pairs dataset, problems in it, no train pairs.
+        ModelError: bad output folder or part number, or the bundle fails its own golden check.
+    """
+    opts = opts or ReferenceBundleOptions()
+    started = time.perf_counter()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(f"{out}: output exists and is not an empty folder; choose a new bundle folder")
+    index, train = _train_pairs(data)
     cases = cases_of(train, seed=opts.config.seed)
     limits, stats = search_limits(cases, opts.config)
-    codes = learn_codes(cases, limits)
+    n_good = sum(1 for c in cases if not c.boxes)
+    learnt = _Learnt(index, train, limits, stats, learn_codes(cases, limits), n_good, len(cases) - n_good, started)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        refs = _references(opts, {s.stem: s.reference_path for s in train if s.reference_path is not None})
-        spec = ReferenceSpec(parts=_parts(tmp, refs, opts), limits=limits, codes=codes)
-        text = json.dumps(spec.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
-        (tmp / REFERENCE_NAME).write_text(text, encoding="utf-8")
-        golden = _golden(tmp, next(iter(refs.values())), limits) if len(refs) == 1 else []
-        n_good = sum(1 for c in cases if not c.boxes)
-        evidence = CalibrationEvidence(
-            target=f"train pairs after line-like changes: max box recall at <= "
-                   f"{opts.config.max_false_boxes_per_image} false boxes/image, false-reject rate <= "
-                   f"{opts.config.max_false_reject_rate}",
-            n_good=n_good, n_defect=len(cases) - n_good, false_reject_rate=stats["false_reject_rate"],
-            escape_rate=0.0)
-        h, w = next(iter(refs.values())).shape
-        info = TrainingInfo(
-            dataset_root=str(index.root), dataset_layout=index.layout,
-            dataset_sha256=hashlib.sha256("\n".join(sorted(s.stem for s in train)).encode()).hexdigest(),
-            n_train_good=n_good, n_train_defect=len(cases) - n_good,
-            config={"task": "reference", "search": dataclasses.asdict(opts.config)},
-            metrics={f"train_{k}": float(v) for k, v in stats.items()},
-            duration_s=time.perf_counter() - started)
-        manifest = ModelManifest(
-            name=opts.name, version=opts.version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
-            sha256=hashlib.sha256(text.encode()).hexdigest(), task="reference",
-            input=InputSpec(channels=1, model_size_px=(h, w)), labels=codes.labels if codes else (),
-            thresholds=Thresholds(fail_at=FAIL_AT, review_at=FAIL_AT, map_at=limits.contrast_at, evidence=evidence),
-            golden_samples=tuple(GoldenSample(file=f, expect=e, score=0.0) for f, e in golden), training=info)
-        write_manifest(tmp, manifest)
-        bundle = load_bundle(tmp, part_number=spec.parts[0].part_number)
-        scored = []
-        for sample in manifest.golden_samples:
-            j = judge_image(read_image(tmp / sample.file), bundle=bundle, policy=policy_for(bundle))
-            if j.prediction is None or j.decision.verdict.value != sample.expect:
-                raise ModelError(f"golden self-check: {sample.file} expected {sample.expect}, got "
-                                 f"{j.decision.verdict.value} {j.decision.reasons} ({j.error})")
-            scored.append(sample.model_copy(update={"score": j.prediction.score}))
-        manifest = manifest.model_copy(update={"golden_samples": tuple(scored)})
-        write_manifest(tmp, manifest)
+        manifest = _write(learnt, tmp, opts)
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -59,7 +59,7 @@ def test_reference_bundle_pins_its_golden_image(ref_bundle: Path, tmp_path: Path
     image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
     image[10, 10] = 255 - image[10, 10]
     cv2.imwrite(str(png), image)
-    with pytest.raises(ModelIntegrityError, match="PCB-7.png: sha256"):
+    with pytest.raises(ModelIntegrityError, match=r"PCB-7\.png: sha256"):
         load_bundle(edited)
     png.unlink()
     with pytest.raises(ModelError, match="reference file missing"):
@@ -108,5 +108,5 @@ def test_reference_bundle_installs_in_registry_and_verifies(ref_bundle: Path, tm
     installed = data_dir / "models" / "pcb" / "1"
     assert load_bundle(installed).manifest.task == "reference"
     (installed / "reference.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(ModelIntegrityError, match="reference.json: sha256"):
+    with pytest.raises(ModelIntegrityError, match=r"reference\.json: sha256"):
         load_bundle(installed)

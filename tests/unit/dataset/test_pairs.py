@@ -57,7 +57,7 @@ def test_validate_names_missing_partners_and_malformed_lines(tmp_path: Path,
     assert any("0003_test.jpg" in t and "no 0003_temp.* partner" in t for t in text)
     assert any("0004.txt missing" in t for t in text)
     for line in (2, 3, 4, 5):
-        assert any(t.startswith("0005.txt: line %d:" % line) for t in text), text
+        assert any(t.startswith(f"0005.txt: line {line}:") for t in text), text
     assert any("0006_test.jpg" in t and "outside the 32x32 image" in t for t in text)
     assert main(["dataset", "validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out
