@@ -172,6 +172,8 @@ def _eval_pairs(args: argparse.Namespace, index: DatasetIndex) -> int:
         f"boxes/image | escape rate {f(op['escape_rate'])} | reasons {summary['reasons']}\n")
     for label, rate in summary["recall_per_type"].items():
         sys.stdout.write(f"  {label}: {rate:.1%} of boxes found\n")
+    if summary["defect_code_accuracy"] is not None:
+        sys.stdout.write(f"defect code right on {summary['defect_code_accuracy']:.1%} of the boxes found\n")
     if lat["n"]:
         sys.stdout.write(f"latency ms (registration included, decode excluded): p50 {lat['p50']:.2f}  "
                          f"p99 {lat['p99']:.2f}\n")

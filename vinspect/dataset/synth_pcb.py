@@ -61,8 +61,9 @@ def inject_defect(board: U8, kind: str, *, seed: int) -> tuple[U8, tuple[int, in
         box = (x - 6, y - 10, x + 7, y + 11)
     elif kind == "short":
         x, y = _copper_point(board, rng, on=True)
-        cv2.line(out, (x, y), (x + 3, y + board.shape[0] // 8), COPPER, 3)
-        box = (x - 4, y - 3, x + 8, y + board.shape[0] // 8 + 4)
+        reach = board.shape[0] // 4  # traces run every quarter of the board: this bridges to the next one
+        cv2.line(out, (x, y), (x + 3, y + reach), COPPER, 3)
+        box = (x - 4, y - 3, x + 8, y + reach + 4)
     elif kind == "pin-hole":
         x, y = _copper_point(board, rng, on=True)
         cv2.circle(out, (x, y), 3, BASE, -1)

@@ -73,6 +73,7 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
     per_type_n: Counter[str] = Counter()
     false_boxes = n_images = 0
     curve: list[tuple[list[float], list[bool], int, list[float]]] = []
+    codes: list[tuple[str, str]] = []
     for case in tqdm(cases, desc="pairs", disable=not progress):
         judged_bundle = dataclasses.replace(bundle, model=base.with_reference(case.template, part_number="pair"))
         j = judge_image(case.image, bundle=judged_bundle, policy=policy)
@@ -88,6 +89,8 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
         for label, hit in zip(case.box_labels, recalled, strict=True):
             per_type_n[label] += 1
             per_type_hit[label] += hit  # a refused frame fails the part but localises nothing
+        if j.prediction is not None:
+            codes.extend(_codes(j.prediction, case))
     good, bad = np.asarray(good_scores), np.asarray(bad_scores)
     both = good.size > 0 and bad.size > 0
     n_boxes = sum(per_type_n.values())
@@ -105,11 +108,30 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
             "false_boxes_per_image": false_boxes / n_images if n_images else None,
         },
         "recall_per_type": {k: per_type_hit[k] / per_type_n[k] for k in sorted(per_type_n)},
+        "defect_code_accuracy": sum(t == p for t, p in codes) / len(codes) if codes else None,
+        "defect_code_confusion": _confusion(codes),
         "box_recall_at_false_boxes_per_image": {str(at): _recall_at(curve, at, n_boxes) for at in (0.1, 0.25, 0.5)},
         "reasons": dict(sorted(reasons.items())),
         "latency_ms": {"n": int(lat.size), "p50": float(np.percentile(lat, 50)) if lat.size else None,
                        "p99": float(np.percentile(lat, 99)) if lat.size else None},
     }
+
+
+def _codes(prediction: Prediction, case: PairCase) -> list[tuple[str, str]]:
+    """(true type, code of the best-scoring region that recalls it) for every recalled box."""
+    out = []
+    for box, label in zip(case.boxes, case.box_labels, strict=True):
+        hits = [r for r in prediction.regions if match_boxes([r.box_xyxy], [box])[0][0]]
+        if hits:
+            out.append((label, max(hits, key=lambda r: r.score).label))
+    return out
+
+
+def _confusion(codes: list[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    table: dict[str, Counter[str]] = {}
+    for true, found in codes:
+        table.setdefault(true, Counter())[found] += 1
+    return {k: dict(sorted(v.items())) for k, v in sorted(table.items())}
 
 
 def _curve_entry(prediction: Prediction | None, true: list[tuple[int, int, int, int]]
