@@ -59,6 +59,7 @@ class ReferenceTrainConfig:
     open_px: tuple[int, ...] = (1,)
     group_px: tuple[int, ...] = (6,)
     box_pad_px: tuple[int, ...] = (8, 12, 16)
+    local_grid: tuple[int, ...] = (0, 4)
     min_area_px: int = 3
     seed: int = 0
 
@@ -154,15 +155,15 @@ def search_limits(cases: list[_Case], cfg: ReferenceTrainConfig) -> tuple[Compar
     """The comparison limits with the best train box recall within the false-box and FRR targets."""
     best: tuple[CompareLimits, dict[str, float]] | None = None
     shape = cases[0].template.shape
-    for jitter, contrast, opening, group in itertools.product(cfg.jitter_px, cfg.contrast_at, cfg.open_px,
-                                                              cfg.group_px):
+    for jitter, contrast, opening, group, grid in itertools.product(cfg.jitter_px, cfg.contrast_at, cfg.open_px,
+                                                                    cfg.group_px, cfg.local_grid):
         probe = CompareLimits(jitter_px=jitter, contrast_at=contrast, open_px=opening, min_area_px=cfg.min_area_px,
-                              group_px=group, mass_at=1e-9)
+                              group_px=group, local_grid=grid, mass_at=1e-9)
         measured = _measure(cases, probe)
         for pad in cfg.box_pad_px:
             mass_at, stats = _operating_point(cases, _padded(measured, pad, (shape[0], shape[1])), cfg)
-            logger.info("limits jitter=%d contrast=%.2f open=%d group=%d pad=%d: mass_at %.3g recall %.3f "
-                        "false/img %.3f frr %.3f", jitter, contrast, opening, group, pad, mass_at,
+            logger.info("limits jitter=%d contrast=%.2f open=%d group=%d grid=%d pad=%d: mass_at %.3g recall %.3f "
+                        "false/img %.3f frr %.3f", jitter, contrast, opening, group, grid, pad, mass_at,
                         stats["box_recall"], stats["false_boxes_per_image"], stats["false_reject_rate"])
             key = (stats["box_recall"], -stats["false_boxes_per_image"])
             if best is None or key > (best[1]["box_recall"], -best[1]["false_boxes_per_image"]):

@@ -13,6 +13,8 @@ Steps, per frame (all at the reference's native resolution):
    histogram) are mapped linearly onto the reference's (one 256-entry LUT).
 3. **Registration** (:mod:`vinspect.models.registration`): phase correlation + ECC, bounded;
    beyond the bounds -> ``alignment``.
+   Optionally (``local_grid``) a non-rigid touch-up takes out per-tile residual shifts of up to
+   3 px (:class:`~vinspect.models.registration.LocalGrid`).
 4. **Comparison tolerant to edge jitter**: the registered frame is compared with the min and max of
    the reference over a ``(2*jitter_px+1)²`` neighbourhood (erode/dilate, precomputed): excess =
    max(frame - local max, local min - frame), so a sub-pixel shift of an edge costs nothing while
@@ -45,7 +47,7 @@ from vinspect.errors import FrameRejected, ModelError, ModelIntegrityError
 from vinspect.models.output import RawOutput
 from vinspect.models.reference_spec import REFERENCE_NAME, CompareLimits, PinnedFile, ReferenceSpec
 from vinspect.models.region_codes import CodeTable, classify, region_features
-from vinspect.models.registration import Bounds, Pyramid, register, warp_to_reference
+from vinspect.models.registration import Bounds, LocalGrid, Pyramid, register, warp_to_reference
 from vinspect.types import Region
 
 __all__ = ["MAX_REGIONS", "Blobs", "Comparison", "PreparedReference", "ReferenceModel", "load_reference_model",
@@ -102,6 +104,7 @@ class PreparedReference:
         self.lo: U8 = np.asarray(cv2.erode(image, k), dtype=np.uint8)
         self.hi: U8 = np.asarray(cv2.dilate(image, k), dtype=np.uint8)
         self.bright_map: U8 = (image >= (self.dark + self.bright) / 2).astype(np.uint8)
+        self.local = LocalGrid(image, grid=limits.local_grid) if limits.local_grid else None
         self.gain = np.ones(image.shape, dtype=np.float32)
         if tight_mask is not None:
             self.gain[_mask(tight_mask, image, part_number, "tight") > 0] = 1.0 / limits.tight_factor
@@ -211,6 +214,8 @@ class ReferenceModel:
         normalised = self._normalise(frame, self._check_frame(frame))
         alignment = register(ref.pyramid, Pyramid(normalised), bounds=self.bounds)
         warped, covered = warp_to_reference(normalised, alignment)
+        if ref.local is not None:
+            warped = ref.local.apply(warped)
         pos = np.asarray(cv2.subtract(warped, ref.hi), dtype=np.uint8)
         neg = np.asarray(cv2.subtract(ref.lo, warped), dtype=np.uint8)
         valid = cv2.bitwise_and(cv2.erode(covered, np.ones((5, 5), np.uint8)), ref.keep)

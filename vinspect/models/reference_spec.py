@@ -68,6 +68,7 @@ class CompareLimits(_Strict):
     min_area_px: int = Field(default=3, ge=1, description="smaller blobs are noise")
     group_px: int = Field(default=0, ge=0, le=16, description="defect pixels this close form one region")
     box_pad_px: int = Field(default=0, ge=0, le=32, description="margin added around each region's box")
+    local_grid: int = Field(default=0, ge=0, le=8, description="non-rigid touch-up tiles per side (0: rigid only)")
     mass_at: float = Field(gt=0.0, description="blob mass (sum of excess contrast, contrast*px) scoring 0.5")
     tight_factor: float = Field(default=0.5, gt=0.0, le=1.0, description="limits scale by this inside tight masks")
     max_dark_fraction: float = Field(default=0.98, gt=0.0, le=1.0, description="blank-frame limit")

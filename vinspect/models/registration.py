@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from vinspect.errors import FrameRejected
 
-__all__ = ["Alignment", "Bounds", "Pyramid", "register", "warp_to_reference"]
+__all__ = ["Alignment", "Bounds", "LocalGrid", "Pyramid", "register", "warp_to_reference"]
 
 ALIGNMENT = "alignment"
 _ECC_ITERATIONS = 20
@@ -154,3 +154,51 @@ def warp_to_reference(image: npt.NDArray[np.uint8], al: Alignment) -> tuple[npt.
     covered = np.zeros((h, w), dtype=np.uint8)
     cv2.fillConvexPoly(covered, polygon, 255)
     return warped, covered
+
+
+class LocalGrid:
+    """Non-rigid touch-up after the rigid warp: per-tile residual shifts, smoothly interpolated.
+
+    Boards are not rigid on camera (lens distortion, stretched film, local etching): after the
+    best rigid warp, traces in one corner can still sit 1-3 px off. Each of ``grid`` x ``grid``
+    tiles is phase-correlated (1/2 scale, Hann window) with the reference; shifts with a weak peak
+    or beyond ``max_px`` count as zero; the field is interpolated bilinearly between tile centres
+    and applied with ``cv2.remap``. Tiles are large against a defect, so a defect does not move
+    its tile. Built once per reference.
+    """
+
+    def __init__(self, reference: npt.NDArray[np.uint8], *, grid: int, max_px: float = 3.0,
+                 min_response: float = 0.05) -> None:
+        h, w = reference.shape
+        self.grid, self.max_px, self.min_response = grid, max_px, min_response
+        half = np.asarray(cv2.resize(reference.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+        self.tile = (half.shape[0] // grid, half.shape[1] // grid)
+        self.ref_tiles = [half[r * self.tile[0]:(r + 1) * self.tile[0], c * self.tile[1]:(c + 1) * self.tile[1]]
+                          for r in range(grid) for c in range(grid)]
+        self.window = np.asarray(cv2.createHanningWindow((self.tile[1], self.tile[0]), cv2.CV_32F))
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.base = np.ascontiguousarray(np.dstack([xs, ys]))
+        self.shape = (h, w)
+
+    def residuals(self, warped: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Per-tile (dx, dy) in full-scale pixels: where each reference tile sits in ``warped``."""
+        h, w = self.shape
+        half = np.asarray(cv2.resize(warped.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+        th, tw = self.tile
+        field = np.zeros((self.grid, self.grid, 2), dtype=np.float32)
+        for i, ref in enumerate(self.ref_tiles):
+            r, c = divmod(i, self.grid)
+            (dx, dy), response = cv2.phaseCorrelate(ref, half[r * th:(r + 1) * th, c * tw:(c + 1) * tw], self.window)
+            if response >= self.min_response and math.hypot(dx, dy) * 2.0 <= self.max_px:
+                field[r, c] = (2.0 * dx, 2.0 * dy)
+        return field
+
+    def apply(self, warped: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """``warped`` with its residual shifts taken out."""
+        field = self.residuals(warped)
+        if not field.any():
+            return warped
+        h, w = self.shape
+        dense = np.asarray(cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+        return np.asarray(cv2.remap(warped, cv2.add(self.base, dense), None, cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8)

@@ -94,3 +94,23 @@ def test_empty_or_wrong_size_mask_is_refused(board: np.ndarray) -> None:
         _model(board, ignore_mask=np.zeros_like(board))
     with pytest.raises(ModelError, match="tight mask is 10x10"):
         _model(board, tight_mask=np.ones((10, 10), np.uint8))
+
+
+def test_local_grid_takes_out_residual_shifts(board: np.ndarray) -> None:
+    import cv2
+
+    from vinspect.models.registration import LocalGrid
+
+    grid = LocalGrid(board, grid=4)
+    shifted = cv2.warpAffine(board, np.float32([[1, 0, 1.5], [0, 1, -2.0]]), board.shape[::-1],
+                             borderMode=cv2.BORDER_REPLICATE)
+    before = np.abs(shifted.astype(int) - board).mean()
+    after = np.abs(grid.apply(shifted).astype(int) - board).mean()
+    assert after < before / 3
+
+
+def test_non_rigid_touch_up_keeps_good_parts_good_and_defects_found(board: np.ndarray) -> None:
+    touched = LIMITS.model_copy(update={"local_grid": 4})
+    assert _model(board, touched).run(apply_change(board, LINE)).score < 0.5
+    defective, _ = inject_defect(board, "short", seed=5)
+    assert _model(board, touched).run(apply_change(defective, LINE)).score >= 0.5
