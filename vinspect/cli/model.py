@@ -14,6 +14,7 @@ import numpy as np
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
 from vinspect.errors import ConfigError, ImageDecodeError
+from vinspect.models.reference_spec import REFERENCE_NAME, ReferenceSpec
 from vinspect.models.registry import ModelRegistry
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.gating import policy_for
@@ -150,8 +151,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _any_part(bundle_dir: Path) -> str | None:
+    """A part number of a reference bundle (pairs bring their own templates; the limits are shared)."""
+    try:
+        spec = ReferenceSpec.model_validate_json((bundle_dir / REFERENCE_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None  # load_bundle reports what is wrong
+    return spec.parts[0].part_number
+
+
 def _eval_pairs(args: argparse.Namespace, index: DatasetIndex) -> int:
-    bundle = load_bundle(args.model, threads=args.threads, part_number=args.part_number)
+    part = args.part_number or _any_part(args.model)
+    bundle = load_bundle(args.model, threads=args.threads, part_number=part)
     if bundle.manifest.task != "reference":
         raise ConfigError(f"{args.data}: template/test pairs are evaluated with a reference bundle; "
                           f"{args.model} is a {bundle.manifest.task} bundle")
