@@ -20,7 +20,7 @@ from vinspect.models.reference_spec import RegionCodes
 
 __all__ = ["FEATURE_NAMES", "CodeTable", "classify", "region_features"]
 
-FEATURE_NAMES = ("polarity", "log_area", "log_mass", "fill", "elongation", "d_bright", "d_dark")
+FEATURE_NAMES = ("polarity", "log_area", "log_mass", "fill", "elongation", "d_bright", "d_dark", "on_bright")
 _PAD = 4
 
 
@@ -45,13 +45,12 @@ def region_features(*, box: tuple[int, int, int, int], blob: npt.NDArray[np.bool
     h_img, w_img = ref_bright.shape
     cy0, cy1, cx0, cx1 = max(y0 - _PAD, 0), min(y1 + _PAD, h_img), max(x0 - _PAD, 0), min(x1 + _PAD, w_img)
     ref = np.ascontiguousarray(ref_bright[cy0:cy1, cx0:cx1])
-    test = ref.copy()
-    inner = test[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
-    inner[blob] = test_bright[y0:y1, x0:x1][blob]
+    test = np.ascontiguousarray(test_bright[cy0:cy1, cx0:cx1])
     d_bright = _components(test) - _components(ref)
     d_dark = _components(1 - test) - _components(1 - ref)
+    on_bright = float(ref_bright[y0:y1, x0:x1][blob].mean())
     return [p / max(p + n, 1e-6), math.log1p(area), math.log1p((p + n) / 255.0), area / (w * h),
-            abs(math.log(w / h)), float(np.clip(d_bright, -2, 2)), float(np.clip(d_dark, -2, 2))]
+            abs(math.log(w / h)), float(np.clip(d_bright, -2, 2)), float(np.clip(d_dark, -2, 2)), on_bright]
 
 
 class CodeTable:
