@@ -28,6 +28,7 @@ from vinspect.dataset.layouts import DatasetIndex, Sample, open_dataset
 from vinspect.dataset.linechange import LineChange, apply_change
 from vinspect.errors import DatasetError, ModelError
 from vinspect.models.manifest import (
+    MODEL_NAME,
     CalibrationEvidence,
     GoldenSample,
     InputSpec,
@@ -38,6 +39,7 @@ from vinspect.models.manifest import (
 )
 from vinspect.models.reference_spec import (
     REFERENCE_NAME,
+    AnomalyCompanion,
     CompareLimits,
     PartReference,
     PinnedFile,
@@ -63,6 +65,7 @@ class ReferenceBundleOptions:
     ignore_masks: dict[str, Path] = field(default_factory=dict)
     tight_masks: dict[str, Path] = field(default_factory=dict)
     part_number: str = "part"
+    anomaly_bundle: Path | None = None
     config: ReferenceTrainConfig = field(default_factory=ReferenceTrainConfig)
 
 
@@ -201,9 +204,24 @@ def _self_check(tmp: Path, manifest: ModelManifest, *, part_number: str) -> Mode
     return manifest.model_copy(update={"golden_samples": tuple(scored)})
 
 
+def _companion(tmp: Path, bundle_dir: Path) -> AnomalyCompanion:
+    """Copy a verified anomaly bundle's graph into ``tmp/anomaly`` with its own limits."""
+    from vinspect.models.runtime import load_bundle
+
+    anomaly = load_bundle(bundle_dir)  # refuses edited or incompatible bundles
+    m = anomaly.manifest
+    if m.task == "reference":
+        raise ModelError(f"{bundle_dir}: --with-anomaly takes an anomaly bundle, not a reference bundle")
+    (tmp / "anomaly").mkdir()
+    shutil.copyfile(bundle_dir / MODEL_NAME, tmp / "anomaly" / MODEL_NAME)
+    return AnomalyCompanion(file=f"anomaly/{MODEL_NAME}", sha256=m.sha256, channels=m.input.channels,
+                            fail_at=m.thresholds.fail_at, map_at=m.thresholds.map_at, source=f"{m.name}@{m.version}")
+
+
 def _write(learnt: _Learnt, tmp: Path, opts: ReferenceBundleOptions) -> ModelManifest:
     refs = _references(opts, {s.stem: s.reference_path for s in learnt.train if s.reference_path is not None})
-    spec = ReferenceSpec(parts=_parts(tmp, refs, opts), limits=learnt.limits, codes=learnt.codes)
+    companion = _companion(tmp, opts.anomaly_bundle) if opts.anomaly_bundle else None
+    spec = ReferenceSpec(parts=_parts(tmp, refs, opts), limits=learnt.limits, codes=learnt.codes, anomaly=companion)
     text = json.dumps(spec.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
     (tmp / REFERENCE_NAME).write_text(text, encoding="utf-8")
     golden = _golden(tmp, next(iter(refs.values())), learnt.limits) if len(refs) == 1 else []

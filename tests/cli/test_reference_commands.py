@@ -110,3 +110,35 @@ def test_reference_bundle_installs_in_registry_and_verifies(ref_bundle: Path, tm
     (installed / "reference.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ModelIntegrityError, match=r"reference\.json: sha256"):
         load_bundle(installed)
+
+
+def test_reference_bundle_with_anomaly_model_fails_on_either_signal(tiny_bundle: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from vinspect.pipeline.gating import policy_for, self_test
+    from vinspect.pipeline.judge import judge_image
+
+    data = write_pairs(tmp_path / "pairs", n_good=4, n_defect_each=4, seed=0)
+    out = tmp_path / "combo"
+    assert main(["train", "--task", "reference", "--data", str(data), "--out", str(out), "--name", "combo",
+                 "--version", "1", "--with-anomaly", str(tiny_bundle)]) == 0
+    bundle = load_bundle(out)
+    policy = policy_for(bundle)
+    assert self_test(bundle) is None
+    board = draw_board(0)
+    good = judge_image(apply_change(board, LINE), bundle=bundle, policy=policy)
+    assert good.decision.verdict.value == "PASS"
+    defect, _ = inject_defect(board, "open", seed=11)
+    caught = judge_image(apply_change(defect, LINE), bundle=bundle, policy=policy)
+    assert caught.decision.verdict.value == "FAIL" and caught.prediction is not None
+    assert caught.prediction.regions[0].label != "anomaly"
+    washed = np.where(board > 128, 255, 160).astype(np.uint8)  # far brighter: only the anomaly model objects
+    assert bundle.model.reference.run(washed[:, :, None]).score < 0.5  # type: ignore[union-attr]
+    flagged = judge_image(washed, bundle=bundle, policy=policy)
+    assert flagged.decision.verdict.value == "FAIL" and flagged.prediction is not None
+    assert any(r.label == "anomaly" for r in flagged.prediction.regions)
+    assert flagged.prediction.anomaly_map is not None and flagged.prediction.anomaly_map.shape == board.shape
+    onnx = out / "anomaly" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        load_bundle(out)

@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        help="(reference task) regions to ignore (non-zero pixels)")
     train.add_argument("--tight-mask", action="append", default=[], metavar="PART=MASK",
                        help="(reference task) regions with tighter limits (non-zero pixels)")
+    train.add_argument("--with-anomaly", type=Path, default=None, metavar="BUNDLE",
+                       help="(reference task) also carry this anomaly bundle: a part fails on either signal")
     train.add_argument("--part-number", default="part",
                        help="(reference task) part number when every pair shares one template")
     train.set_defaults(handler=_train)
@@ -100,7 +102,8 @@ def _train_reference(args: argparse.Namespace) -> int:
     opts = ReferenceBundleOptions(name=args.name, version=args.version, part_number=args.part_number,
                                   references=_pairs_arg(args.reference, "--reference"),
                                   ignore_masks=_pairs_arg(args.ignore_mask, "--ignore-mask"),
-                                  tight_masks=_pairs_arg(args.tight_mask, "--tight-mask"))
+                                  tight_masks=_pairs_arg(args.tight_mask, "--tight-mask"),
+                                  anomaly_bundle=args.with_anomaly)
     m = train_reference_bundle(args.data, args.out, opts=opts)
     t = m.training.metrics
     sys.stdout.write(

@@ -6,6 +6,7 @@ A reference bundle is a directory::
     reference.json        this schema: parts, registration bounds, comparison limits, region codes
     reference/<pn>.png    the golden image of each part number (sha256 pinned here)
     reference/<pn>_ignore.png, reference/<pn>_tight.png   optional tolerance masks (pinned)
+    anomaly/model.onnx    optional anomaly model judged beside the reference (pinned here)
     golden/*.png          golden samples for the start-up self-test
 
 The manifest pins this file and this file pins every image, so an edited or missing golden image
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "REFERENCE_NAME",
+    "AnomalyCompanion",
     "CompareLimits",
     "PartReference",
     "PinnedFile",
@@ -86,6 +88,17 @@ class RegionCodes(_Strict):
     k: int = Field(default=5, ge=1)
 
 
+class AnomalyCompanion(_Strict):
+    """An anomaly model carried beside the reference (a part fails on either signal)."""
+
+    file: str = Field(pattern=r"^anomaly/model\.onnx$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    channels: Literal[1, 3]
+    fail_at: float = Field(gt=0.0, description="the anomaly model's own calibrated FAIL level")
+    map_at: float = Field(gt=0.0, description="the anomaly model's own region level")
+    source: str = Field(description="name@version of the anomaly bundle it came from")
+
+
 class ReferenceSpec(_Strict):
     """Everything the runtime needs to inspect parts against their golden references."""
 
@@ -94,6 +107,7 @@ class ReferenceSpec(_Strict):
     registration: RegistrationBounds = RegistrationBounds()
     limits: CompareLimits
     codes: RegionCodes | None = None
+    anomaly: AnomalyCompanion | None = None
 
     def part(self, part_number: str | None) -> PartReference:
         """The reference for ``part_number``; with None, the bundle's only reference.

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vinspect.errors import ModelError, ModelIntegrityError
+from vinspect.models.combined import CombinedModel
 from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
 from vinspect.models.output import RawOutput
 from vinspect.models.reference import ReferenceModel, load_reference_model
@@ -107,7 +108,7 @@ class Bundle:
 
     path: Path
     manifest: ModelManifest
-    model: OnnxModel | ReferenceModel
+    model: OnnxModel | ReferenceModel | CombinedModel
 
     @property
     def ref(self) -> ModelRef:
@@ -132,9 +133,14 @@ def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None =
     if not bundle_dir.is_dir():
         raise ModelError(f"{bundle_dir}: model bundle not found")
     manifest = read_manifest(bundle_dir)
-    model: OnnxModel | ReferenceModel
+    model: OnnxModel | ReferenceModel | CombinedModel
     if manifest.task == "reference":
-        model = load_reference_model(bundle_dir, expected_sha256=manifest.sha256, part_number=part_number)
+        reference = load_reference_model(bundle_dir, expected_sha256=manifest.sha256, part_number=part_number)
+        companion = reference.spec.anomaly
+        model = reference
+        if companion is not None:
+            onnx = OnnxModel(bundle_dir / companion.file, expected_sha256=companion.sha256, threads=threads)
+            model = CombinedModel(reference, onnx, companion)
     else:
         model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
     if manifest.labels and manifest.task == "anomaly":

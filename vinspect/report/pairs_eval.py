@@ -23,6 +23,7 @@ from tqdm import tqdm
 from vinspect.dataset.images import read_image
 from vinspect.dataset.layouts import Sample
 from vinspect.models.calibration import auroc, false_reject_rate_at_zero_escape
+from vinspect.models.combined import CombinedModel
 from vinspect.models.reference import ReferenceModel
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
@@ -62,7 +63,7 @@ def sample_cases(samples: Iterable[Sample]) -> Iterable[PairCase]:
 def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: DecisionPolicy,
                    progress: bool = False) -> dict[str, Any]:
     """Judge every case and summarise (see the module docstring)."""
-    if not isinstance(bundle.model, ReferenceModel):
+    if not isinstance(bundle.model, ReferenceModel | CombinedModel):
         raise TypeError("evaluate_pairs needs a reference bundle")
     base = bundle.model
     good_scores: list[float] = []
