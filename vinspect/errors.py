@@ -13,7 +13,9 @@ chained with ``raise ... from exc``::
     │   ├── CameraDisconnected the device went away (unplug, invalid handle)
     │   └── FeatureMissing     a required GenICam feature the device lacks
     ├── ModelError             bundle missing, tampered, incompatible or failing at run time
-    │   └── ModelIntegrityError sha256 mismatch, pickle, edited manifest
+    │   ├── ModelIntegrityError sha256 mismatch, pickle, edited manifest
+    │   └── FrameRejected      a frame the model refuses to judge (wrong size, blank, unregistrable);
+    │                          its ``reason`` becomes the FAIL reason (``alignment``, ``frame_size``, ...)
     ├── SignalError            line output failures
     │   └── PlcUnreachable     the PLC/broker cannot be reached
     ├── StoreError             the NCR/inspection store cannot read or write
@@ -31,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "FeatureMissing",
+    "FrameRejected",
     "ImageDecodeError",
     "ModelError",
     "ModelIntegrityError",
@@ -80,6 +83,21 @@ class ModelError(VinspectError):
 
 class ModelIntegrityError(ModelError):
     """A bundle whose bytes do not match its manifest, or that is not plain ONNX."""
+
+
+class FrameRejected(ModelError):
+    """A frame the model cannot judge; ``reason`` is the short FAIL reason recorded with the part.
+
+    Args:
+        reason: machine-readable reason (``alignment``, ``frame_size``, ``blank_frame``,
+            ``saturated_frame``).
+        detail: what was measured and which limit it broke.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class SignalError(VinspectError):

@@ -48,9 +48,11 @@ StationSourceConfig = Annotated[
 
 
 class ModelByPath(_Strict):
-    """A bundle folder (model.onnx + manifest.json + golden/)."""
+    """A bundle folder (model.onnx + manifest.json + golden/). ``part_number`` picks the golden
+    reference of a reference bundle (default: the bundle's only one)."""
 
     path: Path
+    part_number: str | None = None
 
 
 class ModelByName(_Strict):
@@ -59,6 +61,7 @@ class ModelByName(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     version: str = "active"
+    part_number: str | None = None
 
 
 class PolicyConfig(_Strict):
@@ -197,7 +200,7 @@ class StationConfig(_Strict):
             heartbeat_ms=self.signal.heartbeat_ms, degraded_after_faults=p.degraded_after_faults,
             max_parts=max_parts, critical_sinks=frozenset(s.kind for s in self.sinks if s.critical),
             overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper()),
-            require_golden=p.require_golden, ort_threads=self.ort_threads)
+            require_golden=p.require_golden, ort_threads=self.ort_threads, part_number=self.model.part_number)
 
 
 def _problems(exc: ValidationError) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from vinspect.dataset.layouts import open_dataset
 from vinspect.dataset.synth import DEFECT_KINDS, write_dataset
+from vinspect.dataset.synth_pcb import SYNTH_KINDS, write_pairs
 from vinspect.dataset.validate import validate_dataset
 
 __all__ = ["register"]
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     synth.add_argument("--good", type=int, default=200, help="good parts")
     synth.add_argument("--defects", type=int, default=20, help="parts per defect kind")
     synth.add_argument("--kinds", default=",".join(DEFECT_KINDS), help="comma-separated defect kinds")
-    synth.add_argument("--layout", choices=["classes", "mvtec"], default="classes")
+    synth.add_argument("--layout", choices=["classes", "mvtec", "pairs"], default="classes",
+                       help="pairs: PCB-like template/test pairs of one board for the reference task")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth)
     check = verbs.add_parser("validate", help="decode every image and mask; list every bad file")
@@ -32,6 +34,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.layout == "pairs":
+        root = write_pairs(args.out, n_good=args.good, n_defect_each=args.defects, seed=args.seed)
+        sys.stdout.write(f"wrote {args.good} good and {args.defects * len(SYNTH_KINDS)} defective board pairs "
+                         f"({', '.join(SYNTH_KINDS)}) to {root}\n")
+        return 0
     kinds = tuple(k for k in args.kinds.split(",") if k)
     root = write_dataset(args.out, n_good=args.good, n_defect_each=args.defects, layout=args.layout,
                          kinds=kinds, seed=args.seed)

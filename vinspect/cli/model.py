@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
-from vinspect.dataset.layouts import open_dataset
+from vinspect.dataset.layouts import DatasetIndex, open_dataset
 from vinspect.errors import ConfigError, ImageDecodeError
+from vinspect.models.reference_spec import REFERENCE_NAME, ReferenceSpec
 from vinspect.models.registry import ModelRegistry
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.gating import policy_for
@@ -21,6 +22,7 @@ from vinspect.pipeline.judge import Judgement, judge_image
 from vinspect.report.evaluate import score_samples, summarize
 from vinspect.report.html import write_report
 from vinspect.report.overlay import render_overlay
+from vinspect.report.pairs_eval import evaluate_pairs, sample_cases
 from vinspect.settings import load_settings
 
 __all__ = ["register"]
@@ -36,6 +38,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
     train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
+                       help="reference: golden-reference inspection from template/test pairs")
+    train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
+                       help="(reference task) golden image of a part number; repeatable")
+    train.add_argument("--ignore-mask", action="append", default=[], metavar="PART=MASK",
+                       help="(reference task) regions to ignore (non-zero pixels)")
+    train.add_argument("--tight-mask", action="append", default=[], metavar="PART=MASK",
+                       help="(reference task) regions with tighter limits (non-zero pixels)")
+    train.add_argument("--with-anomaly", type=Path, default=None, metavar="BUNDLE",
+                       help="(reference task) also carry this anomaly bundle: a part fails on either signal")
+    train.add_argument("--part-number", default="part",
+                       help="(reference task) part number when every pair shares one template")
     train.set_defaults(handler=_train)
 
     ev = sub.add_parser("eval", help="measure a bundle on a dataset (AUROC, F1, false rejects, latency)")
@@ -45,6 +59,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ev.add_argument("--report", type=Path, default=None, help="write an HTML report into this folder")
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--part-number", default=None, help="reference bundles: the golden reference to load")
     ev.set_defaults(handler=_eval)
 
     ins = sub.add_parser("inspect", help="judge image files or folders: verdict, score, defect, latency")
@@ -53,6 +68,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ins.add_argument("--heatmaps", type=Path, default=None, help="write heatmap overlays into this folder")
     ins.add_argument("--json", type=Path, default=None, help="write per-image results as JSON")
     ins.add_argument("--threads", type=int, default=1)
+    ins.add_argument("--part-number", default=None, help="reference bundles: which golden reference (default: "
+                                                          "the bundle's only one)")
     ins.set_defaults(handler=_inspect)
 
     models = sub.add_parser("models", help="list, install and activate registered model versions")
@@ -69,7 +86,36 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     activate.set_defaults(handler=_models_activate)
 
 
+def _pairs_arg(items: list[str], flag: str) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        part, sep, path = item.partition("=")
+        if not sep or not part or not path:
+            raise ConfigError(f"{flag} {item!r}: expected PART=PATH")
+        out[part] = Path(path)
+    return out
+
+
+def _train_reference(args: argparse.Namespace) -> int:
+    from training.reference_bundle import ReferenceBundleOptions, train_reference_bundle
+
+    opts = ReferenceBundleOptions(name=args.name, version=args.version, part_number=args.part_number,
+                                  references=_pairs_arg(args.reference, "--reference"),
+                                  ignore_masks=_pairs_arg(args.ignore_mask, "--ignore-mask"),
+                                  tight_masks=_pairs_arg(args.tight_mask, "--tight-mask"),
+                                  anomaly_bundle=args.with_anomaly)
+    m = train_reference_bundle(args.data, args.out, opts=opts)
+    t = m.training.metrics
+    sys.stdout.write(
+        f"wrote {args.out} ({m.name} {m.version}, reference); train pairs after line-like changes: box recall "
+        f"{t['train_box_recall']:.1%}, false boxes/image {t['train_false_boxes_per_image']:.3f}, false-reject rate "
+        f"{t['train_false_reject_rate']:.1%}; defect codes: {', '.join(m.labels) or 'none'}\n")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.task == "reference":
+        return _train_reference(args)
     try:
         from training.bundle import train_bundle
         from training.config import load_config
@@ -90,9 +136,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    index = open_dataset(args.data)
+    if index.layout == "pairs":
+        return _eval_pairs(args, index)
     bundle = load_bundle(args.model, threads=args.threads)
     policy = policy_for(bundle)
-    index = open_dataset(args.data)
     scored = score_samples(index.test_samples(), bundle=bundle, policy=policy, progress=not args.no_progress)
     summary = summarize(scored, bundle=bundle, policy=policy)
     summary["dataset"] = {"root": str(index.root), "layout": index.layout}
@@ -103,6 +151,46 @@ def _eval(args: argparse.Namespace) -> int:
         page = write_report(args.report, summary=summary, scored=scored, level=bundle.manifest.thresholds.map_at)
         sys.stdout.write(f"report: {page}\n")
     _print_summary(summary)
+    return 0
+
+
+def _any_part(bundle_dir: Path) -> str | None:
+    """A part number of a reference bundle (pairs bring their own templates; the limits are shared)."""
+    try:
+        spec = ReferenceSpec.model_validate_json((bundle_dir / REFERENCE_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None  # load_bundle reports what is wrong
+    return spec.parts[0].part_number
+
+
+def _eval_pairs(args: argparse.Namespace, index: DatasetIndex) -> int:
+    part = args.part_number or _any_part(args.model)
+    bundle = load_bundle(args.model, threads=args.threads, part_number=part)
+    if bundle.manifest.task != "reference":
+        raise ConfigError(f"{args.data}: template/test pairs are evaluated with a reference bundle; "
+                          f"{args.model} is a {bundle.manifest.task} bundle")
+    summary = evaluate_pairs(sample_cases(index.test_samples()), bundle=bundle, policy=policy_for(bundle),
+                             progress=not args.no_progress)
+    summary["dataset"] = {"root": str(index.root), "layout": index.layout}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    op, lat = summary["operating_point"], summary["latency_ms"]
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    sys.stdout.write(
+        f"{summary['n_good']} good, {summary['n_defect']} defective, {summary['n_boxes']} boxes | AUROC "
+        f"{f(summary['auroc'])} | box recall {f(op['box_recall'])} at {f(op['false_boxes_per_image'])} false "
+        f"boxes/image | escape rate {f(op['escape_rate'])} | reasons {summary['reasons']}\n")
+    for label, rate in summary["recall_per_type"].items():
+        sys.stdout.write(f"  {label}: {rate:.1%} of boxes found\n")
+    if summary["defect_code_accuracy"] is not None:
+        sys.stdout.write(f"defect code right on {summary['defect_code_accuracy']:.1%} of the boxes found\n")
+    if lat["n"]:
+        sys.stdout.write(f"latency ms (registration included, decode excluded): p50 {lat['p50']:.2f}  "
+                         f"p99 {lat['p99']:.2f}\n")
     return 0
 
 
@@ -136,7 +224,7 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.model, threads=args.threads)
+    bundle = load_bundle(args.model, threads=args.threads, part_number=args.part_number)
     policy = policy_for(bundle)
     results, latencies = [], []
     for path in _image_files(args.paths):

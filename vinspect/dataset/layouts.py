@@ -4,6 +4,9 @@
   Its own train/test folders are the split.
 * ``magnetic-tile``: ``<class>/<stem>.jpg`` with the mask ``<class>/<stem>.png`` (optionally
   under ``dev/``); the good class is ``MT_Free``. Split by :func:`vinspect.dataset.split.split_of`.
+* ``pairs``: template/test pairs with box files (DeepPCB; see :mod:`vinspect.dataset.pairs`). Each
+  sample is a pair's test image, with its template as ``reference_path`` and its boxes; a pair
+  with an empty box file is a good part. Split 50/50 by the DeepPCB card's rule.
 * ``classes``: plain class folders ``good/`` and ``<defect>/`` of images. Training learns from
   every image (holding out its own validation part); evaluation scores every image.
 
@@ -19,12 +22,13 @@ from pathlib import Path
 from typing import Literal
 
 from vinspect.dataset.images import IMAGE_SUFFIXES
+from vinspect.dataset.pairs import Box, find_pairs, is_pairs_folder
 from vinspect.dataset.split import split_of
 from vinspect.errors import DatasetError
 
 __all__ = ["DatasetIndex", "Layout", "Sample", "open_dataset"]
 
-Layout = Literal["mvtec", "magnetic-tile", "classes"]
+Layout = Literal["mvtec", "magnetic-tile", "classes", "pairs"]
 SampleSplit = Literal["train", "test", "all"]
 _MT_GOOD = "MT_Free"
 
@@ -39,6 +43,8 @@ class Sample:
     stem: str
     split: SampleSplit
     mask_path: Path | None = None
+    reference_path: Path | None = None
+    boxes: tuple[Box, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +55,7 @@ class DatasetIndex:
     layout: Layout
     good_label: str
     samples: tuple[Sample, ...]
+    issues: tuple[tuple[Path, str], ...] = ()
 
     def train_samples(self) -> list[Sample]:
         """Samples a model may learn from (``all`` for class folders)."""
@@ -79,9 +86,13 @@ def open_dataset(root: Path) -> DatasetIndex:
         return _index("magnetic-tile", root, _MT_GOOD, _magnetic_tile(mt_root))
     if (root / "good").is_dir():
         return _index("classes", root, "good", _classes(root))
+    pairs_folder = is_pairs_folder(root)
+    if pairs_folder is not None:
+        return _pairs(root, pairs_folder)
     raise DatasetError(
         f"{root}: not a dataset: expected MVTec AD (train/good + test/), magnetic-tile "
-        f"({_MT_GOOD}/ beside defect folders) or class folders (good/ beside defect folders)"
+        f"({_MT_GOOD}/ beside defect folders), class folders (good/ beside defect folders) or "
+        f"template/test pairs (<id>_temp.jpg, <id>_test.jpg, <id>.txt)"
     )
 
 
@@ -141,3 +152,19 @@ def _classes(root: Path) -> list[Sample]:
             samples.append(Sample(path=p, label=cls.name, is_good=cls.name == "good", stem=p.stem,
                                   split="all", mask_path=mask if mask.is_file() else None))
     return samples
+
+
+def _pairs(root: Path, folder: Path) -> DatasetIndex:
+    pairs, issues = find_pairs(folder)
+    samples = []
+    for p in pairs:
+        labels = [b.label for b in p.boxes]
+        label = max(sorted(set(labels)), key=labels.count) if labels else "good"
+        samples.append(Sample(path=p.test, label=label, is_good=not p.boxes, stem=p.pair_id,
+                              split="train" if p.split == "train" else "test", reference_path=p.template,
+                              boxes=p.boxes))
+    if not samples:
+        raise DatasetError(f"{folder}: no complete template/test pair with a box file"
+                           + (f" ({len(issues)} problem(s), first: {issues[0][0]}: {issues[0][1]})" if issues else ""))
+    samples.sort(key=lambda s: (s.split, s.stem))
+    return DatasetIndex(root=root, layout="pairs", good_label="good", samples=tuple(samples), issues=tuple(issues))

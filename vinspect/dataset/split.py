@@ -13,7 +13,7 @@ Split = Literal["train", "test"]
 TRAIN_PERCENT = 70
 
 
-def split_of(stem: str) -> Split:
+def split_of(stem: str, *, train_percent: int = TRAIN_PERCENT) -> Split:
     """Return the split a file with this stem (name without extension) belongs to."""
     bucket = int(hashlib.sha256(("split:" + stem).encode()).hexdigest(), 16) % 100
-    return "train" if bucket < TRAIN_PERCENT else "test"
+    return "train" if bucket < train_percent else "test"

@@ -6,6 +6,10 @@ A bundle is a directory::
     manifest.json     this schema
     golden/*.png      golden samples the station self-tests with at start-up
 
+A ``reference`` bundle (golden-reference inspection) carries ``reference.json`` and
+``reference/*.png`` instead of ``model.onnx`` (see :mod:`vinspect.models.reference_spec`); its
+``sha256`` pins ``reference.json``, which pins every golden image and mask.
+
 The ONNX graph contract (checked at load by ``vinspect.models.runtime``):
 
 * input ``image``: uint8, shape ``[H, W, C]`` with ``C = input.channels`` (1 or 3) and any H, W
@@ -36,6 +40,7 @@ __all__ = [
     "ModelManifest",
     "Thresholds",
     "TrainingInfo",
+    "model_file",
     "read_manifest",
     "write_manifest",
 ]
@@ -43,6 +48,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
+REFERENCE_TASK_FILE = "reference.json"
 
 
 class _Strict(BaseModel):
@@ -116,13 +122,18 @@ class ModelManifest(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of model.onnx")
-    task: Literal["anomaly", "anomaly+classifier"]
+    task: Literal["anomaly", "anomaly+classifier", "reference"]
     input: InputSpec
     labels: tuple[str, ...] = Field(description="defect classes, in defect_probs order")
     thresholds: Thresholds
     golden_samples: tuple[GoldenSample, ...] = ()
     training: TrainingInfo
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def model_file(manifest: ModelManifest) -> str:
+    """The bundle file ``manifest.sha256`` pins: ``reference.json`` or ``model.onnx``."""
+    return REFERENCE_TASK_FILE if manifest.task == "reference" else MODEL_NAME
 
 
 def read_manifest(bundle_dir: Path) -> ModelManifest:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vinspect.errors import ModelError
-from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
+from vinspect.models.manifest import ModelManifest, model_file, read_manifest
 from vinspect.models.runtime import sha256_file
 
 __all__ = ["ModelRegistry", "RegistryEntry"]
@@ -41,9 +41,10 @@ class ModelRegistry:
     def install(self, bundle_dir: Path, *, activate: bool = False) -> RegistryEntry:
         """Copy a verified bundle into the registry (refusing to overwrite a version)."""
         manifest = read_manifest(bundle_dir)
-        actual = sha256_file(bundle_dir / MODEL_NAME) if (bundle_dir / MODEL_NAME).is_file() else "missing"
+        pinned = bundle_dir / model_file(manifest)
+        actual = sha256_file(pinned) if pinned.is_file() else "missing"
         if actual != manifest.sha256:
-            raise ModelError(f"{bundle_dir}: model.onnx sha256 {actual} does not match the manifest")
+            raise ModelError(f"{bundle_dir}: {pinned.name} sha256 {actual} does not match the manifest")
         dest = self.root / manifest.name / manifest.version
         if dest.exists():
             raise ModelError(f"{dest}: version {manifest.version} of {manifest.name} is already installed")
@@ -58,7 +59,7 @@ class ModelRegistry:
 
     def activate(self, name: str, version: str) -> None:
         """Point ``ACTIVE`` at an installed version, atomically."""
-        if not (self.root / name / version / MODEL_NAME).is_file():
+        if not (self.root / name / version / "manifest.json").is_file():
             raise ModelError(f"{self.root / name / version}: no such installed version")
         pointer = self.root / name / ACTIVE_NAME
         tmp = pointer.with_name(f".{ACTIVE_NAME}.tmp")

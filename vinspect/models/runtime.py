@@ -16,7 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from vinspect.errors import ModelError, ModelIntegrityError
+from vinspect.models.combined import CombinedModel
 from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
+from vinspect.models.output import RawOutput
+from vinspect.models.reference import ReferenceModel, load_reference_model
 from vinspect.types import ModelRef
 
 __all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle", "sha256_file"]
@@ -26,15 +29,6 @@ logger = logging.getLogger(__name__)
 _OUTPUTS = ("score", "anomaly_map", "defect_probs")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RawOutput:
-    """The graph's three outputs for one image."""
-
-    score: float
-    anomaly_map: npt.NDArray[np.float32]
-    defect_probs: npt.NDArray[np.float32]
 
 
 def sha256_file(path: Path) -> str:
@@ -114,7 +108,7 @@ class Bundle:
 
     path: Path
     manifest: ModelManifest
-    model: OnnxModel
+    model: OnnxModel | ReferenceModel | CombinedModel
 
     @property
     def ref(self) -> ModelRef:
@@ -123,8 +117,11 @@ class Bundle:
         return ModelRef(name=m.name, version=m.version, sha256=m.sha256)
 
 
-def load_bundle(bundle_dir: Path, *, threads: int = 1) -> Bundle:
+def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None = None) -> Bundle:
     """Load and verify a bundle directory (manifest schema, sha256, graph contract).
+
+    A ``reference`` bundle loads the golden reference of ``part_number`` (None: its only one),
+    every file checked against its pinned sha256.
 
     Raises:
         ModelError: missing/invalid manifest or model, incompatible graph.
@@ -136,8 +133,17 @@ def load_bundle(bundle_dir: Path, *, threads: int = 1) -> Bundle:
     if not bundle_dir.is_dir():
         raise ModelError(f"{bundle_dir}: model bundle not found")
     manifest = read_manifest(bundle_dir)
-    model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
-    if manifest.labels and manifest.task != "anomaly+classifier":
+    model: OnnxModel | ReferenceModel | CombinedModel
+    if manifest.task == "reference":
+        reference = load_reference_model(bundle_dir, expected_sha256=manifest.sha256, part_number=part_number)
+        companion = reference.spec.anomaly
+        model = reference
+        if companion is not None:
+            onnx = OnnxModel(bundle_dir / companion.file, expected_sha256=companion.sha256, threads=threads)
+            model = CombinedModel(reference, onnx, companion)
+    else:
+        model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
+    if manifest.labels and manifest.task == "anomaly":
         raise ModelError(f"{bundle_dir}: manifest lists defect labels but task is {manifest.task!r}")
     logger.info("model loaded", extra={"model": manifest.name, "version": manifest.version})
     return Bundle(path=bundle_dir, manifest=manifest, model=model)

@@ -101,7 +101,7 @@ def self_test(bundle: Bundle, *, require_golden: bool = True) -> str | None:
 
 
 def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool = True,
-                threads: int = 1) -> GateResult:
+                threads: int = 1, part_number: str | None = None) -> GateResult:
     """Load, verify and self-test a bundle; never raises for a bad model.
 
     Args:
@@ -109,10 +109,12 @@ def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool =
             ModelError is reported as the reason.
         require_golden: a bundle without golden samples fails the gate.
         threads: ONNX Runtime intra-op threads.
+        part_number: reference bundles: the golden reference to judge against (None: the
+            bundle's only one).
     """
     try:
         path = bundle_dir() if callable(bundle_dir) else bundle_dir
-        bundle = load_bundle(path, threads=threads)
+        bundle = load_bundle(path, threads=threads, part_number=part_number)
     except ModelError as exc:
         return GateResult(bundle=None, reason=f"model refused: {exc}")
     problem = self_test(bundle, require_golden=require_golden)

@@ -2,7 +2,9 @@
 
 `vinspect inspect`, `vinspect eval`, replay and the station loop all call it, so a part is judged
 the same way everywhere. Any exception in preprocess, inference or postprocess becomes the
-policy's error verdict with reason ``error:<Class>``; it is never a PASS.
+policy's error verdict with reason ``error:<Class>``; it is never a PASS. A frame the model
+refuses (:class:`~vinspect.errors.FrameRejected`: wrong size, blank, saturated, unregistrable) is
+a FAIL with the model's own reason (``frame_size``, ``blank_frame``, ``alignment``, ...).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from vinspect.errors import FrameRejected
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy, decide
 from vinspect.pipeline.postprocess import to_prediction
@@ -66,6 +69,9 @@ def judge_image(
         inf = clock()
         prediction = to_prediction(raw, manifest=bundle.manifest, model=bundle.ref,
                                    image_hw=(int(image.shape[0]), int(image.shape[1])))
+    except FrameRejected as exc:  # the model refused the frame: FAIL with its reason, no traceback
+        fault, error = exc.reason, str(exc)
+        logger.warning("frame rejected: %s", exc, extra={"fault": fault})
     except Exception as exc:  # inspection boundary: any failure must still produce a verdict
         fault = f"error:{type(exc).__name__}"
         error = str(exc)

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vinspect.models.manifest import ModelManifest
-from vinspect.models.runtime import RawOutput
+from vinspect.models.output import RawOutput
 from vinspect.types import ModelRef, Prediction, Region
 
 __all__ = ["to_prediction"]
@@ -29,8 +29,13 @@ def to_prediction(
     probs = {label: float(p) for label, p in zip(manifest.labels, raw.defect_probs, strict=False)}
     rejected = math.isfinite(raw.score) and raw.score >= manifest.thresholds.review_at
     code = None
-    if rejected:
+    if rejected and raw.regions:  # a model that measures its own regions names the worst one
+        code = raw.regions[0].label
+    elif rejected:
         code = max(probs, key=lambda k: probs[k]) if probs else "unknown_anomaly"
+    if raw.regions is not None:
+        return Prediction(model=model, score=raw.score, anomaly_map=raw.anomaly_map, regions=raw.regions,
+                          defect_probs=probs, defect_code=code)
     regions = _regions(raw.anomaly_map, level=manifest.thresholds.map_at, image_hw=image_hw, label=code or "anomaly")
     return Prediction(model=model, score=raw.score, anomaly_map=raw.anomaly_map, regions=regions,
                       defect_probs=probs, defect_code=code)

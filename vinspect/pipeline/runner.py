@@ -75,6 +75,7 @@ class PipelineConfig:
     require_golden: bool = True
     swap_poll_s: float = 0.5
     ort_threads: int = 1
+    part_number: str | None = None
 
 
 class InspectionPipeline:
@@ -325,7 +326,8 @@ class InspectionPipeline:
                 path = self._watch.poll()
                 if path is None:
                     continue
-                gate = gate_bundle(path, require_golden=self.config.require_golden, threads=self.config.ort_threads)
+                gate = gate_bundle(path, require_golden=self.config.require_golden, threads=self.config.ort_threads,
+                                   part_number=self.config.part_number)
                 if gate.bundle is None:
                     self.books.count("swaps_refused")
                     self._alarm(f"hot swap refused: {gate.reason}")
