@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AuditRecordPublic",
@@ -96,6 +96,12 @@ class ReviewCreate(_In):
     investigation_notes: str = Field(default="", max_length=2000)
     password: str = Password
 
+    @model_validator(mode="after")
+    def _no_code_on_false_reject(self) -> ReviewCreate:
+        if self.decision == "FALSE_REJECT" and self.defect_code:
+            raise ValueError("defect_code: a false reject records no defect code (the part is good)")
+        return self
+
 
 class DispositionCreate(_In):
     """A disposition, signed (meaning DISPOSITION) by re-entering the password."""
@@ -172,6 +178,9 @@ class QueueItemPublic(_Out):
     station_id: str
     part_id: str | None
     detected_at: str | None
+    ncr_number: str | None = None
+    score: float | None = None
+    defect_code: str | None = None
 
 
 class QueuePublic(_Out):

@@ -73,6 +73,9 @@ class QueueEntry:
     station_id: str
     part_id: str | None
     detected_at: datetime | None
+    ncr_number: str | None = None      # NCRs only
+    score: float | None = None         # NCRs only (a PASS sample is audited blind)
+    defect_code: str | None = None     # the machine's code, NCRs only
 
 
 def active_admin_exists(*, session: Session) -> bool:
@@ -100,17 +103,18 @@ def _ncr_entries(session: Session, *, limit: int) -> list[QueueEntry]:
     status = status_subquery()
     reviewed = select(NcrEvent.ncr_id).where(NcrEvent.kind == "REVIEWED")
     disputed = select(AuditRecord.entity_id).where(AuditRecord.action == "ncr.dispute", AuditRecord.entity == "ncr")
-    stmt = (select(NcrRecord, InspectionRecord.verdict, InspectionRecord.part_id)
+    stmt = (select(NcrRecord, InspectionRecord.verdict, InspectionRecord.part_id, InspectionRecord.score)
             .join(status, status.c.ncr_id == NcrRecord.id)
             .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
             .where(status.c.status.in_(_OPEN), NcrRecord.id.not_in(reviewed),
                    or_(InspectionRecord.verdict == "REVIEW", NcrRecord.ncr_uuid.in_(disputed)))
             .order_by(NcrRecord.ncr_seq).limit(limit))
     entries = []
-    for ncr, verdict, part_id in session.execute(stmt):
+    for ncr, verdict, part_id, score in session.execute(stmt):
         entries.append(QueueEntry(
             kind="ncr", id=ncr.ncr_uuid, reason="REVIEW band" if verdict == "REVIEW" else "disputed FAIL",
-            station_id=ncr.station_id, part_id=part_id or ncr.serial_number, detected_at=ncr.detected_at))
+            station_id=ncr.station_id, part_id=part_id or ncr.serial_number, detected_at=ncr.detected_at,
+            ncr_number=ncr.ncr_number, score=score, defect_code=ncr.defect_code))
     return entries
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from vinspect.api.deps import (
@@ -38,21 +38,41 @@ from vinspect.store.canonical import format_utc
 from vinspect.store.db import session_scope
 from vinspect.store.lifecycle import verify_signature
 from vinspect.store.ncr import NcrFilter, NcrStatus
-from vinspect.store.repository import count_ncrs, get_ncr
+from vinspect.store.repository import count_ncrs, get_ncr, resolve_ncr
 from vinspect.store.review_queries import DbSession, actor_names, audit_for_ncr, ncr_summaries
 
-__all__ = ["NcrUuid", "load_ncr", "router"]
+__all__ = ["NcrUuid", "StatusFilter", "load_ncr", "router"]
 
 router = APIRouter()
-NcrUuid = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="the NCR's uuid")]
+NCR_REF_PATTERN = r"^(?:[0-9a-f-]{36}|[Nn][Cc][Rr]-\d{4}-\d{1,12})$"
+
+
+def _ncr_uuid_of(
+    ncr_uuid: Annotated[str, Path(pattern=NCR_REF_PATTERN,
+                                  description="the NCR's uuid or its number (NCR-2026-000001)")],
+    services: ServicesDep,
+) -> str:
+    """The uuid of the NCR a path names by uuid or by number. An unknown number is passed on as
+    it is, so the route's own permission check runs first and then answers 404."""
+    if not ncr_uuid.upper().startswith("NCR-"):
+        return ncr_uuid
+    with session_scope(services.store.engine, readonly=True) as db:
+        return resolve_ncr(ncr_uuid.upper(), session=db) or ncr_uuid
+
+
+NcrUuid = Annotated[str, Depends(_ncr_uuid_of)]
 API_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "not signed in"}, 403: {"description": "forbidden, CSRF, or signature refused"},
     404: {"description": "no such NCR"}, 409: {"description": "not allowed in the NCR's status"},
 }
 StatusName = Literal["OPEN", "CONTAINED", "UNDER_REVIEW", "DISPOSITIONED", "CLOSED", "VOID"]
+# "" is what a form's "any" option sends: the same as leaving the filter out.
+StatusFilter = Annotated[StatusName | Literal[""] | None, Query(description="NCR status; empty or absent: any")]
+Text64 = Annotated[str | None, Query(max_length=64)]
+Time = Annotated[datetime | None, Query()]
 
 
-def _filters(status: StatusName | None, station_id: str | None, defect_code: str | None,
+def _filters(status: str | None, station_id: str | None, defect_code: str | None,
              since: datetime | None, until: datetime | None) -> NcrFilter:
     def utc(value: datetime | None) -> datetime | None:
         if value is None or value.tzinfo is not None:
@@ -72,17 +92,10 @@ def load_ncr(db: DbSession, ncr_uuid: str) -> dict[str, Any]:
     return doc
 
 
-class _Query:
-    status = Query(default=None)
-    text = Query(default=None, max_length=64)
-    time = Query(default=None)
-
-
 @router.get("/api/v1/ncrs", tags=["ncrs"], responses=API_RESPONSES)
 def api_list_ncrs(db: ReadSession, _user: Viewer,
-                  status: StatusName | None = _Query.status, station_id: str | None = _Query.text,
-                  defect_code: str | None = _Query.text, since: datetime | None = _Query.time,
-                  until: datetime | None = _Query.time, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  status: StatusFilter = None, station_id: Text64 = None, defect_code: Text64 = None,
+                  since: Time = None, until: Time = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> NcrsPublic:
     """NCRs in number order, filtered."""
     filters = _filters(status, station_id, defect_code, since, until)
@@ -142,8 +155,7 @@ def api_dispute(ncr_uuid: NcrUuid, body: DisputeCreate, request: Request, servic
 
 @router.get("/ncrs", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def ncrs_page(request: Request, services: ServicesDep, db: ReadSession,
-              user: Viewer, status: StatusName | None = _Query.status,
-              station_id: str | None = _Query.text, defect_code: str | None = _Query.text,
+              user: Viewer, status: StatusFilter = None, station_id: Text64 = None, defect_code: Text64 = None,
               page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
     """NCR list with filters."""
     filters = _filters(status, station_id, defect_code, None, None)
