@@ -243,9 +243,13 @@ def evidence_is_referenced(sha256: str, *, session: Session) -> bool:
 
 
 def audit_rows(*, session: Session, entity: str | None = None, entity_id: str | None = None,
-               actor: str | None = None, limit: int = 200, offset: int = 0) -> list[AuditRecord]:
-    """Audit rows, newest first, optionally for one entity or actor."""
+               actor: str | None = None, action: str | None = None, limit: int = 200,
+               offset: int = 0) -> list[AuditRecord]:
+    """Audit rows, newest first, optionally for one entity, actor or action (``ncr.*``: a prefix)."""
     stmt = select(AuditRecord).order_by(AuditRecord.seq.desc())
+    if action is not None:
+        stmt = stmt.where(AuditRecord.action.startswith(action[:-1], autoescape=True) if action.endswith("*")
+                          else AuditRecord.action == action)
     if entity is not None:
         stmt = stmt.where(AuditRecord.entity == entity)
     if entity_id is not None:
@@ -253,6 +257,15 @@ def audit_rows(*, session: Session, entity: str | None = None, entity_id: str | 
     if actor is not None:
         stmt = stmt.where(AuditRecord.actor == actor)
     return list(session.scalars(stmt.limit(limit).offset(offset)))
+
+
+def ncr_numbers(uuids: Sequence[str], *, session: Session) -> dict[str, str]:
+    """uuid → NCR number for the NCRs among ``uuids`` (to show people numbers, not uuids)."""
+    wanted = sorted(set(uuids))
+    if not wanted:
+        return {}
+    return dict(session.execute(select(NcrRecord.ncr_uuid, NcrRecord.ncr_number)
+                                .where(NcrRecord.ncr_uuid.in_(wanted))).tuples())
 
 
 def audit_for_ncr(ncr_uuid: str, *, session: Session) -> list[AuditRecord]:

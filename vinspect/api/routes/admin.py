@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -12,7 +13,8 @@ from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
 from vinspect.api.routes.ncrs import _audit_public
 from vinspect.api.schemas import AuditRecordsPublic, DisputeCreate, UserCreate, UserPublic, UsersPublic
 from vinspect.api.workflow import deactivate_user, detail_text, new_user
-from vinspect.store.review_queries import actor_names, audit_rows
+from vinspect.store.repository import resolve_ncr
+from vinspect.store.review_queries import actor_names, audit_for_ncr, audit_rows, ncr_numbers
 from vinspect.store.users import User, list_users
 
 __all__ = ["router"]
@@ -40,12 +42,31 @@ def api_audit(db: ReadSession, _user: Auditor, entity: Text64 = None, entity_id:
     return AuditRecordsPublic(data=[_audit_public(r) for r in rows])
 
 
+AUDIT_PAGE_ROWS = 50
+
+
 @router.get("/audit", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def audit_page(request: Request, services: ServicesDep, db: ReadSession, user: Auditor, entity: Text64 = None,
-               entity_id: Text64 = None) -> HTMLResponse:
-    """The audit trail (newest 200 rows, filterable)."""
-    rows = audit_rows(session=db, entity=entity or None, entity_id=entity_id or None, limit=200)
-    context = {"rows": rows, "entity": entity or "", "entity_id": entity_id or "", "names": actor_names(session=db)}
+               entity_id: Text64 = None, action: Text64 = None, ncr: Text64 = None,
+               page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
+    """The audit trail, newest first, 50 rows a page; filter by entity, action (``ncr.*``) or one NCR
+    (its number or uuid: the NCR, its events and its signatures)."""
+    filters = {"entity": entity or "", "entity_id": entity_id or "", "action": action or "", "ncr": ncr or ""}
+    if ncr:
+        uuid = resolve_ncr(ncr.strip().upper() if ncr.strip().upper().startswith("NCR-") else ncr.strip(),
+                           session=db)
+        every = audit_for_ncr(uuid, session=db)[::-1] if uuid else []
+        every = [r for r in every if not action or r.action == action
+                 or (action.endswith("*") and r.action.startswith(action[:-1]))]
+        rows = every[(page - 1) * AUDIT_PAGE_ROWS:page * AUDIT_PAGE_ROWS + 1]
+    else:
+        rows = audit_rows(session=db, entity=entity or None, entity_id=entity_id or None, action=action or None,
+                          limit=AUDIT_PAGE_ROWS + 1, offset=(page - 1) * AUDIT_PAGE_ROWS)
+    more, rows = len(rows) > AUDIT_PAGE_ROWS, rows[:AUDIT_PAGE_ROWS]
+    numbers = ncr_numbers([r.entity_id for r in rows if r.entity == "ncr"], session=db)
+    query = urlencode({k: v for k, v in filters.items() if v})
+    context = {"rows": rows, "f": filters, "names": actor_names(session=db), "numbers": numbers, "page": page,
+               "more": more, "query": query}
     return render(request, "audit.html", context=context, user=user)
 
 

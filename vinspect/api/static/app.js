@@ -192,13 +192,19 @@
     const age = document.getElementById("station-age");
     const body = document.querySelector("#station-rows tbody");
 
+    function readable(value) {
+      // Four significant digits, like the server-rendered page (no 36.188438500000004).
+      if (typeof value === "number" && !Number.isInteger(value)) { return String(Number(value.toPrecision(4))); }
+      return JSON.stringify(value);
+    }
+
     function flatten(value, prefix, rows, depth) {
       if (value && typeof value === "object" && !Array.isArray(value) && depth < 4) {
         Object.keys(value).sort().forEach(function (k) {
           flatten(value[k], prefix ? prefix + "." + k : k, rows, depth + 1);
         });
       } else {
-        rows.push([prefix, typeof value === "string" ? value : JSON.stringify(value)]);
+        rows.push([prefix, typeof value === "string" ? value : readable(value)]);
       }
       return rows;
     }
@@ -214,7 +220,7 @@
               return o && typeof o === "object" ? o[k] : undefined;
             }, s.snapshot);
             el.textContent = value === undefined || value === null ? "—"
-              : (typeof value === "number" ? String(Math.round(value * 100) / 100) : String(value));
+              : (typeof value === "number" ? readable(value) : String(value));
           });
           age.textContent = s.age_s === null ? "station not running" : "updated " + s.age_s + " s ago";
           body.replaceChildren.apply(body, flatten(s.snapshot, "", [], 0).map(function (row) {
