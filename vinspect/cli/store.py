@@ -114,7 +114,8 @@ def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.set_defaults(handler=_ncr_show)
     export = _common(verbs.add_parser("export", help="JSON, CSV or JSON Lines (schema ncr-v1)"))
     _filters(export)
-    export.add_argument("--format", choices=[f.value for f in ExportFormat], default="json")
+    export.add_argument("--format", choices=[f.value for f in ExportFormat], default="json",
+                        help="file format (default json)")
     export.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     export.set_defaults(handler=_ncr_export)
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add = verbs.add_parser("add", help="create an account (password read from the terminal or stdin)")
     add.add_argument("username")
     add.add_argument("--display-name", required=True, help="full name, printed on e-signatures")
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--role", required=True, choices=ROLES, help="what the account may do in the web app")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     add.set_defaults(handler=_users_add)

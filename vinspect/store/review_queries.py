@@ -264,8 +264,8 @@ def ncr_numbers(uuids: Sequence[str], *, session: Session) -> dict[str, str]:
     wanted = sorted(set(uuids))
     if not wanted:
         return {}
-    return dict(session.execute(select(NcrRecord.ncr_uuid, NcrRecord.ncr_number)
-                                .where(NcrRecord.ncr_uuid.in_(wanted))).tuples())
+    rows = session.execute(select(NcrRecord.ncr_uuid, NcrRecord.ncr_number).where(NcrRecord.ncr_uuid.in_(wanted)))
+    return {str(uuid): str(number) for uuid, number in rows}
 
 
 def audit_for_ncr(ncr_uuid: str, *, session: Session) -> list[AuditRecord]:

@@ -57,7 +57,7 @@ def api_logout(request: Request, services: ServicesDep, handle: SessionDep, _csr
 
 
 @router.get("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def login_page(request: Request, services: ServicesDep, next: str = "/queue") -> HTMLResponse:
+def login_page(request: Request, services: ServicesDep, next: str = "/") -> HTMLResponse:
     """The sign-in form."""
     if bootstrap_pending(services.data_dir):
         return redirect("/setup")  # type: ignore[return-value]
@@ -67,7 +67,7 @@ def login_page(request: Request, services: ServicesDep, next: str = "/queue") ->
 @router.post("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def login_form(request: Request, services: ServicesDep, handle: SessionDep, _csrf: CsrfChecked,
                username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=256)],
-               next: Annotated[str, Form(max_length=300)] = "/queue") -> Response:
+               next: Annotated[str, Form(max_length=300)] = "/") -> Response:
     """Sign in from the form; failures re-show it with a generic message."""
     try:
         log_in(services, handle, username=username, password=password, source=client_source(request))

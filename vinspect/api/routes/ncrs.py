@@ -67,7 +67,7 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 StatusName = Literal["OPEN", "CONTAINED", "UNDER_REVIEW", "DISPOSITIONED", "CLOSED", "VOID"]
 # "" is what a form's "any" option sends: the same as leaving the filter out.
-StatusFilter = Annotated[StatusName | Literal[""] | None, Query(description="NCR status; empty or absent: any")]
+StatusFilter = Annotated[Literal[StatusName, ""] | None, Query(description="NCR status; empty or absent: any")]
 Text64 = Annotated[str | None, Query(max_length=64)]
 Time = Annotated[datetime | None, Query()]
 
