@@ -201,3 +201,10 @@ def test_favicon_is_served(client_for: Client) -> None:
     client, _ = client_for(None)
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_review_page_has_a_heatmap_legend_on_the_fixed_scale(client_for: Client, seeded: Seeded) -> None:
+    reviewer, _ = client_for("reviewer")
+    page = reviewer.get(f"/review/{seeded.review[0].ncr_uuid}").text
+    legend = page.split('id="heat-legend"', 1)[1].split("</div>\n  <p", 1)[0]
+    assert "review 0.55" in legend and "fail 0.71" in legend and ">1.06<" in legend  # 1.5 x fail

@@ -67,6 +67,12 @@
     stage.addEventListener("dragstart", function (event) { event.preventDefault(); });
   }
 
+  // Heatmap legend: place each tick at its share of the colour scale (no inline styles: CSP).
+  document.querySelectorAll(".legend [data-at]").forEach(function (tick) {
+    const at = Math.min(1, Math.max(0, Number(tick.dataset.at) || 0));
+    tick.style.left = (at * 100).toFixed(2) + "%";
+  });
+
   function toggleHeat() {
     if (!heat) { return; }
     heat.hidden = !heat.hidden;
