@@ -208,3 +208,18 @@ def test_review_page_has_a_heatmap_legend_on_the_fixed_scale(client_for: Client,
     page = reviewer.get(f"/review/{seeded.review[0].ncr_uuid}").text
     legend = page.split('id="heat-legend"', 1)[1].split("</div>\n  <p", 1)[0]
     assert "review 0.55" in legend and "fail 0.71" in legend and ">1.06<" in legend  # 1.5 x fail
+
+
+def test_wrong_password_on_a_disposition_keeps_the_form(client_for: Client, seeded: Seeded) -> None:
+    qe, token = client_for("quality_engineer")
+    ncr = seeded.review[0].ncr_uuid
+    qe.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": token},
+            json={"decision": "CONFIRMED_DEFECT", "reason": "scratch seen", "password": PASSWORD})
+    response = qe.post(f"/ncrs/{ncr}/disposition", data={
+        "csrf_token": token, "code": "USE_AS_IS", "quantity": "3", "justification": "cosmetic only, per MRB-7",
+        "design_authority_approval_ref": "DA-77", "password": "not my password"})
+    assert response.status_code == 403
+    text = response.text
+    assert 'id="form-error">Disposition not signed: signature refused' in text
+    assert '<option value="USE_AS_IS" selected>' in text and ">cosmetic only, per MRB-7</textarea>" in text
+    assert 'value="DA-77"' in text and 'name="quantity" value="3"' in text

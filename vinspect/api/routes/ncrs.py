@@ -166,19 +166,26 @@ def ncrs_page(request: Request, services: ServicesDep, db: ReadSession,
     return render(request, "ncrs.html", context=context, user=user)
 
 
+DISPOSITION_CODES = ["USE_AS_IS", "REWORK", "REPAIR", "SCRAP", "RETURN_TO_SUPPLIER", "REGRADE"]
+
+
 @router.get("/ncrs/{ncr_uuid}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def ncr_page(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, db: ReadSession,
              user: Viewer) -> HTMLResponse:
     """NCR detail: original, current state, signatures, history and (for QE/admin) the audit trail."""
     try:
-        doc = load_ncr(db, ncr_uuid)
+        context = _ncr_context(db, ncr_uuid, user)
     except HTTPException as exc:
         return error_page(request, exc, user=user)
+    return render(request, "ncr.html", context=context, user=user)
+
+
+def _ncr_context(db: DbSession, ncr_uuid: str, user: Any) -> dict[str, Any]:
+    doc = load_ncr(db, ncr_uuid)
     trail = audit_for_ncr(ncr_uuid, session=db) if allowed(user.role, Permission.AUDIT) else None
     image, heatmap = evidence_of(doc)
-    context = {"ncr": doc, "audit": trail, "image": image, "heatmap": heatmap, "names": actor_names(session=db),
-               "codes": ["USE_AS_IS", "REWORK", "REPAIR", "SCRAP", "RETURN_TO_SUPPLIER", "REGRADE"]}
-    return render(request, "ncr.html", context=context, user=user)
+    return {"ncr": doc, "audit": trail, "image": image, "heatmap": heatmap, "names": actor_names(session=db),
+            "codes": DISPOSITION_CODES, "kept": {}}
 
 
 @router.post("/ncrs/{ncr_uuid}/disposition", tags=["pages"], response_class=HTMLResponse,
@@ -191,20 +198,28 @@ def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
                      design_authority_approval_ref: Annotated[str, Form(max_length=200)] = "",
                      customer_concession_ref: Annotated[str, Form(max_length=200)] = "",
                      rework_instruction_ref: Annotated[str, Form(max_length=200)] = "") -> Response:
-    """Apply a signed disposition from the NCR page."""
+    """Apply a signed disposition from the NCR page; a refusal shows the page again with the error
+    and every field as entered (only the password is cleared)."""
+    fields = {"code": code, "quantity": quantity, "justification": justification,
+              "design_authority_approval_ref": design_authority_approval_ref,
+              "customer_concession_ref": customer_concession_ref, "rework_instruction_ref": rework_instruction_ref}
     try:
         body = DispositionCreate.model_validate({
-            "code": code, "quantity": quantity, "justification": justification, "password": password,
-            "design_authority_approval_ref": design_authority_approval_ref or None,
+            **fields, "password": password, "design_authority_approval_ref": design_authority_approval_ref or None,
             "customer_concession_ref": customer_concession_ref or None,
             "rework_instruction_ref": rework_instruction_ref or None})
         dispose(services, user, ncr_uuid, body, source=client_source(request))
-    except ValueError as exc:
-        flash(request, f"Disposition refused: {str(exc).splitlines()[0]}")
-    except HTTPException as exc:
-        flash(request, f"Disposition refused: {detail_text(exc)}")
-    else:
-        flash(request, f"Disposition {code} signed.")
+    except (ValueError, HTTPException) as exc:
+        message = detail_text(exc) if isinstance(exc, HTTPException) else str(exc).splitlines()[0]
+        status = exc.status_code if isinstance(exc, HTTPException) else 422
+        try:
+            with session_scope(services.store.engine, readonly=True) as db:
+                context = _ncr_context(db, ncr_uuid, user)
+        except HTTPException as missing:
+            return error_page(request, missing, user=user)
+        context.update({"error": f"Disposition not signed: {message}", "kept": fields})
+        return render(request, "ncr.html", context=context, user=user, status_code=status)
+    flash(request, f"Disposition {code} signed.")
     return redirect(f"/ncrs/{ncr_uuid}")
 
 
