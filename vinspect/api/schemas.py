@@ -29,7 +29,10 @@ __all__ = [
     "SignaturePublic",
     "StationStatusPublic",
     "UserCreate",
+    "UserPasswordCreate",
     "UserPublic",
+    "UserRoleCreate",
+    "UserUnlockCreate",
     "UsersPublic",
 ]
 
@@ -84,6 +87,25 @@ class UserCreate(_In):
     display_name: str = Field(min_length=1, max_length=200)
     role: RoleName
     password: str = Field(min_length=1, max_length=256)
+
+
+class UserUnlockCreate(_In):
+    """An admin clears an account's failed sign-ins, signed with the admin's own password."""
+
+    reason: Reason = Text
+    password: str = Password
+
+
+class UserPasswordCreate(UserUnlockCreate):
+    """An admin sets a new password for an account (its sessions end)."""
+
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class UserRoleCreate(UserUnlockCreate):
+    """An admin gives an account another role (its sessions end)."""
+
+    role: RoleName
 
 
 class ReviewCreate(_In):

@@ -35,7 +35,7 @@ from vinspect.store.ncr import (
     Role,
 )
 from vinspect.store.repository import get_ncr_status
-from vinspect.store.review_queries import active_admin_exists, count_recent, get_inspection
+from vinspect.store.review_queries import active_admin_exists, count_recent, get_inspection, last_unlock
 from vinspect.store.users import User, create_user, get_user, set_user_active
 
 __all__ = [
@@ -66,6 +66,8 @@ def detail_text(exc: HTTPException) -> str:
 def _locked(services: Services, username: str) -> bool:
     since = datetime.now(UTC) - timedelta(seconds=services.options.lockout_window_s)
     with session_scope(services.store.engine, readonly=True) as session:
+        unlocked = last_unlock(session=session, username=username[:64])  # an admin's unlock clears earlier failures
+        since = max(since, unlocked) if unlocked is not None else since
         failures = count_recent(session=session, action="login.failure", entity="login",
                                 entity_id=username[:64], since=since)
     return failures >= services.options.lockout_failures

@@ -14,6 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
+from vinspect.cli.accounts import register_verbs
 from vinspect.errors import ConfigError
 from vinspect.settings import Settings, load_settings
 
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     add.set_defaults(handler=_users_add)
+    register_verbs(verbs)  # unlock, reset-password, set-role (vinspect/cli/accounts.py)
 
 
 def _port(text: str) -> int:

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import Engine, and_, func, or_, select
@@ -89,6 +89,13 @@ def count_recent(*, session: Session, action: str, entity: str, entity_id: str, 
     return int(session.scalar(select(func.count()).select_from(AuditRecord).where(
         AuditRecord.entity == entity, AuditRecord.entity_id == entity_id,
         AuditRecord.action == action, AuditRecord.at >= since)) or 0)
+
+
+def last_unlock(*, session: Session, username: str) -> datetime | None:
+    """When an admin last unlocked sign-in for ``username`` (failures before it no longer count)."""
+    at = session.scalar(select(func.max(AuditRecord.at)).where(
+        AuditRecord.action == "login.unlock", AuditRecord.entity == "login", AuditRecord.entity_id == username))
+    return None if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
 
 
 def is_sampled(inspection_id: str, rate: float) -> bool:

@@ -8,10 +8,20 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from vinspect.api.deps import Auditor, CsrfChecked, ReadSession, ServicesDep, UserAdmin
+from vinspect.api.accounts import change_role, reset_password, unlock_login
+from vinspect.api.deps import Auditor, CsrfChecked, ReadSession, ServicesDep, UserAdmin, client_source
 from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
 from vinspect.api.routes.ncrs import _audit_public
-from vinspect.api.schemas import AuditRecordsPublic, DisputeCreate, UserCreate, UserPublic, UsersPublic
+from vinspect.api.schemas import (
+    AuditRecordsPublic,
+    DisputeCreate,
+    UserCreate,
+    UserPasswordCreate,
+    UserPublic,
+    UserRoleCreate,
+    UsersPublic,
+    UserUnlockCreate,
+)
 from vinspect.api.workflow import deactivate_user, detail_text, new_user
 from vinspect.store.repository import resolve_ncr
 from vinspect.store.review_queries import actor_names, audit_for_ncr, audit_rows, ncr_numbers
@@ -25,6 +35,7 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such user"}, 409: {"description": "conflict"}, 422: {"description": "invalid"},
 }
 Text64 = Annotated[str | None, Query(max_length=64)]
+UserId = Annotated[int, Path(ge=1, le=2**31)]
 
 
 def _public(user: User) -> UserPublic:
@@ -120,6 +131,72 @@ def deactivate_form(user_id: Annotated[int, Path(ge=1, le=2**31)], request: Requ
     try:
         gone = deactivate_user(services, user, user_id, reason)
         flash(request, f"Deactivated {gone.username}.")
+    except HTTPException as exc:
+        flash(request, f"Refused: {detail_text(exc)}")
+    return redirect("/users")
+
+
+@router.post("/api/v1/users/{user_id}/unlock", tags=["users"], responses=API_RESPONSES)
+def api_unlock_user(user_id: UserId, body: UserUnlockCreate, request: Request, services: ServicesDep,
+                    user: UserAdmin, _csrf: CsrfChecked) -> UserPublic:
+    """Clear an account's failed sign-ins (signed with the admin's password; audited with the reason)."""
+    return _public(unlock_login(services, user, user_id, reason=body.reason, password=body.password,
+                                source=client_source(request)))
+
+
+@router.post("/api/v1/users/{user_id}/password", tags=["users"], responses=API_RESPONSES)
+def api_reset_password(user_id: UserId, body: UserPasswordCreate, request: Request, services: ServicesDep,
+                       user: UserAdmin, _csrf: CsrfChecked) -> UserPublic:
+    """Set a new password (policy enforced; signed; audited; the account's sessions end, its lockout clears)."""
+    return _public(reset_password(services, user, user_id, new_password=body.new_password, reason=body.reason,
+                                  password=body.password, source=client_source(request)))
+
+
+@router.post("/api/v1/users/{user_id}/role", tags=["users"], responses=API_RESPONSES)
+def api_change_role(user_id: UserId, body: UserRoleCreate, request: Request, services: ServicesDep,
+                    user: UserAdmin, _csrf: CsrfChecked) -> UserPublic:
+    """Give an account another role (signed; audited; the account's sessions end)."""
+    return _public(change_role(services, user, user_id, role=body.role, reason=body.reason, password=body.password,
+                               source=client_source(request)))
+
+
+Reason = Annotated[str, Form(max_length=2000)]
+Secret = Annotated[str, Form(max_length=256)]
+
+
+@router.post("/users/{user_id}/unlock", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def unlock_form(user_id: UserId, request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
+                reason: Reason = "", password: Secret = "") -> Response:
+    """Unlock sign-in from the users page."""
+    try:
+        done = unlock_login(services, user, user_id, reason=reason, password=password, source=client_source(request))
+        flash(request, f"Unlocked sign-in for {done.username} (signed).")
+    except HTTPException as exc:
+        flash(request, f"Refused: {detail_text(exc)}")
+    return redirect("/users")
+
+
+@router.post("/users/{user_id}/password", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def password_form(user_id: UserId, request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
+                  new_password: Secret = "", reason: Reason = "", password: Secret = "") -> Response:
+    """Reset a password from the users page."""
+    try:
+        done = reset_password(services, user, user_id, new_password=new_password, reason=reason, password=password,
+                              source=client_source(request))
+        flash(request, f"New password set for {done.username} (signed); their sessions ended.")
+    except HTTPException as exc:
+        flash(request, f"Refused: {detail_text(exc)}")
+    return redirect("/users")
+
+
+@router.post("/users/{user_id}/role", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def role_form(user_id: UserId, request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
+              role: Annotated[str, Form(max_length=32)] = "", reason: Reason = "", password: Secret = "") -> Response:
+    """Change a role from the users page."""
+    try:
+        done = change_role(services, user, user_id, role=role, reason=reason, password=password,
+                           source=client_source(request))
+        flash(request, f"{done.username} is now {done.role} (signed); their sessions ended.")
     except HTTPException as exc:
         flash(request, f"Refused: {detail_text(exc)}")
     return redirect("/users")

@@ -72,7 +72,13 @@ def login_form(request: Request, services: ServicesDep, handle: SessionDep, _csr
     try:
         log_in(services, handle, username=username, password=password, source=client_source(request))
     except HTTPException as exc:
-        return render(request, "login.html", context={"next": next, "error": detail_text(exc), "username": username},
+        message = detail_text(exc)
+        if exc.status_code == 429:
+            minutes = max(1, round(services.options.lockout_window_s / 60))
+            message = (f"Too many failed sign-ins: sign-in is locked for up to {minutes} minutes after the last "
+                       f"failed attempt. An admin can unlock it now on the Users page, or on the server with "
+                       f"`vinspect users unlock {username[:64]}`.")
+        return render(request, "login.html", context={"next": next, "error": message, "username": username},
                       status_code=exc.status_code)
     return redirect(next)
 
