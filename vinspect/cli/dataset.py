@@ -26,16 +26,29 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     synth.add_argument("--layout", choices=["classes", "mvtec"], default="classes",
                        help="class folders (good/, scratch/, ...) or MVTec AD (train/good + test/)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+    synth.add_argument("--subtle", type=_share, default=0.0, help="share of defects drawn faint, 0-1 (default 0)")
+    synth.add_argument("--dust", type=_share, default=0.0,
+                       help="share of good parts with harmless dust specks, 0-1 (default 0)")
     synth.set_defaults(handler=_synth)
     check = verbs.add_parser("validate", help="decode every image and mask; list every bad file")
     check.add_argument("data", type=Path)
     check.set_defaults(handler=_validate)
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
+
+
 def _synth(args: argparse.Namespace) -> int:
     kinds = tuple(k for k in args.kinds.split(",") if k)
     root = write_dataset(args.out, n_good=args.good, n_defect_each=args.defects, layout=args.layout,
-                         kinds=kinds, seed=args.seed)
+                         kinds=kinds, seed=args.seed, subtle=args.subtle, dust=args.dust)
     sys.stdout.write(f"wrote {args.good} good and {args.defects * len(kinds)} defective parts to {root}\n")
     return 0
 
