@@ -53,9 +53,12 @@ def _svg_roc(good: npt.NDArray[np.float64], bad: npt.NDArray[np.float64], *, fai
     if fail_at is not None and math.isfinite(fail_at):
         fx, fy = float((good >= fail_at).mean()), float((bad >= fail_at).mean())
         cx, cy = xy(fx, fy).split(",")
+        right = fx > 0.4  # keep the label inside the plot: left of the point on the right half
+        label_x = float(cx) + (-6 if right else 8)
         marker = (f'<circle cx="{cx}" cy="{cy}" r="4" fill="#264653"/>'
-                  f'<text x="{float(cx) + 8:.1f}" y="{float(cy) + 14:.1f}" font-size="10">fail_at: {fx:.1%} false '
-                  f"rejects, {fy:.1%} detected</text>")
+                  f'<text x="{label_x:.1f}" y="{float(cy) + 16:.1f}" font-size="10" '
+                  f'text-anchor="{"end" if right else "start"}">fail_at: {fx:.1%} false rejects, {fy:.1%} detected'
+                  f"</text>")
     title = f"ROC (AUROC {auroc:.3f})" if auroc is not None else "ROC"
     return (f'<svg width="{_W}" height="{_H + 14}" role="img" aria-label="ROC curve">'
             f'<text x="{_W / 2}" y="{_PAD - 10}" text-anchor="middle" font-size="12">{title}</text>'
@@ -86,13 +89,19 @@ def _svg_histograms(by_class: dict[str, list[float]], *, fail_at: float, review_
                      f'<text x="{_W * 2 - _PAD - 120}" y="{_PAD + 14 * i}" font-size="11" fill="{colour}">'
                      f"{html.escape(label)} (n={len(by_class[label])})</text>")
     # The review label sits left of its line and the fail label right of its own, on separate
-    # rows, so the two never overlap however close the thresholds are.
-    for value, name, dx, anchor, y in ((review_at, f"review_at {review_at:.3g}", -3, "end", _H - _PAD - 4),
-                                       (fail_at, f"fail_at {fail_at:.3g}", 3, "start", _H - _PAD - 18)):
+    # rows, so the two never overlap however close the thresholds are (one label when they are equal).
+    marks = [(fail_at, f"fail_at {fail_at:.3g}", _H - _PAD - 18)]
+    if review_at != fail_at:
+        marks.append((review_at, f"review_at {review_at:.3g}", _H - _PAD - 4))
+    else:
+        marks[0] = (fail_at, f"review_at = fail_at {fail_at:.3g}", _H - _PAD - 18)
+    for value, name, y in marks:
         x = _PAD + (value - lo) * sx
+        # the review label goes left of its line unless that would leave the plot
+        left = name.startswith("review_at ") and x - _PAD > 6 * len(name)
         parts.append(f'<line x1="{x:.1f}" y1="{_PAD}" x2="{x:.1f}" y2="{_H - _PAD}" stroke="#000" '
-                     f'stroke-dasharray="4 3"/><text x="{x + dx:.1f}" y="{y}" font-size="10" '
-                     f'text-anchor="{anchor}">{name}</text>')
+                     f'stroke-dasharray="4 3"/><text x="{x + (-3 if left else 3):.1f}" y="{y}" font-size="10" '
+                     f'text-anchor="{"end" if left else "start"}">{name}</text>')
     return (f'<svg width="{_W * 2}" height="{_H}" role="img" aria-label="score histograms">'
             f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W * 2 - _PAD}" y2="{_H - _PAD}" stroke="#999"/>'
             f'{"".join(parts)}<text x="{_W}" y="{_H - 5}" text-anchor="middle" font-size="11">'

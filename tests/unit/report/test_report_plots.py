@@ -31,3 +31,10 @@ def test_threshold_labels_do_not_overlap_even_when_close() -> None:
     review = re.search(r'<text x="([^"]+)" y="([^"]+)" font-size="10" text-anchor="end">review_at', svg)
     fail = re.search(r'<text x="([^"]+)" y="([^"]+)" font-size="10" text-anchor="start">fail_at', svg)
     assert review and fail and review.group(2) != fail.group(2) and len(labels) == 2
+
+
+def test_equal_thresholds_get_one_label_inside_the_plot() -> None:
+    svg = _svg_histograms({"good": [0.1, 0.2], "spot": [0.6, 0.9]}, fail_at=0.1, review_at=0.1)
+    assert svg.count("review_at = fail_at 0.1") == 1 and "review_at 0.1" not in svg
+    x = float(re.search(r'<text x="([^"]+)" y="[^"]+" font-size="10" text-anchor="start">review_at =', svg).group(1))
+    assert x > 0
