@@ -4,12 +4,21 @@ on a false reject; a wrong signing password keeps the form; the demo's role land
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery staple"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+TAKE_SHOTS = os.environ.get("VINSPECT_SCREENSHOTS") == "1"
+
+
+def _shot(page: Any, name: str) -> None:
+    if TAKE_SHOTS:
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def _login(page: Any, base: str, username: str) -> None:
@@ -43,6 +52,7 @@ def test_zoom_keeps_the_point_under_the_cursor_and_drag_pans(live_server: dict[s
     page.wait_for_timeout(300)
     zoom = float(page.get_attribute("#stage", "data-zoom") or "1")
     assert zoom > 2
+    _shot(page, "14-zoomed-at-pointer")
     after = _image_point(page, px, py)
     assert abs(after[0] - before[0]) < 0.02 and abs(after[1] - before[1]) < 0.02
     # Drag to pan: the image moves with the pointer.
@@ -84,6 +94,7 @@ def test_keyboard_signing_shows_what_is_signed(live_server: dict[str, Any], brow
     with page.expect_navigation():
         page.keyboard.press("Enter")  # outside a field, password filled: signs
     assert "Not signed: signature refused" in page.inner_text("#form-error")
+    _shot(page, "12-signing-refused-form-kept")
     assert page.input_value("#reason") == f"confirmed {code} on image"
     assert page.input_value("#defect-code") == code and page.input_value("#decision") == "CONFIRMED_DEFECT"
     assert "chosen" in (page.get_attribute("[data-decision=CONFIRMED_DEFECT]", "class") or "")
@@ -100,6 +111,7 @@ def test_error_page_has_the_menu(live_server: dict[str, Any], browser_page: Any)
     assert page.url.endswith("/users")
     page.goto(f"{base}/queue")
     assert "403" in page.inner_text("main") and page.is_visible("header nav >> text=Users")
+    _shot(page, "13-error-page")
     with page.expect_navigation():
         page.click("text=Go to your start page")
     assert page.url.endswith("/users")
