@@ -33,7 +33,7 @@ def closing_text(status: dict[str, Any], *, reconciled: bool) -> str:
                                 else f"NOT closed, discrepancy {books.get('discrepancy')}"))
     latency = status.get("latency_ms") or {}
     if latency.get("n"):
-        lines.append(f"  verdict latency, this run ({latency['n']} parts): p50 {_ms(latency.get('p50_ms'))}, "
+        lines.append(f"  verdict latency, this run ({int(latency['n'])} parts): p50 {_ms(latency.get('p50_ms'))}, "
                      f"p99 {_ms(latency.get('p99_ms'))}, max {_ms(latency.get('max_ms'))}")
     model = status.get("model")
     if model:
