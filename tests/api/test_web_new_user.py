@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from webseed import PASSWORD, Seeded, TestClient, install_models
+from webseed import PASSWORD, Seeded, TestClient, csrf_of, install_models
 
 from vinspect.store import session_scope
 from vinspect.store.audit import AuditEntry, append_audit
@@ -223,3 +223,27 @@ def test_wrong_password_on_a_disposition_keeps_the_form(client_for: Client, seed
     assert 'id="form-error">Disposition not signed: signature refused' in text
     assert '<option value="USE_AS_IS" selected>' in text and ">cosmetic only, per MRB-7</textarea>" in text
     assert 'value="DA-77"' in text and 'name="quantity" value="3"' in text
+
+
+def test_a_non_admin_account_signs_in_before_the_first_admin_exists(tmp_path: Path) -> None:
+    """The demo's quality engineer, created with `vinspect users add` before any admin."""
+    from webseed import TEST_OPTIONS, build_app, open_store
+
+    from vinspect.api.auth import PasswordService, ensure_bootstrap_secret
+    from vinspect.store.users import create_user
+
+    data = tmp_path / "fresh"
+    store = open_store(data)
+    ensure_bootstrap_secret(data)  # what `vinspect serve` does while no admin exists
+    client = TestClient(build_app(data, store), base_url="http://127.0.0.1:8600", follow_redirects=False)
+    assert client.get("/login").headers["location"] == "/setup"  # nobody at all: set up first
+    hashed = PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
+                             memory_cost_kib=TEST_OPTIONS.argon2_memory_kib).hash(PASSWORD)
+    with session_scope(store.engine) as session:
+        create_user("demo", session=session, display_name="Demo QE", role="quality_engineer",  # type: ignore[arg-type]
+                    password_hash=hashed, actor="cli:test")
+    page = client.get("/login")
+    assert page.status_code == 200 and 'id="setup-pending"' in page.text
+    signed_in = client.post("/login", data={"csrf_token": csrf_of(client), "username": "demo", "password": PASSWORD})
+    assert signed_in.status_code == 303 and client.get("/").headers["location"] == "/queue"
+    client.close()

@@ -13,7 +13,7 @@ from vinspect.api.pages import PAGE_RESPONSES, error_page, redirect, render
 from vinspect.api.schemas import LoginCreate, SessionPublic, UserCreate, UserPublic
 from vinspect.api.workflow import bootstrap_admin, detail_text, log_in, log_out
 from vinspect.store.review_queries import active_admin_exists
-from vinspect.store.users import get_user
+from vinspect.store.users import get_user, list_users
 
 __all__ = ["router"]
 
@@ -57,11 +57,13 @@ def api_logout(request: Request, services: ServicesDep, handle: SessionDep, _csr
 
 
 @router.get("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def login_page(request: Request, services: ServicesDep, next: str = "/") -> HTMLResponse:
-    """The sign-in form."""
-    if bootstrap_pending(services.data_dir):
+def login_page(request: Request, services: ServicesDep, db: ReadSession, next: str = "/") -> HTMLResponse:
+    """The sign-in form; straight to /setup only while no account exists at all (accounts made
+    with `vinspect users add` before the first admin can sign in meanwhile)."""
+    pending = bootstrap_pending(services.data_dir)
+    if pending and not list_users(session=db, include_inactive=False):
         return redirect("/setup")  # type: ignore[return-value]
-    return render(request, "login.html", context={"next": next[:300]})
+    return render(request, "login.html", context={"next": next[:300], "setup_pending": pending})
 
 
 @router.post("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
