@@ -207,7 +207,8 @@ def test_review_page_has_a_heatmap_legend_on_the_fixed_scale(client_for: Client,
     reviewer, _ = client_for("reviewer")
     page = reviewer.get(f"/review/{seeded.review[0].ncr_uuid}").text
     legend = page.split('id="heat-legend"', 1)[1].split("</div>\n  <p", 1)[0]
-    assert "review 0.55" in legend and "fail 0.71" in legend and ">1.06<" in legend  # 1.5 x fail
+    assert "review 0.55" in legend and "fail 0.71" in legend  # the scale: 0.5 x to 1.5 x fail
+    assert ">0.355<" in legend and ">1.06<" in legend and 'data-at="0.5"' in legend
 
 
 def test_wrong_password_on_a_disposition_keeps_the_form(client_for: Client, seeded: Seeded) -> None:

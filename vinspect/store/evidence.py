@@ -300,7 +300,8 @@ def encode_png(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], *, pixel_f
     return bytes(buffer)
 
 
-HEATMAP_TOP_OVER_FAIL = 1.5  # the colour scale ends at 1.5 x the fail threshold (the UI legend reads the same)
+HEATMAP_LOW_OVER_FAIL = 0.5  # the colour scale runs from 0.5 x to 1.5 x the fail threshold, so the fail
+HEATMAP_TOP_OVER_FAIL = 1.5  # level sits mid-scale (the UI legend reads the same constants)
 HEATMAP_MAX_SIDE = 1024      # longest side of a stored heatmap (the browser scales it smoothly)
 
 
@@ -309,11 +310,13 @@ def heatmap_png(anomaly_map: npt.NDArray[np.float32], *, fail_at: float | None =
                 boxes: Sequence[tuple[int, int, int, int]] = ()) -> bytes:
     """A colour heatmap of an anomaly map as an RGBA PNG to lay over the part image.
 
-    With ``fail_at`` the colour scale is fixed, 0 to ``HEATMAP_TOP_OVER_FAIL * fail_at``, so
-    heatmaps of different parts compare (the same colour is the same score); without it, the
-    map's own min-max (older callers). ``size_hw`` smooths the map up to the image's size (capped
-    at ``HEATMAP_MAX_SIDE``); low values fade out so the part stays visible, and ``boxes``
-    (image pixels) outline the defect regions. NaN and infinities show as zero.
+    With ``fail_at`` the colour scale is fixed, ``HEATMAP_LOW_OVER_FAIL`` to
+    ``HEATMAP_TOP_OVER_FAIL`` times ``fail_at``, so heatmaps of different parts compare (the same
+    colour is the same score); without it, the map's own min-max (older callers). ``size_hw``
+    smooths the map up to the image's size (capped at ``HEATMAP_MAX_SIDE``); the low fifth of the
+    scale is transparent and opacity rises towards the fail level, so the part stays visible where
+    nothing is wrong; ``boxes`` (image pixels) outline the defect regions. NaN and infinities
+    count as zero.
     """
     values = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if values.ndim == 3:
@@ -321,7 +324,7 @@ def heatmap_png(anomaly_map: npt.NDArray[np.float32], *, fail_at: float | None =
     if values.size == 0:
         values = np.zeros((1, 1), np.float32)
     if fail_at is not None and math.isfinite(fail_at) and fail_at > 0:
-        low, high = 0.0, HEATMAP_TOP_OVER_FAIL * fail_at
+        low, high = HEATMAP_LOW_OVER_FAIL * fail_at, HEATMAP_TOP_OVER_FAIL * fail_at
     else:
         low, high = float(values.min()), float(values.max())
     fraction = np.zeros(values.shape, np.float32) if high <= low else np.clip((values - low) / (high - low), 0, 1)
@@ -332,7 +335,7 @@ def heatmap_png(anomaly_map: npt.NDArray[np.float32], *, fail_at: float | None =
         fraction = np.clip(cv2.resize(fraction, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_CUBIC), 0, 1)
     level = np.round(fraction * 255.0).astype(np.uint8)
     bgr = np.asarray(cv2.applyColorMap(level, cv2.COLORMAP_JET), dtype=np.uint8)
-    alpha = np.round(np.sqrt(fraction) * 235.0).astype(np.uint8)  # near-zero scores almost transparent
+    alpha = np.round(np.clip((fraction - 0.2) / 0.5, 0.0, 1.0) * 220.0).astype(np.uint8)
     rgba = np.dstack([bgr, alpha])
     thickness = 2 if max(rgba.shape[:2]) > 400 else 1
     for x0, y0, x1, y1 in boxes:
