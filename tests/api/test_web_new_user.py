@@ -248,3 +248,11 @@ def test_a_non_admin_account_signs_in_before_the_first_admin_exists(tmp_path: Pa
     signed_in = client.post("/login", data={"csrf_token": csrf_of(client), "username": "demo", "password": PASSWORD})
     assert signed_in.status_code == 303 and client.get("/").headers["location"] == "/queue"
     client.close()
+
+
+def test_a_form_posted_after_the_session_ended_goes_to_sign_in(client_for: Client, seeded: Seeded) -> None:
+    anonymous, token = client_for(None)
+    ncr = seeded.review[0].ncr_uuid
+    response = anonymous.post(f"/review/{ncr}", data={"csrf_token": token, "decision": "NEEDS_MRB",
+                                                      "reason": "x", "password": PASSWORD})
+    assert response.status_code == 303 and response.headers["location"] == f"/login?next=%2Freview%2F{ncr}"

@@ -87,8 +87,10 @@ def _wants_html(request: Request) -> bool:
 
 def _install_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: Exception) -> Response:
-        if _wants_html(request) and request.method == "GET":
-            return login_redirect(request)
+        # A page (a form posted after the session timed out included) goes to the sign-in form,
+        # which brings the person back to the page; only the JSON API answers 401.
+        if _wants_html(request):
+            return redirect("/login?next=%2F") if request.url.path == "/logout" else login_redirect(request)
         return JSONResponse({"detail": "not signed in"}, status_code=401)
 
     # A person at a page never gets raw JSON: every error on a page path is a page with the menu.
