@@ -56,6 +56,10 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/users": {"username": "newbie", "display_name": "New Bie", "role": "operator",
                            "password": "a long enough passphrase"},
     "POST /api/v1/users/{user_id}/deactivate": {"reason": "left the company"},
+    "POST /api/v1/users/{user_id}/unlock": {"reason": "called the help desk", "password": PASSWORD},
+    "POST /api/v1/users/{user_id}/password": {"reason": "forgot it", "new_password": "another long passphrase",
+                                              "password": PASSWORD},
+    "POST /api/v1/users/{user_id}/role": {"reason": "moved to QA", "role": "reviewer", "password": PASSWORD},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /login": {"username": "operator", "password": PASSWORD},
@@ -65,6 +69,10 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /ncrs/{ncr_uuid}/disposition": {"code": "SCRAP", "password": PASSWORD},
     "POST /ncrs/{ncr_uuid}/dispute": {"reason": "looks fine"},
     "POST /users/{user_id}/deactivate": {"reason": "left"},
+    "POST /users/{user_id}/unlock": {"reason": "help desk", "password": PASSWORD},
+    "POST /users/{user_id}/password": {"reason": "forgot", "new_password": "another long passphrase",
+                                       "password": PASSWORD},
+    "POST /users/{user_id}/role": {"reason": "moved", "role": "reviewer", "password": PASSWORD},
     "POST /users": {"username": "formbie", "display_name": "F", "role": "operator",
                     "password": "a long enough passphrase"},
 }

@@ -30,10 +30,13 @@ def test_runtime_imports_without_torch_and_fastapi() -> None:
 
 
 def test_train_without_torch_says_how_to_install(tmp_path: Path) -> None:
+    from vinspect.dataset.synth import write_dataset
+
+    data = write_dataset(tmp_path / "ds", n_good=2, n_defect_each=1, kinds=("spot",))  # a dataset: checked first
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from vinspect.cli import main\n"
-        f"raise SystemExit(main(['train', '--data', {str(tmp_path)!r}, '--out', {str(tmp_path / 'b')!r}]))\n"
+        f"raise SystemExit(main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'b')!r}]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2

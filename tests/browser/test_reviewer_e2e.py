@@ -133,6 +133,7 @@ def test_admin_creates_an_account(live_server: dict[str, Any], browser_page: Any
     with page.expect_navigation():
         page.click("form.stack button[type=submit]")
     assert "Created rita (reviewer)." in page.inner_text("main")
+    page.click("#manage-rita summary")  # the per-account controls: unlock, reset, role, deactivate
     _shot(page, "11-users")
     page.goto(f"{base}/queue")
     assert "403" in page.inner_text("main")  # admins administer; they do not adjudicate

@@ -1,6 +1,6 @@
 """A quality engineer supersedes a signed review from the NCR page (issue 14), in real Chromium.
 
-With VINSPECT_SCREENSHOTS=1 the page is also written to docs/screenshots/12-supersede.png.
+With VINSPECT_SCREENSHOTS=1 the page is also written to docs/screenshots/15-supersede.png.
 """
 
 from __future__ import annotations
@@ -51,4 +51,4 @@ def test_quality_engineer_supersedes_an_mrb_review(live_server: dict[str, Any], 
     assert page.locator("#supersede-form").count() == 0  # VOID now: nothing left to supersede
     if TAKE_SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "12-supersede.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "15-supersede.png"), full_page=True)

@@ -51,7 +51,7 @@ def test_sink_stores_image_and_heatmap_by_sha256(engine: Engine, evidence: Evide
     decoded = cv2.imdecode(np.frombuffer(evidence.read(image["sha256"]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert insp.frame is not None and np.array_equal(decoded, insp.frame.image)  # lossless
     heat = cv2.imdecode(np.frombuffer(evidence.read(doc["evidence"][1]["sha256"]), np.uint8), cv2.IMREAD_COLOR)
-    assert heat.shape == (32, 32, 3)
+    assert heat.shape == (*insp.frame.image.shape[:2], 3)  # smoothed up to the image (was the 32x32 map)
 
 
 def test_sink_without_frame_or_map_still_opens_the_ncr(engine: Engine, evidence: EvidenceStore) -> None:

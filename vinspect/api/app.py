@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,14 +22,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vinspect import __version__
 from vinspect.api.auth import ClientLimiter, PasswordService, SessionStore
 from vinspect.api.deps import ApiOptions, CurrentUser, NotAuthenticated, Services
-from vinspect.api.pages import error_page, login_redirect, redirect
+from vinspect.api.formatting import install_filters
+from vinspect.api.pages import error_page, home_path, login_redirect, redirect, signed_in_user
 from vinspect.api.routes import admin, auth, evidence, export, ncrs, queue, station
 from vinspect.api.security import SecurityMiddleware
 from vinspect.api.station import StatusSource
 from vinspect.errors import StateError
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
-from vinspect.store.canonical import format_utc
+from vinspect.store.evidence import HEATMAP_LOW_OVER_FAIL, HEATMAP_TOP_OVER_FAIL
 from vinspect.store.review_queries import PassSample, StoreHandle
 
 __all__ = ["create_app"]
@@ -58,7 +58,8 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
         sessions=sessions, templates=Jinja2Templates(directory=str(_HERE / "templates")),
         limiter=ClientLimiter(window_s=opts.lockout_window_s), sample=PassSample(opts.pass_sample_rate),
         data_dir=settings.data_dir)
-    services.templates.env.filters["utc"] = lambda value: format_utc(value) if isinstance(value, datetime) else value
+    install_filters(services.templates.env.filters)
+    services.templates.env.globals.update(heat_low=HEATMAP_LOW_OVER_FAIL, heat_top=HEATMAP_TOP_OVER_FAIL)
     # A fresh idempotency key per rendered signing form: a resubmitted form signs nothing new.
     services.templates.env.globals["new_request_key"] = lambda: secrets.token_urlsafe(18)
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
@@ -72,8 +73,13 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
                        secure_cookies=settings.secure_cookies)
 
     @app.get("/", include_in_schema=False)
-    def home() -> Response:
-        return redirect("/queue")
+    def home(request: Request) -> Response:
+        user = signed_in_user(request)
+        return redirect(home_path(user.role if user is not None else None))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return FileResponse(_HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(_user: CurrentUser) -> JSONResponse:
@@ -89,29 +95,40 @@ def _wants_html(request: Request) -> bool:
 
 def _install_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: Exception) -> Response:
-        if _wants_html(request) and request.method == "GET":
-            return login_redirect(request)
+        # A page (a form posted after the session timed out included) goes to the sign-in form,
+        # which brings the person back to the page; only the JSON API answers 401.
+        if _wants_html(request):
+            return redirect("/login?next=%2F") if request.url.path == "/logout" else login_redirect(request)
         return JSONResponse({"detail": "not signed in"}, status_code=401)
 
+    # A person at a page never gets raw JSON: every error on a page path is a page with the menu.
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        if _wants_html(request) and exc.status_code in (403, 404):
-            return error_page(request, HTTPException(exc.status_code, str(exc.detail)))
+        if _wants_html(request):
+            page = error_page(request, HTTPException(exc.status_code, exc.detail))
+            page.headers.update(exc.headers or {})
+            return page
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in exc.errors()]
+        if _wants_html(request):
+            return error_page(request, HTTPException(422, errors))
         return JSONResponse({"detail": errors}, status_code=422)
 
     async def crashed(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error", extra={"path": request.url.path})
+        if _wants_html(request):
+            return error_page(request, HTTPException(500, "internal error (logged on the server)"))
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     async def conflict(request: Request, exc: Exception) -> Response:
         # A lifecycle rule the store enforces and a handler did not pre-check: the request
         # conflicts with the record's state; never a server error.
+        if _wants_html(request):
+            return error_page(request, HTTPException(409, str(exc)))
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     app.add_exception_handler(StateError, conflict)

@@ -53,8 +53,8 @@ class ApiOptions:
     session_idle_s: float = 900.0
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
-    defect_codes: tuple[str, ...] = ("scratch", "crack", "dent", "stain", "contamination", "missing_feature",
-                                     "anomaly")
+    # The plant's own defect codes, offered after each product model's classes (see api/catalogue.py).
+    defect_codes: tuple[str, ...] = ("contamination", "dent", "missing_feature", "other")
 
 
 @dataclass(slots=True, kw_only=True)

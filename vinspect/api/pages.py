@@ -11,10 +11,12 @@ from starlette.templating import _TemplateResponse
 
 from vinspect.api.auth import AuthUser
 from vinspect.api.deps import Services
-from vinspect.api.permissions import ROLE_PERMISSIONS
+from vinspect.api.permissions import ROLE_PERMISSIONS, Permission, allowed
 from vinspect.api.security import SessionHandle
+from vinspect.store.db import session_scope
+from vinspect.store.users import get_user
 
-__all__ = ["PAGE_RESPONSES", "evidence_of", "redirect", "render"]
+__all__ = ["PAGE_RESPONSES", "evidence_of", "home_path", "redirect", "render", "signed_in_user"]
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "HTML page"},
@@ -58,9 +60,52 @@ def login_redirect(request: Request) -> RedirectResponse:
     return redirect(f"/login?next={quote(target, safe='')}")
 
 
+def home_path(role: str | None) -> str:
+    """Where a role starts: reviewers and quality engineers at the queue, admins at the users page,
+    everyone else at the NCR list; anonymous visitors at the sign-in form."""
+    if role is None:
+        return "/login"
+    if allowed(role, Permission.ADJUDICATE):
+        return "/queue"
+    if allowed(role, Permission.USERS):
+        return "/users"
+    return "/ncrs"
+
+
+def signed_in_user(request: Request) -> AuthUser | None:
+    """The signed-in, still active user of this request, or None (never raises)."""
+    handle: SessionHandle | None = request.scope.get("state", {}).get("session")
+    web = handle.current if handle is not None else None
+    if web is None or web.user_id is None:
+        return None
+    services: Services = request.app.state.services
+    with session_scope(services.store.engine, readonly=True) as session:
+        user = get_user(session=session, user_id=web.user_id)
+    if user is None or not user.active:
+        return None
+    return AuthUser(user_id=user.id, username=user.username, display_name=user.display_name, role=str(user.role))
+
+
+_TITLES = {400: "Bad request", 401: "Not signed in", 403: "Not allowed", 404: "Not found", 409: "Conflict",
+           422: "Invalid input", 429: "Too many attempts", 500: "Server error"}
+
+
 def error_page(request: Request, exc: HTTPException, *, user: AuthUser | None = None) -> HTMLResponse:
-    return render(request, "error.html", context={"status": exc.status_code, "detail": exc.detail}, user=user,
-                  status_code=exc.status_code)
+    """An error as a page with the menu; validation details become one line per field."""
+    who = user if user is not None else signed_in_user(request)
+    detail = exc.detail
+    problems: list[str] = []
+    if isinstance(detail, list):
+        for item in detail:
+            if isinstance(item, dict):
+                loc = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path", "form")]
+                problems.append(f"{'.'.join(loc) or 'input'}: {item.get('msg', '')}")
+            else:
+                problems.append(str(item))
+        detail = "The request has invalid fields."
+    context = {"status": exc.status_code, "title": _TITLES.get(exc.status_code, "Error"), "detail": detail,
+               "problems": problems, "home": home_path(who.role if who else None)}
+    return render(request, "error.html", context=context, user=who, status_code=exc.status_code)
 
 
 def evidence_of(doc: dict[str, Any]) -> tuple[str | None, str | None]:

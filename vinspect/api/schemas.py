@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from vinspect.store.users import USERNAME_PATTERN
 
@@ -31,7 +31,10 @@ __all__ = [
     "SignaturePublic",
     "StationStatusPublic",
     "UserCreate",
+    "UserPasswordCreate",
     "UserPublic",
+    "UserRoleCreate",
+    "UserUnlockCreate",
     "UsersPublic",
 ]
 
@@ -90,6 +93,25 @@ class UserCreate(_In):
     password: str = Field(min_length=1, max_length=256)
 
 
+class UserUnlockCreate(_In):
+    """An admin clears an account's failed sign-ins, signed with the admin's own password."""
+
+    reason: Reason = Text
+    password: str = Password
+
+
+class UserPasswordCreate(UserUnlockCreate):
+    """An admin sets a new password for an account (its sessions end)."""
+
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class UserRoleCreate(UserUnlockCreate):
+    """An admin gives an account another role (its sessions end)."""
+
+    role: RoleName
+
+
 class ReviewCreate(_In):
     """An adjudication, signed (meaning REVIEW) by re-entering the password."""
 
@@ -100,6 +122,12 @@ class ReviewCreate(_In):
     investigation_notes: str = Field(default="", max_length=2000)
     password: str = Password
     idempotency_key: str | None = IdempotencyKey
+
+    @model_validator(mode="after")
+    def _no_code_on_false_reject(self) -> ReviewCreate:
+        if self.decision == "FALSE_REJECT" and self.defect_code:
+            raise ValueError("defect_code: a false reject records no defect code (the part is good)")
+        return self
 
 
 class DispositionCreate(_In):
@@ -179,6 +207,9 @@ class QueueItemPublic(_Out):
     station_id: str
     part_id: str | None
     detected_at: str | None
+    ncr_number: str | None = None
+    score: float | None = None
+    defect_code: str | None = None
 
 
 class QueuePublic(_Out):

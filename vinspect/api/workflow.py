@@ -44,7 +44,7 @@ from vinspect.store.ncr import (
 )
 from vinspect.store.repository import get_ncr_status
 from vinspect.store.requests import first_use, seen_before
-from vinspect.store.review_queries import DbSession, active_admin_exists, count_recent, get_inspection
+from vinspect.store.review_queries import DbSession, active_admin_exists, count_recent, get_inspection, last_unlock
 from vinspect.store.users import User, create_user, get_user, set_user_active
 
 __all__ = [
@@ -79,6 +79,8 @@ _FAILURES = ("login.failure", "signature.failure")  # both count toward the acco
 def _failures(services: Services, username: str, actions: tuple[str, ...] = _FAILURES) -> int:
     since = datetime.now(UTC) - timedelta(seconds=services.options.lockout_window_s)
     with session_scope(services.store.engine, readonly=True) as session:
+        unlocked = last_unlock(session=session, username=username[:64])  # an admin's unlock clears earlier failures
+        since = max(since, unlocked) if unlocked is not None else since
         return count_recent(session=session, action=actions, entity="login", entity_id=username[:64], since=since)
 
 

@@ -20,17 +20,31 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("dataset", help="generate or validate datasets")
     verbs = parser.add_subparsers(dest="verb", required=True)
     synth = verbs.add_parser("synth", help="write procedural demo parts with exact defect masks")
-    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--out", type=Path, required=True, help="dataset folder to create")
     synth.add_argument("--good", type=int, default=200, help="good parts")
     synth.add_argument("--defects", type=int, default=20, help="parts per defect kind")
     synth.add_argument("--kinds", default=",".join(DEFECT_KINDS), help="comma-separated defect kinds")
     synth.add_argument("--layout", choices=["classes", "mvtec", "pairs"], default="classes",
-                       help="pairs: PCB-like template/test pairs of one board for the reference task")
-    synth.add_argument("--seed", type=int, default=0)
+                       help="class folders (good/, scratch/, ...), MVTec AD (train/good + test/), or pairs: "
+                            "PCB-like template/test pairs of one board for the reference task")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+    synth.add_argument("--subtle", type=_share, default=0.0, help="share of defects drawn faint, 0-1 (default 0)")
+    synth.add_argument("--dust", type=_share, default=0.0,
+                       help="share of good parts with harmless dust specks, 0-1 (default 0)")
     synth.set_defaults(handler=_synth)
     check = verbs.add_parser("validate", help="decode every image and mask; list every bad file")
     check.add_argument("data", type=Path)
     check.set_defaults(handler=_validate)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -41,7 +55,7 @@ def _synth(args: argparse.Namespace) -> int:
         return 0
     kinds = tuple(k for k in args.kinds.split(",") if k)
     root = write_dataset(args.out, n_good=args.good, n_defect_each=args.defects, layout=args.layout,
-                         kinds=kinds, seed=args.seed)
+                         kinds=kinds, seed=args.seed, subtle=args.subtle, dust=args.dust)
     sys.stdout.write(f"wrote {args.good} good and {args.defects * len(kinds)} defective parts to {root}\n")
     return 0
 

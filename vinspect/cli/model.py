@@ -33,11 +33,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train = sub.add_parser("train", help="train a model bundle from a dataset folder")
     train.add_argument("--data", type=Path, required=True, help="MVTec AD, magnetic-tile or class folders")
     train.add_argument("--out", type=Path, required=True, help="bundle directory to create")
-    train.add_argument("--name", default="model")
+    train.add_argument("--name", default="model", help="model name in the registry (default: model)")
     train.add_argument("--version", default=None, help="default: a UTC timestamp")
     train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
     train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
                        help="reference: golden-reference inspection from template/test pairs")
     train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
@@ -54,36 +54,40 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     ev = sub.add_parser("eval", help="measure a bundle on a dataset (AUROC, F1, false rejects, latency)")
     ev.add_argument("--model", type=Path, required=True, help="bundle directory")
-    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True, help="dataset folder with held-out test images")
     ev.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
     ev.add_argument("--report", type=Path, default=None, help="write an HTML report into this folder")
-    ev.add_argument("--threads", type=int, default=1)
-    ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.add_argument("--part-number", default=None, help="reference bundles: the golden reference to load")
     ev.set_defaults(handler=_eval)
 
     ins = sub.add_parser("inspect", help="judge image files or folders: verdict, score, defect, latency")
     ins.add_argument("--model", type=Path, required=True, help="bundle directory")
-    ins.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    ins.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders of images")
     ins.add_argument("--heatmaps", type=Path, default=None, help="write heatmap overlays into this folder")
     ins.add_argument("--json", type=Path, default=None, help="write per-image results as JSON")
-    ins.add_argument("--threads", type=int, default=1)
+    ins.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     ins.add_argument("--part-number", default=None, help="reference bundles: which golden reference (default: "
                                                           "the bundle's only one)")
     ins.set_defaults(handler=_inspect)
 
     models = sub.add_parser("models", help="list, install and activate registered model versions")
-    models.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
+    data_help = "default: VINSPECT_DATA_DIR or ./vinspect-data"
+    models.add_argument("--data-dir", type=Path, default=None, help=data_help)
     verbs = models.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("list").set_defaults(handler=_models_list)
-    install = verbs.add_parser("install")
-    install.add_argument("bundle", type=Path)
-    install.add_argument("--activate", action="store_true")
-    install.set_defaults(handler=_models_install)
-    activate = verbs.add_parser("activate")
-    activate.add_argument("name")
-    activate.add_argument("version")
-    activate.set_defaults(handler=_models_activate)
+    # --data-dir also after the verb, as every other command takes it (SUPPRESS: an absent
+    # option does not overwrite one given before the verb).
+    listing = verbs.add_parser("list", help="installed versions (* marks the active one)")
+    install = verbs.add_parser("install", help="copy a verified bundle into the registry")
+    install.add_argument("bundle", type=Path, help="bundle directory written by `vinspect train`")
+    install.add_argument("--activate", action="store_true", help="make it the active version")
+    activate = verbs.add_parser("activate", help="make an installed version the one the station runs")
+    activate.add_argument("name", help="model name")
+    activate.add_argument("version", help="installed version")
+    for verb, handler in ((listing, _models_list), (install, _models_install), (activate, _models_activate)):
+        verb.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_help)
+        verb.set_defaults(handler=handler)
 
 
 def _pairs_arg(items: list[str], flag: str) -> dict[str, Path]:
@@ -114,6 +118,7 @@ def _train_reference(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    open_dataset(args.data)  # a folder that is not a dataset fails here, before PyTorch is imported
     if args.task == "reference":
         return _train_reference(args)
     try:
@@ -224,6 +229,9 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:  # a usage error (exit 2); an unreadable image that exists is still judged FAIL below
+        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
     bundle = load_bundle(args.model, threads=args.threads, part_number=args.part_number)
     policy = policy_for(bundle)
     results, latencies = [], []

@@ -2,7 +2,8 @@
 
 The composition root for the line: it loads the station file, gates the model, builds the
 source, the signaller and the sinks, runs the pipeline until SIGTERM/SIGINT, ``--duration-s``,
-``--max-parts`` or the end of a finite source, then prints the closing books as JSON. Signal
+``--max-parts`` or the end of a finite source, then prints the closing books (readable on a
+terminal, one JSON line when piped or with ``--json``). Signal
 handlers are installed here and only here (library code never installs them). Books carry over
 a restart: with a ``jsonl`` sink the previous records are recounted first (torn lines skipped).
 
@@ -13,7 +14,6 @@ station stayed PREOPERATIONAL and rejected every part).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from vinspect.camera.base import FrameSource
+from vinspect.cli.run_summary import closing_json, closing_text
 from vinspect.errors import ConfigError
 from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.models.registry import ModelRegistry
@@ -57,6 +58,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     run.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
+    run.add_argument("--output", choices=["auto", "text", "json"], default="auto",
+                     help="closing report: text (readable), json (one line), auto: text on a terminal, else json")
+    run.add_argument("--json", dest="output", action="store_const", const="json", help="same as --output json")
     run.set_defaults(handler=_run)
 
 
@@ -178,7 +182,9 @@ def _run(args: argparse.Namespace) -> int:
         stack.callback(pipeline.stop)
         _wait(pipeline, stop, duration_s=args.duration_s)
     status = pipeline.status()
-    sys.stdout.write(json.dumps(status.to_dict() | {"books_reconciled": status.books.discrepancy == 0}) + "\n")
+    as_text = args.output == "text" or (args.output == "auto" and sys.stdout.isatty())
+    report = closing_text if as_text else closing_json
+    sys.stdout.write(report(status.to_dict(), reconciled=status.books.discrepancy == 0))
     if judge.bundle is None:
         return 3
     return 0 if status.books.discrepancy == 0 else 1

@@ -49,16 +49,18 @@ def _time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ConfigError(f"time {text!r} is not ISO 8601") from exc
+        # argparse turns this into "argument --since: ..." and exit 2 (no traceback).
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31 or 2026-01-31T08:00:00Z)") from exc
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_time, default=None, help="detected at or after (ISO 8601, UTC)")
     parser.add_argument("--until", type=_time, default=None, help="detected before (ISO 8601, UTC)")
-    parser.add_argument("--station", default=None)
-    parser.add_argument("--status", choices=[s.value for s in NcrStatus], default=None)
-    parser.add_argument("--defect-code", default=None)
+    parser.add_argument("--station", default=None, help="only NCRs from this station id")
+    parser.add_argument("--status", choices=[s.value for s in NcrStatus], default=None, help="only NCRs in this status")
+    parser.add_argument("--defect-code", default=None, help="only NCRs with this machine defect code")
 
 
 def _filter_of(args: argparse.Namespace) -> NcrFilter:
@@ -76,10 +78,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("--write-anchor", type=Path, default=None, help="write the current head here")
     verify.set_defaults(handler=_audit_verify)
     backup = _common(sub.add_parser("backup", help="verified backup (SQLite online backup / pg_dump)"))
-    backup.add_argument("--out", type=Path, required=True)
+    backup.add_argument("--out", type=Path, required=True, help="backup file to write")
     backup.set_defaults(handler=_backup)
     restore = _common(sub.add_parser("restore", help="restore a verified backup into an empty store"))
-    restore.add_argument("--from", dest="source", type=Path, required=True)
+    restore.add_argument("--from", dest="source", type=Path, required=True,
+                         help="a backup written by `vinspect backup`")
     restore.set_defaults(handler=_restore)
     evidence = sub.add_parser("evidence", help="evidence files")
     evidence_verbs = evidence.add_subparsers(dest="verb", required=True)
@@ -87,9 +90,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     outbox = sub.add_parser("outbox", help="deliver queued NCR revisions to the QMS")
     outbox_verbs = outbox.add_subparsers(dest="verb", required=True)
     drain = _common(outbox_verbs.add_parser("drain", help="POST pending revisions to a webhook"))
-    drain.add_argument("--url", required=True)
-    drain.add_argument("--timeout-s", type=float, default=5.0)
-    drain.add_argument("--max-seconds", type=float, default=60.0)
+    drain.add_argument("--url", required=True, help="the QMS webhook that receives each NCR revision (POST)")
+    drain.add_argument("--timeout-s", type=float, default=5.0, help="per-request timeout (default 5)")
+    drain.add_argument("--max-seconds", type=float, default=60.0, help="stop draining after this long (default 60)")
     drain.set_defaults(handler=_outbox_drain)
     database = sub.add_parser("db", help="database administration (PostgreSQL)")
     db_verbs = database.add_subparsers(dest="verb", required=True)
@@ -104,14 +107,15 @@ def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verbs = ncr.add_subparsers(dest="verb", required=True)
     listing = _common(verbs.add_parser("list", help="one line per NCR"))
     _filters(listing)
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=int, default=100, help="most NCRs listed (default 100)")
     listing.set_defaults(handler=_ncr_list)
     show = _common(verbs.add_parser("show", help="one NCR as JSON"))
     show.add_argument("ref", help="NCR uuid or number (NCR-2026-000123)")
     show.set_defaults(handler=_ncr_show)
     export = _common(verbs.add_parser("export", help="JSON, CSV or JSON Lines (schema ncr-v1)"))
     _filters(export)
-    export.add_argument("--format", choices=[f.value for f in ExportFormat], default="json")
+    export.add_argument("--format", choices=[f.value for f in ExportFormat], default="json",
+                        help="file format (default json)")
     export.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     export.set_defaults(handler=_ncr_export)
 

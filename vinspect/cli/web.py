@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import socket
 import sys
 from pathlib import Path
 
+from vinspect.cli.accounts import register_verbs
 from vinspect.errors import ConfigError
 from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.settings import Settings, load_settings
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` and ``users add``."""
     serve = sub.add_parser("serve", help="run the reviewer web app and JSON API")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8600)")
+    serve.add_argument("--port", type=_port, default=None, help="port, 1-65535 (default 8600)")
     serve.add_argument("--data-dir", type=Path, default=None, help="station data directory")
     serve.add_argument("--pass-sample-rate", type=float, default=0.01,
                        help="fraction of PASS parts drawn for the blind escape audit (default 0.01)")
@@ -40,10 +42,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add = verbs.add_parser("add", help="create an account (password read from the terminal or stdin)")
     add.add_argument("username")
     add.add_argument("--display-name", required=True, help="full name, printed on e-signatures")
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--role", required=True, choices=ROLES, help="what the account may do in the web app")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add.add_argument("--data-dir", type=Path, default=None)
+    add.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     add.set_defaults(handler=_users_add)
+    register_verbs(verbs)  # unlock, reset-password, set-role (vinspect/cli/accounts.py)
+
+
+def _port(text: str) -> int:
+    """A TCP port number (argparse names the option in the error: ``argument --port: ...``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse early, before any setup hint, when another process already listens on host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
+                              f"running there? Stop it or choose another --port") from exc
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -90,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.api_host in ("0.0.0.0", "::") and not settings.api_trusted_hosts:
         raise ConfigError(f"api_host {settings.api_host} answers any name: set VINSPECT_API_TRUSTED_HOSTS to the "
                           "host names clients use (the Host header check against DNS rebinding)")
+    _check_free(settings.api_host, settings.api_port)
     restrict_umask()
     store = _open_store(settings)
     with session_scope(store.engine, readonly=True) as session:

@@ -7,6 +7,10 @@ A part is a machined disc with a bore on a dark fixture: brushed-metal texture, 
 * ``scratch``: a thin bright line; * ``spot``: a dark pit (blowhole);
 * ``crack``: a dark jagged polyline; * ``stain``: a low-contrast blotch; * ``chip``: a bite out of
   the rim showing the fixture.
+
+To make a demo that shows something (a real ROC curve, parts in the review band, a false reject),
+``subtle`` draws that share of the defects faint (20-45 % of the usual contrast, smaller chips)
+and ``dust`` puts a few faint specks of dust on that share of the good parts (not defects: no mask).
 """
 
 from __future__ import annotations
@@ -105,8 +109,21 @@ _DRAW: dict[str, Callable[[np.random.Generator, U8, tuple[float, float, float]],
 }
 
 
-def render_part(*, seed: int, defect: str | None = None, size_px: int = _SIZE) -> tuple[U8, U8]:
-    """Render one greyscale part (H×W uint8) and its exact defect mask (0/255, zero when good)."""
+def _dust(rng: np.random.Generator, base: npt.NDArray[np.floating], part: U8,
+          geom: tuple[float, float, float]) -> npt.NDArray[np.floating]:
+    specks = np.zeros(base.shape, np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        cv2.circle(specks, _point_on_part(rng, geom), int(rng.integers(1, 3)), 255, -1)
+    specks &= part
+    return np.asarray(base + 28.0 * cv2.GaussianBlur(specks.astype(np.float32) / 255.0, (0, 0), 1.0), np.float64)
+
+
+def render_part(*, seed: int, defect: str | None = None, size_px: int = _SIZE, faint: float = 1.0,
+                dust: bool = False) -> tuple[U8, U8]:
+    """Render one greyscale part (H×W uint8) and its exact defect mask (0/255, zero when good).
+
+    ``faint`` (0-1] scales the defect's contrast (and a chip's size); ``dust`` adds harmless specks.
+    """
     if defect is not None and defect not in _DRAW:
         raise ValueError(f"unknown defect kind {defect!r}; choose from {', '.join(DEFECT_KINDS)}")
     rng = np.random.default_rng(seed)
@@ -114,8 +131,13 @@ def render_part(*, seed: int, defect: str | None = None, size_px: int = _SIZE) -
     base = 150.0 + rng.uniform(-10, 10) + _texture(rng, size_px)
     fixture = 35.0 + rng.normal(0, 2.0, (size_px, size_px))
     defect_mask = np.zeros((size_px, size_px), np.uint8)
+    if dust:
+        base = _dust(np.random.default_rng([seed, 2]), base, part, geom)
     if defect is not None:
-        delta = _DRAW[defect](np.random.default_rng([seed, 1]), defect_mask, geom)
+        delta = faint * _DRAW[defect](np.random.default_rng([seed, 1]), defect_mask, geom)
+        if defect == "chip" and faint < 1.0:  # a smaller bite: erode the drawn chip
+            size = max(1, round((1.0 - faint) * 8))
+            defect_mask = np.asarray(cv2.erode(defect_mask, np.ones((2 * size + 1, 2 * size + 1), np.uint8)), np.uint8)
         if defect == "chip":
             defect_mask &= part
             part = np.where(defect_mask > 0, 0, part).astype(np.uint8)
@@ -134,24 +156,29 @@ def render_part(*, seed: int, defect: str | None = None, size_px: int = _SIZE) -
 
 def write_dataset(
     out: Path, *, n_good: int, n_defect_each: int, layout: Literal["classes", "mvtec"] = "classes",
-    kinds: tuple[str, ...] = DEFECT_KINDS, seed: int = 0, size_px: int = _SIZE,
+    kinds: tuple[str, ...] = DEFECT_KINDS, seed: int = 0, size_px: int = _SIZE, subtle: float = 0.0,
+    dust: float = 0.0,
 ) -> Path:
     """Write a synthetic dataset and return its root.
+
+    ``subtle``: share of defective parts drawn faint; ``dust``: share of good parts with dust specks.
 
     ``classes``: ``good/`` + ``<kind>/`` with masks under ``masks/<kind>/``. ``mvtec``: 80 % of the
     good parts in ``train/good``, the rest and every defect in ``test/``, masks in ``ground_truth``.
     """
     out.mkdir(parents=True, exist_ok=True)
     counter = seed * 1_000_003
+    pick = np.random.default_rng([seed, 7])
     for i in range(n_good):
         counter += 1
-        image, _ = render_part(seed=counter, size_px=size_px)
+        image, _ = render_part(seed=counter, size_px=size_px, dust=bool(pick.random() < dust))
         folder = "good" if layout == "classes" else ("train/good" if i < int(n_good * 0.8) else "test/good")
         _write(out / folder / f"good_{i:04d}.png", image)
     for kind in kinds:
         for i in range(n_defect_each):
             counter += 1
-            image, mask = render_part(seed=counter, defect=kind, size_px=size_px)
+            faint = float(pick.uniform(0.2, 0.45)) if pick.random() < subtle else 1.0
+            image, mask = render_part(seed=counter, defect=kind, size_px=size_px, faint=faint)
             stem = f"{kind}_{i:04d}"
             if layout == "classes":
                 _write(out / kind / f"{stem}.png", image)

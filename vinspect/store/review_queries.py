@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import Engine, and_, func, or_, select
@@ -74,6 +74,9 @@ class QueueEntry:
     station_id: str
     part_id: str | None
     detected_at: datetime | None
+    ncr_number: str | None = None      # NCRs only
+    score: float | None = None         # NCRs only (a PASS sample is audited blind)
+    defect_code: str | None = None     # the machine's code, NCRs only
 
 
 def active_admin_exists(*, session: Session) -> bool:
@@ -100,6 +103,13 @@ def audited(inspection_id: str, *, session: Session) -> bool:
         AuditRecord.action == "sample.review").limit(1)) is not None
 
 
+def last_unlock(*, session: Session, username: str) -> datetime | None:
+    """When an admin last unlocked sign-in for ``username`` (failures before it no longer count)."""
+    at = session.scalar(select(func.max(AuditRecord.at)).where(
+        AuditRecord.action == "login.unlock", AuditRecord.entity == "login", AuditRecord.entity_id == username))
+    return None if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+
+
 def is_sampled(inspection_id: str, rate: float) -> bool:
     """Deterministic sampling of PASS parts: the same part is always in or out of the sample."""
     if rate <= 0.0:
@@ -112,17 +122,18 @@ def _ncr_entries(session: Session, *, limit: int) -> list[QueueEntry]:
     status = status_subquery()
     reviewed = select(NcrEvent.ncr_id).where(NcrEvent.kind == "REVIEWED")
     disputed = select(AuditRecord.entity_id).where(AuditRecord.action == "ncr.dispute", AuditRecord.entity == "ncr")
-    stmt = (select(NcrRecord, InspectionRecord.verdict, InspectionRecord.part_id)
+    stmt = (select(NcrRecord, InspectionRecord.verdict, InspectionRecord.part_id, InspectionRecord.score)
             .join(status, status.c.ncr_id == NcrRecord.id)
             .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
             .where(status.c.status.in_(_OPEN), NcrRecord.id.not_in(reviewed),
                    or_(InspectionRecord.verdict == "REVIEW", NcrRecord.ncr_uuid.in_(disputed)))
             .order_by(NcrRecord.ncr_seq).limit(limit))
     entries = []
-    for ncr, verdict, part_id in session.execute(stmt):
+    for ncr, verdict, part_id, score in session.execute(stmt):
         entries.append(QueueEntry(
             kind="ncr", id=ncr.ncr_uuid, reason="REVIEW band" if verdict == "REVIEW" else "disputed FAIL",
-            station_id=ncr.station_id, part_id=part_id or ncr.serial_number, detected_at=ncr.detected_at))
+            station_id=ncr.station_id, part_id=part_id or ncr.serial_number, detected_at=ncr.detected_at,
+            ncr_number=ncr.ncr_number, score=score, defect_code=ncr.defect_code))
     return entries
 
 
@@ -252,9 +263,13 @@ def evidence_is_referenced(sha256: str, *, session: Session) -> bool:
 
 
 def audit_rows(*, session: Session, entity: str | None = None, entity_id: str | None = None,
-               actor: str | None = None, limit: int = 200, offset: int = 0) -> list[AuditRecord]:
-    """Audit rows, newest first, optionally for one entity or actor."""
+               actor: str | None = None, action: str | None = None, limit: int = 200,
+               offset: int = 0) -> list[AuditRecord]:
+    """Audit rows, newest first, optionally for one entity, actor or action (``ncr.*``: a prefix)."""
     stmt = select(AuditRecord).order_by(AuditRecord.seq.desc())
+    if action is not None:
+        stmt = stmt.where(AuditRecord.action.startswith(action[:-1], autoescape=True) if action.endswith("*")
+                          else AuditRecord.action == action)
     if entity is not None:
         stmt = stmt.where(AuditRecord.entity == entity)
     if entity_id is not None:
@@ -262,6 +277,15 @@ def audit_rows(*, session: Session, entity: str | None = None, entity_id: str | 
     if actor is not None:
         stmt = stmt.where(AuditRecord.actor == actor)
     return list(session.scalars(stmt.limit(limit).offset(offset)))
+
+
+def ncr_numbers(uuids: Sequence[str], *, session: Session) -> dict[str, str]:
+    """uuid → NCR number for the NCRs among ``uuids`` (to show people numbers, not uuids)."""
+    wanted = sorted(set(uuids))
+    if not wanted:
+        return {}
+    rows = session.execute(select(NcrRecord.ncr_uuid, NcrRecord.ncr_number).where(NcrRecord.ncr_uuid.in_(wanted)))
+    return {str(uuid): str(number) for uuid, number in rows}
 
 
 def audit_for_ncr(ncr_uuid: str, *, session: Session) -> list[AuditRecord]:

@@ -179,5 +179,10 @@ class StoreSink:
                                       captured_at=captured, camera_settings={"pixel_format": frame.pixel_format}))
         prediction = inspection.prediction
         if prediction is not None and prediction.anomaly_map is not None:
-            blobs.append(EvidenceBlob(data=heatmap_png(prediction.anomaly_map), kind="heatmap"))
+            # Fixed colour scale from the fail threshold (heatmaps of different parts compare),
+            # at the image's resolution, defect regions outlined.
+            size_hw = (int(frame.image.shape[0]), int(frame.image.shape[1])) if frame is not None else None
+            blobs.append(EvidenceBlob(kind="heatmap", data=heatmap_png(
+                prediction.anomaly_map, fail_at=inspection.decision.fail_at, size_hw=size_hw,
+                boxes=[region.box_xyxy for region in prediction.regions])))
         return blobs

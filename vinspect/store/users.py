@@ -1,4 +1,5 @@
-"""User accounts for the reviewer app: created, listed, deactivated; never deleted or reused.
+"""User accounts for the reviewer app: created, listed, deactivated, given another role or a new
+password; never deleted or reused.
 
 Password hashing belongs to the web layer (argon2); this module stores the hash string as given.
 Every creation and every change of the active flag appends an audit link.
@@ -22,7 +23,7 @@ from vinspect.store.ncr import Role
 from vinspect.store.tables import UserRecord
 
 __all__ = ["USERNAME_PATTERN", "User", "create_user", "get_user", "list_users", "set_user_active",
-           "username_problem"]
+           "set_user_password", "set_user_role", "username_problem"]
 
 # One rule for every way an account is made (web form, JSON API, ``vinspect users add``).
 USERNAME_PATTERN = r"^[a-z][a-z0-9_.-]{1,63}$"
@@ -130,4 +131,43 @@ def set_user_active(
         append_audit(AuditEntry(actor=actor, action="user.set_active", entity="user", entity_id=str(row.id),
                                 field="active", old_value=str(old).lower(), new_value=str(active).lower(),
                                 reason=reason), session=session, at=now)
+    return _value(row)
+
+
+def _changed_row(user_id: int, session: Session, reason: str, what: str) -> UserRecord:
+    if not reason.strip():
+        raise StateError(f"{what} needs a reason")
+    lock_writers(session)
+    row = session.get(UserRecord, user_id)
+    if row is None:
+        raise StoreError(f"user {user_id} not found")
+    return row
+
+
+def set_user_role(
+    user_id: int, *, session: Session, role: Role, actor: str, reason: str, now: datetime | None = None,
+) -> User:
+    """Give a user another role (one role per account); audited with the old and new role and the reason."""
+    row = _changed_row(user_id, session, reason, "changing a role")
+    new = str(Role(role))
+    if row.role != new:
+        old = row.role
+        row.role = new
+        session.flush()
+        append_audit(AuditEntry(actor=actor, action="user.set_role", entity="user", entity_id=str(row.id),
+                                field="role", old_value=old, new_value=new, reason=reason), session=session, at=now)
+    return _value(row)
+
+
+def set_user_password(
+    user_id: int, *, session: Session, password_hash: str, actor: str, reason: str, now: datetime | None = None,
+) -> User:
+    """Replace a user's password hash (an admin's reset); audited with the reason, never the hash."""
+    if not password_hash:
+        raise StateError("a password hash is required")
+    row = _changed_row(user_id, session, reason, "resetting a password")
+    row.password_hash = password_hash
+    session.flush()
+    append_audit(AuditEntry(actor=actor, action="user.set_password", entity="user", entity_id=str(row.id),
+                            field="password", reason=reason), session=session, at=now)
     return _value(row)

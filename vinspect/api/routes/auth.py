@@ -13,7 +13,7 @@ from vinspect.api.pages import PAGE_RESPONSES, error_page, redirect, render
 from vinspect.api.schemas import LoginCreate, SessionPublic, UserCreate, UserPublic
 from vinspect.api.workflow import bootstrap_admin, detail_text, log_in, log_out
 from vinspect.store.review_queries import active_admin_exists
-from vinspect.store.users import get_user
+from vinspect.store.users import get_user, list_users
 
 __all__ = ["router"]
 
@@ -57,22 +57,30 @@ def api_logout(request: Request, services: ServicesDep, handle: SessionDep, _csr
 
 
 @router.get("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def login_page(request: Request, services: ServicesDep, db: ReadSession, next: str = "/queue") -> HTMLResponse:
-    """The sign-in form (or /setup while the first admin is still to be created)."""
-    if bootstrap_pending(services.data_dir) and not active_admin_exists(session=db):
+def login_page(request: Request, services: ServicesDep, db: ReadSession, next: str = "/") -> HTMLResponse:
+    """The sign-in form; straight to /setup only while no account exists at all (accounts made
+    with `vinspect users add` before the first admin can sign in meanwhile)."""
+    pending = bootstrap_pending(services.data_dir)
+    if pending and not list_users(session=db, include_inactive=False):
         return redirect("/setup")  # type: ignore[return-value]
-    return render(request, "login.html", context={"next": next[:300]})
+    return render(request, "login.html", context={"next": next[:300], "setup_pending": pending})
 
 
 @router.post("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def login_form(request: Request, services: ServicesDep, handle: SessionDep, _csrf: CsrfChecked,
                username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=256)],
-               next: Annotated[str, Form(max_length=300)] = "/queue") -> Response:
+               next: Annotated[str, Form(max_length=300)] = "/") -> Response:
     """Sign in from the form; failures re-show it with a generic message."""
     try:
         log_in(services, handle, username=username, password=password, source=client_source(request))
     except HTTPException as exc:
-        return render(request, "login.html", context={"next": next, "error": detail_text(exc), "username": username},
+        message = detail_text(exc)
+        if exc.status_code == 429:
+            minutes = max(1, round(services.options.lockout_window_s / 60))
+            message = (f"Too many failed sign-ins: sign-in is locked for up to {minutes} minutes after the last "
+                       f"failed attempt. An admin can unlock it now on the Users page, or on the server with "
+                       f"`vinspect users unlock {username[:64]}`.")
+        return render(request, "login.html", context={"next": next, "error": message, "username": username},
                       status_code=exc.status_code)
     return redirect(next)
 

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from vinspect.api.deps import Exporter, ServicesDep, audit, client_source
 from vinspect.api.pages import PAGE_RESPONSES, render
-from vinspect.api.routes.ncrs import StatusName
+from vinspect.api.routes.ncrs import StatusFilter
 from vinspect.store.audit import AuditEntry
 from vinspect.store.db import session_scope
 from vinspect.store.export import ExportFormat, export_ncrs
@@ -36,7 +36,7 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
             responses={200: {"content": {m: {} for m in _MEDIA.values()}, "description": "the export file"},
                        401: {"description": "not signed in"}, 403: {"description": "forbidden"}})
 def export_download(request: Request, services: ServicesDep, user: Exporter,
-                    fmt: Literal["csv", "json", "jsonl"] = "csv", status: StatusName | None = None,
+                    fmt: Literal["csv", "json", "jsonl"] = "csv", status: StatusFilter = None,
                     station_id: Annotated[str | None, Query(max_length=64)] = None,
                     defect_code: Annotated[str | None, Query(max_length=64)] = None) -> StreamingResponse:
     """Download matching NCRs, signatures and history included (spooled to disk past 8 MiB)."""

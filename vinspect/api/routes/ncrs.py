@@ -6,9 +6,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from vinspect.api.auth import AuthUser
 from vinspect.api.deps import (
     Adjudicator,
     Auditor,
@@ -39,21 +40,41 @@ from vinspect.store.canonical import format_utc
 from vinspect.store.db import session_scope
 from vinspect.store.lifecycle import verify_signature
 from vinspect.store.ncr import NcrFilter, NcrStatus
-from vinspect.store.repository import count_ncrs, get_ncr
+from vinspect.store.repository import count_ncrs, get_ncr, resolve_ncr
 from vinspect.store.review_queries import DbSession, actor_names, audit_for_ncr, ncr_summaries
 
-__all__ = ["NcrUuid", "load_ncr", "router"]
+__all__ = ["NcrUuid", "StatusFilter", "load_ncr", "router"]
 
 router = APIRouter()
-NcrUuid = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="the NCR's uuid")]
+NCR_REF_PATTERN = r"^(?:[0-9a-f-]{36}|[Nn][Cc][Rr]-\d{4}-\d{1,12})$"
+
+
+def _ncr_uuid_of(
+    ncr_uuid: Annotated[str, Path(pattern=NCR_REF_PATTERN,
+                                  description="the NCR's uuid or its number (NCR-2026-000001)")],
+    services: ServicesDep,
+) -> str:
+    """The uuid of the NCR a path names by uuid or by number. An unknown number is passed on as
+    it is, so the route's own permission check runs first and then answers 404."""
+    if not ncr_uuid.upper().startswith("NCR-"):
+        return ncr_uuid
+    with session_scope(services.store.engine, readonly=True) as db:
+        return resolve_ncr(ncr_uuid.upper(), session=db) or ncr_uuid
+
+
+NcrUuid = Annotated[str, Depends(_ncr_uuid_of)]
 API_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "not signed in"}, 403: {"description": "forbidden, CSRF, or signature refused"},
     404: {"description": "no such NCR"}, 409: {"description": "not allowed in the NCR's status"},
 }
 StatusName = Literal["OPEN", "CONTAINED", "UNDER_REVIEW", "DISPOSITIONED", "CLOSED", "VOID"]
+# "" is what a form's "any" option sends: the same as leaving the filter out.
+StatusFilter = Annotated[Literal[StatusName, ""] | None, Query(description="NCR status; empty or absent: any")]
+Text64 = Annotated[str | None, Query(max_length=64)]
+Time = Annotated[datetime | None, Query()]
 
 
-def _filters(status: StatusName | None, station_id: str | None, defect_code: str | None,
+def _filters(status: str | None, station_id: str | None, defect_code: str | None,
              since: datetime | None, until: datetime | None) -> NcrFilter:
     def utc(value: datetime | None) -> datetime | None:
         if value is None or value.tzinfo is not None:
@@ -73,17 +94,10 @@ def load_ncr(db: DbSession, ncr_uuid: str) -> dict[str, Any]:
     return doc
 
 
-class _Query:
-    status = Query(default=None)
-    text = Query(default=None, max_length=64)
-    time = Query(default=None)
-
-
 @router.get("/api/v1/ncrs", tags=["ncrs"], responses=API_RESPONSES)
 def api_list_ncrs(db: ReadSession, _user: Viewer,
-                  status: StatusName | None = _Query.status, station_id: str | None = _Query.text,
-                  defect_code: str | None = _Query.text, since: datetime | None = _Query.time,
-                  until: datetime | None = _Query.time, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  status: StatusFilter = None, station_id: Text64 = None, defect_code: Text64 = None,
+                  since: Time = None, until: Time = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> NcrsPublic:
     """NCRs in number order, filtered."""
     filters = _filters(status, station_id, defect_code, since, until)
@@ -161,8 +175,7 @@ def api_dispute(ncr_uuid: NcrUuid, body: DisputeCreate, request: Request, servic
 
 @router.get("/ncrs", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def ncrs_page(request: Request, services: ServicesDep, db: ReadSession,
-              user: Viewer, status: StatusName | None = _Query.status,
-              station_id: str | None = _Query.text, defect_code: str | None = _Query.text,
+              user: Viewer, status: StatusFilter = None, station_id: Text64 = None, defect_code: Text64 = None,
               page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
     """NCR list with filters."""
     filters = _filters(status, station_id, defect_code, None, None)
@@ -173,19 +186,26 @@ def ncrs_page(request: Request, services: ServicesDep, db: ReadSession,
     return render(request, "ncrs.html", context=context, user=user)
 
 
+DISPOSITION_CODES = ["USE_AS_IS", "REWORK", "REPAIR", "SCRAP", "RETURN_TO_SUPPLIER", "REGRADE"]
+
+
 @router.get("/ncrs/{ncr_uuid}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def ncr_page(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, db: ReadSession,
              user: Viewer) -> HTMLResponse:
     """NCR detail: original, current state, signatures, history and (for QE/admin) the audit trail."""
     try:
-        doc = load_ncr(db, ncr_uuid)
+        context = _ncr_context(db, ncr_uuid, user)
     except HTTPException as exc:
         return error_page(request, exc, user=user)
+    return render(request, "ncr.html", context=context, user=user)
+
+
+def _ncr_context(db: DbSession, ncr_uuid: str, user: Any) -> dict[str, Any]:
+    doc = load_ncr(db, ncr_uuid)
     trail = audit_for_ncr(ncr_uuid, session=db) if allowed(user.role, Permission.AUDIT) else None
     image, heatmap = evidence_of(doc)
-    context = {"ncr": doc, "audit": trail, "image": image, "heatmap": heatmap, "names": actor_names(session=db),
-               "codes": ["USE_AS_IS", "REWORK", "REPAIR", "SCRAP", "RETURN_TO_SUPPLIER", "REGRADE"]}
-    return render(request, "ncr.html", context=context, user=user)
+    return {"ncr": doc, "audit": trail, "image": image, "heatmap": heatmap, "names": actor_names(session=db),
+            "codes": DISPOSITION_CODES, "kept": {}}
 
 
 @router.post("/ncrs/{ncr_uuid}/disposition", tags=["pages"], response_class=HTMLResponse,
@@ -199,23 +219,37 @@ def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
                      customer_concession_ref: Annotated[str, Form(max_length=200)] = "",
                      rework_instruction_ref: Annotated[str, Form(max_length=200)] = "",
                      idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
-    """Apply a signed disposition from the NCR page."""
+    """Apply a signed disposition from the NCR page; a refusal shows the page again with the error
+    and every field as entered (only the password is cleared)."""
+    fields = {"code": code, "quantity": quantity, "justification": justification,
+              "design_authority_approval_ref": design_authority_approval_ref,
+              "customer_concession_ref": customer_concession_ref, "rework_instruction_ref": rework_instruction_ref}
     try:
         body = DispositionCreate.model_validate({
-            "code": code, "quantity": quantity, "justification": justification, "password": password,
-            "design_authority_approval_ref": design_authority_approval_ref or None,
+            **fields, "password": password, "design_authority_approval_ref": design_authority_approval_ref or None,
             "customer_concession_ref": customer_concession_ref or None,
             "rework_instruction_ref": rework_instruction_ref or None,
             "idempotency_key": idempotency_key or None})
         signed = dispose(services, user, ncr_uuid, body, source=client_source(request))
-    except ValueError as exc:
-        flash(request, f"Disposition refused: {str(exc).splitlines()[0]}")
-    except HTTPException as exc:
-        flash(request, f"Disposition refused: {detail_text(exc)}")
-    else:
-        flash(request, f"Disposition {code} signed." if signed is not None
-              else "This form was sent before: nothing new was signed.")
+    except (ValueError, HTTPException) as exc:
+        return _refused_on_ncr_page(request, services, user, ncr_uuid, exc, "Disposition", fields)
+    flash(request, f"Disposition {code} signed." if signed is not None
+          else "This form was sent before: nothing new was signed.")
     return redirect(f"/ncrs/{ncr_uuid}")
+
+
+def _refused_on_ncr_page(request: Request, services: Services, user: AuthUser, ncr_uuid: str,
+                         exc: ValueError | HTTPException, what: str, kept: dict[str, Any]) -> Response:
+    """The NCR page again with the error and every field as entered (only the password is cleared)."""
+    message = detail_text(exc) if isinstance(exc, HTTPException) else str(exc).splitlines()[0]
+    status = exc.status_code if isinstance(exc, HTTPException) else 422
+    try:
+        with session_scope(services.store.engine, readonly=True) as db:
+            context = _ncr_context(db, ncr_uuid, user)
+    except HTTPException as missing:
+        return error_page(request, missing, user=user)
+    context.update({"error": f"{what} not signed: {message}", "kept": kept})
+    return render(request, "ncr.html", context=context, user=user, status_code=status)
 
 
 @router.post("/ncrs/{ncr_uuid}/review/supersede", tags=["pages"], response_class=HTMLResponse,
@@ -229,13 +263,11 @@ def supersede_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
         body = ReviewCreate.model_validate({"decision": decision, "reason": reason, "password": password,
                                             "idempotency_key": idempotency_key or None})
         signed = supersede(services, user, ncr_uuid, body, source=client_source(request))
-    except ValueError as exc:
-        flash(request, f"Supersede refused: {str(exc).splitlines()[0]}")
-    except HTTPException as exc:
-        flash(request, f"Supersede refused: {detail_text(exc)}")
-    else:
-        flash(request, f"Review superseded: {decision} (signed)." if signed is not None
-              else "This form was sent before: nothing new was signed.")
+    except (ValueError, HTTPException) as exc:
+        return _refused_on_ncr_page(request, services, user, ncr_uuid, exc, "Supersede",
+                                    {"supersede_decision": decision, "supersede_reason": reason})
+    flash(request, f"Review superseded: {decision} (signed)." if signed is not None
+          else "This form was sent before: nothing new was signed.")
     return redirect(f"/ncrs/{ncr_uuid}")
 
 

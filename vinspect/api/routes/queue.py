@@ -7,13 +7,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from vinspect.api.deps import Adjudicator, CsrfChecked, IdempotencyKey, ReadSession, ServicesDep, client_source
+from vinspect.api.auth import AuthUser
+from vinspect.api.catalogue import KEYED, defect_catalogue, review_codes
+from vinspect.api.deps import (
+    Adjudicator,
+    CsrfChecked,
+    IdempotencyKey,
+    ReadSession,
+    Services,
+    ServicesDep,
+    client_source,
+)
+from vinspect.api.formatting import age
 from vinspect.api.pages import PAGE_RESPONSES, error_page, evidence_of, flash, redirect, render
 from vinspect.api.routes.ncrs import NcrUuid, load_ncr
 from vinspect.api.schemas import QueueItemPublic, QueuePublic, ReviewCreate, SampleReviewCreate
 from vinspect.api.workflow import adjudicate, detail_text, review_sample
 from vinspect.store.canonical import format_utc
+from vinspect.store.db import session_scope
 from vinspect.store.review_queries import (
+    DbSession,
     actor_names,
     audited,
     get_inspection,
@@ -33,8 +46,11 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _queue(services: Any, db: Any, limit: int = 100) -> list[QueueItemPublic]:
-    return [QueueItemPublic(kind=e.kind, id=e.id, reason=e.reason, station_id=e.station_id, part_id=e.part_id,
-                            detected_at=format_utc(e.detected_at) if e.detected_at else None)
+    # A PASS sample is audited blind: no part id (it may name the answer), no score, no code.
+    return [QueueItemPublic(kind=e.kind, id=e.id, reason=e.reason, station_id=e.station_id,
+                            part_id=e.part_id if e.kind == "ncr" else None,
+                            detected_at=format_utc(e.detected_at) if e.detected_at else None,
+                            ncr_number=e.ncr_number, score=e.score, defect_code=e.defect_code)
             for e in review_queue(session=db, sample=services.sample, limit=limit)]
 
 
@@ -66,8 +82,8 @@ def _check_sampled(services: Any, inspection_id: str) -> None:
 def queue_page(request: Request, services: ServicesDep, db: ReadSession, user: Adjudicator) -> HTMLResponse:
     """The review queue."""
     items = _queue(services, db)
-    return render(request, "queue.html", context={"items": items, "paths": [_item_path(i) for i in items]},
-                  user=user)
+    return render(request, "queue.html", user=user, context={
+        "items": items, "paths": [_item_path(i) for i in items], "ages": [age(i.detected_at) for i in items]})
 
 
 @router.get("/queue/next", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -86,18 +102,13 @@ def review_page(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, db: 
                 user: Adjudicator) -> HTMLResponse:
     """One NCR to adjudicate: image + heatmap overlay, score, threshold, model, history."""
     try:
-        doc = load_ncr(db, ncr_uuid)
+        context = _review_context(services, db, ncr_uuid)
     except HTTPException as exc:
         return error_page(request, exc, user=user)
-    image, heatmap = evidence_of(doc)
-    part_id = doc.get("serial_number")
-    context = {"ncr": doc, "image": image, "heatmap": heatmap, "history": _blinded(services, db, part_id),
-               "names": actor_names(session=db),
-               "codes": _codes(services, doc)}
     return render(request, "review.html", context=context, user=user)
 
 
-def _blinded(services: Any, db: Any, part_id: str | None) -> list[dict[str, Any]]:
+def _blinded(services: Services, db: DbSession, part_id: str | None) -> list[dict[str, Any]]:
     """Earlier inspections of the part; a PASS still awaiting its blind audit shows no verdict or score."""
     shown = []
     for row in part_history(part_id, session=db):
@@ -109,12 +120,29 @@ def _blinded(services: Any, db: Any, part_id: str | None) -> list[dict[str, Any]
     return shown
 
 
-def _codes(services: Any, doc: dict[str, Any]) -> list[str]:
-    codes = list(services.options.defect_codes)
-    machine = doc.get("defect_code")
-    if isinstance(machine, str) and machine not in codes:
-        codes.insert(0, machine)
-    return codes[:9]
+def _review_context(services: Services, db: DbSession, ncr_uuid: str) -> dict[str, Any]:
+    doc = load_ncr(db, ncr_uuid)
+    image, heatmap = evidence_of(doc)
+    inference = doc.get("inference") or {}
+    catalogue = defect_catalogue(services.registry, services.options.defect_codes,
+                                 model_name=inference.get("model_name"), model_version=inference.get("model_version"))
+    machine = doc.get("defect_code") if isinstance(doc.get("defect_code"), str) else None
+    history = _blinded(services, db, doc.get("serial_number"))
+    return {"ncr": doc, "image": image, "heatmap": heatmap, "history": history,
+            "names": actor_names(session=db), "codes": review_codes(catalogue, machine), "keyed": KEYED,
+            "kept": {"decision": "", "reason": "", "defect_code": machine or ""}}
+
+
+def _refused(request: Request, services: Services, user: AuthUser, ncr_uuid: str, message: str, status: int,
+             kept: dict[str, str]) -> Response:
+    """The item page again, with the error and everything the reviewer chose (only the password is cleared)."""
+    try:
+        with session_scope(services.store.engine, readonly=True) as db:
+            context = _review_context(services, db, ncr_uuid)
+    except HTTPException as exc:
+        return error_page(request, exc, user=user)
+    context.update({"error": f"Not signed: {message}", "kept": kept})
+    return render(request, "review.html", context=context, user=user, status_code=status)
 
 
 @router.post("/review/{ncr_uuid}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -123,34 +151,57 @@ def review_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, user
                 password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
                 defect_code: Annotated[str, Form(max_length=64)] = "",
                 idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
-    """Adjudicate from the item page and move on to the next queue item."""
-    default = {"CONFIRMED_DEFECT": f"confirmed {defect_code or 'defect'} on image"}.get(decision, "")
+    """Adjudicate from the item page and move on to the next queue item.
+
+    Only what the reviewer sees in the form is signed: an empty reason is refused, never filled in
+    on the server. A false reject records no defect code.
+    """
+    code = "" if decision == "FALSE_REJECT" else defect_code
+    kept = {"decision": decision, "reason": reason, "defect_code": code}
+    if not reason.strip():
+        return _refused(request, services, user, ncr_uuid, "a review needs a reason: write what you saw", 422, kept)
     try:
-        body = ReviewCreate.model_validate({"decision": decision, "reason": reason.strip() or default,
-                                            "defect_code": defect_code or None, "password": password,
+        body = ReviewCreate.model_validate({"decision": decision, "reason": reason.strip(),
+                                            "defect_code": code or None, "password": password,
                                             "idempotency_key": idempotency_key or None})
         signed = adjudicate(services, user, ncr_uuid, body, source=client_source(request))
     except ValueError as exc:
-        flash(request, f"Review refused: {str(exc).splitlines()[0]}")
-        return redirect(f"/review/{ncr_uuid}")
+        return _refused(request, services, user, ncr_uuid, _first_error(exc), 422, kept)
     except HTTPException as exc:
-        flash(request, f"Review refused: {detail_text(exc)}")
-        return redirect(f"/review/{ncr_uuid}")
+        return _refused(request, services, user, ncr_uuid, detail_text(exc), exc.status_code, kept)
     flash(request, f"Recorded {decision} (signed)." if signed is not None
           else "This form was sent before: nothing new was signed.")
     return redirect("/queue/next")
 
 
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
+    return str(exc).splitlines()[0]
+
+
 @router.get("/samples/{inspection_id}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def sample_page(inspection_id: InspectionId, request: Request, services: ServicesDep, db: ReadSession,
                 user: Adjudicator) -> HTMLResponse:
-    """A sampled PASS part shown blind (no verdict, no score)."""
+    """A sampled PASS part shown blind (no verdict, no score, no part id)."""
+    try:
+        context = _sample_context(services, db, inspection_id)
+    except HTTPException as exc:
+        return error_page(request, exc, user=user)
+    return render(request, "sample.html", context=context, user=user)
+
+
+def _sample_context(services: Services, db: DbSession, inspection_id: str) -> dict[str, Any]:
     row = get_inspection(inspection_id, session=db)
     if row is None or row.verdict != "PASS" or not is_sampled(inspection_id, services.options.pass_sample_rate):
-        return error_page(request, HTTPException(404, "not in the PASS audit sample"), user=user)
-    context = {"inspection_id": inspection_id, "part_id": row.part_id, "station_id": row.station_id,
-               "codes": list(services.options.defect_codes)[:9]}
-    return render(request, "sample.html", context=context, user=user)
+        raise HTTPException(404, "not in the PASS audit sample")
+    catalogue = defect_catalogue(services.registry, services.options.defect_codes, model_name=row.model_name,
+                                 model_version=row.model_version)
+    return {"inspection_id": inspection_id, "station_id": row.station_id, "codes": list(catalogue), "keyed": KEYED,
+            "kept": {"decision": "", "reason": "", "defect_code": ""}}
 
 
 @router.post("/samples/{inspection_id}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -159,18 +210,27 @@ def sample_form(inspection_id: InspectionId, request: Request, services: Service
                 password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
                 defect_code: Annotated[str, Form(max_length=64)] = "",
                 idempotency_key: Annotated[str, Form(max_length=128)] = "") -> Response:
-    """Record the blind audit and move on."""
+    """Record the blind audit, confirm it, and move on."""
+    code = "" if decision == "CONFORMS" else defect_code
+    kept = {"decision": decision, "reason": reason, "defect_code": code}
     try:
         _check_sampled(services, inspection_id)
+        if not reason.strip():
+            raise HTTPException(422, "a blind audit needs a reason: write what you checked")
         body = SampleReviewCreate.model_validate({
-            "decision": decision, "reason": reason.strip() or "blind audit: no defect visible",
-            "defect_code": defect_code or None, "password": password,
+            "decision": decision, "reason": reason.strip(), "defect_code": code or None, "password": password,
             "idempotency_key": idempotency_key or None})
         review_sample(services, user, inspection_id, body, source=client_source(request))
-    except ValueError as exc:
-        flash(request, f"Audit refused: {str(exc).splitlines()[0]}")
-        return redirect(f"/samples/{inspection_id}")
-    except HTTPException as exc:
-        flash(request, f"Audit refused: {detail_text(exc)}")
-        return redirect(f"/samples/{inspection_id}")
+    except (ValueError, HTTPException) as exc:
+        message = _first_error(exc) if isinstance(exc, ValueError) else detail_text(exc)
+        status = exc.status_code if isinstance(exc, HTTPException) else 422
+        try:
+            with session_scope(services.store.engine, readonly=True) as db:
+                context = _sample_context(services, db, inspection_id)
+        except HTTPException as missing:
+            return error_page(request, missing, user=user)
+        context.update({"error": f"Not signed: {message}", "kept": kept})
+        return render(request, "sample.html", context=context, user=user, status_code=status)
+    verdict = "conforms" if decision == "CONFORMS" else f"escape ({code or 'no code'})"
+    flash(request, f"Blind audit of {inspection_id} recorded: {verdict} (signed).")
     return redirect("/queue/next")

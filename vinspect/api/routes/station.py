@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from vinspect.api.deps import ServicesDep, Viewer
+from vinspect.api.formatting import number
 from vinspect.api.pages import PAGE_RESPONSES, render
 from vinspect.api.schemas import ModelPublic, ModelsPublic, StationStatusPublic
 from vinspect.errors import VinspectError
@@ -67,4 +68,4 @@ def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, st
         for key in sorted(value, key=str):
             rows += _flatten(value[key], f"{prefix}.{key}" if prefix else str(key), depth + 1)
         return rows
-    return [(prefix, str(value)[:200])]
+    return [(prefix, str(number(value))[:200])]

@@ -1,0 +1,116 @@
+"""``vinspect users unlock|reset-password|set-role``: the way back in when no admin can sign in.
+
+Run on the server by someone with access to the store; each change is audited with the shell
+user (``cli:<login>``) and the reason. A running web app re-reads the account on every request,
+so a new role applies at once; sessions signed in before a password reset from the shell stay
+open until they time out or sign out (the web app's own reset ends them at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from vinspect.errors import ConfigError
+
+__all__ = ["register_verbs"]
+
+ROLES = ("operator", "reviewer", "quality_engineer", "admin")
+
+
+def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``unlock``, ``reset-password`` and ``set-role`` under ``vinspect users``."""
+    common = {"help": "why (written to the audit trail)"}
+    data_help = "default: VINSPECT_DATA_DIR or ./vinspect-data"
+    unlock = verbs.add_parser("unlock", help="clear an account's failed sign-ins (lockout)")
+    reset = verbs.add_parser("reset-password", help="set a new password (read from the terminal or stdin)")
+    role = verbs.add_parser("set-role", help="give an account another role")
+    role.add_argument("--role", required=True, choices=ROLES, help="the new role")
+    reset.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
+    for parser, handler in ((unlock, _unlock), (reset, _reset), (role, _set_role)):
+        parser.add_argument("username", help="the account")
+        parser.add_argument("--reason", required=True, **common)
+        parser.add_argument("--data-dir", type=Path, default=None, help=data_help)
+        parser.set_defaults(handler=handler)
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from vinspect.cli.web import _open_store, _settings
+
+    return _open_store(_settings(args))
+
+
+def _account(session, username: str):  # type: ignore[no-untyped-def]
+    from vinspect.store.users import get_user
+
+    user = get_user(session=session, username=username)
+    if user is None:
+        raise ConfigError(f"no account named {username!r} (see /users or `vinspect users add`)")
+    return user
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    from vinspect.store import session_scope
+    from vinspect.store.audit import AuditEntry, append_audit
+
+    if not args.reason.strip():
+        raise ConfigError("--reason must not be blank")
+    store = _store(args)
+    with session_scope(store.engine) as session:
+        user = _account(session, args.username)
+        append_audit(AuditEntry(actor=_actor(), action="login.unlock", entity="login", entity_id=user.username[:64],
+                                reason=args.reason, source="cli"), session=session)
+    sys.stdout.write(f"unlocked sign-in for {user.username}\n")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from vinspect.api.auth import PasswordService, password_problems
+    from vinspect.cli.web import _read_password
+    from vinspect.errors import StateError
+    from vinspect.store import session_scope
+    from vinspect.store.audit import AuditEntry, append_audit
+    from vinspect.store.users import set_user_password
+
+    if not args.reason.strip():
+        raise ConfigError("--reason must not be blank")
+    password = _read_password(args)
+    problems = password_problems(password, username=args.username)
+    if problems:
+        raise ConfigError("password refused: " + "; ".join(problems))
+    password_hash = PasswordService().hash(password)
+    store = _store(args)
+    try:
+        with session_scope(store.engine) as session:
+            user = _account(session, args.username)
+            set_user_password(user.id, session=session, password_hash=password_hash, actor=_actor(),
+                              reason=args.reason)
+            append_audit(AuditEntry(actor=_actor(), action="login.unlock", entity="login",
+                                    entity_id=user.username[:64], reason=f"password reset: {args.reason}",
+                                    source="cli"), session=session)
+    except StateError as exc:
+        raise ConfigError(str(exc)) from exc
+    sys.stdout.write(f"new password set for {user.username} (sign-in unlocked)\n")
+    return 0
+
+
+def _set_role(args: argparse.Namespace) -> int:
+    from vinspect.errors import StateError
+    from vinspect.store import Role, session_scope
+    from vinspect.store.users import set_user_role
+
+    store = _store(args)
+    try:
+        with session_scope(store.engine) as session:
+            user = _account(session, args.username)
+            changed = set_user_role(user.id, session=session, role=Role(args.role), actor=_actor(), reason=args.reason)
+    except StateError as exc:
+        raise ConfigError(str(exc)) from exc
+    sys.stdout.write(f"{changed.username} is now {changed.role} (was {user.role})\n")
+    return 0
