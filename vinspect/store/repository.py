@@ -72,6 +72,7 @@ __all__ = [
     "list_users",
     "open_ncr",
     "record_containment",
+    "recorded_ncrs",
     "resolve_ncr",
     "set_user_active",
     "start_ncrs",
@@ -126,11 +127,56 @@ def _insert(model: type[Base], rows: list[dict[str, Any]], *, session: Session) 
         row["id"] = row_id
 
 
+def _unrecorded(inspections: Sequence[Inspection], *, session: Session) -> list[Inspection]:
+    """The inspections not stored yet (a record delivered twice is stored once).
+
+    Raises:
+        StoreError: a (station, part sequence) is already stored under another inspection id:
+            a part number was reused, and two different parts must not share one record key.
+    """
+    ids = list(dict.fromkeys(i.inspection_id for i in inspections))
+    known = set(session.scalars(select(InspectionRecord.inspection_id).where(InspectionRecord.inspection_id.in_(ids))))
+    fresh: dict[str, Inspection] = {}
+    for inspection in inspections:
+        if inspection.inspection_id not in known:
+            fresh.setdefault(inspection.inspection_id, inspection)
+    seqs: dict[str, dict[int, str]] = {}
+    for inspection in fresh.values():
+        taken = seqs.setdefault(inspection.station_id, {})
+        if inspection.part_seq in taken:
+            raise StoreError(f"station {inspection.station_id} part seq {inspection.part_seq}: inspections "
+                             f"{taken[inspection.part_seq]} and {inspection.inspection_id} share one part number")
+        taken[inspection.part_seq] = inspection.inspection_id
+    for station_id, taken in seqs.items():
+        clash = session.execute(select(InspectionRecord.part_seq, InspectionRecord.inspection_id).where(
+            InspectionRecord.station_id == station_id, InspectionRecord.part_seq.in_(list(taken)))).first()
+        if clash is not None:
+            raise StoreError(f"station {station_id} part seq {clash.part_seq} is already recorded as inspection "
+                             f"{clash.inspection_id}, not {taken[clash.part_seq]}: a part number was reused")
+    return list(fresh.values())
+
+
+def recorded_ncrs(inspection_ids: Sequence[str], *, session: Session) -> dict[str, NcrRef]:
+    """The NCRs already opened for these inspections, by inspection id (a retried record's NCR)."""
+    if not inspection_ids:
+        return {}
+    rows = session.execute(select(NcrRecord.inspection_id, NcrRecord.ncr_uuid, NcrRecord.ncr_number)
+                           .where(NcrRecord.inspection_id.in_(list(inspection_ids))))
+    return {str(iid): NcrRef(ncr_uuid=uid, ncr_number=number, revision=1) for iid, uid, number in rows}
+
+
 def add_inspections(inspections: Sequence[Inspection], *, session: Session, now: datetime | None = None) -> int:
-    """Insert a batch of inspection rows covered by one audit link; returns the row count."""
+    """Insert a batch of inspection rows covered by one audit link; returns the row count.
+
+    Idempotent: inspections already stored (same inspection id) are skipped, and a part number
+    stored under another inspection id is refused (StoreError), see :func:`_unrecorded`.
+    """
     if not inspections:
         return 0
     lock_writers(session)
+    inspections = _unrecorded(inspections, session=session)
+    if not inspections:
+        return 0
     now = now or datetime.now(UTC)
     rows = [_inspection_values(i, now=now) for i in inspections]
     _insert(InspectionRecord, rows, session=session)

@@ -3,8 +3,10 @@
 The chain proves the audit rows are intact; each append-only record is then checked against the
 ``record_sha256`` of the audit link that covers it, so an edit of a record (hash differs), an
 insertion outside the application (no link), a deletion (a link without its record) or a
-reordering of ids (hashes include ids) is reported by name. Signatures are re-verified against
-the content they signed. :func:`verify_store` is what ``vinspect audit verify`` and backup
+reordering of ids (hashes include ids) is reported by name. Mutable rows (user accounts) are
+compared field by field with the state their last audit link declares, so a change made outside
+the application (re-activating an account, swapping a password hash or a role) is named with
+table, key and field. Signatures are re-verified against the content they signed. :func:`verify_store` is what ``vinspect audit verify`` and backup
 verification run.
 """
 
@@ -14,13 +16,16 @@ from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass, field
 
+import json
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from vinspect.store.audit import ChainAnchor, ChainReport, verify_chain
+from vinspect.store.audit_key import AuditKeyring
 from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256, signature_sha256, user_sha256
 from vinspect.store.lifecycle import verify_signature
 from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord, SignatureRecord, UserRecord
+from vinspect.store.users import user_state_fields
 
 __all__ = ["StoreReport", "integrity_check", "record_counts", "verify_records", "verify_store"]
 
@@ -92,11 +97,45 @@ def _record_problems(session: Session) -> Generator[str, None, None]:
             yield problem
         elif not verify_signature(sig.id, session=session):
             yield f"signature {sig.id}: no longer matches the content it signed"
+    declared = _declared_user_states(session)
     for user in session.scalars(select(UserRecord).order_by(UserRecord.id)):
         if (problem := _check("user", str(user.id), digest=user_sha256(user), links=links)) is not None:
             yield problem
+        yield from _user_state_problems(user, declared.get(str(user.id)))
     for (kind, key), (seq, _) in sorted(links.items(), key=lambda item: item[1][0]):
         yield f"{kind} {key}: covered by audit seq {seq} but missing (deleted)"
+
+
+def _declared_user_states(session: Session) -> dict[str, tuple[int, dict[str, object]]]:
+    """Per user id, the newest audit seq and the state its links declare.
+
+    Links with ``state`` declare the whole account; older links (before ``state`` existed)
+    declare only the active flag (``user.set_active``'s new value).
+    """
+    declared: dict[str, tuple[int, dict[str, object]]] = {}
+    rows = session.execute(select(AuditRecord.entity_id, AuditRecord.seq, AuditRecord.action, AuditRecord.new_value,
+                                  AuditRecord.state).where(AuditRecord.entity == "user").order_by(AuditRecord.seq))
+    for entity_id, seq, action, new_value, state in rows:
+        _, fields = declared.get(entity_id, (0, {}))
+        if state is not None:
+            fields = dict(json.loads(state))
+        elif action == "user.set_active" and new_value in ("true", "false"):
+            fields = {**fields, "active": new_value == "true"}
+        declared[entity_id] = (seq, fields)
+    return declared
+
+
+def _user_state_problems(user: UserRecord, declared: tuple[int, dict[str, object]] | None) -> Generator[str]:
+    if declared is None:
+        return
+    seq, fields = declared
+    current = user_state_fields(user)
+    for name, value in fields.items():
+        if current.get(name) != value:
+            shown = "differs" if name == "password_sha256" else f"is {current.get(name)!r}"
+            what = "password_hash" if name == "password_sha256" else name
+            yield (f"users {user.id} ({user.username}): field {what} {shown} but audit seq {seq} declares "
+                   f"{'another value' if name == 'password_sha256' else repr(value)} (changed outside the application)")
 
 
 def _inspection_problems(session: Session) -> Generator[str, None, None]:
@@ -104,8 +143,10 @@ def _inspection_problems(session: Session) -> Generator[str, None, None]:
                                      AuditRecord.record_sha256).where(AuditRecord.entity == "inspections")
                               .order_by(AuditRecord.seq)).all()
     covered = 0
+    spans: list[tuple[int, int]] = []
     for seq, span, count, digest in batches:
         first, _, last = span.partition("-")
+        spans.append((int(first), int(last)))
         rows = session.scalars(select(InspectionRecord).where(
             InspectionRecord.id.between(int(first), int(last)))).all()
         covered += len(rows)
@@ -113,7 +154,27 @@ def _inspection_problems(session: Session) -> Generator[str, None, None]:
             yield f"inspections {span}: rows differ from audit seq {seq} (edited, deleted or inserted)"
     total = int(session.scalar(select(func.count()).select_from(InspectionRecord)) or 0)
     if total != covered:
-        yield f"inspections: {total - covered} row(s) outside every audited batch (inserted)"
+        yield from _uncovered_inspections(session, spans)
+
+
+def _uncovered_inspections(session: Session, spans: list[tuple[int, int]], *, limit: int = 20) -> Generator[str]:
+    """Name inspection rows that no audited batch covers (inserted outside the application)."""
+    spans.sort()
+    named = 0
+    stmt = select(InspectionRecord.id, InspectionRecord.inspection_id, InspectionRecord.station_id,
+                  InspectionRecord.part_seq).order_by(InspectionRecord.id).execution_options(yield_per=5000)
+    k = 0
+    with closing(session.execute(stmt)) as rows:
+        for row_id, inspection_id, station_id, part_seq in rows:
+            while k < len(spans) and spans[k][1] < row_id:
+                k += 1
+            if k < len(spans) and spans[k][0] <= row_id <= spans[k][1]:
+                continue
+            yield (f"inspections id {row_id} (inspection_id {inspection_id}, station {station_id}, "
+                   f"part seq {part_seq}): no audit link covers it (inserted outside the application)")
+            named += 1
+            if named >= limit:
+                return
 
 
 def verify_records(*, session: Session, limit: int = 20) -> tuple[str, ...]:
@@ -128,10 +189,13 @@ def verify_records(*, session: Session, limit: int = 20) -> tuple[str, ...]:
     return tuple(problems)
 
 
-def verify_store(*, session: Session, anchor: ChainAnchor | None = None) -> StoreReport:
-    """Integrity check, chain verification and record verification, in that order."""
+def verify_store(
+    *, session: Session, anchor: ChainAnchor | None = None, keyring: AuditKeyring | None = None,
+) -> StoreReport:
+    """Integrity check, chain verification (with each row's HMAC when ``keyring`` is given) and
+    record verification, in that order."""
     session.flush()
     integrity = integrity_check(session)
-    chain = verify_chain(session=session, anchor=anchor)
+    chain = verify_chain(session=session, anchor=anchor, keyring=keyring)
     problems = verify_records(session=session)
     return StoreReport(integrity=integrity, chain=chain, problems=problems, counts=record_counts(session))
