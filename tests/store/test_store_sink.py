@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import IntegrityError
 from store_factories import DEFAULTS, make_inspection
 
 from vinspect.errors import StoreError
@@ -194,7 +195,7 @@ def test_store_refuses_a_second_row_for_one_part_number(engine: Engine) -> None:
 
     with session_scope(engine) as session:
         add_inspections([make_inspection(5, verdict=Verdict.PASS)], session=session)
-    with pytest.raises(Exception, match="(?i)unique|duplicate"), engine.begin() as conn:
+    with pytest.raises(IntegrityError, match=r"(?i)unique|duplicate"), engine.begin() as conn:
         conn.execute(text("INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, policy_id, "
                           "fail_at, review_at, recorded_at) VALUES ('x', 'st-1', 5, 'PASS', '[]', 'p1', 0.7, 0.5, "
                           "CURRENT_TIMESTAMP)"))

@@ -202,7 +202,8 @@ RECORD_CASES = {
     "inspections reordered": _exec("UPDATE inspections SET part_seq = -1 - (part_seq * 100000 + (SELECT part_seq "
                                    "FROM inspections WHERE id = 3)) WHERE id = 2; UPDATE inspections SET part_seq "
                                    "= (SELECT (-1 - part_seq) / 100000 FROM inspections WHERE id = 2) WHERE id = 3;"
-                                   " UPDATE inspections SET part_seq = (-1 - part_seq) - ((-1 - part_seq) / 100000) * 100000 WHERE id = 2"),
+                                   " UPDATE inspections SET part_seq = (-1 - part_seq) - ((-1 - part_seq) / 100000)"
+                                   " * 100000 WHERE id = 2"),
     "user role edited": _exec("UPDATE users SET role = 'quality_engineer' WHERE username = 'rita'"),
     "user inserted": _exec("INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
                            "VALUES ('mallory', 'M', 'admin', 'h', true, CURRENT_TIMESTAMP)"),

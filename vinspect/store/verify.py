@@ -6,17 +6,17 @@ insertion outside the application (no link), a deletion (a link without its reco
 reordering of ids (hashes include ids) is reported by name. Mutable rows (user accounts) are
 compared field by field with the state their last audit link declares, so a change made outside
 the application (re-activating an account, swapping a password hash or a role) is named with
-table, key and field. Signatures are re-verified against the content they signed. :func:`verify_store` is what ``vinspect audit verify`` and backup
-verification run.
+table, key and field. Signatures are re-verified against the content they signed.
+:func:`verify_store` is what ``vinspect audit verify`` and backup verification run.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass, field
 
-import json
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 

@@ -32,7 +32,7 @@ depends_on = None
 def _floor(table: str, columns: str) -> int:
     """The highest id among rows that share ``columns`` with another row (0 if none)."""
     found = op.get_bind().execute(sa.text(
-        f"SELECT MAX(id) FROM {table} WHERE ({columns}) IN "  # noqa: S608 - fixed identifiers
+        f"SELECT MAX(id) FROM {table} WHERE ({columns}) IN "
         f"(SELECT {columns} FROM {table} WHERE {columns.split(',')[-1].strip()} IS NOT NULL "
         f"GROUP BY {columns} HAVING COUNT(*) > 1)")).scalar()
     return int(found or 0)
