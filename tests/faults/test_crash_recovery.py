@@ -49,7 +49,9 @@ def jsonl_station(tmp_path, tiny_bundle) -> Path:
     return _station(tmp_path, tiny_bundle, sinks="[jsonl]", name="jsonl-station.yaml")
 
 
-def run_station(station: Path, data: Path, parts: int, *, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_station(
+    station: Path, data: Path, parts: int, *, crash_at: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash_at is not None:
         env[CRASH_ENV] = crash_at
