@@ -235,7 +235,7 @@ EXPECTED = {
     "event deleted": "ncr_event ", "event inserted": "ncr_event ", "signature name edited": "signature ",
     "signature hash edited": "signature ", "inspection verdict edited": "inspections ",
     "inspection deleted": "inspections ", "inspection inserted": "inspections id ",
-    "inspections reordered": "inspections ", "user role edited": "user ", "user inserted": "user ",
+    "inspections reordered": "inspections ", "user role edited": "users ", "user inserted": "user ",
 }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from vinspect.errors import StateError, StoreError
 from vinspect.store.audit import AuditEntry, append_audit
-from vinspect.store.canonical import canonical_json, sha256_hex
+from vinspect.store.canonical import canonical_json, format_utc, sha256_hex
 from vinspect.store.content import user_sha256
 from vinspect.store.db import lock_writers
 from vinspect.store.ncr import Role
@@ -49,7 +49,8 @@ def _value(row: UserRecord) -> User:
 def user_state_fields(row: UserRecord) -> dict[str, object]:
     """The audited state of an account: what a change outside the application must not alter unseen."""
     return {"username": row.username, "display_name": row.display_name, "role": row.role,
-            "active": bool(row.active), "password_sha256": sha256_hex(row.password_hash.encode("utf-8"))}
+            "active": bool(row.active), "password_sha256": sha256_hex(row.password_hash.encode("utf-8")),
+            "created_at": format_utc(row.created_at)}
 
 
 def user_state(row: UserRecord) -> str:
