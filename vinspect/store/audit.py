@@ -16,7 +16,6 @@ reaches the anchor (deleting the newest rows leaves no broken link otherwise).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from vinspect.store.audit_key import AuditKeyring, keying_for, write_anchor
+from vinspect.store.audit_key import AuditKeyring, keying_for
 from vinspect.store.canonical import canonical_json, format_utc, sha256_hex
 from vinspect.store.db import lock_writers
 from vinspect.store.tables import AuditRecord, table_of
@@ -42,7 +41,6 @@ __all__ = [
     "verify_chain",
 ]
 
-logger = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 _HEAD_KEY = "vinspect.audit_head"  # (transaction, head) cached for appends within one transaction
 
@@ -163,7 +161,7 @@ def append_audits(entries: Sequence[AuditEntry], *, session: Session, at: dateti
     session.connection().execute(_AUDIT_INSERT, rows)
     new_head = ChainAnchor(seq=rows[-1]["seq"], row_hash=rows[-1]["row_hash"])
     session.info[_HEAD_KEY] = (transaction, new_head)
-    if keying is not None and keying.anchor_path is not None and not session.info.get(_ANCHOR_HOOK):
+    if keying is not None and keying.anchor is not None and not session.info.get(_ANCHOR_HOOK):
         session.info[_ANCHOR_HOOK] = True
         event.listen(session, "after_commit", _anchor_after_commit)
     return new_head
@@ -173,19 +171,11 @@ _ANCHOR_HOOK = "vinspect.audit_anchor_hook"
 
 
 def _anchor_after_commit(session: Session) -> None:
-    """Write the signed anchor outside the database once rows appended by this session are committed."""
+    """Hand the head committed by this session to the anchor writer (written outside the database)."""
     cached = session.info.get(_HEAD_KEY)
     keying = keying_for(session.get_bind())
-    if cached is None or keying is None or keying.anchor_path is None:
-        return
-    head: ChainAnchor = cached[1]
-    if head.seq <= keying.last_anchor:
-        return
-    try:
-        write_anchor(keying.anchor_path, keying.ring, seq=head.seq, row_hash=head.row_hash)
-        keying.last_anchor = head.seq
-    except OSError:  # the records are committed; a stale anchor is an older, still valid prefix
-        logger.warning("writing the audit anchor %s failed", keying.anchor_path, exc_info=True)
+    if cached is not None and keying is not None and keying.anchor is not None:
+        keying.anchor.offer(seq=cached[1].seq, row_hash=cached[1].row_hash)
 
 
 def _rows(session: Session, chunk: int) -> Generator[AuditRecord, None, None]:

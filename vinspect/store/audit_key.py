@@ -14,12 +14,16 @@ appended through that engine and writes the anchor after each such commit.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import stat
+import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +35,12 @@ from vinspect.errors import ConfigError
 __all__ = [
     "ANCHOR_FILE",
     "KEY_FILE",
+    "AnchorWriter",
     "AuditKeyring",
     "Keying",
     "SignedAnchor",
     "attach",
+    "flush_anchors",
     "keying_for",
     "load_keyring",
     "open_keyring",
@@ -43,6 +49,7 @@ __all__ = [
     "write_anchor",
 ]
 
+logger = logging.getLogger(__name__)
 KEY_FILE = "audit-key"
 ANCHOR_FILE = "audit-anchor.json"
 
@@ -160,14 +167,12 @@ def _anchor_message(seq: int, row_hash: str) -> str:
 
 
 def write_anchor(path: Path, ring: AuditKeyring, *, seq: int, row_hash: str) -> None:
-    """Replace the anchor file with this head unless it already holds a newer one.
+    """Replace the anchor file with this head (atomically: a temporary file, then rename).
 
     Not fsynced: the anchor guards against tampering, not power loss (the database is durable at
-    commit; an anchor lost in a power cut is an older, still valid, prefix).
+    commit; an anchor lost in a power cut is an older, still valid, prefix). Two processes that
+    write one store may replace each other's anchor with an older head: still a valid prefix.
     """
-    current = _read_raw(path)
-    if current is not None and int(current.get("seq", 0)) >= seq:
-        return
     key_id, mac = ring.current, ring.mac(ring.current, _anchor_message(seq, row_hash))
     body = json.dumps({"seq": seq, "row_hash": row_hash, "key_id": key_id, "mac": mac,
                        "at": datetime.now(UTC).isoformat()}) + "\n"
@@ -209,13 +214,77 @@ def read_anchor(path: Path, ring: AuditKeyring | None) -> SignedAnchor | None:
     return anchor
 
 
+class AnchorWriter:
+    """Writes the newest committed head to the anchor file off the commit path.
+
+    ``offer`` (called after each commit) only records the head and wakes a daemon thread, which
+    rewrites the file at most every ``min_interval_s`` (a rename costs milliseconds on some file
+    systems; the commit path must not wait for it). ``flush`` writes a pending head now; it runs
+    at interpreter exit too, so a process that stops normally leaves its last head anchored.
+    """
+
+    def __init__(self, path: Path, ring: AuditKeyring, *, min_interval_s: float = 0.1) -> None:
+        self.path = path
+        self._ring = ring
+        self._min_interval_s = min_interval_s
+        self._cond = threading.Condition()
+        self._pending: tuple[int, str] | None = None
+        self._written = 0
+        self._thread: threading.Thread | None = None
+        _WRITERS.add(self)
+
+    def offer(self, *, seq: int, row_hash: str) -> None:
+        with self._cond:
+            if seq <= self._written or (self._pending is not None and seq <= self._pending[0]):
+                return
+            self._pending = (seq, row_hash)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-anchor", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def flush(self) -> None:
+        with self._cond:
+            self._write_pending()
+
+    def _write_pending(self) -> None:  # holds the condition
+        if self._pending is None:
+            return
+        seq, row_hash = self._pending
+        self._pending = None
+        try:
+            write_anchor(self.path, self._ring, seq=seq, row_hash=row_hash)
+            self._written = seq
+        except OSError:  # the records are committed; a stale anchor is an older, still valid prefix
+            logger.warning("writing the audit anchor %s failed", self.path, exc_info=True)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None:
+                    self._cond.wait()
+                self._write_pending()
+            time.sleep(self._min_interval_s)
+
+
+_WRITERS: weakref.WeakSet[AnchorWriter] = weakref.WeakSet()
+
+
+def flush_anchors() -> None:
+    """Write every pending anchor now (at exit; tests that read the file right after a commit)."""
+    for writer in list(_WRITERS):
+        writer.flush()
+
+
+atexit.register(flush_anchors)
+
+
 @dataclass(slots=True)
 class Keying:
-    """What an engine signs audit rows with, and where it writes the anchor."""
+    """What an engine signs audit rows with, and who writes its anchor."""
 
     ring: AuditKeyring
-    anchor_path: Path | None
-    last_anchor: int = field(default=0)
+    anchor: AnchorWriter | None = field(default=None)
 
 
 _KEYINGS: weakref.WeakKeyDictionary[Any, Keying] = weakref.WeakKeyDictionary()
@@ -223,7 +292,8 @@ _KEYINGS: weakref.WeakKeyDictionary[Any, Keying] = weakref.WeakKeyDictionary()
 
 def attach(engine: Any, ring: AuditKeyring, *, anchor_path: Path | None) -> None:
     """Sign every audit row appended through ``engine`` (and engines derived from it)."""
-    _KEYINGS[engine.pool] = Keying(ring=ring, anchor_path=anchor_path)
+    writer = None if anchor_path is None else AnchorWriter(anchor_path, ring)
+    _KEYINGS[engine.pool] = Keying(ring=ring, anchor=writer)
 
 
 def keying_for(bind: Any) -> Keying | None:

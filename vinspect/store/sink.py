@@ -37,7 +37,7 @@ from vinspect.crashpoints import crash_point
 from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, encode_png, heatmap_png
 from vinspect.store.ncr import NcrDefaults, NcrRef
-from vinspect.store.repository import add_inspections, finish_ncrs, recorded_ncrs, start_ncrs
+from vinspect.store.repository import add_inspections, finish_ncrs, recorded_ncrs, split_recorded, start_ncrs
 from vinspect.types import Inspection, Verdict
 
 __all__ = ["StoreSink"]
@@ -140,9 +140,11 @@ class StoreSink:
             try:
                 with session_scope(self._engine) as session:
                     now = datetime.now(UTC)
-                    known = recorded_ncrs([i.inspection_id for i in rejects], session=session)
+                    rows, recorded = split_recorded([*pending, *inspections], session=session)
+                    retried = [i.inspection_id for i in rejects if i.inspection_id in recorded]
+                    known = recorded_ncrs(retried, session=session) if retried else {}
                     fresh = [(i, f) for i, f in zip(rejects, files, strict=True) if i.inspection_id not in known]
-                    add_inspections([*pending, *inspections], session=session, now=now)
+                    add_inspections(rows, session=session, now=now, checked=True)
                     drafts = start_ncrs([i for i, _ in fresh], session=session, defaults=self._defaults, now=now,
                                         inspections_recorded=True)
                     made = finish_ncrs(drafts, session=session, evidence=[f.stored for _, f in fresh])
