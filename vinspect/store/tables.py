@@ -27,7 +27,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -50,12 +49,11 @@ __all__ = [
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records")
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER keys
-_ABOVE_OLD_DUPLICATES = text("id > 0")  # migration 0003 raises the floor where old duplicates exist
 
 
 def _unique(name: str, *columns: str) -> Index:
-    return Index(name, *columns, unique=True, sqlite_where=_ABOVE_OLD_DUPLICATES,
-                 postgresql_where=_ABOVE_OLD_DUPLICATES)
+    """A unique key (migration 0003; partial, plus a lookup index, only in stores with older duplicates)."""
+    return Index(name, *columns, unique=True)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -13,9 +13,10 @@ Create Date: 2026-12-05
   Existing rows keep NULL there and verify as before (reported as unkeyed).
 
 A store written before this revision may already hold duplicates (the crash this revision
-prevents). Those append-only rows cannot be removed, so each unique index only covers rows
-with an ``id`` above the newest duplicate found at upgrade time (``id > 0`` on a clean store:
-every row); the duplicates stay visible to ``vinspect audit verify``'s recount.
+prevents). Those append-only rows cannot be removed, so there (only) the unique index is partial,
+covering rows with an ``id`` above the newest duplicate found at upgrade time, and a plain index
+on the same columns serves lookups (a partial index only serves queries that repeat its
+condition). The old duplicates stay as they are, visible to the store's recount.
 """
 
 from __future__ import annotations
@@ -38,14 +39,20 @@ def _floor(table: str, columns: str) -> int:
     return int(found or 0)
 
 
-def _unique_above(name: str, table: str, columns: list[str]) -> None:
-    where = sa.text(f"id > {_floor(table, ', '.join(columns))}")
+def _unique(name: str, table: str, columns: list[str], *, lookup: str) -> None:
+    floor = _floor(table, ", ".join(columns))
+    if floor == 0:
+        op.create_index(name, table, columns, unique=True)
+        return
+    where = sa.text(f"id > {floor}")
     op.create_index(name, table, columns, unique=True, sqlite_where=where, postgresql_where=where)
+    op.create_index(lookup, table, columns)
 
 
 def upgrade() -> None:
-    _unique_above("uq_inspections_station_part", "inspections", ["station_id", "part_seq"])
-    _unique_above("uq_ncrs_inspection", "ncrs", ["inspection_id"])
+    _unique("uq_inspections_station_part", "inspections", ["station_id", "part_seq"],
+            lookup="ix_inspections_station_part")
+    _unique("uq_ncrs_inspection", "ncrs", ["inspection_id"], lookup="ix_ncrs_inspection")
     with op.batch_alter_table("audit_records", recreate="never") as batch:
         batch.add_column(sa.Column("key_id", sa.String(32), nullable=True))
         batch.add_column(sa.Column("mac", sa.String(64), nullable=True))
