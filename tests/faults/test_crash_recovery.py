@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from test_station_faults import GOLDEN, cli
 
 from vinspect.crashpoints import CRASH_ENV, EXIT_STATUS
@@ -50,11 +53,13 @@ def jsonl_station(tmp_path, tiny_bundle) -> Path:
 
 
 def run_station(
-    station: Path, data: Path, parts: int, *, crash_at: str | None = None,
+    station: Path, data: Path, parts: int, *, crash_at: str | None = None, database_url: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, "VINSPECT_DATABASE_URL")}
     if crash_at is not None:
         env[CRASH_ENV] = crash_at
+    if database_url is not None:
+        env["VINSPECT_DATABASE_URL"] = database_url
     return subprocess.run([*cli(), "--station", str(station), "--data-dir", str(data), "--max-parts", str(parts)],
                           capture_output=True, text=True, timeout=90, env=env)
 
@@ -74,9 +79,9 @@ def jsonl_seqs(data: Path) -> list[int]:
     return [json.loads(line)["part_seq"] for line in lines[:-1]]
 
 
-def assert_store_consistent(data: Path, books: Books) -> list[int]:
+def assert_store_consistent(data: Path, books: Books, *, url: str | None = None) -> list[int]:
     """No part stored twice, one NCR per part at most, books == recount; returns the stored part seqs."""
-    engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
+    engine = make_engine(url or f"sqlite:///{data / 'vinspect.db'}")
     try:
         with session_scope(engine, readonly=True) as session:
             seqs = list(session.scalars(InspectionRecord.__table__.select().with_only_columns(
@@ -152,3 +157,46 @@ def test_kill_in_each_window_then_restart(tmp_path, store_station, point: str, h
         assert before is not None and "re-derived" in done.stderr and len(recorded) > len(before) + 8
     if point == "jsonl.mid_line":
         assert "truncated 1 torn record line" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+    from store_pg import PgCluster, pg_available
+
+    reason = pg_available()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster.create_database("crash")
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("point", ["store.before_commit", "store.after_commit"])
+def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, point: str) -> None:
+    data = tmp_path / "data"
+    station = tmp_path / "pg-station.yaml"  # a station id of its own: the module shares one database
+    station.write_text(store_station.read_text().replace("station_id: t1", f"station_id: pg-{point[6:]}"))
+    crashed = run_station(station, data, 60, crash_at=f"{point}:3", database_url=pg_url)
+    assert crashed.returncode == EXIT_STATUS, crashed.stderr
+    done = run_station(station, data, 8, database_url=pg_url)
+    books = closing_books(done)
+    engine = make_engine(pg_url)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            sid = f"pg-{point[6:]}"
+            seqs = list(session.scalars(select(InspectionRecord.part_seq).where(InspectionRecord.station_id == sid)))
+            ncr_parts = list(session.scalars(select(InspectionRecord.part_seq).join(
+                NcrRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id)
+                .where(InspectionRecord.station_id == sid)))
+            assert books == count_books(session=session, station_id=sid)
+            assert verify_store(session=session).ok
+    finally:
+        engine.dispose()
+    assert len(seqs) == len(set(seqs)) == books.triggers and len(ncr_parts) == len(set(ncr_parts)) > 0
+    recorded = jsonl_seqs(data)
+    assert len(recorded) == len(set(recorded)) and set(seqs) <= set(recorded)
