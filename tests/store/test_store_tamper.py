@@ -205,6 +205,8 @@ RECORD_CASES = {
                                    " UPDATE inspections SET part_seq = (-1 - part_seq) - ((-1 - part_seq) / 100000)"
                                    " * 100000 WHERE id = 2"),
     "user role edited": _exec("UPDATE users SET role = 'quality_engineer' WHERE username = 'rita'"),
+    "outbox marked delivered": _exec("UPDATE outbox SET state = 'DELIVERED' WHERE id = 1"),
+    "outbox payload edited": _exec("UPDATE outbox SET payload = '{}' WHERE id = 2"),
     "user inserted": _exec("INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
                            "VALUES ('mallory', 'M', 'admin', 'h', true, CURRENT_TIMESTAMP)"),
 }
@@ -236,6 +238,7 @@ EXPECTED = {
     "signature hash edited": "signature ", "inspection verdict edited": "inspections ",
     "inspection deleted": "inspections ", "inspection inserted": "inspections id ",
     "inspections reordered": "inspections ", "user role edited": "users ", "user inserted": "user ",
+    "outbox marked delivered": "outbox ", "outbox payload edited": "outbox ",
 }
 
 

@@ -6,7 +6,9 @@ insertion outside the application (no link), a deletion (a link without its reco
 reordering of ids (hashes include ids) is reported by name. Mutable rows (user accounts) are
 compared field by field with the state their last audit link declares, so a change made outside
 the application (re-activating an account, swapping a password hash or a role) is named with
-table, key and field. Signatures are re-verified against the content they signed.
+table, key and field; so is the QMS outbox's delivery state (a row marked delivered without the
+audit link of its delivery, or reset to pending after one) and the payload a pending row would
+still send. Signatures are re-verified against the content they signed.
 :func:`verify_store` is what ``vinspect audit verify`` and backup verification run.
 """
 
@@ -22,9 +24,18 @@ from sqlalchemy.orm import Session, selectinload
 
 from vinspect.store.audit import ChainAnchor, ChainReport, verify_chain
 from vinspect.store.audit_key import AuditKeyring
+from vinspect.store.canonical import sha256_hex
 from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256, signature_sha256, user_sha256
 from vinspect.store.lifecycle import verify_signature
-from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord, SignatureRecord, UserRecord
+from vinspect.store.tables import (
+    AuditRecord,
+    InspectionRecord,
+    NcrEvent,
+    NcrRecord,
+    OutboxRecord,
+    SignatureRecord,
+    UserRecord,
+)
 from vinspect.store.users import user_state_fields
 
 __all__ = ["StoreReport", "integrity_check", "record_counts", "verify_records", "verify_store"]
@@ -144,6 +155,35 @@ def _user_state_problems(user: UserRecord, declared: tuple[int, dict[str, object
                    f"{'another value' if name == 'password_sha256' else repr(value)} (changed outside the application)")
 
 
+_OUTBOX_DECLARES = {"ncr.export": "DELIVERED", "ncr.export_parked": "PARKED"}
+
+
+def _outbox_problems(session: Session) -> Generator[str]:
+    """Each outbox row's state against its audit links (none: PENDING); pending payloads against their hash."""
+    declared: dict[tuple[str | None, str], tuple[int, str, str | None]] = {}
+    rows = session.execute(select(AuditRecord.seq, AuditRecord.action, AuditRecord.source, AuditRecord.entity_id,
+                                  AuditRecord.record_sha256).where(AuditRecord.entity == "outbox")
+                           .order_by(AuditRecord.seq))
+    for audit_seq, action, audit_target, audit_key, audit_digest in rows:
+        if action in _OUTBOX_DECLARES:
+            declared[(audit_target, audit_key)] = (audit_seq, _OUTBOX_DECLARES[action], audit_digest)
+    stmt = select(OutboxRecord.id, OutboxRecord.target, OutboxRecord.idempotency_key, OutboxRecord.state,
+                  OutboxRecord.payload_sha256).order_by(OutboxRecord.id).execution_options(yield_per=5000)
+    for row_id, target, key, state, payload_sha256 in session.execute(stmt).all():
+        link = declared.get((target, key))
+        seq, wanted, digest = link if link is not None else (None, "PENDING", None)
+        where = f"outbox {key} (target {target})"
+        by = f"audit seq {seq}" if seq is not None else "no audit link of a delivery or parking"
+        if state != wanted:
+            yield f"{where}: field state is {state!r} but {by} declares {wanted!r} (changed outside the application)"
+        elif wanted == "DELIVERED" and digest != payload_sha256:
+            yield f"{where}: field payload_sha256 differs from audit seq {seq} (changed outside the application)"
+        elif wanted == "PENDING":
+            payload = session.scalar(select(OutboxRecord.payload).where(OutboxRecord.id == row_id)) or ""
+            if sha256_hex(payload.encode("utf-8")) != payload_sha256:
+                yield f"{where}: field payload differs from its payload_sha256 (changed outside the application)"
+
+
 def _inspection_problems(session: Session) -> Generator[str, None, None]:
     batches = session.execute(select(AuditRecord.seq, AuditRecord.entity_id, AuditRecord.new_value,
                                      AuditRecord.record_sha256).where(AuditRecord.entity == "inspections")
@@ -186,7 +226,7 @@ def _uncovered_inspections(session: Session, spans: list[tuple[int, int]], *, li
 def verify_records(*, session: Session, limit: int = 20) -> tuple[str, ...]:
     """Up to ``limit`` problems found checking every record against its audit link."""
     problems: list[str] = []
-    for source_of in (_inspection_problems, _record_problems):
+    for source_of in (_inspection_problems, _record_problems, _outbox_problems):
         with closing(source_of(session)) as source:
             for problem in source:
                 problems.append(problem)
