@@ -46,7 +46,7 @@ def prepare_data_dir(path: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> boo
             raise ConfigError(f"data directory {path} does not exist and cannot be created: {exc.strerror}") from exc
         else:
             created = True
-            logger.warning("created data directory %s", path)
+            logger.info("created data directory %s", path)
     if not path.is_dir():
         raise ConfigError(f"data directory {path} is not a directory")
     _probe(path)
