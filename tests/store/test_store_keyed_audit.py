@@ -236,9 +236,9 @@ def test_legacy_user_rows_still_name_an_unaudited_reactivation(tmp_path: Path) -
         engine.dispose()
 
 
-def test_migration_0003_on_a_store_that_already_has_duplicates(tmp_path: Path) -> None:
+def test_migration_0003_on_a_store_that_already_has_duplicates(store_url: str) -> None:
     """A store hit by the old bug (one part number twice) still upgrades; new duplicates are refused."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = make_engine(store_url)
     try:
         config = _config()
         with engine.begin() as conn:
@@ -255,6 +255,12 @@ def test_migration_0003_on_a_store_that_already_has_duplicates(tmp_path: Path) -
             conn.execute(insert, {"i": "new-1", "p": 4})
         with pytest.raises(Exception, match=r"(?i)unique"), engine.begin() as conn:
             conn.execute(insert, {"i": "new-2", "p": 4})
+        from sqlalchemy import inspect
+
+        indexes = {i["name"] for i in inspect(engine).get_indexes("inspections")}
+        assert {"uq_inspections_station_part", "ix_inspections_station_part"} <= indexes  # partial + lookup
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM inspections WHERE part_seq = 2")).scalar() == 2
     finally:
         engine.dispose()
 
