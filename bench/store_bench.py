@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from vinspect.pipeline.record import RECORD_BATCH, deliver, take_run  # noqa: E402
 from vinspect.store import EvidenceStore, StoreSink, make_engine, scrub, session_scope, upgrade  # noqa: E402
+from vinspect.store.audit_key import ANCHOR_FILE, AuditKeyring, attach, open_keyring  # noqa: E402
 from vinspect.store.ncr import NcrDefaults  # noqa: E402
 from vinspect.store.verify import verify_store  # noqa: E402
 from vinspect.types import (  # noqa: E402
@@ -181,11 +182,12 @@ def _line(fails: list[Inspection], sink: StoreSink, args: argparse.Namespace) ->
     return stats
 
 
-def _verified(url: str, evidence: EvidenceStore) -> bool:
+def _verified(url: str, evidence: EvidenceStore, keyring: AuditKeyring | None = None) -> bool:
     engine = make_engine(url)
     try:
         with session_scope(engine, readonly=True) as session:
-            return verify_store(session=session).ok and scrub(evidence, session=session).ok
+            report = verify_store(session=session, keyring=keyring)
+            return report.ok and scrub(evidence, session=session).ok
     finally:
         engine.dispose()
 
@@ -193,6 +195,9 @@ def _verified(url: str, evidence: EvidenceStore) -> bool:
 def bench_backend(url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine = make_engine(url)
     upgrade(engine)
+    keyring = None if args.no_audit_key else open_keyring(workdir)  # signed rows + anchor file, as the station
+    if keyring is not None:
+        attach(engine, keyring, anchor_path=workdir / ANCHOR_FILE)
     evidence = EvidenceStore(workdir / "evidence")
     sink = StoreSink(engine, evidence, defaults=DEFAULTS, batch_size=args.batch, flush_interval_s=3600)
     warm = [_inspection(i, verdict=Verdict.FAIL, size=args.image_size) for i in range(50)]
@@ -214,7 +219,7 @@ def bench_backend(url: str, workdir: Path, args: argparse.Namespace) -> dict[str
     rows = {"count": len(passes), "batch": args.batch, "seconds": round(seconds, 3),
             "rate_per_s": round(len(passes) / seconds, 1)}
     return {"ncr_line": ncr_line, "ncr_serial": ncr_serial, "inspections_batched": rows,
-            "verified": _verified(url, evidence)}
+            "audit_key": keyring is not None, "verified": _verified(url, evidence, keyring)}
 
 
 def _pg(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -278,6 +283,8 @@ def main() -> int:
     parser.add_argument("--record-batch", type=int, default=RECORD_BATCH, help="largest group commit (the station's)")
     parser.add_argument("--image-size", type=int, default=256, help="square Mono8 frame edge, px")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--no-audit-key", action="store_true",
+                        help="write unkeyed audit rows (no HMAC, no anchor file): the pre-issue-16 cost")
     parser.add_argument("--kills", type=int, default=0, help="also run N kill -9 rounds on SQLite (T2: 2000)")
     parser.add_argument("--powercuts", type=int, default=0,
                         help="also run N simulated power cuts on SQLite (T2: 2000)")

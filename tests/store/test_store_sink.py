@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import IntegrityError
 from store_factories import DEFAULTS, make_inspection
 
 from vinspect.errors import StoreError
@@ -155,15 +157,48 @@ def test_sink_write_batch_failure_costs_only_the_bad_inspection(engine: Engine, 
     """A run whose transaction fails is retried one by one: only the bad record fails."""
     refs: list[NcrRef] = []
     sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=refs.append)
-    sink.write(make_inspection(2))  # already recorded: writing it again violates inspection_id UNIQUE
-    results = sink.write_batch([make_inspection(1), make_inspection(2), make_inspection(3, verdict=Verdict.PASS),
+    sink.write(make_inspection(2))
+    reused = replace(make_inspection(2), inspection_id="st-1-other")  # part seq 2 again, another inspection
+    results = sink.write_batch([make_inspection(1), reused, make_inspection(3, verdict=Verdict.PASS),
                                 make_inspection(4)])
     assert [r is None for r in results] == [True, False, True, True]
-    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1]).upper()
+    assert isinstance(results[1], StoreError) and "part number was reused" in str(results[1])
     sink.close()
     assert len(refs) == 3 and _count(engine, NcrRecord) == 3 and _count(engine, InspectionRecord) == 4
     with session_scope(engine, readonly=True) as session:
         assert verify_store(session=session).ok
+
+
+def test_sink_stores_a_record_delivered_twice_once(engine: Engine, evidence: EvidenceStore) -> None:
+    """Idempotent records: a retried delivery (same inspection id) is acknowledged with the NCR it already has."""
+    refs: list[NcrRef] = []
+    sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=refs.append)
+    first = [make_inspection(1), make_inspection(2, verdict=Verdict.PASS), make_inspection(3)]
+    assert sink.write_batch(first) == [None, None, None]
+    again = [*first, make_inspection(4)]
+    assert sink.write_batch(again) == [None] * 4  # after a crash the record thread delivers them again
+    sink.write(make_inspection(1))  # and one alone
+    sink.close()
+    numbers = [r.ncr_number for r in refs]
+    assert numbers == ["NCR-2026-000001", "NCR-2026-000002", "NCR-2026-000001", "NCR-2026-000002",
+                       "NCR-2026-000003", "NCR-2026-000001"]
+    assert _count(engine, NcrRecord) == 3 and _count(engine, InspectionRecord) == 4
+    with session_scope(engine, readonly=True) as session:
+        assert verify_store(session=session).ok
+
+
+def test_store_refuses_a_second_row_for_one_part_number(engine: Engine) -> None:
+    """The unique key (station, part seq) holds even for a writer that bypasses the sink's check."""
+    from sqlalchemy import text
+
+    from vinspect.store.repository import add_inspections
+
+    with session_scope(engine) as session:
+        add_inspections([make_inspection(5, verdict=Verdict.PASS)], session=session)
+    with pytest.raises(IntegrityError, match=r"(?i)unique|duplicate"), engine.begin() as conn:
+        conn.execute(text("INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, policy_id, "
+                          "fail_at, review_at, recorded_at) VALUES ('x', 'st-1', 5, 'PASS', '[]', 'p1', 0.7, 0.5, "
+                          "CURRENT_TIMESTAMP)"))
 
 
 def test_sink_write_batch_reports_a_failed_acknowledgement_per_ncr(engine: Engine, evidence: EvidenceStore) -> None:

@@ -198,9 +198,15 @@ RECORD_CASES = {
     "inspection inserted": _exec("INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, "
                                  "policy_id, fail_at, review_at, recorded_at) VALUES ('forged', 'st-1', 99, 'PASS', "
                                  "'[]', 'p1', 0.7, 0.5, CURRENT_TIMESTAMP)"),
-    "inspections reordered": _exec("UPDATE inspections SET part_seq = -1 WHERE id = 2; UPDATE inspections SET "
-                                   "part_seq = 2 WHERE id = 3; UPDATE inspections SET part_seq = 3 WHERE id = 2"),
+    # swap the part seqs of ids 2 and 3 (one row per part seq holds at every step: 0003's unique key)
+    "inspections reordered": _exec("UPDATE inspections SET part_seq = -1 - (part_seq * 100000 + (SELECT part_seq "
+                                   "FROM inspections WHERE id = 3)) WHERE id = 2; UPDATE inspections SET part_seq "
+                                   "= (SELECT (-1 - part_seq) / 100000 FROM inspections WHERE id = 2) WHERE id = 3;"
+                                   " UPDATE inspections SET part_seq = (-1 - part_seq) - ((-1 - part_seq) / 100000)"
+                                   " * 100000 WHERE id = 2"),
     "user role edited": _exec("UPDATE users SET role = 'quality_engineer' WHERE username = 'rita'"),
+    "outbox marked delivered": _exec("UPDATE outbox SET state = 'DELIVERED' WHERE id = 1"),
+    "outbox payload edited": _exec("UPDATE outbox SET payload = '{}' WHERE id = 2"),
     "user inserted": _exec("INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
                            "VALUES ('mallory', 'M', 'admin', 'h', true, CURRENT_TIMESTAMP)"),
 }
@@ -230,8 +236,9 @@ EXPECTED = {
     "evidence deleted": "ncr ", "evidence inserted": "ncr ", "event payload edited": "ncr_event ",
     "event deleted": "ncr_event ", "event inserted": "ncr_event ", "signature name edited": "signature ",
     "signature hash edited": "signature ", "inspection verdict edited": "inspections ",
-    "inspection deleted": "inspections ", "inspection inserted": "inspections: 1 row(s) outside",
-    "inspections reordered": "inspections ", "user role edited": "user ", "user inserted": "user ",
+    "inspection deleted": "inspections ", "inspection inserted": "inspections id ",
+    "inspections reordered": "inspections ", "user role edited": "users ", "user inserted": "user ",
+    "outbox marked delivered": "outbox ", "outbox payload edited": "outbox ",
 }
 
 

@@ -3,9 +3,16 @@
 The composition root for the line: it loads the station file, gates the model, builds the
 source, the signaller and the sinks, runs the pipeline until SIGTERM/SIGINT, ``--duration-s``,
 ``--max-parts`` or the end of a finite source, then prints the closing books (readable on a
-terminal, one JSON line when piped or with ``--json``). Signal
-handlers are installed here and only here (library code never installs them). Books carry over
-a restart: with a ``jsonl`` sink the previous records are recounted first (torn lines skipped).
+terminal, one JSON line when piped or with ``--json``). Signal handlers are installed here and
+only here (library code never installs them).
+
+Books and part numbers carry over a restart, read from the store when the station has one (the
+store is the truth: its committed rows are recounted, the next part sequence is one past the
+highest committed one, so no part number is reused); the JSONL file is then a convenience copy
+whose torn last line is truncated and whose missing committed records are re-derived from the
+store. Without a store, the JSONL file is recounted. The data directory is checked first
+(:func:`vinspect.datadir.prepare_data_dir`: created if only it is missing; a missing parent,
+an unwritable folder or a full disk are refused by name).
 
 Exit codes: 0 books closed; 1 books did not close; 3 the model never passed the gate (the
 station stayed PREOPERATIONAL and rejected every part).
@@ -14,6 +21,7 @@ station stayed PREOPERATIONAL and rejected every part).
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -25,12 +33,13 @@ from typing import Any
 
 from vinspect.camera.base import FrameSource
 from vinspect.cli.run_summary import closing_json, closing_text
+from vinspect.datadir import prepare_data_dir
 from vinspect.errors import ConfigError
 from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.models.registry import ModelRegistry
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import gate_bundle, policy_for
-from vinspect.pipeline.record import InspectionSink, JsonlSink, recover_books
+from vinspect.pipeline.record import InspectionSink, JsonlSink, append_records, recover_books, truncate_torn_tail
 from vinspect.pipeline.runner import InspectionPipeline
 from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
 from vinspect.pipeline.status import StatusFile
@@ -47,6 +56,7 @@ from vinspect.station import (
     StoreSinkConfig,
     load_station,
 )
+from vinspect.types import Books
 
 __all__ = ["register"]
 
@@ -118,27 +128,76 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
                                  pulse_ms=cfg.pulse_ms)
 
 
-def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -> InspectionSink:
+def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -> tuple[InspectionSink, Any]:
     from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, upgrade
+    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
 
     engine = make_engine(settings.resolved_database_url)
     stack.callback(engine.dispose)
     upgrade(engine)
+    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
     sink = StoreSink(engine, EvidenceStore(settings.data_dir / "evidence"),
                      defaults=NcrDefaults(**cfg.product.model_dump()), ncr_on_review=cfg.ncr_on_review)
-    return stack.enter_context(sink)
+    return stack.enter_context(sink), engine
 
 
-def _sinks(station: StationConfig, settings: Settings, *, stack: ExitStack) -> tuple[list[InspectionSink], Path | None]:
+def _sinks(
+    station: StationConfig, settings: Settings, *, stack: ExitStack,
+) -> tuple[list[InspectionSink], Path | None, Any]:
     sinks: list[InspectionSink] = []
     jsonl: Path | None = None
+    engine: Any = None
     for cfg in station.sinks:
         if isinstance(cfg, JsonlSinkConfig):
             jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
             sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
         else:
-            sinks.append(_store_sink(cfg, settings, stack=stack))
-    return sinks, jsonl
+            sink, engine = _store_sink(cfg, settings, stack=stack)
+            sinks.append(sink)
+    return sinks, jsonl, engine
+
+
+def _last_jsonl_seq(path: Path) -> int:
+    """One past the highest part seq among the last complete lines of a JSONL file (0 if none)."""
+    if not path.is_file():
+        return 0
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 262_144))
+        tail = fh.read().splitlines()
+    best = -1
+    for line in tail[-64:]:
+        try:
+            best = max(best, int(json.loads(line)["part_seq"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return best + 1
+
+
+def _recover(station: StationConfig, jsonl: Path | None, engine: Any) -> tuple[Books | None, int]:
+    """Opening books and the first part seq of this run (see the module docstring)."""
+    if engine is None:
+        if jsonl is None:
+            return None, 0
+        books, next_seq, torn = recover_books(jsonl)
+        if torn:
+            sys.stderr.write(f"{jsonl}: {torn} torn or invalid record line(s) from an interrupted run skipped\n")
+        return books, next_seq
+    from vinspect.store import session_scope
+    from vinspect.store.recovery import records_after, recover_station
+
+    jsonl_next = 0
+    if jsonl is not None:
+        if truncate_torn_tail(jsonl):
+            sys.stderr.write(f"{jsonl}: truncated 1 torn record line from an interrupted run\n")
+        jsonl_next = _last_jsonl_seq(jsonl)
+    with session_scope(engine, readonly=True) as session:
+        state = recover_station(station.station_id, session=session)
+        missing = records_after(station.station_id, part_seq=jsonl_next, session=session) if jsonl else []
+    if jsonl is not None and missing:
+        append_records(jsonl, missing)
+        sys.stderr.write(f"{jsonl}: re-derived {len(missing)} committed record line(s) from the store\n")
+    return state.books, max(state.next_part_seq, jsonl_next)
 
 
 def _install_stop_handlers(stop: threading.Event, stack: ExitStack) -> None:
@@ -161,6 +220,8 @@ def _run(args: argparse.Namespace) -> int:
     restrict_umask()  # the database, evidence and logs are the service group's only
     station = load_station(args.station)
     settings = load_settings(data_dir=args.data_dir)
+    if prepare_data_dir(settings.data_dir):
+        sys.stderr.write(f"created data directory {settings.data_dir}\n")
     private_dir(settings.data_dir)
     stop = threading.Event()
     with ExitStack() as stack:
@@ -168,10 +229,8 @@ def _run(args: argparse.Namespace) -> int:
         judge, watch = _judge(station, settings.data_dir)
         if judge.bundle is None:
             sys.stderr.write(f"station {station.station_id} stays PREOPERATIONAL: {judge.unavailable_reason}\n")
-        sinks, jsonl = _sinks(station, settings, stack=stack)
-        opening, next_seq, torn = recover_books(jsonl) if jsonl else (None, 0, 0)
-        if torn:
-            sys.stderr.write(f"{jsonl}: skipped {torn} torn record line(s) from an interrupted run\n")
+        sinks, jsonl, engine = _sinks(station, settings, stack=stack)
+        opening, next_seq = _recover(station, jsonl, engine)
         source = _source(station)
         pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),

@@ -18,7 +18,8 @@ from typing import Any
 from vinspect.errors import ConfigError, StoreError
 from vinspect.settings import load_settings
 from vinspect.store import repository
-from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit, chain_head
+from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit, chain_head, verify_chain
+from vinspect.store.audit_key import ANCHOR_FILE, KEY_FILE, attach, load_keyring, read_anchor, rotate_key
 from vinspect.store.backup import backup_store, restore_store
 from vinspect.store.db import make_engine, session_scope
 from vinspect.store.evidence import EvidenceStore, scrub
@@ -77,6 +78,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("--anchor", type=Path, default=None, help="chain head exported earlier (JSON)")
     verify.add_argument("--write-anchor", type=Path, default=None, help="write the current head here")
     verify.set_defaults(handler=_audit_verify)
+    rotate = _common(audit_verbs.add_parser(
+        "rotate-key", help="add a new current HMAC key to <data-dir>/audit-key (older keys kept to verify old rows)"))
+    rotate.set_defaults(handler=_audit_rotate_key)
     backup = _common(sub.add_parser("backup", help="verified backup (SQLite online backup / pg_dump)"))
     backup.add_argument("--out", type=Path, required=True, help="backup file to write")
     backup.set_defaults(handler=_backup)
@@ -130,6 +134,9 @@ def _engine(args: argparse.Namespace, *, create: bool = False) -> Any:
         data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
     upgrade(engine)
+    ring = load_keyring(data_dir / KEY_FILE)  # rows this command appends are signed like the station's
+    if ring is not None:
+        attach(engine, ring, anchor_path=data_dir / ANCHOR_FILE)
     return engine
 
 
@@ -184,29 +191,59 @@ def _ncr_export(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    data_dir, _ = store_location(args.data_dir, args.database_url)
+    ring = load_keyring(data_dir / KEY_FILE)
     anchor = None
     if args.anchor is not None:
         try:
             anchor = ChainAnchor(**json.loads(args.anchor.read_text("utf-8")))
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"anchor file {args.anchor}: {exc}") from exc
+    signed = read_anchor(data_dir / ANCHOR_FILE, ring)
     engine = _engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
-            report = verify_store(session=session, anchor=anchor)
+            signed_anchor = None if signed is None else ChainAnchor(seq=signed.seq, row_hash=signed.row_hash)
+            report = verify_store(session=session, anchor=anchor or signed_anchor, keyring=ring)
+            tail = None
+            if anchor is not None and signed_anchor is not None and report.chain.ok:  # both: check the second too
+                tail = verify_chain(session=session, anchor=signed_anchor, keyring=ring)
             head = chain_head(session)
     finally:
         engine.dispose()
     chain = report.chain
+    ok = report.ok and (tail is None or tail.ok)
     _out(f"integrity: {report.integrity}\naudit rows checked: {chain.rows_checked}\n")
+    if chain.unkeyed:
+        _out(f"unkeyed rows: {chain.unkeyed} (written before the store had an audit key: plain hashes only)\n")
+    if ring is None:
+        _out(f"audit key: none at {data_dir / KEY_FILE}; HMACs of {chain.keyed_unchecked} keyed row(s) NOT checked\n")
+    else:
+        _out(f"audit key: {len(ring.keys)} key(s); HMAC checked on {chain.rows_checked - chain.unkeyed} row(s)\n")
+    if signed is None:
+        _out(f"signed anchor: none at {data_dir / ANCHOR_FILE}\n")
+    else:
+        _out(f"signed anchor: seq {signed.seq} ({signed.at})\n")
     if not chain.ok:
         _out(f"FIRST BROKEN LINK: seq {chain.broken_seq}: {chain.problem}\n")
+    elif tail is not None and not tail.ok:
+        _out(f"FIRST BROKEN LINK: seq {tail.broken_seq}: {tail.problem} (signed anchor {data_dir / ANCHOR_FILE})\n")
     for problem in report.problems:
         _out(f"RECORD: {problem}\n")
-    if args.write_anchor is not None and head is not None and report.ok:
+    if args.write_anchor is not None and head is not None and ok:
         args.write_anchor.write_text(json.dumps({"seq": head.seq, "row_hash": head.row_hash}) + "\n", "utf-8")
-    _out("OK\n" if report.ok else "FAILED\n")
-    return 0 if report.ok else 1
+    _out("OK\n" if ok else "FAILED\n")
+    return 0 if ok else 1
+
+
+def _audit_rotate_key(args: argparse.Namespace) -> int:
+    data_dir, _ = store_location(args.data_dir, args.database_url)
+    if not data_dir.is_dir():
+        raise ConfigError(f"data directory {data_dir} does not exist")
+    ring = rotate_key(data_dir)
+    _out(f"audit key {ring.current} is now current in {data_dir / KEY_FILE} ({len(ring.keys)} key(s) kept); "
+         "restart the station and the web app to sign with it\n")
+    return 0
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -222,7 +259,12 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     data_dir, url = store_location(args.data_dir, args.database_url)
     data_dir.mkdir(parents=True, exist_ok=True)
-    report = restore_store(args.source, url=url)
+    stale = data_dir / ANCHOR_FILE  # the anchor of the store being replaced; the restore writes a new one
+    if stale.exists():
+        stale.unlink()
+        sys.stderr.write(f"removed {stale}: it anchored the store being replaced\n")
+    ring = load_keyring(data_dir / KEY_FILE)
+    report = restore_store(args.source, url=url, keyring=ring, anchor_path=data_dir / ANCHOR_FILE if ring else None)
     _out(f"restored {args.source}: verified, counts {report.counts}\n")
     return 0
 

@@ -96,6 +96,9 @@ def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
     private_dir(settings.data_dir)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
+    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
+
+    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
     return StoreHandle(engine=engine, evidence=EvidenceStore(settings.data_dir / "evidence"))
 
 

@@ -5,8 +5,12 @@ Sinks run on the record thread, never on the inspection thread, each isolated fr
 its last write: a sink that also implements ``write_batch`` (a :class:`BatchSink`, e.g. the NCR
 store's group commit) gets the whole run at once, any other sink one inspection at a time
 (:func:`deliver`). ``JsonlSink`` appends and flushes one line per
-inspection, so a SIGKILL loses at most the line being written; :func:`recover_books` recounts
-the books from such a file and skips a torn last line.
+inspection, so a SIGKILL loses at most the line being written. Every process that opens such a
+file (the sink on its first write, :func:`recover_books`) first truncates a torn last line
+(:func:`truncate_torn_tail`, logged with its count), so a new run never appends to a fragment.
+When the station also has a store, the store is the truth and the JSONL file a convenience copy:
+records committed to the store but missing from the file are re-derived and appended
+(:func:`append_records`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol, Self
 
+from vinspect.crashpoints import armed, crash_point
 from vinspect.pipeline.books import BookKeeper
 from vinspect.types import Books, Decision, Inspection, Verdict
 
@@ -32,11 +37,13 @@ __all__ = [
     "JsonlSink",
     "ListSink",
     "NullSink",
+    "append_records",
     "deliver",
     "inspection_to_dict",
     "model_sha256_of",
     "recover_books",
     "take_run",
+    "truncate_torn_tail",
 ]
 
 logger = logging.getLogger(__name__)
@@ -188,11 +195,15 @@ class JsonlSink:
         with self._lock:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                truncate_torn_tail(self.path)
                 self._fh = self.path.open("ab", buffering=0)
             if self._torn:
                 data = b"\n" + data
             self._torn = True  # until the whole line is down
             view = memoryview(data)
+            if armed("jsonl.mid_line"):  # test-only: die with half a line down
+                view = view[self._fh.write(view[: len(view) // 2]) or 0:]
+                crash_point("jsonl.mid_line")
             while view:
                 written = self._fh.write(view)
                 if not written:
@@ -218,19 +229,74 @@ class JsonlSink:
         self.close()
 
 
+def truncate_torn_tail(path: Path) -> int:
+    """Cut a torn last line (bytes after the last newline) off a JSONL file; returns 0 or 1.
+
+    Only a process that appends to the file may call this (the station at start, its sink on
+    first write): a reader would cut a line the writer is still writing.
+
+    A record line is written whole, newline last, so bytes after the last newline are a write
+    a kill or power cut interrupted. They are removed (and the removal fsynced) before anyone
+    appends, so the next record starts on a line of its own; the count is logged.
+    """
+    try:
+        fh = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            if end == size and chunk.endswith(b"\n"):
+                return 0
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        fh.truncate(end)
+        fh.flush()
+        os.fsync(fh.fileno())
+    logger.warning("truncated 1 torn record line (%d bytes) at the end of %s", size - end, path,
+                   extra={"path": str(path), "torn_lines": 1, "bytes": size - end})
+    return 1
+
+
+def append_records(path: Path, records: Sequence[dict[str, Any]], *, fsync: bool = False) -> int:
+    """Append whole JSON record lines (e.g. re-derived from the store) after truncating a torn tail."""
+    if not records:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truncate_torn_tail(path)
+    data = b"".join(json.dumps(r, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+                    for r in records)
+    with path.open("ab", buffering=0) as fh:
+        fh.write(data)
+        if fsync:
+            os.fsync(fh.fileno())
+    return len(records)
+
+
 def recover_books(path: Path) -> tuple[Books, int, int]:
     """Recount the books from a JSONL record file, e.g. after a SIGKILL.
 
     Returns:
-        (books, next part_seq, torn lines skipped). Every complete record is one trigger with
-        one disposition, so the recovered books close by construction; a torn line (the write a
-        kill interrupted) is counted and skipped, never guessed.
+        (books, next part_seq, torn lines). A torn last line is truncated first
+        (:func:`truncate_torn_tail`); an invalid line inside the file (left by an older version
+        that appended to a fragment) is counted and skipped, never guessed. Every complete
+        record is one trigger with one disposition, so the recovered books close by construction.
     """
     keeper = BookKeeper()
-    next_seq, torn = 0, 0
+    next_seq = 0
     if not path.is_file():
-        return keeper.books(), next_seq, torn
-    with path.open(encoding="utf-8") as fh:
+        return keeper.books(), next_seq, 0
+    torn = truncate_torn_tail(path)
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 rec = json.loads(line)

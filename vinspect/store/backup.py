@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL, make_url
 
 from vinspect.errors import StoreError
 from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit
+from vinspect.store.audit_key import AuditKeyring, attach
 from vinspect.store.db import is_sqlite, make_engine, session_scope, sqlite_path
 from vinspect.store.migrations import head_revision
 from vinspect.store.verify import StoreReport, verify_store
@@ -83,11 +84,11 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify_url(url: str, *, anchor: ChainAnchor | None = None) -> StoreReport:
+def _verify_url(url: str, *, anchor: ChainAnchor | None = None, keyring: AuditKeyring | None = None) -> StoreReport:
     engine = make_engine(url)
     try:
         with session_scope(engine, readonly=True) as session:
-            return verify_store(session=session, anchor=anchor)
+            return verify_store(session=session, anchor=anchor, keyring=keyring)
     finally:
         engine.dispose()
 
@@ -160,13 +161,18 @@ def backup_store(engine: Engine, dest: Path, *, actor: str = "system:cli") -> Ba
     return manifest
 
 
-def restore_store(source: Path, *, url: str, actor: str = "system:cli") -> StoreReport:
+def restore_store(
+    source: Path, *, url: str, actor: str = "system:cli", keyring: AuditKeyring | None = None,
+    anchor_path: Path | None = None,
+) -> StoreReport:
     """Restore a verified backup into an empty target store and verify it against the manifest.
 
     Args:
         source: a backup file with its ``.manifest.json``.
         url: target database; a SQLite file must not exist, a PostgreSQL database must be empty.
         actor: who restores (audited in the restored store).
+        keyring: the audit key the restore's own audit row is signed with (and MACs checked with).
+        anchor_path: where that row's signed anchor is written.
 
     Raises:
         StoreError: manifest mismatch, non-empty target, or a restored store that fails verification.
@@ -188,11 +194,13 @@ def restore_store(source: Path, *, url: str, actor: str = "system:cli") -> Store
             raise StoreError(f"{source} is a {manifest.format} backup, the target is PostgreSQL")
         _pg_restore(target, source, require_empty=True)
     anchor = ChainAnchor(seq=manifest.chain_seq, row_hash=manifest.chain_hash) if manifest.chain_seq else None
-    report = _verify_url(url, anchor=anchor)
+    report = _verify_url(url, anchor=anchor, keyring=keyring)
     _require_ok(report, f"restored store {target.render_as_string(hide_password=True)}")
     if report.counts != manifest.counts:
         raise StoreError(f"restored counts {report.counts} differ from the manifest {manifest.counts}")
     engine = make_engine(url)
+    if keyring is not None:
+        attach(engine, keyring, anchor_path=anchor_path)
     try:
         _audit(engine, action="store.restore", path=source, digest=manifest.file_sha256, actor=actor)
     finally:

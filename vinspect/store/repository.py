@@ -73,8 +73,10 @@ __all__ = [
     "list_users",
     "open_ncr",
     "record_containment",
+    "recorded_ncrs",
     "resolve_ncr",
     "set_user_active",
+    "split_recorded",
     "start_ncrs",
     "supersede_review",
     "verify_signature",
@@ -128,11 +130,64 @@ def _insert(model: type[Base], rows: list[dict[str, Any]], *, session: Session) 
         row["id"] = row_id
 
 
-def add_inspections(inspections: Sequence[Inspection], *, session: Session, now: datetime | None = None) -> int:
-    """Insert a batch of inspection rows covered by one audit link; returns the row count."""
+def split_recorded(inspections: Sequence[Inspection], *, session: Session) -> tuple[list[Inspection], set[str]]:
+    """(inspections not stored yet, ids of those already stored): a record delivered twice is stored once.
+
+    One indexed query per station on (station, part seq), the record's unique key.
+
+    Raises:
+        StoreError: a (station, part sequence) is already stored, or given twice, under another
+            inspection id: a part number was reused, and two parts must not share one record key.
+    """
+    fresh: dict[str, Inspection] = {}
+    seqs: dict[str, dict[int, str]] = {}
+    for inspection in inspections:
+        if inspection.inspection_id in fresh:
+            continue
+        taken = seqs.setdefault(inspection.station_id, {})
+        other = taken.setdefault(inspection.part_seq, inspection.inspection_id)
+        if other != inspection.inspection_id:
+            raise StoreError(f"station {inspection.station_id} part seq {inspection.part_seq}: inspections "
+                             f"{other} and {inspection.inspection_id} share one part number")
+        fresh[inspection.inspection_id] = inspection
+    recorded: set[str] = set()
+    for station_id, taken in seqs.items():
+        rows = session.execute(select(InspectionRecord.part_seq, InspectionRecord.inspection_id).where(
+            InspectionRecord.station_id == station_id, InspectionRecord.part_seq.in_(list(taken))))
+        for part_seq, inspection_id in rows:
+            if inspection_id != taken[part_seq]:
+                raise StoreError(f"station {station_id} part seq {part_seq} is already recorded as inspection "
+                                 f"{inspection_id}, not {taken[part_seq]}: a part number was reused")
+            recorded.add(inspection_id)
+            del fresh[inspection_id]
+    return list(fresh.values()), recorded
+
+
+def recorded_ncrs(inspection_ids: Sequence[str], *, session: Session) -> dict[str, NcrRef]:
+    """The NCRs already opened for these inspections, by inspection id (a retried record's NCR)."""
+    if not inspection_ids:
+        return {}
+    rows = session.execute(select(NcrRecord.inspection_id, NcrRecord.ncr_uuid, NcrRecord.ncr_number)
+                           .where(NcrRecord.inspection_id.in_(list(inspection_ids))))
+    return {str(iid): NcrRef(ncr_uuid=uid, ncr_number=number, revision=1) for iid, uid, number in rows}
+
+
+def add_inspections(
+    inspections: Sequence[Inspection], *, session: Session, now: datetime | None = None, checked: bool = False,
+) -> int:
+    """Insert a batch of inspection rows covered by one audit link; returns the row count.
+
+    Idempotent: inspections already stored (same station and part seq, same inspection id) are
+    skipped, and a part number stored under another inspection id is refused (StoreError), see
+    :func:`split_recorded`; ``checked`` says the caller already dropped them with it.
+    """
     if not inspections:
         return 0
     lock_writers(session)
+    if not checked:
+        inspections = split_recorded(inspections, session=session)[0]
+    if not inspections:
+        return 0
     now = now or datetime.now(UTC)
     rows = [_inspection_values(i, now=now) for i in inspections]
     _insert(InspectionRecord, rows, session=session)

@@ -14,6 +14,10 @@ evidence of every reject in the run is encoded and written in parallel, then one
 holds all their rows and NCRs, one ``COMMIT`` (one WAL fsync) makes them durable together, and
 only then is each NCR acknowledged. If that transaction fails, nothing of it is visible and each
 inspection is retried alone, so one bad record costs only itself.
+
+Records are idempotent: an inspection already stored (same inspection id, e.g. delivered again
+after a crash) is not stored twice, and a reject whose NCR exists is acknowledged with that NCR
+instead of opening a second one. A part number stored under another inspection id is refused.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 
+from vinspect.crashpoints import crash_point
 from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, encode_png, heatmap_png
 from vinspect.store.ncr import NcrDefaults, NcrRef
-from vinspect.store.repository import add_inspections, finish_ncrs, start_ncrs
+from vinspect.store.repository import add_inspections, finish_ncrs, recorded_ncrs, split_recorded, start_ncrs
 from vinspect.types import Inspection, Verdict
 
 __all__ = ["StoreSink"]
@@ -126,7 +131,7 @@ class StoreSink:
         Images are encoded, written and fsynced in helper threads while the statements run; the
         commit waits until every file is durable.
         """
-        rejects = [i for i in inspections if self._opens_ncr(i)]
+        rejects = list({i.inspection_id: i for i in inspections if self._opens_ncr(i)}.values())
         with ExitStack() as stack:
             files: list[PendingEvidence] = [
                 stack.enter_context(self._evidence.submit(partial(self._evidence_blobs, i))) for i in rejects]
@@ -135,13 +140,19 @@ class StoreSink:
             try:
                 with session_scope(self._engine) as session:
                     now = datetime.now(UTC)
-                    add_inspections([*pending, *inspections], session=session, now=now)
-                    drafts = start_ncrs(rejects, session=session, defaults=self._defaults, now=now,
+                    rows, recorded = split_recorded([*pending, *inspections], session=session)
+                    retried = [i.inspection_id for i in rejects if i.inspection_id in recorded]
+                    known = recorded_ncrs(retried, session=session) if retried else {}
+                    fresh = [(i, f) for i, f in zip(rejects, files, strict=True) if i.inspection_id not in known]
+                    add_inspections(rows, session=session, now=now, checked=True)
+                    drafts = start_ncrs([i for i, _ in fresh], session=session, defaults=self._defaults, now=now,
                                         inspections_recorded=True)
-                    made = finish_ncrs(drafts, session=session, evidence=[stored.stored for stored in files])
+                    made = finish_ncrs(drafts, session=session, evidence=[f.stored for _, f in fresh])
                     for stored in files:
                         stored.wait()  # evidence durable before the NCRs that reference it commit
-                return {inspection.inspection_id: ref for inspection, ref in zip(rejects, made, strict=True)}
+                    crash_point("store.before_commit")
+                crash_point("store.after_commit")
+                return known | {i.inspection_id: ref for (i, _), ref in zip(fresh, made, strict=True)}
             except BaseException:
                 self._pending = pending + self._pending
                 raise

@@ -3,7 +3,8 @@
 Append-only tables (database triggers raise on UPDATE and DELETE): ``inspections``, ``ncrs``,
 ``ncr_evidence``, ``ncr_events``, ``signatures``, ``audit_records``. The NCR's current status,
 review and disposition are derived from its latest events; corrections are events too.
-Mutable by design: ``users`` (the active flag; every change audited) and ``outbox`` (a delivery
+Mutable by design: ``users`` (active flag, role, password hash; every change audited with the
+resulting state, which ``audit verify`` compares) and ``outbox`` (a delivery
 queue, not a quality record). JSON-valued columns hold canonical JSON text so that what is
 hashed is exactly what is stored.
 """
@@ -48,6 +49,11 @@ __all__ = [
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records")
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER keys
+
+
+def _unique(name: str, *columns: str) -> Index:
+    """A unique key (migration 0003; partial, plus a lookup index, only in stores with older duplicates)."""
+    return Index(name, *columns, unique=True)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -100,6 +106,7 @@ class InspectionRecord(Base):
 
     __tablename__ = "inspections"
     __table_args__ = (Index("ix_inspections_station_recorded", "station_id", "recorded_at"),
+                      _unique("uq_inspections_station_part", "station_id", "part_seq"),
                       {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -127,7 +134,8 @@ class NcrRecord(Base):
     """The original nonconformance report as the station created it; never updated."""
 
     __tablename__ = "ncrs"
-    __table_args__ = (Index("ix_ncrs_detected", "detected_at"), {"sqlite_autoincrement": True})
+    __table_args__ = (Index("ix_ncrs_detected", "detected_at"), _unique("uq_ncrs_inspection", "inspection_id"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ncr_uuid: Mapped[str] = mapped_column(String(36), unique=True)
@@ -222,7 +230,12 @@ class NcrEvent(Base):
 
 
 class AuditRecord(Base):
-    """One link of the hash chain: ``row_hash = sha256(prev_hash ‖ canonical(row))``."""
+    """One link of the hash chain: ``row_hash = sha256(prev_hash ‖ canonical(row))``.
+
+    ``mac`` is HMAC-SHA256(key ``key_id``, ``row_hash``) with a key kept outside the database
+    (NULL on rows written before the store had a key); ``state`` is the audited row's state
+    after the change, as canonical JSON, where the row is mutable (users).
+    """
 
     __tablename__ = "audit_records"
     __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"), {"sqlite_autoincrement": True})
@@ -242,6 +255,9 @@ class AuditRecord(Base):
     record_sha256: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    mac: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(Text)
 
 
 class OutboxRecord(Base):

@@ -2,7 +2,10 @@
 password; never deleted or reused.
 
 Password hashing belongs to the web layer (argon2); this module stores the hash string as given.
-Every creation and every change of the active flag appends an audit link.
+Every creation and every change (active flag here; role, password and lockout changes through
+:func:`audit_user_change`) appends an audit link whose ``state`` is the account's state after
+the change (:func:`user_state`: active, role, names and the SHA-256 of the password hash), so
+``vinspect audit verify`` names any field changed outside the application.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from sqlalchemy.orm import Session
 
 from vinspect.errors import StateError, StoreError
 from vinspect.store.audit import AuditEntry, append_audit
+from vinspect.store.canonical import canonical_json, format_utc, sha256_hex
 from vinspect.store.content import user_sha256
 from vinspect.store.db import lock_writers
 from vinspect.store.ncr import Role
 from vinspect.store.tables import UserRecord
 
-__all__ = ["USERNAME_PATTERN", "User", "create_user", "get_user", "list_users", "set_user_active",
-           "set_user_password", "set_user_role", "username_problem"]
+__all__ = ["USERNAME_PATTERN", "User", "audit_user_change", "create_user", "get_user", "list_users",
+           "set_user_active", "set_user_password", "set_user_role", "user_state", "user_state_fields",
+           "username_problem"]
 
 # One rule for every way an account is made (web form, JSON API, ``vinspect users add``).
 USERNAME_PATTERN = r"^[a-z][a-z0-9_.-]{1,63}$"
@@ -60,6 +65,34 @@ def _value(row: UserRecord) -> User:
                 password_hash=row.password_hash, active=row.active, created_at=row.created_at)
 
 
+def user_state_fields(row: UserRecord) -> dict[str, object]:
+    """The audited state of an account: what a change outside the application must not alter unseen."""
+    return {"username": row.username, "display_name": row.display_name, "role": row.role,
+            "active": bool(row.active), "password_sha256": sha256_hex(row.password_hash.encode("utf-8")),
+            "created_at": format_utc(row.created_at)}
+
+
+def user_state(row: UserRecord) -> str:
+    """:func:`user_state_fields` as canonical JSON (the ``state`` of the account's audit links)."""
+    return canonical_json(user_state_fields(row)).decode("utf-8")
+
+
+def audit_user_change(
+    row: UserRecord, *, session: Session, actor: str, action: str, field: str, old_value: str | None,
+    new_value: str | None, reason: str | None, at: datetime | None = None,
+) -> None:
+    """Append the audit link of a change already made to ``row`` in this transaction.
+
+    Call it after changing any column of a user row (role, password hash, active flag, ...):
+    the link records who, what and why, and the account's resulting state. Never pass a password
+    or its hash as a value; ``field="password_hash"`` with no values is enough.
+    """
+    session.flush()
+    append_audit(AuditEntry(actor=actor, action=action, entity="user", entity_id=str(row.id), field=field,
+                            old_value=old_value, new_value=new_value, reason=reason, state=user_state(row)),
+                 session=session, at=at)
+
+
 def create_user(
     username: str, *, session: Session, display_name: str, role: Role, password_hash: str,
     actor: str, now: datetime | None = None,
@@ -90,7 +123,8 @@ def create_user(
     except IntegrityError as exc:
         raise StoreError(f"creating user {username!r}: {exc.orig}") from exc
     append_audit(AuditEntry(actor=actor, action="user.create", entity="user", entity_id=str(row.id),
-                            field="role", new_value=row.role, record_sha256=user_sha256(row)),
+                            field="role", new_value=row.role, record_sha256=user_sha256(row),
+                            state=user_state(row)),
                  session=session, at=row.created_at)
     return _value(row)
 
@@ -127,10 +161,8 @@ def set_user_active(
     if row.active != active:
         old = row.active
         row.active = active
-        session.flush()
-        append_audit(AuditEntry(actor=actor, action="user.set_active", entity="user", entity_id=str(row.id),
-                                field="active", old_value=str(old).lower(), new_value=str(active).lower(),
-                                reason=reason), session=session, at=now)
+        audit_user_change(row, session=session, actor=actor, action="user.set_active", field="active",
+                          old_value=str(old).lower(), new_value=str(active).lower(), reason=reason, at=now)
     return _value(row)
 
 
@@ -153,9 +185,8 @@ def set_user_role(
     if row.role != new:
         old = row.role
         row.role = new
-        session.flush()
-        append_audit(AuditEntry(actor=actor, action="user.set_role", entity="user", entity_id=str(row.id),
-                                field="role", old_value=old, new_value=new, reason=reason), session=session, at=now)
+        audit_user_change(row, session=session, actor=actor, action="user.set_role", field="role",
+                          old_value=old, new_value=new, reason=reason, at=now)
     return _value(row)
 
 
@@ -167,7 +198,6 @@ def set_user_password(
         raise StateError("a password hash is required")
     row = _changed_row(user_id, session, reason, "resetting a password")
     row.password_hash = password_hash
-    session.flush()
-    append_audit(AuditEntry(actor=actor, action="user.set_password", entity="user", entity_id=str(row.id),
-                            field="password", reason=reason), session=session, at=now)
+    audit_user_change(row, session=session, actor=actor, action="user.set_password", field="password_hash",
+                      old_value=None, new_value=None, reason=reason, at=now)
     return _value(row)

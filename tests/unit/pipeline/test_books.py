@@ -90,3 +90,30 @@ def test_jsonl_record_carries_model_sha_without_prediction(tmp_path) -> None:
     record = json.loads(path.read_text())
     assert record["model_sha256"] == "a" * 64 and record["reasons"] == ["disconnected"]
     assert record["frame"]["part_id"] == "p0"
+
+
+def test_truncate_torn_tail_cuts_only_the_fragment(tmp_path) -> None:
+    from vinspect.pipeline.record import append_records, truncate_torn_tail
+
+    path = tmp_path / "rec.jsonl"
+    assert truncate_torn_tail(path) == 0  # no file
+    path.write_bytes(b"")
+    assert truncate_torn_tail(path) == 0
+    path.write_bytes(b'{"a":1}\n' + b"x" * 200_000)  # a fragment longer than one read chunk
+    assert truncate_torn_tail(path) == 1 and path.read_bytes() == b'{"a":1}\n'
+    assert truncate_torn_tail(path) == 0 and path.read_bytes() == b'{"a":1}\n'
+    path.write_bytes(b"no newline at all")
+    assert truncate_torn_tail(path) == 1 and path.read_bytes() == b""
+    path.write_bytes(b'{"a":1}\n{"b"')
+    assert append_records(path, [{"c": 3}]) == 1 and path.read_bytes() == b'{"a":1}\n{"c":3}\n'
+
+
+def test_jsonl_sink_never_appends_to_a_torn_line_left_by_another_process(tmp_path) -> None:
+    path = tmp_path / "rec.jsonl"
+    with JsonlSink(path) as sink:
+        sink.write(_inspection(0, Verdict.PASS, ()))
+    path.write_bytes(path.read_bytes() + b'{"schema_version":1,"part_seq":1,"ver')  # a kill mid-line
+    with JsonlSink(path) as sink:  # a new process: its own sink has never seen a torn write
+        sink.write(_inspection(1, Verdict.PASS, ()))
+    books, next_seq, torn = recover_books(path)
+    assert (books.triggers, next_seq, torn) == (2, 2, 0)
