@@ -212,10 +212,12 @@ def test_review_page_has_a_heatmap_legend_on_the_fixed_scale(client_for: Client,
 
 
 def test_wrong_password_on_a_disposition_keeps_the_form(client_for: Client, seeded: Seeded) -> None:
+    reviewer, reviewer_token = client_for("reviewer")  # two people: the reviewer is not the disposition signer
     qe, token = client_for("quality_engineer")
     ncr = seeded.review[0].ncr_uuid
-    qe.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": token},
-            json={"decision": "CONFIRMED_DEFECT", "reason": "scratch seen", "password": PASSWORD})
+    signed = reviewer.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": reviewer_token},
+                           json={"decision": "CONFIRMED_DEFECT", "reason": "scratch seen", "password": PASSWORD})
+    assert signed.status_code == 200, signed.text
     response = qe.post(f"/ncrs/{ncr}/disposition", data={
         "csrf_token": token, "code": "USE_AS_IS", "quantity": "3", "justification": "cosmetic only, per MRB-7",
         "design_authority_approval_ref": "DA-77", "password": "not my password"})

@@ -158,7 +158,7 @@ def test_a_resent_review_form_signs_nothing_new(client_for: Client, seeded: Seed
     page = reviewer.get(f"/review/{ncr}").text
     key = page.split('name="idempotency_key" value="', 1)[1].split('"', 1)[0]
     form = {"csrf_token": token, "decision": "CONFIRMED_DEFECT", "defect_code": "scratch", "password": PASSWORD,
-            "idempotency_key": key}
+            "reason": "scratch seen", "idempotency_key": key}
     for _ in range(2):
         assert reviewer.post(f"/review/{ncr}", data=form).status_code == 303
     assert "This form was sent before: nothing new was signed." in reviewer.get("/queue").text
