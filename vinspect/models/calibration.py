@@ -16,7 +16,16 @@ Pure numpy. Scores follow the manifest convention: higher is more anomalous, a p
    ``margin_cap`` times the spread of the goods (``g* - median(good)``), so a very confident
    classifier cannot push ``fail_at`` far above the goods.
 
-``review_at`` is the lowest level at or above which at most ``review_rate`` of the validation
+**The false-reject ceiling** (``frr_ceiling``, default 5 %): when catching every validation defect
+would fail more than the ceiling of validation goods (good and defective parts overlap), zero
+escapes is not bought by scrapping good parts. Instead ``review_at`` is the zero-escape point
+(PASS only below it) and ``fail_at`` is the ``frr`` threshold for the ceiling (at most the
+ceiling of validation goods FAIL); the parts between go to REVIEW, a person's decision. The
+expected rates at the chosen thresholds, with exact confidence intervals, and plain-words
+warnings about the targets the bundle cannot meet are stated in :class:`OperatingPoint`
+(:func:`operating_point`). Escapes count defects that PASS (below ``review_at``).
+
+``review_at`` is otherwise the lowest level at or above which at most ``review_rate`` of the validation
 goods score (never above ``fail_at``); ``map_at`` is the ``1 - map_pixel_rate`` quantile of the
 validation goods' anomaly-map pixels (never above ``fail_at``), or ``review_at`` without maps.
 """
@@ -24,24 +33,28 @@ validation goods' anomaly-map pixels (never above ``fail_at``), or ``review_at``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from vinspect.errors import ModelError
-from vinspect.models.manifest import CalibrationEvidence, Thresholds
+from vinspect.models.intervals import clopper_pearson
+from vinspect.models.manifest import CalibrationEvidence, OperatingPoint, RateEstimate, Thresholds
 
 __all__ = [
     "CalibrationTarget",
     "auroc",
     "best_f1",
     "calibrate",
+    "describe_operating_point",
     "detection_rate_by_class",
     "escape_rate",
     "false_reject_rate",
     "false_reject_rate_at_zero_escape",
+    "operating_point",
+    "rate_estimate",
     "summarize",
 ]
 
@@ -61,6 +74,9 @@ class CalibrationTarget:
         margin_cap: the margin never exceeds this times ``g* - median(good)``.
         review_rate: share of validation goods at or above ``review_at`` (REVIEW or FAIL).
         map_pixel_rate: share of validation-good anomaly-map pixels at or above ``map_at``.
+        frr_ceiling: most validation goods that may FAIL when zero escapes would cost more (then
+            the band between the zero-escape point and ``fail_at`` is REVIEW); None: no ceiling.
+        confidence: level of the Clopper-Pearson intervals stated with the rates.
     """
 
     kind: Literal["zero_escape", "frr"] = "zero_escape"
@@ -69,12 +85,16 @@ class CalibrationTarget:
     margin_cap: float = 0.25
     review_rate: float = 0.05
     map_pixel_rate: float = 0.001
+    frr_ceiling: float | None = 0.05
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        for name in ("frr_target", "margin_fraction", "review_rate", "map_pixel_rate"):
+        for name in ("frr_target", "margin_fraction", "review_rate", "map_pixel_rate", "frr_ceiling"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise ModelError(f"calibration target: {name}={value} must be within [0, 1]")
+        if not 0.0 < self.confidence < 1.0:
+            raise ModelError(f"calibration target: confidence={self.confidence} must be within (0, 1)")
         if self.margin_cap < 0:
             raise ModelError(f"calibration target: margin_cap={self.margin_cap} must be >= 0")
 
@@ -185,7 +205,7 @@ def _fail_at(good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *,
     gap = (upper - g_star) if np.isfinite(upper) else np.inf
     margin = min(target.margin_fraction * gap, target.margin_cap * spread)
     if margin <= 0.0 or not np.isfinite(margin):
-        margin = float(np.spacing(np.float32(g_star)))  # strictly above g*, representable in float32
+        margin = float(abs(np.spacing(np.float32(g_star))))  # strictly above g*, representable in float32
     return float(min(g_star + margin, upper)), text
 
 
@@ -200,7 +220,8 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         good_map_values: anomaly-map pixels of the validation goods, for ``map_at``.
 
     Returns:
-        Thresholds with the evidence (rates measured on the same validation scores).
+        Thresholds with the evidence: rates measured on the same validation scores, the
+        operating point with confidence intervals and warnings, and the scores themselves.
 
     Raises:
         ModelError: no good scores, or non-finite scores.
@@ -211,6 +232,15 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         raise ModelError("calibration needs scores of at least one validation good part")
     fail_at, text = _fail_at(good, defect, target=target)
     review_at = min(fail_at, _upper_quantile(good, target.review_rate))
+    ceiling = target.frr_ceiling
+    if target.kind == "zero_escape" and defect.size and ceiling is not None \
+            and false_reject_rate(good, fail_at) > ceiling:
+        zero_at, zero_frr = fail_at, false_reject_rate(good, fail_at)
+        fail_at, _ = _fail_at(good, defect, target=replace(target, kind="frr", frr_target=ceiling))
+        review_at = zero_at
+        text = (f"zero escapes on {defect.size} validation defects would fail {zero_frr:.1%} of "
+                f"{good.size} validation goods, above the {ceiling:.1%} ceiling: FAIL where at most "
+                f"{ceiling:.1%} of them fail, REVIEW from the zero-escape point")
     if good_map_values is not None and np.asarray(good_map_values).size:
         pixels = _vector(good_map_values, "anomaly map")
         map_at = min(fail_at, float(np.quantile(pixels, 1.0 - target.map_pixel_rate)))
@@ -218,10 +248,97 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         map_at = review_at
     evidence = CalibrationEvidence(
         target=text, n_good=int(good.size), n_defect=int(defect.size),
-        false_reject_rate=false_reject_rate(good, fail_at), escape_rate=escape_rate(defect, fail_at),
+        false_reject_rate=false_reject_rate(good, fail_at), escape_rate=escape_rate(defect, review_at),
         review_rate=float(np.mean((good >= review_at) & (good < fail_at))),
+        operating_point=operating_point(good, defect, fail_at=fail_at, review_at=review_at,
+                                        frr_ceiling=ceiling, confidence=target.confidence),
+        scores_good=tuple(float(v) for v in np.sort(good)),
+        scores_defect=tuple(float(v) for v in np.sort(defect)),
     )
     return Thresholds(fail_at=fail_at, review_at=review_at, map_at=map_at, evidence=evidence)
+
+
+def rate_estimate(events: int, n: int, *, confidence: float = 0.95) -> RateEstimate | None:
+    """``events`` of ``n`` with its Clopper-Pearson interval; None when ``n`` is 0 (unknown)."""
+    if n == 0:
+        return None
+    low, high = clopper_pearson(events, n, confidence=confidence)
+    return RateEstimate(events=events, n=n, rate=events / n, low=low, high=high)
+
+
+def _known(estimate: RateEstimate | None) -> RateEstimate:
+    assert estimate is not None  # n >= 1 checked by the caller
+    return estimate
+
+
+def _pct(estimate: RateEstimate) -> str:
+    return f"{estimate.rate:.1%} ({estimate.events} of {estimate.n}; {estimate.low:.1%}-{estimate.high:.1%})"
+
+
+def _warnings(point: OperatingPoint) -> tuple[str, ...]:
+    out: list[str] = []
+    fr, rv, zero, esc = point.false_reject, point.review, point.frr_at_zero_escape, point.escape
+    if esc is None:
+        out.append(f"escape rate unknown: there were no defective parts among the validation parts, so how "
+                   f"many defects this model lets pass was never measured; on {fr.n} validation good parts it "
+                   f"rejects {fr.rate:.1%} and sends {rv.rate:.1%} to review")
+    elif esc.events:
+        out.append(f"{esc.events} of {esc.n} validation defects would pass ({esc.rate:.1%}, "
+                   f"{esc.low:.1%}-{esc.high:.1%} at {point.confidence:.0%} confidence)")
+    ceiling = point.frr_ceiling
+    if zero is not None and ceiling is not None and zero.rate > ceiling:
+        out.append(f"at zero escapes {zero.rate:.1%} of good parts would be rejected ({zero.events} of {zero.n} "
+                   f"validation good parts); with a {ceiling:.1%} false-reject ceiling {rv.rate:.1%} of good "
+                   f"parts would need review")
+    if ceiling is not None and fr.rate > ceiling:
+        out.append(f"{fr.rate:.1%} of good parts would be rejected, above the {ceiling:.1%} false-reject ceiling")
+    return tuple(out)
+
+
+def operating_point(scores_good: Scores, scores_defect: Scores, *, fail_at: float, review_at: float,
+                    frr_ceiling: float | None, confidence: float = 0.95) -> OperatingPoint:
+    """Expected false-reject, review and escape rates at the thresholds, with exact intervals.
+
+    A part FAILs at ``score >= fail_at``, goes to REVIEW at ``review_at <= score < fail_at`` and
+    PASSes below ``review_at``; an *escape* is a defective part that PASSes. Rates about defects
+    are None (unknown) without defect scores.
+
+    Raises:
+        ModelError: no good scores, non-finite scores, or ``review_at > fail_at``.
+    """
+    good, defect = _vector(scores_good, "good"), _vector(scores_defect, "defect")
+    if good.size == 0:
+        raise ModelError("an operating point needs scores of at least one validation good part")
+    if review_at > fail_at:
+        raise ModelError(f"review_at ({review_at}) must not exceed fail_at ({fail_at})")
+
+    def band(values: npt.NDArray[np.float64]) -> int:
+        return int(np.sum((values >= review_at) & (values < fail_at)))
+
+    n_d = int(defect.size)
+    zero = rate_estimate(int(np.sum(good >= defect.min())), int(good.size), confidence=confidence) if n_d else None
+    point = OperatingPoint(
+        confidence=confidence, frr_ceiling=frr_ceiling,
+        false_reject=_known(rate_estimate(int(np.sum(good >= fail_at)), int(good.size), confidence=confidence)),
+        review=_known(rate_estimate(band(good), int(good.size), confidence=confidence)),
+        escape=rate_estimate(int(np.sum(defect < review_at)), n_d, confidence=confidence),
+        defect_review=rate_estimate(band(defect), n_d, confidence=confidence),
+        frr_at_zero_escape=zero,
+    )
+    return point.model_copy(update={"warnings": _warnings(point)})
+
+
+def describe_operating_point(point: OperatingPoint) -> list[str]:
+    """Plain-words lines for a summary: each rate with its interval, then the warnings."""
+    level = f"{point.confidence:.0%} intervals"
+    lines = [f"good parts rejected {_pct(point.false_reject)}, sent to review {_pct(point.review)} ({level})"]
+    if point.escape is None or point.defect_review is None:
+        lines.append("defective parts passed: unknown (no defective validation parts)")
+    else:
+        lines.append(f"defective parts passed (escapes) {_pct(point.escape)}, "
+                     f"sent to review {_pct(point.defect_review)}")
+    lines += [f"WARNING: {w}" for w in point.warnings]
+    return lines
 
 
 def summarize(scores_good: Scores, scores_defect: Scores, *, threshold: float) -> Mapping[str, float]:
