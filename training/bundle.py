@@ -177,7 +177,7 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
     good = vs.good_mask()
     target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
-                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate)
+                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
     good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
     thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps)
     metrics = _metrics(vs, thresholds, labels=run.data.labels)

@@ -275,20 +275,20 @@ def _pct(estimate: RateEstimate) -> str:
     return f"{estimate.rate:.1%} ({estimate.events} of {estimate.n}; {estimate.low:.1%}-{estimate.high:.1%})"
 
 
-def _warnings(point: OperatingPoint) -> tuple[str, ...]:
+def _warnings(point: OperatingPoint, *, source: str) -> tuple[str, ...]:
     out: list[str] = []
     fr, rv, zero, esc = point.false_reject, point.review, point.frr_at_zero_escape, point.escape
     if esc is None:
-        out.append(f"escape rate unknown: there were no defective parts among the validation parts, so how "
-                   f"many defects this model lets pass was never measured; on {fr.n} validation good parts it "
+        out.append(f"escape rate unknown: there were no defective parts among the {source} parts, so how "
+                   f"many defects this model lets pass was never measured; on {fr.n} {source} good parts it "
                    f"rejects {fr.rate:.1%} and sends {rv.rate:.1%} to review")
     elif esc.events:
-        out.append(f"{esc.events} of {esc.n} validation defects would pass ({esc.rate:.1%}, "
+        out.append(f"{esc.events} of {esc.n} {source} defects would pass ({esc.rate:.1%}, "
                    f"{esc.low:.1%}-{esc.high:.1%} at {point.confidence:.0%} confidence)")
     ceiling = point.frr_ceiling
     if zero is not None and ceiling is not None and zero.rate > ceiling:
         out.append(f"at zero escapes {zero.rate:.1%} of good parts would be rejected ({zero.events} of {zero.n} "
-                   f"validation good parts); with a {ceiling:.1%} false-reject ceiling {rv.rate:.1%} of good "
+                   f"{source} good parts); with a {ceiling:.1%} false-reject ceiling {rv.rate:.1%} of good "
                    f"parts would need review")
     if ceiling is not None and fr.rate > ceiling:
         out.append(f"{fr.rate:.1%} of good parts would be rejected, above the {ceiling:.1%} false-reject ceiling")
@@ -296,12 +296,13 @@ def _warnings(point: OperatingPoint) -> tuple[str, ...]:
 
 
 def operating_point(scores_good: Scores, scores_defect: Scores, *, fail_at: float, review_at: float,
-                    frr_ceiling: float | None, confidence: float = 0.95) -> OperatingPoint:
+                    frr_ceiling: float | None, confidence: float = 0.95,
+                    source: str = "validation") -> OperatingPoint:
     """Expected false-reject, review and escape rates at the thresholds, with exact intervals.
 
     A part FAILs at ``score >= fail_at``, goes to REVIEW at ``review_at <= score < fail_at`` and
     PASSes below ``review_at``; an *escape* is a defective part that PASSes. Rates about defects
-    are None (unknown) without defect scores.
+    are None (unknown) without defect scores. ``source`` names the parts in the warnings.
 
     Raises:
         ModelError: no good scores, non-finite scores, or ``review_at > fail_at``.
@@ -325,7 +326,7 @@ def operating_point(scores_good: Scores, scores_defect: Scores, *, fail_at: floa
         defect_review=rate_estimate(band(defect), n_d, confidence=confidence),
         frr_at_zero_escape=zero,
     )
-    return point.model_copy(update={"warnings": _warnings(point)})
+    return point.model_copy(update={"warnings": _warnings(point, source=source)})
 
 
 def describe_operating_point(point: OperatingPoint) -> list[str]:
