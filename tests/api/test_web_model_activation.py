@@ -82,7 +82,7 @@ def test_models_page_offers_the_confirmation_and_refuses_without_it(
         registry: ModelRegistry, client_for: Clients) -> None:
     client, token = client_for("quality_engineer")
     page = client.get("/models").text
-    assert "This model cannot meet its targets" in page and "I accept the rates stated above" in page
+    assert "This model cannot meet its targets" in page and "I accept the rates and" in page
     posted = client.post("/models/tiny/2/activate", data={"csrf_token": token, "password": PASSWORD})
     assert posted.status_code == 303
     assert "Activation refused" in client.get("/models").text

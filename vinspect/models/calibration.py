@@ -56,6 +56,7 @@ __all__ = [
     "operating_point",
     "rate_estimate",
     "summarize",
+    "thresholds_for_ceiling",
 ]
 
 Scores = npt.ArrayLike
@@ -256,6 +257,23 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         scores_defect=tuple(float(v) for v in np.sort(defect)),
     )
     return Thresholds(fail_at=fail_at, review_at=review_at, map_at=map_at, evidence=evidence)
+
+
+def thresholds_for_ceiling(evidence: CalibrationEvidence, *, frr_ceiling: float,
+                           config: Mapping[str, object]) -> Thresholds:
+    """Re-derive ``fail_at``/``review_at`` for another false-reject ceiling from a bundle's stored
+    validation scores (``config``: the training config in the manifest, for the margins).
+
+    Raises:
+        ModelError: the bundle stores no validation scores (trained before they were recorded).
+    """
+    if not evidence.scores_good:
+        raise ModelError("the bundle stores no validation scores (trained before they were recorded), so a "
+                         "station frr_ceiling cannot be applied to it: retrain it or remove policy.frr_ceiling")
+    knobs = {k: float(v) for k, v in config.items()
+             if k in ("frr_target", "margin_fraction", "margin_cap", "review_rate") and isinstance(v, int | float)}
+    target = CalibrationTarget(**knobs, frr_ceiling=frr_ceiling)  # type: ignore[arg-type]
+    return calibrate(evidence.scores_good, evidence.scores_defect, target=target)
 
 
 def rate_estimate(events: int, n: int, *, confidence: float = 0.95) -> RateEstimate | None:

@@ -133,3 +133,38 @@ def test_operating_point_at_given_thresholds_counts_escapes_below_review_at() ->
 
 def test_rate_estimate_is_unknown_for_no_parts() -> None:
     assert rate_estimate(0, 0) is None
+
+
+def test_a_station_ceiling_re_derives_the_thresholds_from_the_stored_scores() -> None:
+    from vinspect.models.calibration import thresholds_for_ceiling
+
+    good, defect = _overlapping()
+    stated = calibrate(good, defect, target=CalibrationTarget(frr_ceiling=0.05))
+    wider = thresholds_for_ceiling(stated.evidence, frr_ceiling=0.20, config={"review_rate": 0.05})
+    assert wider.review_at == stated.review_at  # the zero-escape point does not move
+    assert wider.fail_at < stated.fail_at
+    assert 0.05 < float(np.mean(good >= wider.fail_at)) <= 0.20
+
+
+def test_a_station_ceiling_needs_stored_scores() -> None:
+    from vinspect.errors import ModelError
+    from vinspect.models.calibration import thresholds_for_ceiling
+    from vinspect.models.manifest import CalibrationEvidence
+
+    old = CalibrationEvidence(target="t", n_good=10, n_defect=0, false_reject_rate=0.0, escape_rate=0.0)
+    with pytest.raises(ModelError, match="stores no validation scores"):
+        thresholds_for_ceiling(old, frr_ceiling=0.1, config={})
+
+
+def test_policy_for_applies_the_station_ceiling(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import state_operating_point
+    from vinspect.errors import ModelError
+    from vinspect.models.runtime import load_bundle
+    from vinspect.pipeline.gating import PolicyOverrides, policy_for
+
+    with pytest.raises(ModelError, match="stores no validation scores"):
+        policy_for(load_bundle(tiny_bundle), PolicyOverrides(frr_ceiling=0.1))
+    good, defect = _overlapping()
+    bundle = load_bundle(state_operating_point(tiny_bundle, good, defect))
+    own, station = policy_for(bundle), policy_for(bundle, PolicyOverrides(frr_ceiling=0.2))
+    assert station.review_at == own.review_at and station.fail_at < own.fail_at

@@ -13,7 +13,7 @@ from vinspect.api.permissions import Permission, allowed
 from vinspect.api.schemas import ModelActivate, ModelPublic, ModelsPublic, StationStatusPublic
 from vinspect.api.workflow import activate_model, detail_text
 from vinspect.errors import VinspectError
-from vinspect.models.manifest import read_manifest
+from vinspect.models.manifest import ModelManifest, read_manifest
 from vinspect.models.risk import activation_warnings, stated_lines
 
 __all__ = ["router"]
@@ -36,13 +36,19 @@ def _status(services: ServicesDep) -> StationStatusPublic:
                                snapshot=snap.data)
 
 
+def _risk(manifest: ModelManifest) -> dict[str, Any]:
+    """The stated rates (without the warning lines) and the warnings, for ModelPublic."""
+    lines = [line for line in stated_lines(manifest) if not line.startswith("WARNING: ")]
+    return {"stated": lines, "warnings": list(activation_warnings(manifest))}
+
+
 def _models(services: ServicesDep) -> tuple[list[ModelPublic], str | None]:
     try:
         models = []
         for e in services.registry.list():
             manifest = read_manifest(e.path)
             models.append(ModelPublic(name=e.name, version=e.version, sha256=e.sha256, active=e.active,
-                                      stated=stated_lines(manifest), warnings=list(activation_warnings(manifest))))
+                                      **_risk(manifest)))
     except (VinspectError, OSError, ValueError) as exc:
         return [], f"model registry unreadable: {exc}"
     return models, None
@@ -84,7 +90,7 @@ def api_activate_model(name: Segment, version: Segment, body: ModelActivate, req
     manifest = activate_model(services, user, name, version, body, source=client_source(request))
     entry = next(e for e in services.registry.list() if e.name == name and e.version == version)
     return ModelPublic(name=name, version=version, sha256=manifest.sha256, active=entry.active,
-                       stated=stated_lines(manifest), warnings=list(activation_warnings(manifest)))
+                       **_risk(manifest))
 
 
 @router.post("/models/{name}/{version}/activate", tags=["pages"], response_class=HTMLResponse,
