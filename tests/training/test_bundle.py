@@ -157,3 +157,19 @@ def test_train_command_states_the_rates_and_unknown_escapes(tiny_dataset: Path, 
     assert "defective parts passed: unknown (no defective validation parts)" in out
     assert "WARNING: escape rate unknown" in out
     assert "escape rate 0.0%" not in out
+
+
+def test_labelled_fail_at_never_exceeds_the_anomaly_paths_good_only_threshold(
+        labelled_bundle: tuple[Path, ModelManifest], tiny_dataset: Path, small_config: Any) -> None:
+    from training.data import holdout_split, load_images, to_hwc
+    from vinspect.dataset import open_dataset
+    from vinspect.models.calibration import CalibrationTarget, anomaly_cap
+
+    out, manifest = labelled_bundle
+    samples = open_dataset(tiny_dataset).train_samples()
+    split = holdout_split(samples, val_percent=small_config.val_percent)
+    session = _session(out)
+    goods = load_images([s for s in split.val if s.is_good], progress=False)
+    anomaly = [float(session.run(None, {"image": to_hwc(img, channels=1)})[1].max()) for img in goods]
+    cap = anomaly_cap(anomaly, target=CalibrationTarget(frr_target=small_config.frr_target))
+    assert manifest.thresholds.fail_at <= cap + 1e-9

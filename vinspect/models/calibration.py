@@ -45,6 +45,7 @@ from vinspect.models.manifest import CalibrationEvidence, OperatingPoint, RateEs
 
 __all__ = [
     "CalibrationTarget",
+    "anomaly_cap",
     "auroc",
     "best_f1",
     "calibrate",
@@ -210,8 +211,23 @@ def _fail_at(good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *,
     return float(min(g_star + margin, upper)), text
 
 
+def anomaly_cap(anomaly_good: Scores, *, target: CalibrationTarget | None = None) -> float:
+    """The good-only threshold of the anomaly path alone (``frr_target`` on validation goods).
+
+    With labelled defects the fused score is ``max`` (or noisy-or) of the anomaly score and the
+    defect probability, so it is never below the anomaly score: capping ``fail_at`` here means a
+    part the good-only model would fail still fails, whatever the labels taught the classifier.
+    Labels can add detections; they never make an unlabelled kind harder to catch.
+    """
+    target = target or CalibrationTarget()
+    good = _vector(anomaly_good, "anomaly good")
+    if good.size == 0:
+        raise ModelError("the anomaly cap needs anomaly scores of at least one validation good part")
+    return _fail_at(good, np.empty(0), target=replace(target, kind="frr"))[0]
+
+
 def calibrate(scores_good: Scores, scores_defect: Scores, *, target: CalibrationTarget | None = None,
-              good_map_values: Scores | None = None) -> Thresholds:
+              good_map_values: Scores | None = None, cap: float | None = None) -> Thresholds:
     """Pick ``fail_at``, ``review_at`` and ``map_at`` from validation scores (see module doc).
 
     Args:
@@ -219,6 +235,7 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         scores_defect: image scores of held-out defective parts (may be empty).
         target: the calibration target; default :class:`CalibrationTarget()`.
         good_map_values: anomaly-map pixels of the validation goods, for ``map_at``.
+        cap: ``fail_at`` never exceeds it (:func:`anomaly_cap`, for fused scores with labels).
 
     Returns:
         Thresholds with the evidence: rates measured on the same validation scores, the
@@ -242,6 +259,9 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         text = (f"zero escapes on {defect.size} validation defects would fail {zero_frr:.1%} of "
                 f"{good.size} validation goods, above the {ceiling:.1%} ceiling: FAIL where at most "
                 f"{ceiling:.1%} of them fail, REVIEW from the zero-escape point")
+    if cap is not None and cap < fail_at:
+        fail_at, review_at = cap, min(review_at, cap)
+        text += f"; capped at the anomaly path's good-only threshold ({target.frr_target:.1%} of validation goods)"
     if good_map_values is not None and np.asarray(good_map_values).size:
         pixels = _vector(good_map_values, "anomaly map")
         map_at = min(fail_at, float(np.quantile(pixels, 1.0 - target.map_pixel_rate)))

@@ -168,3 +168,32 @@ def test_policy_for_applies_the_station_ceiling(tiny_bundle) -> None:  # type: i
     bundle = load_bundle(state_operating_point(tiny_bundle, good, defect))
     own, station = policy_for(bundle), policy_for(bundle, PolicyOverrides(frr_ceiling=0.2))
     assert station.review_at == own.review_at and station.fail_at < own.fail_at
+
+
+def test_labels_never_raise_the_anomaly_paths_threshold() -> None:
+    """Fused = max(anomaly, defect probability). Labelled defects score ~1 through the classifier,
+    so zero escapes on them alone would put fail_at far up; the cap keeps it at the anomaly
+    path's good-only threshold, so an unlabelled kind the anomaly path flags still fails."""
+    from vinspect.models.calibration import anomaly_cap
+
+    rng = np.random.default_rng(5)
+    a_good = rng.uniform(0.2, 0.5, 300)
+    p_good = rng.uniform(0.0, 0.1, 300)
+    fused_good = np.maximum(a_good, p_good)
+    fused_labelled = np.full(20, 0.97)  # the classifier is sure about the kinds it was taught
+    unlabelled_anomaly = 0.52  # a new kind: above every good's anomaly score, unknown to the classifier
+    target = CalibrationTarget(frr_target=0.01)
+    uncapped = calibrate(fused_good, fused_labelled, target=target)
+    cap = anomaly_cap(a_good, target=target)
+    capped = calibrate(fused_good, fused_labelled, target=target, cap=cap)
+    assert cap <= 0.5 < unlabelled_anomaly
+    assert capped.fail_at == cap and capped.review_at <= capped.fail_at
+    assert unlabelled_anomaly >= capped.fail_at  # caught with the cap
+    assert uncapped.fail_at > capped.fail_at
+    assert "capped at the anomaly path's good-only threshold" in capped.evidence.target
+    assert np.mean(fused_good >= capped.fail_at) <= 0.01 + 1e-9
+
+
+def test_a_cap_above_fail_at_changes_nothing() -> None:
+    good, defect = np.linspace(0.1, 0.4, 100), np.array([0.9, 0.95])
+    assert calibrate(good, defect, cap=5.0) == calibrate(good, defect)
