@@ -325,9 +325,13 @@ def _warnings(point: OperatingPoint, *, source: str) -> tuple[str, ...]:
                    f"{esc.low:.1%}-{esc.high:.1%} at {point.confidence:.0%} confidence)")
     ceiling = point.frr_ceiling
     if zero is not None and ceiling is not None and zero.rate > ceiling:
-        out.append(f"at zero escapes {zero.rate:.1%} of good parts would be rejected ({zero.events} of {zero.n} "
-                   f"{source} good parts); with a {ceiling:.1%} false-reject ceiling {rv.rate:.1%} of good "
-                   f"parts would need review")
+        said = (f"at zero escapes {zero.rate:.1%} of good parts would be rejected ({zero.events} of {zero.n} "
+                f"{source} good parts)")
+        if source == "validation":  # there the REVIEW band is exactly what the ceiling opened
+            said += f"; with a {ceiling:.1%} false-reject ceiling {rv.rate:.1%} of good parts would need review"
+        else:
+            said += f", above the {ceiling:.1%} false-reject ceiling; at these thresholds {rv.rate:.1%} go to review"
+        out.append(said)
     if ceiling is not None and fr.rate > ceiling:
         out.append(f"{fr.rate:.1%} of good parts would be rejected, above the {ceiling:.1%} false-reject ceiling")
     return tuple(out)
