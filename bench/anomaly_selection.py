@@ -290,6 +290,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated row-name fragments to run (default: all)")
     ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out")
+    ap.add_argument("--ensemble", default="", help="comma-separated extra cached feature files (e.g. "
+                    "feats_320.npz,feats_224_lite0.npz): a kNN row each, then max with the first row")
     ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
                     help="which cached trunk features (the discriminator rows need mobilenet_v2)")
     args = ap.parse_args()
@@ -326,6 +328,15 @@ def main() -> None:
         "image-space synthetic + feature noise 0.5 discriminator": lambda f: discriminator_method(
             emb, f, noise=0.5, synth=synth_of(f)),
     }
+    features = {name: emb for name in variants}
+    for extra in [e.strip() for e in args.ensemble.split(",") if e.strip()]:
+        loaded = np.load(args.cache / extra)
+        if not (loaded["stem"] == stems).all():
+            raise SystemExit(f"{extra}: cached images are in another order")
+        other = torch.from_numpy(loaded["emb"].astype(np.float32))
+        name = f"patch kNN on {extra} (coreset 8192, position norm)"
+        variants[name] = lambda f, other=other: knn_method(other, f, bank=8192, position_norm=True)
+        features[name] = other
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     cache: dict[str, Any] = {}
     rows = []
@@ -333,7 +344,8 @@ def main() -> None:
     for name, build in variants.items():
         if only and not any(o in name for o in only):
             continue
-        rows.append(good_only_row(f"{args.trunk} {args.size}px: {name}", build, emb, folds, cache))
+        label = name if name.startswith("patch kNN on ") else f"{args.trunk} {args.size}px: {name}"
+        rows.append(good_only_row(label, build, features[name], folds, cache))
     names = list(cache)
     for a in names[1:]:
         base = names[0]
