@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -82,6 +82,19 @@ def write_tiny_bundle(
         "training": {"dataset_root": "-", "dataset_layout": "classes", "dataset_sha256": "0" * 64,
                      "n_train_good": 0, "n_train_defect": 0, "config": {}, "metrics": {}, "duration_s": 0.0},
     }
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return bundle
+
+
+def state_operating_point(bundle: Path, good: Sequence[float], defect: Sequence[float], *,
+                          version: str | None = None) -> Path:
+    """Replace a bundle's thresholds by those calibrated on these validation scores (rates stated)."""
+    from vinspect.models.calibration import calibrate
+
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    manifest["thresholds"] = calibrate(good, defect).model_dump(mode="json")
+    if version is not None:
+        manifest["version"] = version
     (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return bundle
 

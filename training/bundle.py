@@ -32,7 +32,7 @@ from training.export import InspectionGraph, check_parity, export_onnx, ort_sess
 from training.fit import FitImages, fit_graph
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
 from vinspect.errors import DatasetError, ModelError
-from vinspect.models.calibration import CalibrationTarget, calibrate, summarize
+from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
 from vinspect.models.manifest import (
     MODEL_NAME,
     GoldenSample,
@@ -177,9 +177,13 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
     good = vs.good_mask()
     target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
-                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate)
+                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
     good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
-    thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps)
+    # the anomaly image score is the map's maximum (MapHead); with labels, cap fail_at at the anomaly
+    # path's good-only threshold so labels never make an unlabelled kind harder to catch
+    cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) \
+        if graph.classifier is not None else None
+    thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap)
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")

@@ -57,6 +57,10 @@ class TrainConfig(BaseModel):
     margin_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     margin_cap: float = Field(default=0.25, ge=0.0)
     review_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    frr_ceiling: float | None = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="most good parts FAIL may reject; above it the zero-escape band is REVIEW (null: no ceiling)",
+    )
     golden_per_kind: int = Field(default=3, ge=0, le=16, description="golden goods and defects each")
     # --- export ---------------------------------------------------------------------------------
     opset: int = Field(default=17, ge=17, le=21)

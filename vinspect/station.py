@@ -70,6 +70,10 @@ class PolicyConfig(_Strict):
     fail_at: float | None = None
     review_at: float | None = None
     on_error: Literal["fail", "review"] = "fail"
+    frr_ceiling: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="re-derive the thresholds from the bundle's validation scores for this false-reject "
+                    "ceiling (REVIEW between the zero-escape point and FAIL); None keeps the bundle's")
     degraded_after_faults: PositiveInt = 5
     require_golden: bool = True
 
@@ -199,7 +203,8 @@ class StationConfig(_Strict):
             overflow=self.overflow or self.source.overflow, read_timeout_s=self.read_timeout_ms / 1e3,
             heartbeat_ms=self.signal.heartbeat_ms, degraded_after_faults=p.degraded_after_faults,
             max_parts=max_parts, critical_sinks=frozenset(s.kind for s in self.sinks if s.critical),
-            overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper()),
+            overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper(),
+                                      frr_ceiling=p.frr_ceiling),
             require_golden=p.require_golden, ort_threads=self.ort_threads, part_number=self.model.part_number)
 
 

@@ -39,7 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sample = next(i for i in seeded.pass_ids if is_sampled(i, TEST_OPTIONS.pass_sample_rate))
     client.close()
     return {"app": app, "params": {"ncr_uuid": ncr, "inspection_id": sample, "sha256": doc["evidence"][0]["sha256"],
-                                   "user_id": str(victim.id)}}
+                                   "user_id": str(victim.id), "name": "tiny", "version": "1"}}
 
 
 def _operations(app: Any) -> list[str]:
@@ -60,6 +60,7 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/users/{user_id}/password": {"reason": "forgot it", "new_password": "another long passphrase",
                                               "password": PASSWORD},
     "POST /api/v1/users/{user_id}/role": {"reason": "moved to QA", "role": "reviewer", "password": PASSWORD},
+    "POST /api/v1/models/{name}/{version}/activate": {"password": PASSWORD},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /login": {"username": "operator", "password": PASSWORD},
@@ -73,6 +74,7 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /users/{user_id}/password": {"reason": "forgot", "new_password": "another long passphrase",
                                        "password": PASSWORD},
     "POST /users/{user_id}/role": {"reason": "moved", "role": "reviewer", "password": PASSWORD},
+    "POST /models/{name}/{version}/activate": {"password": PASSWORD},
     "POST /users": {"username": "formbie", "display_name": "F", "role": "operator",
                     "password": "a long enough passphrase"},
 }

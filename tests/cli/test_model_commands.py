@@ -38,7 +38,7 @@ def test_inspect_missing_model_is_clear_error(tmp_path: Path, capsys: pytest.Cap
     assert "model bundle not found" in capsys.readouterr().err
 
 
-def test_eval_writes_json_and_report(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_eval_writes_json_and_report(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_dataset(tmp_path / "d", n_good=6, n_defect_each=2, kinds=("spot", "scratch"))
     (data / "good" / "zero.png").write_bytes(b"")
     code = main(["eval", "--model", str(tiny_bundle), "--data", str(data), "--json", str(tmp_path / "m.json"),
@@ -51,6 +51,13 @@ def test_eval_writes_json_and_report(tiny_bundle: Path, tmp_path: Path) -> None:
     assert metrics["n_good"] == 6 and metrics["n_defect"] == 4
     assert set(metrics["per_class_detection"]) == {"spot", "scratch"}
     assert metrics["unreadable"][0]["file"].endswith("zero.png")
+    measured = metrics["operating_point"]["measured"]
+    assert measured["false_reject"]["n"] == 6 and measured["escape"]["n"] == 4
+    assert measured["false_reject"]["low"] <= measured["false_reject"]["rate"] <= measured["false_reject"]["high"]
+    assert metrics["operating_point"]["stated"] is None  # the tiny bundle predates stated rates
+    printed = capsys.readouterr().out
+    assert "measured on this data:" in printed and "good parts rejected" in printed
+    assert "stated by the bundle: no rates" in printed
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "ROC curve" in page and "data:image/png;base64" in page
 

@@ -36,6 +36,11 @@ def test_train_bundle_manifest_round_trip(labelled_bundle: tuple[Path, ModelMani
     assert manifest.training.n_train_defect == 6
     assert len(manifest.training.dataset_sha256) == 64
     assert manifest.training.config["image_size_px"] == 64
+    point = manifest.thresholds.evidence.operating_point
+    assert point is not None and point.frr_ceiling == 0.05
+    assert point.escape is not None and point.escape.n == manifest.thresholds.evidence.n_defect
+    assert point.false_reject.low <= point.false_reject.rate <= point.false_reject.high
+    assert len(manifest.thresholds.evidence.scores_good) == manifest.thresholds.evidence.n_good
 
 
 def test_train_bundle_parity_is_recorded_within_tolerance(labelled_bundle: tuple[Path, ModelManifest]) -> None:
@@ -84,6 +89,9 @@ def test_good_only_bundle_has_no_classifier(tiny_dataset: Path, small_config: An
     assert manifest.labels == ()
     assert manifest.training.n_train_defect == 0
     assert "no validation defects" in manifest.thresholds.evidence.target
+    point = manifest.thresholds.evidence.operating_point
+    assert point is not None and point.escape is None  # unknown, never 0 %
+    assert point.warnings[0].startswith("escape rate unknown")
     _, _, probs = _session(tmp_path / "b").run(None, {"image": np.zeros((64, 80, 1), np.uint8)})
     assert probs.shape == (0,)
 
@@ -132,3 +140,36 @@ def test_train_bundle_needs_enough_good_images(tmp_path: Path, small_config: Any
     data = make_dataset(tmp_path / "few", n_good=4, n_defect=2)
     with pytest.raises(DatasetError, match="4 good training images"):
         train_bundle(data, tmp_path / "b", config=small_config, progress=False)
+
+
+def test_train_command_states_the_rates_and_unknown_escapes(tiny_dataset: Path, small_config: Any, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from vinspect.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(small_config.model_dump(mode="json")))
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "b"), "--good-only",
+                 "--config", str(config), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "good parts rejected" in out and "95% intervals" in out
+    assert "defective parts passed: unknown (no defective validation parts)" in out
+    assert "WARNING: escape rate unknown" in out
+    assert "escape rate 0.0%" not in out
+
+
+def test_labelled_fail_at_never_exceeds_the_anomaly_paths_good_only_threshold(
+        labelled_bundle: tuple[Path, ModelManifest], tiny_dataset: Path, small_config: Any) -> None:
+    from training.data import holdout_split, load_images, to_hwc
+    from vinspect.dataset import open_dataset
+    from vinspect.models.calibration import CalibrationTarget, anomaly_cap
+
+    out, manifest = labelled_bundle
+    samples = open_dataset(tiny_dataset).train_samples()
+    split = holdout_split(samples, val_percent=small_config.val_percent)
+    session = _session(out)
+    goods = load_images([s for s in split.val if s.is_good], progress=False)
+    anomaly = [float(session.run(None, {"image": to_hwc(img, channels=1)})[1].max()) for img in goods]
+    cap = anomaly_cap(anomaly, target=CalibrationTarget(frr_target=small_config.frr_target))
+    assert manifest.thresholds.fail_at <= cap + 1e-9

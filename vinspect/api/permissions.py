@@ -22,13 +22,15 @@ class Permission(enum.StrEnum):
     EXPORT = "export"              # NCR exports
     AUDIT = "audit"                # read the audit trail
     USERS = "users"                # accounts and roles
+    MODELS = "models"              # activate a model version (signed; accepts its stated risk)
 
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
     "operator": frozenset({Permission.VIEW, Permission.DISPUTE}),
     "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE}),
     "quality_engineer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
-                                   Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT}),
+                                   Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
+                                   Permission.MODELS}),
     "admin": frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
 }
 

@@ -18,6 +18,7 @@ __all__ = [
     "DispositionCreate",
     "DisputeCreate",
     "LoginCreate",
+    "ModelActivate",
     "ModelPublic",
     "ModelsPublic",
     "NcrPublic",
@@ -241,6 +242,17 @@ class ModelPublic(_Out):
     version: str
     sha256: str
     active: bool
+    stated: list[str] = Field(default=[], description="expected rates with intervals, from the bundle's validation")
+    warnings: list[str] = Field(default=[], description="targets the bundle cannot meet; activating it needs "
+                                                         "accept_risk")
+
+
+class ModelActivate(_In):
+    """Activate an installed version, signed by password re-entry; ``accept_risk`` accepts its warnings."""
+
+    password: str = Password
+    accept_risk: bool = False
+    reason: str = Field(default="", max_length=2000)
 
 
 class ModelsPublic(_Out):

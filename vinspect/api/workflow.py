@@ -20,9 +20,11 @@ from vinspect.api.auth import (
     password_problems,
 )
 from vinspect.api.deps import Services, audit
-from vinspect.api.schemas import DispositionCreate, ReviewCreate, SampleReviewCreate, UserCreate
+from vinspect.api.schemas import DispositionCreate, ModelActivate, ReviewCreate, SampleReviewCreate, UserCreate
 from vinspect.api.security import SessionHandle
-from vinspect.errors import StateError, StoreError
+from vinspect.errors import ModelError, StateError, StoreError
+from vinspect.models.manifest import ModelManifest, read_manifest
+from vinspect.models.risk import activation_warnings, stated_rates
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.db import lock_writers, session_scope
 from vinspect.store.lifecycle import (
@@ -33,6 +35,7 @@ from vinspect.store.lifecycle import (
     claim_ncr,
     supersede_review,
 )
+from vinspect.store.model_acceptance import record_model_activation
 from vinspect.store.ncr import (
     DispositionCode,
     DispositionInput,
@@ -48,6 +51,7 @@ from vinspect.store.review_queries import DbSession, active_admin_exists, count_
 from vinspect.store.users import User, create_user, get_user, set_user_active
 
 __all__ = [
+    "activate_model",
     "adjudicate",
     "bootstrap_admin",
     "deactivate_user",
@@ -349,3 +353,41 @@ def bootstrap_admin(services: Services, *, secret: str, body: UserCreate, source
     user = new_user(services, "system:bootstrap", body)
     consume_bootstrap_secret(services.data_dir)
     return user
+
+
+def installed_manifest(services: Services, name: str, version: str) -> ModelManifest:
+    """The manifest of an installed version (404 when it is not installed or unreadable)."""
+    try:
+        return read_manifest(services.registry.resolve(name, version))
+    except ModelError as exc:
+        raise HTTPException(status_code=404, detail=f"model {name} version {version} is not installed") from exc
+
+
+def activate_model(services: Services, user: AuthUser, name: str, version: str, body: ModelActivate, *,
+                   source: str) -> ModelManifest:
+    """Make an installed version active, signed by password re-entry and audited.
+
+    A bundle with warnings (it cannot meet its targets, or states no rates) is refused (409)
+    unless ``accept_risk`` is set with a reason; the acceptance is a MODEL_PROMOTION signature
+    over the stated rates. The audit rows and the ACTIVE switch share one transaction.
+    """
+    manifest = installed_manifest(services, name, version)
+    warnings = activation_warnings(manifest)
+    if warnings and not body.accept_risk:
+        raise HTTPException(status_code=409, detail=f"{name} {version} cannot meet its targets: "
+                            + "; ".join(warnings) + ". Accept the stated rates to activate it anyway.")
+    if warnings and not body.reason.strip():
+        raise invalid("reason", "accepting a model's stated risk needs a reason")
+    check_signing_password(services, user, body.password, source=source, what=f"model {name}@{version}")
+    try:
+        with session_scope(services.store.engine) as session:
+            record_model_activation(session=session, user_id=user.user_id, actor=f"user:{user.user_id}", name=name,
+                                    version=version, sha256=manifest.sha256, warnings=warnings,
+                                    rates=stated_rates(manifest), reason=body.reason.strip() or None,
+                                    source=source, accept_risk=body.accept_risk)
+            services.registry.activate(name, version)
+    except StateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except ModelError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return manifest

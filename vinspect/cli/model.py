@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -13,9 +14,12 @@ import numpy as np
 
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
-from vinspect.errors import ConfigError, ImageDecodeError
+from vinspect.errors import ConfigError, ImageDecodeError, ModelError
+from vinspect.models.calibration import describe_operating_point
+from vinspect.models.manifest import ModelManifest, OperatingPoint, read_manifest
 from vinspect.models.reference_spec import REFERENCE_NAME, ReferenceSpec
 from vinspect.models.registry import ModelRegistry
+from vinspect.models.risk import activation_warnings, stated_lines, stated_rates
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.gating import policy_for
 from vinspect.pipeline.judge import Judgement, judge_image
@@ -82,9 +86,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     install = verbs.add_parser("install", help="copy a verified bundle into the registry")
     install.add_argument("bundle", type=Path, help="bundle directory written by `vinspect train`")
     install.add_argument("--activate", action="store_true", help="make it the active version")
+    _acceptance_options(install)
     activate = verbs.add_parser("activate", help="make an installed version the one the station runs")
     activate.add_argument("name", help="model name")
     activate.add_argument("version", help="installed version")
+    _acceptance_options(activate)
     for verb, handler in ((listing, _models_list), (install, _models_install), (activate, _models_activate)):
         verb.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_help)
         verb.set_defaults(handler=handler)
@@ -117,6 +123,16 @@ def _train_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _acceptance_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "risk acceptance", "a bundle that cannot meet its targets (see its stated rates) is activated only when a "
+        "quality engineer accepts the stated rates; the acceptance is signed (password) and audited")
+    group.add_argument("--accept-risk", action="store_true", help="accept the bundle's stated rates and warnings")
+    group.add_argument("--user", default=None, help="the quality engineer who signs the acceptance")
+    group.add_argument("--reason", default=None, help="why the stated rates are acceptable")
+    group.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+
 def _train(args: argparse.Namespace) -> int:
     open_dataset(args.data)  # a folder that is not a dataset fails here, before PyTorch is imported
     if args.task == "reference":
@@ -135,8 +151,10 @@ def _train(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"wrote {args.out} ({manifest.name} {manifest.version}, {manifest.task}); "
         f"fail_at={manifest.thresholds.fail_at:.4g} "
-        f"review_at={manifest.thresholds.review_at:.4g}; validation: {ev.n_good} good, {ev.n_defect} defective, "
-        f"false-reject rate {ev.false_reject_rate:.1%}, escape rate {ev.escape_rate:.1%}\n")
+        f"review_at={manifest.thresholds.review_at:.4g}; validation: {ev.n_good} good, {ev.n_defect} defective\n"
+        f"threshold rule: {ev.target}\n")
+    if ev.operating_point is not None:
+        sys.stdout.write("".join(f"  {line}\n" for line in describe_operating_point(ev.operating_point)))
     return 0
 
 
@@ -210,6 +228,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"operating point: false-reject rate {f(s['operating_point']['false_reject_rate'], True)}, "
         f"escape rate {f(s['operating_point']['escape_rate'], True)}, defect-type accuracy "
         f"{f(s['defect_type_accuracy'], True)}\n")
+    op = s["operating_point"]
+    titles = (("stated by the bundle (its validation parts)", "stated"), ("measured on this data", "measured"))
+    for title, key in titles:
+        if op.get(key) is not None:
+            sys.stdout.write(f"{title}:\n" + "".join(
+                f"  {line}\n" for line in describe_operating_point(OperatingPoint.model_validate(op[key]))))
+    if op.get("stated") is None:
+        sys.stdout.write("stated by the bundle: no rates (bundle trained before rates were recorded)\n")
     for label, rate in s["per_class_detection"].items():
         sys.stdout.write(f"  {label}: {rate:.1%} detected\n")
     if lat["n"]:
@@ -291,12 +317,94 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_install(args: argparse.Namespace) -> int:
-    entry = _registry(args).install(args.bundle, activate=args.activate)
-    sys.stdout.write(f"installed {entry.name} {entry.version} at {entry.path}{' (active)' if entry.active else ''}\n")
+    registry = _registry(args)
+    if not args.activate:
+        entry = registry.install(args.bundle)
+        sys.stdout.write(f"installed {entry.name} {entry.version} at {entry.path}\n")
+        return 0
+    manifest = read_manifest(args.bundle)
+    signer = _check_acceptance(args, manifest)
+    entry = registry.install(args.bundle)
+    sys.stdout.write(f"installed {entry.name} {entry.version} at {entry.path}\n")
+    _activate(args, registry, manifest, signer=signer)
     return 0
 
 
 def _models_activate(args: argparse.Namespace) -> int:
-    _registry(args).activate(args.name, args.version)
-    sys.stdout.write(f"{args.name}: active version is now {args.version}\n")
+    registry = _registry(args)
+    manifest = read_manifest(registry.resolve(args.name, args.version))
+    _activate(args, registry, manifest, signer=_check_acceptance(args, manifest))
     return 0
+
+
+def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int | None:
+    """Refuse a bundle with warnings unless accepted; returns the signer's user id (password checked)."""
+    warnings = activation_warnings(manifest)
+    if not warnings:
+        return None
+    if not args.accept_risk:
+        stated = "".join(f"\n  {line}" for line in stated_lines(manifest))
+        raise ModelError(
+            f"refused to activate {manifest.name} {manifest.version}: it cannot meet its targets. "
+            f"Stated rates (validation):{stated}\nTo run it anyway, a quality engineer accepts these rates: "
+            "add --accept-risk --user NAME --reason TEXT (the password is asked; the acceptance is signed "
+            "and audited)")
+    if not args.user or not args.reason or not args.reason.strip():
+        raise ConfigError("--accept-risk needs --user (a quality engineer) and --reason")
+    from vinspect.api.auth import PasswordService
+    from vinspect.store import session_scope
+    from vinspect.store.audit import AuditEntry, append_audit
+    from vinspect.store.users import get_user
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    engine = _store_engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            user = get_user(session=session, username=args.user)
+        if user is None or not user.active or not PasswordService().verify(password, user.password_hash):
+            with session_scope(engine) as session:
+                append_audit(AuditEntry(actor=f"cli:{getpass.getuser()}", action="signature.failure",
+                                        entity="signing", entity_id=f"model {manifest.name}@{manifest.version}"[:64],
+                                        source="cli", reason="password re-entry failed"), session=session)
+            raise ConfigError(f"signature refused: unknown user {args.user!r} or the password does not match")
+        return user.id
+    finally:
+        engine.dispose()
+
+
+def _store_engine(args: argparse.Namespace) -> Any:
+    from vinspect.store import make_engine, upgrade
+
+    settings = load_settings(data_dir=args.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    return engine
+
+
+def _activate(args: argparse.Namespace, registry: ModelRegistry, manifest: ModelManifest, *,
+              signer: int | None) -> None:
+    """Activate; with a signer, the signed acceptance and the switch share one transaction."""
+    if signer is None:
+        registry.activate(manifest.name, manifest.version)
+        sys.stdout.write(f"{manifest.name}: active version is now {manifest.version}\n")
+        return
+    from vinspect.errors import StateError
+    from vinspect.store import session_scope
+    from vinspect.store.model_acceptance import record_model_activation
+
+    engine = _store_engine(args)
+    try:
+        with session_scope(engine) as session:
+            record = record_model_activation(
+                session=session, user_id=signer, actor=f"user:{signer}", name=manifest.name,
+                version=manifest.version, sha256=manifest.sha256, warnings=activation_warnings(manifest),
+                rates=stated_rates(manifest), reason=args.reason, source=f"cli:{getpass.getuser()}"[:128],
+                accept_risk=True)
+            registry.activate(manifest.name, manifest.version)
+    except StateError as exc:
+        raise ConfigError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"{manifest.name}: active version is now {manifest.version} (risk accepted by {args.user}, "
+                     f"signature {record.signature_id})\n")

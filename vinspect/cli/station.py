@@ -34,7 +34,7 @@ from typing import Any
 from vinspect.camera.base import FrameSource
 from vinspect.cli.run_summary import closing_json, closing_text
 from vinspect.datadir import prepare_data_dir
-from vinspect.errors import ConfigError
+from vinspect.errors import ConfigError, ModelError
 from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.models.registry import ModelRegistry
 from vinspect.pipeline.books import BookKeeper
@@ -90,7 +90,11 @@ def _judge(station: StationConfig, data_dir: Path) -> tuple[Judge, ModelWatch | 
     if gate.bundle is None:
         return unavailable_judge(gate.reason), watch
     overrides = station.pipeline_config().overrides
-    return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle, overrides), unavailable_reason=gate.reason), watch
+    try:
+        policy = policy_for(gate.bundle, overrides)
+    except ModelError as exc:
+        return unavailable_judge(f"{gate.bundle.manifest.name} {gate.bundle.manifest.version}: {exc}"), watch
+    return Judge(bundle=gate.bundle, policy=policy, unavailable_reason=gate.reason), watch
 
 
 def _source(station: StationConfig) -> FrameSource:

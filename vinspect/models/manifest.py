@@ -38,6 +38,8 @@ __all__ = [
     "GoldenSample",
     "InputSpec",
     "ModelManifest",
+    "OperatingPoint",
+    "RateEstimate",
     "Thresholds",
     "TrainingInfo",
     "model_file",
@@ -65,15 +67,54 @@ class InputSpec(_Strict):
     max_side_px: int = Field(default=4096, gt=0, description="larger frames are refused")
 
 
+class RateEstimate(_Strict):
+    """A rate measured on validation parts: ``events`` of ``n``, with an exact confidence interval."""
+
+    events: int = Field(ge=0)
+    n: int = Field(ge=1)
+    rate: float = Field(ge=0.0, le=1.0)
+    low: float = Field(ge=0.0, le=1.0, description="Clopper-Pearson lower end")
+    high: float = Field(ge=0.0, le=1.0, description="Clopper-Pearson upper end")
+
+
+class OperatingPoint(_Strict):
+    """What the thresholds are expected to do on the line, as measured on the validation parts.
+
+    ``escape`` (defects that PASS, i.e. score below ``review_at``) and ``defect_review`` are None
+    when there were no defective validation parts: the escape rate is then *unknown*, not 0.
+    ``warnings`` are plain-words statements of targets the bundle cannot meet; activating a
+    bundle with warnings needs a signed acceptance of the stated rates.
+    """
+
+    confidence: float = Field(gt=0.0, lt=1.0)
+    frr_ceiling: float | None = Field(ge=0.0, le=1.0, description="None: no ceiling (zero escapes at any cost)")
+    false_reject: RateEstimate = Field(description="good parts that FAIL (score >= fail_at)")
+    review: RateEstimate = Field(description="good parts sent to REVIEW (review_at <= score < fail_at)")
+    escape: RateEstimate | None = Field(description="defective parts that PASS (score < review_at)")
+    defect_review: RateEstimate | None = Field(description="defective parts sent to REVIEW")
+    frr_at_zero_escape: RateEstimate | None = Field(
+        description="good parts rejected at the lowest threshold that fails every validation defect")
+    warnings: tuple[str, ...] = ()
+
+
 class CalibrationEvidence(_Strict):
-    """Why the thresholds are where they are (validation data the trainer held out)."""
+    """Why the thresholds are where they are (validation data the trainer held out).
+
+    ``operating_point``, ``scores_good`` and ``scores_defect`` are absent in bundles trained before
+    they were recorded; ``scores_*`` (the validation scores, ascending) let a station re-derive the
+    operating point for its own false-reject ceiling.
+    """
 
     target: str
     n_good: int = Field(ge=0)
     n_defect: int = Field(ge=0)
-    false_reject_rate: float = Field(ge=0.0, le=1.0)
-    escape_rate: float = Field(ge=0.0, le=1.0)
+    false_reject_rate: float = Field(ge=0.0, le=1.0, description="validation goods that FAIL")
+    escape_rate: float = Field(ge=0.0, le=1.0, description="validation defects that PASS (0 when there were none: "
+                                                          "read operating_point.escape, None = unknown)")
     review_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    operating_point: OperatingPoint | None = None
+    scores_good: tuple[float, ...] = ()
+    scores_defect: tuple[float, ...] = ()
 
 
 class Thresholds(_Strict):

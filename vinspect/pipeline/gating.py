@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vinspect.errors import ModelError, StateError
+from vinspect.models.calibration import thresholds_for_ceiling
 from vinspect.models.runtime import Bundle, load_bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
@@ -48,12 +49,22 @@ class PolicyOverrides:
     fail_at: float | None = None
     review_at: float | None = None
     on_error: str = "FAIL"
+    frr_ceiling: float | None = None
 
 
 def policy_for(bundle: Bundle, overrides: PolicyOverrides | None = None) -> DecisionPolicy:
-    """The decision policy for a bundle; its id names the model version (records carry the sha256)."""
+    """The decision policy for a bundle; its id names the model version (records carry the sha256).
+
+    With ``frr_ceiling`` the thresholds are re-derived from the bundle's validation scores for the
+    station's own false-reject ceiling (explicit ``fail_at``/``review_at`` still win).
+
+    Raises:
+        ModelError: ``frr_ceiling`` is set but the bundle stores no validation scores.
+    """
     o = overrides or PolicyOverrides()
     t, m = bundle.manifest.thresholds, bundle.manifest
+    if o.frr_ceiling is not None:
+        t = thresholds_for_ceiling(t.evidence, frr_ceiling=o.frr_ceiling, config=m.training.config)
     return DecisionPolicy(fail_at=t.fail_at if o.fail_at is None else o.fail_at,
                           review_at=t.review_at if o.review_at is None else o.review_at,
                           policy_id=f"{m.name}@{m.version}", on_error=Verdict(o.on_error))

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Self
 
 from vinspect.camera.base import FrameSource, OverflowPolicy
-from vinspect.errors import CameraError
+from vinspect.errors import CameraError, ModelError
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.core import SIGNAL_ERROR_PREFIX, InspectContext, PartTicket, inspect_frame
 from vinspect.pipeline.gating import PolicyOverrides, StationStateMachine, gate_bundle, policy_for
@@ -332,8 +332,13 @@ class InspectionPipeline:
                     self.books.count("swaps_refused")
                     self._alarm(f"hot swap refused: {gate.reason}")
                     continue
-                self._pending = Judge(bundle=gate.bundle, policy=policy_for(gate.bundle, self.config.overrides),
-                                      unavailable_reason=gate.reason)
+                try:
+                    policy = policy_for(gate.bundle, self.config.overrides)
+                except ModelError as exc:
+                    self.books.count("swaps_refused")
+                    self._alarm(f"hot swap refused: {exc}")
+                    continue
+                self._pending = Judge(bundle=gate.bundle, policy=policy, unavailable_reason=gate.reason)
             except Exception:  # thread boundary: a broken watcher must not stop the line
                 self._alarm("hot swap watcher error (see log)")
                 logger.exception("hot swap watcher failed")

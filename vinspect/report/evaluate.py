@@ -18,7 +18,13 @@ from tqdm import tqdm
 from vinspect.dataset.images import read_image
 from vinspect.dataset.layouts import Sample
 from vinspect.errors import ImageDecodeError
-from vinspect.models.calibration import auroc, best_f1, detection_rate_by_class, false_reject_rate_at_zero_escape
+from vinspect.models.calibration import (
+    auroc,
+    best_f1,
+    detection_rate_by_class,
+    false_reject_rate_at_zero_escape,
+    operating_point,
+)
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import Judgement, judge_image
@@ -65,6 +71,7 @@ def summarize(scored: list[Scored], *, bundle: Bundle, policy: DecisionPolicy) -
     latencies = np.array([s.judgement.latency_ms for s in scored if s.judgement is not None])
     verdicts = Counter(s.judgement.decision.verdict.value for s in scored if s.judgement is not None)
     m = bundle.manifest
+    point = m.thresholds.evidence.operating_point
     return {
         "model": {"name": m.name, "version": m.version, "sha256": m.sha256, "task": m.task},
         "n_good": int(good.size),
@@ -78,6 +85,8 @@ def summarize(scored: list[Scored], *, bundle: Bundle, policy: DecisionPolicy) -
             "false_reject_rate": float((good >= policy.review_at).mean()) if good.size else None,
             "escape_rate": float((bad < policy.review_at).mean()) if bad.size else None,
             "verdicts": dict(verdicts),
+            "measured": _measured(good, bad, policy=policy, bundle=bundle),
+            "stated": None if point is None else point.model_dump(mode="json"),
         },
         "per_class_detection": detection_rate_by_class(
             [s.score for s in defects], [s.sample.label for s in defects], threshold=policy.review_at),
@@ -85,6 +94,17 @@ def summarize(scored: list[Scored], *, bundle: Bundle, policy: DecisionPolicy) -
         "latency_ms": _latency(latencies),
         "unreadable": [{"file": str(s.sample.path), "error": s.error} for s in scored if s.judgement is None],
     }
+
+
+def _measured(good: np.ndarray, bad: np.ndarray, *, policy: DecisionPolicy, bundle: Bundle) -> dict[str, Any] | None:
+    """Rates at the policy's thresholds on these samples, with exact intervals (None without goods)."""
+    if good.size == 0:
+        return None
+    stated = bundle.manifest.thresholds.evidence.operating_point
+    ceiling = stated.frr_ceiling if stated is not None else None
+    point = operating_point(good, bad, fail_at=policy.fail_at, review_at=policy.review_at, frr_ceiling=ceiling,
+                            source="evaluation")
+    return point.model_dump(mode="json")
 
 
 def _defect_types(usable: list[Scored], policy: DecisionPolicy, *, labels: tuple[str, ...]) -> dict[str, Any]:

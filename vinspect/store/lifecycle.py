@@ -27,6 +27,7 @@ from vinspect.store.canonical import canonical_json, content_sha256, format_utc
 from vinspect.store.content import event_sha256, ncr_sha256, signature_sha256
 from vinspect.store.db import lock_writers
 from vinspect.store.document import build_document
+from vinspect.store.model_acceptance import verify_model_signature
 from vinspect.store.ncr import (
     CORRECTABLE_FIELDS,
     LINK_FIELDS,
@@ -388,6 +389,8 @@ def add_signature(ncr_uuid: str, *, session: Session, user_id: int, meaning: Sig
 def verify_signature(signature_id: int, *, session: Session) -> bool:
     """True when the signature still matches the content it signed."""
     sig = session.get(SignatureRecord, signature_id)
+    if sig is not None and sig.entity == "model":
+        return verify_model_signature(sig, session=session)
     event = session.scalar(select(NcrEvent).where(NcrEvent.signature_id == signature_id))
     if sig is None or event is None:
         return False

@@ -87,7 +87,7 @@ def test_detection_rate_by_class() -> None:
 )
 def test_calibrate_zero_escape_target(good: list[float], defect: list[float], fail_low: float, fail_high: float,
                                       frr: float, escapes: float) -> None:
-    t = calibrate(good, defect)
+    t = calibrate(good, defect, target=CalibrationTarget(frr_ceiling=None))  # zero escapes at any cost
     assert fail_low < t.fail_at <= fail_high or t.fail_at == pytest.approx(fail_high)
     assert t.evidence.false_reject_rate == pytest.approx(frr)
     assert t.evidence.escape_rate == escapes
@@ -125,7 +125,7 @@ def test_review_band_sits_below_fail(review_rate: float) -> None:
 
 
 def test_calibrate_with_ties_keeps_zero_escapes() -> None:
-    t = calibrate([0.5, 0.5, 0.5, 0.2], [0.5, 0.5])
+    t = calibrate([0.5, 0.5, 0.5, 0.2], [0.5, 0.5], target=CalibrationTarget(frr_ceiling=None))
     assert t.fail_at <= 0.5
     assert t.evidence.escape_rate == 0.0
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse, Response
 
-from vinspect.api.deps import ServicesDep, Viewer
+from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, client_source
 from vinspect.api.formatting import number
-from vinspect.api.pages import PAGE_RESPONSES, render
-from vinspect.api.schemas import ModelPublic, ModelsPublic, StationStatusPublic
+from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
+from vinspect.api.permissions import Permission, allowed
+from vinspect.api.schemas import ModelActivate, ModelPublic, ModelsPublic, StationStatusPublic
+from vinspect.api.workflow import activate_model, detail_text
 from vinspect.errors import VinspectError
+from vinspect.models.manifest import ModelManifest, read_manifest
+from vinspect.models.risk import activation_warnings, stated_lines
 
 __all__ = ["router"]
 
 router = APIRouter()
 API_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "not signed in"},
                                                   403: {"description": "forbidden"}}
+ACTIVATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **API_RESPONSES, 403: {"description": "forbidden, CSRF, or the password does not match"},
+    404: {"description": "no such installed version"},
+    409: {"description": "the bundle cannot meet its targets and its stated rates were not accepted"},
+    422: {"description": "invalid"},
+}
+Segment = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 def _status(services: ServicesDep) -> StationStatusPublic:
@@ -26,12 +37,22 @@ def _status(services: ServicesDep) -> StationStatusPublic:
                                snapshot=snap.data)
 
 
+def _risk(manifest: ModelManifest) -> dict[str, Any]:
+    """The stated rates (without the warning lines) and the warnings, for ModelPublic."""
+    lines = [line for line in stated_lines(manifest) if not line.startswith("WARNING: ")]
+    return {"stated": lines, "warnings": list(activation_warnings(manifest))}
+
+
 def _models(services: ServicesDep) -> tuple[list[ModelPublic], str | None]:
     try:
-        entries = services.registry.list()
+        models = []
+        for e in services.registry.list():
+            manifest = read_manifest(e.path)
+            models.append(ModelPublic(name=e.name, version=e.version, sha256=e.sha256, active=e.active,
+                                      **_risk(manifest)))
     except (VinspectError, OSError, ValueError) as exc:
         return [], f"model registry unreadable: {exc}"
-    return [ModelPublic(name=e.name, version=e.version, sha256=e.sha256, active=e.active) for e in entries], None
+    return models, None
 
 
 @router.get("/api/v1/station/status", tags=["station"], responses=API_RESPONSES)
@@ -58,7 +79,37 @@ def station_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLR
 def models_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLResponse:
     """Installed model versions."""
     models, problem = _models(services)
-    return render(request, "models.html", context={"models": models, "problem": problem}, user=user)
+    context = {"models": models, "problem": problem, "can_activate": allowed(user.role, Permission.MODELS)}
+    return render(request, "models.html", context=context, user=user)
+
+
+@router.post("/api/v1/models/{name}/{version}/activate", tags=["station"], responses=ACTIVATE_RESPONSES)
+def api_activate_model(name: Segment, version: Segment, body: ModelActivate, request: Request,
+                       services: ServicesDep, user: ModelActivator, _csrf: CsrfChecked) -> ModelPublic:
+    """Make an installed version active (signed by password re-entry; a bundle that cannot meet its
+    targets needs ``accept_risk`` and a reason, recorded as a MODEL_PROMOTION signature)."""
+    manifest = activate_model(services, user, name, version, body, source=client_source(request))
+    entry = next(e for e in services.registry.list() if e.name == name and e.version == version)
+    return ModelPublic(name=name, version=version, sha256=manifest.sha256, active=entry.active,
+                       **_risk(manifest))
+
+
+@router.post("/models/{name}/{version}/activate", tags=["pages"], response_class=HTMLResponse,
+             responses=PAGE_RESPONSES)
+def activate_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
+                  _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "",
+                  accept_risk: Annotated[str, Form(max_length=8)] = "",
+                  reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Activate from the models page (password re-entry; the stated risk accepted explicitly)."""
+    body = ModelActivate(password=password, accept_risk=accept_risk == "yes", reason=reason)
+    try:
+        activate_model(services, user, name, version, body, source=client_source(request))
+    except HTTPException as exc:
+        flash(request, f"Activation refused: {detail_text(exc)}")
+        return redirect("/models")
+    flash(request, f"{name} {version} is now active (signed" + (", stated risk accepted)." if body.accept_risk
+                                                                  else ")."))
+    return redirect("/models")
 
 
 def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:

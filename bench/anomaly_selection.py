@@ -1,0 +1,380 @@
+"""Good-only directions and open-set fusion, selected by 3-fold cross-validation on the
+magnetic-tile TRAIN split only (never its test split), on features cached by
+``bench/anomaly_features.py``.
+
+    python bench/anomaly_features.py --cache /tmp/vinspect-cache
+    python bench/anomaly_selection.py --cache /tmp/vinspect-cache [--out bench/results/anomaly_selection_v2.json]
+
+Protocol. Goods and defects are split into 3 folds by ``sha256("fold:" + stem) % 3``. In each
+fold the other two folds' goods are the training goods; as in training (``val_percent=20``),
+20 % of them (by hash) are held out as *reference goods* and never fitted, and every score is
+divided by the 99th percentile of the reference goods' scores (the graph's reference level).
+Good-only rows score the fold's goods against **all** train-split defects (none was fitted);
+AUROC and the false-reject rate at zero escapes are means (and standard deviations) over folds.
+
+Leave-one-class-out rows: a defect signal (logistic regression on the mean- and max-pooled patch
+features, standing in for the fine-tuned defect head, which is too slow to refit 15 times on 2
+shared cores) learns good-vs-defect from the training goods and the other folds' defects of
+four classes; the fifth class is never seen. Rules, each at an operating point where at most
+5 % of the fold's good parts are rejected:
+
+* ``anomaly only``: one threshold on the anomaly score, set on the fold's own goods (an oracle
+  5 %);
+* ``max, shared budget``: one threshold on ``max(anomaly, defect)``, both in reference units,
+  set the same way (labels compete with the anomaly path for the 5 % budget);
+* ``anomaly only, reference-calibrated`` and ``max, reference-calibrated``: the same, with the
+  threshold set on the reference goods (what a trainer can do), so they compare with:
+* ``open set``: the anomaly threshold is calibrated on the reference goods alone for the 5 %
+  ceiling and never moved by labels; the defect signal adds a FAIL above its own threshold for
+  1 % of the reference goods (so labels can only add detections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.anomaly import MapHead, fit_knn, position_scale
+from vinspect.models.calibration import auroc, false_reject_rate_at_zero_escape
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Arr = npt.NDArray[np.float64]
+REF_Q = 0.99
+
+
+def _bucket(tag: str, stem: str, n: int) -> int:
+    return int(hashlib.sha256(f"{tag}:{stem}".encode()).hexdigest(), 16) % n
+
+
+class Fold:
+    """Indices of one cross-validation fold."""
+
+    def __init__(self, k: int, labels: npt.NDArray[np.str_], stems: npt.NDArray[np.str_]) -> None:
+        fold = np.array([_bucket("fold", s, 3) for s in stems])
+        ref = np.array([_bucket("ref", s, 100) < 20 for s in stems])
+        good = labels == "good"
+        self.k = k
+        self.fit_goods = np.flatnonzero(good & (fold != k) & ~ref)
+        self.ref_goods = np.flatnonzero(good & (fold != k) & ref)
+        self.test_goods = np.flatnonzero(good & (fold == k))
+        self.train_defects = np.flatnonzero(~good & (fold != k))
+        self.test_defects = np.flatnonzero(~good & (fold == k))
+        self.all_defects = np.flatnonzero(~good)
+
+
+Scorer = Callable[[torch.Tensor], Arr]  # [n, D, h, w] -> per-image scores
+
+
+def knn_method(emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool) -> Scorer:
+    goods = emb[fold.fit_goods]
+
+    def fit(e: torch.Tensor) -> nn.Module:
+        return fit_knn(e, coreset_size=bank, projection_dim=64, seed=0)
+
+    head = MapHead(blur_sigma_px=1.0, grid=(emb.shape[-2], emb.shape[-1]))
+    if position_norm:
+        head.set_position_scale(position_scale(goods, fit))
+    scorer = fit(goods)
+
+    @torch.no_grad()
+    def score(x: torch.Tensor) -> Arr:
+        return np.array([float(head.raw(scorer(x[i:i + 1])).max()) for i in range(x.shape[0])])
+
+    return score
+
+
+class Discriminator(nn.Module):
+    """Patch features -> anomaly logit (a linear adaptor then a small MLP, SimpleNet-style)."""
+
+    def __init__(self, dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.adaptor = nn.Linear(dim, dim)
+        nn.init.eye_(self.adaptor.weight)
+        nn.init.zeros_(self.adaptor.bias)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.adaptor(x)).squeeze(-1)
+
+
+def _patches(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def discriminator_method(emb: torch.Tensor, fold: Fold, *, noise: float | None,
+                         synth: tuple[torch.Tensor, torch.Tensor] | None, epochs: int = 4, seed: int = 0) -> Scorer:
+    """Feature-space noise negatives (``noise`` in standardised units) and/or image-space
+    synthetic negatives (``synth``: embeddings and patch masks of synthetic images made from the
+    fit goods); positives are the fit goods' patches."""
+    torch.manual_seed(seed)
+    goods = _patches(emb[fold.fit_goods])
+    mean, std = goods.mean(0), goods.std(0).clamp_min(1e-6)
+    norm = (goods - mean) / std
+    neg = torch.empty(0, goods.shape[1])
+    if synth is not None:
+        s_emb, s_mask = synth
+        p, m = (_patches(s_emb) - mean) / std, s_mask.reshape(-1)
+        neg = p[m > 0.3]
+        norm = torch.cat([norm, p[m < 0.02]])
+    model = Discriminator(goods.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    gen = torch.Generator().manual_seed(seed)
+    batch = 1024
+    for _ in range(epochs):
+        order = torch.randperm(norm.shape[0], generator=gen)
+        for start in range(0, norm.shape[0], batch):
+            x = norm[order[start:start + batch]]
+            negs = []
+            if noise is not None:
+                negs.append(model.adaptor(x) + torch.randn(x.shape, generator=gen) * noise)
+            if neg.shape[0]:
+                pick = torch.randint(neg.shape[0], (x.shape[0],), generator=gen)
+                negs.append(model.adaptor(neg[pick]))
+            true = model.mlp(model.adaptor(x)).squeeze(-1)
+            fake = model.mlp(torch.cat(negs)).squeeze(-1)
+            loss = torch.clamp(0.5 - true, min=0).mean() + torch.clamp(0.5 + fake, min=0).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    head = MapHead(blur_sigma_px=1.0, grid=(emb.shape[-2], emb.shape[-1]))
+
+    @torch.no_grad()
+    def score(x: torch.Tensor) -> Arr:
+        out = []
+        for i in range(x.shape[0]):
+            p = (_patches(x[i:i + 1]) - mean) / std
+            amap = nn.functional.softplus(-model(p)).reshape(x.shape[-2], x.shape[-1])  # positive, monotone
+            out.append(float(head.raw(amap).max()))
+        return np.array(out)
+
+    return score
+
+
+def _ref(scores_ref: Arr) -> float:
+    return float(np.quantile(scores_ref, REF_Q))
+
+
+def good_only_row(name: str, build: Callable[[Fold], Scorer], emb: torch.Tensor, folds: list[Fold],
+                  cache: dict[str, Any]) -> dict[str, Any]:
+    aucs, frrs, secs = [], [], []
+    per_fold = []
+    for fold in folds:
+        started = time.perf_counter()
+        score = build(fold)
+        fit_s = time.perf_counter() - started
+        ref = _ref(score(emb[fold.ref_goods]))
+        g = score(emb[fold.test_goods]) / ref
+        d = score(emb[fold.all_defects]) / ref
+        per_fold.append({"goods": g, "defects": d})
+        aucs.append(auroc(g, d))
+        frrs.append(false_reject_rate_at_zero_escape(g, d))
+        secs.append(fit_s)
+    cache[name] = per_fold
+    row = {"variant": name, "cv_auroc": float(np.mean(aucs)), "cv_auroc_std": float(np.std(aucs)),
+           "cv_frr_at_zero_escape": float(np.mean(frrs)), "cv_frr_at_zero_escape_std": float(np.std(frrs)),
+           "fold_auroc": [round(a, 4) for a in aucs], "fit_s_per_fold_shared": round(float(np.mean(secs)), 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _global(emb: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    z = (emb - mean[None, :, None, None]) / std[None, :, None, None]
+    return torch.cat([z.mean(dim=(2, 3)), z.amax(dim=(2, 3))], dim=1)
+
+
+def defect_signal(emb: torch.Tensor, goods: npt.NDArray[np.int64], defects: npt.NDArray[np.int64],
+                  *, epochs: int = 300, seed: int = 0) -> Callable[[npt.NDArray[np.int64]], Arr]:
+    """Good-vs-defect logistic regression on pooled patch features; returns a logit scorer."""
+    torch.manual_seed(seed)
+    patches = _patches(emb[goods])
+    mean, std = patches.mean(0), patches.std(0).clamp_min(1e-6)
+    x = _global(emb[np.concatenate([goods, defects])], mean, std)
+    y = torch.cat([torch.zeros(goods.size), torch.ones(defects.size)])
+    lin = nn.Linear(x.shape[1], 1)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=epochs)
+    pos_weight = torch.tensor(goods.size / max(defects.size, 1))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(lin(x).squeeze(-1), y, pos_weight=pos_weight)
+        loss = loss + 1e-3 * (lin.weight ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+    @torch.no_grad()
+    def score(idx: npt.NDArray[np.int64]) -> Arr:
+        return lin(_global(emb[idx], mean, std)).squeeze(-1).double().numpy()
+
+    return score
+
+
+def _at_most(goods: Arr, rate: float) -> float:
+    """Lowest threshold with at most ``floor(rate * n)`` goods at or above it."""
+    ordered = np.sort(goods)[::-1]
+    k = int(np.floor(rate * goods.size))
+    return float(np.nextafter(ordered[k], np.inf)) if k < goods.size else float(ordered[-1])
+
+
+def loco_rows(emb: torch.Tensor, labels: npt.NDArray[np.str_], folds: list[Fold], anomaly: str,
+              cache: dict[str, Any], build: Callable[[Fold], Scorer]) -> list[dict[str, Any]]:
+    classes = sorted(set(labels) - {"good"})
+    rules = ("anomaly only", "max, shared budget", "anomaly only, reference-calibrated",
+             "max, reference-calibrated", "open set")
+    det: dict[tuple[str, str], list[float]] = {}
+    frr: dict[tuple[str, str], list[float]] = {}
+    for fold in folds:
+        score = build(fold)
+        ref = _ref(score(emb[fold.ref_goods]))
+        a_goods = score(emb[fold.test_goods]) / ref
+        a_def = score(emb[fold.test_defects]) / ref
+        a_refg = score(emb[fold.ref_goods]) / ref
+        for held in classes:
+            labelled = fold.train_defects[labels[fold.train_defects] != held]
+            signal = defect_signal(emb, fold.fit_goods, labelled)
+            c_ref = signal(fold.ref_goods)
+            c_unit = float(np.quantile(c_ref, REF_Q) - np.median(c_ref))
+            c_goods = 1.0 + (signal(fold.test_goods) - np.quantile(c_ref, REF_Q)) / c_unit
+            c_def = 1.0 + (signal(fold.test_defects) - np.quantile(c_ref, REF_Q)) / c_unit
+            c_refg = 1.0 + (c_ref - np.quantile(c_ref, REF_Q)) / c_unit
+            is_held = labels[fold.test_defects] == held
+            t = _at_most(a_goods, 0.05)
+            fused_g, fused_d = np.maximum(a_goods, c_goods), np.maximum(a_def, c_def)
+            tf = _at_most(fused_g, 0.05)
+            ta, tc = _at_most(a_refg, 0.05), _at_most(c_refg, 0.01)
+            tfr = _at_most(np.maximum(a_refg, c_refg), 0.05)
+            outcomes = {
+                "anomaly only": (a_goods >= t, a_def >= t),
+                "max, shared budget": (fused_g >= tf, fused_d >= tf),
+                "anomaly only, reference-calibrated": (a_goods >= ta, a_def >= ta),
+                "max, reference-calibrated": (fused_g >= tfr, fused_d >= tfr),
+                "open set": ((a_goods >= ta) | (c_goods >= tc), (a_def >= ta) | (c_def >= tc)),
+            }
+            for rule, (fail_g, fail_d) in outcomes.items():
+                det.setdefault((rule, held), []).append(float(fail_d[is_held].mean()))
+                det.setdefault((rule, "labelled classes"), []).append(float(fail_d[~is_held].mean()))
+                frr.setdefault((rule, held), []).append(float(fail_g.mean()))
+    rows = []
+    for rule in rules:
+        row: dict[str, Any] = {"rule": rule, "anomaly": anomaly}
+        for held in classes:
+            row[f"held_out_{held}_detected"] = round(float(np.mean(det[(rule, held)])), 3)
+            row[f"held_out_{held}_detected_std"] = round(float(np.std(det[(rule, held)])), 3)
+            row[f"good_rejected_when_{held}_held_out"] = round(float(np.mean(frr[(rule, held)])), 3)
+        row["labelled_classes_detected"] = round(float(np.mean(det[(rule, "labelled classes")])), 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--out", type=Path, default=RESULTS / "anomaly_selection_v2.json")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated row-name fragments to run (default: all)")
+    ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out")
+    ap.add_argument("--ensemble", default="", help="comma-separated extra cached feature files (e.g. "
+                    "feats_320.npz,feats_224_lite0.npz): a kNN row each, then max with the first row")
+    ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
+                    help="which cached trunk features (the discriminator rows need mobilenet_v2)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
+    data = np.load(args.cache / f"feats_{args.size}{suffix}.npz")
+    emb = torch.from_numpy(data["emb"].astype(np.float32))
+    labels, stems = data["label"], data["stem"]
+    synth = np.load(args.cache / f"synth_{args.size}.npz")  # MobileNetV2 features of the synthetic images
+    s_emb = torch.from_numpy(synth["emb"].astype(np.float32))
+    s_mask = torch.from_numpy(synth["mask"].astype(np.float32))
+    s_row = {str(s): i for i, s in enumerate(synth["stem"])}
+    folds = [Fold(k, labels, stems) for k in range(3)]
+
+    def synth_of(fold: Fold) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [s_row[str(stems[i])] for i in fold.fit_goods]
+        return s_emb[rows], s_mask[rows]
+
+    knn_cache: dict[int, Scorer] = {}
+
+    def knn(f: Fold) -> Scorer:  # fitted once per fold, shared by the good-only and LOCO rows
+        if f.k not in knn_cache:
+            knn_cache[f.k] = knn_method(emb, f, bank=8192, position_norm=True)
+        return knn_cache[f.k]
+
+    variants: dict[str, Callable[[Fold], Scorer]] = {
+        "baseline: patch kNN, coreset 8192, position norm (today's TrainConfig)": knn,
+        "feature-space noise discriminator (SimpleNet-style), sigma 0.5": lambda f: discriminator_method(
+            emb, f, noise=0.5, synth=None),
+        "feature-space noise discriminator (SimpleNet-style), sigma 1.0": lambda f: discriminator_method(
+            emb, f, noise=1.0, synth=None),
+        "image-space synthetic anomalies (noise-blob texture paste) discriminator": lambda f: discriminator_method(
+            emb, f, noise=None, synth=synth_of(f)),
+        "image-space synthetic + feature noise 0.5 discriminator": lambda f: discriminator_method(
+            emb, f, noise=0.5, synth=synth_of(f)),
+    }
+    features = {name: emb for name in variants}
+    for extra in [e.strip() for e in args.ensemble.split(",") if e.strip()]:
+        loaded = np.load(args.cache / extra)
+        if not (loaded["stem"] == stems).all():
+            raise SystemExit(f"{extra}: cached images are in another order")
+        other = torch.from_numpy(loaded["emb"].astype(np.float32))
+        name = f"patch kNN on {extra} (coreset 8192, position norm)"
+        variants[name] = lambda f, other=other: knn_method(other, f, bank=8192, position_norm=True)
+        features[name] = other
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    cache: dict[str, Any] = {}
+    rows = []
+    started = time.perf_counter()
+    for name, build in variants.items():
+        if only and not any(o in name for o in only):
+            continue
+        label = name if name.startswith("patch kNN on ") else f"{args.trunk} {args.size}px: {name}"
+        rows.append(good_only_row(label, build, features[name], folds, cache))
+    names = list(cache)
+    for a in names[1:]:
+        base = names[0]
+        aucs, frrs = [], []
+        for k in range(3):
+            g = np.maximum(cache[base][k]["goods"], cache[a][k]["goods"])
+            d = np.maximum(cache[base][k]["defects"], cache[a][k]["defects"])
+            aucs.append(auroc(g, d))
+            frrs.append(false_reject_rate_at_zero_escape(g, d))
+        row = {"variant": f"max(kNN, {a}) in reference units", "cv_auroc": float(np.mean(aucs)),
+               "cv_auroc_std": float(np.std(aucs)), "cv_frr_at_zero_escape": float(np.mean(frrs)),
+               "cv_frr_at_zero_escape_std": float(np.std(frrs)), "fold_auroc": [round(x, 4) for x in aucs]}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    loco = [] if args.no_loco else loco_rows(emb, labels, folds, "baseline kNN", cache, knn)
+    doc = {
+        "what": "Good-only directions and open-set fusion on the magnetic-tile TRAIN split (3-fold CV)",
+        "command": f"python bench/anomaly_features.py --cache CACHE --size {args.size} --trunk {args.trunk} && python "
+                   + " ".join(["bench/anomaly_selection.py", *sys.argv[1:]]),
+        "protocol": __doc__.split("Protocol.")[1].strip(),
+        "n": {"goods": int((labels == "good").sum()), "defects": int((labels != "good").sum())},
+        "machine": "2-core VM, shared with other jobs (timings are 'shared')",
+        "good_only": rows,
+        "leave_one_class_out": loco,
+        "wall_s_shared": round(time.perf_counter() - started, 1),
+    }
+    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
