@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import state_operating_point
 from vinspect.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,8 @@ def test_serve_on_a_busy_port_says_so_first(tmp_path: Path, capsys: pytest.Captu
 def test_models_take_data_dir_after_the_verb(tiny_bundle: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
+    # rates stated on well-separated validation scores, so activation needs no risk acceptance
+    state_operating_point(tiny_bundle, good=[0.1 + 0.001 * i for i in range(100)], defect=[0.9] * 20)
     assert main(["models", "install", str(tiny_bundle), "--activate", "--data-dir", str(data)]) == 0
     assert main(["models", "list", "--data-dir", str(data)]) == 0
     assert main(["models", "--data-dir", str(data), "list"]) == 0  # the old position still works
