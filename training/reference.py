@@ -142,7 +142,8 @@ def _stats_at(cases: list[_Case], blobs: list[list[Blob] | None], mass_at: float
     n_defect = len(cases) - n_good
     return {"box_recall": hit / max(total, 1), "false_boxes_per_image": false / max(len(cases), 1),
             "false_reject_rate": good_rej / max(n_good, 1), "escape_rate": escaped / max(n_defect, 1),
-            "mass_at": mass_at}
+            "mass_at": mass_at, "good_parts": float(n_good), "good_rejected": float(good_rej),
+            "defect_parts": float(n_defect), "defects_escaped": float(escaped)}
 
 
 def _padded(blobs: list[list[Blob] | None], pad: int, shape: tuple[int, int]) -> list[list[Blob] | None]:

@@ -27,12 +27,14 @@ from vinspect.dataset.images import read_image
 from vinspect.dataset.layouts import DatasetIndex, Sample, open_dataset
 from vinspect.dataset.linechange import LineChange, apply_change
 from vinspect.errors import DatasetError, ModelError
+from vinspect.models.calibration import operating_point
 from vinspect.models.manifest import (
     MODEL_NAME,
     CalibrationEvidence,
     GoldenSample,
     InputSpec,
     ModelManifest,
+    OperatingPoint,
     Thresholds,
     TrainingInfo,
     write_manifest,
@@ -165,6 +167,23 @@ class _Learnt:
     started: float
 
 
+def _stated_rates(stats: dict[str, float], cfg: ReferenceTrainConfig) -> OperatingPoint:
+    """The rates a station can expect, with intervals, as an anomaly bundle states them.
+
+    A reference verdict is pass/fail per part (no score band), so the operating point is built
+    from the train parts' outcomes at the chosen limits: a rejected good part or a caught defect
+    scores 1, the others 0, against ``fail_at = review_at = 0.5``. The parts are the line-changed
+    train pairs the limits were chosen on, so the rates are in-sample (optimistic); the source in
+    the warnings says so. The false-reject ceiling is the search's own ``max_false_reject_rate``.
+    """
+    n_good, good_rej = int(stats["good_parts"]), int(stats["good_rejected"])
+    n_defect, escaped = int(stats["defect_parts"]), int(stats["defects_escaped"])
+    good = [1.0] * good_rej + [0.0] * (n_good - good_rej)
+    defect = [0.0] * escaped + [1.0] * (n_defect - escaped)
+    return operating_point(good, defect, fail_at=0.5, review_at=0.5, frr_ceiling=cfg.max_false_reject_rate,
+                           source="train (line-changed)")
+
+
 def _manifest(learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[tuple[str, str]],
               opts: ReferenceBundleOptions) -> ModelManifest:
     cfg, stats, limits = opts.config, learnt.stats, learnt.limits
@@ -172,7 +191,7 @@ def _manifest(learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[t
         target=f"train pairs after line-like changes: max box recall at <= {cfg.max_false_boxes_per_image} "
                f"false boxes/image, false-reject rate <= {cfg.max_false_reject_rate}",
         n_good=learnt.n_good, n_defect=learnt.n_defect, false_reject_rate=stats["false_reject_rate"],
-        escape_rate=stats["escape_rate"])
+        escape_rate=stats["escape_rate"], operating_point=_stated_rates(stats, cfg))
     info = TrainingInfo(
         dataset_root=str(learnt.index.root), dataset_layout=learnt.index.layout,
         dataset_sha256=_dataset_sha256(learnt.train), n_train_good=learnt.n_good, n_train_defect=learnt.n_defect,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -13,10 +14,12 @@ from vinspect.api.auth import AuthUser
 from vinspect.api.deps import Services
 from vinspect.api.permissions import ROLE_PERMISSIONS, Permission, allowed
 from vinspect.api.security import SessionHandle
+from vinspect.api.workflow import detail_text
 from vinspect.store.db import session_scope
 from vinspect.store.users import get_user
 
-__all__ = ["PAGE_RESPONSES", "evidence_of", "home_path", "redirect", "render", "signed_in_user"]
+__all__ = ["PAGE_RESPONSES", "evidence_of", "home_path", "redirect", "refusal", "refused_form", "render",
+           "signed_in_user"]
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "HTML page"},
@@ -118,3 +121,29 @@ def evidence_of(doc: dict[str, Any]) -> tuple[str | None, str | None]:
         elif kind != "heatmap" and image is None:
             image = item.get("sha256")
     return image, heatmap
+
+
+def refusal(exc: ValueError | HTTPException) -> tuple[str, int]:
+    """A refused signing form's one-line message (the first invalid field named) and its status."""
+    if isinstance(exc, HTTPException):
+        return detail_text(exc), exc.status_code
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return (f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))), 422
+    return str(exc).splitlines()[0], 422
+
+
+def refused_form(request: Request, services: Services, user: AuthUser, *, template: str,
+                 context_of: Callable[[Any], dict[str, Any]], error: str, status: int,
+                 kept: Mapping[str, Any]) -> HTMLResponse:
+    """A refused signing form: its page again with the error and every field as entered (only the
+    password is cleared), or the error page when the record itself is gone."""
+    try:
+        with session_scope(services.store.engine, readonly=True) as db:
+            context = context_of(db)
+    except HTTPException as missing:
+        return error_page(request, missing, user=user)
+    context.update({"error": error, "kept": dict(kept)})
+    return render(request, template, context=context, user=user, status_code=status)

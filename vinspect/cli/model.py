@@ -374,11 +374,15 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
 
 def _store_engine(args: argparse.Namespace) -> Any:
     from vinspect.store import make_engine, upgrade
+    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
 
     settings = load_settings(data_dir=args.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
+    # the acceptance and activation rows are signed with the data directory's audit key, as the
+    # station's and the web app's are (an unkeyed row after keyed ones reads as a forgery)
+    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
     return engine
 
 

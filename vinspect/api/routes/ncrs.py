@@ -23,7 +23,16 @@ from vinspect.api.deps import (
     Viewer,
     client_source,
 )
-from vinspect.api.pages import PAGE_RESPONSES, error_page, evidence_of, flash, redirect, render
+from vinspect.api.pages import (
+    PAGE_RESPONSES,
+    error_page,
+    evidence_of,
+    flash,
+    redirect,
+    refusal,
+    refused_form,
+    render,
+)
 from vinspect.api.permissions import Permission, allowed
 from vinspect.api.schemas import (
     AuditRecordPublic,
@@ -241,15 +250,9 @@ def disposition_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
 def _refused_on_ncr_page(request: Request, services: Services, user: AuthUser, ncr_uuid: str,
                          exc: ValueError | HTTPException, what: str, kept: dict[str, Any]) -> Response:
     """The NCR page again with the error and every field as entered (only the password is cleared)."""
-    message = detail_text(exc) if isinstance(exc, HTTPException) else str(exc).splitlines()[0]
-    status = exc.status_code if isinstance(exc, HTTPException) else 422
-    try:
-        with session_scope(services.store.engine, readonly=True) as db:
-            context = _ncr_context(db, ncr_uuid, user)
-    except HTTPException as missing:
-        return error_page(request, missing, user=user)
-    context.update({"error": f"{what} not signed: {message}", "kept": kept})
-    return render(request, "ncr.html", context=context, user=user, status_code=status)
+    message, status = refusal(exc)
+    return refused_form(request, services, user, template="ncr.html", error=f"{what} not signed: {message}",
+                        status=status, kept=kept, context_of=lambda db: _ncr_context(db, ncr_uuid, user))
 
 
 @router.post("/ncrs/{ncr_uuid}/review/supersede", tags=["pages"], response_class=HTMLResponse,

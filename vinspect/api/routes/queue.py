@@ -19,12 +19,20 @@ from vinspect.api.deps import (
     client_source,
 )
 from vinspect.api.formatting import age
-from vinspect.api.pages import PAGE_RESPONSES, error_page, evidence_of, flash, redirect, render
+from vinspect.api.pages import (
+    PAGE_RESPONSES,
+    error_page,
+    evidence_of,
+    flash,
+    redirect,
+    refusal,
+    refused_form,
+    render,
+)
 from vinspect.api.routes.ncrs import NcrUuid, load_ncr
 from vinspect.api.schemas import QueueItemPublic, QueuePublic, ReviewCreate, SampleReviewCreate
-from vinspect.api.workflow import adjudicate, detail_text, review_sample
+from vinspect.api.workflow import adjudicate, review_sample
 from vinspect.store.canonical import format_utc
-from vinspect.store.db import session_scope
 from vinspect.store.review_queries import (
     DbSession,
     actor_names,
@@ -136,13 +144,8 @@ def _review_context(services: Services, db: DbSession, ncr_uuid: str) -> dict[st
 def _refused(request: Request, services: Services, user: AuthUser, ncr_uuid: str, message: str, status: int,
              kept: dict[str, str]) -> Response:
     """The item page again, with the error and everything the reviewer chose (only the password is cleared)."""
-    try:
-        with session_scope(services.store.engine, readonly=True) as db:
-            context = _review_context(services, db, ncr_uuid)
-    except HTTPException as exc:
-        return error_page(request, exc, user=user)
-    context.update({"error": f"Not signed: {message}", "kept": kept})
-    return render(request, "review.html", context=context, user=user, status_code=status)
+    return refused_form(request, services, user, template="review.html", error=f"Not signed: {message}",
+                        status=status, kept=kept, context_of=lambda db: _review_context(services, db, ncr_uuid))
 
 
 @router.post("/review/{ncr_uuid}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -165,22 +168,11 @@ def review_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep, user
                                             "defect_code": code or None, "password": password,
                                             "idempotency_key": idempotency_key or None})
         signed = adjudicate(services, user, ncr_uuid, body, source=client_source(request))
-    except ValueError as exc:
-        return _refused(request, services, user, ncr_uuid, _first_error(exc), 422, kept)
-    except HTTPException as exc:
-        return _refused(request, services, user, ncr_uuid, detail_text(exc), exc.status_code, kept)
+    except (ValueError, HTTPException) as exc:
+        return _refused(request, services, user, ncr_uuid, *refusal(exc), kept)
     flash(request, f"Recorded {decision} (signed)." if signed is not None
           else "This form was sent before: nothing new was signed.")
     return redirect("/queue/next")
-
-
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
-    return str(exc).splitlines()[0]
 
 
 @router.get("/samples/{inspection_id}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -222,15 +214,10 @@ def sample_form(inspection_id: InspectionId, request: Request, services: Service
             "idempotency_key": idempotency_key or None})
         review_sample(services, user, inspection_id, body, source=client_source(request))
     except (ValueError, HTTPException) as exc:
-        message = _first_error(exc) if isinstance(exc, ValueError) else detail_text(exc)
-        status = exc.status_code if isinstance(exc, HTTPException) else 422
-        try:
-            with session_scope(services.store.engine, readonly=True) as db:
-                context = _sample_context(services, db, inspection_id)
-        except HTTPException as missing:
-            return error_page(request, missing, user=user)
-        context.update({"error": f"Not signed: {message}", "kept": kept})
-        return render(request, "sample.html", context=context, user=user, status_code=status)
+        message, status = refusal(exc)
+        return refused_form(request, services, user, template="sample.html", error=f"Not signed: {message}",
+                            status=status, kept=kept,
+                            context_of=lambda db: _sample_context(services, db, inspection_id))
     verdict = "conforms" if decision == "CONFORMS" else f"escape ({code or 'no code'})"
     flash(request, f"Blind audit of {inspection_id} recorded: {verdict} (signed).")
     return redirect("/queue/next")
