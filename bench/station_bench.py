@@ -285,7 +285,8 @@ def main() -> None:
                            "load_avg_at_end": os.getloadavg(),
                            "switch_interval_ms": sys.getswitchinterval() * 1e3}}
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    existing[args.mode if args.mode != "genicam" else f"genicam_{args.acquisition}"] = result
+    key = args.mode if args.mode != "genicam" else f"genicam_{args.acquisition}_{args.replay.name}"
+    existing[key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=1, default=str) + "\n")
     print(json.dumps({k: result[k] for k in ("mode", "parts", "parts_per_s", "latency_ms", "deadline_misses",
