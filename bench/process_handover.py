@@ -2,11 +2,12 @@
 
 The same looping folder source is read in-process and through a ProcessSource; its library
 returns one cached array (no decoding), so the difference per read is the hand-over: request,
-pickled header, raw pixels over the pipe, the parent's owned read-only wrapper. Prints medians
-and p99 in microseconds.
+pickled header, pixels through the shared-memory slot (or, with ``--slot-mb 0``, raw over the
+pipe), the parent's owned read-only copy. Prints medians and p99 in microseconds.
 
     python bench/process_handover.py --frames 3000
-    python bench/process_handover.py --frames 500 --size 2448x2048   # 5 MP
+    python bench/process_handover.py --frames 300 --size 2448x2048              # 5 MP
+    python bench/process_handover.py --frames 300 --size 2448x2048 --slot-mb 0  # 5 MP, pipe
 """
 
 from __future__ import annotations
@@ -87,16 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--size", default="640x480", help="WxH of the Mono8 frame, e.g. 2448x2048 (5 MP)")
+    parser.add_argument("--slot-mb", type=int, default=32, help="shm_slot_mb of the ProcessSource (0: the pipe)")
     args = parser.parse_args(argv)
     os.environ[_SIZE_ENV] = args.size
     with tempfile.TemporaryDirectory() as tmp:
         inner = FolderSourceConfig(path=Path(tmp), loop=True)
         with FolderSource(inner, source_id="bench", library=cached_library()) as local:
             base = _summary("in-process", _per_read_us(local, args.frames))
-        config = ProcessSourceConfig(inner=inner)
+        config = ProcessSourceConfig(inner=inner, shm_slot_mb=args.slot_mb)
         with ProcessSource(config, source_id="bench", library_factory=cached_library) as remote:
             child = _summary("child", _per_read_us(remote, args.frames))
-    print(f"hand-over overhead per {args.size} Mono8 frame: {child - base:.1f} us (median)")
+    via = "shared-memory slot" if args.slot_mb * 2**20 >= _image().nbytes else "pipe"
+    print(f"hand-over overhead per {args.size} Mono8 frame via the {via}: {child - base:.1f} us (median)")
     return 0
 
 

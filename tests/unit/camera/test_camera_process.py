@@ -241,3 +241,33 @@ def test_a_library_factory_that_cannot_pickle_is_a_config_error(parts: Path) -> 
     with pytest.raises(ConfigError, match="module-level function"), source:
         pass
     assert source.state == SourceState.CLOSED
+
+
+def _shm_segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+
+
+@pytest.mark.parametrize(("slot_mb", "shape"), [
+    (32, (48, 64)),  # the default: pixels through the shared-memory slot
+    (0, (48, 64)),  # slot off: pixels through the pipe
+    (1, (1024, 1100)),  # a frame larger than the slot falls back to the pipe
+])
+def test_frames_cross_by_slot_or_pipe_unchanged_and_close_unlinks_the_slot(
+        tmp_path: Path, slot_mb: int, shape: tuple[int, int]) -> None:
+    root = tmp_path / "parts"
+    (root / "good").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(root / "good" / f"p{i}.png"), ((np.arange(shape[0] * shape[1]).reshape(shape) * (i + 3))
+                                                       % 253).astype(np.uint8))
+    config = _config(root, shm_slot_mb=slot_mb)
+    with open_source(config.inner, source_id="cam", library=dataset_library()) as local:
+        expected = [local.read(timeout_s=1.0) for _ in range(5)]
+    before = _shm_segments()
+    with ProcessSource(config, source_id="cam", library_factory=dataset_library) as source:
+        created = _shm_segments() - before
+        frames = [source.read(timeout_s=1.0) for _ in range(5)]
+    assert len(created) == (1 if slot_mb else 0)
+    assert not created & _shm_segments()  # unlinked at close
+    for got, want in zip(frames, expected, strict=True):
+        assert isinstance(got, Frame) and isinstance(want, Frame), (got, want)
+        assert np.array_equal(got.image, want.image) and not got.image.flags.writeable
