@@ -16,7 +16,8 @@ Modes (each writes ``bench/results/station.json`` with the exact command and the
   measured alone in the same process before the station starts (``model_alone_ms``) and the
   ratio of the two p99s, ``captured_to_admit_ms`` (the frame's ``captured_at`` at the GenTL fetch
   to the pipeline's clock start: replay decode, hand-over, queue; outside frame -> signal),
-  deadline misses, the reject share and resident memory (station, and the child).
+  deadline misses, the reject share and peak resident memory (station, and the child);
+  ``--models 2`` keeps a second copy of the bundle loaded, as a hot-swap candidate would be.
 
 The model is the tiny ONNX bundle the tests build (score = mean pixel / 255, thresholds set so
 the synthetic parts land in every verdict: ~75 % PASS, ~10 % REVIEW, ~15 % FAIL, each FAIL and
@@ -179,7 +180,7 @@ def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]
 
 
 def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, seconds: float,
-                deadline_ms: float) -> dict[str, Any]:
+                deadline_ms: float, models: int = 1) -> dict[str, Any]:
     """The user's path: genicam+replay on viky.cti, in a child process or a thread (see the module doc)."""
     from vinspect.camera.config import OverlaySourceConfig
     from vinspect.camera.factory import open_source
@@ -188,6 +189,7 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
 
     assert BUNDLE is not None, "the genicam mode needs --bundle"
     judge = build_judge(work)
+    candidates = [build_judge(work) for _ in range(models - 1)]  # loaded, as a hot-swap candidate is
     alone = model_alone(judge, replay)
     inner = OverlaySourceConfig.model_validate(
         {"kind": "genicam+replay", "producers": ["viky.cti"], "device": {"serial_number": "0"},
@@ -211,7 +213,8 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
     books = result["books"]
     rejects = books["failed_defect"] + sum(books["failed_fault"].values()) + books["review"]
     e2e_p99 = result["latency_ms"]["p99_ms"]
-    return result | {"acquisition": acquisition, "replay": str(replay), "model_alone_ms": alone,
+    return result | {"acquisition": acquisition, "replay": str(replay), "models_loaded": 1 + len(candidates),
+                     "model_alone_ms": alone,
                      "e2e_p99_over_model_alone_p99": round(e2e_p99 / alone["p99_ms"], 2),
                      "captured_to_admit_ms": _pcts(source.delays_ms),
                      "reject_share": round(rejects / max(books["triggers"], 1), 3),
@@ -259,6 +262,8 @@ def main() -> None:
     parser.add_argument("--replay", type=Path, default=None, help="genicam mode: dataset folder of replayed pixels")
     parser.add_argument("--acquisition", choices=["process", "thread"], default="process",
                         help="genicam mode: acquisition in a child process (default) or a station thread")
+    parser.add_argument("--models", type=int, choices=[1, 2], default=1,
+                        help="genicam mode: 2 keeps a second copy of the bundle loaded (a hot-swap candidate)")
     args = parser.parse_args()
     global BUNDLE
     BUNDLE = args.bundle
@@ -272,7 +277,7 @@ def main() -> None:
             if args.bundle is None or args.replay is None:
                 parser.error("the genicam mode needs --bundle and --replay")
             result = run_genicam(work, replay=args.replay, acquisition=args.acquisition, fps=args.fps,
-                                 seconds=args.seconds, deadline_ms=args.deadline_ms)
+                                 seconds=args.seconds, deadline_ms=args.deadline_ms, models=args.models)
         elif args.mode == "throughput":
             result = run_station(work, fps=None, count=args.parts, seconds=None, deadline_ms=args.deadline_ms)
         else:
@@ -286,6 +291,7 @@ def main() -> None:
                            "switch_interval_ms": sys.getswitchinterval() * 1e3}}
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
     key = args.mode if args.mode != "genicam" else f"genicam_{args.acquisition}_{args.replay.name}"
+    key += f"_{args.models}_models" if args.mode == "genicam" and args.models > 1 else ""
     existing[key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=1, default=str) + "\n")
