@@ -8,8 +8,9 @@ Pixels travel through one shared-memory slot the parent creates at ``__enter__``
 ``__exit__`` (``shm_slot_mb``; it outlives respawned children): the child writes the frame there,
 then sends its pickled header, and the parent copies it out into an array it owns, read-only,
 before asking for the next read (process_child.py). A child killed mid-write never sent the
-header, so a half-written slot is never read. A frame larger than the slot, or ``shm_slot_mb:
-0``, goes as one raw pipe message after the header, received by a deadline-bounded reader. See
+header, so a half-written slot is never read. A frame larger than the slot, ``shm_slot_mb: 0``,
+or a ``/dev/shm`` without room for the slot sends pixels as one raw pipe message after the
+header, received by a deadline-bounded reader. See
 the README's benchmark section for the measured hand-over (bench/process_handover.py).
 
 Watchdog: a read waits at most ``min(timeout_s, watchdog_s)`` (the child is asked for slightly
@@ -35,6 +36,7 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import os
 import pickle
 import threading
 import time
@@ -60,6 +62,7 @@ __all__ = ["LibraryFactory", "ProcessCounters", "ProcessSource"]
 logger = logging.getLogger(__name__)
 
 _KILL_JOIN_S = 2.0
+_SHM_DIR = "/dev/shm"
 
 
 @dataclass(slots=True)
@@ -147,13 +150,18 @@ class ProcessSource:
         child = self._child
         return None if child is None else child.process.pid
 
+    @property
+    def slot_name(self) -> str | None:
+        """The shared-memory hand-over slot's name (diagnostics), None when frames go through the pipe."""
+        slot = self._slot
+        return None if slot is None else slot.name
+
     def __enter__(self) -> Self:
         with self._lock:
             self._lifecycle.enter(SourceState.OPENING)
             child = None
             try:
-                if self._config.shm_slot_mb:
-                    self._slot = SharedMemory(create=True, size=self._config.shm_slot_mb * 2**20)
+                self._slot = self._open_slot()
                 child = self._spawn()
                 self._await_start(child)
             except BaseException as exc:
@@ -174,6 +182,27 @@ class ProcessSource:
                 self._stop(child)
             self._release_slot()
             self._lifecycle.enter(SourceState.CLOSED)
+
+    def _open_slot(self) -> SharedMemory | None:
+        """The hand-over slot; None (pixels through the pipe) when off, or when ``/dev/shm`` has
+        less room than the slot (a container's default 64 MB, say: writing past it kills the child)."""
+        size = self._config.shm_slot_mb * 2**20
+        if not size:
+            return None
+        try:
+            fs = os.statvfs(_SHM_DIR)
+            if fs.f_bavail * fs.f_frsize < size:
+                logger.warning("%s has less than the %d MB shared-memory slot free; frames go through the pipe",
+                               _SHM_DIR, self._config.shm_slot_mb, extra={"source_id": self.source_id})
+                return None
+        except OSError:  # no /dev/shm (not Linux): let SharedMemory decide
+            pass
+        try:
+            return SharedMemory(create=True, size=size)
+        except OSError as exc:
+            logger.warning("no shared-memory slot (%s); frames go through the pipe", exc,
+                           extra={"source_id": self.source_id})
+            return None
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None
