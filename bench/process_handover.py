@@ -1,16 +1,20 @@
-"""Frame hand-over cost of ProcessSource: one 640×480 Mono8 frame, child to parent.
+"""Frame hand-over cost of ProcessSource: one Mono8 frame (640×480 unless ``--size``), child to parent.
 
 The same looping folder source is read in-process and through a ProcessSource; its library
 returns one cached array (no decoding), so the difference per read is the hand-over: request,
-pickled header, raw pixels over the pipe, the parent's owned read-only wrapper. Prints medians
-and p99 in microseconds.
+pickled header, pixels through the shared-memory slot (or, with ``--slot-mb 0``, raw over the
+pipe), the parent's owned read-only copy. Prints medians and p99 in microseconds.
 
     python bench/process_handover.py --frames 3000
+    python bench/process_handover.py --frames 300 --size 2448x2048              # 5 MP
+    python bench/process_handover.py --frames 300 --size 2448x2048 --slot-mb 0  # 5 MP, pipe
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import statistics
 import sys
 import tempfile
@@ -29,8 +33,15 @@ from vinspect.camera.process import ProcessSource
 from vinspect.camera.process_config import ProcessSourceConfig
 from vinspect.types import Frame
 
-_IMAGE = np.random.default_rng(0).integers(0, 255, (480, 640), dtype=np.uint8)
-_IMAGE.flags.writeable = False
+_SIZE_ENV = "VINSPECT_HANDOVER_BENCH_SIZE"  # WxH; the environment reaches the spawned child
+
+
+@functools.cache
+def _image() -> npt.NDArray[np.uint8]:
+    width, height = (int(v) for v in os.environ.get(_SIZE_ENV, "640x480").split("x"))
+    image = np.random.default_rng(0).integers(0, 255, (height, width), dtype=np.uint8)
+    image.flags.writeable = False
+    return image
 
 
 @dataclass(frozen=True)
@@ -48,11 +59,11 @@ def _index(root: Path) -> Sequence[ImageEntry]:
 
 
 def _read(path: Path) -> npt.NDArray[np.uint8]:
-    return _IMAGE
+    return _image()
 
 
 def cached_library() -> ImageLibrary:
-    """One 640×480 Mono8 array, returned for every read."""
+    """One Mono8 array (``VINSPECT_HANDOVER_BENCH_SIZE``, default 640x480), returned for every read."""
     return ImageLibrary(index=_index, read=_read)
 
 
@@ -62,7 +73,7 @@ def _per_read_us(source: FrameSource, frames: int) -> list[float]:
         start = time.perf_counter()
         item = source.read(timeout_s=1.0)
         times.append((time.perf_counter() - start) * 1e6)
-        assert isinstance(item, Frame) and item.image.shape == (480, 640), item
+        assert isinstance(item, Frame) and item.image.shape == _image().shape, item
     return times[len(times) // 10:]  # drop the warm-up
 
 
@@ -76,15 +87,19 @@ def _summary(name: str, times: list[float]) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--size", default="640x480", help="WxH of the Mono8 frame, e.g. 2448x2048 (5 MP)")
+    parser.add_argument("--slot-mb", type=int, default=32, help="shm_slot_mb of the ProcessSource (0: the pipe)")
     args = parser.parse_args(argv)
+    os.environ[_SIZE_ENV] = args.size
     with tempfile.TemporaryDirectory() as tmp:
         inner = FolderSourceConfig(path=Path(tmp), loop=True)
         with FolderSource(inner, source_id="bench", library=cached_library()) as local:
             base = _summary("in-process", _per_read_us(local, args.frames))
-        config = ProcessSourceConfig(inner=inner)
+        config = ProcessSourceConfig(inner=inner, shm_slot_mb=args.slot_mb)
         with ProcessSource(config, source_id="bench", library_factory=cached_library) as remote:
             child = _summary("child", _per_read_us(remote, args.frames))
-    print(f"hand-over overhead per 640x480 Mono8 frame: {child - base:.1f} us (median)")
+    via = "shared-memory slot" if args.slot_mb * 2**20 >= _image().nbytes else "pipe"
+    print(f"hand-over overhead per {args.size} Mono8 frame via the {via}: {child - base:.1f} us (median)")
     return 0
 
 

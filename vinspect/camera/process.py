@@ -4,11 +4,14 @@ Some GenTL producers recover only by a process restart, and a fetch can block fo
 (line-integration.md pitfalls 1, 6, 13; reliability-goals.md F6, F7, commitment 3). The child
 ("spawn") builds ``config.inner`` with ``factory.open_source`` from its JSON form and serves one
 inner ``read`` per parent request, so the inner source's buffering and overflow are unchanged.
-Pixels travel as one raw pipe message after a pickled header (process_child.py), received by a
-deadline-bounded reader into a buffer the parent owns, wrapped read-only. Hand-over ~110 µs per
-640×480 Mono8 read, median, 2 loaded cores (bench/process_handover.py); a shared-memory slot
-saved ~40 µs of it but was rejected: a killed child can leave it half-written, it must be
-unlinked, and it caps the frame size.
+Pixels travel through one shared-memory slot the parent creates at ``__enter__`` and unlinks at
+``__exit__`` (``shm_slot_mb``; it outlives respawned children): the child writes the frame there,
+then sends its pickled header, and the parent copies it out into an array it owns, read-only,
+before asking for the next read (process_child.py). A child killed mid-write never sent the
+header, so a half-written slot is never read. A frame larger than the slot, ``shm_slot_mb: 0``,
+or a ``/dev/shm`` without room for the slot sends pixels as one raw pipe message after the
+header, received by a deadline-bounded reader. See
+the README's benchmark section for the measured hand-over (bench/process_handover.py).
 
 Watchdog: a read waits at most ``min(timeout_s, watchdog_s)`` (the child is asked for slightly
 less), else it returns ``FrameFault(reason="timeout")``. The child is killed (SIGKILL) and
@@ -33,6 +36,7 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import os
 import pickle
 import threading
 import time
@@ -40,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.shared_memory import SharedMemory
 from types import TracebackType
 from typing import Any, Self
 
@@ -57,6 +62,7 @@ __all__ = ["LibraryFactory", "ProcessCounters", "ProcessSource"]
 logger = logging.getLogger(__name__)
 
 _KILL_JOIN_S = 2.0
+_SHM_DIR = "/dev/shm"
 
 
 @dataclass(slots=True)
@@ -121,6 +127,7 @@ class ProcessSource:
         self._respawn_at: float | None = None
         self._delay_s = config.backoff.initial_s
         self._disconnected_since: float | None = None
+        self._slot: SharedMemory | None = None
 
     @property
     def state(self) -> SourceState:
@@ -143,16 +150,24 @@ class ProcessSource:
         child = self._child
         return None if child is None else child.process.pid
 
+    @property
+    def slot_name(self) -> str | None:
+        """The shared-memory hand-over slot's name (diagnostics), None when frames go through the pipe."""
+        slot = self._slot
+        return None if slot is None else slot.name
+
     def __enter__(self) -> Self:
         with self._lock:
             self._lifecycle.enter(SourceState.OPENING)
             child = None
             try:
+                self._slot = self._open_slot()
                 child = self._spawn()
                 self._await_start(child)
             except BaseException as exc:
                 if child is not None:
                     self._kill(child)
+                self._release_slot()
                 self._lifecycle.enter(SourceState.FAILED, reason=repr(exc))
                 self._lifecycle.enter(SourceState.CLOSED)
                 raise
@@ -165,7 +180,35 @@ class ProcessSource:
             child, self._child, self._respawn_at = self._child, None, None
             if child is not None:
                 self._stop(child)
+            self._release_slot()
             self._lifecycle.enter(SourceState.CLOSED)
+
+    def _open_slot(self) -> SharedMemory | None:
+        """The hand-over slot; None (pixels through the pipe) when off, or when ``/dev/shm`` has
+        less room than the slot (a container's default 64 MB, say: writing past it kills the child)."""
+        size = self._config.shm_slot_mb * 2**20
+        if not size:
+            return None
+        try:
+            fs = os.statvfs(_SHM_DIR)
+            if fs.f_bavail * fs.f_frsize < size:
+                logger.warning("%s has less than the %d MB shared-memory slot free; frames go through the pipe",
+                               _SHM_DIR, self._config.shm_slot_mb, extra={"source_id": self.source_id})
+                return None
+        except OSError:  # no /dev/shm (not Linux): let SharedMemory decide
+            pass
+        try:
+            return SharedMemory(create=True, size=size)
+        except OSError as exc:
+            logger.warning("no shared-memory slot (%s); frames go through the pipe", exc,
+                           extra={"source_id": self.source_id})
+            return None
+
+    def _release_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.close()
+            slot.unlink()
 
     def read(self, *, timeout_s: float) -> Frame | FrameFault | None:
         """The child's next item; a ``timeout`` fault when it does not answer within
@@ -246,7 +289,8 @@ class ProcessSource:
         inner = self._config.inner.model_dump(mode="json")
         process = self._ctx.Process(target=child_main, name=f"vinspect-acquisition-{self.source_id}", daemon=True,
                                     kwargs={"conn": child_end, "inner": inner, "source_id": self.source_id,
-                                            "library_factory": self._library_factory})
+                                            "library_factory": self._library_factory,
+                                            "slot_name": None if self._slot is None else self._slot.name})
         try:
             process.start()
         except (pickle.PicklingError, AttributeError, TypeError) as exc:  # parent_end closes when collected
@@ -329,6 +373,8 @@ class ProcessSource:
             self._ready(child)
             return None
         if kind == "frame":
+            if decoded[5]:  # pixels in the shared-memory slot
+                return (self._frame(child, decoded, self._from_slot(decoded[2], decoded[3])),)
             child.header = decoded
             return None
         child.asked_at = None
@@ -351,8 +397,17 @@ class ProcessSource:
             self._counters.add("reconnects")
         self._lifecycle.enter(SourceState.STREAMING, reason=f"acquisition process {child.process.pid}")
 
+    def _from_slot(self, shape: tuple[int, ...], dtype: str) -> bytearray:
+        """A copy of the frame the child wrote into the slot (it writes again only after our next ask)."""
+        buf = None if self._slot is None else self._slot.buf
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if buf is None or nbytes > len(buf):
+            raise CameraError(f"{self.source_id}: the acquisition process sent a {nbytes}-byte frame "
+                              "that is not in its shared-memory slot")
+        return bytearray(buf[:nbytes])
+
     def _frame(self, child: _Child, header: tuple[Any, ...], pixels: bytearray) -> Frame:
-        _, meta, shape, dtype, counters = header
+        _, meta, shape, dtype, counters, _in_slot = header
         child.asked_at, child.replied = None, True
         self._merge(child, counters)
         image = np.frombuffer(pixels, dtype=np.dtype(dtype)).reshape(shape)

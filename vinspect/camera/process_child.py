@@ -2,8 +2,12 @@
 
 The child opens the inner source and serves one ``read`` per parent request. Child to parent:
 pickled tuples ``("ready", pid)``, ``("error", exc, fatal)``, ``("fault" | "end", item,
-counters)``, ``("frame", meta, shape, dtype, counters)`` followed by the raw pixels as one more
-message. Parent to child: ``("read", timeout_s)`` or ``("stop",)``. A CameraError ends the child
+counters)``, ``("frame", meta, shape, dtype, counters, in_slot)``: with ``in_slot`` the pixels
+are already in the parent's shared-memory slot (written before the header is sent, so a child
+killed mid-write leaves no header and the slot is never read), else they follow as one more raw
+message. The slot is written only while a parent request is outstanding and the parent copies
+it out before asking again, so one slot is enough. Parent to child: ``("read", timeout_s)`` or
+``("stop",)``. A CameraError ends the child
 (fatal: the parent respawns it); other VinspectErrors are re-raised by the parent.
 :class:`Inbox` is the parent's reader: bounded by a deadline, pixels received into their own
 buffer.
@@ -19,6 +23,7 @@ import struct
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
@@ -39,8 +44,9 @@ CHILD_COUNTERS = ("reconnects", "disconnects", "decode_errors")
 
 
 def child_main(*, conn: Connection, inner: dict[str, Any], source_id: str,
-               library_factory: LibraryFactory | None) -> None:
-    """Child process entry: open the inner source, then serve read requests until told to stop."""
+               library_factory: LibraryFactory | None, slot_name: str | None = None) -> None:
+    """Child process entry: open the inner source, then serve read requests until told to stop.
+    ``slot_name``: the parent's shared-memory slot (None: pixels go through the pipe)."""
     from vinspect.camera.config import parse_source_config
     from vinspect.camera.factory import open_source  # lazy: factory builds ProcessSource
 
@@ -48,20 +54,23 @@ def child_main(*, conn: Connection, inner: dict[str, Any], source_id: str,
         library = library_factory() if library_factory is not None else None
         source = open_source(parse_source_config(inner, origin=f"{source_id} (child)"),
                              source_id=source_id, library=library)
+        slot = SharedMemory(name=slot_name) if slot_name is not None else None
         source.__enter__()
     except BaseException as exc:  # start-up boundary: hand the error to the parent, then exit
         _send(conn, ("error", _portable(exc), True))
         return
     try:
         _send(conn, ("ready", os.getpid()))
-        _serve(conn, source)
+        _serve(conn, source, slot)
     except (EOFError, OSError):  # the parent went away or closed the pipe: stop quietly
         pass
     finally:
         source.__exit__(None, None, None)
+        if slot is not None:
+            slot.close()  # the parent owns (and unlinks) the segment
 
 
-def _serve(conn: Connection, source: FrameSource) -> None:
+def _serve(conn: Connection, source: FrameSource, slot: SharedMemory | None = None) -> None:
     while True:
         request = conn.recv()
         if request[0] != "read":
@@ -78,8 +87,14 @@ def _serve(conn: Connection, source: FrameSource) -> None:
         if isinstance(item, Frame):
             image = np.ascontiguousarray(item.image)
             meta = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "image"}
-            _send(conn, ("frame", meta, image.shape, image.dtype.str, counters))
-            conn.send_bytes(image.data.cast("B"))
+            in_slot = slot is not None and image.nbytes <= slot.size
+            if in_slot:
+                buf = slot.buf if slot is not None else None
+                assert buf is not None
+                np.frombuffer(buf, dtype=np.uint8, count=image.nbytes)[:] = image.reshape(-1).view(np.uint8)
+            _send(conn, ("frame", meta, image.shape, image.dtype.str, counters, in_slot))
+            if not in_slot:
+                conn.send_bytes(image.data.cast("B"))
         else:
             _send(conn, ("fault" if item is not None else "end", item, counters))
 

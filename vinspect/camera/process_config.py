@@ -52,7 +52,9 @@ class ProcessSourceConfig(_Strict):
     killed and respawned; must exceed ``watchdog_s``. ``start_timeout_s``: bound on spawn,
     imports and opening the inner source. ``stop_timeout_s``: bound on a clean stop at close
     before the child is killed. ``disconnected_restart_s``: None keeps a child whose source
-    reports only ``disconnected`` faults.
+    reports only ``disconnected`` faults. ``shm_slot_mb``: size of the shared-memory slot frames
+    are handed over through (the default holds a 12 MP 16-bit frame); a larger frame, or 0,
+    goes through the pipe instead.
     """
 
     kind: Literal["process"] = "process"
@@ -63,6 +65,7 @@ class ProcessSourceConfig(_Strict):
     stop_timeout_s: Annotated[float, Field(gt=0.0, le=60.0)] = 3.0
     disconnected_restart_s: Annotated[float, Field(gt=0.0, le=600.0)] | None = 5.0
     backoff: RestartBackoff = Field(default_factory=RestartBackoff)
+    shm_slot_mb: Annotated[int, Field(ge=0, le=1024)] = 32
 
     @model_validator(mode="after")
     def _restart_after_watchdog(self) -> Self:

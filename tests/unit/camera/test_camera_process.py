@@ -241,3 +241,48 @@ def test_a_library_factory_that_cannot_pickle_is_a_config_error(parts: Path) -> 
     with pytest.raises(ConfigError, match="module-level function"), source:
         pass
     assert source.state == SourceState.CLOSED
+
+
+def _in_dev_shm(name: str) -> bool:
+    return Path("/dev/shm", name.lstrip("/")).exists()
+
+
+@pytest.mark.parametrize(("slot_mb", "shape"), [
+    (32, (48, 64)),  # the default: pixels through the shared-memory slot
+    (0, (48, 64)),  # slot off: pixels through the pipe
+    (1, (1024, 1100)),  # a frame larger than the slot falls back to the pipe
+])
+def test_frames_cross_by_slot_or_pipe_unchanged_and_close_unlinks_the_slot(
+        tmp_path: Path, slot_mb: int, shape: tuple[int, int]) -> None:
+    root = tmp_path / "parts"
+    (root / "good").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(root / "good" / f"p{i}.png"), ((np.arange(shape[0] * shape[1]).reshape(shape) * (i + 3))
+                                                       % 253).astype(np.uint8))
+    config = _config(root, shm_slot_mb=slot_mb)
+    with open_source(config.inner, source_id="cam", library=dataset_library()) as local:
+        expected = [local.read(timeout_s=1.0) for _ in range(5)]
+    with ProcessSource(config, source_id="cam", library_factory=dataset_library) as source:
+        slot = source.slot_name
+        assert (slot is not None) == bool(slot_mb) and (slot is None or _in_dev_shm(slot))
+        frames = [source.read(timeout_s=1.0) for _ in range(5)]
+    assert source.slot_name is None and (slot is None or not _in_dev_shm(slot))  # unlinked at close
+    for got, want in zip(frames, expected, strict=True):
+        assert isinstance(got, Frame) and isinstance(want, Frame), (got, want)
+        assert np.array_equal(got.image, want.image) and not got.image.flags.writeable
+
+
+def test_without_room_in_dev_shm_frames_go_through_the_pipe(parts: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    real = os.statvfs
+    small = os.statvfs_result((4096, 4096, 256, 100, 100, 0, 0, 0, 0, 255))  # 400 KB free
+    monkeypatch.setattr("vinspect.camera.process.os.statvfs", lambda p: small if p == "/dev/shm" else real(p))
+    config = _config(parts)
+    with open_source(config.inner, source_id="cam", library=dataset_library()) as local:
+        expected = [local.read(timeout_s=1.0) for _ in range(3)]
+    with ProcessSource(config, source_id="cam", library_factory=dataset_library) as source:
+        assert source.slot_name is None
+        frames = [source.read(timeout_s=1.0) for _ in range(3)]
+    assert "frames go through the pipe" in caplog.text
+    for got, want in zip(frames, expected, strict=True):
+        assert isinstance(got, Frame) and isinstance(want, Frame) and np.array_equal(got.image, want.image)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vinspect.camera.process_config import ProcessSourceConfig
 from vinspect.errors import ConfigError, StateError
 from vinspect.pipeline.fakes import write_golden_samples
 from vinspect.pipeline.gating import StationStateMachine, gate_bundle
@@ -75,6 +76,8 @@ def test_station_example_file_loads() -> None:
     station = load_station(EXAMPLE)
     assert station.station_id and station.deadline_ms > 0
     assert isinstance(station.model, ModelByName | ModelByPath)
+    # the fast path is the default users copy: the camera runs in its own process (issue 21)
+    assert isinstance(station.source, ProcessSourceConfig) and station.source.inner.kind == "genicam"
 
 
 def test_station_file_relative_model_and_bare_sinks(tmp_path) -> None:
