@@ -172,15 +172,16 @@ def _stated_rates(stats: dict[str, float], cfg: ReferenceTrainConfig) -> Operati
 
     A reference verdict is pass/fail per part (no score band), so the operating point is built
     from the train parts' outcomes at the chosen limits: a rejected good part or a caught defect
-    scores 1, the others 0, against ``fail_at = review_at = 0.5``. The parts are the line-changed
-    train pairs the limits were chosen on, so the rates are in-sample (optimistic); the source in
-    the warnings says so. The false-reject ceiling is the search's own ``max_false_reject_rate``.
+    scores 1, the others 0, against the bundle's ``fail_at = review_at = FAIL_AT`` (0.5). The parts
+    are the line-changed train pairs the limits were chosen on, so the rates are in-sample
+    (optimistic); the source in the warnings says so. The false-reject ceiling is the search's own
+    ``max_false_reject_rate``.
     """
     n_good, good_rej = int(stats["good_parts"]), int(stats["good_rejected"])
     n_defect, escaped = int(stats["defect_parts"]), int(stats["defects_escaped"])
     good = [1.0] * good_rej + [0.0] * (n_good - good_rej)
     defect = [0.0] * escaped + [1.0] * (n_defect - escaped)
-    return operating_point(good, defect, fail_at=0.5, review_at=0.5, frr_ceiling=cfg.max_false_reject_rate,
+    return operating_point(good, defect, fail_at=FAIL_AT, review_at=FAIL_AT, frr_ceiling=cfg.max_false_reject_rate,
                            source="train (line-changed)")
 
 
