@@ -100,11 +100,11 @@ def _inspection(seq: int, *, verdict: Verdict, size: int) -> Inspection:
     amap = np.random.default_rng(seq).random((size // 4, size // 4), dtype=np.float32) \
         if verdict is not Verdict.PASS else None
     score = 0.9 if verdict is Verdict.FAIL else 0.1
-    prediction = Prediction(model=MODEL, score=score, anomaly_map=amap, defect_code="crack",
+    prediction = Prediction(score=score, anomaly_map=amap, defect_code="crack",
                             regions=(Region(label="crack", score=score, box_xyxy=(1, 2, 30, 40), area_px=80),))
     reasons = ("score",) if verdict is Verdict.FAIL else ()
     return Inspection(inspection_id=f"b-{verdict}-{seq:09d}", station_id="st-1", part_seq=seq, frame=frame,
-                      prediction=prediction, timings=StageTimings(),
+                      prediction=prediction, timings=StageTimings(), model=MODEL,
                       decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.7, review_at=0.5))
 
 

@@ -16,18 +16,24 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MODEL_REASONS",
     "Books",
     "Decision",
+    "Disposition",
     "Frame",
     "FrameFault",
     "FrameOrigin",
     "Inspection",
     "ModelRef",
     "Prediction",
+    "Reason",
     "Region",
     "StageTimings",
     "StationState",
     "Verdict",
+    "books_key",
+    "disposition_of",
+    "first_fault",
 ]
 
 FrameOrigin = Literal["camera", "replay", "genicam+replay", "synthetic", "folder"]
@@ -85,13 +91,12 @@ class Region:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prediction:
-    """Model output for one image.
+    """Model output for one image (the model that produced it is :attr:`Inspection.model`).
 
     ``score`` is the calibrated image score in 0..1 (0.5 = the operating threshold by
     construction, see ``vinspect.models.calibration``).
     """
 
-    model: ModelRef
     score: float
     anomaly_map: npt.NDArray[np.float32] | None = None
     regions: tuple[Region, ...] = ()
@@ -107,6 +112,74 @@ class Verdict(enum.StrEnum):
     REVIEW = "REVIEW"
 
 
+class Reason(enum.StrEnum):
+    """Why a part got its verdict: the fixed reasons ``decide`` and the station loop give.
+
+    ``SCORE`` and ``REVIEW_BAND`` are the model's own judgement (:data:`MODEL_REASONS`); every
+    other reason is a *fault*: the part has no valid, on-time verdict. Reasons outside this
+    enum are faults too: ``error:<Class>`` (an exception while judging, see :meth:`error`) and a
+    model's frame refusal (``frame_size``, ``blank_frame``, ``alignment``, ...).
+    """
+
+    SCORE = "score"
+    REVIEW_BAND = "review_band"
+    NON_FINITE = "non_finite"
+    LATE = "late"
+    NO_PREDICTION = "no_prediction"
+    OVERFLOW = "overflow"
+    STORE_UNAVAILABLE = "store_unavailable"
+    INCOMPLETE_FRAME = "incomplete_frame"
+    MISSING_FRAME = "missing_frame"
+    DISCONNECTED = "disconnected"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    INTERNAL_ERROR = "error:internal"
+
+    @staticmethod
+    def error(exc: BaseException) -> str:
+        """The fault reason for an exception raised while judging: ``error:<Class>``."""
+        return f"error:{type(exc).__name__}"
+
+
+MODEL_REASONS: frozenset[str] = frozenset({Reason.SCORE, Reason.REVIEW_BAND})
+"""The reasons that are a model's judgement; any other reason is a fault."""
+
+
+class Disposition(enum.StrEnum):
+    """How a part is booked, stored and signalled (the one rule: :func:`disposition_of`).
+
+    The Modbus verdict register, the books and the NCR's machine verdict all follow it: PASS is
+    the only accept; FAULT (booked under the fault reason, an ``ERROR_REJECT`` NCR, register 3)
+    wins over the verdict, so a fault stays a fault when the policy maps errors to REVIEW.
+    """
+
+    PASS = "pass"
+    REVIEW = "review"
+    DEFECT = "defect"
+    FAULT = "fault"
+
+
+def first_fault(reasons: tuple[str, ...] | list[str]) -> str | None:
+    """The first reason that is not a model judgement (the part's fault), or None."""
+    for reason in reasons:
+        if reason not in MODEL_REASONS:
+            return str(reason)
+    return None
+
+
+def disposition_of(verdict: Verdict, reasons: tuple[str, ...] | list[str]) -> Disposition:
+    """FAULT when any reason is a fault (whatever the verdict), else PASS, REVIEW or DEFECT by verdict."""
+    if first_fault(reasons) is not None:
+        return Disposition.FAULT
+    if verdict is Verdict.PASS:
+        return Disposition.PASS
+    return Disposition.REVIEW if verdict is Verdict.REVIEW else Disposition.DEFECT
+
+
+def books_key(verdict: Verdict, reasons: tuple[str, ...] | list[str]) -> str:
+    """The key a part is booked under: its fault reason, else ``pass``, ``review`` or ``defect``."""
+    return first_fault(reasons) or disposition_of(verdict, reasons).value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """A verdict plus every reason that produced it and the thresholds in force."""
@@ -116,6 +189,21 @@ class Decision:
     policy_id: str
     fail_at: float
     review_at: float
+
+    @property
+    def fault(self) -> str | None:
+        """The fault the part is booked under (the first non-model reason), or None."""
+        return first_fault(self.reasons)
+
+    @property
+    def disposition(self) -> Disposition:
+        """How the part is booked, stored and signalled; see :class:`Disposition`."""
+        return disposition_of(self.verdict, self.reasons)
+
+    @property
+    def books_key(self) -> str:
+        """The books' key: the fault reason, else ``pass``, ``review`` or ``defect``."""
+        return books_key(self.verdict, self.reasons)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,10 +229,10 @@ class Inspection:
     prediction: Prediction | None
     decision: Decision
     timings: StageTimings
+    model: ModelRef | None
+    """The model in force for this part, the one place its identity is kept (also when inference
+    produced nothing); None only while the station is gated out with no model loaded."""
     error: str | None = None
-    model: ModelRef | None = None
-    """The model in force for this part (also when inference produced nothing); None only
-    while the station is gated out with no model loaded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +244,15 @@ class Books:
     review: int = 0
     failed_defect: int = 0
     failed_fault: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_keys(cls, *, triggers: int, counts: Mapping[str, int]) -> Books:
+        """Books from counts per :func:`books_key` (``pass``, ``review``, ``defect``, fault reasons)."""
+        d = Disposition
+        named = {d.PASS.value, d.REVIEW.value, d.DEFECT.value}
+        return cls(triggers=triggers, passed=counts.get(d.PASS.value, 0), review=counts.get(d.REVIEW.value, 0),
+                   failed_defect=counts.get(d.DEFECT.value, 0),
+                   failed_fault={k: v for k, v in counts.items() if k not in named and v})
 
     @property
     def discrepancy(self) -> int:

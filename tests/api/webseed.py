@@ -78,12 +78,12 @@ def inspection(seq: int, verdict: Verdict, *, score: float, part_id: str, statio
                   origin="synthetic", part_id=part_id)
     regions = () if verdict is Verdict.PASS else (Region(label="scratch", score=score, box_xyxy=(30, 20, 90, 62),
                                                          area_px=360),)
-    prediction = Prediction(model=MODEL, score=score, anomaly_map=anomaly_map(image), regions=regions,
+    prediction = Prediction(score=score, anomaly_map=anomaly_map(image), regions=regions,
                             defect_code=None if verdict is Verdict.PASS else "scratch")
     reasons = {Verdict.PASS: (), Verdict.REVIEW: ("review_band",), Verdict.FAIL: ("score",)}[verdict]
     decision = Decision(verdict=verdict, reasons=reasons, policy_id="tile-policy-1", fail_at=0.71, review_at=0.55)
     return Inspection(inspection_id=f"insp-{seq:06d}", station_id=station, part_seq=seq, frame=frame,
-                      prediction=prediction, decision=decision, timings=StageTimings())
+                      prediction=prediction, decision=decision, timings=StageTimings(), model=MODEL)
 
 
 def open_store(data_dir: Path) -> StoreHandle:

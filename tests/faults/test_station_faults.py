@@ -44,12 +44,12 @@ def make_judge(bundle_dir: Path, *, fault=None, sleep_s: float = 0.0) -> Judge:
 
 def valid_accept(record: Inspection, *, deadline_ms: float | None) -> bool:
     """The F1 oracle: an accept needs a complete frame, a finite on-time score below review_at,
-    no fault reason and the model's sha256."""
+    no fault reason and the model's identity."""
     p, t = record.prediction, record.timings
     on_time = deadline_ms is None or (t.decided_ns - t.acquired_ns) / 1e6 <= deadline_ms
     return (record.frame is not None and p is not None and math.isfinite(p.score)
             and p.score < record.decision.review_at and record.decision.reasons == () and on_time
-            and model_sha256_of(record) == p.model.sha256)
+            and record.model is not None and model_sha256_of(record) == record.model.sha256)
 
 
 def run(source, *, judge: Judge, config: PipelineConfig, during=None, timeout_s: float = 20):

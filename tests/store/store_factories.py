@@ -36,9 +36,9 @@ def make_inspection(
     frame = Frame(image=image(seq, size=size), source_id="cam-1", frame_id=seq, captured_at=when,
                   pixel_format="Mono8", origin="synthetic", part_id=f"SN-{seq:06d}") if with_frame else None
     amap = np.random.default_rng(seq + 7).random((size // 4, size // 4), dtype=np.float32) if with_map else None
-    prediction = Prediction(model=MODEL, score=score, anomaly_map=amap,
+    prediction = Prediction(score=score, anomaly_map=amap,
                             regions=(Region(label="crack", score=score, box_xyxy=(3, 4, 30, 40), area_px=99),),
                             defect_code=defect_code if verdict is not Verdict.PASS else None)
     decision = Decision(verdict=verdict, reasons=reasons, policy_id="p1", fail_at=0.71, review_at=0.55)
     return Inspection(inspection_id=f"{station}-{seq:08d}", station_id=station, part_seq=seq, frame=frame,
-                      prediction=prediction, decision=decision, timings=StageTimings())
+                      prediction=prediction, decision=decision, timings=StageTimings(), model=MODEL)

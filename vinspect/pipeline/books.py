@@ -1,7 +1,8 @@
 """Thread-safe counting of dispositions into :class:`vinspect.types.Books`, plus latency windows.
 
 Every trigger gets exactly one disposition: ``triggers == passed + review + failed_defect +
-Σ failed_fault[reason]`` once nothing is in flight. A part with any fault reason is booked
+Σ failed_fault[reason]`` once nothing is in flight. The rule is :class:`vinspect.types.Disposition`
+(the same one the store and the line signals follow): a part with any fault reason is booked
 under that reason (the first one), whatever its verdict, so faults stay visible even when the
 policy maps errors to REVIEW; otherwise PASS → passed, REVIEW → review, FAIL → failed_defect.
 """
@@ -14,21 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vinspect.types import Books, Inspection, Verdict
+from vinspect.types import Books, Disposition, Inspection, Verdict, books_key
 
 __all__ = ["BookKeeper", "Extras", "LatencyWindow", "disposition_of"]
 
-_NOT_FAULTS = frozenset({"score", "review_band"})
-
-
 def disposition_of(*, verdict: Verdict, reasons: tuple[str, ...]) -> str:
     """``pass``, ``review``, ``defect`` or the fault reason the part is booked under."""
-    for reason in reasons:
-        if reason not in _NOT_FAULTS:
-            return reason
-    if verdict is Verdict.PASS:
-        return "pass"
-    return "review" if verdict is Verdict.REVIEW else "defect"
+    return books_key(verdict, reasons)
 
 
 class LatencyWindow:
@@ -76,8 +69,9 @@ class BookKeeper:
         base = opening or Books()
         self._lock = threading.Lock()
         self._triggers = base.triggers
-        self._counts: Counter[str] = Counter({"pass": base.passed, "review": base.review,
-                                              "defect": base.failed_defect})
+        d = Disposition
+        self._counts: Counter[str] = Counter({d.PASS.value: base.passed, d.REVIEW.value: base.review,
+                                              d.DEFECT.value: base.failed_defect})
         self._counts.update(dict(base.failed_fault))
         self.extras = Extras()
         self.e2e = LatencyWindow()
@@ -97,7 +91,9 @@ class BookKeeper:
 
     def settle_inspection(self, inspection: Inspection) -> str:
         """Book an inspection's disposition and its stage timings (ms)."""
-        key = self.settle(verdict=inspection.decision.verdict, reasons=inspection.decision.reasons)
+        key = inspection.decision.books_key
+        with self._lock:
+            self._counts[key] += 1
         t = inspection.timings
         if t.signalled_ns and t.acquired_ns:
             self.e2e.add((t.signalled_ns - t.acquired_ns) / 1e6)
@@ -124,9 +120,7 @@ class BookKeeper:
         with self._lock:
             counts = dict(self._counts)
             triggers = self._triggers
-        faults = {k: v for k, v in counts.items() if k not in {"pass", "review", "defect"} and v}
-        return Books(triggers=triggers, passed=counts.get("pass", 0), review=counts.get("review", 0),
-                     failed_defect=counts.get("defect", 0), failed_fault=faults)
+        return Books.from_keys(triggers=triggers, counts=counts)
 
     def extras_dict(self) -> dict[str, object]:
         """The extra counters as plain JSON-ready values."""

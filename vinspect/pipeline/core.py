@@ -19,14 +19,14 @@ from vinspect.pipeline.decide import decide
 from vinspect.pipeline.judge import judge_image
 from vinspect.pipeline.signals.base import Signaller
 from vinspect.pipeline.swap import Judge
-from vinspect.types import Frame, FrameFault, Inspection, StageTimings
+from vinspect.types import Frame, FrameFault, Inspection, Reason, StageTimings
 
 __all__ = ["FAULT_REASONS", "InspectContext", "PartTicket", "inspect_frame", "new_inspection_id"]
 
 logger = logging.getLogger(__name__)
 
-FAULT_REASONS = {"incomplete": "incomplete_frame", "gap": "missing_frame", "timeout": "missing_frame",
-                 "disconnected": "disconnected"}
+FAULT_REASONS: dict[str, Reason] = {"incomplete": Reason.INCOMPLETE_FRAME, "gap": Reason.MISSING_FRAME,
+                                     "timeout": Reason.MISSING_FRAME, "disconnected": Reason.DISCONNECTED}
 SIGNAL_ERROR_PREFIX = "signal failed: "
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vinspect.types import Decision, Prediction, Verdict
+from vinspect.types import Decision, Prediction, Reason, Verdict
 
 __all__ = ["DecisionPolicy", "decide"]
 
@@ -51,19 +51,19 @@ def decide(
     reasons: list[str] = []
     verdict = Verdict.PASS
     if fault is not None or prediction is None:
-        reasons.append(fault or "no_prediction")
+        reasons.append(fault or Reason.NO_PREDICTION)
         verdict = policy.on_error
     elif not math.isfinite(prediction.score):
-        reasons.append("non_finite")
+        reasons.append(Reason.NON_FINITE)
         verdict = Verdict.FAIL
     elif prediction.score >= policy.fail_at:
-        reasons.append("score")
+        reasons.append(Reason.SCORE)
         verdict = Verdict.FAIL
     elif prediction.score >= policy.review_at:
-        reasons.append("review_band")
+        reasons.append(Reason.REVIEW_BAND)
         verdict = Verdict.REVIEW
     if late:
-        reasons.append("late")
+        reasons.append(Reason.LATE)
         verdict = Verdict.FAIL
-    return Decision(verdict=verdict, reasons=tuple(reasons), policy_id=policy.policy_id,
+    return Decision(verdict=verdict, reasons=tuple(str(r) for r in reasons), policy_id=policy.policy_id,
                     fail_at=policy.fail_at, review_at=policy.review_at)

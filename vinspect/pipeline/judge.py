@@ -22,7 +22,7 @@ from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy, decide
 from vinspect.pipeline.postprocess import to_prediction
 from vinspect.pipeline.preprocess import to_model_input
-from vinspect.types import Decision, Prediction
+from vinspect.types import Decision, Prediction, Reason
 
 __all__ = ["Judgement", "judge_image"]
 
@@ -67,13 +67,13 @@ def judge_image(
         pre = clock()
         raw = bundle.model.run(tensor)
         inf = clock()
-        prediction = to_prediction(raw, manifest=bundle.manifest, model=bundle.ref,
+        prediction = to_prediction(raw, manifest=bundle.manifest, review_at=policy.review_at,
                                    image_hw=(int(image.shape[0]), int(image.shape[1])))
     except FrameRejected as exc:  # the model refused the frame: FAIL with its reason, no traceback
         fault, error = exc.reason, str(exc)
         logger.warning("frame rejected: %s", exc, extra={"fault": fault})
     except Exception as exc:  # inspection boundary: any failure must still produce a verdict
-        fault = f"error:{type(exc).__name__}"
+        fault = Reason.error(exc)
         error = str(exc)
         logger.exception("inspection failed", extra={"fault": fault})
     done = clock()

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from vinspect.models.manifest import ModelManifest
 from vinspect.models.output import RawOutput
-from vinspect.types import ModelRef, Prediction, Region
+from vinspect.types import Prediction, Region
 
 __all__ = ["to_prediction"]
 
@@ -18,26 +18,27 @@ MAX_REGIONS = 16
 
 
 def to_prediction(
-    raw: RawOutput, *, manifest: ModelManifest, model: ModelRef, image_hw: tuple[int, int]
+    raw: RawOutput, *, manifest: ModelManifest, review_at: float, image_hw: tuple[int, int]
 ) -> Prediction:
     """Build the Prediction for an image of size ``image_hw`` (rows, cols).
 
-    The defect code is the most probable labelled class when the part scores at or above the
-    review threshold and the model has a defect-type head; otherwise ``"unknown_anomaly"`` for a
-    rejected part (the anomaly path caught something no label names) or None for a good one.
+    The defect code is the most probable labelled class when the part scores at or above
+    ``review_at`` (the policy's, so the station's overrides apply as they do in ``decide``) and
+    the model has a defect-type head; otherwise ``"unknown_anomaly"`` for a rejected part (the
+    anomaly path caught something no label names) or None for a good one.
     """
     probs = {label: float(p) for label, p in zip(manifest.labels, raw.defect_probs, strict=False)}
-    rejected = math.isfinite(raw.score) and raw.score >= manifest.thresholds.review_at
+    rejected = math.isfinite(raw.score) and raw.score >= review_at
     code = None
     if rejected and raw.regions:  # a model that measures its own regions names the worst one
         code = raw.regions[0].label
     elif rejected:
         code = max(probs, key=lambda k: probs[k]) if probs else "unknown_anomaly"
     if raw.regions is not None:
-        return Prediction(model=model, score=raw.score, anomaly_map=raw.anomaly_map, regions=raw.regions,
+        return Prediction(score=raw.score, anomaly_map=raw.anomaly_map, regions=raw.regions,
                           defect_probs=probs, defect_code=code)
     regions = _regions(raw.anomaly_map, level=manifest.thresholds.map_at, image_hw=image_hw, label=code or "anomaly")
-    return Prediction(model=model, score=raw.score, anomaly_map=raw.anomaly_map, regions=regions,
+    return Prediction(score=raw.score, anomaly_map=raw.anomaly_map, regions=regions,
                       defect_probs=probs, defect_code=code)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -135,8 +136,6 @@ class ListSink:
 
 def model_sha256_of(inspection: Inspection) -> str | None:
     """The sha256 of the model in force for this part, also when inference produced nothing."""
-    if inspection.prediction is not None:
-        return inspection.prediction.model.sha256
     return inspection.model.sha256 if inspection.model is not None else None
 
 
@@ -158,10 +157,11 @@ def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
             "captured_at": frame.captured_at.isoformat(), "pixel_format": frame.pixel_format,
             "shape": list(frame.image.shape), "part_id": frame.part_id, "label": frame.label},
         **_decision_dict(inspection.decision),
-        "score": None if pred is None else pred.score,
+        "score": None if pred is None or not math.isfinite(pred.score) else pred.score,  # JSON has no NaN
         "defect_code": None if pred is None else pred.defect_code,
         "model_sha256": model_sha256_of(inspection),
-        "model": None if pred is None else {"name": pred.model.name, "version": pred.model.version},
+        "model": None if inspection.model is None else {"name": inspection.model.name,
+                                                        "version": inspection.model.version},
         "timings_ns": {"triggered": t.triggered_ns, "acquired": t.acquired_ns, "preprocessed": t.preprocessed_ns,
                        "inferred": t.inferred_ns, "decided": t.decided_ns, "signalled": t.signalled_ns},
         "error": inspection.error,

@@ -44,14 +44,13 @@ from vinspect.pipeline.record import RECORD_BATCH, InspectionSink, deliver, take
 from vinspect.pipeline.signals.base import LockedSignaller, Signaller
 from vinspect.pipeline.status import PipelineStatus
 from vinspect.pipeline.swap import Judge, ModelWatch
-from vinspect.types import Frame, FrameFault, Inspection, StationState
+from vinspect.types import Frame, FrameFault, Inspection, Reason, StationState
 
 __all__ = ["InspectionPipeline", "PipelineConfig", "inspect_frame"]
 
 logger = logging.getLogger(__name__)
 
 S = StationState
-_GOOD = frozenset({"pass", "review", "defect"})
 Entry = tuple[Frame | FrameFault, PartTicket]
 
 
@@ -226,12 +225,12 @@ class InspectionPipeline:
         except queue.Full:
             pass
         if policy is OverflowPolicy.REJECT:
-            self._dispose(item, ticket, fault="overflow")
+            self._dispose(item, ticket, fault=Reason.OVERFLOW)
             return
         try:
             oldest = self._frames.get_nowait()
             if oldest is not None:
-                self._dispose(oldest[0], oldest[1], fault="overflow")
+                self._dispose(oldest[0], oldest[1], fault=Reason.OVERFLOW)
         except queue.Empty:
             pass
         self._frames.put((item, ticket))
@@ -257,19 +256,19 @@ class InspectionPipeline:
                 self._dispose(item, ticket)
             except Exception:  # loop boundary: the part still gets a (fault) disposition
                 logger.exception("inspection loop error", extra={"part_seq": ticket.part_seq})
-                self.books.settle(verdict=self._judge.policy.on_error, reasons=("error:internal",))
+                self.books.settle(verdict=self._judge.policy.on_error, reasons=(Reason.INTERNAL_ERROR,))
         self._records.put(None)
 
     def _dispose(self, item: Frame | FrameFault, ticket: PartTicket, *, fault: str | None = None) -> None:
         if fault is None and self._line_stop.is_set():
-            fault = "store_unavailable"
+            fault = Reason.STORE_UNAVAILABLE
         if fault is not None:
             ticket = PartTicket(part_seq=ticket.part_seq, acquired_ns=ticket.acquired_ns, fault=fault)
         inspection = inspect_frame(item, judge=self._judge, ctx=self._ctx, ticket=ticket, signaller=self._signaller)
-        key = self.books.settle_inspection(inspection)
+        self.books.settle_inspection(inspection)
         if inspection.error is not None and inspection.error.startswith(SIGNAL_ERROR_PREFIX):
             self.books.count("signal_errors")
-        self._track_health(key)
+        self._track_health(inspection.decision.fault)
         try:
             self._records.put_nowait(inspection)
         except queue.Full:  # the line never waits on disk; the loss is counted and alarmed
@@ -278,9 +277,10 @@ class InspectionPipeline:
             if dropped == 1 or dropped % 100 == 0:
                 self._alarm(f"record queue full: {dropped} inspection(s) not recorded")
 
-    def _track_health(self, key: str) -> None:
+    def _track_health(self, fault: str | None) -> None:
+        """A valid verdict (no fault) resets the fault run; N faults in a row make the station DEGRADED."""
         with self._health_lock:
-            if key in _GOOD:
+            if fault is None:
                 self._consecutive_faults = 0
                 if self.state.state is S.DEGRADED:
                     self.state.try_enter(S.OPERATIONAL, reason="valid verdicts again")
@@ -288,8 +288,8 @@ class InspectionPipeline:
             self._consecutive_faults += 1
             count = self._consecutive_faults
         if count >= self.config.degraded_after_faults and self.state.state is S.OPERATIONAL:
-            self._alarm(f"{count} consecutive faults (last: {key})")
-            self.state.try_enter(S.DEGRADED, reason=f"{count} consecutive faults, last {key}")
+            self._alarm(f"{count} consecutive faults (last: {fault})")
+            self.state.try_enter(S.DEGRADED, reason=f"{count} consecutive faults, last {fault}")
 
     def _beat(self) -> None:
         try:

@@ -16,7 +16,7 @@ from vinspect.errors import ModelError
 from vinspect.models.registry import ModelRegistry
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
-from vinspect.types import ModelRef
+from vinspect.types import ModelRef, Reason
 
 __all__ = ["Judge", "ModelWatch", "RegistryWatch", "unavailable_judge"]
 
@@ -30,14 +30,14 @@ class Judge:
 
     bundle: Bundle | None
     policy: DecisionPolicy
-    unavailable_reason: str = "model_unavailable"
+    unavailable_reason: str = Reason.MODEL_UNAVAILABLE
 
     @property
     def ref(self) -> ModelRef | None:
         return None if self.bundle is None else self.bundle.ref
 
 
-def unavailable_judge(reason: str = "model_unavailable") -> Judge:
+def unavailable_judge(reason: str = Reason.MODEL_UNAVAILABLE) -> Judge:
     """A judge that fails every part (no model passed the gate)."""
     return Judge(bundle=None, policy=DecisionPolicy(fail_at=0.0, review_at=0.0, policy_id="unavailable"),
                  unavailable_reason=reason)

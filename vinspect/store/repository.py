@@ -16,7 +16,7 @@ import json
 import math
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -50,7 +50,7 @@ from vinspect.store.ncr import SCHEMA_VERSION, NcrDefaults, NcrFilter, NcrRef, N
 from vinspect.store.outbox import enqueue_many
 from vinspect.store.tables import Base, EvidenceRecord, InspectionRecord, NcrEvent, NcrRecord, table_of
 from vinspect.store.users import create_user, get_user, list_users, set_user_active
-from vinspect.types import Books, Inspection, Verdict
+from vinspect.types import Books, Inspection, Verdict, books_key
 
 __all__ = [
     "add_correction",
@@ -83,7 +83,6 @@ __all__ = [
     "void_duplicate",
 ]
 
-_MODEL_REASONS = frozenset({"score", "review_band"})
 Values = dict[str, Any]  # column values of a row about to be (or just) inserted
 
 
@@ -100,14 +99,8 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def fault_reasons(reasons: Iterable[str]) -> list[str]:
-    """Reasons that make a reject fail-safe (``ERROR_REJECT``) rather than a model reject."""
-    return [r for r in reasons if r not in _MODEL_REASONS]
-
-
 def _inspection_values(inspection: Inspection, *, now: datetime) -> dict[str, Any]:
-    prediction, frame, decision = inspection.prediction, inspection.frame, inspection.decision
-    model = prediction.model if prediction is not None else inspection.model
+    prediction, frame, decision, model = inspection.prediction, inspection.frame, inspection.decision, inspection.model
     return {
         "inspection_id": inspection.inspection_id, "station_id": inspection.station_id,
         "part_seq": inspection.part_seq, "verdict": str(decision.verdict),
@@ -205,8 +198,7 @@ def add_inspection(inspection: Inspection, *, session: Session, now: datetime | 
 
 
 def _inference(inspection: Inspection) -> dict[str, Any]:
-    prediction, decision = inspection.prediction, inspection.decision
-    model = prediction.model if prediction is not None else inspection.model
+    prediction, decision, model = inspection.prediction, inspection.decision, inspection.model
     regions = [] if prediction is None else [
         {"label": r.label, "score": _finite(r.score), "box_xyxy": list(r.box_xyxy), "area_px": r.area_px}
         for r in prediction.regions
@@ -222,11 +214,12 @@ def _inference(inspection: Inspection) -> dict[str, Any]:
 
 
 def _describe(inspection: Inspection) -> tuple[str, str, str]:
-    """(defect_code, machine_verdict, description) of a rejected inspection."""
+    """(defect_code, machine_verdict, description) of a rejected inspection: a fault
+    (:attr:`~vinspect.types.Decision.fault`) is an ``ERROR_REJECT`` coded by its reason."""
     decision, prediction = inspection.decision, inspection.prediction
-    faults = fault_reasons(decision.reasons)
-    if faults:
-        code, verdict = faults[0], "ERROR_REJECT"
+    fault = decision.fault
+    if fault is not None:
+        code, verdict = fault, "ERROR_REJECT"
     else:
         code = (prediction.defect_code if prediction is not None else None) or "anomaly"
         verdict = "REJECT"
@@ -428,17 +421,8 @@ def count_books(
     if until is not None:
         stmt = stmt.where(InspectionRecord.recorded_at < until)
     counts: Counter[str] = Counter()
-    faults: Counter[str] = Counter()
+    triggers = 0
     for verdict, reasons, n in session.execute(stmt):
-        counts["triggers"] += n
-        found = fault_reasons(json.loads(reasons))
-        if verdict == Verdict.PASS:
-            counts["passed"] += n
-        elif verdict == Verdict.REVIEW and not found:
-            counts["review"] += n
-        elif not found:
-            counts["failed_defect"] += n
-        else:
-            faults[found[0]] += n
-    return Books(triggers=counts["triggers"], passed=counts["passed"], review=counts["review"],
-                 failed_defect=counts["failed_defect"], failed_fault=dict(faults))
+        triggers += n
+        counts[books_key(Verdict(verdict), tuple(json.loads(reasons)))] += n
+    return Books.from_keys(triggers=triggers, counts=counts)

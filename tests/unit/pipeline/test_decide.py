@@ -7,14 +7,13 @@ import math
 import pytest
 
 from vinspect.pipeline.decide import DecisionPolicy, decide
-from vinspect.types import ModelRef, Prediction, Verdict
+from vinspect.types import Prediction, Verdict
 
 POLICY = DecisionPolicy(fail_at=0.7, review_at=0.5, policy_id="p")
-REF = ModelRef(name="m", version="1", sha256="0" * 64)
 
 
 def _p(score: float) -> Prediction:
-    return Prediction(model=REF, score=score)
+    return Prediction(score=score)
 
 
 @pytest.mark.parametrize(

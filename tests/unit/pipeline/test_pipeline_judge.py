@@ -8,7 +8,7 @@ import pytest
 from vinspect.errors import ModelError
 from vinspect.models.manifest import InputSpec
 from vinspect.models.runtime import load_bundle
-from vinspect.pipeline.gating import policy_for
+from vinspect.pipeline.gating import PolicyOverrides, policy_for
 from vinspect.pipeline.judge import judge_image
 from vinspect.pipeline.preprocess import to_model_input
 from vinspect.types import Verdict
@@ -31,6 +31,20 @@ def test_judge_image_region_and_defect_code(tiny_bundle_factory) -> None:
     assert j.decision.verdict is Verdict.FAIL
     assert j.prediction is not None and j.prediction.defect_code == "scratch"
     assert j.prediction.regions[0].box_xyxy == (5, 10, 15, 20)
+
+
+@pytest.mark.parametrize(("review_at", "level", "verdict", "code"), [
+    (0.9, 153, Verdict.PASS, None),  # the bundle's review_at (0.5) would name a defect on a PASS
+    (0.3, 102, Verdict.REVIEW, "scratch"),  # ... and none on a part the station sends to review
+])
+def test_judge_image_defect_code_follows_the_station_review_at(tiny_bundle_factory, review_at: float, level: int,
+                                                               verdict: Verdict, code: str | None) -> None:
+    bundle = load_bundle(tiny_bundle_factory(labels=("spot", "scratch"), fail_at=0.95, review_at=0.5))
+    policy = policy_for(bundle, PolicyOverrides(review_at=review_at))
+    j = judge_image(np.full((20, 20), level, np.uint8), bundle=bundle, policy=policy)
+    assert j.decision.verdict is verdict
+    assert j.prediction is not None
+    assert j.prediction.defect_code == code
 
 
 def test_judge_image_nan_model_fails(tiny_bundle_factory) -> None:

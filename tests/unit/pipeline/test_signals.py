@@ -21,15 +21,17 @@ SHA = "b" * 64
 
 
 def insp(verdict: Verdict, reasons: tuple[str, ...] = (), *, seq: int = 1, defect: str | None = None) -> Inspection:
-    pred = Prediction(model=ModelRef(name="m", version="1", sha256=SHA), score=0.3, defect_code=defect)
+    pred = Prediction(score=0.3, defect_code=defect)
     return Inspection(inspection_id=f"i{seq}", station_id="s", part_seq=seq, frame=make_frame(1, frame_id=seq),
                       prediction=pred, timings=StageTimings(acquired_ns=1_000_000, decided_ns=3_000_000),
-                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.6, review_at=0.5))
+                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.6, review_at=0.5),
+                      model=ModelRef(name="m", version="1", sha256=SHA))
 
 
 @pytest.mark.parametrize(("verdict", "reasons", "code"), [
     (Verdict.PASS, (), 1), (Verdict.FAIL, ("score",), 2), (Verdict.FAIL, ("score", "late"), 3),
-    (Verdict.FAIL, ("error:ModelError",), 3), (Verdict.REVIEW, ("review_band",), 4)])
+    (Verdict.FAIL, ("error:ModelError",), 3), (Verdict.REVIEW, ("review_band",), 4),
+    (Verdict.REVIEW, ("error:ModelError",), 3)])  # on_error: review books a fault: the line says fault too
 def test_verdict_code_only_pass_accepts(verdict, reasons, code) -> None:
     assert verdict_code(insp(verdict, reasons)) == code
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vinspect.types import Inspection, StationState, Verdict
+from vinspect.types import Disposition, Inspection, StationState, Verdict
 
 __all__ = [
     "LockedSignaller",
@@ -30,14 +30,16 @@ logger = logging.getLogger(__name__)
 ACCEPT, REJECT_DEFECT, REJECT_FAULT, REJECT_REVIEW = 1, 2, 3, 4
 
 
+_CODES = {Disposition.PASS: ACCEPT, Disposition.DEFECT: REJECT_DEFECT, Disposition.FAULT: REJECT_FAULT,
+          Disposition.REVIEW: REJECT_REVIEW}
+
+
 def verdict_code(inspection: Inspection) -> int:
-    """The §7 verdict register value: 1 accept, 2 defect, 3 fault, 4 review."""
-    decision = inspection.decision
-    if decision.verdict is Verdict.PASS:
-        return ACCEPT
-    if decision.verdict is Verdict.REVIEW:
-        return REJECT_REVIEW
-    return REJECT_DEFECT if decision.reasons == ("score",) else REJECT_FAULT
+    """The §7 verdict register value of the part's disposition: 1 accept, 2 defect, 3 fault, 4 review.
+
+    A fault is 3 whatever the verdict (also under ``on_error: review``), as the books count it.
+    """
+    return _CODES[inspection.decision.disposition]
 
 
 class Signaller(Protocol):
@@ -75,7 +77,7 @@ class LogSignaller:
     def signal(self, inspection: Inspection) -> None:
         d = inspection.decision
         logger.info("part %d %s %s", inspection.part_seq, d.verdict, ",".join(d.reasons),
-                    extra={"inspection_id": inspection.inspection_id, "accept": d.verdict is Verdict.PASS})
+                    extra={"inspection_id": inspection.inspection_id, "accept": d.disposition is Disposition.PASS})
 
     def heartbeat(self) -> None:
         return None
@@ -129,12 +131,12 @@ class RecordingSignaller:
     def signal(self, inspection: Inspection) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        pred = inspection.prediction
+        model = inspection.model
         with self._lock:
             self.signals.append(Signalled(
                 part_seq=inspection.part_seq, verdict=inspection.decision.verdict,
                 accept=verdict_code(inspection) == ACCEPT, reasons=inspection.decision.reasons,
-                model_sha256=None if pred is None else pred.model.sha256))
+                model_sha256=None if model is None else model.sha256))
 
     def heartbeat(self) -> None:
         with self._lock:

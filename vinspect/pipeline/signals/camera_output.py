@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vinspect.errors import FeatureMissing, SignalError
-from vinspect.types import Inspection, StationState, Verdict
+from vinspect.types import Disposition, Inspection, StationState
 
 __all__ = ["CameraOutputSignaller", "FakeLineOutputs", "LineOutputs", "NodeMapOutputs"]
 
@@ -110,7 +110,7 @@ class CameraOutputSignaller:
 
     def signal(self, inspection: Inspection) -> None:
         with self._lock:
-            accept = inspection.decision.verdict is Verdict.PASS
+            accept = inspection.decision.disposition is Disposition.PASS
             self._out.set_user_output(self._accept, accept)
             self._high_since = self._clock() if accept else None
 

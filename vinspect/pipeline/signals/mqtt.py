@@ -3,8 +3,9 @@
 Topics under ``<prefix>/<station_id>/``: ``result`` (QoS 0, one per part), ``status`` (QoS 1,
 retained; a Last Will sets it to ``offline``) and ``alarm`` (QoS 1). Payloads are JSON with
 ``schema_version``, ``station_id``, ``inspection_id``, ``part_id``, ``part_seq``, ``verdict``,
-``reasons``, ``score``, ``model_sha256`` and the latency. ``heartbeat`` publishes nothing: the
-broker's keepalive and the Last Will carry liveness, the PLC watches the Modbus heartbeat.
+``reasons``, ``disposition`` (:class:`vinspect.types.Disposition`), ``score``, ``model_sha256``
+and the latency. ``heartbeat`` publishes nothing: the broker's keepalive and the Last Will carry
+liveness, the PLC watches the Modbus heartbeat.
 
 paho-mqtt 2.x is imported lazily and built with ``CallbackAPIVersion.VERSION2``.
 """
@@ -31,7 +32,8 @@ def result_payload(inspection: Inspection) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "station_id": inspection.station_id,
             "inspection_id": inspection.inspection_id, "part_id": None if frame is None else frame.part_id,
             "part_seq": inspection.part_seq, "verdict": str(inspection.decision.verdict),
-            "reasons": list(inspection.decision.reasons), "score": None if pred is None else pred.score,
+            "reasons": list(inspection.decision.reasons),
+            "disposition": inspection.decision.disposition.value, "score": None if pred is None else pred.score,
             "model_sha256": model_sha256_of(inspection), "latency_ms": latency}
 
 
