@@ -56,11 +56,10 @@ from vinspect.camera.base import FrameSource, OverflowPolicy  # noqa: E402
 from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig  # noqa: E402
 from vinspect.pipeline.fakes import write_golden_samples  # noqa: E402
 from vinspect.pipeline.gating import gate_bundle, policy_for  # noqa: E402
-from vinspect.pipeline.judge import judge_image  # noqa: E402
+from vinspect.pipeline.judge import Judge, judge_image  # noqa: E402
 from vinspect.pipeline.record import InspectionSink, JsonlSink  # noqa: E402
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig  # noqa: E402
 from vinspect.pipeline.signals import LogSignaller  # noqa: E402
-from vinspect.pipeline.swap import Judge  # noqa: E402
 from vinspect.types import Frame  # noqa: E402
 
 BUNDLE: Path | None = None  # --bundle: a trained bundle (e.g. the demo's) instead of the tiny graph

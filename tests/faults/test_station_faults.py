@@ -23,10 +23,10 @@ from vinspect.errors import CameraDisconnected
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.fakes import FaultyModel, ScriptedSource, make_frame, with_model, write_golden_samples
 from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.judge import Judge, unavailable_judge
 from vinspect.pipeline.record import ListSink, model_sha256_of, recover_books
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals import RecordingSignaller
-from vinspect.pipeline.swap import Judge, unavailable_judge
 from vinspect.types import FrameFault, Inspection, StationState, Verdict
 
 GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
@@ -267,7 +267,7 @@ def test_f1_f3_state_machine(tiny_bundle, tiny_bundle_factory) -> None:
     from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
     from vinspect.pipeline.books import BookKeeper
-    from vinspect.pipeline.core import InspectContext, PartTicket, inspect_frame
+    from vinspect.pipeline.judge import InspectContext, PartTicket, inspect_frame
 
     calls = {"raise_next": False}
 

@@ -26,10 +26,10 @@ pytest.importorskip("pymodbus")
 from vinspect.errors import PlcUnreachable
 from vinspect.pipeline.fakes import ScriptedSource, make_frame, write_golden_samples
 from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.judge import Judge
 from vinspect.pipeline.record import ListSink
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals.modbus import REG_HEARTBEAT, REG_RESULT, REG_STATE, ModbusSignaller
-from vinspect.pipeline.swap import Judge
 from vinspect.types import FrameFault, Verdict
 
 GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),

@@ -15,9 +15,9 @@ import pytest
 
 from vinspect.errors import PlcUnreachable
 from vinspect.pipeline.fakes import ScriptedSource, make_frame
+from vinspect.pipeline.judge import unavailable_judge
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals.mqtt import MqttSignaller
-from vinspect.pipeline.swap import unavailable_judge
 from vinspect.types import StationState
 
 pytest.importorskip("paho.mqtt")

@@ -39,11 +39,12 @@ from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.models.registry import ModelRegistry
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.judge import Judge, unavailable_judge
 from vinspect.pipeline.record import InspectionSink, JsonlSink, append_records, recover_books, truncate_torn_tail
 from vinspect.pipeline.runner import InspectionPipeline
 from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
 from vinspect.pipeline.status import StatusFile
-from vinspect.pipeline.swap import Judge, ModelWatch, RegistryWatch, unavailable_judge
+from vinspect.pipeline.swap import ModelWatch, RegistryWatch
 from vinspect.settings import Settings, load_settings
 from vinspect.station import (
     JsonlSinkConfig,

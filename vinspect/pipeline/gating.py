@@ -1,18 +1,16 @@
-"""Start-up gating, the golden self-test and the station state machine.
+"""Start-up gating: the decision policy of a bundle, the golden self-test and the gate itself.
 
 A station becomes OPERATIONAL only with a model that loaded and verified (manifest schema,
 sha256, graph contract) **and** judged every golden sample carried in its bundle as expected.
 Anything else keeps it PREOPERATIONAL with the reason visible in the status; the line output
-stays reject because nothing is ever accepted without a model.
+stays reject because nothing is ever accepted without a model. The states themselves are in
+:mod:`vinspect.pipeline.state`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
@@ -20,25 +18,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from vinspect.errors import ModelError, StateError
+from vinspect.errors import ModelError
 from vinspect.models.calibration import thresholds_for_ceiling
 from vinspect.models.runtime import Bundle, load_bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
-from vinspect.types import StationState, Verdict
+from vinspect.types import Verdict
 
-__all__ = ["GateResult", "PolicyOverrides", "StationStateMachine", "gate_bundle", "policy_for", "self_test"]
+__all__ = ["GateResult", "PolicyOverrides", "gate_bundle", "policy_for", "self_test"]
 
-logger = logging.getLogger(__name__)
-
-S = StationState
-_ALLOWED: dict[StationState, frozenset[StationState]] = {
-    S.PREOPERATIONAL: frozenset({S.OPERATIONAL, S.ERROR, S.STOPPED}),
-    S.OPERATIONAL: frozenset({S.DEGRADED, S.ERROR, S.STOPPED}),
-    S.DEGRADED: frozenset({S.OPERATIONAL, S.ERROR, S.STOPPED}),
-    S.ERROR: frozenset({S.PREOPERATIONAL, S.STOPPED}),
-    S.STOPPED: frozenset(),
-}
 GOLDEN_SCORE_TOLERANCE = 1e-3
 
 
@@ -133,68 +121,3 @@ def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool =
         return GateResult(bundle=None, reason=f"golden self-test failed: {problem}")
     m = bundle.manifest
     return GateResult(bundle=bundle, reason=f"model {m.name}@{m.version} verified, golden self-test passed")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transition:
-    """One state change, with why and when."""
-
-    state: StationState
-    reason: str
-    at: datetime
-
-
-class StationStateMachine:
-    """The station's lifecycle with allowed transitions; listeners hear every change.
-
-    Listeners run on the thread that made the transition and must not block (the Modbus
-    signaller writes its ``station_state`` register from one).
-    """
-
-    def __init__(self, station_id: str, *, reason: str = "starting") -> None:
-        self.station_id = station_id
-        self._lock = threading.Lock()
-        self._current = Transition(state=S.PREOPERATIONAL, reason=reason, at=datetime.now(UTC))
-        self._listeners: list[Callable[[StationState], None]] = []
-
-    @property
-    def state(self) -> StationState:
-        return self._current.state
-
-    @property
-    def reason(self) -> str:
-        return self._current.reason
-
-    @property
-    def current(self) -> Transition:
-        return self._current
-
-    def listen(self, listener: Callable[[StationState], None]) -> None:
-        """Call ``listener(state)`` after every transition."""
-        self._listeners.append(listener)
-
-    def enter(self, to: StationState, *, reason: str) -> None:
-        """Move to ``to``; same-state calls only update the reason.
-
-        Raises:
-            StateError: the transition is not allowed (e.g. ERROR -> OPERATIONAL).
-        """
-        with self._lock:
-            if to is self._current.state:
-                self._current = Transition(state=to, reason=reason, at=self._current.at)
-                return
-            if to not in _ALLOWED[self._current.state]:
-                raise StateError(f"{self.station_id}: {self._current.state} -> {to} not allowed")
-            self._current = Transition(state=to, reason=reason, at=datetime.now(UTC))
-        level = logging.WARNING if to in (S.DEGRADED, S.ERROR) else logging.INFO
-        logger.log(level, "station %s: %s (%s)", self.station_id, to, reason)
-        for listener in self._listeners:
-            listener(to)
-
-    def try_enter(self, to: StationState, *, reason: str) -> bool:
-        """Like :meth:`enter` but returns False instead of raising for a refused transition."""
-        try:
-            self.enter(to, reason=reason)
-        except StateError:
-            return False
-        return True

@@ -20,8 +20,9 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
 * Hot swap: a watcher thread gates a newly activated model; the inspection thread takes it
   between two parts (:mod:`vinspect.pipeline.swap`).
 
-Departure from architecture §1: the thread-free core ``inspect_frame`` lives in
-:mod:`vinspect.pipeline.core` (re-exported here) so each module stays under 400 lines.
+The thread-free core that judges and signals one part, ``inspect_frame``, is in
+:mod:`vinspect.pipeline.judge` with the :class:`~vinspect.pipeline.judge.Judge` it uses; the
+state machine is :mod:`vinspect.pipeline.state`; gating is :mod:`vinspect.pipeline.gating`.
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ from typing import Self
 from vinspect.camera.base import FrameSource, OverflowPolicy
 from vinspect.errors import CameraError, ModelError
 from vinspect.pipeline.books import BookKeeper
-from vinspect.pipeline.core import SIGNAL_ERROR_PREFIX, InspectContext, PartTicket, inspect_frame
-from vinspect.pipeline.gating import PolicyOverrides, StationStateMachine, gate_bundle, policy_for
+from vinspect.pipeline.gating import PolicyOverrides, gate_bundle, policy_for
+from vinspect.pipeline.judge import SIGNAL_ERROR_PREFIX, InspectContext, Judge, PartTicket, inspect_frame
 from vinspect.pipeline.record import RECORD_BATCH, InspectionSink, deliver, take_run
 from vinspect.pipeline.signals.base import LockedSignaller, Signaller
+from vinspect.pipeline.state import StationStateMachine
 from vinspect.pipeline.status import PipelineStatus
-from vinspect.pipeline.swap import Judge, ModelWatch
+from vinspect.pipeline.swap import ModelWatch
 from vinspect.types import Frame, FrameFault, Inspection, Reason, StationState
 
-__all__ = ["InspectionPipeline", "PipelineConfig", "inspect_frame"]
+__all__ = ["InspectionPipeline", "PipelineConfig"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,46 +1,22 @@
 """Hot swap: notice a new ACTIVE model version, gate it off the line, hand it over between parts.
 
 The watcher runs on its own thread: loading and the golden self-test never stall inspection.
-The inspection thread picks the verified judge up before its next part, so every part is judged
-exactly once, by exactly one model, and its record names that model's sha256.
+The station loop (:mod:`vinspect.pipeline.runner`) gates the folder a watcher reports and its
+inspection thread takes the verified :class:`~vinspect.pipeline.judge.Judge` before its next
+part, so every part is judged exactly once, by exactly one model, and its record names that
+model's sha256.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from vinspect.errors import ModelError
 from vinspect.models.registry import ModelRegistry
-from vinspect.models.runtime import Bundle
-from vinspect.pipeline.decide import DecisionPolicy
-from vinspect.types import ModelRef, Reason
 
-__all__ = ["Judge", "ModelWatch", "RegistryWatch", "unavailable_judge"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Judge:
-    """What judges parts right now: a verified bundle and its policy, or no bundle at all.
-
-    With ``bundle`` None every part is a FAIL with ``unavailable_reason`` (station gated out).
-    """
-
-    bundle: Bundle | None
-    policy: DecisionPolicy
-    unavailable_reason: str = Reason.MODEL_UNAVAILABLE
-
-    @property
-    def ref(self) -> ModelRef | None:
-        return None if self.bundle is None else self.bundle.ref
-
-
-def unavailable_judge(reason: str = Reason.MODEL_UNAVAILABLE) -> Judge:
-    """A judge that fails every part (no model passed the gate)."""
-    return Judge(bundle=None, policy=DecisionPolicy(fail_at=0.0, review_at=0.0, policy_id="unavailable"),
-                 unavailable_reason=reason)
+__all__ = ["ModelWatch", "RegistryWatch"]
 
 
 class ModelWatch(Protocol):

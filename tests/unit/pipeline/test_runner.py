@@ -13,13 +13,13 @@ import pytest
 
 from vinspect.camera.base import OverflowPolicy
 from vinspect.models.registry import ModelRegistry
-from vinspect.pipeline.core import InspectContext, PartTicket, inspect_frame
 from vinspect.pipeline.fakes import FaultyModel, ScriptedSource, make_frame, with_model, write_golden_samples
 from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.judge import InspectContext, Judge, PartTicket, inspect_frame, unavailable_judge
 from vinspect.pipeline.record import ListSink, model_sha256_of
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals import RecordingSignaller
-from vinspect.pipeline.swap import Judge, RegistryWatch, unavailable_judge
+from vinspect.pipeline.swap import RegistryWatch
 from vinspect.types import FrameFault, StationState, Verdict
 
 CTX = InspectContext(station_id="st1", deadline_ms=1000.0)

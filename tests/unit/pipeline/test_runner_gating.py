@@ -11,7 +11,8 @@ import pytest
 from vinspect.camera.process_config import ProcessSourceConfig
 from vinspect.errors import ConfigError, StateError
 from vinspect.pipeline.fakes import write_golden_samples
-from vinspect.pipeline.gating import StationStateMachine, gate_bundle
+from vinspect.pipeline.gating import gate_bundle
+from vinspect.pipeline.state import StationStateMachine
 from vinspect.station import JsonlSinkConfig, ModelByName, ModelByPath, load_station
 from vinspect.types import StationState
 
