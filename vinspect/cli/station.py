@@ -123,14 +123,12 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
 
         return stack.enter_context(MqttSignaller(cfg.host, port=cfg.port, station_id=station.station_id,
                                                  topic_prefix=cfg.topic_prefix, keepalive_s=cfg.keepalive_s))
-    from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, LineOutputs
+    from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, HasLineOutputs
 
-    outputs = getattr(source, "line_outputs", None)
-    if not callable(outputs):
+    if not isinstance(source, HasLineOutputs):
         raise ConfigError(f"signal.kind camera_output: source {station.source.kind!r} exposes no camera outputs")
-    lines: LineOutputs = outputs()
-    return CameraOutputSignaller(lines, accept_output=cfg.accept_output, heartbeat_output=cfg.heartbeat_output,
-                                 pulse_ms=cfg.pulse_ms)
+    return CameraOutputSignaller(source.line_outputs(), accept_output=cfg.accept_output,
+                                 heartbeat_output=cfg.heartbeat_output, pulse_ms=cfg.pulse_ms)
 
 
 def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -> tuple[InspectionSink, Any]:

@@ -18,8 +18,8 @@ import numpy.typing as npt
 from vinspect.errors import ModelError, ModelIntegrityError
 from vinspect.models.combined import CombinedModel
 from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
-from vinspect.models.output import RawOutput
-from vinspect.models.reference import ReferenceModel, load_reference_model
+from vinspect.models.output import Model, RawOutput
+from vinspect.models.reference import load_reference_model
 from vinspect.types import ModelRef
 
 __all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle", "sha256_file"]
@@ -108,7 +108,7 @@ class Bundle:
 
     path: Path
     manifest: ModelManifest
-    model: OnnxModel | ReferenceModel | CombinedModel
+    model: Model
 
     @property
     def ref(self) -> ModelRef:
@@ -133,7 +133,7 @@ def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None =
     if not bundle_dir.is_dir():
         raise ModelError(f"{bundle_dir}: model bundle not found")
     manifest = read_manifest(bundle_dir)
-    model: OnnxModel | ReferenceModel | CombinedModel
+    model: Model
     if manifest.task == "reference":
         reference = load_reference_model(bundle_dir, expected_sha256=manifest.sha256, part_number=part_number)
         companion = reference.spec.anomaly

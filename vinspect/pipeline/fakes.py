@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, cast
+from typing import Literal, Self
 
 import cv2
 import numpy as np
@@ -24,7 +24,8 @@ import numpy.typing as npt
 
 from vinspect.camera.base import SourceState
 from vinspect.errors import CameraError, ModelError
-from vinspect.models.runtime import Bundle, OnnxModel, RawOutput
+from vinspect.models.output import Model, RawOutput
+from vinspect.models.runtime import Bundle
 from vinspect.types import Frame, FrameFault
 
 __all__ = ["FaultyModel", "ScriptedSource", "make_frame", "with_model", "write_golden_samples"]
@@ -95,7 +96,7 @@ class FaultyModel:
         sleep_s: how long a ``"sleep"`` call takes.
     """
 
-    def __init__(self, inner: OnnxModel, *, fault: Callable[[int], Literal["raise", "sleep"] | None],
+    def __init__(self, inner: Model, *, fault: Callable[[int], Literal["raise", "sleep"] | None],
                  sleep_s: float = 0.2) -> None:
         self._inner = inner
         self._fault = fault
@@ -116,7 +117,7 @@ class FaultyModel:
 
 def with_model(bundle: Bundle, model: FaultyModel) -> Bundle:
     """The same bundle (manifest, sha256, path) running ``model`` instead."""
-    return replace(bundle, model=cast(OnnxModel, model))
+    return replace(bundle, model=model)
 
 
 def write_golden_samples(bundle_dir: Path, samples: Sequence[tuple[str, npt.NDArray[np.uint8], str, float]]) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol, Self
+from typing import Any, BinaryIO, Protocol, Self, runtime_checkable
 
 from vinspect.crashpoints import armed, crash_point
 from vinspect.pipeline.books import BookKeeper
@@ -34,6 +34,7 @@ from vinspect.types import Books, Decision, Inspection, Verdict
 __all__ = [
     "RECORD_BATCH",
     "BatchSink",
+    "FlushingSink",
     "InspectionSink",
     "JsonlSink",
     "ListSink",
@@ -62,6 +63,7 @@ class InspectionSink(Protocol):
         ...
 
 
+@runtime_checkable
 class BatchSink(InspectionSink, Protocol):
     """A sink that can take several inspections at once (one transaction, one fsync)."""
 
@@ -73,15 +75,24 @@ class BatchSink(InspectionSink, Protocol):
         ...
 
 
+@runtime_checkable
+class FlushingSink(InspectionSink, Protocol):
+    """A sink holding work back (e.g. NCRs waiting for their batch) until ``flush``; the station
+    flushes it once when it stops."""
+
+    def flush(self) -> object:
+        """Finish everything held back; raising counts a sink error."""
+        ...
+
+
 def deliver(sink: InspectionSink, inspections: Sequence[Inspection]) -> list[Exception | None]:
     """Write inspections to one sink; per inspection, the exception that failed it or None.
 
     Uses ``write_batch`` when the sink has one, else ``write`` per inspection, each isolated.
     """
-    write_batch = getattr(sink, "write_batch", None)
-    if write_batch is not None and len(inspections) > 1:
+    if isinstance(sink, BatchSink) and len(inspections) > 1:
         try:
-            errors: list[Exception | None] = list(write_batch(inspections))
+            errors: list[Exception | None] = list(sink.write_batch(inspections))
             if len(errors) != len(inspections):
                 raise ValueError(f"sink {sink.name}: write_batch returned {len(errors)} results "
                                  f"for {len(inspections)} inspections")

@@ -41,8 +41,8 @@ from vinspect.errors import CameraError, ModelError
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import PolicyOverrides, gate_bundle, policy_for
 from vinspect.pipeline.judge import SIGNAL_ERROR_PREFIX, InspectContext, Judge, PartTicket, inspect_frame
-from vinspect.pipeline.record import RECORD_BATCH, InspectionSink, deliver, take_run
-from vinspect.pipeline.signals.base import LockedSignaller, Signaller
+from vinspect.pipeline.record import RECORD_BATCH, FlushingSink, InspectionSink, deliver, take_run
+from vinspect.pipeline.signals.base import AlarmSignaller, LockedSignaller, Signaller
 from vinspect.pipeline.state import StationStateMachine
 from vinspect.pipeline.status import PipelineStatus
 from vinspect.pipeline.swap import ModelWatch
@@ -134,8 +134,9 @@ class InspectionPipeline:
         return self._finished.wait(timeout_s)
 
     def stop(self, *, timeout_s: float = 10.0) -> None:
-        """Stop acquiring, drain every queued part (each still gets its disposition), flush the
-        sinks that have ``flush()``, close the source, enter STOPPED. Closing sinks is the owner's job."""
+        """Stop acquiring, drain every queued part (each still gets its disposition), flush each
+        :class:`~vinspect.pipeline.record.FlushingSink`, close the source, enter STOPPED. Closing
+        sinks is the owner's job."""
         if self.state.state is S.STOPPED:
             return
         self._stop.set()
@@ -155,11 +156,10 @@ class InspectionPipeline:
 
     def _flush_sinks(self) -> None:
         for sink in self._sinks:
-            flush = getattr(sink, "flush", None)
-            if not callable(flush):
+            if not isinstance(sink, FlushingSink):
                 continue
             try:
-                flush()
+                sink.flush()
             except Exception:  # sink boundary at shutdown: counted and logged, the books stay intact
                 self.books.count("sink_errors", key=sink.name)
                 logger.exception("sink flush failed", extra={"sink": sink.name})
@@ -308,14 +308,14 @@ class InspectionPipeline:
             logger.warning("publishing the station state failed", exc_info=True)
 
     def _alarm(self, message: str) -> None:
-        """Count, log and (when the signaller has ``alarm``, e.g. MQTT) publish an alarm."""
+        """Count, log and publish an alarm (when the signaller is an ``AlarmSignaller``, e.g. MQTT)."""
         self.books.count("alarms")
         logger.error("ALARM %s: %s", self.config.station_id, message)
-        publish = getattr(self._signaller.inner, "alarm", None)
-        if callable(publish):
+        inner = self._signaller.inner
+        if isinstance(inner, AlarmSignaller):
             try:
                 with self._signaller.lock:
-                    publish(message)
+                    inner.alarm(message)
             except Exception:  # alarm boundary: the alarm is already counted and logged
                 logger.warning("publishing the alarm failed", exc_info=True)
 

@@ -16,9 +16,9 @@ from vinspect.models.registry import ModelRegistry
 from vinspect.pipeline.fakes import FaultyModel, ScriptedSource, make_frame, with_model, write_golden_samples
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import InspectContext, Judge, PartTicket, inspect_frame, unavailable_judge
-from vinspect.pipeline.record import ListSink, model_sha256_of
+from vinspect.pipeline.record import FlushingSink, ListSink, model_sha256_of
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
-from vinspect.pipeline.signals import RecordingSignaller
+from vinspect.pipeline.signals import AlarmSignaller, RecordingSignaller
 from vinspect.pipeline.swap import RegistryWatch
 from vinspect.types import FrameFault, StationState, Verdict
 
@@ -302,3 +302,34 @@ def test_deliver_counts_a_batch_sink_breaking_its_contract_as_failed_for_every_p
     _pipe, _sig, plain = run_pipeline(source, judge=unavailable_judge("x"), config=PipelineConfig(station_id="s"))
     errors = deliver(ShortSink(), plain.items)
     assert len(errors) == 3 and all(isinstance(e, ValueError) and "1 results for 3" in str(e) for e in errors)
+
+
+class FlushCountingSink(ListSink):
+    """A sink holding work back until ``flush`` (as the store's PASS batches do)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="held")
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+class AlarmRecordingSignaller(RecordingSignaller):
+    def __init__(self) -> None:
+        super().__init__()
+        self.alarms: list[str] = []
+
+    def alarm(self, message: str) -> None:
+        self.alarms.append(message)
+
+
+def test_pipeline_uses_optional_abilities_by_protocol(tiny_bundle) -> None:
+    held, sig = FlushCountingSink(), AlarmRecordingSignaller()
+    assert isinstance(held, FlushingSink) and not isinstance(ListSink(), FlushingSink)
+    assert isinstance(sig, AlarmSignaller) and not isinstance(RecordingSignaller(), AlarmSignaller)
+    source = ScriptedSource([make_frame(50, frame_id=i) for i in range(3)])
+    run_pipeline(source, judge=unavailable_judge("no model"), sig=sig, config=PipelineConfig(station_id="s"),
+                 sinks=[held])
+    assert held.flushes == 1
+    assert sig.alarms == ["not operational: no model"]

@@ -5,6 +5,7 @@ module path (``vinspect.pipeline.signals.modbus``) only where they are configure
 """
 
 from vinspect.pipeline.signals.base import (
+    AlarmSignaller,
     LockedSignaller,
     LogSignaller,
     NullSignaller,
@@ -15,6 +16,7 @@ from vinspect.pipeline.signals.base import (
 )
 
 __all__ = [
+    "AlarmSignaller",
     "LockedSignaller",
     "LogSignaller",
     "NullSignaller",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vinspect.types import Disposition, Inspection, StationState, Verdict
 
 __all__ = [
+    "AlarmSignaller",
     "LockedSignaller",
     "LogSignaller",
     "NullSignaller",
@@ -55,6 +56,15 @@ class Signaller(Protocol):
 
     def publish_state(self, state: StationState) -> None:
         """Tell the line the station's state (written on every transition)."""
+        ...
+
+
+@runtime_checkable
+class AlarmSignaller(Signaller, Protocol):
+    """A line output that can also publish an alarm (MQTT); the station publishes each alarm to it."""
+
+    def alarm(self, message: str) -> None:
+        """Publish one alarm message."""
         ...
 
 

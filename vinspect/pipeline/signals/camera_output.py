@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from vinspect.errors import FeatureMissing, SignalError
 from vinspect.types import Disposition, Inspection, StationState
 
-__all__ = ["CameraOutputSignaller", "FakeLineOutputs", "LineOutputs", "NodeMapOutputs"]
+__all__ = ["CameraOutputSignaller", "FakeLineOutputs", "HasLineOutputs", "LineOutputs", "NodeMapOutputs"]
 
 
 class LineOutputs(Protocol):
@@ -34,6 +34,15 @@ class LineOutputs(Protocol):
 
     def set_user_output(self, name: str, value: bool) -> None:
         """Drive one output high or low."""
+        ...
+
+
+@runtime_checkable
+class HasLineOutputs(Protocol):
+    """A frame source whose camera has digital outputs the station may drive (GenICam)."""
+
+    def line_outputs(self) -> LineOutputs:
+        """The camera's outputs (valid while the source is open)."""
         ...
 
 
