@@ -48,13 +48,11 @@ import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # testkit: the tests' bundle writers
 
-from conftest import write_tiny_bundle  # noqa: E402  (the tests' ONNX builder)
-
+from testkit.bundles import write_golden_samples, write_tiny_bundle  # noqa: E402
 from vinspect.camera.base import FrameSource, OverflowPolicy  # noqa: E402
 from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig  # noqa: E402
-from vinspect.pipeline.fakes import write_golden_samples  # noqa: E402
 from vinspect.pipeline.gating import gate_bundle, policy_for  # noqa: E402
 from vinspect.pipeline.judge import Judge, judge_image  # noqa: E402
 from vinspect.pipeline.record import InspectionSink, JsonlSink  # noqa: E402

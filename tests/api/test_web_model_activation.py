@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from webseed import PASSWORD, Seeded, TestClient
 
-from tests.conftest import state_operating_point, write_tiny_bundle
+from testkit.bundles import state_operating_point, write_tiny_bundle
 from vinspect.models.registry import ModelRegistry
 from vinspect.store import session_scope, verify_store
 from vinspect.store.review_queries import audit_rows

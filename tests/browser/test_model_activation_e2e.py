@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import state_operating_point, write_tiny_bundle
+from testkit.bundles import state_operating_point, write_tiny_bundle
 from vinspect.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.browser

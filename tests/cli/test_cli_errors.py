@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import state_operating_point
+from testkit.bundles import state_operating_point
 from vinspect.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import state_operating_point
+from testkit.bundles import state_operating_point
 from vinspect.cli import main
 from vinspect.models.registry import ModelRegistry
 from vinspect.store import make_engine, session_scope, verify_store

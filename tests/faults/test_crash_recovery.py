@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import select
 from test_station_faults import GOLDEN, cli
 
+from testkit.bundles import write_golden_samples
 from vinspect.crashpoints import CRASH_ENV, EXIT_STATUS
-from vinspect.pipeline.fakes import write_golden_samples
 from vinspect.store.db import make_engine, session_scope
 from vinspect.store.repository import count_books
 from vinspect.store.tables import InspectionRecord, NcrRecord

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testkit.bundles import write_golden_samples
 from vinspect.camera.base import OverflowPolicy
 from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
 from vinspect.errors import CameraDisconnected
+from vinspect.models.fakes import FaultyModel, with_model
 from vinspect.models.runtime import load_bundle
-from vinspect.pipeline.fakes import FaultyModel, ScriptedSource, make_frame, with_model, write_golden_samples
+from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge, unavailable_judge
 from vinspect.pipeline.record import ListSink, model_sha256_of, recover_books

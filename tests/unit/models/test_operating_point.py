@@ -157,7 +157,7 @@ def test_a_station_ceiling_needs_stored_scores() -> None:
 
 
 def test_policy_for_applies_the_station_ceiling(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import state_operating_point
+    from testkit.bundles import state_operating_point
     from vinspect.errors import ModelError
     from vinspect.models.runtime import load_bundle
     from vinspect.pipeline.gating import PolicyOverrides, policy_for

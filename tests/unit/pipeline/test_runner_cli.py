@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from testkit.bundles import write_golden_samples
 from vinspect.models.registry import ModelRegistry
-from vinspect.pipeline.fakes import write_golden_samples
 
 GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
           ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testkit.bundles import write_golden_samples
 from vinspect.camera.process_config import ProcessSourceConfig
 from vinspect.errors import ConfigError, StateError
-from vinspect.pipeline.fakes import write_golden_samples
 from vinspect.pipeline.gating import gate_bundle
 from vinspect.pipeline.state import StationStateMachine
 from vinspect.station import JsonlSinkConfig, ModelByName, ModelByPath, load_station

@@ -1,0 +1,8 @@
+"""Test helpers shared by tests/ and bench/ (never imported by the runtime or shipped).
+
+* :mod:`testkit.bundles`: the tiny ONNX bundle the tests and benchmarks run, its operating
+  point and golden samples.
+
+Fakes of a runtime seam ship beside the seam instead (``vinspect.pipeline.fakes``,
+``vinspect.models.fakes``).
+"""
