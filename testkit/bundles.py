@@ -29,24 +29,33 @@ def build_tiny_onnx(path: Path, *, channels: int = 1, labels: tuple[str, ...] = 
         helper.make_node("ReduceMean", ["m0"], ["s0"], keepdims=1),
         helper.make_node("Reshape", ["s0", "shape1"], ["s1"]),
     ]
-    inits = [helper.make_tensor("k255", TensorProto.FLOAT, [], [255.0]),
-             helper.make_tensor("ax2", TensorProto.INT64, [1], [2]),
-             helper.make_tensor("shape1", TensorProto.INT64, [1], [1]),
-             helper.make_tensor("logits", TensorProto.FLOAT, [len(labels)], list(range(len(labels))))]
+    inits = [
+        helper.make_tensor("k255", TensorProto.FLOAT, [], [255.0]),
+        helper.make_tensor("ax2", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("shape1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("logits", TensorProto.FLOAT, [len(labels)], list(range(len(labels)))),
+    ]
     if poison == "nan":
         inits.append(helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]))
-        nodes += [helper.make_node("Mul", ["s1", "nan"], ["score"]),
-                  helper.make_node("Mul", ["m0", "nan"], ["anomaly_map"])]
+        nodes += [
+            helper.make_node("Mul", ["s1", "nan"], ["score"]),
+            helper.make_node("Mul", ["m0", "nan"], ["anomaly_map"]),
+        ]
     else:
-        nodes += [helper.make_node("Identity", ["s1"], ["score"]),
-                  helper.make_node("Identity", ["m0"], ["anomaly_map"])]
+        nodes += [
+            helper.make_node("Identity", ["s1"], ["score"]),
+            helper.make_node("Identity", ["m0"], ["anomaly_map"]),
+        ]
     nodes.append(helper.make_node("Softmax", ["logits"], ["defect_probs"], axis=0))
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("image", TensorProto.UINT8, ["h", "w", channels])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1]),
-         helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["h", "w"]),
-         helper.make_tensor_value_info("defect_probs", TensorProto.FLOAT, [len(labels)])],
+        [
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["h", "w"]),
+            helper.make_tensor_value_info("defect_probs", TensorProto.FLOAT, [len(labels)]),
+        ],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="vinspect-tests")
@@ -56,30 +65,49 @@ def build_tiny_onnx(path: Path, *, channels: int = 1, labels: tuple[str, ...] = 
 
 
 def write_tiny_bundle(
-    bundle: Path, *, fail_at: float = 0.6, review_at: float = 0.5, channels: int = 1,
-    labels: tuple[str, ...] = (), poison: str = "",
+    bundle: Path,
+    *,
+    fail_at: float = 0.6,
+    review_at: float = 0.5,
+    channels: int = 1,
+    labels: tuple[str, ...] = (),
+    poison: str = "",
 ) -> Path:
     """Write model.onnx + manifest.json for the tiny graph; returns the bundle dir."""
     bundle.mkdir(parents=True, exist_ok=True)
     build_tiny_onnx(bundle / "model.onnx", channels=channels, labels=labels, poison=poison)
     sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
     manifest = {
-        "name": "tiny", "version": "1", "sha256": sha,
+        "name": "tiny",
+        "version": "1",
+        "sha256": sha,
         "task": "anomaly+classifier" if labels else "anomaly",
         "input": {"channels": channels, "model_size_px": [32, 32]},
         "labels": list(labels),
-        "thresholds": {"fail_at": fail_at, "review_at": review_at, "map_at": fail_at,
-                       "evidence": {"target": "test", "n_good": 0, "n_defect": 0,
-                                    "false_reject_rate": 0.0, "escape_rate": 0.0}},
-        "training": {"dataset_root": "-", "dataset_layout": "classes", "dataset_sha256": "0" * 64,
-                     "n_train_good": 0, "n_train_defect": 0, "config": {}, "metrics": {}, "duration_s": 0.0},
+        "thresholds": {
+            "fail_at": fail_at,
+            "review_at": review_at,
+            "map_at": fail_at,
+            "evidence": {"target": "test", "n_good": 0, "n_defect": 0, "false_reject_rate": 0.0, "escape_rate": 0.0},
+        },
+        "training": {
+            "dataset_root": "-",
+            "dataset_layout": "classes",
+            "dataset_sha256": "0" * 64,
+            "n_train_good": 0,
+            "n_train_defect": 0,
+            "config": {},
+            "metrics": {},
+            "duration_s": 0.0,
+        },
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return bundle
 
 
-def state_operating_point(bundle: Path, good: Sequence[float], defect: Sequence[float], *,
-                          version: str | None = None) -> Path:
+def state_operating_point(
+    bundle: Path, good: Sequence[float], defect: Sequence[float], *, version: str | None = None
+) -> Path:
     """Replace a bundle's thresholds by those calibrated on these validation scores (rates stated)."""
     from vinspect.models.calibration import calibrate
 
@@ -103,4 +131,3 @@ def write_golden_samples(bundle_dir: Path, samples: Sequence[tuple[str, npt.NDAr
         entries.append({"file": f"golden/{name}.png", "expect": expect, "score": score})
     manifest["golden_samples"] = entries
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-

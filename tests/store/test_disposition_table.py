@@ -29,8 +29,17 @@ from vinspect.types import Books, Frame, Inspection, Prediction, Reason, StageTi
 P, R, F = Verdict.PASS, Verdict.REVIEW, Verdict.FAIL
 FAIL_AT, REVIEW_AT = 0.7, 0.5
 SCORES = {"good": 0.1, "review_band": 0.6, "defect": 0.9, "nan": math.nan}
-FAULTS = ("no_prediction", "error:ModelError", "blank_frame", Reason.OVERFLOW, Reason.STORE_UNAVAILABLE,
-          Reason.INCOMPLETE_FRAME, Reason.MISSING_FRAME, Reason.DISCONNECTED, Reason.MODEL_UNAVAILABLE)
+FAULTS = (
+    "no_prediction",
+    "error:ModelError",
+    "blank_frame",
+    Reason.OVERFLOW,
+    Reason.STORE_UNAVAILABLE,
+    Reason.INCOMPLETE_FRAME,
+    Reason.MISSING_FRAME,
+    Reason.DISCONNECTED,
+    Reason.MODEL_UNAVAILABLE,
+)
 DISPOSITION_OF_REGISTER = {1: "pass", 2: "defect", 3: "fault", 4: "review"}
 
 # (part, late) -> verdict with on_error FAIL, verdict with on_error REVIEW, books key, Modbus verdict
@@ -58,11 +67,25 @@ def _part(case: int, part: str, *, late: bool, on_error: Verdict) -> Inspection:
         named = math.isfinite(score) and score >= REVIEW_AT
         prediction = Prediction(score=score, defect_code="crack" if named else None)
     fault = None if part in SCORES or part == "no_prediction" else part
-    frame = Frame(image=image(case, size=32), source_id="cam-1", frame_id=case, captured_at=T0, pixel_format="Mono8",
-                  origin="synthetic", part_id=f"SN-{case:06d}")
-    return Inspection(inspection_id=f"table-{case:04d}", station_id=f"st-{case}", part_seq=case, frame=frame,
-                      prediction=prediction, decision=decide(prediction, policy, late=late, fault=fault),
-                      timings=StageTimings(acquired_ns=1, decided_ns=2, signalled_ns=3), model=MODEL)
+    frame = Frame(
+        image=image(case, size=32),
+        source_id="cam-1",
+        frame_id=case,
+        captured_at=T0,
+        pixel_format="Mono8",
+        origin="synthetic",
+        part_id=f"SN-{case:06d}",
+    )
+    return Inspection(
+        inspection_id=f"table-{case:04d}",
+        station_id=f"st-{case}",
+        part_seq=case,
+        frame=frame,
+        prediction=prediction,
+        decision=decide(prediction, policy, late=late, fault=fault),
+        timings=StageTimings(acquired_ns=1, decided_ns=2, signalled_ns=3),
+        model=MODEL,
+    )
 
 
 def _one_part_books(key: str) -> Books:
@@ -73,11 +96,22 @@ def _one_part_books(key: str) -> Books:
 
 
 @pytest.mark.parametrize("on_error", [Verdict.FAIL, Verdict.REVIEW], ids=["on_error_fail", "on_error_review"])
-@pytest.mark.parametrize(("part", "late", "verdict_fail", "verdict_review", "key", "register", "machine"), TABLE,
-                         ids=[f"{row[0]}{'-late' if row[1] else ''}" for row in TABLE])
+@pytest.mark.parametrize(
+    ("part", "late", "verdict_fail", "verdict_review", "key", "register", "machine"),
+    TABLE,
+    ids=[f"{row[0]}{'-late' if row[1] else ''}" for row in TABLE],
+)
 def test_disposition_is_one_rule_through_books_store_and_signal(
-    module_store: tuple[Engine, EvidenceStore], tmp_path: Path, on_error: Verdict, part: str, late: bool,
-    verdict_fail: Verdict, verdict_review: Verdict, key: str, register: int, machine: str | None,
+    module_store: tuple[Engine, EvidenceStore],
+    tmp_path: Path,
+    on_error: Verdict,
+    part: str,
+    late: bool,
+    verdict_fail: Verdict,
+    verdict_review: Verdict,
+    key: str,
+    register: int,
+    machine: str | None,
 ) -> None:
     engine, _ = module_store
     case = TABLE.index((part, late, verdict_fail, verdict_review, key, register, machine)) * 2 + (on_error is R)

@@ -28,8 +28,9 @@ class FaultyModel:
         sleep_s: how long a ``"sleep"`` call takes.
     """
 
-    def __init__(self, inner: Model, *, fault: Callable[[int], Literal["raise", "sleep"] | None],
-                 sleep_s: float = 0.2) -> None:
+    def __init__(
+        self, inner: Model, *, fault: Callable[[int], Literal["raise", "sleep"] | None], sleep_s: float = 0.2
+    ) -> None:
         self._inner = inner
         self._fault = fault
         self._sleep_s = sleep_s
