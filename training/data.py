@@ -48,6 +48,9 @@ class Preprocess(nn.Module):
     that varies with the frame size; ``k = 2`` lifted cross-validated image AUROC by ~0.01.
     """
 
+    mean: torch.Tensor  # registered buffers (typed here: nn.Module's __getattr__ returns Tensor | Module)
+    inv_std: torch.Tensor
+
     def __init__(self, *, size_px: int, channels: int, supersample: int = 2) -> None:
         super().__init__()
         self.size_px = size_px

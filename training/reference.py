@@ -98,7 +98,8 @@ def _spec(limits: CompareLimits) -> ReferenceSpec:
 
 
 def _measure(cases: list[_Case], limits: CompareLimits) -> list[list[Blob] | None]:
-    spec, out = _spec(limits), []
+    spec = _spec(limits)
+    out: list[list[Blob] | None] = []
     for c in cases:
         model = ReferenceModel(spec, PreparedReference("train", c.template, limits=limits))
         try:

@@ -17,6 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -113,7 +114,10 @@ def _parts(tmp: Path, refs: dict[str, U8], opts: ReferenceBundleOptions) -> tupl
     return tuple(parts)
 
 
-def _golden(tmp: Path, ref: U8, limits: CompareLimits) -> list[tuple[str, str]]:
+Expect = Literal["PASS", "FAIL"]
+
+
+def _golden(tmp: Path, ref: U8, limits: CompareLimits) -> list[tuple[str, Expect]]:
     """A changed copy of the reference (PASS) and one with a drawn defect (FAIL)."""
     folder = tmp / "golden"
     folder.mkdir()
@@ -185,7 +189,7 @@ def _stated_rates(stats: dict[str, float], cfg: ReferenceTrainConfig) -> Operati
                            source="train (line-changed)")
 
 
-def _manifest(learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[tuple[str, str]],
+def _manifest(learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[tuple[str, Expect]],
               opts: ReferenceBundleOptions) -> ModelManifest:
     cfg, stats, limits = opts.config, learnt.stats, learnt.limits
     evidence = CalibrationEvidence(
