@@ -32,6 +32,7 @@ from training.export import InspectionGraph, check_parity, export_onnx, ort_sess
 from training.fit import FitImages, fit_graph
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
 from vinspect.errors import DatasetError, ModelError
+from vinspect.files import sha256_file
 from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
 from vinspect.models.manifest import (
     MODEL_NAME,
@@ -147,12 +148,6 @@ def _git_sha() -> str | None:
     return result.stdout.strip() or None
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class _Run:
     """What a training run knows when it writes the bundle."""
@@ -195,7 +190,7 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
     )
     manifest = ModelManifest(
-        name=name, version=version, sha256=_sha256(model),
+        name=name, version=version, sha256=sha256_file(model),
         task="anomaly+classifier" if graph.classifier is not None else "anomaly",
         input=InputSpec(channels=1 if channels == 1 else 3, model_size_px=(cfg.image_size_px, cfg.image_size_px)),
         labels=run.data.labels, thresholds=thresholds, golden_samples=golden, training=info,

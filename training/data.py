@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from vinspect.dataset import Sample, read_image
 from vinspect.errors import DatasetError
+from vinspect.files import sha256_file
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -131,18 +132,10 @@ def holdout_split(samples: Sequence[Sample], *, val_percent: int) -> Split:
     return Split(fit=sorted(fit, key=lambda s: s.path), val=sorted(val, key=lambda s: s.path))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_sha256(root: Path, samples: Sequence[Sample]) -> str:
     """sha256 over the sorted ``(relative path, file sha256)`` pairs of the given samples."""
     digest = hashlib.sha256()
-    pairs = sorted((s.path.relative_to(root).as_posix(), _file_sha256(s.path)) for s in samples)
+    pairs = sorted((s.path.relative_to(root).as_posix(), sha256_file(s.path)) for s in samples)
     for rel, file_hash in pairs:
         digest.update(f"{rel}\0{file_hash}\n".encode())
     return digest.hexdigest()

@@ -7,14 +7,13 @@ frames sees either the old or the new version, never a torn name.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from vinspect.errors import ModelError
+from vinspect.files import sha256_file, write_atomically
 from vinspect.models.manifest import ModelManifest, model_file, read_manifest
-from vinspect.models.runtime import sha256_file
 
 __all__ = ["ModelRegistry", "RegistryEntry"]
 
@@ -62,9 +61,7 @@ class ModelRegistry:
         if not (self.root / name / version / "manifest.json").is_file():
             raise ModelError(f"{self.root / name / version}: no such installed version")
         pointer = self.root / name / ACTIVE_NAME
-        tmp = pointer.with_name(f".{ACTIVE_NAME}.tmp")
-        tmp.write_text(version + "\n", encoding="utf-8")
-        os.replace(tmp, pointer)
+        write_atomically(pointer, version + "\n", durable=True)
 
     def active_version(self, name: str) -> str | None:
         """The version ``ACTIVE`` names, or None when nothing is active."""

@@ -7,7 +7,6 @@ input/output contract documented in :mod:`vinspect.models.manifest`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,28 +15,20 @@ import numpy as np
 import numpy.typing as npt
 
 from vinspect.errors import ModelError, ModelIntegrityError
+from vinspect.files import sha256_file
 from vinspect.models.combined import CombinedModel
 from vinspect.models.manifest import MODEL_NAME, ModelManifest, read_manifest
 from vinspect.models.output import Model, RawOutput
 from vinspect.models.reference import load_reference_model
 from vinspect.types import ModelRef
 
-__all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle", "sha256_file"]
+__all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle"]
 
 logger = logging.getLogger(__name__)
 
 _OUTPUTS = ("score", "anomaly_map", "defect_probs")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_not_pickle(path: Path) -> None:

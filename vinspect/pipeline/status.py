@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from vinspect.files import write_atomically
 from vinspect.types import Books, ModelRef, StationState
 
 __all__ = ["PipelineStatus", "StatusFile", "read_status"]
@@ -65,12 +65,6 @@ class PipelineStatus:
         }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class StatusFile:
     """Rewrites ``path`` from ``snapshot()`` every ``period_s`` on its own thread, and at exit.
 
@@ -89,7 +83,7 @@ class StatusFile:
         """Write one snapshot immediately."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.path, json.dumps(self._snapshot().to_dict(), indent=1, default=str))
+            write_atomically(self.path, json.dumps(self._snapshot().to_dict(), indent=1, default=str), durable=False)
         except Exception:  # status boundary: a full disk must not take the line down
             self.write_errors += 1
             logger.exception("status.json write failed", extra={"path": str(self.path)})

@@ -13,7 +13,6 @@ audit link. Backups and restores are audited in the store they touch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import URL, make_url
 
 from vinspect.errors import StoreError
+from vinspect.files import sha256_file, write_atomically
 from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit
 from vinspect.store.audit_key import AuditKeyring, attach
 from vinspect.store.db import is_sqlite, make_engine, session_scope, sqlite_path
@@ -57,7 +57,7 @@ class BackupManifest:
         return backup.with_name(backup.name + ".manifest.json")
 
     def write(self, backup: Path) -> None:
-        _atomic_write(self.path_for(backup), json.dumps(dataclasses.asdict(self), indent=2).encode("utf-8"))
+        write_atomically(self.path_for(backup), json.dumps(dataclasses.asdict(self), indent=2), durable=True)
 
     @classmethod
     def read(cls, backup: Path) -> BackupManifest:
@@ -67,21 +67,6 @@ class BackupManifest:
             raise StoreError(f"backup manifest for {backup}: {exc}") from exc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _verify_url(url: str, *, anchor: ChainAnchor | None = None, keyring: AuditKeyring | None = None) -> StoreReport:
@@ -101,7 +86,7 @@ def _require_ok(report: StoreReport, what: str) -> None:
 
 def _manifest(path: Path, *, fmt: str, report: StoreReport) -> BackupManifest:
     head = report.chain.head
-    return BackupManifest(format=fmt, created_at=datetime.now(UTC).isoformat(), file_sha256=_file_sha256(path),
+    return BackupManifest(format=fmt, created_at=datetime.now(UTC).isoformat(), file_sha256=sha256_file(path),
                           size_bytes=path.stat().st_size, counts=dict(report.counts),
                           chain_seq=head.seq if head else 0, chain_hash=head.row_hash if head else "",
                           schema_revision=head_revision())
@@ -178,7 +163,7 @@ def restore_store(
         StoreError: manifest mismatch, non-empty target, or a restored store that fails verification.
     """
     manifest = BackupManifest.read(source)
-    if _file_sha256(source) != manifest.file_sha256:
+    if sha256_file(source) != manifest.file_sha256:
         raise StoreError(f"{source}: sha256 differs from its manifest (altered or truncated)")
     target = make_url(url)
     if target.get_backend_name() == "sqlite":

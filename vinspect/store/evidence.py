@@ -9,7 +9,6 @@ NCR commits. :func:`scrub` re-hashes every referenced file and reports missing o
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -29,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vinspect.errors import StoreError
+from vinspect.files import sha256_file
 from vinspect.store.canonical import sha256_hex
 from vinspect.store.tables import EvidenceRecord
 
@@ -201,7 +201,7 @@ class EvidenceStore:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask decides (027 in services)
         except FileExistsError:
-            if _file_sha256(path) == path.stem:
+            if sha256_file(path) == path.stem:
                 fds.append(os.open(path, os.O_RDONLY))  # may be unsynced leftovers of a crash
                 return
             self._replace(path, data)
@@ -281,14 +281,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def encode_png(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], *, pixel_format: str = "Mono8") -> bytes:
     """Lossless PNG of a frame; RGB pixel formats are written in true colour."""
     pixels: npt.NDArray[Any] = np.ascontiguousarray(image)
@@ -363,7 +355,7 @@ def scrub(evidence: EvidenceStore, *, session: Session) -> ScrubReport:
         checked += 1
         path = evidence.path_for(digest)
         try:
-            actual = _file_sha256(path)
+            actual = sha256_file(path)
         except FileNotFoundError:
             missing.append(digest)
             continue

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import enum
 import json
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session
 
 from vinspect.errors import StoreError
+from vinspect.files import replace_atomically
 from vinspect.store.canonical import canonical_json
 from vinspect.store.document import iter_documents
 from vinspect.store.ncr import NcrFilter
@@ -137,13 +137,9 @@ def export_ncrs(out: TextIO, *, session: Session, fmt: ExportFormat, filters: Nc
 
 def export_to_path(path: Path, *, session: Session, fmt: ExportFormat, filters: NcrFilter) -> ExportSummary:
     """Export to a file (written to a temporary name, fsynced, then renamed into place)."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
+        with replace_atomically(path, durable=True) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
             summary = export_ncrs(handle, session=session, fmt=fmt, filters=filters)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
         raise StoreError(f"exporting to {path}: {exc}") from exc
     return summary
