@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from vinspect.errors import ConfigError, StoreError
 from vinspect.settings import load_settings
@@ -29,6 +31,9 @@ from vinspect.store.ncr import NcrFilter, NcrStatus
 from vinspect.store.outbox import OutboxRelay, RelayConfig
 from vinspect.store.roles import grant_app_role
 from vinspect.store.verify import verify_store
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["register", "store_location"]
 
@@ -124,7 +129,10 @@ def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export.set_defaults(handler=_ncr_export)
 
 
-def _engine(args: argparse.Namespace, *, create: bool = False) -> Any:
+@contextmanager
+def _store(args: argparse.Namespace, *, create: bool = False) -> Iterator[Engine]:
+    """The migrated store the arguments name, signing with the data directory's audit key;
+    disposed of on the way out."""
     data_dir, url = store_location(args.data_dir, args.database_url)
     if url.startswith("sqlite:///") and not create:
         path = Path(url.removeprefix("sqlite:///"))
@@ -133,11 +141,14 @@ def _engine(args: argparse.Namespace, *, create: bool = False) -> Any:
     if create:
         data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
-    upgrade(engine)
-    ring = load_keyring(data_dir / KEY_FILE)  # rows this command appends are signed like the station's
-    if ring is not None:
-        attach(engine, ring, anchor_path=data_dir / ANCHOR_FILE)
-    return engine
+    try:
+        upgrade(engine)
+        ring = load_keyring(data_dir / KEY_FILE)  # rows this command appends are signed like the station's
+        if ring is not None:
+            attach(engine, ring, anchor_path=data_dir / ANCHOR_FILE)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _out(text: str) -> None:
@@ -145,25 +156,17 @@ def _out(text: str) -> None:
 
 
 def _ncr_list(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            for doc in repository.list_ncrs(_filter_of(args), session=session, limit=args.limit):
-                _out(f"{doc['ncr_number']}  {doc['ncr_uuid']}  {doc['status']:<13}  {doc['station_id']}  "
-                     f"{doc['defect_code']}  {doc['detected_at']}\n")
-    finally:
-        engine.dispose()
+    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+        for doc in repository.list_ncrs(_filter_of(args), session=session, limit=args.limit):
+            _out(f"{doc['ncr_number']}  {doc['ncr_uuid']}  {doc['status']:<13}  {doc['station_id']}  "
+                 f"{doc['defect_code']}  {doc['detected_at']}\n")
     return 0
 
 
 def _ncr_show(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            uuid = repository.resolve_ncr(args.ref, session=session)
-            doc = None if uuid is None else repository.get_ncr(uuid, session=session)
-    finally:
-        engine.dispose()
+    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+        uuid = repository.resolve_ncr(args.ref, session=session)
+        doc = None if uuid is None else repository.get_ncr(uuid, session=session)
     if doc is None:
         raise StoreError(f"NCR {args.ref} not found")
     _out(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
@@ -171,9 +174,8 @@ def _ncr_show(args: argparse.Namespace) -> int:
 
 
 def _ncr_export(args: argparse.Namespace) -> int:
-    engine = _engine(args)
     fmt = ExportFormat(args.format)
-    try:
+    with _store(args) as engine:
         with session_scope(engine, readonly=True) as session:
             if args.out is None:
                 summary = export_ncrs(sys.stdout, session=session, fmt=fmt, filters=_filter_of(args))
@@ -183,8 +185,6 @@ def _ncr_export(args: argparse.Namespace) -> int:
             append_audit(AuditEntry(actor="system:cli", action="ncr.export_file", entity="export",
                                     entity_id=fmt.value, new_value=str(summary.count),
                                     source=str(args.out or "stdout")[:128]), session=session)
-    finally:
-        engine.dispose()
     if args.out is not None:
         sys.stderr.write(f"exported {summary.count} NCR(s) as {fmt.value} to {args.out}\n")
     return 0
@@ -200,17 +200,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"anchor file {args.anchor}: {exc}") from exc
     signed = read_anchor(data_dir / ANCHOR_FILE, ring)
-    engine = _engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            signed_anchor = None if signed is None else ChainAnchor(seq=signed.seq, row_hash=signed.row_hash)
-            report = verify_store(session=session, anchor=anchor or signed_anchor, keyring=ring)
-            tail = None
-            if anchor is not None and signed_anchor is not None and report.chain.ok:  # both: check the second too
-                tail = verify_chain(session=session, anchor=signed_anchor, keyring=ring)
-            head = chain_head(session)
-    finally:
-        engine.dispose()
+    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+        signed_anchor = None if signed is None else ChainAnchor(seq=signed.seq, row_hash=signed.row_hash)
+        report = verify_store(session=session, anchor=anchor or signed_anchor, keyring=ring)
+        tail = None
+        if anchor is not None and signed_anchor is not None and report.chain.ok:  # both: check the second too
+            tail = verify_chain(session=session, anchor=signed_anchor, keyring=ring)
+        head = chain_head(session)
     chain = report.chain
     ok = report.ok and (tail is None or tail.ok)
     _out(f"integrity: {report.integrity}\naudit rows checked: {chain.rows_checked}\n")
@@ -247,11 +243,8 @@ def _audit_rotate_key(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    try:
+    with _store(args) as engine:
         manifest = backup_store(engine, args.out)
-    finally:
-        engine.dispose()
     _out(f"backup {args.out}: verified, sha256 {manifest.file_sha256}, counts {manifest.counts}\n")
     return 0
 
@@ -271,12 +264,8 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _scrub(args: argparse.Namespace) -> int:
     data_dir, _ = store_location(args.data_dir, args.database_url)
-    engine = _engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            report = scrub(EvidenceStore(data_dir / "evidence"), session=session)
-    finally:
-        engine.dispose()
+    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+        report = scrub(EvidenceStore(data_dir / "evidence"), session=session)
     _out(f"evidence files checked: {report.checked}\n")
     for digest in report.missing:
         _out(f"MISSING: {digest}\n")
@@ -287,22 +276,16 @@ def _scrub(args: argparse.Namespace) -> int:
 
 
 def _db_grant(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    try:
+    with _store(args) as engine:
         statements = grant_app_role(engine, args.role)
-    finally:
-        engine.dispose()
     _out("".join(f"{statement};\n" for statement in statements))
     return 0
 
 
 def _outbox_drain(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    try:
+    with _store(args) as engine:
         relay = OutboxRelay(engine, RelayConfig(url=args.url, timeout_s=args.timeout_s))
         summary = relay.drain(max_seconds=args.max_seconds)
-    finally:
-        engine.dispose()
     _out(f"delivered {summary.delivered}, retried {summary.retried}, parked {summary.parked}, "
          f"pending {summary.pending}\n")
     return 0 if summary.pending == 0 and summary.parked == 0 else 1
