@@ -11,7 +11,7 @@ from typing import Any
 
 from webseed import PASSWORD, Seeded, TestClient, build_app
 
-from vinspect.api.station import StatusFile
+from vinspect.pipeline.status import StatusReader
 from vinspect.store import session_scope
 from vinspect.store.review_queries import audit_for_ncr, audit_rows, is_sampled
 
@@ -140,11 +140,14 @@ def test_review_page_shows_what_a_reviewer_needs(client_for: Client, seeded: See
 
 
 def test_station_page_without_runtime_says_not_running(tmp_path: Path, seeded: Seeded) -> None:
-    assert StatusFile(tmp_path / "nope.json").read().state == "NOT RUNNING"
+    assert StatusReader(tmp_path / "nope.json").read().state == "NOT RUNNING"
     (tmp_path / "bad.json").write_text("{torn")
-    assert StatusFile(tmp_path / "bad.json").read().running is False
-    (tmp_path / "ok.json").write_text(json.dumps({"state": "OPERATIONAL", "books": {"triggers": 3}}))
-    snapshot = StatusFile(tmp_path / "ok.json").read()
+    assert StatusReader(tmp_path / "bad.json").read().running is False
+    (tmp_path / "v2.json").write_text(json.dumps({"schema_version": 2, "state": "OPERATIONAL"}))
+    assert StatusReader(tmp_path / "v2.json").read().running is False  # another schema: not guessed at
+    ok = {"schema_version": 1, "state": "OPERATIONAL", "books": {"triggers": 3}}
+    (tmp_path / "ok.json").write_text(json.dumps(ok))
+    snapshot = StatusReader(tmp_path / "ok.json").read()
     assert snapshot.running and snapshot.state == "OPERATIONAL"
     app = build_app(tmp_path / "data", seeded.store)
     client = TestClient(app, base_url="http://127.0.0.1:8600")

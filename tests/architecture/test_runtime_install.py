@@ -19,7 +19,7 @@ from vinspect.cli import main
 bundle, image, data = sys.argv[1:4]
 assert main(["inspect", "--model", bundle, image]) == 0
 from vinspect.api.app import create_app
-from vinspect.api.station import StatusFile
+from vinspect.pipeline.status import StatusReader
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
 from vinspect.store import EvidenceStore, make_engine, upgrade
@@ -28,7 +28,7 @@ engine = make_engine(f"sqlite:///{data}/vinspect.db")
 upgrade(engine)
 app = create_app(Settings(data_dir=Path(data)), registry=ModelRegistry(Path(data) / "models"),
                  store=StoreHandle(engine=engine, evidence=EvidenceStore(Path(data) / "evidence")),
-                 status=StatusFile(Path(data) / "status.json"))
+                 status=StatusReader(Path(data) / "status.json"))
 print("served routes:", len(app.routes))
 """
 

@@ -43,7 +43,7 @@ from vinspect.pipeline.judge import Judge, unavailable_judge
 from vinspect.pipeline.record import InspectionSink, JsonlSink, append_records, recover_books, truncate_torn_tail
 from vinspect.pipeline.runner import InspectionPipeline
 from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
-from vinspect.pipeline.status import StatusFile
+from vinspect.pipeline.status import StatusWriter, status_path
 from vinspect.pipeline.swap import ModelWatch, RegistryWatch
 from vinspect.settings import Settings, load_settings
 from vinspect.station import (
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
                                       watch=watch, books=BookKeeper(opening=opening))
-        stack.enter_context(StatusFile(settings.data_dir / "status.json", snapshot=pipeline.status))
+        stack.enter_context(StatusWriter(status_path(settings.data_dir), snapshot=pipeline.status))
         _serve_metrics(station, pipeline, stack=stack)
         pipeline.start(first_part_seq=next_seq)
         stack.callback(pipeline.stop)

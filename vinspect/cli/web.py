@@ -108,8 +108,8 @@ def _serve(args: argparse.Namespace) -> int:
     from vinspect.api.app import create_app
     from vinspect.api.auth import ensure_bootstrap_secret
     from vinspect.api.deps import ApiOptions
-    from vinspect.api.station import StatusFile
     from vinspect.models.registry import ModelRegistry
+    from vinspect.pipeline.status import StatusReader, status_path
     from vinspect.store import session_scope
     from vinspect.store.review_queries import active_admin_exists
 
@@ -129,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"vinspect serve: no admin yet. Open http://{settings.api_host}:{settings.api_port}/setup "
                          f"and paste the one-time secret from {path} (mode 0600).\n")
     app = create_app(settings, store=store, registry=ModelRegistry(settings.data_dir / "models"),
-                     status=StatusFile(settings.data_dir / "status.json"),
+                     status=StatusReader(status_path(settings.data_dir)),
                      options=ApiOptions(pass_sample_rate=args.pass_sample_rate))
     uvicorn.run(app, **uvicorn_options(settings))  # type: ignore[arg-type]
     return 0

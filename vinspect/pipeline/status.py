@@ -1,8 +1,11 @@
-"""PipelineStatus, the station's snapshot, and StatusFile, which rewrites ``status.json``.
+"""``status.json``, one schema with its writer and its reader.
 
-The runtime and the web app are separate processes (architecture §2): the runtime rewrites
-``<data_dir>/status.json`` atomically (temp file + ``os.replace``) every second and the API only
-reads it, so a reader sees the previous or the next snapshot, never a torn one.
+:class:`PipelineStatus` is the station's snapshot and :meth:`PipelineStatus.to_dict` the file's
+schema (``schema_version`` :data:`STATUS_SCHEMA_VERSION`). The runtime and the web app are
+separate processes (architecture §2): the runtime's :class:`StatusWriter` rewrites
+``<data_dir>/status.json`` (:func:`status_path`) atomically every second and the web app's
+:class:`StatusReader` only reads it, so it sees the previous or the next snapshot, never a torn
+one; a missing, stale, torn, foreign or other-schema file reads as "station not running".
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,9 +24,25 @@ from typing import Any, Self
 from vinspect.files import write_atomically
 from vinspect.types import Books, ModelRef, StationState
 
-__all__ = ["PipelineStatus", "StatusFile", "read_status"]
+__all__ = [
+    "STATUS_SCHEMA_VERSION",
+    "PipelineStatus",
+    "StationSnapshot",
+    "StatusReader",
+    "StatusWriter",
+    "status_path",
+]
 
 logger = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+STATUS_SCHEMA_VERSION = 1
+_MAX_BYTES = 1 << 20
+
+
+def status_path(data_dir: Path) -> Path:
+    """Where the station writes, and the web app reads, the status of the station using ``data_dir``."""
+    return data_dir / STATUS_FILE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +72,8 @@ class PipelineStatus:
         """JSON-ready form (the status.json schema)."""
         b = self.books
         return {
-            "schema_version": 1, "station_id": self.station_id, "state": str(self.state), "reason": self.reason,
+            "schema_version": STATUS_SCHEMA_VERSION, "station_id": self.station_id, "state": str(self.state),
+            "reason": self.reason,
             "state_since": self.state_since.isoformat(), "at": self.at.isoformat(),
             "books": {"triggers": b.triggers, "passed": b.passed, "review": b.review,
                       "failed_defect": b.failed_defect, "failed_fault": dict(b.failed_fault),
@@ -65,7 +86,7 @@ class PipelineStatus:
         }
 
 
-class StatusFile:
+class StatusWriter:
     """Rewrites ``path`` from ``snapshot()`` every ``period_s`` on its own thread, and at exit.
 
     A failing write (disk full) is logged and counted, never raised into the line.
@@ -105,10 +126,44 @@ class StatusFile:
         self.write_now()
 
 
-def read_status(path: Path) -> dict[str, Any] | None:
-    """The last status the runtime wrote, or None when there is none (yet)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StationSnapshot:
+    """What a status page shows; ``data`` is the runtime's own JSON object (see ``to_dict``)."""
+
+    running: bool
+    state: str
+    stale: bool
+    age_s: float | None
+    data: dict[str, Any]
+
+
+class StatusReader:
+    """Reads what a :class:`StatusWriter` wrote, defensively; stale after ``stale_after_s``
+    without a rewrite."""
+
+    def __init__(self, path: Path, *, stale_after_s: float = 5.0) -> None:
+        self.path = path
+        self.stale_after_s = stale_after_s
+
+    def read(self) -> StationSnapshot:
+        try:
+            stat = self.path.stat()
+            if stat.st_size > _MAX_BYTES:
+                return _not_running("status file too large")
+            raw = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return _not_running("station not running")
+        if not isinstance(raw, dict):
+            return _not_running("status file is not a JSON object")
+        if raw.get("schema_version") != STATUS_SCHEMA_VERSION:
+            return _not_running(f"status file schema {raw.get('schema_version')!r}; this version reads "
+                                f"{STATUS_SCHEMA_VERSION}")
+        age_s = max(0.0, time.time() - stat.st_mtime)
+        stale = age_s > self.stale_after_s
+        state = raw.get("state")
+        shown = state if isinstance(state, str) and state else "UNKNOWN"
+        return StationSnapshot(running=not stale, state=shown, stale=stale, age_s=round(age_s, 3), data=raw)
+
+
+def _not_running(reason: str) -> StationSnapshot:
+    return StationSnapshot(running=False, state="NOT RUNNING", stale=True, age_s=None, data={"note": reason})

@@ -14,7 +14,7 @@ from vinspect.pipeline.signals import LockedSignaller, NullSignaller, RecordingS
 from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, FakeLineOutputs, NodeMapOutputs
 from vinspect.pipeline.signals.modbus import ModbusSignaller
 from vinspect.pipeline.signals.mqtt import result_payload
-from vinspect.pipeline.status import PipelineStatus, StatusFile, read_status
+from vinspect.pipeline.status import PipelineStatus, StatusReader, StatusWriter
 from vinspect.types import Decision, Inspection, ModelRef, Prediction, StageTimings, StationState, Verdict
 
 SHA = "b" * 64
@@ -109,12 +109,15 @@ def test_metrics_registry_exposes_books_per_pipeline() -> None:
 def test_status_file_rewrites_atomically(tmp_path) -> None:
     keeper = BookKeeper()
     path = tmp_path / "status.json"
-    with StatusFile(path, snapshot=lambda: _status(keeper), period_s=0.01):
+    with StatusWriter(path, snapshot=lambda: _status(keeper), period_s=0.01):
         keeper.trigger()
-        assert read_status(path) is not None
-    data = read_status(path)
-    assert data is not None and data["books"]["triggers"] == 1 and data["state"] == "OPERATIONAL"
-    assert not list(tmp_path.glob(".*tmp")) and read_status(tmp_path / "missing.json") is None
+        assert StatusReader(path).read().running
+    snapshot = StatusReader(path).read()
+    assert snapshot.running
+    assert snapshot.state == "OPERATIONAL"
+    assert snapshot.data["books"]["triggers"] == 1
+    assert not list(tmp_path.glob(".*tmp"))
+    assert StatusReader(tmp_path / "missing.json").read().running is False
 
 
 def test_metrics_http_exporter_on_loopback() -> None:
