@@ -53,7 +53,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import write_tiny_bundle  # noqa: E402  (the tests' ONNX builder)
 
 from vinspect.camera.base import FrameSource, OverflowPolicy  # noqa: E402
-from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig  # noqa: E402
+from vinspect.camera.config import SyntheticSourceConfig  # noqa: E402
+from vinspect.camera.synthetic import SyntheticSource  # noqa: E402
 from vinspect.pipeline.fakes import write_golden_samples  # noqa: E402
 from vinspect.pipeline.gating import gate_bundle, policy_for  # noqa: E402
 from vinspect.pipeline.judge import judge_image  # noqa: E402
@@ -165,11 +166,11 @@ def _pcts(values: list[float]) -> dict[str, float]:
 
 def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]:
     """The model's own ORT time (the ``infer`` stage) on replayed images, nothing else running."""
-    from vinspect.cli.camera import dataset_library
+    from vinspect.camera.folder import index_folder
+    from vinspect.dataset import read_image
 
     assert judge.bundle is not None
-    library = dataset_library()
-    images = [library.read(entry.path) for entry in list(library.index(replay))[:64]]
+    images = [read_image(entry.path) for entry in list(index_folder(replay))[:64]]
     for image in images[:10]:  # warm-up
         judge_image(image, bundle=judge.bundle, policy=judge.policy)
     infer = []
@@ -182,10 +183,8 @@ def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]
 def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, seconds: float,
                 deadline_ms: float, models: int = 1) -> dict[str, Any]:
     """The user's path: genicam+replay on viky.cti, in a child process or a thread (see the module doc)."""
-    from vinspect.camera.config import OverlaySourceConfig
+    from vinspect.camera.config import OverlaySourceConfig, ProcessSourceConfig
     from vinspect.camera.factory import open_source
-    from vinspect.camera.process_config import ProcessSourceConfig
-    from vinspect.cli.camera import dataset_library
 
     assert BUNDLE is not None, "the genicam mode needs --bundle"
     judge = build_judge(work)
@@ -196,8 +195,7 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
          "features": {"Width": 256, "Height": 256, "PixelFormat": "Mono8", "AcquisitionFrameRate": fps},
          "replay": str(replay), "loop": True, "overflow": "reject"})
     config = ProcessSourceConfig(inner=inner) if acquisition == "process" else inner
-    source = StampedSource(open_source(config, source_id="bench", library=dataset_library(),
-                                       library_factory=dataset_library))
+    source = StampedSource(open_source(config, source_id="bench"))
     proc = psutil.Process()
     rss: dict[str, float] = {}
 

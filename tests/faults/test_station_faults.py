@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from vinspect.camera.base import OverflowPolicy
-from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+from vinspect.camera.config import SyntheticSourceConfig
+from vinspect.camera.synthetic import SyntheticSource
 from vinspect.errors import CameraDisconnected
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.fakes import FaultyModel, ScriptedSource, make_frame, with_model, write_golden_samples

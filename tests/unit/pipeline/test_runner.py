@@ -253,7 +253,8 @@ def test_pipeline_record_thread_hands_queued_runs_to_batch_sinks(tiny_bundle) ->
 
 
 def test_synthetic_source_labels_count_and_faults() -> None:
-    from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+    from vinspect.camera.config import SyntheticSourceConfig
+    from vinspect.camera.synthetic import SyntheticSource
     from vinspect.types import Frame
 
     config = SyntheticSourceConfig(count=12, size_px=32, defect_rate=0.5, incomplete_rate=0.25, distinct_parts=4)
@@ -268,7 +269,8 @@ def test_synthetic_source_labels_count_and_faults() -> None:
 
 
 def test_synthetic_source_paces_triggers_and_unplugs() -> None:
-    from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+    from vinspect.camera.config import SyntheticSourceConfig
+    from vinspect.camera.synthetic import SyntheticSource
 
     with SyntheticSource(SyntheticSourceConfig(fps=100, size_px=32), source_id="syn") as source:
         start = time.monotonic()

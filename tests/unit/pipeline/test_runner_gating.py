@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vinspect.camera.process_config import ProcessSourceConfig
+from vinspect.camera.config import ProcessSourceConfig
 from vinspect.errors import ConfigError, StateError
 from vinspect.pipeline.fakes import write_golden_samples
 from vinspect.pipeline.gating import StationStateMachine, gate_bundle
