@@ -33,12 +33,12 @@ from vinspect.camera.factory import open_source
 from vinspect.camera.folder import FolderSource
 from vinspect.types import Frame
 
-_SIZE_ENV = "VINSPECT_HANDOVER_BENCH_SIZE"  # WxH; the environment reaches the spawned child
+SIZE_ENV = "VINSPECT_HANDOVER_BENCH_SIZE"  # WxH; the environment reaches the spawned child
 
 
 @functools.cache
 def _image() -> npt.NDArray[np.uint8]:
-    width, height = (int(v) for v in os.environ.get(_SIZE_ENV, "640x480").split("x"))
+    width, height = (int(v) for v in os.environ.get(SIZE_ENV, "640x480").split("x"))
     image = np.random.default_rng(0).integers(0, 255, (height, width), dtype=np.uint8)
     image.flags.writeable = False
     return image
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default="640x480", help="WxH of the Mono8 frame, e.g. 2448x2048 (5 MP)")
     parser.add_argument("--slot-mb", type=int, default=32, help="shm_slot_mb of the ProcessSource (0: the pipe)")
     args = parser.parse_args(argv)
-    os.environ[_SIZE_ENV] = args.size
+    os.environ[SIZE_ENV] = args.size
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "good").mkdir()
         cv2.imwrite(str(Path(tmp) / "good" / "frame.png"), np.zeros((2, 2), np.uint8))  # indexed, never decoded
