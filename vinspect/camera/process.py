@@ -243,12 +243,12 @@ class ProcessSource:
             try:
                 if child.ready and child.asked_at is None:
                     child.ask(remaining_s=deadline - time.monotonic())
-                message = child.inbox.take(deadline=min(deadline, self._give_up_at(child)))
+                record = child.inbox.take(deadline=min(deadline, self._give_up_at(child)))
             except (EOFError, OSError) as exc:
                 self._lose(child, f"pipe closed ({exc})")
                 return self._outage("acquisition process lost")
-            if message is not None:
-                item = self._handle(child, message)
+            if record is not None:
+                item = self._handle(child, record)
                 if item is not None:
                     return item[0]
             elif time.monotonic() >= deadline:
@@ -313,15 +313,15 @@ class ProcessSource:
         self._child = child
         while not child.ready:
             try:
-                message = child.inbox.take(deadline=child.spawned_at + self._config.start_timeout_s)
+                record = child.inbox.take(deadline=child.spawned_at + self._config.start_timeout_s)
             except EOFError:
                 raise CameraError(f"{self.source_id}: acquisition process exited during start-up") from None
-            if message is None:
+            if record is None:
                 raise CameraError(f"{self.source_id}: acquisition process did not start within "
                                   f"{self._config.start_timeout_s} s")
-            if isinstance(message.message, Failed):
-                raise message.message.error
-            self._handle(child, message)
+            if isinstance(record.message, Failed):
+                raise record.message.error
+            self._handle(child, record)
 
     def _respawn(self) -> _Child | None:
         self._respawn_at, self._disconnected_since = None, None
