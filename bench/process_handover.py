@@ -1,9 +1,10 @@
 """Frame hand-over cost of ProcessSource: one Mono8 frame (640×480 unless ``--size``), child to parent.
 
-The same looping folder source is read in-process and through a ProcessSource; its library
-returns one cached array (no decoding), so the difference per read is the hand-over: request,
-pickled header, pixels through the shared-memory slot (or, with ``--slot-mb 0``, raw over the
-pipe), the parent's owned read-only copy. Prints medians and p99 in microseconds.
+The same looping one-image folder source is read in-process and through a ProcessSource; its
+reader returns one cached array (no decoding), so the difference per read is the hand-over:
+request, header (camera/wire.py), pixels through the shared-memory slot (or, with
+``--slot-mb 0``, as a raw record over the socket), the parent's owned read-only copy.
+Prints medians and p99 in microseconds.
 
     python bench/process_handover.py --frames 3000
     python bench/process_handover.py --frames 300 --size 2448x2048              # 5 MP
@@ -20,51 +21,32 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
 from vinspect.camera.base import FrameSource
-from vinspect.camera.config import FolderSourceConfig
-from vinspect.camera.folder import FolderSource, ImageEntry, ImageLibrary
-from vinspect.camera.process import ProcessSource
-from vinspect.camera.process_config import ProcessSourceConfig
+from vinspect.camera.config import FolderSourceConfig, ProcessSourceConfig
+from vinspect.camera.factory import open_source
+from vinspect.camera.folder import FolderSource
 from vinspect.types import Frame
 
-_SIZE_ENV = "VINSPECT_HANDOVER_BENCH_SIZE"  # WxH; the environment reaches the spawned child
+SIZE_ENV = "VINSPECT_HANDOVER_BENCH_SIZE"  # WxH; the environment reaches the spawned child
 
 
 @functools.cache
 def _image() -> npt.NDArray[np.uint8]:
-    width, height = (int(v) for v in os.environ.get(_SIZE_ENV, "640x480").split("x"))
+    width, height = (int(v) for v in os.environ.get(SIZE_ENV, "640x480").split("x"))
     image = np.random.default_rng(0).integers(0, 255, (height, width), dtype=np.uint8)
     image.flags.writeable = False
     return image
 
 
-@dataclass(frozen=True)
-class _Entry:
-    path: Path
-    label: str = "good"
-
-    @property
-    def stem(self) -> str:
-        return self.path.stem
-
-
-def _index(root: Path) -> Sequence[ImageEntry]:
-    return [_Entry(root / "frame.raw")]
-
-
-def _read(path: Path) -> npt.NDArray[np.uint8]:
-    return _image()
-
-
-def cached_library() -> ImageLibrary:
+def cached_read(path: Path) -> npt.NDArray[np.uint8]:
     """One Mono8 array (``VINSPECT_HANDOVER_BENCH_SIZE``, default 640x480), returned for every read."""
-    return ImageLibrary(index=_index, read=_read)
+    return _image()
 
 
 def _per_read_us(source: FrameSource, frames: int) -> list[float]:
@@ -90,13 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default="640x480", help="WxH of the Mono8 frame, e.g. 2448x2048 (5 MP)")
     parser.add_argument("--slot-mb", type=int, default=32, help="shm_slot_mb of the ProcessSource (0: the pipe)")
     args = parser.parse_args(argv)
-    os.environ[_SIZE_ENV] = args.size
+    os.environ[SIZE_ENV] = args.size
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "good").mkdir()
+        cv2.imwrite(str(Path(tmp) / "good" / "frame.png"), np.zeros((2, 2), np.uint8))  # indexed, never decoded
         inner = FolderSourceConfig(path=Path(tmp), loop=True)
-        with FolderSource(inner, source_id="bench", library=cached_library()) as local:
+        with FolderSource(inner, source_id="bench", read=cached_read) as local:
             base = _summary("in-process", _per_read_us(local, args.frames))
         config = ProcessSourceConfig(inner=inner, shm_slot_mb=args.slot_mb)
-        with ProcessSource(config, source_id="bench", library_factory=cached_library) as remote:
+        with open_source(config, source_id="bench", read=cached_read) as remote:
             child = _summary("child", _per_read_us(remote, args.frames))
     via = "shared-memory slot" if args.slot_mb * 2**20 >= _image().nbytes else "pipe"
     print(f"hand-over overhead per {args.size} Mono8 frame via the {via}: {child - base:.1f} us (median)")

@@ -12,12 +12,19 @@ Modes (each writes ``bench/results/station.json`` with the exact command and the
   producer ``viky.cti`` at ``--fps`` (256x256 Mono8, REJECT overflow), pixels replayed from
   ``--replay`` (e.g. the demo's ``holdout``), with ``--bundle`` (required). ``--acquisition
   process`` (default) hosts it in the supervised child process, ``--acquisition thread`` in the
-  station process. Reports frame -> signal and each stage (p50/p99), the model's own ORT time
-  measured alone in the same process before the station starts (``model_alone_ms``) and the
-  ratio of the two p99s, ``captured_to_admit_ms`` (the frame's ``captured_at`` at the GenTL fetch
-  to the pipeline's clock start: replay decode, hand-over, queue; outside frame -> signal),
-  deadline misses, the reject share and peak resident memory (station, and the child);
-  ``--models 2`` keeps a second copy of the bundle loaded, as a hot-swap candidate would be.
+  station process. Reports frame -> signal (from the frame's ``acquired_ns``, stamped when the
+  buffer left the producer, in the child for ``process``: hand-over and queue included) and each
+  stage (p50/p99), ``acquired_to_read_ms`` (that stamp to the station's read returning: the
+  hand-over, replay decode included), the model's own ORT time measured alone in the same
+  process before the station starts (``model_alone_ms``) and the ratio of the two p99s, deadline
+  misses, the reject share and peak resident memory (station, and the child); ``--models 2``
+  keeps a second copy of the bundle loaded, as a hot-swap candidate would be.
+  ``--reject-share 0.1`` (or 0.5) replays, instead of ``--replay`` as it is, its images the
+  model passes and rejects (judged once, before the run) interleaved in that proportion.
+  ``--soak`` samples memory, threads and files as the soak mode does.
+* ``large``: ``--size WxH`` Mono8 frames (one cached array) from a looping folder source in the
+  supervised child process, unthrottled and lossless (BLOCK), through the whole station:
+  sustained parts/s, the hand-over (``acquired_to_read_ms``), frame -> signal, stages, memory.
 
 The model is the tiny ONNX bundle the tests build (score = mean pixel / 255, thresholds set so
 the synthetic parts land in every verdict: ~75 % PASS, ~10 % REVIEW, ~15 % FAIL, each FAIL and
@@ -28,6 +35,9 @@ evidence PNGs when ``vinspect.store`` imports. The signaller is the log signalle
     python bench/station_bench.py throughput --parts 3000
     python bench/station_bench.py soak --minutes 10
     python bench/station_bench.py genicam --seconds 25 --bundle demo-data/bundle --replay demo-data/holdout
+    python bench/station_bench.py genicam --seconds 25 --bundle demo-data/bundle --replay demo-data/holdout \
+        --reject-share 0.5
+    python bench/station_bench.py large --size 2448x2048 --parts 300 --bundle demo-data/bundle
 """
 
 from __future__ import annotations
@@ -40,7 +50,6 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +61,8 @@ sys.path.insert(0, str(ROOT))  # testkit: the tests' bundle writers
 
 from testkit.bundles import write_golden_samples, write_tiny_bundle  # noqa: E402
 from vinspect.camera.base import FrameSource, OverflowPolicy  # noqa: E402
-from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig  # noqa: E402
+from vinspect.camera.config import SyntheticSourceConfig  # noqa: E402
+from vinspect.camera.synthetic import SyntheticSource  # noqa: E402
 from vinspect.pipeline.gating import gate_bundle, policy_for  # noqa: E402
 from vinspect.pipeline.judge import Judge, judge_image  # noqa: E402
 from vinspect.pipeline.record import InspectionSink, JsonlSink  # noqa: E402
@@ -61,6 +71,7 @@ from vinspect.pipeline.signals import LogSignaller  # noqa: E402
 from vinspect.types import Frame  # noqa: E402
 
 BUNDLE: Path | None = None  # --bundle: a trained bundle (e.g. the demo's) instead of the tiny graph
+STORE = True  # --no-store: JSONL only (the record path's share of the verdict's latency)
 
 
 def build_judge(work: Path) -> Judge:
@@ -78,6 +89,8 @@ def build_judge(work: Path) -> Judge:
 
 def build_sinks(work: Path, stack: ExitStack) -> tuple[list[InspectionSink], list[str]]:
     sinks: list[InspectionSink] = [stack.enter_context(JsonlSink(work / "inspections.jsonl"))]
+    if not STORE:
+        return sinks, ["jsonl (store off: --no-store)"]
     try:
         from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, upgrade
     except ImportError as exc:
@@ -102,7 +115,7 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
         source = SyntheticSource(SyntheticSourceConfig(fps=fps, count=count, size_px=256, defect_rate=0.2,
                                                        distinct_parts=64, overflow=overflow), source_id="bench")
     config = PipelineConfig(station_id="bench", deadline_ms=deadline_ms, overflow=overflow, queue_size=8,
-                            degraded_after_faults=10_000, critical_sinks=frozenset({"store"}))
+                            degraded_after_faults=10_000, critical_sinks=frozenset({"store"} if STORE else ()))
     with ExitStack() as stack:
         sinks, sink_names = build_sinks(work, stack)
         pipe = InspectionPipeline(source, judge=judge or build_judge(work), signaller=LogSignaller(), sinks=sinks,
@@ -128,8 +141,9 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
 
 
 class StampedSource:
-    """A source that notes, per frame, the delay from its ``captured_at`` (the GenTL fetch) to the
-    moment the pipeline gets it: the part of the path the pipeline's own clock does not see."""
+    """A source that notes, per frame, the delay from its ``acquired_ns`` (the GenTL fetch, in the
+    acquisition child for a process source) to the moment the station's read returns it: the
+    hand-over (and, for genicam+replay, the replay decode)."""
 
     def __init__(self, inner: FrameSource) -> None:
         self.inner, self.source_id, self.delays_ms = inner, inner.source_id, []
@@ -147,8 +161,8 @@ class StampedSource:
 
     def read(self, *, timeout_s: float) -> Any:
         item = self.inner.read(timeout_s=timeout_s)
-        if isinstance(item, Frame):
-            self.delays_ms.append((datetime.now(UTC) - item.captured_at).total_seconds() * 1e3)
+        if isinstance(item, Frame) and item.acquired_ns is not None:
+            self.delays_ms.append((time.monotonic_ns() - item.acquired_ns) / 1e6)
         return item
 
 
@@ -162,11 +176,11 @@ def _pcts(values: list[float]) -> dict[str, float]:
 
 def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]:
     """The model's own ORT time (the ``infer`` stage) on replayed images, nothing else running."""
-    from vinspect.cli.camera import dataset_library
+    from vinspect.camera.folder import index_folder
+    from vinspect.dataset import read_image
 
     assert judge.bundle is not None
-    library = dataset_library()
-    images = [library.read(entry.path) for entry in list(library.index(replay))[:64]]
+    images = [read_image(entry.path) for entry in list(index_folder(replay))[:64]]
     for image in images[:10]:  # warm-up
         judge_image(image, bundle=judge.bundle, policy=judge.policy)
     infer = []
@@ -176,29 +190,53 @@ def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]
     return _pcts(infer)
 
 
+def mixed_replay(judge: Judge, replay: Path, out: Path, *, share: float) -> Path:
+    """A folder of ``replay``'s images the model passes and rejects, interleaved so that
+    ``share`` of every pass are rejects (symlinks, named in replay order)."""
+    from vinspect.camera.folder import index_folder
+    from vinspect.dataset import read_image
+    from vinspect.types import Verdict
+
+    assert judge.bundle is not None
+    passes, rejects = [], []
+    for entry in index_folder(replay):
+        verdict = judge_image(read_image(entry.path), bundle=judge.bundle, policy=judge.policy).decision.verdict
+        (passes if verdict is Verdict.PASS else rejects).append(entry.path)
+    assert passes and rejects, f"{replay}: {len(passes)} passes, {len(rejects)} rejects"
+    n_reject = max(1, round(20 * share))
+    order = [rejects[i % len(rejects)] if k < n_reject else passes[i % len(passes)]
+             for i in range(max(len(passes), len(rejects))) for k in range(20)]
+    (out / "good").mkdir(parents=True)
+    for i, path in enumerate(order):
+        (out / "good" / f"{i:05d}{path.suffix}").symlink_to(path.resolve())
+    return out
+
+
 def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, seconds: float,
-                deadline_ms: float, models: int = 1) -> dict[str, Any]:
+                deadline_ms: float, models: int = 1, reject_share: float | None = None,
+                soak: Sampler | None = None) -> dict[str, Any]:
     """The user's path: genicam+replay on viky.cti, in a child process or a thread (see the module doc)."""
-    from vinspect.camera.config import OverlaySourceConfig
+    from vinspect.camera.config import OverlaySourceConfig, ProcessSourceConfig
     from vinspect.camera.factory import open_source
-    from vinspect.camera.process_config import ProcessSourceConfig
-    from vinspect.cli.camera import dataset_library
 
     assert BUNDLE is not None, "the genicam mode needs --bundle"
     judge = build_judge(work)
     candidates = [build_judge(work) for _ in range(models - 1)]  # loaded, as a hot-swap candidate is
     alone = model_alone(judge, replay)
+    if reject_share is not None:
+        replay = mixed_replay(judge, replay, work / "mixed", share=reject_share)
     inner = OverlaySourceConfig.model_validate(
         {"kind": "genicam+replay", "producers": ["viky.cti"], "device": {"serial_number": "0"},
          "features": {"Width": 256, "Height": 256, "PixelFormat": "Mono8", "AcquisitionFrameRate": fps},
          "replay": str(replay), "loop": True, "overflow": "reject"})
     config = ProcessSourceConfig(inner=inner) if acquisition == "process" else inner
-    source = StampedSource(open_source(config, source_id="bench", library=dataset_library(),
-                                       library_factory=dataset_library))
+    source = StampedSource(open_source(config, source_id="bench"))
     proc = psutil.Process()
     rss: dict[str, float] = {}
 
     def sample(pipe: InspectionPipeline) -> None:
+        if soak is not None:
+            soak(pipe)
         rss["station_mb"] = max(rss.get("station_mb", 0.0), proc.memory_info().rss / 2**20)
         children = proc.children(recursive=True)
         if children:
@@ -213,9 +251,62 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
     return result | {"acquisition": acquisition, "replay": str(replay), "models_loaded": 1 + len(candidates),
                      "model_alone_ms": alone,
                      "e2e_p99_over_model_alone_p99": round(e2e_p99 / alone["p99_ms"], 2),
-                     "captured_to_admit_ms": _pcts(source.delays_ms),
+                     "acquired_to_read_ms": _pcts(source.delays_ms),
                      "reject_share": round(rejects / max(books["triggers"], 1), 3),
                      "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}}
+
+
+def run_large(work: Path, *, size: str, parts: int, deadline_ms: float) -> dict[str, Any]:
+    """``size`` Mono8 frames from a looping one-image folder in the acquisition child, through the
+    station unthrottled (BLOCK): the highest sustained rate and the hand-over at that size."""
+    import cv2
+    from process_handover import SIZE_ENV, cached_read
+
+    from vinspect.camera.config import FolderSourceConfig, ProcessSourceConfig
+    from vinspect.camera.factory import open_source
+
+    os.environ[SIZE_ENV] = size  # the spawned child reads it too
+    folder = work / "frames"
+    (folder / "good").mkdir(parents=True)
+    cv2.imwrite(str(folder / "good" / "frame.png"), np.zeros((2, 2), np.uint8))  # indexed, never decoded
+    config = ProcessSourceConfig(inner=FolderSourceConfig(path=folder, loop=True))
+    source = StampedSource(open_source(config, source_id="bench", read=cached_read))
+    proc = psutil.Process()
+    rss: dict[str, float] = {}
+
+    def sample(pipe: InspectionPipeline) -> None:
+        rss["station_mb"] = max(rss.get("station_mb", 0.0), proc.memory_info().rss / 2**20)
+
+    result = run_station(work, fps=None, count=parts, seconds=None, deadline_ms=deadline_ms, sampler=sample,
+                         source=CountedSource(source, parts))
+    return result | {"size": size, "acquired_to_read_ms": _pcts(source.delays_ms),
+                     "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}}
+
+
+class CountedSource:
+    """Ends a looping source after ``count`` frames (the throughput mode's finite run)."""
+
+    def __init__(self, inner: FrameSource, count: int) -> None:
+        self.inner, self.source_id, self.left = inner, inner.source_id, count
+
+    @property
+    def state(self) -> Any:
+        return self.inner.state
+
+    def __enter__(self) -> CountedSource:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.inner.__exit__(*exc)
+
+    def read(self, *, timeout_s: float) -> Any:
+        if self.left <= 0:
+            return None
+        item = self.inner.read(timeout_s=timeout_s)
+        if isinstance(item, Frame):
+            self.left -= 1
+        return item
 
 
 class Sampler:
@@ -245,7 +336,7 @@ class Sampler:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["latency", "throughput", "soak", "genicam"])
+    parser.add_argument("mode", choices=["latency", "throughput", "soak", "genicam", "large"])
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=30.0, help="latency mode duration")
     parser.add_argument("--parts", type=int, default=3000, help="throughput mode part count")
@@ -261,9 +352,14 @@ def main() -> None:
                         help="genicam mode: acquisition in a child process (default) or a station thread")
     parser.add_argument("--models", type=int, choices=[1, 2], default=1,
                         help="genicam mode: 2 keeps a second copy of the bundle loaded (a hot-swap candidate)")
+    parser.add_argument("--reject-share", type=float, default=None,
+                        help="genicam mode: replay passes and rejects interleaved in this proportion")
+    parser.add_argument("--soak", action="store_true", help="genicam mode: sample memory growth (--seconds long)")
+    parser.add_argument("--size", default="2448x2048", help="large mode: WxH of the Mono8 frames")
+    parser.add_argument("--no-store", action="store_true", help="JSONL sink only (no SQLite store, no evidence)")
     args = parser.parse_args()
-    global BUNDLE
-    BUNDLE = args.bundle
+    global BUNDLE, STORE
+    BUNDLE, STORE = args.bundle, not args.no_store
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1e3)
     with tempfile.TemporaryDirectory(prefix="vinspect-bench-") as tmp:
@@ -273,8 +369,14 @@ def main() -> None:
         elif args.mode == "genicam":
             if args.bundle is None or args.replay is None:
                 parser.error("the genicam mode needs --bundle and --replay")
+            soak = Sampler(args.sample_s) if args.soak else None
             result = run_genicam(work, replay=args.replay, acquisition=args.acquisition, fps=args.fps,
-                                 seconds=args.seconds, deadline_ms=args.deadline_ms, models=args.models)
+                                 seconds=args.seconds, deadline_ms=args.deadline_ms, models=args.models,
+                                 reject_share=args.reject_share, soak=soak)
+            if soak is not None:
+                result["soak"] = soak.summary()
+        elif args.mode == "large":
+            result = run_large(work, size=args.size, parts=args.parts, deadline_ms=args.deadline_ms)
         elif args.mode == "throughput":
             result = run_station(work, fps=None, count=args.parts, seconds=None, deadline_ms=args.deadline_ms)
         else:
@@ -289,13 +391,17 @@ def main() -> None:
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
     key = args.mode if args.mode != "genicam" else f"genicam_{args.acquisition}_{args.replay.name}"
     key += f"_{args.models}_models" if args.mode == "genicam" and args.models > 1 else ""
+    key += f"_rejects_{args.reject_share}" if args.mode == "genicam" and args.reject_share is not None else ""
+    key += "_soak" if args.mode == "genicam" and args.soak else ""
+    key += "_no_store" if args.no_store else ""
+    key += f"_{args.size}" if args.mode == "large" else ""
     existing[key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=1, default=str) + "\n")
     print(json.dumps({k: result[k] for k in ("mode", "parts", "parts_per_s", "latency_ms", "deadline_misses",
                                              "overflow_rejects", "books_reconciled")} | result.get("soak", {})
                      | {k: result[k] for k in ("stages_ms", "model_alone_ms", "e2e_p99_over_model_alone_p99",
-                                               "captured_to_admit_ms", "reject_share", "peak_rss_mb")
+                                               "acquired_to_read_ms", "reject_share", "peak_rss_mb")
                         if k in result},
                      default=str))
 

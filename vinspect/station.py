@@ -13,21 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from vinspect.camera.base import OverflowPolicy
-from vinspect.camera.config import (
-    FolderSourceConfig,
-    GenICamSourceConfig,
-    OverlaySourceConfig,
-    ReplaySourceConfig,
-    load_source_config,
-)
-from vinspect.camera.process_config import ProcessSourceConfig
-from vinspect.camera.synthetic import SyntheticSourceConfig
+from vinspect.camera.config import SourceConfig, resolve_paths
 from vinspect.errors import ConfigError
 from vinspect.pipeline.gating import PolicyOverrides
 from vinspect.pipeline.runner import PipelineConfig
+from vinspect.strict import Strict
 
 __all__ = [
     "CameraOutputSignalConfig", "JsonlSinkConfig", "LogSignalConfig", "ModbusSignalConfig", "ModelByName",
@@ -36,18 +29,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-StationSourceConfig = Annotated[
-    GenICamSourceConfig | FolderSourceConfig | ReplaySourceConfig | OverlaySourceConfig | SyntheticSourceConfig
-    | ProcessSourceConfig,
-    Field(discriminator="kind"),
-]
-
-
-class ModelByPath(_Strict):
+class ModelByPath(Strict):
     """A bundle folder (model.onnx + manifest.json + golden/). ``part_number`` picks the golden
     reference of a reference bundle (default: the bundle's only one)."""
 
@@ -55,7 +37,7 @@ class ModelByPath(_Strict):
     part_number: str | None = None
 
 
-class ModelByName(_Strict):
+class ModelByName(Strict):
     """A registry model under ``<data_dir>/models``; ``active`` follows the ACTIVE pointer and
     enables hot swap."""
 
@@ -64,7 +46,7 @@ class ModelByName(_Strict):
     part_number: str | None = None
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     """Overrides of the bundle's thresholds, the error verdict and the degradation rule."""
 
     fail_at: float | None = None
@@ -78,7 +60,7 @@ class PolicyConfig(_Strict):
     require_golden: bool = True
 
 
-class _Signal(_Strict):
+class _Signal(Strict):
     heartbeat_ms: PositiveInt = 100
 
 
@@ -129,7 +111,7 @@ SignalConfig = Annotated[
 ]
 
 
-class JsonlSinkConfig(_Strict):
+class JsonlSinkConfig(Strict):
     """One JSON line per inspection, appended and flushed (``path`` relative to the data dir)."""
 
     kind: Literal["jsonl"]
@@ -138,7 +120,7 @@ class JsonlSinkConfig(_Strict):
     critical: bool = True
 
 
-class ProductConfig(_Strict):
+class ProductConfig(Strict):
     """What the NCRs need that the station cannot see in the image."""
 
     part_number: str
@@ -149,7 +131,7 @@ class ProductConfig(_Strict):
     line_id: str
 
 
-class StoreSinkConfig(_Strict):
+class StoreSinkConfig(Strict):
     """The NCR/inspection store (built by the CLI from ``vinspect.store``)."""
 
     kind: Literal["store"]
@@ -165,12 +147,12 @@ def _default_sinks() -> list[SinkConfig]:
     return [JsonlSinkConfig(kind="jsonl")]
 
 
-class StationConfig(_Strict):
+class StationConfig(Strict):
     """A whole station file (see ``deploy/config/station.example.yaml``)."""
 
     station_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     deadline_ms: PositiveFloat = 150.0
-    source: StationSourceConfig
+    source: SourceConfig
     model: ModelByPath | ModelByName
     policy: PolicyConfig = PolicyConfig()
     signal: SignalConfig = LogSignalConfig()
@@ -230,11 +212,7 @@ def load_station(path: Path) -> StationConfig:
         config = StationConfig.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_problems(exc)}") from exc
-    update: dict[str, object] = {}
-    if isinstance(config.source, ProcessSourceConfig):
-        update["source"] = config.source.with_paths_resolved(base=path.parent)
-    elif not isinstance(config.source, SyntheticSourceConfig):
-        update["source"] = load_source_config(path)  # the camera package resolves its own paths
+    update: dict[str, object] = {"source": resolve_paths(config.source, base=path.parent)}
     if isinstance(config.model, ModelByPath) and not config.model.path.is_absolute():
         update["model"] = ModelByPath(path=path.parent / config.model.path)
     return config.model_copy(update=update)

@@ -45,7 +45,11 @@ class Frame:
     """One acquired image, owned by vinspect (never a view into driver memory).
 
     ``label`` carries the ground-truth class when a replay/folder source knows it ("good" or a
-    defect name), so runs can be scored; cameras leave it None.
+    defect name), so runs can be scored; cameras leave it None. ``acquired_ns``: host
+    CLOCK_MONOTONIC (``time.monotonic_ns``) when the frame reached the host (the buffer came
+    out of the producer, or the folder image was due), stamped in whichever process acquired
+    it; the pipeline's latency and deadline start there. ``device_ts_ns`` is the camera's own
+    clock, not comparable with the host's without a latch or PTP.
     """
 
     image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
@@ -57,6 +61,7 @@ class Frame:
     device_ts_ns: int | None = None
     part_id: str | None = None
     label: str | None = None
+    acquired_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,10 +28,8 @@ pytest.importorskip("harvesters.core")
 from vinspect.camera.base import SourceState
 from vinspect.camera.config import DeviceSelector, GenICamSourceConfig, OverlaySourceConfig
 from vinspect.camera.factory import open_source
-from vinspect.camera.folder import ImageLibrary
 from vinspect.camera.genicam import GenICamSource, describe_devices
 from vinspect.cli.camera import register
-from vinspect.dataset import open_dataset, read_image
 from vinspect.errors import CameraDisconnected, FeatureMissing
 from vinspect.types import Frame, FrameFault
 
@@ -144,11 +142,10 @@ def test_viky_overlay_frames_are_marked_genicam_replay(tmp_path: Path) -> None:
     (tmp_path / "good").mkdir()
     for i in range(2):
         cv2.imwrite(str(tmp_path / "good" / f"tile{i}.png"), np.full((16, 24), 100 + i, np.uint8))
-    library = ImageLibrary(index=lambda root: open_dataset(root).samples, read=read_image)
     config = OverlaySourceConfig.model_validate(
         {"device": {"serial_number": "1"}, "features": {**MONO_640, "AcquisitionFrameRate": 100.0},
          "replay": str(tmp_path)})
-    with open_source(config, source_id="demo", library=library) as source:
+    with open_source(config, source_id="demo") as source:
         frames = [source.read(timeout_s=1.0) for _ in range(3)]
     assert all(isinstance(f, Frame) for f in frames)
     assert [f.origin for f in frames if isinstance(f, Frame)] == ["genicam+replay"] * 3

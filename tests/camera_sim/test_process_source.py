@@ -19,9 +19,9 @@ import pytest
 pytest.importorskip("harvesters.core")
 
 from vinspect.camera.base import FrameSource, SourceState
+from vinspect.camera.config import ProcessSourceConfig
 from vinspect.camera.factory import open_source
 from vinspect.camera.process import ProcessSource
-from vinspect.camera.process_config import ProcessSourceConfig
 from vinspect.types import Frame, FrameFault
 
 pytestmark = [pytest.mark.genicam, pytest.mark.timeout(90)]
@@ -66,7 +66,7 @@ def test_viky_frames_from_the_child_match_in_process_and_close_leaves_no_child()
     config = _config()
     with open_source(config.inner, source_id="cam") as local:
         expected = {i.frame_id: i for i in _read_frames(local, 10, within_s=10) if isinstance(i, Frame)}
-    with ProcessSource(config, source_id="cam") as source:
+    with ProcessSource(config, source_id="cam", build=open_source) as source:
         pid = source.child_pid
         assert source.state == SourceState.STREAMING and pid in [c.pid for c in _acquisition_children()]
         items = _read_frames(source, 10, within_s=10)
@@ -85,8 +85,25 @@ def test_viky_frames_from_the_child_match_in_process_and_close_leaves_no_child()
         assert np.array_equal(child_frame.image, expected[frame_id].image), frame_id  # viky is deterministic
 
 
+@pytest.mark.parametrize("slot_mb", [32, 0])
+def test_viky_frames_carry_the_childs_acquisition_stamp_over_the_wire(slot_mb: int) -> None:
+    """The child stamps ``acquired_ns`` when the buffer leaves the producer (after the parent's
+    request, before its reply); the parent adds no stamp of its own, by slot or by pipe."""
+    config = _config().model_copy(update={"shm_slot_mb": slot_mb})
+    windows = []
+    with ProcessSource(config, source_id="cam", build=open_source) as source:
+        while len(windows) < 5:
+            asked = time.monotonic_ns()
+            item = source.read(timeout_s=1.0)
+            if isinstance(item, Frame):
+                windows.append((asked, item.acquired_ns, time.monotonic_ns()))
+    for asked, stamp, answered in windows:
+        assert stamp is not None
+        assert asked <= stamp <= answered
+
+
 def test_viky_child_sigkilled_mid_run_reports_failed_faults_and_resumes() -> None:
-    with ProcessSource(_config(rate_hz=100.0), source_id="cam") as source:
+    with ProcessSource(_config(rate_hz=100.0), source_id="cam", build=open_source) as source:
         before = _read_frames(source, 20, within_s=10)
         pid = source.child_pid
         assert pid is not None

@@ -19,7 +19,8 @@ import pytest
 
 from testkit.bundles import write_golden_samples
 from vinspect.camera.base import OverflowPolicy
-from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+from vinspect.camera.config import SyntheticSourceConfig
+from vinspect.camera.synthetic import SyntheticSource
 from vinspect.errors import CameraDisconnected
 from vinspect.models.fakes import FaultyModel, with_model
 from vinspect.models.runtime import load_bundle

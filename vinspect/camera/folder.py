@@ -1,9 +1,9 @@
 """FolderSource: a dataset folder streamed as frames, paced or as fast as they are read.
 
-The folder is indexed and decoded by an :class:`ImageLibrary` the composition root hands in
-(normally ``vinspect.dataset``'s ``open_dataset`` and ``read_image``: every layout it reads).
-Departure from a direct import: ``camera`` sits below ``dataset`` in the layer contract, so it
-may not import it; the library is a two-callable seam instead, and tests can pass their own.
+The folder is indexed by ``vinspect.dataset.open_dataset`` (every layout it reads; ``dataset``
+sits below ``camera`` in the layer contract) and decoded by ``read``, ``vinspect.dataset``'s
+``read_image`` unless a caller passes its own :data:`ImageReader` (the process-source tests do,
+to make one read hang; benchmarks, to read from memory).
 
 Frames carry origin ``folder``, the sample's class ``label`` (ground truth for scoring), and a
 part id from ``part_ids_csv`` (columns ``file,part_id``) or else the file stem. Pacing keeps an
@@ -16,50 +16,36 @@ from __future__ import annotations
 
 import csv
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
 
 from vinspect.camera.base import SourceState
+from vinspect.camera.clock import SYSTEM_CLOCK, Clock
 from vinspect.camera.config import FolderSourceConfig
 from vinspect.camera.stats import FrameLedger, Lifecycle, SourceCounters, utc_now
+from vinspect.dataset import Sample, open_dataset, read_image
 from vinspect.errors import ConfigError, DatasetError, VinspectError
 from vinspect.types import Frame, FrameFault, FrameOrigin
 
-__all__ = ["FeedSource", "FolderSource", "ImageEntry", "ImageLibrary", "Take", "load_part_ids", "takes_from"]
+__all__ = ["FeedSource", "FolderSource", "ImageReader", "Take", "index_folder", "load_part_ids", "takes_from"]
 
 logger = logging.getLogger(__name__)
 
 
-class ImageEntry(Protocol):
-    """One image of an indexed folder (``vinspect.dataset.Sample`` satisfies it)."""
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def stem(self) -> str: ...
+ImageReader = Callable[[Path], npt.NDArray[np.uint8]]
+"""Decodes one image file to an 8-bit H×W or H×W×3 array, raising a VinspectError subclass for a
+bad file; a module-level function when a process source must send it to its child."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImageLibrary:
-    """How folder-based sources find and decode images.
-
-    ``index(root)`` lists a folder's images in a stable order; ``read(path)`` decodes one to an
-    8-bit H×W or H×W×3 array, raising a VinspectError subclass for a bad file.
-    """
-
-    index: Callable[[Path], Sequence[ImageEntry]]
-    read: Callable[[Path], npt.NDArray[np.uint8]]
+def index_folder(root: Path) -> Sequence[Sample]:
+    """A folder's images in a stable order, in any layout ``vinspect.dataset`` reads."""
+    return open_dataset(root).samples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +82,7 @@ def load_part_ids(csv_path: Path) -> dict[str, str]:
     return mapping
 
 
-def takes_from(entries: Sequence[ImageEntry], *, root: Path, part_ids: dict[str, str] | None) -> list[Take]:
+def takes_from(entries: Sequence[Sample], *, root: Path, part_ids: dict[str, str] | None) -> list[Take]:
     """One take per entry; with ``part_ids`` every file must be listed (by relative path or name).
 
     Raises:
@@ -135,12 +121,15 @@ class FeedSource:
         interval_s: Seconds between frames; None = as fast as read (or ``speed`` timing).
         speed: Replay ``Take.at_s`` timing this many times faster; None = not timed.
         loop: Start over after the last take instead of reporting exhaustion.
+        clock: Paces, sleeps and stamps ``acquired_ns`` (a ManualClock in tests).
     """
 
     def __init__(self, load: Callable[[], Sequence[Take]], *, source_id: str,
-                 read: Callable[[Path], npt.NDArray[np.uint8]], origin: FrameOrigin,
-                 interval_s: float | None = None, speed: float | None = None, loop: bool = False) -> None:
+                 read: ImageReader, origin: FrameOrigin,
+                 interval_s: float | None = None, speed: float | None = None, loop: bool = False,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.source_id = source_id
+        self._clock = clock
         self._load, self._read, self._origin = load, read, origin
         self._interval_s, self._speed, self._loop = interval_s, speed, loop
         self._lifecycle = Lifecycle(source_id)
@@ -173,7 +162,7 @@ class FeedSource:
             self._lifecycle.enter(SourceState.CLOSED)
             raise
         self._cursor, self._emitted = 0, 0
-        self._anchor = self._pass_anchor = time.monotonic()
+        self._anchor = self._pass_anchor = self._clock.monotonic()
         self._lifecycle.enter(SourceState.STREAMING, reason=f"{len(self._takes)} images")
         return self
 
@@ -198,19 +187,19 @@ class FeedSource:
                 self._lifecycle.enter(SourceState.EXHAUSTED, reason="last image sent")
                 return None
         take, image = self._ready
-        wait = self._due(take) - time.monotonic()
+        wait = self._due(take) - self._clock.monotonic()
         if wait > timeout_s:
-            time.sleep(max(timeout_s, 0.0))
+            self._clock.sleep(max(timeout_s, 0.0))
             self._ledger.counters.add("timeouts")
             return FrameFault(source_id=self.source_id, frame_id=None, reason="timeout", at=utc_now(),
                               detail=f"next image due in {wait:.3f} s")
         if wait > 0:
-            time.sleep(wait)
+            self._clock.sleep(wait)
         self._ready = None
         self._advance()
         return Frame(image=image, source_id=self.source_id, frame_id=self._ledger.next_id(),
                      captured_at=utc_now(), pixel_format=_pixel_format(image), origin=self._origin,
-                     part_id=take.part_id, label=take.label)
+                     part_id=take.part_id, label=take.label, acquired_ns=self._clock.monotonic_ns())
 
     def _decode_next(self) -> tuple[Take, npt.NDArray[np.uint8]] | None:
         failures = 0
@@ -218,7 +207,7 @@ class FeedSource:
             if self._cursor >= len(self._takes):
                 if not self._loop:
                     return None
-                self._cursor, self._pass_anchor = 0, time.monotonic()
+                self._cursor, self._pass_anchor = 0, self._clock.monotonic()
             take = self._takes[self._cursor]
             self._cursor += 1
             try:
@@ -243,7 +232,7 @@ class FeedSource:
 
     def _advance(self) -> None:
         if self._interval_s is not None:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now - (self._anchor + self._emitted * self._interval_s) > self._interval_s:
                 # The reader stalled for more than a frame: restart the schedule, do not burst.
                 self._anchor = now - self._emitted * self._interval_s
@@ -251,12 +240,13 @@ class FeedSource:
 
 
 class FolderSource(FeedSource):
-    """A :class:`FolderSourceConfig` folder through ``library`` (frames marked ``folder``)."""
+    """A :class:`FolderSourceConfig` folder, decoded by ``read`` (frames marked ``folder``)."""
 
-    def __init__(self, config: FolderSourceConfig, *, source_id: str, library: ImageLibrary) -> None:
+    def __init__(self, config: FolderSourceConfig, *, source_id: str, read: ImageReader = read_image,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         def load() -> list[Take]:
             part_ids = load_part_ids(config.part_ids_csv) if config.part_ids_csv is not None else None
-            return takes_from(library.index(config.path), root=config.path, part_ids=part_ids)
+            return takes_from(index_folder(config.path), root=config.path, part_ids=part_ids)
 
-        super().__init__(load, source_id=source_id, read=library.read, origin="folder",
-                         interval_s=None if config.fps is None else 1.0 / config.fps, loop=config.loop)
+        super().__init__(load, source_id=source_id, read=read, origin="folder",
+                         interval_s=None if config.fps is None else 1.0 / config.fps, loop=config.loop, clock=clock)

@@ -305,6 +305,8 @@ class GenICamSource:
             return self._fault("timeout", detail=f"no buffer within {timeout_s:.3f} s")
         except (gentl.InvalidHandleException, IndexError) as exc:
             raise CameraDisconnected(f"{self.source_id}: device {acq.device} lost: {exc!r}") from exc
+        except RuntimeError as exc:  # harvesters: a destroy (unplug) racing this fetch mutates its monitor dict
+            raise CameraDisconnected(f"{self.source_id}: device {acq.device} lost mid-fetch: {exc!r}") from exc
         except (gentl.GenericException, genapi.GenericException) as exc:
             raise CameraError(f"{self.source_id}: producer error on {acq.device}: {exc!r}") from exc
 
@@ -321,7 +323,7 @@ class GenICamSource:
         return self._fault("timeout", detail="no complete buffer before the deadline")
 
     def _admit(self, buffer: Any) -> Frame | FrameFault:
-        captured_at, part = utc_now(), buffer.payload.components[0]
+        acquired_ns, captured_at, part = time.monotonic_ns(), utc_now(), buffer.payload.components[0]
         try:
             raw = np.frombuffer(buffer.module.raw_buffer, np.uint8, offset=part.data_offset)
             image = convert(raw, pixel_format=part.data_format, width=part.width, height=part.height,
@@ -332,7 +334,7 @@ class GenICamSource:
         admission = self._ledger.admit(int(buffer.frame_id))
         frame = Frame(image=image.image, source_id=self.source_id, frame_id=admission.frame_id,
                       captured_at=captured_at, pixel_format=image.pixel_format, origin="camera",
-                      device_ts_ns=self._timestamp(buffer))
+                      device_ts_ns=self._timestamp(buffer), acquired_ns=acquired_ns)
         if not admission.missing:
             return frame
         detail = f"{len(admission.missing)} frame id(s) missing before {admission.frame_id}"

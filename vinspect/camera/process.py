@@ -1,17 +1,19 @@
 """ProcessSource: any source kind hosted in a supervised child process, behind an outer watchdog.
 
 Some GenTL producers recover only by a process restart, and a fetch can block forever
-(line-integration.md pitfalls 1, 6, 13; reliability-goals.md F6, F7, commitment 3). The child
-("spawn") builds ``config.inner`` with ``factory.open_source`` from its JSON form and serves one
-inner ``read`` per parent request, so the inner source's buffering and overflow are unchanged.
-Pixels travel through one shared-memory slot the parent creates at ``__enter__`` and unlinks at
-``__exit__`` (``shm_slot_mb``; it outlives respawned children): the child writes the frame there,
-then sends its pickled header, and the parent copies it out into an array it owns, read-only,
-before asking for the next read (process_child.py). A child killed mid-write never sent the
-header, so a half-written slot is never read. A frame larger than the slot, ``shm_slot_mb: 0``,
-or a ``/dev/shm`` without room for the slot sends pixels as one raw pipe message after the
-header, received by a deadline-bounded reader. See
-the README's benchmark section for the measured hand-over (bench/process_handover.py).
+(line-integration.md pitfalls 1, 6, 13; reliability-goals.md F6, F7, commitment 3); and in
+process, an acquisition thread's Python code holds the interpreter lock the verdict thread
+needs (issue 21). The child ("spawn") receives ``build`` (``factory.open_source`` bound to the
+station's image reader) and ``config.inner``, and serves one inner ``read`` per parent request,
+so the inner source's buffering and overflow are unchanged. Messages and framing:
+:mod:`vinspect.camera.wire`. Pixels travel through one shared-memory slot the parent creates at
+``__enter__`` and unlinks at ``__exit__`` (``shm_slot_mb``; it outlives respawned children): the
+child writes the frame there, then sends its header, and the parent copies it out into an array
+it owns, read-only, before asking for the next read (process_child.py). A child killed
+mid-write never sent the header, so a half-written slot is never read. A frame larger than the
+slot, ``shm_slot_mb: 0``, or a ``/dev/shm`` without room for the slot sends pixels as one raw
+record after the header, received by a deadline-bounded reader. See the README's benchmark
+section for the measured hand-over (bench/process_handover.py).
 
 Watchdog: a read waits at most ``min(timeout_s, watchdog_s)`` (the child is asked for slightly
 less), else it returns ``FrameFault(reason="timeout")``. The child is killed (SIGKILL) and
@@ -19,15 +21,18 @@ respawned when it exits (crash, SIGKILL, fatal CameraError), is silent for ``res
 with a read outstanding, does not start within ``start_timeout_s``, or reports only
 ``disconnected`` for ``disconnected_restart_s``. Meanwhile the state is FAILED, then OPENING,
 and every read returns a ``disconnected`` fault after waiting its timeout (never skipped).
-Respawns wait ``backoff`` (capped exponential, reset once a child completes a read).
+Respawns wait ``backoff`` (:class:`~vinspect.camera.backoff.Backoff`, the supervisor's rule:
+``initial_s`` after a child that completed a read, then times ``multiplier`` per failed
+respawn up to ``max_s``); each FAILED state's reason ends with the delay it scheduled.
 
-Frame ids: offset, not renumbered. Each child numbers from 1; the parent adds the last id it
-handed out when the child became ready: ids strictly increase across restarts, gaps keep meaning.
+Frame ids: each child numbers from 1 and reports its own gaps; the parent's
+:class:`~vinspect.camera.stats.FrameLedger` starts a new run per child (``renumber``), so ids
+strictly increase across restarts and gaps keep their meaning.
 
 A start-up failure raises from ``__enter__`` (the child's error, re-raised; not retried).
-``__exit__`` asks the child to stop, closes the pipe, and kills it after ``stop_timeout_s``.
-Folder-based kinds need ``library_factory``, a module-level callable the child calls to build
-its ImageLibrary. Entry scripts need the usual spawn ``__main__`` guard. No signal handlers.
+``__exit__`` asks the child to stop, closes the wire, and kills it after ``stop_timeout_s``.
+``build`` must pickle (a module-level function or a partial of one): a ConfigError otherwise.
+Entry scripts need the usual spawn ``__main__`` guard. No signal handlers.
 """
 
 from __future__ import annotations
@@ -38,30 +43,33 @@ import logging
 import multiprocessing
 import os
 import pickle
+import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
 from vinspect.camera.base import SourceState
-from vinspect.camera.process_child import Inbox, LibraryFactory, child_main
-from vinspect.camera.process_config import ProcessSourceConfig
-from vinspect.camera.stats import Lifecycle, SourceCounters, StateListener, utc_now
+from vinspect.camera.config import ProcessSourceConfig
+from vinspect.camera.process_child import SourceBuilder, child_main
+from vinspect.camera.stats import FrameLedger, Lifecycle, SourceCounters, StateListener, utc_now
+from vinspect.camera.wire import Delivered, Failed, FrameHeader, Inbox, ReadRequest, Ready, Record, StopRequest, send
 from vinspect.errors import CameraError, ConfigError
 from vinspect.types import Frame, FrameFault
 
-__all__ = ["LibraryFactory", "ProcessCounters", "ProcessSource"]
+__all__ = ["ProcessCounters", "ProcessSource", "SourceBuilder"]
 
 logger = logging.getLogger(__name__)
 
 _KILL_JOIN_S = 2.0
+RESPAWN_IN = "respawn in"
+"""Every FAILED state's reason ends with ``respawn in <seconds> s``: the backoff it scheduled."""
 _SHM_DIR = "/dev/shm"
 
 
@@ -89,23 +97,22 @@ class _Child:
     """One incarnation of the acquisition process and what the parent knows about it."""
 
     process: BaseProcess
-    conn: Connection
+    sock: socket.socket
     inbox: Inbox
     spawned_at: float
     ready: bool = False
     asked_at: float | None = None  # monotonic time of the outstanding read request
     heard_at: float = 0.0
     replied: bool = False  # completed at least one read: the backoff starts over
-    offset: int = 0
-    header: tuple[Any, ...] | None = None  # a frame header whose pixels are still to come
-    counters: dict[str, int] = dataclasses.field(default_factory=dict)
+    header: FrameHeader | None = None  # a frame header whose pixels are still to come
+    counters: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     late_at: float = 0.0  # past this the outstanding reply is overdue: a watchdog fault
 
     def ask(self, *, remaining_s: float) -> None:
         """Request one inner read, leaving the reply a margin inside ``remaining_s``."""
         margin = min(0.05, remaining_s / 4)
-        self.conn.send(("read", max(remaining_s - margin, 0.0)))
+        send(self.sock, ReadRequest(timeout_s=max(remaining_s - margin, 0.0)))
         self.asked_at = time.monotonic()
         self.late_at = self.asked_at + max(remaining_s - margin / 2, 0.0)
 
@@ -113,19 +120,19 @@ class _Child:
 class ProcessSource:
     """A :class:`~vinspect.camera.base.FrameSource` running ``config.inner`` in a child process."""
 
-    def __init__(self, config: ProcessSourceConfig, *, source_id: str,
-                 library_factory: LibraryFactory | None = None, listeners: tuple[StateListener, ...] = ()) -> None:
+    def __init__(self, config: ProcessSourceConfig, *, source_id: str, build: SourceBuilder,
+                 listeners: tuple[StateListener, ...] = ()) -> None:
         self.source_id = source_id
         self._config = config
-        self._library_factory = library_factory
+        self._build = build
         self._ctx = multiprocessing.get_context("spawn")
         self._lifecycle = Lifecycle(source_id, listeners=listeners)
         self._counters = ProcessCounters()
         self._lock = threading.Lock()
         self._child: _Child | None = None
-        self._last_id = 0
+        self._ids = FrameLedger(SourceCounters())  # renumbering only: the children count
         self._respawn_at: float | None = None
-        self._delay_s = config.backoff.initial_s
+        self._backoff = config.backoff.schedule()
         self._disconnected_since: float | None = None
         self._slot: SharedMemory | None = None
 
@@ -236,12 +243,12 @@ class ProcessSource:
             try:
                 if child.ready and child.asked_at is None:
                     child.ask(remaining_s=deadline - time.monotonic())
-                message = child.inbox.take(deadline=min(deadline, self._give_up_at(child)))
+                record = child.inbox.take(deadline=min(deadline, self._give_up_at(child)))
             except (EOFError, OSError) as exc:
                 self._lose(child, f"pipe closed ({exc})")
                 return self._outage("acquisition process lost")
-            if message is not None:
-                item = self._handle(child, message)
+            if record is not None:
+                item = self._handle(child, record)
                 if item is not None:
                     return item[0]
             elif time.monotonic() >= deadline:
@@ -285,37 +292,36 @@ class ProcessSource:
         return due < deadline
 
     def _spawn(self) -> _Child:
-        parent_end, child_end = self._ctx.Pipe(duplex=True)
-        inner = self._config.inner.model_dump(mode="json")
+        parent_end, child_end = socket.socketpair()
         process = self._ctx.Process(target=child_main, name=f"vinspect-acquisition-{self.source_id}", daemon=True,
-                                    kwargs={"conn": child_end, "inner": inner, "source_id": self.source_id,
-                                            "library_factory": self._library_factory,
+                                    kwargs={"sock": child_end, "build": self._build, "inner": self._config.inner,
+                                            "source_id": self.source_id,
                                             "slot_name": None if self._slot is None else self._slot.name})
         try:
             process.start()
-        except (pickle.PicklingError, AttributeError, TypeError) as exc:  # parent_end closes when collected
-            raise ConfigError(f"{self.source_id}: library_factory must be a module-level function ({exc})") from exc
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            parent_end.close()
+            raise ConfigError(f"{self.source_id}: the source builder must be a module-level function "
+                              f"or a partial of one ({exc})") from exc
         finally:
             child_end.close()  # ours only: EOF on parent_end once the child is gone
         now = time.monotonic()
         logger.info("acquisition process %s started", process.pid, extra={"source_id": self.source_id})
-        return _Child(process=process, conn=parent_end, inbox=Inbox(parent_end.fileno()), spawned_at=now,
-                      heard_at=now)
+        return _Child(process=process, sock=parent_end, inbox=Inbox(parent_end), spawned_at=now, heard_at=now)
 
     def _await_start(self, child: _Child) -> None:
         self._child = child
         while not child.ready:
             try:
-                message = child.inbox.take(deadline=child.spawned_at + self._config.start_timeout_s)
+                record = child.inbox.take(deadline=child.spawned_at + self._config.start_timeout_s)
             except EOFError:
                 raise CameraError(f"{self.source_id}: acquisition process exited during start-up") from None
-            if message is None:
+            if record is None:
                 raise CameraError(f"{self.source_id}: acquisition process did not start within "
                                   f"{self._config.start_timeout_s} s")
-            decoded = pickle.loads(message)
-            if decoded[0] == "error":
-                raise decoded[1]
-            self._handle(child, message)
+            if isinstance(record.message, Failed):
+                raise record.message.error
+            self._handle(child, record)
 
     def _respawn(self) -> _Child | None:
         self._respawn_at, self._disconnected_since = None, None
@@ -335,88 +341,89 @@ class ProcessSource:
             self._counters.add("disconnects")
             reason = f"{reason}; exit code {child.process.exitcode}"
         logger.warning("acquisition process lost: %s", reason, extra={"source_id": self.source_id})
-        healthy = child is not None and child.replied
-        if healthy:
-            self._delay_s = self._config.backoff.initial_s
-        self._respawn_at = time.monotonic() + self._delay_s
-        if not healthy:
-            self._delay_s = min(self._delay_s * self._config.backoff.multiplier, self._config.backoff.max_s)
-        self._lifecycle.enter(SourceState.FAILED, reason=reason)
+        if child is not None and child.replied:
+            self._backoff.reset()
+        delay_s = self._backoff.next()
+        self._respawn_at = time.monotonic() + delay_s
+        self._lifecycle.enter(SourceState.FAILED, reason=f"{reason}; {RESPAWN_IN} {delay_s:.3f} s")
 
     def _kill(self, child: _Child) -> None:
         if child.process.exitcode is None:
             child.process.kill()
         child.process.join(_KILL_JOIN_S)
-        child.conn.close()
+        child.sock.close()
         if child is self._child:
             self._child = None
 
     def _stop(self, child: _Child) -> None:
         with contextlib.suppress(OSError):  # already gone
-            child.conn.send(("stop",))
-        child.conn.close()
+            send(child.sock, StopRequest())
+        child.sock.close()
         child.process.join(self._config.stop_timeout_s)
         if child.process.exitcode is None:
             logger.warning("acquisition process did not stop within %s s; killing it", self._config.stop_timeout_s,
                            extra={"source_id": self.source_id})
             self._kill(child)
 
-    def _handle(self, child: _Child, message: bytearray) -> tuple[Frame | FrameFault | None] | None:
-        """Apply one message; ``(item,)`` when it completes the outstanding read."""
+    def _handle(self, child: _Child, record: Record) -> tuple[Frame | FrameFault | None] | None:
+        """Apply one record; ``(item,)`` when it completes the outstanding read."""
         child.heard_at = time.monotonic()
+        message = record.message
         if child.header is not None:
             header, child.header = child.header, None
-            return (self._frame(child, header, message),)
-        decoded: tuple[Any, ...] = pickle.loads(message)
-        kind = decoded[0]
-        if kind == "ready":
+            if record.pixels is None:
+                raise CameraError(f"{self.source_id}: the acquisition process sent {message!r} "
+                                  "where frame pixels were due")
+            return (self._frame(child, header, record.pixels),)
+        if isinstance(message, Ready):
             self._ready(child)
             return None
-        if kind == "frame":
-            if decoded[5]:  # pixels in the shared-memory slot
-                return (self._frame(child, decoded, self._from_slot(decoded[2], decoded[3])),)
-            child.header = decoded
+        if isinstance(message, FrameHeader):
+            if message.in_slot:
+                return (self._frame(child, message, self._from_slot(message)),)
+            child.header = message
             return None
         child.asked_at = None
-        if kind == "error":
-            if decoded[2]:
-                self._lose(child, str(decoded[1]))
-                return (self._outage(f"acquisition process failed: {decoded[1]}"),)
-            raise decoded[1]
-        self._merge(child, decoded[2])
+        if isinstance(message, Failed):
+            if message.fatal:
+                self._lose(child, str(message.error))
+                return (self._outage(f"acquisition process failed: {message.error}"),)
+            raise message.error
+        if not isinstance(message, Delivered):
+            raise CameraError(f"{self.source_id}: unexpected record from the acquisition process: {record!r}")
+        self._merge(child, message.counters)
         child.replied = True
-        if kind == "end":
+        if message.item is None:
             self._lifecycle.enter(SourceState.EXHAUSTED, reason="inner source exhausted")
             return (None,)
-        return (self._fault(child, decoded[1]),)
+        return (self._fault(message.item),)
 
     def _ready(self, child: _Child) -> None:
         child.ready = True
-        child.offset = self._last_id
+        self._ids.restart()  # the new child numbers from 1 again
         if self._counters.restarts:
             self._counters.add("reconnects")
         self._lifecycle.enter(SourceState.STREAMING, reason=f"acquisition process {child.process.pid}")
 
-    def _from_slot(self, shape: tuple[int, ...], dtype: str) -> bytearray:
+    def _from_slot(self, header: FrameHeader) -> bytearray:
         """A copy of the frame the child wrote into the slot (it writes again only after our next ask)."""
         buf = None if self._slot is None else self._slot.buf
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        nbytes = header.nbytes
         if buf is None or nbytes > len(buf):
             raise CameraError(f"{self.source_id}: the acquisition process sent a {nbytes}-byte frame "
                               "that is not in its shared-memory slot")
         return bytearray(buf[:nbytes])
 
-    def _frame(self, child: _Child, header: tuple[Any, ...], pixels: bytearray) -> Frame:
-        _, meta, shape, dtype, counters, _in_slot = header
+    def _frame(self, child: _Child, header: FrameHeader, pixels: bytearray) -> Frame:
         child.asked_at, child.replied = None, True
-        self._merge(child, counters)
-        image = np.frombuffer(pixels, dtype=np.dtype(dtype)).reshape(shape)
+        self._merge(child, header.counters)
+        image = np.frombuffer(pixels, dtype=np.dtype(header.dtype)).reshape(header.shape)
         image.flags.writeable = False
         self._disconnected_since = None
         self._counters.add("frames")
-        return Frame(image=image, **{**meta, "frame_id": self._map_id(child, meta["frame_id"])})
+        return Frame(image=image, **{**header.meta, "frame_id": self._ids.renumber(header.meta["frame_id"])})
 
-    def _fault(self, child: _Child, fault: FrameFault) -> FrameFault:
+    def _fault(self, fault: FrameFault) -> FrameFault:
         if fault.reason == "disconnected":
             self._disconnected_since = self._disconnected_since or time.monotonic()
         counter = {"timeout": "timeouts", "incomplete": "incomplete", "gap": "gaps"}.get(fault.reason)
@@ -424,15 +431,7 @@ class ProcessSource:
             self._counters.add(counter)
         if fault.frame_id is None:
             return fault
-        return dataclasses.replace(fault, frame_id=self._map_id(child, fault.frame_id))
-
-    def _map_id(self, child: _Child, raw: int) -> int:
-        if raw + child.offset <= self._last_id:  # a child must number upwards; never hand out an id twice
-            logger.warning("child frame id %d went backwards; starting a new run", raw,
-                           extra={"source_id": self.source_id})
-            child.offset = self._last_id + 1 - raw
-        self._last_id = raw + child.offset
-        return self._last_id
+        return dataclasses.replace(fault, frame_id=self._ids.renumber(fault.frame_id))
 
     def _merge(self, child: _Child, counters: Mapping[str, int]) -> None:
         for name, value in counters.items():

@@ -1,68 +1,72 @@
-"""The acquisition child of :class:`~vinspect.camera.process.ProcessSource` and the wire to it.
+"""The acquisition child of :class:`~vinspect.camera.process.ProcessSource`.
 
-The child opens the inner source and serves one ``read`` per parent request. Child to parent:
-pickled tuples ``("ready", pid)``, ``("error", exc, fatal)``, ``("fault" | "end", item,
-counters)``, ``("frame", meta, shape, dtype, counters, in_slot)``: with ``in_slot`` the pixels
-are already in the parent's shared-memory slot (written before the header is sent, so a child
-killed mid-write leaves no header and the slot is never read), else they follow as one more raw
-message. The slot is written only while a parent request is outstanding and the parent copies
-it out before asking again, so one slot is enough. Parent to child: ``("read", timeout_s)`` or
-``("stop",)``. A CameraError ends the child
-(fatal: the parent respawns it); other VinspectErrors are re-raised by the parent.
-:class:`Inbox` is the parent's reader: bounded by a deadline, pixels received into their own
-buffer.
+The child receives its builder (a picklable ``SourceBuilder``, normally ``factory.open_source``
+bound to the station's image reader), builds and opens the inner source, sends
+:class:`~vinspect.camera.wire.Ready`, then serves one read per
+:class:`~vinspect.camera.wire.ReadRequest` until a :class:`~vinspect.camera.wire.StopRequest`
+or EOF. It imports no factory: the frame path reads factory -> process -> process_child -> wire.
+
+Pixels: with the parent's shared-memory slot and a frame that fits, the child writes the pixels
+into the slot *before* sending the FrameHeader, so a child killed mid-write leaves no header and
+the slot is never read; the slot is written only while a parent request is outstanding and the
+parent copies it out before asking again, so one slot is enough. Otherwise the pixels follow the
+header as one raw record. A CameraError ends the child (fatal: the parent respawns it); other
+VinspectErrors are sent back and re-raised by the parent.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import pickle
-import select
-import struct
-import time
-from collections.abc import Callable
-from multiprocessing.connection import Connection
+import socket
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 from vinspect.camera.base import FrameSource
-from vinspect.camera.folder import ImageLibrary
+from vinspect.camera.config import InnerSourceConfig
 from vinspect.camera.stats import SourceCounters
+from vinspect.camera.wire import (
+    CHILD_COUNTERS,
+    Delivered,
+    Failed,
+    FrameHeader,
+    ReadRequest,
+    Ready,
+    frame_meta,
+    portable,
+    receive,
+    send,
+    send_pixels,
+)
 from vinspect.errors import CameraError, VinspectError
 from vinspect.types import Frame
 
-__all__ = ["CHILD_COUNTERS", "Inbox", "LibraryFactory", "child_main"]
-
-LibraryFactory = Callable[[], ImageLibrary]
-"""Builds the ImageLibrary in the child; must pickle by reference (a module-level function)."""
-
-CHILD_COUNTERS = ("reconnects", "disconnects", "decode_errors")
-"""Counters only the child can see (the parent counts the items it hands out itself)."""
+__all__ = ["SourceBuilder", "child_main"]
 
 
-def child_main(*, conn: Connection, inner: dict[str, Any], source_id: str,
-               library_factory: LibraryFactory | None, slot_name: str | None = None) -> None:
+class SourceBuilder(Protocol):
+    """Builds the inner source in the child; must pickle by reference (module-level callables,
+    or a ``functools.partial`` of one with picklable arguments)."""
+
+    def __call__(self, config: InnerSourceConfig, /, *, source_id: str) -> FrameSource: ...
+
+
+def child_main(*, sock: socket.socket, build: SourceBuilder, inner: InnerSourceConfig, source_id: str,
+               slot_name: str | None = None) -> None:
     """Child process entry: open the inner source, then serve read requests until told to stop.
-    ``slot_name``: the parent's shared-memory slot (None: pixels go through the pipe)."""
-    from vinspect.camera.config import parse_source_config
-    from vinspect.camera.factory import open_source  # lazy: factory builds ProcessSource
-
+    ``slot_name``: the parent's shared-memory slot (None: pixels go through the wire)."""
     try:
-        library = library_factory() if library_factory is not None else None
-        source = open_source(parse_source_config(inner, origin=f"{source_id} (child)"),
-                             source_id=source_id, library=library)
+        source = build(inner, source_id=source_id)
         slot = SharedMemory(name=slot_name) if slot_name is not None else None
         source.__enter__()
     except BaseException as exc:  # start-up boundary: hand the error to the parent, then exit
-        _send(conn, ("error", _portable(exc), True))
+        send(sock, Failed(error=portable(exc), fatal=True))
         return
     try:
-        _send(conn, ("ready", os.getpid()))
-        _serve(conn, source, slot)
-    except (EOFError, OSError):  # the parent went away or closed the pipe: stop quietly
+        send(sock, Ready(pid=os.getpid()))
+        _serve(sock, source, slot)
+    except (EOFError, OSError):  # the parent went away or closed the wire: stop quietly
         pass
     finally:
         source.__exit__(None, None, None)
@@ -70,101 +74,35 @@ def child_main(*, conn: Connection, inner: dict[str, Any], source_id: str,
             slot.close()  # the parent owns (and unlinks) the segment
 
 
-def _serve(conn: Connection, source: FrameSource, slot: SharedMemory | None = None) -> None:
+def _serve(sock: socket.socket, source: FrameSource, slot: SharedMemory | None) -> None:
     while True:
-        request = conn.recv()
-        if request[0] != "read":
+        request = receive(sock).message
+        if not isinstance(request, ReadRequest):
             return
         try:
-            item = source.read(timeout_s=request[1])
+            item = source.read(timeout_s=request.timeout_s)
         except VinspectError as exc:
             fatal = isinstance(exc, CameraError)  # the device is gone in this process: restart it
-            _send(conn, ("error", _portable(exc), fatal))
+            send(sock, Failed(error=portable(exc), fatal=fatal))
             if fatal:
                 return
             continue
         counters = _counters_of(source)
-        if isinstance(item, Frame):
-            image = np.ascontiguousarray(item.image)
-            meta = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "image"}
-            in_slot = slot is not None and image.nbytes <= slot.size
-            if in_slot:
-                buf = slot.buf if slot is not None else None
-                assert buf is not None
-                np.frombuffer(buf, dtype=np.uint8, count=image.nbytes)[:] = image.reshape(-1).view(np.uint8)
-            _send(conn, ("frame", meta, image.shape, image.dtype.str, counters, in_slot))
-            if not in_slot:
-                conn.send_bytes(image.data.cast("B"))
-        else:
-            _send(conn, ("fault" if item is not None else "end", item, counters))
-
-
-def _send(conn: Connection, message: tuple[Any, ...]) -> None:
-    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _portable(exc: BaseException) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:  # unpicklable exception: keep its text
-        return CameraError(f"{type(exc).__name__}: {exc}")
-    return exc
+        if not isinstance(item, Frame):
+            send(sock, Delivered(item=item, counters=counters))
+            continue
+        image = np.ascontiguousarray(item.image)
+        buf = slot.buf if slot is not None else None
+        in_slot = buf is not None and image.nbytes <= len(buf)
+        if buf is not None and in_slot:
+            np.frombuffer(buf, dtype=np.uint8, count=image.nbytes)[:] = image.reshape(-1).view(np.uint8)
+        send(sock, FrameHeader(meta=frame_meta(item), shape=image.shape, dtype=image.dtype.str, counters=counters,
+                               in_slot=in_slot))
+        if not in_slot:
+            send_pixels(sock, image.data.cast("B"))
 
 
 def _counters_of(source: FrameSource) -> dict[str, int]:
     stats = getattr(source, "stats", None)
     snapshot = stats.snapshot() if isinstance(stats, SourceCounters) else {}
     return {k: snapshot.get(k, 0) for k in CHILD_COUNTERS}
-
-
-class Inbox:
-    """Reads ``Connection.send_bytes`` messages from a socket, never blocking past a deadline.
-
-    Reads exactly the bytes of the current header or body, so message boundaries survive a
-    deadline in the middle of a message (the rest is read by the next call).
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLIN)
-        self._head = bytearray()
-        self._body: bytearray | None = None
-        self._filled = 0
-
-    def take(self, *, deadline: float) -> bytearray | None:
-        """The next complete message, or None at ``deadline``.
-
-        Raises:
-            EOFError: the child closed its end (exited or was killed).
-        """
-        while True:
-            if self._body is not None and self._filled == len(self._body):
-                body, self._body, self._filled = self._body, None, 0
-                return body
-            if not self._poll.poll(max(0, int((deadline - time.monotonic()) * 1000 + 0.999))):
-                if time.monotonic() >= deadline:
-                    return None
-                continue
-            self._read_some()
-
-    def _read_some(self) -> None:
-        if self._body is None:
-            need = (12 if self._head[:4] == b"\xff\xff\xff\xff" else 4) - len(self._head)
-            chunk = os.read(self._fd, need)
-            if not chunk:
-                raise EOFError("acquisition process closed its pipe")
-            self._head += chunk
-            if len(self._head) == 4 and self._head != b"\xff\xff\xff\xff":
-                self._start(struct.unpack("!i", self._head)[0])
-            elif len(self._head) == 12:
-                self._start(struct.unpack("!Q", self._head[4:])[0])
-            return
-        got = os.readv(self._fd, [memoryview(self._body)[self._filled:]])
-        if got == 0:
-            raise EOFError("acquisition process closed its pipe mid-message")
-        self._filled += got
-
-    def _start(self, size: int) -> None:
-        self._head.clear()
-        self._body, self._filled = bytearray(size), 0

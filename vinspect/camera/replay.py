@@ -3,8 +3,8 @@
 A folder written by ``vinspect capture`` holds a manifest (:data:`MANIFEST_NAME`, written by
 ``capture.py``): images are replayed in recorded order with their recorded part ids, and with
 ``speed`` set, at the recorded inter-frame timing divided by ``speed``. A folder without a
-manifest is indexed through the :class:`~vinspect.camera.folder.ImageLibrary` like a folder
-source. ``part_ids_csv`` overrides part ids in both cases. Class folders give the labels.
+manifest is indexed like a folder source. ``part_ids_csv`` overrides part ids in both cases.
+Class folders give the labels.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from datetime import datetime
 from pathlib import Path
 
 from vinspect.camera.capture import MANIFEST_NAME
+from vinspect.camera.clock import SYSTEM_CLOCK, Clock
 from vinspect.camera.config import ReplaySourceConfig
-from vinspect.camera.folder import FeedSource, ImageLibrary, Take, load_part_ids, takes_from
+from vinspect.camera.folder import FeedSource, ImageReader, Take, index_folder, load_part_ids, takes_from
+from vinspect.dataset import read_image
 from vinspect.errors import ConfigError
 
 __all__ = ["ReplaySource", "read_manifest"]
@@ -68,9 +70,10 @@ def _override(takes: list[Take], *, root: Path, part_ids: dict[str, str]) -> lis
 
 
 class ReplaySource(FeedSource):
-    """A :class:`ReplaySourceConfig` run through ``library`` (frames marked ``replay``)."""
+    """A :class:`ReplaySourceConfig` run, decoded by ``read`` (frames marked ``replay``)."""
 
-    def __init__(self, config: ReplaySourceConfig, *, source_id: str, library: ImageLibrary) -> None:
+    def __init__(self, config: ReplaySourceConfig, *, source_id: str, read: ImageReader = read_image,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         root = config.path
 
         def load() -> list[Take]:
@@ -80,8 +83,8 @@ class ReplaySource(FeedSource):
                 return takes if part_ids is None else _override(takes, root=root, part_ids=part_ids)
             if config.speed is not None:
                 raise ConfigError(f"{root}: speed needs the {MANIFEST_NAME} a capture run writes")
-            return takes_from(library.index(root), root=root, part_ids=part_ids)
+            return takes_from(index_folder(root), root=root, part_ids=part_ids)
 
-        super().__init__(load, source_id=source_id, read=library.read, origin="replay",
+        super().__init__(load, source_id=source_id, read=read, origin="replay",
                          interval_s=None if config.fps is None else 1.0 / config.fps,
-                         speed=config.speed, loop=config.loop)
+                         speed=config.speed, loop=config.loop, clock=clock)

@@ -98,24 +98,39 @@ class FrameLedger:
 
     def admit(self, raw_id: int) -> Admission:
         """Give the source id for producer id ``raw_id`` and the source ids that went missing."""
-        if self._last_raw is None or raw_id <= self._last_raw:
-            if self._last_raw is not None:
-                logger.warning("producer frame id went back from %d to %d; starting a new run",
-                               self._last_raw, raw_id)
-            self._base = self._last_id + 1 - raw_id
+        if self._new_run(raw_id):
             missing: tuple[int, ...] = ()
         else:
-            jump = raw_id - self._last_raw - 1
+            jump = raw_id - (self._last_raw or 0) - 1
             explained = min(jump, self._pending_incomplete)
             first = self._last_id + 1 + explained
             missing = tuple(range(first, self._base + raw_id))
-        self._last_raw = raw_id
         self._pending_incomplete = 0
-        self._last_id = self._base + raw_id
+        frame_id = self._take(raw_id)
         self.counters.add("frames")
         if missing:
             self.counters.add("gaps", len(missing))
-        return Admission(frame_id=self._last_id, missing=missing)
+        return Admission(frame_id=frame_id, missing=missing)
+
+    def renumber(self, raw_id: int) -> int:
+        """The source id for an id another ledger already accounted for (a process source's
+        child numbers its frames and faults itself): the same runs, no counting."""
+        self._new_run(raw_id)
+        return self._take(raw_id)
+
+    def _new_run(self, raw_id: int) -> bool:
+        """Start a new run when ``raw_id`` does not move forward (first id, restart, wrap)."""
+        if self._last_raw is not None and raw_id > self._last_raw:
+            return False
+        if self._last_raw is not None:
+            logger.warning("producer frame id went back from %d to %d; starting a new run", self._last_raw, raw_id)
+        self._base = self._last_id + 1 - raw_id
+        return True
+
+    def _take(self, raw_id: int) -> int:
+        self._last_raw = raw_id
+        self._last_id = self._base + raw_id
+        return self._last_id
 
     def next_id(self) -> int:
         """A fresh source id for a source without producer ids (folders, replays)."""

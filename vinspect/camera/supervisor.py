@@ -11,8 +11,10 @@ counters keep adding up. States (``FAILED -> OPENING -> STREAMING | FAILED``) go
 
 The first open is not retried: a start-up failure (missing feature, wrong serial) raises from
 ``__enter__`` so the station stays PREOPERATIONAL. ``read`` never blocks longer than
-``timeout_s`` while reconnecting. Not here yet: hosting acquisition in a child process (for
-producers that recover only by process restart, pitfall 13) and an outer fetch watchdog.
+``timeout_s`` while reconnecting. ``clock`` times the backoff waits and the silence limit
+(a :class:`~vinspect.camera.clock.ManualClock` in tests). Producers that recover only by a
+process restart (pitfall 13), and fetches that never return, need the outer watchdog of
+:class:`~vinspect.camera.process.ProcessSource` around this.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from types import TracebackType
 from typing import Self
 
 from vinspect.camera.base import FrameSource, SourceState
+from vinspect.camera.clock import SYSTEM_CLOCK, Clock
 from vinspect.camera.config import ReconnectConfig
 from vinspect.camera.stats import FrameLedger, Lifecycle, SourceCounters, StateListener, utc_now
 from vinspect.errors import CameraError, StateError
@@ -44,8 +47,9 @@ class SupervisedSource:
     """A :class:`~vinspect.camera.base.FrameSource` that survives device loss."""
 
     def __init__(self, connect: Connect, *, source_id: str, policy: ReconnectConfig,
-                 listeners: tuple[StateListener, ...] = ()) -> None:
+                 listeners: tuple[StateListener, ...] = (), clock: Clock = SYSTEM_CLOCK) -> None:
         self.source_id = source_id
+        self._clock = clock
         self._connect = connect
         self._policy = policy
         self._ledger = FrameLedger()
@@ -118,7 +122,7 @@ class SupervisedSource:
             self._lose(f"{exc}")
             return self._disconnected(str(exc))
         if isinstance(item, Frame):
-            self._last_frame = time.monotonic()
+            self._last_frame = self._clock.monotonic()
         elif item is not None and item.reason == "timeout" and self._silent():
             self._lose(f"no frame for {self._policy.silence_limit_ms} ms")
             return self._disconnected(f"no frame for {self._policy.silence_limit_ms} ms")
@@ -126,7 +130,7 @@ class SupervisedSource:
 
     def _silent(self) -> bool:
         limit = self._policy.silence_limit_ms
-        return limit is not None and (time.monotonic() - self._last_frame) * 1000 >= limit
+        return limit is not None and (self._clock.monotonic() - self._last_frame) * 1000 >= limit
 
     def _disconnected(self, detail: str) -> FrameFault:
         return FrameFault(source_id=self.source_id, frame_id=None, reason="disconnected", at=utc_now(),
@@ -134,7 +138,7 @@ class SupervisedSource:
 
     def _install(self, inner: FrameSource) -> None:
         self._inner = inner
-        self._last_frame = time.monotonic()
+        self._last_frame = self._clock.monotonic()
         self._lifecycle.enter(SourceState.STREAMING)
         self._recovered.set()
 
@@ -151,9 +155,9 @@ class SupervisedSource:
     def _reconnect(self, dead: FrameSource | None) -> None:
         if dead is not None:
             self._close_quietly(dead)
-        delay_ms = float(self._policy.initial_backoff_ms)
+        backoff = self._policy.schedule()
         attempt = 0
-        while not self._stop.wait(delay_ms / 1000):
+        while not self._clock.wait(self._stop, backoff.next()):
             attempt += 1
             try:
                 self._lifecycle.enter(SourceState.OPENING, reason=f"reconnect attempt {attempt}")
@@ -162,7 +166,6 @@ class SupervisedSource:
             except Exception as exc:  # reconnect boundary: log, count the attempt, back off, retry
                 logger.warning("reconnect attempt %d failed: %r", attempt, exc, extra={"source_id": self.source_id})
                 self._enter_quietly(SourceState.FAILED, reason=repr(exc))
-                delay_ms = min(delay_ms * self._policy.multiplier, float(self._policy.max_backoff_ms))
                 continue
             if self._stop.is_set():
                 self._close_quietly(inner)

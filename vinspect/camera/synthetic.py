@@ -13,53 +13,30 @@ delivers that share of triggers as ``incomplete`` faults.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
-from vinspect.camera.base import OverflowPolicy, SourceState
-from vinspect.dataset.synth import DEFECT_KINDS, render_part
+from vinspect.camera.base import SourceState
+from vinspect.camera.clock import SYSTEM_CLOCK, Clock
+from vinspect.camera.config import SyntheticSourceConfig
+from vinspect.dataset.synth import render_part
 from vinspect.errors import CameraError
 from vinspect.types import Frame, FrameFault
 
-__all__ = ["SyntheticSource", "SyntheticSourceConfig"]
-
-
-class SyntheticSourceConfig(BaseModel):
-    """Generated parts; ``count`` None streams forever, ``fps`` None as fast as they are read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["synthetic"] = "synthetic"
-    fps: PositiveFloat | None = None
-    count: PositiveInt | None = None
-    defect_rate: float = Field(default=0.2, ge=0.0, le=1.0)
-    kinds: tuple[str, ...] = DEFECT_KINDS
-    size_px: int = Field(default=128, ge=32, le=2048)
-    seed: int = 0
-    distinct_parts: PositiveInt = 64
-    incomplete_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    overflow: OverflowPolicy = OverflowPolicy.BLOCK
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(DEFECT_KINDS))
-        if unknown or not value:
-            raise ValueError(f"kinds must be a non-empty subset of {', '.join(DEFECT_KINDS)}; unknown: {unknown}")
-        return value
+__all__ = ["SyntheticSource"]
 
 
 class SyntheticSource:
     """A FrameSource of generated parts (see the module docstring)."""
 
-    def __init__(self, config: SyntheticSourceConfig, *, source_id: str = "synthetic") -> None:
+    def __init__(self, config: SyntheticSourceConfig, *, source_id: str = "synthetic",
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.source_id = source_id
+        self._clock = clock
         self.config = config
         self._state = SourceState.CLOSED
         self._templates: dict[int, tuple[npt.NDArray[np.uint8], str]] = {}
@@ -92,12 +69,12 @@ class SyntheticSource:
     def _wait_for_trigger(self, timeout_s: float) -> bool:
         if self.config.fps is None:
             return True
-        delay = self._t0 + self._n / self.config.fps - time.monotonic()
+        delay = self._t0 + self._n / self.config.fps - self._clock.monotonic()
         if delay > timeout_s:
-            time.sleep(max(timeout_s, 0.0))
+            self._clock.sleep(max(timeout_s, 0.0))
             return False
         if delay > 0:
-            time.sleep(delay)
+            self._clock.sleep(delay)
         return True
 
     def read(self, *, timeout_s: float) -> Frame | FrameFault | None:
@@ -119,12 +96,12 @@ class SyntheticSource:
             return FrameFault(source_id=self.source_id, frame_id=n, reason="incomplete", at=now)
         image, label = self._template(n % c.distinct_parts)
         return Frame(image=image, source_id=self.source_id, frame_id=n, captured_at=now, pixel_format="Mono8",
-                     origin="synthetic", part_id=f"syn-{n:06d}", label=label)
+                     origin="synthetic", part_id=f"syn-{n:06d}", label=label, acquired_ns=self._clock.monotonic_ns())
 
     def __enter__(self) -> Self:
         self._state = SourceState.STREAMING
         self._n = 0
-        self._t0 = time.monotonic()
+        self._t0 = self._clock.monotonic()
         return self
 
     def __exit__(

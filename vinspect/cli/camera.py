@@ -9,29 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from vinspect.camera.capture import capture_frames
 from vinspect.camera.config import GenICamSettings, load_source_config
 from vinspect.camera.factory import open_source
-from vinspect.camera.folder import ImageEntry, ImageLibrary
 from vinspect.camera.genicam import describe_devices
 from vinspect.camera.inventory import format_table
-from vinspect.dataset.images import read_image
-from vinspect.dataset.layouts import open_dataset
 from vinspect.errors import ConfigError
 
-__all__ = ["dataset_library", "register"]
-
-
-def dataset_library() -> ImageLibrary:
-    """The image library folder-based sources use: every layout ``vinspect.dataset`` reads."""
-
-    def index(root: Path) -> Sequence[ImageEntry]:
-        return open_dataset(root).samples
-
-    return ImageLibrary(index=index, read=read_image)
+__all__ = ["register"]
 
 
 def _positive(text: str) -> int:
@@ -72,7 +59,7 @@ def _cameras(args: argparse.Namespace) -> int:
 
 def _capture(args: argparse.Namespace) -> int:
     config = load_source_config(args.station)
-    with open_source(config, source_id=args.source_id, library=dataset_library()) as source:
+    with open_source(config, source_id=args.source_id) as source:
         summary = capture_frames(source, out=args.out, count=args.count, label=args.label,
                                  timeout_s=args.timeout_ms / 1000, progress=not args.no_progress)
     faults = ", ".join(f"{k} {v}" for k, v in sorted(summary.faults.items())) or "none"

@@ -99,12 +99,9 @@ def _judge(station: StationConfig, data_dir: Path) -> tuple[Judge, ModelWatch | 
 
 
 def _source(station: StationConfig) -> FrameSource:
-    config = station.source
     from vinspect.camera.factory import open_source
-    from vinspect.cli.camera import dataset_library
 
-    library = None if config.kind in ("genicam", "synthetic", "process") else dataset_library()
-    return open_source(config, source_id=station.station_id, library=library, library_factory=dataset_library)
+    return open_source(station.source, source_id=station.station_id)
 
 
 def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack) -> Signaller:

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from vinspect.errors import ModelError
+from vinspect.strict import Strict
 
 __all__ = [
     "MANIFEST_NAME",
@@ -53,11 +54,7 @@ MODEL_NAME = "model.onnx"
 REFERENCE_TASK_FILE = "reference.json"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InputSpec(_Strict):
+class InputSpec(Strict):
     """What the graph's ``image`` input takes."""
 
     channels: Literal[1, 3]
@@ -67,7 +64,7 @@ class InputSpec(_Strict):
     max_side_px: int = Field(default=4096, gt=0, description="larger frames are refused")
 
 
-class RateEstimate(_Strict):
+class RateEstimate(Strict):
     """A rate measured on validation parts: ``events`` of ``n``, with an exact confidence interval."""
 
     events: int = Field(ge=0)
@@ -77,7 +74,7 @@ class RateEstimate(_Strict):
     high: float = Field(ge=0.0, le=1.0, description="Clopper-Pearson upper end")
 
 
-class OperatingPoint(_Strict):
+class OperatingPoint(Strict):
     """What the thresholds are expected to do on the line, as measured on the validation parts.
 
     ``escape`` (defects that PASS, i.e. score below ``review_at``) and ``defect_review`` are None
@@ -97,7 +94,7 @@ class OperatingPoint(_Strict):
     warnings: tuple[str, ...] = ()
 
 
-class CalibrationEvidence(_Strict):
+class CalibrationEvidence(Strict):
     """Why the thresholds are where they are (validation data the trainer held out).
 
     ``operating_point``, ``scores_good`` and ``scores_defect`` are absent in bundles trained before
@@ -117,7 +114,7 @@ class CalibrationEvidence(_Strict):
     scores_defect: tuple[float, ...] = ()
 
 
-class Thresholds(_Strict):
+class Thresholds(Strict):
     """Operating thresholds in score units: FAIL at ``fail_at``, REVIEW from ``review_at``."""
 
     fail_at: float
@@ -134,7 +131,7 @@ class Thresholds(_Strict):
         return value
 
 
-class GoldenSample(_Strict):
+class GoldenSample(Strict):
     """A bundle-carried image with the verdict the model must give it at every start-up."""
 
     file: str = Field(pattern=r"^golden/[A-Za-z0-9_.-]+\.png$")
@@ -142,7 +139,7 @@ class GoldenSample(_Strict):
     score: float
 
 
-class TrainingInfo(_Strict):
+class TrainingInfo(Strict):
     """Provenance: what data and configuration produced the model, and how it scored."""
 
     dataset_root: str
@@ -156,7 +153,7 @@ class TrainingInfo(_Strict):
     git_sha: str | None = None
 
 
-class ModelManifest(_Strict):
+class ModelManifest(Strict):
     """Everything the runtime, the registry and the UI need to know about a bundle."""
 
     schema_version: Literal[1] = 1

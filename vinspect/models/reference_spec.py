@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from vinspect.strict import Strict
 
 __all__ = [
     "REFERENCE_NAME",
@@ -33,18 +35,14 @@ __all__ = [
 REFERENCE_NAME = "reference.json"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PinnedFile(_Strict):
+class PinnedFile(Strict):
     """A bundle file and the sha256 its bytes must have."""
 
     file: str = Field(pattern=r"^reference/[A-Za-z0-9_.-]+\.png$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class PartReference(_Strict):
+class PartReference(Strict):
     """The golden image of one part number and its tolerance masks (non-zero = inside)."""
 
     part_number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -53,7 +51,7 @@ class PartReference(_Strict):
     tight_mask: PinnedFile | None = None
 
 
-class RegistrationBounds(_Strict):
+class RegistrationBounds(Strict):
     """How far a frame may sit from its reference (beyond: FAIL, reason ``alignment``)."""
 
     max_shift_px: float = Field(default=20.0, gt=0)
@@ -61,7 +59,7 @@ class RegistrationBounds(_Strict):
     min_correlation: float = Field(default=0.6, ge=0.0, le=1.0)
 
 
-class CompareLimits(_Strict):
+class CompareLimits(Strict):
     """Comparison limits; contrast is a fraction of the reference's dark-to-bright contrast."""
 
     jitter_px: int = Field(default=1, ge=0, le=4, description="edge tolerance radius (min/max window)")
@@ -77,7 +75,7 @@ class CompareLimits(_Strict):
     max_bright_fraction: float = Field(default=0.98, gt=0.0, le=1.0, description="saturated-frame limit")
 
 
-class RegionCodes(_Strict):
+class RegionCodes(Strict):
     """Nearest-neighbour defect codes per region, over standardised blob features."""
 
     labels: tuple[str, ...]
@@ -88,7 +86,7 @@ class RegionCodes(_Strict):
     k: int = Field(default=5, ge=1)
 
 
-class AnomalyCompanion(_Strict):
+class AnomalyCompanion(Strict):
     """An anomaly model carried beside the reference (a part fails on either signal)."""
 
     file: str = Field(pattern=r"^anomaly/model\.onnx$")
@@ -99,7 +97,7 @@ class AnomalyCompanion(_Strict):
     source: str = Field(description="name@version of the anomaly bundle it came from")
 
 
-class ReferenceSpec(_Strict):
+class ReferenceSpec(Strict):
     """Everything the runtime needs to inspect parts against their golden references."""
 
     schema_version: Literal[1] = 1

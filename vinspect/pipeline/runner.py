@@ -16,6 +16,11 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
 * The record thread takes everything queued since its last write (up to ``record_batch``) and
   hands it to each sink as one run (:func:`~vinspect.pipeline.record.deliver`): a backlog after
   a burst of rejects is committed in a few group transactions instead of one fsync per part.
+* A part's clock (latency, deadline) starts at its frame's ``acquired_ns``, the host time the
+  source got the buffer (in the acquisition child, for a process source), so the hand-over and
+  the queue wait count; faults, and frames without a stamp, start at admission. The stamp is
+  CLOCK_MONOTONIC, used only while ``InspectContext.clock`` is ``time.perf_counter_ns`` on the
+  same clock (Linux; see :data:`SOURCE_CLOCK_SHARED`).
 * The heartbeat is driven by the inspection loop itself, so a stalled loop stops it (F5).
 * Hot swap: a watcher thread gates a newly activated model; the inspection thread takes it
   between two parts (:mod:`vinspect.pipeline.swap`).
@@ -51,6 +56,11 @@ from vinspect.types import Frame, FrameFault, Inspection, Reason, StationState
 __all__ = ["InspectionPipeline", "PipelineConfig"]
 
 logger = logging.getLogger(__name__)
+
+SOURCE_CLOCK_SHARED = (time.get_clock_info("perf_counter").implementation
+                       == time.get_clock_info("monotonic").implementation)
+"""True where ``time.perf_counter_ns`` (the pipeline's clock) and ``time.monotonic_ns`` (the
+sources' ``Frame.acquired_ns``) read one clock, so the two can be subtracted."""
 
 S = StationState
 Entry = tuple[Frame | FrameFault, PartTicket]
@@ -213,7 +223,7 @@ class InspectionPipeline:
         self._track_health(reason)
 
     def _admit(self, item: Frame | FrameFault) -> None:
-        ticket = PartTicket(part_seq=self._next_seq, acquired_ns=self._ctx.clock())
+        ticket = PartTicket(part_seq=self._next_seq, acquired_ns=self._clock_start(item))
         self._next_seq += 1
         self._admitted += 1
         self.books.trigger()
@@ -236,6 +246,14 @@ class InspectionPipeline:
         except queue.Empty:
             pass
         self._frames.put((item, ticket))
+
+    def _clock_start(self, item: Frame | FrameFault) -> int:
+        """When the part's clock starts: its frame's acquisition stamp where it is on our clock."""
+        now = self._ctx.clock()
+        stamp = item.acquired_ns if isinstance(item, Frame) else None
+        if stamp is None or not SOURCE_CLOCK_SHARED or self._ctx.clock is not time.perf_counter_ns or stamp > now:
+            return now
+        return stamp
 
     # ---------------------------------------------------------------- inspection
 

@@ -1,6 +1,6 @@
-"""Image libraries for ProcessSource tests, importable by name in the spawned acquisition child.
+"""An image reader for ProcessSource tests, importable by name in the spawned acquisition child.
 
-Not a test module (no ``test_`` prefix). ``hanging_library`` reads images like vinspect.dataset
+Not a test module (no ``test_`` prefix). ``read_or_hang`` reads images like vinspect.dataset
 does, except that once the file named by ``$PROCESS_TEST_HANG_FILE`` exists and holds N, the
 (N+1)-th image read in that process deletes the file and never returns: a fetch that hangs
 forever, once (the respawned child reads normally).
@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from vinspect.camera.folder import ImageEntry, ImageLibrary
-from vinspect.dataset import open_dataset, read_image
+from vinspect.dataset import read_image
 
 HANG_ENV = "PROCESS_TEST_HANG_FILE"
 _reads = 0
 
 
-def _index(root: Path) -> Sequence[ImageEntry]:
-    return open_dataset(root).samples
-
-
-def _read_or_hang(path: Path) -> npt.NDArray[np.uint8]:
+def read_or_hang(path: Path) -> npt.NDArray[np.uint8]:
     global _reads
     _reads += 1
     marker = Path(os.environ.get(HANG_ENV, "/nonexistent"))
@@ -36,8 +30,3 @@ def _read_or_hang(path: Path) -> npt.NDArray[np.uint8]:
         while True:  # a fetch that never returns; only SIGKILL ends it
             time.sleep(3600)
     return read_image(path)
-
-
-def hanging_library() -> ImageLibrary:
-    """vinspect.dataset's library with the hang-once hook (see the module docstring)."""
-    return ImageLibrary(index=_index, read=_read_or_hang)

@@ -6,7 +6,6 @@ errors; a connection can also fail to open.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from vinspect.camera.base import SourceState
+from vinspect.camera.clock import ManualClock
 from vinspect.camera.config import ReconnectConfig
 from vinspect.camera.stats import FrameLedger, StateChange, utc_now
 from vinspect.camera.supervisor import SupervisedSource
@@ -114,22 +114,15 @@ def test_supervisor_backs_off_with_a_cap_between_failed_attempts() -> None:
     connect = Connections(([CameraError("producer error")], None), ([], CameraDisconnected("gone")),
                           ([], CameraDisconnected("gone")), ([], CameraDisconnected("gone")),
                           ([], CameraDisconnected("gone")), ([7], None))
-    opened: list[float] = []
+    clock = ManualClock()
     policy = ReconnectConfig(initial_backoff_ms=20, max_backoff_ms=60, multiplier=2.0, silence_limit_ms=None)
-
-    def stamp(change: StateChange) -> None:
-        if change.new == SourceState.OPENING:
-            opened.append(time.monotonic())
-
-    with SupervisedSource(connect, source_id="cam", policy=policy, listeners=(stamp,)) as source:
+    with SupervisedSource(connect, source_id="cam", policy=policy, clock=clock) as source:
         frame, _ = _read_until_frame(source, within_s=3.0)
         assert frame.frame_id == 1
-    # opened[0] is the first open; then 5 reconnect attempts, 4 of them failing. Backoff after
-    # each failure: 20 -> 40, 80 capped to 60, 60, 60 ms (generous upper bound: shared CPU).
-    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(opened[1:])]
-    assert len(gaps_ms) == 4
-    for got, want in zip(gaps_ms, [40, 60, 60, 60], strict=True):
-        assert want - 5 <= got < want + 150
+    # The first open, then 5 reconnect attempts, 4 of them failing: a 20 ms wait before the
+    # first attempt, then 40, 80 capped to 60, 60, 60 ms after each failure.
+    assert len(connect.made) == 6
+    assert clock.waits == pytest.approx([0.02, 0.04, 0.06, 0.06, 0.06])
 
 
 def test_supervisor_treats_long_silence_as_device_loss() -> None:

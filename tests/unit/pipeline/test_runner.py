@@ -255,7 +255,8 @@ def test_pipeline_record_thread_hands_queued_runs_to_batch_sinks(tiny_bundle) ->
 
 
 def test_synthetic_source_labels_count_and_faults() -> None:
-    from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+    from vinspect.camera.config import SyntheticSourceConfig
+    from vinspect.camera.synthetic import SyntheticSource
     from vinspect.types import Frame
 
     config = SyntheticSourceConfig(count=12, size_px=32, defect_rate=0.5, incomplete_rate=0.25, distinct_parts=4)
@@ -270,22 +271,49 @@ def test_synthetic_source_labels_count_and_faults() -> None:
 
 
 def test_synthetic_source_paces_triggers_and_unplugs() -> None:
-    from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig
+    from vinspect.camera.clock import ManualClock
+    from vinspect.camera.config import SyntheticSourceConfig
+    from vinspect.camera.synthetic import SyntheticSource
 
-    with SyntheticSource(SyntheticSourceConfig(fps=100, size_px=32), source_id="syn") as source:
-        start = time.monotonic()
+    clock = ManualClock()
+    with SyntheticSource(SyntheticSourceConfig(fps=100, size_px=32), source_id="syn", clock=clock) as source:
+        start = clock.monotonic()
         for _ in range(5):
             source.read(timeout_s=0.5)
-        assert time.monotonic() - start >= 0.035
+        assert clock.monotonic() - start == pytest.approx(0.04)  # triggers 0..4, 10 ms apart
         source.unplug()
         fault = source.read(timeout_s=0.5)
         source.replug()
-        assert isinstance(fault, FrameFault) and fault.reason == "disconnected" and fault.frame_id == 5
+        assert isinstance(fault, FrameFault)
+        assert (fault.reason, fault.frame_id) == ("disconnected", 5)
         assert source.read(timeout_s=0.5).frame_id == 6  # type: ignore[union-attr]
-    slow = SyntheticSource(SyntheticSourceConfig(fps=1, size_px=32))
+    slow = SyntheticSource(SyntheticSourceConfig(fps=1, size_px=32), clock=clock)
     with slow:
         slow.read(timeout_s=0.01)
+        clock.sleeps.clear()
         assert slow.read(timeout_s=0.01).reason == "timeout"  # type: ignore[union-attr]
+        assert clock.sleeps == [0.01]
+
+
+@pytest.mark.parametrize(("offset_s", "late"), [(-2.0, True), (None, False), (10.0, False)])
+def test_the_part_clock_starts_at_the_frames_acquisition_stamp(tiny_bundle, offset_s: float | None,
+                                                                late: bool) -> None:
+    """Stamped 2 s before it is read, a frame is late for a 1 s deadline before it is judged; no
+    stamp, or one ahead of the pipeline's clock (another clock), starts at admission."""
+    import dataclasses
+
+    def stamped(i: int):
+        frame = make_frame(10, frame_id=i)
+        if offset_s is None:
+            return frame
+        return dataclasses.replace(frame, acquired_ns=time.monotonic_ns() + int(offset_s * 1e9))
+
+    source = ScriptedSource([stamped(i) for i in range(3)])
+    _, _, sink = run_pipeline(source, judge=judge_of(tiny_bundle),
+                              config=PipelineConfig(station_id="s", deadline_ms=1000.0))
+    assert [("late" in i.decision.reasons) for i in sink.items] == [late] * 3
+    latencies = [(i.timings.signalled_ns - i.timings.acquired_ns) / 1e6 for i in sink.items]
+    assert all((ms >= 2000.0) is late for ms in latencies), latencies
 
 
 def test_deliver_counts_a_batch_sink_breaking_its_contract_as_failed_for_every_part() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from testkit.bundles import write_golden_samples
-from vinspect.camera.process_config import ProcessSourceConfig
+from vinspect.camera.config import ProcessSourceConfig
 from vinspect.errors import ConfigError, StateError
 from vinspect.pipeline.gating import gate_bundle
 from vinspect.pipeline.state import StationStateMachine
