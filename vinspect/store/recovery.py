@@ -4,7 +4,10 @@
 inspection rows), the next part sequence (one past the highest committed, so no part number is
 ever reused) and the last NCR number. :func:`records_after` re-derives JSONL record lines for
 committed rows a convenience copy lacks (a kill between the store's commit and the file's line).
-Both use the (station, part seq) index of migration 0003.
+Both use the (station, part seq) index of migration 0003. :func:`unrecorded_seqs` finds the
+numbers a crashed run handed out without a record (they get explicit ``crash`` records, see
+:mod:`vinspect.pipeline.part_numbers`), and :func:`record_skip` / :func:`skipped_ranges` keep the
+numbers skipped after a power cut in the audit trail, so no gap in a station's numbers is silent.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.canonical import format_utc
 from vinspect.store.repository import count_books
-from vinspect.store.tables import InspectionRecord, NcrRecord
+from vinspect.store.tables import AuditRecord, InspectionRecord, NcrRecord
 from vinspect.types import Books
 
-__all__ = ["StationRecovery", "records_after", "recover_station"]
+__all__ = ["SKIP_ACTION", "StationRecovery", "record_skip", "records_after", "recover_station", "skipped_ranges",
+           "unrecorded_seqs"]
+
+SKIP_ACTION, SKIP_ENTITY = "part_seq.skip", "part_seq"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,3 +71,30 @@ def records_after(station_id: str, *, part_seq: int, session: Session) -> list[d
                                                           InspectionRecord.part_seq >= part_seq)
                            .order_by(InspectionRecord.part_seq))
     return [_record(row) for row in rows]
+
+
+def unrecorded_seqs(station_id: str, *, first: int, end: int, session: Session) -> list[int]:
+    """Part numbers ``first`` .. ``end - 1`` of the station with no stored inspection, ascending."""
+    if end <= first:
+        return []
+    span = (InspectionRecord.station_id == station_id, InspectionRecord.part_seq >= first,
+            InspectionRecord.part_seq < end)
+    if session.scalar(select(func.count()).select_from(InspectionRecord).where(*span)) == end - first:
+        return []  # the usual case: one indexed count, no list
+    stored = set(session.scalars(select(InspectionRecord.part_seq).where(*span)))
+    return [seq for seq in range(first, end) if seq not in stored]
+
+
+def record_skip(station_id: str, *, first: int, end: int, reason: str, session: Session) -> None:
+    """Put numbers ``first`` .. ``end - 1`` on the audit trail as skipped (never given to a part again)."""
+    append_audit(AuditEntry(actor=f"system:{station_id}", action=SKIP_ACTION, entity=SKIP_ENTITY,
+                            entity_id=station_id, field="part_seq", old_value=str(first), new_value=str(end - 1),
+                            reason=reason), session=session)
+
+
+def skipped_ranges(station_id: str, *, session: Session) -> list[tuple[int, int]]:
+    """``(first, last)`` of every skip the audit trail records for the station, oldest first."""
+    rows = session.execute(select(AuditRecord.old_value, AuditRecord.new_value).where(
+        AuditRecord.action == SKIP_ACTION, AuditRecord.entity == SKIP_ENTITY, AuditRecord.entity_id == station_id)
+        .order_by(AuditRecord.seq))
+    return [(int(a or 0), int(b or 0)) for a, b in rows]
