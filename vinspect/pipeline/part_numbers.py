@@ -6,7 +6,8 @@ The station hands part numbers out in order. Before a number is given to a part,
 call, which the kernel keeps when the process is killed (the page belongs to the page cache, not
 to the process). The same file holds a *reservation*: a ceiling made durable (``msync``) before
 any number up to it can be handed out, moved on by :data:`BLOCK` numbers by a helper thread when
-half of the block is used, so the line never waits on the disk. A clean stop syncs the file and
+half of the block is used, so the line does not wait on the disk (it does, for one ``msync``,
+only if the helper fell half a block behind). A clean stop syncs the file and
 marks it clean.
 
 At restart, :func:`plan_restart` reads the file:
@@ -172,26 +173,45 @@ class PartNumbers:
         self.path = path
         self._block = block
         self._reserved_to = start + block
-        self.beyond_reservation = 0  # numbers handed out above the durable ceiling (extension behind)
+        self.beyond_reservation = 0  # numbers handed out above the durable ceiling (msync failed)
         boot_bytes = (boot if boot is not None else boot_id()).encode("ascii")[:40]
         _write_new(path, _HEADER.pack(_MAGIC, _VERSION, 0, boot_bytes, start, start, self._reserved_to))
         self._fd = os.open(path, os.O_RDWR)
         self._mm = mmap.mmap(self._fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._wake, self._stop = threading.Event(), threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._extend_loop, name="vinspect-part-numbers", daemon=True)
         self._thread.start()
 
     def admit(self, seq: int) -> None:
-        """Record that ``seq`` is being handed out (call before the part gets it)."""
+        """Record that ``seq`` is being handed out (call before the part gets it).
+
+        A store into the mapped page; when the helper thread has fallen a whole half block
+        behind (a stalled disk), the ceiling is moved on here first, so a number is never handed
+        out above the durable ceiling unless the ``msync`` itself fails (counted, logged).
+        """
         _U64.pack_into(self._mm, _NEXT_AT, seq + 1)
         crash_point("part.admitted")
-        reserved = self._reserved_to
-        if seq + self._block // 2 >= reserved:
+        if seq + self._block // 2 >= self._reserved_to:
             self._wake.set()
-            if seq >= reserved:
+            if seq >= self._reserved_to and not self._extend():
                 self.beyond_reservation += 1
-                if self.beyond_reservation == 1:
-                    logger.error("part %d handed out above the durable reservation %d (disk slow?)", seq, reserved)
+
+    def _extend(self) -> bool:
+        """Move the durable ceiling one block past the last number handed out; False if that failed."""
+        with self._lock:
+            try:
+                nxt = _U64.unpack_from(self._mm, _NEXT_AT)[0]
+                if nxt + self._block // 2 <= self._reserved_to:
+                    return True  # the other thread just did it
+                target = max(self._reserved_to, nxt) + self._block
+                _U64.pack_into(self._mm, _RESERVED_AT, target)
+                self._mm.flush()  # msync: the new ceiling is durable before numbers below it are used
+                self._reserved_to = target
+                return True
+            except (OSError, ValueError):  # thread boundary: log; the next part retries
+                logger.exception("extending the part-number reservation in %s failed", self.path)
+                return False
 
     def _extend_loop(self) -> None:
         while True:
@@ -199,14 +219,7 @@ class PartNumbers:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            try:
-                nxt = _U64.unpack_from(self._mm, _NEXT_AT)[0]
-                target = max(self._reserved_to, nxt) + self._block
-                _U64.pack_into(self._mm, _RESERVED_AT, target)
-                self._mm.flush()  # msync: the new ceiling is durable before numbers below it are used
-                self._reserved_to = target
-            except (OSError, ValueError):  # thread boundary: log; the next wake retries
-                logger.exception("extending the part-number reservation failed")
+            self._extend()
 
     def close(self) -> None:
         """Sync the mark and mark it clean (every number it states was handed out is final)."""
@@ -215,10 +228,11 @@ class PartNumbers:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5.0)
-        _U32.pack_into(self._mm, _CLEAN_AT, 1)
-        self._mm.flush()
-        self._mm.close()
-        os.close(self._fd)
+        with self._lock:
+            _U32.pack_into(self._mm, _CLEAN_AT, 1)
+            self._mm.flush()
+            self._mm.close()
+            os.close(self._fd)
 
     def __enter__(self) -> Self:
         return self
