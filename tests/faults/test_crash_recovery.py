@@ -255,7 +255,7 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("point", ["store.before_commit", "store.after_commit"])
+@pytest.mark.parametrize("point", ["part.admitted", "store.before_commit", "store.after_commit"])
 def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, point: str) -> None:
     data = tmp_path / "data"
     station = tmp_path / "pg-station.yaml"  # a station id of its own: the module shares one database
@@ -277,5 +277,6 @@ def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, p
     finally:
         engine.dispose()
     assert len(seqs) == len(set(seqs)) == books.triggers and len(ncr_parts) == len(set(ncr_parts)) > 0
+    assert sorted(seqs) == list(range(len(seqs))), "a part number was skipped or lost"
     recorded = jsonl_seqs(data)
     assert len(recorded) == len(set(recorded)) and set(seqs) <= set(recorded)

@@ -5,8 +5,10 @@ part number is one past the highest committed one; the JSONL file is a convenien
 torn last line is truncated and whose missing committed records are re-derived from the store.
 Without a store, the JSONL file is recounted. Then the admitted-number mark
 (:mod:`vinspect.pipeline.part_numbers`) accounts for the numbers the last run handed out
-without a record: each gets a ``crash`` FAULT record through the station's own sinks (so the
-store and the JSONL copy hold it, and the books count it), and after a power cut the numbers
+without a record: a record the JSONL copy holds but the store lacks (a PASS row still waiting for
+its batch when the process died) is stored from the copy; every other number gets a ``crash``
+FAULT record through the station's own sinks (so the store and the JSONL copy hold it, and the
+books count it); and after a power cut the numbers
 that may have been handed out after the last durable mark are skipped, on stderr and (with a
 store) on the audit trail. Every message names the file or the numbers.
 """
@@ -31,8 +33,15 @@ from vinspect.pipeline.part_numbers import (
     plan_restart,
     read_mark,
 )
-from vinspect.pipeline.record import InspectionSink, append_records, deliver, recover_books, truncate_torn_tail
-from vinspect.types import Books
+from vinspect.pipeline.record import (
+    InspectionSink,
+    JsonlSink,
+    append_records,
+    deliver,
+    recover_books,
+    truncate_torn_tail,
+)
+from vinspect.types import Books, Decision, Inspection, ModelRef, Prediction, StageTimings, Verdict
 
 __all__ = ["Recovered", "recover"]
 
@@ -68,17 +77,73 @@ def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
-def _write_crash_records(station_id: str, seqs: list[int], *, policy: DecisionPolicy,
-                         sinks: Sequence[InspectionSink]) -> None:
-    records = crash_inspections(station_id, seqs, policy=policy)
+def _deliver(records: Sequence[Inspection], sinks: Sequence[InspectionSink]) -> None:
     for sink in sinks:
-        for item, error in zip(records, deliver(sink, records), strict=True):
+        errors = deliver(sink, records)
+        flush = getattr(sink, "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except Exception as exc:  # named below, like a failed write
+                errors = [exc]
+        for error in errors:
             if error is not None:
-                raise StoreError(f"sink {sink.name}: cannot record part {item.part_seq} (handed out before a crash, "
-                                 f"no record): {error}") from error
-    shown = ", ".join(map(str, seqs[:10])) + (", ..." if len(seqs) > 10 else "")
-    _say(f"station {station_id}: {len(seqs)} part number(s) handed out before a crash had no record; "
+                raise StoreError(f"sink {sink.name}: cannot record the part numbers a crash left without a record "
+                                 f"({', '.join(str(r.part_seq) for r in records[:10])}): {error}") from error
+
+
+def _inspection_from_line(rec: dict[str, Any]) -> Inspection:
+    """A JSONL record line back as an inspection (no pixels: the frame is not kept in the file)."""
+    model = rec.get("model")
+    ref = None if not model else ModelRef(name=model["name"], version=model["version"],
+                                          sha256=rec.get("model_sha256") or "")
+    score = rec.get("score")
+    prediction = None if ref is None or score is None else Prediction(model=ref, score=float(score),
+                                                                     defect_code=rec.get("defect_code"))
+    decision = Decision(verdict=Verdict(rec["verdict"]), reasons=tuple(rec["reasons"]), policy_id=rec["policy_id"],
+                        fail_at=float(rec["fail_at"]), review_at=float(rec["review_at"]))
+    return Inspection(inspection_id=rec["inspection_id"], station_id=rec["station_id"], part_seq=int(rec["part_seq"]),
+                      frame=None, prediction=prediction, decision=decision, timings=StageTimings(),
+                      error=rec.get("error"), model=ref)
+
+
+def _lines_for(path: Path | None, seqs: Sequence[int], station_id: str) -> dict[int, Inspection]:
+    """The JSONL copy's records of these part numbers (searched in the file's last 4 MiB)."""
+    if path is None or not seqs or not path.is_file():
+        return {}
+    wanted, found = set(seqs), {}
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 4 * 1024 * 1024))
+        tail = fh.read().splitlines()
+    for line in tail:
+        try:
+            rec = json.loads(line)
+            if rec["station_id"] == station_id and int(rec["part_seq"]) in wanted:
+                found[int(rec["part_seq"])] = _inspection_from_line(rec)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def _record_unrecorded(station_id: str, seqs: list[int], *, policy: DecisionPolicy,
+                       sinks: Sequence[InspectionSink], jsonl: Path | None) -> int:
+    """Store the JSONL copy's records of numbers the store lacks; every other number gets a crash record.
+
+    Returns the number of crash records.
+    """
+    copied = _lines_for(jsonl, seqs, station_id)
+    if copied:
+        _deliver(list(copied.values()), [s for s in sinks if not isinstance(s, JsonlSink)])
+        _say(f"station {station_id}: {len(copied)} record(s) the store lacked were taken from {jsonl}")
+    crashed = [seq for seq in seqs if seq not in copied]
+    if not crashed:
+        return 0
+    _deliver(crash_inspections(station_id, crashed, policy=policy), sinks)
+    shown = ", ".join(map(str, crashed[:10])) + (", ..." if len(crashed) > 10 else "")
+    _say(f"station {station_id}: {len(crashed)} part number(s) handed out before a crash had no record; "
          f"recorded as FAIL crash: {shown}")
+    return len(crashed)
 
 
 def _skip_note(station_id: str, plan: RestartPlan) -> str | None:
@@ -112,8 +177,7 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
     if jsonl is not None and missing_lines:
         append_records(jsonl, missing_lines)
         _say(f"{jsonl}: re-derived {len(missing_lines)} committed record line(s) from the store")
-    if unrecorded:
-        _write_crash_records(station_id, unrecorded, policy=policy, sinks=sinks)
+    crashed = _record_unrecorded(station_id, unrecorded, policy=policy, sinks=sinks, jsonl=jsonl) if unrecorded else 0
     note = _skip_note(station_id, plan)
     if plan.skipped is not None and note is not None:
         with session_scope(engine) as session:
@@ -123,7 +187,7 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
     if unrecorded:
         with session_scope(engine, readonly=True) as session:
             books = recover_station(station_id, session=session).books
-    return Recovered(books=books, start=plan.start, plan=plan, crash_records=len(unrecorded))
+    return Recovered(books=books, start=plan.start, plan=plan, crash_records=crashed)
 
 
 def _recover_jsonl(station_id: str, *, mark: MarkState | None, boot: str, policy: DecisionPolicy,
@@ -138,7 +202,7 @@ def _recover_jsonl(station_id: str, *, mark: MarkState | None, boot: str, policy
     # The JSONL sink writes in part order, so a crash loses only its tail: the numbers after the last line.
     unrecorded = list(range(recorded_next, plan.known_next))
     if unrecorded:
-        _write_crash_records(station_id, unrecorded, policy=policy, sinks=sinks)
+        _record_unrecorded(station_id, unrecorded, policy=policy, sinks=sinks, jsonl=None)
         if jsonl is not None:
             books, _, _ = recover_books(jsonl)
     note = _skip_note(station_id, plan)
