@@ -57,12 +57,14 @@ from vinspect.camera.synthetic import SyntheticSource, SyntheticSourceConfig  # 
 from vinspect.pipeline.fakes import write_golden_samples  # noqa: E402
 from vinspect.pipeline.gating import gate_bundle, policy_for  # noqa: E402
 from vinspect.pipeline.judge import judge_image  # noqa: E402
+from vinspect.pipeline.part_numbers import PartNumbers  # noqa: E402
 from vinspect.pipeline.record import InspectionSink, JsonlSink  # noqa: E402
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig  # noqa: E402
 from vinspect.pipeline.signals import LogSignaller  # noqa: E402
 from vinspect.pipeline.swap import Judge  # noqa: E402
 from vinspect.types import Frame  # noqa: E402
 
+PART_MARK = True  # --no-part-mark: run without the admitted part-number mark (issue 16), for comparison
 BUNDLE: Path | None = None  # --bundle: a trained bundle (e.g. the demo's) instead of the tiny graph
 
 
@@ -108,8 +110,9 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
                             degraded_after_faults=10_000, critical_sinks=frozenset({"store"}))
     with ExitStack() as stack:
         sinks, sink_names = build_sinks(work, stack)
+        numbers = stack.enter_context(PartNumbers(work / "admitted.mark", start=0)) if PART_MARK else None
         pipe = InspectionPipeline(source, judge=judge or build_judge(work), signaller=LogSignaller(), sinks=sinks,
-                                  config=config)
+                                  config=config, on_admit=None if numbers is None else numbers.admit)
         pipe.books.e2e = type(pipe.books.e2e)(size=10_000_000)  # keep every sample for the percentiles
         started = time.perf_counter()
         pipe.start()
@@ -258,6 +261,8 @@ def main() -> None:
     parser.add_argument("--switch-interval-ms", type=float, default=None,
                         help="sys.setswitchinterval for the run (Python default 5 ms)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "station.json")
+    parser.add_argument("--no-part-mark", action="store_true",
+                        help="without the admitted part-number mark vinspect run keeps (issue 16), to compare")
     parser.add_argument("--bundle", type=Path, default=None, help="trained bundle dir (default: the tiny test graph)")
     parser.add_argument("--replay", type=Path, default=None, help="genicam mode: dataset folder of replayed pixels")
     parser.add_argument("--acquisition", choices=["process", "thread"], default="process",
@@ -265,8 +270,9 @@ def main() -> None:
     parser.add_argument("--models", type=int, choices=[1, 2], default=1,
                         help="genicam mode: 2 keeps a second copy of the bundle loaded (a hot-swap candidate)")
     args = parser.parse_args()
-    global BUNDLE
+    global BUNDLE, PART_MARK
     BUNDLE = args.bundle
+    PART_MARK = not args.no_part_mark
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1e3)
     with tempfile.TemporaryDirectory(prefix="vinspect-bench-") as tmp:

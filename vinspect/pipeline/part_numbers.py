@@ -4,9 +4,9 @@ The station hands part numbers out in order. Before a number is given to a part,
 :meth:`PartNumbers.admit` stores it in a small memory-mapped file
 (``<data_dir>/admitted-<station>.mark``): a plain store into a shared file mapping, no system
 call, which the kernel keeps when the process is killed (the page belongs to the page cache, not
-to the process). The same file holds a *reservation*: a ceiling made durable (``msync``) before
+to the process). The same file holds a *reservation*: a ceiling made durable (``fsync``) before
 any number up to it can be handed out, moved on by :data:`BLOCK` numbers by a helper thread when
-half of the block is used, so the line does not wait on the disk (it does, for one ``msync``,
+half of the block is used, so the line does not wait on the disk (it does, for one ``fsync``,
 only if the helper fell half a block behind). A clean stop syncs the file and
 marks it clean.
 
@@ -173,7 +173,7 @@ class PartNumbers:
         self.path = path
         self._block = block
         self._reserved_to = start + block
-        self.beyond_reservation = 0  # numbers handed out above the durable ceiling (msync failed)
+        self.beyond_reservation = 0  # numbers handed out above the durable ceiling (fsync failed)
         boot_bytes = (boot if boot is not None else boot_id()).encode("ascii")[:40]
         _write_new(path, _HEADER.pack(_MAGIC, _VERSION, 0, boot_bytes, start, start, self._reserved_to))
         self._fd = os.open(path, os.O_RDWR)
@@ -188,7 +188,7 @@ class PartNumbers:
 
         A store into the mapped page; when the helper thread has fallen a whole half block
         behind (a stalled disk), the ceiling is moved on here first, so a number is never handed
-        out above the durable ceiling unless the ``msync`` itself fails (counted, logged).
+        out above the durable ceiling unless the ``fsync`` itself fails (counted, logged).
         """
         _U64.pack_into(self._mm, _NEXT_AT, seq + 1)
         crash_point("part.admitted")
@@ -206,7 +206,8 @@ class PartNumbers:
                     return True  # the other thread just did it
                 target = max(self._reserved_to, nxt) + self._block
                 _U64.pack_into(self._mm, _RESERVED_AT, target)
-                self._mm.flush()  # msync: the new ceiling is durable before numbers below it are used
+                # fsync writes the mapped page back too, and, unlike mmap.flush (msync), releases the GIL
+                os.fsync(self._fd)  # the new ceiling is durable before numbers below it are used
                 self._reserved_to = target
                 return True
             except (OSError, ValueError):  # thread boundary: log; the next part retries
