@@ -280,3 +280,12 @@ def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, p
     assert sorted(seqs) == list(range(len(seqs))), "a part number was skipped or lost"
     recorded = jsonl_seqs(data)
     assert len(recorded) == len(set(recorded)) and set(seqs) <= set(recorded)
+
+
+def test_an_unreadable_mark_stops_the_start_by_name(tmp_path, store_station) -> None:
+    data = tmp_path / "data"
+    closing_books(run_station(store_station, data, 3))
+    mark = mark_path(data, "t1")
+    mark.write_bytes(b"not a mark")
+    done = run_station(store_station, data, 3)
+    assert done.returncode == 2 and str(mark) in done.stderr and "Move it away" in done.stderr, done.stderr

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vinspect.errors import StoreError
+from vinspect.errors import ConfigError, StoreError
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.part_numbers import (
     MarkState,
@@ -157,12 +157,17 @@ def _skip_note(station_id: str, plan: RestartPlan) -> str | None:
 def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: Sequence[InspectionSink],
             jsonl: Path | None, engine: Any) -> Recovered:
     """Account for the last run and return where this one starts (see the module docstring)."""
-    mark = read_mark(mark_path(data_dir, station_id))
+    path = mark_path(data_dir, station_id)
+    try:
+        mark = read_mark(path)
+    except ValueError as exc:  # refuse rather than guess: a guess could hand a number out twice
+        raise ConfigError(f"{exc}. Move it away to continue from the records alone (numbers handed out after the "
+                          "last record would then be given again)") from exc
     boot = boot_id()
     if engine is None:
         return _recover_jsonl(station_id, mark=mark, boot=boot, policy=policy, sinks=sinks, jsonl=jsonl)
     from vinspect.store import session_scope
-    from vinspect.store.recovery import record_skip, records_after, recover_station, unrecorded_seqs
+    from vinspect.store.recovery import record_skip, records_after, recover_station, skipped_ranges, unrecorded_seqs
 
     jsonl_next = 0
     if jsonl is not None:
@@ -180,8 +185,10 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
     crashed = _record_unrecorded(station_id, unrecorded, policy=policy, sinks=sinks, jsonl=jsonl) if unrecorded else 0
     note = _skip_note(station_id, plan)
     if plan.skipped is not None and note is not None:
+        first, end = plan.skipped
         with session_scope(engine) as session:
-            record_skip(station_id, first=plan.skipped[0], end=plan.skipped[1], reason=note, session=session)
+            if (first, end - 1) not in skipped_ranges(station_id, session=session):  # a restart that died here
+                record_skip(station_id, first=first, end=end, reason=note, session=session)
         _say(note + " (recorded on the audit trail)")
     books = state.books
     if unrecorded:
@@ -200,7 +207,8 @@ def _recover_jsonl(station_id: str, *, mark: MarkState | None, boot: str, policy
             _say(f"{jsonl}: {torn} torn or invalid record line(s) from an interrupted run skipped")
     plan = plan_restart(mark, recorded_next=recorded_next, current_boot=boot)
     # The JSONL sink writes in part order, so a crash loses only its tail: the numbers after the last line.
-    unrecorded = list(range(recorded_next, plan.known_next))
+    # A station without any record file has nothing to fill; its numbering still continues after the mark.
+    unrecorded = list(range(recorded_next, plan.known_next)) if jsonl is not None else []
     if unrecorded:
         _record_unrecorded(station_id, unrecorded, policy=policy, sinks=sinks, jsonl=None)
         if jsonl is not None:
