@@ -15,7 +15,8 @@ from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.part_numbers import PartNumbers, boot_id, mark_path
 from vinspect.pipeline.record import JsonlSink
 from vinspect.store import StoreSink, session_scope
-from vinspect.store.recovery import skipped_ranges
+from vinspect.store.recovery import next_part_seq, skipped_ranges, unrecorded_seqs
+from vinspect.store.repository import add_inspections
 from vinspect.store.tables import InspectionRecord, NcrRecord
 from vinspect.store.verify import verify_store
 from vinspect.types import Verdict
@@ -67,3 +68,17 @@ def test_restart_after_a_power_cut_skips_to_the_ceiling_on_the_audit_trail(tmp_p
         assert skipped_ranges("st-1", session=session) == [(3, 15)]
         assert sorted(session.scalars(select(InspectionRecord.part_seq))) == [0, 1, 2]
         assert verify_store(session=session).ok
+
+
+def test_unrecorded_seqs_finds_every_gap_in_one_walk(engine) -> None:
+    with session_scope(engine) as session:
+        add_inspections([make_inspection(s, verdict=Verdict.PASS, station="st-1") for s in (2, 3, 5, 9)],
+                        session=session)
+        add_inspections([make_inspection(4, verdict=Verdict.PASS, station="other")], session=session)
+    with session_scope(engine, readonly=True) as session:
+        def gaps(first: int, end: int) -> list[int]:
+            return unrecorded_seqs("st-1", first=first, end=end, session=session)
+
+        assert gaps(0, 12) == [0, 1, 4, 6, 7, 8, 10, 11]
+        assert gaps(3, 6) == [4] and gaps(2, 4) == [] and gaps(10, 13) == [10, 11, 12] and gaps(5, 5) == []
+        assert next_part_seq("st-1", session=session) == 10 and next_part_seq("none", session=session) == 0

@@ -167,7 +167,14 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
     if engine is None:
         return _recover_jsonl(station_id, mark=mark, boot=boot, policy=policy, sinks=sinks, jsonl=jsonl)
     from vinspect.store import session_scope
-    from vinspect.store.recovery import record_skip, records_after, recover_station, skipped_ranges, unrecorded_seqs
+    from vinspect.store.recovery import (
+        next_part_seq,
+        record_skip,
+        records_after,
+        recover_station,
+        skipped_ranges,
+        unrecorded_seqs,
+    )
 
     jsonl_next = 0
     if jsonl is not None:
@@ -175,8 +182,8 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
             _say(f"{jsonl}: truncated 1 torn record line from an interrupted run")
         jsonl_next = _last_jsonl_seq(jsonl)
     with session_scope(engine, readonly=True) as session:
-        state = recover_station(station_id, session=session)
-        plan = plan_restart(mark, recorded_next=max(state.next_part_seq, jsonl_next), current_boot=boot)
+        committed_next = next_part_seq(station_id, session=session)
+        plan = plan_restart(mark, recorded_next=max(committed_next, jsonl_next), current_boot=boot)
         missing_lines = records_after(station_id, part_seq=jsonl_next, session=session) if jsonl else []
         unrecorded = unrecorded_seqs(station_id, first=plan.scan_from, end=plan.known_next, session=session)
     if jsonl is not None and missing_lines:
@@ -190,10 +197,8 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
             if (first, end - 1) not in skipped_ranges(station_id, session=session):  # a restart that died here
                 record_skip(station_id, first=first, end=end, reason=note, session=session)
         _say(note + " (recorded on the audit trail)")
-    books = state.books
-    if unrecorded:
-        with session_scope(engine, readonly=True) as session:
-            books = recover_station(station_id, session=session).books
+    with session_scope(engine, readonly=True) as session:  # one recount, with what was just recorded
+        books = recover_station(station_id, session=session).books
     return Recovered(books=books, start=plan.start, plan=plan, crash_records=crashed)
 
 

@@ -25,8 +25,8 @@ from vinspect.store.repository import count_books
 from vinspect.store.tables import AuditRecord, InspectionRecord, NcrRecord
 from vinspect.types import Books
 
-__all__ = ["SKIP_ACTION", "StationRecovery", "record_skip", "records_after", "recover_station", "skipped_ranges",
-           "unrecorded_seqs"]
+__all__ = ["SKIP_ACTION", "StationRecovery", "next_part_seq", "record_skip", "records_after", "recover_station",
+           "skipped_ranges", "unrecorded_seqs"]
 
 SKIP_ACTION, SKIP_ENTITY = "part_seq.skip", "part_seq"
 
@@ -43,11 +43,10 @@ class StationRecovery:
 
 def recover_station(station_id: str, *, session: Session) -> StationRecovery:
     """The committed books, next part sequence and last NCR number of one station."""
-    top = session.scalar(select(func.max(InspectionRecord.part_seq)).where(InspectionRecord.station_id == station_id))
     last_ncr = session.scalar(select(NcrRecord.ncr_number).where(NcrRecord.station_id == station_id)
                               .order_by(NcrRecord.ncr_seq.desc()).limit(1))
     return StationRecovery(station_id=station_id, books=count_books(session=session, station_id=station_id),
-                           next_part_seq=0 if top is None else int(top) + 1, last_ncr_number=last_ncr)
+                           next_part_seq=next_part_seq(station_id, session=session), last_ncr_number=last_ncr)
 
 
 def _record(row: InspectionRecord) -> dict[str, Any]:
@@ -73,16 +72,33 @@ def records_after(station_id: str, *, part_seq: int, session: Session) -> list[d
     return [_record(row) for row in rows]
 
 
+def next_part_seq(station_id: str, *, session: Session) -> int:
+    """One past the station's highest committed part sequence (0 when it has none): one index lookup."""
+    top = session.scalar(select(func.max(InspectionRecord.part_seq)).where(InspectionRecord.station_id == station_id))
+    return 0 if top is None else int(top) + 1
+
+
 def unrecorded_seqs(station_id: str, *, first: int, end: int, session: Session) -> list[int]:
-    """Part numbers ``first`` .. ``end - 1`` of the station with no stored inspection, ascending."""
+    """Part numbers ``first`` .. ``end - 1`` of the station with no stored inspection, ascending.
+
+    One walk of the (station, part seq) index in the database: each stored number with its
+    successor (``LEAD``), keeping only those followed by a gap, so a run of a million parts with a
+    few missing numbers costs no million-row transfer.
+    """
     if end <= first:
         return []
-    span = (InspectionRecord.station_id == station_id, InspectionRecord.part_seq >= first,
-            InspectionRecord.part_seq < end)
-    if session.scalar(select(func.count()).select_from(InspectionRecord).where(*span)) == end - first:
-        return []  # the usual case: one indexed count, no list
-    stored = set(session.scalars(select(InspectionRecord.part_seq).where(*span)))
-    return [seq for seq in range(first, end) if seq not in stored]
+    seq = InspectionRecord.part_seq
+    span = select(seq.label("seq"), func.lead(seq).over(order_by=seq).label("nxt")).where(
+        InspectionRecord.station_id == station_id, seq >= first, seq < end).subquery()
+    low = session.scalar(select(func.min(InspectionRecord.part_seq)).where(
+        InspectionRecord.station_id == station_id, seq >= first, seq < end))
+    if low is None:
+        return list(range(first, end))
+    missing = list(range(first, int(low)))
+    for at, nxt in session.execute(select(span.c.seq, span.c.nxt).where(
+            (span.c.nxt.is_(None)) | (span.c.nxt > span.c.seq + 1)).order_by(span.c.seq)):
+        missing.extend(range(int(at) + 1, end if nxt is None else int(nxt)))
+    return missing
 
 
 def record_skip(station_id: str, *, first: int, end: int, reason: str, session: Session) -> None:
