@@ -1,6 +1,9 @@
 """Restart cost of store-based recovery (issue 16): a SQLite store with N committed inspections,
 then what ``vinspect run`` does before its first part: open the engine, check the schema, recount
-the station's books, find the next part sequence, look for records a JSONL copy lacks.
+the station's books, find the next part sequence, look for records a JSONL copy lacks. Then the
+whole restart ``vinspect run`` does (:func:`vinspect.cli.restart.recover`) after a kill that left
+``--unrecorded`` numbers of a run of ``--run-length`` parts without a record (the admitted mark
+says so): find them, commit a FAIL ``crash`` record and NCR for each, recount.
 
     python bench/restart_bench.py --inspections 1000000
 
@@ -20,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vinspect.store import make_engine, session_scope, upgrade  # noqa: E402
+from vinspect.cli.restart import recover  # noqa: E402
+from vinspect.pipeline.decide import DecisionPolicy  # noqa: E402
+from vinspect.pipeline.part_numbers import PartNumbers, mark_path  # noqa: E402
+from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, session_scope, upgrade  # noqa: E402
 from vinspect.store.recovery import records_after, recover_station  # noqa: E402
 from vinspect.store.repository import add_inspections  # noqa: E402
 from vinspect.types import Decision, Inspection, ModelRef, StageTimings, Verdict  # noqa: E402
@@ -36,10 +42,33 @@ def _inspection(seq: int) -> Inspection:
                       prediction=None, decision=decision, timings=StageTimings(), model=MODEL)
 
 
+def _after_a_kill(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
+    """The full restart after a kill: the mark says ``--unrecorded`` more numbers were handed out."""
+    run_first = max(0, args.inspections - args.run_length)
+    numbers = PartNumbers(mark_path(tmp, "line-1"), start=run_first)
+    numbers.admit(args.inspections + args.unrecorded - 1)  # never closed: as after SIGKILL
+    policy = DecisionPolicy(fail_at=0.7, review_at=0.5, policy_id="p1")
+    defaults = NcrDefaults(part_number="TILE-100", part_revision="C", part_name="tile", requirement_ref="DWG-1",
+                           site_id="bench", line_id="l1")
+    t0 = time.perf_counter()
+    engine = make_engine(url)
+    upgrade(engine)
+    with StoreSink(engine, EvidenceStore(tmp / "evidence"), defaults=defaults) as sink:
+        got = recover("line-1", data_dir=tmp, policy=policy, sinks=[sink], jsonl=None, engine=engine)
+    total = time.perf_counter() - t0
+    engine.dispose()
+    assert got.books is not None
+    return {"total_s": round(total, 3), "run_length": args.run_length, "crash_records": got.crash_records,
+            "next_part_seq": got.start, "triggers": got.books.triggers}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inspections", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--run-length", type=int, default=1_000_000,
+                        help="parts of the killed run (its numbers are scanned for missing records)")
+    parser.add_argument("--unrecorded", type=int, default=32, help="numbers the killed run left without a record")
     args = parser.parse_args()
     result: dict[str, object] = {"command": "python bench/restart_bench.py " + " ".join(sys.argv[1:]),
                                  "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -72,6 +101,7 @@ def main() -> int:
         result["restart"] = {k: round(v, 3) for k, v in steps.items()}
         result["recovered"] = {"triggers": state.books.triggers, "next_part_seq": state.next_part_seq,
                                "re_derived_lines": len(missing)}
+        result["after_a_kill"] = _after_a_kill(url, Path(tmp), args)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0
 

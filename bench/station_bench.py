@@ -65,11 +65,13 @@ from vinspect.camera.config import SyntheticSourceConfig  # noqa: E402
 from vinspect.camera.synthetic import SyntheticSource  # noqa: E402
 from vinspect.pipeline.gating import gate_bundle, policy_for  # noqa: E402
 from vinspect.pipeline.judge import Judge, judge_image  # noqa: E402
+from vinspect.pipeline.part_numbers import PartNumbers  # noqa: E402
 from vinspect.pipeline.record import InspectionSink, JsonlSink  # noqa: E402
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig  # noqa: E402
 from vinspect.pipeline.signals import LogSignaller  # noqa: E402
 from vinspect.types import Frame  # noqa: E402
 
+PART_MARK = True  # --no-part-mark: run without the admitted part-number mark (issue 16), for comparison
 BUNDLE: Path | None = None  # --bundle: a trained bundle (e.g. the demo's) instead of the tiny graph
 STORE = True  # --no-store: JSONL only (the record path's share of the verdict's latency)
 
@@ -118,8 +120,9 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
                             degraded_after_faults=10_000, critical_sinks=frozenset({"store"} if STORE else ()))
     with ExitStack() as stack:
         sinks, sink_names = build_sinks(work, stack)
+        numbers = stack.enter_context(PartNumbers(work / "admitted.mark", start=0)) if PART_MARK else None
         pipe = InspectionPipeline(source, judge=judge or build_judge(work), signaller=LogSignaller(), sinks=sinks,
-                                  config=config)
+                                  config=config, on_admit=None if numbers is None else numbers.admit)
         pipe.books.e2e = type(pipe.books.e2e)(size=10_000_000)  # keep every sample for the percentiles
         started = time.perf_counter()
         pipe.start()
@@ -346,6 +349,8 @@ def main() -> None:
     parser.add_argument("--switch-interval-ms", type=float, default=None,
                         help="sys.setswitchinterval for the run (Python default 5 ms)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "station.json")
+    parser.add_argument("--no-part-mark", action="store_true",
+                        help="without the admitted part-number mark vinspect run keeps (issue 16), to compare")
     parser.add_argument("--bundle", type=Path, default=None, help="trained bundle dir (default: the tiny test graph)")
     parser.add_argument("--replay", type=Path, default=None, help="genicam mode: dataset folder of replayed pixels")
     parser.add_argument("--acquisition", choices=["process", "thread"], default="process",
@@ -358,8 +363,9 @@ def main() -> None:
     parser.add_argument("--size", default="2448x2048", help="large mode: WxH of the Mono8 frames")
     parser.add_argument("--no-store", action="store_true", help="JSONL sink only (no SQLite store, no evidence)")
     args = parser.parse_args()
-    global BUNDLE, STORE
+    global BUNDLE, STORE, PART_MARK
     BUNDLE, STORE = args.bundle, not args.no_store
+    PART_MARK = not args.no_part_mark
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1e3)
     with tempfile.TemporaryDirectory(prefix="vinspect-bench-") as tmp:

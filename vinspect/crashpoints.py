@@ -5,6 +5,7 @@ point is reached, default the first) in the environment, the process exits at on
 status 137 (as after SIGKILL) when it reaches :func:`crash_point` with that name: no cleanup,
 no flush, no ``finally``. The names in use:
 
+- ``part.admitted``: a part number is marked as handed out; the part has no verdict yet.
 - ``store.before_commit``: the group commit's rows are inserted, the transaction is not committed.
 - ``store.after_commit``: the NCRs are committed, not yet acknowledged nor written to any later sink.
 - ``jsonl.mid_line``: half of a JSONL record line is written.

@@ -137,6 +137,7 @@ class Reason(enum.StrEnum):
     MISSING_FRAME = "missing_frame"
     DISCONNECTED = "disconnected"
     MODEL_UNAVAILABLE = "model_unavailable"
+    CRASH = "crash"  # a number handed out before a station crash, never recorded (vinspect.pipeline.part_numbers)
     INTERNAL_ERROR = "error:internal"
 
     @staticmethod

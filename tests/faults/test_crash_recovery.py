@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -23,7 +24,9 @@ from test_station_faults import GOLDEN, cli
 
 from testkit.bundles import write_golden_samples
 from vinspect.crashpoints import CRASH_ENV, EXIT_STATUS
+from vinspect.pipeline.part_numbers import mark_path, read_mark
 from vinspect.store.db import make_engine, session_scope
+from vinspect.store.recovery import skipped_ranges
 from vinspect.store.repository import count_books
 from vinspect.store.tables import InspectionRecord, NcrRecord
 from vinspect.store.verify import verify_store
@@ -139,8 +142,19 @@ def test_store_station_truncates_a_torn_jsonl_line(tmp_path, store_station) -> N
     assert jsonl_seqs(data) == list(range(13))
 
 
-@pytest.mark.parametrize(("point", "hit"), [("store.before_commit", 3), ("store.after_commit", 3),
-                                            ("jsonl.mid_line", 15)])
+def stored_reasons(data: Path) -> dict[int, list[str]]:
+    engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
+    try:
+        with session_scope(engine, readonly=True) as session:
+            rows = session.execute(select(InspectionRecord.part_seq, InspectionRecord.reasons)
+                                   .where(InspectionRecord.station_id == "t1"))
+            return {seq: json.loads(reasons) for seq, reasons in rows}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("point", "hit"), [("part.admitted", 10), ("store.before_commit", 3),
+                                            ("store.after_commit", 3), ("jsonl.mid_line", 15)])
 def test_kill_in_each_window_then_restart(tmp_path, store_station, point: str, hit: int) -> None:
     data = tmp_path / "data"
     crashed = run_station(store_station, data, 60, crash_at=f"{point}:{hit}")
@@ -157,6 +171,71 @@ def test_kill_in_each_window_then_restart(tmp_path, store_station, point: str, h
         assert before is not None and "re-derived" in done.stderr and len(recorded) > len(before) + 8
     if point == "jsonl.mid_line":
         assert "truncated 1 torn record line" in done.stderr
+    # No number reused and none skipped: every number handed out has exactly one record.
+    assert stored == list(range(len(stored))) == sorted(recorded) and books.triggers == len(stored)
+    reasons = stored_reasons(data)
+    crashed = [seq for seq, r in reasons.items() if r == ["crash"]]
+    if point == "part.admitted":  # killed after marking part 9, before it had a verdict
+        assert 9 in crashed and "recorded as FAIL crash" in done.stderr
+    assert all(seq < len(stored) - 8 for seq in crashed)  # only the crashed run's numbers
+
+
+def _patch_mark(path: Path, *, boot: bytes, next_seq: int) -> None:
+    """What a power cut can leave: an older page of the mark (older ``next``) from another boot."""
+    raw = bytearray(path.read_bytes())
+    raw[16:56] = boot.ljust(40, b"\0")
+    struct.pack_into("<Q", raw, 64, next_seq)
+    path.write_bytes(bytes(raw))
+
+
+def test_power_cut_skips_the_numbers_that_may_have_been_used_and_records_the_skip(tmp_path, store_station) -> None:
+    data = tmp_path / "data"
+    crashed = run_station(store_station, data, 60, crash_at="part.admitted:30")
+    assert crashed.returncode == EXIT_STATUS, crashed.stderr
+    mark = mark_path(data, "t1")
+    before = read_mark(mark)
+    assert before is not None and before.next == 30 and before.reserved_to >= 30
+    _patch_mark(mark, boot=b"an-earlier-boot", next_seq=5)
+    done = run_station(store_station, data, 4)
+    books = closing_books(done)
+    stored = assert_store_consistent(data, books)
+    known = stored[stored.index(before.reserved_to) - 1] + 1  # one past the highest number proven handed out
+    assert 5 <= known <= 30 and stored[:known] == list(range(known))  # gaps below it became crash records
+    assert stored[known:] == list(range(before.reserved_to, before.reserved_to + 4))
+    assert f"part numbers {known}..{before.reserved_to - 1} may have been handed out" in done.stderr
+    engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
+    try:
+        with session_scope(engine, readonly=True) as session:
+            assert skipped_ranges("t1", session=session) == [(known, before.reserved_to - 1)]
+    finally:
+        engine.dispose()
+    again = run_station(store_station, data, 2)  # a clean stop in between: nothing more skipped
+    assert "skipped" not in again.stderr and closing_books(again).triggers == books.triggers + 2
+
+
+def test_clean_runs_leave_no_crash_records(tmp_path, store_station) -> None:
+    data = tmp_path / "data"
+    closing_books(run_station(store_station, data, 6))
+    done = run_station(store_station, data, 4)
+    stored = assert_store_consistent(data, closing_books(done))
+    assert stored == list(range(10)) and "crash" not in done.stderr
+    assert not any(r == ["crash"] for r in stored_reasons(data).values())
+    mark = read_mark(mark_path(data, "t1"))
+    assert mark is not None and mark.clean and (mark.run_first, mark.next) == (6, 10)
+
+
+def test_jsonl_station_records_the_numbers_a_kill_left_unrecorded(tmp_path, jsonl_station) -> None:
+    data = tmp_path / "data"
+    crashed = run_station(jsonl_station, data, 60, crash_at="part.admitted:12")
+    assert crashed.returncode == EXIT_STATUS, crashed.stderr
+    done = run_station(jsonl_station, data, 3)
+    books = closing_books(done)
+    recorded = jsonl_seqs(data)
+    assert recorded == list(range(len(recorded))) and books.triggers == len(recorded) >= 15
+    lines = [json.loads(line) for line in (data / "inspections.jsonl").read_text().splitlines()]
+    crashed_seqs = [rec["part_seq"] for rec in lines if rec["reasons"] == ["crash"]]
+    assert 11 in crashed_seqs and all(rec["verdict"] == "FAIL" for rec in lines if rec["reasons"] == ["crash"])
+    assert books.failed_fault.get("crash") == len(crashed_seqs)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +255,7 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("point", ["store.before_commit", "store.after_commit"])
+@pytest.mark.parametrize("point", ["part.admitted", "store.before_commit", "store.after_commit"])
 def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, point: str) -> None:
     data = tmp_path / "data"
     station = tmp_path / "pg-station.yaml"  # a station id of its own: the module shares one database
@@ -198,5 +277,15 @@ def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, p
     finally:
         engine.dispose()
     assert len(seqs) == len(set(seqs)) == books.triggers and len(ncr_parts) == len(set(ncr_parts)) > 0
+    assert sorted(seqs) == list(range(len(seqs))), "a part number was skipped or lost"
     recorded = jsonl_seqs(data)
     assert len(recorded) == len(set(recorded)) and set(seqs) <= set(recorded)
+
+
+def test_an_unreadable_mark_stops_the_start_by_name(tmp_path, store_station) -> None:
+    data = tmp_path / "data"
+    closing_books(run_station(store_station, data, 3))
+    mark = mark_path(data, "t1")
+    mark.write_bytes(b"not a mark")
+    done = run_station(store_station, data, 3)
+    assert done.returncode == 2 and str(mark) in done.stderr and "Move it away" in done.stderr, done.stderr

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.orm import Session
 from store_factories import DEFAULTS, make_inspection
 
@@ -23,7 +24,7 @@ from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceStore
 from vinspect.store.ncr import DispositionCode, DispositionInput, ReviewDecision, ReviewInput, Role
 from vinspect.store.sink import StoreSink
-from vinspect.store.tables import APPEND_ONLY_TABLES, AuditRecord
+from vinspect.store.tables import APPEND_ONLY_TABLES, AuditRecord, OutboxRecord
 from vinspect.store.verify import verify_store
 from vinspect.types import Verdict
 
@@ -173,6 +174,12 @@ def test_tamper_every_audit_row_insertion_is_named(populated: Engine) -> None:
         assert not report.ok and report.broken_seq == anchor.seq + 1, (seq, report)
 
 
+def _hold_back(session: Session, *, attempts: int) -> None:
+    far = datetime(2999, 1, 1, tzinfo=UTC)
+    session.execute(update(OutboxRecord).where(OutboxRecord.id == 1).values(attempts=attempts, next_attempt_at=far))
+    session.flush()
+
+
 def _exec(sql: str) -> Callable[[Connection, Session], None]:
     return lambda conn, _: conn.exec_driver_sql(sql)
 
@@ -207,6 +214,9 @@ RECORD_CASES = {
     "user role edited": _exec("UPDATE users SET role = 'quality_engineer' WHERE username = 'rita'"),
     "outbox marked delivered": _exec("UPDATE outbox SET state = 'DELIVERED' WHERE id = 1"),
     "outbox payload edited": _exec("UPDATE outbox SET payload = '{}' WHERE id = 2"),
+    # issue 16: the retry bookkeeping is not audited; holding a pending NCR back from the QMS is still named
+    "outbox held back before its first attempt": lambda _, session: _hold_back(session, attempts=0),
+    "outbox held back after a retry": lambda _, session: _hold_back(session, attempts=3),
     "user inserted": _exec("INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
                            "VALUES ('mallory', 'M', 'admin', 'h', true, CURRENT_TIMESTAMP)"),
 }
@@ -239,6 +249,7 @@ EXPECTED = {
     "inspection deleted": "inspections ", "inspection inserted": "inspections id ",
     "inspections reordered": "inspections ", "user role edited": "users ", "user inserted": "user ",
     "outbox marked delivered": "outbox ", "outbox payload edited": "outbox ",
+    "outbox held back before its first attempt": "outbox ", "outbox held back after a retry": "outbox ",
 }
 
 

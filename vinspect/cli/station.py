@@ -10,7 +10,10 @@ Books and part numbers carry over a restart, read from the store when the statio
 store is the truth: its committed rows are recounted, the next part sequence is one past the
 highest committed one, so no part number is reused); the JSONL file is then a convenience copy
 whose torn last line is truncated and whose missing committed records are re-derived from the
-store. Without a store, the JSONL file is recounted. The data directory is checked first
+store. Without a store, the JSONL file is recounted. Part numbers handed out but never recorded
+(a kill, a power cut) get explicit ``crash`` FAULT records, and numbers that may have been
+handed out after a power cut are skipped on the record (:mod:`vinspect.cli.restart`,
+:mod:`vinspect.pipeline.part_numbers`). The data directory is checked first
 (:func:`vinspect.datadir.prepare_data_dir`: created if only it is missing; a missing parent,
 an unwritable folder or a full disk are refused by name).
 
@@ -21,7 +24,6 @@ station stayed PREOPERATIONAL and rejected every part).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -32,6 +34,7 @@ from types import FrameType
 from typing import Any
 
 from vinspect.camera.base import FrameSource
+from vinspect.cli.restart import recover
 from vinspect.cli.run_summary import closing_json, closing_text
 from vinspect.datadir import prepare_data_dir
 from vinspect.errors import ConfigError, ModelError
@@ -40,7 +43,8 @@ from vinspect.models.registry import ModelRegistry
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge, unavailable_judge
-from vinspect.pipeline.record import InspectionSink, JsonlSink, append_records, recover_books, truncate_torn_tail
+from vinspect.pipeline.part_numbers import PartNumbers, mark_path
+from vinspect.pipeline.record import InspectionSink, JsonlSink
 from vinspect.pipeline.runner import InspectionPipeline
 from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
 from vinspect.pipeline.status import StatusWriter, status_path
@@ -57,7 +61,6 @@ from vinspect.station import (
     StoreSinkConfig,
     load_station,
 )
-from vinspect.types import Books
 
 __all__ = ["register"]
 
@@ -157,49 +160,6 @@ def _sinks(
     return sinks, jsonl, engine
 
 
-def _last_jsonl_seq(path: Path) -> int:
-    """One past the highest part seq among the last complete lines of a JSONL file (0 if none)."""
-    if not path.is_file():
-        return 0
-    with path.open("rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(max(0, size - 262_144))
-        tail = fh.read().splitlines()
-    best = -1
-    for line in tail[-64:]:
-        try:
-            best = max(best, int(json.loads(line)["part_seq"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return best + 1
-
-
-def _recover(station: StationConfig, jsonl: Path | None, engine: Any) -> tuple[Books | None, int]:
-    """Opening books and the first part seq of this run (see the module docstring)."""
-    if engine is None:
-        if jsonl is None:
-            return None, 0
-        books, next_seq, torn = recover_books(jsonl)
-        if torn:
-            sys.stderr.write(f"{jsonl}: {torn} torn or invalid record line(s) from an interrupted run skipped\n")
-        return books, next_seq
-    from vinspect.store import session_scope
-    from vinspect.store.recovery import records_after, recover_station
-
-    jsonl_next = 0
-    if jsonl is not None:
-        if truncate_torn_tail(jsonl):
-            sys.stderr.write(f"{jsonl}: truncated 1 torn record line from an interrupted run\n")
-        jsonl_next = _last_jsonl_seq(jsonl)
-    with session_scope(engine, readonly=True) as session:
-        state = recover_station(station.station_id, session=session)
-        missing = records_after(station.station_id, part_seq=jsonl_next, session=session) if jsonl else []
-    if jsonl is not None and missing:
-        append_records(jsonl, missing)
-        sys.stderr.write(f"{jsonl}: re-derived {len(missing)} committed record line(s) from the store\n")
-    return state.books, max(state.next_part_seq, jsonl_next)
-
-
 def _install_stop_handlers(stop: threading.Event, stack: ExitStack) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -230,14 +190,17 @@ def _run(args: argparse.Namespace) -> int:
         if judge.bundle is None:
             sys.stderr.write(f"station {station.station_id} stays PREOPERATIONAL: {judge.unavailable_reason}\n")
         sinks, jsonl, engine = _sinks(station, settings, stack=stack)
-        opening, next_seq = _recover(station, jsonl, engine)
+        recovered = recover(station.station_id, data_dir=settings.data_dir, policy=judge.policy, sinks=sinks,
+                            jsonl=jsonl, engine=engine)
+        numbers = stack.enter_context(PartNumbers(mark_path(settings.data_dir, station.station_id),
+                                                  start=recovered.start))
         source = _source(station)
         pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
-                                      watch=watch, books=BookKeeper(opening=opening))
+                                      watch=watch, books=BookKeeper(opening=recovered.books), on_admit=numbers.admit)
         stack.enter_context(StatusWriter(status_path(settings.data_dir), snapshot=pipeline.status))
         _serve_metrics(station, pipeline, stack=stack)
-        pipeline.start(first_part_seq=next_seq)
+        pipeline.start(first_part_seq=recovered.start)
         stack.callback(pipeline.stop)
         _wait(pipeline, stop, duration_s=args.duration_s)
     status = pipeline.status()

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 from vinspect.errors import ConfigError, StoreError
 from vinspect.settings import load_settings
 from vinspect.store import repository
-from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit, chain_head, verify_chain
+from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit, chain_head, links_after, verify_chain
 from vinspect.store.audit_key import ANCHOR_FILE, KEY_FILE, attach, load_keyring, read_anchor, rotate_key
 from vinspect.store.backup import backup_store, restore_store
+from vinspect.store.canonical import format_utc
 from vinspect.store.db import make_engine, session_scope
 from vinspect.store.evidence import EvidenceStore, scrub
 from vinspect.store.export import ExportFormat, export_ncrs, export_to_path
@@ -207,6 +208,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         if anchor is not None and signed_anchor is not None and report.chain.ok:  # both: check the second too
             tail = verify_chain(session=session, anchor=signed_anchor, keyring=ring)
         head = chain_head(session)
+        uncovered = links_after(session, signed.seq) if signed is not None else None
     chain = report.chain
     ok = report.ok and (tail is None or tail.ok)
     _out(f"integrity: {report.integrity}\naudit rows checked: {chain.rows_checked}\n")
@@ -220,6 +222,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
         _out(f"signed anchor: none at {data_dir / ANCHOR_FILE}\n")
     else:
         _out(f"signed anchor: seq {signed.seq} ({signed.at})\n")
+        if uncovered is not None and uncovered[0]:
+            count, first, last = uncovered
+            _out(f"  {count} newer link(s) (written {format_utc(first) if first else '?'} .. "
+                 f"{format_utc(last) if last else '?'}) not covered by the signed anchor yet: a running writer "
+                 "anchors them at most 0.1 s after its commit; a writer killed in that time leaves them uncovered "
+                 "until its next commit (deleting them would go unnoticed until then)\n")
     if not chain.ok:
         _out(f"FIRST BROKEN LINK: seq {chain.broken_seq}: {chain.problem}\n")
     elif tail is not None and not tail.ok:

@@ -36,7 +36,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -100,10 +100,13 @@ class InspectionPipeline:
         config: station settings.
         watch: tells the pipeline about a newly activated model version (hot swap).
         books: opening books (e.g. recovered after a restart); a fresh keeper by default.
+        on_admit: called with each part number before the part gets it (acquisition thread), e.g.
+            :meth:`vinspect.pipeline.part_numbers.PartNumbers.admit`; must not block.
     """
 
     def __init__(self, source: FrameSource, *, judge: Judge, signaller: Signaller, sinks: Sequence[InspectionSink],
-                 config: PipelineConfig, watch: ModelWatch | None = None, books: BookKeeper | None = None) -> None:
+                 config: PipelineConfig, watch: ModelWatch | None = None, books: BookKeeper | None = None,
+                 on_admit: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.books = books or BookKeeper()
         self.state = StationStateMachine(config.station_id, reason=judge.unavailable_reason)
@@ -117,6 +120,7 @@ class InspectionPipeline:
         self._health_lock = threading.Lock()
         self._consecutive_faults = 0
         self._next_seq = 0
+        self._on_admit = on_admit
         self._admitted = 0
         self._threads: list[threading.Thread] = []
         self.state.listen(self._publish_state)
@@ -223,6 +227,8 @@ class InspectionPipeline:
         self._track_health(reason)
 
     def _admit(self, item: Frame | FrameFault) -> None:
+        if self._on_admit is not None:
+            self._on_admit(self._next_seq)  # the number is marked before anything can use it
         ticket = PartTicket(part_seq=self._next_seq, acquired_ns=self._clock_start(item))
         self._next_seq += 1
         self._admitted += 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from vinspect.store.audit_key import AuditKeyring, keying_for
@@ -38,6 +38,7 @@ __all__ = [
     "append_audit",
     "append_audits",
     "chain_head",
+    "links_after",
     "verify_chain",
 ]
 
@@ -113,6 +114,13 @@ def chain_head(session: Session) -> ChainAnchor | None:
         select(AuditRecord.seq, AuditRecord.row_hash).order_by(AuditRecord.seq.desc()).limit(1)
     ).first()
     return None if row is None else ChainAnchor(seq=row.seq, row_hash=row.row_hash)
+
+
+def links_after(session: Session, seq: int) -> tuple[int, datetime | None, datetime | None]:
+    """(count, first ``at``, last ``at``) of the links after ``seq``: what an anchor at ``seq`` does not cover."""
+    row = session.connection().execute(
+        select(func.count(), func.min(AuditRecord.at), func.max(AuditRecord.at)).where(AuditRecord.seq > seq)).one()
+    return int(row[0]), row[1], row[2]
 
 
 def append_audit(entry: AuditEntry, *, session: Session, at: datetime | None = None) -> ChainAnchor:

@@ -4,7 +4,10 @@
 inspection rows), the next part sequence (one past the highest committed, so no part number is
 ever reused) and the last NCR number. :func:`records_after` re-derives JSONL record lines for
 committed rows a convenience copy lacks (a kill between the store's commit and the file's line).
-Both use the (station, part seq) index of migration 0003.
+Both use the (station, part seq) index of migration 0003. :func:`unrecorded_seqs` finds the
+numbers a crashed run handed out without a record (they get explicit ``crash`` records, see
+:mod:`vinspect.pipeline.part_numbers`), and :func:`record_skip` / :func:`skipped_ranges` keep the
+numbers skipped after a power cut in the audit trail, so no gap in a station's numbers is silent.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.canonical import format_utc
 from vinspect.store.repository import count_books
-from vinspect.store.tables import InspectionRecord, NcrRecord
+from vinspect.store.tables import AuditRecord, InspectionRecord, NcrRecord
 from vinspect.types import Books
 
-__all__ = ["StationRecovery", "records_after", "recover_station"]
+__all__ = ["SKIP_ACTION", "StationRecovery", "next_part_seq", "record_skip", "records_after", "recover_station",
+           "skipped_ranges", "unrecorded_seqs"]
+
+SKIP_ACTION, SKIP_ENTITY = "part_seq.skip", "part_seq"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,11 +43,10 @@ class StationRecovery:
 
 def recover_station(station_id: str, *, session: Session) -> StationRecovery:
     """The committed books, next part sequence and last NCR number of one station."""
-    top = session.scalar(select(func.max(InspectionRecord.part_seq)).where(InspectionRecord.station_id == station_id))
     last_ncr = session.scalar(select(NcrRecord.ncr_number).where(NcrRecord.station_id == station_id)
                               .order_by(NcrRecord.ncr_seq.desc()).limit(1))
     return StationRecovery(station_id=station_id, books=count_books(session=session, station_id=station_id),
-                           next_part_seq=0 if top is None else int(top) + 1, last_ncr_number=last_ncr)
+                           next_part_seq=next_part_seq(station_id, session=session), last_ncr_number=last_ncr)
 
 
 def _record(row: InspectionRecord) -> dict[str, Any]:
@@ -64,3 +70,47 @@ def records_after(station_id: str, *, part_seq: int, session: Session) -> list[d
                                                           InspectionRecord.part_seq >= part_seq)
                            .order_by(InspectionRecord.part_seq))
     return [_record(row) for row in rows]
+
+
+def next_part_seq(station_id: str, *, session: Session) -> int:
+    """One past the station's highest committed part sequence (0 when it has none): one index lookup."""
+    top = session.scalar(select(func.max(InspectionRecord.part_seq)).where(InspectionRecord.station_id == station_id))
+    return 0 if top is None else int(top) + 1
+
+
+def unrecorded_seqs(station_id: str, *, first: int, end: int, session: Session) -> list[int]:
+    """Part numbers ``first`` .. ``end - 1`` of the station with no stored inspection, ascending.
+
+    One walk of the (station, part seq) index in the database: each stored number with its
+    successor (``LEAD``), keeping only those followed by a gap, so a run of a million parts with a
+    few missing numbers costs no million-row transfer.
+    """
+    if end <= first:
+        return []
+    seq = InspectionRecord.part_seq
+    span = select(seq.label("seq"), func.lead(seq).over(order_by=seq).label("nxt")).where(
+        InspectionRecord.station_id == station_id, seq >= first, seq < end).subquery()
+    low = session.scalar(select(func.min(InspectionRecord.part_seq)).where(
+        InspectionRecord.station_id == station_id, seq >= first, seq < end))
+    if low is None:
+        return list(range(first, end))
+    missing = list(range(first, int(low)))
+    for at, nxt in session.execute(select(span.c.seq, span.c.nxt).where(
+            (span.c.nxt.is_(None)) | (span.c.nxt > span.c.seq + 1)).order_by(span.c.seq)):
+        missing.extend(range(int(at) + 1, end if nxt is None else int(nxt)))
+    return missing
+
+
+def record_skip(station_id: str, *, first: int, end: int, reason: str, session: Session) -> None:
+    """Put numbers ``first`` .. ``end - 1`` on the audit trail as skipped (never given to a part again)."""
+    append_audit(AuditEntry(actor=f"system:{station_id}", action=SKIP_ACTION, entity=SKIP_ENTITY,
+                            entity_id=station_id, field="part_seq", old_value=str(first), new_value=str(end - 1),
+                            reason=reason), session=session)
+
+
+def skipped_ranges(station_id: str, *, session: Session) -> list[tuple[int, int]]:
+    """``(first, last)`` of every skip the audit trail records for the station, oldest first."""
+    rows = session.execute(select(AuditRecord.old_value, AuditRecord.new_value).where(
+        AuditRecord.action == SKIP_ACTION, AuditRecord.entity == SKIP_ENTITY, AuditRecord.entity_id == station_id)
+        .order_by(AuditRecord.seq))
+    return [(int(a or 0), int(b or 0)) for a, b in rows]

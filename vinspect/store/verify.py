@@ -8,7 +8,9 @@ compared field by field with the state their last audit link declares, so a chan
 the application (re-activating an account, swapping a password hash or a role) is named with
 table, key and field; so is the QMS outbox's delivery state (a row marked delivered without the
 audit link of its delivery, or reset to pending after one) and the payload a pending row would
-still send. Signatures are re-verified against the content they signed.
+still send; a pending row's retry time is checked against what the relay can have written (due
+at creation before the first attempt, never more than its longest retry delay ahead), so holding
+an NCR back from the QMS is named too. Signatures are re-verified against the content they signed.
 :func:`verify_store` is what ``vinspect audit verify`` and backup verification run.
 """
 
@@ -18,13 +20,14 @@ import json
 from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from vinspect.store.audit import ChainAnchor, ChainReport, verify_chain
 from vinspect.store.audit_key import AuditKeyring
-from vinspect.store.canonical import sha256_hex
+from vinspect.store.canonical import format_utc, sha256_hex
 from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256, signature_sha256, user_sha256
 from vinspect.store.lifecycle import verify_signature
 from vinspect.store.tables import (
@@ -156,6 +159,22 @@ def _user_state_problems(user: UserRecord, declared: tuple[int, dict[str, object
 
 
 _OUTBOX_DECLARES = {"ncr.export": "DELIVERED", "ncr.export_parked": "PARKED"}
+# The relay's longest retry delay (RelayConfig.backoff_cap_s, 60 s) plus margin: a pending row due
+# later than this after the check was held back outside the application.
+OUTBOX_LONGEST_WAIT = timedelta(seconds=120)
+
+
+def _retry_problem(where: str, *, attempts: int, created_at: datetime, due: datetime, now: datetime) -> str | None:
+    """The retry bookkeeping of a pending row against what the relay can have written (not audited)."""
+    if attempts < 0:
+        return f"{where}: field attempts is {attempts} (changed outside the application)"
+    if attempts == 0 and due != created_at:
+        return (f"{where}: field next_attempt_at is {format_utc(due)} but a row never attempted is due when it "
+                f"was created, {format_utc(created_at)} (changed outside the application: delivery held back)")
+    if due > now + OUTBOX_LONGEST_WAIT:
+        return (f"{where}: field next_attempt_at is {format_utc(due)}, later than the relay's longest retry "
+                f"delay allows (changed outside the application: delivery held back)")
+    return None
 
 
 def _outbox_problems(session: Session) -> Generator[str]:
@@ -168,8 +187,10 @@ def _outbox_problems(session: Session) -> Generator[str]:
         if action in _OUTBOX_DECLARES:
             declared[(audit_target, audit_key)] = (audit_seq, _OUTBOX_DECLARES[action], audit_digest)
     stmt = select(OutboxRecord.id, OutboxRecord.target, OutboxRecord.idempotency_key, OutboxRecord.state,
-                  OutboxRecord.payload_sha256).order_by(OutboxRecord.id).execution_options(yield_per=5000)
-    for row_id, target, key, state, payload_sha256 in session.execute(stmt).all():
+                  OutboxRecord.payload_sha256, OutboxRecord.attempts, OutboxRecord.created_at,
+                  OutboxRecord.next_attempt_at).order_by(OutboxRecord.id).execution_options(yield_per=5000)
+    now = datetime.now(UTC)
+    for row_id, target, key, state, payload_sha256, attempts, created_at, due in session.execute(stmt).all():
         link = declared.get((target, key))
         seq, wanted, digest = link if link is not None else (None, "PENDING", None)
         where = f"outbox {key} (target {target})"
@@ -182,6 +203,8 @@ def _outbox_problems(session: Session) -> Generator[str]:
             payload = session.scalar(select(OutboxRecord.payload).where(OutboxRecord.id == row_id)) or ""
             if sha256_hex(payload.encode("utf-8")) != payload_sha256:
                 yield f"{where}: field payload differs from its payload_sha256 (changed outside the application)"
+            elif (held := _retry_problem(where, attempts=attempts, created_at=created_at, due=due, now=now)):
+                yield held
 
 
 def _inspection_problems(session: Session) -> Generator[str, None, None]:
