@@ -39,7 +39,7 @@ from typing import Self
 from urllib.parse import quote
 
 from vinspect.crashpoints import crash_point
-from vinspect.pipeline.core import new_inspection_id
+from vinspect.pipeline.judge import new_inspection_id
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.types import Decision, Inspection, Reason, StageTimings, Verdict
 
