@@ -39,8 +39,8 @@ from typing import Self
 from urllib.parse import quote
 
 from vinspect.crashpoints import crash_point
-from vinspect.pipeline.judge import new_inspection_id
 from vinspect.pipeline.decide import DecisionPolicy
+from vinspect.pipeline.judge import new_inspection_id
 from vinspect.types import Decision, Inspection, Reason, StageTimings, Verdict
 
 __all__ = ["BLOCK", "CRASH_REASON", "MarkState", "PartNumbers", "RestartPlan", "boot_id", "crash_inspections",
