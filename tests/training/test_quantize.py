@@ -94,14 +94,20 @@ def test_gate_refuses_changed_verdicts(labelled_bundle: tuple[Path, ModelManifes
     assert report.verdict_flips == 1
 
 
-def test_failed_gate_writes_no_bundle(tiny_dataset: Path, small_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from training import train_bundle
+def test_train_command_quantize_flag_refuses_beyond_tolerance(  # type: ignore[no-untyped-def]
+        tiny_dataset: Path, small_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
 
+    from vinspect.cli import main
+
+    config = tmp_path / "c.yaml"  # quantize: none in the file; the flag turns it on
+    config.write_text(yaml.safe_dump(small_config.model_copy(update={"int8_score_atol": 0.0}).model_dump(mode="json")))
     out = tmp_path / "refused"
-    config = small_config.model_copy(update={"quantize": "int8", "int8_score_atol": 0.0})
-    with pytest.raises(ModelError, match="int8 graph disagrees with its float graph"):
-        train_bundle(tiny_dataset, out, name="tiny8", version="q2", good_only=True, config=config, progress=False)
-    assert not out.exists() and not list(tmp_path.iterdir())
+    code = main(["train", "--data", str(tiny_dataset), "--out", str(out), "--good-only", "--config", str(config),
+                 "--quantize", "int8", "--no-progress"])
+    assert code != 0
+    assert "int8 graph disagrees with its float graph" in capsys.readouterr().err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
 @pytest.mark.parametrize(("ops", "match"), [(("Softmax",), "not supported"), (("Gemm",), "found no Gemm node"),
