@@ -30,6 +30,7 @@ from training.config import TrainConfig
 from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph
+from training.quantize import Int8Gate, judge_int8, quantize_int8
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
 from vinspect.errors import DatasetError, ModelError
 from vinspect.files import sha256_file
@@ -139,6 +140,39 @@ def _golden(vs: ValidationScores, thresholds: Thresholds, *, per_kind: int,
     return tuple(out)
 
 
+def _calibrate(vs: ValidationScores, cfg: TrainConfig, *, labelled: bool) -> Thresholds:
+    good = vs.good_mask()
+    target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
+                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
+    good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
+    # the anomaly image score is the map's maximum (MapHead); with labels, cap fail_at at the anomaly
+    # path's good-only threshold so labels never make an unlabelled kind harder to catch
+    cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) if labelled else None
+    return calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap)
+
+
+def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Thresholds, *, checked: list[Image],
+              labelled: bool, progress: bool) -> tuple[ValidationScores, Thresholds, dict[str, float]]:
+    """Replace ``model`` by its int8 form, judged against the float graph (training/quantize.py).
+
+    Returns the int8 graph's validation scores, its own thresholds and the gate's figures.
+    """
+    cfg, channels = run.config, run.data.channels
+    float_model = model.with_name("model.float.onnx")
+    model.rename(float_model)
+    calibration = [to_hwc(img, channels=channels) for img in run.data.good[: cfg.quantize_calibration_images]]
+    nodes = quantize_int8(float_model, model, images=calibration, ops=cfg.quantize_ops,
+                          per_channel=cfg.quantize_per_channel)
+    q_vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
+    q_thresholds = _calibrate(q_vs, cfg, labelled=labelled)
+    report = judge_int8(float_model, model, images=checked, val_float=(vs.scores, vs.maps),
+                        val_int8=(q_vs.scores, q_vs.maps), thresholds=(thresholds, q_thresholds),
+                        gate=Int8Gate(score_atol=cfg.int8_score_atol, max_verdict_flips=cfg.int8_max_verdict_flips),
+                        nodes=nodes)
+    float_model.unlink()
+    return q_vs, q_thresholds, report.metrics()
+
+
 def _git_sha() -> str | None:
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -167,20 +201,18 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     cfg, channels = run.config, run.data.channels
     model = tmp / MODEL_NAME
     export_onnx(graph, model, channels=channels, opset=cfg.opset)
-    parity = check_parity(graph, model, images=parity_images(run.val, channels=channels, count=cfg.parity_images),
-                          atol=cfg.parity_atol)
+    checked = parity_images(run.val, channels=channels, count=cfg.parity_images)
+    parity = check_parity(graph, model, images=checked, atol=cfg.parity_atol)
     vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
-    good = vs.good_mask()
-    target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
-                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
-    good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
-    # the anomaly image score is the map's maximum (MapHead); with labels, cap fail_at at the anomaly
-    # path's good-only threshold so labels never make an unlabelled kind harder to catch
-    cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) \
-        if graph.classifier is not None else None
-    thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap)
+    labelled = graph.classifier is not None
+    thresholds = _calibrate(vs, cfg, labelled=labelled)
+    int8: dict[str, float] = {}
+    if cfg.quantize == "int8":
+        vs, thresholds, int8 = _quantize(model, run, vs, thresholds, checked=checked, labelled=labelled,
+                                         progress=progress)
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
+    metrics.update(int8)
     golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")
     info = TrainingInfo(
         dataset_root=str(run.index.root), dataset_layout=run.index.layout,

@@ -69,6 +69,16 @@ class TrainConfig(BaseModel):
         description="max |ORT - torch| allowed on every output (scores are in 0..1 units)",
     )
     parity_images: int = Field(default=6, ge=2)
+    quantize: Literal["none", "int8"] = Field(
+        default="none", description="int8: ship ONNX Runtime's static int8 form of the graph (training/quantize.py)")
+    quantize_ops: tuple[Literal["MatMul", "Conv", "Gemm"], ...] = Field(
+        default=("MatMul",), min_length=1, description="op types quantised (MatMul: the patch-bank kNN search)")
+    quantize_per_channel: bool = Field(default=False, description="per-channel weight scales")
+    quantize_calibration_images: int = Field(default=64, ge=1, description="training goods that set int8 ranges")
+    int8_score_atol: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="max |int8 - float| score on parity and validation images")
+    int8_max_verdict_flips: float = Field(
+        default=0.02, ge=0.0, le=1.0, description="share of validation verdicts int8 may change vs float")
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0
     torch_threads: int | None = Field(default=None, ge=1, description="None: torch's default")

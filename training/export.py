@@ -25,11 +25,11 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -37,6 +37,7 @@ from training.anomaly import MapHead, PatchEmbedder
 from training.classifier import DefectHead, defect_scores
 from training.data import Preprocess, to_hwc
 from vinspect.errors import ModelError
+from vinspect.models.runtime import SessionSettings, create_session
 
 __all__ = [
     "OUTPUT_NAMES",
@@ -104,16 +105,14 @@ def export_onnx(graph: InspectionGraph, path: Path, *, channels: int, opset: int
         raise ModelError(f"{path}: graph uses non-standard op domains {sorted(domains)}")
 
 
-def ort_session(path: Path, *, threads: int = 1) -> ort.InferenceSession:
-    """A CPU ONNX Runtime session with ``threads`` intra-op threads."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def ort_session(path: Path, *, threads: int = 1) -> Any:
+    """The station's session for ``path``: :func:`vinspect.models.runtime.create_session` with the
+    station's default :class:`~vinspect.models.runtime.SessionSettings` at ``threads`` intra-op
+    threads, so parity and validation scores are computed by exactly what the station runs."""
+    return create_session(path, SessionSettings(intra_op_threads=threads))
 
 
-def run_ort(session: ort.InferenceSession, image: npt.NDArray[np.uint8]) -> Outputs:
+def run_ort(session: Any, image: npt.NDArray[np.uint8]) -> Outputs:
     """Run one ``[H, W, C]`` uint8 image; returns (score, anomaly_map, defect_probs)."""
     score, amap, probs = session.run(list(OUTPUT_NAMES), {"image": image})
     return score, amap, probs

@@ -161,7 +161,10 @@ class StationConfig(Strict):
     overflow: OverflowPolicy | None = Field(default=None, description="default: the source's own policy")
     read_timeout_ms: PositiveInt = 200
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    ort_threads: PositiveInt = 1
+    ort_threads: PositiveInt = Field(default=1, description="ONNX Runtime intra-op threads per model session")
+    ort_allow_spinning: bool = Field(
+        default=False, description="let idle ONNX Runtime threads busy-wait; off by default: with two sessions "
+        "(active + hot-swap candidate) spinning threads steal the other core (README, ONNX Runtime sessions)")
 
     @field_validator("signal", mode="before")
     @classmethod
@@ -187,7 +190,8 @@ class StationConfig(Strict):
             max_parts=max_parts, critical_sinks=frozenset(s.kind for s in self.sinks if s.critical),
             overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper(),
                                       frr_ceiling=p.frr_ceiling),
-            require_golden=p.require_golden, ort_threads=self.ort_threads, part_number=self.model.part_number)
+            require_golden=p.require_golden, ort_threads=self.ort_threads,
+            ort_allow_spinning=self.ort_allow_spinning, part_number=self.model.part_number)
 
 
 def _problems(exc: ValidationError) -> str:

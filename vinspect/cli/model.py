@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
     train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--quantize", choices=["none", "int8"], default=None,
+                       help="int8: ship ONNX Runtime's static int8 graph, judged against the float one "
+                            "(default: the config's `quantize`, none)")
     train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
                        help="reference: golden-reference inspection from template/test pairs")
     train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
@@ -145,6 +148,10 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError("`vinspect train` needs PyTorch: pip install 'vinspect[train]'") from exc
         raise
     config = load_config(args.config) if args.config else None
+    if args.quantize is not None:
+        from training.config import TrainConfig
+
+        config = (config or TrainConfig()).model_copy(update={"quantize": args.quantize})
     manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
                             config=config, progress=not args.no_progress)
     ev = manifest.thresholds.evidence

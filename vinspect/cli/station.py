@@ -85,12 +85,13 @@ def _judge(station: StationConfig, data_dir: Path) -> tuple[Judge, ModelWatch | 
         registry = ModelRegistry(data_dir / "models")
         version = spec.version
         gate = gate_bundle(lambda: registry.resolve(spec.name, version), require_golden=p.require_golden,
-                           threads=station.ort_threads, part_number=spec.part_number)
+                           threads=station.ort_threads, part_number=spec.part_number,
+                           allow_spinning=station.ort_allow_spinning)
         if version == "active":
             watch = RegistryWatch(registry, spec.name, current=registry.active_version(spec.name))
     else:
         gate = gate_bundle(spec.path, require_golden=p.require_golden, threads=station.ort_threads,
-                           part_number=spec.part_number)
+                           part_number=spec.part_number, allow_spinning=station.ort_allow_spinning)
     if gate.bundle is None:
         return unavailable_judge(gate.reason), watch
     overrides = station.pipeline_config().overrides

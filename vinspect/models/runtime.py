@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,13 +23,67 @@ from vinspect.models.output import Model, RawOutput
 from vinspect.models.reference import load_reference_model
 from vinspect.types import ModelRef
 
-__all__ = ["Bundle", "OnnxModel", "RawOutput", "load_bundle"]
+__all__ = ["DEFAULT_ALLOW_SPINNING", "Bundle", "OnnxModel", "RawOutput", "SessionSettings", "create_session",
+           "load_bundle", "sha256_file"]
 
 logger = logging.getLogger(__name__)
 
 _OUTPUTS = ("score", "anomaly_map", "defect_probs")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ZIP_MAGIC = b"PK\x03\x04"
+
+
+DEFAULT_ALLOW_SPINNING = False  # measured: see SessionSettings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSettings:
+    """How every ONNX Runtime session in vinspect is built (the station's and training's parity check).
+
+    Defaults come from ``bench/ort_sessions_bench.py`` (``bench/results/ort_sessions.json``), see the
+    README's "ONNX Runtime sessions": one intra-op thread with spinning off. A process may hold
+    two sessions (the active model and a hot-swap candidate, later a shadow model); with spinning
+    on, each session's idle pool threads busy-wait for work and take a core from the other
+    session and from the camera/recording threads.
+
+    Attributes:
+        intra_op_threads: threads one ``run`` may use (1 leaves the second core to the rest of
+            the station).
+        allow_spinning: whether idle intra-op threads busy-wait (``session.intra_op.allow_spinning``).
+            Irrelevant at one thread (no pool threads exist).
+    """
+
+    intra_op_threads: int = 1
+    allow_spinning: bool = DEFAULT_ALLOW_SPINNING
+
+    def __post_init__(self) -> None:
+        if isinstance(self.intra_op_threads, bool) or not isinstance(self.intra_op_threads, int) \
+                or self.intra_op_threads < 1:
+            raise ModelError(f"ONNX Runtime intra-op threads must be an integer >= 1, got {self.intra_op_threads!r}")
+
+
+def create_session(path: Path, settings: SessionSettings | None = None) -> Any:
+    """The one ONNX Runtime session builder: CPU provider, sequential execution, one inter-op thread.
+
+    Inter-op threads only matter for ``ORT_PARALLEL`` execution, which the inspection graph (one
+    chain of ops) does not benefit from, so they stay at 1.
+
+    Raises:
+        ModelError: ONNX Runtime cannot load the file.
+    """
+    import onnxruntime as ort  # lazy: keeps `import vinspect` light
+
+    settings = settings or SessionSettings()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own untyped exceptions for bad graphs
+        raise ModelError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
 
 
 def _check_not_pickle(path: Path) -> None:
@@ -46,10 +101,10 @@ class OnnxModel:
     Args:
         path: the ONNX file.
         expected_sha256: the hash pinned by the manifest; checked before the file is parsed.
-        threads: intra-op threads (pinned for deterministic timing; 1 leaves a core for the rest).
+        settings: how the session is built (default :class:`SessionSettings`).
     """
 
-    def __init__(self, path: Path, *, expected_sha256: str, threads: int = 1) -> None:
+    def __init__(self, path: Path, *, expected_sha256: str, settings: SessionSettings | None = None) -> None:
         if not path.is_file():
             raise ModelError(f"{path}: model file missing")
         _check_not_pickle(path)
@@ -58,17 +113,7 @@ class OnnxModel:
             raise ModelIntegrityError(
                 f"{path}: sha256 {actual} does not match the manifest's {expected_sha256} (edited or corrupt model)"
             )
-        import onnxruntime as ort  # lazy: keeps `import vinspect` light
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own untyped exceptions for bad graphs
-            raise ModelError(f"{path}: ONNX Runtime cannot load the model: {exc}") from exc
+        self._session = create_session(path, settings)
         self._check_contract(path)
 
     def _check_contract(self, path: Path) -> None:
@@ -108,8 +153,11 @@ class Bundle:
         return ModelRef(name=m.name, version=m.version, sha256=m.sha256)
 
 
-def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None = None) -> Bundle:
+def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None = None,
+                allow_spinning: bool = DEFAULT_ALLOW_SPINNING) -> Bundle:
     """Load and verify a bundle directory (manifest schema, sha256, graph contract).
+
+    ``threads`` and ``allow_spinning`` build the session's :class:`SessionSettings`.
 
     A ``reference`` bundle loads the golden reference of ``part_number`` (None: its only one),
     every file checked against its pinned sha256.
@@ -124,16 +172,17 @@ def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None =
     if not bundle_dir.is_dir():
         raise ModelError(f"{bundle_dir}: model bundle not found")
     manifest = read_manifest(bundle_dir)
+    settings = SessionSettings(intra_op_threads=threads, allow_spinning=allow_spinning)
     model: Model
     if manifest.task == "reference":
         reference = load_reference_model(bundle_dir, expected_sha256=manifest.sha256, part_number=part_number)
         companion = reference.spec.anomaly
         model = reference
         if companion is not None:
-            onnx = OnnxModel(bundle_dir / companion.file, expected_sha256=companion.sha256, threads=threads)
+            onnx = OnnxModel(bundle_dir / companion.file, expected_sha256=companion.sha256, settings=settings)
             model = CombinedModel(reference, onnx, companion)
     else:
-        model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, threads=threads)
+        model = OnnxModel(bundle_dir / MODEL_NAME, expected_sha256=manifest.sha256, settings=settings)
     if manifest.labels and manifest.task == "anomaly":
         raise ModelError(f"{bundle_dir}: manifest lists defect labels but task is {manifest.task!r}")
     logger.info("model loaded", extra={"model": manifest.name, "version": manifest.version})

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from vinspect.errors import ModelError
 from vinspect.models.calibration import thresholds_for_ceiling
-from vinspect.models.runtime import Bundle, load_bundle
+from vinspect.models.runtime import DEFAULT_ALLOW_SPINNING, Bundle, load_bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
 from vinspect.types import Verdict
@@ -100,7 +100,8 @@ def self_test(bundle: Bundle, *, require_golden: bool = True) -> str | None:
 
 
 def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool = True,
-                threads: int = 1, part_number: str | None = None) -> GateResult:
+                threads: int = 1, part_number: str | None = None,
+                allow_spinning: bool = DEFAULT_ALLOW_SPINNING) -> GateResult:
     """Load, verify and self-test a bundle; never raises for a bad model.
 
     Args:
@@ -108,12 +109,13 @@ def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool =
             ModelError is reported as the reason.
         require_golden: a bundle without golden samples fails the gate.
         threads: ONNX Runtime intra-op threads.
+        allow_spinning: whether idle intra-op threads busy-wait (see ``SessionSettings``).
         part_number: reference bundles: the golden reference to judge against (None: the
             bundle's only one).
     """
     try:
         path = bundle_dir() if callable(bundle_dir) else bundle_dir
-        bundle = load_bundle(path, threads=threads, part_number=part_number)
+        bundle = load_bundle(path, threads=threads, part_number=part_number, allow_spinning=allow_spinning)
     except ModelError as exc:
         return GateResult(bundle=None, reason=f"model refused: {exc}")
     problem = self_test(bundle, require_golden=require_golden)

@@ -43,6 +43,7 @@ from typing import Self
 
 from vinspect.camera.base import FrameSource, OverflowPolicy
 from vinspect.errors import CameraError, ModelError
+from vinspect.models.runtime import DEFAULT_ALLOW_SPINNING
 from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import PolicyOverrides, gate_bundle, policy_for
 from vinspect.pipeline.judge import SIGNAL_ERROR_PREFIX, InspectContext, Judge, PartTicket, inspect_frame
@@ -86,6 +87,7 @@ class PipelineConfig:
     require_golden: bool = True
     swap_poll_s: float = 0.5
     ort_threads: int = 1
+    ort_allow_spinning: bool = DEFAULT_ALLOW_SPINNING
     part_number: str | None = None
 
 
@@ -353,7 +355,8 @@ class InspectionPipeline:
                 if path is None:
                     continue
                 gate = gate_bundle(path, require_golden=self.config.require_golden, threads=self.config.ort_threads,
-                                   part_number=self.config.part_number)
+                                   part_number=self.config.part_number,
+                                   allow_spinning=self.config.ort_allow_spinning)
                 if gate.bundle is None:
                     self.books.count("swaps_refused")
                     self._alarm(f"hot swap refused: {gate.reason}")

@@ -1,0 +1,172 @@
+"""Int8 static quantisation of an exported inspection graph, and the gate that judges it.
+
+Quantisation works on the exported ONNX file, not on the torch modules, so it follows whatever the
+graph holds: every node of the chosen op types (``MatMul``: the patch-bank nearest-neighbour
+search; ``Conv``: the trunk and the defect head's blocks; ``Gemm``: the defect head's last layer)
+is replaced by ONNX Runtime's static int8 form, with activation ranges taken from training goods.
+
+Format: ONNX Runtime's QOperator form (``QLinearMatMul``/``QLinearConv``), unsigned 8-bit
+activations and signed 8-bit weights, min/max calibration. On the 2-core x86 development machine
+(AVX-512 VNNI) it ran faster than the QDQ form, which ORT executed slower than float for this
+graph (``bench/results/ort_int8.json``).
+
+**The gate.** An int8 graph cannot meet the 1e-3 float parity tolerance; it is judged against the
+float graph it came from, both run by the station's own session builder, on the parity images and
+the whole validation part:
+
+- every image's ``score`` within ``score_atol`` of the float graph's (default 0.05 in [0, 1) score
+  units; the kNN-only default measured a worst case near 0.03 on the magnetic-tile dev test split);
+- the verdicts each graph gives the validation parts at its own calibrated thresholds differ on at
+  most ``max_verdict_flips`` of them (default 2 %).
+
+Anything beyond refuses the bundle; the float graph is never silently shipped in its place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+
+from vinspect.errors import ModelError
+from vinspect.models.manifest import Thresholds
+from vinspect.models.runtime import SessionSettings, create_session
+
+__all__ = ["QUANTIZABLE_OPS", "Int8Gate", "Int8Report", "judge_int8", "quantize_int8", "verdicts"]
+
+logger = logging.getLogger(__name__)
+
+QUANTIZABLE_OPS = ("MatMul", "Conv", "Gemm")
+Image = npt.NDArray[np.uint8]
+ScoredImages = tuple[npt.NDArray[np.float64], Sequence[npt.NDArray[np.float32]]]
+
+
+def quantize_int8(src: Path, dst: Path, *, images: Sequence[Image], ops: Sequence[str] = ("MatMul",),
+                  per_channel: bool = False) -> int:
+    """Write the int8 form of ``src`` to ``dst``; activation ranges from ``images`` (``[H, W, C]`` uint8).
+
+    Returns:
+        How many nodes were quantised.
+
+    Raises:
+        ModelError: unknown op type, no calibration image, no node of the chosen types in the
+            graph, or ONNX Runtime's quantiser fails.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    unknown = sorted(set(ops) - set(QUANTIZABLE_OPS))
+    if unknown or not ops:
+        raise ModelError(f"int8 quantisation: op types {unknown or list(ops)} not supported; "
+                         f"choose from {list(QUANTIZABLE_OPS)}")
+    if not images:
+        raise ModelError("int8 quantisation needs calibration images (training goods); none given")
+    graph = onnx.load(str(src))
+    nodes = [n.name for n in graph.graph.node if n.op_type in ops]
+    if not nodes:
+        raise ModelError(f"{src}: int8 quantisation found no {'/'.join(ops)} node to quantise")
+
+    class _Goods(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it: Iterator[Image] = iter(images)
+
+        def get_next(self) -> dict[str, Image] | None:
+            image = next(self._it, None)
+            return None if image is None else {"image": np.ascontiguousarray(image)}
+
+    try:
+        quantize_static(str(src), str(dst), _Goods(), quant_format=QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(ops),
+                        nodes_to_quantize=nodes)
+    except Exception as exc:  # the quantiser raises untyped errors for graphs it cannot handle
+        raise ModelError(f"{src}: int8 quantisation failed ({exc})") from exc
+    onnx.checker.check_model(str(dst))
+    logger.info("int8 graph written", extra={"nodes": len(nodes), "ops": ",".join(ops), "per_channel": per_channel})
+    return len(nodes)
+
+
+def verdicts(scores: npt.NDArray[np.float64], thresholds: Thresholds) -> npt.NDArray[np.str_]:
+    """PASS / REVIEW / FAIL of each score at ``thresholds`` (the station's image-level rule)."""
+    return np.where(scores >= thresholds.fail_at, "FAIL", np.where(scores >= thresholds.review_at, "REVIEW", "PASS"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Int8Gate:
+    """The int8 graph's tolerance against its float graph (stated in the bundle's manifest)."""
+
+    score_atol: float = 0.05
+    max_verdict_flips: float = 0.02
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Int8Report:
+    """What the gate measured: the figures the manifest records."""
+
+    nodes: int
+    images: int
+    score_max_abs_diff: float
+    map_max_abs_diff: float
+    verdict_flips: int
+    verdicts_compared: int
+
+    def metrics(self) -> dict[str, float]:
+        return {"int8_nodes_quantized": float(self.nodes), "int8_parity_images": float(self.images),
+                "int8_score_max_abs_diff": self.score_max_abs_diff, "int8_map_max_abs_diff": self.map_max_abs_diff,
+                "int8_verdict_flips": float(self.verdict_flips),
+                "int8_verdicts_compared": float(self.verdicts_compared)}
+
+
+def _run(path: Path, images: Sequence[Image]) -> tuple[npt.NDArray[np.float64], list[npt.NDArray[np.float32]]]:
+    session = create_session(path, SessionSettings())
+    outs = [session.run(None, {"image": np.ascontiguousarray(img)}) for img in images]
+    return np.array([float(np.asarray(o[0]).reshape(-1)[0]) for o in outs]), [np.asarray(o[1]) for o in outs]
+
+
+def judge_int8(float_model: Path, int8_model: Path, *, images: Sequence[Image], val_float: ScoredImages,
+               val_int8: ScoredImages, thresholds: tuple[Thresholds, Thresholds], gate: Int8Gate,
+               nodes: int) -> Int8Report:
+    """Compare the int8 graph with its float graph; raise if it leaves ``gate``'s tolerance.
+
+    Args:
+        images: parity images (``[H, W, C]`` uint8, various sizes), run here through both graphs.
+        val_float, val_int8: (scores, maps) of the validation part through each graph, aligned.
+        thresholds: (float, int8): each graph's own calibration on the validation part.
+
+    Raises:
+        ModelError: a score differs by more than ``gate.score_atol``, or more than
+            ``gate.max_verdict_flips`` of the validation verdicts change.
+    """
+    f_scores, f_maps = _run(float_model, images)
+    q_scores, q_maps = _run(int8_model, images)
+    f_scores, q_scores = np.concatenate([f_scores, val_float[0]]), np.concatenate([q_scores, val_int8[0]])
+    score_diff = float(np.max(np.abs(f_scores - q_scores))) if f_scores.size else 0.0
+    map_diff = max((float(np.max(np.abs(a - b))) for a, b in zip([*f_maps, *val_float[1]], [*q_maps, *val_int8[1]],
+                                                                  strict=True) if a.size), default=0.0)
+    f_val, q_val = val_float[0], val_int8[0]
+    flips = int(np.sum(verdicts(f_val, thresholds[0]) != verdicts(q_val, thresholds[1])))
+    report = Int8Report(nodes=nodes, images=int(f_scores.size), score_max_abs_diff=score_diff,
+                        map_max_abs_diff=map_diff, verdict_flips=flips, verdicts_compared=len(f_val))
+    logger.info("int8 vs float: score max |diff| %.3g, map max |diff| %.3g, verdict flips %d of %d",
+                score_diff, map_diff, flips, len(f_val))
+    problems = []
+    if not score_diff <= gate.score_atol:
+        problems.append(f"score max |diff| {score_diff:.3g} exceeds the {gate.score_atol:g} tolerance")
+    if len(f_val) and flips > gate.max_verdict_flips * len(f_val):
+        problems.append(f"{flips} of {len(f_val)} validation verdicts change (at most "
+                        f"{gate.max_verdict_flips:.1%} allowed)")
+    if problems:
+        raise ModelError(f"{int8_model}: the int8 graph disagrees with its float graph: " + "; ".join(problems)
+                         + f" over {f_scores.size} images; bundle not written (train without --quantize, "
+                         "or quantise fewer op types)")
+    return report
