@@ -30,11 +30,13 @@ from training.config import TrainConfig
 from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph
+from training.fusion import FUSED_FAIL_AT
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
 from vinspect.errors import DatasetError, ModelError
 from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
 from vinspect.models.manifest import (
     MODEL_NAME,
+    FusionSpec,
     GoldenSample,
     InputSpec,
     ModelManifest,
@@ -179,11 +181,14 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
                                margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
     good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
-    # the anomaly image score is the map's maximum (MapHead); with labels, cap fail_at at the anomaly
-    # path's good-only threshold so labels never make an unlabelled kind harder to catch
+    fusion = _fusion_spec(graph)
+    # the anomaly image score is the map's maximum (MapHead); with labels fused by one threshold, cap
+    # fail_at at the anomaly path's good-only threshold so labels never make an unlabelled kind harder
+    # to catch (open-set fusion already FAILs at each signal's own threshold: fail_at stays there)
     cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) \
-        if graph.classifier is not None else None
-    thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap)
+        if graph.classifier is not None and fusion is None else None
+    thresholds = calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap,
+                           fixed_fail_at=fusion.fused_fail_at if fusion else None)
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")
@@ -198,10 +203,19 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         name=name, version=version, sha256=_sha256(model),
         task="anomaly+classifier" if graph.classifier is not None else "anomaly",
         input=InputSpec(channels=1 if channels == 1 else 3, model_size_px=(cfg.image_size_px, cfg.image_size_px)),
-        labels=run.data.labels, thresholds=thresholds, golden_samples=golden, training=info,
+        labels=run.data.labels, thresholds=thresholds, fusion=fusion, golden_samples=golden, training=info,
     )
     write_manifest(tmp, manifest)
     return manifest
+
+
+def _fusion_spec(graph: InspectionGraph) -> FusionSpec | None:
+    """The open-set fusion's thresholds as the manifest states them (None: no labels, or one threshold)."""
+    fusion = graph.open_set
+    if fusion is None or graph.classifier is None:
+        return None
+    return FusionSpec(anomaly_at=float(fusion.anomaly_at[0]), defect_at=float(fusion.defect_at[0]),  # type: ignore[index]
+                      anomaly_frr=fusion.anomaly_frr, defect_frr=fusion.defect_frr, fused_fail_at=FUSED_FAIL_AT)
 
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,
