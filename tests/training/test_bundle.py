@@ -206,3 +206,19 @@ def test_max_fusion_is_still_trained_on_request(tiny_dataset: Path, small_config
     config = small_config.model_copy(update={"fusion": "max"})
     manifest = train_bundle(tiny_dataset, tmp_path / "m", name="m", version="1", config=config, progress=False)
     assert manifest.fusion is None and manifest.thresholds.evidence.fixed_fail_at is None
+
+
+def test_train_command_states_each_signals_own_threshold(tiny_dataset: Path, small_config: Any, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from vinspect.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(small_config.model_dump(mode="json")))
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "b"), "--config", str(config),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "open-set fusion: the anomaly path fails a part at anomaly score" in out
+    assert "labelled defects only add FAILs" in out
+    assert "fail_at=0.5 " in out

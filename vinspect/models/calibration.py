@@ -48,7 +48,7 @@ import numpy.typing as npt
 
 from vinspect.errors import ModelError
 from vinspect.models.intervals import clopper_pearson
-from vinspect.models.manifest import CalibrationEvidence, OperatingPoint, RateEstimate, Thresholds
+from vinspect.models.manifest import CalibrationEvidence, FusionSpec, OperatingPoint, RateEstimate, Thresholds
 
 __all__ = [
     "CalibrationTarget",
@@ -56,6 +56,7 @@ __all__ = [
     "auroc",
     "best_f1",
     "calibrate",
+    "describe_fusion",
     "describe_operating_point",
     "detection_rate_by_class",
     "escape_rate",
@@ -434,6 +435,13 @@ def describe_operating_point(point: OperatingPoint) -> list[str]:
                      f"sent to review {_pct(point.defect_review)}")
     lines += [f"WARNING: {w}" for w in point.warnings]
     return lines
+
+
+def describe_fusion(fusion: FusionSpec) -> str:
+    """One plain-words line: where each signal of an open-set bundle FAILs a part on its own."""
+    return (f"open-set fusion: the anomaly path fails a part at anomaly score {fusion.anomaly_at:.4g} "
+            f"({fusion.anomaly_frr:.1%} of validation goods), the defect signal at P(defect) {fusion.defect_at:.4g} "
+            f"({fusion.defect_frr:.1%}); labelled defects only add FAILs, they never raise the anomaly threshold")
 
 
 def summarize(scores_good: Scores, scores_defect: Scores, *, threshold: float) -> Mapping[str, float]:
