@@ -48,12 +48,12 @@ class FitImages:
     labels: tuple[str, ...] = field(default=())
 
 
-def _scorer_factory(config: TrainConfig) -> Callable[[torch.Tensor], torch.nn.Module]:
+def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[[torch.Tensor], torch.nn.Module]:
     def fit(emb: torch.Tensor) -> torch.nn.Module:
         if config.anomaly_method == "gaussian":
             return fit_gaussian(emb, shrinkage=config.gaussian_shrinkage)
         return fit_knn(emb, coreset_size=config.coreset_size, projection_dim=config.coreset_projection_dim,
-                       seed=config.seed)
+                       seed=config.seed, progress=progress)
 
     return fit
 
@@ -70,7 +70,7 @@ def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainC
     sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
     embedder = PatchEmbedder(pool_px=config.patch_pool_px, tap_sizes=sizes, map_tap=config.map_tap)
     emb = embedder(taps)
-    fit = _scorer_factory(config)
+    fit = _scorer_factory(config, progress=progress)
     head = MapHead(blur_sigma_px=config.map_blur_sigma_px, grid=embedder.grid)
     if config.position_norm:
         head.set_position_scale(position_scale(emb, fit, views=config.anomaly_views, seed=config.seed))
