@@ -6,9 +6,12 @@ Dataset: Huang, Qiu, Yuan, "Saliency of magnetic tile surface defects" (2018), M
 Surface Defect Dataset (abin24/Magnetic-tile-defect-datasets.).
 
     python bench/magnetic_tile_bench.py [--data DIR] [--out /tmp/vinspect-bench] [--no-loco]
+    python bench/magnetic_tile_bench.py --loco-only [--results NAME.json]
 
-Writes bench/results/magnetic_tile.json (with the command). Bundles go under --out (outside the
-repo by default). Timings are wall-clock on a shared 2-core machine: other work perturbs them.
+Writes bench/results/magnetic_tile.json (with the command); ``--loco-only`` trains the labelled model
+and the five leave-one-class-out models only and writes bench/results/magnetic_tile_loco.json.
+Bundles go under --out (outside the repo by default). Timings are wall-clock on a shared 2-core
+machine: other work perturbs them.
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def evaluate(bundle: Path, test: list[Sample]) -> dict[str, Any]:
     labels = [s.label for s in test if not s.is_good]
     result["detection_at_fail_at"] = detection_rate_by_class(scores[~good], labels, threshold=fail_at)
     result["review_or_fail_rate_good"] = round(float(np.mean(scores[good] >= manifest.thresholds.review_at)), 4)
+    result["review_rate_good"] = round(float(np.mean((scores[good] >= manifest.thresholds.review_at)
+                                                     & (scores[good] < fail_at))), 4)
+    result["escape_rate_at_review_at"] = round(float(np.mean(scores[~good] < manifest.thresholds.review_at)), 4)
+    if manifest.fusion is not None:  # what the anomaly path alone fails at its own threshold
+        anomaly = np.array([float(o[1].max()) for o in outs])
+        at = manifest.fusion.anomaly_at
+        result["fusion"] = manifest.fusion.model_dump(mode="json")
+        result["anomaly_path_false_reject_rate"] = round(float(np.mean(anomaly[good] >= at)), 4)
+        result["anomaly_path_detection"] = detection_rate_by_class(anomaly[~good], labels, threshold=at)
     if manifest.labels:
         caught = [i for i in np.flatnonzero(~good) if scores[i] >= fail_at]
         hits = [manifest.labels[int(np.argmax(outs[i][2]))] == test[i].label for i in caught]
@@ -113,7 +125,13 @@ def run_loco(data: Path, out: Path, test: list[Sample], labels: list[str]) -> di
         ev = evaluate(bundle, test)
         rows[held] = {"held_out_detection_at_fail_at": ev["detection_at_fail_at"][held], "auroc": ev["auroc"],
                       "frr_at_zero_escape": ev["frr_at_zero_escape"], "false_reject_rate": ev["false_reject_rate"],
-                      "fit_s": fit_s}
+                      "fit_s": fit_s, "detection_at_fail_at": ev["detection_at_fail_at"],
+                      "review_rate_good": ev["review_rate_good"],
+                      "escape_rate_at_review_at": ev["escape_rate_at_review_at"],
+                      "anomaly_path_detection": ev.get("anomaly_path_detection"),
+                      "anomaly_path_false_reject_rate": ev.get("anomaly_path_false_reject_rate"),
+                      "fusion": ev.get("fusion"), "thresholds": {k: ev["thresholds"][k] for k in
+                                                                 ("fail_at", "review_at", "map_at")}}
         print(f"LOCO {held}: {rows[held]}", flush=True)
     return rows
 
@@ -146,6 +164,28 @@ def remeasure_latency(out: Path, *, runs: int) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def loco_only(args: argparse.Namespace, labels: list[str], test: list[Sample]) -> None:
+    """The labelled model on every class, then each class held out of the labels, at the default config."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(),
+                              "data": str(args.data), "config": TrainConfig().model_dump(mode="json"),
+                              "load_average_at_start": os.getloadavg()}
+    if not args.skip_with_labels:
+        bundle, fit_s = train(args.data, args.out / "with_labels", good_only=False, name="with-labels")
+        row = evaluate(bundle, test)
+        row["fit_s"] = fit_s
+        result["with_labels"] = row
+        print("with_labels", json.dumps({k: v for k, v in row.items() if k not in ("val_metrics", "thresholds")}),
+              flush=True)
+    held = [c for c in labels if not args.classes or c in args.classes.split(",")]
+    result["leave_one_class_out"] = run_loco(args.data, args.out, test, held)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["load_average_at_end"] = os.getloadavg()
+    path = RESULTS / (args.results or "magnetic_tile_loco.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -153,6 +193,11 @@ def main() -> None:
     parser.add_argument("--no-loco", action="store_true")
     parser.add_argument("--compare", action="store_true", help="also train the other good-only approaches")
     parser.add_argument("--runs", type=int, default=300, help="latency repetitions")
+    parser.add_argument("--loco-only", action="store_true",
+                        help="train only the labelled model and the leave-one-class-out models (no latency)")
+    parser.add_argument("--results", default=None, help="results file name under bench/results/")
+    parser.add_argument("--classes", default="", help="--loco-only: comma-separated classes to hold out (default all)")
+    parser.add_argument("--skip-with-labels", action="store_true", help="--loco-only: no model on every label")
     parser.add_argument("--latency-only", action="store_true",
                         help="re-measure latency of the bundles already under --out and update the JSON")
     args = parser.parse_args()
@@ -161,6 +206,9 @@ def main() -> None:
         return
     index = open_dataset(args.data)
     test = index.test_samples()
+    if args.loco_only:
+        loco_only(args, index.defect_labels, test)
+        return
     result: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(),
                               "data": str(args.data), "config": TrainConfig().model_dump(mode="json"), "models": {}}
     image = to_hwc(read_image(next(s.path for s in test if s.is_good)), channels=1)

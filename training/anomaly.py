@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from vinspect.errors import ModelError
 
@@ -105,7 +106,8 @@ class GaussianScorer(nn.Module):
         return m2.clamp_min(0.0).sqrt().reshape(embedding.shape[-2], embedding.shape[-1])
 
 
-def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed: int) -> torch.Tensor:
+def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed: int,
+                   progress: bool = False) -> torch.Tensor:
     """Indices of a greedy k-center coreset of ``points [n, D]`` (PatchCore's approximation).
 
     Distances are measured after a fixed Gaussian random projection to ``projection_dim``
@@ -122,7 +124,8 @@ def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=gen))
     min_d = torch.full((n,), float("inf"))
-    for i in range(1, size + 1):
+    for i in tqdm(range(1, size + 1), desc="memory bank (coreset)", disable=not progress, leave=False,
+                  mininterval=0.5):
         c = points[chosen[i - 1]]
         d = (sq - 2.0 * (points @ c) + (c * c).sum()).clamp_min_(0.0)
         torch.minimum(min_d, d, out=min_d)
@@ -132,7 +135,8 @@ def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed
 
 
 @torch.no_grad()
-def fit_knn(embeddings: torch.Tensor, *, coreset_size: int, projection_dim: int, seed: int) -> KnnScorer:
+def fit_knn(embeddings: torch.Tensor, *, coreset_size: int, projection_dim: int, seed: int,
+            progress: bool = False) -> KnnScorer:
     """Memory bank from good patch features ``[N, D, h, w]``.
 
     Raises:
@@ -141,7 +145,7 @@ def fit_knn(embeddings: torch.Tensor, *, coreset_size: int, projection_dim: int,
     if embeddings.numel() == 0:
         raise ModelError("cannot fit an anomaly model without good images")
     points = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).contiguous()
-    idx = greedy_coreset(points, size=coreset_size, projection_dim=projection_dim, seed=seed)
+    idx = greedy_coreset(points, size=coreset_size, projection_dim=projection_dim, seed=seed, progress=progress)
     logger.info("memory bank", extra={"patches": points.shape[0], "bank": int(idx.numel())})
     return KnnScorer(points[idx].clone())
 

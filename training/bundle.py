@@ -30,6 +30,7 @@ from training.config import TrainConfig
 from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph
+from training.fusion import FUSED_FAIL_AT
 from training.quantize import Int8Gate, judge_int8, quantize_int8
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
 from vinspect.errors import DatasetError, ModelError
@@ -37,6 +38,7 @@ from vinspect.files import sha256_file
 from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
 from vinspect.models.manifest import (
     MODEL_NAME,
+    FusionSpec,
     GoldenSample,
     InputSpec,
     ModelManifest,
@@ -140,19 +142,23 @@ def _golden(vs: ValidationScores, thresholds: Thresholds, *, per_kind: int,
     return tuple(out)
 
 
-def _calibrate(vs: ValidationScores, cfg: TrainConfig, *, labelled: bool) -> Thresholds:
+def _calibrate(vs: ValidationScores, cfg: TrainConfig, *, labelled: bool, fusion: FusionSpec | None) -> Thresholds:
     good = vs.good_mask()
     target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
                                margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
     good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
-    # the anomaly image score is the map's maximum (MapHead); with labels, cap fail_at at the anomaly
-    # path's good-only threshold so labels never make an unlabelled kind harder to catch
-    cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) if labelled else None
-    return calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap)
+    # the anomaly image score is the map's maximum (MapHead); with labels fused by one threshold, cap
+    # fail_at at the anomaly path's good-only threshold so labels never make an unlabelled kind harder
+    # to catch (open-set fusion already FAILs at each signal's own threshold: fail_at stays there)
+    cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) \
+        if labelled and fusion is None else None
+    return calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap,
+                     fixed_fail_at=fusion.fused_fail_at if fusion else None)
 
 
 def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Thresholds, *, checked: list[Image],
-              labelled: bool, progress: bool) -> tuple[ValidationScores, Thresholds, dict[str, float]]:
+              labelled: bool, fusion: FusionSpec | None,
+              progress: bool) -> tuple[ValidationScores, Thresholds, dict[str, float]]:
     """Replace ``model`` by its int8 form, judged against the float graph (training/quantize.py).
 
     Returns the int8 graph's validation scores, its own thresholds and the gate's figures.
@@ -164,7 +170,7 @@ def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Threshol
     nodes = quantize_int8(float_model, model, images=calibration, ops=cfg.quantize_ops,
                           per_channel=cfg.quantize_per_channel)
     q_vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
-    q_thresholds = _calibrate(q_vs, cfg, labelled=labelled)
+    q_thresholds = _calibrate(q_vs, cfg, labelled=labelled, fusion=fusion)
     report = judge_int8(float_model, model, images=checked, val_float=(vs.scores, vs.maps),
                         val_int8=(q_vs.scores, q_vs.maps), thresholds=(thresholds, q_thresholds),
                         gate=Int8Gate(score_atol=cfg.int8_score_atol, max_verdict_flips=cfg.int8_max_verdict_flips),
@@ -205,11 +211,12 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     parity = check_parity(graph, model, images=checked, atol=cfg.parity_atol)
     vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
     labelled = graph.classifier is not None
-    thresholds = _calibrate(vs, cfg, labelled=labelled)
+    fusion = _fusion_spec(graph)
+    thresholds = _calibrate(vs, cfg, labelled=labelled, fusion=fusion)
     int8: dict[str, float] = {}
     if cfg.quantize == "int8":
         vs, thresholds, int8 = _quantize(model, run, vs, thresholds, checked=checked, labelled=labelled,
-                                         progress=progress)
+                                         fusion=fusion, progress=progress)
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     metrics.update(int8)
@@ -225,10 +232,19 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         name=name, version=version, sha256=sha256_file(model),
         task="anomaly+classifier" if graph.classifier is not None else "anomaly",
         input=InputSpec(channels=1 if channels == 1 else 3, model_size_px=(cfg.image_size_px, cfg.image_size_px)),
-        labels=run.data.labels, thresholds=thresholds, golden_samples=golden, training=info,
+        labels=run.data.labels, thresholds=thresholds, fusion=fusion, golden_samples=golden, training=info,
     )
     write_manifest(tmp, manifest)
     return manifest
+
+
+def _fusion_spec(graph: InspectionGraph) -> FusionSpec | None:
+    """The open-set fusion's thresholds as the manifest states them (None: no labels, or one threshold)."""
+    fusion = graph.open_set
+    if fusion is None or graph.classifier is None:
+        return None
+    return FusionSpec(anomaly_at=float(fusion.anomaly_at[0]), defect_at=float(fusion.defect_at[0]),  # type: ignore[index]
+                      anomaly_frr=fusion.anomaly_frr, defect_frr=fusion.defect_frr, fused_fail_at=FUSED_FAIL_AT)
 
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,

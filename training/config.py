@@ -50,7 +50,16 @@ class TrainConfig(BaseModel):
     classifier_batch_size: int = Field(default=32, ge=1)
     classifier_views: int = Field(default=4, ge=1, le=8, description="flip/rotate views cached per image")
     classifier_dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
-    fusion: Literal["max", "noisy_or"] = "max"
+    fusion: Literal["open_set", "max", "noisy_or"] = Field(
+        default="open_set",
+        description="open_set: each signal FAILs above its own threshold (labels only add FAILs); max: one threshold",
+    )
+    open_set_anomaly_frr: float = Field(
+        default=0.04, ge=0.0, le=1.0, description="open_set: validation goods the anomaly path may fail",
+    )
+    open_set_defect_frr: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="open_set: validation goods the defect signal may fail",
+    )
     # --- validation and calibration -------------------------------------------------------------
     val_percent: int = Field(default=20, ge=5, le=50, description="share of training images held out")
     frr_target: float = Field(default=0.01, ge=0.0, le=1.0)

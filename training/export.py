@@ -6,9 +6,11 @@ W; outputs ``score`` float32 ``[1]``, ``anomaly_map`` float32 ``[h, w]``, ``defe
 ``[K]``. Everything between (cast, resize, grey->3ch, ImageNet normalisation, trunk, patch
 scoring, classifier, fusion) is inside the graph, so the runtime only feeds pixels.
 
-Fusion (labelled model): ``score = max(anomaly score, P(not good))`` (or noisy-OR). Both terms are
-in [0, 1) with 0.5 as the natural boundary, and the fused score is never below the anomaly score,
-so a part unlike the good ones fails whatever the classifier thinks of it.
+Fusion (labelled model): ``open_set`` (the default, :mod:`training.fusion`) maps each signal so
+that its own threshold lands on 0.5 and takes the maximum, so a part FAILs when either signal
+passes its own threshold; ``max`` and ``noisy_or`` (older bundles) fuse the raw terms and share one
+threshold. Every rule keeps the fused score at or above the (lifted) anomaly score, so a part unlike
+the good ones fails whatever the classifier thinks of it.
 
 Export uses torch's TorchScript-based exporter: the torch.export-based one needs ``onnxscript``,
 which is not a dependency. Its DeprecationWarnings are silenced narrowly around the call.
@@ -36,6 +38,7 @@ from torch import nn
 from training.anomaly import MapHead, PatchEmbedder
 from training.classifier import DefectHead, defect_scores
 from training.data import Preprocess, to_hwc
+from training.fusion import OpenSetFusion
 from vinspect.errors import ModelError
 from vinspect.models.runtime import SessionSettings, create_session
 
@@ -64,6 +67,7 @@ class InspectionGraph(nn.Module):
         self.preprocess, self.trunk, self.embedder = preprocess, trunk, embedder
         self.scorer, self.map_head, self.classifier = scorer, map_head, classifier
         self.fusion = fusion
+        self.open_set = OpenSetFusion() if fusion == "open_set" else None
         self.eval()
 
     def raw_distance(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -71,12 +75,22 @@ class InspectionGraph(nn.Module):
         taps = self.trunk(self.preprocess(image))
         return self.scorer(self.embedder(taps)), taps
 
+    def path_scores(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The unfused signals: anomaly image score ``[1]`` and P(not good) ``[1]`` (None without labels)."""
+        distance, taps = self.raw_distance(image)
+        _, score = self.map_head(distance)
+        if self.classifier is None:
+            return score, None
+        return score, defect_scores(self.classifier(taps[-1]))[0]
+
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         distance, taps = self.raw_distance(image)
         amap, score = self.map_head(distance)
         if self.classifier is None:
             return score, amap, torch.zeros(0, dtype=torch.float32)
         p_defect, probs = defect_scores(self.classifier(taps[-1]))
+        if self.open_set is not None:
+            return self.open_set(score, p_defect), amap, probs[0]
         if self.fusion == "noisy_or":
             return 1.0 - (1.0 - score) * (1.0 - p_defect), amap, probs[0]
         return torch.maximum(score, p_defect), amap, probs[0]

@@ -3,7 +3,9 @@
 The anomaly path learns from good images only. The classifier path, when labelled defects are
 given, learns good + defect classes from the same cached trunk features. The anomaly reference
 level (the raw score that maps to 0.5) is the 99th percentile of the validation goods' raw image
-scores, so score units are comparable across datasets and models.
+scores, so score units are comparable across datasets and models. With labels and ``fusion:
+open_set``, each signal's own threshold is then set from the same validation goods alone
+(:func:`set_open_set_thresholds`, :mod:`training.fusion`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from training.data import Preprocess, to_hwc
 from training.export import InspectionGraph
 from training.features import extract_taps
 from vinspect.errors import ModelError
+from vinspect.models.calibration import CalibrationTarget, false_reject_rate, path_threshold
 
-__all__ = ["FitImages", "fit_graph", "raw_image_score"]
+__all__ = ["FitImages", "fit_graph", "raw_image_score", "set_open_set_thresholds"]
 
 logger = logging.getLogger(__name__)
 Image = npt.NDArray[np.uint8]
@@ -45,12 +48,12 @@ class FitImages:
     labels: tuple[str, ...] = field(default=())
 
 
-def _scorer_factory(config: TrainConfig) -> Callable[[torch.Tensor], torch.nn.Module]:
+def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[[torch.Tensor], torch.nn.Module]:
     def fit(emb: torch.Tensor) -> torch.nn.Module:
         if config.anomaly_method == "gaussian":
             return fit_gaussian(emb, shrinkage=config.gaussian_shrinkage)
         return fit_knn(emb, coreset_size=config.coreset_size, projection_dim=config.coreset_projection_dim,
-                       seed=config.seed)
+                       seed=config.seed, progress=progress)
 
     return fit
 
@@ -67,7 +70,7 @@ def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainC
     sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
     embedder = PatchEmbedder(pool_px=config.patch_pool_px, tap_sizes=sizes, map_tap=config.map_tap)
     emb = embedder(taps)
-    fit = _scorer_factory(config)
+    fit = _scorer_factory(config, progress=progress)
     head = MapHead(blur_sigma_px=config.map_blur_sigma_px, grid=embedder.grid)
     if config.position_norm:
         head.set_position_scale(position_scale(emb, fit, views=config.anomaly_views, seed=config.seed))
@@ -96,6 +99,42 @@ def raw_image_score(graph: InspectionGraph, image: Image, *, channels: int) -> f
     return float(graph.map_head.raw(distance).max())
 
 
+# a signal's threshold stays strictly inside (0, 1), where the fusion's lift is defined
+_THRESHOLD_RANGE = (1e-6, 1.0 - 1e-6)
+
+
+@torch.no_grad()
+def set_open_set_thresholds(graph: InspectionGraph, val_good: Sequence[Image], *, channels: int,
+                            config: TrainConfig, progress: bool) -> None:
+    """Set the open-set fusion's per-signal thresholds from validation goods alone.
+
+    The anomaly path may fail ``open_set_anomaly_frr`` of them, the defect signal
+    ``open_set_defect_frr``; the rates actually reached are kept on the fusion module
+    (``anomaly_frr``, ``defect_frr``) for the manifest.
+
+    Raises:
+        ModelError: the graph has no open-set fusion or no classifier.
+    """
+    if graph.open_set is None or graph.classifier is None:
+        raise ModelError("open-set thresholds need a graph with a classifier and fusion 'open_set'")
+    anomaly, defect = [], []
+    for img in tqdm(val_good, desc="open-set thresholds", disable=not progress, leave=False):
+        a, d = graph.path_scores(torch.from_numpy(to_hwc(img, channels=channels)))
+        assert d is not None  # the classifier is present (checked above)
+        anomaly.append(float(a[0]))
+        defect.append(float(d[0]))
+    target = CalibrationTarget(margin_fraction=config.margin_fraction, margin_cap=config.margin_cap)
+    low, high = _THRESHOLD_RANGE
+    anomaly_at = min(max(path_threshold(anomaly, frr=config.open_set_anomaly_frr, target=target), low), high)
+    defect_at = min(max(path_threshold(defect, frr=config.open_set_defect_frr, target=target), low), high)
+    graph.open_set.set_thresholds(anomaly_at=anomaly_at, defect_at=defect_at)
+    graph.open_set.anomaly_frr = false_reject_rate(anomaly, anomaly_at)
+    graph.open_set.defect_frr = false_reject_rate(defect, defect_at)
+    logger.info("open-set thresholds", extra={"anomaly_at": anomaly_at, "defect_at": defect_at,
+                                              "anomaly_frr": graph.open_set.anomaly_frr,
+                                              "defect_frr": graph.open_set.defect_frr})
+
+
 def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool) -> InspectionGraph:
     """Fit every part of the graph; the classifier only when ``data.labels`` is not empty.
 
@@ -113,5 +152,7 @@ def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool) -> Inspec
            for img in tqdm(data.val_good, desc="reference level", disable=not progress, leave=False)]
     graph.map_head.set_reference(float(np.quantile(raw, REFERENCE_QUANTILE)))
     if data.labels:
-        graph.classifier = _classifier(backbone, data, graph=graph, config=config, progress=progress)
+        graph.classifier = _classifier(backbone, data, graph=graph, config=config, progress=progress).eval()
+        if graph.open_set is not None:
+            set_open_set_thresholds(graph, data.val_good, channels=data.channels, config=config, progress=progress)
     return graph.eval()

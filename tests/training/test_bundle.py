@@ -159,17 +159,66 @@ def test_train_command_states_the_rates_and_unknown_escapes(tiny_dataset: Path, 
     assert "escape rate 0.0%" not in out
 
 
-def test_labelled_fail_at_never_exceeds_the_anomaly_paths_good_only_threshold(
+def _lifted(a: float, at: float) -> float:
+    return a * 0.5 / at if a < at else 0.5 + (a - at) * 0.5 / (1.0 - at)
+
+
+def _scratch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A defect kind nobody labelled: a dark diagonal scratch (the labels only know bright spots)."""
+    out = image.copy()
+    y0, x0 = int(rng.integers(10, 40)), int(rng.integers(10, 40))
+    for k in range(40):
+        out[y0 + k // 2:y0 + k // 2 + 3, x0 + k] = 10
+    return out
+
+
+def test_labelled_bundle_fails_every_part_its_anomaly_path_fails(
         labelled_bundle: tuple[Path, ModelManifest], tiny_dataset: Path, small_config: Any) -> None:
+    from tests.training.conftest import _texture
     from training.data import holdout_split, load_images, to_hwc
     from vinspect.dataset import open_dataset
-    from vinspect.models.calibration import CalibrationTarget, anomaly_cap
 
     out, manifest = labelled_bundle
-    samples = open_dataset(tiny_dataset).train_samples()
-    split = holdout_split(samples, val_percent=small_config.val_percent)
+    assert manifest.schema_version == 2 and manifest.fusion is not None
+    assert manifest.training.config["fusion"] == "open_set"
+    assert manifest.thresholds.fail_at == manifest.fusion.fused_fail_at == 0.5
+    assert manifest.thresholds.evidence.fixed_fail_at == 0.5
+    assert manifest.fusion.anomaly_frr <= small_config.open_set_anomaly_frr
+    assert manifest.fusion.defect_frr <= small_config.open_set_defect_frr
+    rng = np.random.default_rng(11)
+    unlabelled = [_scratch(_texture(rng, 96, 96), rng) for _ in range(8)]
+    split = holdout_split(open_dataset(tiny_dataset).train_samples(), val_percent=small_config.val_percent)
     session = _session(out)
-    goods = load_images([s for s in split.val if s.is_good], progress=False)
-    anomaly = [float(session.run(None, {"image": to_hwc(img, channels=1)})[1].max()) for img in goods]
-    cap = anomaly_cap(anomaly, target=CalibrationTarget(frr_target=small_config.frr_target))
-    assert manifest.thresholds.fail_at <= cap + 1e-9
+    anomaly_fails = 0
+    for img in [*unlabelled, *load_images(split.val, progress=False)]:
+        score, amap, _ = session.run(None, {"image": to_hwc(img, channels=1)})
+        a = float(amap.max())
+        assert float(score[0]) >= _lifted(a, manifest.fusion.anomaly_at) - 1e-5
+        if a >= manifest.fusion.anomaly_at:
+            anomaly_fails += 1
+            assert float(score[0]) >= manifest.thresholds.fail_at
+    assert anomaly_fails >= 4  # the check above is not vacuous: the anomaly path fails the scratches
+
+
+def test_max_fusion_is_still_trained_on_request(tiny_dataset: Path, small_config: Any, tmp_path: Path) -> None:
+    from training import train_bundle
+
+    config = small_config.model_copy(update={"fusion": "max"})
+    manifest = train_bundle(tiny_dataset, tmp_path / "m", name="m", version="1", config=config, progress=False)
+    assert manifest.fusion is None and manifest.thresholds.evidence.fixed_fail_at is None
+
+
+def test_train_command_states_each_signals_own_threshold(tiny_dataset: Path, small_config: Any, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from vinspect.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(small_config.model_dump(mode="json")))
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "b"), "--config", str(config),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "open-set fusion: the anomaly path fails a part at anomaly score" in out
+    assert "labelled defects only add FAILs" in out
+    assert "fail_at=0.5 " in out

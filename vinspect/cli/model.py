@@ -15,7 +15,7 @@ import numpy as np
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
 from vinspect.errors import ConfigError, ImageDecodeError, ModelError
-from vinspect.models.calibration import describe_operating_point
+from vinspect.models.calibration import describe_fusion, describe_operating_point
 from vinspect.models.manifest import ModelManifest, OperatingPoint, read_manifest
 from vinspect.models.reference_spec import REFERENCE_NAME, ReferenceSpec
 from vinspect.models.registry import ModelRegistry
@@ -160,6 +160,8 @@ def _train(args: argparse.Namespace) -> int:
         f"fail_at={manifest.thresholds.fail_at:.4g} "
         f"review_at={manifest.thresholds.review_at:.4g}; validation: {ev.n_good} good, {ev.n_defect} defective\n"
         f"threshold rule: {ev.target}\n")
+    if manifest.fusion is not None:
+        sys.stdout.write(describe_fusion(manifest.fusion) + "\n")
     if ev.operating_point is not None:
         sys.stdout.write("".join(f"  {line}\n" for line in describe_operating_point(ev.operating_point)))
     return 0
@@ -174,6 +176,8 @@ def _eval(args: argparse.Namespace) -> int:
     scored = score_samples(index.test_samples(), bundle=bundle, policy=policy, progress=not args.no_progress)
     summary = summarize(scored, bundle=bundle, policy=policy)
     summary["dataset"] = {"root": str(index.root), "layout": index.layout}
+    if bundle.manifest.fusion is not None:
+        summary["fusion"] = bundle.manifest.fusion.model_dump(mode="json")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -181,6 +185,8 @@ def _eval(args: argparse.Namespace) -> int:
         page = write_report(args.report, summary=summary, scored=scored, level=bundle.manifest.thresholds.map_at)
         sys.stdout.write(f"report: {page}\n")
     _print_summary(summary)
+    if bundle.manifest.fusion is not None:
+        sys.stdout.write(describe_fusion(bundle.manifest.fusion) + "\n")
     return 0
 
 

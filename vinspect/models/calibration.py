@@ -25,6 +25,13 @@ expected rates at the chosen thresholds, with exact confidence intervals, and pl
 warnings about the targets the bundle cannot meet are stated in :class:`OperatingPoint`
 (:func:`operating_point`). Escapes count defects that PASS (below ``review_at``).
 
+**Open-set fusion** (``fixed_fail_at``, labelled graphs trained with ``fusion: open_set``): the
+graph already FAILs a part where either signal passes its own threshold (:func:`path_threshold` on
+validation goods alone), which lands on the fused score's ``fixed_fail_at``. ``fail_at`` stays
+there, so the labelled defects never raise the anomaly path's threshold; it moves up only when the
+false-reject ceiling is exceeded, and then the text says so. ``review_at`` is the review-rate
+level, lowered to the zero-escape point when validation defects score below it.
+
 ``review_at`` is otherwise the lowest level at or above which at most ``review_rate`` of the validation
 goods score (never above ``fail_at``); ``map_at`` is the ``1 - map_pixel_rate`` quantile of the
 validation goods' anomaly-map pixels (never above ``fail_at``), or ``review_at`` without maps.
@@ -41,7 +48,7 @@ import numpy.typing as npt
 
 from vinspect.errors import ModelError
 from vinspect.models.intervals import clopper_pearson
-from vinspect.models.manifest import CalibrationEvidence, OperatingPoint, RateEstimate, Thresholds
+from vinspect.models.manifest import CalibrationEvidence, FusionSpec, OperatingPoint, RateEstimate, Thresholds
 
 __all__ = [
     "CalibrationTarget",
@@ -49,12 +56,14 @@ __all__ = [
     "auroc",
     "best_f1",
     "calibrate",
+    "describe_fusion",
     "describe_operating_point",
     "detection_rate_by_class",
     "escape_rate",
     "false_reject_rate",
     "false_reject_rate_at_zero_escape",
     "operating_point",
+    "path_threshold",
     "rate_estimate",
     "summarize",
     "thresholds_for_ceiling",
@@ -226,8 +235,44 @@ def anomaly_cap(anomaly_good: Scores, *, target: CalibrationTarget | None = None
     return _fail_at(good, np.empty(0), target=replace(target, kind="frr"))[0]
 
 
+def path_threshold(scores_good: Scores, *, frr: float, target: CalibrationTarget | None = None) -> float:
+    """One signal's own threshold from validation goods alone: at most ``frr`` of them reach it.
+
+    Placed like every ``frr`` threshold (see the module doc: just above the highest good that must
+    pass, with a margin), so it does not depend on which defects were labelled.
+
+    Raises:
+        ModelError: no good scores, or non-finite scores.
+    """
+    target = target or CalibrationTarget()
+    good = _vector(scores_good, "good")
+    if good.size == 0:
+        raise ModelError("a signal's threshold needs its scores on at least one validation good part")
+    return _fail_at(good, np.empty(0), target=replace(target, kind="frr", frr_target=frr))[0]
+
+
+def _fixed_thresholds(good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *, fixed: float,
+                      target: CalibrationTarget) -> tuple[float, float, str]:
+    fail_at = fixed
+    text = (f"open-set fusion: FAIL where the anomaly score or the defect signal passes its own threshold "
+            f"(fused {fixed:g})")
+    ceiling = target.frr_ceiling
+    if ceiling is not None and false_reject_rate(good, fixed) > ceiling:
+        fail_at = max(fixed, _fail_at(good, defect, target=replace(target, kind="frr", frr_target=ceiling))[0])
+        text += (f"; raised to {fail_at:.4g} because {false_reject_rate(good, fixed):.1%} of {good.size} validation "
+                 f"goods would fail there, above the {ceiling:.1%} ceiling")
+    review_at = min(fail_at, _upper_quantile(good, target.review_rate))
+    if target.kind == "zero_escape" and defect.size:
+        zero_at = _fail_at(good, defect, target=target)[0]
+        if zero_at < review_at:
+            review_at = zero_at
+            text += f"; REVIEW from the zero-escape point on {defect.size} validation defects"
+    return fail_at, review_at, text
+
+
 def calibrate(scores_good: Scores, scores_defect: Scores, *, target: CalibrationTarget | None = None,
-              good_map_values: Scores | None = None, cap: float | None = None) -> Thresholds:
+              good_map_values: Scores | None = None, cap: float | None = None,
+              fixed_fail_at: float | None = None) -> Thresholds:
     """Pick ``fail_at``, ``review_at`` and ``map_at`` from validation scores (see module doc).
 
     Args:
@@ -236,6 +281,8 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
         target: the calibration target; default :class:`CalibrationTarget()`.
         good_map_values: anomaly-map pixels of the validation goods, for ``map_at``.
         cap: ``fail_at`` never exceeds it (:func:`anomaly_cap`, for fused scores with labels).
+        fixed_fail_at: the open-set fused score's FAIL point (see the module doc); ``cap`` is
+            then ignored.
 
     Returns:
         Thresholds with the evidence: rates measured on the same validation scores, the
@@ -248,10 +295,14 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
     good, defect = _vector(scores_good, "good"), _vector(scores_defect, "defect")
     if good.size == 0:
         raise ModelError("calibration needs scores of at least one validation good part")
-    fail_at, text = _fail_at(good, defect, target=target)
-    review_at = min(fail_at, _upper_quantile(good, target.review_rate))
     ceiling = target.frr_ceiling
-    if target.kind == "zero_escape" and defect.size and ceiling is not None \
+    if fixed_fail_at is not None:
+        fail_at, review_at, text = _fixed_thresholds(good, defect, fixed=fixed_fail_at, target=target)
+        cap = None
+    else:
+        fail_at, text = _fail_at(good, defect, target=target)
+        review_at = min(fail_at, _upper_quantile(good, target.review_rate))
+    if fixed_fail_at is None and target.kind == "zero_escape" and defect.size and ceiling is not None \
             and false_reject_rate(good, fail_at) > ceiling:
         zero_at, zero_frr = fail_at, false_reject_rate(good, fail_at)
         fail_at, _ = _fail_at(good, defect, target=replace(target, kind="frr", frr_target=ceiling))
@@ -275,6 +326,7 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
                                         frr_ceiling=ceiling, confidence=target.confidence),
         scores_good=tuple(float(v) for v in np.sort(good)),
         scores_defect=tuple(float(v) for v in np.sort(defect)),
+        fixed_fail_at=fixed_fail_at,
     )
     return Thresholds(fail_at=fail_at, review_at=review_at, map_at=map_at, evidence=evidence)
 
@@ -293,7 +345,8 @@ def thresholds_for_ceiling(evidence: CalibrationEvidence, *, frr_ceiling: float,
     knobs = {k: float(v) for k, v in config.items()
              if k in ("frr_target", "margin_fraction", "margin_cap", "review_rate") and isinstance(v, int | float)}
     target = CalibrationTarget(**knobs, frr_ceiling=frr_ceiling)  # type: ignore[arg-type]
-    return calibrate(evidence.scores_good, evidence.scores_defect, target=target)
+    return calibrate(evidence.scores_good, evidence.scores_defect, target=target,
+                     fixed_fail_at=evidence.fixed_fail_at)
 
 
 def rate_estimate(events: int, n: int, *, confidence: float = 0.95) -> RateEstimate | None:
@@ -382,6 +435,13 @@ def describe_operating_point(point: OperatingPoint) -> list[str]:
                      f"sent to review {_pct(point.defect_review)}")
     lines += [f"WARNING: {w}" for w in point.warnings]
     return lines
+
+
+def describe_fusion(fusion: FusionSpec) -> str:
+    """One plain-words line: where each signal of an open-set bundle FAILs a part on its own."""
+    return (f"open-set fusion: the anomaly path fails a part at anomaly score {fusion.anomaly_at:.4g} "
+            f"({fusion.anomaly_frr:.1%} of validation goods), the defect signal at P(defect) {fusion.defect_at:.4g} "
+            f"({fusion.defect_frr:.1%}); labelled defects only add FAILs, they never raise the anomaly threshold")
 
 
 def summarize(scores_good: Scores, scores_defect: Scores, *, threshold: float) -> Mapping[str, float]:

@@ -17,6 +17,9 @@ The ONNX graph contract (checked at load by ``vinspect.models.runtime``):
 * output ``score``: float32 ``[1]``, higher means more anomalous, in the units of ``thresholds``;
 * output ``anomaly_map``: float32 ``[h, w]`` in the same units, at the model's map resolution;
 * output ``defect_probs``: float32 ``[K]`` over ``labels`` (K = 0 for a good-only model).
+
+Schema version 2 added ``fusion`` (the open-set fusion's per-signal thresholds) and
+``CalibrationEvidence.fixed_fail_at``; version-1 manifests still load unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "MODEL_NAME",
     "SCHEMA_VERSION",
     "CalibrationEvidence",
+    "FusionSpec",
     "GoldenSample",
     "InputSpec",
     "ModelManifest",
@@ -48,7 +52,7 @@ __all__ = [
     "write_manifest",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1, 2] = 2
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 REFERENCE_TASK_FILE = "reference.json"
@@ -112,6 +116,9 @@ class CalibrationEvidence(Strict):
     operating_point: OperatingPoint | None = None
     scores_good: tuple[float, ...] = ()
     scores_defect: tuple[float, ...] = ()
+    fixed_fail_at: float | None = Field(
+        default=None, description="open-set fusion: the fused score's FAIL point, where each signal's own threshold "
+                                  "lands; a station's frr_ceiling re-derives review_at around it")
 
 
 class Thresholds(Strict):
@@ -129,6 +136,22 @@ class Thresholds(Strict):
         if fail_at is not None and value > fail_at:
             raise ValueError(f"review_at ({value}) must not exceed fail_at ({fail_at})")
         return value
+
+
+class FusionSpec(Strict):
+    """How a labelled graph fuses its two signals (``open_set``: each FAILs above its own threshold).
+
+    The graph maps the anomaly score so that ``anomaly_at`` lands on ``fused_fail_at`` and P(not good)
+    so that ``defect_at`` does, then takes the maximum; the manifest states the thresholds so the
+    summary, ``eval`` and a reviewer can see what each path alone would fail.
+    """
+
+    rule: Literal["open_set"] = "open_set"
+    anomaly_at: float = Field(gt=0.0, lt=1.0, description="anomaly image score at which the anomaly path FAILs")
+    defect_at: float = Field(gt=0.0, lt=1.0, description="P(not good) at which the defect signal FAILs")
+    anomaly_frr: float = Field(ge=0.0, le=1.0, description="validation goods the anomaly path fails at anomaly_at")
+    defect_frr: float = Field(ge=0.0, le=1.0, description="validation goods the defect signal fails at defect_at")
+    fused_fail_at: float = Field(gt=0.0, lt=1.0)
 
 
 class GoldenSample(Strict):
@@ -156,7 +179,7 @@ class TrainingInfo(Strict):
 class ModelManifest(Strict):
     """Everything the runtime, the registry and the UI need to know about a bundle."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of model.onnx")
@@ -164,6 +187,7 @@ class ModelManifest(Strict):
     input: InputSpec
     labels: tuple[str, ...] = Field(description="defect classes, in defect_probs order")
     thresholds: Thresholds
+    fusion: FusionSpec | None = Field(default=None, description="None: good-only, or fused by one threshold (v1)")
     golden_samples: tuple[GoldenSample, ...] = ()
     training: TrainingInfo
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
