@@ -213,3 +213,28 @@ def score_sample(window: Window, *, session: Session, model_version: str | None 
     if station_id is not None:
         stmt = stmt.where(InspectionRecord.station_id == station_id)
     return [float(s) for s in session.scalars(stmt) if s is not None]
+
+
+def reviewer_pairs(window: Window, *, session: Session, station_id: str | None = None) -> list[tuple[str, str]]:
+    """(first reviewer, second reviewer) decisions, reject vs good, where two people judged the same NCR
+    (a review and a signed supersede by someone else; MRB referrals left out)."""
+    stmt = (select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
+            .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
+            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
+            .order_by(NcrEvent.ncr_id, NcrEvent.revision))
+    if station_id is not None:
+        stmt = stmt.where(NcrRecord.station_id == station_id)
+    seen: dict[int, list[tuple[str, str]]] = {}
+    for ncr_id, actor, payload in session.execute(stmt):
+        seen.setdefault(ncr_id, []).append((actor, str(json.loads(payload).get("decision"))))
+    category = {"CONFIRMED_DEFECT": "reject", "FALSE_REJECT": "good"}
+    pairs = []
+    for judged in seen.values():
+        people = list(dict.fromkeys(actor for actor, _ in judged))
+        if len(people) < 2:
+            continue
+        first = next(d for a, d in judged if a == people[0])
+        second = next(d for a, d in reversed(judged) if a == people[1])
+        if first in category and second in category:
+            pairs.append((category[first], category[second]))
+    return pairs
