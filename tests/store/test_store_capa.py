@@ -199,3 +199,35 @@ def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engi
     assert [(a.human, a.defect_code) for a in answers] == [("ESCAPE", "chip")]
     assert vision_vs_reviewer([*adj, *answers]) == [("reject", "good"), ("good", "reject")]
     assert codes == {"crack": 2, "timeout": 1}
+
+
+def test_export_carries_capa_links_and_old_documents_stay_valid(engine: Engine) -> None:
+    import csv
+    import io
+    import json
+
+    import jsonschema
+
+    from vinspect.store.export import ExportFormat, export_ncrs, schema
+    from vinspect.store.ncr import NcrFilter
+
+    users = _users(engine)
+    ncrs = _ncrs(engine, 3)
+    number = _open(engine, users, ncrs[:2])
+    out, csv_out = io.StringIO(), io.StringIO()
+    with session_scope(engine, readonly=True) as session:
+        export_ncrs(out, session=session, fmt=ExportFormat.JSON, filters=NcrFilter())
+        export_ncrs(csv_out, session=session, fmt=ExportFormat.CSV, filters=NcrFilter())
+    docs = json.loads(out.getvalue())
+    validator = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
+    assert schema()["$id"].endswith("1.1.0")
+    for doc in docs:
+        assert list(validator.iter_errors(doc)) == [], doc["ncr_number"]
+        assert doc["schema_version"] == "1.1.0"
+    assert [c["capa_number"] for c in docs[0]["capas"]] == [number] and docs[2]["capas"] == []
+    rows = list(csv.DictReader(io.StringIO(csv_out.getvalue())))
+    assert json.loads(rows[1]["capas"])[0]["capa_number"] == number
+    old = {k: v for k, v in docs[2].items() if k != "capas"}  # a 1.0.0 document: no capas field
+    old["schema_version"] = "1.0.0"
+    assert list(validator.iter_errors(old)) == []
+    assert list(validator.iter_errors({**docs[0], "capas": [{"capa_number": "x"}]})) != []
