@@ -33,7 +33,7 @@ def _hours(seeded: Seeded, start: datetime, rejects: list[int], *, size: int = 1
 def _spc_alarm(seeded: Seeded) -> datetime:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=30)
-    _hours(seeded, start, [2, 3, 1, 2, 2, 3, 2, 1, 2, 2, 3, 2, 2, 1, 2, 2, 3, 2, 2, 2] + [2, 2, 15, 2, 2])
+    _hours(seeded, start, [2, 3, 1, 2, 2, 3, 2, 1, 2, 2, 3, 2, 2, 1, 2, 2, 3, 2, 2, 2, 2, 2, 15, 2, 2])
     with session_scope(seeded.store.engine) as session:
         record_baseline(session=session, station_id="tile-line-1", chart="reject_rate", window_from=start,
                         window_to=start + timedelta(hours=20), subgroup_minutes=60, p_bar=40 / 2000, subgroups=20,
