@@ -15,9 +15,9 @@ from vinspect.api.deps import Acknowledger, CsrfChecked, ReadSession, Services, 
 from vinspect.api.pages import PAGE_RESPONSES, error_page, flash, redirect, render
 from vinspect.api.workflow import check_signing_password
 from vinspect.errors import StateError, StoreError
-from vinspect.models.manifest import read_manifest
 from vinspect.quality import charts
 from vinspect.quality.dashboard import Dashboard, build_dashboard, p_chart
+from vinspect.quality.validation import validation_scores as _validation_scores
 from vinspect.store.alarms import acknowledge_alarm, current_baseline, list_alarms
 from vinspect.store.analytics_queries import Window, hourly_rollup, ncr_code_counts, score_sample
 from vinspect.store.db import session_scope
@@ -44,17 +44,7 @@ def window_of(since: str | None, until: str | None, *, now: datetime | None = No
 
 
 def validation_scores(services: Services) -> dict[str, Sequence[float]]:
-    """Model version -> validation good-part scores of every installed bundle that recorded them."""
-    found: dict[str, Sequence[float]] = {}
-    for entry in services.registry.list():
-        try:
-            scores = read_manifest(entry.path).thresholds.evidence.scores_good
-        except Exception as exc:  # boundary: an unreadable bundle must not take the dashboard down
-            logger.warning("no validation scores from %s %s: %s", entry.name, entry.version, exc)
-            continue
-        if scores:
-            found[entry.version] = scores
-    return found
+    return _validation_scores(services.registry)
 
 
 def _parse(request: Request, since: str | None, until: str | None) -> Window:

@@ -1,0 +1,123 @@
+"""``vinspect report`` (HTML quality report with PNG charts) and ``vinspect spc baseline|check``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from vinspect.analytics.spc import freeze_baseline
+from vinspect.cli.store import _common, _engine, _time
+from vinspect.errors import StoreError
+from vinspect.models.registry import ModelRegistry
+from vinspect.quality.alarms import MqttAlarmPublisher, check_alarms
+from vinspect.quality.validation import validation_scores
+from vinspect.report.quality_report import write_quality_report
+from vinspect.settings import load_settings
+from vinspect.store.alarms import record_baseline
+from vinspect.store.analytics_queries import Window, hourly_rollup
+from vinspect.store.db import session_scope
+from vinspect.store.evidence import EvidenceStore
+from vinspect.store.review_queries import StoreHandle
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``report`` and ``spc``."""
+    report = _common(sub.add_parser("report", help="HTML quality report (KPIs, p-charts, Pareto, kappa, drift, "
+                                                   "alarms, CAPA) with PNG charts"))
+    report.add_argument("--since", type=_time, required=True, help="window start (ISO 8601, UTC)")
+    report.add_argument("--until", type=_time, required=True, help="window end, exclusive (ISO 8601, UTC)")
+    report.add_argument("--out", type=Path, required=True, help="folder for index.html and the PNG charts")
+    report.add_argument("--station", default=None, help="only this station")
+    report.set_defaults(handler=_report)
+    spc = sub.add_parser("spc", help="p-chart limits and alarms")
+    verbs = spc.add_subparsers(dest="verb", required=True, metavar="VERB")
+    base = _common(verbs.add_parser("baseline", help="freeze p-chart limits from an in-control period"))
+    base.add_argument("--station", required=True)
+    base.add_argument("--since", type=_time, required=True, help="baseline start (ISO 8601, UTC)")
+    base.add_argument("--until", type=_time, required=True, help="baseline end, exclusive")
+    base.add_argument("--reason", required=True, help="why this period is in control (audited)")
+    base.add_argument("--min-subgroups", type=int, default=20, help="hourly subgroups needed (default 20)")
+    base.set_defaults(handler=_baseline)
+    check = _common(verbs.add_parser("check", help="evaluate Nelson rules 1-4 and drift; store, log and publish "
+                                                   "new alarms"))
+    check.add_argument("--mqtt", default=None, metavar="HOST[:PORT]", help="publish new alarms to this broker")
+    check.add_argument("--topic-prefix", default="vinspect/site/line", help="MQTT topic prefix")
+    check.set_defaults(handler=_check)
+
+
+def _window(since: datetime, until: datetime) -> Window:
+    try:
+        return Window(since, until)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(load_settings(data_dir=args.data_dir).data_dir / "models")
+
+
+def _report(args: argparse.Namespace) -> int:
+    window = _window(args.since, args.until)
+    engine = _engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            index = write_quality_report(session, window, args.out, station_id=args.station,
+                                         validation_scores=validation_scores(_registry(args)))
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"{index}\n")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    window = _window(args.since, args.until)
+    engine = _engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            rows = hourly_rollup(window, session=session, station_id=args.station)
+        per_hour: dict[datetime, list[int]] = {}
+        for r in rows:
+            slot = per_hour.setdefault(r.hour, [0, 0])
+            slot[0] += r.model_rejects
+            slot[1] += r.count
+        hours = sorted(per_hour)
+        try:
+            base = freeze_baseline([per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours],
+                                   min_subgroups=args.min_subgroups)
+        except ValueError as exc:
+            raise StoreError(f"station {args.station}: {exc}") from exc
+        with session_scope(engine) as session:
+            record_baseline(session=session, station_id=args.station, chart="reject_rate", window_from=window.since,
+                            window_to=window.until, subgroup_minutes=60, p_bar=base.p_bar, subgroups=base.subgroups,
+                            parts=base.parts, defects=base.defects, actor=f"cli:{getpass.getuser()}"[:128],
+                            user_id=None, reason=args.reason)
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"{args.station}: p-bar {base.p_bar:.5f} frozen from {base.subgroups} hourly subgroups "
+                     f"({base.defects} model rejects of {base.parts} parts)\n")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    publish = None
+    if args.mqtt:
+        host, _, port = args.mqtt.partition(":")
+        publish = MqttAlarmPublisher(host, int(port or 1883), args.topic_prefix)
+    engine = _engine(args)
+    data_dir = load_settings(data_dir=args.data_dir).data_dir
+    try:
+        store = StoreHandle(engine=engine, evidence=EvidenceStore(data_dir / "evidence"))
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        new = check_alarms(store, now=now, validation_scores=validation_scores(_registry(args)), publish=publish)
+    finally:
+        engine.dispose()
+    for a in new:
+        sys.stdout.write(f"alarm {a.id}: {a.kind} {a.chart} rule {a.rule} on {a.station_id} from "
+                         f"{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M} UTC\n")
+    sys.stdout.write(f"{len(new)} new alarm(s)\n")
+    return 0
