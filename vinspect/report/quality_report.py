@@ -60,11 +60,15 @@ def _png(out: Path, name: str, data: bytes) -> str:
     return f'<img src="{_e(name)}" alt="{_e(name)}">'
 
 
+def _ack(a: AlarmView) -> str:
+    return f"{_e(a.ack_reason)} (signed)" if a.acknowledged_at else "<span class=bad>open</span>"
+
+
 def _alarms(alarms: Sequence[AlarmView]) -> str:
     rows = "".join(
         f"<tr><td>{a.id}</td><td>{_e(a.kind)}</td><td>{_e(a.station_id)}</td><td>{_e(a.chart)}</td>"
         f"<td>{_e(a.detail.get('description', a.detail))}</td>"
-        f"<td>{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M}</td><td>{_e(a.ack_reason) + ' (signed)' if a.acknowledged_at else '<span class=bad>open</span>'}</td></tr>"
+        f"<td>{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M}</td><td>{_ack(a)}</td></tr>"
         for a in alarms)
     return ("<table><tr><th>#</th><th>Kind</th><th>Station</th><th>Chart</th><th>What</th><th>Subgroups (UTC)</th>"
             f"<th>Acknowledgement</th></tr>{rows or '<tr><td colspan=7>No alarms.</td></tr>'}</table>")
