@@ -161,3 +161,34 @@ def test_capa_8d_through_the_pages(seeded: Seeded, client_for: Any) -> None:
     assert docs[two[1]]["capas"][0] == {"capa_number": number, "status": "CLOSED", "title": "Scratches on tile faces",
                                         "closed_at": docs[two[1]]["capas"][0]["closed_at"]}
     assert "CAPA" in operator.get("/capas").text and number in operator.get("/capas").text
+
+
+def test_sampled_pass_parts_keep_their_image_for_the_blind_audit(seeded: Seeded, client_for: Any) -> None:
+    from webseed import DEFAULTS, TEST_OPTIONS
+
+    from vinspect.store.pass_evidence import pass_evidence_of
+    from vinspect.store.review_queries import is_sampled
+    from vinspect.store.sink import StoreSink
+
+    sink = StoreSink(seeded.store.engine, seeded.store.evidence, defaults=DEFAULTS, batch_size=7,
+                     flush_interval_s=3600, pass_sample_rate=TEST_OPTIONS.pass_sample_rate)
+    parts = [inspection(20_000 + i, Verdict.PASS, score=0.2, part_id=f"S{i}") for i in range(30)]
+    for part in parts:
+        sink.write(part)
+    sink.write(inspection(20_100, Verdict.FAIL, score=0.95, part_id="S100"))  # a reject commits pending rows too
+    sink.close()
+    sampled = [p.inspection_id for p in parts if is_sampled(p.inspection_id, TEST_OPTIONS.pass_sample_rate)]
+    assert sampled, "the test needs at least one sampled part"
+    with session_scope(seeded.store.engine, readonly=True) as session:
+        kept = {p.inspection_id: pass_evidence_of(p.inspection_id, session=session) for p in parts}
+    assert all(kept[i][0] and kept[i][1] for i in sampled)
+    assert all(kept[p.inspection_id] == (None, None) for p in parts if p.inspection_id not in sampled)
+    reviewer, _ = client_for("reviewer")
+    page = reviewer.get(f"/samples/{sampled[0]}")
+    assert page.status_code == 200 and 'id="sample-image"' in page.text and "inspect the physical part" not in page.text
+    image, heatmap = kept[sampled[0]]
+    for sha in (image, heatmap):
+        png = reviewer.get(f"/evidence/{sha}")
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    old = reviewer.get(f"/samples/{next(i for i in seeded.pass_ids if is_sampled(i, TEST_OPTIONS.pass_sample_rate))}")
+    assert old.status_code == 200 and "No image was kept" in old.text

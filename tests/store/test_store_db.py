@@ -105,3 +105,7 @@ def _insert_one(engine: Engine, table: str) -> None:
                                  "1, CURRENT_TIMESTAMP, '{}')"))
             session.execute(text("INSERT INTO capa_links (capa_id, ncr_uuid, linked_at, linked_by) "
                                  "VALUES (1, 'x', CURRENT_TIMESTAMP, 'user:1')"))
+        if table == "pass_evidence":
+            session.execute(text("INSERT INTO pass_evidence (inspection_id, ordinal, kind, sha256, media_type, uri, "
+                                 "size_bytes, recorded_at) VALUES ('x', 0, 'image', 'a', 'image/png', 'urn:x', 1, "
+                                 "CURRENT_TIMESTAMP)"))

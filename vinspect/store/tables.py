@@ -45,6 +45,7 @@ __all__ = [
     "NcrEvent",
     "NcrRecord",
     "OutboxRecord",
+    "PassEvidenceRecord",
     "QualityAlarmRecord",
     "SignatureRecord",
     "SpcBaselineRecord",
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
-                      "spc_baselines", "capa_links")
+                      "spc_baselines", "capa_links", "pass_evidence")
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER keys
 
@@ -391,3 +392,21 @@ class CapaLinkRecord(Base):
     ncr_uuid: Mapped[str] = mapped_column(String(36), index=True)
     linked_at: Mapped[datetime]
     linked_by: Mapped[str] = mapped_column(String(128))
+
+
+class PassEvidenceRecord(Base):
+    """Image and heatmap kept for a PASS part drawn into the blind audit sample (the escape-rate evidence)."""
+
+    __tablename__ = "pass_evidence"
+    __table_args__ = (UniqueConstraint("inspection_id", "ordinal"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    inspection_id: Mapped[str] = mapped_column(String(64))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(String(256))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    captured_at: Mapped[datetime | None]
+    recorded_at: Mapped[datetime]

@@ -10,6 +10,8 @@ Create Date: 2026-12-05
   acknowledgement fills the ``ack_*`` columns once (audited, signed).
 - ``capas``, ``capa_steps``, ``capa_links`` (append-only): 8D corrective actions, their D0-D7 steps
   (owner, due date, content, owner's signature) and the NCRs they answer.
+- ``pass_evidence`` (append-only): image and heatmap of each PASS part drawn into the blind audit
+  sample, so the audit is done at the screen.
 - ``ix_inspections_recorded_verdict``: KPI and p-chart counts over a time window;
   ``ix_inspections_part``: a part's first inspection (first-pass yield) and its history.
 """
@@ -27,7 +29,7 @@ depends_on = None
 _BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _TS = sa.DateTime(timezone=True)
 _AUTOINC = {"sqlite_autoincrement": True}
-_APPEND_ONLY = ("spc_baselines", "capa_links")
+_APPEND_ONLY = ("spc_baselines", "capa_links", "pass_evidence")
 
 
 def _id() -> sa.Column[int]:
@@ -126,6 +128,21 @@ def upgrade() -> None:
         **_AUTOINC,
     )
     op.create_index("ix_capa_links_ncr_uuid", "capa_links", ["ncr_uuid"])
+    op.create_table(
+        "pass_evidence", _id(),
+        sa.Column("inspection_id", sa.String(64), nullable=False),
+        sa.Column("ordinal", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("media_type", sa.String(64), nullable=False),
+        sa.Column("uri", sa.String(256), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("captured_at", _TS, nullable=True),
+        sa.Column("recorded_at", _TS, nullable=False),
+        sa.UniqueConstraint("inspection_id", "ordinal"),
+        **_AUTOINC,
+    )
+    op.create_index("ix_pass_evidence_sha256", "pass_evidence", ["sha256"])
     for table in _APPEND_ONLY:
         _append_only(table)
 
