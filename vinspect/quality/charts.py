@@ -98,7 +98,8 @@ def drift_chart(d: DriftFigure, *, fmt: str = "svg") -> bytes:
     bins = [lo + (hi - lo) * i / 30 for i in range(31)] if hi > lo else 10
     if d.expected:
         ax.hist(d.expected, bins=bins, density=True, alpha=0.5, color=_GREY, label="validation (good parts)")
-    ax.hist(d.live, bins=bins, density=True, alpha=0.5, color=_BLUE, label="live")
+    if d.live:
+        ax.hist(d.live, bins=bins, density=True, alpha=0.5, color=_BLUE, label="live")
     title = f"anomaly scores, model {d.model_version}"
     if d.psi is not None and d.ks is not None:
         title += f": PSI {d.psi.value:.3f} ({d.psi.band}), KS D {d.ks.d:.3f} (p {d.ks.p_value:.2g})"

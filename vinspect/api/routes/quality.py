@@ -94,7 +94,10 @@ def _chart(db: DbSession, services: Services, name: str, window: Window, station
         from vinspect.quality.dashboard import drift_figure
 
         expected = validation_scores(services).get(arg, ())
-        return charts.drift_chart(drift_figure(arg, expected, score_sample(window, session=db, model_version=arg)))
+        live = score_sample(window, session=db, model_version=arg)
+        if not live:
+            raise HTTPException(404, f"no scored parts of model version {arg} in the window")
+        return charts.drift_chart(drift_figure(arg, expected, live))
     raise HTTPException(404, f"no chart {name}")
 
 
