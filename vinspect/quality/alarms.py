@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vinspect.analytics.spc import NELSON_RULES
-from vinspect.quality.dashboard import drift_figure, p_chart
+from vinspect.quality.dashboard import drift_figure, station_chart
 from vinspect.store.alarms import AlarmView, current_baseline, raise_alarm
 from vinspect.store.analytics_queries import Window, hourly_rollup, score_sample
 from vinspect.store.db import session_scope
@@ -59,8 +59,7 @@ def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] |
             baseline = current_baseline(session=session, station_id=station)
             if baseline is None or baseline.window_to >= now:
                 continue
-            rows = hourly_rollup(Window(baseline.window_to, now), session=session, station_id=station)
-            work.append(p_chart(rows, station, baseline))
+            work.append(station_chart(session, Window(baseline.window_to, now), station))
         drift = []
         for model, expected in sorted((validation_scores or {}).items()):
             window = Window(now - timedelta(days=drift_days), now)

@@ -61,9 +61,12 @@ def p_chart(pc: PChart, *, fmt: str = "svg") -> bytes:
         ax.set_title("no frozen limits yet", fontsize=9)
     ticks = x[:: max(1, len(x) // 8)]
     ax.set_xticks(ticks)
-    ax.set_xticklabels([pc.hours[i].strftime("%m-%d %H:00") for i in ticks], fontsize=7, rotation=20)
+    by_parts = pc.baseline.subgroup_parts if pc.baseline is not None else None
+    label = "%m-%d %H:%M:%S" if by_parts else "%m-%d %H:00"
+    ax.set_xticklabels([pc.hours[i].strftime(label) for i in ticks], fontsize=7, rotation=20)
     ax.set_ylabel("reject proportion", fontsize=8)
-    ax.set_title(f"p-chart, {pc.station_id}, hourly subgroups", fontsize=9)
+    grouping = f"subgroups of {by_parts} parts" if by_parts else "hourly subgroups"
+    ax.set_title(f"p-chart, {pc.station_id}, {grouping}", fontsize=9)
     return _render(fig, fmt)
 
 

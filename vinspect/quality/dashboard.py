@@ -22,6 +22,7 @@ from vinspect.store.analytics_queries import (
     hourly_rollup,
     latencies_ms,
     ncr_code_counts,
+    part_subgroups,
     reviewer_pairs,
     score_sample,
     vision_vs_reviewer,
@@ -123,7 +124,22 @@ def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | N
             per_hour[r.hour][0] += r.model_rejects
             per_hour[r.hour][1] += r.count
     hours = sorted(per_hour)
-    defects, sizes = [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours]
+    return chart_of(station_id, baseline, hours, [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours])
+
+
+def station_chart(session: DbSession, window: Window, station_id: str) -> PChart:
+    """The station's p-chart over ``window`` with its frozen baseline's subgrouping (hours or a part count)."""
+    baseline = current_baseline(session=session, station_id=station_id)
+    if baseline is not None and baseline.subgroup_parts:
+        groups = part_subgroups(window, session=session, station_id=station_id, size=baseline.subgroup_parts)
+        return chart_of(station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups],
+                        [g.size for g in groups])
+    return p_chart(hourly_rollup(window, session=session, station_id=station_id), station_id, baseline)
+
+
+def chart_of(station_id: str, baseline: BaselineView | None, hours: list[datetime], defects: list[int],
+             sizes: list[int]) -> PChart:
+    """Subgroups (labelled by their start) against the frozen limits, with the Nelson violations."""
     if baseline is None:
         return PChart(station_id=station_id, baseline=None, hours=hours, defects=defects, sizes=sizes, points=[],
                       violations=[], note="no frozen baseline yet: a quality engineer freezes the limits "
@@ -165,7 +181,7 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
                         lambda a: shift_of(a.at.replace(minute=0, second=0, microsecond=0), shifts), window.hours)
     by_model = _grouped(rows, answers, lambda r: r.model_version or "(none)", lambda a: a.model_version or "(none)",
                         window.hours)
-    charts = [p_chart(rows, s, current_baseline(session=session, station_id=s)) for s in stations]
+    charts = [station_chart(session, window, s) for s in stations]
     kappas: dict[str, Kappa] = {}
     by_model_answers: dict[str, list[Answer]] = defaultdict(list)
     for a in answers:

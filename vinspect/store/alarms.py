@@ -40,6 +40,7 @@ class BaselineView:
     window_from: datetime
     window_to: datetime
     subgroup_minutes: int
+    subgroup_parts: int | None
     p_bar: float
     subgroups: int
     parts: int
@@ -51,7 +52,8 @@ class BaselineView:
 
 def _baseline_view(row: SpcBaselineRecord) -> BaselineView:
     return BaselineView(id=row.id, station_id=row.station_id, chart=row.chart, window_from=row.window_from,
-                        window_to=row.window_to, subgroup_minutes=row.subgroup_minutes, p_bar=row.p_bar,
+                        window_to=row.window_to, subgroup_minutes=row.subgroup_minutes,
+                        subgroup_parts=row.subgroup_parts, p_bar=row.p_bar,
                         subgroups=row.subgroups, parts=row.parts, defects=row.defects, approved_by=row.approved_by,
                         reason=row.reason, created_at=row.created_at)
 
@@ -59,7 +61,7 @@ def _baseline_view(row: SpcBaselineRecord) -> BaselineView:
 def record_baseline(*, session: Session, station_id: str, chart: str, window_from: datetime, window_to: datetime,
                     subgroup_minutes: int, p_bar: float, subgroups: int, parts: int, defects: int, actor: str,
                     user_id: int | None, reason: str, source: str | None = None,
-                    at: datetime | None = None) -> BaselineView:
+                    at: datetime | None = None, subgroup_parts: int | None = None) -> BaselineView:
     """Freeze new p-chart limits for a station's chart (a quality engineer, or the CLI's operator login).
 
     Raises:
@@ -74,7 +76,8 @@ def record_baseline(*, session: Session, station_id: str, chart: str, window_fro
         raise StateError("freezing SPC limits needs a reason")
     now = at or datetime.now(UTC)
     row = SpcBaselineRecord(station_id=station_id, chart=chart, window_from=window_from, window_to=window_to,
-                            subgroup_minutes=subgroup_minutes, p_bar=p_bar, subgroups=subgroups, parts=parts,
+                            subgroup_minutes=subgroup_minutes, subgroup_parts=subgroup_parts, p_bar=p_bar,
+                            subgroups=subgroups, parts=parts,
                             defects=defects, approved_by=actor, reason=reason.strip(), created_at=now)
     session.add(row)
     session.flush()
@@ -82,6 +85,7 @@ def record_baseline(*, session: Session, station_id: str, chart: str, window_fro
                             field="p_bar", new_value=_json({
                                 "station_id": station_id, "chart": chart, "window_from": format_utc(window_from),
                                 "window_to": format_utc(window_to), "subgroup_minutes": subgroup_minutes,
+                                "subgroup_parts": subgroup_parts,
                                 "p_bar": p_bar, "subgroups": subgroups, "parts": parts, "defects": defects}),
                             reason=reason.strip(), source=source), session=session, at=now)
     return _baseline_view(row)

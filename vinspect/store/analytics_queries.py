@@ -238,3 +238,35 @@ def reviewer_pairs(window: Window, *, session: Session, station_id: str | None =
         if first in category and second in category:
             pairs.append((category[first], category[second]))
     return pairs
+
+
+@dataclass(frozen=True, slots=True)
+class PartSubgroup:
+    """``size`` consecutive parts of one station: when they were recorded and how many were model rejects."""
+
+    first_at: datetime
+    last_at: datetime
+    rejects: int
+    size: int
+
+
+def part_subgroups(window: Window, *, session: Session, station_id: str, size: int) -> list[PartSubgroup]:
+    """Subgroups of ``size`` consecutive parts (record order) recorded in the window; a partial last one is left out."""
+    if size < 1:
+        raise ValueError(f"subgroup size {size}: at least 1 part")
+    stmt = (select(InspectionRecord.recorded_at, InspectionRecord.verdict, InspectionRecord.reasons)
+            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.station_id == station_id)
+            .order_by(InspectionRecord.id))
+    groups: list[PartSubgroup] = []
+    first: datetime | None = None
+    rejects = n = 0
+    for at, verdict, reasons in session.execute(stmt.execution_options(yield_per=5000)):
+        first = first or at
+        n += 1
+        if verdict != "PASS" and not fault_reasons(json.loads(reasons)):
+            rejects += 1
+        if n == size:
+            assert first is not None
+            groups.append(PartSubgroup(first, at, rejects, n))
+            first, rejects, n = None, 0, 0
+    return groups

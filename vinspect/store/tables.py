@@ -307,6 +307,7 @@ class SpcBaselineRecord(Base):
     window_from: Mapped[datetime]
     window_to: Mapped[datetime]
     subgroup_minutes: Mapped[int] = mapped_column(Integer)
+    subgroup_parts: Mapped[int | None] = mapped_column(Integer)  # set: subgroups of this many consecutive parts
     p_bar: Mapped[float] = mapped_column(Float)
     subgroups: Mapped[int] = mapped_column(Integer)
     parts: Mapped[int] = mapped_column(BigInteger)

@@ -16,10 +16,10 @@ from vinspect.api.pages import PAGE_RESPONSES, error_page, flash, redirect, rend
 from vinspect.api.workflow import check_signing_password
 from vinspect.errors import StateError, StoreError
 from vinspect.quality import charts
-from vinspect.quality.dashboard import Dashboard, build_dashboard, p_chart
+from vinspect.quality.dashboard import Dashboard, build_dashboard, station_chart
 from vinspect.quality.validation import validation_scores as _validation_scores
-from vinspect.store.alarms import acknowledge_alarm, current_baseline, list_alarms
-from vinspect.store.analytics_queries import Window, hourly_rollup, ncr_code_counts, score_sample
+from vinspect.store.alarms import acknowledge_alarm, list_alarms
+from vinspect.store.analytics_queries import Window, ncr_code_counts, score_sample
 from vinspect.store.db import session_scope
 from vinspect.store.review_queries import DbSession
 
@@ -86,10 +86,10 @@ def _chart(db: DbSession, services: Services, name: str, window: Window, station
         return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, by="station")),
                                    title="NCRs by station")
     if kind == "pchart" and arg:
-        rows = hourly_rollup(window, session=db, station_id=arg)
-        if not rows:
-            raise HTTPException(404, f"no inspections of station {arg} in the window")
-        return charts.p_chart(p_chart(rows, arg, current_baseline(session=db, station_id=arg)))
+        pc = station_chart(db, window, arg)
+        if not pc.hours:
+            raise HTTPException(404, f"no subgroups of station {arg} in the window")
+        return charts.p_chart(pc)
     if kind == "drift" and arg:
         from vinspect.quality.dashboard import drift_figure
 

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("window_from", _TS, nullable=False),
         sa.Column("window_to", _TS, nullable=False),
         sa.Column("subgroup_minutes", sa.Integer(), nullable=False),
+        sa.Column("subgroup_parts", sa.Integer(), nullable=True),
         sa.Column("p_bar", sa.Float(), nullable=False),
         sa.Column("subgroups", sa.Integer(), nullable=False),
         sa.Column("parts", sa.BigInteger(), nullable=False),
