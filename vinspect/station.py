@@ -138,6 +138,9 @@ class StoreSinkConfig(Strict):
     product: ProductConfig
     ncr_on_review: bool = True
     critical: bool = True
+    # Keep the image and heatmap of PASS parts drawn into the blind audit sample; set it to the
+    # reviewer app's --pass-sample-rate (both default to 0.01) so the sampled parts show pictures.
+    pass_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
 
 
 SinkConfig = Annotated[JsonlSinkConfig | StoreSinkConfig, Field(discriminator="kind")]

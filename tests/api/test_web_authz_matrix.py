@@ -39,7 +39,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sample = next(i for i in seeded.pass_ids if is_sampled(i, TEST_OPTIONS.pass_sample_rate))
     client.close()
     return {"app": app, "params": {"ncr_uuid": ncr, "inspection_id": sample, "sha256": doc["evidence"][0]["sha256"],
-                                   "user_id": str(victim.id), "name": "tiny", "version": "1"}}
+                                   "user_id": str(victim.id), "name": "tiny", "version": "1",
+                                   "alarm_id": "1", "number": "CAPA-2026-9999",
+                                   "step": "D1"}}
 
 
 def _operations(app: Any) -> list[str]:

@@ -94,3 +94,18 @@ def _insert_one(engine: Engine, table: str) -> None:
             session.execute(text("INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
                                  "signed_at, record_sha256, auth_method) VALUES ('ncr', 'x', 1, 'U', 'REVIEW', "
                                  "CURRENT_TIMESTAMP, 'h', 'password')"))
+        if table == "spc_baselines":
+            session.execute(text("INSERT INTO spc_baselines (station_id, chart, window_from, window_to, "
+                                 "subgroup_minutes, p_bar, subgroups, parts, defects, approved_by, reason, created_at) "
+                                 "VALUES ('st', 'reject_rate', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 60, 0.1, 20, 100, "
+                                 "10, 'user:1', 'r', CURRENT_TIMESTAMP)"))
+        if table == "capa_links":
+            session.execute(text("INSERT INTO capas (capa_number, title, status, source, source_ref, defect_codes, "
+                                 "opened_by, opened_at, baseline) VALUES ('CAPA-1', 't', 'OPEN', 'pareto', 'x', '[]', "
+                                 "1, CURRENT_TIMESTAMP, '{}')"))
+            session.execute(text("INSERT INTO capa_links (capa_id, ncr_uuid, linked_at, linked_by) "
+                                 "VALUES (1, 'x', CURRENT_TIMESTAMP, 'user:1')"))
+        if table == "pass_evidence":
+            session.execute(text("INSERT INTO pass_evidence (inspection_id, ordinal, kind, sha256, media_type, uri, "
+                                 "size_bytes, recorded_at) VALUES ('x', 0, 'image', 'a', 'image/png', 'urn:x', 1, "
+                                 "CURRENT_TIMESTAMP)"))

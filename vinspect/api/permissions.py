@@ -23,14 +23,16 @@ class Permission(enum.StrEnum):
     AUDIT = "audit"                # read the audit trail
     USERS = "users"                # accounts and roles
     MODELS = "models"              # activate a model version (signed; accepts its stated risk)
+    ACKNOWLEDGE = "acknowledge"    # acknowledge quality alarms, own and sign CAPA steps (signed)
+    CAPA = "capa"                  # open CAPAs, link NCRs, close a CAPA (quality engineer's signature)
 
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
-    "operator": frozenset({Permission.VIEW, Permission.DISPUTE}),
-    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE}),
+    "operator": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ACKNOWLEDGE}),
+    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE}),
     "quality_engineer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
                                    Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
-                                   Permission.MODELS}),
+                                   Permission.MODELS, Permission.ACKNOWLEDGE, Permission.CAPA}),
     "admin": frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
 }
 

@@ -141,7 +141,8 @@ def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -
     upgrade(engine)
     attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
     sink = StoreSink(engine, EvidenceStore(settings.data_dir / "evidence"),
-                     defaults=NcrDefaults(**cfg.product.model_dump()), ncr_on_review=cfg.ncr_on_review)
+                     defaults=NcrDefaults(**cfg.product.model_dump()), ncr_on_review=cfg.ncr_on_review,
+                     pass_sample_rate=cfg.pass_sample_rate)
     return stack.enter_context(sink), engine
 
 

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import Select
 
 from vinspect.store.canonical import format_utc
+from vinspect.store.capa import capas_for_ncrs
 from vinspect.store.content import ncr_sha256
-from vinspect.store.ncr import LINK_FIELDS, NcrFilter
+from vinspect.store.ncr import LINK_FIELDS, SCHEMA_VERSION, NcrFilter
 from vinspect.store.tables import NcrEvent, NcrRecord, OutboxRecord, SignatureRecord
 
 __all__ = ["build_document", "documents_for", "iter_documents", "select_ncrs", "status_subquery"]
@@ -97,6 +98,7 @@ def _signature_view(sig: SignatureRecord) -> Document:
 def build_document(
     ncr: NcrRecord, *, signatures: Sequence[SignatureRecord],
     export_state: Sequence[OutboxRecord] | None = None, content_sha256: str | None = None,
+    capas: Sequence[Mapping[str, Any]] = (),
 ) -> Document:
     """The canonical JSON object of one NCR (evidence and events must be loaded).
 
@@ -106,10 +108,13 @@ def build_document(
         export_state: outbox rows to report as ``export_state``; None leaves the field out
             (webhook payloads carry no delivery state).
         content_sha256: the original's content hash when the caller already computed it.
+        capas: the CAPAs linked to the NCR (``capa.capas_for_ncrs``), listed as ``capas``.
     """
     doc = _header(ncr)
+    doc["schema_version"] = SCHEMA_VERSION  # the document's shape; the row keeps the version it was created under
     doc["_containment"] = ncr.containment
     _apply_events(doc, ncr.events)
+    doc["capas"] = [dict(c) for c in capas]
     doc["signatures"] = [_signature_view(s) for s in signatures]
     doc["content_sha256"] = content_sha256 or ncr_sha256(ncr, ncr.evidence)
     if export_state is not None:
@@ -182,9 +187,11 @@ def documents_for(batch: Sequence[NcrRecord], *, session: Session, export_state:
         "entity_id")
     outbox = _grouped(session.scalars(select(OutboxRecord).where(OutboxRecord.ncr_uuid.in_(uuids))
                                       .order_by(OutboxRecord.id)).all(), "ncr_uuid") if export_state else {}
+    capas = capas_for_ncrs(uuids, session=session)
     for ncr in batch:
         yield build_document(ncr, signatures=sigs.get(ncr.ncr_uuid, []),
-                             export_state=outbox.get(ncr.ncr_uuid, []) if export_state else None)
+                             export_state=outbox.get(ncr.ncr_uuid, []) if export_state else None,
+                             capas=capas.get(ncr.ncr_uuid, []))
         for row in (*ncr.evidence, *ncr.events, ncr):
             session.expunge(row)
     for rows in (*sigs.values(), *outbox.values()):

@@ -49,7 +49,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "disposition.rework_instruction_ref", "disposition.reinspection_result",
     "disposition.scrap_verified_unusable", "disposition.signature_id", "capa_ref", "eight_d_ref", "scar_ref",
     "cause_code", "corrective_action_ref", "related_ncr_uuids", "corrections", "signatures", "history",
-    "content_sha256", "export_state",
+    "content_sha256", "export_state", "capas",
 )
 
 

@@ -45,6 +45,7 @@ from vinspect.store.ncr import (
     SignatureMeaning,
 )
 from vinspect.store.outbox import enqueue
+from vinspect.store.signed_records import RECORD_ENTITIES, verify_record_signature
 from vinspect.store.tables import NcrEvent, NcrRecord, SignatureRecord, UserRecord
 
 __all__ = [
@@ -391,6 +392,8 @@ def verify_signature(signature_id: int, *, session: Session) -> bool:
     sig = session.get(SignatureRecord, signature_id)
     if sig is not None and sig.entity == "model":
         return verify_model_signature(sig, session=session)
+    if sig is not None and sig.entity in RECORD_ENTITIES:
+        return verify_record_signature(sig, session=session)
     event = session.scalar(select(NcrEvent).where(NcrEvent.signature_id == signature_id))
     if sig is None or event is None:
         return False

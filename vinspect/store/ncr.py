@@ -27,7 +27,7 @@ __all__ = [
     "SignatureMeaning",
 ]
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1.0: documents list their CAPAs (additive)
 
 
 class NcrStatus(enum.StrEnum):

@@ -28,6 +28,7 @@ from vinspect.store.tables import (
     InspectionRecord,
     NcrEvent,
     NcrRecord,
+    PassEvidenceRecord,
     SignatureRecord,
     UserRecord,
 )
@@ -258,8 +259,10 @@ def actor_names(*, session: Session) -> dict[str, str]:
 
 
 def evidence_is_referenced(sha256: str, *, session: Session) -> bool:
-    """True when some NCR references the file (only referenced evidence is served)."""
-    return session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.sha256 == sha256).limit(1)) is not None
+    """True when some NCR, or a sampled PASS part, references the file (only referenced evidence is served)."""
+    if session.scalar(select(EvidenceRecord.id).where(EvidenceRecord.sha256 == sha256).limit(1)) is not None:
+        return True
+    return session.scalar(select(PassEvidenceRecord.id).where(PassEvidenceRecord.sha256 == sha256).limit(1)) is not None
 
 
 def audit_rows(*, session: Session, entity: str | None = None, entity_id: str | None = None,

@@ -20,8 +20,9 @@ from vinspect.store.db import is_sqlite
 
 __all__ = ["APPEND_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
 
-APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records")
-UPDATABLE_TABLES = ("outbox", "users")
+APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
+                      "spc_baselines", "capa_links", "pass_evidence")
+UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps")
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 

@@ -32,12 +32,22 @@ from types import TracebackType
 from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from vinspect.crashpoints import crash_point
 from vinspect.store.db import session_scope
-from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, encode_png, heatmap_png
+from vinspect.store.evidence import (
+    EvidenceBlob,
+    EvidenceStore,
+    PendingEvidence,
+    StoredEvidence,
+    encode_png,
+    heatmap_png,
+)
 from vinspect.store.ncr import NcrDefaults, NcrRef
+from vinspect.store.pass_evidence import record_pass_evidence
 from vinspect.store.repository import add_inspections, finish_ncrs, recorded_ncrs, split_recorded, start_ncrs
+from vinspect.store.review_queries import is_sampled
 from vinspect.types import Inspection, Verdict
 
 __all__ = ["StoreSink"]
@@ -53,7 +63,7 @@ class StoreSink:
     def __init__(
         self, engine: Engine, evidence: EvidenceStore, *, defaults: NcrDefaults, ncr_on_review: bool = True,
         batch_size: int = 200, flush_interval_s: float = 1.0,
-        on_ncr: Callable[[NcrRef], None] | None = None,
+        on_ncr: Callable[[NcrRef], None] | None = None, pass_sample_rate: float = 0.0,
     ) -> None:
         """Args:
             engine: from ``make_engine`` (schema already upgraded).
@@ -63,6 +73,8 @@ class StoreSink:
             batch_size: plain inspection rows per write transaction.
             flush_interval_s: longest a plain row waits for its batch (checked on each write).
             on_ncr: called with each NCR after its commit (acknowledgement hook).
+            pass_sample_rate: the blind PASS-audit sample rate of the reviewer app; the image and
+                heatmap of each sampled PASS part are kept (0 keeps none).
         """
         self._engine = engine
         self._evidence = evidence
@@ -71,6 +83,8 @@ class StoreSink:
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._on_ncr = on_ncr
+        self._pass_sample_rate = pass_sample_rate
+        self._pass_files: dict[str, list[StoredEvidence]] = {}  # sampled PASS parts' evidence, until committed
         self._pending: list[Inspection] = []
         self._oldest = 0.0
         self._lock = threading.Lock()
@@ -79,8 +93,28 @@ class StoreSink:
         verdict = inspection.decision.verdict
         return verdict is Verdict.FAIL or (verdict is Verdict.REVIEW and self._ncr_on_review)
 
+    def _keep_pass_evidence(self, inspections: Sequence[Inspection]) -> None:
+        """Store (durably) the evidence of PASS parts drawn into the blind audit sample."""
+        if self._pass_sample_rate <= 0.0:
+            return
+        for inspection in inspections:
+            if (inspection.decision.verdict is Verdict.PASS and inspection.inspection_id not in self._pass_files
+                    and is_sampled(inspection.inspection_id, self._pass_sample_rate)):
+                blobs = self._evidence_blobs(inspection)
+                if blobs:
+                    self._pass_files[inspection.inspection_id] = self._evidence.put_all(blobs)
+
+    def _record_pass_evidence(self, inspections: Sequence[Inspection], *, session: Session, now: datetime) -> list[str]:
+        kept = {i.inspection_id: self._pass_files[i.inspection_id] for i in inspections
+                if i.inspection_id in self._pass_files}
+        if kept:
+            record_pass_evidence(kept, session=session, station_id=inspections[0].station_id, now=now)
+        return list(kept)
+
     def write(self, inspection: Inspection) -> None:
         """Record one inspection; for a reject, return only once its NCR is committed."""
+        with self._lock:
+            self._keep_pass_evidence([inspection])
         if self._opens_ncr(inspection):
             ref = self.open(inspection)
             if self._on_ncr is not None:
@@ -136,6 +170,7 @@ class StoreSink:
             files: list[PendingEvidence] = [
                 stack.enter_context(self._evidence.submit(partial(self._evidence_blobs, i))) for i in rejects]
             stack.enter_context(self._lock)
+            self._keep_pass_evidence(inspections)
             pending, self._pending = self._pending, []
             try:
                 with session_scope(self._engine) as session:
@@ -145,6 +180,7 @@ class StoreSink:
                     known = recorded_ncrs(retried, session=session) if retried else {}
                     fresh = [(i, f) for i, f in zip(rejects, files, strict=True) if i.inspection_id not in known]
                     add_inspections(rows, session=session, now=now, checked=True)
+                    kept = self._record_pass_evidence(rows, session=session, now=now)
                     drafts = start_ncrs([i for i, _ in fresh], session=session, defaults=self._defaults, now=now,
                                         inspections_recorded=True)
                     made = finish_ncrs(drafts, session=session, evidence=[f.stored for _, f in fresh])
@@ -152,6 +188,8 @@ class StoreSink:
                         stored.wait()  # evidence durable before the NCRs that reference it commit
                     crash_point("store.before_commit")
                 crash_point("store.after_commit")
+                for inspection_id in kept:
+                    self._pass_files.pop(inspection_id, None)
                 return known | {i.inspection_id: ref for (i, _), ref in zip(fresh, made, strict=True)}
             except BaseException:
                 self._pending = pending + self._pending
@@ -165,7 +203,13 @@ class StoreSink:
                 return 0
             try:
                 with session_scope(self._engine) as session:
-                    return add_inspections(pending, session=session)
+                    now = datetime.now(UTC)
+                    rows, _ = split_recorded(pending, session=session)
+                    written = add_inspections(rows, session=session, now=now, checked=True)
+                    kept = self._record_pass_evidence(rows, session=session, now=now)
+                for inspection_id in kept:
+                    self._pass_files.pop(inspection_id, None)
+                return written
             except BaseException:
                 self._pending = pending + self._pending
                 raise

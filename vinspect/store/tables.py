@@ -37,16 +37,23 @@ __all__ = [
     "APPEND_ONLY_TABLES",
     "AuditRecord",
     "Base",
+    "CapaLinkRecord",
+    "CapaRecord",
+    "CapaStepRecord",
     "EvidenceRecord",
     "InspectionRecord",
     "NcrEvent",
     "NcrRecord",
     "OutboxRecord",
+    "PassEvidenceRecord",
+    "QualityAlarmRecord",
     "SignatureRecord",
+    "SpcBaselineRecord",
     "UserRecord",
 ]
 
-APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records")
+APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
+                      "spc_baselines", "capa_links", "pass_evidence")
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER keys
 
@@ -106,6 +113,8 @@ class InspectionRecord(Base):
 
     __tablename__ = "inspections"
     __table_args__ = (Index("ix_inspections_station_recorded", "station_id", "recorded_at"),
+                      Index("ix_inspections_recorded_verdict", "recorded_at", "verdict"),
+                      Index("ix_inspections_part", "part_id", "id"),
                       _unique("uq_inspections_station_part", "station_id", "part_seq"),
                       {"sqlite_autoincrement": True})
 
@@ -281,3 +290,124 @@ class OutboxRecord(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+
+
+# ---- quality analytics and CAPA (migration 0005) ------------------------------------------------
+
+
+class SpcBaselineRecord(Base):
+    """Frozen p-chart limits of one station's chart; a new baseline is a new row (the newest is in force)."""
+
+    __tablename__ = "spc_baselines"
+    __table_args__ = (Index("ix_spc_baselines_station_chart", "station_id", "chart"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64))
+    chart: Mapped[str] = mapped_column(String(32))
+    window_from: Mapped[datetime]
+    window_to: Mapped[datetime]
+    subgroup_minutes: Mapped[int] = mapped_column(Integer)
+    subgroup_parts: Mapped[int | None] = mapped_column(Integer)  # set: subgroups of this many consecutive parts
+    p_bar: Mapped[float] = mapped_column(Float)
+    subgroups: Mapped[int] = mapped_column(Integer)
+    parts: Mapped[int] = mapped_column(BigInteger)
+    defects: Mapped[int] = mapped_column(BigInteger)
+    approved_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class QualityAlarmRecord(Base):
+    """An SPC rule violation or a drift alarm; acknowledged once, with a signed reason."""
+
+    __tablename__ = "quality_alarms"
+    __table_args__ = (UniqueConstraint("kind", "station_id", "chart", "rule", "first_at", name="uq_quality_alarms_run"),
+                      Index("ix_quality_alarms_open", "acknowledged_at", "raised_at"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    station_id: Mapped[str] = mapped_column(String(64))
+    chart: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    detail: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    ack_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    ack_reason: Mapped[str | None] = mapped_column(Text)
+    ack_signature_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signatures.id"))
+
+
+class CapaRecord(Base):
+    """A corrective action (8D); status and closure change in place, every change audited."""
+
+    __tablename__ = "capas"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    capa_number: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    source_ref: Mapped[str] = mapped_column(String(128))
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    defect_codes: Mapped[str] = mapped_column(Text)
+    opened_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    opened_at: Mapped[datetime]
+    baseline: Mapped[str] = mapped_column(Text)
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closure_signature_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signatures.id"))
+
+    steps: Mapped[list[CapaStepRecord]] = relationship(order_by="CapaStepRecord.step", viewonly=True)
+    links: Mapped[list[CapaLinkRecord]] = relationship(order_by="CapaLinkRecord.id", viewonly=True)
+
+
+class CapaStepRecord(Base):
+    """One 8D step (D0-D7) of a CAPA: owner, due date, content; signed by its owner."""
+
+    __tablename__ = "capa_steps"
+    __table_args__ = (UniqueConstraint("capa_id", "step"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    capa_id: Mapped[int] = mapped_column(BigId, ForeignKey("capas.id"))
+    step: Mapped[str] = mapped_column(String(4))
+    owner_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    due_at: Mapped[datetime]
+    content: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+    signed_at: Mapped[datetime | None]
+    signature_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signatures.id"))
+
+
+class CapaLinkRecord(Base):
+    """An NCR linked to a CAPA (never removed)."""
+
+    __tablename__ = "capa_links"
+    __table_args__ = (UniqueConstraint("capa_id", "ncr_uuid"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    capa_id: Mapped[int] = mapped_column(BigId, ForeignKey("capas.id"))
+    ncr_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    linked_at: Mapped[datetime]
+    linked_by: Mapped[str] = mapped_column(String(128))
+
+
+class PassEvidenceRecord(Base):
+    """Image and heatmap kept for a PASS part drawn into the blind audit sample (the escape-rate evidence)."""
+
+    __tablename__ = "pass_evidence"
+    __table_args__ = (UniqueConstraint("inspection_id", "ordinal"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    inspection_id: Mapped[str] = mapped_column(String(64))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(String(256))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    captured_at: Mapped[datetime | None]
+    recorded_at: Mapped[datetime]

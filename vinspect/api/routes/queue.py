@@ -33,6 +33,7 @@ from vinspect.api.routes.ncrs import NcrUuid, load_ncr
 from vinspect.api.schemas import QueueItemPublic, QueuePublic, ReviewCreate, SampleReviewCreate
 from vinspect.api.workflow import adjudicate, review_sample
 from vinspect.store.canonical import format_utc
+from vinspect.store.pass_evidence import pass_evidence_of
 from vinspect.store.review_queries import (
     DbSession,
     actor_names,
@@ -192,8 +193,9 @@ def _sample_context(services: Services, db: DbSession, inspection_id: str) -> di
         raise HTTPException(404, "not in the PASS audit sample")
     catalogue = defect_catalogue(services.registry, services.options.defect_codes, model_name=row.model_name,
                                  model_version=row.model_version)
+    image, heatmap = pass_evidence_of(inspection_id, session=db)
     return {"inspection_id": inspection_id, "station_id": row.station_id, "codes": list(catalogue), "keyed": KEYED,
-            "kept": {"decision": "", "reason": "", "defect_code": ""}}
+            "image": image, "heatmap": heatmap, "kept": {"decision": "", "reason": "", "defect_code": ""}}
 
 
 @router.post("/samples/{inspection_id}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)

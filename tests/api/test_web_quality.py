@@ -1,0 +1,194 @@
+"""Quality dashboard, SPC alarms (raised, shown, acknowledged signed), /metrics and the CAPA pages (issue 17)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from webseed import PASSWORD, Seeded, TestClient, inspection
+
+from vinspect.quality.alarms import check_alarms
+from vinspect.store import repository as repo
+from vinspect.store.alarms import record_baseline
+from vinspect.store.db import session_scope
+from vinspect.store.export import ExportFormat, export_ncrs
+from vinspect.store.ncr import NcrFilter
+from vinspect.types import Verdict
+
+
+def _hours(seeded: Seeded, start: datetime, rejects: list[int], *, size: int = 100, seq0: int = 10_000) -> None:
+    """One subgroup of ``size`` parts per hour from ``start``, ``rejects[i]`` of them FAIL (score reason)."""
+    seq = seq0
+    with session_scope(seeded.store.engine) as session:
+        for h, d in enumerate(rejects):
+            batch = []
+            for i in range(size):
+                seq += 1
+                verdict = Verdict.FAIL if i < d else Verdict.PASS
+                batch.append(inspection(seq, verdict, score=0.9 if i < d else 0.2, part_id=f"H{seq}"))
+            repo.add_inspections(batch, session=session, now=start + timedelta(hours=h, minutes=30))
+
+
+def _spc_alarm(seeded: Seeded) -> datetime:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(hours=30)
+    _hours(seeded, start, [2, 3, 1, 2, 2, 3, 2, 1, 2, 2, 3, 2, 2, 1, 2, 2, 3, 2, 2, 2, 2, 2, 15, 2, 2])
+    with session_scope(seeded.store.engine) as session:
+        record_baseline(session=session, station_id="tile-line-1", chart="reject_rate", window_from=start,
+                        window_to=start + timedelta(hours=20), subgroup_minutes=60, p_bar=40 / 2000, subgroups=20,
+                        parts=2000, defects=40, actor="cli:quinn", user_id=None, reason="in control after setup")
+    return now
+
+
+def test_dashboard_shows_kpis_charts_and_an_spc_alarm_acknowledged_signed(
+        seeded: Seeded, client_for: Any) -> None:
+    now = _spc_alarm(seeded)
+    new = check_alarms(seeded.store, now=now)
+    assert [(a.kind, a.rule) for a in new] == [("spc", 1)]
+    assert check_alarms(seeded.store, now=now) == []  # one alarm per rule per run
+    operator, token = client_for("operator")
+    page = operator.get("/dashboard")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "Nelson 1" in html and "one point beyond 3 sigma" in html and "Traceback" not in html
+    assert 'id="kpi-overall"' in html and "First-pass yield" in html and "tile-line-1" in html
+    charts = set(re.findall(r'src="(/dashboard/charts/[^"]+)"', html))
+    assert any("pchart-tile-line-1" in c for c in charts) and any("pareto-codes" in c for c in charts)
+    for src in charts:
+        svg = operator.get(src.replace("&amp;", "&"))
+        assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml"), src
+        assert svg.content.lstrip().startswith(b"<?xml") and b"<svg" in svg.content
+    alarm_id = new[0].id
+    refused = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD,
+                                                                      "reason": " "})
+    assert refused.status_code == 303
+    wrong = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": "nope",
+                                                                    "reason": "tool wear"})
+    assert wrong.status_code == 303 and "not acknowledged" in operator.get("/dashboard").text
+    admin, admin_token = client_for("admin")
+    assert admin.post(f"/alarms/{alarm_id}/acknowledge", data={
+        "csrf_token": admin_token, "password": PASSWORD, "reason": "x"}).status_code == 403
+    done = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD,
+                                                                   "reason": "tool wear: insert changed at 10:40"})
+    assert done.status_code == 303
+    html = operator.get("/dashboard").text
+    assert "tool wear: insert changed at 10:40" in html and "signed" in html
+    again = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD,
+                                                                    "reason": "again"})
+    assert again.status_code == 409 and "already acknowledged" in again.text
+
+
+def test_metrics_endpoint_carries_the_dashboard_figures(seeded: Seeded, client_for: Any) -> None:
+    now = _spc_alarm(seeded)
+    check_alarms(seeded.store, now=now)
+    anonymous, _ = client_for(None)
+    body = anonymous.get("/metrics")
+    assert body.status_code == 200 and body.headers["content-type"].startswith("text/plain")
+    text = body.text
+    assert re.search(r'vinspect_quality_rate\{kpi="reject_rate",station="tile-line-1"\} 0\.\d+', text), text[:500]
+    assert 'vinspect_quality_alarms_open{kind="spc",station="tile-line-1"} 1.0' in text
+    assert "vinspect_ncrs_by_code" in text and "vinspect_spc_last_z" in text
+
+
+def test_dashboard_refuses_a_backwards_window_with_a_page(client_for: Any) -> None:
+    operator, _ = client_for("operator")
+    page = operator.get("/dashboard?since=2026-03-10&until=2026-03-01")
+    assert page.status_code == 422 and "until must not be before since" in page.text and "<nav>" in page.text
+
+
+def _form(client: TestClient, url: str, pairs: list[tuple[str, str]]) -> Any:
+    """POST a form with repeated fields (several ``ncr``)."""
+    from urllib.parse import urlencode
+
+    return client.post(url, content=urlencode(pairs),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _step(client: TestClient, token: str, number: str, step: str, *, sign: bool, text: str = "",
+          category: str = "") -> Any:
+    return client.post(f"/capas/{number}/steps/{step}", data={
+        "csrf_token": token, "text": text or f"{step}: written by its owner", "category": category or "machine",
+        "password": PASSWORD if sign else "", "action": "sign" if sign else "save"})
+
+
+def test_capa_8d_through_the_pages(seeded: Seeded, client_for: Any) -> None:
+    qe, qe_token = client_for("quality_engineer")
+    reviewer, rv_token = client_for("reviewer")
+    operator, op_token = client_for("operator")
+    two = [r.ncr_uuid for r in seeded.review[:2]]
+    form = qe.get("/capas/new", params=[("ncr", two[0]), ("ncr", two[1])])
+    assert form.status_code == 200 and "NCR-" in form.text
+    people = dict(re.findall(r'<option value="(\d+)"[^>]*>[^<]*\((\w+), ', form.text))
+    ids = {name: uid for uid, name in people.items()}
+    assert operator.get("/capas/new").status_code == 403
+    data: list[tuple[str, str]] = [("csrf_token", qe_token), ("title", "Scratches on tile faces"),
+                                   ("ncr", two[0]), ("ncr", two[1]), ("idempotency_key", "capa-open-0001")]
+    for step in ("D0", "D1", "D2", "D3", "D4", "D5", "D6", "D7"):
+        owner = ids["reviewer"] if step in ("D2", "D4") else ids["quality_engineer"]
+        data += [(f"owner_{step}", owner), (f"due_{step}", "2030-01-0" + str(int(step[1]) + 1))]
+    missing = _form(qe, "/capas", [(k, v) for k, v in data if k != "title"])
+    assert missing.status_code == 422 and "title" in missing.text and "Scratches" not in missing.text
+    opened = _form(qe, "/capas", data)
+    assert opened.status_code == 303, opened.text
+    number = opened.headers["location"].rsplit("/", 1)[1]
+    assert _form(qe, "/capas", data).headers["location"] == "/capas"  # same form again opens nothing
+    # the wrong owner cannot write or sign; the owner can
+    assert _step(operator, op_token, number, "D2", sign=False).status_code == 403
+    assert _step(reviewer, rv_token, number, "D2", sign=True).status_code == 303
+    no_cat = _step(reviewer, rv_token, number, "D4", sign=True, category="-")
+    assert no_cat.status_code == 409 and "fishbone" in no_cat.text
+    assert _step(reviewer, rv_token, number, "D4", sign=True, text="5 whys: fixture wear", category="machine"
+                 ).status_code == 303
+    assert reviewer.post(f"/capas/{number}/close", data={"csrf_token": rv_token, "password": PASSWORD,
+                                                         "reason": "x"}).status_code == 403
+    early = qe.post(f"/capas/{number}/close", data={"csrf_token": qe_token, "password": PASSWORD, "reason": "x"})
+    assert early.status_code == 409 and "not signed by their owners" in early.text
+    for step in ("D0", "D1", "D3", "D5", "D6", "D7"):
+        assert _step(qe, qe_token, number, step, sign=True).status_code == 303
+    closed = qe.post(f"/capas/{number}/close", data={"csrf_token": qe_token, "password": PASSWORD,
+                                                     "reason": "effective", "recognition": "line 1 team"})
+    assert closed.status_code == 303
+    detail = qe.get(f"/capas/{number}").text
+    assert "CLOSED" in detail and "meaning APPROVAL" in detail and detail.count("meaning AUTHORSHIP") == 8
+    assert "two-proportion z test" in detail or "not testable yet" in detail
+    ncr_page = operator.get(f"/ncrs/{two[0]}").text
+    assert number in ncr_page
+    out = __import__("io").StringIO()
+    with session_scope(seeded.store.engine, readonly=True) as session:
+        export_ncrs(out, session=session, fmt=ExportFormat.JSON, filters=NcrFilter())
+    docs = {d["ncr_uuid"]: d for d in __import__("json").loads(out.getvalue())}
+    assert docs[two[1]]["capas"][0] == {"capa_number": number, "status": "CLOSED", "title": "Scratches on tile faces",
+                                        "closed_at": docs[two[1]]["capas"][0]["closed_at"]}
+    assert "CAPA" in operator.get("/capas").text and number in operator.get("/capas").text
+
+
+def test_sampled_pass_parts_keep_their_image_for_the_blind_audit(seeded: Seeded, client_for: Any) -> None:
+    from webseed import DEFAULTS, TEST_OPTIONS
+
+    from vinspect.store.pass_evidence import pass_evidence_of
+    from vinspect.store.review_queries import is_sampled
+    from vinspect.store.sink import StoreSink
+
+    sink = StoreSink(seeded.store.engine, seeded.store.evidence, defaults=DEFAULTS, batch_size=7,
+                     flush_interval_s=3600, pass_sample_rate=TEST_OPTIONS.pass_sample_rate)
+    parts = [inspection(20_000 + i, Verdict.PASS, score=0.2, part_id=f"S{i}") for i in range(30)]
+    for part in parts:
+        sink.write(part)
+    sink.write(inspection(20_100, Verdict.FAIL, score=0.95, part_id="S100"))  # a reject commits pending rows too
+    sink.close()
+    sampled = [p.inspection_id for p in parts if is_sampled(p.inspection_id, TEST_OPTIONS.pass_sample_rate)]
+    assert sampled, "the test needs at least one sampled part"
+    with session_scope(seeded.store.engine, readonly=True) as session:
+        kept = {p.inspection_id: pass_evidence_of(p.inspection_id, session=session) for p in parts}
+    assert all(kept[i][0] and kept[i][1] for i in sampled)
+    assert all(kept[p.inspection_id] == (None, None) for p in parts if p.inspection_id not in sampled)
+    reviewer, _ = client_for("reviewer")
+    page = reviewer.get(f"/samples/{sampled[0]}")
+    assert page.status_code == 200 and 'id="sample-image"' in page.text and "inspect the physical part" not in page.text
+    image, heatmap = kept[sampled[0]]
+    for sha in (image, heatmap):
+        png = reviewer.get(f"/evidence/{sha}")
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    old = reviewer.get(f"/samples/{next(i for i in seeded.pass_ids if is_sampled(i, TEST_OPTIONS.pass_sample_rate))}")
+    assert old.status_code == 200 and "No image was kept" in old.text

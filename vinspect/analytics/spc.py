@@ -1,0 +1,176 @@
+"""p-chart for attribute data with frozen baseline limits, and Nelson rules 1-4 (quality-domain §11).
+
+``p_i = d_i / n_i``; the baseline gives ``p̄ = Σd / Σn`` once and is then frozen; each subgroup's
+limits are ``p̄ ± 3 sqrt(p̄(1 - p̄) / n_i)`` (LCL clamped at 0) and ``z_i = (p_i - p̄) / σ_i``.
+
+Nelson rules (Nelson 1984), pinned as in the domain doc:
+
+1. one point beyond 3σ (a run of consecutive points beyond on the same side is one violation);
+2. nine points in a row on the same side of the centre line (a point on the line breaks the run);
+3. six points in a row steadily increasing or decreasing (five differences of one sign; equal
+   neighbours break the trend);
+4. fourteen points in a row alternating up and down (thirteen differences alternating in sign).
+
+Rules 1-2 read ``z``; rules 3-4 read the plotted ``p``. One violation per rule per run: a run
+that goes on extends its violation instead of raising another.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["NELSON_RULES", "Baseline", "ChartPoint", "NelsonMonitor", "Violation", "chart", "freeze_baseline",
+           "nelson"]
+
+NELSON_RULES = {
+    1: "one point beyond 3 sigma",
+    2: "9 points in a row on one side of the centre line",
+    3: "6 points in a row steadily increasing or decreasing",
+    4: "14 points in a row alternating up and down",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Frozen limits: the centre line ``p_bar`` from ``subgroups`` subgroups holding ``parts`` parts."""
+
+    p_bar: float
+    subgroups: int
+    parts: int
+    defects: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChartPoint:
+    d: int
+    n: int
+    p: float
+    ucl: float
+    lcl: float
+    z: float
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Rule ``rule`` held over subgroups ``first..last`` (indices into the chart, inclusive)."""
+
+    rule: int
+    first: int
+    last: int
+
+    @property
+    def description(self) -> str:
+        return NELSON_RULES[self.rule]
+
+
+def freeze_baseline(defects: Sequence[int], sizes: Sequence[int], *, min_subgroups: int = 20) -> Baseline:
+    """Centre line from a chosen in-control period.
+
+    Raises:
+        ValueError: mismatched lengths, fewer than ``min_subgroups`` subgroups, an empty subgroup,
+            ``d > n``, or a centre line of 0 or 1 (no limits can be drawn).
+    """
+    if len(defects) != len(sizes):
+        raise ValueError(f"baseline: {len(defects)} defect counts for {len(sizes)} subgroup sizes")
+    if len(sizes) < min_subgroups:
+        raise ValueError(f"baseline: {len(sizes)} subgroups, at least {min_subgroups} needed")
+    for i, (d, n) in enumerate(zip(defects, sizes, strict=True)):
+        if n <= 0 or not 0 <= d <= n:
+            raise ValueError(f"baseline subgroup {i}: needs 0 <= d <= n and n > 0 (got d={d}, n={n})")
+    total_d, total_n = sum(defects), sum(sizes)
+    p_bar = total_d / total_n
+    if p_bar in (0.0, 1.0):
+        raise ValueError(f"baseline: centre line p = {p_bar:g} gives no control limits")
+    return Baseline(p_bar=p_bar, subgroups=len(sizes), parts=total_n, defects=total_d)
+
+
+def point(baseline: Baseline, d: int, n: int) -> ChartPoint:
+    """One subgroup against the frozen limits."""
+    if n <= 0 or not 0 <= d <= n:
+        raise ValueError(f"subgroup needs 0 <= d <= n and n > 0 (got d={d}, n={n})")
+    p_bar = baseline.p_bar
+    sigma = math.sqrt(p_bar * (1 - p_bar) / n)
+    p = d / n
+    return ChartPoint(d=d, n=n, p=p, ucl=p_bar + 3 * sigma, lcl=max(0.0, p_bar - 3 * sigma), z=(p - p_bar) / sigma)
+
+
+def chart(baseline: Baseline, defects: Sequence[int], sizes: Sequence[int]) -> list[ChartPoint]:
+    """Every subgroup against the frozen limits."""
+    if len(defects) != len(sizes):
+        raise ValueError(f"chart: {len(defects)} defect counts for {len(sizes)} subgroup sizes")
+    return [point(baseline, d, n) for d, n in zip(defects, sizes, strict=True)]
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _holds(points: Sequence[ChartPoint], i: int, rule: int) -> int:
+    """The direction (+1/-1) in which ``rule`` holds for the window ending at ``i``; 0 when it does not."""
+    if rule == 1:
+        pt = points[i]
+        return 1 if pt.z > 3.0 else (-1 if pt.z < -3.0 else 0)
+    if rule == 2:
+        if i < 8:
+            return 0
+        sides = {_sign(p.z) for p in points[i - 8:i + 1]}
+        return sides.pop() if len(sides) == 1 and 0 not in sides else 0
+    if rule == 3:
+        if i < 5:
+            return 0
+        diffs = {_sign(points[j].p - points[j - 1].p) for j in range(i - 4, i + 1)}
+        return diffs.pop() if len(diffs) == 1 and 0 not in diffs else 0
+    if i < 13:
+        return 0
+    diffs_seq = [_sign(points[j].p - points[j - 1].p) for j in range(i - 12, i + 1)]
+    if 0 in diffs_seq or any(a == b for a, b in itertools.pairwise(diffs_seq)):
+        return 0
+    return 1
+
+
+_WINDOW = {1: 1, 2: 9, 3: 6, 4: 14}
+
+
+class NelsonMonitor:
+    """Evaluates the rules as each subgroup closes; :meth:`add` returns only newly started violations."""
+
+    def __init__(self, rules: Sequence[int] = (1, 2, 3, 4)) -> None:
+        unknown = [r for r in rules if r not in NELSON_RULES]
+        if unknown:
+            raise ValueError(f"unknown Nelson rule(s) {unknown}: rules 1-4 are supported")
+        self.rules = tuple(rules)
+        self.points: list[ChartPoint] = []
+        self._open: dict[int, tuple[int, Violation]] = {}  # rule -> (direction, violation so far)
+        self.violations: list[Violation] = []
+
+    def add(self, pt: ChartPoint) -> list[Violation]:
+        self.points.append(pt)
+        i = len(self.points) - 1
+        started: list[Violation] = []
+        for rule in self.rules:
+            direction = _holds(self.points, i, rule)
+            current = self._open.get(rule)
+            if direction == 0:
+                self._open.pop(rule, None)
+                continue
+            if current is not None and current[0] == direction and current[1].last == i - 1:
+                extended = Violation(rule, current[1].first, i)
+                self.violations[self.violations.index(current[1])] = extended
+                self._open[rule] = (direction, extended)
+                continue
+            new = Violation(rule, i - _WINDOW[rule] + 1, i)
+            self.violations.append(new)
+            self._open[rule] = (direction, new)
+            started.append(new)
+        return started
+
+
+def nelson(points: Sequence[ChartPoint], rules: Sequence[int] = (1, 2, 3, 4)) -> list[Violation]:
+    """Every violation over a finished chart (one per rule per run), in the order they started."""
+    monitor = NelsonMonitor(rules)
+    for pt in points:
+        monitor.add(pt)
+    return monitor.violations

@@ -1,0 +1,212 @@
+"""The dashboard's figures for one window: KPIs by station/shift/model version, p-charts, Pareto, kappa, drift."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from vinspect.analytics.agreement import Kappa, kappa_from_pairs
+from vinspect.analytics.drift import KsResult, PsiResult, ks_two_sample, psi
+from vinspect.analytics.kpis import KpiCounts, Kpis, compute_kpis
+from vinspect.analytics.pareto import Bar, pareto
+from vinspect.analytics.spc import Baseline, ChartPoint, Violation, chart, nelson
+from vinspect.store.alarms import BaselineView, current_baseline
+from vinspect.store.analytics_queries import (
+    Answer,
+    HourRow,
+    Window,
+    adjudications,
+    audit_answers,
+    hourly_rollup,
+    latencies_ms,
+    ncr_code_counts,
+    part_subgroups,
+    reviewer_pairs,
+    score_sample,
+    vision_vs_reviewer,
+)
+from vinspect.store.review_queries import DbSession
+
+__all__ = ["DEFAULT_SHIFTS", "Dashboard", "DriftFigure", "PChart", "build_dashboard", "shift_of"]
+
+DEFAULT_SHIFTS = (6, 14, 22)  # UTC hours at which shifts start: early, late, night
+
+
+def shift_of(hour: datetime, starts: Sequence[int] = DEFAULT_SHIFTS) -> str:
+    """``S1``.. for the shift an UTC hour belongs to (``S<n>`` starts at ``starts[n-1]``:00)."""
+    ordered = sorted(starts)
+    h = hour.hour
+    index = max((i for i, s in enumerate(ordered) if h >= s), default=len(ordered) - 1)
+    return f"S{index + 1} ({ordered[index]:02d}:00)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PChart:
+    station_id: str
+    baseline: BaselineView | None
+    hours: list[datetime]
+    defects: list[int]
+    sizes: list[int]
+    points: list[ChartPoint]
+    violations: list[Violation]
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftFigure:
+    model_version: str
+    psi: PsiResult | None
+    ks: KsResult | None
+    live: list[float]
+    expected: list[float]
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dashboard:
+    window: Window
+    overall: Kpis
+    by_station: dict[str, Kpis]
+    by_shift: dict[str, Kpis]
+    by_model: dict[str, Kpis]
+    charts: list[PChart]
+    pareto_codes: list[Bar]
+    pareto_stations: list[Bar]
+    pareto_parts: list[Bar]
+    kappa_by_model: dict[str, Kappa]
+    kappa_reviewers: Kappa | None
+    drift: list[DriftFigure] = field(default_factory=list)
+    inspected: int = 0
+
+
+def _counts(rows: Iterable[HourRow], answers: Iterable[Answer], hours: float, lat: Sequence[float]) -> KpiCounts:
+    total: Counter[str] = Counter()
+    faults: Counter[str] = Counter()
+    for r in rows:
+        total[r.verdict] += r.count
+        total["model_rejects"] += r.model_rejects
+        total["first"] += r.first
+        total["first_passed"] += r.first_passed
+        faults.update(r.faults)
+    adjudicated = false_rejects = audited = escapes = 0
+    for a in answers:
+        if a.human in ("CONFORMS", "ESCAPE"):
+            audited += 1
+            escapes += a.human == "ESCAPE"
+        elif a.human in ("CONFIRMED_DEFECT", "FALSE_REJECT"):
+            adjudicated += 1
+            false_rejects += a.human == "FALSE_REJECT"
+    return KpiCounts(inspected=total["PASS"] + total["REVIEW"] + total["FAIL"], passed=total["PASS"],
+                     review=total["REVIEW"], failed=total["FAIL"], defect_rejects=total["model_rejects"],
+                     faults=dict(faults), first_inspected=total["first"], first_passed=total["first_passed"],
+                     adjudicated=adjudicated, false_rejects=false_rejects, audited_passes=audited, escapes=escapes,
+                     hours=hours, latencies_ms=lat)
+
+
+def _grouped(rows: Sequence[HourRow], answers: Sequence[Answer], key_row: object, key_answer: object,
+             hours: float) -> dict[str, Kpis]:
+    by_rows: dict[str, list[HourRow]] = defaultdict(list)
+    by_answers: dict[str, list[Answer]] = defaultdict(list)
+    for r in rows:
+        by_rows[key_row(r)].append(r)  # type: ignore[operator]
+    for a in answers:
+        by_answers[key_answer(a)].append(a)  # type: ignore[operator]
+    return {k: compute_kpis(_counts(v, by_answers.get(k, []), hours, ())) for k, v in sorted(by_rows.items())}
+
+
+def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | None) -> PChart:
+    """Hourly subgroups of one station: d = model rejects (FAIL/REVIEW for a score reason), n = parts."""
+    per_hour: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r.station_id == station_id:
+            per_hour[r.hour][0] += r.model_rejects
+            per_hour[r.hour][1] += r.count
+    hours = sorted(per_hour)
+    return chart_of(station_id, baseline, hours, [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours])
+
+
+def station_chart(session: DbSession, window: Window, station_id: str) -> PChart:
+    """The station's p-chart over ``window`` with its frozen baseline's subgrouping (hours or a part count)."""
+    baseline = current_baseline(session=session, station_id=station_id)
+    if baseline is not None and baseline.subgroup_parts:
+        groups = part_subgroups(window, session=session, station_id=station_id, size=baseline.subgroup_parts)
+        return chart_of(station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups],
+                        [g.size for g in groups])
+    return p_chart(hourly_rollup(window, session=session, station_id=station_id), station_id, baseline)
+
+
+def chart_of(station_id: str, baseline: BaselineView | None, hours: list[datetime], defects: list[int],
+             sizes: list[int]) -> PChart:
+    """Subgroups (labelled by their start) against the frozen limits, with the Nelson violations."""
+    if baseline is None:
+        return PChart(station_id=station_id, baseline=None, hours=hours, defects=defects, sizes=sizes, points=[],
+                      violations=[], note="no frozen baseline yet: a quality engineer freezes the limits "
+                                          "(vinspect spc baseline) from an in-control period of >= 20 subgroups")
+    frozen = Baseline(p_bar=baseline.p_bar, subgroups=baseline.subgroups, parts=baseline.parts,
+                      defects=baseline.defects)
+    points = chart(frozen, defects, sizes)
+    return PChart(station_id=station_id, baseline=baseline, hours=hours, defects=defects, sizes=sizes, points=points,
+                  violations=nelson(points))
+
+
+def drift_figure(model_version: str, expected: Sequence[float], live: Sequence[float]) -> DriftFigure:
+    if not expected:
+        return DriftFigure(model_version=model_version, psi=None, ks=None, live=list(live), expected=[],
+                           note="the bundle records no validation scores (trained before they were kept)")
+    if len(live) < 50:
+        return DriftFigure(model_version=model_version, psi=None, ks=None, live=list(live), expected=list(expected),
+                           note=f"{len(live)} scored parts in the window: at least 50 are needed")
+    return DriftFigure(model_version=model_version, psi=psi(expected, live), ks=ks_two_sample(expected, live),
+                       live=list(live), expected=list(expected))
+
+
+def build_dashboard(session: DbSession, window: Window, *, station_id: str | None = None,
+                    validation_scores: dict[str, Sequence[float]] | None = None,
+                    shifts: Sequence[int] = DEFAULT_SHIFTS) -> Dashboard:
+    """Every figure of the dashboard for ``window`` (optionally one station).
+
+    Args:
+        validation_scores: model version -> the bundle's validation good-part scores (drift reference).
+    """
+    rows = hourly_rollup(window, session=session, station_id=station_id)
+    answers = [*adjudications(window, session=session, station_id=station_id),
+               *audit_answers(window, session=session, station_id=station_id)]
+    lat = latencies_ms(window, session=session, station_id=station_id)
+    overall = compute_kpis(_counts(rows, answers, window.hours, lat))
+    stations = sorted({r.station_id for r in rows})
+    by_station = _grouped(rows, answers, lambda r: r.station_id, lambda a: a.station_id, window.hours)
+    by_shift = _grouped(rows, answers, lambda r: shift_of(r.hour, shifts),
+                        lambda a: shift_of(a.at.replace(minute=0, second=0, microsecond=0), shifts), window.hours)
+    by_model = _grouped(rows, answers, lambda r: r.model_version or "(none)", lambda a: a.model_version or "(none)",
+                        window.hours)
+    charts = [station_chart(session, window, s) for s in stations]
+    kappas: dict[str, Kappa] = {}
+    by_model_answers: dict[str, list[Answer]] = defaultdict(list)
+    for a in answers:
+        by_model_answers[a.model_version or "(none)"].append(a)
+    for model, group in sorted(by_model_answers.items()):
+        pairs = vision_vs_reviewer(group)
+        if pairs:
+            kappas[model] = kappa_from_pairs(pairs, ["reject", "good"])
+    reviewers = reviewer_pairs(window, session=session, station_id=station_id)
+    drift = []
+    for model, expected in sorted((validation_scores or {}).items()):
+        live = score_sample(window, session=session, model_version=model, station_id=station_id)
+        if live:
+            drift.append(drift_figure(model, expected, live))
+    return Dashboard(window=window, overall=overall, by_station=by_station, by_shift=by_shift, by_model=by_model,
+                     charts=charts,
+                     pareto_codes=pareto(ncr_code_counts(window, session=session, station_id=station_id)),
+                     pareto_stations=pareto(ncr_code_counts(window, session=session, by="station")),
+                     pareto_parts=pareto(ncr_code_counts(window, session=session, by="part_number",
+                                                         station_id=station_id)),
+                     kappa_by_model=kappas, kappa_reviewers=kappa_from_pairs(reviewers, ["reject", "good"])
+                     if reviewers else None, drift=drift,
+                     inspected=overall.reject_rate.n)
+
+
+def default_window(now: datetime, days: int = 7) -> Window:
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return Window(end - timedelta(days=days), end)

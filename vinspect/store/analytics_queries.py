@@ -1,0 +1,272 @@
+"""Read queries behind the quality analytics (KPIs, p-chart subgroups, Pareto, agreement, drift).
+
+Counts are rolled up per UTC hour, station, model version and verdict in the database (index
+``ix_inspections_recorded_verdict``); everything else (shifts, rates, limits) is plain Python over
+those rows in :mod:`vinspect.analytics`. Returned values are plain (no ORM rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from vinspect.store.repository import fault_reasons
+from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord
+
+__all__ = ["HourRow", "Window", "adjudications", "audit_answers", "hourly_rollup", "latencies_ms",
+           "ncr_code_counts", "score_sample", "vision_vs_reviewer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    since: datetime
+    until: datetime
+
+    def __post_init__(self) -> None:
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ValueError("analytics windows are timezone-aware UTC")
+        if self.until <= self.since:
+            raise ValueError(f"window: until {self.until.isoformat()} is not after since {self.since.isoformat()}")
+
+    @property
+    def hours(self) -> float:
+        return (self.until - self.since).total_seconds() / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class HourRow:
+    """Parts of one UTC hour, station, model version and verdict; ``faults`` by reason."""
+
+    hour: datetime
+    station_id: str
+    model_version: str | None
+    verdict: str
+    count: int
+    model_rejects: int   # FAIL/REVIEW for a model reason only
+    faults: dict[str, int]
+    first: int           # of which the part's first inspection (parts without an id count as first)
+    first_passed: int
+
+
+def _hour(session: Session) -> ColumnElement[str]:
+    column = InspectionRecord.recorded_at
+    if session.get_bind().dialect.name == "sqlite":
+        return func.substr(column, 1, 13)
+    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+
+
+def _in(window: Window, column: Any) -> ColumnElement[bool]:
+    return and_(column >= window.since, column < window.until)
+
+
+def hourly_rollup(window: Window, *, session: Session, station_id: str | None = None) -> list[HourRow]:
+    """Per hour, station, model version, verdict and reason list: part counts and first-inspection counts."""
+    hour = _hour(session).label("hour")
+    earlier = aliased(InspectionRecord)
+    first = ~exists().where(earlier.part_id == InspectionRecord.part_id, earlier.id < InspectionRecord.id)
+    is_first = func.sum(case((first, 1), else_=0))
+    stmt = (select(hour, InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.verdict,
+                   InspectionRecord.reasons, func.count(), is_first)
+            .where(_in(window, InspectionRecord.recorded_at))
+            .group_by(hour, InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.verdict,
+                      InspectionRecord.reasons))
+    if station_id is not None:
+        stmt = stmt.where(InspectionRecord.station_id == station_id)
+    merged: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
+    for h, station, model, verdict, reasons, count, firsts in session.execute(stmt):
+        key = (str(h), str(station), model, str(verdict))
+        row = merged.setdefault(key, {"count": 0, "model_rejects": 0, "faults": Counter(), "first": 0,
+                                      "first_passed": 0})
+        count, firsts = int(count), int(firsts or 0)
+        row["count"] += count
+        row["first"] += firsts
+        if verdict == "PASS":
+            row["first_passed"] += firsts
+        else:
+            faults = fault_reasons(json.loads(reasons))
+            if faults:
+                row["faults"][faults[0]] += count
+            else:
+                row["model_rejects"] += count
+    return [HourRow(hour=datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC), station_id=s,
+                    model_version=m, verdict=v, count=r["count"], model_rejects=r["model_rejects"],
+                    faults=dict(r["faults"]), first=r["first"], first_passed=r["first_passed"])
+            for (h, s, m, v), r in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "",
+                                                                          kv[0][3]))]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One human judgement joined to the machine's: where, when, which model, what each said."""
+
+    station_id: str
+    model_version: str | None
+    at: datetime
+    machine: str       # verdict: PASS / FAIL / REVIEW
+    human: str         # CONFIRMED_DEFECT / FALSE_REJECT / NEEDS_MRB / CONFORMS / ESCAPE
+    defect_code: str | None
+    reviewer: str
+
+
+def adjudications(window: Window, *, session: Session, station_id: str | None = None) -> list[Answer]:
+    """The standing review decision of each NCR detected in the window (a signed supersede replaces it)."""
+    stmt = (select(NcrRecord.id, NcrRecord.station_id, NcrRecord.detected_at, NcrRecord.defect_code,
+                   InspectionRecord.verdict, InspectionRecord.model_version, NcrEvent.payload, NcrEvent.actor)
+            .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
+            .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
+            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
+            .order_by(NcrRecord.id, NcrEvent.revision))
+    if station_id is not None:
+        stmt = stmt.where(NcrRecord.station_id == station_id)
+    latest: dict[int, Answer] = {}
+    for ncr_id, station, at, code, verdict, model, payload, actor in session.execute(stmt):
+        value = json.loads(payload)
+        latest[ncr_id] = Answer(station_id=station, model_version=model, at=at, machine=verdict or "FAIL",
+                                human=str(value.get("decision")), defect_code=value.get("defect_code") or code,
+                                reviewer=actor)
+    return list(latest.values())
+
+
+def audit_answers(window: Window, *, session: Session, station_id: str | None = None) -> list[Answer]:
+    """Blind PASS-audit answers (CONFORMS / ESCAPE) for parts inspected in the window."""
+    stmt = (select(InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.recorded_at,
+                   AuditRecord.new_value, AuditRecord.reason, AuditRecord.actor)
+            .join(AuditRecord, and_(AuditRecord.entity == "inspection",
+                                    AuditRecord.entity_id == InspectionRecord.inspection_id))
+            .where(AuditRecord.action == "sample.review", _in(window, InspectionRecord.recorded_at)))
+    if station_id is not None:
+        stmt = stmt.where(InspectionRecord.station_id == station_id)
+    answers = []
+    for station, model, at, decision, reason, actor in session.execute(stmt):
+        code = None
+        if reason and "[defect_code=" in reason:
+            code = reason.rsplit("[defect_code=", 1)[1].rstrip("]") or None
+            code = None if code == "-" else code
+        answers.append(Answer(station_id=station, model_version=model, at=at, machine="PASS", human=str(decision),
+                              defect_code=code, reviewer=actor))
+    return answers
+
+
+def vision_vs_reviewer(answers: Iterable[Answer]) -> list[tuple[str, str]]:
+    """(vision, reviewer) pairs in two categories, reject vs good, for Cohen's kappa (MRB cases left out)."""
+    pairs = []
+    for a in answers:
+        vision = "reject" if a.machine in ("FAIL", "REVIEW") else "good"
+        if a.human in ("CONFIRMED_DEFECT", "ESCAPE"):
+            pairs.append((vision, "reject"))
+        elif a.human in ("FALSE_REJECT", "CONFORMS"):
+            pairs.append((vision, "good"))
+    return pairs
+
+
+def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code",
+                    station_id: str | None = None) -> dict[str, int]:
+    """NCRs detected in the window by machine defect code, station or part number (open-set codes kept)."""
+    columns = {"defect_code": NcrRecord.defect_code, "station": NcrRecord.station_id,
+               "part_number": NcrRecord.part_number}
+    if by not in columns:
+        raise ValueError(f"Pareto by {by!r}: choose one of {', '.join(columns)}")
+    column = columns[by]
+    stmt = select(column, func.count()).where(_in(window, NcrRecord.detected_at)).group_by(column)
+    if station_id is not None:
+        stmt = stmt.where(NcrRecord.station_id == station_id)
+    return {str(k): int(v) for k, v in session.execute(stmt)}
+
+
+def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] = (),
+              station_id: str | None = None) -> int:
+    """NCRs detected in the window (of the given machine codes when any)."""
+    stmt = select(func.count()).select_from(NcrRecord).where(_in(window, NcrRecord.detected_at))
+    if defect_codes:
+        stmt = stmt.where(NcrRecord.defect_code.in_(list(defect_codes)))
+    if station_id is not None:
+        stmt = stmt.where(NcrRecord.station_id == station_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def latencies_ms(window: Window, *, session: Session, station_id: str | None = None, limit: int = 20_000
+                 ) -> list[float]:
+    """Capture-to-record latency of the newest ``limit`` parts in the window (ms)."""
+    stmt = (select(InspectionRecord.captured_at, InspectionRecord.recorded_at)
+            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.captured_at.is_not(None))
+            .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
+    if station_id is not None:
+        stmt = stmt.where(InspectionRecord.station_id == station_id)
+    return [(rec - cap) / timedelta(milliseconds=1) for cap, rec in session.execute(stmt) if cap is not None]
+
+
+def score_sample(window: Window, *, session: Session, model_version: str | None = None,
+                 station_id: str | None = None, limit: int = 20_000) -> list[float]:
+    """Anomaly scores of the newest ``limit`` scored parts in the window (drift against validation)."""
+    stmt = (select(InspectionRecord.score)
+            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.score.is_not(None))
+            .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
+    if model_version is not None:
+        stmt = stmt.where(InspectionRecord.model_version == model_version)
+    if station_id is not None:
+        stmt = stmt.where(InspectionRecord.station_id == station_id)
+    return [float(s) for s in session.scalars(stmt) if s is not None]
+
+
+def reviewer_pairs(window: Window, *, session: Session, station_id: str | None = None) -> list[tuple[str, str]]:
+    """(first reviewer, second reviewer) decisions, reject vs good, where two people judged the same NCR
+    (a review and a signed supersede by someone else; MRB referrals left out)."""
+    stmt = (select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
+            .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
+            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
+            .order_by(NcrEvent.ncr_id, NcrEvent.revision))
+    if station_id is not None:
+        stmt = stmt.where(NcrRecord.station_id == station_id)
+    seen: dict[int, list[tuple[str, str]]] = {}
+    for ncr_id, actor, payload in session.execute(stmt):
+        seen.setdefault(ncr_id, []).append((actor, str(json.loads(payload).get("decision"))))
+    category = {"CONFIRMED_DEFECT": "reject", "FALSE_REJECT": "good"}
+    pairs = []
+    for judged in seen.values():
+        people = list(dict.fromkeys(actor for actor, _ in judged))
+        if len(people) < 2:
+            continue
+        first = next(d for a, d in judged if a == people[0])
+        second = next(d for a, d in reversed(judged) if a == people[1])
+        if first in category and second in category:
+            pairs.append((category[first], category[second]))
+    return pairs
+
+
+@dataclass(frozen=True, slots=True)
+class PartSubgroup:
+    """``size`` consecutive parts of one station: when they were recorded and how many were model rejects."""
+
+    first_at: datetime
+    last_at: datetime
+    rejects: int
+    size: int
+
+
+def part_subgroups(window: Window, *, session: Session, station_id: str, size: int) -> list[PartSubgroup]:
+    """Subgroups of ``size`` consecutive parts (record order) recorded in the window; a partial last one is left out."""
+    if size < 1:
+        raise ValueError(f"subgroup size {size}: at least 1 part")
+    stmt = (select(InspectionRecord.recorded_at, InspectionRecord.verdict, InspectionRecord.reasons)
+            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.station_id == station_id)
+            .order_by(InspectionRecord.id))
+    groups: list[PartSubgroup] = []
+    first: datetime | None = None
+    rejects = n = 0
+    for at, verdict, reasons in session.execute(stmt.execution_options(yield_per=5000)):
+        first = first or at
+        n += 1
+        if verdict != "PASS" and not fault_reasons(json.loads(reasons)):
+            rejects += 1
+        if n == size:
+            assert first is not None
+            groups.append(PartSubgroup(first, at, rejects, n))
+            first, rejects, n = None, 0, 0
+    return groups

@@ -1,0 +1,76 @@
+"""Signatures on records other than NCRs (CAPA steps and closures, alarm acknowledgements).
+
+The signed content (record, what was signed, signer, meaning, time) is kept as canonical JSON in
+the audit row of ``action`` next to the ``signature.create`` row; ``record_sha256`` is the
+SHA-256 of that content, so :func:`verify_record_signature` re-checks the binding (21 CFR 11.70)
+the same way model-promotion signatures are checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vinspect.errors import StateError
+from vinspect.store.audit import AuditEntry, append_audit
+from vinspect.store.canonical import canonical_json, content_sha256, format_utc
+from vinspect.store.content import signature_sha256
+from vinspect.store.ncr import SIGNING_ROLES, Role, SignatureMeaning
+from vinspect.store.tables import AuditRecord, SignatureRecord, UserRecord
+
+__all__ = ["RECORD_ENTITIES", "sign_record", "verify_record_signature"]
+
+RECORD_ENTITIES = frozenset({"capa", "alarm"})
+
+
+def sign_record(*, session: Session, entity: str, entity_id: str, signer: UserRecord, meaning: SignatureMeaning,
+                content: Mapping[str, Any], action: str, reason: str | None, source: str | None, at: datetime,
+                auth_method: str = "password") -> SignatureRecord:
+    """Sign ``content`` about ``entity``/``entity_id`` inside the caller's transaction (writer lock held).
+
+    Raises:
+        StateError: the signer's role may not sign with ``meaning``.
+    """
+    if entity not in RECORD_ENTITIES:
+        raise StateError(f"records of kind {entity!r} are not signed here")
+    if Role(signer.role) not in SIGNING_ROLES[meaning]:
+        raise StateError(f"{signer.username} ({signer.role}) may not sign {meaning}")
+    signed = {**content, "entity": entity, "entity_id": entity_id, "meaning": str(meaning),
+              "signer_user_id": signer.id, "printed_name": signer.display_name, "signed_at": format_utc(at)}
+    sig = SignatureRecord(entity=entity, entity_id=entity_id[:64], signer_user_id=signer.id,
+                          printed_name=signer.display_name, meaning=str(meaning), signed_at=at,
+                          record_sha256=content_sha256(signed), auth_method=auth_method)
+    session.add(sig)
+    session.flush()
+    actor = f"user:{signer.id}"
+    append_audit(AuditEntry(actor=actor, action="signature.create", entity="signature", entity_id=str(sig.id),
+                            field="meaning", new_value=sig.meaning, reason=reason,
+                            record_sha256=signature_sha256(sig), source=source), session=session, at=at)
+    append_audit(AuditEntry(actor=actor, action=action, entity=entity, entity_id=entity_id[:64],
+                            field="signed_content", new_value=canonical_json(signed).decode("utf-8"),
+                            reason=reason, record_sha256=sig.record_sha256, source=source), session=session, at=at)
+    return sig
+
+
+def verify_record_signature(sig: SignatureRecord, *, session: Session) -> bool:
+    """True when the signature still matches the signed content kept in its audit row."""
+    rows = session.scalars(select(AuditRecord).where(
+        AuditRecord.entity == sig.entity, AuditRecord.entity_id == sig.entity_id,
+        AuditRecord.record_sha256 == sig.record_sha256, AuditRecord.field == "signed_content"))
+    for row in rows:
+        try:
+            content = json.loads(row.new_value or "")
+        except ValueError:
+            continue
+        if not isinstance(content, dict) or content_sha256(content) != sig.record_sha256:
+            continue
+        if (content.get("signer_user_id") == sig.signer_user_id and content.get("meaning") == sig.meaning
+                and content.get("printed_name") == sig.printed_name
+                and content.get("signed_at") == format_utc(sig.signed_at)):
+            return True
+    return False
