@@ -25,11 +25,11 @@ def _part(seq: int, fail: bool, at: datetime) -> Inspection:
     image = np.zeros((16, 16), dtype=np.uint8)
     frame = Frame(image=image, source_id="cam", frame_id=seq, captured_at=at - timedelta(milliseconds=12),
                   pixel_format="Mono8", origin="synthetic", part_id=f"SN{seq}")
-    prediction = Prediction(model=MODEL, score=0.9 if fail else 0.2, defect_code="spot" if fail else None)
+    prediction = Prediction(score=0.9 if fail else 0.2, defect_code="spot" if fail else None)
     decision = Decision(verdict=Verdict.FAIL if fail else Verdict.PASS, reasons=("score",) if fail else (),
                         policy_id="p", fail_at=0.7, review_at=0.5)
     return Inspection(inspection_id=f"disc-{seq:07d}", station_id="disc-1", part_seq=seq, frame=frame,
-                      prediction=prediction, decision=decision, timings=StageTimings())
+                      prediction=prediction, decision=decision, timings=StageTimings(), model=MODEL)
 
 
 def _fill(data_dir: Path, start: datetime, rejects: list[int], size: int = 60) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vinspect.analytics.spc import freeze_baseline
-from vinspect.cli.store import _common, _engine, _time
+from vinspect.cli.store import _common, _store, _time
 from vinspect.errors import StoreError
 from vinspect.models.registry import ModelRegistry
 from vinspect.quality.alarms import MqttAlarmPublisher, check_alarms
@@ -76,21 +76,16 @@ def _registry(args: argparse.Namespace) -> ModelRegistry:
 
 def _report(args: argparse.Namespace) -> int:
     window = _window(args.since, args.until)
-    engine = _engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            index = write_quality_report(session, window, args.out, station_id=args.station,
-                                         validation_scores=validation_scores(_registry(args)))
-    finally:
-        engine.dispose()
+    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+        index = write_quality_report(session, window, args.out, station_id=args.station,
+                                     validation_scores=validation_scores(_registry(args)))
     sys.stdout.write(f"{index}\n")
     return 0
 
 
 def _baseline(args: argparse.Namespace) -> int:
     window = _window(args.since, args.until)
-    engine = _engine(args)
-    try:
+    with _store(args) as engine:
         if args.subgroup_parts is not None and args.subgroup_parts < 1:
             raise StoreError(f"--subgroup-parts {args.subgroup_parts}: at least 1")
         with session_scope(engine, readonly=True) as session:
@@ -114,8 +109,6 @@ def _baseline(args: argparse.Namespace) -> int:
                             window_to=window.until, subgroup_minutes=60, p_bar=base.p_bar, subgroups=base.subgroups,
                             parts=base.parts, defects=base.defects, actor=f"cli:{getpass.getuser()}"[:128],
                             user_id=None, reason=args.reason, subgroup_parts=args.subgroup_parts)
-    finally:
-        engine.dispose()
     grouping = f"subgroups of {args.subgroup_parts} parts" if args.subgroup_parts else "hourly subgroups"
     sys.stdout.write(f"{args.station}: p-bar {base.p_bar:.5f} frozen from {base.subgroups} {grouping} "
                      f"({base.defects} model rejects of {base.parts} parts)\n")
@@ -127,14 +120,11 @@ def _check(args: argparse.Namespace) -> int:
     if args.mqtt:
         host, _, port = args.mqtt.partition(":")
         publish = MqttAlarmPublisher(host, int(port or 1883), args.topic_prefix)
-    engine = _engine(args)
     data_dir = load_settings(data_dir=args.data_dir).data_dir
-    try:
+    with _store(args) as engine:
         store = StoreHandle(engine=engine, evidence=EvidenceStore(data_dir / "evidence"))
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         new = check_alarms(store, now=now, validation_scores=validation_scores(_registry(args)), publish=publish)
-    finally:
-        engine.dispose()
     for a in new:
         sys.stdout.write(f"alarm {a.id}: {a.kind} {a.chart} rule {a.rule} on {a.station_id} from "
                          f"{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M} UTC\n")
@@ -148,30 +138,26 @@ def _capa_open(args: argparse.Namespace) -> int:
     from vinspect.store.repository import resolve_ncr
     from vinspect.store.users import get_user
 
-    engine = _engine(args)
-    try:
-        with session_scope(engine) as session:
-            user = get_user(session=session, username=args.username)
-            if user is None:
-                raise StoreError(f"no user {args.username!r}")
-            uuids = []
-            for ref in args.ncr:
-                uuid = resolve_ncr(ref, session=session)
-                if uuid is None:
-                    raise StoreError(f"no NCR {ref}")
-                uuids.append(uuid)
-            now = datetime.now(UTC)
-            codes = [args.code] if args.code else []
-            baseline = freeze_capa_baseline(session, station_id=args.station, defect_codes=codes, until=now)
-            span = max(len(STEPS), args.due_days)
-            due = {s: now + timedelta(days=round((i + 1) * span / len(STEPS))) for i, s in enumerate(STEPS)}
-            number = open_capa(session=session, user_id=user.id, title=args.title,
-                               source="ncr" if uuids else "pareto",
-                               source_ref=uuids[0] if uuids else f"pareto:{args.code or args.station}",
-                               ncr_uuids=uuids, defect_codes=codes, station_id=args.station,
-                               owners=dict.fromkeys(STEPS, user.id), due=due, baseline=baseline,
-                               client=f"cli:{getpass.getuser()}"[:128], at=now)
-    finally:
-        engine.dispose()
+    with _store(args) as engine, session_scope(engine) as session:
+        user = get_user(session=session, username=args.username)
+        if user is None:
+            raise StoreError(f"no user {args.username!r}")
+        uuids = []
+        for ref in args.ncr:
+            uuid = resolve_ncr(ref, session=session)
+            if uuid is None:
+                raise StoreError(f"no NCR {ref}")
+            uuids.append(uuid)
+        now = datetime.now(UTC)
+        codes = [args.code] if args.code else []
+        baseline = freeze_capa_baseline(session, station_id=args.station, defect_codes=codes, until=now)
+        span = max(len(STEPS), args.due_days)
+        due = {s: now + timedelta(days=round((i + 1) * span / len(STEPS))) for i, s in enumerate(STEPS)}
+        number = open_capa(session=session, user_id=user.id, title=args.title,
+                           source="ncr" if uuids else "pareto",
+                           source_ref=uuids[0] if uuids else f"pareto:{args.code or args.station}",
+                           ncr_uuids=uuids, defect_codes=codes, station_id=args.station,
+                           owners=dict.fromkeys(STEPS, user.id), due=due, baseline=baseline,
+                           client=f"cli:{getpass.getuser()}"[:128], at=now)
     sys.stdout.write(f"{number}\n")
     return 0

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from vinspect.store.repository import fault_reasons
 from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord
+from vinspect.types import first_fault
 
 __all__ = ["HourRow", "Window", "adjudications", "audit_answers", "hourly_rollup", "latencies_ms",
            "ncr_code_counts", "score_sample", "vision_vs_reviewer"]
@@ -90,9 +90,9 @@ def hourly_rollup(window: Window, *, session: Session, station_id: str | None = 
         if verdict == "PASS":
             row["first_passed"] += firsts
         else:
-            faults = fault_reasons(json.loads(reasons))
-            if faults:
-                row["faults"][faults[0]] += count
+            fault = first_fault(json.loads(reasons))
+            if fault is not None:
+                row["faults"][fault] += count
             else:
                 row["model_rejects"] += count
     return [HourRow(hour=datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC), station_id=s,
@@ -263,7 +263,7 @@ def part_subgroups(window: Window, *, session: Session, station_id: str, size: i
     for at, verdict, reasons in session.execute(stmt.execution_options(yield_per=5000)):
         first = first or at
         n += 1
-        if verdict != "PASS" and not fault_reasons(json.loads(reasons)):
+        if verdict != "PASS" and first_fault(json.loads(reasons)) is None:
             rejects += 1
         if n == size:
             assert first is not None
