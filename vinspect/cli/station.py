@@ -132,12 +132,17 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
                                  pulse_ms=cfg.pulse_ms)
 
 
-def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -> tuple[InspectionSink, Any]:
+def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack,
+                station_id: str) -> tuple[InspectionSink, Any]:
     from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, upgrade
     from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
+    from vinspect.store.db import is_sqlite, sqlite_path
+    from vinspect.store.station_lock import station_lock
 
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, application_name=f"vinspect run {station_id}")
     stack.callback(engine.dispose)
+    if is_sqlite(engine):
+        stack.enter_context(station_lock(Path(sqlite_path(engine)), station_id))
     upgrade(engine)
     attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
     sink = StoreSink(engine, EvidenceStore(settings.data_dir / "evidence"),
@@ -156,7 +161,7 @@ def _sinks(
             jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
             sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
         else:
-            sink, engine = _store_sink(cfg, settings, stack=stack)
+            sink, engine = _store_sink(cfg, settings, stack=stack, station_id=station.station_id)
             sinks.append(sink)
     return sinks, jsonl, engine
 

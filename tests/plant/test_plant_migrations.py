@@ -1,0 +1,101 @@
+"""Issue 18 step 1: stations started together on a fresh PostgreSQL all migrate; SQLite takes one station."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from vinspect.errors import StoreError
+from vinspect.store.db import make_engine
+from vinspect.store.migrations import MIGRATION_LOCK_KEY, check_current, upgrade
+from vinspect.store.station_lock import station_lock
+
+_UPGRADE = ("import sys, logging; logging.basicConfig(level=logging.WARNING); "
+            "from vinspect.store import make_engine, upgrade; "
+            "upgrade(make_engine(sys.argv[1], application_name=sys.argv[2])); print('migrated')")
+
+
+@pytest.mark.postgres
+def test_four_processes_migrate_a_fresh_postgres_together(plant_db: str) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", _UPGRADE, plant_db, f"station s{k}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outs]
+    assert all(out.strip() == "migrated" for out, _ in outs)
+    engine = make_engine(plant_db)
+    try:
+        check_current(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_waiting_migration_names_the_holder(plant_db: str) -> None:
+    holder = make_engine(plant_db, application_name="vinspect run holder-7")
+    watcher = make_engine(plant_db)  # pg_stat_activity is a snapshot per transaction: poll from outside
+    try:
+        with holder.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            proc = subprocess.Popen([sys.executable, "-c", _UPGRADE, plant_db, "station waiter"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            waiting = False
+            while time.monotonic() < deadline and not waiting:  # the waiter blocks on the lock, not a timer
+                with watcher.connect() as look:
+                    waiting = bool(look.execute(text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE "
+                        "l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'station waiter'"
+                    )).scalar())
+                time.sleep(0.05)
+            assert waiting, "the second migration did not wait on the lock"
+            assert proc.poll() is None
+        _, err = proc.communicate(timeout=120)
+    finally:
+        holder.dispose()
+        watcher.dispose()
+    assert proc.returncode == 0, err
+    assert "waiting for PostgreSQL backend pid" in err and "vinspect run holder-7" in err
+    assert "to finish migrating the schema" in err
+    engine = make_engine(plant_db)
+    try:
+        check_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_refuses_a_second_station_naming_the_first(tmp_path: Path) -> None:
+    db = tmp_path / "vinspect.db"
+    upgrade(make_engine(f"sqlite:///{db}"))
+    with station_lock(db, "line1-cam1"):
+        code = ("import sys; from pathlib import Path; from vinspect.store.station_lock import station_lock\n"
+                "with station_lock(Path(sys.argv[1]), 'line1-cam2'): pass")
+        done = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert "station 'line1-cam1' (pid " in done.stderr
+        assert "station 'line1-cam2' cannot share it" in done.stderr
+    with station_lock(db, "line1-cam2"):  # released when the first station stops
+        pass
+
+
+def test_station_lock_is_released_by_a_killed_process(tmp_path: Path) -> None:
+    db = tmp_path / "vinspect.db"
+    code = ("import sys, time; from pathlib import Path; from vinspect.store.station_lock import station_lock\n"
+            "with station_lock(Path(sys.argv[1]), 'dead'):\n print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match="station 'dead'"):
+            with station_lock(db, "alive"):
+                pass
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    with station_lock(db, "alive"):
+        pass
