@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 
-from store_pg import PgCluster, pg_available  # noqa: E402
+from store_pg import PgCluster, pg_available
 
 
 @pytest.fixture(scope="session")

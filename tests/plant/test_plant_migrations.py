@@ -89,9 +89,8 @@ def test_station_lock_is_released_by_a_killed_process(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-        with pytest.raises(StoreError, match="station 'dead'"):
-            with station_lock(db, "alive"):
-                pass
+        with pytest.raises(StoreError, match="station 'dead'"), station_lock(db, "alive"):
+            pass
     finally:
         proc.kill()
         proc.wait(timeout=30)

@@ -245,6 +245,7 @@ def _run(args: argparse.Namespace) -> int:
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
                                       watch=watch, books=BookKeeper(opening=opening))
         stack.enter_context(StatusFile(settings.data_dir / "status.json", snapshot=pipeline.status))
+        _report_to_registry(station, pipeline, engine, stack=stack)
         _serve_metrics(station, pipeline, stack=stack)
         pipeline.start(first_part_seq=next_seq)
         stack.callback(pipeline.stop)
@@ -256,6 +257,19 @@ def _run(args: argparse.Namespace) -> int:
     if judge.bundle is None:
         return 3
     return 0 if status.books.discrepancy == 0 else 1
+
+
+def _report_to_registry(station: StationConfig, pipeline: InspectionPipeline, engine: Any, *,
+                        stack: ExitStack) -> None:
+    """With a store, the station registers and reports into it (the plant overview reads it)."""
+    if engine is None:
+        return
+    from vinspect.store.stations import StationIdentity, StationReporter
+
+    product = next((cfg.product for cfg in station.sinks if isinstance(cfg, StoreSinkConfig)), None)
+    identity = StationIdentity(station_id=station.station_id, site_id=product.site_id if product else None,
+                               line_id=product.line_id if product else None)
+    stack.enter_context(StationReporter(engine, identity, snapshot=lambda: pipeline.status().to_dict()))
 
 
 def _serve_metrics(station: StationConfig, pipeline: InspectionPipeline, *, stack: ExitStack) -> None:
