@@ -31,8 +31,8 @@ from vinspect.pipeline.runner import PipelineConfig
 
 __all__ = [
     "CameraOutputSignalConfig", "JsonlSinkConfig", "LogSignalConfig", "ModbusSignalConfig", "ModelByName",
-    "ModelByPath", "MqttSignalConfig", "NullSignalConfig", "PolicyConfig", "ProductConfig", "StationConfig",
-    "StoreSinkConfig", "load_station",
+    "ModelByPath", "MqttSignalConfig", "NullSignalConfig", "OpcUaConfig", "PolicyConfig", "ProductConfig",
+    "StationConfig", "StoreSinkConfig", "load_station",
 ]
 
 
@@ -165,6 +165,17 @@ def _default_sinks() -> list[SinkConfig]:
     return [JsonlSinkConfig(kind="jsonl")]
 
 
+class OpcUaConfig(_Strict):
+    """The station's OPC UA server (OPC 40100-1 concepts; needs the ``plant`` extra: asyncua)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4840, ge=1, le=65535)
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    password_env: str = Field(default="VINSPECT_OPCUA_PASSWORD", pattern=r"^[A-Z_][A-Z0-9_]*$",
+                              description="environment variable holding the password (never in the file)")
+    allow_anonymous: bool = False
+
+
 class StationConfig(_Strict):
     """A whole station file (see ``deploy/config/station.example.yaml``)."""
 
@@ -180,6 +191,7 @@ class StationConfig(_Strict):
     read_timeout_ms: PositiveInt = 200
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     ort_threads: PositiveInt = 1
+    opcua: OpcUaConfig | None = None
 
     @field_validator("signal", mode="before")
     @classmethod

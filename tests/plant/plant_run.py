@@ -67,7 +67,8 @@ class Station:
 class Plant:
     """N station processes on one database URL; start together, stop (SIGTERM) or kill one."""
 
-    def __init__(self, work: Path, url: str, n: int, *, fps: float, lines: int = 2, extra: str = "") -> None:
+    def __init__(self, work: Path, url: str, n: int, *, fps: float, lines: int = 2, extra: str = "",
+                 extras: dict[int, str] | None = None) -> None:
         self.url = url
         bundle = plant_bundle(work)
         key_dir = work / "key"
@@ -83,7 +84,7 @@ class Plant:
             shutil.copy2(key_dir / KEY_FILE, data / KEY_FILE)
             (data / KEY_FILE).chmod(0o600)
             yaml = station_yaml(work / f"{sid}.yaml", station_id=sid, line_id=f"L{k % lines + 1}", bundle=bundle,
-                                fps=fps, extra=extra)
+                                fps=fps, extra=extra + (extras or {}).get(k, ""))
             self.stations.append(Station(sid, data, yaml))
 
     def start(self, *, duration_s: float | None = None, env: dict[str, str] | None = None) -> None:

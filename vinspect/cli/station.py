@@ -241,11 +241,14 @@ def _run(args: argparse.Namespace) -> int:
         sinks, jsonl, engine = _sinks(station, settings, stack=stack)
         opening, next_seq = _recover(station, jsonl, engine)
         source = _source(station)
+        box: list[InspectionPipeline] = []
+        endpoint = _serve_opcua(station, box, sinks, stack=stack)
         pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
                                       watch=watch, books=BookKeeper(opening=opening))
+        box.append(pipeline)
         stack.enter_context(StatusFile(settings.data_dir / "status.json", snapshot=pipeline.status))
-        _report_to_registry(station, pipeline, engine, stack=stack)
+        _report_to_registry(station, pipeline, engine, stack=stack, opcua_endpoint=endpoint)
         _serve_metrics(station, pipeline, stack=stack)
         pipeline.start(first_part_seq=next_seq)
         stack.callback(pipeline.stop)
@@ -259,8 +262,35 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if status.books.discrepancy == 0 else 1
 
 
+def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: list[InspectionSink], *,
+                 stack: ExitStack) -> str | None:
+    """Start the station's OPC UA server (``opcua:`` in the station file) and add its result sink."""
+    cfg = station.opcua
+    if cfg is None:
+        return None
+    import os
+
+    try:
+        from vinspect.opcua.server import OpcUaSettings, OpcUaSink, VisionServer
+    except ImportError as exc:
+        raise ConfigError(f"opcua: needs the plant extra (pip install 'vinspect[plant]'): {exc}") from exc
+    settings = OpcUaSettings(host=cfg.host, port=cfg.port, username=cfg.username,
+                             password=os.environ.get(cfg.password_env) or None, allow_anonymous=cfg.allow_anonymous)
+    if cfg.username and not settings.password:
+        raise ConfigError(f"opcua: user {cfg.username!r} needs a password in the environment variable "
+                          f"{cfg.password_env}")
+
+    def snapshot() -> dict[str, Any]:
+        return box[0].status().to_dict() if box else {"state": "PREOPERATIONAL", "model": None}
+
+    server = stack.enter_context(VisionServer(settings, station_id=station.station_id, snapshot=snapshot))
+    sinks.append(OpcUaSink(server))
+    sys.stderr.write(f"station {station.station_id}: OPC UA server on {server.endpoint}\n")
+    return server.endpoint
+
+
 def _report_to_registry(station: StationConfig, pipeline: InspectionPipeline, engine: Any, *,
-                        stack: ExitStack) -> None:
+                        stack: ExitStack, opcua_endpoint: str | None = None) -> None:
     """With a store, the station registers and reports into it (the plant overview reads it)."""
     if engine is None:
         return
@@ -268,7 +298,7 @@ def _report_to_registry(station: StationConfig, pipeline: InspectionPipeline, en
 
     product = next((cfg.product for cfg in station.sinks if isinstance(cfg, StoreSinkConfig)), None)
     identity = StationIdentity(station_id=station.station_id, site_id=product.site_id if product else None,
-                               line_id=product.line_id if product else None)
+                               line_id=product.line_id if product else None, opcua_endpoint=opcua_endpoint)
     stack.enter_context(StationReporter(engine, identity, snapshot=lambda: pipeline.status().to_dict()))
 
 
