@@ -9,6 +9,7 @@ both sinks (store + JSONL). ``books()`` parses each station's closing JSON line.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -23,9 +24,18 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import write_tiny_bundle  # noqa: E402
+
+def _tests_conftest() -> Any:
+    """tests/conftest.py under its own name (tests/plant has a conftest of its own)."""
+    spec = importlib.util.spec_from_file_location("vinspect_tests_conftest", ROOT / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+write_tiny_bundle = _tests_conftest().write_tiny_bundle
 
 from vinspect.pipeline.fakes import write_golden_samples  # noqa: E402
 from vinspect.store.audit_key import KEY_FILE, open_keyring  # noqa: E402

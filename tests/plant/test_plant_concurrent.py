@@ -41,6 +41,7 @@ KILL_AT_S = 20.0
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "correct horse battery staple"
+TAKE_SHOTS = os.environ.get("VINSPECT_SCREENSHOTS") == "1"  # read at import: fixtures clear VINSPECT_* later
 
 
 def _free_port() -> int:
@@ -98,7 +99,7 @@ def _overview_in_chromium(url: str, work: Path, key_dir: Path) -> dict[str, Any]
             rows = page.eval_on_selector_all(
                 "#plant-stations tbody tr[data-station]",
                 "rs => rs.map(r => [r.dataset.station, r.className, r.innerText])")
-            if os.environ.get("VINSPECT_SCREENSHOTS") == "1":
+            if TAKE_SHOTS:
                 page.screenshot(path=str(SHOTS / "i18-plant-overview.png"), full_page=True)
             browser.close()
     finally:
