@@ -124,6 +124,7 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
         stations.append({"station": st.station_id, "parts": books["triggers"],
                          "overflow_rejects": books["failed_fault"].get("overflow", 0),
                          "late": books["failed_fault"].get("late", 0),
+                         "record_dropped": (c.get("extras") or {}).get("record_dropped", 0),
                          "p50_ms": c["latency_ms"].get("p50_ms"), "p99_ms": c["latency_ms"].get("p99_ms"),
                          "max_ms": c["latency_ms"].get("max_ms"), "books_reconciled": c["books_reconciled"]})
     total = sum(store["inspections_by_station"].values())
@@ -136,6 +137,7 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
             "p99_ms_per_station": [s["p99_ms"] for s in stations],
             "p99_ms_max": max((s["p99_ms"] or 0) for s in stations) if stations else None,
             "overflow_rejects": sum(s["overflow_rejects"] for s in stations),
+            "record_dropped": sum(s["record_dropped"] for s in stations),
             "writer_lock_waiting_mean": round(sum(lock_waiting) / len(lock_waiting), 2),
             "writer_lock_waiting_max": max(lock_waiting), "per_station": stations, "failed_stations": failed,
             "store": store}

@@ -35,6 +35,7 @@ def test_plant_page_lists_reporting_stations_and_marks_a_stale_one(seeded, clien
     row_a = html.split('data-station="cam-a"')[1].split("</tr>")[0]
     row_b = html.split('data-station="cam-b"')[1].split("</tr>")[0]
     assert row_b.startswith(' class="stale"') and "stale: 30" in row_b and "DEGRADED" in row_b
+    assert "last reported" in row_b and "10.0" not in row_b  # a stale station's rate is not shown as current
     assert "stale" not in row_a and "OPERATIONAL" in row_a
     only_l2 = client.get("/plant", params={"line_id": "L2"}).text
     assert 'data-station="cam-b"' in only_l2 and 'data-station="cam-a"' not in only_l2
