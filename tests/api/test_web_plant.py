@@ -78,3 +78,16 @@ def test_plant_page_without_stations_says_so(client_for) -> None:
     client, _ = client_for("reviewer")
     html = client.get("/plant").text
     assert "No station has reported into this store" in html
+
+
+def test_ncr_list_filters_by_site_and_line(seeded, client_for) -> None:
+    client, _ = client_for("reviewer")
+    headers = {"Accept": "application/json"}
+    everything = client.get("/api/v1/ncrs", headers=headers).json()["count"]
+    assert everything > 0
+    assert client.get("/api/v1/ncrs", params={"site_id": "plant-1", "line_id": "line-1"},
+                      headers=headers).json()["count"] == everything
+    assert client.get("/api/v1/ncrs", params={"line_id": "line-2"}, headers=headers).json()["count"] == 0
+    page = client.get("/ncrs", params={"site_id": "plant-9"}).text
+    assert "No NCRs match." in page and 'name="site_id" value="plant-9"' in page
+    assert "No NCRs match." not in client.get("/ncrs", params={"site_id": "plant-1"}).text
