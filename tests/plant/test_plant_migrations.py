@@ -98,3 +98,19 @@ def test_station_lock_is_released_by_a_killed_process(tmp_path: Path) -> None:
         proc.stdout.close()
     with station_lock(db, "alive"):
         pass
+
+
+def test_vinspect_run_refuses_a_second_station_on_one_sqlite_file(tmp_path: Path) -> None:
+    """Two real ``vinspect run`` processes on one SQLite file: one runs, the other is refused by name."""
+    from plant_run import Plant
+
+    db = tmp_path / "shared.db"
+    plant = Plant(tmp_path, f"sqlite:///{db}", 2, fps=20)
+    plant.start(duration_s=8)
+    plant.wait(timeout_s=120)
+    ran = [st for st in plant.stations if st.closing]
+    refused = [st for st in plant.stations if not st.closing]
+    assert len(ran) == 1 and len(refused) == 1, [st.err[-500:] for st in plant.stations]
+    assert refused[0].proc is not None and refused[0].proc.returncode == 2
+    assert (f"station {ran[0].station_id!r} (pid {ran[0].proc.pid} on " in refused[0].err  # type: ignore[union-attr]
+            and f"station {refused[0].station_id!r} cannot share it" in refused[0].err), refused[0].err
