@@ -93,13 +93,15 @@ def check_store(url: str, key_dir: Path) -> dict[str, Any]:
             first, last = (session.execute(select(func.min(InspectionRecord.recorded_at),
                                                   func.max(InspectionRecord.recorded_at))).one())
             report = verify_store(session=session, keyring=keyring)
+            sizes = {table: int(session.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar() or 0)
+                     for table in ("inspections", "ncrs", "ncr_evidence", "ncr_events", "audit_records", "outbox")}
     finally:
         engine.dispose()
     return {"inspections_by_station": per_station, "ncrs_by_station": ncr_per_station,
             "ncr_numbers_unique": len(set(numbers)) == len(numbers),
             "ncr_seq_gap_free": seqs == list(range(1, len(seqs) + 1)),
             "verify_ok": report.ok, "verify_problems": [str(p) for p in report.problems][:5],
-            "audit_rows": report.chain.rows_checked,
+            "audit_rows": report.chain.rows_checked, "table_bytes": sizes,
             "first_recorded": first.isoformat() if first else None, "last_recorded": last.isoformat() if last else None}
 
 
@@ -114,6 +116,8 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
     failed = [(st.station_id, st.proc.returncode if st.proc else None, st.err[-800:])
               for st in plant.stations if not st.closing]
     store = check_store(url, plant.key_dir)
+    store["evidence_bytes"] = sum(f.stat().st_size for st in plant.stations
+                                  for f in (st.data / "evidence").rglob("*") if f.is_file())
     cluster.drop_database(url)
     stations = []
     for st in plant.stations:
