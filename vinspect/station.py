@@ -174,6 +174,10 @@ class OpcUaConfig(_Strict):
     password_env: str = Field(default="VINSPECT_OPCUA_PASSWORD", pattern=r"^[A-Z_][A-Z0-9_]*$",
                               description="environment variable holding the password (never in the file)")
     allow_anonymous: bool = False
+    certificate: Path | None = Field(default=None, description="server certificate (DER or PEM): offers "
+                                     "Basic256Sha256 Sign and SignAndEncrypt, and no unsecured endpoint")
+    private_key: Path | None = None
+    allow_unsecured: bool = Field(default=False, description="with a certificate, also offer security None")
 
 
 class StationConfig(_Strict):
@@ -249,4 +253,9 @@ def load_station(path: Path) -> StationConfig:
         update["source"] = load_source_config(path)  # the camera package resolves its own paths
     if isinstance(config.model, ModelByPath) and not config.model.path.is_absolute():
         update["model"] = ModelByPath(path=path.parent / config.model.path)
+    if config.opcua is not None and (config.opcua.certificate or config.opcua.private_key):
+        opc = config.opcua
+        update["opcua"] = opc.model_copy(update={
+            "certificate": path.parent / opc.certificate if opc.certificate else None,
+            "private_key": path.parent / opc.private_key if opc.private_key else None})
     return config.model_copy(update=update)

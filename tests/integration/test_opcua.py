@@ -149,3 +149,59 @@ def test_anonymous_and_wrong_credentials_are_refused(user: str | None, password:
 def test_anonymous_off_without_credentials_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="anonymous access is off"):
         VisionServer(OpcUaSettings(port=_port()), station_id="x", snapshot=dict)
+
+
+def _certificate(tmp: Path, name: str, uri: str) -> tuple[Path, Path]:
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key, cert = tmp / f"{name}-key.pem", tmp / f"{name}-cert.der"
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH if name == "server" else ExtendedKeyUsageOID.CLIENT_AUTH]
+    asyncio.run(setup_self_signed_certificate(key, cert, uri, "127.0.0.1", usage, {"commonName": name}))
+    return cert, key
+
+
+def test_with_a_certificate_only_encrypted_endpoints_are_offered(tmp_path: Path) -> None:
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    server_cert, server_key = _certificate(tmp_path, "server", "urn:freeopcua:python:server")
+    client_cert, client_key = _certificate(tmp_path, "client", "urn:freeopcua:client")
+    settings = OpcUaSettings(port=_port(), username="mes", password=PASSWORD, certificate=server_cert,
+                             private_key=server_key)
+    snapshot = {"state": "OPERATIONAL", "model": {"name": "disc", "version": "4", "sha256": "cd" * 32}}
+    with VisionServer(settings, station_id="opc3", snapshot=lambda: snapshot) as server:
+        async def secured() -> tuple[str, list[str]]:
+            client = Client(server.endpoint)
+            endpoints = await client.connect_and_get_server_endpoints()
+            client = Client(server.endpoint)
+            client.set_user("mes")
+            client.set_password(PASSWORD)
+            await client.set_security(SecurityPolicyBasic256Sha256, str(client_cert), str(client_key),
+                                      server_certificate=str(server_cert), mode=ua.MessageSecurityMode.SignAndEncrypt)
+            async with client:
+                idx = await client.get_namespace_index(NAMESPACE)
+                system = await client.nodes.objects.get_child([f"{idx}:VisionSystem"])
+                await asyncio.sleep(0.6)  # one poll of the snapshot
+                recipe = await system.get_child([f"{idx}:RecipeManagement", f"{idx}:InternalRecipeId"])
+                return await recipe.read_value(), [e.SecurityPolicyUri.rsplit("#", 1)[-1] for e in endpoints]
+
+        async def unsecured() -> None:
+            client = Client(server.endpoint)
+            client.set_user("mes")
+            client.set_password(PASSWORD)
+            with pytest.raises((ua.UaError, ConnectionError, TimeoutError)):
+                async with client:
+                    pass
+
+        recipe, policies = asyncio.run(secured())
+        asyncio.run(unsecured())
+    assert recipe == "disc:4"
+    assert set(policies) == {"Basic256Sha256"}, policies  # no "None" endpoint
+
+
+def test_certificate_without_key_is_a_config_error(tmp_path: Path) -> None:
+    cert = tmp_path / "c.der"
+    cert.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="certificate and private_key go together"):
+        VisionServer(OpcUaSettings(port=_port(), username="m", password="p", certificate=cert),
+                     station_id="x", snapshot=dict)

@@ -275,7 +275,9 @@ def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: l
     except ImportError as exc:
         raise ConfigError(f"opcua: needs the plant extra (pip install 'vinspect[plant]'): {exc}") from exc
     settings = OpcUaSettings(host=cfg.host, port=cfg.port, username=cfg.username,
-                             password=os.environ.get(cfg.password_env) or None, allow_anonymous=cfg.allow_anonymous)
+                             password=os.environ.get(cfg.password_env) or None, allow_anonymous=cfg.allow_anonymous,
+                             certificate=cfg.certificate, private_key=cfg.private_key,
+                             allow_unsecured=cfg.allow_unsecured)
     if cfg.username and not settings.password:
         raise ConfigError(f"opcua: user {cfg.username!r} needs a password in the environment variable "
                           f"{cfg.password_env}")

@@ -13,9 +13,12 @@ Address space, modelled by hand with OPC 40100-1 browse names under ``Objects/Vi
   ``PartSeq`` (see :mod:`vinspect.opcua.results`), and keeps ``LastResultId``.
 
 Security: anonymous sessions are refused unless ``allow_anonymous``; clients sign in with the
-configured user name and password. Endpoint security policy: None only (no certificate support
-yet), so the password crosses the network as the client sends it: keep the server on the
-line's control network or behind a VPN.
+configured user name and password. With a server certificate and key the endpoints are
+Basic256Sha256 Sign and SignAndEncrypt only (None too only with ``allow_unsecured``), so the
+password and the results travel encrypted; client certificates are accepted without a trust
+list (the user name and password authenticate the client). Without a certificate the only
+endpoint is None and the password crosses the network as the client sends it: keep such a
+server on the line's control network.
 
 The pipeline hands results over through :meth:`VisionServer.publish`, which never blocks: a
 full hand-over queue drops the event and counts it (``dropped``); the line is signalled before
@@ -31,6 +34,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from asyncua import ua
@@ -62,12 +66,27 @@ class OpcUaSettings:
     username: str | None = None
     password: str | None = None
     allow_anonymous: bool = False
+    certificate: Path | None = None
+    private_key: Path | None = None
+    allow_unsecured: bool = False
 
     def check(self) -> None:
         """Refuse a server nobody could sign in to, or one that is open by accident."""
         if not self.allow_anonymous and not (self.username and self.password):
             raise ConfigError("opcua: anonymous access is off, so a username and a password are needed "
                               "(opcua.username and the environment variable opcua.password_env names)")
+        if (self.certificate is None) != (self.private_key is None):
+            raise ConfigError("opcua: certificate and private_key go together (give both or neither)")
+        for name, path in (("certificate", self.certificate), ("private_key", self.private_key)):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"opcua.{name}: {path} is not a readable file")
+
+    def policies(self) -> list[Any]:
+        """Endpoint security: Basic256Sha256 (sign, sign+encrypt) with a certificate, else None only."""
+        if self.certificate is None:
+            return [ua.SecurityPolicyType.NoSecurity]
+        secured = [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt, ua.SecurityPolicyType.Basic256Sha256_Sign]
+        return secured + ([ua.SecurityPolicyType.NoSecurity] if self.allow_unsecured else [])
         if not 0 < self.port < 65536:
             raise ConfigError(f"opcua.port {self.port}: not a TCP port")
 
@@ -161,7 +180,10 @@ class VisionServer:
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"vinspect station {self.station_id}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.settings.certificate is not None and self.settings.private_key is not None:
+            await server.load_certificate(str(self.settings.certificate))
+            await server.load_private_key(str(self.settings.private_key))
+        server.set_security_policy(self.settings.policies())
         tokens: list[type] = [ua.UserNameIdentityToken]
         if self.settings.allow_anonymous:
             tokens.append(ua.AnonymousIdentityToken)
