@@ -114,3 +114,39 @@ def test_vinspect_run_refuses_a_second_station_on_one_sqlite_file(tmp_path: Path
     assert refused[0].proc is not None and refused[0].proc.returncode == 2
     assert (f"station {ran[0].station_id!r} (pid {ran[0].proc.pid} on " in refused[0].err  # type: ignore[union-attr]
             and f"station {refused[0].station_id!r} cannot share it" in refused[0].err), refused[0].err
+
+
+@pytest.mark.postgres
+def test_the_least_privilege_app_role_can_report_a_station(plant_pg, plant_db: str) -> None:
+    """`vinspect db grant` covers the station registry: a station running as the app role reports."""
+    import uuid
+    from datetime import UTC, datetime
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from vinspect.store.db import session_scope
+    from vinspect.store.roles import grant_app_role
+    from vinspect.store.stations import StationIdentity, list_stations, report_station
+
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"host=127.0.0.1 port={plant_pg.port} user=postgres dbname=postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    owner = make_engine(plant_db)
+    try:
+        upgrade(owner)
+        grant_app_role(owner, role)
+    finally:
+        owner.dispose()
+    app = make_engine(make_url(plant_db).set(username=role).render_as_string(hide_password=False))
+    status = {"state": "OPERATIONAL", "books": {"triggers": 5, "passed": 5}, "model": None, "latency_ms": {}}
+    try:
+        for triggers in (5, 9):  # insert, then the upsert's update
+            report_station(app, StationIdentity(station_id="st01", site_id="p1", line_id="L1"),
+                           status | {"books": {"triggers": triggers, "passed": triggers}},
+                           started_at=datetime.now(UTC), period_s=2.0, parts_per_s=None, reject_rate=None)
+        with session_scope(app, readonly=True) as session:
+            assert [(v.station_id, v.triggers) for v in list_stations(session=session)] == [("st01", 9)]
+    finally:
+        app.dispose()
