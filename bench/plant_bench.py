@@ -129,6 +129,8 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
                          "overflow_rejects": books["failed_fault"].get("overflow", 0),
                          "late": books["failed_fault"].get("late", 0),
                          "record_dropped": (c.get("extras") or {}).get("record_dropped", 0),
+                         "record_queue_depth_at_close": c.get("record_queue_depth"),
+                         "stored": store["inspections_by_station"].get(st.station_id, 0),
                          "p50_ms": c["latency_ms"].get("p50_ms"), "p99_ms": c["latency_ms"].get("p99_ms"),
                          "max_ms": c["latency_ms"].get("max_ms"), "books_reconciled": c["books_reconciled"]})
     total = sum(store["inspections_by_station"].values())
