@@ -24,8 +24,8 @@ from vinspect.strict import Strict
 
 __all__ = [
     "CameraOutputSignalConfig", "JsonlSinkConfig", "LogSignalConfig", "ModbusSignalConfig", "ModelByName",
-    "ModelByPath", "MqttSignalConfig", "NullSignalConfig", "PolicyConfig", "ProductConfig", "StationConfig",
-    "StoreSinkConfig", "load_station",
+    "ModelByPath", "MqttSignalConfig", "NullSignalConfig", "OpcUaConfig", "PolicyConfig", "ProductConfig",
+    "StationConfig", "StoreSinkConfig", "load_station",
 ]
 
 
@@ -150,6 +150,21 @@ def _default_sinks() -> list[SinkConfig]:
     return [JsonlSinkConfig(kind="jsonl")]
 
 
+class OpcUaConfig(Strict):
+    """The station's OPC UA server (OPC 40100-1 concepts; needs the ``plant`` extra: asyncua)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4840, ge=1, le=65535)
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    password_env: str = Field(default="VINSPECT_OPCUA_PASSWORD", pattern=r"^[A-Z_][A-Z0-9_]*$",
+                              description="environment variable holding the password (never in the file)")
+    allow_anonymous: bool = False
+    certificate: Path | None = Field(default=None, description="server certificate (DER or PEM): offers "
+                                     "Basic256Sha256 Sign and SignAndEncrypt, and no unsecured endpoint")
+    private_key: Path | None = None
+    allow_unsecured: bool = Field(default=False, description="with a certificate, also offer security None")
+
+
 class StationConfig(Strict):
     """A whole station file (see ``deploy/config/station.example.yaml``)."""
 
@@ -168,6 +183,7 @@ class StationConfig(Strict):
     ort_allow_spinning: bool = Field(
         default=False, description="let idle ONNX Runtime threads busy-wait; off by default: with two sessions "
         "(active + hot-swap candidate) spinning threads steal the other core (README, ONNX Runtime sessions)")
+    opcua: OpcUaConfig | None = None
 
     @field_validator("signal", mode="before")
     @classmethod
@@ -222,4 +238,9 @@ def load_station(path: Path) -> StationConfig:
     update: dict[str, object] = {"source": resolve_paths(config.source, base=path.parent)}
     if isinstance(config.model, ModelByPath) and not config.model.path.is_absolute():
         update["model"] = ModelByPath(path=path.parent / config.model.path)
+    if config.opcua is not None and (config.opcua.certificate or config.opcua.private_key):
+        opc = config.opcua
+        update["opcua"] = opc.model_copy(update={
+            "certificate": path.parent / opc.certificate if opc.certificate else None,
+            "private_key": path.parent / opc.private_key if opc.private_key else None})
     return config.model_copy(update=update)

@@ -132,12 +132,17 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
                                  heartbeat_output=cfg.heartbeat_output, pulse_ms=cfg.pulse_ms)
 
 
-def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -> tuple[InspectionSink, Any]:
+def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack,
+                station_id: str) -> tuple[InspectionSink, Any]:
     from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, upgrade
     from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
+    from vinspect.store.db import is_sqlite, sqlite_path
+    from vinspect.store.station_lock import station_lock
 
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, application_name=f"vinspect run {station_id}")
     stack.callback(engine.dispose)
+    if is_sqlite(engine):
+        stack.enter_context(station_lock(Path(sqlite_path(engine)), station_id))
     upgrade(engine)
     attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
     sink = StoreSink(engine, EvidenceStore(settings.data_dir / "evidence"),
@@ -157,7 +162,7 @@ def _sinks(
             jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
             sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
         else:
-            sink, engine = _store_sink(cfg, settings, stack=stack)
+            sink, engine = _store_sink(cfg, settings, stack=stack, station_id=station.station_id)
             sinks.append(sink)
     return sinks, jsonl, engine
 
@@ -197,10 +202,14 @@ def _run(args: argparse.Namespace) -> int:
         numbers = stack.enter_context(PartNumbers(mark_path(settings.data_dir, station.station_id),
                                                   start=recovered.start))
         source = _source(station)
+        box: list[InspectionPipeline] = []
+        endpoint = _serve_opcua(station, box, sinks, stack=stack)
         pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
                                       watch=watch, books=BookKeeper(opening=recovered.books), on_admit=numbers.admit)
+        box.append(pipeline)
         stack.enter_context(StatusWriter(status_path(settings.data_dir), snapshot=pipeline.status))
+        _report_to_registry(station, pipeline, engine, stack=stack, opcua_endpoint=endpoint)
         _serve_metrics(station, pipeline, stack=stack)
         pipeline.start(first_part_seq=recovered.start)
         stack.callback(pipeline.stop)
@@ -212,6 +221,48 @@ def _run(args: argparse.Namespace) -> int:
     if judge.bundle is None:
         return 3
     return 0 if status.books.discrepancy == 0 else 1
+
+
+def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: list[InspectionSink], *,
+                 stack: ExitStack) -> str | None:
+    """Start the station's OPC UA server (``opcua:`` in the station file) and add its result sink."""
+    cfg = station.opcua
+    if cfg is None:
+        return None
+    import os
+
+    try:
+        from vinspect.opcua.server import OpcUaSettings, OpcUaSink, VisionServer
+    except ImportError as exc:
+        raise ConfigError(f"opcua: needs the plant extra (pip install 'vinspect[plant]'): {exc}") from exc
+    settings = OpcUaSettings(host=cfg.host, port=cfg.port, username=cfg.username,
+                             password=os.environ.get(cfg.password_env) or None, allow_anonymous=cfg.allow_anonymous,
+                             certificate=cfg.certificate, private_key=cfg.private_key,
+                             allow_unsecured=cfg.allow_unsecured)
+    if cfg.username and not settings.password:
+        raise ConfigError(f"opcua: user {cfg.username!r} needs a password in the environment variable "
+                          f"{cfg.password_env}")
+
+    def snapshot() -> dict[str, Any]:
+        return box[0].status().to_dict() if box else {"state": "PREOPERATIONAL", "model": None}
+
+    server = stack.enter_context(VisionServer(settings, station_id=station.station_id, snapshot=snapshot))
+    sinks.append(OpcUaSink(server))
+    sys.stderr.write(f"station {station.station_id}: OPC UA server on {server.endpoint}\n")
+    return server.endpoint
+
+
+def _report_to_registry(station: StationConfig, pipeline: InspectionPipeline, engine: Any, *,
+                        stack: ExitStack, opcua_endpoint: str | None = None) -> None:
+    """With a store, the station registers and reports into it (the plant overview reads it)."""
+    if engine is None:
+        return
+    from vinspect.store.stations import StationIdentity, StationReporter
+
+    product = next((cfg.product for cfg in station.sinks if isinstance(cfg, StoreSinkConfig)), None)
+    identity = StationIdentity(station_id=station.station_id, site_id=product.site_id if product else None,
+                               line_id=product.line_id if product else None, opcua_endpoint=opcua_endpoint)
+    stack.enter_context(StationReporter(engine, identity, snapshot=lambda: pipeline.status().to_dict()))
 
 
 def _serve_metrics(station: StationConfig, pipeline: InspectionPipeline, *, stack: ExitStack) -> None:

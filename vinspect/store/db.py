@@ -14,6 +14,7 @@ transaction-scoped advisory lock (:func:`lock_writers`) for the same two sequenc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,13 +38,16 @@ _WRITER_LOCK_KEY = 0x76696E73  # "vins": one advisory lock shared by every vinsp
 _READONLY_OPTION = "vinspect_readonly"
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False,
+                application_name: str | None = None) -> Engine:
     """Create an engine whose every connection is checked for durable settings.
 
     Args:
         url: ``sqlite:///path/to/vinspect.db`` or ``postgresql+psycopg://user@host:port/db``.
         busy_timeout_ms: how long a SQLite writer waits for the write lock.
         echo: log SQL (debugging only).
+        application_name: PostgreSQL only: how this process shows in ``pg_stat_activity``
+            (default ``vinspect pid <pid>``), so a lock holder can be named.
 
     Raises:
         StoreError: unsupported URL, in-memory SQLite, or a database that cannot be opened
@@ -60,7 +64,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) 
         engine = create_engine(parsed, echo=echo)
         _install_sqlite_hooks(engine, busy_timeout_ms=busy_timeout_ms)
     elif backend == "postgresql":
-        engine = create_engine(parsed, echo=echo, pool_pre_ping=True)
+        name = application_name or f"vinspect pid {os.getpid()}"
+        engine = create_engine(parsed, echo=echo, pool_pre_ping=True, connect_args={"application_name": name[:63]})
         event.listen(engine, "connect", _check_postgres)
     else:
         raise StoreError(f"database URL {url!r}: only sqlite and postgresql are supported")

@@ -145,6 +145,10 @@ def select_ncrs(filters: NcrFilter) -> Select[NcrRecord]:
         stmt = stmt.where(NcrRecord.detected_at < filters.until)
     if filters.station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == filters.station_id)
+    if filters.site_id is not None:
+        stmt = stmt.where(NcrRecord.site_id == filters.site_id)
+    if filters.line_id is not None:
+        stmt = stmt.where(NcrRecord.line_id == filters.line_id)
     if filters.defect_code is not None:
         stmt = stmt.where(NcrRecord.defect_code == filters.defect_code)
     if filters.status is not None:

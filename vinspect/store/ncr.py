@@ -106,6 +106,8 @@ class NcrFilter:
     station_id: str | None = None
     status: NcrStatus | None = None
     defect_code: str | None = None
+    site_id: str | None = None
+    line_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

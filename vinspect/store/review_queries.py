@@ -30,6 +30,7 @@ from vinspect.store.tables import (
     NcrRecord,
     PassEvidenceRecord,
     SignatureRecord,
+    StationRow,
     UserRecord,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "NcrSummary",
     "PassSample",
     "QueueEntry",
+    "QueueScope",
     "StoreHandle",
     "active_admin_exists",
     "actor_names",
@@ -119,7 +121,36 @@ def is_sampled(inspection_id: str, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2.0**64 < rate
 
 
-def _ncr_entries(session: Session, *, limit: int) -> list[QueueEntry]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueScope:
+    """Which part of the plant a queue shows; None means any. Sampled PASS parts carry only their
+    station, so a site or line selects them through the station registry (issue 18)."""
+
+    site_id: str | None = None
+    line_id: str | None = None
+    station_id: str | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.site_id is None and self.line_id is None and self.station_id is None
+
+
+def _pass_stations(session: Session, scope: QueueScope) -> set[str] | None:
+    """Stations whose PASS samples the scope shows (None: every station)."""
+    if scope.any:
+        return None
+    if scope.site_id is None and scope.line_id is None:
+        return {scope.station_id} if scope.station_id else None
+    stmt = select(StationRow.station_id)
+    if scope.site_id is not None:
+        stmt = stmt.where(StationRow.site_id == scope.site_id)
+    if scope.line_id is not None:
+        stmt = stmt.where(StationRow.line_id == scope.line_id)
+    found = set(session.scalars(stmt))
+    return found & {scope.station_id} if scope.station_id else found
+
+
+def _ncr_entries(session: Session, *, limit: int, scope: QueueScope = QueueScope()) -> list[QueueEntry]:
     status = status_subquery()
     reviewed = select(NcrEvent.ncr_id).where(NcrEvent.kind == "REVIEWED")
     disputed = select(AuditRecord.entity_id).where(AuditRecord.action == "ncr.dispute", AuditRecord.entity == "ncr")
@@ -129,6 +160,10 @@ def _ncr_entries(session: Session, *, limit: int) -> list[QueueEntry]:
             .where(status.c.status.in_(_OPEN), NcrRecord.id.not_in(reviewed),
                    or_(InspectionRecord.verdict == "REVIEW", NcrRecord.ncr_uuid.in_(disputed)))
             .order_by(NcrRecord.ncr_seq).limit(limit))
+    for column, value in ((NcrRecord.site_id, scope.site_id), (NcrRecord.line_id, scope.line_id),
+                          (NcrRecord.station_id, scope.station_id)):
+        if value is not None:
+            stmt = stmt.where(column == value)
     entries = []
     for ncr, verdict, part_id, score in session.execute(stmt):
         entries.append(QueueEntry(
@@ -165,29 +200,32 @@ class PassSample:
         self._entries = self._entries[-self._keep:]
         self._after_id = max(self._after_id, newest)
 
-    def pending(self, *, session: Session, limit: int) -> list[QueueEntry]:
-        """Sampled parts not yet audited, newest first."""
+    def pending(self, *, session: Session, limit: int, stations: set[str] | None = None) -> list[QueueEntry]:
+        """Sampled parts not yet audited, newest first (of these stations only, when given)."""
         if self.rate <= 0.0 or limit <= 0:
             return []
         with self._lock:
             self._refresh(session)
-            entries = [e for _, e in reversed(self._entries)]
+            entries = [e for _, e in reversed(self._entries) if stations is None or e.station_id in stations]
         audited = set(session.scalars(select(AuditRecord.entity_id).where(
             AuditRecord.action == "sample.review", AuditRecord.entity == "inspection",
             AuditRecord.entity_id.in_([e.id for e in entries]))))
         return [e for e in entries if e.id not in audited][:limit]
 
 
-def review_queue(*, session: Session, sample: PassSample, limit: int = 100) -> list[QueueEntry]:
+def review_queue(*, session: Session, sample: PassSample, limit: int = 100,
+                 scope: QueueScope = QueueScope()) -> list[QueueEntry]:
     """REVIEW-band and disputed NCRs not yet adjudicated (oldest first), then sampled PASS parts.
 
     Args:
         session: a read-only session.
         sample: the PASS-sample scanner (rate = fraction of PASS parts drawn for the escape audit).
         limit: most items returned.
+        scope: only this site / line / station.
     """
-    entries = _ncr_entries(session, limit=limit)
-    return entries + sample.pending(session=session, limit=limit - len(entries))
+    entries = _ncr_entries(session, limit=limit, scope=scope)
+    return entries + sample.pending(session=session, limit=limit - len(entries),
+                                    stations=_pass_stations(session, scope))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

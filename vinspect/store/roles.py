@@ -4,8 +4,9 @@ The append-only triggers (migration 0001) refuse UPDATE, DELETE and TRUNCATE of 
 for every role, but the tables' owner could drop them. A plant therefore runs migrations as the
 owner and the station / API as a separate role that may only read and append quality records:
 for that role a change is refused by the permission system itself ("permission denied"), and it
-cannot drop a trigger because it owns nothing. Only the export outbox (delivery state) and the
-user table (activation) take updates. SQLite has no roles: there the triggers are the guard.
+cannot drop a trigger because it owns nothing. Only the export outbox (delivery state), the
+user table (activation) and the station registry (each station's latest report, issue 18) take
+updates. SQLite has no roles: there the triggers are the guard.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["APPEND_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
 
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
                       "spc_baselines", "capa_links", "pass_evidence")
-UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps")
+UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations")
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 

@@ -169,6 +169,11 @@ class StoreSink:
         with ExitStack() as stack:
             files: list[PendingEvidence] = [
                 stack.enter_context(self._evidence.submit(partial(self._evidence_blobs, i))) for i in rejects]
+            if self._engine.dialect.name == "postgresql":
+                # A shared store: every station's writer waits for the plant-wide writer lock this
+                # transaction takes, so hold it for the statements only, not for the evidence fsyncs.
+                for stored in files:
+                    stored.wait()
             stack.enter_context(self._lock)
             self._keep_pass_evidence(inspections)
             pending, self._pending = self._pending, []

@@ -49,6 +49,7 @@ __all__ = [
     "QualityAlarmRecord",
     "SignatureRecord",
     "SpcBaselineRecord",
+    "StationRow",
     "UserRecord",
 ]
 
@@ -411,3 +412,37 @@ class PassEvidenceRecord(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     captured_at: Mapped[datetime | None]
     recorded_at: Mapped[datetime]
+class StationRow(Base):
+    """A station's registration and its latest report (issue 18): mutable, one row per station.
+
+    Operational status, not a quality record: upserted every few seconds by the running station
+    (``vinspect.store.stations``), not under the audit chain. ``heartbeat_at`` older than three
+    report periods means the station stopped reporting.
+    """
+
+    __tablename__ = "stations"
+
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str | None] = mapped_column(String(64))
+    line_id: Mapped[str | None] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    software_version: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    period_s: Mapped[float] = mapped_column(Float)
+    triggers: Mapped[int] = mapped_column(BigInteger)
+    passed: Mapped[int] = mapped_column(BigInteger)
+    review: Mapped[int] = mapped_column(BigInteger)
+    failed_defect: Mapped[int] = mapped_column(BigInteger)
+    failed_fault: Mapped[int] = mapped_column(BigInteger)
+    parts_per_s: Mapped[float | None] = mapped_column(Float)
+    reject_rate: Mapped[float | None] = mapped_column(Float)
+    p50_ms: Mapped[float | None] = mapped_column(Float)
+    p99_ms: Mapped[float | None] = mapped_column(Float)
+    opcua_endpoint: Mapped[str | None] = mapped_column(String(255))

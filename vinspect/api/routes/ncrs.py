@@ -84,14 +84,16 @@ Time = Annotated[datetime | None, Query()]
 
 
 def _filters(status: str | None, station_id: str | None, defect_code: str | None,
-             since: datetime | None, until: datetime | None) -> NcrFilter:
+             since: datetime | None, until: datetime | None, site_id: str | None = None,
+             line_id: str | None = None) -> NcrFilter:
     def utc(value: datetime | None) -> datetime | None:
         if value is None or value.tzinfo is not None:
             return value
         raise invalid("since/until", "times need a UTC offset, e.g. 2026-01-01T00:00:00Z", where="query")
 
     return NcrFilter(status=NcrStatus(status) if status else None, station_id=station_id or None,
-                     defect_code=defect_code or None, since=utc(since), until=utc(until))
+                     defect_code=defect_code or None, since=utc(since), until=utc(until),
+                     site_id=site_id or None, line_id=line_id or None)
 
 
 def load_ncr(db: DbSession, ncr_uuid: str) -> dict[str, Any]:
@@ -107,9 +109,10 @@ def load_ncr(db: DbSession, ncr_uuid: str) -> dict[str, Any]:
 def api_list_ncrs(db: ReadSession, _user: Viewer,
                   status: StatusFilter = None, station_id: Text64 = None, defect_code: Text64 = None,
                   since: Time = None, until: Time = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> NcrsPublic:
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0, site_id: Text64 = None,
+                  line_id: Text64 = None) -> NcrsPublic:
     """NCRs in number order, filtered."""
-    filters = _filters(status, station_id, defect_code, since, until)
+    filters = _filters(status, station_id, defect_code, since, until, site_id, line_id)
     rows = ncr_summaries(filters, session=db, limit=limit, offset=offset)
     data = [NcrSummaryPublic.model_validate({**asdict(r), "detected_at": format_utc(r.detected_at)}) for r in rows]
     return NcrsPublic(data=data, count=count_ncrs(filters, session=db))
@@ -185,13 +188,15 @@ def api_dispute(ncr_uuid: NcrUuid, body: DisputeCreate, request: Request, servic
 @router.get("/ncrs", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def ncrs_page(request: Request, services: ServicesDep, db: ReadSession,
               user: Viewer, status: StatusFilter = None, station_id: Text64 = None, defect_code: Text64 = None,
-              page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
+              page: Annotated[int, Query(ge=1, le=100_000)] = 1, site_id: Text64 = None,
+              line_id: Text64 = None) -> HTMLResponse:
     """NCR list with filters."""
-    filters = _filters(status, station_id, defect_code, None, None)
+    filters = _filters(status, station_id, defect_code, None, None, site_id, line_id)
     docs = ncr_summaries(filters, session=db, limit=50, offset=(page - 1) * 50)
     total = count_ncrs(filters, session=db)
     context = {"ncrs": docs, "total": total, "page": page, "statuses": [s.value for s in NcrStatus],
-               "f": {"status": status or "", "station_id": station_id or "", "defect_code": defect_code or ""}}
+               "f": {"status": status or "", "station_id": station_id or "", "defect_code": defect_code or "",
+                     "site_id": site_id or "", "line_id": line_id or ""}}
     return render(request, "ncrs.html", context=context, user=user)
 
 

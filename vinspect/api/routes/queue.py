@@ -36,6 +36,7 @@ from vinspect.store.canonical import format_utc
 from vinspect.store.pass_evidence import pass_evidence_of
 from vinspect.store.review_queries import (
     DbSession,
+    QueueScope,
     actor_names,
     audited,
     get_inspection,
@@ -54,13 +55,20 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _queue(services: Any, db: Any, limit: int = 100) -> list[QueueItemPublic]:
+Text64 = Annotated[str | None, Query(max_length=64)]
+
+
+def _scope(site_id: str | None, line_id: str | None, station_id: str | None) -> QueueScope:
+    return QueueScope(site_id=site_id or None, line_id=line_id or None, station_id=station_id or None)
+
+
+def _queue(services: Any, db: Any, limit: int = 100, scope: QueueScope | None = None) -> list[QueueItemPublic]:
     # A PASS sample is audited blind: no part id (it may name the answer), no score, no code.
     return [QueueItemPublic(kind=e.kind, id=e.id, reason=e.reason, station_id=e.station_id,
                             part_id=e.part_id if e.kind == "ncr" else None,
                             detected_at=format_utc(e.detected_at) if e.detected_at else None,
                             ncr_number=e.ncr_number, score=e.score, defect_code=e.defect_code)
-            for e in review_queue(session=db, sample=services.sample, limit=limit)]
+            for e in review_queue(session=db, sample=services.sample, limit=limit, scope=scope or QueueScope())]
 
 
 def _item_path(item: QueueItemPublic) -> str:
@@ -68,9 +76,11 @@ def _item_path(item: QueueItemPublic) -> str:
 
 
 @router.get("/api/v1/queue", tags=["queue"], responses=API_RESPONSES)
-def api_queue(services: ServicesDep, db: ReadSession, _user: Adjudicator) -> QueuePublic:
-    """Items awaiting review: REVIEW-band and disputed NCRs, then sampled PASS parts."""
-    return QueuePublic(data=_queue(services, db))
+def api_queue(services: ServicesDep, db: ReadSession, _user: Adjudicator, site_id: Text64 = None,
+              line_id: Text64 = None, station_id: Text64 = None) -> QueuePublic:
+    """Items awaiting review: REVIEW-band and disputed NCRs, then sampled PASS parts (optionally of one
+    site, line or station)."""
+    return QueuePublic(data=_queue(services, db, scope=_scope(site_id, line_id, station_id)))
 
 
 @router.post("/api/v1/samples/{inspection_id}/review", tags=["queue"], status_code=204, responses=API_RESPONSES)
@@ -88,11 +98,13 @@ def _check_sampled(services: Any, inspection_id: str) -> None:
 
 
 @router.get("/queue", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def queue_page(request: Request, services: ServicesDep, db: ReadSession, user: Adjudicator) -> HTMLResponse:
-    """The review queue."""
-    items = _queue(services, db)
+def queue_page(request: Request, services: ServicesDep, db: ReadSession, user: Adjudicator,
+               site_id: Text64 = None, line_id: Text64 = None, station_id: Text64 = None) -> HTMLResponse:
+    """The review queue (filters: site, line, station)."""
+    items = _queue(services, db, scope=_scope(site_id, line_id, station_id))
     return render(request, "queue.html", user=user, context={
-        "items": items, "paths": [_item_path(i) for i in items], "ages": [age(i.detected_at) for i in items]})
+        "items": items, "paths": [_item_path(i) for i in items], "ages": [age(i.detected_at) for i in items],
+        "f": {"site_id": site_id or "", "line_id": line_id or "", "station_id": station_id or ""}})
 
 
 @router.get("/queue/next", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)

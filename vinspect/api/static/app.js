@@ -169,7 +169,11 @@
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && typing(event.target)) { event.target.blur(); return; }
     if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) { return; }
-    if (page === "queue" && event.key === "Enter") { window.location.assign("/queue/next"); return; }
+    if (page === "queue" && event.key === "Enter") {
+      const start = document.getElementById("start");  // a filtered queue starts at its own first item
+      window.location.assign(start ? start.getAttribute("href") : "/queue/next");
+      return;
+    }
     if (page !== "review" && page !== "sample" && page !== "ncr") { return; }
     if (event.key === "Enter" && form && password && page !== "ncr") {
       // Enter outside a field: to the password first, then sign (the same as the button).

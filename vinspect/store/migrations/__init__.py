@@ -2,22 +2,31 @@
 
 :func:`upgrade` is called by every entry point that opens the store, so a fresh data directory
 gets the current schema and an older one is migrated before the first write.
+
+On PostgreSQL the upgrade runs under a transaction-scoped advisory lock, so several stations
+started together against a fresh database migrate one after the other: the first creates the
+schema, the others wait (saying who holds the lock) and then find it current. SQLite needs no
+lock: its write transaction already excludes other writers.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from vinspect.errors import StoreError
 
-__all__ = ["check_current", "head_revision", "upgrade"]
+__all__ = ["MIGRATION_LOCK_KEY", "check_current", "head_revision", "upgrade"]
+
+MIGRATION_LOCK_KEY = 0x76696E6D  # "vinm": held by the one process migrating a PostgreSQL schema
+_log = logging.getLogger(__name__)
 
 
 def _config() -> Config:
@@ -43,10 +52,29 @@ def upgrade(engine: Engine) -> None:
     config = _config()
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                _lock_migrations(connection, engine)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         raise StoreError(f"migrating {engine.url.render_as_string(hide_password=True)}: {exc}") from exc
+
+
+def _lock_migrations(connection: Connection, engine: Engine) -> None:
+    """Take the migration advisory lock for this transaction; say who holds it while waiting."""
+    if connection.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY}).scalar():
+        return
+    holder = connection.execute(text(
+        "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :k LIMIT 1"),
+        {"k": MIGRATION_LOCK_KEY}).first()
+    who = ("another process" if holder is None else
+           f"PostgreSQL backend pid {holder.pid} ({holder.application_name or 'no application name'}, "
+           f"from {holder.client_addr or 'local socket'})")
+    _log.warning("%s: waiting for %s to finish migrating the schema",
+                 engine.url.render_as_string(hide_password=True), who)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+    _log.warning("%s: schema migration lock acquired", engine.url.render_as_string(hide_password=True))
 
 
 def check_current(engine: Engine) -> None:
