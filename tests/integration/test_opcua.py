@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from asyncua import Client, ua
 
+from testkit.bundles import write_golden_samples
 from vinspect.errors import ConfigError
 from vinspect.opcua.server import NAMESPACE, OpcUaSettings, OpcUaSink, VisionServer
-from vinspect.pipeline.fakes import ScriptedSource, make_frame, write_golden_samples
+from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.record import ListSink
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
