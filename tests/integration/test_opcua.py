@@ -25,10 +25,10 @@ from vinspect.errors import ConfigError
 from vinspect.opcua.server import NAMESPACE, OpcUaSettings, OpcUaSink, VisionServer
 from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
+from vinspect.pipeline.judge import Judge
 from vinspect.pipeline.record import ListSink
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals import RecordingSignaller
-from vinspect.pipeline.swap import Judge
 
 GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
           ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
