@@ -122,6 +122,7 @@ class InspectionPipeline:
         self._health_lock = threading.Lock()
         self._consecutive_faults = 0
         self._next_seq = 0
+        self._record_runs = 0
         self._on_admit = on_admit
         self._admitted = 0
         self._threads: list[threading.Thread] = []
@@ -157,7 +158,9 @@ class InspectionPipeline:
             return
         self._stop.set()
         for thread in self._threads:
-            if thread.name != "vinspect-swap":
+            if thread.name == "vinspect-record":
+                self._drain_records(thread, stall_s=timeout_s)
+            elif thread.name != "vinspect-swap":
                 thread.join(timeout=timeout_s)
         try:
             self._source.__exit__(None, None, None)
@@ -169,6 +172,24 @@ class InspectionPipeline:
         self.state.try_enter(S.STOPPED, reason=why)
         for thread in self._threads:
             thread.join(timeout=timeout_s)
+
+    def _drain_records(self, thread: threading.Thread, *, stall_s: float) -> None:
+        """Wait for the record thread to deliver everything queued, however long that takes while it
+        makes progress; a record thread stalled for ``stall_s`` (a hung sink) is abandoned and what it
+        still holds is counted as ``record_dropped`` and alarmed, never lost silently."""
+        last_runs, last_progress = self._record_runs, time.monotonic()
+        while thread.is_alive():
+            thread.join(timeout=0.05)
+            if self._record_runs != last_runs:  # a run of records was delivered: progress
+                last_runs, last_progress = self._record_runs, time.monotonic()
+            if thread.is_alive() and time.monotonic() - last_progress > stall_s:
+                inspecting = any(t.name == "vinspect-inspect" and t.is_alive() for t in self._threads)
+                left = max(0, self._records.qsize() - (0 if inspecting else 1))  # not the end-of-run marker
+                for _ in range(left):
+                    self.books.count("record_dropped")
+                self._alarm(f"stopping: the record thread made no progress for {stall_s:g} s; "
+                            f"{left} queued inspection(s) not recorded")
+                return
 
     def _flush_sinks(self) -> None:
         for sink in self._sinks:
@@ -387,6 +408,7 @@ class InspectionPipeline:
     def _record_loop(self) -> None:
         while True:
             batch, done = take_run(self._records, limit=self.config.record_batch)
+            self._record_runs += 1  # progress, for a stop that waits on the drain
             for sink in self._sinks:
                 errors = deliver(sink, batch)
                 for item, error in zip(batch, errors, strict=True):

@@ -363,3 +363,49 @@ def test_pipeline_uses_optional_abilities_by_protocol(tiny_bundle) -> None:
                  sinks=[held])
     assert held.flushes == 1
     assert sig.alarms == ["not operational: no model"]
+
+
+class _SlowSink:
+    """A sink that takes ``delay_s`` per record, or blocks until released (``hang``)."""
+
+    name = "slow"
+
+    def __init__(self, delay_s: float = 0.0, hang: threading.Event | None = None) -> None:
+        self.delay_s, self.hang, self.items = delay_s, hang, []
+
+    def write(self, inspection) -> None:  # type: ignore[no-untyped-def]
+        if self.hang is not None:
+            self.hang.wait(30)
+        time.sleep(self.delay_s)
+        self.items.append(inspection.part_seq)
+
+
+def test_stop_waits_for_a_slow_record_path_to_deliver_everything(tiny_bundle) -> None:
+    """Stopping with records still queued behind a slow sink delivers all of them (issue 18's finding:
+    stop used to return with records queued, books closed and nothing counted)."""
+    slow = _SlowSink(delay_s=0.03)
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(40)])
+    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[slow],
+                              config=PipelineConfig(station_id="s", record_queue_size=64, record_batch=4))
+    pipe.start()
+    assert pipe.wait(20)
+    pipe.stop(timeout_s=0.5)  # far less than 40 x 30 ms: the drain goes on while it makes progress
+    assert slow.items == list(range(40))
+    assert pipe.books.extras.record_dropped == 0
+
+
+def test_stop_counts_what_a_hung_sink_never_took(tiny_bundle, caplog) -> None:
+    release = threading.Event()
+    hung = _SlowSink(hang=release)
+    sig = RecordingSignaller()
+    source = ScriptedSource([make_frame(10, frame_id=i) for i in range(10)])
+    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=sig, sinks=[hung],
+                              config=PipelineConfig(station_id="s", record_queue_size=64, record_batch=1))
+    pipe.start()
+    assert pipe.wait(20)
+    wait_for(lambda: pipe.books.books().triggers == 10)
+    pipe.stop(timeout_s=0.3)
+    release.set()
+    dropped = pipe.books.extras.record_dropped
+    assert dropped == 9  # one record is in the hung sink's hands, the other nine never left the queue
+    assert "no progress for 0.3 s; 9 queued inspection(s) not recorded" in caplog.text
