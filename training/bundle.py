@@ -31,6 +31,7 @@ from training.data import Split, channels_of, dataset_sha256, holdout_split, loa
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
+from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.errors import DatasetError, ModelError
 from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
 from vinspect.models.manifest import (
@@ -193,6 +194,7 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         n_train_good=sum(s.is_good for s in run.samples), n_train_defect=sum(not s.is_good for s in run.samples),
         config={**cfg.model_dump(mode="json"), "good_only": run.good_only}, metrics=metrics,
         duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
+        labels_manifest_sha256=_labels_manifest_sha256(run.index.root),
     )
     manifest = ModelManifest(
         name=name, version=version, sha256=_sha256(model),
@@ -202,6 +204,12 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     )
     write_manifest(tmp, manifest)
     return manifest
+
+
+def _labels_manifest_sha256(root: Path) -> str | None:
+    """The hash of the dataset's labels manifest, so the bundle names its training labels."""
+    manifest = read_labels_manifest(root)
+    return manifest.sha256 if manifest is not None else None
 
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,

@@ -49,7 +49,7 @@ def _ids(engine: Engine, name: str, who: Labeller) -> list[int]:
     with session_scope(engine, readonly=True) as db:
         label_set = get_set(db, name)
         assert label_set is not None
-        rows, total, _ = image_page(db, label_set, user_id=who.user_id, offset=0, limit=1000)
+        rows, _total, _ = image_page(db, label_set, user_id=who.user_id, offset=0, limit=1000)
     return [r.id for r in rows]
 
 
@@ -103,9 +103,10 @@ def test_labels_undo_and_audit_chain(engine: Engine, tmp_path: Path) -> None:
         assert [(e.kind, e.label, e.previous_label) for e in events] == [
             ("label", "good", None), ("label", "scratch", "good"), ("undo", "good", "scratch"), ("undo", None, "good")]
         audits = list(db.scalars(select(AuditRecord).where(AuditRecord.entity == "label_event")))
-        assert [(a.action, a.old_value, a.new_value, a.actor) for a in audits] == [
-            ("label.label", None, "good", f"user:{ann.user_id}"), ("label.label", "good", "scratch", f"user:{ann.user_id}"),
-            ("label.undo", "scratch", "good", f"user:{ann.user_id}"), ("label.undo", "good", None, f"user:{ann.user_id}")]
+        assert {a.actor for a in audits} == {f"user:{ann.user_id}"}
+        assert [(a.action, a.old_value, a.new_value) for a in audits] == [
+            ("label.label", None, "good"), ("label.label", "good", "scratch"),
+            ("label.undo", "scratch", "good"), ("label.undo", "good", None)]
         assert verify_chain(session=db).ok
     with session_scope(engine) as db, pytest.raises(DatabaseError):
         db.execute(text("UPDATE label_events SET label = 'dent'"))

@@ -8,8 +8,8 @@
   sample is a pair's test image, with its template as ``reference_path`` and its boxes; a pair
   with an empty box file is a good part. Split 50/50 by the DeepPCB card's rule.
 * ``classes``: plain class folders ``good/`` and ``<defect>/`` of images (optional masks in
-  ``masks/<class>/<stem>.png``, boxes in ``boxes/<class>/<stem>.txt``, as labelling exports them). Training learns from
-  every image (holding out its own validation part); evaluation scores every image.
+  ``masks/<class>/<stem>.png``, boxes in ``boxes/<class>/<stem>.txt``, as labelling exports
+  them). Training learns from every image (holding out its own validation part); evaluation scores every image.
 
 A layout is detected, never guessed silently: a folder that fits none raises DatasetError naming
 what was expected. Labels are class folder names; the good class is reported by ``good_label``.

@@ -24,7 +24,7 @@ from vinspect.store.tables import (
 )
 
 __all__ = ["Agreement", "FinalLabel", "ImageRow", "LabelSetSummary", "SetLabels", "agreement", "get_set",
-           "image_history", "image_page", "list_sets", "neighbours", "set_labels"]
+           "image_history", "image_page", "image_row", "list_sets", "neighbours", "set_images", "set_labels"]
 
 Order = Literal["import", "uncertain"]
 
@@ -117,12 +117,13 @@ def image_page(db: Session, label_set: LabelSetRecord, *, user_id: int, offset: 
     rows = []
     for image in images:
         head = heads.get(image.id)
-        uncertainty, score = scores.get(image.id, (None, None))
+        scored_pair = scores.get(image.id)
         rows.append(ImageRow(id=image.id, ordinal=image.ordinal, sha256=image.sha256, suffix=image.suffix,
                              file_name=image.file_name, width=image.width, height=image.height,
                              label=head.label if head is not None else None,
                              regions=json.loads(head.regions) if head is not None else [],
-                             uncertainty=uncertainty, score=score))
+                             uncertainty=scored_pair[0] if scored_pair else None,
+                             score=scored_pair[1] if scored_pair else None))
     return rows, int(total), model is not None
 
 
@@ -277,3 +278,9 @@ def agreement(labels: SetLabels, *, raters: int) -> Agreement:
     kappa = fleiss_kappa(rated) if rated and raters >= 2 else None
     return Agreement(labellers=people, method="Fleiss' kappa", kappa=kappa, compared=len(rated),
                      confusions=confusions, unsettled=len(labels.unsettled), settled=settled)
+
+
+def set_images(db: Session, label_set: LabelSetRecord) -> list[LabelImageRecord]:
+    """Every image of a set in import order."""
+    return list(db.scalars(select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id)
+                           .order_by(LabelImageRecord.ordinal)))

@@ -28,10 +28,10 @@ from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.canonical import canonical_json, content_sha256, format_utc, sha256_hex
 from vinspect.store.db import lock_writers, session_scope
 from vinspect.store.label_files import LabelFiles
-from vinspect.store.tables import LabelEventRecord, LabelImageRecord, LabelSetRecord
+from vinspect.store.tables import LabelEventRecord, LabelImageRecord, LabelScoreRecord, LabelSetRecord
 
-__all__ = ["GOOD", "ImportReport", "Labeller", "catalogue_version", "event_sha256", "import_folder",
-           "record_label", "settle_label", "undo_label"]
+__all__ = ["GOOD", "ImageScore", "ImportReport", "Labeller", "add_scores", "catalogue_version", "event_sha256",
+           "head_event", "image_labels", "import_folder", "is_blind", "record_label", "settle_label", "undo_label"]
 
 GOOD = "good"
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -298,3 +298,23 @@ def settle_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Lab
     previous = " | ".join(sorted({str(e.label) for e in labels.values()}))[:64] if last is None else last.label
     return _append(db, label_set, image, who, kind="settle", label=label, regions=stored, catalogue=catalogue,
                    previous=last, previous_label=previous, source=source, now=now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageScore:
+    """A model's score of one image and how unsure it was (0 = on a threshold)."""
+
+    image_id: int
+    score: float
+    uncertainty: float
+
+
+def add_scores(db: Session, label_set: LabelSetRecord, scores: Sequence[ImageScore], *, model_name: str,
+               model_version: str, model_sha256: str, now: datetime) -> None:
+    """Store a model's scores of a set's images (newest model's scores order the workspace)."""
+    if not scores:
+        return
+    db.execute(LabelScoreRecord.__table__.insert(), [  # type: ignore[attr-defined]
+        {"set_id": label_set.id, "image_id": s.image_id, "model_name": model_name[:128],
+         "model_version": model_version[:64], "model_sha256": model_sha256, "score": s.score,
+         "uncertainty": s.uncertainty, "scored_at": now} for s in scores])
