@@ -23,14 +23,16 @@ class Permission(enum.StrEnum):
     AUDIT = "audit"                # read the audit trail
     USERS = "users"                # accounts and roles
     MODELS = "models"              # activate a model version (signed; accepts its stated risk)
+    LABEL = "label"                # label images of labelling sets, settle others' blind disagreements
+    LABEL_SETS = "label_sets"      # import images as labelling sets
 
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
     "operator": frozenset({Permission.VIEW, Permission.DISPUTE}),
-    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE}),
+    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.LABEL}),
     "quality_engineer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
                                    Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
-                                   Permission.MODELS}),
+                                   Permission.MODELS, Permission.LABEL, Permission.LABEL_SETS}),
     "admin": frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
 }
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vinspect.dataset.agreement import cohen_kappa, confusion, fleiss_kappa
-from vinspect.store.labelling import is_blind
+from vinspect.store.labelling import image_labels, is_blind
 from vinspect.store.tables import (
     LabelEventRecord,
     LabelImageRecord,
@@ -24,7 +24,8 @@ from vinspect.store.tables import (
 )
 
 __all__ = ["Agreement", "FinalLabel", "ImageRow", "LabelSetSummary", "SetLabels", "agreement", "get_set",
-           "image_history", "image_page", "image_row", "list_sets", "neighbours", "set_images", "set_labels"]
+           "image_history", "image_page", "image_row", "labels_by_name", "latest_settle", "list_sets", "neighbours",
+           "set_images", "set_labels"]
 
 Order = Literal["import", "uncertain"]
 
@@ -284,3 +285,20 @@ def set_images(db: Session, label_set: LabelSetRecord) -> list[LabelImageRecord]
     """Every image of a set in import order."""
     return list(db.scalars(select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id)
                            .order_by(LabelImageRecord.ordinal)))
+
+
+def labels_by_name(db: Session, label_set: LabelSetRecord, image_id: int) -> dict[str, str]:
+    """Each labeller's current label of an image of a blind set, by username (shown to a settler)."""
+    names = _names(db)
+    return {names.get(uid, str(uid)): str(e.label) for uid, e in sorted(image_labels(db, label_set, image_id).items())}
+
+
+def latest_settle(db: Session, image_id: int) -> dict[str, Any] | None:
+    """The newest settlement of an image (label, regions, who, when), or None."""
+    event = db.scalar(select(LabelEventRecord).where(LabelEventRecord.image_id == image_id,
+                                                     LabelEventRecord.kind == "settle")
+                      .order_by(LabelEventRecord.id.desc()).limit(1))
+    if event is None:
+        return None
+    return {"label": event.label, "regions": json.loads(event.regions), "user": _names(db).get(event.user_id, "?"),
+            "at": event.at}
