@@ -37,7 +37,7 @@ from vinspect.store.label_queries import (
     set_labels,
 )
 from vinspect.store.labelling import GOOD, catalogue_version, import_folder, is_blind
-from vinspect.store.review_queries import DbSession
+from vinspect.store.review_queries import DbSession, actor_names
 from vinspect.store.tables import LabelSetRecord
 
 __all__ = ["PAGE_SIZE", "catalogue_of", "label_files", "load_set", "router"]
@@ -69,7 +69,8 @@ def load_set(db: DbSession, name: str) -> LabelSetRecord:
 @router.get("/labelling", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def sets_page(request: Request, db: ReadSession, user: Labeller) -> HTMLResponse:
     """Labelling sets, and (quality engineers) the import form."""
-    return render(request, "labelling.html", user=user, context={"sets": list_sets(db), "report": None, "kept": {}})
+    return render(request, "labelling.html", user=user, context={"sets": list_sets(db), "report": None, "kept": {},
+                                                                 "names": actor_names(session=db)})
 
 
 @router.post("/labelling/import", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -93,9 +94,10 @@ def import_form(request: Request, services: ServicesDep, user: LabelSetManager, 
         except (DatasetError, StateError) as exc:
             error = str(exc)
     with session_scope(services.store.engine, readonly=True) as db:
-        sets = list_sets(db)
+        sets, names = list_sets(db), actor_names(session=db)
     return render(request, "labelling.html", user=user, status_code=422 if error else 200,
-                  context={"sets": sets, "report": report, "error": error, "kept": kept if error else {}})
+                  context={"sets": sets, "report": report, "error": error, "kept": kept if error else {},
+                           "names": names})
 
 
 @router.get("/labelling/{set_name}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)

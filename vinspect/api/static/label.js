@@ -72,7 +72,9 @@
       if (region.points.length === 1) {
         return el("circle", { cx: region.points[0][0], cy: region.points[0][1], r: region.radius, class: cls });
       }
-      return el("polyline", { points: pts, class: cls + " brush", "stroke-width": 2 * region.radius });
+      const line = el("polyline", { points: pts, class: cls + " brush" });
+      line.style.strokeWidth = String(2 * region.radius);  // image pixels (CSSOM: allowed by the CSP)
+      return line;
     }
     return el(draft && cls === "draft" && !draft.closed ? "polyline" : "polygon", { points: pts, class: cls });
   }
@@ -82,7 +84,10 @@
     state.regions.forEach(function (region, i) {
       svg.appendChild(shape(region, "region"));
       const first = region.kind === "box" ? [region.xyxy[0], region.xyxy[1]] : region.points[0];
-      const text = el("text", { x: first[0] + 2, y: Math.max(12, first[1] - 3) });
+      const size = Math.max(4, Math.round(Math.max(width, height) / 30));
+      const text = el("text", { x: first[0] + 1, y: Math.max(size, first[1] - 2) });
+      text.style.fontSize = size + "px";
+      text.style.strokeWidth = String(Math.max(0.5, size / 6));
       text.textContent = (i + 1) + " " + region.code;
       svg.appendChild(text);
     });
