@@ -213,7 +213,8 @@ def _append(db: Session, label_set: LabelSetRecord, image: LabelImageRecord, who
     db.flush()
     append_audit(AuditEntry(actor=f"user:{who.user_id}", action=f"label.{kind}", entity="label_event",
                             entity_id=str(event.id), field="label", old_value=previous_label, new_value=label,
-                            reason=f"set {label_set.name} image {image.ordinal} ({image.sha256[:12]})",
+                            reason=f"set {label_set.name} image {image.ordinal} ({image.sha256[:12]}); catalogue "
+                                   f"{event.catalogue_version}",
                             source=source, record_sha256=event_sha256(event)), session=db, at=when)
     return event
 
