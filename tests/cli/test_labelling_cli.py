@@ -47,3 +47,33 @@ def test_import_export_and_train_refuses_unsettled(tmp_path: Path, capsys: pytes
     assert "1 blind disagreement(s) are not settled" in err and "--allow-unsettled" in err
     assert main(["dataset", "export-labels", "b1", "--out", str(export), "--data-dir", str(data)]) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
+
+
+def test_score_labelset_puts_least_certain_first(tmp_path: Path, tiny_bundle: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from vinspect.store.label_queries import image_page
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # The tiny bundle scores mean brightness: FAIL at 0.6, REVIEW from 0.5.
+    for name, level in (("a_sure_good", 0.1), ("b_near_review", 0.52), ("c_sure_fail", 0.95), ("d_near_fail", 0.61)):
+        image = np.full((32, 32), round(level * 255), np.uint8)
+        image[0, 0] = 0 if level > 0.5 else 255  # distinct from any other
+        cv2.imwrite(str(folder / f"{name}.png"), image)
+    data = tmp_path / "data"
+    assert main(["dataset", "import-labelset", str(folder), "--set", "s", "--data-dir", str(data)]) == 0
+    assert main(["dataset", "score-labelset", "s", "--model", str(tiny_bundle), "--data-dir", str(data)]) == 0
+    engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
+    with session_scope(engine, readonly=True) as db:
+        label_set = get_set(db, "s")
+        assert label_set is not None
+        rows, total, by_uncertainty = image_page(db, label_set, user_id=0, offset=0, limit=10, order="uncertain")
+        plain, _, _ = image_page(db, label_set, user_id=0, offset=0, limit=10)
+    engine.dispose()
+    assert total == 4 and by_uncertainty
+    assert [r.file_name[:1] for r in plain] == ["a", "b", "c", "d"]
+    # distance to the nearest threshold / fail_at: d 0.01/0.6, b 0.02/0.6, c 0.35/0.6, a 0.4/0.6
+    assert [r.file_name[:1] for r in rows] == ["d", "b", "c", "a"]
+    assert rows[0].uncertainty is not None and rows[0].uncertainty < rows[1].uncertainty  # type: ignore[operator]
