@@ -42,6 +42,7 @@ def test_import_export_and_train_refuses_unsettled(tmp_path: Path, capsys: pytes
     out = capsys.readouterr().out
     assert "wrote 11 image(s)" in out and "dent 2, good 9" in out and "1 unsettled disagreement(s)" in out
     assert main(["dataset", "validate", str(export)]) == 0
+    assert "labels.json: 11 labelled image(s), 1 unsettled disagreement(s), sha256 " in capsys.readouterr().out
     assert main(["train", "--data", str(export), "--out", str(tmp_path / "bundle")]) == 2
     err = capsys.readouterr().err
     assert "1 blind disagreement(s) are not settled" in err and "--allow-unsettled" in err

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vinspect.cli.labelling import register_verbs as register_labelling
-from vinspect.dataset.labels_manifest import check_labels_manifest
+from vinspect.dataset.labels_manifest import check_labels_manifest, read_labels_manifest
 from vinspect.dataset.layouts import open_dataset
 from vinspect.dataset.synth import DEFECT_KINDS, write_dataset
 from vinspect.dataset.synth_pcb import SYNTH_KINDS, write_pairs
@@ -69,6 +69,10 @@ def _validate(args: argparse.Namespace) -> int:
     problems.extend(Problem(path=path, reason=reason) for path, reason in check_labels_manifest(index.root))
     labels = sorted({s.label for s in index.samples})
     sys.stdout.write(f"{index.root}: {index.layout} layout, {len(index.samples)} images, classes {labels}\n")
+    labels = read_labels_manifest(index.root)
+    if labels is not None:
+        sys.stdout.write(f"{labels.path.name}: {len(labels.images)} labelled image(s), {len(labels.unsettled)} unsettled "
+                         f"disagreement(s), sha256 {labels.sha256}\n")
     for p in problems:
         sys.stdout.write(f"BAD {p.path}: {p.reason}\n")
     sys.stdout.write(f"{len(problems)} problem(s)\n")

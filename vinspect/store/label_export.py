@@ -11,6 +11,7 @@ from content hashes, the manifest is canonical JSON and carries no export time.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from vinspect.store.label_queries import FinalLabel, SetLabels
 from vinspect.store.tables import LabelSetRecord
 
 __all__ = ["ExportSummary", "export_labels"]
+
+_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +61,9 @@ def export_labels(label_set: LabelSetRecord, labels: SetLabels, files: LabelFile
     if not labels.final:
         raise DatasetError(f"set {label_set.name}: no image has a final label yet (incomplete: "
                            f"{len(labels.incomplete)}, unsettled: {len(labels.unsettled)})")
+    bad = sorted({f.label for f in labels.final if not _FOLDER.fullmatch(f.label)})
+    if bad:
+        raise DatasetError(f"labels {bad} cannot name a class folder (letters, digits, '_', '.', '-')")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     entries: list[dict[str, Any]] = []
