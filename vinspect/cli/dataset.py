@@ -71,8 +71,8 @@ def _validate(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{index.root}: {index.layout} layout, {len(index.samples)} images, classes {labels}\n")
     labels = read_labels_manifest(index.root)
     if labels is not None:
-        sys.stdout.write(f"{labels.path.name}: {len(labels.images)} labelled image(s), {len(labels.unsettled)} unsettled "
-                         f"disagreement(s), sha256 {labels.sha256}\n")
+        sys.stdout.write(f"{labels.path.name}: {len(labels.images)} labelled image(s), "
+                         f"{len(labels.unsettled)} unsettled disagreement(s), sha256 {labels.sha256}\n")
     for p in problems:
         sys.stdout.write(f"BAD {p.path}: {p.reason}\n")
     sys.stdout.write(f"{len(problems)} problem(s)\n")
