@@ -1,6 +1,6 @@
 """Labelling in headless system Chromium (issue 19): import a folder (bad files named), label 20+
-images by keyboard, draw a box and a brush mask, undo, refused input that loses nothing, export
-and validate; two labellers blind, kappa against a hand-computed value, a third settles, and the
+images by keyboard, draw a box, a brush mask and a polygon, undo, refused input that loses
+nothing, export and validate; two labellers blind, kappa against a hand-computed value, a third settles, and the
 audit trail shows each label.
 
 With VINSPECT_SCREENSHOTS=1 the pages are written to docs/screenshots/i19-*.png.
@@ -153,6 +153,11 @@ def test_label_by_keyboard_regions_undo_export(server: dict[str, Any], browser_p
     page.keyboard.press("r")
     _drag(page, (box["x"] + 60 * sx, box["y"] + 60 * sy), (box["x"] + 70 * sx, box["y"] + 80 * sy))
     page.wait_for_selector("#labeller[data-regions='2']:not([data-busy])")
+    page.keyboard.press("p")  # a polygon: three clicks, Enter closes it
+    for px, py in ((20, 60), (40, 60), (30, 85)):
+        page.mouse.click(box["x"] + px * sx, box["y"] + py * sy)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#labeller[data-regions='3']:not([data-busy])")
 
     # Refused input: a box dragged past the image's edge, a good label with regions, a code not in
     # the catalogue. Each names the problem and keeps what was saved.
@@ -174,7 +179,7 @@ def test_label_by_keyboard_regions_undo_export(server: dict[str, Any], browser_p
     page.reload()
     page.wait_for_selector("#labeller[data-ready='1']")
     assert page.get_attribute("#labeller", "data-label") == "contamination"
-    assert page.get_attribute("#labeller", "data-regions") == "2"
+    assert page.get_attribute("#labeller", "data-regions") == "3"
 
     # Export from a shell, as a quality engineer would; validate accepts it; the manifest matches.
     out = tmp_path / "export"
@@ -189,7 +194,10 @@ def test_label_by_keyboard_regions_undo_export(server: dict[str, Any], browser_p
     doc = json.loads((out / "labels.json").read_text())
     last = next(e for e in doc["images"] if e["source_file"].endswith("img023.png"))
     assert last["label"] == "contamination" and last["labeller"] == "quality_engineer"
-    assert [r["kind"] for r in last["regions"]] == ["box", "brush"]
+    assert [r["kind"] for r in last["regions"]] == ["box", "brush", "polygon"]
+    drawn = last["regions"][2]["points"]
+    assert len(drawn) == 3 and all(abs(a - b) <= 1 for p, q in zip(drawn, [[20, 60], [40, 60], [30, 85]], strict=True)
+                                   for a, b in zip(p, q, strict=True))
     assert (out / last["mask"]).is_file() and (out / last["boxes"]).read_text().startswith("10 12 40 30 contamination")
 
     page.goto(f"{base}/audit?entity=label_event")

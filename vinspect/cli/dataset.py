@@ -69,10 +69,10 @@ def _validate(args: argparse.Namespace) -> int:
     problems.extend(Problem(path=path, reason=reason) for path, reason in check_labels_manifest(index.root))
     labels = sorted({s.label for s in index.samples})
     sys.stdout.write(f"{index.root}: {index.layout} layout, {len(index.samples)} images, classes {labels}\n")
-    labels = read_labels_manifest(index.root)
-    if labels is not None:
-        sys.stdout.write(f"{labels.path.name}: {len(labels.images)} labelled image(s), "
-                         f"{len(labels.unsettled)} unsettled disagreement(s), sha256 {labels.sha256}\n")
+    manifest = read_labels_manifest(index.root)
+    if manifest is not None:
+        sys.stdout.write(f"{manifest.path.name}: {len(manifest.images)} labelled image(s), "
+                         f"{len(manifest.unsettled)} unsettled disagreement(s), sha256 {manifest.sha256}\n")
     for p in problems:
         sys.stdout.write(f"BAD {p.path}: {p.reason}\n")
     sys.stdout.write(f"{len(problems)} problem(s)\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path as FsPath
-from typing import Annotated
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -46,6 +46,13 @@ router = APIRouter()
 PAGE_SIZE = 100
 SetName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 _SHA = re.compile(r"[0-9a-f]{64}")
+# Image routes live under page paths, so their errors are pages (with the menu), like every page's.
+_HTML_ERRORS: dict[int | str, dict[str, Any]] = {
+    303: {"description": "to /login when not signed in"},
+    403: {"content": {"text/html": {}}, "description": "forbidden"},
+    404: {"content": {"text/html": {}}, "description": "no such image"},
+    422: {"content": {"text/html": {}}, "description": "invalid path"},
+}
 _SHOWN = {".png": "image/png", ".jpg": "image/jpeg"}  # served as stored; others are converted to PNG
 
 
@@ -183,8 +190,7 @@ def _image_bytes(services: Services, db: DbSession, set_name: str, image_id: int
 
 @router.get("/labelling/{set_name}/images/{image_id}/file", tags=["labelling"], response_class=Response,
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "the image"},
-                       401: {"description": "not signed in"}, 403: {"description": "forbidden"},
-                       404: {"description": "no such image"}})
+                       **_HTML_ERRORS})
 def image_file(set_name: SetName, image_id: Annotated[int, Path(ge=1)], services: ServicesDep, db: ReadSession,
                _user: Labeller) -> Response:
     """The image as imported (BMP and TIFF converted to PNG for the browser)."""
@@ -193,9 +199,7 @@ def image_file(set_name: SetName, image_id: Annotated[int, Path(ge=1)], services
 
 
 @router.get("/labelling/thumbs/{sha256}", tags=["labelling"], response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}, "description": "the thumbnail"},
-                       401: {"description": "not signed in"}, 403: {"description": "forbidden"},
-                       404: {"description": "no such thumbnail"}})
+            responses={200: {"content": {"image/jpeg": {}}, "description": "the thumbnail"}, **_HTML_ERRORS})
 def thumbnail(sha256: Annotated[str, Path(max_length=200)], services: ServicesDep, _user: Labeller) -> Response:
     """A labelling image's thumbnail by its SHA-256."""
     if not _SHA.fullmatch(sha256):
