@@ -4,6 +4,7 @@ undo, blind labels, settlement, kappa, export and the labels manifest."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -167,3 +168,30 @@ def test_blind_kappa_settle_export_and_manifest(engine: Engine, tmp_path: Path) 
     victim = out2 / doc["images"][0]["file"]
     victim.write_bytes(victim.read_bytes() + b"x")
     assert check_labels_manifest(out2) == [(victim, "content differs from its sha256 in labels.json")]
+
+
+def test_label_events_checked_against_their_audit_links(tmp_path: Path) -> None:
+    from vinspect.store.db import make_engine
+    from vinspect.store.label_verify import label_event_problems
+    from vinspect.store.migrations import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    upgrade(engine)
+    _import(engine, tmp_path, n=4)
+    (ann,) = _users(engine, "ann")
+    ids = _ids(engine, "s1", ann)
+    for image_id in ids[:3]:
+        _label(engine, "s1", image_id, ann, "good")
+    with session_scope(engine, readonly=True) as db:
+        assert list(label_event_problems(db)) == []
+    with engine.begin() as conn:  # what only someone bypassing the application (and its triggers) can do
+        conn.execute(text("DROP TRIGGER label_events_no_update"))
+        conn.execute(text("DROP TRIGGER label_events_no_delete"))
+        conn.execute(text("UPDATE label_events SET label = 'dent' WHERE id = 1"))
+        conn.execute(text("DELETE FROM label_events WHERE id = 2"))
+    with session_scope(engine, readonly=True) as db:
+        problems = list(label_event_problems(db))
+    assert len(problems) == 2
+    assert re.fullmatch(r"label_event 1: content differs from audit seq \d+ \(edited\)", problems[0])
+    assert re.fullmatch(r"label_event 2: covered by audit seq \d+ but missing \(deleted\)", problems[1])
+    engine.dispose()
