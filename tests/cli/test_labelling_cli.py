@@ -20,11 +20,13 @@ from labelseed import write_folder
 def test_import_export_and_train_refuses_unsettled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     folder = write_folder(tmp_path / "in", n=12, spots=2)
+    (folder / "capture.csv").write_text("file,part_id\n")  # a `vinspect capture` run's own manifest: not an image
     assert main(["dataset", "import-labelset", str(folder), "--set", "b1", "--blind", "2",
                  "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
     assert "set b1: 12 image(s) added, 3 skipped" in out
     assert "SKIPPED notes.txt: not an image" in out and "SKIPPED zz-copy.png: duplicate image" in out
+    assert "capture.csv" not in out
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
     with session_scope(engine) as db:
         people = [create_user(n, session=db, display_name=n.title(), role="reviewer",  # type: ignore[arg-type]
