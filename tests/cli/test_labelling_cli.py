@@ -56,7 +56,7 @@ def test_score_labelset_puts_least_certain_first(tmp_path: Path, tiny_bundle: Pa
     import cv2
     import numpy as np
 
-    from vinspect.store.label_queries import image_page
+    from vinspect.store.label_queries import image_page, neighbours
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -74,6 +74,12 @@ def test_score_labelset_puts_least_certain_first(tmp_path: Path, tiny_bundle: Pa
         assert label_set is not None
         rows, total, by_uncertainty = image_page(db, label_set, user_id=0, offset=0, limit=10, order="uncertain")
         plain, _, _ = image_page(db, label_set, user_id=0, offset=0, limit=10)
+        # The one-image view's arrows follow the same order: b (second least certain) sits between d and c.
+        b = next(r for r in rows if r.file_name.startswith("b"))
+        around = neighbours(db, label_set, b.ordinal, image_id=b.id, order="uncertain")
+        by_id = {r.id: r.file_name[:1] for r in rows}
+        assert (by_id[around[0]], by_id[around[1]]) == ("d", "c")  # type: ignore[index]
+        assert neighbours(db, label_set, b.ordinal) == (rows[3].id, rows[2].id)  # import order: a, then c
     engine.dispose()
     assert total == 4 and by_uncertainty
     assert [r.file_name[:1] for r in plain] == ["a", "b", "c", "d"]

@@ -87,6 +87,18 @@ def _latest_model(db: Session, label_set: LabelSetRecord) -> str | None:
                      .order_by(LabelScoreRecord.id.desc()).limit(1))
 
 
+def _ordered(query: Any, label_set: LabelSetRecord, model: str | None) -> Any:
+    """``query`` over the set's images in import order, or least certain first under ``model``."""
+    query = query.where(LabelImageRecord.set_id == label_set.id)
+    if model is None:
+        return query.order_by(LabelImageRecord.ordinal)
+    scored = (select(LabelScoreRecord.image_id, func.min(LabelScoreRecord.uncertainty).label("u"))
+              .where(LabelScoreRecord.set_id == label_set.id, LabelScoreRecord.model_sha256 == model)
+              .group_by(LabelScoreRecord.image_id).subquery())
+    return (query.outerjoin(scored, scored.c.image_id == LabelImageRecord.id)
+            .order_by(scored.c.u.is_(None), scored.c.u, LabelImageRecord.ordinal))
+
+
 def image_page(db: Session, label_set: LabelSetRecord, *, user_id: int, offset: int, limit: int,
                order: Order = "import") -> tuple[list[ImageRow], int, bool]:
     """A page of images with the viewer's labels; (rows, total, ordered by uncertainty).
@@ -97,17 +109,8 @@ def image_page(db: Session, label_set: LabelSetRecord, *, user_id: int, offset: 
     total = db.scalar(select(func.count()).select_from(LabelImageRecord)
                       .where(LabelImageRecord.set_id == label_set.id)) or 0
     model = _latest_model(db, label_set) if order == "uncertain" else None
-    query = select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id)
     scores: dict[int, tuple[float, float]] = {}
-    if model is not None:
-        scored = (select(LabelScoreRecord.image_id, func.min(LabelScoreRecord.uncertainty).label("u"))
-                  .where(LabelScoreRecord.set_id == label_set.id, LabelScoreRecord.model_sha256 == model)
-                  .group_by(LabelScoreRecord.image_id).subquery())
-        query = (query.outerjoin(scored, scored.c.image_id == LabelImageRecord.id)
-                 .order_by(scored.c.u.is_(None), scored.c.u, LabelImageRecord.ordinal))
-    else:
-        query = query.order_by(LabelImageRecord.ordinal)
-    images = list(db.scalars(query.offset(offset).limit(limit)))
+    images = list(db.scalars(_ordered(select(LabelImageRecord), label_set, model).offset(offset).limit(limit)))
     if model is not None and images:
         for image_id, uncertainty, score in db.execute(
                 select(LabelScoreRecord.image_id, LabelScoreRecord.uncertainty, LabelScoreRecord.score)
@@ -139,8 +142,16 @@ def image_row(db: Session, label_set: LabelSetRecord, image_id: int, *, user_id:
                     regions=json.loads(head.regions) if head is not None else [])
 
 
-def neighbours(db: Session, label_set: LabelSetRecord, ordinal: int) -> tuple[int | None, int | None]:
-    """Ids of the images before and after ``ordinal`` in import order."""
+def neighbours(db: Session, label_set: LabelSetRecord, ordinal: int, *, image_id: int = 0,
+               order: Order = "import") -> tuple[int | None, int | None]:
+    """Ids of the images before and after this one: in import order, or (``uncertain``, once a model
+    has scored the set) in the grid's least-certain-first order."""
+    model = _latest_model(db, label_set) if order == "uncertain" else None
+    if model is not None:
+        ids = list(db.scalars(_ordered(select(LabelImageRecord.id), label_set, model)))
+        at = ids.index(image_id) if image_id in ids else -1
+        if at >= 0:
+            return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
     before = db.scalar(select(LabelImageRecord.id).where(LabelImageRecord.set_id == label_set.id,
                                                          LabelImageRecord.ordinal < ordinal)
                        .order_by(LabelImageRecord.ordinal.desc()).limit(1))

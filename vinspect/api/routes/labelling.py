@@ -128,7 +128,8 @@ def grid_page(set_name: SetName, request: Request, services: ServicesDep, db: Re
             responses=PAGE_RESPONSES)
 def image_page_view(set_name: SetName, image_id: Annotated[int, Path(ge=1)], request: Request, services: ServicesDep,
                     db: ReadSession, user: Labeller,
-                    settle: Annotated[bool, Query()] = False) -> HTMLResponse:
+                    settle: Annotated[bool, Query()] = False,
+                    order: Annotated[str, Query(pattern=r"^(import|uncertain)$")] = "import") -> HTMLResponse:
     """One image: label by keyboard, draw regions, zoom and pan; ``settle`` for a third person."""
     try:
         label_set = load_set(db, set_name)
@@ -138,7 +139,9 @@ def image_page_view(set_name: SetName, image_id: Annotated[int, Path(ge=1)], req
     except HTTPException as exc:
         return error_page(request, exc, user=user)
     catalogue = catalogue_of(services, label_set)
-    before, after = neighbours(db, label_set, row.ordinal)
+    before, after = neighbours(db, label_set, row.ordinal, image_id=row.id,
+                               order="uncertain" if order == "uncertain" and not settle else "import")
+    query = "?settle=1" if settle else ("?order=uncertain" if order == "uncertain" else "")
     blind = is_blind(label_set)
     others = labels_by_name(db, label_set, image_id) if settle and blind else {}
     settled = latest_settle(db, image_id) if settle and blind else None
@@ -149,7 +152,7 @@ def image_page_view(set_name: SetName, image_id: Annotated[int, Path(ge=1)], req
     return render(request, "label_image.html", user=user, context={
         "set": label_set, "image": row, "codes": list(catalogue), "keyed": KEYED, "good": GOOD,
         "catalogue_version": catalogue_version(catalogue), "before": before, "after": after, "blind": blind,
-        "settle": settle and blind, "others": others, "settled": settled,
+        "settle": settle and blind, "others": others, "settled": settled, "query": query,
         "state_json": json.dumps(state, separators=(",", ":")),
         "history": image_history(db, image_id, user_id=user.user_id if blind else None)})
 

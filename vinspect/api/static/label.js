@@ -324,7 +324,7 @@
 
   function go(id) {
     if (id) {
-      queue.then(function () { window.location.assign("/labelling/" + encodeURIComponent(setName) + "/images/" + id + (settle ? "?settle=1" : "")); });
+      queue.then(function () { window.location.assign("/labelling/" + encodeURIComponent(setName) + "/images/" + id + (root.dataset.query || "")); });
     }
   }
 
