@@ -21,10 +21,13 @@ def test_import_export_and_train_refuses_unsettled(tmp_path: Path, capsys: pytes
     data = tmp_path / "data"
     folder = write_folder(tmp_path / "in", n=12, spots=2)
     (folder / "capture.csv").write_text("file,part_id\n")  # a `vinspect capture` run's own manifest: not an image
+    (folder / "masks" / "a").mkdir(parents=True)  # a labelled dataset's ground truth is not imported as parts
+    (folder / "masks" / "a" / "img000.png").write_bytes((folder / "b" / "img001.png").read_bytes())
     assert main(["dataset", "import-labelset", str(folder), "--set", "b1", "--blind", "2",
                  "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
-    assert "set b1: 12 image(s) added, 3 skipped" in out
+    assert "set b1: 12 image(s) added, 4 skipped" in out
+    assert "SKIPPED masks/a/img000.png: ground truth of a dataset (masks/, ground_truth/, boxes/)" in out
     assert "SKIPPED notes.txt: not an image" in out and "SKIPPED zz-copy.png: duplicate image" in out
     assert "capture.csv" not in out
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")

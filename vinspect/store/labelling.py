@@ -36,6 +36,7 @@ __all__ = ["GOOD", "ImageScore", "ImportReport", "Labeller", "add_scores", "cata
 GOOD = "good"
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SKIPPED_NAMES = frozenset({"capture.csv"})  # a `vinspect capture` run's own manifest
+_TRUTH_FOLDERS = frozenset({"masks", "ground_truth", "boxes"})  # a labelled dataset's masks and boxes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +104,9 @@ def import_folder(folder: Path, *, engine: Engine, files: LabelFiles, set_name: 
     for path in _image_files(folder):
         rel = path.relative_to(folder).as_posix()
         if path.name in _SKIPPED_NAMES:
+            continue
+        if len(path.relative_to(folder).parts) > 1 and path.relative_to(folder).parts[0] in _TRUTH_FOLDERS:
+            report.skipped.append((rel, "ground truth of a dataset (masks/, ground_truth/, boxes/), not a part image"))
             continue
         suffix = path.suffix.lower()
         if suffix not in IMAGE_SUFFIXES:
