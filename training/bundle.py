@@ -33,6 +33,7 @@ from training.fit import FitImages, fit_graph
 from training.fusion import FUSED_FAIL_AT
 from training.quantize import Int8Gate, judge_int8, quantize_int8
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
+from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.errors import DatasetError, ModelError
 from vinspect.files import sha256_file
 from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
@@ -227,6 +228,7 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         n_train_good=sum(s.is_good for s in run.samples), n_train_defect=sum(not s.is_good for s in run.samples),
         config={**cfg.model_dump(mode="json"), "good_only": run.good_only}, metrics=metrics,
         duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
+        labels_manifest_sha256=_labels_manifest_sha256(run.index.root),
     )
     manifest = ModelManifest(
         name=name, version=version, sha256=sha256_file(model),
@@ -245,6 +247,12 @@ def _fusion_spec(graph: InspectionGraph) -> FusionSpec | None:
         return None
     return FusionSpec(anomaly_at=float(fusion.anomaly_at[0]), defect_at=float(fusion.defect_at[0]),  # type: ignore[index]
                       anomaly_frr=fusion.anomaly_frr, defect_frr=fusion.defect_frr, fused_fail_at=FUSED_FAIL_AT)
+
+
+def _labels_manifest_sha256(root: Path) -> str | None:
+    """The hash of the dataset's labels manifest, so the bundle names its training labels."""
+    manifest = read_labels_manifest(root)
+    return manifest.sha256 if manifest is not None else None
 
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from webseed import PASSWORD, ROLES, TEST_OPTIONS, TestClient, add_users, build_app, open_store, seed
 
 from vinspect.api.auth import PasswordService
 from vinspect.store import session_scope
+from vinspect.store.label_files import LabelFiles
+from vinspect.store.label_queries import get_set, set_images
+from vinspect.store.labelling import import_folder
 from vinspect.store.review_queries import is_sampled
 from vinspect.store.users import create_user
 
@@ -38,10 +43,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert doc is not None
     sample = next(i for i in seeded.pass_ids if is_sampled(i, TEST_OPTIONS.pass_sample_rate))
     client.close()
+    images = tmp_path_factory.mktemp("authz-images")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(images / "one.png")
+    FORM_BODIES["POST /labelling/import"] = {"folder": str(images), "set_name": "authz", "blind": "0"}
+    report = import_folder(images, engine=store.engine, files=LabelFiles(data_dir / "labelling"), set_name="authz",
+                           actor="system:test")
+    assert report.added == 1
+    with session_scope(store.engine, readonly=True) as session:
+        label_set = get_set(session, "authz")
+        assert label_set is not None
+        image_id = set_images(session, label_set)[0].id
     return {"app": app, "params": {"ncr_uuid": ncr, "inspection_id": sample, "sha256": doc["evidence"][0]["sha256"],
                                    "user_id": str(victim.id), "name": "tiny", "version": "1",
                                    "alarm_id": "1", "number": "CAPA-2026-9999",
-                                   "step": "D1"}}
+                                   "step": "D1", "set_name": "authz", "image_id": str(image_id)}}
 
 
 def _operations(app: Any) -> list[str]:
@@ -63,6 +78,8 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
                                               "password": PASSWORD},
     "POST /api/v1/users/{user_id}/role": {"reason": "moved to QA", "role": "reviewer", "password": PASSWORD},
     "POST /api/v1/models/{name}/{version}/activate": {"password": PASSWORD},
+    "POST /api/v1/labelling/{set_name}/images/{image_id}/label": {"label": "good", "regions": []},
+    "POST /api/v1/labelling/{set_name}/images/{image_id}/settle": {"label": "good", "regions": []},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /login": {"username": "operator", "password": PASSWORD},

@@ -25,14 +25,18 @@ class Permission(enum.StrEnum):
     MODELS = "models"              # activate a model version (signed; accepts its stated risk)
     ACKNOWLEDGE = "acknowledge"    # acknowledge quality alarms, own and sign CAPA steps (signed)
     CAPA = "capa"                  # open CAPAs, link NCRs, close a CAPA (quality engineer's signature)
+    LABEL = "label"                # label images of labelling sets, settle others' blind disagreements
+    LABEL_SETS = "label_sets"      # import images as labelling sets
 
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
     "operator": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ACKNOWLEDGE}),
-    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE}),
+    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE,
+                           Permission.LABEL}),
     "quality_engineer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
                                    Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
-                                   Permission.MODELS, Permission.ACKNOWLEDGE, Permission.CAPA}),
+                                   Permission.MODELS, Permission.ACKNOWLEDGE, Permission.CAPA, Permission.LABEL,
+                                   Permission.LABEL_SETS}),
     "admin": frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
 }
 

@@ -1,4 +1,4 @@
-"""``vinspect dataset synth|validate``."""
+"""``vinspect dataset synth|validate`` (and the labelling verbs of :mod:`vinspect.cli.labelling`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vinspect.cli.labelling import register_verbs as register_labelling
+from vinspect.dataset.labels_manifest import check_labels_manifest, read_labels_manifest
 from vinspect.dataset.layouts import open_dataset
 from vinspect.dataset.synth import DEFECT_KINDS, write_dataset
 from vinspect.dataset.synth_pcb import SYNTH_KINDS, write_pairs
-from vinspect.dataset.validate import validate_dataset
+from vinspect.dataset.validate import Problem, validate_dataset
 
 __all__ = ["register"]
 
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     check = verbs.add_parser("validate", help="decode every image and mask; list every bad file")
     check.add_argument("data", type=Path)
     check.set_defaults(handler=_validate)
+    register_labelling(verbs)
 
 
 def _share(text: str) -> float:
@@ -63,8 +66,13 @@ def _synth(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     index = open_dataset(args.data)
     problems = validate_dataset(index)
+    problems.extend(Problem(path=path, reason=reason) for path, reason in check_labels_manifest(index.root))
     labels = sorted({s.label for s in index.samples})
     sys.stdout.write(f"{index.root}: {index.layout} layout, {len(index.samples)} images, classes {labels}\n")
+    manifest = read_labels_manifest(index.root)
+    if manifest is not None:
+        sys.stdout.write(f"{manifest.path.name}: {len(manifest.images)} labelled image(s), "
+                         f"{len(manifest.unsettled)} unsettled disagreement(s), sha256 {manifest.sha256}\n")
     for p in problems:
         sys.stdout.write(f"BAD {p.path}: {p.reason}\n")
     sys.stdout.write(f"{len(problems)} problem(s)\n")

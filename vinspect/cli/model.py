@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
+from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
-from vinspect.errors import ConfigError, ImageDecodeError, ModelError
+from vinspect.errors import ConfigError, DatasetError, ImageDecodeError, ModelError
 from vinspect.models.calibration import describe_fusion, describe_operating_point
 from vinspect.models.manifest import ModelManifest, OperatingPoint, read_manifest
 from vinspect.models.reference_spec import REFERENCE_NAME, ReferenceSpec
@@ -40,6 +41,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--name", default="model", help="model name in the registry (default: model)")
     train.add_argument("--version", default=None, help="default: a UTC timestamp")
     train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
+    train.add_argument("--allow-unsettled", action="store_true",
+                       help="train from a labelling export whose labels.json lists unsettled blind disagreements "
+                            "(those images are left out)")
     train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--quantize", choices=["none", "int8"], default=None,
@@ -138,6 +142,11 @@ def _acceptance_options(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     open_dataset(args.data)  # a folder that is not a dataset fails here, before PyTorch is imported
+    labels = read_labels_manifest(args.data)
+    if labels is not None and labels.unsettled and not args.allow_unsettled:
+        raise DatasetError(f"{labels.path}: {len(labels.unsettled)} blind disagreement(s) are not settled; settle "
+                           "them in the labelling workspace and export again, or pass --allow-unsettled to train "
+                           "without those images")
     if args.task == "reference":
         return _train_reference(args)
     try:

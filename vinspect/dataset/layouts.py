@@ -7,8 +7,9 @@
 * ``pairs``: template/test pairs with box files (DeepPCB; see :mod:`vinspect.dataset.pairs`). Each
   sample is a pair's test image, with its template as ``reference_path`` and its boxes; a pair
   with an empty box file is a good part. Split 50/50 by the DeepPCB card's rule.
-* ``classes``: plain class folders ``good/`` and ``<defect>/`` of images. Training learns from
-  every image (holding out its own validation part); evaluation scores every image.
+* ``classes``: plain class folders ``good/`` and ``<defect>/`` of images (optional masks in
+  ``masks/<class>/<stem>.png``, boxes in ``boxes/<class>/<stem>.txt``, as labelling exports
+  them). Training learns from every image (holding out its own validation part); evaluation scores every image.
 
 A layout is detected, never guessed silently: a folder that fits none raises DatasetError naming
 what was expected. Labels are class folder names; the good class is reported by ``good_label``.
@@ -145,7 +146,7 @@ def _magnetic_tile(root: Path) -> list[Sample]:
 def _classes(root: Path) -> list[Sample]:
     samples = []
     for cls in _class_dirs(root):
-        if cls.name == "masks":
+        if cls.name in ("masks", "boxes"):  # masks/<class>/<stem>.png, boxes/<class>/<stem>.txt
             continue
         for p in _images(cls):
             mask = root / "masks" / cls.name / f"{p.stem}.png"

@@ -174,6 +174,8 @@ class TrainingInfo(Strict):
     metrics: dict[str, float]
     duration_s: float
     git_sha: str | None = None
+    # SHA-256 of the dataset's labels manifest (labels.json of `vinspect dataset export-labels`), if it has one.
+    labels_manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class ModelManifest(Strict):

@@ -35,6 +35,7 @@ from vinspect.errors import StoreError
 
 __all__ = [
     "APPEND_ONLY_TABLES",
+    "LABEL_TABLES",
     "AuditRecord",
     "Base",
     "CapaLinkRecord",
@@ -42,6 +43,10 @@ __all__ = [
     "CapaStepRecord",
     "EvidenceRecord",
     "InspectionRecord",
+    "LabelEventRecord",
+    "LabelImageRecord",
+    "LabelScoreRecord",
+    "LabelSetRecord",
     "NcrEvent",
     "NcrRecord",
     "OutboxRecord",
@@ -55,6 +60,8 @@ __all__ = [
 
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
                       "spc_baselines", "capa_links", "pass_evidence")
+# Labelling (migration 0007): sets, their images, label events and model scores, append-only too.
+LABEL_TABLES = ("label_sets", "label_images", "label_events", "label_scores")
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only autoincrements INTEGER keys
 
@@ -446,3 +453,72 @@ class StationRow(Base):
     p50_ms: Mapped[float | None] = mapped_column(Float)
     p99_ms: Mapped[float | None] = mapped_column(Float)
     opcua_endpoint: Mapped[str | None] = mapped_column(String(255))
+class LabelSetRecord(Base):
+    """A labelling set: images imported together, labelled openly or blind by ``blind_labellers`` people."""
+
+    __tablename__ = "label_sets"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    model_name: Mapped[str | None] = mapped_column(String(128))  # the product model whose catalogue applies
+    blind_labellers: Mapped[int] = mapped_column(Integer)  # 0 or 1: open labelling; 2+: blind, compared
+    source: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class LabelImageRecord(Base):
+    """One image of a set, stored content-addressed (``sha256`` of its bytes) in the data directory."""
+
+    __tablename__ = "label_images"
+    __table_args__ = (UniqueConstraint("set_id", "sha256"), UniqueConstraint("set_id", "ordinal"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    suffix: Mapped[str] = mapped_column(String(8))
+    file_name: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    imported_at: Mapped[datetime]
+
+
+class LabelEventRecord(Base):
+    """One label given to an image (or an undo, or a settlement): who, when, under which catalogue."""
+
+    __tablename__ = "label_events"
+    __table_args__ = (Index("ix_label_events_image_user", "image_id", "user_id"),
+                      Index("ix_label_events_set", "set_id", "id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id"))
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("label_images.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # label | undo | settle
+    label: Mapped[str | None] = mapped_column(String(64))  # None: back to unlabelled (undo of a first label)
+    regions: Mapped[str] = mapped_column(Text)  # canonical JSON list
+    catalogue_version: Mapped[str] = mapped_column(String(16))
+    previous_event_id: Mapped[int | None] = mapped_column(BigId)
+    previous_label: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
+class LabelScoreRecord(Base):
+    """A model's score of a set's image, for putting the images it is least sure of first."""
+
+    __tablename__ = "label_scores"
+    __table_args__ = (Index("ix_label_scores_set", "set_id", "model_sha256"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id"))
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("label_images.id"))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    uncertainty: Mapped[float] = mapped_column(Float)  # 0 = on a threshold; larger = surer
+    score: Mapped[float] = mapped_column(Float)
+    scored_at: Mapped[datetime]
