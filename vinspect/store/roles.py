@@ -18,12 +18,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vinspect.errors import StoreError
 from vinspect.store.db import is_sqlite
+from vinspect.store.tables import APPEND_ONLY_TABLES as _APPEND_ONLY
 from vinspect.store.tables import LABEL_TABLES
 
 __all__ = ["APPEND_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
 
-APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
-                      "spc_baselines", "capa_links", "pass_evidence", *LABEL_TABLES)
+APPEND_ONLY_TABLES = (*_APPEND_ONLY, *LABEL_TABLES)  # one list (store.tables), the label tables too
 UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations")
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
