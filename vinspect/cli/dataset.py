@@ -1,4 +1,4 @@
-"""``vinspect dataset synth|validate|from-reviews``."""
+"""``vinspect dataset synth|validate|from-reviews|freeze``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vinspect.dataset.from_reviews import ReviewedImage, build_from_reviews
+from vinspect.dataset.frozen import freeze
 from vinspect.dataset.layouts import open_dataset
 from vinspect.dataset.synth import DEFECT_KINDS, write_dataset
 from vinspect.dataset.synth_pcb import SYNTH_KINDS, write_pairs
@@ -60,6 +61,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     reviews.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     reviews.add_argument("--database-url", default=None, help="default sqlite:///<data-dir>/vinspect.db")
     reviews.set_defaults(handler=_from_reviews)
+    frz = verbs.add_parser("freeze", help="copy a dataset's evaluation images into a versioned set pinned by hash",
+                           description="Champion and challenger are compared on the same frozen set; vinspect "
+                                       "compare re-hashes every file and refuses a set that changed.")
+    frz.add_argument("data", type=Path, help="dataset folder (its test split; every image of class folders)")
+    frz.add_argument("--out", type=Path, required=True, help="new folder for the frozen set")
+    frz.add_argument("--name", required=True, help="set name, e.g. tiles-eval")
+    frz.add_argument("--version", required=True, help="set version, e.g. 2026-12")
+    frz.set_defaults(handler=_freeze)
 
 
 def _share(text: str) -> float:
@@ -117,6 +126,13 @@ def _from_reviews(args: argparse.Namespace) -> int:
     for dropped, other in report.dropped_leaking:
         sys.stdout.write(f"LEFT OUT {dropped}: same image as {other}\n")
     sys.stdout.write(f"dataset_sha256 {report.dataset_sha256}\n")
+    return 0
+
+
+def _freeze(args: argparse.Namespace) -> int:
+    frozen = freeze(args.data, args.out, name=args.name, version=args.version)
+    sys.stdout.write(f"froze {frozen.n_images} images as {frozen.name} {frozen.version} in {frozen.root}: "
+                     f"set_sha256 {frozen.set_sha256}\n")
     return 0
 
 
