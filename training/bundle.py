@@ -10,6 +10,7 @@ failed run never leaves a half-written bundle at ``out``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from training.data import Split, channels_of, dataset_sha256, holdout_split, loa
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
+from vinspect.dataset.from_reviews import DATASET_FILE
 from vinspect.errors import DatasetError, ModelError
 from vinspect.models.calibration import CalibrationTarget, anomaly_cap, calibrate, summarize
 from vinspect.models.manifest import (
@@ -138,6 +140,18 @@ def _golden(vs: ValidationScores, thresholds: Thresholds, *, per_kind: int,
     return tuple(out)
 
 
+def _dataset_manifest_sha256(root: Path) -> str | None:
+    """The ``dataset_sha256`` a built dataset states in its ``dataset.json`` (from-reviews), if any."""
+    path = root / DATASET_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("dataset_sha256")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable dataset manifest ({exc})") from exc
+    return str(value) if value else None
+
+
 def _git_sha() -> str | None:
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -165,6 +179,8 @@ class _Run:
     config: TrainConfig
     good_only: bool
     started: float
+    parent: str | None = None
+    trained_by: str | None = None
 
 
 def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str,
@@ -193,6 +209,8 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         n_train_good=sum(s.is_good for s in run.samples), n_train_defect=sum(not s.is_good for s in run.samples),
         config={**cfg.model_dump(mode="json"), "good_only": run.good_only}, metrics=metrics,
         duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
+        trained_by=run.trained_by, parent_version=run.parent,
+        dataset_manifest_sha256=_dataset_manifest_sha256(run.index.root),
     )
     manifest = ModelManifest(
         name=name, version=version, sha256=_sha256(model),
@@ -205,7 +223,8 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
 
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,
-                 good_only: bool = False, config: TrainConfig | None = None, progress: bool = True) -> ModelManifest:
+                 good_only: bool = False, config: TrainConfig | None = None, progress: bool = True,
+                 parent: str | None = None, trained_by: str | None = None) -> ModelManifest:
     """Train a model on the dataset folder ``data`` and write its bundle to ``out``.
 
     Args:
@@ -216,6 +235,8 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
         good_only: ignore labelled defects (anomaly model only).
         config: training configuration; default :class:`TrainConfig()`.
         progress: show tqdm progress bars.
+        parent: the version this one is retrained from (recorded as ``training.parent_version``).
+        trained_by: who trains it (recorded; that person may not sign its promotion).
 
     Returns:
         The manifest written to ``out/manifest.json``.
@@ -234,7 +255,7 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
     samples = _training_samples(index, good_only=good_only, min_good=config.min_good_images)
     split = holdout_split(samples, val_percent=config.val_percent)
     fit_data, val = _fit_images(split, progress=progress)
-    run = _Run(index, samples, split, fit_data, val, config, good_only, started)
+    run = _Run(index, samples, split, fit_data, val, config, good_only, started, parent, trained_by)
     manifest = _fit_and_write(run, out, name=name, version=version, progress=progress)
     logger.info("bundle written", extra={"out": str(out), "task": manifest.task,
                                          "fail_at": manifest.thresholds.fail_at})

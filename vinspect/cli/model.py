@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vinspect.cli.promotion import register_verbs as register_promotion
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
 from vinspect.errors import ConfigError, ImageDecodeError, ModelError
@@ -42,6 +43,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
     train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--parent", default=None, metavar="VERSION",
+                       help="the version this candidate is retrained from (recorded in its manifest)")
+    train.add_argument("--trained-by", default=None,
+                       help="who trains it (default: your login); that person may not sign its promotion")
     train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
                        help="reference: golden-reference inspection from template/test pairs")
     train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
@@ -94,6 +99,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     for verb, handler in ((listing, _models_list), (install, _models_install), (activate, _models_activate)):
         verb.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_help)
         verb.set_defaults(handler=handler)
+    register_promotion(verbs)
 
 
 def _pairs_arg(items: list[str], flag: str) -> dict[str, Path]:
@@ -146,7 +152,8 @@ def _train(args: argparse.Namespace) -> int:
         raise
     config = load_config(args.config) if args.config else None
     manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
-                            config=config, progress=not args.no_progress)
+                            config=config, progress=not args.no_progress, parent=args.parent,
+                            trained_by=args.trained_by or getpass.getuser())
     ev = manifest.thresholds.evidence
     sys.stdout.write(
         f"wrote {args.out} ({manifest.name} {manifest.version}, {manifest.task}); "

@@ -154,6 +154,10 @@ class TrainingInfo(_Strict):
     metrics: dict[str, float]
     duration_s: float
     git_sha: str | None = None
+    trained_by: str | None = Field(None, description="who trained it (login); may not sign its promotion")
+    parent_version: str | None = Field(None, description="the version it was retrained from")
+    dataset_manifest_sha256: str | None = Field(
+        None, description="dataset_sha256 of the dataset.json a built dataset carries (vinspect dataset from-reviews)")
 
 
 class ModelManifest(_Strict):

@@ -25,7 +25,7 @@ from vinspect.pipeline.judge import judge_image
 from vinspect.report.evaluate import Scored, summarize
 from vinspect.types import Verdict
 
-__all__ = ["Comparison", "compare_bundles"]
+__all__ = ["Comparison", "GoldenOutcome", "compare_bundles", "golden_outcome"]
 
 _HEADLINE = ("auroc", "f1", "false_reject_rate_at_zero_escape", "defect_type_accuracy")
 
@@ -103,3 +103,30 @@ def compare_bundles(samples: list[Sample], *, champion: Bundle, challenger: Bund
                         "challenger": {"verdict": vb.value, "score": sb.score}})
     return Comparison(champion=a, challenger=b, delta=delta, changed=changed, champion_scored=a_scored,
                       challenger_scored=b_scored)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoldenOutcome:
+    """How a bundle judges its own golden samples (each at the bundle's own thresholds)."""
+
+    defects: int
+    defects_failed: int
+    goods: int
+    goods_passed: int
+
+
+def golden_outcome(bundle: Bundle, policy: DecisionPolicy) -> GoldenOutcome:
+    """Judge every golden sample: defects that FAIL, goods that PASS (unreadable ones count as missed)."""
+    defects = failed = goods = passed = 0
+    for sample in bundle.manifest.golden_samples:
+        try:
+            verdict = judge_image(read_image(bundle.path / sample.file), bundle=bundle, policy=policy).decision.verdict
+        except ImageDecodeError:
+            verdict = None
+        if sample.expect == "FAIL":
+            defects += 1
+            failed += verdict is Verdict.FAIL
+        else:
+            goods += 1
+            passed += verdict is Verdict.PASS
+    return GoldenOutcome(defects=defects, defects_failed=failed, goods=goods, goods_passed=passed)
