@@ -43,7 +43,7 @@ def _compare(args: argparse.Namespace) -> int:
     champion = load_bundle(args.champion, threads=args.threads)
     challenger = load_bundle(args.challenger, threads=args.threads)
     for b in (champion, challenger):
-        if b.manifest.task != "anomaly":
+        if b.manifest.task == "reference":
             raise ConfigError(f"compare judges anomaly bundles; {b.manifest.name} {b.manifest.version} is a "
                               f"{b.manifest.task} bundle (use vinspect eval on its pairs)")
     result = compare_bundles(index.test_samples(), champion=champion, challenger=challenger,

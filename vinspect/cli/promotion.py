@@ -25,6 +25,7 @@ from vinspect.models.promotion_criteria import Criteria, Evaluation
 from vinspect.models.registry import ModelRegistry
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.gating import policy_for
+from vinspect.pipeline.shadow import read_shadow_stats
 from vinspect.report.compare import compare_bundles, golden_outcome
 from vinspect.settings import load_settings
 from vinspect.store import promotion as promo
@@ -176,11 +177,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         doc = {"challenger": challenger_doc, "champion": None}
     golden = golden_outcome(candidate, policy)
     m = candidate.manifest
+    shadow = read_shadow_stats(load_settings(data_dir=args.data_dir).data_dir / "shadow" / f"{m.name}@{m.version}")
     evaluation = Evaluation(
         frozen_set={"name": frozen.name, "version": frozen.version, "set_sha256": frozen.set_sha256},
         golden_defects=golden.defects, golden_defects_failed=golden.defects_failed, golden_goods=golden.goods,
         golden_goods_passed=golden.goods_passed, challenger=_slim(challenger_doc),
-        champion=None if champion_doc is None else _slim(champion_doc))
+        champion=None if champion_doc is None else _slim(champion_doc),
+        shadow_parts=None if shadow is None else int(shadow["parts"]),
+        shadow=None if shadow is None else {k: shadow.get(k) for k in (
+            "parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")})
     digest = _run(_engine(args), lambda s: promo.record_evaluation(
         session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()))
     if args.json:
@@ -195,6 +200,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     against = f"against {args.name} {active}" if active else "(no active version to compare with)"
     sys.stdout.write(f"evaluated {m.name} {m.version} {against} on {frozen.name} {frozen.version} "
                      f"(evidence {digest[:12]}); golden defects failed {golden.defects_failed}/{golden.defects}\n")
+    if shadow is not None:
+        sys.stdout.write(f"shadow on the line: {shadow['parts']} parts, agreement "
+                         f"{'n/a' if shadow.get('agreement') is None else format(shadow['agreement'], '.1%')}, "
+                         f"disagreements {shadow.get('disagree')}, dropped busy {shadow.get('dropped_busy')}\n")
     sys.stdout.write("criteria met\n" if not state.failures else
                       "criteria NOT met:\n" + "".join(f"  {f}\n" for f in state.failures))
     return 0 if not state.failures else 1

@@ -41,6 +41,7 @@ from vinspect.pipeline.books import BookKeeper
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.record import InspectionSink, JsonlSink, append_records, recover_books, truncate_torn_tail
 from vinspect.pipeline.runner import InspectionPipeline
+from vinspect.pipeline.shadow import ShadowSink
 from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
 from vinspect.pipeline.status import StatusFile
 from vinspect.pipeline.swap import Judge, ModelWatch, RegistryWatch, unavailable_judge
@@ -50,8 +51,10 @@ from vinspect.station import (
     LogSignalConfig,
     ModbusSignalConfig,
     ModelByName,
+    ModelByPath,
     MqttSignalConfig,
     NullSignalConfig,
+    ShadowSinkConfig,
     StationConfig,
     StoreSinkConfig,
     load_station,
@@ -145,6 +148,23 @@ def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack) -
     return stack.enter_context(sink), engine
 
 
+def _shadow_sink(cfg: ShadowSinkConfig, station: StationConfig, settings: Settings) -> ShadowSink:
+    """The shadow candidate, gated like a hot-swap candidate (verified, golden self-test)."""
+    spec = cfg.model
+    if isinstance(spec, ModelByPath):
+        path = spec.path
+    else:
+        path = ModelRegistry(settings.data_dir / "models").resolve(spec.name, spec.version)
+    gate = gate_bundle(path, require_golden=station.policy.require_golden, threads=1, part_number=spec.part_number)
+    if gate.bundle is None:
+        raise ConfigError(f"sinks: shadow model {path}: {gate.reason}")
+    m = gate.bundle.manifest
+    active = station.model.name if isinstance(station.model, ModelByName) else str(station.model.path)
+    return ShadowSink(gate.bundle, policy=policy_for(gate.bundle), out=settings.data_dir / "shadow" /
+                      f"{m.name}@{m.version}", deadline_ms=station.deadline_ms, queue_size=cfg.queue_size,
+                      active_model=active)
+
+
 def _sinks(
     station: StationConfig, settings: Settings, *, stack: ExitStack,
 ) -> tuple[list[InspectionSink], Path | None, Any]:
@@ -155,6 +175,8 @@ def _sinks(
         if isinstance(cfg, JsonlSinkConfig):
             jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
             sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
+        elif isinstance(cfg, ShadowSinkConfig):
+            sinks.append(stack.enter_context(_shadow_sink(cfg, station, settings)))
         else:
             sink, engine = _store_sink(cfg, settings, stack=stack)
             sinks.append(sink)

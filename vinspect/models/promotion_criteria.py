@@ -46,6 +46,7 @@ class Evaluation(BaseModel):
     challenger: dict[str, Any]
     champion: dict[str, Any] | None
     shadow_parts: int | None = None
+    shadow: dict[str, Any] | None = None
 
 
 def failed_criteria(criteria: Criteria, ev: Evaluation) -> list[str]:
