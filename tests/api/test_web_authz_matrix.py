@@ -61,6 +61,8 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
                                               "password": PASSWORD},
     "POST /api/v1/users/{user_id}/role": {"reason": "moved to QA", "role": "reviewer", "password": PASSWORD},
     "POST /api/v1/models/{name}/{version}/activate": {"password": PASSWORD},
+    "POST /api/v1/models/{name}/{version}/promotion/signatures": {"password": PASSWORD, "reason": "reviewed"},
+    "POST /api/v1/models/{name}/{version}/promotion/promote": {"password": PASSWORD},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /login": {"username": "operator", "password": PASSWORD},
@@ -75,6 +77,8 @@ FORM_BODIES: dict[str, dict[str, str]] = {
                                        "password": PASSWORD},
     "POST /users/{user_id}/role": {"reason": "moved", "role": "reviewer", "password": PASSWORD},
     "POST /models/{name}/{version}/activate": {"password": PASSWORD},
+    "POST /models/{name}/{version}/sign": {"password": PASSWORD, "reason": "reviewed"},
+    "POST /models/{name}/{version}/promote": {"password": PASSWORD},
     "POST /users": {"username": "formbie", "display_name": "F", "role": "operator",
                     "password": "a long enough passphrase"},
 }

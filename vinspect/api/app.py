@@ -24,7 +24,7 @@ from vinspect.api.auth import ClientLimiter, PasswordService, SessionStore
 from vinspect.api.deps import ApiOptions, CurrentUser, NotAuthenticated, Services
 from vinspect.api.formatting import install_filters
 from vinspect.api.pages import error_page, home_path, login_redirect, redirect, signed_in_user
-from vinspect.api.routes import admin, auth, evidence, export, ncrs, queue, station
+from vinspect.api.routes import admin, auth, evidence, export, ncrs, promotion, queue, station
 from vinspect.api.security import SecurityMiddleware
 from vinspect.api.station import StatusSource
 from vinspect.errors import StateError
@@ -65,7 +65,7 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.services = services
-    for module in (auth, queue, ncrs, evidence, station, export, admin):
+    for module in (auth, queue, ncrs, evidence, station, promotion, export, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     _install_handlers(app)

@@ -340,8 +340,29 @@ def _models_install(args: argparse.Namespace) -> int:
 def _models_activate(args: argparse.Namespace) -> int:
     registry = _registry(args)
     manifest = read_manifest(registry.resolve(args.name, args.version))
+    _refuse_controlled(args, manifest)
     _activate(args, registry, manifest, signer=_check_acceptance(args, manifest))
     return 0
+
+
+def _refuse_controlled(args: argparse.Namespace, manifest: ModelManifest) -> None:
+    """A version whose promotion criteria were fixed goes on the line by promotion only."""
+    settings = load_settings(data_dir=args.data_dir)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return  # no store yet: nothing can be under promotion control
+    from vinspect.store import make_engine, session_scope
+    from vinspect.store.promotion import under_promotion_control
+
+    engine = make_engine(url)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            controlled = under_promotion_control(session=session, name=manifest.name, version=manifest.version)
+    finally:
+        engine.dispose()
+    if controlled:
+        raise ModelError(f"{manifest.name} {manifest.version} is under promotion control: promote it "
+                         f"(vinspect models promote {manifest.name} {manifest.version}) after two signatures")
 
 
 def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int | None:

@@ -42,7 +42,7 @@ from vinspect.store.tables import AuditRecord, SignatureRecord
 from vinspect.store.users import get_user
 
 __all__ = ["PROMOTION_ROLES", "Candidate", "candidate_state", "fix_criteria", "model_history", "promote",
-           "record_evaluation", "record_rollback", "sign_promotion"]
+           "record_evaluation", "record_rollback", "sign_promotion", "under_promotion_control"]
 
 PROMOTION_ROLES = frozenset({Role.QUALITY_ENGINEER, Role.ADMIN})
 CRITERIA = "model.criteria"
@@ -153,6 +153,11 @@ def record_evaluation(*, session: Session, name: str, version: str, sha256: str,
                "evaluation": evaluation.model_dump(mode="json"), "evaluated_at": format_utc(when)}
     return _append(session, actor=actor, action=EVALUATION, name=name, version=version, content=content,
                    reason=None, at=when, field="evaluation")
+
+
+def under_promotion_control(*, session: Session, name: str, version: str) -> bool:
+    """True when criteria were fixed for the version: it goes on the line by promotion, not activation."""
+    return bool(_rows(session, name, version, CRITERIA))
 
 
 def candidate_state(*, session: Session, name: str, version: str) -> Candidate:
