@@ -10,6 +10,7 @@ failed run never leaves a half-written bundle at ``out``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ from training.fit import FitImages, fit_graph
 from training.fusion import FUSED_FAIL_AT
 from training.quantize import Int8Gate, judge_int8, quantize_int8
 from vinspect.dataset import DatasetIndex, Sample, open_dataset
+from vinspect.dataset.from_reviews import DATASET_FILE
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.errors import DatasetError, ModelError
 from vinspect.files import sha256_file
@@ -178,6 +180,16 @@ def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Threshol
                         nodes=nodes)
     float_model.unlink()
     return q_vs, q_thresholds, report.metrics()
+def _dataset_manifest_sha256(root: Path) -> str | None:
+    """The ``dataset_sha256`` a built dataset states in its ``dataset.json`` (from-reviews), if any."""
+    path = root / DATASET_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("dataset_sha256")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable dataset manifest ({exc})") from exc
+    return str(value) if value else None
 
 
 def _git_sha() -> str | None:
@@ -201,6 +213,8 @@ class _Run:
     config: TrainConfig
     good_only: bool
     started: float
+    parent: str | None = None
+    trained_by: str | None = None
 
 
 def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str,
@@ -229,6 +243,8 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         config={**cfg.model_dump(mode="json"), "good_only": run.good_only}, metrics=metrics,
         duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
         labels_manifest_sha256=_labels_manifest_sha256(run.index.root),
+        trained_by=run.trained_by, parent_version=run.parent,
+        dataset_manifest_sha256=_dataset_manifest_sha256(run.index.root),
     )
     manifest = ModelManifest(
         name=name, version=version, sha256=sha256_file(model),
@@ -256,7 +272,8 @@ def _labels_manifest_sha256(root: Path) -> str | None:
 
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,
-                 good_only: bool = False, config: TrainConfig | None = None, progress: bool = True) -> ModelManifest:
+                 good_only: bool = False, config: TrainConfig | None = None, progress: bool = True,
+                 parent: str | None = None, trained_by: str | None = None) -> ModelManifest:
     """Train a model on the dataset folder ``data`` and write its bundle to ``out``.
 
     Args:
@@ -267,6 +284,8 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
         good_only: ignore labelled defects (anomaly model only).
         config: training configuration; default :class:`TrainConfig()`.
         progress: show tqdm progress bars.
+        parent: the version this one is retrained from (recorded as ``training.parent_version``).
+        trained_by: who trains it (recorded; that person may not sign its promotion).
 
     Returns:
         The manifest written to ``out/manifest.json``.
@@ -285,7 +304,7 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
     samples = _training_samples(index, good_only=good_only, min_good=config.min_good_images)
     split = holdout_split(samples, val_percent=config.val_percent)
     fit_data, val = _fit_images(split, progress=progress)
-    run = _Run(index, samples, split, fit_data, val, config, good_only, started)
+    run = _Run(index, samples, split, fit_data, val, config, good_only, started, parent, trained_by)
     manifest = _fit_and_write(run, out, name=name, version=version, progress=progress)
     logger.info("bundle written", extra={"out": str(out), "task": manifest.task,
                                          "fail_at": manifest.thresholds.fail_at})

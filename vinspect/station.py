@@ -143,7 +143,17 @@ class StoreSinkConfig(Strict):
     pass_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
 
 
-SinkConfig = Annotated[JsonlSinkConfig | StoreSinkConfig, Field(discriminator="kind")]
+class ShadowSinkConfig(Strict):
+    """A candidate model judging every part beside the active one, never signalling
+    (:mod:`vinspect.pipeline.shadow`); its statistics land in ``<data_dir>/shadow/<name>@<version>/``."""
+
+    kind: Literal["shadow"]
+    model: ModelByPath | ModelByName
+    queue_size: PositiveInt = 2
+    critical: Literal[False] = False
+
+
+SinkConfig = Annotated[JsonlSinkConfig | StoreSinkConfig | ShadowSinkConfig, Field(discriminator="kind")]
 
 
 def _default_sinks() -> list[SinkConfig]:

@@ -80,6 +80,8 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/models/{name}/{version}/activate": {"password": PASSWORD},
     "POST /api/v1/labelling/{set_name}/images/{image_id}/label": {"label": "good", "regions": []},
     "POST /api/v1/labelling/{set_name}/images/{image_id}/settle": {"label": "good", "regions": []},
+    "POST /api/v1/models/{name}/{version}/promotion/signatures": {"password": PASSWORD, "reason": "reviewed"},
+    "POST /api/v1/models/{name}/{version}/promotion/promote": {"password": PASSWORD},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /login": {"username": "operator", "password": PASSWORD},
@@ -94,6 +96,8 @@ FORM_BODIES: dict[str, dict[str, str]] = {
                                        "password": PASSWORD},
     "POST /users/{user_id}/role": {"reason": "moved", "role": "reviewer", "password": PASSWORD},
     "POST /models/{name}/{version}/activate": {"password": PASSWORD},
+    "POST /models/{name}/{version}/sign": {"password": PASSWORD, "reason": "reviewed"},
+    "POST /models/{name}/{version}/promote": {"password": PASSWORD},
     "POST /users": {"username": "formbie", "display_name": "F", "role": "operator",
                     "password": "a long enough passphrase"},
 }

@@ -34,6 +34,7 @@ from vinspect.api.routes import (
     labelling_api,
     ncrs,
     plant,
+    promotion,
     quality,
     queue,
     station,
@@ -78,7 +79,7 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.services = services
-    for module in (auth, queue, ncrs, evidence, station, plant, export, admin, quality, capa, labelling,
+    for module in (auth, queue, ncrs, evidence, station, promotion, plant, export, admin, quality, capa, labelling,
                    labelling_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")

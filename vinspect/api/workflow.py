@@ -45,6 +45,7 @@ from vinspect.store.ncr import (
     ReviewInput,
     Role,
 )
+from vinspect.store.promotion import under_promotion_control
 from vinspect.store.repository import get_ncr_status
 from vinspect.store.requests import first_use, seen_before
 from vinspect.store.review_queries import DbSession, active_admin_exists, count_recent, get_inspection, last_unlock
@@ -372,6 +373,10 @@ def activate_model(services: Services, user: AuthUser, name: str, version: str, 
     over the stated rates. The audit rows and the ACTIVE switch share one transaction.
     """
     manifest = installed_manifest(services, name, version)
+    with session_scope(services.store.engine, readonly=True) as session:
+        if under_promotion_control(session=session, name=name, version=version):
+            raise HTTPException(status_code=409, detail=f"{name} {version} is under promotion control: it goes on the "
+                                "line by a promotion signed by two people (see its Promotion section)")
     warnings = activation_warnings(manifest)
     if warnings and not body.accept_risk:
         raise HTTPException(status_code=409, detail=f"{name} {version} cannot meet its targets: "

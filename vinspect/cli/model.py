@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vinspect.cli.promotion import register_verbs as register_promotion
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
@@ -49,6 +50,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--quantize", choices=["none", "int8"], default=None,
                        help="int8: ship ONNX Runtime's static int8 graph, judged against the float one "
                             "(default: the config's `quantize`, none)")
+    train.add_argument("--parent", default=None, metavar="VERSION",
+                       help="the version this candidate is retrained from (recorded in its manifest)")
+    train.add_argument("--trained-by", default=None,
+                       help="who trains it (default: your login); that person may not sign its promotion")
     train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
                        help="reference: golden-reference inspection from template/test pairs")
     train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
@@ -101,6 +106,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     for verb, handler in ((listing, _models_list), (install, _models_install), (activate, _models_activate)):
         verb.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_help)
         verb.set_defaults(handler=handler)
+    register_promotion(verbs)
 
 
 def _pairs_arg(items: list[str], flag: str) -> dict[str, Path]:
@@ -162,7 +168,8 @@ def _train(args: argparse.Namespace) -> int:
 
         config = (config or TrainConfig()).model_copy(update={"quantize": args.quantize})
     manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
-                            config=config, progress=not args.no_progress)
+                            config=config, progress=not args.no_progress, parent=args.parent,
+                            trained_by=args.trained_by or getpass.getuser())
     ev = manifest.thresholds.evidence
     sys.stdout.write(
         f"wrote {args.out} ({manifest.name} {manifest.version}, {manifest.task}); "
@@ -355,8 +362,29 @@ def _models_install(args: argparse.Namespace) -> int:
 def _models_activate(args: argparse.Namespace) -> int:
     registry = _registry(args)
     manifest = read_manifest(registry.resolve(args.name, args.version))
+    _refuse_controlled(args, manifest)
     _activate(args, registry, manifest, signer=_check_acceptance(args, manifest))
     return 0
+
+
+def _refuse_controlled(args: argparse.Namespace, manifest: ModelManifest) -> None:
+    """A version whose promotion criteria were fixed goes on the line by promotion only."""
+    settings = load_settings(data_dir=args.data_dir)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return  # no store yet: nothing can be under promotion control
+    from vinspect.store import make_engine, session_scope
+    from vinspect.store.promotion import under_promotion_control
+
+    engine = make_engine(url)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            controlled = under_promotion_control(session=session, name=manifest.name, version=manifest.version)
+    finally:
+        engine.dispose()
+    if controlled:
+        raise ModelError(f"{manifest.name} {manifest.version} is under promotion control: promote it "
+                         f"(vinspect models promote {manifest.name} {manifest.version}) after two signatures")
 
 
 def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int | None:

@@ -46,6 +46,7 @@ from vinspect.pipeline.judge import Judge, unavailable_judge
 from vinspect.pipeline.part_numbers import PartNumbers, mark_path
 from vinspect.pipeline.record import InspectionSink, JsonlSink
 from vinspect.pipeline.runner import InspectionPipeline
+from vinspect.pipeline.shadow import ShadowSink
 from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
 from vinspect.pipeline.status import StatusWriter, status_path
 from vinspect.pipeline.swap import ModelWatch, RegistryWatch
@@ -55,8 +56,10 @@ from vinspect.station import (
     LogSignalConfig,
     ModbusSignalConfig,
     ModelByName,
+    ModelByPath,
     MqttSignalConfig,
     NullSignalConfig,
+    ShadowSinkConfig,
     StationConfig,
     StoreSinkConfig,
     load_station,
@@ -151,6 +154,23 @@ def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack,
     return stack.enter_context(sink), engine
 
 
+def _shadow_sink(cfg: ShadowSinkConfig, station: StationConfig, settings: Settings) -> ShadowSink:
+    """The shadow candidate, gated like a hot-swap candidate (verified, golden self-test)."""
+    spec = cfg.model
+    if isinstance(spec, ModelByPath):
+        path = spec.path
+    else:
+        path = ModelRegistry(settings.data_dir / "models").resolve(spec.name, spec.version)
+    gate = gate_bundle(path, require_golden=station.policy.require_golden, threads=1, part_number=spec.part_number)
+    if gate.bundle is None:
+        raise ConfigError(f"sinks: shadow model {path}: {gate.reason}")
+    m = gate.bundle.manifest
+    active = station.model.name if isinstance(station.model, ModelByName) else str(station.model.path)
+    return ShadowSink(gate.bundle, policy=policy_for(gate.bundle), out=settings.data_dir / "shadow" /
+                      f"{m.name}@{m.version}", deadline_ms=station.deadline_ms, queue_size=cfg.queue_size,
+                      active_model=active)
+
+
 def _sinks(
     station: StationConfig, settings: Settings, *, stack: ExitStack,
 ) -> tuple[list[InspectionSink], Path | None, Any]:
@@ -161,6 +181,8 @@ def _sinks(
         if isinstance(cfg, JsonlSinkConfig):
             jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
             sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
+        elif isinstance(cfg, ShadowSinkConfig):
+            sinks.append(stack.enter_context(_shadow_sink(cfg, station, settings)))
         else:
             sink, engine = _store_sink(cfg, settings, stack=stack, station_id=station.station_id)
             sinks.append(sink)

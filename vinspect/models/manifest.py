@@ -176,6 +176,10 @@ class TrainingInfo(Strict):
     git_sha: str | None = None
     # SHA-256 of the dataset's labels manifest (labels.json of `vinspect dataset export-labels`), if it has one.
     labels_manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    trained_by: str | None = Field(default=None, description="who trained it (login); may not sign its promotion")
+    parent_version: str | None = Field(default=None, description="the version it was retrained from")
+    dataset_manifest_sha256: str | None = Field(
+        default=None, description="dataset_sha256 of the dataset.json a built dataset carries (dataset from-reviews)")
 
 
 class ModelManifest(Strict):

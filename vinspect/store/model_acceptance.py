@@ -31,6 +31,9 @@ from vinspect.store.users import get_user
 __all__ = ["ModelActivation", "record_model_activation", "verify_model_signature"]
 
 ACCEPTED_ACTION = "model.risk_accepted"
+# audit rows that keep the content a model signature binds (risk acceptance here; promotion and
+# rollback signatures in vinspect.store.promotion)
+SIGNED_CONTENT_ACTIONS = (ACCEPTED_ACTION, "model.promotion_signed", "model.rollback")
 
 
 def _entity_id(name: str, version: str) -> str:
@@ -105,7 +108,7 @@ def record_model_activation(
 def verify_model_signature(sig: SignatureRecord, *, session: Session) -> bool:
     """True when a model signature still matches the accepted content kept in its audit row."""
     rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.action == ACCEPTED_ACTION, AuditRecord.entity == "model",
+        AuditRecord.action.in_(SIGNED_CONTENT_ACTIONS), AuditRecord.entity == "model",
         AuditRecord.entity_id == sig.entity_id, AuditRecord.record_sha256 == sig.record_sha256))
     for row in rows:
         try:

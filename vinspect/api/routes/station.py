@@ -11,6 +11,7 @@ from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, 
 from vinspect.api.formatting import number
 from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
 from vinspect.api.permissions import Permission, allowed
+from vinspect.api.promotion import promotion_views
 from vinspect.api.schemas import ModelActivate, ModelPublic, ModelsPublic, StationStatusPublic
 from vinspect.api.workflow import activate_model, detail_text
 from vinspect.errors import VinspectError
@@ -79,7 +80,9 @@ def station_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLR
 def models_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLResponse:
     """Installed model versions."""
     models, problem = _models(services)
-    context = {"models": models, "problem": problem, "can_activate": allowed(user.role, Permission.MODELS)}
+    promotions = promotion_views(services, [(m.name, m.version) for m in models]) if not problem else {}
+    context = {"models": models, "problem": problem, "can_activate": allowed(user.role, Permission.MODELS),
+               "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()}}
     return render(request, "models.html", context=context, user=user)
 
 

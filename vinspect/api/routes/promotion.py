@@ -1,0 +1,113 @@
+"""Model promotion: its state as JSON, and signing and promoting from the models page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, client_source
+from vinspect.api.pages import PAGE_RESPONSES, flash, redirect
+from vinspect.api.promotion import promote_model, promotion_views, sign_model_promotion
+from vinspect.api.workflow import detail_text, installed_manifest
+
+__all__ = ["router"]
+
+router = APIRouter()
+Segment = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"}, 403: {"description": "forbidden, CSRF, or the password does not match"},
+    404: {"description": "no such installed version"},
+    409: {"description": "refused by a promotion rule (named in the detail)"}, 422: {"description": "invalid"}}
+
+
+class PromotionPublic(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    version: str
+    under_control: bool
+    criteria: dict[str, Any] | None
+    trained_by: str | None
+    evaluation: dict[str, Any] | None
+    signers: list[str]
+    blockers: list[str]
+    promoted: bool
+
+
+class PromotionSign(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    password: str = Field(default="", max_length=256)
+    reason: str = Field(default="", max_length=2000)
+
+
+class PromotionPromote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(default="", max_length=256)
+
+
+def _public(services: ServicesDep, name: str, version: str) -> PromotionPublic:
+    view = promotion_views(services, [(name, version)])[(name, version)]
+    return PromotionPublic(name=name, version=version, under_control=view.under_control, criteria=view.criteria,
+                           trained_by=view.trained_by, evaluation=view.evaluation, signers=list(view.signers),
+                           blockers=list(view.blockers), promoted=view.promoted)
+
+
+@router.get("/api/v1/models/{name}/{version}/promotion", tags=["station"], responses=RESPONSES)
+def api_promotion(name: Segment, version: Segment, services: ServicesDep, _user: Viewer) -> PromotionPublic:
+    """Criteria, evidence, signatures and what still blocks the promotion of one version."""
+    installed_manifest(services, name, version)
+    return _public(services, name, version)
+
+
+@router.post("/api/v1/models/{name}/{version}/promotion/signatures", tags=["station"], status_code=201,
+             responses=RESPONSES)
+def api_sign(name: Segment, version: Segment, body: PromotionSign, request: Request, services: ServicesDep,
+             user: ModelActivator, _csrf: CsrfChecked) -> PromotionPublic:
+    """Sign the promotion (MODEL_PROMOTION, password re-entry); the trainer and a second signature by the
+    same person are refused."""
+    sign_model_promotion(services, user, name, version, password=body.password, reason=body.reason,
+                         source=client_source(request))
+    return _public(services, name, version)
+
+
+@router.post("/api/v1/models/{name}/{version}/promotion/promote", tags=["station"], responses=RESPONSES)
+def api_promote(name: Segment, version: Segment, body: PromotionPromote, request: Request, services: ServicesDep,
+                user: ModelActivator, _csrf: CsrfChecked) -> PromotionPublic:
+    """Make a candidate that meets its criteria and holds two signatures the active version."""
+    promote_model(services, user, name, version, password=body.password, source=client_source(request))
+    return _public(services, name, version)
+
+
+@router.post("/models/{name}/{version}/sign", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def sign_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
+              _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "",
+              reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Sign from the models page."""
+    try:
+        state = sign_model_promotion(services, user, name, version, password=password, reason=reason,
+                                     source=client_source(request))
+    except HTTPException as exc:
+        flash(request, f"Signature refused: {detail_text(exc)}")
+        return redirect(f"/models#model-{name}-{version}")
+    flash(request, f"You signed the promotion of {name} {version} ({len(state.signers)} of 2 signatures).")
+    return redirect(f"/models#model-{name}-{version}")
+
+
+@router.post("/models/{name}/{version}/promote", tags=["pages"], response_class=HTMLResponse,
+             responses=PAGE_RESPONSES)
+def promote_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
+                 _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "") -> Response:
+    """Promote from the models page."""
+    try:
+        promote_model(services, user, name, version, password=password, source=client_source(request))
+    except HTTPException as exc:
+        flash(request, f"Promotion refused: {detail_text(exc)}")
+        return redirect(f"/models#model-{name}-{version}")
+    flash(request, f"{name} {version} is now the active version; a running station switches after its golden "
+                   "self-test.")
+    return redirect("/models")
