@@ -177,8 +177,8 @@ def test_four_stations_sixty_seconds_one_killed(plant_db: str, tmp_path: Path) -
                                "VINSPECT_DATABASE_URL": plant_db})
     assert done.returncode == 0, done.stderr[-2000:]
     closing = json.loads(done.stdout.strip().splitlines()[-1])
-    # numbers the SIGKILL left handed out but unrecorded come back as FAIL "crash" records (issue 16),
-    # so the restarted station's books count them too: its parts are numbered 0..N-1 with no gap
+    # numbers the SIGKILL left handed out but unrecorded come back (from the JSONL copy, else as FAIL
+    # "crash" records; issue 16), so the restarted station's books count them: parts 0..N-1, no gap
     after = make_engine(plant_db)
     try:
         with session_scope(after, readonly=True) as session:
@@ -189,4 +189,6 @@ def test_four_stations_sixty_seconds_one_killed(plant_db: str, tmp_path: Path) -
     finally:
         after.dispose()
     assert seqs == list(range(len(seqs)))
-    assert closing["books"]["triggers"] == len(dead) + crashed + 10 == len(seqs) and closing["books_reconciled"]
+    # the restart also stores what the JSONL copy held and the store lacked, so at least the crash records
+    assert closing["books"]["triggers"] == len(seqs) and closing["books_reconciled"]
+    assert len(seqs) - len(dead) - 10 >= crashed
