@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from vinspect.store.canonical import format_utc
 from vinspect.store.users import USERNAME_PATTERN
 
 __all__ = [
@@ -231,6 +232,13 @@ class AuditRecordPublic(_Out):
     source: str | None
     record_sha256: str | None
     row_hash: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> AuditRecordPublic:
+        """The public form of one audit row (an NCR's trail and the admin's audit page)."""
+        return cls(seq=row.seq, at=format_utc(row.at), actor=row.actor, action=row.action, entity=row.entity,
+                   entity_id=row.entity_id, field=row.field, old_value=row.old_value, new_value=row.new_value,
+                   reason=row.reason, source=row.source, record_sha256=row.record_sha256, row_hash=row.row_hash)
 
 
 class AuditRecordsPublic(_Out):
