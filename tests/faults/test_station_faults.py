@@ -3,7 +3,6 @@ a valid verdict, books that reconcile, and the reason visible in the books and t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import resource
@@ -168,11 +167,7 @@ def test_gated_out_station_rejects_100_triggers(tmp_path) -> None:
 
 
 def cli() -> list[str]:
-    from vinspect.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    module = "vinspect" if "run" in sub.choices else "vinspect.cli.station"
-    return [sys.executable, "-m", module, "--log-level", "ERROR", "run"]
+    return [sys.executable, "-m", "vinspect", "--log-level", "ERROR", "run"]
 
 
 @pytest.fixture()

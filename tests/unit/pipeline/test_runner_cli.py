@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -20,11 +19,7 @@ GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
 
 
 def cli() -> list[str]:
-    from vinspect.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    module = "vinspect" if "run" in sub.choices else "vinspect.cli.station"
-    return [sys.executable, "-m", module, "--log-level", "ERROR", "run"]
+    return [sys.executable, "-m", "vinspect", "--log-level", "ERROR", "run"]
 
 
 def records(path: Path) -> list[dict]:
