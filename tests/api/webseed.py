@@ -18,7 +18,7 @@ import numpy as np
 from vinspect.api.app import create_app
 from vinspect.api.auth import PasswordService
 from vinspect.api.deps import ApiOptions
-from vinspect.api.station import FixedStatus
+from vinspect.api.status_source import FixedStatus
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
 from vinspect.store import EvidenceStore, NcrDefaults, NcrRef, StoreSink, make_engine, session_scope, upgrade

@@ -26,7 +26,7 @@ from vinspect.api.formatting import install_filters
 from vinspect.api.pages import error_page, home_path, login_redirect, redirect, signed_in_user
 from vinspect.api.routes import admin, auth, evidence, export, ncrs, queue, station
 from vinspect.api.security import SecurityMiddleware
-from vinspect.api.station import StatusSource
+from vinspect.api.status_source import StatusSource
 from vinspect.errors import StateError
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
