@@ -34,8 +34,9 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from vinspect.crashpoints import crash_point
+from vinspect.imaging import encode_png
 from vinspect.store.db import session_scope
-from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, encode_png, heatmap_png
+from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, heatmap_png
 from vinspect.store.ncr import NcrDefaults, NcrRef
 from vinspect.store.repository import add_inspections, finish_ncrs, recorded_ncrs, split_recorded, start_ncrs
 from vinspect.types import Inspection, Verdict
