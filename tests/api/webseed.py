@@ -18,10 +18,11 @@ import numpy as np
 from vinspect.api.app import create_app
 from vinspect.api.auth import PasswordService
 from vinspect.api.deps import ApiOptions
-from vinspect.api.station import FixedStatus
+from vinspect.api.status_source import FixedStatus
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
 from vinspect.store import EvidenceStore, NcrDefaults, NcrRef, StoreSink, make_engine, session_scope, upgrade
+from vinspect.store.ncr import Role
 from vinspect.store.review_queries import StoreHandle
 from vinspect.store.users import create_user
 from vinspect.types import Decision, Frame, Inspection, ModelRef, Prediction, Region, StageTimings, Verdict
@@ -31,7 +32,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 PASSWORD = "correct horse battery staple"
-ROLES = ("operator", "reviewer", "quality_engineer", "admin")
+ROLES = tuple(r.value for r in Role)
 TEST_OPTIONS = ApiOptions(pass_sample_rate=0.2, argon2_time_cost=1, argon2_memory_kib=1024)
 MODEL = ModelRef(name="tile", version="3", sha256="ab" * 32)
 DEFAULTS = NcrDefaults(part_number="TILE-100", part_revision="B", part_name="ceramic tile",

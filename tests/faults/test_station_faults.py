@@ -3,7 +3,6 @@ a valid verdict, books that reconcile, and the reason visible in the books and t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import resource
@@ -68,7 +67,8 @@ def run(source, *, judge: Judge, config: PipelineConfig, during=None, timeout_s:
 def assert_safe(pipe: InspectionPipeline, sig: RecordingSignaller, sink: ListSink, *, reason: str) -> None:
     books = pipe.books.books()
     by_seq = {r.part_seq: r for r in sink.items}
-    assert books.discrepancy == 0 and books.triggers == len(sink.items) == len(by_seq) == len(sig.signals)
+    assert books.discrepancy == 0
+    assert books.triggers == len(sink.items) == len(by_seq) == len(sig.signals)
     for s in sig.accepts:
         assert valid_accept(by_seq[s.part_seq], deadline_ms=pipe.config.deadline_ms), by_seq[s.part_seq]
     assert books.failed_fault.get(reason, 0) > 0, books
@@ -93,7 +93,9 @@ def test_model_returning_nan_fails_non_finite(tiny_bundle_factory) -> None:
     pipe, sig, sink = run(ScriptedSource(frames(10)), judge=judge,
                           config=PipelineConfig(station_id="s", degraded_after_faults=4))
     assert_safe(pipe, sig, sink, reason="non_finite")
-    assert sig.accepts == [] and StationState.DEGRADED in sig.states and pipe.books.extras.alarms >= 1
+    assert sig.accepts == []
+    assert StationState.DEGRADED in sig.states
+    assert pipe.books.extras.alarms >= 1
 
 
 def test_model_sleeping_past_deadline_is_late_never_accepted(tiny_bundle) -> None:
@@ -118,7 +120,8 @@ def test_camera_unplug_mid_run_rejects_every_trigger_in_the_outage(tiny_bundle) 
     config = PipelineConfig(station_id="s", overflow=OverflowPolicy.REJECT, degraded_after_faults=3)
     pipe, sig, sink = run(source, judge=judge, config=config, during=unplug)
     assert_safe(pipe, sig, sink, reason="disconnected")
-    assert pipe.books.books().failed_fault["disconnected"] >= 5 and len(sig.accepts) > 10
+    assert pipe.books.books().failed_fault["disconnected"] >= 5
+    assert len(sig.accepts) > 10
     assert sig.states[:3] == [StationState.OPERATIONAL, StationState.DEGRADED, StationState.OPERATIONAL]
 
 
@@ -126,7 +129,8 @@ def test_unsupervised_camera_error_is_a_counted_source_fault(tiny_bundle) -> Non
     items = [*frames(3), CameraDisconnected("cam0: invalid handle"), *frames(3)]
     pipe, _, _ = run(ScriptedSource(items), judge=make_judge(tiny_bundle),
                      config=PipelineConfig(station_id="s", read_timeout_s=0.01))
-    assert pipe.books.books().triggers == 6 and pipe.books.books().discrepancy == 0
+    assert pipe.books.books().triggers == 6
+    assert pipe.books.books().discrepancy == 0
     assert pipe.books.extras.source_faults == {"camera_error:CameraDisconnected": 1}
 
 
@@ -138,7 +142,8 @@ def test_queue_overflow_on_triggered_source_is_signalled_reject(tiny_bundle) -> 
                             degraded_after_faults=1000)
     pipe, sig, sink = run(source, judge=judge, config=config)
     assert_safe(pipe, sig, sink, reason="overflow")
-    assert pipe.books.books().triggers == 80 and pipe.books.books().failed_fault["overflow"] > 20
+    assert pipe.books.books().triggers == 80
+    assert pipe.books.books().failed_fault["overflow"] > 20
 
 
 class FailingSink:
@@ -154,26 +159,27 @@ def test_failing_non_critical_sink_is_isolated(tiny_bundle) -> None:
                               sinks=[FailingSink(), good], config=PipelineConfig(station_id="s"))
     with pipe:
         assert pipe.wait(10)
-    assert len(good.items) == 12 and pipe.books.extras.sink_errors["evidence"] == 12
-    assert pipe.books.books().discrepancy == 0 and pipe.state.state is StationState.STOPPED
+    assert len(good.items) == 12
+    assert pipe.books.extras.sink_errors["evidence"] == 12
+    assert pipe.books.books().discrepancy == 0
+    assert pipe.state.state is StationState.STOPPED
 
 
 def test_gated_out_station_rejects_100_triggers(tmp_path) -> None:
     judge = unavailable_judge(gate_bundle(tmp_path / "missing").reason)
     pipe, sig, sink = run(ScriptedSource(frames(100)), judge=judge, config=PipelineConfig(station_id="s"))
-    assert sig.accepts == [] and pipe.books.books().triggers == 100 and pipe.books.books().discrepancy == 0
-    assert StationState.OPERATIONAL not in sig.states and "not found" in sink.items[0].decision.reasons[0]
+    assert sig.accepts == []
+    assert pipe.books.books().triggers == 100
+    assert pipe.books.books().discrepancy == 0
+    assert StationState.OPERATIONAL not in sig.states
+    assert "not found" in sink.items[0].decision.reasons[0]
 
 
 # ------------------------------------------------------------------ subprocess: the real CLI
 
 
 def cli() -> list[str]:
-    from vinspect.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    module = "vinspect" if "run" in sub.choices else "vinspect.cli.station"
-    return [sys.executable, "-m", module, "--log-level", "ERROR", "run"]
+    return [sys.executable, "-m", "vinspect", "--log-level", "ERROR", "run"]
 
 
 @pytest.fixture()
@@ -210,7 +216,9 @@ def test_sigterm_mid_run_drains_and_books_close(tmp_path, station_file) -> None:
     assert proc.returncode == 0, err
     closing = json.loads(out.strip().splitlines()[-1])
     lines = (data / "inspections.jsonl").read_text().splitlines()
-    assert closing["state"] == "STOPPED" and closing["books_reconciled"] and closing["in_flight"] == 0
+    assert closing["state"] == "STOPPED"
+    assert closing["books_reconciled"]
+    assert closing["in_flight"] == 0
     assert closing["books"]["triggers"] == len(lines) >= 20
     assert json.loads((data / "status.json").read_text())["state"] == "STOPPED"
     assert recover_books(data / "inspections.jsonl")[0].triggers == closing["books"]["triggers"]
@@ -226,12 +234,15 @@ def test_sigkill_then_restart_books_reconcile_from_records(tmp_path, station_fil
         proc.kill()
         proc.wait(timeout=10)
     before, next_seq, torn = recover_books(data / "inspections.jsonl")
-    assert before.discrepancy == 0 and torn <= 1 and next_seq >= 15
+    assert before.discrepancy == 0
+    assert torn <= 1
+    assert next_seq >= 15
     done = subprocess.run([*cli(), "--station", str(station_file), "--data-dir", str(data), "--max-parts", "10"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     closing = json.loads(done.stdout.strip().splitlines()[-1])
-    assert closing["books"]["triggers"] == before.triggers + 10 and closing["books_reconciled"]
+    assert closing["books"]["triggers"] == before.triggers + 10
+    assert closing["books_reconciled"]
     seqs = [json.loads(line)["part_seq"] for line in (data / "inspections.jsonl").read_text().splitlines()
             if line.endswith("}")]
     assert len(seqs) == len(set(seqs))
@@ -251,11 +262,15 @@ def test_disk_full_stops_the_line_and_rejects(tmp_path, station_file) -> None:
     closing = json.loads(done.stdout.strip().splitlines()[-1])
     recorded = [json.loads(x) for x in (data / "inspections.jsonl").read_text().splitlines() if x.endswith("}")]
     books = closing["books"]
-    assert closing["books_reconciled"] and books["triggers"] == 120 and closing["line_stopped"]
-    assert books["failed_fault"]["store_unavailable"] > 0 and closing["extras"]["sink_errors"]["jsonl"] > 0
+    assert closing["books_reconciled"]
+    assert books["triggers"] == 120
+    assert closing["line_stopped"]
+    assert books["failed_fault"]["store_unavailable"] > 0
+    assert closing["extras"]["sink_errors"]["jsonl"] > 0
     unrecorded_passes = books["passed"] - sum(r["verdict"] == "PASS" for r in recorded)
     assert 0 <= unrecorded_passes <= 10  # only parts judged before the record thread hit the failure
-    assert closing["state"] == "STOPPED" and "store_unavailable" in closing["reason"]
+    assert closing["state"] == "STOPPED"
+    assert "store_unavailable" in closing["reason"]
 
 
 
@@ -334,7 +349,8 @@ def test_f1_f3_state_machine(tiny_bundle, tiny_bundle_factory) -> None:
         @invariant()
         def f3_books_close(self) -> None:
             books = self.books.books()
-            assert books.discrepancy == 0 and books.triggers == len(self.sig.signals) == len(self.records)
+            assert books.discrepancy == 0
+            assert books.triggers == len(self.sig.signals) == len(self.records)
 
     settings_ = settings(max_examples=40, stateful_step_count=30, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
@@ -360,5 +376,6 @@ def test_fixed_seed_fault_campaign_through_threaded_pipeline(tiny_bundle) -> Non
     pipe, sig, sink = run(ScriptedSource(items, period_s=0.0005), judge=judge, config=config, timeout_s=60)
     assert_safe(pipe, sig, sink, reason="incomplete_frame")
     books = pipe.books.books()
-    assert books.triggers == 1500 and len(sig.accepts) > 100
+    assert books.triggers == 1500
+    assert len(sig.accepts) > 100
     assert {"missing_frame", "disconnected", "error:ModelError", "late", "overflow"} <= set(books.failed_fault), books

@@ -133,7 +133,7 @@ def test_modbus_station_killed_heartbeat_stops_no_accepts_after(plc: SimulatedPl
     station.write_text(f"station_id: k\nmodel: {{path: {tiny_bundle}}}\nsinks: []\n"
                        f"signal: {{kind: modbus, port: {plc.port}, heartbeat_ms: 100}}\n"
                        "source: {kind: synthetic, fps: 30, size_px: 32, overflow: reject}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "vinspect.cli.station", "run", "--station", str(station),
+    proc = subprocess.Popen([sys.executable, "-m", "vinspect", "run", "--station", str(station),
                              "--data-dir", str(tmp_path / "d")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + 20

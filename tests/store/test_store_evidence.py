@@ -11,9 +11,10 @@ from sqlalchemy import Engine
 from store_factories import DEFAULTS, make_inspection
 
 from vinspect.errors import StoreError
+from vinspect.imaging import encode_png
 from vinspect.store.canonical import sha256_hex
 from vinspect.store.db import session_scope
-from vinspect.store.evidence import EvidenceStore, encode_png, heatmap_png, scrub
+from vinspect.store.evidence import EvidenceStore, heatmap_png, scrub
 from vinspect.store.sink import StoreSink
 
 

@@ -40,11 +40,12 @@ from vinspect.api.routes import (
     station,
 )
 from vinspect.api.security import SecurityMiddleware
-from vinspect.api.station import StatusSource
+from vinspect.api.status_source import StatusSource
 from vinspect.errors import StateError
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
 from vinspect.store.evidence import HEATMAP_LOW_OVER_FAIL, HEATMAP_TOP_OVER_FAIL
+from vinspect.store.ncr import Role
 from vinspect.store.review_queries import PassSample, StoreHandle
 
 __all__ = ["create_app"]
@@ -73,7 +74,8 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
         limiter=ClientLimiter(window_s=opts.lockout_window_s), sample=PassSample(opts.pass_sample_rate),
         data_dir=settings.data_dir)
     install_filters(services.templates.env.filters)
-    services.templates.env.globals.update(heat_low=HEATMAP_LOW_OVER_FAIL, heat_top=HEATMAP_TOP_OVER_FAIL)
+    services.templates.env.globals.update(heat_low=HEATMAP_LOW_OVER_FAIL, heat_top=HEATMAP_TOP_OVER_FAIL,
+                                          roles=[r.value for r in Role])
     # A fresh idempotency key per rendered signing form: a resubmitted form signs nothing new.
     services.templates.env.globals["new_request_key"] = lambda: secrets.token_urlsafe(18)
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from vinspect.api.auth import AuthUser, ClientLimiter, PasswordService, SessionStore, WebSession
 from vinspect.api.permissions import Permission, allowed
 from vinspect.api.security import SessionHandle
-from vinspect.api.station import StatusSource
+from vinspect.api.status_source import StatusSource
 from vinspect.models.registry import ModelRegistry
 from vinspect.settings import Settings
 from vinspect.store.audit import AuditEntry, append_audit

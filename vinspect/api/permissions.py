@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-__all__ = ["ROLES", "ROLE_PERMISSIONS", "Permission", "allowed"]
+from vinspect.store.ncr import Role
 
-ROLES = ("operator", "reviewer", "quality_engineer", "admin")
+__all__ = ["ROLE_PERMISSIONS", "Permission", "allowed"]
 
 
 class Permission(enum.StrEnum):
@@ -30,14 +30,14 @@ class Permission(enum.StrEnum):
 
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
-    "operator": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ACKNOWLEDGE}),
-    "reviewer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE,
-                           Permission.LABEL}),
-    "quality_engineer": frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
-                                   Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
-                                   Permission.MODELS, Permission.ACKNOWLEDGE, Permission.CAPA, Permission.LABEL,
-                                   Permission.LABEL_SETS}),
-    "admin": frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
+    Role.OPERATOR: frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ACKNOWLEDGE}),
+    Role.REVIEWER: frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE,
+                              Permission.LABEL}),
+    Role.QUALITY_ENGINEER: frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
+                                      Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
+                                      Permission.MODELS, Permission.ACKNOWLEDGE, Permission.CAPA, Permission.LABEL,
+                                      Permission.LABEL_SETS}),
+    Role.ADMIN: frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
 }
 
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from vinspect.store.canonical import format_utc
+from vinspect.store.ncr import Role
 from vinspect.store.users import USERNAME_PATTERN
 
 __all__ = [
@@ -53,7 +55,6 @@ Password = Field(default="", max_length=256)  # empty -> 403 "signature refused"
 Ref = Field(default=None, max_length=200)
 # Idempotency key of a signed request (or the Idempotency-Key header): a replay signs nothing new.
 IdempotencyKey = Field(default=None, min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-RoleName = Literal["operator", "reviewer", "quality_engineer", "admin"]
 
 
 class _In(BaseModel):
@@ -90,7 +91,7 @@ class SessionPublic(_Out):
 class UserCreate(_In):
     username: str = Field(min_length=2, max_length=64, pattern=USERNAME_PATTERN)
     display_name: str = Field(min_length=1, max_length=200)
-    role: RoleName
+    role: Role
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -110,7 +111,7 @@ class UserPasswordCreate(UserUnlockCreate):
 class UserRoleCreate(UserUnlockCreate):
     """An admin gives an account another role (its sessions end)."""
 
-    role: RoleName
+    role: Role
 
 
 class ReviewCreate(_In):
@@ -231,6 +232,13 @@ class AuditRecordPublic(_Out):
     source: str | None
     record_sha256: str | None
     row_hash: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> AuditRecordPublic:
+        """The public form of one audit row (an NCR's trail and the admin's audit page)."""
+        return cls(seq=row.seq, at=format_utc(row.at), actor=row.actor, action=row.action, entity=row.entity,
+                   entity_id=row.entity_id, field=row.field, old_value=row.old_value, new_value=row.new_value,
+                   reason=row.reason, source=row.source, record_sha256=row.record_sha256, row_hash=row.row_hash)
 
 
 class AuditRecordsPublic(_Out):

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from vinspect.errors import ConfigError
+from vinspect.store.ncr import Role
 
 __all__ = ["register_verbs"]
 
-ROLES = ("operator", "reviewer", "quality_engineer", "admin")
 
 
 def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +27,7 @@ def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
     unlock = verbs.add_parser("unlock", help="clear an account's failed sign-ins (lockout)")
     reset = verbs.add_parser("reset-password", help="set a new password (read from the terminal or stdin)")
     role = verbs.add_parser("set-role", help="give an account another role")
-    role.add_argument("--role", required=True, choices=ROLES, help="the new role")
+    role.add_argument("--role", required=True, choices=[r.value for r in Role], help="the new role")
     reset.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
     for parser, handler in ((unlock, _unlock), (reset, _reset), (role, _set_role)):
         parser.add_argument("username", help="the account")

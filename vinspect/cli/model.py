@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from vinspect.cli.promotion import register_verbs as register_promotion
@@ -17,6 +16,7 @@ from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
 from vinspect.errors import ConfigError, DatasetError, ImageDecodeError, ModelError
+from vinspect.imaging import encode_png
 from vinspect.models.calibration import describe_fusion, describe_operating_point
 from vinspect.models.manifest import ModelManifest, OperatingPoint, read_manifest
 from vinspect.models.reference_spec import REFERENCE_NAME, ReferenceSpec
@@ -323,7 +323,7 @@ def _row(path: Path, j: Judgement) -> dict[str, Any]:
 def _write_heatmap(dest: Path, image: np.ndarray, j: Judgement, *, level: float) -> None:
     assert j.prediction is not None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(dest), render_overlay(image, j.prediction, level=level))
+    dest.write_bytes(encode_png(render_overlay(image, j.prediction, level=level)))
 
 
 def _print_inspect_summary(results: list[dict[str, Any]], latencies: list[float]) -> None:

@@ -295,23 +295,3 @@ def _serve_metrics(station: StationConfig, pipeline: InspectionPipeline, *, stac
     server = serve_metrics(make_registry(pipeline.status), port=station.metrics_port)
     stack.callback(server.shutdown)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vinspect.cli.station run ...``: the same command without the full CLI."""
-    from vinspect.errors import VinspectError
-    from vinspect.settings import configure_logging
-
-    parser = argparse.ArgumentParser(prog="vinspect")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    configure_logging(level=args.log_level, json_lines=False)
-    try:
-        return int(args.handler(args))
-    except VinspectError as exc:
-        sys.stderr.write(f"vinspect {args.command}: error: {exc}\n")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,11 +20,11 @@ from vinspect.cli.accounts import register_verbs
 from vinspect.errors import ConfigError
 from vinspect.fileperms import private_dir, restrict_umask
 from vinspect.settings import Settings, load_settings
+from vinspect.store.ncr import Role
 
 __all__ = ["register", "uvicorn_options"]
 
 logger = logging.getLogger(__name__)
-ROLES = ("operator", "reviewer", "quality_engineer", "admin")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add = verbs.add_parser("add", help="create an account (password read from the terminal or stdin)")
     add.add_argument("username")
     add.add_argument("--display-name", required=True, help="full name, printed on e-signatures")
-    add.add_argument("--role", required=True, choices=ROLES, help="what the account may do in the web app")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role],
+                     help="what the account may do in the web app")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     add.set_defaults(handler=_users_add)

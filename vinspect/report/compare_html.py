@@ -12,9 +12,10 @@ from typing import Any
 
 from vinspect.dataset.images import read_image
 from vinspect.errors import ImageDecodeError
+from vinspect.imaging import encode_png
 from vinspect.report.compare import Comparison
 from vinspect.report.evaluate import Scored
-from vinspect.report.overlay import encode_png, render_overlay
+from vinspect.report.overlay import render_overlay
 
 __all__ = ["write_compare_report"]
 

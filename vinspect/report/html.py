@@ -16,8 +16,9 @@ import numpy.typing as npt
 
 from vinspect.dataset.images import read_image
 from vinspect.errors import ImageDecodeError
+from vinspect.imaging import encode_png
 from vinspect.report.evaluate import Scored
-from vinspect.report.overlay import encode_png, render_overlay
+from vinspect.report.overlay import render_overlay
 
 __all__ = ["write_report"]
 

@@ -8,7 +8,7 @@ import numpy.typing as npt
 
 from vinspect.types import Prediction
 
-__all__ = ["encode_png", "render_overlay"]
+__all__ = ["render_overlay"]
 
 
 def render_overlay(
@@ -29,11 +29,3 @@ def render_overlay(
         x0, y0, x1, y1 = region.box_xyxy
         cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), 1)
     return out
-
-
-def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
-    """PNG bytes of an image (BGR or greyscale)."""
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return bytes(buf)

@@ -19,7 +19,6 @@ from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -29,19 +28,14 @@ from sqlalchemy.orm import Session
 
 from vinspect.errors import StoreError
 from vinspect.files import sha256_file
+from vinspect.imaging import encode_png
 from vinspect.store.canonical import sha256_hex
 from vinspect.store.tables import EvidenceRecord
 
-__all__ = ["EvidenceBlob", "EvidenceStore", "PendingEvidence", "ScrubReport", "StoredEvidence", "encode_png",
-           "heatmap_png", "scrub"]
+__all__ = ["EvidenceBlob", "EvidenceStore", "PendingEvidence", "ScrubReport", "StoredEvidence", "heatmap_png",
+           "scrub"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Lossless either way. Camera frames are mostly sensor texture, where deflate's match search
-# buys almost nothing: the "up" filter with Huffman-only coding encodes 2.5-3x faster than
-# level-1 deflate with adaptive filters and, on the magnetic-tile images, gives 11 % smaller
-# files (0.557 vs 0.628 bytes/px; see bench/results/store.json for the line-rate effect).
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -281,17 +275,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def encode_png(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], *, pixel_format: str = "Mono8") -> bytes:
-    """Lossless PNG of a frame; RGB pixel formats are written in true colour."""
-    pixels: npt.NDArray[Any] = np.ascontiguousarray(image)
-    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixel_format.upper().startswith("RGB"):
-        pixels = np.asarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
-    ok, buffer = cv2.imencode(".png", pixels, _PNG_PARAMS)
-    if not ok:
-        raise StoreError(f"cannot encode a {pixels.shape} {pixels.dtype} image as PNG")
-    return bytes(buffer)
-
-
 HEATMAP_LOW_OVER_FAIL = 0.5  # the colour scale runs from 0.5 x to 1.5 x the fail threshold, so the fail
 HEATMAP_TOP_OVER_FAIL = 1.5  # level sits mid-scale (the UI legend reads the same constants)
 HEATMAP_MAX_SIDE = 1024      # longest side of a stored heatmap (the browser scales it smoothly)
@@ -334,10 +317,7 @@ def heatmap_png(anomaly_map: npt.NDArray[np.float32], *, fail_at: float | None =
         corner0 = (round(x0 * scale), round(y0 * scale))
         corner1 = (max(round(x1 * scale) - 1, 0), max(round(y1 * scale) - 1, 0))
         cv2.rectangle(rgba, corner0, corner1, (255, 255, 255, 255), thickness)
-    ok, buffer = cv2.imencode(".png", rgba, _PNG_PARAMS)
-    if not ok:
-        raise StoreError(f"cannot encode a {rgba.shape} heatmap as PNG")
-    return bytes(buffer)
+    return encode_png(rgba)
 
 
 def scrub(evidence: EvidenceStore, *, session: Session) -> ScrubReport:

@@ -35,15 +35,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from vinspect.crashpoints import crash_point
+from vinspect.imaging import encode_png
 from vinspect.store.db import session_scope
-from vinspect.store.evidence import (
-    EvidenceBlob,
-    EvidenceStore,
-    PendingEvidence,
-    StoredEvidence,
-    encode_png,
-    heatmap_png,
-)
+from vinspect.store.evidence import EvidenceBlob, EvidenceStore, PendingEvidence, StoredEvidence, heatmap_png
 from vinspect.store.ncr import NcrDefaults, NcrRef
 from vinspect.store.pass_evidence import record_pass_evidence
 from vinspect.store.repository import add_inspections, finish_ncrs, recorded_ncrs, split_recorded, start_ncrs

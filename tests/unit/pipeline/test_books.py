@@ -57,7 +57,10 @@ def test_latency_window_percentiles() -> None:
     for v in range(1, 201):
         window.add(float(v))
     s = window.summary()
-    assert s["n"] == 100 and s["max_ms"] == 200 and 149 <= s["p50_ms"] <= 152 and s["p99_ms"] >= 198
+    assert s["n"] == 100
+    assert s["max_ms"] == 200
+    assert 149 <= s["p50_ms"] <= 152
+    assert s["p99_ms"] >= 198
 
 
 def _inspection(seq: int, verdict: Verdict, reasons: tuple[str, ...]) -> Inspection:
@@ -88,7 +91,8 @@ def test_jsonl_record_carries_model_sha_without_prediction(tmp_path) -> None:
     with JsonlSink(path) as sink:
         sink.write(_inspection(0, Verdict.FAIL, ("disconnected",)))
     record = json.loads(path.read_text())
-    assert record["model_sha256"] == "a" * 64 and record["reasons"] == ["disconnected"]
+    assert record["model_sha256"] == "a" * 64
+    assert record["reasons"] == ["disconnected"]
     assert record["frame"]["part_id"] == "p0"
 
 
@@ -100,12 +104,16 @@ def test_truncate_torn_tail_cuts_only_the_fragment(tmp_path) -> None:
     path.write_bytes(b"")
     assert truncate_torn_tail(path) == 0
     path.write_bytes(b'{"a":1}\n' + b"x" * 200_000)  # a fragment longer than one read chunk
-    assert truncate_torn_tail(path) == 1 and path.read_bytes() == b'{"a":1}\n'
-    assert truncate_torn_tail(path) == 0 and path.read_bytes() == b'{"a":1}\n'
+    assert truncate_torn_tail(path) == 1
+    assert path.read_bytes() == b'{"a":1}\n'
+    assert truncate_torn_tail(path) == 0
+    assert path.read_bytes() == b'{"a":1}\n'
     path.write_bytes(b"no newline at all")
-    assert truncate_torn_tail(path) == 1 and path.read_bytes() == b""
+    assert truncate_torn_tail(path) == 1
+    assert path.read_bytes() == b""
     path.write_bytes(b'{"a":1}\n{"b"')
-    assert append_records(path, [{"c": 3}]) == 1 and path.read_bytes() == b'{"a":1}\n{"c":3}\n'
+    assert append_records(path, [{"c": 3}]) == 1
+    assert path.read_bytes() == b'{"a":1}\n{"c":3}\n'
 
 
 def test_jsonl_sink_never_appends_to_a_torn_line_left_by_another_process(tmp_path) -> None:

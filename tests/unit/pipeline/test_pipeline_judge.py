@@ -19,7 +19,8 @@ def test_judge_image_verdict_follows_score(tiny_bundle, level: int, verdict: Ver
     bundle = load_bundle(tiny_bundle)
     j = judge_image(np.full((20, 20), level, np.uint8), bundle=bundle, policy=policy_for(bundle))
     assert j.decision.verdict is verdict
-    assert j.prediction is not None and j.prediction.score == pytest.approx(level / 255, abs=1e-6)
+    assert j.prediction is not None
+    assert j.prediction.score == pytest.approx(level / 255, abs=1e-6)
     assert j.latency_ms > 0
 
 
@@ -29,7 +30,8 @@ def test_judge_image_region_and_defect_code(tiny_bundle_factory) -> None:
     image[10:20, 5:15] = 255
     j = judge_image(image, bundle=bundle, policy=policy_for(bundle))
     assert j.decision.verdict is Verdict.FAIL
-    assert j.prediction is not None and j.prediction.defect_code == "scratch"
+    assert j.prediction is not None
+    assert j.prediction.defect_code == "scratch"
     assert j.prediction.regions[0].box_xyxy == (5, 10, 15, 20)
 
 
@@ -57,7 +59,9 @@ def test_judge_image_error_is_fail_with_reason(tiny_bundle) -> None:
     bundle = load_bundle(tiny_bundle)
     j = judge_image(np.zeros((0, 5), np.uint8), bundle=bundle, policy=policy_for(bundle))
     assert j.decision.verdict is Verdict.FAIL
-    assert j.decision.reasons == ("error:ModelError",) and j.prediction is None and j.error
+    assert j.decision.reasons == ("error:ModelError",)
+    assert j.prediction is None
+    assert j.error
 
 
 def test_judge_image_late_is_fail(tiny_bundle) -> None:
@@ -65,7 +69,8 @@ def test_judge_image_late_is_fail(tiny_bundle) -> None:
     ticks = iter(range(0, 10_000, 100))
     j = judge_image(np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_for(bundle),
                     deadline_ns=150, clock=lambda: next(ticks))
-    assert j.decision.verdict is Verdict.FAIL and "late" in j.decision.reasons
+    assert j.decision.verdict is Verdict.FAIL
+    assert "late" in j.decision.reasons
 
 
 SPEC1 = InputSpec(channels=1, model_size_px=(32, 32), max_side_px=100)
@@ -85,7 +90,9 @@ SPEC3 = InputSpec(channels=3, model_size_px=(32, 32))
 )
 def test_to_model_input_adapts_channels_and_depth(image, spec, fmt, shape, first) -> None:
     out = to_model_input(image, spec=spec, pixel_format=fmt)
-    assert out.shape == shape and out.dtype == np.uint8 and out.flat[0] == first
+    assert out.shape == shape
+    assert out.dtype == np.uint8
+    assert out.flat[0] == first
 
 
 @pytest.mark.parametrize(

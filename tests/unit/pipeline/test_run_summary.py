@@ -19,15 +19,19 @@ STATUS = {"station_id": "demo-line-1", "state": "STOPPED", "reason": "max parts 
 def test_text_report_is_short_readable_and_says_what_is_cumulative() -> None:
     text = closing_text(STATUS, reconciled=True)
     lines = text.splitlines()
-    assert len(lines) <= 7 and max(len(line) for line in lines) < 120
+    assert len(lines) <= 7
+    assert max(len(line) for line in lines) < 120
     assert "240 triggered = 200 pass + 12 review + 25 fail (defect) + 3 fail (fault: late 3)" in text
-    assert "all runs of this station" in text and "this run (120 parts): p50 36.2 ms" in text
-    assert "books: closed" in text and "demo v1 (abababababab)" in text
+    assert "all runs of this station" in text
+    assert "this run (120 parts): p50 36.2 ms" in text
+    assert "books: closed" in text
+    assert "demo v1 (abababababab)" in text
 
 
 def test_json_report_is_one_parsable_line() -> None:
     line = closing_json(STATUS, reconciled=False)
-    assert line.count("\n") == 1 and json.loads(line)["books_reconciled"] is False
+    assert line.count("\n") == 1
+    assert json.loads(line)["books_reconciled"] is False
 
 
 def test_run_prints_text_or_json_as_asked(tmp_path: Path) -> None:
@@ -38,8 +42,10 @@ def test_run_prints_text_or_json_as_asked(tmp_path: Path) -> None:
             "--max-parts", "5"]
     text = subprocess.run([*base, "--data-dir", str(tmp_path / "a"), "--output", "text"], capture_output=True,
                           text=True, timeout=60)
-    assert text.returncode == 3 and text.stdout.startswith("station g: STOPPED")
-    assert "5 triggered = 0 pass" in text.stdout and "{" not in text.stdout
+    assert text.returncode == 3
+    assert text.stdout.startswith("station g: STOPPED")
+    assert "5 triggered = 0 pass" in text.stdout
+    assert "{" not in text.stdout
     machine = subprocess.run([*base, "--data-dir", str(tmp_path / "b"), "--json"], capture_output=True, text=True,
                              timeout=60)
     assert json.loads(machine.stdout.strip().splitlines()[-1])["books"]["triggers"] == 5

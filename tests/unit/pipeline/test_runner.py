@@ -45,10 +45,12 @@ def test_inspect_frame_signals_verdict_at_once(tiny_bundle, level: int, verdict:
     judge, sig = judge_of(tiny_bundle), RecordingSignaller()
     ticket = PartTicket(part_seq=7, acquired_ns=CTX.clock())
     insp = inspect_frame(make_frame(level), judge=judge, ctx=CTX, ticket=ticket, signaller=sig)
-    assert insp.decision.verdict is verdict and [s.accept for s in sig.signals] == [accept]
+    assert insp.decision.verdict is verdict
+    assert [s.accept for s in sig.signals] == [accept]
     t = insp.timings
     assert t.acquired_ns <= t.preprocessed_ns <= t.inferred_ns <= t.decided_ns <= t.signalled_ns
-    assert model_sha256_of(insp) == judge.bundle.manifest.sha256 and insp.part_seq == 7
+    assert model_sha256_of(insp) == judge.bundle.manifest.sha256
+    assert insp.part_seq == 7
 
 
 @pytest.mark.parametrize(("reason", "expected"), [("incomplete", "incomplete_frame"), ("gap", "missing_frame"),
@@ -58,22 +60,28 @@ def test_inspect_frame_fault_is_fail_never_inferred(tiny_bundle, reason, expecte
     sig = RecordingSignaller()
     insp = inspect_frame(fault, judge=judge_of(tiny_bundle), ctx=CTX,
                          ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()), signaller=sig)
-    assert insp.decision.verdict is Verdict.FAIL and insp.decision.reasons == (expected,)
-    assert insp.prediction is None and sig.accepts == [] and model_sha256_of(insp)
+    assert insp.decision.verdict is Verdict.FAIL
+    assert insp.decision.reasons == (expected,)
+    assert insp.prediction is None
+    assert sig.accepts == []
+    assert model_sha256_of(insp)
 
 
 def test_inspect_frame_late_verdict_is_fail(tiny_bundle) -> None:
     insp = inspect_frame(make_frame(10), judge=judge_of(tiny_bundle), ctx=InspectContext(station_id="s", deadline_ms=5),
                          ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock() - 10_000_000),
                          signaller=RecordingSignaller())
-    assert insp.decision.verdict is Verdict.FAIL and "late" in insp.decision.reasons
+    assert insp.decision.verdict is Verdict.FAIL
+    assert "late" in insp.decision.reasons
 
 
 def test_inspect_frame_signal_failure_is_recorded_not_raised(tiny_bundle) -> None:
     sig = RecordingSignaller(fail_with=ConnectionError("plc gone"))
     insp = inspect_frame(make_frame(10), judge=judge_of(tiny_bundle), ctx=CTX,
                          ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()), signaller=sig)
-    assert insp.error is not None and "plc gone" in insp.error and insp.timings.signalled_ns == 0
+    assert insp.error is not None
+    assert "plc gone" in insp.error
+    assert insp.timings.signalled_ns == 0
 
 
 def wait_for(predicate, timeout_s: float = 10.0) -> None:
@@ -100,9 +108,13 @@ def test_pipeline_every_part_once_and_books_close(tiny_bundle) -> None:
     pipe, sig, sink = run_pipeline(source, judge=judge_of(tiny_bundle), config=PipelineConfig(station_id="s"))
     books = pipe.books.books()
     assert (books.triggers, books.passed, books.review, books.failed_defect) == (30, 10, 10, 10)
-    assert books.discrepancy == 0 and [i.part_seq for i in sink.items] == list(range(30))
-    assert [s.part_seq for s in sig.signals] == list(range(30)) and len(sig.accepts) == 10
-    assert pipe.state.state is StationState.STOPPED and source.closed_count == 1 and sig.heartbeats >= 1
+    assert books.discrepancy == 0
+    assert [i.part_seq for i in sink.items] == list(range(30))
+    assert [s.part_seq for s in sig.signals] == list(range(30))
+    assert len(sig.accepts) == 10
+    assert pipe.state.state is StationState.STOPPED
+    assert source.closed_count == 1
+    assert sig.heartbeats >= 1
     assert pipe.status().latency_ms["n"] == 30
 
 
@@ -113,7 +125,8 @@ def test_pipeline_gated_out_rejects_everything(tiny_bundle) -> None:
                               sinks=[], config=PipelineConfig(station_id="s"))
     pipe.state.listen(states.append)
     with pipe:
-        assert pipe.state.state is StationState.PREOPERATIONAL and pipe.state.reason == "model refused: x"
+        assert pipe.state.state is StationState.PREOPERATIONAL
+        assert pipe.state.reason == "model refused: x"
         assert pipe.wait(10)
     assert pipe.books.books().failed_fault == {"model refused: x": 5}
     assert states == [StationState.STOPPED]
@@ -127,7 +140,9 @@ def test_pipeline_overflow_reject_signals_overflow(tiny_bundle) -> None:
     config = PipelineConfig(station_id="s", queue_size=1, overflow=OverflowPolicy.REJECT, deadline_ms=None)
     pipe, sig, sink = run_pipeline(source, judge=slow, config=config)
     books = pipe.books.books()
-    assert books.failed_fault.get("overflow", 0) > 5 and books.discrepancy == 0 and books.triggers == 20
+    assert books.failed_fault.get("overflow", 0) > 5
+    assert books.discrepancy == 0
+    assert books.triggers == 20
     assert sorted(i.part_seq for i in sink.items) == list(range(20))
     assert all(not s.accept for s in sig.signals if "overflow" in s.reasons)
 
@@ -141,7 +156,8 @@ def test_pipeline_consecutive_faults_degrade_then_recover(tiny_bundle) -> None:
                               config=PipelineConfig(station_id="s", degraded_after_faults=3))
     assert sig.states == [StationState.OPERATIONAL, StationState.DEGRADED, StationState.OPERATIONAL,
                           StationState.STOPPED]
-    assert pipe.books.extras.alarms == 1 and pipe.books.books().failed_fault == {"incomplete_frame": 3}
+    assert pipe.books.extras.alarms == 1
+    assert pipe.books.books().failed_fault == {"incomplete_frame": 3}
 
 
 def test_pipeline_hot_swap_between_parts(tmp_path, tiny_bundle_factory) -> None:
@@ -168,10 +184,14 @@ def test_pipeline_hot_swap_between_parts(tmp_path, tiny_bundle_factory) -> None:
     pipe, sig, sink = run_pipeline(source, judge=judge, config=config, during=activate_midway,
                                    watch=RegistryWatch(registry, "tiny", current="1"))
     shas = [model_sha256_of(i) for i in sink.items]
-    assert [i.part_seq for i in sink.items] == list(range(40)) and len(sig.signals) == 40
-    assert shas[0] == judge.bundle.manifest.sha256 and shas[-1] == manifest["sha256"]
+    assert [i.part_seq for i in sink.items] == list(range(40))
+    assert len(sig.signals) == 40
+    assert shas[0] == judge.bundle.manifest.sha256
+    assert shas[-1] == manifest["sha256"]
     switch = shas.index(manifest["sha256"])
-    assert set(shas[:switch]) == {shas[0]} and set(shas[switch:]) == {shas[-1]} and pipe.books.extras.swaps == 1
+    assert set(shas[:switch]) == {shas[0]}
+    assert set(shas[switch:]) == {shas[-1]}
+    assert pipe.books.extras.swaps == 1
 
 
 def test_pipeline_hot_swap_refuses_bad_model(tmp_path, tiny_bundle_factory) -> None:
@@ -190,7 +210,8 @@ def test_pipeline_hot_swap_refuses_bad_model(tmp_path, tiny_bundle_factory) -> N
     pipe, _, sink = run_pipeline(source, judge=judge, config=PipelineConfig(station_id="s", swap_poll_s=0.01),
                                  watch=RegistryWatch(registry, "tiny", current="1"), during=activate_and_wait)
     assert {model_sha256_of(i) for i in sink.items} == {judge.bundle.manifest.sha256}
-    assert pipe.books.extras.swaps_refused == 1 and pipe.books.extras.alarms >= 1
+    assert pipe.books.extras.swaps_refused == 1
+    assert pipe.books.extras.alarms >= 1
 
 
 class BrokenSink:
@@ -213,8 +234,10 @@ def test_pipeline_critical_sink_failure_stops_the_line(tiny_bundle) -> None:
     pipe, sig, _sink = run_pipeline(source, judge=judge_of(tiny_bundle), sig=sig, config=config,
                                    sinks=[BrokenSink(fail_from=10), other])
     books = pipe.books.books()
-    assert books.discrepancy == 0 and books.failed_fault.get("store_unavailable", 0) > 0
-    assert len(other.items) == 40 and pipe.books.extras.sink_errors["store"] >= 1
+    assert books.discrepancy == 0
+    assert books.failed_fault.get("store_unavailable", 0) > 0
+    assert len(other.items) == 40
+    assert pipe.books.extras.sink_errors["store"] >= 1
     first_stop = min(s.part_seq for s in sig.signals if "store_unavailable" in s.reasons)
     assert all(not s.accept for s in sig.signals if s.part_seq >= first_stop)
     assert StationState.ERROR in sig.states
@@ -264,8 +287,10 @@ def test_synthetic_source_labels_count_and_faults() -> None:
         items = [source.read(timeout_s=0.1) for _ in range(12)]
         assert source.read(timeout_s=0.1) is None
     frames_ = [i for i in items if isinstance(i, Frame)]
-    assert {f.origin for f in frames_} == {"synthetic"} and all(not f.image.flags.writeable for f in frames_)
-    assert {f.label for f in frames_} <= {"good", *config.kinds} and len({f.label for f in frames_}) >= 2
+    assert {f.origin for f in frames_} == {"synthetic"}
+    assert all(not f.image.flags.writeable for f in frames_)
+    assert {f.label for f in frames_} <= {"good", *config.kinds}
+    assert len({f.label for f in frames_}) >= 2
     assert [i.frame_id for i in items] == list(range(12))
     assert any(isinstance(i, FrameFault) and i.reason == "incomplete" for i in items)
 
@@ -285,7 +310,8 @@ def test_synthetic_source_paces_triggers_and_unplugs() -> None:
         fault = source.read(timeout_s=0.5)
         source.replug()
         assert isinstance(fault, FrameFault)
-        assert (fault.reason, fault.frame_id) == ("disconnected", 5)
+        assert fault.reason == "disconnected"
+        assert fault.frame_id == 5
         assert source.read(timeout_s=0.5).frame_id == 6  # type: ignore[union-attr]
     slow = SyntheticSource(SyntheticSourceConfig(fps=1, size_px=32), clock=clock)
     with slow:
@@ -331,7 +357,8 @@ def test_deliver_counts_a_batch_sink_breaking_its_contract_as_failed_for_every_p
     source = ScriptedSource([make_frame(200, frame_id=i) for i in range(3)])
     _pipe, _sig, plain = run_pipeline(source, judge=unavailable_judge("x"), config=PipelineConfig(station_id="s"))
     errors = deliver(ShortSink(), plain.items)
-    assert len(errors) == 3 and all(isinstance(e, ValueError) and "1 results for 3" in str(e) for e in errors)
+    assert len(errors) == 3
+    assert all(isinstance(e, ValueError) and "1 results for 3" in str(e) for e in errors)
 
 
 class FlushCountingSink(ListSink):
@@ -356,8 +383,10 @@ class AlarmRecordingSignaller(RecordingSignaller):
 
 def test_pipeline_uses_optional_abilities_by_protocol(tiny_bundle) -> None:
     held, sig = FlushCountingSink(), AlarmRecordingSignaller()
-    assert isinstance(held, FlushingSink) and not isinstance(ListSink(), FlushingSink)
-    assert isinstance(sig, AlarmSignaller) and not isinstance(RecordingSignaller(), AlarmSignaller)
+    assert isinstance(held, FlushingSink)
+    assert not isinstance(ListSink(), FlushingSink)
+    assert isinstance(sig, AlarmSignaller)
+    assert not isinstance(RecordingSignaller(), AlarmSignaller)
     source = ScriptedSource([make_frame(50, frame_id=i) for i in range(3)])
     run_pipeline(source, judge=unavailable_judge("no model"), sig=sig, config=PipelineConfig(station_id="s"),
                  sinks=[held])

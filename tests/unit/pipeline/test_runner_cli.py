@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -20,11 +19,7 @@ GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
 
 
 def cli() -> list[str]:
-    from vinspect.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    module = "vinspect" if "run" in sub.choices else "vinspect.cli.station"
-    return [sys.executable, "-m", module, "--log-level", "ERROR", "run"]
+    return [sys.executable, "-m", "vinspect", "--log-level", "ERROR", "run"]
 
 
 def records(path: Path) -> list[dict]:
@@ -70,9 +65,13 @@ def test_run_hot_swaps_registry_model_between_parts(tmp_path, tiny_bundle_factor
     seqs, shas = [r["part_seq"] for r in recs], [r["model_sha256"] for r in recs]
     assert seqs == list(range(len(recs)))
     switch = shas.index(manifest["sha256"])
-    assert switch >= 10 and len(set(shas[:switch])) == 1 and set(shas[switch:]) == {manifest["sha256"]}
+    assert switch >= 10
+    assert len(set(shas[:switch])) == 1
+    assert set(shas[switch:]) == {manifest["sha256"]}
     closing = json.loads(out.strip().splitlines()[-1])
-    assert closing["model"]["version"] == "2" and closing["extras"]["swaps"] == 1 and closing["books_reconciled"]
+    assert closing["model"]["version"] == "2"
+    assert closing["extras"]["swaps"] == 1
+    assert closing["books_reconciled"]
 
 
 def test_run_gated_out_exits_3_and_rejects_every_part(tmp_path) -> None:
@@ -81,14 +80,21 @@ def test_run_gated_out_exits_3_and_rejects_every_part(tmp_path) -> None:
                        "source: {kind: synthetic, size_px: 32}\n")
     done = subprocess.run([*cli(), "--station", str(station), "--data-dir", str(tmp_path / "d"), "--max-parts", "25"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 3 and "stays PREOPERATIONAL" in done.stderr and "no active version" in done.stderr
+    assert done.returncode == 3
+    assert "stays PREOPERATIONAL" in done.stderr
+    assert "no active version" in done.stderr
     closing = json.loads(done.stdout.strip().splitlines()[-1])
-    assert closing["books"]["triggers"] == 25 and closing["books"]["passed"] == 0 and closing["books_reconciled"]
-    assert closing["state"] == "STOPPED" and "PREOPERATIONAL" in closing["reason"]
+    assert closing["books"]["triggers"] == 25
+    assert closing["books"]["passed"] == 0
+    assert closing["books_reconciled"]
+    assert closing["state"] == "STOPPED"
+    assert "PREOPERATIONAL" in closing["reason"]
 
 
 def test_run_bad_station_file_exits_2_naming_the_field(tmp_path) -> None:
     station = tmp_path / "st.yaml"
     station.write_text("station_id: g\nmodel: {name: m}\nsource: {kind: synthetic, fps: 0}\n")
     done = subprocess.run([*cli(), "--station", str(station)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and str(station) in done.stderr and "source.synthetic.fps" in done.stderr
+    assert done.returncode == 2
+    assert str(station) in done.stderr
+    assert "source.synthetic.fps" in done.stderr

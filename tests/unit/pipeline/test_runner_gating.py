@@ -45,14 +45,16 @@ def test_gate_refuses_bad_bundles_with_reason(tiny_bundle, breaks, reason) -> No
     write_golden_samples(tiny_bundle, [GOOD, BAD])
     breaks(tiny_bundle)
     gate = gate_bundle(tiny_bundle)
-    assert not gate.ok and reason in gate.reason
+    assert not gate.ok
+    assert reason in gate.reason
 
 
 def test_gate_missing_bundle_and_ok_bundle(tmp_path, tiny_bundle, tiny_bundle_factory) -> None:
     assert "not found" in gate_bundle(tmp_path / "nope").reason
     write_golden_samples(tiny_bundle, [GOOD, BAD])
     gate = gate_bundle(tiny_bundle)
-    assert gate.ok and "golden self-test passed" in gate.reason
+    assert gate.ok
+    assert "golden self-test passed" in gate.reason
     assert gate_bundle(tiny_bundle_factory(), require_golden=False).ok
 
 
@@ -67,7 +69,8 @@ def test_state_machine_allows_only_declared_transitions() -> None:
         sm.enter(StationState.OPERATIONAL, reason="nope")
     assert not sm.try_enter(StationState.DEGRADED, reason="nope")
     sm.enter(StationState.ERROR, reason="still store")
-    assert sm.reason == "still store" and seen == [StationState.OPERATIONAL, StationState.DEGRADED, StationState.ERROR]
+    assert sm.reason == "still store"
+    assert seen == [StationState.OPERATIONAL, StationState.DEGRADED, StationState.ERROR]
 
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "config" / "station.example.yaml"
@@ -75,10 +78,12 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "config" / "station.e
 
 def test_station_example_file_loads() -> None:
     station = load_station(EXAMPLE)
-    assert station.station_id and station.deadline_ms > 0
+    assert station.station_id
+    assert station.deadline_ms > 0
     assert isinstance(station.model, ModelByName | ModelByPath)
     # the fast path is the default users copy: the camera runs in its own process (issue 21)
-    assert isinstance(station.source, ProcessSourceConfig) and station.source.inner.kind == "genicam"
+    assert isinstance(station.source, ProcessSourceConfig)
+    assert station.source.inner.kind == "genicam"
 
 
 def test_station_file_relative_model_and_bare_sinks(tmp_path) -> None:
@@ -86,9 +91,11 @@ def test_station_file_relative_model_and_bare_sinks(tmp_path) -> None:
     path.write_text("station_id: a\nsource: {kind: synthetic, fps: 10}\nmodel: {path: b}\nsinks: [jsonl]\n"
                     "policy: {fail_at: 0.7, review_at: 0.6, on_error: review}\n")
     station = load_station(path)
-    assert station.model == ModelByPath(path=tmp_path / "b") and station.sinks == [JsonlSinkConfig(kind="jsonl")]
+    assert station.model == ModelByPath(path=tmp_path / "b")
+    assert station.sinks == [JsonlSinkConfig(kind="jsonl")]
     config = station.pipeline_config(max_parts=5)
-    assert config.overrides.on_error == "REVIEW" and config.critical_sinks == frozenset({"jsonl"})
+    assert config.overrides.on_error == "REVIEW"
+    assert config.critical_sinks == frozenset({"jsonl"})
 
 
 @pytest.mark.parametrize(("text", "needle"), [
@@ -105,4 +112,5 @@ def test_station_file_errors_name_file_field_reason(tmp_path, text, needle) -> N
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_station(path)
-    assert str(path) in str(info.value) and needle in str(info.value)
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)

@@ -70,7 +70,9 @@ def test_camera_output_refuses_device_without_user_output() -> None:
 def test_mqtt_result_payload_is_json_with_model_sha() -> None:
     body = result_payload(insp(Verdict.FAIL, ("score",), defect="spot"))
     assert json.loads(json.dumps(body))["model_sha256"] == SHA
-    assert body["verdict"] == "FAIL" and body["latency_ms"] == pytest.approx(2.0) and body["part_id"] == "p1"
+    assert body["verdict"] == "FAIL"
+    assert body["latency_ms"] == pytest.approx(2.0)
+    assert body["part_id"] == "p1"
 
 
 def test_locked_and_null_signallers_delegate() -> None:
@@ -152,4 +154,5 @@ def test_node_map_outputs_drive_sfnc_user_output() -> None:
     outputs = NodeMapOutputs(NodeMap())
     sig = CameraOutputSignaller(outputs)
     sig.signal(insp(Verdict.PASS))
-    assert NodeMap.UserOutputSelector.writes[-1] == "UserOutput1" and NodeMap.UserOutputValue.writes == [False, True]
+    assert NodeMap.UserOutputSelector.writes[-1] == "UserOutput1"
+    assert NodeMap.UserOutputValue.writes == [False, True]

@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 from vinspect.api.accounts import change_role, reset_password, unlock_login
 from vinspect.api.deps import Auditor, CsrfChecked, ReadSession, ServicesDep, UserAdmin, client_source
 from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
-from vinspect.api.routes.ncrs import _audit_public
 from vinspect.api.schemas import (
+    AuditRecordPublic,
     AuditRecordsPublic,
     DisputeCreate,
     UserCreate,
@@ -50,7 +50,7 @@ def api_audit(db: ReadSession, _user: Auditor, entity: Text64 = None, entity_id:
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> AuditRecordsPublic:
     """Audit rows, newest first."""
     rows = audit_rows(session=db, entity=entity, entity_id=entity_id, actor=actor, limit=limit, offset=offset)
-    return AuditRecordsPublic(data=[_audit_public(r) for r in rows])
+    return AuditRecordsPublic(data=[AuditRecordPublic.from_row(r) for r in rows])
 
 
 AUDIT_PAGE_ROWS = 50

@@ -12,6 +12,7 @@ from vinspect.api.deps import CsrfChecked, CurrentUser, ReadSession, ServicesDep
 from vinspect.api.pages import PAGE_RESPONSES, error_page, redirect, render
 from vinspect.api.schemas import LoginCreate, SessionPublic, UserCreate, UserPublic
 from vinspect.api.workflow import bootstrap_admin, detail_text, log_in, log_out
+from vinspect.store.ncr import Role
 from vinspect.store.review_queries import active_admin_exists
 from vinspect.store.users import get_user, list_users
 
@@ -109,7 +110,7 @@ def setup_form(request: Request, services: ServicesDep, _csrf: CsrfChecked,
                password: Annotated[str, Form(max_length=256)]) -> Response:
     """Consume the bootstrap secret and create the admin."""
     try:
-        body = UserCreate(username=username, display_name=display_name, role="admin", password=password)
+        body = UserCreate(username=username, display_name=display_name, role=Role.ADMIN, password=password)
     except ValueError as exc:
         return render(request, "setup.html", context={"error": str(exc).splitlines()[0]}, status_code=422)
     try:

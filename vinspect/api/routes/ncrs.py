@@ -128,14 +128,7 @@ def api_read_ncr(ncr_uuid: NcrUuid, db: ReadSession, _user: Viewer) -> NcrPublic
 def api_ncr_audit(ncr_uuid: NcrUuid, db: ReadSession,
                   _user: Auditor) -> AuditRecordsPublic:
     """The audit trail of one NCR, its events and signatures."""
-    return AuditRecordsPublic(data=[_audit_public(r) for r in audit_for_ncr(ncr_uuid, session=db)])
-
-
-def _audit_public(row: Any) -> AuditRecordPublic:
-    return AuditRecordPublic(seq=row.seq, at=format_utc(row.at), actor=row.actor, action=row.action,
-                             entity=row.entity, entity_id=row.entity_id, field=row.field, old_value=row.old_value,
-                             new_value=row.new_value, reason=row.reason, source=row.source,
-                             record_sha256=row.record_sha256, row_hash=row.row_hash)
+    return AuditRecordsPublic(data=[AuditRecordPublic.from_row(r) for r in audit_for_ncr(ncr_uuid, session=db)])
 
 
 def _reload(services: Services, ncr_uuid: str) -> NcrPublic:
