@@ -203,6 +203,7 @@ def main() -> None:
     load_before = os.getloadavg()
     result = sessions(args) if args.what == "sessions" else int8(args)
     result.update({"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(), "shared": True,
+                   "niceness": os.nice(0),
                    "load_average_before": load_before, "load_average_after": os.getloadavg()})
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("ort_sessions.json" if args.what == "sessions" else "ort_int8.json")
