@@ -2,6 +2,7 @@
 
     python bench/ort_sessions_bench.py sessions --bundle LAB [--second OTHER] [--rounds 6] [--runs 50]
     python bench/ort_sessions_bench.py int8 --bundle LAB [--bundle GOOD ...] [--ops MatMul] [--ops MatMul,Conv:pc]
+    python bench/ort_sessions_bench.py profile --bundle LAB [--runs 100]
 
 ``sessions``: p50/p99 of one ``run`` of the active model (batch 1, a real image of its dataset,
 decode excluded) built by the station's own builder (``vinspect.models.runtime.create_session``),
@@ -116,6 +117,36 @@ def sessions(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds, "runs_per_block": args.runs, "rows": rows}
 
 
+def profile(args: argparse.Namespace) -> dict[str, Any]:
+    """Share of kernel time per op type (ONNX Runtime's profiler), 1 intra-op thread.
+
+    A diagnostic: its session is built here because the station's builder has no profiling switch.
+    """
+    import onnxruntime as ort
+
+    bundle = args.bundle[0]
+    _, test, channels = _dataset(bundle, args.data)
+    image = _hwc(read_image(next(s.path for s in test if s.is_good)), channels)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.enable_profiling, options.profile_file_prefix = True, str(args.work / "ort_profile")
+    options.log_severity_level = 3
+    args.work.mkdir(parents=True, exist_ok=True)
+    session = ort.InferenceSession(str(bundle / MODEL_NAME), options, providers=["CPUExecutionProvider"])
+    for _ in range(args.runs):
+        session.run(None, {"image": image})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] = per_op.get(e["args"]["op_name"], 0.0) + e["dur"]
+    total = sum(per_op.values())
+    shares = {k: round(100 * v / total, 1) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
+    print(shares, flush=True)
+    return {"bundle": str(bundle), "runs": args.runs, "kernel_ms_per_run": round(total / args.runs / 1e3, 2),
+            "percent_of_kernel_time": shares}
+
+
 def _variant(spec: str) -> tuple[str, tuple[str, ...], bool]:
     ops, _, flag = spec.partition(":")
     return spec, tuple(ops.split(",")), flag == "pc"
@@ -188,7 +219,7 @@ def int8(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sessions", "int8"])
+    parser.add_argument("what", choices=["sessions", "int8", "profile"])
     parser.add_argument("--bundle", type=Path, action="append", required=True)
     parser.add_argument("--second", type=Path, default=None, help="sessions: the second bundle (default: --bundle)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the manifest's dataset_root)")
@@ -201,12 +232,12 @@ def main() -> None:
     args = parser.parse_args()
     args.ops = args.ops or ["MatMul"]
     load_before = os.getloadavg()
-    result = sessions(args) if args.what == "sessions" else int8(args)
+    result = {"sessions": sessions, "int8": int8, "profile": profile}[args.what](args)
     result.update({"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(), "shared": True,
                    "niceness": os.nice(0),
                    "load_average_before": load_before, "load_average_after": os.getloadavg()})
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("ort_sessions.json" if args.what == "sessions" else "ort_int8.json")
+    path = RESULTS / f"ort_{args.what}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
