@@ -3,6 +3,7 @@
     python bench/ort_sessions_bench.py sessions --bundle LAB [--second OTHER] [--rounds 6] [--runs 50]
     python bench/ort_sessions_bench.py int8 --bundle LAB [--bundle GOOD ...] [--ops MatMul] [--ops MatMul,Conv:pc]
     python bench/ort_sessions_bench.py profile --bundle LAB [--runs 100]
+    python bench/ort_sessions_bench.py gate --bundle LAB [--bundle GOOD ...]
 
 ``sessions``: p50/p99 of one ``run`` of the active model (batch 1, a real image of its dataset,
 decode excluded) built by the station's own builder (``vinspect.models.runtime.create_session``),
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.data import to_hwc
 from vinspect.dataset import Sample, open_dataset, read_image
+from vinspect.errors import ModelError
 from vinspect.models.calibration import auroc, false_reject_rate_at_zero_escape
 from vinspect.models.manifest import MODEL_NAME, read_manifest
 from vinspect.models.runtime import SessionSettings, create_session
@@ -147,6 +149,46 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
             "percent_of_kernel_time": shares}
 
 
+def gate(args: argparse.Namespace) -> dict[str, Any]:
+    """What training's int8 gate would say for each bundle: its own validation part (the train
+    split's hold-out, as ``train_bundle`` makes it), float and int8 each at its own calibration."""
+    from training.bundle import ValidationScores, _calibrate
+    from training.config import TrainConfig
+    from training.data import holdout_split
+    from training.quantize import Int8Gate, judge_int8, quantize_int8
+
+    out: dict[str, Any] = {"models": {}}
+    args.work.mkdir(parents=True, exist_ok=True)
+    for bundle in args.bundle:
+        manifest = read_manifest(bundle)
+        config = TrainConfig(**{k: v for k, v in manifest.training.config.items() if k in TrainConfig.model_fields})
+        train, _, channels = _dataset(bundle, args.data)
+        samples = [s for s in train if s.is_good or not manifest.training.config.get("good_only")]
+        split = holdout_split(samples, val_percent=config.val_percent)
+        goods = [s for s in split.fit if s.is_good][: config.quantize_calibration_images]
+        calib = [_hwc(read_image(s.path), channels) for s in goods]
+        val = [_hwc(read_image(s.path), channels) for s in split.val]
+        int8_path = args.work / f"{bundle.name}-gate.onnx"
+        nodes = quantize_int8(bundle / MODEL_NAME, int8_path, images=calib, ops=config.quantize_ops,
+                              per_channel=config.quantize_per_channel)
+        scored = []
+        for path in (bundle / MODEL_NAME, int8_path):
+            scores, maps = _score(path, val)
+            vs = ValidationScores(samples=list(split.val), images=val, scores=scores, maps=maps, probs=[])
+            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier")))
+        try:
+            report = judge_int8(bundle / MODEL_NAME, int8_path, images=[], val_float=(scored[0][0].scores,
+                                scored[0][0].maps), val_int8=(scored[1][0].scores, scored[1][0].maps),
+                                thresholds=(scored[0][1], scored[1][1]), gate=Int8Gate(), nodes=nodes)
+            row: dict[str, Any] = {"passed": True, **report.metrics()}
+        except ModelError as exc:
+            row = {"passed": False, "refusal": str(exc)}
+        row["val_images"] = len(val)
+        print(bundle.name, row, flush=True)
+        out["models"][str(bundle)] = row
+    return out
+
+
 def _variant(spec: str) -> tuple[str, tuple[str, ...], bool]:
     ops, _, flag = spec.partition(":")
     return spec, tuple(ops.split(",")), flag == "pc"
@@ -219,7 +261,7 @@ def int8(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sessions", "int8", "profile"])
+    parser.add_argument("what", choices=["sessions", "int8", "profile", "gate"])
     parser.add_argument("--bundle", type=Path, action="append", required=True)
     parser.add_argument("--second", type=Path, default=None, help="sessions: the second bundle (default: --bundle)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the manifest's dataset_root)")
@@ -232,7 +274,7 @@ def main() -> None:
     args = parser.parse_args()
     args.ops = args.ops or ["MatMul"]
     load_before = os.getloadavg()
-    result = {"sessions": sessions, "int8": int8, "profile": profile}[args.what](args)
+    result = {"sessions": sessions, "int8": int8, "profile": profile, "gate": gate}[args.what](args)
     result.update({"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(), "shared": True,
                    "niceness": os.nice(0),
                    "load_average_before": load_before, "load_average_after": os.getloadavg()})
