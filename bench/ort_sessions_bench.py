@@ -269,6 +269,7 @@ def main() -> None:
                         help="int8 variants: op types, ':pc' for per-channel (default: MatMul)")
     parser.add_argument("--calibration", type=int, default=64)
     parser.add_argument("--work", type=Path, default=Path("/tmp/vinspect-int8"), help="int8 graphs go here")
+    parser.add_argument("--tag", default=None, help="write bench/results/ort_<what>_<tag>.json")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per block")
     args = parser.parse_args()
@@ -279,7 +280,7 @@ def main() -> None:
                    "niceness": os.nice(0),
                    "load_average_before": load_before, "load_average_after": os.getloadavg()})
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"ort_{args.what}.json"
+    path = RESULTS / (f"ort_{args.what}_{args.tag}.json" if args.tag else f"ort_{args.what}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
