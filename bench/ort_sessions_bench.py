@@ -2,6 +2,8 @@
 
     python bench/ort_sessions_bench.py sessions --bundle LAB [--second OTHER] [--rounds 6] [--runs 50]
     python bench/ort_sessions_bench.py int8 --bundle LAB [--bundle GOOD ...] [--ops MatMul] [--ops MatMul,Conv:pc]
+    python bench/ort_sessions_bench.py profile --bundle LAB [--runs 100]
+    python bench/ort_sessions_bench.py gate --bundle LAB [--bundle GOOD ...]
 
 ``sessions``: p50/p99 of one ``run`` of the active model (batch 1, a real image of its dataset,
 decode excluded) built by the station's own builder (``vinspect.models.runtime.create_session``),
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.data import to_hwc
 from vinspect.dataset import Sample, open_dataset, read_image
+from vinspect.errors import ModelError
 from vinspect.models.calibration import auroc, false_reject_rate_at_zero_escape
 from vinspect.models.manifest import MODEL_NAME, read_manifest
 from vinspect.models.runtime import SessionSettings, create_session
@@ -116,6 +119,76 @@ def sessions(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds, "runs_per_block": args.runs, "rows": rows}
 
 
+def profile(args: argparse.Namespace) -> dict[str, Any]:
+    """Share of kernel time per op type (ONNX Runtime's profiler), 1 intra-op thread.
+
+    A diagnostic: its session is built here because the station's builder has no profiling switch.
+    """
+    import onnxruntime as ort
+
+    bundle = args.bundle[0]
+    _, test, channels = _dataset(bundle, args.data)
+    image = _hwc(read_image(next(s.path for s in test if s.is_good)), channels)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.enable_profiling, options.profile_file_prefix = True, str(args.work / "ort_profile")
+    options.log_severity_level = 3
+    args.work.mkdir(parents=True, exist_ok=True)
+    session = ort.InferenceSession(str(bundle / MODEL_NAME), options, providers=["CPUExecutionProvider"])
+    for _ in range(args.runs):
+        session.run(None, {"image": image})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] = per_op.get(e["args"]["op_name"], 0.0) + e["dur"]
+    total = sum(per_op.values())
+    shares = {k: round(100 * v / total, 1) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
+    print(shares, flush=True)
+    return {"bundle": str(bundle), "runs": args.runs, "kernel_ms_per_run": round(total / args.runs / 1e3, 2),
+            "percent_of_kernel_time": shares}
+
+
+def gate(args: argparse.Namespace) -> dict[str, Any]:
+    """What training's int8 gate would say for each bundle: its own validation part (the train
+    split's hold-out, as ``train_bundle`` makes it), float and int8 each at its own calibration."""
+    from training.bundle import ValidationScores, _calibrate
+    from training.config import TrainConfig
+    from training.data import holdout_split
+    from training.quantize import Int8Gate, judge_int8, quantize_int8
+
+    out: dict[str, Any] = {"models": {}}
+    args.work.mkdir(parents=True, exist_ok=True)
+    for bundle in args.bundle:
+        manifest = read_manifest(bundle)
+        config = TrainConfig(**{k: v for k, v in manifest.training.config.items() if k in TrainConfig.model_fields})
+        train, _, channels = _dataset(bundle, args.data)
+        samples = [s for s in train if s.is_good or not manifest.training.config.get("good_only")]
+        split = holdout_split(samples, val_percent=config.val_percent)
+        goods = [s for s in split.fit if s.is_good][: config.quantize_calibration_images]
+        calib = [_hwc(read_image(s.path), channels) for s in goods]
+        val = [_hwc(read_image(s.path), channels) for s in split.val]
+        int8_path = args.work / f"{bundle.name}-gate.onnx"
+        nodes = quantize_int8(bundle / MODEL_NAME, int8_path, images=calib, ops=config.quantize_ops,
+                              per_channel=config.quantize_per_channel)
+        scored = []
+        for path in (bundle / MODEL_NAME, int8_path):
+            scores, maps = _score(path, val)
+            vs = ValidationScores(samples=list(split.val), images=val, scores=scores, maps=maps, probs=[])
+            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier")))
+        try:
+            report = judge_int8(bundle / MODEL_NAME, int8_path, images=[], val_float=(scored[0][0].scores,
+                                scored[0][0].maps), val_int8=(scored[1][0].scores, scored[1][0].maps),
+                                thresholds=(scored[0][1], scored[1][1]), gate=Int8Gate(), nodes=nodes)
+            row: dict[str, Any] = {"passed": True, **report.metrics()}
+        except ModelError as exc:
+            row = {"passed": False, "refusal": str(exc)}
+        row["val_images"] = len(val)
+        print(bundle.name, row, flush=True)
+        out["models"][str(bundle)] = row
+    return out
+
+
 def _variant(spec: str) -> tuple[str, tuple[str, ...], bool]:
     ops, _, flag = spec.partition(":")
     return spec, tuple(ops.split(",")), flag == "pc"
@@ -188,7 +261,7 @@ def int8(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sessions", "int8"])
+    parser.add_argument("what", choices=["sessions", "int8", "profile", "gate"])
     parser.add_argument("--bundle", type=Path, action="append", required=True)
     parser.add_argument("--second", type=Path, default=None, help="sessions: the second bundle (default: --bundle)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the manifest's dataset_root)")
@@ -196,16 +269,18 @@ def main() -> None:
                         help="int8 variants: op types, ':pc' for per-channel (default: MatMul)")
     parser.add_argument("--calibration", type=int, default=64)
     parser.add_argument("--work", type=Path, default=Path("/tmp/vinspect-int8"), help="int8 graphs go here")
+    parser.add_argument("--tag", default=None, help="write bench/results/ort_<what>_<tag>.json")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=50, help="timed runs per block")
     args = parser.parse_args()
     args.ops = args.ops or ["MatMul"]
     load_before = os.getloadavg()
-    result = sessions(args) if args.what == "sessions" else int8(args)
+    result = {"sessions": sessions, "int8": int8, "profile": profile, "gate": gate}[args.what](args)
     result.update({"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(), "shared": True,
+                   "niceness": os.nice(0),
                    "load_average_before": load_before, "load_average_after": os.getloadavg()})
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("ort_sessions.json" if args.what == "sessions" else "ort_int8.json")
+    path = RESULTS / (f"ort_{args.what}_{args.tag}.json" if args.tag else f"ort_{args.what}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 

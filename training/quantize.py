@@ -84,6 +84,8 @@ def quantize_int8(src: Path, dst: Path, *, images: Sequence[Image], ops: Sequenc
             image = next(self._it, None)
             return None if image is None else {"image": np.ascontiguousarray(image)}
 
+    hint = _DropPreprocessHint()
+    logging.getLogger().addFilter(hint)  # the quantiser logs a generic "consider pre-processing" hint on root
     try:
         quantize_static(str(src), str(dst), _Goods(), quant_format=QuantFormat.QOperator,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
@@ -91,9 +93,16 @@ def quantize_int8(src: Path, dst: Path, *, images: Sequence[Image], ops: Sequenc
                         nodes_to_quantize=nodes)
     except Exception as exc:  # the quantiser raises untyped errors for graphs it cannot handle
         raise ModelError(f"{src}: int8 quantisation failed ({exc})") from exc
+    finally:
+        logging.getLogger().removeFilter(hint)
     onnx.checker.check_model(str(dst))
     logger.info("int8 graph written", extra={"nodes": len(nodes), "ops": ",".join(ops), "per_channel": per_channel})
     return len(nodes)
+
+
+class _DropPreprocessHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
 
 
 def verdicts(scores: npt.NDArray[np.float64], thresholds: Thresholds) -> npt.NDArray[np.str_]:
