@@ -131,7 +131,7 @@ def _check(args: argparse.Namespace) -> int:
     data_dir = load_settings(data_dir=args.data_dir).data_dir
     try:
         store = StoreHandle(engine=engine, evidence=EvidenceStore(data_dir / "evidence"))
-        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        now = datetime.now(UTC)
         new = check_alarms(store, now=now, validation_scores=validation_scores(_registry(args)), publish=publish)
     finally:
         engine.dispose()
