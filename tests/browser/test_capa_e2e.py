@@ -113,3 +113,26 @@ def test_capa_8d_from_two_ncrs_to_closure(live_server: dict[str, Any], browser_p
     page.goto(f"{base}/capas")
     assert number in page.inner_text("#capa-table")
     assert not errors, errors
+
+
+def test_quality_report_renders_in_chromium(live_server: dict[str, Any], browser_page: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from vinspect.report.quality_report import write_quality_report
+    from vinspect.store import session_scope
+    from vinspect.store.analytics_queries import Window
+
+    store = live_server["seeded"].store
+    now = datetime.now(UTC)
+    with session_scope(store.engine, readonly=True) as session:
+        index = write_quality_report(session, Window(now - timedelta(days=1), now + timedelta(hours=1)),
+                                     tmp_path / "report")
+    page = browser_page
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(index.as_uri())
+    assert "Quality report" in page.inner_text("h1") and "46 parts inspected" in page.inner_text("body")
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert widths and all(w > 0 for w in widths), widths
+    assert not errors, errors

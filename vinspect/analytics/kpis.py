@@ -18,7 +18,7 @@ __all__ = ["KPI_LINES", "KpiCounts", "Kpis", "compute_kpis", "percentile"]
 KPI_LINES: dict[str, str] = {
     "first_pass_yield": "parts PASS at their first inspection / parts inspected for the first time",
     "reject_rate": "(FAIL + REVIEW) / parts inspected",
-    "defect_reject_rate": "rejects for a score reason (model rejects) / parts inspected",
+    "defect_reject_rate": "rejects with a score reason (model rejects, fault reason or not) / parts inspected",
     "review_rate": "REVIEW verdicts / parts inspected",
     "fault_rate": "fail-safe rejects with that reason (late, error, missing frame, ...) / parts inspected",
     "overturn_share": "FALSE_REJECT / adjudicated rejects",
@@ -50,7 +50,7 @@ class KpiCounts:
     passed: int
     review: int
     failed: int
-    defect_rejects: int                      # FAIL/REVIEW with a score reason only (no fault)
+    defect_rejects: int                      # FAIL/REVIEW with a score reason (a fault reason may come with it)
     faults: Mapping[str, int] = field(default_factory=dict)  # fail-safe rejects by reason
     first_inspected: int = 0
     first_passed: int = 0

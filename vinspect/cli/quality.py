@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     spc = sub.add_parser("spc", help="p-chart limits and alarms")
     verbs = spc.add_subparsers(dest="verb", required=True, metavar="VERB")
     base = _common(verbs.add_parser("baseline", help="freeze p-chart limits from an in-control period"))
-    base.add_argument("--station", required=True)
+    base.add_argument("--station", required=True, help="the station whose p-chart limits are frozen")
     base.add_argument("--since", type=_time, required=True, help="baseline start (ISO 8601, UTC)")
     base.add_argument("--until", type=_time, required=True, help="baseline end, exclusive")
     base.add_argument("--reason", required=True, help="why this period is in control (audited)")
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     opened = _common(capa_verbs.add_parser("open", help="open a CAPA as a quality engineer (every step owned by them "
                                                         "until reassigned in the app)"))
     opened.add_argument("--as", dest="username", required=True, help="the quality engineer opening it")
-    opened.add_argument("--title", required=True)
+    opened.add_argument("--title", required=True, help="one line naming the problem")
     opened.add_argument("--ncr", action="append", default=[], help="NCR number or uuid to link (repeat)")
     opened.add_argument("--code", default=None, help="defect code (opened from a Pareto bar when no --ncr)")
     opened.add_argument("--station", default=None, help="station the effectiveness check measures")
@@ -123,7 +123,7 @@ def _check(args: argparse.Namespace) -> int:
     data_dir = load_settings(data_dir=args.data_dir).data_dir
     with _store(args) as engine:
         store = StoreHandle(engine=engine, evidence=EvidenceStore(data_dir / "evidence"))
-        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        now = datetime.now(UTC)
         new = check_alarms(store, now=now, validation_scores=validation_scores(_registry(args)), publish=publish)
     for a in new:
         sys.stdout.write(f"alarm {a.id}: {a.kind} {a.chart} rule {a.rule} on {a.station_id} from "

@@ -60,6 +60,13 @@ def _png(out: Path, name: str, data: bytes) -> str:
     return f'<img src="{_e(name)}" alt="{_e(name)}">'
 
 
+def _what(a: AlarmView) -> str:
+    d = a.detail
+    if a.kind == "drift":
+        return f"PSI {d.get('psi')} ({d.get('band')}), KS D {d.get('ks_d')} on {d.get('live_n')} live parts"
+    return f"Nelson {a.rule}: {d.get('description', '')}"
+
+
 def _ack(a: AlarmView) -> str:
     return f"{_e(a.ack_reason)} (signed)" if a.acknowledged_at else "<span class=bad>open</span>"
 
@@ -67,7 +74,7 @@ def _ack(a: AlarmView) -> str:
 def _alarms(alarms: Sequence[AlarmView]) -> str:
     rows = "".join(
         f"<tr><td>{a.id}</td><td>{_e(a.kind)}</td><td>{_e(a.station_id)}</td><td>{_e(a.chart)}</td>"
-        f"<td>{_e(a.detail.get('description', a.detail))}</td>"
+        f"<td>{_e(_what(a))}</td>"
         f"<td>{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M}</td><td>{_ack(a)}</td></tr>"
         for a in alarms)
     return ("<table><tr><th>#</th><th>Kind</th><th>Station</th><th>Chart</th><th>What</th><th>Subgroups (UTC)</th>"
@@ -105,8 +112,9 @@ def _body(board: Dashboard, out: Path, alarms: Sequence[AlarmView], capas: Seque
         if pc.baseline is None:
             parts.append(f"<p class=muted>{_e(pc.note)}</p>")
         for v in pc.violations:
-            parts.append(f"<p class=bad>Nelson {v.rule} ({_e(v.description)}) at {pc.hours[v.first]:%Y-%m-%d %H:00} to "
-                         f"{pc.hours[v.last]:%Y-%m-%d %H:00}</p>")
+            fmt = "%Y-%m-%d %H:%M:%S" if pc.baseline is not None and pc.baseline.subgroup_parts else "%Y-%m-%d %H:00"
+            parts.append(f"<p class=bad>Nelson {v.rule} ({_e(v.description)}) at subgroups from "
+                         f"{pc.hours[v.first]:{fmt}} to {pc.hours[v.last]:{fmt}}</p>")
     parts.append("<h2>Pareto</h2>")
     if board.pareto_codes:
         parts.append(_png(out, "pareto-codes.png", charts.pareto_chart(board.pareto_codes, title="NCRs by defect code",

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord
-from vinspect.types import first_fault
+from vinspect.types import MODEL_REASONS, first_fault
 
 __all__ = ["HourRow", "Window", "adjudications", "audit_answers", "hourly_rollup", "latencies_ms",
            "ncr_code_counts", "score_sample", "vision_vs_reviewer"]
@@ -42,7 +42,11 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class HourRow:
-    """Parts of one UTC hour, station, model version and verdict; ``faults`` by reason."""
+    """Parts of one UTC hour, station, model version and verdict; ``faults`` by (first) fault reason.
+
+    ``model_rejects`` counts rejects with a score reason (``score``, ``review_band``), also when a
+    fault reason such as ``late`` came with it: the p-chart's d (quality-domain §11).
+    """
 
     hour: datetime
     station_id: str
@@ -90,10 +94,11 @@ def hourly_rollup(window: Window, *, session: Session, station_id: str | None = 
         if verdict == "PASS":
             row["first_passed"] += firsts
         else:
-            fault = first_fault(json.loads(reasons))
+            listed = json.loads(reasons)
+            fault = first_fault(listed)
             if fault is not None:
                 row["faults"][fault] += count
-            else:
+            if any(r in MODEL_REASONS for r in listed):
                 row["model_rejects"] += count
     return [HourRow(hour=datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC), station_id=s,
                     model_version=m, verdict=v, count=r["count"], model_rejects=r["model_rejects"],
@@ -263,7 +268,7 @@ def part_subgroups(window: Window, *, session: Session, station_id: str, size: i
     for at, verdict, reasons in session.execute(stmt.execution_options(yield_per=5000)):
         first = first or at
         n += 1
-        if verdict != "PASS" and first_fault(json.loads(reasons)) is None:
+        if verdict != "PASS" and any(r in MODEL_REASONS for r in json.loads(reasons)):
             rejects += 1
         if n == size:
             assert first is not None
