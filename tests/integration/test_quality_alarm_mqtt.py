@@ -34,7 +34,8 @@ def _store(tmp_path: Path) -> StoreHandle:
                 rows.append(Inspection(
                     inspection_id=f"q-{seq}", station_id="st-q", part_seq=seq, frame=None, prediction=None,
                     decision=Decision(verdict=Verdict.FAIL if bad else Verdict.PASS, reasons=("score",) if bad else (),
-                                      policy_id="p", fail_at=0.7, review_at=0.5), timings=StageTimings()))
+                                      policy_id="p", fail_at=0.7, review_at=0.5), timings=StageTimings(),
+                    model=None))
             repo.add_inspections(rows, session=session, now=now - timedelta(hours=23 - h))
         record_baseline(session=session, station_id="st-q", chart="reject_rate", window_from=now - timedelta(hours=24),
                         window_to=now - timedelta(hours=3, minutes=30), subgroup_minutes=60, p_bar=20 / 1200,
