@@ -37,7 +37,9 @@ def test_int8_bundle_ships_the_quantised_graph_with_its_gate(int8_bundle: tuple[
     assert config["quantize"] == "int8" and config["quantize_ops"] == ["MatMul"]
     assert config["int8_score_atol"] == 0.05 and config["int8_max_verdict_flips"] == 0.02  # stated tolerance
     assert metrics["int8_nodes_quantized"] == 1
-    assert 0.0 < metrics["int8_score_max_abs_diff"] <= 0.05  # int8 really differs, within tolerance
+    # within tolerance; it may be exactly 0 on this labelled set: with open-set fusion (issue 12a) the
+    # score of these images comes from the defect signal, which the int8 kNN does not touch
+    assert 0.0 <= metrics["int8_score_max_abs_diff"] <= 0.05
     assert metrics["int8_verdict_flips"] <= 0.02 * metrics["int8_verdicts_compared"]
     assert metrics["int8_parity_images"] >= metrics["int8_verdicts_compared"] > 0
 
