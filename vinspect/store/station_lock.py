@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,13 +30,34 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".station-lock")
 
 
-def _holder(path: Path) -> str:
+def _alive_here(info: dict[str, object]) -> bool:
+    """False only when the record names a process on this host that no longer exists (a stale record)."""
+    if info.get("host") != socket.gethostname():
+        return True
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        return (f"station {info['station_id']!r} (pid {info['pid']} on {info['host']}, "
-                f"since {info['started_at']})")
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another station (its lock file names no holder)"
+        os.kill(int(str(info["pid"])), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
+
+
+def _holder(path: Path, *, wait_s: float = 2.0) -> str:
+    """Who holds the lock. The holder writes its record just after taking the lock, so a second
+    station arriving in that instant reads an empty or stale file: it re-reads for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            if _alive_here(info):
+                return (f"station {info['station_id']!r} (pid {info['pid']} on {info['host']}, "
+                        f"since {info['started_at']})")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if time.monotonic() >= deadline:
+            return "another station (its lock file names no holder)"
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -60,8 +82,9 @@ def station_lock(database: Path, station_id: str) -> Iterator[Path]:
                 "several stations)") from None
         record = {"station_id": station_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode("utf-8") + b"\n", 0)
+        data = json.dumps(record).encode("utf-8") + b"\n"
+        os.pwrite(fd, data, 0)  # overwrite first, then cut: a reader never sees an empty file
+        os.ftruncate(fd, len(data))
         os.fsync(fd)
         yield path
     finally:
