@@ -70,8 +70,19 @@ def _split(data: Path, out: Path) -> tuple[Path, list[tuple[Path, str]]]:
     return base, rest
 
 
+def _rest(data: Path) -> list[tuple[Path, str]]:
+    """The held-back half of the defects, as :func:`_split` chose it."""
+    by_label: dict[str, list[Path]] = {}
+    for s in open_dataset(data).train_samples():
+        if not s.is_good:
+            by_label.setdefault(s.label, []).append(s.path)
+    return [(p, label) for label, paths in sorted(by_label.items())
+            for i, p in enumerate(sorted(paths, key=lambda q: q.name)) if i % 2 == 1]
+
+
 def _reviews(store_dir: Path, rest: list[tuple[Path, str]], champion: dict[str, str]) -> None:
     """Each held-back defect as a rejected part with an NCR, confirmed by a reviewer."""
+    store_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{store_dir / 'vinspect.db'}")
     upgrade(engine)
     evidence = EvidenceStore(store_dir / "evidence")
@@ -107,18 +118,27 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets"
                         / "magnetic-tile")
     parser.add_argument("--out", type=Path, default=Path("/tmp/vinspect-retrain-bench"))
+    parser.add_argument("--config", type=Path, default=None, help="training config for both models")
+    parser.add_argument("--reuse-champion", action="store_true",
+                        help="keep --out's base set, frozen set and champion from an earlier run (same code)")
     args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
-    args.out.mkdir(parents=True)
+    config = ["--config", str(args.config)] if args.config else []
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    base, rest = _split(args.data, args.out)
     frozen = args.out / "frozen"
-    _run("dataset", "freeze", str(args.data), "--out", str(frozen), "--name", "magnetic-tile-test",
-         "--version", "dev")
-    _run("train", "--data", str(base), "--out", str(args.out / "champion"), "--name", "tiles", "--version", "1",
-         "--no-progress", "--trained-by", "bench")
-    timings["train_champion_s"] = time.perf_counter() - t
+    if args.reuse_champion and (args.out / "champion" / "manifest.json").is_file():
+        base, rest = args.out / "base", _rest(args.data)
+        for leftover in ("station", "merged", "challenger"):
+            shutil.rmtree(args.out / leftover, ignore_errors=True)
+    else:
+        shutil.rmtree(args.out, ignore_errors=True)
+        args.out.mkdir(parents=True)
+        base, rest = _split(args.data, args.out)
+        _run("dataset", "freeze", str(args.data), "--out", str(frozen), "--name", "magnetic-tile-test",
+             "--version", "dev")
+        _run("train", "--data", str(base), "--out", str(args.out / "champion"), "--name", "tiles", "--version", "1",
+             "--no-progress", "--trained-by", "bench", *config)
+        timings["train_champion_s"] = time.perf_counter() - t
     champion = json.loads((args.out / "champion" / "manifest.json").read_text())
     t = time.perf_counter()
     store_dir = args.out / "station"
@@ -131,7 +151,7 @@ def main() -> None:
     timings["from_reviews_s"] = time.perf_counter() - t
     t = time.perf_counter()
     _run("train", "--data", str(args.out / "merged"), "--out", str(args.out / "challenger"), "--name", "tiles",
-         "--version", "2", "--parent", "1", "--no-progress", "--trained-by", "bench")
+         "--version", "2", "--parent", "1", "--no-progress", "--trained-by", "bench", *config)
     timings["train_challenger_s"] = time.perf_counter() - t
     t = time.perf_counter()
     _run("compare", "--champion", str(args.out / "champion"), "--challenger", str(args.out / "challenger"),

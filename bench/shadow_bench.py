@@ -91,9 +91,9 @@ def main() -> None:
             a = _run(data, without, args.parts)
             b = _run(data, with_shadow, args.parts)
             stats = json.loads((data / "shadow" / "bench@shadow" / "stats.json").read_text())
-            rounds.append({"without": a, "with_shadow": b, "shadow_parts_cumulative": stats["parts"],
-                           "shadow_dropped_busy_cumulative": stats["dropped_busy"],
-                           "shadow_late_cumulative": stats["late"]})
+            rounds.append({"without": a, "with_shadow": b, "shadow_parts": stats["parts"],
+                           "shadow_dropped_busy": stats["dropped_busy"],
+                           "shadow_late": stats["late"]})
     p99_without = statistics.median(r["without"]["p99_ms"] for r in rounds)
     p99_with = statistics.median(r["with_shadow"]["p99_ms"] for r in rounds)
     result = {"command": "python " + " ".join(sys.argv), "fps": args.fps, "parts_per_run": args.parts,
