@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from vinspect.cli.promotion import register_verbs as register_promotion
+from vinspect.cli.promotion import store_engine
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
@@ -407,7 +408,7 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
     from vinspect.store.users import get_user
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
-    engine = _store_engine(args)
+    engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
             user = get_user(session=session, username=args.user)
@@ -422,20 +423,6 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
         engine.dispose()
 
 
-def _store_engine(args: argparse.Namespace) -> Any:
-    from vinspect.store import make_engine, upgrade
-    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
-
-    settings = load_settings(data_dir=args.data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    # the acceptance and activation rows are signed with the data directory's audit key, as the
-    # station's and the web app's are (an unkeyed row after keyed ones reads as a forgery)
-    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
-    return engine
-
-
 def _activate(args: argparse.Namespace, registry: ModelRegistry, manifest: ModelManifest, *,
               signer: int | None) -> None:
     """Activate; with a signer, the signed acceptance and the switch share one transaction."""
@@ -447,7 +434,7 @@ def _activate(args: argparse.Namespace, registry: ModelRegistry, manifest: Model
     from vinspect.store import session_scope
     from vinspect.store.model_acceptance import record_model_activation
 
-    engine = _store_engine(args)
+    engine = store_engine(args)
     try:
         with session_scope(engine) as session:
             record = record_model_activation(

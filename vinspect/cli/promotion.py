@@ -33,7 +33,7 @@ from vinspect.store import session_scope
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.users import get_user
 
-__all__ = ["register_verbs"]
+__all__ = ["register_verbs", "store_engine"]
 
 _DATA_HELP = "default: VINSPECT_DATA_DIR or ./vinspect-data"
 
@@ -91,7 +91,9 @@ def _signer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def store_engine(args: argparse.Namespace) -> Any:
+    """The migrated store of ``--data-dir``, signing with its audit key as the station and the web app
+    do (an unkeyed row after keyed ones reads as a forgery). Shared by every ``models`` verb."""
     from vinspect.store import make_engine, upgrade
     from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
 
@@ -144,7 +146,7 @@ def _criteria(args: argparse.Namespace) -> int:
                         no_worse_false_reject_than_champion=not args.allow_more_false_rejects,
                         max_latency_p99_ms=args.max_latency_ms, min_shadow_parts=args.min_shadow_parts)
     trained_by = args.trained_by or manifest.training.trained_by
-    digest = _run(_engine(args), lambda s: promo.fix_criteria(
+    digest = _run(store_engine(args), lambda s: promo.fix_criteria(
         session=s, name=manifest.name, version=manifest.version, sha256=manifest.sha256, trained_by=trained_by,
         criteria=criteria, actor=_actor(), reason=args.reason))
     sys.stdout.write(f"criteria fixed for {manifest.name} {manifest.version} (sha256 {digest[:12]}; trained by "
@@ -186,12 +188,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         shadow_parts=None if shadow is None else int(shadow["parts"]),
         shadow=None if shadow is None else {k: shadow.get(k) for k in (
             "parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")})
-    digest = _run(_engine(args), lambda s: promo.record_evaluation(
+    digest = _run(store_engine(args), lambda s: promo.record_evaluation(
         session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    engine = _engine(args)
+    engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
             state = promo.candidate_state(session=session, name=m.name, version=m.version)
@@ -221,11 +223,11 @@ def _slim(summary: dict[str, Any]) -> dict[str, Any]:
 def _sign(args: argparse.Namespace) -> int:
     registry = _registry(args)
     manifest = read_manifest(registry.resolve(args.name, args.version))
-    engine = _engine(args)
+    engine = store_engine(args)
     user_id = _signer(args, engine, f"model {manifest.name}@{manifest.version}")
     sig = _run(engine, lambda s: promo.sign_promotion(session=s, user_id=user_id, name=manifest.name,
                                                        version=manifest.version, reason=args.reason))
-    engine = _engine(args)
+    engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
             state = promo.candidate_state(session=session, name=manifest.name, version=manifest.version)
@@ -249,7 +251,7 @@ def _promote(args: argparse.Namespace) -> int:
         registry.activate(manifest.name, manifest.version)  # inside the transaction: no promotion without it
         return state
 
-    state = _run(_engine(args), call)
+    state = _run(store_engine(args), call)
     sys.stdout.write(f"{manifest.name}: active version is now {manifest.version} (was {previous or 'none'}); "
                      f"signed by {' and '.join(state.signers)}. A running station switches after its golden "
                      "self-test.\n")
@@ -261,7 +263,7 @@ def _rollback(args: argparse.Namespace) -> int:
     current = registry.active_version(args.name)
     if current is None:
         raise ModelError(f"{args.name}: no active version to roll back")
-    engine = _engine(args)
+    engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
             history = promo.model_history(session=session, name=args.name)
@@ -291,7 +293,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
             history = promo.model_history(session=session, name=args.name)
