@@ -27,7 +27,7 @@ from vinspect.cli.restart import recover  # noqa: E402
 from vinspect.pipeline.decide import DecisionPolicy  # noqa: E402
 from vinspect.pipeline.part_numbers import PartNumbers, mark_path  # noqa: E402
 from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, session_scope, upgrade  # noqa: E402
-from vinspect.store.recovery import records_after, recover_station  # noqa: E402
+from vinspect.store.recovery import records_after, recover_station, unrecorded_seqs  # noqa: E402
 from vinspect.store.repository import add_inspections  # noqa: E402
 from vinspect.types import Decision, Inspection, ModelRef, StageTimings, Verdict  # noqa: E402
 
@@ -50,6 +50,12 @@ def _after_a_kill(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, ob
     policy = DecisionPolicy(fail_at=0.7, review_at=0.5, policy_id="p1")
     defaults = NcrDefaults(part_number="TILE-100", part_revision="C", part_name="tile", requirement_ref="DWG-1",
                            site_id="bench", line_id="l1")
+    engine = make_engine(url)
+    with session_scope(engine, readonly=True) as session:  # the scan alone, for the breakdown
+        t0 = time.perf_counter()
+        gaps = unrecorded_seqs("line-1", first=run_first, end=args.inspections + args.unrecorded, session=session)
+        scan_s = time.perf_counter() - t0
+    engine.dispose()
     t0 = time.perf_counter()
     engine = make_engine(url)
     upgrade(engine)
@@ -58,7 +64,8 @@ def _after_a_kill(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, ob
     total = time.perf_counter() - t0
     engine.dispose()
     assert got.books is not None
-    return {"total_s": round(total, 3), "run_length": args.run_length, "crash_records": got.crash_records,
+    return {"total_s": round(total, 3), "of_which_scan_s": round(scan_s, 3), "gaps_found": len(gaps),
+            "run_length": args.run_length, "crash_records": got.crash_records,
             "next_part_seq": got.start, "triggers": got.books.triggers}
 
 

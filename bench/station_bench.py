@@ -100,9 +100,12 @@ def build_sinks(work: Path, stack: ExitStack) -> tuple[list[InspectionSink], lis
     engine = make_engine(f"sqlite:///{work / 'vinspect.db'}")
     stack.callback(engine.dispose)
     upgrade(engine)
-    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
+    from vinspect.store.audit_key import ANCHOR_FILE, attach, flush_anchors, open_keyring
 
     attach(engine, open_keyring(work), anchor_path=work / ANCHOR_FILE)  # signed audit rows, as `vinspect run`
+    # after the sink's last commit, write the anchor now: the writer thread must not write it while
+    # the temporary folder is being removed ("Directory not empty")
+    stack.callback(flush_anchors)
     defaults = NcrDefaults(part_number="B-1", part_revision="A", part_name="bench disc", requirement_ref="DWG-1",
                            site_id="bench", line_id="l1")
     sinks.append(stack.enter_context(StoreSink(engine, EvidenceStore(work / "evidence"), defaults=defaults)))

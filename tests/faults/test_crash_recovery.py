@@ -209,6 +209,10 @@ def test_power_cut_skips_the_numbers_that_may_have_been_used_and_records_the_ski
             assert skipped_ranges("t1", session=session) == [(known, before.reserved_to - 1)]
     finally:
         engine.dispose()
+    audit = subprocess.run([*cli()[:-1], "audit", "verify", "--data-dir", str(data)], capture_output=True,
+                           text=True, timeout=90)
+    assert audit.returncode == 0 and audit.stdout.endswith("OK\n"), audit.stdout + audit.stderr
+    assert f"station t1: {known}..{before.reserved_to - 1}" in audit.stdout
     again = run_station(store_station, data, 2)  # a clean stop in between: nothing more skipped
     assert "skipped" not in again.stderr and closing_books(again).triggers == books.triggers + 2
 

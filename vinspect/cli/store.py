@@ -30,6 +30,7 @@ from vinspect.store.export import ExportFormat, export_ncrs, export_to_path
 from vinspect.store.migrations import upgrade
 from vinspect.store.ncr import NcrFilter, NcrStatus
 from vinspect.store.outbox import OutboxRelay, RelayConfig
+from vinspect.store.recovery import all_skipped_ranges
 from vinspect.store.roles import grant_app_role
 from vinspect.store.verify import verify_store
 
@@ -209,6 +210,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
             tail = verify_chain(session=session, anchor=signed_anchor, keyring=ring)
         head = chain_head(session)
         uncovered = links_after(session, signed.seq) if signed is not None else None
+        skips = all_skipped_ranges(session=session)
     chain = report.chain
     ok = report.ok and (tail is None or tail.ok)
     _out(f"integrity: {report.integrity}\naudit rows checked: {chain.rows_checked}\n")
@@ -234,6 +236,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
         _out(f"FIRST BROKEN LINK: seq {tail.broken_seq}: {tail.problem} (signed anchor {data_dir / ANCHOR_FILE})\n")
     for problem in report.problems:
         _out(f"RECORD: {problem}\n")
+    for station_id, ranges in sorted(skips.items()):  # not a problem: each skip is itself an audit link
+        shown = ", ".join(f"{first}..{last}" for first, last in ranges)
+        _out(f"part numbers skipped after a power cut or system crash: station {station_id}: {shown}\n")
     if args.write_anchor is not None and head is not None and ok:
         args.write_anchor.write_text(json.dumps({"seq": head.seq, "row_hash": head.row_hash}) + "\n", "utf-8")
     _out("OK\n" if ok else "FAILED\n")

@@ -25,8 +25,8 @@ from vinspect.store.repository import count_books
 from vinspect.store.tables import AuditRecord, InspectionRecord, NcrRecord
 from vinspect.types import Books
 
-__all__ = ["SKIP_ACTION", "StationRecovery", "next_part_seq", "record_skip", "records_after", "recover_station",
-           "skipped_ranges", "unrecorded_seqs"]
+__all__ = ["SKIP_ACTION", "StationRecovery", "all_skipped_ranges", "next_part_seq", "record_skip", "records_after",
+           "recover_station", "skipped_ranges", "unrecorded_seqs"]
 
 SKIP_ACTION, SKIP_ENTITY = "part_seq.skip", "part_seq"
 
@@ -114,3 +114,13 @@ def skipped_ranges(station_id: str, *, session: Session) -> list[tuple[int, int]
         AuditRecord.action == SKIP_ACTION, AuditRecord.entity == SKIP_ENTITY, AuditRecord.entity_id == station_id)
         .order_by(AuditRecord.seq))
     return [(int(a or 0), int(b or 0)) for a, b in rows]
+
+
+def all_skipped_ranges(*, session: Session) -> dict[str, list[tuple[int, int]]]:
+    """Every station's recorded skips, ``(first, last)`` oldest first (for ``audit verify``)."""
+    rows = session.execute(select(AuditRecord.entity_id, AuditRecord.old_value, AuditRecord.new_value).where(
+        AuditRecord.action == SKIP_ACTION, AuditRecord.entity == SKIP_ENTITY).order_by(AuditRecord.seq))
+    found: dict[str, list[tuple[int, int]]] = {}
+    for station_id, first, last in rows:
+        found.setdefault(station_id, []).append((int(first or 0), int(last or 0)))
+    return found
