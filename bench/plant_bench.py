@@ -130,6 +130,8 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
                          "late": books["failed_fault"].get("late", 0),
                          "record_dropped": (c.get("extras") or {}).get("record_dropped", 0),
                          "record_queue_depth_at_close": c.get("record_queue_depth"),
+                         "sink_errors": (c.get("extras") or {}).get("sink_errors"),
+                         "state_at_close": c.get("state"), "line_stopped": c.get("line_stopped"),
                          "stored": store["inspections_by_station"].get(st.station_id, 0),
                          "p50_ms": c["latency_ms"].get("p50_ms"), "p99_ms": c["latency_ms"].get("p99_ms"),
                          "max_ms": c["latency_ms"].get("max_ms"), "books_reconciled": c["books_reconciled"]})
