@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from vinspect.cli.promotion import register_verbs as register_promotion
-from vinspect.cli.promotion import store_engine
+from vinspect.cli.promotion import store_engine, verify_signer
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
@@ -402,23 +402,9 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
             "and audited)")
     if not args.user or not args.reason or not args.reason.strip():
         raise ConfigError("--accept-risk needs --user (a quality engineer) and --reason")
-    from vinspect.api.auth import PasswordService
-    from vinspect.store import session_scope
-    from vinspect.store.audit import AuditEntry, append_audit
-    from vinspect.store.users import get_user
-
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
     engine = store_engine(args)
     try:
-        with session_scope(engine, readonly=True) as session:
-            user = get_user(session=session, username=args.user)
-        if user is None or not user.active or not PasswordService().verify(password, user.password_hash):
-            with session_scope(engine) as session:
-                append_audit(AuditEntry(actor=f"cli:{getpass.getuser()}", action="signature.failure",
-                                        entity="signing", entity_id=f"model {manifest.name}@{manifest.version}"[:64],
-                                        source="cli", reason="password re-entry failed"), session=session)
-            raise ConfigError(f"signature refused: unknown user {args.user!r} or the password does not match")
-        return user.id
+        return verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
     finally:
         engine.dispose()
 

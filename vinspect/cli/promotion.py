@@ -33,7 +33,7 @@ from vinspect.store import session_scope
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.users import get_user
 
-__all__ = ["register_verbs", "store_engine"]
+__all__ = ["register_verbs", "store_engine", "verify_signer"]
 
 _DATA_HELP = "default: VINSPECT_DATA_DIR or ./vinspect-data"
 
@@ -113,7 +113,7 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"[:128]
 
 
-def _signer(args: argparse.Namespace, engine: Any, what: str) -> int:
+def verify_signer(args: argparse.Namespace, engine: Any, what: str) -> int:
     """The signer's user id after password re-entry (a failure is audited and refused)."""
     from vinspect.api.auth import PasswordService
 
@@ -224,7 +224,7 @@ def _sign(args: argparse.Namespace) -> int:
     registry = _registry(args)
     manifest = read_manifest(registry.resolve(args.name, args.version))
     engine = store_engine(args)
-    user_id = _signer(args, engine, f"model {manifest.name}@{manifest.version}")
+    user_id = verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
     sig = _run(engine, lambda s: promo.sign_promotion(session=s, user_id=user_id, name=manifest.name,
                                                        version=manifest.version, reason=args.reason))
     engine = store_engine(args)
@@ -278,7 +278,7 @@ def _rollback(args: argparse.Namespace) -> int:
                          "(it was not put on the line by a promotion)")
     target = str(replaced[-1]["old_value"])
     manifest = read_manifest(registry.resolve(args.name, target))
-    user_id = _signer(args, engine, f"model {args.name}@{target}")
+    user_id = verify_signer(args, engine, f"model {args.name}@{target}")
 
     def call(session: Any) -> int:
         sig = promo.record_rollback(session=session, user_id=user_id, name=args.name, from_version=current,

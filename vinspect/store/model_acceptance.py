@@ -11,7 +11,6 @@ app or the CLI adds a ``model.activate`` row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from vinspect.store.canonical import canonical_json, content_sha256, format_utc
 from vinspect.store.content import signature_sha256
 from vinspect.store.db import lock_writers
 from vinspect.store.ncr import SIGNING_ROLES, Role, SignatureMeaning
+from vinspect.store.signed_records import any_row_binds
 from vinspect.store.tables import AuditRecord, SignatureRecord
 from vinspect.store.users import get_user
 
@@ -110,15 +110,4 @@ def verify_model_signature(sig: SignatureRecord, *, session: Session) -> bool:
     rows = session.scalars(select(AuditRecord).where(
         AuditRecord.action.in_(SIGNED_CONTENT_ACTIONS), AuditRecord.entity == "model",
         AuditRecord.entity_id == sig.entity_id, AuditRecord.record_sha256 == sig.record_sha256))
-    for row in rows:
-        try:
-            content = json.loads(row.new_value or "")
-        except ValueError:
-            continue
-        if not isinstance(content, dict) or content_sha256(content) != sig.record_sha256:
-            continue
-        if (content.get("signer_user_id") == sig.signer_user_id and content.get("meaning") == sig.meaning
-                and content.get("printed_name") == sig.printed_name
-                and content.get("signed_at") == format_utc(sig.signed_at)):
-            return True
-    return False
+    return any_row_binds(sig, rows)

@@ -9,7 +9,7 @@ the same way model-promotion signatures are checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from vinspect.store.content import signature_sha256
 from vinspect.store.ncr import SIGNING_ROLES, Role, SignatureMeaning
 from vinspect.store.tables import AuditRecord, SignatureRecord, UserRecord
 
-__all__ = ["RECORD_ENTITIES", "sign_record", "verify_record_signature"]
+__all__ = ["RECORD_ENTITIES", "any_row_binds", "sign_record", "verify_record_signature"]
 
 RECORD_ENTITIES = frozenset({"capa", "alarm"})
 
@@ -62,6 +62,13 @@ def verify_record_signature(sig: SignatureRecord, *, session: Session) -> bool:
     rows = session.scalars(select(AuditRecord).where(
         AuditRecord.entity == sig.entity, AuditRecord.entity_id == sig.entity_id,
         AuditRecord.record_sha256 == sig.record_sha256, AuditRecord.field == "signed_content"))
+    return any_row_binds(sig, rows)
+
+
+def any_row_binds(sig: SignatureRecord, rows: Iterable[AuditRecord]) -> bool:
+    """True when one of ``rows`` keeps content that hashes to the signature's ``record_sha256`` and
+    names the same signer, meaning, printed name and time (the check every kept-content signature
+    shares: CAPA and alarm signatures here, model acceptance and promotion in their modules)."""
     for row in rows:
         try:
             content = json.loads(row.new_value or "")
