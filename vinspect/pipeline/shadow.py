@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from vinspect.errors import ConfigError
+from vinspect.files import write_atomically
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
@@ -158,9 +158,8 @@ class ShadowSink:
         if not force and now - self._written_at < _WRITE_EVERY_S:
             return
         self._written_at = now
-        tmp = self._out / f".{STATS_FILE}.tmp"
-        tmp.write_text(json.dumps(self.stats(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self._out / STATS_FILE)
+        write_atomically(self._out / STATS_FILE, json.dumps(self.stats(), indent=2, sort_keys=True) + "\n",
+                         durable=False)
 
     # ------------------------------------------------------------------ lifecycle
 
