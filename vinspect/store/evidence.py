@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vinspect.errors import StoreError
-from vinspect.files import sha256_file
+from vinspect.files import sha256_file, write_atomically
 from vinspect.imaging import HEAT_LOW_OVER_LEVEL, HEAT_TOP_OVER_LEVEL, encode_png, heat_colours, heat_fraction
 from vinspect.store.canonical import sha256_hex
 from vinspect.store.tables import EvidenceRecord
@@ -203,15 +203,7 @@ class EvidenceStore:
         _write_all(fd, data)
 
     def _replace(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomically(path, data, durable=self._fsync)
 
 
 
