@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HEAT_LOW_OVER_LEVEL", "HEAT_TOP_OVER_LEVEL", "PNG_PARAMS", "encode_png", "heat_colours",
-           "heat_fraction"]
+__all__ = ["HEAT_LOW_OVER_LEVEL", "HEAT_TOP_OVER_LEVEL", "PNG_PARAMS", "encode_png", "heat_colours", "heat_fraction"]
 
 # Lossless either way. Camera frames are mostly sensor texture, where deflate's match search
 # buys almost nothing: the "up" filter with Huffman-only coding encodes 2.5-3x faster than
