@@ -3,6 +3,6 @@
 * :mod:`testkit.bundles`: the tiny ONNX bundle the tests and benchmarks run, its operating
   point and golden samples.
 
-Fakes of a runtime seam ship beside the seam instead (``vinspect.pipeline.fakes``,
+Fakes of a runtime seam ship beside the seam instead (``vinspect.camera.scripted``,
 ``vinspect.models.fakes``).
 """

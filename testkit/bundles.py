@@ -3,7 +3,6 @@ its manifest, a stated operating point and golden samples (files on disk, no moc
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from vinspect.files import sha256_file
 
 __all__ = ["build_tiny_onnx", "state_operating_point", "write_golden_samples", "write_tiny_bundle"]
 
@@ -76,7 +77,7 @@ def write_tiny_bundle(
     """Write model.onnx + manifest.json for the tiny graph; returns the bundle dir."""
     bundle.mkdir(parents=True, exist_ok=True)
     build_tiny_onnx(bundle / "model.onnx", channels=channels, labels=labels, poison=poison)
-    sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+    sha = sha256_file(bundle / "model.onnx")
     manifest = {
         "name": "tiny",
         "version": "1",

@@ -80,6 +80,9 @@ def _flat(embedding: torch.Tensor) -> torch.Tensor:
 class KnnScorer(nn.Module):
     """Nearest-neighbour distance of every patch to a memory bank ``[M, D]`` of good patches."""
 
+    bank_t: torch.Tensor  # buffers (register_buffer), typed for mypy
+    bank_sq: torch.Tensor
+
     def __init__(self, bank: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("bank_t", bank.t().contiguous())
@@ -94,6 +97,9 @@ class KnnScorer(nn.Module):
 
 class GaussianScorer(nn.Module):
     """Mahalanobis distance of every patch to one Gaussian (mean ``[D]``, precision ``[D, D]``)."""
+
+    mean: torch.Tensor  # buffers (register_buffer), typed for mypy
+    precision: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, precision: torch.Tensor) -> None:
         super().__init__()
@@ -208,6 +214,11 @@ class MapHead(nn.Module):
     that padding mode exports to.
     """
 
+    kernel: torch.Tensor  # buffers (register_buffer), typed for mypy
+    inv_mass: torch.Tensor
+    inv_ref: torch.Tensor
+    inv_scale: torch.Tensor
+
     def __init__(self, *, blur_sigma_px: float, grid: tuple[int, int], reference: float = 1.0) -> None:
         super().__init__()
         self.blur = blur_sigma_px > 0
@@ -221,13 +232,13 @@ class MapHead(nn.Module):
 
     def set_position_scale(self, scale: torch.Tensor) -> None:
         """Divide every map cell by ``scale[h, w]`` (see :func:`position_scale`)."""
-        self.inv_scale.copy_(1.0 / scale)  # type: ignore[operator]
+        self.inv_scale.copy_(1.0 / scale)
 
     def set_reference(self, reference: float) -> None:
         """Set the raw level that maps to 0.5 (typically a high quantile of good scores)."""
         if not reference > 0 or not math.isfinite(reference):
             raise ModelError(f"anomaly reference level must be a positive number, got {reference}")
-        self.inv_ref.fill_(1.0 / reference)  # type: ignore[operator]
+        self.inv_ref.fill_(1.0 / reference)
 
     def raw(self, distance: torch.Tensor) -> torch.Tensor:
         """Cell-scaled, blurred map before the reference division (used to pick the reference)."""

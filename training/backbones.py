@@ -19,6 +19,7 @@ import hashlib
 import importlib.resources
 import io
 import logging
+from typing import cast
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ def load_mobilenet_v2() -> nn.Module:
     model = mobilenet_v2(weights=None)
     model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
     logger.debug("loaded MobileNetV2 ImageNet weights", extra={"sha256": digest})
-    return model.eval()
+    return cast(nn.Module, model.eval())  # torchvision is untyped
 
 
 def stage_channels(model: nn.Module, block: int) -> int:
@@ -96,7 +97,7 @@ class MobileNetTrunk(nn.Module):
         if not taps or list(taps) != sorted(set(taps)):
             raise ModelError(f"trunk taps must be increasing block indices, got {taps}")
         self.taps = taps
-        self.blocks = nn.ModuleList(copy.deepcopy(model.features[i]) for i in range(taps[-1] + 1))  # type: ignore[index]
+        self.blocks = nn.ModuleList(copy.deepcopy(cast(nn.Sequential, model.features)[i]) for i in range(taps[-1] + 1))
         self.requires_grad_(False)
         self.eval()
 
@@ -111,4 +112,4 @@ class MobileNetTrunk(nn.Module):
 
 def late_blocks(model: nn.Module, *, start: int, stop: int) -> nn.Sequential:
     """Copies of ``model.features[start:stop]`` (trainable), for the defect classifier."""
-    return nn.Sequential(*(copy.deepcopy(model.features[i]) for i in range(start, stop)))  # type: ignore[index]
+    return nn.Sequential(*(copy.deepcopy(cast(nn.Sequential, model.features)[i]) for i in range(start, stop)))

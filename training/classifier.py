@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ class DefectHead(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         x = self.blocks(feat).mean(dim=(2, 3))
-        return self.fc(self.dropout(x))
+        return cast(torch.Tensor, self.fc(self.dropout(x)))
 
 
 class ClassifierFit:

@@ -28,6 +28,7 @@ from vinspect.dataset.images import read_image
 from vinspect.dataset.layouts import DatasetIndex, Sample, open_dataset
 from vinspect.dataset.linechange import LineChange, apply_change
 from vinspect.errors import DatasetError, ModelError
+from vinspect.imaging import encode_png
 from vinspect.models.calibration import operating_point
 from vinspect.models.manifest import (
     MODEL_NAME,
@@ -73,11 +74,12 @@ class ReferenceBundleOptions:
 
 
 def _png(path: Path, image: U8) -> str:
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise ModelError(f"{path}: PNG encoding failed")
-    path.write_bytes(bytes(buf))
-    return hashlib.sha256(bytes(buf)).hexdigest()
+    try:
+        data = encode_png(image)
+    except ValueError as exc:
+        raise ModelError(f"{path}: PNG encoding failed") from exc
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _grey(image: U8) -> U8:

@@ -97,7 +97,11 @@ class MqttSignalConfig(_Signal):
 
 
 class CameraOutputSignalConfig(_Signal):
-    """The camera's UserOutput lines: ``accept_output`` pulses high for a PASS only."""
+    """The camera's UserOutput lines: ``accept_output`` pulses high for a PASS only.
+
+    Refused at start-up today: it needs a source whose camera has the SFNC digital outputs
+    (UserOutputSelector/UserOutputValue), and no source vinspect ships exposes them.
+    """
 
     kind: Literal["camera_output"]
     accept_output: str = "UserOutput1"

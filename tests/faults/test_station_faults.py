@@ -19,11 +19,11 @@ import pytest
 from testkit.bundles import write_golden_samples
 from vinspect.camera.base import OverflowPolicy
 from vinspect.camera.config import SyntheticSourceConfig
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.camera.synthetic import SyntheticSource
 from vinspect.errors import CameraDisconnected
 from vinspect.models.fakes import FaultyModel, with_model
 from vinspect.models.runtime import load_bundle
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge, unavailable_judge
 from vinspect.pipeline.record import ListSink, model_sha256_of, recover_books

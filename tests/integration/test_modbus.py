@@ -24,8 +24,8 @@ import pytest
 pytest.importorskip("pymodbus")
 
 from testkit.bundles import write_golden_samples
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.errors import PlcUnreachable
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge
 from vinspect.pipeline.record import ListSink

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.errors import PlcUnreachable
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.judge import unavailable_judge
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals.mqtt import MqttSignaller

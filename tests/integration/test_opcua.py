@@ -21,9 +21,9 @@ import pytest
 from asyncua import Client, ua
 
 from testkit.bundles import write_golden_samples
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.errors import ConfigError
 from vinspect.opcua.server import NAMESPACE, OpcUaSettings, OpcUaSink, VisionServer
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge
 from vinspect.pipeline.record import ListSink

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
 from store_factories import DEFAULTS, make_inspection
 from store_qms_stub import FAULTS, QmsStub
 
+from vinspect.backoff import capped_delay
 from vinspect.store import repository as repo
 from vinspect.store.db import session_scope
 from vinspect.store.ncr import ReviewDecision, ReviewInput, Role
-from vinspect.store.outbox import OutboxRelay, RelayConfig, UrllibTransport, outbox_counts
+from vinspect.store.outbox import PENDING, OutboxRelay, RelayConfig, UrllibTransport, outbox_counts
 from vinspect.store.tables import AuditRecord, OutboxRecord
 from vinspect.store.verify import verify_store
 
@@ -109,3 +111,27 @@ def test_outbox_unreachable_qms_leaves_rows_pending(engine: Engine) -> None:
     relay = OutboxRelay(engine, _config("http://127.0.0.1:9/ncr"))  # discard port: connection refused
     summary = relay.drain_once()
     assert summary.delivered == 0 and summary.retried == 2 and summary.pending == 4  # revisions 2, 3 wait
+
+
+def test_outbox_keeps_retrying_after_a_long_outage_without_overflowing(engine: Engine) -> None:
+    # Issue 15: the relay's backoff was base * 2 ** (attempts - 1), a float overflow from the 1025th
+    # failed attempt (9 to 17 hours of QMS outage at the jittered 60 s cap); it now stays at the cap.
+    _store_with_revisions(engine, 1)
+    with session_scope(engine) as session:
+        for row in session.scalars(select(OutboxRecord)):
+            row.attempts = 5000
+    before = datetime.now(UTC)
+    summary = OutboxRelay(engine, _config("http://127.0.0.1:9/ncr")).drain_once()  # connection refused
+    assert summary.retried == 1
+    rows = [r for r in _outbox(engine).values() if r.attempts == 5001]
+    assert len(rows) == 1
+    assert rows[0].state == PENDING
+    due = rows[0].next_attempt_at if rows[0].next_attempt_at.tzinfo else rows[0].next_attempt_at.replace(tzinfo=UTC)
+    assert before < due <= datetime.now(UTC) + timedelta(seconds=0.01)  # the 0.01 s cap, jittered
+
+
+def test_capped_delay_walks_to_the_cap_and_stays_there() -> None:
+    assert [capped_delay(n, initial_s=0.5, max_s=60.0, multiplier=2.0) for n in range(9)] == \
+        [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert capped_delay(10**6, initial_s=0.5, max_s=60.0, multiplier=2.0) == 60.0
+    assert capped_delay(10**6, initial_s=0.1, max_s=5.0, multiplier=1.0) == 0.1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,20 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
         raise RuntimeError("half way")
     assert path.read_text(encoding="utf-8") == "1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ACTIVE"]
+
+
+def test_mode_is_set_before_the_content_and_kept_by_the_target(tmp_path: Path) -> None:
+    path = tmp_path / "audit-key"
+    path.write_text("old", encoding="utf-8")
+    path.chmod(0o644)
+    seen: list[int] = []
+    old_umask = os.umask(0)  # O_CREAT alone would leave 0o666 & ~umask
+    try:
+        with replace_atomically(path, durable=True, mode=0o600) as tmp:
+            seen.append(stat.S_IMODE(tmp.stat().st_mode))  # exists, empty, already private
+            tmp.write_text("secret", encoding="utf-8")
+    finally:
+        os.umask(old_umask)
+    assert seen == [0o600]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text(encoding="utf-8") == "secret"

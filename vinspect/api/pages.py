@@ -18,8 +18,8 @@ from vinspect.api.workflow import detail_text
 from vinspect.store.db import session_scope
 from vinspect.store.users import get_user
 
-__all__ = ["PAGE_RESPONSES", "evidence_of", "home_path", "redirect", "refusal", "refused_form", "render",
-           "signed_in_user"]
+__all__ = ["PAGE_RESPONSES", "evidence_of", "flash_and_redirect", "home_path", "redirect", "refusal", "refused_form",
+           "render", "signed_in_user"]
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "HTML page"},
@@ -56,6 +56,24 @@ def redirect(path: str) -> RedirectResponse:
     """303 See Other to a local path (never to a user-given absolute URL)."""
     safe = path if path.startswith("/") and not path.startswith(("//", "/\\")) and "\n" not in path else "/"
     return RedirectResponse(safe, status_code=303)
+
+
+def flash_and_redirect(request: Request, action: Callable[[], str], *, to: str, refused: str = "Refused",
+                       refused_to: str | None = None) -> RedirectResponse:
+    """A page form's post, flash and redirect in one place.
+
+    Runs ``action`` (the service call; it returns the message to show, or raises HTTPException
+    when the request is refused), flashes that message or ``"<refused>: <one-line detail>"``, and
+    answers 303 to ``to`` (to ``refused_to``, when given, after a refusal). Other exceptions
+    propagate unchanged.
+    """
+    try:
+        message = action()
+    except HTTPException as exc:
+        flash(request, f"{refused}: {detail_text(exc)}")
+        return redirect(refused_to if refused_to is not None else to)
+    flash(request, message)
+    return redirect(to)
 
 
 def login_redirect(request: Request) -> RedirectResponse:

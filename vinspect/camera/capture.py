@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from vinspect.camera.base import FrameSource
 from vinspect.errors import CameraError
+from vinspect.files import write_atomically
+from vinspect.imaging import encode_png
 from vinspect.types import Frame
 
 __all__ = ["MANIFEST_COLUMNS", "MANIFEST_NAME", "CaptureSummary", "capture_frames", "write_png"]
@@ -43,19 +43,19 @@ class CaptureSummary:
 
 
 def write_png(path: Path, frame: Frame) -> None:
-    """Write the frame's pixels losslessly (8- or 16-bit PNG), atomically.
+    """Write the frame's pixels losslessly (8- or 16-bit PNG, the one encoder of
+    :mod:`vinspect.imaging`), atomically (:func:`vinspect.files.write_atomically`, not fsynced:
+    a capture that a power cut interrupts is re-run, but a dataset never holds half an image).
 
     Raises:
         CameraError: the image cannot be encoded or written.
     """
-    image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR) if frame.image.ndim == 3 else frame.image
-    ok, encoded = cv2.imencode(".png", image)  # OpenCV writes BGR
-    if not ok:
-        raise CameraError(f"{path}: cannot encode frame {frame.frame_id} ({frame.pixel_format}) as PNG")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
+        encoded = encode_png(frame.image, pixel_format=frame.pixel_format)
+    except ValueError as exc:
+        raise CameraError(f"{path}: cannot encode frame {frame.frame_id} ({frame.pixel_format}) as PNG") from exc
+    try:
+        write_atomically(path, encoded, durable=False)
     except OSError as exc:
         raise CameraError(f"{path}: cannot write image ({exc.strerror or exc})") from exc
 

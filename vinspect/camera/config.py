@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from vinspect.camera.backoff import Backoff
+from vinspect.backoff import Backoff
 from vinspect.camera.base import OverflowPolicy
 from vinspect.dataset.synth import DEFECT_KINDS
 from vinspect.errors import ConfigError

@@ -21,7 +21,7 @@ respawned when it exits (crash, SIGKILL, fatal CameraError), is silent for ``res
 with a read outstanding, does not start within ``start_timeout_s``, or reports only
 ``disconnected`` for ``disconnected_restart_s``. Meanwhile the state is FAILED, then OPENING,
 and every read returns a ``disconnected`` fault after waiting its timeout (never skipped).
-Respawns wait ``backoff`` (:class:`~vinspect.camera.backoff.Backoff`, the supervisor's rule:
+Respawns wait ``backoff`` (:class:`~vinspect.backoff.Backoff`, the supervisor's rule:
 ``initial_s`` after a child that completed a read, then times ``multiplier`` per failed
 respawn up to ``max_s``); each FAILED state's reason ends with the delay it scheduled.
 

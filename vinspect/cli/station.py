@@ -130,7 +130,12 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
     from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, HasLineOutputs
 
     if not isinstance(source, HasLineOutputs):
-        raise ConfigError(f"signal.kind camera_output: source {station.source.kind!r} exposes no camera outputs")
+        raise ConfigError(
+            f"signal.kind camera_output: source {station.source.kind!r} exposes no camera outputs. It needs a "
+            "camera whose GenICam node map has the SFNC digital outputs (UserOutputSelector/UserOutputValue, "
+            "routed to a line with LineSelector/LineMode/LineSource), and no frame source vinspect ships "
+            "drives them (genicam's simulator viky.cti has none, so the path could not be tested); "
+            "use signal.kind modbus or mqtt")
     return CameraOutputSignaller(source.line_outputs(), accept_output=cfg.accept_output,
                                  heartbeat_output=cfg.heartbeat_output, pulse_ms=cfg.pulse_ms)
 

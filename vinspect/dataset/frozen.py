@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vinspect.dataset.layouts import open_dataset
 from vinspect.errors import DatasetError
+from vinspect.files import sha256_file
 
 __all__ = ["FROZEN_FILE", "FrozenSet", "freeze", "is_frozen", "verify_frozen"]
 
@@ -35,11 +36,6 @@ class FrozenSet:
     version: str
     set_sha256: str
     n_images: int
-
-
-def _sha(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _set_hash(entries: list[dict[str, str]]) -> str:
@@ -73,12 +69,12 @@ def freeze(source: Path, out: Path, *, name: str, version: str) -> FrozenSet:
             raise DatasetError(f"{s.path}: a second image named {s.stem} in class {label} (stems must be unique)")
         (out / label).mkdir(exist_ok=True)
         shutil.copyfile(s.path, out / rel)
-        entries.append({"path": rel, "label": label, "sha256": _sha(out / rel)})
+        entries.append({"path": rel, "label": label, "sha256": sha256_file(out / rel)})
         if s.mask_path is not None:
             mrel = f"masks/{label}/{s.stem}.png"
             (out / mrel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(s.mask_path, out / mrel)
-            entries.append({"path": mrel, "label": label, "sha256": _sha(out / mrel)})
+            entries.append({"path": mrel, "label": label, "sha256": sha256_file(out / mrel)})
     digest = _set_hash(entries)
     (out / FROZEN_FILE).write_text(json.dumps({
         "schema": SCHEMA, "name": name, "version": version, "source": str(index.root), "layout": index.layout,
@@ -107,7 +103,7 @@ def verify_frozen(root: Path) -> FrozenSet:
         path = root / e["path"]
         if not path.is_file():
             problems.append(f"{e['path']} missing")
-        elif _sha(path) != e["sha256"]:
+        elif sha256_file(path) != e["sha256"]:
             problems.append(f"{e['path']} changed")
     listed = {e["path"] for e in entries}
     for path in sorted(root.rglob("*")):

@@ -17,6 +17,7 @@ from typing import Any
 
 from vinspect.dataset.images import IMAGE_SUFFIXES
 from vinspect.errors import DatasetError
+from vinspect.files import sha256_file
 
 __all__ = ["LABELS_MANIFEST", "LABELS_SCHEMA", "LabelsManifest", "check_labels_manifest", "read_labels_manifest"]
 
@@ -69,7 +70,7 @@ def check_labels_manifest(root: Path) -> list[tuple[Path, str]]:
         if not path.is_file():
             problems.append((path, "listed in labels.json but missing"))
             continue
-        if hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
+        if sha256_file(path) != entry.get("sha256"):
             problems.append((path, "content differs from its sha256 in labels.json"))
         for key in ("mask", "boxes"):
             extra = entry.get(key)

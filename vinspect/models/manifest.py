@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from vinspect.errors import ModelError
+from vinspect.files import write_atomically
 from vinspect.strict import Strict
 
 __all__ = [
@@ -226,9 +227,9 @@ def read_manifest(bundle_dir: Path) -> ModelManifest:
 
 
 def write_manifest(bundle_dir: Path, manifest: ModelManifest) -> Path:
-    """Write ``manifest.json`` atomically (temp file + rename) and return its path."""
+    """Write ``manifest.json`` atomically (:func:`vinspect.files.write_atomically`, not fsynced: a
+    bundle is installed, and made durable, by the registry) and return its path."""
     path = bundle_dir / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
+                     durable=False)
     return path

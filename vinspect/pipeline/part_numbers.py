@@ -39,6 +39,7 @@ from typing import Self
 from urllib.parse import quote
 
 from vinspect.crashpoints import crash_point
+from vinspect.files import write_atomically
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import new_inspection_id
 from vinspect.types import Decision, Inspection, Reason, StageTimings, Verdict
@@ -144,20 +145,9 @@ def crash_inspections(station_id: str, seqs: list[int], *, policy: DecisionPolic
 
 
 def _write_new(path: Path, header: bytes) -> None:
-    """Create the mark atomically and durably (temp file, fsync, rename, fsync the folder)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, header.ljust(_SIZE, b"\0"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Create the mark atomically and durably (:func:`vinspect.files.write_atomically`: temp file,
+    fsync, rename, fsync the folder), mode 0600."""
+    write_atomically(path, header.ljust(_SIZE, b"\0"), durable=True, mode=0o600)
 
 
 class PartNumbers:

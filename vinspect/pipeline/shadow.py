@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -29,10 +28,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import cv2
 import numpy as np
 
 from vinspect.errors import ConfigError
+from vinspect.files import write_atomically
+from vinspect.imaging import encode_png
 from vinspect.models.runtime import Bundle
 from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
@@ -128,9 +128,10 @@ class ShadowSink:
         frame = inspection.frame
         assert frame is not None
         name = f"{inspection.inspection_id}.png"
-        image = frame.image if frame.image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(frame.image),
-                                                                       cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(self._out / "images" / name), image)
+        try:
+            (self._out / "images" / name).write_bytes(encode_png(frame.image, pixel_format=frame.pixel_format))
+        except (OSError, ValueError):  # the row is still recorded; the statistics matter more than the picture
+            logger.warning("shadow: cannot write %s", name, exc_info=True)
         active_score = inspection.prediction.score if inspection.prediction is not None else None
         row = {"inspection_id": inspection.inspection_id, "part_seq": inspection.part_seq,
                "part_id": frame.part_id, "captured_at": frame.captured_at.isoformat(),
@@ -158,9 +159,8 @@ class ShadowSink:
         if not force and now - self._written_at < _WRITE_EVERY_S:
             return
         self._written_at = now
-        tmp = self._out / f".{STATS_FILE}.tmp"
-        tmp.write_text(json.dumps(self.stats(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self._out / STATS_FILE)
+        write_atomically(self._out / STATS_FILE, json.dumps(self.stats(), indent=2, sort_keys=True) + "\n",
+                         durable=False)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -7,13 +7,13 @@ from the same figures as the reviewer app's dashboard, plus the alarms and the C
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vinspect.analytics.kpis import KPI_LINES, Kpis
 from vinspect.analytics.rates import Rate
+from vinspect.files import write_atomically
 from vinspect.quality import charts
 from vinspect.quality.dashboard import Dashboard, build_dashboard
 from vinspect.store.alarms import AlarmView, list_alarms
@@ -152,8 +152,7 @@ def write_quality_report(session: DbSession, window: Window, out: Path, *, stati
               if a.last_at >= window.since and a.first_at < window.until]
     body = _body(board, out, alarms, capa_summaries(session=session))
     index = out / "index.html"
-    tmp = out / "index.html.tmp"
-    tmp.write_text(f"<!doctype html><html lang=en><head><meta charset=utf-8><title>vinspect quality report</title>"
-                   f"<style>{_CSS}</style></head><body>{body}</body></html>\n", encoding="utf-8")
-    os.replace(tmp, index)
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>vinspect quality report</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+    write_atomically(index, page, durable=False)
     return index

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import stat
 import threading
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vinspect.errors import ConfigError
+from vinspect.files import write_atomically
 
 __all__ = [
     "ANCHOR_FILE",
@@ -105,20 +105,7 @@ def load_keyring(path: Path) -> AuditKeyring | None:
 def _write_keyring(path: Path, ring: AuditKeyring) -> None:
     body = json.dumps({"current": ring.current, "keys": {k: v.hex() for k, v in ring.keys.items()}},
                       indent=1, sort_keys=True) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, body.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, body, durable=True, mode=0o600)  # a secret: never readable by others, even briefly
 
 
 def _new_key_id(existing: dict[str, bytes]) -> str:
@@ -176,9 +163,7 @@ def write_anchor(path: Path, ring: AuditKeyring, *, seq: int, row_hash: str) -> 
     key_id, mac = ring.current, ring.mac(ring.current, _anchor_message(seq, row_hash))
     body = json.dumps({"seq": seq, "row_hash": row_hash, "key_id": key_id, "mac": mac,
                        "at": datetime.now(UTC).isoformat()}) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(body, "utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, body, durable=False)
 
 
 def _read_raw(path: Path) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import URL, make_url
 
 from vinspect.errors import StoreError
-from vinspect.files import sha256_file, write_atomically
+from vinspect.files import replace_atomically, sha256_file, write_atomically
 from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit
 from vinspect.store.audit_key import AuditKeyring, attach
 from vinspect.store.db import is_sqlite, make_engine, session_scope, sqlite_path
@@ -122,24 +122,20 @@ def backup_store(engine: Engine, dest: Path, *, actor: str = "system:cli") -> Ba
         StoreError: the copy could not be made or failed verification (nothing is left at ``dest``).
     """
     dest = dest.resolve()
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if is_sqlite(engine):
-            _sqlite_copy(sqlite_path(engine), str(tmp))
-            report = _verify_url(f"sqlite:///{tmp}")
+    with replace_atomically(dest, durable=True) as tmp:  # a refused copy leaves nothing at dest
+        try:
+            if is_sqlite(engine):
+                _sqlite_copy(sqlite_path(engine), str(tmp))
+                report = _verify_url(f"sqlite:///{tmp}")
+                _drop_sidecars(tmp)
+                fmt = "sqlite"
+            else:
+                _pg_dump(engine.url, tmp)
+                report = _verify_pg_dump(engine.url, tmp)
+                fmt = "pg_dump"
+            _require_ok(report, f"backup copy {dest}")
+        finally:
             _drop_sidecars(tmp)
-            fmt = "sqlite"
-        else:
-            _pg_dump(engine.url, tmp)
-            report = _verify_pg_dump(engine.url, tmp)
-            fmt = "pg_dump"
-        _require_ok(report, f"backup copy {dest}")
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-        _drop_sidecars(tmp)
     manifest = _manifest(dest, fmt=fmt, report=report)
     manifest.write(dest)
     _audit(engine, action="store.backup", path=dest, digest=manifest.file_sha256, actor=actor)

@@ -9,7 +9,6 @@ NCR commits. :func:`scrub` re-hashes every referenced file and reports missing o
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
@@ -27,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vinspect.errors import StoreError
-from vinspect.files import sha256_file
-from vinspect.imaging import encode_png
+from vinspect.files import sha256_file, write_atomically
+from vinspect.imaging import HEAT_LOW_OVER_LEVEL, HEAT_TOP_OVER_LEVEL, encode_png, heat_colours, heat_fraction
 from vinspect.store.canonical import sha256_hex
 from vinspect.store.tables import EvidenceRecord
 
@@ -204,15 +203,7 @@ class EvidenceStore:
         _write_all(fd, data)
 
     def _replace(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomically(path, data, durable=self._fsync)
 
 
 
@@ -275,8 +266,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-HEATMAP_LOW_OVER_FAIL = 0.5  # the colour scale runs from 0.5 x to 1.5 x the fail threshold, so the fail
-HEATMAP_TOP_OVER_FAIL = 1.5  # level sits mid-scale (the UI legend reads the same constants)
+HEATMAP_LOW_OVER_FAIL = HEAT_LOW_OVER_LEVEL  # the one colour scale of vinspect.imaging; the fail level sits
+HEATMAP_TOP_OVER_FAIL = HEAT_TOP_OVER_LEVEL  # mid-scale (the UI legend reads these)
 HEATMAP_MAX_SIDE = 1024      # longest side of a stored heatmap (the browser scales it smoothly)
 
 
@@ -285,31 +276,21 @@ def heatmap_png(anomaly_map: npt.NDArray[np.float32], *, fail_at: float | None =
                 boxes: Sequence[tuple[int, int, int, int]] = ()) -> bytes:
     """A colour heatmap of an anomaly map as an RGBA PNG to lay over the part image.
 
-    With ``fail_at`` the colour scale is fixed, ``HEATMAP_LOW_OVER_FAIL`` to
-    ``HEATMAP_TOP_OVER_FAIL`` times ``fail_at``, so heatmaps of different parts compare (the same
-    colour is the same score); without it, the map's own min-max (older callers). ``size_hw``
-    smooths the map up to the image's size (capped at ``HEATMAP_MAX_SIDE``); the low fifth of the
-    scale is transparent and opacity rises towards the fail level, so the part stays visible where
-    nothing is wrong; ``boxes`` (image pixels) outline the defect regions. NaN and infinities
-    count as zero.
+    Coloured on the one scale of :func:`vinspect.imaging.heat_fraction`: with ``fail_at`` fixed,
+    ``HEATMAP_LOW_OVER_FAIL`` to ``HEATMAP_TOP_OVER_FAIL`` times ``fail_at``, so heatmaps of
+    different parts compare (the same colour is the same score); without it, the map's own min-max
+    (older callers). ``size_hw`` smooths the map up to the image's size (capped at
+    ``HEATMAP_MAX_SIDE``); the low fifth of the scale is transparent and opacity rises towards the
+    fail level, so the part stays visible where nothing is wrong; ``boxes`` (image pixels) outline
+    the defect regions. NaN and infinities count as zero.
     """
-    values = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if values.ndim == 3:
-        values = values.reshape(values.shape[-2], values.shape[-1])
-    if values.size == 0:
-        values = np.zeros((1, 1), np.float32)
-    if fail_at is not None and math.isfinite(fail_at) and fail_at > 0:
-        low, high = HEATMAP_LOW_OVER_FAIL * fail_at, HEATMAP_TOP_OVER_FAIL * fail_at
-    else:
-        low, high = float(values.min()), float(values.max())
-    fraction = np.zeros(values.shape, np.float32) if high <= low else np.clip((values - low) / (high - low), 0, 1)
+    fraction = heat_fraction(anomaly_map, level=fail_at)
     scale = 1.0
     if size_hw is not None and size_hw[0] > 0 and size_hw[1] > 0:
         scale = min(1.0, HEATMAP_MAX_SIDE / max(size_hw))
         out_hw = (max(1, round(size_hw[0] * scale)), max(1, round(size_hw[1] * scale)))
         fraction = np.clip(cv2.resize(fraction, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_CUBIC), 0, 1)
-    level = np.round(fraction * 255.0).astype(np.uint8)
-    bgr = np.asarray(cv2.applyColorMap(level, cv2.COLORMAP_JET), dtype=np.uint8)
+    bgr = heat_colours(fraction)
     alpha = np.round(np.clip((fraction - 0.2) / 0.5, 0.0, 1.0) * 220.0).astype(np.uint8)
     rgba = np.dstack([bgr, alpha])
     thickness = 2 if max(rgba.shape[:2]) > 400 else 1

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from vinspect.dataset.labels_manifest import LABELS_MANIFEST, LABELS_SCHEMA
 from vinspect.dataset.regions import Region, parse_regions, region_boxes, region_mask
 from vinspect.errors import DatasetError
+from vinspect.imaging import encode_png
 from vinspect.store.canonical import canonical_json, format_utc, sha256_hex
 from vinspect.store.label_files import LabelFiles
 from vinspect.store.label_queries import FinalLabel, SetLabels
@@ -88,10 +87,10 @@ def export_labels(label_set: LabelSetRecord, labels: SetLabels, files: LabelFile
                 mask = region_mask(regions, width=image.width, height=image.height)
                 mask_rel = f"masks/{final.label}/{stem}.png"
                 (tmp / mask_rel).parent.mkdir(parents=True, exist_ok=True)
-                ok, buf = cv2.imencode(".png", mask)
-                if not ok:  # pragma: no cover
-                    raise DatasetError(f"{mask_rel}: PNG encoding failed")
-                (tmp / mask_rel).write_bytes(bytes(buf))
+                try:
+                    (tmp / mask_rel).write_bytes(encode_png(mask))
+                except ValueError as exc:  # pragma: no cover
+                    raise DatasetError(f"{mask_rel}: PNG encoding failed") from exc
                 boxes_rel = f"boxes/{final.label}/{stem}.txt"
                 (tmp / boxes_rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / boxes_rel).write_text("".join(

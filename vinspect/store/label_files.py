@@ -9,7 +9,6 @@ fsynced and renamed, so a set never references half a file.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vinspect.errors import StoreError
+from vinspect.files import write_atomically
 
 __all__ = ["THUMB_PX", "LabelFiles"]
 
@@ -74,18 +74,7 @@ def thumbnail_jpeg(pixels: npt.NDArray[np.uint8]) -> bytes:
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, data, durable=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

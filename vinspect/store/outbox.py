@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from vinspect.backoff import capped_delay
 from vinspect.errors import StoreError
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.canonical import canonical_json, sha256_hex
@@ -188,7 +189,7 @@ class OutboxRelay:
 
     def _backoff(self, attempts: int) -> timedelta:
         cfg = self._config
-        delay = min(cfg.backoff_cap_s, cfg.backoff_base_s * 2 ** max(0, attempts - 1))
+        delay = capped_delay(attempts - 1, initial_s=cfg.backoff_base_s, max_s=cfg.backoff_cap_s, multiplier=2.0)
         return timedelta(seconds=delay * (0.5 + self._rng.random() / 2))
 
     def _record(self, item: _Due, *, status: int | None, error: str | None) -> str:

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from vinspect.camera.scripted import make_frame
 from vinspect.pipeline.books import BookKeeper, LatencyWindow, disposition_of
-from vinspect.pipeline.fakes import make_frame
 from vinspect.pipeline.record import JsonlSink, recover_books
 from vinspect.types import Books, Decision, Inspection, ModelRef, StageTimings, Verdict
 

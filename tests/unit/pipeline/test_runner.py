@@ -13,9 +13,9 @@ import pytest
 
 from testkit.bundles import write_golden_samples
 from vinspect.camera.base import OverflowPolicy
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.models.fakes import FaultyModel, with_model
 from vinspect.models.registry import ModelRegistry
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import InspectContext, Judge, PartTicket, inspect_frame, unavailable_judge
 from vinspect.pipeline.record import FlushingSink, ListSink, model_sha256_of

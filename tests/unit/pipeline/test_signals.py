@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from vinspect.camera.scripted import make_frame
 from vinspect.errors import FeatureMissing, PlcUnreachable
 from vinspect.pipeline.books import BookKeeper
-from vinspect.pipeline.fakes import make_frame
 from vinspect.pipeline.metrics import make_registry
 from vinspect.pipeline.signals import LockedSignaller, NullSignaller, RecordingSignaller, verdict_code
 from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, FakeLineOutputs, NodeMapOutputs

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from vinspect.api.accounts import change_role, reset_password, unlock_login
 from vinspect.api.deps import Auditor, CsrfChecked, ReadSession, ServicesDep, UserAdmin, client_source
-from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
+from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect, render
 from vinspect.api.schemas import (
     AuditRecordPublic,
     AuditRecordsPublic,
@@ -22,7 +22,7 @@ from vinspect.api.schemas import (
     UsersPublic,
     UserUnlockCreate,
 )
-from vinspect.api.workflow import deactivate_user, detail_text, new_user
+from vinspect.api.workflow import deactivate_user, new_user
 from vinspect.store.repository import resolve_ncr
 from vinspect.store.review_queries import actor_names, audit_for_ncr, audit_rows, ncr_numbers
 from vinspect.store.users import User, list_users
@@ -111,16 +111,17 @@ def users_form(request: Request, services: ServicesDep, user: UserAdmin, _csrf: 
                username: Annotated[str, Form(max_length=64)], display_name: Annotated[str, Form(max_length=200)],
                role: Annotated[str, Form(max_length=32)], password: Annotated[str, Form(max_length=256)]) -> Response:
     """Create an account from the users page."""
-    try:
-        body = UserCreate.model_validate({"username": username, "display_name": display_name, "role": role,
-                                          "password": password})
-        created = new_user(services, f"user:{user.user_id}", body)
-        flash(request, f"Created {created.username} ({created.role}).")
-    except ValueError as exc:
-        flash(request, f"Refused: {str(exc).splitlines()[0]}")
-    except HTTPException as exc:
-        flash(request, f"Refused: {detail_text(exc)}")
-    return redirect("/users")
+
+    def create() -> str:
+        try:
+            body = UserCreate.model_validate({"username": username, "display_name": display_name, "role": role,
+                                              "password": password})
+            created = new_user(services, f"user:{user.user_id}", body)
+        except ValueError as exc:  # the form's fields (pydantic) or the password policy
+            raise HTTPException(422, str(exc).splitlines()[0]) from exc
+        return f"Created {created.username} ({created.role})."
+
+    return flash_and_redirect(request, create, to="/users")
 
 
 @router.post("/users/{user_id}/deactivate", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -128,12 +129,8 @@ def deactivate_form(user_id: Annotated[int, Path(ge=1, le=2**31)], request: Requ
                     user: UserAdmin, _csrf: CsrfChecked,
                     reason: Annotated[str, Form(min_length=1, max_length=2000)]) -> Response:
     """Deactivate an account from the users page (never deleted; sessions end)."""
-    try:
-        gone = deactivate_user(services, user, user_id, reason)
-        flash(request, f"Deactivated {gone.username}.")
-    except HTTPException as exc:
-        flash(request, f"Refused: {detail_text(exc)}")
-    return redirect("/users")
+    return flash_and_redirect(
+        request, lambda: f"Deactivated {deactivate_user(services, user, user_id, reason).username}.", to="/users")
 
 
 @router.post("/api/v1/users/{user_id}/unlock", tags=["users"], responses=API_RESPONSES)
@@ -168,35 +165,35 @@ Secret = Annotated[str, Form(max_length=256)]
 def unlock_form(user_id: UserId, request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
                 reason: Reason = "", password: Secret = "") -> Response:
     """Unlock sign-in from the users page."""
-    try:
+
+    def unlock() -> str:
         done = unlock_login(services, user, user_id, reason=reason, password=password, source=client_source(request))
-        flash(request, f"Unlocked sign-in for {done.username} (signed).")
-    except HTTPException as exc:
-        flash(request, f"Refused: {detail_text(exc)}")
-    return redirect("/users")
+        return f"Unlocked sign-in for {done.username} (signed)."
+
+    return flash_and_redirect(request, unlock, to="/users")
 
 
 @router.post("/users/{user_id}/password", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def password_form(user_id: UserId, request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
                   new_password: Secret = "", reason: Reason = "", password: Secret = "") -> Response:
     """Reset a password from the users page."""
-    try:
+
+    def reset() -> str:
         done = reset_password(services, user, user_id, new_password=new_password, reason=reason, password=password,
                               source=client_source(request))
-        flash(request, f"New password set for {done.username} (signed); their sessions ended.")
-    except HTTPException as exc:
-        flash(request, f"Refused: {detail_text(exc)}")
-    return redirect("/users")
+        return f"New password set for {done.username} (signed); their sessions ended."
+
+    return flash_and_redirect(request, reset, to="/users")
 
 
 @router.post("/users/{user_id}/role", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def role_form(user_id: UserId, request: Request, services: ServicesDep, user: UserAdmin, _csrf: CsrfChecked,
               role: Annotated[str, Form(max_length=32)] = "", reason: Reason = "", password: Secret = "") -> Response:
     """Change a role from the users page."""
-    try:
+
+    def change() -> str:
         done = change_role(services, user, user_id, role=role, reason=reason, password=password,
                            source=client_source(request))
-        flash(request, f"{done.username} is now {done.role} (signed); their sessions ended.")
-    except HTTPException as exc:
-        flash(request, f"Refused: {detail_text(exc)}")
-    return redirect("/users")
+        return f"{done.username} is now {done.role} (signed); their sessions ended."
+
+    return flash_and_redirect(request, change, to="/users")

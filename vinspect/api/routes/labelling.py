@@ -12,8 +12,6 @@ import re
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-import cv2
-import numpy as np
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -22,6 +20,7 @@ from vinspect.api.deps import CsrfChecked, Labeller, LabelSetManager, ReadSessio
 from vinspect.api.pages import PAGE_RESPONSES, error_page, render
 from vinspect.dataset.images import decode_image
 from vinspect.errors import DatasetError, StateError, StoreError
+from vinspect.imaging import encode_png
 from vinspect.store.db import session_scope
 from vinspect.store.label_files import LabelFiles
 from vinspect.store.label_queries import (
@@ -185,10 +184,10 @@ def _image_bytes(services: Services, db: DbSession, set_name: str, image_id: int
     if row.suffix in _SHOWN:
         return data, _SHOWN[row.suffix]
     pixels = decode_image(data, name=row.file_name)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 else pixels)
-    if not ok:  # pragma: no cover
-        raise HTTPException(status_code=500, detail="cannot show the image")
-    return bytes(np.asarray(buf)), "image/png"
+    try:
+        return encode_png(pixels, pixel_format="RGB8"), "image/png"  # decode_image gives grey or RGB
+    except ValueError as exc:  # pragma: no cover
+        raise HTTPException(status_code=500, detail="cannot show the image") from exc
 
 
 @router.get("/labelling/{set_name}/images/{image_id}/file", tags=["labelling"], response_class=Response,

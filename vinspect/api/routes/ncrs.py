@@ -28,6 +28,7 @@ from vinspect.api.pages import (
     error_page,
     evidence_of,
     flash,
+    flash_and_redirect,
     redirect,
     refusal,
     refused_form,
@@ -44,7 +45,7 @@ from vinspect.api.schemas import (
     NcrSummaryPublic,
     ReviewCreate,
 )
-from vinspect.api.workflow import adjudicate, detail_text, dispose, dispute, invalid, supersede
+from vinspect.api.workflow import adjudicate, dispose, dispute, invalid, supersede
 from vinspect.store.canonical import format_utc
 from vinspect.store.db import session_scope
 from vinspect.store.lifecycle import verify_signature
@@ -277,9 +278,9 @@ def dispute_form(ncr_uuid: NcrUuid, request: Request, services: ServicesDep,
                  user: Disputer, _csrf: CsrfChecked,
                  reason: Annotated[str, Form(min_length=1, max_length=2000)]) -> Response:
     """Dispute a FAIL from the NCR page."""
-    try:
+
+    def record() -> str:
         dispute(services, user, ncr_uuid, reason, source=client_source(request))
-        flash(request, "Dispute recorded: the NCR is in the review queue.")
-    except HTTPException as exc:
-        flash(request, f"Dispute refused: {detail_text(exc)}")
-    return redirect(f"/ncrs/{ncr_uuid}")
+        return "Dispute recorded: the NCR is in the review queue."
+
+    return flash_and_redirect(request, record, to=f"/ncrs/{ncr_uuid}", refused="Dispute refused")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, client_source
 from vinspect.api.formatting import number
-from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
+from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect, render
 from vinspect.api.permissions import Permission, allowed
 from vinspect.api.promotion import promotion_views
 from vinspect.api.schemas import ModelActivate, ModelPublic, ModelsPublic, StationStatusPublic
-from vinspect.api.workflow import activate_model, detail_text
+from vinspect.api.workflow import activate_model
 from vinspect.errors import VinspectError
 from vinspect.models.manifest import ModelManifest, read_manifest
 from vinspect.models.risk import activation_warnings, stated_lines
@@ -105,14 +105,12 @@ def activate_form(name: Segment, version: Segment, request: Request, services: S
                   reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Activate from the models page (password re-entry; the stated risk accepted explicitly)."""
     body = ModelActivate(password=password, accept_risk=accept_risk == "yes", reason=reason)
-    try:
+
+    def activate() -> str:
         activate_model(services, user, name, version, body, source=client_source(request))
-    except HTTPException as exc:
-        flash(request, f"Activation refused: {detail_text(exc)}")
-        return redirect("/models")
-    flash(request, f"{name} {version} is now active (signed" + (", stated risk accepted)." if body.accept_risk
-                                                                  else ")."))
-    return redirect("/models")
+        return f"{name} {version} is now active (signed" + (", stated risk accepted)." if body.accept_risk else ").")
+
+    return flash_and_redirect(request, activate, to="/models", refused="Activation refused")
 
 
 def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:

@@ -7,8 +7,15 @@ heartbeat. Host-side timing carries the host and control-channel jitter (line-in
 suited to slow lines; fast lines use the PLC handshake.
 
 The camera is reached through the small :class:`LineOutputs` protocol. :class:`NodeMapOutputs`
-adapts any GenICam node map with SFNC ``UserOutputSelector``/``UserOutputValue`` (viky has no
-UserOutput, so tests use :class:`FakeLineOutputs`).
+adapts any GenICam node map with SFNC ``UserOutputSelector``/``UserOutputValue``; tests use
+:class:`FakeLineOutputs`.
+
+Not usable yet: a station gets the outputs from a frame source with ``line_outputs()``
+(:class:`HasLineOutputs`), and no source vinspect ships has one, so ``vinspect run`` refuses
+``signal.kind: camera_output`` at start-up. genicam's simulator ``viky.cti`` (what the GenICam
+tests run against) has no DigitalIOControl nodes at all (no LineSelector, LineMode, LineSource,
+UserOutputSelector or UserOutputValue; checked through harvesters), so a ``GenICamSource``
+implementation could not be tested and was not built.
 """
 
 from __future__ import annotations

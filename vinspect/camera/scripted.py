@@ -1,9 +1,9 @@
-"""Fakes for the pipeline's input seam, shipped in the package (architecture R3): tests, notebooks
-and benchmarks use them as-is instead of mocks.
+"""The camera seam's shipped fake (architecture R3): tests, notebooks and benchmarks use it
+as-is instead of mocks.
 
 * :func:`make_frame`: a flat frame the tiny test model scores ``level / 255``.
-* :class:`ScriptedSource`: a FrameSource that plays a list of frames and faults (it belongs
-  beside the FrameSource seam in ``vinspect.camera``; moving it is left to the camera's owner).
+* :class:`ScriptedSource`: a :class:`~vinspect.camera.base.FrameSource` that plays a list of
+  frames, faults and camera errors, paced or gated like a triggered line.
 
 The model's fake (:class:`~vinspect.models.fakes.FaultyModel`) ships beside the model seam;
 bundle writers are test helpers (``testkit.bundles``), not runtime code.
