@@ -24,6 +24,12 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
 * The heartbeat is driven by the inspection loop itself, so a stalled loop stops it (F5).
 * Hot swap: a watcher thread gates a newly activated model; the inspection thread takes it
   between two parts (:mod:`vinspect.pipeline.swap`).
+* ``gc_freeze`` (default on): ``start`` collects once and freezes what the process holds by then
+  (models, mappers, configuration) out of the garbage collector's reach (``gc.freeze``), and
+  ``stop`` gives it back. A full collection holds the interpreter lock throughout; with the store's
+  ORM objects churning on the record thread, one took 28 ms mid-run and the verdict thread waited
+  it out (bench/station_bench.py ``gc_pauses``, issue 21). Frozen, a full collection scans only
+  what was made since.
 
 The thread-free core that judges and signals one part, ``inspect_frame``, is in
 :mod:`vinspect.pipeline.judge` with the :class:`~vinspect.pipeline.judge.Judge` it uses; the
@@ -32,6 +38,7 @@ state machine is :mod:`vinspect.pipeline.state`; gating is :mod:`vinspect.pipeli
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -89,6 +96,7 @@ class PipelineConfig:
     ort_threads: int = 1
     ort_allow_spinning: bool = DEFAULT_ALLOW_SPINNING
     part_number: str | None = None
+    gc_freeze: bool = True
 
 
 class InspectionPipeline:
@@ -134,6 +142,9 @@ class InspectionPipeline:
         """Open the source, enter OPERATIONAL (with a gated model) and start the threads."""
         self._next_seq = first_part_seq
         self._source.__enter__()
+        if self.config.gc_freeze:
+            gc.collect()
+            gc.freeze()  # start-up's objects out of every later full collection (module docstring)
         if self._judge.bundle is not None:
             self.state.enter(S.OPERATIONAL, reason=self._judge.unavailable_reason)
         else:
@@ -172,6 +183,8 @@ class InspectionPipeline:
         self.state.try_enter(S.STOPPED, reason=why)
         for thread in self._threads:
             thread.join(timeout=timeout_s)
+        if self.config.gc_freeze:
+            gc.unfreeze()
 
     def _drain_records(self, thread: threading.Thread, *, stall_s: float) -> None:
         """Wait for the record thread to deliver everything queued, however long that takes while it

@@ -342,6 +342,34 @@ def test_the_part_clock_starts_at_the_frames_acquisition_stamp(tiny_bundle, offs
     assert all((ms >= 2000.0) is late for ms in latencies), latencies
 
 
+def test_the_wait_before_inspection_is_its_own_stage_not_preprocess(tiny_bundle) -> None:
+    """A frame acquired 2 s before it is read waits 2 s; preprocess stays the pixel work (issue 21)."""
+    import dataclasses
+
+    frames = [dataclasses.replace(make_frame(10, frame_id=i), acquired_ns=time.monotonic_ns() - 2_000_000_000)
+              for i in range(3)]
+    pipe, _, sink = run_pipeline(ScriptedSource(frames), judge=judge_of(tiny_bundle),
+                                 config=PipelineConfig(station_id="s", deadline_ms=None))
+    stages = pipe.status().stages_ms
+    assert stages["wait"]["n"] == 3 and stages["wait"]["p50_ms"] >= 2000.0
+    assert stages["preprocess"]["n"] == 3 and stages["preprocess"]["max_ms"] < 1000.0
+    assert all(i.timings.acquired_ns < i.timings.started_ns <= i.timings.preprocessed_ns for i in sink.items)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_pipeline_freezes_start_up_objects_out_of_the_gc_while_it_runs(tiny_bundle, freeze: bool) -> None:
+    """gc.freeze at start (a full collection then skips them), gc.unfreeze at stop (issue 21)."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+    run_pipeline(ScriptedSource([make_frame(50, frame_id=i) for i in range(3)]), judge=judge_of(tiny_bundle),
+                 config=PipelineConfig(station_id="s", gc_freeze=freeze),
+                 during=lambda pipe: seen.append(gc.get_freeze_count()))
+    assert (seen[0] > 0) is freeze
+    assert gc.get_freeze_count() == 0
+
+
 def test_deliver_counts_a_batch_sink_breaking_its_contract_as_failed_for_every_part() -> None:
     from vinspect.pipeline.record import deliver
 
