@@ -123,17 +123,20 @@ def build_sinks(work: Path, stack: ExitStack) -> tuple[list[InspectionSink], lis
 
 
 class GcPauses:
-    """Every garbage collection in the station process while it runs: count and longest pause per
-    generation (a collection holds the interpreter lock, so the verdict thread waits it out)."""
+    """Every garbage collection in the station process while parts flow (from the pipeline's
+    start to its stop; not the store's migrations or the start's own collection): count and
+    longest pause per generation (a collection holds the interpreter lock: the verdict thread
+    waits it out)."""
 
     def __init__(self) -> None:
         self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.active = False
         self._started = 0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter_ns()
-        else:
+        elif self.active:
             self.pauses[info["generation"]].append((time.perf_counter_ns() - self._started) / 1e6)
 
     def summary(self) -> dict[str, dict[str, float]]:
@@ -156,7 +159,7 @@ def pin_station(pipe: InspectionPipeline) -> None:
 
 def run_station(work: Path, *, fps: float | None, count: int | None, seconds: float | None,
                 deadline_ms: float, sampler: Any = None, source: FrameSource | None = None,
-                judge: Judge | None = None, on_start: Any = None) -> dict[str, Any]:
+                judge: Judge | None = None, on_start: Any = None, on_stop: Any = None) -> dict[str, Any]:
     overflow = OverflowPolicy.REJECT if fps else OverflowPolicy.BLOCK
     if source is None:
         source = SyntheticSource(SyntheticSourceConfig(fps=fps, count=count, size_px=256, defect_rate=0.2,
@@ -180,6 +183,8 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
                 sampler(pipe)
             if end is not None and time.monotonic() >= end:
                 break
+        if on_stop is not None:
+            on_stop()
         pipe.stop()
         elapsed = time.perf_counter() - started
     status = pipe.status().to_dict()
@@ -301,10 +306,17 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
             rss["acquisition_child_mb"] = max(rss.get("acquisition_child_mb", 0.0), child_mb)
 
     pauses = GcPauses()
+
+    def started(pipe: InspectionPipeline) -> None:
+        if PIN is not None:
+            pin_station(pipe)
+        pauses.active = True
+
     gc.callbacks.append(pauses)
     try:
         result = run_station(work, fps=fps, count=None, seconds=seconds, deadline_ms=deadline_ms, sampler=sample,
-                             source=source, judge=judge, on_start=None if PIN is None else pin_station)
+                             source=source, judge=judge, on_start=started,
+                             on_stop=lambda: setattr(pauses, "active", False))
     finally:
         gc.callbacks.remove(pauses)
     books = result["books"]
