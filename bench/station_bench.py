@@ -14,11 +14,16 @@ Modes (each writes ``bench/results/station.json`` with the exact command and the
   process`` (default) hosts it in the supervised child process, ``--acquisition thread`` in the
   station process. Reports frame -> signal (from the frame's ``acquired_ns``, stamped when the
   buffer left the producer, in the child for ``process``: hand-over and queue included) and each
-  stage (p50/p99), ``acquired_to_read_ms`` (that stamp to the station's read returning: the
-  hand-over, replay decode included), the model's own ORT time measured alone in the same
-  process before the station starts (``model_alone_ms``) and the ratio of the two p99s, deadline
-  misses, the reject share and peak resident memory (station, and the child); ``--models 2``
-  keeps a second copy of the bundle loaded, as a hot-swap candidate would be.
+  stage (p50/p99: ``wait`` from that stamp to the inspection thread taking the part up, then
+  preprocess, infer, decide, signal), ``acquired_to_read_ms`` (that stamp to the station's read
+  returning: the hand-over; the replay image is decoded before the camera fetch, so not in it),
+  the model's own ORT time measured alone in the same process before the station starts, back to
+  back (``model_alone_ms``) and paced at ``--fps`` (``model_alone_paced_ms``: one inference per
+  period, idle in between, as at the line), the ratio of frame -> signal p99 to each, deadline
+  misses, the reject share and peak resident memory (station, and the child). ``--models 2``
+  keeps a second copy of the bundle loaded, as a hot-swap candidate would be. ``--pin CPU`` puts
+  the verdict thread on ``CPU`` and every other thread of the station and of the acquisition
+  child on the other CPUs (an affinity experiment).
   ``--reject-share 0.1`` (or 0.5) replays, instead of ``--replay`` as it is, its images the
   model passes and rejects (judged once, before the run) interleaved in that proportion.
   ``--soak`` samples memory, threads and files as the soak mode does.
@@ -43,11 +48,13 @@ evidence PNGs when ``vinspect.store`` imports. The signaller is the log signalle
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -74,6 +81,9 @@ from vinspect.types import Frame  # noqa: E402
 PART_MARK = True  # --no-part-mark: run without the admitted part-number mark (issue 16), for comparison
 BUNDLE: Path | None = None  # --bundle: a trained bundle (e.g. the demo's) instead of the tiny graph
 STORE = True  # --no-store: JSONL only (the record path's share of the verdict's latency)
+PIN: int | None = None  # --pin CPU: the verdict thread on this CPU, the rest of the station on the others
+PINS: list[dict[str, Any]] = []
+GC_FREEZE = True  # --no-gc-freeze: the pipeline without gc.freeze at start, for comparison
 
 
 def build_judge(work: Path) -> Judge:
@@ -112,15 +122,51 @@ def build_sinks(work: Path, stack: ExitStack) -> tuple[list[InspectionSink], lis
     return sinks, ["jsonl", "store+evidence (SQLite WAL FULL)"]
 
 
+class GcPauses:
+    """Every garbage collection in the station process while parts flow (from the pipeline's
+    start to its stop; not the store's migrations or the start's own collection): count and
+    longest pause per generation (a collection holds the interpreter lock: the verdict thread
+    waits it out)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.active = False
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        elif self.active:
+            self.pauses[info["generation"]].append((time.perf_counter_ns() - self._started) / 1e6)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {f"gen{g}": {"n": len(p), "max_ms": round(max(p, default=0.0), 3),
+                            "total_ms": round(sum(p), 3)} for g, p in self.pauses.items()}
+
+
+def pin_station(pipe: InspectionPipeline) -> None:
+    """``--pin CPU``: the inspection (verdict) thread on ``CPU``, every other thread of the station and
+    of its acquisition child on the other CPUs (``os.sched_setaffinity`` per thread id)."""
+    assert PIN is not None
+    others = set(range(os.cpu_count() or 1)) - {PIN}
+    verdict = next(t.native_id for t in threading.enumerate() if t.name == "vinspect-inspect")
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        for thread in proc.threads():
+            cpus = {PIN} if thread.id == verdict else others
+            os.sched_setaffinity(thread.id, cpus)
+            PINS.append({"pid": proc.pid, "tid": thread.id, "cpus": sorted(cpus)})
+
+
 def run_station(work: Path, *, fps: float | None, count: int | None, seconds: float | None,
                 deadline_ms: float, sampler: Any = None, source: FrameSource | None = None,
-                judge: Judge | None = None) -> dict[str, Any]:
+                judge: Judge | None = None, on_start: Any = None, on_stop: Any = None) -> dict[str, Any]:
     overflow = OverflowPolicy.REJECT if fps else OverflowPolicy.BLOCK
     if source is None:
         source = SyntheticSource(SyntheticSourceConfig(fps=fps, count=count, size_px=256, defect_rate=0.2,
                                                        distinct_parts=64, overflow=overflow), source_id="bench")
     config = PipelineConfig(station_id="bench", deadline_ms=deadline_ms, overflow=overflow, queue_size=8,
-                            degraded_after_faults=10_000, critical_sinks=frozenset({"store"} if STORE else ()))
+                            degraded_after_faults=10_000, critical_sinks=frozenset({"store"} if STORE else ()),
+                            gc_freeze=GC_FREEZE)
     with ExitStack() as stack:
         sinks, sink_names = build_sinks(work, stack)
         numbers = stack.enter_context(PartNumbers(work / "admitted.mark", start=0)) if PART_MARK else None
@@ -129,12 +175,16 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
         pipe.books.e2e = type(pipe.books.e2e)(size=10_000_000)  # keep every sample for the percentiles
         started = time.perf_counter()
         pipe.start()
+        if on_start is not None:
+            on_start(pipe)
         end = None if seconds is None else time.monotonic() + seconds
         while not pipe.wait(1.0 if sampler else 0.1):
             if sampler:
                 sampler(pipe)
             if end is not None and time.monotonic() >= end:
                 break
+        if on_stop is not None:
+            on_stop()
         pipe.stop()
         elapsed = time.perf_counter() - started
     status = pipe.status().to_dict()
@@ -180,8 +230,9 @@ def _pcts(values: list[float]) -> dict[str, float]:
             "p99_ms": round(float(np.percentile(arr, 99)), 3), "max_ms": round(float(arr.max()), 3)}
 
 
-def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]:
-    """The model's own ORT time (the ``infer`` stage) on replayed images, nothing else running."""
+def model_alone(judge: Judge, replay: Path, *, n: int = 300, fps: float | None = None) -> dict[str, float]:
+    """The model's own ORT time (the ``infer`` stage) on replayed images, nothing else running:
+    back to back, or paced at ``fps`` (one inference per period, idle in between, as at the line)."""
     from vinspect.camera.folder import index_folder
     from vinspect.dataset import read_image
 
@@ -190,7 +241,11 @@ def model_alone(judge: Judge, replay: Path, *, n: int = 300) -> dict[str, float]
     for image in images[:10]:  # warm-up
         judge_image(image, bundle=judge.bundle, policy=judge.policy)
     infer = []
+    next_at = time.perf_counter()
     for i in range(n):
+        if fps:
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at += 1.0 / fps
         j = judge_image(images[i % len(images)], bundle=judge.bundle, policy=judge.policy)
         infer.append((j.inferred_ns - j.preprocessed_ns) / 1e6)
     return _pcts(infer)
@@ -229,6 +284,7 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
     judge = build_judge(work)
     candidates = [build_judge(work) for _ in range(models - 1)]  # loaded, as a hot-swap candidate is
     alone = model_alone(judge, replay)
+    alone_paced = model_alone(judge, replay, fps=fps)
     if reject_share is not None:
         replay = mixed_replay(judge, replay, work / "mixed", share=reject_share)
     inner = OverlaySourceConfig.model_validate(
@@ -249,14 +305,29 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
             child_mb = sum(c.memory_info().rss for c in children) / 2**20
             rss["acquisition_child_mb"] = max(rss.get("acquisition_child_mb", 0.0), child_mb)
 
-    result = run_station(work, fps=fps, count=None, seconds=seconds, deadline_ms=deadline_ms, sampler=sample,
-                         source=source, judge=judge)
+    pauses = GcPauses()
+
+    def started(pipe: InspectionPipeline) -> None:
+        if PIN is not None:
+            pin_station(pipe)
+        pauses.active = True
+
+    gc.callbacks.append(pauses)
+    try:
+        result = run_station(work, fps=fps, count=None, seconds=seconds, deadline_ms=deadline_ms, sampler=sample,
+                             source=source, judge=judge, on_start=started,
+                             on_stop=lambda: setattr(pauses, "active", False))
+    finally:
+        gc.callbacks.remove(pauses)
     books = result["books"]
     rejects = books["failed_defect"] + sum(books["failed_fault"].values()) + books["review"]
     e2e_p99 = result["latency_ms"]["p99_ms"]
     return result | {"acquisition": acquisition, "replay": str(replay), "models_loaded": 1 + len(candidates),
-                     "model_alone_ms": alone,
+                     "model_alone_ms": alone, "model_alone_paced_ms": alone_paced,
                      "e2e_p99_over_model_alone_p99": round(e2e_p99 / alone["p99_ms"], 2),
+                     "e2e_p99_over_model_alone_paced_p99": round(e2e_p99 / alone_paced["p99_ms"], 2),
+                     "gc_pauses": pauses.summary(),
+                     "pinned": None if PIN is None else {"verdict_cpu": PIN, "pins": PINS},
                      "acquired_to_read_ms": _pcts(source.delays_ms),
                      "reject_share": round(rejects / max(books["triggers"], 1), 3),
                      "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}}
@@ -365,9 +436,14 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="genicam mode: sample memory growth (--seconds long)")
     parser.add_argument("--size", default="2448x2048", help="large mode: WxH of the Mono8 frames")
     parser.add_argument("--no-store", action="store_true", help="JSONL sink only (no SQLite store, no evidence)")
+    parser.add_argument("--pin", type=int, default=None, metavar="CPU",
+                        help="genicam mode: the verdict thread on CPU, every other station thread and the "
+                             "acquisition child on the other CPUs (an affinity experiment)")
+    parser.add_argument("--no-gc-freeze", action="store_true",
+                        help="run the pipeline without gc.freeze at start (PipelineConfig.gc_freeze), to compare")
     args = parser.parse_args()
-    global BUNDLE, STORE, PART_MARK
-    BUNDLE, STORE = args.bundle, not args.no_store
+    global BUNDLE, STORE, PART_MARK, PIN, GC_FREEZE
+    BUNDLE, STORE, PIN, GC_FREEZE = args.bundle, not args.no_store, args.pin, not args.no_gc_freeze
     PART_MARK = not args.no_part_mark
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1e3)
@@ -403,6 +479,8 @@ def main() -> None:
     key += f"_rejects_{args.reject_share}" if args.mode == "genicam" and args.reject_share is not None else ""
     key += "_soak" if args.mode == "genicam" and args.soak else ""
     key += "_no_store" if args.no_store else ""
+    key += f"_pin{args.pin}" if args.pin is not None else ""
+    key += "_no_gc_freeze" if args.no_gc_freeze else ""
     key += f"_{args.size}" if args.mode == "large" else ""
     existing[key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +488,8 @@ def main() -> None:
     print(json.dumps({k: result[k] for k in ("mode", "parts", "parts_per_s", "latency_ms", "deadline_misses",
                                              "overflow_rejects", "books_reconciled")} | result.get("soak", {})
                      | {k: result[k] for k in ("stages_ms", "model_alone_ms", "e2e_p99_over_model_alone_p99",
-                                               "acquired_to_read_ms", "reject_share", "peak_rss_mb")
+                                               "model_alone_paced_ms", "e2e_p99_over_model_alone_paced_p99",
+                                               "acquired_to_read_ms", "reject_share", "peak_rss_mb", "gc_pauses")
                         if k in result},
                      default=str))
 

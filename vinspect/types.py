@@ -214,10 +214,12 @@ class Decision:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageTimings:
-    """``time.perf_counter_ns`` stamps of each stage; 0 for a stage never reached."""
+    """``time.perf_counter_ns`` stamps of each stage; 0 for a stage never reached. ``started_ns``:
+    the inspection thread took the part up (after the hand-over and the queue wait)."""
 
     triggered_ns: int = 0
     acquired_ns: int = 0
+    started_ns: int = 0
     preprocessed_ns: int = 0
     inferred_ns: int = 0
     decided_ns: int = 0

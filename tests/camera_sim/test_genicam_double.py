@@ -38,11 +38,18 @@ class FakeBuffer:
     def timestamp_ns(self) -> int:
         raise gentl.NotAvailableException("no device timestamps")
 
+    queued: list[int] | None = None  # the acquirer's log of requeued frame ids
+
+    def queue(self) -> None:
+        self.module.raw_buffer = b"\x00" * len(self.module.raw_buffer)  # requeued: the producer reuses it
+        if self.queued is not None:
+            self.queued.append(self.frame_id)
+
     def __enter__(self) -> FakeBuffer:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.module.raw_buffer = b"\x00" * len(self.module.raw_buffer)  # requeued: the producer reuses it
+        self.queue()
 
 
 def _buffer(frame_id: int) -> FakeBuffer:
@@ -59,6 +66,8 @@ class FakeAcquirer:
     def __init__(self, *steps: int | str | Exception) -> None:
         self.steps = deque(steps)
         self.acq: _Acquisition | None = None
+        self.queued: list[int] = []
+        self.stopped = False
 
     def try_fetch(self, *, timeout: float) -> FakeBuffer | None:
         step = self.steps.popleft() if self.steps else "timeout"
@@ -72,9 +81,12 @@ class FakeAcquirer:
             self.acq.incomplete_events[0] += 1
             return None
         assert isinstance(step, int)
-        return _buffer(step)
+        buffer = _buffer(step)
+        buffer.queued = self.queued
+        return buffer
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        self.stopped = True
 
     def destroy(self) -> None: ...
 
@@ -96,6 +108,22 @@ def test_double_copies_pixels_and_strips_padding_inside_the_buffer_block() -> No
     assert isinstance(frame, Frame)
     np.testing.assert_array_equal(frame.image, np.full((H, W), 7, np.uint8))  # survived the requeue
     assert frame.device_ts_ns is None
+
+
+def test_double_buffer_goes_back_at_the_next_read_not_before_the_frame_is_handed_over() -> None:
+    """The requeue (about 0.4 ms on viky) is off the frame's timed path (issue 21)."""
+    source = _source(1, 2)
+    fake = source._acq.acquirer if source._acq is not None else None
+    assert isinstance(fake, FakeAcquirer)
+    (first,) = _read(source, 1)
+    assert isinstance(first, Frame) and fake.queued == []  # still ours while the frame is handed over
+    np.testing.assert_array_equal(first.image, np.full((H, W), 1, np.uint8))
+    (second,) = _read(source, 1)
+    assert fake.queued == [1]  # the previous buffer went back before the next fetch
+    assert isinstance(second, Frame)
+    np.testing.assert_array_equal(first.image, np.full((H, W), 1, np.uint8))  # our copy, not the buffer
+    source.close()
+    assert fake.queued == [1, 2] and fake.stopped  # the last one goes back before the acquirer stops
 
 
 def test_double_frame_id_gap_gives_one_gap_fault_per_missing_id_before_the_frame() -> None:

@@ -6,7 +6,11 @@ Both are imported lazily (vinspect imports without the ``[camera]`` extra). Rule
 * Every fetch is bounded on the monotonic clock; foreground fetch only (thread mode ignores the
   timeout). ``try_fetch`` in a loop, not ``fetch``, which swallows incomplete buffers and restarts
   its timeout after each: we deliver each (INCOMPLETE_BUFFER event) as an ``incomplete`` fault.
-* Pixels are copied out inside the buffer's ``with`` block, padding stripped (pixels.py).
+* Pixels are copied out while the buffer is ours, padding stripped (pixels.py). The buffer goes
+  back to the producer (``queue``) at the start of the next read, or at close, not before the
+  frame is returned: on viky the requeue costs about 0.4 ms, which sat between the frame's
+  ``acquired_ns`` stamp and its hand-over (issue 21). One buffer of ``num_buffers`` is held
+  between two reads.
 * ``InvalidHandleException``/``IndexError`` raise CameraDisconnected, other GenTL errors
   CameraError; no node-map reference outlives ``_configure``, so none is touched after destroy.
 * A producer loads once per process (a second Harvester on the same ``.cti`` sees no devices):
@@ -183,6 +187,14 @@ class _Acquisition:
     acquirer: Any
     device: str
     incomplete_events: list[int] = field(default_factory=lambda: [0])
+    held: Any = None  # the last fetched buffer, requeued at the next read or at close
+
+
+def _requeue(acq: _Acquisition) -> None:
+    """Give the buffer held since the last read back to the producer (GenTL errors propagate)."""
+    buffer, acq.held = acq.held, None
+    if buffer is not None:
+        buffer.queue()
 
 
 class GenICamSource:
@@ -270,6 +282,11 @@ class GenICamSource:
 
         if acq is not None:
             try:
+                _requeue(acq)  # ownership back before stop, as harvesters requires
+            except (gentl.GenericException, genapi.GenericException, AttributeError, IndexError, RuntimeError) as exc:
+                logger.info("requeueing the last buffer of %s failed: %r", acq.device, exc,
+                            extra={"source_id": self.source_id})  # a lost device: stop and destroy still run
+            try:
                 acq.acquirer.stop()
                 acq.acquirer.destroy()
             except (gentl.GenericException, genapi.GenericException, AttributeError) as exc:
@@ -300,6 +317,11 @@ class GenICamSource:
 
         timeout_s = min(timeout_s, self._config.fetch_timeout_ms / 1000)
         try:
+            _requeue(acq)
+        except (gentl.GenericException, genapi.GenericException, IndexError, RuntimeError) as exc:
+            # the stream refuses its own buffer back (closed, destroyed): the device is gone
+            raise CameraDisconnected(f"{self.source_id}: device {acq.device} lost: {exc!r}") from exc
+        try:
             return self._fetch(acq, deadline=time.monotonic() + timeout_s)
         except gentl.TimeoutException:
             return self._fault("timeout", detail=f"no buffer within {timeout_s:.3f} s")
@@ -315,8 +337,13 @@ class GenICamSource:
         while (remaining := deadline - time.monotonic()) > 0:
             buffer = acq.acquirer.try_fetch(timeout=max(remaining, 0.001))
             if buffer is not None:
-                with buffer:  # requeued on exit: copy everything we keep inside this block
-                    return self._admit(buffer)
+                try:
+                    item = self._admit(buffer)  # copies everything it keeps
+                except BaseException:
+                    buffer.queue()
+                    raise
+                acq.held = buffer  # requeued by the next read, after this frame is handed over
+                return item
             if acq.incomplete_events[0] != seen:
                 self._ledger.incomplete()
                 return self._fault("incomplete", detail="incomplete buffer discarded by the producer")

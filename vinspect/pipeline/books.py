@@ -17,7 +17,13 @@ import numpy as np
 
 from vinspect.types import Books, Disposition, Inspection, Verdict, books_key
 
-__all__ = ["BookKeeper", "Extras", "LatencyWindow", "disposition_of"]
+__all__ = ["STAGES", "BookKeeper", "Extras", "LatencyWindow", "disposition_of"]
+
+STAGES = ("wait", "preprocess", "infer", "decide", "signal")
+"""Stage windows (ms): ``wait`` from the frame's acquisition to the inspection thread taking it up
+(the hand-over from the source, admission and the queue), then ``preprocess`` (pixel container
+only), ``infer`` (the model), ``decide`` (postprocess and decision), ``signal`` (the line output)."""
+
 
 def disposition_of(*, verdict: Verdict, reasons: tuple[str, ...]) -> str:
     """``pass``, ``review``, ``defect`` or the fault reason the part is booked under."""
@@ -75,7 +81,7 @@ class BookKeeper:
         self._counts.update(dict(base.failed_fault))
         self.extras = Extras()
         self.e2e = LatencyWindow()
-        self.stages = {name: LatencyWindow(size=1024) for name in ("preprocess", "infer", "decide", "signal")}
+        self.stages = {name: LatencyWindow(size=1024) for name in STAGES}
 
     def trigger(self) -> None:
         """One more part entered the station (a frame, or a fault that stands for a part)."""
@@ -98,10 +104,12 @@ class BookKeeper:
         if t.signalled_ns and t.acquired_ns:
             self.e2e.add((t.signalled_ns - t.acquired_ns) / 1e6)
         if t.decided_ns and t.preprocessed_ns:
-            starts = (t.acquired_ns, t.preprocessed_ns, t.inferred_ns, t.decided_ns)
-            for name, (a, b) in zip(("preprocess", "infer", "decide", "signal"),
-                                    zip(starts, (t.preprocessed_ns, t.inferred_ns, t.decided_ns, t.signalled_ns),
-                                        strict=True), strict=True):
+            start = t.started_ns or t.acquired_ns  # without a start stamp, preprocess keeps the wait
+            stamps = (t.acquired_ns, t.started_ns, start, t.preprocessed_ns, t.inferred_ns, t.decided_ns,
+                      t.signalled_ns)
+            bounds = ((0, 1), (2, 3), (3, 4), (4, 5), (5, 6))
+            for name, (i, j) in zip(STAGES, bounds, strict=True):
+                a, b = stamps[i], stamps[j]
                 if a and b >= a:
                     self.stages[name].add((b - a) / 1e6)
         return key

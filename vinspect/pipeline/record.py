@@ -173,7 +173,8 @@ def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
         "model_sha256": model_sha256_of(inspection),
         "model": None if inspection.model is None else {"name": inspection.model.name,
                                                         "version": inspection.model.version},
-        "timings_ns": {"triggered": t.triggered_ns, "acquired": t.acquired_ns, "preprocessed": t.preprocessed_ns,
+        "timings_ns": {"triggered": t.triggered_ns, "acquired": t.acquired_ns, "started": t.started_ns,
+                       "preprocessed": t.preprocessed_ns,
                        "inferred": t.inferred_ns, "decided": t.decided_ns, "signalled": t.signalled_ns},
         "error": inspection.error,
     }

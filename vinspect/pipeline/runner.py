@@ -24,6 +24,17 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
 * The heartbeat is driven by the inspection loop itself, so a stalled loop stops it (F5).
 * Hot swap: a watcher thread gates a newly activated model; the inspection thread takes it
   between two parts (:mod:`vinspect.pipeline.swap`).
+* The record queue is bounded in parts (``record_queue_size``) and in the bytes of the frames its
+  inspections hold (``record_queue_mb``): at 5 MP with the record path behind, 1,024 queued parts
+  would hold 5 GB. Over either bound, a part's record is dropped (counted ``record_dropped`` and
+  alarmed: the line never waits on disk), except under ``BLOCK`` (folder, replay: lossless),
+  where the inspection thread waits for room while the record thread makes progress.
+* ``gc_freeze`` (default on): ``start`` collects once and freezes what the process holds by then
+  (models, mappers, configuration) out of the garbage collector's reach (``gc.freeze``), and
+  ``stop`` gives it back. A full collection holds the interpreter lock throughout; with the store's
+  ORM objects churning on the record thread, one took 28 ms mid-run and the verdict thread waited
+  it out (bench/station_bench.py ``gc_pauses``, issue 21). Frozen, a full collection scans only
+  what was made since.
 
 The thread-free core that judges and signals one part, ``inspect_frame``, is in
 :mod:`vinspect.pipeline.judge` with the :class:`~vinspect.pipeline.judge.Judge` it uses; the
@@ -32,6 +43,7 @@ state machine is :mod:`vinspect.pipeline.state`; gating is :mod:`vinspect.pipeli
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -79,6 +91,7 @@ class PipelineConfig:
     heartbeat_ms: int = 100
     degraded_after_faults: int = 5
     record_queue_size: int = 1024
+    record_queue_mb: float = 512.0
     record_batch: int = RECORD_BATCH
     faults_are_parts: bool | None = None
     max_parts: int | None = None
@@ -89,6 +102,11 @@ class PipelineConfig:
     ort_threads: int = 1
     ort_allow_spinning: bool = DEFAULT_ALLOW_SPINNING
     part_number: str | None = None
+    gc_freeze: bool = True
+
+
+def _frame_bytes(inspection: Inspection) -> int:
+    return 0 if inspection.frame is None else int(inspection.frame.image.nbytes)
 
 
 class InspectionPipeline:
@@ -123,6 +141,8 @@ class InspectionPipeline:
         self._consecutive_faults = 0
         self._next_seq = 0
         self._record_runs = 0
+        self._record_bytes = 0  # frame bytes held by queued records (record_queue_mb)
+        self._room = threading.Condition()
         self._on_admit = on_admit
         self._admitted = 0
         self._threads: list[threading.Thread] = []
@@ -134,6 +154,9 @@ class InspectionPipeline:
         """Open the source, enter OPERATIONAL (with a gated model) and start the threads."""
         self._next_seq = first_part_seq
         self._source.__enter__()
+        if self.config.gc_freeze:
+            gc.collect()
+            gc.freeze()  # start-up's objects out of every later full collection (module docstring)
         if self._judge.bundle is not None:
             self.state.enter(S.OPERATIONAL, reason=self._judge.unavailable_reason)
         else:
@@ -172,6 +195,8 @@ class InspectionPipeline:
         self.state.try_enter(S.STOPPED, reason=why)
         for thread in self._threads:
             thread.join(timeout=timeout_s)
+        if self.config.gc_freeze:
+            gc.unfreeze()
 
     def _drain_records(self, thread: threading.Thread, *, stall_s: float) -> None:
         """Wait for the record thread to deliver everything queued, however long that takes while it
@@ -318,13 +343,42 @@ class InspectionPipeline:
         if inspection.error is not None and inspection.error.startswith(SIGNAL_ERROR_PREFIX):
             self.books.count("signal_errors")
         self._track_health(inspection.decision.fault)
-        try:
-            self._records.put_nowait(inspection)
-        except queue.Full:  # the line never waits on disk; the loss is counted and alarmed
-            self.books.count("record_dropped")
-            dropped = self.books.extras.record_dropped
-            if dropped == 1 or dropped % 100 == 0:
-                self._alarm(f"record queue full: {dropped} inspection(s) not recorded")
+        nbytes = _frame_bytes(inspection)
+        if self._has_room(nbytes):
+            try:
+                self._records.put_nowait(inspection)
+                return
+            except queue.Full:
+                self._release(nbytes)
+        # the line never waits on disk; the loss is counted and alarmed
+        self.books.count("record_dropped")
+        dropped = self.books.extras.record_dropped
+        if dropped == 1 or dropped % 100 == 0:
+            self._alarm(f"record queue full: {dropped} inspection(s) not recorded")
+
+    def _has_room(self, nbytes: int, *, stall_s: float = 30.0) -> bool:
+        """Reserve ``nbytes`` of the record queue's byte budget (one record always fits an empty
+        queue). Under BLOCK, wait for room while the record thread makes progress."""
+        limit = self.config.record_queue_mb * 2**20
+        wait = self.config.overflow is OverflowPolicy.BLOCK
+        with self._room:
+            runs, since = self._record_runs, time.monotonic()
+            while self._record_bytes and self._record_bytes + nbytes > limit:
+                if not wait:
+                    return False
+                self._room.wait(0.05)
+                if self._record_runs != runs:
+                    runs, since = self._record_runs, time.monotonic()
+                elif time.monotonic() - since > stall_s:
+                    return False
+            self._record_bytes += nbytes
+            return True
+
+    def _release(self, nbytes: int) -> None:
+        if nbytes:
+            with self._room:
+                self._record_bytes -= nbytes
+                self._room.notify_all()
 
     def _track_health(self, fault: str | None) -> None:
         """A valid verdict (no fault) resets the fault run; N faults in a row make the station DEGRADED."""
@@ -419,6 +473,7 @@ class InspectionPipeline:
                                  extra={"sink": sink.name, "inspection_id": item.inspection_id})
                     if sink.name in self.config.critical_sinks and not self._line_stop.is_set():
                         self._stop_line(sink.name)
+            self._release(sum(_frame_bytes(item) for item in batch))  # delivered: its frames may go
             if done:
                 return
 

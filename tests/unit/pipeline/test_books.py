@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -61,6 +62,24 @@ def test_latency_window_percentiles() -> None:
     assert s["max_ms"] == 200
     assert 149 <= s["p50_ms"] <= 152
     assert s["p99_ms"] >= 198
+
+
+def test_stage_windows_split_the_wait_before_inspection_from_preprocess() -> None:
+    """The wait from acquisition (hand-over, queue) is its own stage, not part of preprocess (issue 21)."""
+    ms = 1_000_000
+    keeper = BookKeeper()
+    timed = StageTimings(acquired_ns=10 * ms, started_ns=12 * ms, preprocessed_ns=12 * ms + ms // 10,
+                         inferred_ns=19 * ms, decided_ns=19 * ms + ms // 5, signalled_ns=20 * ms)
+    keeper.settle_inspection(replace(_inspection(0, Verdict.PASS, ()), timings=timed))
+    stages = {name: window.summary()["p50_ms"] for name, window in keeper.stages.items()}
+    assert stages == pytest.approx({"wait": 2.0, "preprocess": 0.1, "infer": 6.9, "decide": 0.2, "signal": 0.8})
+    assert keeper.e2e.summary()["p50_ms"] == pytest.approx(10.0)
+    # a record without the start stamp (fault paths, older code): preprocess keeps the wait, no wait sample
+    unstarted = replace(timed, started_ns=0)
+    keeper2 = BookKeeper()
+    keeper2.settle_inspection(replace(_inspection(1, Verdict.PASS, ()), timings=unstarted))
+    assert keeper2.stages["wait"].summary()["n"] == 0
+    assert keeper2.stages["preprocess"].summary()["p50_ms"] == pytest.approx(2.1)
 
 
 def _inspection(seq: int, verdict: Verdict, reasons: tuple[str, ...]) -> Inspection:

@@ -342,6 +342,34 @@ def test_the_part_clock_starts_at_the_frames_acquisition_stamp(tiny_bundle, offs
     assert all((ms >= 2000.0) is late for ms in latencies), latencies
 
 
+def test_the_wait_before_inspection_is_its_own_stage_not_preprocess(tiny_bundle) -> None:
+    """A frame acquired 2 s before it is read waits 2 s; preprocess stays the pixel work (issue 21)."""
+    import dataclasses
+
+    frames = [dataclasses.replace(make_frame(10, frame_id=i), acquired_ns=time.monotonic_ns() - 2_000_000_000)
+              for i in range(3)]
+    pipe, _, sink = run_pipeline(ScriptedSource(frames), judge=judge_of(tiny_bundle),
+                                 config=PipelineConfig(station_id="s", deadline_ms=None))
+    stages = pipe.status().stages_ms
+    assert stages["wait"]["n"] == 3 and stages["wait"]["p50_ms"] >= 2000.0
+    assert stages["preprocess"]["n"] == 3 and stages["preprocess"]["max_ms"] < 1000.0
+    assert all(i.timings.acquired_ns < i.timings.started_ns <= i.timings.preprocessed_ns for i in sink.items)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_pipeline_freezes_start_up_objects_out_of_the_gc_while_it_runs(tiny_bundle, freeze: bool) -> None:
+    """gc.freeze at start (a full collection then skips them), gc.unfreeze at stop (issue 21)."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+    run_pipeline(ScriptedSource([make_frame(50, frame_id=i) for i in range(3)]), judge=judge_of(tiny_bundle),
+                 config=PipelineConfig(station_id="s", gc_freeze=freeze),
+                 during=lambda pipe: seen.append(gc.get_freeze_count()))
+    assert (seen[0] > 0) is freeze
+    assert gc.get_freeze_count() == 0
+
+
 def test_deliver_counts_a_batch_sink_breaking_its_contract_as_failed_for_every_part() -> None:
     from vinspect.pipeline.record import deliver
 
@@ -438,3 +466,50 @@ def test_stop_counts_what_a_hung_sink_never_took(tiny_bundle, caplog) -> None:
     dropped = pipe.books.extras.record_dropped
     assert dropped == 9  # one record is in the hung sink's hands, the other nine never left the queue
     assert "no progress for 0.3 s; 9 queued inspection(s) not recorded" in caplog.text
+
+
+FRAME_64K = 256 * 256  # bytes of one 256x256 Mono8 frame
+BUDGET_3_FRAMES_MB = 3.2 * FRAME_64K / 2**20  # three such frames fit the record queue's byte budget, four do not
+
+
+def test_a_triggered_line_drops_records_over_the_byte_budget_and_counts_them(tiny_bundle, caplog) -> None:
+    """Queued records hold their frames: past record_queue_mb the line drops (counted, alarmed)
+    instead of growing without bound (5 MP frames: 1,024 queued parts were 5 GB; issue 21)."""
+    release = threading.Event()
+    hung = _SlowSink(hang=release)
+    source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(10)], period_s=0.01)
+    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[hung],
+                              config=PipelineConfig(station_id="s", overflow=OverflowPolicy.REJECT, record_batch=1,
+                                                    record_queue_mb=BUDGET_3_FRAMES_MB))
+    pipe.start()
+    assert pipe.wait(20)
+    wait_for(lambda: pipe.books.books().triggers == 10)
+    wait_for(lambda: pipe.books.books().discrepancy == 0)
+    release.set()
+    pipe.stop()
+    assert hung.items == [0, 1, 2]  # one in the sink's hands and two queued: three frames' bytes
+    assert pipe.books.extras.record_dropped == 7
+    assert pipe.books.books().discrepancy == 0  # every part still got its disposition
+    assert "record queue full: 1 inspection(s) not recorded" in caplog.text
+
+
+def test_a_lossless_source_waits_for_room_in_the_byte_budget_and_loses_nothing(tiny_bundle) -> None:
+    depths: list[int] = []
+    box: list[InspectionPipeline] = []
+
+    class DepthSink(_SlowSink):
+        def write(self, inspection) -> None:  # type: ignore[no-untyped-def]
+            depths.append(box[0].status().record_queue_depth)
+            super().write(inspection)
+
+    slow = DepthSink(delay_s=0.01)
+    source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(20)])
+    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[slow],
+                              config=PipelineConfig(station_id="s", overflow=OverflowPolicy.BLOCK, record_batch=1,
+                                                    record_queue_mb=BUDGET_3_FRAMES_MB))
+    box.append(pipe)
+    with pipe:
+        assert pipe.wait(20)
+    assert slow.items == list(range(20))
+    assert pipe.books.extras.record_dropped == 0
+    assert max(depths) <= 2  # never more queued than the budget holds (plus the one being written)
