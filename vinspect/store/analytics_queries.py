@@ -1,8 +1,9 @@
 """Read queries behind the quality analytics (KPIs, p-chart subgroups, Pareto, agreement, drift).
 
-Counts are rolled up per UTC hour, station, model version and verdict in the database (index
-``ix_inspections_recorded_verdict``); everything else (shifts, rates, limits) is plain Python over
-those rows in :mod:`vinspect.analytics`. Returned values are plain (no ORM rows).
+Counts per UTC hour, station, part number, model version and verdict come from the hourly roll-up
+(:mod:`vinspect.store.analytics_rollup`) plus the raw rows it has not counted yet; everything
+else (shifts, rates, limits) is plain Python over those rows in :mod:`vinspect.analytics`.
+Returned values are plain (no ORM rows).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import BigInteger, ColumnElement, Select, String, Text, and_, cast, func, null, select, union_all
+from sqlalchemy.orm import Session
 
-from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord
-from vinspect.types import MODEL_REASONS, first_fault
+from vinspect.store.analytics_rollup import digest, first_flag, hour_expr, hour_key, hours_between, watermark
+from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
+from vinspect.types import MODEL_REASONS
 
 __all__ = ["HourRow", "Window", "adjudications", "audit_answers", "hourly_rollup", "latencies_ms",
            "ncr_code_counts", "score_sample", "vision_vs_reviewer"]
@@ -57,54 +59,101 @@ class HourRow:
     faults: dict[str, int]
     first: int           # of which the part's first inspection (parts without an id count as first)
     first_passed: int
-
-
-def _hour(session: Session) -> ColumnElement[str]:
-    column = InspectionRecord.recorded_at
-    if session.get_bind().dialect.name == "sqlite":
-        return func.substr(column, 1, 13)
-    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    part_number: str | None = None  # None: inspections stored before part numbers were recorded
 
 
 def _in(window: Window, column: Any) -> ColumnElement[bool]:
     return and_(column >= window.since, column < window.until)
 
 
-def hourly_rollup(window: Window, *, session: Session, station_id: str | None = None) -> list[HourRow]:
-    """Per hour, station, model version, verdict and reason list: part counts and first-inspection counts."""
-    hour = _hour(session).label("hour")
-    earlier = aliased(InspectionRecord)
-    first = ~exists().where(earlier.part_id == InspectionRecord.part_id, earlier.id < InspectionRecord.id)
-    is_first = func.sum(case((first, 1), else_=0))
-    stmt = (select(hour, InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.verdict,
-                   InspectionRecord.reasons, func.count(), is_first)
-            .where(_in(window, InspectionRecord.recorded_at))
-            .group_by(hour, InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.verdict,
+_Raw = tuple[str, str, str, str, str, str | None, str | None, int, int | None, int, int | None]
+
+
+def _raw_part(session: Session, *conditions: ColumnElement[bool]) -> Select[Any]:
+    """Rows of ``inspections`` counted per hour/station/part/model/verdict/reason list (the roll-up's shape)."""
+    hour = hour_expr(session).label("hour")
+    part = func.coalesce(InspectionRecord.part_number, "")
+    model = func.coalesce(InspectionRecord.model_version, "")
+    return (select(hour, InspectionRecord.station_id.label("station_id"), part.label("part_number"),
+                   model.label("model_version"), InspectionRecord.verdict.label("verdict"),
+                   cast(null(), String).label("fault"), InspectionRecord.reasons.label("reasons"),
+                   func.count().label("parts"), cast(null(), BigInteger).label("model_rejects"),
+                   func.sum(first_flag()).label("first_parts"), cast(null(), BigInteger).label("first_passed"))
+            .where(*conditions)
+            .group_by(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict,
                       InspectionRecord.reasons))
+
+
+def _rolled_part(low: datetime, high: datetime, *conditions: ColumnElement[bool]) -> Select[Any]:
+    r = InspectionHourRecord
+    return (select(r.hour.label("hour"), r.station_id, r.part_number, r.model_version, r.verdict, r.fault,
+                   cast(null(), Text).label("reasons"), r.parts, r.model_rejects, r.first_parts, r.first_passed)
+            .where(r.hour >= hour_key(low), r.hour < hour_key(high), *conditions))
+
+
+def _hour_rows(window: Window, session: Session, station_id: str | None, part_number: str | None,
+               mark: int | None) -> list[_Raw]:
+    """One statement: whole hours from the roll-up (ids up to ``mark``), the rest raw; ``mark`` None: all raw."""
+    raw_filters: list[ColumnElement[bool]] = []
+    rolled_filters: list[ColumnElement[bool]] = []
     if station_id is not None:
-        stmt = stmt.where(InspectionRecord.station_id == station_id)
-    merged: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
-    for h, station, model, verdict, reasons, count, firsts in session.execute(stmt):
-        key = (str(h), str(station), model, str(verdict))
+        raw_filters.append(InspectionRecord.station_id == station_id)
+        rolled_filters.append(InspectionHourRecord.station_id == station_id)
+    if part_number is not None:
+        raw_filters.append(InspectionRecord.part_number == part_number)
+        rolled_filters.append(InspectionHourRecord.part_number == part_number)
+    at = InspectionRecord.recorded_at
+    low, high = hours_between(window.since, window.until)
+    if mark is None or low >= high:
+        stmt: Any = _raw_part(session, _in(window, at), *raw_filters)
+    else:
+        parts = [_rolled_part(low, high, *rolled_filters),
+                 _raw_part(session, InspectionRecord.id > mark, at >= low, at < high, *raw_filters)]
+        if window.since < low:
+            parts.append(_raw_part(session, at >= window.since, at < low, *raw_filters))
+        if high < window.until:
+            parts.append(_raw_part(session, at >= high, at < window.until, *raw_filters))
+        stmt = union_all(*parts)
+    return [tuple(r) for r in session.execute(stmt)]  # type: ignore[misc]
+
+
+def hourly_rollup(window: Window, *, session: Session, station_id: str | None = None,
+                  part_number: str | None = None) -> list[HourRow]:
+    """Per hour, station, model version and verdict: part counts, model rejects, faults, first inspections.
+
+    Whole hours come from the roll-up (:mod:`vinspect.store.analytics_rollup`) for the ids it has
+    counted; newer rows and the partial hours at the window's edges are counted raw. The watermark
+    is read before and after the statement: if a roll-up committed in between, the read is
+    repeated (after three tries, every row is read raw), so no part is counted twice or missed.
+    """
+    rows: list[_Raw] | None = None
+    for _ in range(3):
+        mark = watermark(session)
+        got = _hour_rows(window, session, station_id, part_number, mark)
+        if watermark(session) == mark:
+            rows = got
+            break
+    if rows is None:
+        rows = _hour_rows(window, session, station_id, part_number, None)
+    merged: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+    for h, station, part, model, verdict, fault, reasons, count, rejects, firsts, first_passed in rows:
+        key = (str(h), str(station), str(part), str(model), str(verdict))
         row = merged.setdefault(key, {"count": 0, "model_rejects": 0, "faults": Counter(), "first": 0,
                                       "first_passed": 0})
         count, firsts = int(count), int(firsts or 0)
+        if reasons is not None:  # raw rows
+            d = digest(str(verdict), reasons, count, firsts)
+            fault, rejects, first_passed = d.fault, d.model_rejects, d.first_passed
         row["count"] += count
         row["first"] += firsts
-        if verdict == "PASS":
-            row["first_passed"] += firsts
-        else:
-            listed = json.loads(reasons)
-            fault = first_fault(listed)
-            if fault is not None:
-                row["faults"][fault] += count
-            if any(r in MODEL_REASONS for r in listed):
-                row["model_rejects"] += count
+        row["model_rejects"] += int(rejects or 0)
+        row["first_passed"] += int(first_passed or 0)
+        if fault:
+            row["faults"][fault] += count
     return [HourRow(hour=datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC), station_id=s,
-                    model_version=m, verdict=v, count=r["count"], model_rejects=r["model_rejects"],
-                    faults=dict(r["faults"]), first=r["first"], first_passed=r["first_passed"])
-            for (h, s, m, v), r in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "",
-                                                                          kv[0][3]))]
+                    model_version=m or None, verdict=v, count=r["count"], model_rejects=r["model_rejects"],
+                    faults=dict(r["faults"]), first=r["first"], first_passed=r["first_passed"], part_number=p or None)
+            for (h, s, p, m, v), r in sorted(merged.items())]
 
 
 @dataclass(frozen=True, slots=True)
