@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from store_factories import T0, make_inspection
 
 from vinspect.store import repository as repo
-from vinspect.store.analytics_queries import HourRow, Window, hourly_rollup
+from vinspect.store.analytics_queries import HourRow, Window, hourly_rollup, kpi_rollup, station_hours
 from vinspect.store.analytics_rollup import rebuild, roll_up, watermark
 from vinspect.store.db import session_scope
 from vinspect.store.tables import InspectionHourRecord, InspectionRecord
@@ -53,8 +53,23 @@ def _totals(rows: list[HourRow]) -> dict[tuple[str, str, str, str, str], tuple[i
 
 
 def _read(engine: Engine, window: Window, **kw: str) -> dict[tuple[str, str, str, str, str], tuple[object, ...]]:
+    """Hourly rows, checked against the two coarser grains the dashboard reads (same window, same filter)."""
     with session_scope(engine, readonly=True) as session:
-        return _totals(hourly_rollup(window, session=session, **kw))  # type: ignore[arg-type]
+        hourly = hourly_rollup(window, session=session, **kw)  # type: ignore[arg-type]
+        by_hour_of_day = kpi_rollup(window, session=session, **kw)  # type: ignore[arg-type]
+        subgroups = station_hours(window, session=session, **kw)  # type: ignore[arg-type]
+    for grain, rows in (("hour of day", by_hour_of_day), ("station hour", subgroups)):
+        parts = sum(getattr(r, "count", 0) or getattr(r, "parts", 0) for r in rows)
+        assert parts == sum(r.count for r in hourly), grain
+        assert sum(r.model_rejects for r in rows) == sum(r.model_rejects for r in hourly), grain
+    assert sum(r.first_passed for r in by_hour_of_day) == sum(r.first_passed for r in hourly)
+    per_hour: dict[tuple[object, str], list[int]] = {}
+    for r in hourly:
+        slot = per_hour.setdefault((r.hour, r.station_id), [0, 0])
+        slot[0] += r.model_rejects
+        slot[1] += r.count
+    assert {(h.hour, h.station_id): [h.model_rejects, h.parts] for h in subgroups} == per_hour
+    return _totals(hourly)
 
 
 _WINDOWS = [Window(T0, T0 + timedelta(days=1)),                                   # whole hours

@@ -143,7 +143,7 @@ class NelsonMonitor:
             raise ValueError(f"unknown Nelson rule(s) {unknown}: rules 1-4 are supported")
         self.rules = tuple(rules)
         self.points: list[ChartPoint] = []
-        self._open: dict[int, tuple[int, Violation]] = {}  # rule -> (direction, violation so far)
+        self._open: dict[int, tuple[int, int]] = {}  # rule -> (direction, index of its violation so far)
         self.violations: list[Violation] = []
 
     def add(self, pt: ChartPoint) -> list[Violation]:
@@ -156,14 +156,12 @@ class NelsonMonitor:
             if direction == 0:
                 self._open.pop(rule, None)
                 continue
-            if current is not None and current[0] == direction and current[1].last == i - 1:
-                extended = Violation(rule, current[1].first, i)
-                self.violations[self.violations.index(current[1])] = extended
-                self._open[rule] = (direction, extended)
+            if current is not None and current[0] == direction and self.violations[current[1]].last == i - 1:
+                self.violations[current[1]] = Violation(rule, self.violations[current[1]].first, i)
                 continue
             new = Violation(rule, i - _WINDOW[rule] + 1, i)
             self.violations.append(new)
-            self._open[rule] = (direction, new)
+            self._open[rule] = (direction, len(self.violations) - 1)
             started.append(new)
         return started
 

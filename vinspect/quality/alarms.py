@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from vinspect.analytics.spc import NELSON_RULES
 from vinspect.quality.dashboard import drift_figure, station_chart
 from vinspect.store.alarms import AlarmView, current_baseline, raise_alarm
-from vinspect.store.analytics_queries import Window, hourly_rollup, score_sample
+from vinspect.store.analytics_queries import Window, known_stations, score_sample
 from vinspect.store.db import session_scope
 from vinspect.store.review_queries import StoreHandle
 
@@ -50,10 +50,7 @@ def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] |
     """Evaluate every station's frozen p-chart since its baseline and each model's drift; returns the new alarms."""
     new: list[AlarmView] = []
     with session_scope(store.engine, readonly=True) as session:
-        found = {str(s) for s in (stations or [])}
-        if not found:
-            hour = Window(now - timedelta(days=400), now)
-            found = {r.station_id for r in hourly_rollup(hour, session=session)}
+        found = {str(s) for s in (stations or [])} or set(known_stations(session))
         work = []
         for station in sorted(found):
             baseline = current_baseline(session=session, station_id=station)

@@ -41,7 +41,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from vinspect.store.db import session_scope
-from vinspect.store.tables import InspectionHourRecord, InspectionRecord, WatermarkRecord
+from vinspect.store.tables import InspectionHourRecord, InspectionRecord, WatermarkRecord, table_of
 from vinspect.types import MODEL_REASONS, first_fault
 
 __all__ = ["ROLLUP", "Digest", "RollupPass", "digest", "first_flag", "hour_expr", "hour_key", "hours_between",
@@ -133,7 +133,7 @@ def _add(session: Session, counts: dict[Key, list[int]]) -> None:
     values = [{"hour": k[0], "station_id": k[1], "part_number": k[2], "model_version": k[3], "verdict": k[4],
                "fault": k[5], "parts": v[0], "model_rejects": v[1], "first_parts": v[2], "first_passed": v[3]}
               for k, v in counts.items()]
-    table = InspectionHourRecord.__table__
+    table = table_of(InspectionHourRecord)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
