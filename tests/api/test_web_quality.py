@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text as text_sql
 from webseed import PASSWORD, Seeded, TestClient, inspection
 
 from vinspect.quality.alarms import check_alarms
@@ -192,3 +193,76 @@ def test_sampled_pass_parts_keep_their_image_for_the_blind_audit(seeded: Seeded,
         assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
     old = reviewer.get(f"/samples/{next(i for i in seeded.pass_ids if is_sampled(i, TEST_OPTIONS.pass_sample_rate))}")
     assert old.status_code == 200 and "No image was kept" in old.text
+
+
+def _wait(predicate: Any, timeout_s: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_app_raises_an_alarm_by_itself_as_data_arrives_once(seeded: Seeded, tmp_path: Any) -> None:
+    """The app's background evaluator (no `spc check`) rolls up, raises the Nelson alarm once, shows and counts it."""
+    import dataclasses
+
+    from webseed import TEST_OPTIONS, build_app, login
+
+    from vinspect.store.alarms import list_alarms
+    from vinspect.store.analytics_rollup import watermark
+
+    _spc_alarm(seeded)
+    app = build_app(tmp_path / "data", seeded.store,
+                    options=dataclasses.replace(TEST_OPTIONS, alarm_interval_s=0.2))
+
+    def alarms() -> list[Any]:
+        with session_scope(seeded.store.engine, readonly=True) as session:
+            return list_alarms(session=session)
+
+    assert alarms() == []
+    with TestClient(app, base_url="http://127.0.0.1:8600", follow_redirects=False) as client:
+        _wait(lambda: len(alarms()) == 1)
+        evaluator = app.state.services.evaluator
+        passes = evaluator.state.passes
+        _wait(lambda: evaluator.state.passes >= passes + 3)  # more passes over the same data: nothing new
+        assert [(a.kind, a.rule) for a in alarms()] == [("spc", 1)]
+        assert evaluator.state.alarms_raised == 1 and evaluator.state.failures == 0
+        with session_scope(seeded.store.engine, readonly=True) as session:
+            assert watermark(session) > 0  # the evaluator rolled the rows up too
+        login(client, "operator")
+        html = client.get("/dashboard").text
+        assert "Nelson 1" in html and "Evaluated by this app every 0 s" in html and "last pass" in html
+        text = client.get("/metrics").text
+        assert re.search(r"vinspect_alarm_evaluations_total [1-9]", text), text[:800]
+        assert "vinspect_alarms_raised_total 1.0" in text
+        assert 'vinspect_quality_alarms_open{kind="spc",station="tile-line-1"} 1.0' in text
+        # a part arriving now is counted by the next pass's roll-up
+        with session_scope(seeded.store.engine) as session:
+            repo.add_inspections([inspection(99_999, Verdict.PASS, score=0.1, part_id="late-1")], session=session)
+        with session_scope(seeded.store.engine, readonly=True) as session:
+            newest = int(session.scalar(text_sql("SELECT max(id) FROM inspections")) or 0)
+        _wait(lambda: _mark(seeded) == newest)
+    assert app.state.services.evaluator is None  # stopped with the app
+
+
+def _mark(seeded: Seeded) -> int:
+    from vinspect.store.analytics_rollup import watermark
+
+    with session_scope(seeded.store.engine, readonly=True) as session:
+        return watermark(session)
+
+
+def test_dashboard_groups_and_filters_by_part_number(seeded: Seeded, client_for: Any) -> None:
+    _spc_alarm(seeded)
+    operator, _ = client_for("operator")
+    html = operator.get("/dashboard").text
+    table = html.split('id="kpi-parts"', 1)[1].split("</table>", 1)[0]
+    assert "TILE-100" in table  # the seed's product part number, written by the store sink
+    assert "(not recorded)" in table  # rows added without a part number
+    only = operator.get("/dashboard?part=TILE-100").text
+    parts = only.split('id="kpi-parts"', 1)[1].split("</table>", 1)[0]
+    assert "TILE-100" in parts and "(not recorded)" not in parts
+    assert re.search(r'value="TILE-100"', only)
+    assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d{6}", only)  # no raw ISO times with microseconds

@@ -61,3 +61,28 @@ def test_a_broker_outage_keeps_the_alarm(tmp_path: Path) -> None:
     assert len(new) == 1
     with session_scope(store.engine, readonly=True) as session:
         assert [a.id for a in list_alarms(session=session)] == [new[0].id]
+
+
+def test_the_reviewer_app_publishes_its_own_alarm(tmp_path: Path, broker: int) -> None:  # noqa: F811
+    """`vinspect web`'s evaluator (every 0.2 s here) raises the alarm itself and publishes it once."""
+    import dataclasses
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+    from webseed import TEST_OPTIONS, TestClient, build_app
+
+    store = _store(tmp_path)
+    sub = Subscriber(broker, "plant/line/+/quality_alarm")
+    app = build_app(tmp_path / "data", store, options=dataclasses.replace(
+        TEST_OPTIONS, alarm_interval_s=0.2, alarm_mqtt=f"127.0.0.1:{broker}", alarm_topic_prefix="plant/line"))
+    with TestClient(app, base_url="http://127.0.0.1:8600"):
+        sub.wait_for(lambda m: len(m) >= 1)
+        passes = app.state.services.evaluator.state.passes
+        deadline = time.monotonic() + 20
+        while app.state.services.evaluator.state.passes < passes + 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    topic, body, _ = sub.messages[0]
+    assert topic == "plant/line/st-q/quality_alarm" and body["rule"] == 1
+    assert len(sub.messages) == 1  # later passes found it stored: not published again

@@ -17,6 +17,7 @@ from store_qms_stub import QmsStub
 from vinspect.cli.store import register
 from vinspect.errors import StoreError
 from vinspect.store import repository as repo
+from vinspect.store.analytics_rollup import roll_up
 from vinspect.store.db import make_engine, session_scope
 from vinspect.store.evidence import EvidenceStore
 from vinspect.store.ncr import NcrFilter
@@ -67,6 +68,7 @@ def test_app_role_appends_and_delivers_but_cannot_change_or_unprotect_records(
         with QmsStub() as stub:
             summary = OutboxRelay(engine, RelayConfig(url=stub.url)).drain(max_seconds=30)
         assert summary.delivered == 2  # delivery state is the one thing it updates
+        assert roll_up(engine).rows == 2  # and the analytics roll-up's derived counts (the app's evaluator)
         with session_scope(engine, readonly=True) as session:
             assert repo.count_ncrs(NcrFilter(), session=session) == 2
             assert outbox_counts(session=session) == {"DELIVERED": 2}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -79,7 +81,7 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
     # A fresh idempotency key per rendered signing form: a resubmitted form signs nothing new.
     services.templates.env.globals["new_request_key"] = lambda: secrets.token_urlsafe(18)
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=_alarm_lifespan(services))
     app.state.services = services
     for module in (auth, queue, ncrs, evidence, station, promotion, plant, export, admin, quality, capa, labelling,
                    labelling_api):
@@ -103,6 +105,38 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
         return JSONResponse(app.openapi())
 
     return app
+
+
+def _alarm_lifespan(services: Services):  # type: ignore[no-untyped-def]
+    """Run the quality-alarm evaluator (a background thread) while the app serves, when configured."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        interval = services.options.alarm_interval_s
+        if not interval:
+            yield
+            return
+        from vinspect.quality.alarms import MqttAlarmPublisher
+        from vinspect.quality.evaluator import AlarmEvaluator
+        from vinspect.quality.validation import validation_scores
+
+        publish = None
+        if services.options.alarm_mqtt:
+            host, _, port = services.options.alarm_mqtt.partition(":")
+            publish = MqttAlarmPublisher(host, int(port or 1883), services.options.alarm_topic_prefix)
+        evaluator = AlarmEvaluator(services.store, interval_s=interval, publish=publish,
+                                   validation_scores=lambda: validation_scores(services.registry))
+        services.evaluator = evaluator
+        evaluator.start()
+        logger.info("quality alarms evaluated every %.0f s%s", interval,
+                    f", published to {services.options.alarm_mqtt}" if publish else "")
+        try:
+            yield
+        finally:
+            evaluator.stop()
+            services.evaluator = None
+
+    return lifespan
 
 
 def _wants_html(request: Request) -> bool:

@@ -55,6 +55,11 @@ class ApiOptions:
     argon2_memory_kib: int = 65536
     # The plant's own defect codes, offered after each product model's classes (see api/catalogue.py).
     defect_codes: tuple[str, ...] = ("contamination", "dent", "missing_feature", "other")
+    # Quality alarms evaluated by the app as subgroups close (vinspect.quality.evaluator); None: off
+    # (``vinspect web`` turns it on, every 60 s by default). MQTT broker HOST[:PORT] for new alarms.
+    alarm_interval_s: float | None = None
+    alarm_mqtt: str | None = None
+    alarm_topic_prefix: str = "vinspect/site/line"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -72,6 +77,7 @@ class Services:
     limiter: ClientLimiter
     sample: PassSample
     data_dir: Path = field(default_factory=Path)
+    evaluator: Any = None  # vinspect.quality.evaluator.AlarmEvaluator while the app runs one
 
 
 def get_services(request: Request) -> Services:

@@ -7,7 +7,7 @@ from typing import Any
 
 from vinspect.store.canonical import format_utc
 
-__all__ = ["age", "install_filters", "number", "utc"]
+__all__ = ["age", "install_filters", "number", "utc", "when"]
 
 
 def number(value: Any, digits: int = 4) -> Any:
@@ -20,6 +20,24 @@ def number(value: Any, digits: int = 4) -> Any:
 def utc(value: Any) -> Any:
     """A datetime as the store's canonical UTC text; anything else unchanged."""
     return format_utc(value) if isinstance(value, datetime) else value
+
+
+def when(value: Any, seconds: bool = False) -> Any:
+    """A datetime as a person reads it: ``2026-03-14 09:26 UTC`` (``seconds``: ``09:26:53``); anything else unchanged.
+
+    The canonical text of :func:`utc` (microseconds, ``T``, ``Z``) is for records and exports; that
+    text is read back and shown the same way.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def age(value: Any, *, now: datetime | None = None) -> str:
@@ -42,7 +60,8 @@ def age(value: Any, *, now: datetime | None = None) -> str:
 
 
 def install_filters(filters: dict[str, Any]) -> None:
-    """Register ``utc``, ``num`` and ``age`` on a Jinja environment's filter table."""
+    """Register ``utc``, ``when``, ``num`` and ``age`` on a Jinja environment's filter table."""
     filters["utc"] = utc
+    filters["when"] = when
     filters["num"] = number
     filters["age"] = age

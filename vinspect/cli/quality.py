@@ -18,6 +18,7 @@ from vinspect.report.quality_report import write_quality_report
 from vinspect.settings import load_settings
 from vinspect.store.alarms import record_baseline
 from vinspect.store.analytics_queries import Window, hourly_rollup, part_subgroups
+from vinspect.store.analytics_rollup import roll_up
 from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceStore
 from vinspect.store.review_queries import StoreHandle
@@ -76,9 +77,11 @@ def _registry(args: argparse.Namespace) -> ModelRegistry:
 
 def _report(args: argparse.Namespace) -> int:
     window = _window(args.since, args.until)
-    with _store(args) as engine, session_scope(engine, readonly=True) as session:
-        index = write_quality_report(session, window, args.out, station_id=args.station,
-                                     validation_scores=validation_scores(_registry(args)))
+    with _store(args) as engine:
+        roll_up(engine)  # count new rows into the hourly roll-up first (readers stay correct without it)
+        with session_scope(engine, readonly=True) as session:
+            index = write_quality_report(session, window, args.out, station_id=args.station,
+                                         validation_scores=validation_scores(_registry(args)))
     sys.stdout.write(f"{index}\n")
     return 0
 
@@ -123,6 +126,7 @@ def _check(args: argparse.Namespace) -> int:
     data_dir = load_settings(data_dir=args.data_dir).data_dir
     with _store(args) as engine:
         store = StoreHandle(engine=engine, evidence=EvidenceStore(data_dir / "evidence"))
+        roll_up(engine)
         now = datetime.now(UTC)
         new = check_alarms(store, now=now, validation_scores=validation_scores(_registry(args)), publish=publish)
     for a in new:

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--data-dir", type=Path, default=None, help="station data directory")
     serve.add_argument("--pass-sample-rate", type=float, default=0.01,
                        help="fraction of PASS parts drawn for the blind escape audit (default 0.01)")
+    serve.add_argument("--alarm-interval", type=float, default=60.0, metavar="SECONDS",
+                       help="evaluate SPC/drift alarms every SECONDS as subgroups close (0: off; default 60)")
+    serve.add_argument("--alarm-mqtt", default=None, metavar="HOST[:PORT]", help="publish new alarms to this broker")
+    serve.add_argument("--alarm-topic-prefix", default="vinspect/site/line", help="MQTT topic prefix for alarms")
     serve.set_defaults(handler=_serve)
 
     users = sub.add_parser("users", help="reviewer app accounts")
@@ -114,6 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
     from vinspect.store import session_scope
     from vinspect.store.review_queries import active_admin_exists
 
+    if args.alarm_interval < 0:
+        raise ConfigError(f"--alarm-interval {args.alarm_interval}: 0 (off) or a number of seconds")
     if not 0.0 <= args.pass_sample_rate <= 1.0:
         raise ConfigError(f"--pass-sample-rate {args.pass_sample_rate} is not within 0..1")
     settings = _settings(args)
@@ -131,7 +137,9 @@ def _serve(args: argparse.Namespace) -> int:
                          f"and paste the one-time secret from {path} (mode 0600).\n")
     app = create_app(settings, store=store, registry=ModelRegistry(settings.data_dir / "models"),
                      status=StatusReader(status_path(settings.data_dir)),
-                     options=ApiOptions(pass_sample_rate=args.pass_sample_rate))
+                     options=ApiOptions(pass_sample_rate=args.pass_sample_rate,
+                                        alarm_interval_s=args.alarm_interval or None, alarm_mqtt=args.alarm_mqtt,
+                                        alarm_topic_prefix=args.alarm_topic_prefix))
     uvicorn.run(app, **uvicorn_options(settings))  # type: ignore[arg-type]
     return 0
 

@@ -1,8 +1,10 @@
 """SPC and drift alarm checks: evaluate the frozen p-charts and score drift, store each new alarm once, tell people.
 
-Run it as each subgroup closes (``vinspect spc check``, e.g. from a timer every hour; the dashboard
-runs it too when opened). A new violation is stored (``quality_alarms``, audited), logged at
-WARNING, counted on ``/metrics`` and published as an MQTT message when a broker is configured.
+Only closed subgroups are evaluated (hours before the current one; whole part subgroups). The
+reviewer app runs this every minute (:mod:`vinspect.quality.evaluator`); ``vinspect spc check``
+runs it once (a plant without the app, e.g. from a timer). A new violation is stored
+(``quality_alarms``, audited), logged at WARNING, counted on ``/metrics`` and published as an MQTT
+message when a broker is configured.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 from vinspect.analytics.spc import NELSON_RULES
 from vinspect.quality.dashboard import drift_figure, station_chart
 from vinspect.store.alarms import AlarmView, current_baseline, raise_alarm
-from vinspect.store.analytics_queries import Window, hourly_rollup, score_sample
+from vinspect.store.analytics_queries import Window, known_stations, score_sample
 from vinspect.store.db import session_scope
 from vinspect.store.review_queries import StoreHandle
 
@@ -50,16 +52,16 @@ def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] |
     """Evaluate every station's frozen p-chart since its baseline and each model's drift; returns the new alarms."""
     new: list[AlarmView] = []
     with session_scope(store.engine, readonly=True) as session:
-        found = {str(s) for s in (stations or [])}
-        if not found:
-            hour = Window(now - timedelta(days=400), now)
-            found = {r.station_id for r in hourly_rollup(hour, session=session)}
+        found = {str(s) for s in (stations or [])} or set(known_stations(session))
         work = []
         for station in sorted(found):
             baseline = current_baseline(session=session, station_id=station)
-            if baseline is None or baseline.window_to >= now:
+            # closed subgroups only: hours up to the current one (a partial part subgroup is never formed)
+            end = now if baseline is not None and baseline.subgroup_parts else \
+                now.replace(minute=0, second=0, microsecond=0)
+            if baseline is None or baseline.window_to >= end:
                 continue
-            work.append(station_chart(session, Window(baseline.window_to, now), station))
+            work.append(station_chart(session, Window(baseline.window_to, end), station))
         drift = []
         for model, expected in sorted((validation_scores or {}).items()):
             window = Window(now - timedelta(days=drift_days), now)

@@ -16,15 +16,18 @@ from vinspect.store.alarms import BaselineView, current_baseline
 from vinspect.store.analytics_queries import (
     Answer,
     HourRow,
+    KpiRow,
+    StationHour,
     Window,
     adjudications,
     audit_answers,
-    hourly_rollup,
+    kpi_rollup,
     latencies_ms,
     ncr_code_counts,
     part_subgroups,
     reviewer_pairs,
     score_sample,
+    station_hours,
     vision_vs_reviewer,
 )
 from vinspect.store.review_queries import DbSession
@@ -36,8 +39,12 @@ DEFAULT_SHIFTS = (6, 14, 22)  # UTC hours at which shifts start: early, late, ni
 
 def shift_of(hour: datetime, starts: Sequence[int] = DEFAULT_SHIFTS) -> str:
     """``S1``.. for the shift an UTC hour belongs to (``S<n>`` starts at ``starts[n-1]``:00)."""
+    return shift_of_hour(hour.hour, starts)
+
+
+def shift_of_hour(h: int, starts: Sequence[int] = DEFAULT_SHIFTS) -> str:
+    """:func:`shift_of` for an hour of the day (0-23)."""
     ordered = sorted(starts)
-    h = hour.hour
     index = max((i for i, s in enumerate(ordered) if h >= s), default=len(ordered) - 1)
     return f"S{index + 1} ({ordered[index]:02d}:00)"
 
@@ -71,6 +78,7 @@ class Dashboard:
     by_station: dict[str, Kpis]
     by_shift: dict[str, Kpis]
     by_model: dict[str, Kpis]
+    by_part: dict[str, Kpis]
     charts: list[PChart]
     pareto_codes: list[Bar]
     pareto_stations: list[Bar]
@@ -79,9 +87,11 @@ class Dashboard:
     kappa_reviewers: Kappa | None
     drift: list[DriftFigure] = field(default_factory=list)
     inspected: int = 0
+    part_number: str | None = None  # the part-number filter, when one was chosen
 
 
-def _counts(rows: Iterable[HourRow], answers: Iterable[Answer], hours: float, lat: Sequence[float]) -> KpiCounts:
+def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer], hours: float,
+            lat: Sequence[float]) -> KpiCounts:
     total: Counter[str] = Counter()
     faults: Counter[str] = Counter()
     for r in rows:
@@ -105,9 +115,9 @@ def _counts(rows: Iterable[HourRow], answers: Iterable[Answer], hours: float, la
                      hours=hours, latencies_ms=lat)
 
 
-def _grouped(rows: Sequence[HourRow], answers: Sequence[Answer], key_row: object, key_answer: object,
+def _grouped(rows: Sequence[KpiRow], answers: Sequence[Answer], key_row: object, key_answer: object,
              hours: float) -> dict[str, Kpis]:
-    by_rows: dict[str, list[HourRow]] = defaultdict(list)
+    by_rows: dict[str, list[KpiRow]] = defaultdict(list)
     by_answers: dict[str, list[Answer]] = defaultdict(list)
     for r in rows:
         by_rows[key_row(r)].append(r)  # type: ignore[operator]
@@ -127,14 +137,22 @@ def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | N
     return chart_of(station_id, baseline, hours, [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours])
 
 
-def station_chart(session: DbSession, window: Window, station_id: str) -> PChart:
-    """The station's p-chart over ``window`` with its frozen baseline's subgrouping (hours or a part count)."""
+def station_chart(session: DbSession, window: Window, station_id: str, *,
+                  hours: Sequence[StationHour] | None = None) -> PChart:
+    """The station's p-chart over ``window`` with its frozen baseline's subgrouping (hours or a part count).
+
+    ``hours``: the window's hourly subgroups when the caller has them already (any stations).
+    """
     baseline = current_baseline(session=session, station_id=station_id)
     if baseline is not None and baseline.subgroup_parts:
         groups = part_subgroups(window, session=session, station_id=station_id, size=baseline.subgroup_parts)
         return chart_of(station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups],
                         [g.size for g in groups])
-    return p_chart(hourly_rollup(window, session=session, station_id=station_id), station_id, baseline)
+    if hours is None:
+        hours = station_hours(window, session=session, station_id=station_id)
+    mine = [h for h in hours if h.station_id == station_id]
+    return chart_of(station_id, baseline, [h.hour for h in mine], [h.model_rejects for h in mine],
+                    [h.parts for h in mine])
 
 
 def chart_of(station_id: str, baseline: BaselineView | None, hours: list[datetime], defects: list[int],
@@ -164,24 +182,27 @@ def drift_figure(model_version: str, expected: Sequence[float], live: Sequence[f
 
 def build_dashboard(session: DbSession, window: Window, *, station_id: str | None = None,
                     validation_scores: dict[str, Sequence[float]] | None = None,
-                    shifts: Sequence[int] = DEFAULT_SHIFTS) -> Dashboard:
-    """Every figure of the dashboard for ``window`` (optionally one station).
+                    shifts: Sequence[int] = DEFAULT_SHIFTS, part_number: str | None = None) -> Dashboard:
+    """Every figure of the dashboard for ``window`` (optionally one station and/or one part number).
 
     Args:
         validation_scores: model version -> the bundle's validation good-part scores (drift reference).
     """
-    rows = hourly_rollup(window, session=session, station_id=station_id)
-    answers = [*adjudications(window, session=session, station_id=station_id),
-               *audit_answers(window, session=session, station_id=station_id)]
-    lat = latencies_ms(window, session=session, station_id=station_id)
+    only = {"station_id": station_id, "part_number": part_number}
+    rows = kpi_rollup(window, session=session, **only)
+    answers = [*adjudications(window, session=session, **only), *audit_answers(window, session=session, **only)]
+    lat = latencies_ms(window, session=session, station_id=station_id, part_number=part_number)
     overall = compute_kpis(_counts(rows, answers, window.hours, lat))
     stations = sorted({r.station_id for r in rows})
     by_station = _grouped(rows, answers, lambda r: r.station_id, lambda a: a.station_id, window.hours)
-    by_shift = _grouped(rows, answers, lambda r: shift_of(r.hour, shifts),
-                        lambda a: shift_of(a.at.replace(minute=0, second=0, microsecond=0), shifts), window.hours)
+    by_shift = _grouped(rows, answers, lambda r: shift_of_hour(r.hour_of_day, shifts),
+                        lambda a: shift_of(a.at, shifts), window.hours)
     by_model = _grouped(rows, answers, lambda r: r.model_version or "(none)", lambda a: a.model_version or "(none)",
                         window.hours)
-    charts = [station_chart(session, window, s) for s in stations]
+    by_part = _grouped(rows, answers, lambda r: r.part_number or "(not recorded)",
+                       lambda a: a.part_number or "(not recorded)", window.hours)
+    subgroups = station_hours(window, session=session, **only)
+    charts = [station_chart(session, window, s, hours=subgroups) for s in stations]
     kappas: dict[str, Kappa] = {}
     by_model_answers: dict[str, list[Answer]] = defaultdict(list)
     for a in answers:
@@ -197,14 +218,16 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
         if live:
             drift.append(drift_figure(model, expected, live))
     return Dashboard(window=window, overall=overall, by_station=by_station, by_shift=by_shift, by_model=by_model,
-                     charts=charts,
-                     pareto_codes=pareto(ncr_code_counts(window, session=session, station_id=station_id)),
-                     pareto_stations=pareto(ncr_code_counts(window, session=session, by="station")),
+                     by_part=by_part, charts=charts,
+                     pareto_codes=pareto(ncr_code_counts(window, session=session, station_id=station_id,
+                                                         part_number=part_number)),
+                     pareto_stations=pareto(ncr_code_counts(window, session=session, by="station",
+                                                            part_number=part_number)),
                      pareto_parts=pareto(ncr_code_counts(window, session=session, by="part_number",
                                                          station_id=station_id)),
                      kappa_by_model=kappas, kappa_reviewers=kappa_from_pairs(reviewers, ["reject", "good"])
                      if reviewers else None, drift=drift,
-                     inspected=overall.reject_rate.n)
+                     inspected=overall.reject_rate.n, part_number=part_number)
 
 
 def default_window(now: datetime, days: int = 7) -> Window:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vinspect.quality.dashboard import build_dashboard
+from vinspect.quality.evaluator import EvaluatorState
 from vinspect.store.alarms import list_alarms
 from vinspect.store.analytics_queries import Window
 from vinspect.store.review_queries import DbSession
@@ -14,8 +15,22 @@ from vinspect.store.review_queries import DbSession
 __all__ = ["render_metrics"]
 
 
-def _families(db: DbSession, now: datetime) -> Iterator[Any]:
-    from prometheus_client.core import GaugeMetricFamily
+def _families(db: DbSession, now: datetime, evaluator: EvaluatorState | None = None) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    if evaluator is not None:
+        with evaluator.lock:
+            passes, failures, raised = evaluator.passes, evaluator.failures, evaluator.alarms_raised
+            last_pass = evaluator.last_pass_at
+        yield CounterMetricFamily("vinspect_alarm_evaluations", "Alarm evaluation passes of this app",
+                                  value=float(passes))
+        yield CounterMetricFamily("vinspect_alarm_evaluation_failures", "Alarm evaluation passes that failed",
+                                  value=float(failures))
+        yield CounterMetricFamily("vinspect_alarms_raised", "Quality alarms raised by this app's evaluator",
+                                  value=float(raised))
+        if last_pass is not None:
+            yield GaugeMetricFamily("vinspect_alarm_evaluation_last_success_seconds",
+                                    "Unix time of the last successful alarm evaluation", value=last_pass.timestamp())
 
     board = build_dashboard(db, Window(now - timedelta(hours=24), now))
     rates = GaugeMetricFamily("vinspect_quality_rate", "Quality KPI over the last 24 h (fraction)",
@@ -53,17 +68,20 @@ def _families(db: DbSession, now: datetime) -> Iterator[Any]:
 
 
 class _Collector:
-    def __init__(self, db: DbSession, now: datetime) -> None:
-        self._db, self._now = db, now
+    def __init__(self, db: DbSession, now: datetime, evaluator: EvaluatorState | None) -> None:
+        self._db, self._now, self._evaluator = db, now, evaluator
 
     def collect(self) -> Iterator[Any]:
-        yield from _families(self._db, self._now)
+        yield from _families(self._db, self._now, self._evaluator)
 
 
-def render_metrics(db: DbSession, *, now: datetime) -> tuple[bytes, str]:
-    """(body, content type); prometheus-client (the ``[line]`` extra) is imported here only."""
+def render_metrics(db: DbSession, *, now: datetime, evaluator: EvaluatorState | None = None) -> tuple[bytes, str]:
+    """(body, content type); prometheus-client (the ``[line]`` extra) is imported here only.
+
+    ``evaluator``: the app's alarm evaluator state, when it runs one (its passes, failures, alarms).
+    """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(db, now))
+    registry.register(_Collector(db, now, evaluator))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -102,7 +102,7 @@ def _body(board: Dashboard, out: Path, alarms: Sequence[AlarmView], capas: Seque
                  f"{'—' if o.throughput_per_hour is None else f'{o.throughput_per_hour:.1f} parts/h'} · latency "
                  f"capture→record p50/p95/p99 {lat} ms</small></p>")
     parts += [_kpi_table("By station", board.by_station), _kpi_table("By shift (UTC start hour)", board.by_shift),
-              _kpi_table("By model version", board.by_model)]
+              _kpi_table("By model version", board.by_model), _kpi_table("By part number", board.by_part)]
     parts.append("<ul>" + "".join(f"<li><strong>{_e(k.replace('_', ' '))}</strong>: {_e(v)}</li>"
                                   for k, v in KPI_LINES.items()) + "</ul>")
     parts.append("<h2>Alarms</h2>" + _alarms(alarms))

@@ -1,8 +1,9 @@
 """Read queries behind the quality analytics (KPIs, p-chart subgroups, Pareto, agreement, drift).
 
-Counts are rolled up per UTC hour, station, model version and verdict in the database (index
-``ix_inspections_recorded_verdict``); everything else (shifts, rates, limits) is plain Python over
-those rows in :mod:`vinspect.analytics`. Returned values are plain (no ORM rows).
+Counts per UTC hour, station, part number, model version and verdict come from the hourly roll-up
+(:mod:`vinspect.store.analytics_rollup`) plus the raw rows it has not counted yet; everything
+else (shifts, rates, limits) is plain Python over those rows in :mod:`vinspect.analytics`.
+Returned values are plain (no ORM rows).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, String, Text, and_, case, cast, func, null, or_, select, union_all
+from sqlalchemy.orm import Session
 
-from vinspect.store.tables import AuditRecord, InspectionRecord, NcrEvent, NcrRecord
+from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hours_between, watermark
+from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
 from vinspect.types import MODEL_REASONS, first_fault
 
-__all__ = ["HourRow", "Window", "adjudications", "audit_answers", "hourly_rollup", "latencies_ms",
-           "ncr_code_counts", "score_sample", "vision_vs_reviewer"]
+__all__ = ["HourRow", "KpiRow", "StationHour", "Window", "adjudications", "audit_answers", "hourly_rollup",
+           "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts", "score_sample", "station_hours",
+           "vision_vs_reviewer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,54 +60,194 @@ class HourRow:
     faults: dict[str, int]
     first: int           # of which the part's first inspection (parts without an id count as first)
     first_passed: int
-
-
-def _hour(session: Session) -> ColumnElement[str]:
-    column = InspectionRecord.recorded_at
-    if session.get_bind().dialect.name == "sqlite":
-        return func.substr(column, 1, 13)
-    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    part_number: str | None = None  # None: inspections stored before part numbers were recorded
 
 
 def _in(window: Window, column: Any) -> ColumnElement[bool]:
     return and_(column >= window.since, column < window.until)
 
 
-def hourly_rollup(window: Window, *, session: Session, station_id: str | None = None) -> list[HourRow]:
-    """Per hour, station, model version, verdict and reason list: part counts and first-inspection counts."""
-    hour = _hour(session).label("hour")
-    earlier = aliased(InspectionRecord)
-    first = ~exists().where(earlier.part_id == InspectionRecord.part_id, earlier.id < InspectionRecord.id)
-    is_first = func.sum(case((first, 1), else_=0))
-    stmt = (select(hour, InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.verdict,
-                   InspectionRecord.reasons, func.count(), is_first)
-            .where(_in(window, InspectionRecord.recorded_at))
-            .group_by(hour, InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.verdict,
+def _model_reject() -> ColumnElement[bool]:
+    """A reject for a model reason (the reason list is canonical JSON: an element matches only whole)."""
+    listed = [InspectionRecord.reasons.like(f'%"{reason}"%') for reason in sorted(MODEL_REASONS)]
+    return and_(InspectionRecord.verdict != "PASS", or_(*listed))
+
+
+def _raw_part(session: Session, *conditions: ColumnElement[bool]) -> Any:
+    """Rows of ``inspections`` counted per hour/station/part/model/verdict/reason list (the roll-up's shape);
+    ``fault`` is left to Python (the first non-model reason of ``reasons``)."""
+    hour = hour_expr(session).label("hour")
+    part = func.coalesce(InspectionRecord.part_number, "")
+    model = func.coalesce(InspectionRecord.model_version, "")
+    first = func.sum(first_flag())
+    return (select(hour, InspectionRecord.station_id.label("station_id"), part.label("part_number"),
+                   model.label("model_version"), InspectionRecord.verdict.label("verdict"),
+                   cast(null(), String).label("fault"), InspectionRecord.reasons.label("reasons"),
+                   func.count().label("parts"),
+                   func.sum(case((_model_reject(), 1), else_=0)).label("model_rejects"),
+                   first.label("first_parts"),
+                   case((InspectionRecord.verdict == "PASS", first), else_=0).label("first_passed"))
+            .where(*conditions)
+            .group_by(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict,
                       InspectionRecord.reasons))
+
+
+def _rolled_part(low: datetime, high: datetime, *conditions: ColumnElement[bool]) -> Any:
+    r = InspectionHourRecord
+    return (select(r.hour.label("hour"), r.station_id, r.part_number, r.model_version, r.verdict, r.fault,
+                   cast(null(), Text).label("reasons"), r.parts, r.model_rejects, r.first_parts, r.first_passed)
+            .where(r.hour >= hour_key(low), r.hour < hour_key(high), *conditions))
+
+
+def _union(window: Window, session: Session, station_id: str | None, part_number: str | None,
+           mark: int | None) -> Any:
+    """Whole hours from the roll-up (ids up to ``mark``), the rest raw; ``mark`` None: all raw."""
+    raw_filters: list[ColumnElement[bool]] = []
+    rolled_filters: list[ColumnElement[bool]] = []
     if station_id is not None:
-        stmt = stmt.where(InspectionRecord.station_id == station_id)
-    merged: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
-    for h, station, model, verdict, reasons, count, firsts in session.execute(stmt):
-        key = (str(h), str(station), model, str(verdict))
+        raw_filters.append(InspectionRecord.station_id == station_id)
+        rolled_filters.append(InspectionHourRecord.station_id == station_id)
+    if part_number is not None:
+        raw_filters.append(InspectionRecord.part_number == part_number)
+        rolled_filters.append(InspectionHourRecord.part_number == part_number)
+    at = InspectionRecord.recorded_at
+    low, high = hours_between(window.since, window.until)
+    if mark is None or low >= high:
+        return _raw_part(session, _in(window, at), *raw_filters)
+    parts = [_rolled_part(low, high, *rolled_filters),
+             _raw_part(session, InspectionRecord.id > mark, at >= low, at < high, *raw_filters)]
+    if window.since < low:
+        parts.append(_raw_part(session, at >= window.since, at < low, *raw_filters))
+    if high < window.until:
+        parts.append(_raw_part(session, at >= high, at < window.until, *raw_filters))
+    return union_all(*parts)
+
+
+def _grain(stmt: Any, grain: str) -> Any:
+    """The union summed to ``grain``: "hour" (as is), "hour_of_day" (for shifts) or "station_hour" (p-charts)."""
+    if grain == "hour":
+        return stmt
+    sub = stmt.subquery()
+    sums = [func.sum(sub.c.parts), func.sum(sub.c.model_rejects), func.sum(sub.c.first_parts),
+            func.sum(sub.c.first_passed)]
+    if grain == "station_hour":
+        return select(sub.c.hour, sub.c.station_id, *sums).group_by(sub.c.hour, sub.c.station_id)
+    hod = func.substr(sub.c.hour, 12, 2).label("hour")
+    keys = [sub.c.station_id, sub.c.part_number, sub.c.model_version, sub.c.verdict, sub.c.fault, sub.c.reasons]
+    return select(hod, *keys, *sums).group_by(hod, *keys)
+
+
+def _consistent(session: Session, make: Any) -> list[Any]:
+    """Run ``make(mark)`` against the roll-up's watermark; repeat if a roll-up committed meanwhile
+    (after three tries, everything is read raw): no part is counted twice or missed."""
+    for _ in range(3):
+        mark = watermark(session)
+        rows = list(session.execute(make(mark)))
+        if watermark(session) == mark:
+            return rows
+    return list(session.execute(make(None)))
+
+
+def _rows(window: Window, session: Session, station_id: str | None, part_number: str | None,
+          grain: str) -> list[Any]:
+    return _consistent(session, lambda mark: _grain(_union(window, session, station_id, part_number, mark), grain))
+
+
+def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str, Any]]:
+    merged: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+    for h, station, part, model, verdict, fault, reasons, count, rejects, firsts, first_passed in rows:
+        key = (str(h), str(station), str(part), str(model), str(verdict))
         row = merged.setdefault(key, {"count": 0, "model_rejects": 0, "faults": Counter(), "first": 0,
                                       "first_passed": 0})
-        count, firsts = int(count), int(firsts or 0)
-        row["count"] += count
-        row["first"] += firsts
-        if verdict == "PASS":
-            row["first_passed"] += firsts
-        else:
-            listed = json.loads(reasons)
-            fault = first_fault(listed)
-            if fault is not None:
-                row["faults"][fault] += count
-            if any(r in MODEL_REASONS for r in listed):
-                row["model_rejects"] += count
-    return [HourRow(hour=datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC), station_id=s,
-                    model_version=m, verdict=v, count=r["count"], model_rejects=r["model_rejects"],
-                    faults=dict(r["faults"]), first=r["first"], first_passed=r["first_passed"])
-            for (h, s, m, v), r in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "",
-                                                                          kv[0][3]))]
+        if reasons is not None and verdict != "PASS":  # raw rows: the fault from the reason list
+            fault = first_fault(json.loads(reasons))
+        row["count"] += int(count)
+        row["first"] += int(firsts or 0)
+        row["model_rejects"] += int(rejects or 0)
+        row["first_passed"] += int(first_passed or 0)
+        if fault:
+            row["faults"][fault] += int(count)
+    return merged
+
+
+def hourly_rollup(window: Window, *, session: Session, station_id: str | None = None,
+                  part_number: str | None = None) -> list[HourRow]:
+    """Per hour, station, part number, model version and verdict: parts, model rejects, faults, first inspections.
+
+    Whole hours come from the roll-up (:mod:`vinspect.store.analytics_rollup`) for the ids it has
+    counted; newer rows and the partial hours at the window's edges are counted raw, in the same
+    statement (:func:`_consistent`).
+    """
+    merged = _merge(_rows(window, session, station_id, part_number, "hour"))
+    hours: dict[str, datetime] = {}
+    for h, *_ in merged:
+        if h not in hours:
+            hours[h] = datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return [HourRow(hour=hours[h], station_id=s, model_version=m or None, verdict=v, count=r["count"],
+                    model_rejects=r["model_rejects"], faults=dict(r["faults"]), first=r["first"],
+                    first_passed=r["first_passed"], part_number=p or None)
+            for (h, s, p, m, v), r in sorted(merged.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class KpiRow:
+    """Like :class:`HourRow`, summed over the window's days: one row per UTC hour of the day (shifts)."""
+
+    hour_of_day: int
+    station_id: str
+    model_version: str | None
+    verdict: str
+    count: int
+    model_rejects: int
+    faults: dict[str, int]
+    first: int
+    first_passed: int
+    part_number: str | None = None
+
+
+def kpi_rollup(window: Window, *, session: Session, station_id: str | None = None,
+               part_number: str | None = None) -> list[KpiRow]:
+    """The KPI counts of the window per hour of the day, station, part number, model version and verdict.
+
+    What the dashboard's tables need (a year is a few hundred rows, not one per hour)."""
+    merged = _merge(_rows(window, session, station_id, part_number, "hour_of_day"))
+    return [KpiRow(hour_of_day=int(h), station_id=s, model_version=m or None, verdict=v, count=r["count"],
+                   model_rejects=r["model_rejects"], faults=dict(r["faults"]), first=r["first"],
+                   first_passed=r["first_passed"], part_number=p or None)
+            for (h, s, p, m, v), r in sorted(merged.items())]
+
+
+def known_stations(session: Session) -> list[str]:
+    """Every station with inspections (from the roll-up, plus rows it has not counted yet)."""
+    mark = watermark(session)
+    rolled = select(InspectionHourRecord.station_id).distinct()
+    fresh = select(InspectionRecord.station_id).where(InspectionRecord.id > mark).distinct()
+    return sorted({str(s) for s in session.scalars(union_all(rolled, fresh))})
+
+
+@dataclass(frozen=True, slots=True)
+class StationHour:
+    """One p-chart subgroup: a station's parts and model rejects in one UTC hour."""
+
+    hour: datetime
+    station_id: str
+    model_rejects: int
+    parts: int
+
+
+def station_hours(window: Window, *, session: Session, station_id: str | None = None,
+                  part_number: str | None = None) -> list[StationHour]:
+    """Hourly p-chart subgroups of every station (or one) in the window, oldest first."""
+    rows = _rows(window, session, station_id, part_number, "station_hour")
+    hours: dict[str, datetime] = {}
+    out = []
+    for h, station, parts, rejects, _first, _passed in sorted(rows, key=lambda r: (r[1], r[0])):
+        when = hours.get(h)
+        if when is None:
+            when = hours[h] = datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC)
+        out.append(StationHour(hour=when, station_id=str(station), model_rejects=int(rejects or 0),
+                               parts=int(parts)))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,44 +261,52 @@ class Answer:
     human: str         # CONFIRMED_DEFECT / FALSE_REJECT / NEEDS_MRB / CONFORMS / ESCAPE
     defect_code: str | None
     reviewer: str
+    part_number: str | None = None
 
 
-def adjudications(window: Window, *, session: Session, station_id: str | None = None) -> list[Answer]:
+def adjudications(window: Window, *, session: Session, station_id: str | None = None,
+                  part_number: str | None = None) -> list[Answer]:
     """The standing review decision of each NCR detected in the window (a signed supersede replaces it)."""
     stmt = (select(NcrRecord.id, NcrRecord.station_id, NcrRecord.detected_at, NcrRecord.defect_code,
-                   InspectionRecord.verdict, InspectionRecord.model_version, NcrEvent.payload, NcrEvent.actor)
+                   InspectionRecord.verdict, InspectionRecord.model_version, NcrEvent.payload, NcrEvent.actor,
+                   NcrRecord.part_number)
             .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
             .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
             .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
             .order_by(NcrRecord.id, NcrEvent.revision))
     if station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == station_id)
+    if part_number is not None:
+        stmt = stmt.where(NcrRecord.part_number == part_number)
     latest: dict[int, Answer] = {}
-    for ncr_id, station, at, code, verdict, model, payload, actor in session.execute(stmt):
+    for ncr_id, station, at, code, verdict, model, payload, actor, part in session.execute(stmt):
         value = json.loads(payload)
         latest[ncr_id] = Answer(station_id=station, model_version=model, at=at, machine=verdict or "FAIL",
                                 human=str(value.get("decision")), defect_code=value.get("defect_code") or code,
-                                reviewer=actor)
+                                reviewer=actor, part_number=part)
     return list(latest.values())
 
 
-def audit_answers(window: Window, *, session: Session, station_id: str | None = None) -> list[Answer]:
+def audit_answers(window: Window, *, session: Session, station_id: str | None = None,
+                  part_number: str | None = None) -> list[Answer]:
     """Blind PASS-audit answers (CONFORMS / ESCAPE) for parts inspected in the window."""
     stmt = (select(InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.recorded_at,
-                   AuditRecord.new_value, AuditRecord.reason, AuditRecord.actor)
+                   AuditRecord.new_value, AuditRecord.reason, AuditRecord.actor, InspectionRecord.part_number)
             .join(AuditRecord, and_(AuditRecord.entity == "inspection",
                                     AuditRecord.entity_id == InspectionRecord.inspection_id))
             .where(AuditRecord.action == "sample.review", _in(window, InspectionRecord.recorded_at)))
     if station_id is not None:
         stmt = stmt.where(InspectionRecord.station_id == station_id)
+    if part_number is not None:
+        stmt = stmt.where(InspectionRecord.part_number == part_number)
     answers = []
-    for station, model, at, decision, reason, actor in session.execute(stmt):
+    for station, model, at, decision, reason, actor, part in session.execute(stmt):
         code = None
         if reason and "[defect_code=" in reason:
             code = reason.rsplit("[defect_code=", 1)[1].rstrip("]") or None
             code = None if code == "-" else code
         answers.append(Answer(station_id=station, model_version=model, at=at, machine="PASS", human=str(decision),
-                              defect_code=code, reviewer=actor))
+                              defect_code=code, reviewer=actor, part_number=part))
     return answers
 
 
@@ -172,7 +323,7 @@ def vision_vs_reviewer(answers: Iterable[Answer]) -> list[tuple[str, str]]:
 
 
 def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code",
-                    station_id: str | None = None) -> dict[str, int]:
+                    station_id: str | None = None, part_number: str | None = None) -> dict[str, int]:
     """NCRs detected in the window by machine defect code, station or part number (open-set codes kept)."""
     columns = {"defect_code": NcrRecord.defect_code, "station": NcrRecord.station_id,
                "part_number": NcrRecord.part_number}
@@ -182,6 +333,8 @@ def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code"
     stmt = select(column, func.count()).where(_in(window, NcrRecord.detected_at)).group_by(column)
     if station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == station_id)
+    if part_number is not None:
+        stmt = stmt.where(NcrRecord.part_number == part_number)
     return {str(k): int(v) for k, v in session.execute(stmt)}
 
 
@@ -196,14 +349,16 @@ def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] =
     return int(session.scalar(stmt) or 0)
 
 
-def latencies_ms(window: Window, *, session: Session, station_id: str | None = None, limit: int = 20_000
-                 ) -> list[float]:
+def latencies_ms(window: Window, *, session: Session, station_id: str | None = None, limit: int = 20_000,
+                 part_number: str | None = None) -> list[float]:
     """Capture-to-record latency of the newest ``limit`` parts in the window (ms)."""
     stmt = (select(InspectionRecord.captured_at, InspectionRecord.recorded_at)
             .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.captured_at.is_not(None))
             .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
     if station_id is not None:
         stmt = stmt.where(InspectionRecord.station_id == station_id)
+    if part_number is not None:
+        stmt = stmt.where(InspectionRecord.part_number == part_number)
     return [(rec - cap) / timedelta(milliseconds=1) for cap, rec in session.execute(stmt) if cap is not None]
 
 

@@ -71,8 +71,12 @@ _USER_COLUMNS = ("id", "username", "display_name", "role", "created_at")
 
 
 def inspection_sha256(row: InspectionRecord | Values) -> str:
-    """Hash of one inspection row."""
-    return content_sha256(_columns(row, _INSPECTION_COLUMNS))
+    """Hash of one inspection row (its part number only where it has one: rows before migration 0008 hash as then)."""
+    content = _columns(row, _INSPECTION_COLUMNS)
+    part_number = _get(row, "part_number")
+    if part_number is not None:
+        content["part_number"] = part_number
+    return content_sha256(content)
 
 
 def inspection_batch_sha256(rows: Sequence[InspectionRecord | Values]) -> str:

@@ -99,7 +99,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _inspection_values(inspection: Inspection, *, now: datetime) -> dict[str, Any]:
+def _inspection_values(inspection: Inspection, *, now: datetime, part_number: str | None = None) -> dict[str, Any]:
     prediction, frame, decision, model = inspection.prediction, inspection.frame, inspection.decision, inspection.model
     return {
         "inspection_id": inspection.inspection_id, "station_id": inspection.station_id,
@@ -110,7 +110,7 @@ def _inspection_values(inspection: Inspection, *, now: datetime) -> dict[str, An
         "model_sha256": model.sha256 if model else None, "source_id": frame.source_id if frame else None,
         "frame_id": frame.frame_id if frame else None,
         "captured_at": _utc(frame.captured_at) if frame else None, "part_id": frame.part_id if frame else None,
-        "error": inspection.error, "recorded_at": now,
+        "error": inspection.error, "recorded_at": now, "part_number": part_number,
     }
 
 
@@ -167,12 +167,14 @@ def recorded_ncrs(inspection_ids: Sequence[str], *, session: Session) -> dict[st
 
 def add_inspections(
     inspections: Sequence[Inspection], *, session: Session, now: datetime | None = None, checked: bool = False,
+    part_number: str | None = None,
 ) -> int:
     """Insert a batch of inspection rows covered by one audit link; returns the row count.
 
     Idempotent: inspections already stored (same station and part seq, same inspection id) are
     skipped, and a part number stored under another inspection id is refused (StoreError), see
     :func:`split_recorded`; ``checked`` says the caller already dropped them with it.
+    ``part_number``: the station's product part number, stored on every row (KPIs per part number).
     """
     if not inspections:
         return 0
@@ -182,7 +184,7 @@ def add_inspections(
     if not inspections:
         return 0
     now = now or datetime.now(UTC)
-    rows = [_inspection_values(i, now=now) for i in inspections]
+    rows = [_inspection_values(i, now=now, part_number=part_number) for i in inspections]
     _insert(InspectionRecord, rows, session=session)
     stations = sorted({r["station_id"] for r in rows})
     append_audit(AuditEntry(
@@ -314,7 +316,8 @@ def start_ncrs(
         ids = [i.inspection_id for i in inspections]
         known = set(session.scalars(select(InspectionRecord.inspection_id)
                                     .where(InspectionRecord.inspection_id.in_(ids))))
-        add_inspections([i for i in inspections if i.inspection_id not in known], session=session, now=now)
+        add_inspections([i for i in inspections if i.inspection_id not in known], session=session, now=now,
+                        part_number=defaults.part_number)
     first = _next_ncr_seq(session)
     ncrs = [_ncr_values(inspection, defaults=defaults, seq=first + k, now=now)
             for k, inspection in enumerate(inspections)]

@@ -6,7 +6,8 @@ owner and the station / API as a separate role that may only read and append qua
 for that role a change is refused by the permission system itself ("permission denied"), and it
 cannot drop a trigger because it owns nothing. Only the export outbox (delivery state), the
 user table (activation) and the station registry (each station's latest report, issue 18) take
-updates. SQLite has no roles: there the triggers are the guard.
+updates, and so do the analytics roll-up's counts and watermark (derived, rebuilt from the records
+by the owner with ``analytics_rollup.rebuild``). SQLite has no roles: there the triggers are the guard.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from vinspect.store.tables import LABEL_TABLES
 __all__ = ["APPEND_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
 
 APPEND_ONLY_TABLES = (*_APPEND_ONLY, *LABEL_TABLES)  # one list (store.tables), the label tables too
-UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations")
+UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations",
+                    "inspection_hourly", "analytics_watermark")  # the last two: derived counts (issue 17)
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 

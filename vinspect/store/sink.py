@@ -178,7 +178,8 @@ class StoreSink:
                     retried = [i.inspection_id for i in rejects if i.inspection_id in recorded]
                     known = recorded_ncrs(retried, session=session) if retried else {}
                     fresh = [(i, f) for i, f in zip(rejects, files, strict=True) if i.inspection_id not in known]
-                    add_inspections(rows, session=session, now=now, checked=True)
+                    add_inspections(rows, session=session, now=now, checked=True,
+                                              part_number=self._defaults.part_number)
                     kept = self._record_pass_evidence(rows, session=session, now=now)
                     drafts = start_ncrs([i for i, _ in fresh], session=session, defaults=self._defaults, now=now,
                                         inspections_recorded=True)
@@ -204,7 +205,8 @@ class StoreSink:
                 with session_scope(self._engine) as session:
                     now = datetime.now(UTC)
                     rows, _ = split_recorded(pending, session=session)
-                    written = add_inspections(rows, session=session, now=now, checked=True)
+                    written = add_inspections(rows, session=session, now=now, checked=True,
+                                              part_number=self._defaults.part_number)
                     kept = self._record_pass_evidence(rows, session=session, now=now)
                 for inspection_id in kept:
                     self._pass_files.pop(inspection_id, None)

@@ -42,6 +42,7 @@ __all__ = [
     "CapaRecord",
     "CapaStepRecord",
     "EvidenceRecord",
+    "InspectionHourRecord",
     "InspectionRecord",
     "LabelEventRecord",
     "LabelImageRecord",
@@ -56,6 +57,7 @@ __all__ = [
     "SpcBaselineRecord",
     "StationRow",
     "UserRecord",
+    "WatermarkRecord",
 ]
 
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
@@ -145,6 +147,7 @@ class InspectionRecord(Base):
     part_id: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime]
+    part_number: Mapped[str | None] = mapped_column(String(64))  # migration 0008; None before it
 
 
 class NcrRecord(Base):
@@ -522,3 +525,34 @@ class LabelScoreRecord(Base):
     uncertainty: Mapped[float] = mapped_column(Float)  # 0 = on a threshold; larger = surer
     score: Mapped[float] = mapped_column(Float)
     scored_at: Mapped[datetime]
+
+
+# ---- analytics roll-up (migration 0008) ----------------------------------------------------------
+
+
+class InspectionHourRecord(Base):
+    """Counts of one UTC hour, station, part number, model version, verdict and first fault reason
+    (derived from ``inspections``, maintained by :mod:`vinspect.store.analytics_rollup`)."""
+
+    __tablename__ = "inspection_hourly"
+
+    hour: Mapped[str] = mapped_column(String(13), primary_key=True)  # "YYYY-MM-DD HH" (UTC)
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_number: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    verdict: Mapped[str] = mapped_column(String(8), primary_key=True)
+    fault: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    parts: Mapped[int] = mapped_column(BigInteger)
+    model_rejects: Mapped[int] = mapped_column(BigInteger)
+    first_parts: Mapped[int] = mapped_column(BigInteger)
+    first_passed: Mapped[int] = mapped_column(BigInteger)
+
+
+class WatermarkRecord(Base):
+    """The highest inspection id already counted in ``inspection_hourly``."""
+
+    __tablename__ = "analytics_watermark"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

@@ -188,3 +188,26 @@ def test_kpis_from_counts() -> None:
     assert k.latency_ms["p50"] == 25.0 and percentile([], 50) is None
     with pytest.raises(ValueError, match="inspected"):
         KpiCounts(inspected=10, passed=5, review=0, failed=0, defect_rejects=0)
+
+
+def test_exact_interval_for_few_escapes_in_many_audits_is_the_full_sum_one_and_fast() -> None:
+    """The short-side sum used for small k agrees with inverting the full binomial tail."""
+    import time
+
+    from vinspect.models.intervals import binomial_tail_at_least, clopper_pearson
+
+    def by_full_sum(k: int, n: int, goal: float) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(80):
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if binomial_tail_at_least(k, n, mid) < goal else (lo, mid)
+        return (lo + hi) / 2.0
+
+    for k, n in ((1, 400), (3, 2000), (7, 900)):
+        low, high = clopper_pearson(k, n)
+        assert low == pytest.approx(by_full_sum(k, n, 0.025), rel=1e-9)
+        assert high == pytest.approx(by_full_sum(k + 1, n, 0.975), rel=1e-9)
+    start = time.perf_counter()
+    low, high = clopper_pearson(30, 10_000)
+    assert time.perf_counter() - start < 0.5  # summing 10,000 terms 160 times took seconds
+    assert low < 30 / 10_000 < high

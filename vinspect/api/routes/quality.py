@@ -19,7 +19,7 @@ from vinspect.quality import charts
 from vinspect.quality.dashboard import Dashboard, build_dashboard, station_chart
 from vinspect.quality.validation import validation_scores as _validation_scores
 from vinspect.store.alarms import acknowledge_alarm, list_alarms
-from vinspect.store.analytics_queries import Window, ncr_code_counts, score_sample
+from vinspect.store.analytics_queries import Window, ncr_code_counts, score_sample, station_hours
 from vinspect.store.db import session_scope
 from vinspect.store.review_queries import DbSession
 
@@ -56,37 +56,42 @@ def _parse(request: Request, since: str | None, until: str | None) -> Window:
 
 @router.get("/dashboard", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def dashboard_page(request: Request, services: ServicesDep, db: ReadSession, user: Viewer, since: Day = None,
-                   until: Day = None, station: Station = None) -> HTMLResponse:
+                   until: Day = None, station: Station = None, part: Station = None) -> HTMLResponse:
     """KPIs with intervals by station, shift and model version; p-charts with Nelson rules; Pareto; kappa; drift."""
     try:
         window = _parse(request, since, until)
     except HTTPException as exc:
         return error_page(request, exc, user=user)
-    board: Dashboard = build_dashboard(db, window, station_id=station or None,
+    board: Dashboard = build_dashboard(db, window, station_id=station or None, part_number=part or None,
                                        validation_scores=validation_scores(services))
     query = f"since={window.since:%Y-%m-%d}&until={(window.until - timedelta(days=1)):%Y-%m-%d}"
     if station:
         query += f"&station={station}"
+    if part:
+        query += f"&part={part}"
     return render(request, "dashboard.html", user=user, context={
-        "b": board, "lines": KPI_LINES, "query": query, "station": station or "",
+        "b": board, "lines": KPI_LINES, "query": query, "station": station or "", "part": part or "",
         "since": f"{window.since:%Y-%m-%d}", "until": f"{(window.until - timedelta(days=1)):%Y-%m-%d}",
-        "alarms": list_alarms(session=db, limit=20)})
+        "alarms": list_alarms(session=db, limit=20),
+        "evaluator": services.evaluator.state if services.evaluator is not None else None})
 
 
-def _chart(db: DbSession, services: Services, name: str, window: Window, station: str | None) -> bytes:
+def _chart(db: DbSession, services: Services, name: str, window: Window, station: str | None,
+           part: str | None = None) -> bytes:
     kind, _, arg = name.removesuffix(".svg").partition("-")
     if name.startswith("pareto-codes"):
         from vinspect.analytics.pareto import pareto
 
-        return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, station_id=station)),
+        return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, station_id=station, part_number=part)),
                                    title="NCRs by defect code (machine code)")
     if name.startswith("pareto-stations"):
         from vinspect.analytics.pareto import pareto
 
-        return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, by="station")),
+        return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, by="station", part_number=part)),
                                    title="NCRs by station")
     if kind == "pchart" and arg:
-        pc = station_chart(db, window, arg)
+        pc = station_chart(db, window, arg, hours=station_hours(window, session=db, station_id=arg,
+                                                                 part_number=part))
         if not pc.hours:
             raise HTTPException(404, f"no subgroups of station {arg} in the window")
         return charts.p_chart(pc)
@@ -104,10 +109,11 @@ def _chart(db: DbSession, services: Services, name: str, window: Window, station
 @router.get("/dashboard/charts/{name}", tags=["pages"], responses={
     **PAGE_RESPONSES, 200: {"content": {"image/svg+xml": {}}, "description": "SVG chart"}})
 def dashboard_chart(name: ChartName, request: Request, services: ServicesDep, db: ReadSession, user: Viewer,
-                    since: Day = None, until: Day = None, station: Station = None) -> Response:
+                    since: Day = None, until: Day = None, station: Station = None,
+                    part: Station = None) -> Response:
     """One dashboard chart, drawn on the server (SVG)."""
     window = _parse(request, since, until)
-    return Response(_chart(db, services, name, window, station or None), media_type="image/svg+xml",
+    return Response(_chart(db, services, name, window, station or None, part or None), media_type="image/svg+xml",
                     headers={"Cache-Control": "private, max-age=60"})
 
 
@@ -145,6 +151,7 @@ def metrics(services: ServicesDep) -> Response:
     """Prometheus text: the dashboard's figures over the last 24 h (no record contents, no sign-in)."""
     from vinspect.quality.metrics import render_metrics
 
+    evaluator = services.evaluator.state if services.evaluator is not None else None
     with session_scope(services.store.engine, readonly=True) as db:
-        body, content_type = render_metrics(db, now=datetime.now(UTC))
+        body, content_type = render_metrics(db, now=datetime.now(UTC), evaluator=evaluator)
     return Response(body, media_type=content_type)

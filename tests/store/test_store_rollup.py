@@ -1,0 +1,131 @@
+"""The hourly roll-up (migration 0008) gives exactly the raw counts, also while data arrives (SQLite + PostgreSQL)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from store_factories import T0, make_inspection
+
+from vinspect.store import repository as repo
+from vinspect.store.analytics_queries import HourRow, Window, hourly_rollup, kpi_rollup, station_hours
+from vinspect.store.analytics_rollup import rebuild, roll_up, watermark
+from vinspect.store.db import session_scope
+from vinspect.store.tables import InspectionHourRecord, InspectionRecord
+from vinspect.store.verify import verify_store
+from vinspect.types import Verdict
+
+_KINDS = [(Verdict.PASS, ()), (Verdict.PASS, ()), (Verdict.PASS, ()), (Verdict.FAIL, ("score",)),
+          (Verdict.REVIEW, ("review_band",)), (Verdict.FAIL, ("timeout",)), (Verdict.FAIL, ("score", "late"))]
+
+
+def _store(engine: Engine, first: int, n: int, *, hours: int = 7) -> None:
+    """``n`` parts over ``hours`` hours (minutes apart, unaligned), two stations, two part numbers, two models;
+    every fourth part id repeats an earlier one (a re-inspection, not a first pass)."""
+    for start in range(first, first + n, 10):
+        batch = {}
+        for seq in range(start, min(start + 10, first + n)):
+            verdict, reasons = _KINDS[seq % len(_KINDS)]
+            at = T0 + timedelta(minutes=7 + seq * 60 * hours // 200)
+            station = "st-1" if seq % 3 else "st-2"
+            insp = make_inspection(seq, verdict=verdict, reasons=reasons, station=station, size=16,
+                                   with_map=False, at=at)
+            assert insp.frame is not None
+            if seq % 4 == 0 and seq > 8:
+                insp = dataclasses.replace(insp, frame=dataclasses.replace(insp.frame, part_id=f"SN-{seq - 1:06d}"))
+            if seq % 5 == 0:
+                insp = dataclasses.replace(insp, model=dataclasses.replace(insp.model, version="2026.02.1"))
+            batch.setdefault((station, "P-2" if seq % 2 else "P-1", at.replace(second=0)), []).append(insp)
+        for (_station, part, at), group in batch.items():
+            with session_scope(engine) as session:
+                repo.add_inspections(group, session=session, now=at, part_number=part)
+
+
+def _totals(rows: list[HourRow]) -> dict[tuple[str, str, str, str, str], tuple[int, int, int, int, dict[str, int]]]:
+    out: dict[tuple[str, str, str, str, str], list[object]] = {}
+    for r in rows:
+        key = (r.hour.isoformat(), r.station_id, r.part_number or "", r.model_version or "", r.verdict)
+        assert key not in out
+        out[key] = [r.count, r.model_rejects, r.first, r.first_passed, r.faults]
+    return {k: tuple(v) for k, v in out.items()}  # type: ignore[misc]
+
+
+def _read(engine: Engine, window: Window, **kw: str) -> dict[tuple[str, str, str, str, str], tuple[object, ...]]:
+    """Hourly rows, checked against the two coarser grains the dashboard reads (same window, same filter)."""
+    with session_scope(engine, readonly=True) as session:
+        hourly = hourly_rollup(window, session=session, **kw)  # type: ignore[arg-type]
+        by_hour_of_day = kpi_rollup(window, session=session, **kw)  # type: ignore[arg-type]
+        subgroups = station_hours(window, session=session, **kw)  # type: ignore[arg-type]
+    for grain, rows in (("hour of day", by_hour_of_day), ("station hour", subgroups)):
+        parts = sum(getattr(r, "count", 0) or getattr(r, "parts", 0) for r in rows)
+        assert parts == sum(r.count for r in hourly), grain
+        assert sum(r.model_rejects for r in rows) == sum(r.model_rejects for r in hourly), grain
+    assert sum(r.first_passed for r in by_hour_of_day) == sum(r.first_passed for r in hourly)
+    per_hour: dict[tuple[object, str], list[int]] = {}
+    for r in hourly:
+        slot = per_hour.setdefault((r.hour, r.station_id), [0, 0])
+        slot[0] += r.model_rejects
+        slot[1] += r.count
+    assert {(h.hour, h.station_id): [h.model_rejects, h.parts] for h in subgroups} == per_hour
+    return _totals(hourly)
+
+
+_WINDOWS = [Window(T0, T0 + timedelta(days=1)),                                   # whole hours
+            Window(T0 + timedelta(minutes=37), T0 + timedelta(hours=5, minutes=11)),  # partial edge hours
+            Window(T0 + timedelta(hours=2, minutes=5), T0 + timedelta(hours=2, minutes=50))]  # inside one hour
+
+
+def test_rollup_equals_raw_counts_while_rows_arrive(engine: Engine) -> None:
+    _store(engine, 1, 120)
+    raw = {i: _read(engine, w) for i, w in enumerate(_WINDOWS)}
+    raw_part = _read(engine, _WINDOWS[0], part_number="P-2")
+    raw_station = _read(engine, _WINDOWS[1], station_id="st-2")
+    assert sum(v[0] for v in raw[0].values()) == 120  # type: ignore[misc]
+    # hand-checked: of seq 1..120, FAIL score = seq%7==3 (17 parts) + REVIEW (17) + score+late (17) model rejects
+    assert sum(v[1] for v in raw[0].values()) == 17 + 17 + 17  # type: ignore[misc]
+    # re-inspections: seq%4==0 and seq>8 -> 28 parts are not first inspections
+    assert sum(v[2] for v in raw[0].values()) == 120 - 28  # type: ignore[misc]
+
+    done = roll_up(engine, chunk=50, max_chunks=1)  # part of the rows counted: the rest are read raw
+    assert (done.rows, done.last_id) == (50, 50)
+    assert {i: _read(engine, w) for i, w in enumerate(_WINDOWS)} == raw
+    full = roll_up(engine, chunk=50)
+    assert full.rows == 70 and full.last_id == 120
+    assert {i: _read(engine, w) for i, w in enumerate(_WINDOWS)} == raw
+    assert _read(engine, _WINDOWS[0], part_number="P-2") == raw_part
+    assert _read(engine, _WINDOWS[1], station_id="st-2") == raw_station
+    with session_scope(engine, readonly=True) as session:
+        assert int(session.scalar(select(func.sum(InspectionHourRecord.parts))) or 0) == 120
+        assert watermark(session) == 120
+
+    # rows arriving after the roll-up, some of them late (in an hour already counted): read raw, then counted
+    _store(engine, 121, 60, hours=3)
+    with session_scope(engine, readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(InspectionRecord)) == 180
+    grown = {i: _read(engine, w) for i, w in enumerate(_WINDOWS)}
+    assert sum(v[0] for v in grown[0].values()) == 180  # type: ignore[misc]
+    assert roll_up(engine).rows == 60
+    assert {i: _read(engine, w) for i, w in enumerate(_WINDOWS)} == grown
+    assert roll_up(engine).rows == 0  # idempotent: nothing new, nothing counted twice
+    assert rebuild(engine).rows == 180
+    assert {i: _read(engine, w) for i, w in enumerate(_WINDOWS)} == grown
+    with session_scope(engine, readonly=True) as session:
+        assert verify_store(session=session).ok
+
+
+def test_inspection_part_number_is_covered_by_the_audit(engine: Engine) -> None:
+    _store(engine, 1, 10)
+    with session_scope(engine, readonly=True) as session:
+        assert verify_store(session=session).ok
+    with engine.connect() as conn:
+        conn.begin()
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER inspections_no_update")
+        else:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("UPDATE inspections SET part_number = 'P-9' WHERE id = 3")
+        problems = verify_store(session=Session(bind=conn)).problems
+        conn.rollback()
+    assert any(p.startswith("inspections ") and "rows differ" in p for p in problems), problems
