@@ -219,6 +219,7 @@ def _run(args: argparse.Namespace) -> int:
         if judge.bundle is None:
             sys.stderr.write(f"station {station.station_id} stays PREOPERATIONAL: {judge.unavailable_reason}\n")
         sinks, jsonl, engine = _sinks(station, settings, stack=stack)
+        watch = _follow_assignments(station, settings.data_dir, engine, judge, watch)
         recovered = recover(station.station_id, data_dir=settings.data_dir, policy=judge.policy, sinks=sinks,
                             jsonl=jsonl, engine=engine)
         numbers = stack.enter_context(PartNumbers(mark_path(settings.data_dir, station.station_id),
@@ -243,6 +244,23 @@ def _run(args: argparse.Namespace) -> int:
     if judge.bundle is None:
         return 3
     return 0 if status.books.discrepancy == 0 else 1
+
+
+def _follow_assignments(station: StationConfig, data_dir: Path, engine: Any, judge: Judge,
+                        watch: ModelWatch | None) -> ModelWatch | None:
+    """With a store, the station also follows its model assignment (``vinspect models distribute``)."""
+    if engine is None:
+        return watch
+    from vinspect.store.model_pull import AssignmentWatch
+
+    spec = station.model
+    if isinstance(spec, ModelByName) and spec.version == "active":
+        return AssignmentWatch(engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"),
+                               name=spec.name, running=judge.ref)
+    pinned = (f"the station file pins model version {spec.version} of {spec.name}" if isinstance(spec, ModelByName)
+              else f"the station file pins the bundle folder {spec.path}")
+    return AssignmentWatch(engine, station_id=station.station_id, registry=None, name=None, running=judge.ref,
+                           pinned=pinned + "; it follows assignments only with model: {name: NAME} (version active)")
 
 
 def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: list[InspectionSink], *,
