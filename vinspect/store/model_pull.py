@@ -137,16 +137,23 @@ class AssignmentWatch:
             if a.outcome is not None:  # reported before a restart
                 self._handled.add(a.id)
                 return None
-            if self._running is not None and self._running.sha256 == a.sha256 and self._running.version == a.version:
+            already = (self._running is not None and self._running.sha256 == a.sha256
+                       and self._running.version == a.version)
+            if already:
                 self._queue(a, SWITCHED, "already running this version")
-                return None
+        if already:
+            self._flush()
+            return None
         path, problem = self._pull(a)
         with self._lock:
-            if problem is not None:
+            if problem is None:
+                assert path is not None
+                self._inflight = (a, path)
+            else:
                 self._queue(a, REFUSED, problem)
-                return None
-            assert path is not None
-            self._inflight = (a, path)
+        if problem is not None:
+            self._flush()
+            return None
         _log.warning("station %s: pulled %s %s (assignment %d); gating it", self.station_id, a.name, a.version, a.id)
         return path
 
