@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from vinspect.api.deps import ReadSession, Viewer
 from vinspect.api.pages import PAGE_RESPONSES, render
 from vinspect.store.canonical import format_utc
+from vinspect.store.distribution import Assignment, current_assignments
 from vinspect.store.stations import STALE_PERIODS, list_stations
 
 __all__ = ["router"]
@@ -22,19 +23,30 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "not sign
                                                   403: {"description": "forbidden"}}
 
 
-def _public(view: Any) -> dict[str, Any]:
+def _public(view: Any, assignment: Assignment | None = None) -> dict[str, Any]:
     row = asdict(view)
     for key in ("started_at", "heartbeat_at"):
         row[key] = format_utc(row[key])
+    row["assignment"] = None if assignment is None else _assignment(assignment)
     return row
+
+
+def _assignment(a: Assignment) -> dict[str, Any]:
+    out = asdict(a)
+    for key in ("assigned_at", "outcome_at"):
+        out[key] = None if out[key] is None else format_utc(out[key])
+    return out
 
 
 @router.get("/api/v1/plant/stations", tags=["station"], responses=API_RESPONSES)
 def api_plant_stations(db: ReadSession, _user: Viewer, site_id: Text64 = None,
                        line_id: Text64 = None) -> dict[str, Any]:
-    """Every registered station's latest report; ``stale`` when its heartbeat is overdue."""
+    """Every registered station's latest report (``stale`` when its heartbeat is overdue) and its current
+    model assignment with the outcome the station reported (``SWITCHED``, ``REFUSED`` and why, or null
+    while pending)."""
     views = list_stations(session=db, site_id=site_id or None, line_id=line_id or None)
-    return {"data": [_public(v) for v in views], "count": len(views)}
+    assigned = current_assignments(session=db)
+    return {"data": [_public(v, assigned.get(v.station_id)) for v in views], "count": len(views)}
 
 
 @router.get("/plant", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -45,7 +57,8 @@ def plant_page(request: Request, db: ReadSession, user: Viewer, site_id: Text64 
     shown = [v for v in everything
              if (not site_id or v.site_id == site_id) and (not line_id or v.line_id == line_id)]
     context = {
-        "stations": shown, "total": len(everything), "as_of": datetime.now(UTC), "stale_periods": STALE_PERIODS,
+        "stations": shown, "total": len(everything), "assigned": current_assignments(session=db),
+        "as_of": datetime.now(UTC), "stale_periods": STALE_PERIODS,
         "sites": sorted({v.site_id for v in everything if v.site_id}),
         "lines": sorted({v.line_id for v in everything if v.line_id}),
         "f": {"site_id": site_id or "", "line_id": line_id or ""},
