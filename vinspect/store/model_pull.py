@@ -196,7 +196,7 @@ class AssignmentWatch:
 
     def _install(self, a: Assignment, data: bytes) -> tuple[Path | None, str | None]:
         assert self.registry is not None
-        incoming = self.registry.root / ".incoming" / f"{a.id}"
+        incoming = self.registry.root / f".incoming-{a.id}"  # never a <name>/<version> folder the registry lists
         shutil.rmtree(incoming, ignore_errors=True)
         try:
             unpack_bundle(data, incoming)
