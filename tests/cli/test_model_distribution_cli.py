@@ -14,7 +14,7 @@ import pytest
 from testkit.bundles import state_operating_point
 from vinspect.cli import main
 from vinspect.settings import load_settings
-from vinspect.store import make_engine, session_scope
+from vinspect.store import make_engine, session_scope, upgrade
 from vinspect.store.distribution import current_assignments
 from vinspect.store.stations import StationIdentity, report_station
 from vinspect.store.tables import SignatureRecord
@@ -31,12 +31,14 @@ def _engine(data: Path):  # type: ignore[no-untyped-def]
     return make_engine(load_settings(data_dir=data).resolved_database_url)
 
 
-def _setup(data: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _setup(data: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch, *, signer: bool = True) -> None:
     assert main(["models", "--data-dir", str(data), "install", str(bundle)]) == 0
-    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert main(["users", "add", "qe", "--display-name", "Q. Engineer", "--role", "quality_engineer",
-                 "--password-stdin", "--data-dir", str(data)]) == 0
+    if signer:
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        assert main(["users", "add", "qe", "--display-name", "Q. Engineer", "--role", "quality_engineer",
+                     "--password-stdin", "--data-dir", str(data)]) == 0
     engine = _engine(data)
+    upgrade(engine)
     for sid, line in (("st01", "L1"), ("st02", "L1"), ("st03", "L2")):
         report_station(engine, StationIdentity(station_id=sid, line_id=line), {"state": "OPERATIONAL"},
                        started_at=datetime.now(UTC), period_s=2.0, parts_per_s=None, reject_rate=None)
@@ -80,7 +82,7 @@ def test_refusals_name_what_is_wrong(tiny_bundle: Path, tmp_path: Path, monkeypa
     data = tmp_path / "qe"
     rng = np.random.default_rng(1)
     _setup(data, state_operating_point(tiny_bundle, rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30)),
-           monkeypatch)
+           monkeypatch, signer=False)
     capsys.readouterr()
     assert main(["models", "distribute", "--name", "tiny", "--version", "1", "--data-dir", str(data), *args]) == 2
     assert message in capsys.readouterr().err
