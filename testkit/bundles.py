@@ -16,10 +16,12 @@ from vinspect.files import sha256_file
 __all__ = ["build_tiny_onnx", "state_operating_point", "write_golden_samples", "write_tiny_bundle"]
 
 
-def build_tiny_onnx(path: Path, *, channels: int = 1, labels: tuple[str, ...] = (), poison: str = "") -> None:
+def build_tiny_onnx(path: Path, *, channels: int = 1, labels: tuple[str, ...] = (), poison: str = "",
+                    doc: str = "") -> None:
     """A real ONNX graph honouring the bundle contract: score = mean pixel / 255,
     anomaly_map = per-pixel mean over channels / 255, defect_probs = softmax of fixed logits.
-    ``poison="nan"`` makes every output NaN (for fault tests)."""
+    ``poison="nan"`` makes every output NaN (for fault tests); ``doc`` (the graph's doc string)
+    gives an otherwise identical model other bytes, hence another sha256."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -61,6 +63,7 @@ def build_tiny_onnx(path: Path, *, channels: int = 1, labels: tuple[str, ...] = 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="vinspect-tests")
     model.ir_version = 8
+    model.doc_string = doc
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
@@ -73,14 +76,17 @@ def write_tiny_bundle(
     channels: int = 1,
     labels: tuple[str, ...] = (),
     poison: str = "",
+    name: str = "tiny",
+    version: str = "1",
+    doc: str = "",
 ) -> Path:
     """Write model.onnx + manifest.json for the tiny graph; returns the bundle dir."""
     bundle.mkdir(parents=True, exist_ok=True)
-    build_tiny_onnx(bundle / "model.onnx", channels=channels, labels=labels, poison=poison)
+    build_tiny_onnx(bundle / "model.onnx", channels=channels, labels=labels, poison=poison, doc=doc)
     sha = sha256_file(bundle / "model.onnx")
     manifest = {
-        "name": "tiny",
-        "version": "1",
+        "name": name,
+        "version": version,
         "sha256": sha,
         "task": "anomaly+classifier" if labels else "anomaly",
         "input": {"channels": channels, "model_size_px": [32, 32]},

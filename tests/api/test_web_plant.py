@@ -121,3 +121,36 @@ def test_queue_filters_by_site_line_and_station(seeded, client_for) -> None:
     start = page.split('id="start"')[0][-120:]
     assert "Open the first item" in page and "/queue/next" not in start and "/review/" in start
     assert "Nothing to review." in client.get("/queue", params={"line_id": "line-2"}).text
+
+
+def test_plant_page_shows_each_stations_assignment_and_outcome(seeded, client_for, tmp_path) -> None:
+    """Assigned vs running model, and the outcome (switched, refused with the reason, pending)."""
+    from vinspect.store.distribution import distribute, report_outcome
+
+    engine = seeded.store.engine
+    now = datetime.now(UTC)
+    for sid in ("cam-a", "cam-b", "cam-c"):
+        report_station(engine, StationIdentity(station_id=sid, site_id="plant1", line_id="L1"),
+                       _status("OPERATIONAL", 300, 280), started_at=now, period_s=2.0, parts_per_s=29.5,
+                       reject_rate=0.0667, now=now)
+    with session_scope(engine) as session:
+        rows = distribute(session=session, name="disc", version="4", sha256="cd" * 32, archive=b"bundle",
+                          archive_sha256="ef" * 32, station_ids=["cam-a", "cam-b", "cam-c"], approval="test",
+                          actor="cli:qe")
+    ids = {a.station_id: a.id for a in rows}
+    report_outcome(engine, assignment_id=ids["cam-a"], station_id="cam-a", outcome="SWITCHED", reason=None, at=now,
+                   running_sha256="cd" * 32)
+    report_outcome(engine, assignment_id=ids["cam-b"], station_id="cam-b", outcome="REFUSED",
+                   reason="golden self-test failed: golden sample golden/a.png: expected PASS, model says FAIL",
+                   at=now, running_sha256="ab" * 32)
+    client, _ = client_for("reviewer")
+    html = client.get("/plant").text
+    row = {sid: html.split(f'data-station="{sid}"')[1].split("</tr>")[0] for sid in ("cam-a", "cam-b", "cam-c")}
+    assert "disc v4" in row["cam-a"] and "cdcdcdcdcdcd" in row["cam-a"] and "switched" in row["cam-a"]
+    assert "disc v3" in row["cam-b"] and "refused" in row["cam-b"]
+    assert "golden self-test failed: golden sample golden/a.png: expected PASS, model says FAIL" in row["cam-b"]
+    assert "pending" in row["cam-c"] and "by cli:qe" in row["cam-c"]
+    api = client.get("/api/v1/plant/stations", headers={"Accept": "application/json"}).json()
+    by_id = {s["station_id"]: s["assignment"] for s in api["data"]}
+    assert by_id["cam-a"]["outcome"] == "SWITCHED" and by_id["cam-b"]["outcome"] == "REFUSED"
+    assert by_id["cam-c"]["outcome"] is None and by_id["cam-c"]["version"] == "4"

@@ -41,11 +41,11 @@ def plant_bundle(work: Path) -> Path:
 
 
 def station_yaml(path: Path, *, station_id: str, line_id: str, bundle: Path, fps: float,
-                 site_id: str = "plant1", size_px: int = 96, extra: str = "") -> Path:
+                 site_id: str = "plant1", size_px: int = 96, extra: str = "", model: str | None = None) -> Path:
     product = (f"{{part_number: P-{line_id}, part_revision: A, part_name: disc, requirement_ref: DWG-1, "
                f"site_id: {site_id}, line_id: {line_id}}}")
     path.write_text(
-        f"station_id: {station_id}\ndeadline_ms: 250\nmodel: {{path: {bundle}}}\nsignal: {{kind: null}}\n"
+        f"station_id: {station_id}\ndeadline_ms: 250\nmodel: {model or f'{{path: {bundle}}}'}\nsignal: {{kind: null}}\n"
         f"source: {{kind: synthetic, fps: {fps}, size_px: {size_px}, defect_rate: 0.2, distinct_parts: 64, "
         "overflow: reject}\n"
         f"sinks: [{{kind: store, product: {product}}}, {{kind: jsonl}}]\n{extra}", encoding="utf-8")
@@ -68,7 +68,7 @@ class Plant:
     """N station processes on one database URL; start together, stop (SIGTERM) or kill one."""
 
     def __init__(self, work: Path, url: str, n: int, *, fps: float, lines: int = 2, extra: str = "",
-                 extras: dict[int, str] | None = None) -> None:
+                 extras: dict[int, str] | None = None, model: str | None = None) -> None:
         self.url = url
         bundle = plant_bundle(work)
         key_dir = work / "key"
@@ -84,7 +84,7 @@ class Plant:
             shutil.copy2(key_dir / KEY_FILE, data / KEY_FILE)
             (data / KEY_FILE).chmod(0o600)
             yaml = station_yaml(work / f"{sid}.yaml", station_id=sid, line_id=f"L{k % lines + 1}", bundle=bundle,
-                                fps=fps, extra=extra + (extras or {}).get(k, ""))
+                                fps=fps, extra=extra + (extras or {}).get(k, ""), model=model)
             self.stations.append(Station(sid, data, yaml))
 
     def start(self, *, duration_s: float | None = None, env: dict[str, str] | None = None) -> None:

@@ -150,3 +150,42 @@ def test_the_least_privilege_app_role_can_report_a_station(plant_pg, plant_db: s
             assert [(v.station_id, v.triggers) for v in list_stations(session=session)] == [("st01", 9)]
     finally:
         app.dispose()
+
+
+def test_the_least_privilege_app_role_can_distribute_and_report_but_not_rewrite_a_bundle(plant_pg,
+                                                                                          plant_db: str) -> None:
+    """`vinspect db grant` covers model distribution: the app role stores a bundle and an assignment, a
+    station running as it reports its outcome, and nobody but the owner rewrites stored bytes."""
+    import uuid
+    from datetime import UTC, datetime
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from vinspect.store.db import session_scope
+    from vinspect.store.distribution import current_assignment, distribute, report_outcome
+    from vinspect.store.roles import grant_app_role
+
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"host=127.0.0.1 port={plant_pg.port} user=postgres dbname=postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    owner = make_engine(plant_db)
+    try:
+        upgrade(owner)
+        grant_app_role(owner, role)
+    finally:
+        owner.dispose()
+    app = make_engine(make_url(plant_db).set(username=role).render_as_string(hide_password=False))
+    try:
+        with session_scope(app) as session:
+            [a] = distribute(session=session, name="tiny", version="2", sha256="ab" * 32, archive=b"tar",
+                             archive_sha256="cd" * 32, station_ids=["st01"], approval="test", actor="cli:qe")
+        report_outcome(app, assignment_id=a.id, station_id="st01", outcome="SWITCHED", reason=None,
+                       at=datetime.now(UTC), running_sha256="ab" * 32)
+        got = current_assignment(app, "st01")
+        assert got is not None and got.outcome == "SWITCHED"
+        with pytest.raises(StoreError, match="permission denied for table model_bundles"), session_scope(app) as s:
+            s.execute(text("UPDATE model_bundles SET archive = 'x'"))
+    finally:
+        app.dispose()

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from vinspect.cli.distribution import register_verbs as register_distribution
 from vinspect.cli.promotion import register_verbs as register_promotion
 from vinspect.cli.promotion import store_engine, verify_signer
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
@@ -108,6 +109,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         verb.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_help)
         verb.set_defaults(handler=handler)
     register_promotion(verbs)
+    register_distribution(verbs)
 
 
 def _pairs_arg(items: list[str], flag: str) -> dict[str, Path]:

@@ -224,13 +224,15 @@ def _run(args: argparse.Namespace) -> int:
         if judge.bundle is None:
             sys.stderr.write(f"station {station.station_id} stays PREOPERATIONAL: {judge.unavailable_reason}\n")
         sinks, jsonl, engine = _sinks(station, settings, stack=stack)
+        watch = _follow_assignments(station, settings.data_dir, engine, judge, watch)
         recovered = recover(station.station_id, data_dir=settings.data_dir, policy=judge.policy, sinks=sinks,
                             jsonl=jsonl, engine=engine)
         numbers = stack.enter_context(PartNumbers(mark_path(settings.data_dir, station.station_id),
                                                   start=recovered.start))
         source = _source(station)
         box: list[InspectionPipeline] = []
-        endpoint = _serve_opcua(station, box, sinks, stack=stack)
+        endpoint = _serve_opcua(station, box, sinks, stack=stack,
+                                recipes=_recipe_book(station, settings.data_dir, engine))
         pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
                                       watch=watch, books=BookKeeper(opening=recovered.books), on_admit=numbers.admit)
@@ -250,8 +252,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if status.books.discrepancy == 0 else 1
 
 
+def _follow_assignments(station: StationConfig, data_dir: Path, engine: Any, judge: Judge,
+                        watch: ModelWatch | None) -> ModelWatch | None:
+    """With a store, the station also follows its model assignment (``vinspect models distribute``)."""
+    if engine is None:
+        return watch
+    from vinspect.store.model_pull import AssignmentWatch
+
+    spec = station.model
+    if isinstance(spec, ModelByName) and spec.version == "active":
+        return AssignmentWatch(engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"),
+                               name=spec.name, running=judge.ref)
+    pinned = (f"the station file pins model version {spec.version} of {spec.name}" if isinstance(spec, ModelByName)
+              else f"the station file pins the bundle folder {spec.path}")
+    return AssignmentWatch(engine, station_id=station.station_id, registry=None, name=None, running=judge.ref,
+                           pinned=pinned + "; it follows assignments only with model: {name: NAME} (version active)")
+
+
+def _recipe_book(station: StationConfig, data_dir: Path, engine: Any) -> Any:
+    """OPC UA recipe selection needs a store (what is approved for this station) and a registry model."""
+    spec = station.model
+    if station.opcua is None or engine is None or not isinstance(spec, ModelByName) or spec.version != "active":
+        return None
+    from vinspect.store.station_recipes import StationRecipes
+
+    return StationRecipes(engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"),
+                          name=spec.name)
+
+
 def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: list[InspectionSink], *,
-                 stack: ExitStack) -> str | None:
+                 stack: ExitStack, recipes: Any = None) -> str | None:
     """Start the station's OPC UA server (``opcua:`` in the station file) and add its result sink."""
     cfg = station.opcua
     if cfg is None:
@@ -273,7 +303,8 @@ def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: l
     def snapshot() -> dict[str, Any]:
         return box[0].status().to_dict() if box else {"state": "PREOPERATIONAL", "model": None}
 
-    server = stack.enter_context(VisionServer(settings, station_id=station.station_id, snapshot=snapshot))
+    server = stack.enter_context(VisionServer(settings, station_id=station.station_id, snapshot=snapshot,
+                                              recipes=recipes))
     sinks.append(OpcUaSink(server))
     sys.stderr.write(f"station {station.station_id}: OPC UA server on {server.endpoint}\n")
     return server.endpoint

@@ -6,7 +6,14 @@ Address space, modelled by hand with OPC 40100-1 browse names under ``Objects/Vi
 * ``VisionStateMachine/CurrentState`` (LocalizedText): Preoperational, Operational, Halted or
   Error (:func:`vinspect.opcua.results.vision_state`), and ``StationState`` (vinspect's own).
 * ``RecipeManagement/InternalRecipeId`` (``<model>:<version>``) and ``RecipeSha256``: the model in
-  force, i.e. the recipe; it changes when the station activates another model version.
+  force, i.e. the recipe; it changes when the station activates another model version. With a
+  recipe book (a station with a store and ``model: {name: ...}``), the methods
+  ``GetRecipeListFiltered()`` -> ``RecipeIds`` (String[]): the versions approved for this station,
+  and ``PrepareRecipe(ExternalId: String)`` -> ``InternalId`` (String), ``IsCompleted`` (Boolean,
+  always false: the switch follows the golden self-test; watch ``InternalRecipeId``), ``Error``
+  (Int32, 0 accepted, 1 refused) and ``Message`` (String, the reason) select one
+  (:class:`vinspect.store.station_recipes.StationRecipes`). The specification's structured
+  recipe-id and product-id arguments are simplified to the recipe id string.
 * ``ResultManagement``: emits one ``ResultReadyEventType`` event per part carrying ``ResultId``,
   ``PartId``, ``ResultState``, ``IsPartial``, ``CreationTime``, ``StartTime``, ``EndTime``,
   ``AcquisitionDuration``, ``ProcessingDuration``, ``InternalRecipeId``, ``DefectCode`` and
@@ -35,17 +42,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from asyncua import ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from vinspect.errors import ConfigError, SignalError
 from vinspect.opcua.results import VisionResult, vision_state
 from vinspect.types import Inspection
 
-__all__ = ["NAMESPACE", "OpcUaSettings", "OpcUaSink", "VisionServer"]
+__all__ = ["NAMESPACE", "OpcUaSettings", "OpcUaSink", "RecipeBook", "VisionServer"]
 
 NAMESPACE = "urn:vinspect:machinevision"
 _log = logging.getLogger(__name__)
@@ -91,6 +100,26 @@ class OpcUaSettings:
             raise ConfigError(f"opcua.port {self.port}: not a TCP port")
 
 
+class RecipeBook(Protocol):
+    """The recipes (model versions) a station may be switched to over OPC UA."""
+
+    def recipes(self) -> list[str]:
+        """Recipe ids (``<model>:<version>``) the station may run."""
+        ...
+
+    def prepare(self, recipe: str, *, by: str) -> tuple[bool, str]:
+        """Select one; (accepted, message)."""
+        ...
+
+
+def _arg(name: str, variant: Any, *, array: bool = False) -> ua.Argument:
+    arg = ua.Argument()
+    arg.Name, arg.DataType = name, ua.NodeId(variant.value)
+    arg.ValueRank = 1 if array else -1
+    arg.ArrayDimensions = [0] if array else []
+    return arg
+
+
 class _Users:
     """Username/password check (constant-time); anonymous only when allowed."""
 
@@ -116,8 +145,9 @@ class VisionServer:
     """Start with ``with VisionServer(...) as server``; ``publish`` from any thread."""
 
     def __init__(self, settings: OpcUaSettings, *, station_id: str, snapshot: Callable[[], Mapping[str, Any]],
-                 queue_size: int = 4096, poll_s: float = 0.25) -> None:
+                 queue_size: int = 4096, poll_s: float = 0.25, recipes: RecipeBook | None = None) -> None:
         settings.check()
+        self.recipes = recipes
         self.settings, self.station_id = settings, station_id
         self.endpoint = f"opc.tcp://{settings.host}:{settings.port}/vinspect/"
         self.published = 0
@@ -198,6 +228,8 @@ class VisionServer:
         recipes = await system.add_object(idx, "RecipeManagement")
         recipe_id = await recipes.add_variable(idx, "InternalRecipeId", "")
         recipe_sha = await recipes.add_variable(idx, "RecipeSha256", "")
+        if self.recipes is not None:
+            await self._add_recipe_methods(recipes, idx)
         results = await system.add_object(idx, "ResultManagement")
         last_id = await results.add_variable(idx, "LastResultId", "")
         generator = await server.get_event_generator(etype, results.nodeid)
@@ -227,6 +259,35 @@ class VisionServer:
                     _log.error("opcua: result %s not published: %s", result.result_id, exc)
             while not self._queue.empty():  # results already handed over still go out
                 await self._emit(generator, self._queue.get_nowait())
+
+    async def _add_recipe_methods(self, parent: Any, idx: int) -> None:
+        book = self.recipes
+        assert book is not None
+        who = f"opcua:{self.settings.username or 'anonymous'}@{self.station_id}"
+
+        async def listing(_parent: Any) -> list[ua.Variant]:
+            try:
+                ids = await asyncio.to_thread(book.recipes)
+            except Exception as exc:  # the store is unreachable: the MES gets an error, the station runs on
+                _log.error("opcua: listing recipes failed: %s", exc)
+                raise UaStatusCodeError(StatusCodes.BadResourceUnavailable) from exc  # type: ignore[no-untyped-call]
+            return [ua.Variant(ids, ua.VariantType.String)]
+
+        async def prepare(_parent: Any, external_id: ua.Variant) -> list[ua.Variant]:
+            recipe = str(external_id.Value or "")
+            try:
+                ok, message = await asyncio.to_thread(book.prepare, recipe, by=who)
+            except Exception as exc:  # as above: refused with the reason, never a crash of the server
+                _log.error("opcua: PrepareRecipe %r failed: %s", recipe, exc)
+                ok, message = False, f"recipe {recipe!r} not prepared: {exc}"
+            return [ua.Variant(recipe if ok else "", ua.VariantType.String), ua.Variant(False, ua.VariantType.Boolean),
+                    ua.Variant(0 if ok else 1, ua.VariantType.Int32), ua.Variant(message, ua.VariantType.String)]
+
+        await parent.add_method(idx, "GetRecipeListFiltered", listing, [],
+                                [_arg("RecipeIds", ua.VariantType.String, array=True)])
+        await parent.add_method(idx, "PrepareRecipe", prepare, [_arg("ExternalId", ua.VariantType.String)],
+                                [_arg("InternalId", ua.VariantType.String), _arg("IsCompleted", ua.VariantType.Boolean),
+                                 _arg("Error", ua.VariantType.Int32), _arg("Message", ua.VariantType.String)])
 
     async def _emit(self, generator: Any, result: VisionResult) -> None:
         event = generator.event

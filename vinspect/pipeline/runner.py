@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -63,7 +64,7 @@ from vinspect.pipeline.record import RECORD_BATCH, FlushingSink, InspectionSink,
 from vinspect.pipeline.signals.base import AlarmSignaller, LockedSignaller, Signaller
 from vinspect.pipeline.state import StationStateMachine
 from vinspect.pipeline.status import PipelineStatus
-from vinspect.pipeline.swap import ModelWatch
+from vinspect.pipeline.swap import ModelWatch, SwapReporter
 from vinspect.types import Frame, FrameFault, Inspection, Reason, StationState
 
 __all__ = ["InspectionPipeline", "PipelineConfig"]
@@ -433,19 +434,23 @@ class InspectionPipeline:
                                    part_number=self.config.part_number,
                                    allow_spinning=self.config.ort_allow_spinning)
                 if gate.bundle is None:
-                    self.books.count("swaps_refused")
-                    self._alarm(f"hot swap refused: {gate.reason}")
+                    self._swap_refused(path, gate.reason)
                     continue
                 try:
                     policy = policy_for(gate.bundle, self.config.overrides)
                 except ModelError as exc:
-                    self.books.count("swaps_refused")
-                    self._alarm(f"hot swap refused: {exc}")
+                    self._swap_refused(path, str(exc))
                     continue
                 self._pending = Judge(bundle=gate.bundle, policy=policy, unavailable_reason=gate.reason)
             except Exception:  # thread boundary: a broken watcher must not stop the line
                 self._alarm("hot swap watcher error (see log)")
                 logger.exception("hot swap watcher failed")
+
+    def _swap_refused(self, path: Path, reason: str) -> None:
+        self.books.count("swaps_refused")
+        self._alarm(f"hot swap refused: {reason}")
+        if isinstance(self._watch, SwapReporter):
+            self._watch.refused(path, reason)
 
     def _take_pending(self) -> None:
         pending = self._pending
@@ -453,6 +458,8 @@ class InspectionPipeline:
             return
         self._judge = pending
         self.books.count("swaps")
+        if pending.ref is not None and isinstance(self._watch, SwapReporter):
+            self._watch.switched(pending.ref)
         logger.warning("model swapped", extra={"model": str(pending.ref)})
         if self.state.state is S.PREOPERATIONAL:
             self.state.try_enter(S.OPERATIONAL, reason=pending.unavailable_reason)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vinspect.errors import ModelError
 from vinspect.models.registry import ModelRegistry
+from vinspect.types import ModelRef
 
-__all__ = ["ModelWatch", "RegistryWatch"]
+__all__ = ["ModelWatch", "RegistryWatch", "SwapReporter"]
 
 
 class ModelWatch(Protocol):
@@ -24,6 +25,21 @@ class ModelWatch(Protocol):
 
     def poll(self) -> Path | None:
         """The bundle folder of a newly activated version, once; None when nothing changed."""
+        ...
+
+
+@runtime_checkable
+class SwapReporter(Protocol):
+    """A watcher that wants to know what became of the folders it reported (model distribution
+    reports the outcome to the store). Both calls must return at once: ``switched`` runs on the
+    inspection thread, between two parts."""
+
+    def refused(self, path: Path, reason: str) -> None:
+        """The gate refused the folder ``poll`` returned, for ``reason``."""
+        ...
+
+    def switched(self, model: ModelRef) -> None:
+        """The station now judges parts with ``model``."""
         ...
 
 

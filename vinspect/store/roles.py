@@ -5,9 +5,11 @@ for every role, but the tables' owner could drop them. A plant therefore runs mi
 owner and the station / API as a separate role that may only read and append quality records:
 for that role a change is refused by the permission system itself ("permission denied"), and it
 cannot drop a trigger because it owns nothing. Only the export outbox (delivery state), the
-user table (activation) and the station registry (each station's latest report, issue 18) take
-updates, and so do the analytics roll-up's counts and watermark (derived, rebuilt from the records
-by the owner with ``analytics_rollup.rebuild``). SQLite has no roles: there the triggers are the guard.
+user table (activation), the station registry (each station's latest report, issue 18) and the
+model assignments (the station's reported outcome) take updates, and so do the analytics roll-up's
+counts and watermark (derived, rebuilt from the records by the owner with
+``analytics_rollup.rebuild``); distributed bundle archives are read and inserted only. SQLite has
+no roles: there the triggers are the guard.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from vinspect.store.db import is_sqlite
 from vinspect.store.tables import APPEND_ONLY_TABLES as _APPEND_ONLY
 from vinspect.store.tables import LABEL_TABLES
 
-__all__ = ["APPEND_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
+__all__ = ["APPEND_ONLY_TABLES", "INSERT_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
 
 APPEND_ONLY_TABLES = (*_APPEND_ONLY, *LABEL_TABLES)  # one list (store.tables), the label tables too
-UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations",
+UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations", "model_assignments",
                     "inspection_hourly", "analytics_watermark")  # the last two: derived counts (issue 17)
+INSERT_ONLY_TABLES = ("model_bundles",)  # no trigger: the stations verify each archive's sha256
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -49,6 +52,7 @@ def grant_app_role(engine: Engine, role: str) -> list[str]:
         f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
         f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY_TABLES)} TO {role}",
         f"GRANT SELECT, INSERT, UPDATE ON {', '.join(UPDATABLE_TABLES)} TO {role}",
+        f"GRANT SELECT, INSERT ON {', '.join(INSERT_ONLY_TABLES)} TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
     ]

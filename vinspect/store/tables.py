@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -48,6 +49,8 @@ __all__ = [
     "LabelImageRecord",
     "LabelScoreRecord",
     "LabelSetRecord",
+    "ModelAssignmentRecord",
+    "ModelBundleRecord",
     "NcrEvent",
     "NcrRecord",
     "OutboxRecord",
@@ -556,3 +559,47 @@ class WatermarkRecord(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class ModelBundleRecord(Base):
+    """A model bundle's archive kept in the store for distribution to stations (issue 18, migration 0009).
+
+    ``archive`` is a deterministic tar of the bundle folder; ``archive_sha256`` is its SHA-256 and
+    ``sha256`` the model's own (the manifest's, which every inspection row carries). A station
+    verifies both before it installs the bundle, so altered bytes are refused, never run.
+    """
+
+    __tablename__ = "model_bundles"
+    __table_args__ = (UniqueConstraint("name", "version"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_by: Mapped[str] = mapped_column(String(128))
+    stored_at: Mapped[datetime]
+
+
+class ModelAssignmentRecord(Base):
+    """One station told to run one model version (issue 18, migration 0009); the newest row per
+    station is its current assignment. The assigner's part is audited (``model.distribute``); the
+    station fills ``outcome`` (``SWITCHED`` or ``REFUSED``), its reason and time, audited too."""
+
+    __tablename__ = "model_assignments"
+    __table_args__ = (Index("ix_model_assignments_station", "station_id", "id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    approval: Mapped[str] = mapped_column(Text)
+    assigned_by: Mapped[str] = mapped_column(String(128))
+    assigned_at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_reason: Mapped[str | None] = mapped_column(Text)
+    outcome_at: Mapped[datetime | None]
