@@ -179,7 +179,8 @@ def gate(args: argparse.Namespace) -> dict[str, Any]:
         for path in (bundle / MODEL_NAME, int8_path):
             scores, maps = _score(path, val)
             vs = ValidationScores(samples=list(split.val), images=val, scores=scores, maps=maps, probs=[])
-            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier")))
+            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier",
+                                           fusion=manifest.fusion)))
         tolerance = Int8Gate(score_atol=config.int8_score_atol, max_verdict_flips=config.int8_max_verdict_flips,
                              map_atol=config.int8_map_atol, map_peak_cells=config.int8_map_peak_cells)
         try:
