@@ -18,6 +18,10 @@ threads stay at 1: the builder runs the graph sequentially, where they are not u
 split through float and int8 (AUROC, false-reject rate at zero escapes, score differences, verdict
 changes at the bundle's thresholds), then times float and int8 at 1 and 2 threads.
 
+``gate``: what training's int8 gate says for each bundle on its own validation part (the train
+split's hold-out), with the bundle's stated tolerance: scores, verdicts and the anomaly map (per-image
+max |diff| quantiles, and how far the hottest map cell moves, with and without a region drawn).
+
 Fairness on a shared machine: every configuration is timed in short blocks, the blocks of all
 configurations interleaved in a shuffled order over several rounds in one process, so background
 load falls on all of them alike. Writes bench/results/ort_sessions.json or ort_int8.json.
@@ -175,18 +179,44 @@ def gate(args: argparse.Namespace) -> dict[str, Any]:
         for path in (bundle / MODEL_NAME, int8_path):
             scores, maps = _score(path, val)
             vs = ValidationScores(samples=list(split.val), images=val, scores=scores, maps=maps, probs=[])
-            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier")))
+            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier",
+                                           fusion=manifest.fusion)))
+        tolerance = Int8Gate(score_atol=config.int8_score_atol, max_verdict_flips=config.int8_max_verdict_flips,
+                             map_atol=config.int8_map_atol, map_peak_cells=config.int8_map_peak_cells)
         try:
             report = judge_int8(bundle / MODEL_NAME, int8_path, images=[], val_float=(scored[0][0].scores,
                                 scored[0][0].maps), val_int8=(scored[1][0].scores, scored[1][0].maps),
-                                thresholds=(scored[0][1], scored[1][1]), gate=Int8Gate(), nodes=nodes)
+                                thresholds=(scored[0][1], scored[1][1]), gate=tolerance, nodes=nodes,
+                                val_names=[s.path.name for s in split.val])
             row: dict[str, Any] = {"passed": True, **report.metrics()}
         except ModelError as exc:
             row = {"passed": False, "refusal": str(exc)}
         row["val_images"] = len(val)
+        row["tolerance"] = {"score_atol": tolerance.score_atol, "max_verdict_flips": tolerance.max_verdict_flips,
+                            "map_atol": tolerance.map_atol, "map_peak_cells": tolerance.map_peak_cells}
+        row["map"] = _map_spread(scored[0][0].maps, scored[1][0].maps, map_at=scored[0][1].map_at)
         print(bundle.name, row, flush=True)
         out["models"][str(bundle)] = row
     return out
+
+
+def _map_spread(f_maps: list[np.ndarray], q_maps: list[np.ndarray], *, map_at: float) -> dict[str, Any]:
+    """How far the int8 maps stray from the float maps: per-image max |diff| quantiles, and how far
+    the hottest cell moves on maps that reach ``map_at`` (a region drawn) and on those that do not."""
+    diff = np.array([float(np.max(np.abs(f - q))) for f, q in zip(f_maps, q_maps, strict=True)])
+
+    def peak(m: np.ndarray) -> tuple[int, ...]:
+        return tuple(int(v) for v in np.unravel_index(int(np.argmax(m)), m.shape))
+
+    shift = np.array([max(abs(a - b) for a, b in zip(peak(f), peak(q), strict=True))
+                      for f, q in zip(f_maps, q_maps, strict=True)])
+    region = np.array([float(np.max(f)) >= map_at for f in f_maps])
+    return {"grid": list(f_maps[0].shape), "map_at": map_at,
+            "max_abs_diff": {"max": float(diff.max()), "p99": float(np.percentile(diff, 99)),
+                             "p90": float(np.percentile(diff, 90)), "median": float(np.median(diff))},
+            "mean_abs_diff": float(np.mean([np.mean(np.abs(f - q)) for f, q in zip(f_maps, q_maps, strict=True)])),
+            "peak_shift_cells_histogram_region": np.bincount(shift[region]).tolist() if region.any() else [],
+            "peak_shift_cells_histogram_no_region": np.bincount(shift[~region]).tolist() if (~region).any() else []}
 
 
 def _variant(spec: str) -> tuple[str, tuple[str, ...], bool]:

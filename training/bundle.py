@@ -176,8 +176,9 @@ def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Threshol
     q_thresholds = _calibrate(q_vs, cfg, labelled=labelled, fusion=fusion)
     report = judge_int8(float_model, model, images=checked, val_float=(vs.scores, vs.maps),
                         val_int8=(q_vs.scores, q_vs.maps), thresholds=(thresholds, q_thresholds),
-                        gate=Int8Gate(score_atol=cfg.int8_score_atol, max_verdict_flips=cfg.int8_max_verdict_flips),
-                        nodes=nodes)
+                        gate=Int8Gate(score_atol=cfg.int8_score_atol, max_verdict_flips=cfg.int8_max_verdict_flips,
+                                      map_atol=cfg.int8_map_atol, map_peak_cells=cfg.int8_map_peak_cells),
+                        nodes=nodes, val_names=[str(s.path) for s in vs.samples])
     float_model.unlink()
     return q_vs, q_thresholds, report.metrics()
 def _dataset_manifest_sha256(root: Path) -> str | None:

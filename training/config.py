@@ -88,6 +88,10 @@ class TrainConfig(BaseModel):
         default=0.05, ge=0.0, le=1.0, description="max |int8 - float| score on parity and validation images")
     int8_max_verdict_flips: float = Field(
         default=0.02, ge=0.0, le=1.0, description="share of validation verdicts int8 may change vs float")
+    int8_map_atol: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="max |int8 - float| of any anomaly-map cell (the NCR heatmap)")
+    int8_map_peak_cells: int = Field(
+        default=2, ge=0, description="max cells the hottest map cell may move where the map outlines a region")
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0
     torch_threads: int | None = Field(default=None, ge=1, description="None: torch's default")
