@@ -35,7 +35,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,20 @@ EDGE_COLS = 3
 Idx = npt.NDArray[np.int64]
 
 
+Reduce = Callable[[torch.Tensor], torch.Tensor]  # [V, h, w] flipped-back view maps -> one map
+
+
 @dataclass
 class Variant:
-    """How one variant builds its memory bank and its (canonical-orientation) raw maps."""
+    """How one feature set builds its memory bank and its raw maps, and which score rules to read
+    off the same kNN maps (one row per reduction x blur x position normalisation)."""
 
     description: str
     bank: Callable[[Idx], torch.Tensor]  # image indices -> good patches [n, D]
-    maps: Callable[[KnnScorer, Idx], list[torch.Tensor]]  # image indices -> raw distance maps
-    norm: str = "cell"  # cell | resampled | edge | none
-    blur_cells: float = 1.0
+    maps: Callable[[KnnScorer, Idx], list[torch.Tensor]]  # image indices -> raw maps [V, h, w]
+    reductions: dict[str, Reduce] = field(default_factory=lambda: {"identity": lambda m: m[0]})
+    blurs: tuple[float, ...] = (1.0,)
+    norms: tuple[str, ...] = ("cell",)  # cell | resampled | edge | none
 
 
 def _flip_back(m: torch.Tensor, view: int) -> torch.Tensor:
@@ -105,84 +110,60 @@ class Cache:
         return self._loaded[name]
 
 
-@torch.no_grad()
+TTA: dict[str, Reduce] = {
+    "identity": lambda m: m[0],
+    "flip TTA 2 views (identity, hflip), mean": lambda m: m[:2].mean(0),
+    "flip TTA 4 views, mean": lambda m: m.mean(0),
+    "flip TTA 4 views, max": lambda m: m.amax(0),
+}
+
+
 def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
-    def base() -> torch.Tensor:
-        return cache.get("feats_224.npz")
+    def single(e: torch.Tensor) -> Callable[[KnnScorer, Idx], list[torch.Tensor]]:
+        return lambda s, idx: [s(e[i:i + 1])[None] for i in idx.tolist()]
 
-    def views() -> torch.Tensor:
-        return cache.get("feats_224_views.npz")  # [N, 4, D, h, w]
-
-    def fine() -> torch.Tensor:
-        return cache.get("feats_224_fine.npz")  # [N, 192, 28, 28]: block 6 (32) + 10 (64) + 13 (96)
-
-    def native() -> list[torch.Tensor]:
-        return cache.get("feats_native_224.npz")
-
-    def plain(emb: Callable[[], torch.Tensor], desc: str) -> Callable[[], Variant]:
+    def views(flip_bank: bool) -> Callable[[], Variant]:
         def make() -> Variant:
-            e = emb()
-            return Variant(desc, lambda idx: _patches(e[idx]),
-                           lambda s, idx: [s(e[i:i + 1]) for i in idx.tolist()])
-        return make
-
-    def tta(n_views: int, how: str, flip_bank: bool) -> Callable[[], Variant]:
-        def make() -> Variant:
-            v = views()
+            v = cache.get("feats_224_views.npz")  # [N, 4, D, h, w], views as the trunk saw them
 
             def bank(idx: Idx) -> torch.Tensor:
                 return _patches(v[idx].flatten(0, 1) if flip_bank else v[idx, 0])
 
             def maps(s: KnnScorer, idx: Idx) -> list[torch.Tensor]:
-                out = []
-                for i in idx.tolist():
-                    m = torch.stack([_flip_back(s(v[i, k:k + 1]), k) for k in range(n_views)])
-                    out.append(m.mean(0) if how == "mean" else m.amax(0))
-                return out
+                return [torch.stack([_flip_back(s(v[i, k:k + 1]), k) for k in range(4)]) for i in idx.tolist()]
 
-            bank_txt = "memory bank from the fit goods and their 3 flips" if flip_bank else "identity bank"
-            return Variant(f"{bank_txt}; {n_views} view(s) scored, flipped back, per-cell {how}", bank, maps)
+            txt = "bank from the fit goods and their 3 flips (coreset 8192 of 4x the patches)" if flip_bank \
+                else "today's patch kNN (224 px, taps 10+13, 14x14), identity bank"
+            return Variant(txt, bank, maps, reductions=TTA)
         return make
 
-    def fine_sub(channels: slice, desc: str, pool14: bool = False, blur_cells: float = 1.0) -> Callable[[], Variant]:
+    def fine(channels: slice, desc: str, pool14: bool = False) -> Callable[[], Variant]:
         def make() -> Variant:
-            f = fine()[:, channels]
-            e = F.avg_pool2d(f, 2) if pool14 else f
-            if pool14:  # block 6 pooled to the 14x14 grid + today's blocks 10 and 13
-                e = torch.cat([e, base()], dim=1)
-            return Variant(desc, lambda idx: _patches(e[idx]), lambda s, idx: [s(e[i:i + 1]) for i in idx.tolist()],
-                           blur_cells=blur_cells)
+            f = cache.get("feats_224_fine.npz")[:, channels]  # [N, 192, 28, 28]: blocks 6 (32), 10 (64), 13 (96)
+            e = torch.cat([F.avg_pool2d(f, 2), cache.get("feats_224.npz")], dim=1) if pool14 else f
+            return Variant(desc, lambda idx: _patches(e[idx]), single(e), blurs=(1.0,) if pool14 else (1.0, 2.0))
         return make
 
-    def native_v(norm: str) -> Callable[[], Variant]:
-        def make() -> Variant:
-            n = native()
-            return Variant(f"aspect kept (224 px high, 14 x W grid), position norm {norm}",
-                           lambda idx: torch.cat([_patches(n[i]) for i in idx.tolist()]),
-                           lambda s, idx: [s(n[i]) for i in idx.tolist()], norm=norm)
-        return make
+    def native() -> Variant:
+        n = cache.get("feats_native_224.npz")
+        return Variant("aspect kept (224 px high, width from the aspect), 14 x W grid",
+                       lambda idx: torch.cat([_patches(n[i]) for i in idx.tolist()]),
+                       lambda s, idx: [s(n[i])[None] for i in idx.tolist()], norms=("resampled", "edge"))
 
     def native_resized() -> Variant:
-        n = native()
+        n = cache.get("feats_native_224.npz")
         e = torch.cat([F.adaptive_avg_pool2d(x, (14, 14)) if x.shape[-1] >= 14 else
                        F.interpolate(x, size=(14, 14), mode="bilinear", align_corners=False) for x in n])
         return Variant("aspect kept through the trunk, features resized to 14x14 (area down / bilinear up)",
-                       lambda idx: _patches(e[idx]), lambda s, idx: [s(e[i:i + 1]) for i in idx.tolist()])
+                       lambda idx: _patches(e[idx]), single(e))
 
     return {
-        "baseline": plain(base, "today's patch kNN, 224 px, taps 10+13, 14x14"),
-        "tta2_mean": tta(2, "mean", False),
-        "tta4_mean": tta(4, "mean", False),
-        "tta4_max": tta(4, "max", False),
-        "flipbank": tta(1, "mean", True),
-        "flipbank_tta4_mean": tta(4, "mean", True),
-        "fine_6_10_13": fine_sub(slice(0, 192), "taps 6+10+13 on block 6's 28x28 grid"),
-        "fine_6_10_13_blur2": fine_sub(slice(0, 192), "taps 6+10+13, 28x28, map blur 2 cells (today's blur in pixels)",
-                                       blur_cells=2.0),
-        "fine_6": fine_sub(slice(0, 32), "tap 6 alone, 28x28"),
-        "fine_6_pooled14": fine_sub(slice(0, 32), "tap 6 pooled to 14x14 + taps 10+13", pool14=True),
-        "native_resampled": native_v("resampled"),
-        "native_edge": native_v("edge"),
+        "views": views(False),
+        "flipbank": views(True),
+        "fine_6_10_13": fine(slice(0, 192), "taps 6+10+13 on block 6's 28x28 grid"),
+        "fine_6": fine(slice(0, 32), "tap 6 alone, 28x28"),
+        "fine_6_pooled14": fine(slice(0, 32), "tap 6 pooled to 14x14 + taps 10+13", pool14=True),
+        "native": native,
         "native_resized14": native_resized,
     }
 
@@ -231,20 +212,25 @@ def _resize(m: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fold_maps(v: Variant, fold: Fold) -> tuple[list[torch.Tensor], float]:
-    """Normalised, blurred maps of ref goods + test goods + all defects, and the reference level."""
+def fold_raw_maps(v: Variant, fold: Fold) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Raw maps [V, h, w] of the fit goods scored by a 2-fold cross-fit (for the position means),
+    and of ref goods + test goods + all defects scored by the bank of all fit goods."""
     order = np.random.default_rng(0).permutation(fold.fit_goods)
     halves = [order[0::2], order[1::2]]
     unseen: list[torch.Tensor] = []
     for k in range(2):
         scorer = fit_knn(v.bank(halves[1 - k])[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
         unseen += v.maps(scorer, halves[k])
-    position = PositionScale(v.norm, unseen)
     scorer = fit_knn(v.bank(fold.fit_goods)[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
-    scored = np.concatenate([fold.ref_goods, fold.test_goods, fold.all_defects])
-    maps = [blur(position(m)[None], v.blur_cells)[0] for m in v.maps(scorer, scored)]
-    ref = float(np.quantile([float(m.max()) for m in maps[:fold.ref_goods.size]], REF_Q))
-    return maps, ref
+    return unseen, v.maps(scorer, np.concatenate([fold.ref_goods, fold.test_goods, fold.all_defects]))
+
+
+def score_maps(unseen: list[torch.Tensor], scored: list[torch.Tensor], *, reduce: Reduce, blur_cells: float,
+               norm: str, n_ref: int) -> tuple[list[torch.Tensor], float]:
+    """One score rule on raw maps: reduce views, position-normalise, blur; and the reference level."""
+    position = PositionScale(norm, [reduce(m) for m in unseen])
+    maps = [blur(position(reduce(m))[None], blur_cells)[0] for m in scored]
+    return maps, float(np.quantile([float(m.max()) for m in maps[:n_ref]], REF_Q))
 
 
 def load_masks(data: Path, stems: npt.NDArray[np.str_]) -> list[npt.NDArray[np.uint8]]:
@@ -263,45 +249,60 @@ def load_masks(data: Path, stems: npt.NDArray[np.str_]) -> list[npt.NDArray[np.u
 
 
 def evaluate(name: str, v: Variant, folds: list[Fold], labels: npt.NDArray[np.str_],
-             masks: list[npt.NDArray[np.uint8]] | None) -> dict[str, Any]:
-    aucs, frrs, secs = [], [], []
-    loc: list[tuple[np.ndarray, np.ndarray, str]] = []
+             masks: list[npt.NDArray[np.uint8]] | None) -> list[dict[str, Any]]:
+    rules = [(r, b, n) for r in v.reductions for b in v.blurs for n in v.norms]
+    aucs: dict[tuple[str, float, str], list[float]] = {rule: [] for rule in rules}
+    frrs: dict[tuple[str, float, str], list[float]] = {rule: [] for rule in rules}
+    loc: dict[tuple[str, float, str], list[tuple[np.ndarray, np.ndarray, str]]] = {rule: [] for rule in rules}
+    secs = []
     for fold in folds:
         t0 = time.perf_counter()
-        maps, ref = fold_maps(v, fold)
+        unseen, scored = fold_raw_maps(v, fold)
         secs.append(time.perf_counter() - t0)
-        scores = np.array([float(m.max()) for m in maps]) / ref
         n_ref, n_good = fold.ref_goods.size, fold.test_goods.size
-        g, d = scores[n_ref:n_ref + n_good], scores[n_ref + n_good:]
-        aucs.append(auroc(g, d))
-        frrs.append(false_reject_rate_at_zero_escape(g, d))
+        for rule in rules:
+            reduction, blur_cells, norm = rule
+            maps, ref = score_maps(unseen, scored, reduce=v.reductions[reduction], blur_cells=blur_cells, norm=norm,
+                                   n_ref=n_ref)
+            scores = np.array([float(m.max()) for m in maps]) / ref
+            g, d = scores[n_ref:n_ref + n_good], scores[n_ref + n_good:]
+            aucs[rule].append(auroc(g, d))
+            frrs[rule].append(false_reject_rate_at_zero_escape(g, d))
+            if masks is not None:
+                held = set(fold.test_defects.tolist())
+                for i, m in zip(np.concatenate([fold.test_goods, fold.all_defects]), maps[n_ref:], strict=True):
+                    if i in held or labels[i] == "good":
+                        r = (m / ref).numpy()
+                        loc[rule].append((r / (1.0 + r), masks[i], str(labels[i])))
+            print(f"  {name} {rule} fold {fold.k}: AUROC {aucs[rule][-1]:.4f}", flush=True)
+        print(f"  {name} fold {fold.k}: kNN maps in {secs[-1]:.0f} s (shared)", flush=True)
+    rows = []
+    for rule in rules:
+        reduction, blur_cells, norm = rule
+        a, z = aucs[rule], frrs[rule]
+        row: dict[str, Any] = {
+            "variant": f"{name}: {reduction}, blur {blur_cells:g} cells, position norm {norm}",
+            "features": v.description,
+            "cv_auroc": round(float(np.mean(a)), 4), "cv_auroc_std": round(float(np.std(a)), 4),
+            "cv_frr_at_zero_escape": round(float(np.mean(z)), 4),
+            "cv_frr_at_zero_escape_std": round(float(np.std(z)), 4),
+            "fold_auroc": [round(x, 4) for x in a], "fold_frr_at_zero_escape": [round(x, 4) for x in z],
+            "knn_maps_s_per_fold_shared": round(float(np.mean(secs)), 1),
+        }
         if masks is not None:
-            held = set(fold.test_defects.tolist())
-            for i, m in zip(np.concatenate([fold.test_goods, fold.all_defects]), maps[n_ref:], strict=True):
-                if i in held or labels[i] == "good":
-                    r = (m / ref).numpy()
-                    loc.append((r / (1.0 + r), masks[i], str(labels[i])))
-        print(f"  {name} fold {fold.k}: AUROC {aucs[-1]:.4f}, {secs[-1]:.0f} s (shared)", flush=True)
-    row: dict[str, Any] = {
-        "variant": name, "description": v.description,
-        "cv_auroc": round(float(np.mean(aucs)), 4), "cv_auroc_std": round(float(np.std(aucs)), 4),
-        "cv_frr_at_zero_escape": round(float(np.mean(frrs)), 4),
-        "cv_frr_at_zero_escape_std": round(float(np.std(frrs)), 4),
-        "fold_auroc": [round(a, 4) for a in aucs], "fold_frr_at_zero_escape": [round(f, 4) for f in frrs],
-        "fit_and_score_s_per_fold_shared": round(float(np.mean(secs)), 1),
-    }
-    if masks is not None:
-        row["map_grid"] = list(loc[-1][0].shape) if v.norm in ("cell", "none") else "14 x W (aspect)"
-        row["localisation_cv"] = score_variant(loc, sigma=0.0, interp="linear")
-    print(json.dumps(row), flush=True)
-    return row
+            shapes = {tuple(m.shape) for m, _, _ in loc[rule]}
+            row["map_grid"] = list(shapes.pop()) if len(shapes) == 1 else "14 x W (aspect)"
+            row["localisation_cv"] = score_variant(loc[rule], sigma=0.0, interp="linear")
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="for the defect masks (localisation)")
-    ap.add_argument("--variants", default="baseline,tta4_mean")
+    ap.add_argument("--variants", default="views")
     ap.add_argument("--no-localisation", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
@@ -324,7 +325,7 @@ def main() -> None:
         for key in list(cache._loaded):  # every cached file must hold the images in the baseline's order
             if key.endswith(":stem") and not (cache._loaded[key] == stems).all():
                 raise SystemExit(f"{key}: cached images are in another order")
-        rows.append(evaluate(name, v, folds, labels, masks))
+        rows += evaluate(name, v, folds, labels, masks)
         doc = {
             "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input), magnetic-tile "
                     "TRAIN split, 3-fold CV",
