@@ -2,6 +2,8 @@
 selection experiments in ``bench/anomaly_selection.py`` (never the test split).
 
     python bench/anomaly_features.py --cache /tmp/vinspect-cache [--data DIR] [--size 224]
+    python bench/anomaly_features.py --cache C --extra views     # feats_224_views.npz, feats_224_fine.npz
+    python bench/anomaly_features.py --cache C --extra native    # feats_native_224.npz
 
 Writes ``<cache>/feats_<size>.npz``: ``emb`` [N, D, h, w] float16 (Preprocess + MobileNetV2 taps
 (10, 13) + 3x3 patch pooling, exactly what the exported graph computes), ``label``, ``stem``;
@@ -10,6 +12,18 @@ with its mask on the patch grid (``mask`` [N, h, w] in 0..1). Synthetic anomalie
 a smooth random-noise blob (Perlin-like: thresholded, upsampled low-resolution noise) filled
 with a texture patch cut from another good image, scaled in brightness and blended; nothing in
 them names or imitates a defect type.
+
+``--extra`` writes the inputs of ``bench/anomaly_directions.py`` (no synthetic images):
+
+* ``views``: ``feats_<size>_views.npz`` with ``emb`` [N, 4, D, h, w], the 14x14 features of every
+  image and its three flips (``training.features.VIEWS`` order: identity, hflip, vflip, hvflip;
+  each map as the trunk saw the flipped image, *not* flipped back); and ``feats_<size>_fine.npz``
+  with ``emb`` [N, 32 + 160, 2h, 2w]: MobileNetV2 block 6 (stride 8, 28x28 at 224 px) with blocks
+  10 and 13 bilinearly upsampled to its grid (``PatchEmbedder`` with taps (6, 10, 13), map tap 0),
+  identity view only.
+* ``native``: ``feats_native_<size>.npz``: every image resized, aspect kept, to ``size`` px high
+  and a width rounded to a multiple of 16 px (64..640), so the 14-row grid has as many columns as
+  the tile's aspect gives; ragged, stored as ``patches`` [sum(h*w), D] with ``shape`` [N, 2].
 """
 
 from __future__ import annotations
@@ -134,6 +148,63 @@ def embed(images: list[Image], *, size: int, trunk_name: str = "mobilenet_v2") -
     return np.concatenate(out)
 
 
+class NativePreprocess(torch.nn.Module):
+    """``Preprocess`` with the aspect kept: ``size`` px high, width ``round(w * size / h / 16) * 16``."""
+
+    def __init__(self, *, size_px: int, supersample: int = 2) -> None:
+        super().__init__()
+        self.square = Preprocess(size_px=size_px, channels=1, supersample=supersample)
+        self.size_px = size_px
+        self.channels = 1
+
+    def width(self, h: int, w: int) -> int:
+        return int(min(640, max(64, round(w * self.size_px / h / 16) * 16)))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        sq = self.square
+        out_w = self.width(int(image.shape[0]), int(image.shape[1]))
+        x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        k = sq.supersample
+        x = torch.nn.functional.interpolate(x, size=(self.size_px * k, out_w * k), mode="bilinear",
+                                            align_corners=False)
+        x = torch.nn.functional.avg_pool2d(x, k) if k > 1 else x
+        return (x.expand(1, 3, -1, -1) - sq.mean) * sq.inv_std
+
+
+def embed_views(images: list[Image], *, size: int) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.float16]]:
+    """(14x14 features of 4 flip views [N, 4, 160, h, w], 28x28 block 6+10+13 features [N, 192, 2h, 2w])."""
+    pre = Preprocess(size_px=size, channels=1, supersample=2)
+    trunk = MobileNetTrunk(load_mobilenet_v2(), taps=(6, 10, 13)).eval()
+    coarse, fine = [], []
+    for start in range(0, len(images), 8):
+        chunk = images[start:start + 8]
+        taps = extract_taps(chunk, preprocess=pre, trunk=trunk, views=4)
+        sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
+        c = PatchEmbedder(pool_px=3, tap_sizes=sizes[1:], map_tap=0)(taps[1:])
+        coarse.append(c.reshape(len(chunk), 4, *c.shape[1:]).numpy().astype(np.float16))
+        f = PatchEmbedder(pool_px=3, tap_sizes=sizes, map_tap=0)([t[0::4] for t in taps])
+        fine.append(f.numpy().astype(np.float16))
+        print(f"  {start + len(chunk)}/{len(images)}", flush=True)
+    return np.concatenate(coarse), np.concatenate(fine)
+
+
+@torch.no_grad()
+def embed_native(images: list[Image], *, size: int) -> tuple[npt.NDArray[np.float16], npt.NDArray[np.int64]]:
+    """Aspect-kept features, ragged: (patches [sum(h*w), 160], shapes [N, 2])."""
+    pre = NativePreprocess(size_px=size)
+    trunk = MobileNetTrunk(load_mobilenet_v2(), taps=(10, 13)).eval()
+    patches, shapes = [], []
+    for i, img in enumerate(images):
+        taps = trunk(pre(torch.from_numpy(np.array(img[:, :, None]))))
+        sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
+        e = PatchEmbedder(pool_px=3, tap_sizes=sizes, map_tap=0)(taps)[0]
+        shapes.append(e.shape[-2:])
+        patches.append(e.flatten(1).t().numpy().astype(np.float16))
+        if (i + 1) % 64 == 0 or i + 1 == len(images):
+            print(f"  {i + 1}/{len(images)}", flush=True)
+    return np.concatenate(patches), np.array(shapes, dtype=np.int64)
+
+
 def grey(path: Path) -> Image:
     img = read_image(path)
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -147,6 +218,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
                     help="lite0: EfficientNet-Lite0 blocks 7 and 10 (14x14 at 224 px); files get a _lite0 suffix")
+    ap.add_argument("--extra", choices=("views", "native"), default=None,
+                    help="views: flip views + 28x28 fine tap; native: aspect-kept features (see above)")
     args = ap.parse_args()
     suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
     torch.set_num_threads(args.threads)
@@ -156,6 +229,18 @@ def main() -> None:
     images = [grey(s.path) for s in samples]
     labels = np.array(["good" if s.is_good else s.label for s in samples])
     stems = np.array([s.stem for s in samples])
+    if args.extra == "views":
+        coarse, fine = embed_views(images, size=args.size)
+        np.savez(args.cache / f"feats_{args.size}_views.npz", emb=coarse, label=labels, stem=stems)
+        np.savez(args.cache / f"feats_{args.size}_fine.npz", emb=fine, label=labels, stem=stems)
+        print(f"done in {time.perf_counter() - started:.0f} s (shared cores)", flush=True)
+        return
+    if args.extra == "native":
+        patches, shapes = embed_native(images, size=args.size)
+        np.savez(args.cache / f"feats_native_{args.size}.npz", patches=patches, shape=shapes, label=labels,
+                 stem=stems)
+        print(f"done in {time.perf_counter() - started:.0f} s (shared cores)", flush=True)
+        return
     print(f"{len(samples)} train-split images; embedding at {args.size}px", flush=True)
     np.savez(args.cache / f"feats_{args.size}{suffix}.npz", emb=embed(images, size=args.size, trunk_name=args.trunk),
              label=labels, stem=stems)
