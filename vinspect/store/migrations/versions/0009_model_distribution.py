@@ -1,7 +1,7 @@
 """Model distribution to chosen stations (issue 18): bundle archives and station assignments.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05
 
 ``model_bundles`` keeps each distributed bundle as one deterministic tar archive (a few MB to tens
