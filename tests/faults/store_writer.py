@@ -111,6 +111,16 @@ def wait_ready(ack: Path, timeout_s: float = 30.0) -> None:
     raise AssertionError(f"writer never became ready ({ack})")
 
 
+def wait_first_ack(ack: Path, timeout_s: float = 30.0) -> None:
+    """Block until the writer has acknowledged at least one NCR (so a kill lands mid-stream)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if acked(ack):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"writer acknowledged nothing within {timeout_s} s ({ack})")
+
+
 def acked(ack: Path) -> set[str]:
     """The NCR uuids a writer acknowledged (a torn last line never was)."""
     lines = ack.read_bytes().decode().split("\n")[:-1]

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from store_writer import Zygote, acked, read_state, wait_ready
+from store_writer import Zygote, acked, read_state, wait_first_ack, wait_ready
 
 from vinspect.store.db import make_engine
 from vinspect.store.migrations import upgrade
@@ -47,6 +47,9 @@ def _kill_rounds(url: str, data_dir: Path, *, kills: int, crash_server: object =
             ack = data_dir / f"ack-{round_}.txt"
             pid = zygote.spawn(url=url, data_dir=data_dir, base=(round_ + 1) * 1_000_000, ack=ack)
             wait_ready(ack)
+            # the delay counts from the first acknowledged NCR, not from start-up: on a loaded machine
+            # a writer may need longer than the delay to commit its first group
+            wait_first_ack(ack)
             time.sleep(rng.uniform(0.05, 0.4))
             if crash_server is not None and round_ % 10 == 9:
                 crash_server.stop(mode="immediate")  # type: ignore[attr-defined]
