@@ -26,7 +26,7 @@ from vinspect.models.archive import archive_sha256, pack_bundle
 from vinspect.models.manifest import read_manifest
 from vinspect.models.registry import ModelRegistry
 from vinspect.opcua.server import NAMESPACE, OpcUaSettings, VisionServer
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge
 from vinspect.pipeline.record import ListSink

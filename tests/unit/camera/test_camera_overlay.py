@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from vinspect.camera.folder import FeedSource, Take
 from vinspect.camera.overlay import OverlaySource
-from vinspect.pipeline.fakes import ScriptedSource, make_frame
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.types import Frame, FrameFault
 
 
