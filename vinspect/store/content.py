@@ -71,8 +71,12 @@ _USER_COLUMNS = ("id", "username", "display_name", "role", "created_at")
 
 
 def inspection_sha256(row: InspectionRecord | Values) -> str:
-    """Hash of one inspection row."""
-    return content_sha256(_columns(row, _INSPECTION_COLUMNS))
+    """Hash of one inspection row. ``config_sha256`` (migration 0010) is hashed only when set, so rows
+    written before it verify unchanged."""
+    content = _columns(row, _INSPECTION_COLUMNS)
+    if (config := _get(row, "config_sha256")) is not None:
+        content["config_sha256"] = config
+    return content_sha256(content)
 
 
 def inspection_batch_sha256(rows: Sequence[InspectionRecord | Values]) -> str:

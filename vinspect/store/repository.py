@@ -110,7 +110,7 @@ def _inspection_values(inspection: Inspection, *, now: datetime) -> dict[str, An
         "model_sha256": model.sha256 if model else None, "source_id": frame.source_id if frame else None,
         "frame_id": frame.frame_id if frame else None,
         "captured_at": _utc(frame.captured_at) if frame else None, "part_id": frame.part_id if frame else None,
-        "error": inspection.error, "recorded_at": now,
+        "error": inspection.error, "recorded_at": now, "config_sha256": inspection.config_sha256,
     }
 
 
