@@ -53,8 +53,9 @@ def require_approval(engine: Any, station: StationConfig, *, path: Path, data_di
         approval = approved(session=session, station_id=station.station_id, config_sha256=digest)
     if approval is None:
         raise ConfigError(f"{path}: station {station.station_id} configuration {digest} is not approved; "
-                          f"the station does not start with an unapproved configuration. A quality engineer or "
-                          f"admin reviews it (vinspect config show --station {path}{_where(data_dir)}) and approves it: "
+                          "the station does not start with an unapproved configuration. A quality engineer or "
+                          f"admin reviews it (vinspect config show --station {path}{_where(data_dir)}) and "
+                          "approves it: "
                           f"{approve_command(path, data_dir)}")
     return approval
 
