@@ -183,7 +183,7 @@ def test_a_running_station_does_not_apply_a_changed_file(tmp_path, station, monk
         time.sleep(1.0)  # parts judged after the edit
     finally:
         proc.send_signal(2)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"changed on disk to configuration {edited[:12]}, which is not approved" in err
     engine = _engine(data)
