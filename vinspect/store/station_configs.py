@@ -38,7 +38,7 @@ from vinspect.store.signed_records import sign_record, verify_record_signature
 from vinspect.store.tables import SignatureRecord, StationConfigRecord, UserRecord
 
 __all__ = ["APPROVE_ACTION", "ConfigApproval", "approve_config", "approved", "config_diff", "config_problems",
-           "latest_approvals", "station_history"]
+           "approvals_by_version", "station_history"]
 
 APPROVE_ACTION = "station_config.approve"
 
@@ -87,12 +87,10 @@ def station_history(*, session: Session, station_id: str) -> list[ConfigApproval
     return [_view(r) for r in rows]
 
 
-def latest_approvals(*, session: Session) -> dict[str, ConfigApproval]:
-    """Each station's most recently approved version (station id -> approval)."""
-    out: dict[str, ConfigApproval] = {}
-    for row in session.scalars(select(StationConfigRecord).order_by(StationConfigRecord.id)):
-        out[row.station_id] = _view(row)
-    return out
+def approvals_by_version(*, session: Session) -> dict[tuple[str, str], ConfigApproval]:
+    """Every approval, keyed by (station id, configuration hash) (the plant overview's lookup)."""
+    return {(row.station_id, row.config_sha256): _view(row)
+            for row in session.scalars(select(StationConfigRecord).order_by(StationConfigRecord.id))}
 
 
 def config_diff(old_text: str | None, new_text: str) -> list[str]:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from vinspect.api.deps import ReadSession, Viewer
 from vinspect.api.pages import PAGE_RESPONSES, render
 from vinspect.store.canonical import format_utc
+from vinspect.store.station_configs import ConfigApproval, approvals_by_version
 from vinspect.store.stations import STALE_PERIODS, list_stations
 
 __all__ = ["router"]
@@ -22,10 +23,12 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "not sign
                                                   403: {"description": "forbidden"}}
 
 
-def _public(view: Any) -> dict[str, Any]:
+def _public(view: Any, approval: ConfigApproval | None) -> dict[str, Any]:
     row = asdict(view)
     for key in ("started_at", "heartbeat_at"):
         row[key] = format_utc(row[key])
+    row["config_approved_by"] = None if approval is None else approval.approved_by
+    row["config_approved_at"] = None if approval is None else format_utc(approval.approved_at)
     return row
 
 
@@ -34,7 +37,9 @@ def api_plant_stations(db: ReadSession, _user: Viewer, site_id: Text64 = None,
                        line_id: Text64 = None) -> dict[str, Any]:
     """Every registered station's latest report; ``stale`` when its heartbeat is overdue."""
     views = list_stations(session=db, site_id=site_id or None, line_id=line_id or None)
-    return {"data": [_public(v) for v in views], "count": len(views)}
+    approvals = approvals_by_version(session=db)
+    return {"data": [_public(v, approvals.get((v.station_id, v.config_sha256 or ""))) for v in views],
+            "count": len(views)}
 
 
 @router.get("/plant", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -51,5 +56,6 @@ def plant_page(request: Request, db: ReadSession, user: Viewer, site_id: Text64 
         "f": {"site_id": site_id or "", "line_id": line_id or ""},
         "running": sum(1 for v in shown if not v.stale and v.state != "STOPPED"),
         "rate": sum(v.parts_per_s or 0.0 for v in shown if not v.stale and v.state != "STOPPED"),
+        "approvals": approvals_by_version(session=db),
     }
     return render(request, "plant.html", context=context, user=user)
