@@ -37,8 +37,16 @@ from vinspect.store.ncr import SignatureMeaning
 from vinspect.store.signed_records import sign_record, verify_record_signature
 from vinspect.store.tables import SignatureRecord, StationConfigRecord, UserRecord
 
-__all__ = ["APPROVE_ACTION", "ConfigApproval", "approve_config", "approved", "config_diff", "config_problems",
-           "approvals_by_version", "station_history"]
+__all__ = [
+    "APPROVE_ACTION",
+    "ConfigApproval",
+    "approvals_by_version",
+    "approve_config",
+    "approved",
+    "config_diff",
+    "config_problems",
+    "station_history",
+]
 
 APPROVE_ACTION = "station_config.approve"
 
