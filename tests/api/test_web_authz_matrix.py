@@ -57,7 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                    "user_id": str(victim.id), "name": "tiny", "version": "1",
                                    "alarm_id": "1", "number": "CAPA-2026-9999",
                                    "step": "D1", "set_name": "authz", "image_id": str(image_id),
-                                   "candidate": "tiny@2"}}
+                                   "candidate": "tiny@2", "image": "0-champion.png"}}
 
 
 def _operations(app: Any) -> list[str]:
