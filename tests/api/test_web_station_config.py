@@ -62,3 +62,18 @@ def test_station_page_shows_the_running_version_and_an_unapproved_change(tmp_pat
     assert "efefefefefef" in part and "approved by Quinn Engineer at 2026-12-05 21:30 UTC" in part
     assert "file on disk: changed, not approved" in part
     assert 'id="station-config-warning"' in part and "still running the approved configuration" in part
+
+
+def test_dashboard_shows_a_configuration_alarm_in_words(seeded, client_for) -> None:
+    from vinspect.store.alarms import raise_alarm
+
+    now = datetime.now(UTC)
+    message = "station.yaml changed on disk to configuration 121212121212, which is not approved"
+    with session_scope(seeded.store.engine) as session:
+        raise_alarm(session=session, kind="config", station_id="tile-line-1", chart="station_config", rule=0,
+                    first_at=now, last_at=now, detail={"message": message, "file_sha256": "12" * 32})
+    client, _ = client_for("quality_engineer")
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    row = page.text.split('id="alarm-table"')[1].split("</table>")[0]
+    assert message in row and "PSI" not in row
