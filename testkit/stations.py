@@ -22,8 +22,9 @@ __all__ = ["APPROVER", "approve_station"]
 APPROVER = "cfg-approver"
 
 
-def approve_station(station: Path, data_dir: Path, *, database_url: str | None = None,
-                    reason: str = "test station configuration") -> str:
+def approve_station(
+    station: Path, data_dir: Path, *, database_url: str | None = None, reason: str = "test station configuration"
+) -> str:
     """Approve ``station`` in the store of ``data_dir`` (idempotent); returns the configuration hash."""
     config = load_station(station)
     digest = config.config_sha256()
@@ -37,10 +38,22 @@ def approve_station(station: Path, data_dir: Path, *, database_url: str | None =
                 return digest
             user = get_user(session=session, username=APPROVER)
             if user is None:
-                user = create_user(APPROVER, session=session, display_name="Configuration Approver",
-                                   role=Role.QUALITY_ENGINEER, password_hash="not-a-login", actor="system:test")
-            approve_config(session=session, station_id=config.station_id, config_text=config.config_text(),
-                           source_path=str(station.resolve()), signer_user_id=user.id, reason=reason)
+                user = create_user(
+                    APPROVER,
+                    session=session,
+                    display_name="Configuration Approver",
+                    role=Role.QUALITY_ENGINEER,
+                    password_hash="not-a-login",
+                    actor="system:test",
+                )
+            approve_config(
+                session=session,
+                station_id=config.station_id,
+                config_text=config.config_text(),
+                source_path=str(station.resolve()),
+                signer_user_id=user.id,
+                reason=reason,
+            )
     finally:
         engine.dispose()
     return digest
