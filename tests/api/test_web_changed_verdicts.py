@@ -66,8 +66,8 @@ def test_models_page_shows_the_changed_verdicts_of_the_current_evaluation(
         assert "running model: <span class=\"verdict v-FAIL\">FAIL</span>" in section
         assert "this candidate: <span class=\"verdict v-PASS\">PASS</span>" in section
         for who in ("champion", "challenger"):
-            image = client.get(f"/models/tiny/2/changed/0-{who}.png")
+            image = client.get(f"/evidence/changed/tiny/2/0-{who}.png")
             assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
-        assert client.get("/models/tiny/2/changed/1-champion.png").status_code == 404
-        assert client.get("/models/tiny/2/changed/..%2Fchanged.json").status_code == 404
+        assert client.get("/evidence/changed/tiny/2/1-champion.png").status_code == 404
+        assert client.get("/evidence/changed/tiny/2/..%2Fchanged.json").status_code == 404
     store.engine.dispose()

@@ -42,12 +42,12 @@ def test_queue_page_lists_shadow_disagreements_with_their_frames(tmp_path: Path,
     rows = section.split("<tr data-inspection=")[1:]
     assert [r.split('"')[1] for r in rows] == ["st-0003", "st-0002"]  # newest first
     assert "PASS" in rows[0] and "FAIL" in rows[0]
-    image = client.get("/shadow/tiny@2/images/st-0002")
+    image = client.get("/evidence/shadow/tiny@2/st-0002")
     assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert client.get("/shadow/tiny@2/images/st-0001").status_code == 404  # agreed: no frame kept
-    assert client.get("/shadow/..%2F..%2Fetc/images/passwd").status_code == 404
+    assert client.get("/evidence/shadow/tiny@2/st-0001").status_code == 404  # agreed: no frame kept
+    assert client.get("/evidence/shadow/..%2F..%2Fetc/passwd").status_code == 404
     operator, _ = client_for("operator")
-    assert operator.get("/shadow/tiny@2/images/st-0002").status_code == 403
+    assert operator.get("/evidence/shadow/tiny@2/st-0002").status_code == 403
 
 
 def test_queue_page_without_shadow_runs_has_no_section(tmp_path: Path, seeded) -> None:

@@ -114,7 +114,7 @@ def promote_form(name: Segment, version: Segment, request: Request, services: Se
     return redirect("/models")
 
 
-@router.get("/models/{name}/{version}/changed/{image}", tags=["station"], response_class=Response,
+@router.get("/evidence/changed/{name}/{version}/{image}", tags=["station"], response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "the PNG"},
                        401: {"description": "not signed in"}, 403: {"description": "forbidden"},
                        404: {"description": "no such version, evaluation or image"}})

@@ -15,7 +15,7 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-@router.get("/shadow/{candidate}/images/{inspection_id}", tags=["queue"], response_class=Response,
+@router.get("/evidence/shadow/{candidate}/{inspection_id}", tags=["queue"], response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "the PNG"},
                        401: {"description": "not signed in"}, 403: {"description": "forbidden"},
                        404: {"description": "no such candidate or disagreement"}})
