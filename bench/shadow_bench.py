@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from testkit.stations import approve_station
 from vinspect.models.registry import ModelRegistry
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +47,7 @@ def _station(data: Path, replay: Path, *, fps: float, shadow: bool) -> Path:
         "signal: {kind: log}", "sinks:", *sinks, ""])
     path = data / ("with.yaml" if shadow else "without.yaml")
     path.write_text(text)
+    approve_station(path, data, reason="shadow benchmark")  # a store-backed station runs an approved file only
     return path
 
 

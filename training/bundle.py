@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from training.config import TrainConfig
 from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
+from training.device import describe, resolve_device
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph
 from training.fusion import FUSED_FAIL_AT
@@ -216,6 +217,7 @@ class _Run:
     started: float
     parent: str | None = None
     trained_by: str | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str,
@@ -241,7 +243,8 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         dataset_root=str(run.index.root), dataset_layout=run.index.layout,
         dataset_sha256=dataset_sha256(run.index.root, run.samples),
         n_train_good=sum(s.is_good for s in run.samples), n_train_defect=sum(not s.is_good for s in run.samples),
-        config={**cfg.model_dump(mode="json"), "good_only": run.good_only}, metrics=metrics,
+        config={**cfg.model_dump(mode="json"), "good_only": run.good_only, "device": describe(run.device)},
+        metrics=metrics,
         duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
         labels_manifest_sha256=_labels_manifest_sha256(run.index.root),
         trained_by=run.trained_by, parent_version=run.parent,
@@ -274,7 +277,7 @@ def _labels_manifest_sha256(root: Path) -> str | None:
 
 def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,
                  good_only: bool = False, config: TrainConfig | None = None, progress: bool = True,
-                 parent: str | None = None, trained_by: str | None = None) -> ModelManifest:
+                 parent: str | None = None, trained_by: str | None = None, device: str = "auto") -> ModelManifest:
     """Train a model on the dataset folder ``data`` and write its bundle to ``out``.
 
     Args:
@@ -287,15 +290,19 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
         progress: show tqdm progress bars.
         parent: the version this one is retrained from (recorded as ``training.parent_version``).
         trained_by: who trains it (recorded; that person may not sign its promotion).
+        device: ``auto`` (a CUDA GPU when PyTorch sees one, else the CPU), ``cpu`` or ``cuda``
+            (:mod:`training.device`); export and the parity check always run on the CPU.
 
     Returns:
         The manifest written to ``out/manifest.json``.
 
     Raises:
         DatasetError: unreadable dataset, too few good images, undecodable image.
-        ModelError: bad name or output folder, weights missing, export or parity failure.
+        ModelError: bad name or output folder, weights missing, export or parity failure, or
+            ``cuda`` requested without a CUDA device.
     """
     started = time.perf_counter()
+    chosen = resolve_device(device)  # before any data is read: a missing GPU is named at once
     config = config or TrainConfig()
     if not _NAME.match(name):
         raise ModelError(f"model name {name!r}: use 1-64 lower-case letters, digits, '_', '.', '-'")
@@ -305,7 +312,7 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
     samples = _training_samples(index, good_only=good_only, min_good=config.min_good_images)
     split = holdout_split(samples, val_percent=config.val_percent)
     fit_data, val = _fit_images(split, progress=progress)
-    run = _Run(index, samples, split, fit_data, val, config, good_only, started, parent, trained_by)
+    run = _Run(index, samples, split, fit_data, val, config, good_only, started, parent, trained_by, chosen)
     manifest = _fit_and_write(run, out, name=name, version=version, progress=progress)
     logger.info("bundle written", extra={"out": str(out), "task": manifest.task,
                                          "fail_at": manifest.thresholds.fail_at})
@@ -320,7 +327,7 @@ def _fit_and_write(run: _Run, out: Path, *, name: str, version: str, progress: b
         torch.set_num_threads(config.torch_threads)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
-        graph = fit_graph(run.data, config=config, progress=progress)
+        graph = fit_graph(run.data, config=config, progress=progress, device=run.device)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         manifest = _write(graph, run, tmp=tmp, name=name, version=version, progress=progress)

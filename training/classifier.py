@@ -57,8 +57,11 @@ def _class_weights(targets: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def fit_classifier(head: DefectHead, feats: torch.Tensor, *, targets: Sequence[int], views: int,
-                   fit: ClassifierFit, progress: bool) -> DefectHead:
+                   fit: ClassifierFit, progress: bool, device: torch.device | None = None) -> DefectHead:
     """Train ``head`` on cached trunk features ``[n_images * views, C, h, w]`` (image-major).
+
+    On ``device`` (default the CPU) the head and each batch move there; the head comes back on
+    the CPU. The batch order and views are drawn on the CPU from ``fit.seed`` on every device.
 
     Raises:
         ModelError: features and targets disagree in number.
@@ -69,7 +72,9 @@ def fit_classifier(head: DefectHead, feats: torch.Tensor, *, targets: Sequence[i
     gen = torch.Generator().manual_seed(fit.seed)
     torch.manual_seed(fit.seed)
     n_classes = head.fc.out_features
-    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(y, n_classes), label_smoothing=0.1)
+    device = device or torch.device("cpu")
+    head.to(device)
+    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(y, n_classes).to(device), label_smoothing=0.1)
     opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     steps = fit.epochs * math.ceil(y.numel() / fit.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=fit.lr, total_steps=steps, pct_start=0.1)
@@ -81,13 +86,13 @@ def fit_classifier(head: DefectHead, feats: torch.Tensor, *, targets: Sequence[i
             idx = order[start:start + fit.batch_size]
             if idx.numel() < 2:
                 continue  # BatchNorm cannot train on a single sample
-            loss = loss_fn(head(feats[idx * views + view[idx]]), y[idx])
+            loss = loss_fn(head(feats[idx * views + view[idx]].to(device)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-    head.eval()
-    logger.info("classifier trained", extra={"images": y.numel(), "classes": n_classes})
+    head.eval().to("cpu")
+    logger.info("classifier trained", extra={"images": y.numel(), "classes": n_classes, "device": str(device)})
     return head
 
 

@@ -24,6 +24,7 @@ from training.backbones import MobileNetTrunk, load_mobilenet_v2
 from training.classifier import ClassifierFit, DefectHead, fit_classifier
 from training.config import TrainConfig
 from training.data import Preprocess, to_hwc
+from training.device import OnDevice, on_device
 from training.export import InspectionGraph
 from training.features import extract_taps
 from vinspect.errors import ModelError
@@ -58,15 +59,16 @@ def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[
     return fit
 
 
-def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig,
-                   progress: bool) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead]:
+def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig, progress: bool,
+                   device: torch.device) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead]:
     preprocess = Preprocess(size_px=config.image_size_px, channels=data.channels,
                             supersample=config.resize_supersample)
     trunk = MobileNetTrunk(backbone, taps=config.trunk_taps)
     if config.map_tap >= len(config.trunk_taps):
         raise ModelError(f"map_tap {config.map_tap} out of range for trunk_taps {config.trunk_taps}")
-    taps = extract_taps(data.good, preprocess=preprocess, trunk=trunk, views=config.anomaly_views,
-                        progress=progress, desc="good features")
+    with on_device(trunk, device):  # features on the training device, back on the CPU for fitting
+        taps = extract_taps(data.good, preprocess=preprocess, trunk=OnDevice(trunk, device),
+                            views=config.anomaly_views, progress=progress, desc="good features")
     sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
     embedder = PatchEmbedder(pool_px=config.patch_pool_px, tap_sizes=sizes, map_tap=config.map_tap)
     emb = embedder(taps)
@@ -78,18 +80,20 @@ def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainC
 
 
 def _classifier(backbone: torch.nn.Module, data: FitImages, *, graph: InspectionGraph, config: TrainConfig,
-                progress: bool) -> DefectHead:
+                progress: bool, device: torch.device) -> DefectHead:
     images = list(data.good) + list(data.defect)
     targets = [0] * len(data.good) + [t + 1 for t in data.defect_targets]
-    feats = extract_taps(images, preprocess=graph.preprocess, trunk=graph.trunk, views=config.classifier_views,
-                         progress=progress, desc="classifier features")[-1]
+    with on_device(graph.trunk, device):
+        feats = extract_taps(images, preprocess=graph.preprocess, trunk=OnDevice(graph.trunk, device),
+                             views=config.classifier_views, progress=progress, desc="classifier features")[-1]
     start = config.trunk_taps[-1] + 1
     head = DefectHead(backbone, start=start, stop=config.classifier_stop_block,
                       n_classes=1 + len(data.labels), dropout=config.classifier_dropout)
     fit = ClassifierFit(epochs=config.classifier_epochs, lr=config.classifier_lr,
                         weight_decay=config.classifier_weight_decay, batch_size=config.classifier_batch_size,
                         seed=config.seed)
-    return fit_classifier(head, feats, targets=targets, views=config.classifier_views, fit=fit, progress=progress)
+    return fit_classifier(head, feats, targets=targets, views=config.classifier_views, fit=fit, progress=progress,
+                          device=device)
 
 
 @torch.no_grad()
@@ -135,8 +139,12 @@ def set_open_set_thresholds(graph: InspectionGraph, val_good: Sequence[Image], *
                                               "defect_frr": graph.open_set.defect_frr})
 
 
-def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool) -> InspectionGraph:
+def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool,
+              device: torch.device | None = None) -> InspectionGraph:
     """Fit every part of the graph; the classifier only when ``data.labels`` is not empty.
+
+    ``device`` (default the CPU; :func:`training.device.resolve_device`) runs the trunk's feature
+    extraction and the classifier's training; the graph comes back on the CPU.
 
     Raises:
         ModelError: no good images, bad configuration, or the weights cannot be loaded.
@@ -145,14 +153,17 @@ def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool) -> Inspec
         raise ModelError("fitting needs good images to learn from and held-out good images to calibrate")
     torch.manual_seed(config.seed)
     backbone = load_mobilenet_v2()
-    preprocess, trunk, embedder, scorer, head = _anomaly_parts(backbone, data, config=config, progress=progress)
+    device = device or torch.device("cpu")
+    preprocess, trunk, embedder, scorer, head = _anomaly_parts(backbone, data, config=config, progress=progress,
+                                                               device=device)
     graph = InspectionGraph(preprocess=preprocess, trunk=trunk, embedder=embedder, scorer=scorer,
                             map_head=head, fusion=config.fusion)
     raw = [raw_image_score(graph, img, channels=data.channels)
            for img in tqdm(data.val_good, desc="reference level", disable=not progress, leave=False)]
     graph.map_head.set_reference(float(np.quantile(raw, REFERENCE_QUANTILE)))
     if data.labels:
-        graph.classifier = _classifier(backbone, data, graph=graph, config=config, progress=progress).eval()
+        graph.classifier = _classifier(backbone, data, graph=graph, config=config, progress=progress,
+                                       device=device).eval()
         if graph.open_set is not None:
             set_open_set_thresholds(graph, data.val_good, channels=data.channels, config=config, progress=progress)
     return graph.eval()

@@ -9,6 +9,8 @@ resolve against the data directory (they are run output, not configuration).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -213,6 +215,19 @@ class StationConfig(Strict):
             return [{"kind": v} if isinstance(v, str) else v for v in value]
         return value
 
+    def config_text(self) -> str:
+        """The effective configuration as canonical JSON: every field with its default filled in, paths
+        as resolved by :func:`load_station`, keys sorted, no whitespace (what :meth:`config_sha256` hashes).
+
+        The station file holds no secret: the database URL comes from the settings and the OPC UA
+        password from the environment variable ``opcua.password_env`` names (only that name is here)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+
+    def config_sha256(self) -> str:
+        """SHA-256 of :meth:`config_text`: the configuration version every inspection records."""
+        return hashlib.sha256(self.config_text().encode("utf-8")).hexdigest()
+
     def pipeline_config(self, *, max_parts: int | None = None) -> PipelineConfig:
         """The runner's settings for this station."""
         p = self.policy
@@ -224,7 +239,8 @@ class StationConfig(Strict):
             overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper(),
                                       frr_ceiling=p.frr_ceiling),
             require_golden=p.require_golden, ort_threads=self.ort_threads,
-            ort_allow_spinning=self.ort_allow_spinning, part_number=self.model.part_number)
+            ort_allow_spinning=self.ort_allow_spinning, part_number=self.model.part_number,
+            config_sha256=self.config_sha256())
 
 
 def _problems(exc: ValidationError) -> str:

@@ -56,7 +56,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"app": app, "params": {"ncr_uuid": ncr, "inspection_id": sample, "sha256": doc["evidence"][0]["sha256"],
                                    "user_id": str(victim.id), "name": "tiny", "version": "1",
                                    "alarm_id": "1", "number": "CAPA-2026-9999",
-                                   "step": "D1", "set_name": "authz", "image_id": str(image_id)}}
+                                   "step": "D1", "set_name": "authz", "image_id": str(image_id),
+                                   "candidate": "tiny@2", "image": "0-champion.png"}}
 
 
 def _operations(app: Any) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from test_station_faults import GOLDEN, cli
 
 from testkit.bundles import write_golden_samples
+from testkit.stations import approve_station
 from vinspect.crashpoints import CRASH_ENV, EXIT_STATUS
 from vinspect.pipeline.part_numbers import mark_path, read_mark
 from vinspect.store.db import make_engine, session_scope
@@ -57,7 +58,11 @@ def jsonl_station(tmp_path, tiny_bundle) -> Path:
 
 def run_station(
     station: Path, data: Path, parts: int, *, crash_at: str | None = None, database_url: str | None = None,
+    approve: bool = True,
 ) -> subprocess.CompletedProcess[str]:
+    """``vinspect run`` in its own process; a store-backed station file is approved first (``approve``)."""
+    if approve and "kind: store" in station.read_text():
+        approve_station(station, data, database_url=database_url)
     env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, "VINSPECT_DATABASE_URL")}
     if crash_at is not None:
         env[CRASH_ENV] = crash_at

@@ -39,23 +39,26 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def test_missing_data_dir_with_missing_parent_is_named(tmp_path, station) -> None:
     missing = tmp_path / "typo" / "data"
-    done = run_station(station, missing, 3)
+    done = run_station(station, missing, 3, approve=False)
     assert done.returncode == 2 and f"data directory {missing} does not exist, nor its parent" in done.stderr
     assert not missing.parent.exists()
 
 
 def test_missing_data_dir_is_created_when_its_parent_exists(tmp_path, station) -> None:
     data = tmp_path / "fresh"
+    refused = run_station(station, data, 3, approve=False)  # a fresh store holds no approval of the file
+    assert refused.returncode == 2 and f"created data directory {data}" in refused.stderr
+    assert "is not approved" in refused.stderr and "vinspect config approve --station" in refused.stderr
     done = run_station(station, data, 3)
     assert done.returncode == 0, done.stderr
-    assert f"created data directory {data}" in done.stderr and json.loads(done.stdout.splitlines()[-1])["books"][
+    assert json.loads(done.stdout.splitlines()[-1])["books"][
         "triggers"] == 3
     assert (data / "vinspect.db").is_file() and (data / "audit-key").is_file()
 
 
 def test_full_disk_at_start_is_named(tmp_path, station, tmpfs: Path) -> None:
     (tmpfs / "filler").write_bytes(b"\0" * (1024 * 1024 - 2048))  # leave less than the probe
-    done = run_station(station, tmpfs, 3)
+    done = run_station(station, tmpfs, 3, approve=False)
     assert done.returncode == 2 and f"data directory {tmpfs}: disk full" in done.stderr, done.stderr
 
 
@@ -66,7 +69,7 @@ def test_low_free_space_at_start_is_named(tmpfs: Path) -> None:
 
 def test_unwritable_data_dir_is_named(tmp_path, station, tmpfs: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    done = run_station(station, tmpfs, 3)
+    done = run_station(station, tmpfs, 3, approve=False)
     assert done.returncode == 2 and f"data directory {tmpfs}: not writable" in done.stderr, done.stderr
 
 

@@ -22,11 +22,11 @@ from asyncua import Client, ua
 from sqlalchemy import select
 
 from testkit.bundles import write_golden_samples, write_tiny_bundle
+from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.models.archive import archive_sha256, pack_bundle
 from vinspect.models.manifest import read_manifest
 from vinspect.models.registry import ModelRegistry
 from vinspect.opcua.server import NAMESPACE, OpcUaSettings, VisionServer
-from vinspect.camera.scripted import ScriptedSource, make_frame
 from vinspect.pipeline.gating import gate_bundle, policy_for
 from vinspect.pipeline.judge import Judge
 from vinspect.pipeline.record import ListSink

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # testkit: the tests' bundle writers
 
 from testkit.bundles import write_golden_samples, write_tiny_bundle  # noqa: E402
+from testkit.stations import approve_station  # noqa: E402
 from vinspect.store.audit_key import KEY_FILE, open_keyring  # noqa: E402
 
 GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
@@ -85,6 +86,7 @@ class Plant:
             (data / KEY_FILE).chmod(0o600)
             yaml = station_yaml(work / f"{sid}.yaml", station_id=sid, line_id=f"L{k % lines + 1}", bundle=bundle,
                                 fps=fps, extra=extra + (extras or {}).get(k, ""), model=model)
+            approve_station(yaml, data, database_url=url)  # a store-backed station runs an approved file only
             self.stations.append(Station(sid, data, yaml))
 
     def start(self, *, duration_s: float | None = None, env: dict[str, str] | None = None) -> None:

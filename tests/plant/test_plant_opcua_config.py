@@ -9,6 +9,7 @@ from pathlib import Path
 
 from plant_run import plant_bundle, station_yaml
 
+from testkit.stations import approve_station
 from vinspect.station import load_station
 
 
@@ -29,6 +30,7 @@ def test_vinspect_run_refuses_an_opcua_user_without_a_password(tmp_path: Path) -
     yaml = station_yaml(tmp_path / "s.yaml", station_id="s1", line_id="L1", bundle=bundle, fps=5,
                         extra="opcua: {port: 4851, username: mes, password_env: MES_PASSWORD_FOR_TEST}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VINSPECT_") and k != "MES_PASSWORD_FOR_TEST"}
+    approve_station(yaml, tmp_path / "data")
     done = subprocess.run([sys.executable, "-m", "vinspect", "run", "--station", str(yaml), "--data-dir",
                            str(tmp_path / "data"), "--max-parts", "3", "--json"],
                           capture_output=True, text=True, timeout=120, env=env)

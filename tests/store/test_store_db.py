@@ -94,6 +94,13 @@ def _insert_one(engine: Engine, table: str) -> None:
             session.execute(text("INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
                                  "signed_at, record_sha256, auth_method) VALUES ('ncr', 'x', 1, 'U', 'REVIEW', "
                                  "CURRENT_TIMESTAMP, 'h', 'password')"))
+        if table == "station_configs":
+            session.execute(text("INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
+                                 "signed_at, record_sha256, auth_method) VALUES ('station_config', 'st@h', 1, 'U', "
+                                 "'CONFIG_APPROVAL', CURRENT_TIMESTAMP, 'h', 'password')"))
+            session.execute(text("INSERT INTO station_configs (station_id, config_sha256, config_text, source_path, "
+                                 "approved_by_user_id, approved_by, approved_at, reason, signature_id) VALUES ('st', "
+                                 "'h', '{}', 'p', 1, 'U', CURRENT_TIMESTAMP, 'r', (SELECT max(id) FROM signatures))"))
         if table == "spc_baselines":
             session.execute(text("INSERT INTO spc_baselines (station_id, chart, window_from, window_to, "
                                  "subgroup_minutes, p_bar, subgroups, parts, defects, approved_by, reason, created_at) "

@@ -39,6 +39,7 @@ from vinspect.api.routes import (
     promotion,
     quality,
     queue,
+    shadow,
     station,
 )
 from vinspect.api.security import SecurityMiddleware
@@ -84,7 +85,7 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
                   openapi_url=None, lifespan=_alarm_lifespan(services))
     app.state.services = services
     for module in (auth, queue, ncrs, evidence, station, promotion, plant, export, admin, quality, capa, labelling,
-                   labelling_api):
+                   labelling_api, shadow):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     _install_handlers(app)

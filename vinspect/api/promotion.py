@@ -17,6 +17,7 @@ from vinspect.api.auth import AuthUser
 from vinspect.api.deps import Services
 from vinspect.api.workflow import check_signing_password, installed_manifest, invalid
 from vinspect.errors import StateError
+from vinspect.models.evaluation_images import evaluation_dir, read_changed
 from vinspect.store import promotion as promo
 from vinspect.store import session_scope
 
@@ -35,6 +36,9 @@ class PromotionView:
     signer_ids: tuple[int, ...]
     blockers: tuple[str, ...]
     promoted: bool
+    # the current evaluation's changed verdicts with their images (``models evaluate``), None: none written
+    changed: list[dict[str, Any]] | None = None
+    evaluation_sha256: str | None = None
 
 
 def promotion_views(services: Services, names: list[tuple[str, str]]) -> dict[tuple[str, str], PromotionView]:
@@ -48,7 +52,10 @@ def promotion_views(services: Services, names: list[tuple[str, str]]) -> dict[tu
                 criteria=None if c.criteria is None else c.criteria.model_dump(mode="json"),
                 trained_by=c.trained_by,
                 evaluation=None if c.evaluation is None else c.evaluation.model_dump(mode="json"),
-                signers=c.signers, signer_ids=c.signer_ids, blockers=tuple(c.blockers), promoted=c.promoted)
+                signers=c.signers, signer_ids=c.signer_ids, blockers=tuple(c.blockers), promoted=c.promoted,
+                evaluation_sha256=c.evaluation_sha256,
+                changed=None if c.evaluation_sha256 is None else read_changed(
+                    evaluation_dir(services.data_dir, name, version, c.evaluation_sha256)))
     return out
 
 

@@ -18,7 +18,7 @@ from vinspect.dataset.synth_pcb import SYNTH_KINDS, write_pairs
 from vinspect.dataset.validate import Problem, validate_dataset
 from vinspect.errors import StoreError
 from vinspect.settings import load_settings
-from vinspect.store.adjudicated import adjudicated_parts
+from vinspect.store.adjudicated import adjudicated_parts, audited_pass_parts
 from vinspect.store.db import make_engine, session_scope
 from vinspect.store.evidence import EvidenceStore
 
@@ -47,9 +47,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     check.set_defaults(handler=_validate)
     register_labelling(verbs)
     reviews = verbs.add_parser(
-        "from-reviews", help="turn adjudicated NCRs into a labelled dataset (class folders + provenance)",
+        "from-reviews", help="turn adjudicated NCRs and audited PASS samples into a labelled dataset "
+                             "(class folders + provenance)",
         description="Reads every NCR whose standing review says FALSE_REJECT (-> good/) or CONFIRMED_DEFECT "
-                    "(-> <defect code>/), writes its image with a provenance file, deduplicated by pixels, "
+                    "(-> <defect code>/) and every audited PASS sample with a kept image (CONFORMS -> good/, "
+                    "ESCAPE -> <defect code>/), writes its image with a provenance file, deduplicated by pixels, "
                     "optionally merged over an existing dataset's training images, and refuses any image "
                     "that is also a golden sample or a frozen evaluation image (--exclude).")
     reviews.add_argument("--out", type=Path, required=True, help="new dataset folder (must not exist or be empty)")
@@ -117,6 +119,10 @@ def _from_reviews(args: argparse.Namespace) -> int:
             parts = [ReviewedImage(name=p.ncr_number, label=p.label, image_sha256=p.image_sha256,
                                    provenance=p.provenance())
                      for p in adjudicated_parts(session=session, since=args.since, until=args.until)]
+            audits = [ReviewedImage(name=f"pass-{a.inspection_id}", label=a.label, image_sha256=a.image_sha256,
+                                    provenance=a.provenance())
+                      for a in audited_pass_parts(session=session, since=args.since, until=args.until)]
+            parts += audits
         report = build_from_reviews(parts, read_blob=evidence.read, out=args.out, merge=args.merge,
                                     exclude=args.exclude, drop_leaking=args.drop_leaking)
     finally:
@@ -125,7 +131,8 @@ def _from_reviews(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
     sys.stdout.write(f"wrote {sum(report.counts.values())} images to {report.out} ({counts}): "
                      f"{report.from_reviews} from reviews, {report.from_dataset} from the merged dataset, "
-                     f"{len(report.duplicates)} duplicate(s) left out\n")
+                     f"{len(report.duplicates)} duplicate(s) left out; read {len(parts) - len(audits)} reviewed "
+                     f"NCR(s) and {len(audits)} audited PASS sample(s)\n")
     for dropped, other in report.dropped_leaking:
         sys.stdout.write(f"LEFT OUT {dropped}: same image as {other}\n")
     sys.stdout.write(f"dataset_sha256 {report.dataset_sha256}\n")

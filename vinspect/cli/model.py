@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        help="the version this candidate is retrained from (recorded in its manifest)")
     train.add_argument("--trained-by", default=None,
                        help="who trains it (default: your login); that person may not sign its promotion")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="where features and the classifier train: auto (a CUDA GPU when PyTorch sees one, "
+                            "else the CPU), cpu, or cuda (refused without one); export and parity run on the CPU")
     train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
                        help="reference: golden-reference inspection from template/test pairs")
     train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
@@ -157,6 +160,8 @@ def _train(args: argparse.Namespace) -> int:
                            "them in the labelling workspace and export again, or pass --allow-unsettled to train "
                            "without those images")
     if args.task == "reference":
+        if args.device == "cuda":
+            raise ConfigError("--device cuda: reference training (--task reference) runs on the CPU (OpenCV)")
         return _train_reference(args)
     try:
         from training.bundle import train_bundle
@@ -172,7 +177,7 @@ def _train(args: argparse.Namespace) -> int:
         config = (config or TrainConfig()).model_copy(update={"quantize": args.quantize})
     manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
                             config=config, progress=not args.no_progress, parent=args.parent,
-                            trained_by=args.trained_by or getpass.getuser())
+                            trained_by=args.trained_by or getpass.getuser(), device=args.device)
     ev = manifest.thresholds.evidence
     sys.stdout.write(
         f"wrote {args.out} ({manifest.name} {manifest.version}, {manifest.task}); "

@@ -20,12 +20,14 @@ from typing import Any
 from vinspect.dataset.frozen import is_frozen, verify_frozen
 from vinspect.dataset.layouts import open_dataset
 from vinspect.errors import ConfigError, DatasetError, ModelError, StateError
+from vinspect.models.evaluation_images import evaluation_dir
 from vinspect.models.manifest import read_manifest
 from vinspect.models.promotion_criteria import Criteria, Evaluation
 from vinspect.models.registry import ModelRegistry
 from vinspect.models.runtime import load_bundle
 from vinspect.pipeline.gating import policy_for
 from vinspect.pipeline.shadow import read_shadow_stats
+from vinspect.report.changed_images import write_changed_images
 from vinspect.report.compare import compare_bundles, golden_outcome
 from vinspect.settings import load_settings
 from vinspect.store import promotion as promo
@@ -190,6 +192,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             "parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")})
     digest = _run(store_engine(args), lambda s: promo.record_evaluation(
         session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()))
+    if champion is not None:  # the changed verdicts' images, for the Models page (named by the evidence's hash)
+        folder = evaluation_dir(load_settings(data_dir=args.data_dir).data_dir, m.name, m.version, digest)
+        changed = write_changed_images(folder, result, champion_level=champion.manifest.thresholds.map_at,
+                                       challenger_level=candidate.manifest.thresholds.map_at)
+        sys.stdout.write(f"changed verdicts: {len(changed)} (both heatmaps of each in {folder})\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

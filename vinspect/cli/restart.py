@@ -104,7 +104,7 @@ def _inspection_from_line(rec: dict[str, Any]) -> Inspection:
                         fail_at=float(rec["fail_at"]), review_at=float(rec["review_at"]))
     return Inspection(inspection_id=rec["inspection_id"], station_id=rec["station_id"], part_seq=int(rec["part_seq"]),
                       frame=None, prediction=prediction, decision=decision, timings=StageTimings(),
-                      error=rec.get("error"), model=ref)
+                      error=rec.get("error"), model=ref, config_sha256=rec.get("config_sha256"))
 
 
 def _lines_for(path: Path | None, seqs: Sequence[int], station_id: str) -> dict[int, Inspection]:

@@ -24,16 +24,19 @@ station stayed PREOPERATIONAL and rejected every part).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from vinspect.camera.base import FrameSource
+from vinspect.cli.config_control import ConfigWatch, require_approval
 from vinspect.cli.restart import recover
 from vinspect.cli.run_summary import closing_json, closing_text
 from vinspect.datadir import prepare_data_dir
@@ -224,6 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         if judge.bundle is None:
             sys.stderr.write(f"station {station.station_id} stays PREOPERATIONAL: {judge.unavailable_reason}\n")
         sinks, jsonl, engine = _sinks(station, settings, stack=stack)
+        config = _config_control(args, station, engine, stack=stack)
         watch = _follow_assignments(station, settings.data_dir, engine, judge, watch)
         recovered = recover(station.station_id, data_dir=settings.data_dir, policy=judge.policy, sinks=sinks,
                             jsonl=jsonl, engine=engine)
@@ -237,13 +241,16 @@ def _run(args: argparse.Namespace) -> int:
                                       sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
                                       watch=watch, books=BookKeeper(opening=recovered.books), on_admit=numbers.admit)
         box.append(pipeline)
-        stack.enter_context(StatusWriter(status_path(settings.data_dir), snapshot=pipeline.status))
+        def snapshot() -> Any:
+            return dataclasses.replace(pipeline.status(), config=config())
+
+        stack.enter_context(StatusWriter(status_path(settings.data_dir), snapshot=snapshot))
         _report_to_registry(station, pipeline, engine, stack=stack, opcua_endpoint=endpoint)
         _serve_metrics(station, pipeline, stack=stack)
         pipeline.start(first_part_seq=recovered.start)
         stack.callback(pipeline.stop)
         _wait(pipeline, stop, duration_s=args.duration_s)
-    status = pipeline.status()
+    status = dataclasses.replace(pipeline.status(), config=config())
     as_text = args.output == "text" or (args.output == "auto" and sys.stdout.isatty())
     report = closing_text if as_text else closing_json
     sys.stdout.write(report(status.to_dict(), reconciled=status.books.discrepancy == 0))
@@ -278,6 +285,16 @@ def _recipe_book(station: StationConfig, data_dir: Path, engine: Any) -> Any:
 
     return StationRecipes(engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"),
                           name=spec.name)
+def _config_control(args: argparse.Namespace, station: StationConfig, engine: Any, *,
+                    stack: ExitStack) -> Callable[[], dict[str, Any]]:
+    """A store-backed station starts only with an approved configuration and watches its file
+    (:mod:`vinspect.cli.config_control`); returns what the status shows about the configuration."""
+    if engine is None:  # no store: no approvals to check against; the hash is still recorded
+        digest = station.config_sha256()
+        return lambda: {"sha256": digest, "approved_by": None, "file_state": "not controlled (no store sink)"}
+    approval = require_approval(engine, station, path=args.station, data_dir=args.data_dir)
+    watch = stack.enter_context(ConfigWatch(args.station, running=station, approval=approval, engine=engine))
+    return watch.status
 
 
 def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: list[InspectionSink], *,
@@ -319,7 +336,8 @@ def _report_to_registry(station: StationConfig, pipeline: InspectionPipeline, en
 
     product = next((cfg.product for cfg in station.sinks if isinstance(cfg, StoreSinkConfig)), None)
     identity = StationIdentity(station_id=station.station_id, site_id=product.site_id if product else None,
-                               line_id=product.line_id if product else None, opcua_endpoint=opcua_endpoint)
+                               line_id=product.line_id if product else None, opcua_endpoint=opcua_endpoint,
+                               config_sha256=station.config_sha256())
     stack.enter_context(StationReporter(engine, identity, snapshot=lambda: pipeline.status().to_dict()))
 
 

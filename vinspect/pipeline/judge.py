@@ -139,6 +139,7 @@ class InspectContext:
     station_id: str
     deadline_ms: float | None = None
     clock: Callable[[], int] = time.perf_counter_ns
+    config_sha256: str | None = None  # the station configuration version every inspection records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,7 +196,7 @@ def inspect_frame(item: Frame | FrameFault, *, judge: Judge, ctx: InspectContext
     timings = StageTimings(triggered_ns=ticket.acquired_ns, acquired_ns=ticket.acquired_ns, **stamps)
     inspection = Inspection(inspection_id=new_inspection_id(ticket.part_seq), station_id=ctx.station_id,
                             part_seq=ticket.part_seq, frame=frame, prediction=prediction, decision=decision,
-                            timings=timings, error=error,
+                            timings=timings, error=error, config_sha256=ctx.config_sha256,
                             model=judge.bundle.ref if judge.bundle is not None else None)
     try:
         signaller.signal(inspection)

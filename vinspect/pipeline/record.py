@@ -177,6 +177,7 @@ def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
                        "preprocessed": t.preprocessed_ns,
                        "inferred": t.inferred_ns, "decided": t.decided_ns, "signalled": t.signalled_ns},
         "error": inspection.error,
+        "config_sha256": inspection.config_sha256,
     }
 
 

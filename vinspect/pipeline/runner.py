@@ -104,6 +104,7 @@ class PipelineConfig:
     ort_allow_spinning: bool = DEFAULT_ALLOW_SPINNING
     part_number: str | None = None
     gc_freeze: bool = True
+    config_sha256: str | None = None  # the station file's version (StationConfig.config_sha256)
 
 
 def _frame_bytes(inspection: Inspection) -> int:
@@ -134,7 +135,8 @@ class InspectionPipeline:
         self._source, self._judge, self._pending, self._watch = source, judge, judge, watch
         self._signaller = LockedSignaller(signaller)
         self._sinks = tuple(sinks)
-        self._ctx = InspectContext(station_id=config.station_id, deadline_ms=config.deadline_ms)
+        self._ctx = InspectContext(station_id=config.station_id, deadline_ms=config.deadline_ms,
+                                   config_sha256=config.config_sha256)
         self._frames: queue.Queue[Entry | None] = queue.Queue(maxsize=config.queue_size)
         self._records: queue.Queue[Inspection | None] = queue.Queue(maxsize=config.record_queue_size)
         self._stop, self._finished, self._line_stop = threading.Event(), threading.Event(), threading.Event()

@@ -67,6 +67,7 @@ class PipelineStatus:
     record_queue_depth: int
     line_stopped: bool
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    config: Mapping[str, object] | None = None  # the station configuration version (vinspect run adds it)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the status.json schema)."""
@@ -83,6 +84,7 @@ class PipelineStatus:
             "latency_ms": dict(self.latency_ms), "stages_ms": {k: dict(v) for k, v in self.stages_ms.items()},
             "extras": dict(self.extras), "queue_depth": self.queue_depth,
             "record_queue_depth": self.record_queue_depth, "line_stopped": self.line_stopped,
+            "config": None if self.config is None else dict(self.config),
         }
 
 

@@ -13,19 +13,14 @@ from typing import Any
 from vinspect.dataset.images import read_image
 from vinspect.errors import ImageDecodeError
 from vinspect.imaging import encode_png
+from vinspect.models.evaluation_images import ORDER as _ORDER
+from vinspect.models.evaluation_images import TITLES as _TITLES
 from vinspect.report.compare import Comparison
 from vinspect.report.evaluate import Scored
 from vinspect.report.overlay import render_overlay
 
 __all__ = ["write_compare_report"]
 
-_ORDER = ("defect_newly_escaping", "good_newly_rejected", "defect_newly_caught", "good_newly_passed",
-          "verdict_changed")
-_TITLES = {"defect_newly_escaping": "Defects the challenger lets through (escapes)",
-           "good_newly_rejected": "Good parts the challenger rejects (new false rejects)",
-           "defect_newly_caught": "Defects the challenger catches and the champion missed",
-           "good_newly_passed": "Good parts the challenger passes and the champion rejected",
-           "verdict_changed": "Still off the line, different verdict (FAIL / REVIEW)"}
 _ROWS = (("AUROC", "auroc", False), ("F1", "f1", False),
          ("good parts rejected at zero escapes", "false_reject_rate_at_zero_escape", True),
          ("defect-type accuracy", "defect_type_accuracy", True))

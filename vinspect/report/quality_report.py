@@ -62,6 +62,8 @@ def _png(out: Path, name: str, data: bytes) -> str:
 
 def _what(a: AlarmView) -> str:
     d = a.detail
+    if a.kind == "config":  # a station file changed on disk without approval (issue 20)
+        return str(d.get("message", ""))
     if a.kind == "drift":
         return f"PSI {d.get('psi')} ({d.get('band')}), KS D {d.get('ks_d')} on {d.get('live_n')} live parts"
     return f"Nelson {a.rule}: {d.get('description', '')}"

@@ -71,11 +71,14 @@ _USER_COLUMNS = ("id", "username", "display_name", "role", "created_at")
 
 
 def inspection_sha256(row: InspectionRecord | Values) -> str:
-    """Hash of one inspection row (its part number only where it has one: rows before migration 0008 hash as then)."""
+    """Hash of one inspection row. ``part_number`` (migration 0008) and ``config_sha256`` (migration
+    0010) are hashed only when set, so rows written before them verify unchanged."""
     content = _columns(row, _INSPECTION_COLUMNS)
     part_number = _get(row, "part_number")
     if part_number is not None:
         content["part_number"] = part_number
+    if (config := _get(row, "config_sha256")) is not None:
+        content["config_sha256"] = config
     return content_sha256(content)
 
 

@@ -60,6 +60,7 @@ class SignatureMeaning(enum.StrEnum):
     DISPOSITION = "DISPOSITION"
     APPROVAL = "APPROVAL"
     MODEL_PROMOTION = "MODEL_PROMOTION"
+    CONFIG_APPROVAL = "CONFIG_APPROVAL"  # a station configuration version (store.station_configs)
 
 
 class Role(enum.StrEnum):
@@ -147,6 +148,7 @@ SIGNING_ROLES: Mapping[SignatureMeaning, frozenset[Role]] = {
     SignatureMeaning.DISPOSITION: frozenset({Role.QUALITY_ENGINEER}),
     SignatureMeaning.APPROVAL: frozenset({Role.QUALITY_ENGINEER}),
     SignatureMeaning.MODEL_PROMOTION: frozenset({Role.QUALITY_ENGINEER}),
+    SignatureMeaning.CONFIG_APPROVAL: frozenset({Role.QUALITY_ENGINEER, Role.ADMIN}),
 }
 
 

@@ -61,6 +61,7 @@ def _record(row: InspectionRecord) -> dict[str, Any]:
         "defect_code": None, "model_sha256": row.model_sha256,
         "model": None if row.model_name is None else {"name": row.model_name, "version": row.model_version},
         "timings_ns": None, "error": row.error, "recovered_from": "store", "recorded_at": format_utc(row.recorded_at),
+        "config_sha256": row.config_sha256,
     }
 
 

@@ -111,6 +111,7 @@ def _inspection_values(inspection: Inspection, *, now: datetime, part_number: st
         "frame_id": frame.frame_id if frame else None,
         "captured_at": _utc(frame.captured_at) if frame else None, "part_id": frame.part_id if frame else None,
         "error": inspection.error, "recorded_at": now, "part_number": part_number,
+        "config_sha256": inspection.config_sha256,
     }
 
 

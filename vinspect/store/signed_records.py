@@ -25,7 +25,7 @@ from vinspect.store.tables import AuditRecord, SignatureRecord, UserRecord
 
 __all__ = ["RECORD_ENTITIES", "any_row_binds", "sign_record", "verify_record_signature"]
 
-RECORD_ENTITIES = frozenset({"capa", "alarm"})
+RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config"})
 
 
 def sign_record(*, session: Session, entity: str, entity_id: str, signer: UserRecord, meaning: SignatureMeaning,

@@ -46,6 +46,7 @@ class StationIdentity:
     site_id: str | None = None
     line_id: str | None = None
     opcua_endpoint: str | None = None
+    config_sha256: str | None = None  # the station configuration version it runs (migration 0010)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +79,7 @@ class StationView:
     p50_ms: float | None
     p99_ms: float | None
     opcua_endpoint: str | None
+    config_sha256: str | None = None
 
 
 def _counters(status: Mapping[str, Any]) -> dict[str, int]:
@@ -110,7 +112,7 @@ def report_station(engine: Engine, identity: StationIdentity, status: Mapping[st
         "started_at": started_at, "heartbeat_at": now or datetime.now(UTC), "period_s": period_s,
         **_counters(status), "parts_per_s": parts_per_s, "reject_rate": reject_rate,
         "p50_ms": _float(latency.get("p50_ms")), "p99_ms": _float(latency.get("p99_ms")),
-        "opcua_endpoint": identity.opcua_endpoint,
+        "opcua_endpoint": identity.opcua_endpoint, "config_sha256": identity.config_sha256,
     }
     table = table_of(StationRow)
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite

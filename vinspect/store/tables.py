@@ -58,13 +58,14 @@ __all__ = [
     "QualityAlarmRecord",
     "SignatureRecord",
     "SpcBaselineRecord",
+    "StationConfigRecord",
     "StationRow",
     "UserRecord",
     "WatermarkRecord",
 ]
 
 APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
-                      "spc_baselines", "capa_links", "pass_evidence")
+                      "spc_baselines", "capa_links", "pass_evidence", "station_configs")
 # Labelling (migration 0007): sets, their images, label events and model scores, append-only too.
 LABEL_TABLES = ("label_sets", "label_images", "label_events", "label_scores")
 
@@ -151,6 +152,7 @@ class InspectionRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime]
     part_number: Mapped[str | None] = mapped_column(String(64))  # migration 0008; None before it
+    config_sha256: Mapped[str | None] = mapped_column(String(64))  # migration 0010: station configuration version
 
 
 class NcrRecord(Base):
@@ -459,6 +461,26 @@ class StationRow(Base):
     p50_ms: Mapped[float | None] = mapped_column(Float)
     p99_ms: Mapped[float | None] = mapped_column(Float)
     opcua_endpoint: Mapped[str | None] = mapped_column(String(255))
+    config_sha256: Mapped[str | None] = mapped_column(String(64))  # migration 0010: the version it runs
+
+
+class StationConfigRecord(Base):
+    """An approved station configuration version (migration 0010; ``vinspect.store.station_configs``)."""
+
+    __tablename__ = "station_configs"
+    __table_args__ = (UniqueConstraint("station_id", "config_sha256"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64))
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    config_text: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str] = mapped_column(String(1024))
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    approved_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved_by: Mapped[str] = mapped_column(String(200))
+    approved_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    signature_id: Mapped[int] = mapped_column(BigId, ForeignKey("signatures.id"))
 class LabelSetRecord(Base):
     """A labelling set: images imported together, labelled openly or blind by ``blind_labellers`` people."""
 

@@ -31,6 +31,7 @@ from vinspect.store.canonical import format_utc, sha256_hex
 from vinspect.store.content import event_sha256, inspection_batch_sha256, ncr_sha256, signature_sha256, user_sha256
 from vinspect.store.label_verify import label_event_problems
 from vinspect.store.lifecycle import verify_signature
+from vinspect.store.station_configs import config_problems
 from vinspect.store.tables import (
     AuditRecord,
     InspectionRecord,
@@ -124,6 +125,7 @@ def _record_problems(session: Session) -> Generator[str, None, None]:
             yield problem
         yield from _user_state_problems(user, state)
     yield from label_event_problems(session)
+    yield from config_problems(session)
     for (kind, key), (seq, _) in sorted(links.items(), key=lambda item: item[1][0]):
         yield f"{kind} {key}: covered by audit seq {seq} but missing (deleted)"
 

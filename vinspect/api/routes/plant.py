@@ -20,6 +20,7 @@ from vinspect.models.manifest import read_manifest
 from vinspect.models.risk import activation_warnings
 from vinspect.store.canonical import format_utc
 from vinspect.store.distribution import Assignment, current_assignments
+from vinspect.store.station_configs import ConfigApproval, approvals_by_version
 from vinspect.store.stations import STALE_PERIODS, list_stations
 
 __all__ = ["router"]
@@ -37,11 +38,13 @@ API_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "not sign
                                                   403: {"description": "forbidden"}}
 
 
-def _public(view: Any, assignment: Assignment | None = None) -> dict[str, Any]:
+def _public(view: Any, assignment: Assignment | None = None, approval: ConfigApproval | None = None) -> dict[str, Any]:
     row = asdict(view)
     for key in ("started_at", "heartbeat_at"):
         row[key] = format_utc(row[key])
     row["assignment"] = None if assignment is None else _assignment(assignment)
+    row["config_approved_by"] = None if approval is None else approval.approved_by
+    row["config_approved_at"] = None if approval is None else format_utc(approval.approved_at)
     return row
 
 
@@ -60,7 +63,9 @@ def api_plant_stations(db: ReadSession, _user: Viewer, site_id: Text64 = None,
     while pending)."""
     views = list_stations(session=db, site_id=site_id or None, line_id=line_id or None)
     assigned = current_assignments(session=db)
-    return {"data": [_public(v, assigned.get(v.station_id)) for v in views], "count": len(views)}
+    approvals = approvals_by_version(session=db)
+    return {"data": [_public(v, assigned.get(v.station_id), approvals.get((v.station_id, v.config_sha256 or "")))
+                     for v in views], "count": len(views)}
 
 
 class DistributionBody(BaseModel):
@@ -130,6 +135,7 @@ def plant_page(request: Request, db: ReadSession, user: Viewer, services: Servic
         "running": sum(1 for v in shown if not v.stale and v.state != "STOPPED"),
         "rate": sum(v.parts_per_s or 0.0 for v in shown if not v.stale and v.state != "STOPPED"),
         "can_distribute": allowed(user.role, Permission.MODELS),
+        "approvals": approvals_by_version(session=db),
     }
     if context["can_distribute"]:
         context["distributable"], context["registry_problem"] = _distributable(services)

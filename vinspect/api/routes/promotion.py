@@ -12,6 +12,7 @@ from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, 
 from vinspect.api.pages import PAGE_RESPONSES, flash, redirect
 from vinspect.api.promotion import promote_model, promotion_views, sign_model_promotion
 from vinspect.api.workflow import detail_text, installed_manifest
+from vinspect.models.evaluation_images import IMAGE_NAME, evaluation_dir
 
 __all__ = ["router"]
 
@@ -111,3 +112,22 @@ def promote_form(name: Segment, version: Segment, request: Request, services: Se
     flash(request, f"{name} {version} is now the active version; a running station switches after its golden "
                    "self-test.")
     return redirect("/models")
+
+
+@router.get("/evidence/changed/{name}/{version}/{image}", tags=["station"], response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "the PNG"},
+                       401: {"description": "not signed in"}, 403: {"description": "forbidden"},
+                       404: {"description": "no such version, evaluation or image"}})
+def read_changed_image(name: Segment, version: Segment, image: Annotated[str, Path(max_length=40)],
+                       services: ServicesDep, _user: Viewer) -> Response:
+    """One heatmap overlay of a changed verdict of the version's current evaluation."""
+    view = promotion_views(services, [(name, version)])[(name, version)]
+    listed = {e[who].get("image") for e in view.changed or () for who in ("champion", "challenger")}
+    if not IMAGE_NAME.match(image) or image not in listed or view.evaluation_sha256 is None:
+        raise HTTPException(status_code=404, detail="no such changed-verdict image")
+    folder = evaluation_dir(services.data_dir, name, version, view.evaluation_sha256)
+    try:
+        data = (folder / image).read_bytes()
+    except OSError as exc:
+        raise HTTPException(status_code=404, detail="changed-verdict image missing") from exc
+    return Response(content=data, media_type="image/png")

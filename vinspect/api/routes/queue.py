@@ -31,6 +31,7 @@ from vinspect.api.pages import (
 )
 from vinspect.api.routes.ncrs import NcrUuid, load_ncr
 from vinspect.api.schemas import QueueItemPublic, QueuePublic, ReviewCreate, SampleReviewCreate
+from vinspect.api.shadow_review import shadow_views
 from vinspect.api.workflow import adjudicate, review_sample
 from vinspect.store.canonical import format_utc
 from vinspect.store.pass_evidence import pass_evidence_of
@@ -104,6 +105,7 @@ def queue_page(request: Request, services: ServicesDep, db: ReadSession, user: A
     items = _queue(services, db, scope=_scope(site_id, line_id, station_id))
     return render(request, "queue.html", user=user, context={
         "items": items, "paths": [_item_path(i) for i in items], "ages": [age(i.detected_at) for i in items],
+        "shadow": shadow_views(services.data_dir),
         "f": {"site_id": site_id or "", "line_id": line_id or "", "station_id": station_id or ""}})
 
 

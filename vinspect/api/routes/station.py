@@ -15,6 +15,7 @@ from vinspect.api.promotion import promotion_views
 from vinspect.api.schemas import ModelActivate, ModelPublic, ModelsPublic, StationStatusPublic
 from vinspect.api.workflow import activate_model
 from vinspect.errors import VinspectError
+from vinspect.models.evaluation_images import TITLES
 from vinspect.models.manifest import ModelManifest, read_manifest
 from vinspect.models.risk import activation_warnings, stated_lines
 
@@ -82,7 +83,7 @@ def models_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLRe
     models, problem = _models(services)
     promotions = promotion_views(services, [(m.name, m.version) for m in models]) if not problem else {}
     context = {"models": models, "problem": problem, "can_activate": allowed(user.role, Permission.MODELS),
-               "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()}}
+               "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()}, "change_titles": TITLES}
     return render(request, "models.html", context=context, user=user)
 
 

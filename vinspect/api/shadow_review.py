@@ -1,0 +1,94 @@
+"""What a candidate model running in shadow disagreed about, read for the review queue page.
+
+A shadow sink (:mod:`vinspect.pipeline.shadow`) of a station on this data directory keeps, under
+``<data dir>/shadow/<name>@<version>/``, its statistics (``stats.json``), one JSON line per
+disagreement (``disagreements.jsonl``) and each such frame (``images/<inspection id>.png``).
+This module lists them for the people who will sign the candidate's promotion: the newest
+disagreements first, with both verdicts and scores. It only reads; a damaged line is skipped and
+counted, never an error page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vinspect.errors import VinspectError
+from vinspect.pipeline.shadow import read_shadow_stats
+
+__all__ = ["CANDIDATE", "INSPECTION_ID", "ShadowView", "shadow_image", "shadow_views"]
+
+CANDIDATE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}@[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+INSPECTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TAIL_BYTES = 1 << 20  # the newest disagreements only: the file's last MiB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowView:
+    """One candidate in shadow: its statistics and its newest disagreements (newest first)."""
+
+    candidate: str
+    stats: dict[str, Any] | None
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+    unreadable: int = 0
+    problem: str | None = None
+
+
+def _tail_lines(path: Path) -> tuple[list[str], bool]:
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - _TAIL_BYTES))
+        data = fh.read()
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    cut = size > _TAIL_BYTES
+    return (lines[1:] if cut else lines), cut
+
+
+def _view(folder: Path, *, limit: int) -> ShadowView:
+    try:
+        stats = read_shadow_stats(folder)
+    except VinspectError as exc:
+        return ShadowView(candidate=folder.name, stats=None, problem=str(exc))
+    path = folder / "disagreements.jsonl"
+    if not path.is_file():
+        return ShadowView(candidate=folder.name, stats=stats)
+    lines, cut = _tail_lines(path)
+    rows, bad = [], 0
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if not isinstance(row, dict) or not INSPECTION_ID.match(str(row.get("inspection_id", ""))):
+            bad += 1
+            continue
+        row["has_image"] = (folder / "images" / f"{row['inspection_id']}.png").is_file()
+        rows.append(row)
+    total = sum((stats or {}).get("disagree", {}).values()) if cut and stats else len(rows)
+    return ShadowView(candidate=folder.name, stats=stats, disagreements=rows[::-1][:limit], total=total,
+                      unreadable=bad)
+
+
+def shadow_views(data_dir: Path, *, limit: int = 50) -> list[ShadowView]:
+    """Every candidate that ran in shadow on this data directory, by name."""
+    root = data_dir / "shadow"
+    if not root.is_dir():
+        return []
+    return [_view(folder, limit=limit) for folder in sorted(root.iterdir())
+            if folder.is_dir() and CANDIDATE.match(folder.name)]
+
+
+def shadow_image(data_dir: Path, candidate: str, inspection_id: str) -> bytes | None:
+    """The PNG a shadow run kept for one disagreement (None: no such candidate, part or file)."""
+    if not CANDIDATE.match(candidate) or not INSPECTION_ID.match(inspection_id):
+        return None
+    path = data_dir / "shadow" / candidate / "images" / f"{inspection_id}.png"
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
