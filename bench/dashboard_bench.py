@@ -32,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -236,26 +236,36 @@ def main() -> int:
     parser.add_argument("--raw-first", action="store_true", help="time shift/day/week once before the roll-up")
     parser.add_argument("--no-http", action="store_true", help="skip the page through the app")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    parser.add_argument("--database-url", default=None,
+                        help="time a database this script filled before (kept running), instead of a new one")
+    parser.add_argument("--end", default=None, help="with --database-url: the filled year's end (ISO 8601)")
     args = parser.parse_args()
     reason = pg_available()
     if reason is not None:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC).replace(minute=0, second=0,
+                                                                                      microsecond=0)
     result: dict[str, Any] = {"command": "python bench/dashboard_bench.py " + " ".join(sys.argv[1:]),
                               "inspections": args.inspections, "stations": args.stations,
                               "load_before": load_average(), "cpus": os.cpu_count(), "shared": True}
-    cluster = PgCluster()
+    cluster = None if args.database_url else PgCluster()
     try:
-        cluster.start()
-        url = cluster.create_database("dash")
-        engine = make_engine(url)
-        upgrade(engine)
-        print(f"filling {args.inspections:,} inspections", flush=True)
-        result["fill"] = fill(engine, inspections=args.inspections, stations=args.stations, end=end)
-        print(json.dumps(result["fill"]), flush=True)
+        if cluster is None:
+            engine = make_engine(args.database_url)
+            upgrade(engine)
+            result["fill"] = {"reused": True, "end": end.isoformat(), "first": (end - timedelta(days=365)).isoformat()}
+        else:
+            cluster.start()
+            url = cluster.create_database("dash")
+            engine = make_engine(url)
+            upgrade(engine)
+            print(f"filling {args.inspections:,} inspections", flush=True)
+            result["fill"] = fill(engine, inspections=args.inspections, stations=args.stations, end=end)
+            print(json.dumps(result["fill"]), flush=True)
         spans = windows(end)
-        scores = {f"2026.{k}": [0.05 + 0.4 * (i / 999) for i in range(1000)] for k in range(1, 5)}
+        scores: dict[str, Sequence[float]] = {f"2026.{k}": [0.05 + 0.4 * (i / 999) for i in range(1000)]
+                                              for k in range(1, 5)}
 
         def board(w: Window) -> Callable[[], object]:
             def call() -> object:
@@ -279,7 +289,8 @@ def main() -> int:
         result["rollup_idle_pass_ms"] = round((time.perf_counter() - start) * 1000.0, 1)
         assert again.rows == 0
         print(json.dumps(result["rollup_backlog"]), flush=True)
-        freeze(engine, stations=args.stations, t0=datetime.fromisoformat(result["fill"]["first"]))
+        if cluster is not None:
+            freeze(engine, stations=args.stations, t0=datetime.fromisoformat(result["fill"]["first"]))
         result["build_dashboard"] = {}
         for name, w in spans.items():
             result["build_dashboard"][name] = timed(board(w), args.repeats)
@@ -289,7 +300,8 @@ def main() -> int:
         result["load_after"] = load_average()
         engine.dispose()
     finally:
-        cluster.destroy()
+        if cluster is not None:
+            cluster.destroy()
     text_out = json.dumps(result, indent=2)
     print(text_out)
     if args.out:

@@ -266,3 +266,20 @@ def test_dashboard_groups_and_filters_by_part_number(seeded: Seeded, client_for:
     assert "TILE-100" in parts and "(not recorded)" not in parts
     assert re.search(r'value="TILE-100"', only)
     assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d{6}", only)  # no raw ISO times with microseconds
+
+
+def test_a_lasting_drift_is_one_alarm_not_one_per_hour(seeded: Seeded) -> None:
+    from vinspect.store.alarms import list_alarms
+
+    now = datetime.now(UTC)
+    with session_scope(seeded.store.engine) as session:
+        repo.add_inspections([inspection(20_000 + i, Verdict.PASS, score=0.45 + i / 1000, part_id=f"D{i}")
+                              for i in range(80)], session=session, now=now - timedelta(minutes=5))
+    expected = {"3": [0.05 + i / 2000 for i in range(200)]}  # the validation good parts scored far lower
+    first = check_alarms(seeded.store, now=now, validation_scores=expected)
+    assert [(a.kind, a.chart) for a in first] == [("drift", "scores:3")]
+    for hours in (1, 2, 5):  # the evaluator keeps finding the drift as the day's window moves on
+        assert check_alarms(seeded.store, now=now + timedelta(hours=hours), validation_scores=expected) == []
+    with session_scope(seeded.store.engine, readonly=True) as session:
+        drift = [a for a in list_alarms(session=session) if a.kind == "drift"]
+    assert len(drift) == 1 and drift[0].last_at == now + timedelta(hours=5)

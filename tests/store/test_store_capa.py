@@ -14,10 +14,12 @@ from vinspect.store.alarms import acknowledge_alarm, list_alarms, raise_alarm, r
 from vinspect.store.analytics_queries import (
     Window,
     adjudications,
+    answer_counts,
     audit_answers,
     hourly_rollup,
     ncr_code_counts,
     vision_vs_reviewer,
+    vision_vs_reviewer_counts,
 )
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.capa import STEPS, capas_for_ncrs, close_capa, edit_step, get_capa, open_capa, sign_step
@@ -189,6 +191,7 @@ def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engi
         adj = adjudications(window, session=session)
         answers = audit_answers(window, session=session)
         codes = ncr_code_counts(window, session=session)
+        counted = answer_counts(window, session=session)
     by = {(r.hour.hour, r.verdict): r for r in rows}
     assert by[(8, "PASS")].count == 8 and by[(8, "PASS")].first_passed == 8
     assert by[(8, "FAIL")].model_rejects == 1
@@ -199,6 +202,11 @@ def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engi
     assert [(a.human, a.defect_code) for a in answers] == [("ESCAPE", "chip")]
     assert vision_vs_reviewer([*adj, *answers]) == [("reject", "good"), ("good", "reject")]
     assert codes == {"crack": 2, "timeout": 1}
+    # the same judgements counted in the database (what the dashboard reads)
+    assert sorted((a.station_id, a.hour_of_day, a.model_version, a.part_number or "-", a.machine, a.human, a.n)
+                  for a in counted) == [("st-1", 8, "2026.01.1", "-", "PASS", "ESCAPE", 1),
+                                        ("st-1", 8, "2026.01.1", "TILE-100", "REJECT", "FALSE_REJECT", 1)]
+    assert sorted(vision_vs_reviewer_counts(counted)) == sorted(vision_vs_reviewer([*adj, *answers]))
 
 
 def test_export_carries_capa_links_and_old_documents_stay_valid(engine: Engine) -> None:

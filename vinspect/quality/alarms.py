@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from vinspect.analytics.spc import NELSON_RULES
 from vinspect.quality.dashboard import drift_figure, station_chart
-from vinspect.store.alarms import AlarmView, current_baseline, raise_alarm
+from vinspect.store.alarms import AlarmView, current_baseline, list_alarms, raise_alarm
 from vinspect.store.analytics_queries import Window, known_stations, score_sample
 from vinspect.store.db import session_scope
 from vinspect.store.review_queries import StoreHandle
@@ -82,9 +82,14 @@ def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] |
                     new.append(alarm)
         for figure, window in drift:
             assert figure.psi is not None and figure.ks is not None
+            chart = f"scores:{figure.model_version}"[:64]
+            # a drift that lasts is one alarm: continue the newest one while its windows overlap this one
+            ongoing = [a for a in list_alarms(session=session, limit=1_000)
+                       if a.kind == "drift" and a.chart == chart and a.last_at >= window.since]
+            first_at = ongoing[0].first_at if ongoing else window.since.replace(minute=0, second=0, microsecond=0)
             alarm, created = raise_alarm(
-                session=session, kind="drift", station_id="*", chart=f"scores:{figure.model_version}"[:64], rule=0,
-                first_at=window.since.replace(minute=0, second=0, microsecond=0), last_at=window.until,
+                session=session, kind="drift", station_id="*", chart=chart, rule=0,
+                first_at=first_at, last_at=window.until,
                 detail={"psi": round(figure.psi.value, 4), "band": figure.psi.band, "ks_d": round(figure.ks.d, 4),
                         "ks_p": figure.ks.p_value, "live_n": len(figure.live)}, at=now)
             if created:

@@ -15,12 +15,12 @@ from vinspect.analytics.spc import Baseline, ChartPoint, Violation, chart, nelso
 from vinspect.store.alarms import BaselineView, current_baseline
 from vinspect.store.analytics_queries import (
     Answer,
+    AnswerCount,
     HourRow,
     KpiRow,
     StationHour,
     Window,
-    adjudications,
-    audit_answers,
+    answer_counts,
     kpi_rollup,
     latencies_ms,
     ncr_code_counts,
@@ -28,7 +28,7 @@ from vinspect.store.analytics_queries import (
     reviewer_pairs,
     score_sample,
     station_hours,
-    vision_vs_reviewer,
+    vision_vs_reviewer_counts,
 )
 from vinspect.store.review_queries import DbSession
 
@@ -90,7 +90,7 @@ class Dashboard:
     part_number: str | None = None  # the part-number filter, when one was chosen
 
 
-def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer], hours: float,
+def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer | AnswerCount], hours: float,
             lat: Sequence[float]) -> KpiCounts:
     total: Counter[str] = Counter()
     faults: Counter[str] = Counter()
@@ -102,12 +102,13 @@ def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer], hours: 
         faults.update(r.faults)
     adjudicated = false_rejects = audited = escapes = 0
     for a in answers:
+        n = a.n if isinstance(a, AnswerCount) else 1
         if a.human in ("CONFORMS", "ESCAPE"):
-            audited += 1
-            escapes += a.human == "ESCAPE"
+            audited += n
+            escapes += n if a.human == "ESCAPE" else 0
         elif a.human in ("CONFIRMED_DEFECT", "FALSE_REJECT"):
-            adjudicated += 1
-            false_rejects += a.human == "FALSE_REJECT"
+            adjudicated += n
+            false_rejects += n if a.human == "FALSE_REJECT" else 0
     return KpiCounts(inspected=total["PASS"] + total["REVIEW"] + total["FAIL"], passed=total["PASS"],
                      review=total["REVIEW"], failed=total["FAIL"], defect_rejects=total["model_rejects"],
                      faults=dict(faults), first_inspected=total["first"], first_passed=total["first_passed"],
@@ -115,10 +116,10 @@ def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer], hours: 
                      hours=hours, latencies_ms=lat)
 
 
-def _grouped(rows: Sequence[KpiRow], answers: Sequence[Answer], key_row: object, key_answer: object,
+def _grouped(rows: Sequence[KpiRow], answers: Sequence[AnswerCount], key_row: object, key_answer: object,
              hours: float) -> dict[str, Kpis]:
     by_rows: dict[str, list[KpiRow]] = defaultdict(list)
-    by_answers: dict[str, list[Answer]] = defaultdict(list)
+    by_answers: dict[str, list[AnswerCount]] = defaultdict(list)
     for r in rows:
         by_rows[key_row(r)].append(r)  # type: ignore[operator]
     for a in answers:
@@ -190,13 +191,13 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
     """
     only = {"station_id": station_id, "part_number": part_number}
     rows = kpi_rollup(window, session=session, **only)
-    answers = [*adjudications(window, session=session, **only), *audit_answers(window, session=session, **only)]
+    answers = answer_counts(window, session=session, **only)
     lat = latencies_ms(window, session=session, station_id=station_id, part_number=part_number)
     overall = compute_kpis(_counts(rows, answers, window.hours, lat))
     stations = sorted({r.station_id for r in rows})
     by_station = _grouped(rows, answers, lambda r: r.station_id, lambda a: a.station_id, window.hours)
     by_shift = _grouped(rows, answers, lambda r: shift_of_hour(r.hour_of_day, shifts),
-                        lambda a: shift_of(a.at, shifts), window.hours)
+                        lambda a: shift_of_hour(a.hour_of_day, shifts), window.hours)
     by_model = _grouped(rows, answers, lambda r: r.model_version or "(none)", lambda a: a.model_version or "(none)",
                         window.hours)
     by_part = _grouped(rows, answers, lambda r: r.part_number or "(not recorded)",
@@ -204,11 +205,11 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
     subgroups = station_hours(window, session=session, **only)
     charts = [station_chart(session, window, s, hours=subgroups) for s in stations]
     kappas: dict[str, Kappa] = {}
-    by_model_answers: dict[str, list[Answer]] = defaultdict(list)
+    by_model_answers: dict[str, list[AnswerCount]] = defaultdict(list)
     for a in answers:
         by_model_answers[a.model_version or "(none)"].append(a)
     for model, group in sorted(by_model_answers.items()):
-        pairs = vision_vs_reviewer(group)
+        pairs = vision_vs_reviewer_counts(group)
         if pairs:
             kappas[model] = kappa_from_pairs(pairs, ["reject", "good"])
     reviewers = reviewer_pairs(window, session=session, station_id=station_id)

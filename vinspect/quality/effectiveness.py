@@ -73,6 +73,6 @@ def effectiveness(session: DbSession, capa: CapaView, *, now: datetime) -> Effec
         return Effectiveness(measure, since, now, None,
                              f"not testable yet: {n0} parts in the baseline, {n} parts since the action")
     test = two_proportion_test(k0, n0, k, n)
-    window = f"{format_utc(parse_utc(base['since']))} .. {format_utc(parse_utc(base['until']))}" \
+    window = f"{parse_utc(base['since']):%Y-%m-%d %H:%M} to {parse_utc(base['until']):%Y-%m-%d %H:%M} UTC" \
         if base.get("since") and base.get("until") else "the frozen baseline"
     return Effectiveness(measure, since, now, test, f"{test.verdict()}; baseline {window}")

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Text, and_, case, cast, func, null, or_, select, union_all
+from sqlalchemy import JSON, ColumnElement, String, Text, and_, case, cast, func, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hours_between, watermark
 from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
 from vinspect.types import MODEL_REASONS, first_fault
 
-__all__ = ["HourRow", "KpiRow", "StationHour", "Window", "adjudications", "audit_answers", "hourly_rollup",
-           "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts", "score_sample", "station_hours",
-           "vision_vs_reviewer"]
+__all__ = ["AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
+           "audit_answers", "hourly_rollup", "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts",
+           "score_sample", "station_hours", "vision_vs_reviewer", "vision_vs_reviewer_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +310,92 @@ def audit_answers(window: Window, *, session: Session, station_id: str | None = 
     return answers
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerCount:
+    """``n`` human judgements with the same station, hour of day, model version, part number and answer.
+
+    ``machine``: the vision verdict (``PASS`` for a blind audit, the NCR's machine verdict for a review).
+    """
+
+    station_id: str
+    hour_of_day: int
+    model_version: str | None
+    part_number: str | None
+    machine: str
+    human: str
+    n: int
+
+
+def _hour_of_day(session: Session, column: Any) -> ColumnElement[str]:
+    return func.substr(hour_expr(session, column), 12, 2)
+
+
+def _json_text(session: Session, column: Any, key: str) -> ColumnElement[str]:
+    """One top-level string of a JSON text column (canonical JSON), in SQL."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.json_extract(column, f"$.{key}")
+    return func.json_extract_path_text(cast(column, JSON), key)
+
+
+def answer_counts(window: Window, *, session: Session, station_id: str | None = None,
+                  part_number: str | None = None) -> list[AnswerCount]:
+    """:func:`adjudications` and :func:`audit_answers` counted in the database (a year is ~100,000 NCRs).
+
+    The NCR's model version comes from its inference record (no join to the 10-million-row
+    inspections table); its standing review is the review event with the highest revision.
+    """
+    kinds = ("REVIEWED", "SUPERSEDED")
+    ncr_filters: list[ColumnElement[bool]] = [_in(window, NcrRecord.detected_at)]
+    if station_id is not None:
+        ncr_filters.append(NcrRecord.station_id == station_id)
+    if part_number is not None:
+        ncr_filters.append(NcrRecord.part_number == part_number)
+    standing = (select(NcrEvent.ncr_id.label("ncr_id"), func.max(NcrEvent.revision).label("revision"))
+                .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
+                .where(NcrEvent.kind.in_(kinds), *ncr_filters).group_by(NcrEvent.ncr_id).subquery())
+    hod = _hour_of_day(session, NcrRecord.detected_at)
+    model = _json_text(session, NcrRecord.inference, "model_version")
+    decision = _json_text(session, NcrEvent.payload, "decision")
+    reviews = (select(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict, decision,
+                      func.count())
+               .join(standing, standing.c.ncr_id == NcrRecord.id)
+               .join(NcrEvent, and_(NcrEvent.ncr_id == NcrRecord.id, NcrEvent.revision == standing.c.revision))
+               .group_by(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict,
+                         decision))
+    audit_hod = _hour_of_day(session, InspectionRecord.recorded_at)
+    audits = (select(InspectionRecord.station_id, audit_hod, InspectionRecord.model_version,
+                     InspectionRecord.part_number, InspectionRecord.verdict, AuditRecord.new_value, func.count())
+              .join(AuditRecord, and_(AuditRecord.entity == "inspection",
+                                      AuditRecord.entity_id == InspectionRecord.inspection_id))
+              # an audit is answered after its part was recorded (a day's margin for station clocks)
+              .where(AuditRecord.action == "sample.review", AuditRecord.at >= window.since - timedelta(days=1),
+                     _in(window, InspectionRecord.recorded_at))
+              .group_by(InspectionRecord.station_id, audit_hod, InspectionRecord.model_version,
+                        InspectionRecord.part_number, InspectionRecord.verdict, AuditRecord.new_value))
+    if station_id is not None:
+        audits = audits.where(InspectionRecord.station_id == station_id)
+    if part_number is not None:
+        audits = audits.where(InspectionRecord.part_number == part_number)
+    out = []
+    for rows in (session.execute(reviews), session.execute(audits)):
+        for station, h, model_version, part, machine, human, n in rows:
+            out.append(AnswerCount(station_id=str(station), hour_of_day=int(h), model_version=model_version or None,
+                                   part_number=part or None, machine=str(machine), human=str(human), n=int(n)))
+    return out
+
+
+def vision_vs_reviewer_counts(answers: Iterable[AnswerCount]) -> list[tuple[str, str]]:
+    """:func:`vision_vs_reviewer` of counted answers (each pair repeated ``n`` times)."""
+    pairs: list[tuple[str, str]] = []
+    for a in answers:
+        vision = "good" if a.machine == "PASS" else "reject"
+        if a.human in ("CONFIRMED_DEFECT", "ESCAPE"):
+            pairs += [(vision, "reject")] * a.n
+        elif a.human in ("FALSE_REJECT", "CONFORMS"):
+            pairs += [(vision, "good")] * a.n
+    return pairs
+
+
 def vision_vs_reviewer(answers: Iterable[Answer]) -> list[tuple[str, str]]:
     """(vision, reviewer) pairs in two categories, reject vs good, for Cohen's kappa (MRB cases left out)."""
     pairs = []
@@ -364,9 +450,28 @@ def latencies_ms(window: Window, *, session: Session, station_id: str | None = N
 
 def score_sample(window: Window, *, session: Session, model_version: str | None = None,
                  station_id: str | None = None, limit: int = 20_000) -> list[float]:
-    """Anomaly scores of the newest ``limit`` scored parts in the window (drift against validation)."""
+    """Anomaly scores of the newest ``limit`` scored parts in the window (drift against validation).
+
+    For one model version, the read starts at the last hour the roll-up saw it (unless newer, not yet
+    rolled-up rows have it): an older version's newest parts are found without walking back through
+    every later part.
+    """
+    until = window.until
+    if model_version is not None:
+        mark = watermark(session)
+        fresh = session.scalar(select(InspectionRecord.id).where(
+            InspectionRecord.id > mark, InspectionRecord.model_version == model_version).limit(1))
+        if fresh is None:
+            r = InspectionHourRecord
+            last = session.scalar(select(func.max(r.hour)).where(
+                r.model_version == model_version, r.hour >= hour_key(window.since), r.hour <= hour_key(window.until)))
+            if last is None and mark > 0:
+                return []
+            if last is not None:
+                until = min(until, datetime.strptime(last, "%Y-%m-%d %H").replace(tzinfo=UTC) + timedelta(hours=1))
     stmt = (select(InspectionRecord.score)
-            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.score.is_not(None))
+            .where(InspectionRecord.recorded_at >= window.since, InspectionRecord.recorded_at < until,
+                   InspectionRecord.score.is_not(None))
             .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
     if model_version is not None:
         stmt = stmt.where(InspectionRecord.model_version == model_version)
@@ -378,9 +483,11 @@ def score_sample(window: Window, *, session: Session, model_version: str | None 
 def reviewer_pairs(window: Window, *, session: Session, station_id: str | None = None) -> list[tuple[str, str]]:
     """(first reviewer, second reviewer) decisions, reject vs good, where two people judged the same NCR
     (a review and a signed supersede by someone else; MRB referrals left out)."""
+    superseded = select(NcrEvent.ncr_id).where(NcrEvent.kind == "SUPERSEDED")  # only these had a second person
     stmt = (select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
             .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
-            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
+            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")),
+                   NcrEvent.ncr_id.in_(superseded))
             .order_by(NcrEvent.ncr_id, NcrEvent.revision))
     if station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == station_id)

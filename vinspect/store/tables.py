@@ -263,7 +263,9 @@ class AuditRecord(Base):
     """
 
     __tablename__ = "audit_records"
-    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"), {"sqlite_autoincrement": True})
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),
+                      Index("ix_audit_action_at", "action", "at"),  # migration 0008: blind audits by time
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)

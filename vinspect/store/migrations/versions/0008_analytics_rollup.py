@@ -14,6 +14,8 @@ Create Date: 2026-12-05
 - ``analytics_watermark``: the highest inspection id already counted in ``inspection_hourly``.
   Rows above it are read raw by the dashboard, so the roll-up is never stale, only slower to read
   until the next roll-up pass (see :mod:`vinspect.store.analytics_rollup`).
+- ``ix_audit_action_at``: the blind PASS audits answered since a time (the dashboard's escape
+  rate and agreement) without reading the whole audit trail.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("hour", "station_id", "part_number", "model_version", "verdict", "fault",
                                 name="pk_inspection_hourly"),
     )
+    op.create_index("ix_audit_action_at", "audit_records", ["action", "at"])
     op.create_table(
         "analytics_watermark",
         sa.Column("name", sa.String(32), primary_key=True),
