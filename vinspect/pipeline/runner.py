@@ -153,10 +153,15 @@ class InspectionPipeline:
     def start(self, *, first_part_seq: int = 0) -> None:
         """Open the source, enter OPERATIONAL (with a gated model) and start the threads."""
         self._next_seq = first_part_seq
-        self._source.__enter__()
-        if self.config.gc_freeze:
+        if self.config.gc_freeze:  # before the source opens: a camera streams from then on
             gc.collect()
             gc.freeze()  # start-up's objects out of every later full collection (module docstring)
+        try:
+            self._source.__enter__()
+        except BaseException:
+            if self.config.gc_freeze:
+                gc.unfreeze()
+            raise
         if self._judge.bundle is not None:
             self.state.enter(S.OPERATIONAL, reason=self._judge.unavailable_reason)
         else:
