@@ -512,4 +512,5 @@ def test_a_lossless_source_waits_for_room_in_the_byte_budget_and_loses_nothing(t
         assert pipe.wait(20)
     assert slow.items == list(range(20))
     assert pipe.books.extras.record_dropped == 0
-    assert max(depths) <= 2  # never more queued than the budget holds (plus the one being written)
+    # never more queued than the budget holds besides the one being written (2), plus the end-of-run marker
+    assert max(depths) <= 3
