@@ -92,6 +92,7 @@ class PipelineConfig:
     degraded_after_faults: int = 5
     record_queue_size: int = 1024
     record_queue_mb: float = 512.0
+    record_stall_s: float = 30.0
     record_batch: int = RECORD_BATCH
     faults_are_parts: bool | None = None
     max_parts: int | None = None
@@ -143,6 +144,7 @@ class InspectionPipeline:
         self._record_runs = 0
         self._record_bytes = 0  # frame bytes held by queued records (record_queue_mb)
         self._room = threading.Condition()
+        self._stalled_at = -1  # the record run count at which the byte-budget wait gave up
         self._on_admit = on_admit
         self._admitted = 0
         self._threads: list[threading.Thread] = []
@@ -361,11 +363,13 @@ class InspectionPipeline:
         if dropped == 1 or dropped % 100 == 0:
             self._alarm(f"record queue full: {dropped} inspection(s) not recorded")
 
-    def _has_room(self, nbytes: int, *, stall_s: float = 30.0) -> bool:
+    def _has_room(self, nbytes: int) -> bool:
         """Reserve ``nbytes`` of the record queue's byte budget (one record always fits an empty
-        queue). Under BLOCK, wait for room while the record thread makes progress."""
-        limit = self.config.record_queue_mb * 2**20
-        wait = self.config.overflow is OverflowPolicy.BLOCK
+        queue). Under BLOCK, wait for room while the record thread makes progress (gives up after
+        ``record_stall_s`` without any)."""
+        limit, stall_s = self.config.record_queue_mb * 2**20, self.config.record_stall_s
+        # a record thread found stalled is not waited for again until it has moved on
+        wait = self.config.overflow is OverflowPolicy.BLOCK and self._record_runs != self._stalled_at
         with self._room:
             runs, since = self._record_runs, time.monotonic()
             while self._record_bytes and self._record_bytes + nbytes > limit:
@@ -375,6 +379,7 @@ class InspectionPipeline:
                 if self._record_runs != runs:
                     runs, since = self._record_runs, time.monotonic()
                 elif time.monotonic() - since > stall_s:
+                    self._stalled_at = runs
                     return False
             self._record_bytes += nbytes
             return True

@@ -514,3 +514,22 @@ def test_a_lossless_source_waits_for_room_in_the_byte_budget_and_loses_nothing(t
     assert pipe.books.extras.record_dropped == 0
     # never more queued than the budget holds besides the one being written (2), plus the end-of-run marker
     assert max(depths) <= 3
+
+
+def test_a_lossless_source_stops_waiting_for_a_stalled_record_path(tiny_bundle) -> None:
+    """Under BLOCK a hung sink costs one ``record_stall_s`` wait, then records are dropped and
+    counted without waiting again, so the line of parts is not held for a wait per part."""
+    release = threading.Event()
+    hung = _SlowSink(hang=release)
+    source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(10)])
+    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[hung],
+                              config=PipelineConfig(station_id="s", overflow=OverflowPolicy.BLOCK, record_batch=1,
+                                                    record_queue_mb=BUDGET_3_FRAMES_MB, record_stall_s=0.5))
+    started = time.monotonic()
+    pipe.start()
+    wait_for(lambda: pipe.books.books().triggers == 10 and pipe.books.books().discrepancy == 0)
+    took = time.monotonic() - started
+    release.set()
+    pipe.stop()
+    assert pipe.books.extras.record_dropped == 7 and hung.items == [0, 1, 2]
+    assert 0.5 <= took < 2.5  # one stall wait, not seven (3.5 s)
