@@ -28,7 +28,8 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
   inspections hold (``record_queue_mb``): at 5 MP with the record path behind, 1,024 queued parts
   would hold 5 GB. Over either bound, a part's record is dropped (counted ``record_dropped`` and
   alarmed: the line never waits on disk), except under ``BLOCK`` (folder, replay: lossless),
-  where the inspection thread waits for room while the record thread makes progress.
+  where the inspection thread waits for room while the record thread makes progress (a record
+  thread stalled for ``record_stall_s`` is not waited for again until it moves on).
 * ``gc_freeze`` (default on): ``start`` collects once and freezes what the process holds by then
   (models, mappers, configuration) out of the garbage collector's reach (``gc.freeze``), and
   ``stop`` gives it back. A full collection holds the interpreter lock throughout; with the store's
