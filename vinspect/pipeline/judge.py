@@ -187,7 +187,8 @@ def inspect_frame(item: Frame | FrameFault, *, judge: Judge, ctx: InspectContext
         j = judge_image(frame.image, bundle=judge.bundle, policy=judge.policy, pixel_format=frame.pixel_format,
                         deadline_ns=deadline, clock=clock)
         prediction, decision, error = j.prediction, j.decision, j.error
-        stamps = {"started_ns": j.started_ns, "preprocessed_ns": j.preprocessed_ns, "inferred_ns": j.inferred_ns, "decided_ns": j.decided_ns}
+        stamps = {"started_ns": j.started_ns, "preprocessed_ns": j.preprocessed_ns, "inferred_ns": j.inferred_ns,
+                  "decided_ns": j.decided_ns}
     else:
         late = deadline is not None and clock() > deadline
         fault, error = _fault_decision(item, judge=judge, ticket=ticket)

@@ -28,7 +28,8 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
   inspections hold (``record_queue_mb``): at 5 MP with the record path behind, 1,024 queued parts
   would hold 5 GB. Over either bound, a part's record is dropped (counted ``record_dropped`` and
   alarmed: the line never waits on disk), except under ``BLOCK`` (folder, replay: lossless),
-  where the inspection thread waits for room while the record thread makes progress.
+  where the inspection thread waits for room while the record thread makes progress (a record
+  thread stalled for ``record_stall_s`` is not waited for again until it moves on).
 * ``gc_freeze`` (default on): ``start`` collects once and freezes what the process holds by then
   (models, mappers, configuration) out of the garbage collector's reach (``gc.freeze``), and
   ``stop`` gives it back. A full collection holds the interpreter lock throughout; with the store's
@@ -93,6 +94,7 @@ class PipelineConfig:
     degraded_after_faults: int = 5
     record_queue_size: int = 1024
     record_queue_mb: float = 512.0
+    record_stall_s: float = 30.0
     record_batch: int = RECORD_BATCH
     faults_are_parts: bool | None = None
     max_parts: int | None = None
@@ -146,6 +148,7 @@ class InspectionPipeline:
         self._record_runs = 0
         self._record_bytes = 0  # frame bytes held by queued records (record_queue_mb)
         self._room = threading.Condition()
+        self._stalled_at = -1  # the record run count at which the byte-budget wait gave up
         self._on_admit = on_admit
         self._admitted = 0
         self._threads: list[threading.Thread] = []
@@ -156,10 +159,15 @@ class InspectionPipeline:
     def start(self, *, first_part_seq: int = 0) -> None:
         """Open the source, enter OPERATIONAL (with a gated model) and start the threads."""
         self._next_seq = first_part_seq
-        self._source.__enter__()
-        if self.config.gc_freeze:
+        if self.config.gc_freeze:  # before the source opens: a camera streams from then on
             gc.collect()
             gc.freeze()  # start-up's objects out of every later full collection (module docstring)
+        try:
+            self._source.__enter__()
+        except BaseException:
+            if self.config.gc_freeze:
+                gc.unfreeze()
+            raise
         if self._judge.bundle is not None:
             self.state.enter(S.OPERATIONAL, reason=self._judge.unavailable_reason)
         else:
@@ -359,11 +367,13 @@ class InspectionPipeline:
         if dropped == 1 or dropped % 100 == 0:
             self._alarm(f"record queue full: {dropped} inspection(s) not recorded")
 
-    def _has_room(self, nbytes: int, *, stall_s: float = 30.0) -> bool:
+    def _has_room(self, nbytes: int) -> bool:
         """Reserve ``nbytes`` of the record queue's byte budget (one record always fits an empty
-        queue). Under BLOCK, wait for room while the record thread makes progress."""
-        limit = self.config.record_queue_mb * 2**20
-        wait = self.config.overflow is OverflowPolicy.BLOCK
+        queue). Under BLOCK, wait for room while the record thread makes progress (gives up after
+        ``record_stall_s`` without any)."""
+        limit, stall_s = self.config.record_queue_mb * 2**20, self.config.record_stall_s
+        # a record thread found stalled is not waited for again until it has moved on
+        wait = self.config.overflow is OverflowPolicy.BLOCK and self._record_runs != self._stalled_at
         with self._room:
             runs, since = self._record_runs, time.monotonic()
             while self._record_bytes and self._record_bytes + nbytes > limit:
@@ -373,6 +383,7 @@ class InspectionPipeline:
                 if self._record_runs != runs:
                     runs, since = self._record_runs, time.monotonic()
                 elif time.monotonic() - since > stall_s:
+                    self._stalled_at = runs
                     return False
             self._record_bytes += nbytes
             return True
