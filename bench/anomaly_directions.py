@@ -157,7 +157,12 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
         return Variant("aspect kept through the trunk, features resized to 14x14 (area down / bilinear up)",
                        lambda idx: _patches(e[idx]), single(e))
 
+    def baseline() -> Variant:
+        e = cache.get("feats_224.npz")
+        return Variant("today's patch kNN (224 px, taps 10+13, 14x14)", lambda idx: _patches(e[idx]), single(e))
+
     return {
+        "baseline": baseline,
         "views": views(False),
         "flipbank": views(True),
         "fine_6_10_13": fine(slice(0, 192), "taps 6+10+13 on block 6's 28x28 grid"),
@@ -248,54 +253,64 @@ def load_masks(data: Path, stems: npt.NDArray[np.str_]) -> list[npt.NDArray[np.u
     return masks
 
 
-def evaluate(name: str, v: Variant, folds: list[Fold], labels: npt.NDArray[np.str_],
-             masks: list[npt.NDArray[np.uint8]] | None) -> list[dict[str, Any]]:
-    rules = [(r, b, n) for r in v.reductions for b in v.blurs for n in v.norms]
-    aucs: dict[tuple[str, float, str], list[float]] = {rule: [] for rule in rules}
-    frrs: dict[tuple[str, float, str], list[float]] = {rule: [] for rule in rules}
-    loc: dict[tuple[str, float, str], list[tuple[np.ndarray, np.ndarray, str]]] = {rule: [] for rule in rules}
-    secs = []
-    for fold in folds:
+Rule = tuple[str, float, str]  # (reduction, blur in cells, position norm)
+
+
+class Tally:
+    """Per-rule results of one variant over the folds evaluated so far."""
+
+    def __init__(self, name: str, v: Variant) -> None:
+        self.name, self.v = name, v
+        self.rules: list[Rule] = [(r, b, n) for r in v.reductions for b in v.blurs for n in v.norms]
+        self.aucs: dict[Rule, list[float]] = {rule: [] for rule in self.rules}
+        self.frrs: dict[Rule, list[float]] = {rule: [] for rule in self.rules}
+        self.loc: dict[Rule, list[tuple[np.ndarray, np.ndarray, str]]] = {rule: [] for rule in self.rules}
+        self.folds: list[int] = []
+        self.secs: list[float] = []
+
+    def add_fold(self, fold: Fold, labels: npt.NDArray[np.str_], masks: list[npt.NDArray[np.uint8]] | None) -> None:
         t0 = time.perf_counter()
-        unseen, scored = fold_raw_maps(v, fold)
-        secs.append(time.perf_counter() - t0)
+        unseen, scored = fold_raw_maps(self.v, fold)
+        self.secs.append(time.perf_counter() - t0)
+        self.folds.append(fold.k)
         n_ref, n_good = fold.ref_goods.size, fold.test_goods.size
-        for rule in rules:
+        for rule in self.rules:
             reduction, blur_cells, norm = rule
-            maps, ref = score_maps(unseen, scored, reduce=v.reductions[reduction], blur_cells=blur_cells, norm=norm,
-                                   n_ref=n_ref)
+            maps, ref = score_maps(unseen, scored, reduce=self.v.reductions[reduction], blur_cells=blur_cells,
+                                   norm=norm, n_ref=n_ref)
             scores = np.array([float(m.max()) for m in maps]) / ref
             g, d = scores[n_ref:n_ref + n_good], scores[n_ref + n_good:]
-            aucs[rule].append(auroc(g, d))
-            frrs[rule].append(false_reject_rate_at_zero_escape(g, d))
+            self.aucs[rule].append(auroc(g, d))
+            self.frrs[rule].append(false_reject_rate_at_zero_escape(g, d))
             if masks is not None:
                 held = set(fold.test_defects.tolist())
                 for i, m in zip(np.concatenate([fold.test_goods, fold.all_defects]), maps[n_ref:], strict=True):
                     if i in held or labels[i] == "good":
                         r = (m / ref).numpy()
-                        loc[rule].append((r / (1.0 + r), masks[i], str(labels[i])))
-            print(f"  {name} {rule} fold {fold.k}: AUROC {aucs[rule][-1]:.4f}", flush=True)
-        print(f"  {name} fold {fold.k}: kNN maps in {secs[-1]:.0f} s (shared)", flush=True)
-    rows = []
-    for rule in rules:
-        reduction, blur_cells, norm = rule
-        a, z = aucs[rule], frrs[rule]
-        row: dict[str, Any] = {
-            "variant": f"{name}: {reduction}, blur {blur_cells:g} cells, position norm {norm}",
-            "features": v.description,
-            "cv_auroc": round(float(np.mean(a)), 4), "cv_auroc_std": round(float(np.std(a)), 4),
-            "cv_frr_at_zero_escape": round(float(np.mean(z)), 4),
-            "cv_frr_at_zero_escape_std": round(float(np.std(z)), 4),
-            "fold_auroc": [round(x, 4) for x in a], "fold_frr_at_zero_escape": [round(x, 4) for x in z],
-            "knn_maps_s_per_fold_shared": round(float(np.mean(secs)), 1),
-        }
-        if masks is not None:
-            shapes = {tuple(m.shape) for m, _, _ in loc[rule]}
-            row["map_grid"] = list(shapes.pop()) if len(shapes) == 1 else "14 x W (aspect)"
-            row["localisation_cv"] = score_variant(loc[rule], sigma=0.0, interp="linear")
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    return rows
+                        self.loc[rule].append((r / (1.0 + r), masks[i], str(labels[i])))
+            print(f"  {self.name} {rule} fold {fold.k}: AUROC {self.aucs[rule][-1]:.4f}", flush=True)
+        print(f"  {self.name} fold {fold.k}: kNN maps in {self.secs[-1]:.0f} s (shared)", flush=True)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for rule in self.rules:
+            reduction, blur_cells, norm = rule
+            a, z = self.aucs[rule], self.frrs[rule]
+            row: dict[str, Any] = {
+                "variant": f"{self.name}: {reduction}, blur {blur_cells:g} cells, position norm {norm}",
+                "features": self.v.description, "folds": self.folds,
+                "cv_auroc": round(float(np.mean(a)), 4), "cv_auroc_std": round(float(np.std(a)), 4),
+                "cv_frr_at_zero_escape": round(float(np.mean(z)), 4),
+                "cv_frr_at_zero_escape_std": round(float(np.std(z)), 4),
+                "fold_auroc": [round(x, 4) for x in a], "fold_frr_at_zero_escape": [round(x, 4) for x in z],
+                "knn_maps_s_per_fold_shared": round(float(np.mean(self.secs)), 1),
+            }
+            if self.loc[rule]:
+                shapes = {tuple(m.shape) for m, _, _ in self.loc[rule]}
+                row["map_grid"] = list(shapes.pop()) if len(shapes) == 1 else "14 x W (aspect)"
+                row["localisation_cv"] = score_variant(self.loc[rule], sigma=0.0, interp="linear")
+            rows.append(row)
+        return rows
 
 
 def main() -> None:
@@ -303,6 +318,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="for the defect masks (localisation)")
     ap.add_argument("--variants", default="views")
+    ap.add_argument("--folds", default="0,1,2", help="folds to run (all variants per fold, fold by fold)")
     ap.add_argument("--no-localisation", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
@@ -318,25 +334,28 @@ def main() -> None:
     labels, stems = base["label"], base["stem"]
     folds = [Fold(k, labels, stems) for k in range(3)]
     masks = None if args.no_localisation else load_masks(args.data, stems)
+    tallies = [Tally(name, builders[name]()) for name in names]
+    for key in list(cache._loaded):  # every cached file must hold the images in the baseline's order
+        if key.endswith(":stem") and not (cache._loaded[key] == stems).all():
+            raise SystemExit(f"{key}: cached images are in another order")
     started = time.perf_counter()
-    rows = []
-    for name in names:
-        v = builders[name]()
-        for key in list(cache._loaded):  # every cached file must hold the images in the baseline's order
-            if key.endswith(":stem") and not (cache._loaded[key] == stems).all():
-                raise SystemExit(f"{key}: cached images are in another order")
-        rows += evaluate(name, v, folds, labels, masks)
-        doc = {
-            "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input), magnetic-tile "
-                    "TRAIN split, 3-fold CV",
-            "command": "python " + " ".join(["bench/anomaly_directions.py", *sys.argv[1:]]),
-            "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native]",
-            "protocol": __doc__.split("Every variant")[1].strip(),
-            "machine": "2-core VM, shared with other jobs (timings are 'shared')",
-            "wall_s_shared": round(time.perf_counter() - started, 1),
-            "rows": rows,
-        }
-        args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")  # after every row: nothing lost
+    for k in [int(f) for f in args.folds.split(",")]:
+        for tally in tallies:
+            tally.add_fold(folds[k], labels, masks)
+            rows = [row for t in tallies if t.folds for row in t.rows()]
+            doc = {
+                "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input), magnetic-tile "
+                        "TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
+                "command": "python " + " ".join(["bench/anomaly_directions.py", *sys.argv[1:]]),
+                "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native]",
+                "protocol": __doc__.split("Every variant")[1].strip(),
+                "machine": "2-core VM, shared with other jobs (timings are 'shared')",
+                "wall_s_shared": round(time.perf_counter() - started, 1),
+                "rows": rows,
+            }
+            args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")  # after every fold: nothing lost
+    for row in rows:
+        print(json.dumps(row), flush=True)
     print(f"wrote {args.out}")
 
 

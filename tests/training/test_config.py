@@ -49,3 +49,24 @@ def test_tampered_weights_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backbones, "_weights_bytes", lambda: b"not the weights")
     with pytest.raises(ModelIntegrityError, match="sha256"):
         backbones.load_mobilenet_v2()
+
+
+def test_fine_map_config_gives_a_28x28_map() -> None:
+    """training/configs/fine_map.yaml (the finer map measured for issue 12) loads and puts the
+    anomaly map on block 6's stride-8 grid, twice as fine as the default's 14x14."""
+    import torch
+
+    from training import load_config
+    from training.anomaly import PatchEmbedder
+    from training.backbones import MobileNetTrunk, load_mobilenet_v2
+    from training.data import Preprocess
+
+    config = load_config(DEFAULT_YAML.parent / "fine_map.yaml")
+    grids = []
+    for c in (config, load_config(DEFAULT_YAML)):
+        trunk = MobileNetTrunk(load_mobilenet_v2(), taps=c.trunk_taps)
+        image = torch.zeros((300, 200, 1), dtype=torch.uint8)
+        taps = trunk(Preprocess(size_px=c.image_size_px, channels=1)(image))
+        sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
+        grids.append(PatchEmbedder(pool_px=c.patch_pool_px, tap_sizes=sizes, map_tap=c.map_tap)(taps).shape[-2:])
+    assert grids == [(28, 28), (14, 14)]
