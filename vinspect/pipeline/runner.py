@@ -33,8 +33,8 @@ source.read → Frame | FrameFault                    judge → SIGNAL at once  
 * ``gc_freeze`` (default on): ``start`` collects once and freezes what the process holds by then
   (models, mappers, configuration) out of the garbage collector's reach (``gc.freeze``), and
   ``stop`` gives it back. A full collection holds the interpreter lock throughout; with the store's
-  ORM objects churning on the record thread, one took 28 ms mid-run and the verdict thread waited
-  it out (bench/station_bench.py ``gc_pauses``, issue 21). Frozen, a full collection scans only
+  ORM objects churning on the record thread, one took 53-57 ms mid-run and the verdict thread
+  waited it out (bench/station_bench.py ``gc_pauses``, issue 21). Frozen, a full collection scans only
   what was made since.
 
 The thread-free core that judges and signals one part, ``inspect_frame``, is in
