@@ -66,7 +66,9 @@ def p_chart(pc: PChart, *, fmt: str = "svg") -> bytes:
     ax.set_xticklabels([pc.hours[i].strftime(label) for i in ticks], fontsize=7, rotation=20)
     ax.set_ylabel("reject proportion", fontsize=8)
     grouping = f"subgroups of {by_parts} parts" if by_parts else "hourly subgroups"
-    ax.set_title(f"p-chart, {pc.station_id}, {grouping}", fontsize=9)
+    kind = (f"Laney p'-chart (sigma_z {pc.baseline.sigma_z:.3f})"
+            if pc.baseline is not None and pc.baseline.sigma_z else "p-chart")
+    ax.set_title(f"{kind}, {pc.station_id}, {grouping}", fontsize=9)
     return _render(fig, fmt)
 
 

@@ -164,7 +164,7 @@ def chart_of(station_id: str, baseline: BaselineView | None, hours: list[datetim
                       violations=[], note="no frozen baseline yet: a quality engineer freezes the limits "
                                           "(vinspect spc baseline) from an in-control period of >= 20 subgroups")
     frozen = Baseline(p_bar=baseline.p_bar, subgroups=baseline.subgroups, parts=baseline.parts,
-                      defects=baseline.defects)
+                      defects=baseline.defects, sigma_z=baseline.sigma_z or 1.0)
     points = chart(frozen, defects, sizes)
     return PChart(station_id=station_id, baseline=baseline, hours=hours, defects=defects, sizes=sizes, points=points,
                   violations=nelson(points))

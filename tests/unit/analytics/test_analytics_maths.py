@@ -211,3 +211,27 @@ def test_exact_interval_for_few_escapes_in_many_audits_is_the_full_sum_one_and_f
     low, high = clopper_pearson(30, 10_000)
     assert time.perf_counter() - start < 0.5  # summing 10,000 terms 160 times took seconds
     assert low < 30 / 10_000 < high
+
+
+def test_laney_p_prime_chart_against_a_hand_computed_example() -> None:
+    """d = 2, 4, 6, 8 of n = 100 each: p-bar 0.05, sigma_p = sqrt(0.05 * 0.95 / 100) = 0.0217945,
+    z = -1.37649, -0.45883, 0.45883, 1.37649, moving ranges 0.917663 each, sigma_z = 0.917663 / 1.128
+    = 0.813531, UCL = 0.05 + 3 * 0.0217945 * 0.813531 = 0.103192 (the p-chart's own: 0.115383)."""
+    from vinspect.analytics.spc import laney_sigma_z, point
+
+    base = freeze_baseline([2, 4, 6, 8], [100] * 4, min_subgroups=4, laney=True)
+    assert base.p_bar == pytest.approx(0.05)
+    assert base.sigma_z == pytest.approx(0.813531, abs=1e-6)
+    pt = point(base, 11, 100)
+    assert pt.ucl == pytest.approx(0.103192, abs=1e-6) and pt.lcl == 0.0
+    assert pt.z == pytest.approx((0.11 - 0.05) / (0.0217945 * 0.813531), rel=1e-5)  # 3.384: beyond the limit
+    classic = freeze_baseline([2, 4, 6, 8], [100] * 4, min_subgroups=4)
+    assert classic.sigma_z == 1.0 and point(classic, 11, 100).ucl == pytest.approx(0.115383, abs=1e-6)
+    # overdispersed large subgroups: the p-chart flags every point, Laney's limits do not
+    defects, sizes = [4800, 5300, 4550, 5200, 4700, 5450], [100_000] * 6
+    wide = freeze_baseline(defects, sizes, min_subgroups=6, laney=True)
+    narrow = freeze_baseline(defects, sizes, min_subgroups=6)
+    assert nelson(chart(wide, defects, sizes), rules=(1,)) == []
+    assert len(nelson(chart(narrow, defects, sizes), rules=(1,))) >= 1
+    with pytest.raises(ValueError, match="do not vary"):
+        laney_sigma_z(0.05, [5, 5], [100, 100])
