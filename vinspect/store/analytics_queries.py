@@ -24,7 +24,7 @@ from vinspect.types import MODEL_REASONS, first_fault
 
 __all__ = ["AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
            "audit_answers", "hourly_rollup", "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts",
-           "score_sample", "station_hours", "vision_vs_reviewer", "vision_vs_reviewer_counts"]
+           "SPANS", "score_sample", "station_hours", "vision_vs_reviewer", "vision_vs_reviewer_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,8 @@ def _union(window: Window, session: Session, station_id: str | None, part_number
 
 
 def _grain(stmt: Any, grain: str) -> Any:
-    """The union summed to ``grain``: "hour" (as is), "hour_of_day" (for shifts) or "station_hour" (p-charts)."""
+    """The union summed to ``grain``: "hour" (as is), "hour_of_day" (for shifts), "station_hour" or
+    "station_day" (p-charts)."""
     if grain == "hour":
         return stmt
     sub = stmt.subquery()
@@ -132,6 +133,9 @@ def _grain(stmt: Any, grain: str) -> Any:
             func.sum(sub.c.first_passed)]
     if grain == "station_hour":
         return select(sub.c.hour, sub.c.station_id, *sums).group_by(sub.c.hour, sub.c.station_id)
+    if grain == "station_day":
+        day = func.substr(sub.c.hour, 1, 10).label("hour")
+        return select(day, sub.c.station_id, *sums).group_by(day, sub.c.station_id)
     hod = func.substr(sub.c.hour, 12, 2).label("hour")
     keys = [sub.c.station_id, sub.c.part_number, sub.c.model_version, sub.c.verdict, sub.c.fault, sub.c.reasons]
     return select(hod, *keys, *sums).group_by(hod, *keys)
@@ -227,7 +231,8 @@ def known_stations(session: Session) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class StationHour:
-    """One p-chart subgroup: a station's parts and model rejects in one UTC hour."""
+    """One p-chart subgroup: a station's parts and model rejects in one UTC hour (or day or week: ``hour``
+    is the subgroup's start, see :func:`station_hours`)."""
 
     hour: datetime
     station_id: str
@@ -235,19 +240,34 @@ class StationHour:
     parts: int
 
 
+SPANS = ("hour", "day", "week")
+
+
 def station_hours(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None) -> list[StationHour]:
-    """Hourly p-chart subgroups of every station (or one) in the window, oldest first."""
-    rows = _rows(window, session, station_id, part_number, "station_hour")
-    hours: dict[str, datetime] = {}
-    out = []
-    for h, station, parts, rejects, _first, _passed in sorted(rows, key=lambda r: (r[1], r[0])):
-        when = hours.get(h)
+                  part_number: str | None = None, span: str = "hour") -> list[StationHour]:
+    """P-chart subgroups of every station (or one) in the window, per station oldest first.
+
+    ``span``: "hour" (UTC hours), "day" (UTC days) or "week" (weeks starting Monday 00:00 UTC); a
+    subgroup at the window's edge holds only the parts inside the window.
+    """
+    if span not in SPANS:
+        raise ValueError(f"p-chart subgroup span {span!r}: choose one of {', '.join(SPANS)}")
+    rows = _rows(window, session, station_id, part_number, "station_hour" if span == "hour" else "station_day")
+    width, fmt = (13, "%Y-%m-%d %H") if span == "hour" else (10, "%Y-%m-%d")
+    starts: dict[str, datetime] = {}
+    sums: dict[tuple[str, datetime], list[int]] = {}
+    for h, station, parts, rejects, _first, _passed in rows:
+        when = starts.get(h)
         if when is None:
-            when = hours[h] = datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC)
-        out.append(StationHour(hour=when, station_id=str(station), model_rejects=int(rejects or 0),
-                               parts=int(parts)))
-    return out
+            when = datetime.strptime(h[:width], fmt).replace(tzinfo=UTC)
+            if span == "week":
+                when -= timedelta(days=when.weekday())
+            starts[h] = when
+        acc = sums.setdefault((str(station), when), [0, 0])
+        acc[0] += int(rejects or 0)
+        acc[1] += int(parts)
+    return [StationHour(hour=when, station_id=station, model_rejects=rejects, parts=parts)
+            for (station, when), (rejects, parts) in sorted(sums.items())]
 
 
 @dataclass(frozen=True, slots=True)

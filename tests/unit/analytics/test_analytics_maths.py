@@ -235,3 +235,15 @@ def test_laney_p_prime_chart_against_a_hand_computed_example() -> None:
     assert len(nelson(chart(narrow, defects, sizes), rules=(1,))) >= 1
     with pytest.raises(ValueError, match="do not vary"):
         laney_sigma_z(0.05, [5, 5], [100, 100])
+
+
+def test_the_dashboard_draws_hours_up_to_a_week_days_up_to_92_days_then_weeks() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from vinspect.quality.dashboard import display_span
+    from vinspect.store.analytics_queries import Window
+
+    end = datetime(2026, 12, 5, 22, tzinfo=UTC)
+    spans = {d: display_span(Window(end - timedelta(days=d), end)) for d in (1 / 3, 1, 7, 7.01, 30, 92, 92.01, 365)}
+    assert spans == {1 / 3: "hour", 1: "hour", 7: "hour", 7.01: "day", 30: "day", 92: "day", 92.01: "week",
+                     365: "week"}
