@@ -157,7 +157,7 @@ def test_daily_and_weekly_subgroups_sum_the_hours(engine: Engine) -> None:
     for step in ("raw", "half rolled up", "rolled up"):
         weeks = _coarse(engine, window, "week")
         both = {}
-        for (station, start), (parts, rejects) in weeks.items():
+        for (_station, start), (parts, rejects) in weeks.items():
             slot = both.setdefault(start[:10], [0, 0])
             slot[0] += parts
             slot[1] += rejects
@@ -173,5 +173,5 @@ def test_daily_and_weekly_subgroups_sum_the_hours(engine: Engine) -> None:
             assert roll_up(engine, chunk=50, max_chunks=1).rows == 50  # then part counted, the rest read raw
         elif step == "half rolled up":
             assert roll_up(engine).rows == 70
-    with session_scope(engine, readonly=True) as session, pytest.raises(ValueError, match="'month'.*hour, day, week"):
+    with session_scope(engine, readonly=True) as session, pytest.raises(ValueError, match=r"'month'.*hour, day, week"):
         station_hours(window, session=session, span="month")

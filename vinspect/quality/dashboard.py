@@ -23,7 +23,7 @@ from vinspect.store.analytics_queries import (
     answer_counts,
     kpi_rollup,
     latencies_ms,
-    ncr_code_counts,
+    ncr_code_station_part_counts,
     part_subgroups,
     reviewer_pairs,
     score_sample,
@@ -126,6 +126,16 @@ def _grouped(rows: Sequence[KpiRow], answers: Sequence[AnswerCount], key_row: ob
     for a in answers:
         by_answers[key_answer(a)].append(a)  # type: ignore[operator]
     return {k: compute_kpis(_counts(v, by_answers.get(k, []), hours, ())) for k, v in sorted(by_rows.items())}
+
+
+def _summed(ncrs: dict[tuple[str, str, str], int], key: int, *, station_id: str | None = None,
+            part_number: str | None = None) -> dict[str, int]:
+    """NCR counts by code (0), station (1) or part number (2), of one station and/or part number when given."""
+    out: Counter[str] = Counter()
+    for k, n in ncrs.items():
+        if (station_id is None or k[1] == station_id) and (part_number is None or k[2] == part_number):
+            out[k[key]] += n
+    return dict(out)
 
 
 def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | None) -> PChart:
@@ -231,6 +241,7 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
         if pairs:
             kappas[model] = kappa_from_pairs(pairs, ["reject", "good"])
     reviewers = reviewer_pairs(window, session=session, station_id=station_id)
+    ncrs = ncr_code_station_part_counts(window, session=session)
     drift = []
     for model, expected in sorted((validation_scores or {}).items()):
         live = score_sample(window, session=session, model_version=model, station_id=station_id)
@@ -238,12 +249,9 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
             drift.append(drift_figure(model, expected, live))
     return Dashboard(window=window, overall=overall, by_station=by_station, by_shift=by_shift, by_model=by_model,
                      by_part=by_part, charts=charts,
-                     pareto_codes=pareto(ncr_code_counts(window, session=session, station_id=station_id,
-                                                         part_number=part_number)),
-                     pareto_stations=pareto(ncr_code_counts(window, session=session, by="station",
-                                                            part_number=part_number)),
-                     pareto_parts=pareto(ncr_code_counts(window, session=session, by="part_number",
-                                                         station_id=station_id)),
+                     pareto_codes=pareto(_summed(ncrs, 0, station_id=station_id, part_number=part_number)),
+                     pareto_stations=pareto(_summed(ncrs, 1, part_number=part_number)),
+                     pareto_parts=pareto(_summed(ncrs, 2, station_id=station_id)),
                      kappa_by_model=kappas, kappa_reviewers=kappa_from_pairs(reviewers, ["reject", "good"])
                      if reviewers else None, drift=drift,
                      inspected=overall.reject_rate.n, part_number=part_number)

@@ -9,22 +9,22 @@ Returned values are plain (no ORM rows).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, String, Text, and_, case, cast, func, null, or_, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hours_between, watermark
 from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
 from vinspect.types import MODEL_REASONS, first_fault
 
-__all__ = ["AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
+__all__ = ["SPANS", "AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
            "audit_answers", "hourly_rollup", "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts",
-           "SPANS", "score_sample", "station_hours", "vision_vs_reviewer", "vision_vs_reviewer_counts"]
+           "ncr_code_station_part_counts", "score_sample", "station_hours", "vision_vs_reviewer",
+           "vision_vs_reviewer_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +161,9 @@ def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str
     merged: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
     for h, station, part, model, verdict, fault, reasons, count, rejects, firsts, first_passed in rows:
         key = (str(h), str(station), str(part), str(model), str(verdict))
-        row = merged.setdefault(key, {"count": 0, "model_rejects": 0, "faults": Counter(), "first": 0,
-                                      "first_passed": 0})
+        row = merged.get(key)
+        if row is None:
+            row = merged[key] = {"count": 0, "model_rejects": 0, "faults": {}, "first": 0, "first_passed": 0}
         if reasons is not None and verdict != "PASS":  # raw rows: the fault from the reason list
             fault = first_fault(json.loads(reasons))
         row["count"] += int(count)
@@ -170,7 +171,7 @@ def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str
         row["model_rejects"] += int(rejects or 0)
         row["first_passed"] += int(first_passed or 0)
         if fault:
-            row["faults"][fault] += int(count)
+            row["faults"][fault] = row["faults"].get(fault, 0) + int(count)
     return merged
 
 
@@ -370,16 +371,18 @@ def answer_counts(window: Window, *, session: Session, station_id: str | None = 
         ncr_filters.append(NcrRecord.station_id == station_id)
     if part_number is not None:
         ncr_filters.append(NcrRecord.part_number == part_number)
-    standing = (select(NcrEvent.ncr_id.label("ncr_id"), func.max(NcrEvent.revision).label("revision"))
-                .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
-                .where(NcrEvent.kind.in_(kinds), *ncr_filters).group_by(NcrEvent.ncr_id).subquery())
+    later = aliased(NcrEvent)
+    newer = (select(later.ncr_id).where(later.ncr_id == NcrEvent.ncr_id, later.kind.in_(kinds),
+                                        later.revision > NcrEvent.revision).exists())
     hod = _hour_of_day(session, NcrRecord.detected_at)
     model = _json_text(session, NcrRecord.inference, "model_version")
     decision = _json_text(session, NcrEvent.payload, "decision")
+    # the standing review: a review event with no later one (an anti-join, not a max() per NCR joined back)
     reviews = (select(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict, decision,
                       func.count())
-               .join(standing, standing.c.ncr_id == NcrRecord.id)
-               .join(NcrEvent, and_(NcrEvent.ncr_id == NcrRecord.id, NcrEvent.revision == standing.c.revision))
+               .select_from(NcrRecord)
+               .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
+               .where(NcrEvent.kind.in_(kinds), ~newer, *ncr_filters)
                .group_by(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict,
                          decision))
     audit_hod = _hour_of_day(session, InspectionRecord.recorded_at)
@@ -444,6 +447,15 @@ def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code"
     return {str(k): int(v) for k, v in session.execute(stmt)}
 
 
+def ncr_code_station_part_counts(window: Window, *, session: Session) -> dict[tuple[str, str, str], int]:
+    """NCRs detected in the window per (machine defect code, station, part number): the dashboard's three
+    Pareto charts (:func:`ncr_code_counts` by code, station, part number) from one read."""
+    stmt = (select(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number, func.count())
+            .where(_in(window, NcrRecord.detected_at))
+            .group_by(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number))
+    return {(str(code), str(station), str(part)): int(n) for code, station, part, n in session.execute(stmt)}
+
+
 def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] = (),
               station_id: str | None = None) -> int:
     """NCRs detected in the window (of the given machine codes when any)."""
@@ -458,14 +470,20 @@ def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] =
 def latencies_ms(window: Window, *, session: Session, station_id: str | None = None, limit: int = 20_000,
                  part_number: str | None = None) -> list[float]:
     """Capture-to-record latency of the newest ``limit`` parts in the window (ms)."""
-    stmt = (select(InspectionRecord.captured_at, InspectionRecord.recorded_at)
-            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.captured_at.is_not(None))
-            .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
+    cap, rec = InspectionRecord.captured_at, InspectionRecord.recorded_at
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL subtracts (exact microseconds): no 2 x 20,000 timezone-aware datetimes built in Python
+    columns = [func.extract("epoch", rec - cap) * 1000] if postgres else [cap, rec]
+    stmt = (select(*columns)
+            .where(_in(window, rec), cap.is_not(None))
+            .order_by(rec.desc()).limit(limit))
     if station_id is not None:
         stmt = stmt.where(InspectionRecord.station_id == station_id)
     if part_number is not None:
         stmt = stmt.where(InspectionRecord.part_number == part_number)
-    return [(rec - cap) / timedelta(milliseconds=1) for cap, rec in session.execute(stmt) if cap is not None]
+    if postgres:
+        return [float(ms) for ms in session.scalars(stmt)]
+    return [(r - c) / timedelta(milliseconds=1) for c, r in session.execute(stmt) if c is not None]
 
 
 def score_sample(window: Window, *, session: Session, model_version: str | None = None,
