@@ -471,19 +471,17 @@ def latencies_ms(window: Window, *, session: Session, station_id: str | None = N
                  part_number: str | None = None) -> list[float]:
     """Capture-to-record latency of the newest ``limit`` parts in the window (ms)."""
     cap, rec = InspectionRecord.captured_at, InspectionRecord.recorded_at
-    postgres = session.get_bind().dialect.name == "postgresql"
-    # PostgreSQL subtracts (exact microseconds): no 2 x 20,000 timezone-aware datetimes built in Python
-    columns = [func.extract("epoch", rec - cap) * 1000] if postgres else [cap, rec]
-    stmt = (select(*columns)
-            .where(_in(window, rec), cap.is_not(None))
-            .order_by(rec.desc()).limit(limit))
+    filters = [_in(window, rec), cap.is_not(None)]
     if station_id is not None:
-        stmt = stmt.where(InspectionRecord.station_id == station_id)
+        filters.append(InspectionRecord.station_id == station_id)
     if part_number is not None:
-        stmt = stmt.where(InspectionRecord.part_number == part_number)
-    if postgres:
-        return [float(ms) for ms in session.scalars(stmt)]
-    return [(r - c) / timedelta(milliseconds=1) for c, r in session.execute(stmt) if c is not None]
+        filters.append(InspectionRecord.part_number == part_number)
+    if session.get_bind().dialect.name == "postgresql":
+        # subtracted in the database (exact microseconds): no 2 x 20,000 timezone-aware datetimes in Python
+        ms = select(func.extract("epoch", rec - cap) * 1000).where(*filters).order_by(rec.desc()).limit(limit)
+        return [float(v) for v in session.scalars(ms)]
+    pairs = select(cap, rec).where(*filters).order_by(rec.desc()).limit(limit)
+    return [(r - c) / timedelta(milliseconds=1) for c, r in session.execute(pairs) if c is not None]
 
 
 def score_sample(window: Window, *, session: Session, model_version: str | None = None,
