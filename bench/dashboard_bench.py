@@ -319,8 +319,11 @@ def http_times(engine: Engine, spans: dict[str, Window], repeats: int) -> dict[s
 
     data = Path(tempfile.mkdtemp(prefix="vinspect-dash-"))
     store = StoreHandle(engine=engine, evidence=EvidenceStore(data / "evidence", fsync=False))
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    with engine.connect() as conn:  # a kept database (--database-url) has the accounts of an earlier run
+        known = conn.execute(text("SELECT count(*) FROM users WHERE username = 'reviewer'")).scalar_one()
+    if not known:
+        add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
+                                         memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
     out: dict[str, Any] = {}
     with TestClient(build_app(data, store), base_url="http://127.0.0.1:8600", follow_redirects=False) as client:
         login(client, "reviewer")

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import text as text_sql
 from webseed import PASSWORD, Seeded, TestClient, inspection
 
+from vinspect.api.routes.quality import window_of
 from vinspect.quality.alarms import check_alarms
 from vinspect.store import repository as repo
 from vinspect.store.alarms import record_baseline
+from vinspect.store.analytics_queries import station_hours
 from vinspect.store.db import session_scope
 from vinspect.store.export import ExportFormat, export_ncrs
 from vinspect.store.ncr import NcrFilter
@@ -283,3 +285,26 @@ def test_a_lasting_drift_is_one_alarm_not_one_per_hour(seeded: Seeded) -> None:
     with session_scope(seeded.store.engine, readonly=True) as session:
         drift = [a for a in list_alarms(session=session) if a.kind == "drift"]
     assert len(drift) == 1 and drift[0].last_at == now + timedelta(hours=5)
+
+
+def test_a_month_window_draws_daily_subgroups_and_says_so(seeded: Seeded, client_for: Any) -> None:
+    now = _spc_alarm(seeded)
+    operator, _token = client_for("operator")
+    until = now - timedelta(hours=1)  # the last stored hour's day (the window ends at the end of that day)
+    with session_scope(seeded.store.engine, readonly=True) as session:
+        hourly = station_hours(window_of(f"{until - timedelta(days=29):%Y-%m-%d}", f"{until:%Y-%m-%d}"),
+                               session=session, station_id="tile-line-1")
+    per_day: dict[str, int] = {}
+    for h in hourly:
+        per_day[f"{h.hour:%Y-%m-%d}"] = per_day.get(f"{h.hour:%Y-%m-%d}", 0) + h.parts
+    # the 25 seeded hours of 100 parts (plus the fixture's few) fall on two or three UTC days
+    assert sum(per_day.values()) >= 2500 and 2 <= len(per_day) <= 3
+    month = operator.get(f"/dashboard?since={until - timedelta(days=29):%Y-%m-%d}&until={until:%Y-%m-%d}")
+    assert month.status_code == 200, month.text
+    sizes = f"{min(per_day.values()):,} to {max(per_day.values()):,} parts each"
+    assert f"Drawn with one-day subgroups ({sizes})" in month.text, month.text[-3000:]
+    svg = operator.get(f"/dashboard/charts/pchart-tile-line-1.svg?since={until - timedelta(days=29):%Y-%m-%d}"
+                       f"&until={until:%Y-%m-%d}")
+    assert svg.status_code == 200 and b"<svg" in svg.content
+    week = operator.get(f"/dashboard?since={until - timedelta(days=6):%Y-%m-%d}&until={until:%Y-%m-%d}")
+    assert week.status_code == 200 and "Drawn with one-" not in week.text and "Nelson 1" in week.text

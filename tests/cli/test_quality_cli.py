@@ -89,3 +89,33 @@ def test_baseline_refuses_too_few_subgroups_with_a_clear_error(tmp_path: Path,
     assert main(["report", "--data-dir", str(data), "--since", "2026-03-02", "--until", "2026-03-01",
                  "--out", str(tmp_path / "r")]) == 2
     assert "is not after since" in capsys.readouterr().err
+
+
+def test_laney_baseline_is_frozen_with_its_sigma_z_and_drawn(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`--laney` stores sigma_z with the frozen limits (audited); the chart and its rules use the wider limits."""
+    from vinspect.quality.dashboard import station_chart
+    from vinspect.store.analytics_queries import Window
+    from vinspect.store.tables import AuditRecord
+
+    data = tmp_path / "data"
+    data.mkdir()
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(hours=26)
+    _fill(data, start, [1, 6, 0, 5, 1, 7, 0, 6, 2, 5, 1, 6, 0, 7, 1, 5, 2, 6, 0, 5, 1, 12, 1, 1, 1, 1])
+    assert main(["spc", "baseline", "--data-dir", str(data), "--station", "disc-1", "--laney",
+                 "--since", f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                 "--until", f"{start + timedelta(hours=20):%Y-%m-%dT%H:%M:%SZ}", "--reason", "setup approved"]) == 0
+    out = capsys.readouterr().out
+    assert "Laney sigma_z" in out
+    engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
+    with session_scope(engine, readonly=True) as session:
+        pc = station_chart(session, Window(start, now + timedelta(hours=1)), "disc-1")
+        logged = session.query(AuditRecord).filter(AuditRecord.action == "spc.baseline").one()
+    engine.dispose()
+    assert pc.baseline is not None and pc.baseline.sigma_z is not None and pc.baseline.sigma_z > 1.0
+    assert json.loads(logged.new_value)["sigma_z"] == pc.baseline.sigma_z
+    assert f"{pc.baseline.sigma_z:.4f}" in out
+    # the classic p-chart limit for n = 60 at this p-bar, widened by sigma_z
+    classic = pc.baseline.p_bar + 3 * (pc.baseline.p_bar * (1 - pc.baseline.p_bar) / 60) ** 0.5
+    assert pc.points[0].ucl == pytest.approx(pc.baseline.p_bar + (classic - pc.baseline.p_bar) * pc.baseline.sigma_z)

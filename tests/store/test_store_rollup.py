@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from store_factories import T0, make_inspection
@@ -129,3 +130,48 @@ def test_inspection_part_number_is_covered_by_the_audit(engine: Engine) -> None:
         problems = verify_store(session=Session(bind=conn)).problems
         conn.rollback()
     assert any(p.startswith("inspections ") and "rows differ" in p for p in problems), problems
+
+
+def _coarse(engine: Engine, window: Window, span: str) -> dict[tuple[str, str], tuple[int, int]]:
+    with session_scope(engine, readonly=True) as session:
+        hourly = station_hours(window, session=session)
+        coarse = station_hours(window, session=session, span=span)
+    assert sum(h.parts for h in coarse) == sum(h.parts for h in hourly)
+    expected: dict[tuple[str, str], list[int]] = {}
+    for h in hourly:  # the same subgroups summed here: UTC days, weeks from Monday 00:00 UTC
+        start = h.hour.replace(hour=0) - timedelta(days=h.hour.weekday() if span == "week" else 0)
+        slot = expected.setdefault((h.station_id, start.isoformat()), [0, 0])
+        slot[0] += h.parts
+        slot[1] += h.model_rejects
+    got = {(c.station_id, c.hour.isoformat()): (c.parts, c.model_rejects) for c in coarse}
+    assert got == {k: tuple(v) for k, v in expected.items()}
+    assert [(c.station_id, c.hour) for c in coarse] == sorted((c.station_id, c.hour) for c in coarse)
+    return got
+
+
+def test_daily_and_weekly_subgroups_sum_the_hours(engine: Engine) -> None:
+    # 120 parts 86.4 min apart from Thursday 2026-01-15 08:07 UTC to Thursday 01-22: seq 1..61 before
+    # Monday 01-19 00:00 (7 + floor(86.4 * 61) = 5277 min < 88 h = 5280 min), seq 62..120 after it
+    _store(engine, 1, 120, hours=288)
+    window = Window(T0 - timedelta(days=2), T0 + timedelta(days=10))
+    for step in ("raw", "half rolled up", "rolled up"):
+        weeks = _coarse(engine, window, "week")
+        both = {}
+        for (_station, start), (parts, rejects) in weeks.items():
+            slot = both.setdefault(start[:10], [0, 0])
+            slot[0] += parts
+            slot[1] += rejects
+        # model rejects: seq % 7 in (3, 4, 6) -> 26 of seq 1..61, 25 of seq 62..120; st-2: seq % 3 == 0
+        assert both == {"2026-01-12": [61, 26], "2026-01-19": [59, 25]}
+        assert weeks[("st-2", "2026-01-12T00:00:00+00:00")][0] == 20
+        days = _coarse(engine, window, "day")
+        assert sorted({start[:10] for _s, start in days}) == [f"2026-01-{d}" for d in range(15, 23)]
+        edge = Window(T0 + timedelta(hours=30, minutes=13), T0 + timedelta(days=5, minutes=1))  # partial days
+        _coarse(engine, edge, "day")
+        _coarse(engine, edge, "week")
+        if step == "raw":
+            assert roll_up(engine, chunk=50, max_chunks=1).rows == 50  # then part counted, the rest read raw
+        elif step == "half rolled up":
+            assert roll_up(engine).rows == 70
+    with session_scope(engine, readonly=True) as session, pytest.raises(ValueError, match=r"'month'.*hour, day, week"):
+        station_hours(window, session=session, span="month")

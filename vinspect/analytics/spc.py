@@ -17,12 +17,13 @@ that goes on extends its violation instead of raising another.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["NELSON_RULES", "Baseline", "ChartPoint", "NelsonMonitor", "Violation", "chart", "freeze_baseline",
-           "nelson"]
+           "laney_sigma_z", "nelson"]
 
 NELSON_RULES = {
     1: "one point beyond 3 sigma",
@@ -34,12 +35,18 @@ NELSON_RULES = {
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """Frozen limits: the centre line ``p_bar`` from ``subgroups`` subgroups holding ``parts`` parts."""
+    """Frozen limits: the centre line ``p_bar`` from ``subgroups`` subgroups holding ``parts`` parts.
+
+    ``sigma_z`` is 1 for the classic p-chart; a Laney p'-chart (for large subgroups whose
+    proportions vary more than the binomial allows, where the p-chart's limits are too tight)
+    widens every limit by the baseline's ``sigma_z = mean moving range of z / 1.128``.
+    """
 
     p_bar: float
     subgroups: int
     parts: int
     defects: int
+    sigma_z: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +72,9 @@ class Violation:
         return NELSON_RULES[self.rule]
 
 
-def freeze_baseline(defects: Sequence[int], sizes: Sequence[int], *, min_subgroups: int = 20) -> Baseline:
-    """Centre line from a chosen in-control period.
+def freeze_baseline(defects: Sequence[int], sizes: Sequence[int], *, min_subgroups: int = 20,
+                    laney: bool = False) -> Baseline:
+    """Centre line from a chosen in-control period (``laney``: and the Laney ``sigma_z`` of that period).
 
     Raises:
         ValueError: mismatched lengths, fewer than ``min_subgroups`` subgroups, an empty subgroup,
@@ -83,7 +91,24 @@ def freeze_baseline(defects: Sequence[int], sizes: Sequence[int], *, min_subgrou
     p_bar = total_d / total_n
     if p_bar in (0.0, 1.0):
         raise ValueError(f"baseline: centre line p = {p_bar:g} gives no control limits")
-    return Baseline(p_bar=p_bar, subgroups=len(sizes), parts=total_n, defects=total_d)
+    sigma_z = laney_sigma_z(p_bar, defects, sizes) if laney else 1.0
+    return Baseline(p_bar=p_bar, subgroups=len(sizes), parts=total_n, defects=total_d, sigma_z=sigma_z)
+
+
+def laney_sigma_z(p_bar: float, defects: Sequence[int], sizes: Sequence[int]) -> float:
+    """Laney (2002): the spread of the subgroups' z-scores, ``mean |z_i - z_(i-1)| / 1.128``.
+
+    Raises:
+        ValueError: fewer than two subgroups, or no variation at all (``sigma_z`` would be 0).
+    """
+    if len(sizes) < 2:
+        raise ValueError("Laney p': at least two subgroups are needed for a moving range")
+    z = [(d / n - p_bar) / math.sqrt(p_bar * (1 - p_bar) / n) for d, n in zip(defects, sizes, strict=True)]
+    moving = [abs(b - a) for a, b in itertools.pairwise(z)]
+    sigma_z = sum(moving) / len(moving) / 1.128
+    if sigma_z <= 0.0:
+        raise ValueError("Laney p': the baseline subgroups do not vary (sigma_z = 0)")
+    return sigma_z
 
 
 def point(baseline: Baseline, d: int, n: int) -> ChartPoint:
@@ -91,7 +116,7 @@ def point(baseline: Baseline, d: int, n: int) -> ChartPoint:
     if n <= 0 or not 0 <= d <= n:
         raise ValueError(f"subgroup needs 0 <= d <= n and n > 0 (got d={d}, n={n})")
     p_bar = baseline.p_bar
-    sigma = math.sqrt(p_bar * (1 - p_bar) / n)
+    sigma = math.sqrt(p_bar * (1 - p_bar) / n) * baseline.sigma_z
     p = d / n
     return ChartPoint(d=d, n=n, p=p, ucl=p_bar + 3 * sigma, lcl=max(0.0, p_bar - 3 * sigma), z=(p - p_bar) / sigma)
 

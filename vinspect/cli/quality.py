@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     base.add_argument("--min-subgroups", type=int, default=20, help="subgroups needed (default 20)")
     base.add_argument("--subgroup-parts", type=int, default=None, metavar="N",
                       help="subgroups of N consecutive parts instead of one hour (keep N x p-bar >= 5 where you can)")
+    base.add_argument("--laney", action="store_true",
+                      help="a Laney p'-chart: limits widened by the baseline's z spread (large subgroups whose "
+                           "rates vary more than the binomial allows)")
     base.set_defaults(handler=_baseline)
     check = _common(verbs.add_parser("check", help="evaluate Nelson rules 1-4 and drift; store, log and publish "
                                                    "new alarms"))
@@ -104,16 +107,18 @@ def _baseline(args: argparse.Namespace) -> int:
                 hours = sorted(per_hour)
                 defects, sizes = [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours]
         try:
-            base = freeze_baseline(defects, sizes, min_subgroups=args.min_subgroups)
+            base = freeze_baseline(defects, sizes, min_subgroups=args.min_subgroups, laney=args.laney)
         except ValueError as exc:
             raise StoreError(f"station {args.station}: {exc}") from exc
         with session_scope(engine) as session:
             record_baseline(session=session, station_id=args.station, chart="reject_rate", window_from=window.since,
                             window_to=window.until, subgroup_minutes=60, p_bar=base.p_bar, subgroups=base.subgroups,
                             parts=base.parts, defects=base.defects, actor=f"cli:{getpass.getuser()}"[:128],
-                            user_id=None, reason=args.reason, subgroup_parts=args.subgroup_parts)
+                            user_id=None, reason=args.reason, subgroup_parts=args.subgroup_parts,
+                            sigma_z=base.sigma_z if args.laney else None)
     grouping = f"subgroups of {args.subgroup_parts} parts" if args.subgroup_parts else "hourly subgroups"
-    sys.stdout.write(f"{args.station}: p-bar {base.p_bar:.5f} frozen from {base.subgroups} {grouping} "
+    laney = f", Laney sigma_z {base.sigma_z:.4f}" if args.laney else ""
+    sys.stdout.write(f"{args.station}: p-bar {base.p_bar:.5f}{laney} frozen from {base.subgroups} {grouping} "
                      f"({base.defects} model rejects of {base.parts} parts)\n")
     return 0
 

@@ -12,6 +12,7 @@ from vinspect.quality.dashboard import DriftFigure, PChart
 __all__ = ["drift_chart", "p_chart", "pareto_chart"]
 
 _RED, _BLUE, _GREY = "#b3261e", "#1f5fa8", "#6b6b6b"
+_SPAN_WORDS = {"hour": "hourly", "day": "daily (UTC)", "week": "weekly (Mon-Sun UTC)"}
 
 
 def _figure(width: float = 7.5, height: float = 3.0) -> tuple[Any, Any]:
@@ -62,11 +63,15 @@ def p_chart(pc: PChart, *, fmt: str = "svg") -> bytes:
     ticks = x[:: max(1, len(x) // 8)]
     ax.set_xticks(ticks)
     by_parts = pc.baseline.subgroup_parts if pc.baseline is not None else None
-    label = "%m-%d %H:%M:%S" if by_parts else "%m-%d %H:00"
+    label = "%m-%d %H:%M:%S" if by_parts else {"day": "%Y-%m-%d", "week": "wk %Y-%m-%d"}.get(pc.span, "%m-%d %H:00")
     ax.set_xticklabels([pc.hours[i].strftime(label) for i in ticks], fontsize=7, rotation=20)
     ax.set_ylabel("reject proportion", fontsize=8)
-    grouping = f"subgroups of {by_parts} parts" if by_parts else "hourly subgroups"
-    ax.set_title(f"p-chart, {pc.station_id}, {grouping}", fontsize=9)
+    grouping = f"subgroups of {by_parts} parts" if by_parts else f"{_SPAN_WORDS.get(pc.span, pc.span)} subgroups"
+    if pc.sizes and not by_parts:
+        grouping += f" (n {min(pc.sizes):,} to {max(pc.sizes):,} parts)"
+    kind = (f"Laney p'-chart (sigma_z {pc.baseline.sigma_z:.3f})"
+            if pc.baseline is not None and pc.baseline.sigma_z else "p-chart")
+    ax.set_title(f"{kind}, {pc.station_id}, {grouping}", fontsize=9)
     return _render(fig, fmt)
 
 

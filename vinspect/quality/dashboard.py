@@ -23,7 +23,7 @@ from vinspect.store.analytics_queries import (
     answer_counts,
     kpi_rollup,
     latencies_ms,
-    ncr_code_counts,
+    ncr_code_station_part_counts,
     part_subgroups,
     reviewer_pairs,
     score_sample,
@@ -32,7 +32,7 @@ from vinspect.store.analytics_queries import (
 )
 from vinspect.store.review_queries import DbSession
 
-__all__ = ["DEFAULT_SHIFTS", "Dashboard", "DriftFigure", "PChart", "build_dashboard", "shift_of"]
+__all__ = ["DEFAULT_SHIFTS", "Dashboard", "DriftFigure", "PChart", "build_dashboard", "display_span", "shift_of"]
 
 DEFAULT_SHIFTS = (6, 14, 22)  # UTC hours at which shifts start: early, late, night
 
@@ -59,6 +59,7 @@ class PChart:
     points: list[ChartPoint]
     violations: list[Violation]
     note: str | None = None
+    span: str = "hour"  # the subgroups' length in time ("hour", "day", "week"); unused for part-count subgroups
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +128,16 @@ def _grouped(rows: Sequence[KpiRow], answers: Sequence[AnswerCount], key_row: ob
     return {k: compute_kpis(_counts(v, by_answers.get(k, []), hours, ())) for k, v in sorted(by_rows.items())}
 
 
+def _summed(ncrs: dict[tuple[str, str, str], int], key: int, *, station_id: str | None = None,
+            part_number: str | None = None) -> dict[str, int]:
+    """NCR counts by code (0), station (1) or part number (2), of one station and/or part number when given."""
+    out: Counter[str] = Counter()
+    for k, n in ncrs.items():
+        if (station_id is None or k[1] == station_id) and (part_number is None or k[2] == part_number):
+            out[k[key]] += n
+    return dict(out)
+
+
 def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | None) -> PChart:
     """Hourly subgroups of one station: d = model rejects (FAIL/REVIEW for a score reason), n = parts."""
     per_hour: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
@@ -138,11 +149,27 @@ def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | N
     return chart_of(station_id, baseline, hours, [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours])
 
 
+HOURLY_UP_TO = timedelta(days=7)   # a window up to a week: hourly subgroups (<= 168 points)
+DAILY_UP_TO = timedelta(days=92)   # up to a quarter: daily subgroups (<= 92 points); longer: weekly (<= 53 a year)
+
+
+def display_span(window: Window) -> str:
+    """The subgroup length the dashboard draws a time-subgrouped p-chart with for ``window``.
+
+    The frozen p̄ (and Laney σz) apply to any subgroup size, the limits following each subgroup's n;
+    alarms are not raised from these charts but by the evaluator on the baseline's own subgroups.
+    """
+    length = window.until - window.since
+    return "hour" if length <= HOURLY_UP_TO else "day" if length <= DAILY_UP_TO else "week"
+
+
 def station_chart(session: DbSession, window: Window, station_id: str, *,
-                  hours: Sequence[StationHour] | None = None) -> PChart:
+                  hours: Sequence[StationHour] | None = None, span: str = "hour") -> PChart:
     """The station's p-chart over ``window`` with its frozen baseline's subgrouping (hours or a part count).
 
-    ``hours``: the window's hourly subgroups when the caller has them already (any stations).
+    ``hours``: the window's subgroups of ``span`` when the caller has them already (any stations).
+    ``span``: for a baseline of hourly subgroups, draw "hour", "day" or "week" subgroups instead
+    (:func:`display_span`); a part-count baseline always uses its part count.
     """
     baseline = current_baseline(session=session, station_id=station_id)
     if baseline is not None and baseline.subgroup_parts:
@@ -150,24 +177,24 @@ def station_chart(session: DbSession, window: Window, station_id: str, *,
         return chart_of(station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups],
                         [g.size for g in groups])
     if hours is None:
-        hours = station_hours(window, session=session, station_id=station_id)
+        hours = station_hours(window, session=session, station_id=station_id, span=span)
     mine = [h for h in hours if h.station_id == station_id]
     return chart_of(station_id, baseline, [h.hour for h in mine], [h.model_rejects for h in mine],
-                    [h.parts for h in mine])
+                    [h.parts for h in mine], span=span)
 
 
 def chart_of(station_id: str, baseline: BaselineView | None, hours: list[datetime], defects: list[int],
-             sizes: list[int]) -> PChart:
+             sizes: list[int], *, span: str = "hour") -> PChart:
     """Subgroups (labelled by their start) against the frozen limits, with the Nelson violations."""
     if baseline is None:
         return PChart(station_id=station_id, baseline=None, hours=hours, defects=defects, sizes=sizes, points=[],
-                      violations=[], note="no frozen baseline yet: a quality engineer freezes the limits "
+                      violations=[], span=span, note="no frozen baseline yet: a quality engineer freezes the limits "
                                           "(vinspect spc baseline) from an in-control period of >= 20 subgroups")
     frozen = Baseline(p_bar=baseline.p_bar, subgroups=baseline.subgroups, parts=baseline.parts,
-                      defects=baseline.defects)
+                      defects=baseline.defects, sigma_z=baseline.sigma_z or 1.0)
     points = chart(frozen, defects, sizes)
     return PChart(station_id=station_id, baseline=baseline, hours=hours, defects=defects, sizes=sizes, points=points,
-                  violations=nelson(points))
+                  violations=nelson(points), span=span)
 
 
 def drift_figure(model_version: str, expected: Sequence[float], live: Sequence[float]) -> DriftFigure:
@@ -202,8 +229,9 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
                         window.hours)
     by_part = _grouped(rows, answers, lambda r: r.part_number or "(not recorded)",
                        lambda a: a.part_number or "(not recorded)", window.hours)
-    subgroups = station_hours(window, session=session, **only)
-    charts = [station_chart(session, window, s, hours=subgroups) for s in stations]
+    span = display_span(window)
+    subgroups = station_hours(window, session=session, span=span, **only)
+    charts = [station_chart(session, window, s, hours=subgroups, span=span) for s in stations]
     kappas: dict[str, Kappa] = {}
     by_model_answers: dict[str, list[AnswerCount]] = defaultdict(list)
     for a in answers:
@@ -213,6 +241,7 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
         if pairs:
             kappas[model] = kappa_from_pairs(pairs, ["reject", "good"])
     reviewers = reviewer_pairs(window, session=session, station_id=station_id)
+    ncrs = ncr_code_station_part_counts(window, session=session)
     drift = []
     for model, expected in sorted((validation_scores or {}).items()):
         live = score_sample(window, session=session, model_version=model, station_id=station_id)
@@ -220,12 +249,9 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
             drift.append(drift_figure(model, expected, live))
     return Dashboard(window=window, overall=overall, by_station=by_station, by_shift=by_shift, by_model=by_model,
                      by_part=by_part, charts=charts,
-                     pareto_codes=pareto(ncr_code_counts(window, session=session, station_id=station_id,
-                                                         part_number=part_number)),
-                     pareto_stations=pareto(ncr_code_counts(window, session=session, by="station",
-                                                            part_number=part_number)),
-                     pareto_parts=pareto(ncr_code_counts(window, session=session, by="part_number",
-                                                         station_id=station_id)),
+                     pareto_codes=pareto(_summed(ncrs, 0, station_id=station_id, part_number=part_number)),
+                     pareto_stations=pareto(_summed(ncrs, 1, part_number=part_number)),
+                     pareto_parts=pareto(_summed(ncrs, 2, station_id=station_id)),
                      kappa_by_model=kappas, kappa_reviewers=kappa_from_pairs(reviewers, ["reject", "good"])
                      if reviewers else None, drift=drift,
                      inspected=overall.reject_rate.n, part_number=part_number)

@@ -48,6 +48,7 @@ class BaselineView:
     approved_by: str
     reason: str
     created_at: datetime
+    sigma_z: float | None = None  # set: a Laney p'-chart (limits widened by sigma_z)
 
 
 def _baseline_view(row: SpcBaselineRecord) -> BaselineView:
@@ -55,13 +56,14 @@ def _baseline_view(row: SpcBaselineRecord) -> BaselineView:
                         window_to=row.window_to, subgroup_minutes=row.subgroup_minutes,
                         subgroup_parts=row.subgroup_parts, p_bar=row.p_bar,
                         subgroups=row.subgroups, parts=row.parts, defects=row.defects, approved_by=row.approved_by,
-                        reason=row.reason, created_at=row.created_at)
+                        reason=row.reason, created_at=row.created_at, sigma_z=row.sigma_z)
 
 
 def record_baseline(*, session: Session, station_id: str, chart: str, window_from: datetime, window_to: datetime,
                     subgroup_minutes: int, p_bar: float, subgroups: int, parts: int, defects: int, actor: str,
                     user_id: int | None, reason: str, source: str | None = None,
-                    at: datetime | None = None, subgroup_parts: int | None = None) -> BaselineView:
+                    at: datetime | None = None, subgroup_parts: int | None = None,
+                    sigma_z: float | None = None) -> BaselineView:
     """Freeze new p-chart limits for a station's chart (a quality engineer, or the CLI's operator login).
 
     Raises:
@@ -77,7 +79,7 @@ def record_baseline(*, session: Session, station_id: str, chart: str, window_fro
     now = at or datetime.now(UTC)
     row = SpcBaselineRecord(station_id=station_id, chart=chart, window_from=window_from, window_to=window_to,
                             subgroup_minutes=subgroup_minutes, subgroup_parts=subgroup_parts, p_bar=p_bar,
-                            subgroups=subgroups, parts=parts,
+                            subgroups=subgroups, parts=parts, sigma_z=sigma_z,
                             defects=defects, approved_by=actor, reason=reason.strip(), created_at=now)
     session.add(row)
     session.flush()
@@ -86,7 +88,8 @@ def record_baseline(*, session: Session, station_id: str, chart: str, window_fro
                                 "station_id": station_id, "chart": chart, "window_from": format_utc(window_from),
                                 "window_to": format_utc(window_to), "subgroup_minutes": subgroup_minutes,
                                 "subgroup_parts": subgroup_parts,
-                                "p_bar": p_bar, "subgroups": subgroups, "parts": parts, "defects": defects}),
+                                "p_bar": p_bar, "subgroups": subgroups, "parts": parts, "defects": defects,
+                                **({"sigma_z": sigma_z} if sigma_z is not None else {})}),
                             reason=reason.strip(), source=source), session=session, at=now)
     return _baseline_view(row)
 

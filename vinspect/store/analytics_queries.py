@@ -9,22 +9,22 @@ Returned values are plain (no ORM rows).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, String, Text, and_, case, cast, func, null, or_, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hours_between, watermark
 from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
 from vinspect.types import MODEL_REASONS, first_fault
 
-__all__ = ["AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
+__all__ = ["SPANS", "AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
            "audit_answers", "hourly_rollup", "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts",
-           "score_sample", "station_hours", "vision_vs_reviewer", "vision_vs_reviewer_counts"]
+           "ncr_code_station_part_counts", "score_sample", "station_hours", "vision_vs_reviewer",
+           "vision_vs_reviewer_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,8 @@ def _union(window: Window, session: Session, station_id: str | None, part_number
 
 
 def _grain(stmt: Any, grain: str) -> Any:
-    """The union summed to ``grain``: "hour" (as is), "hour_of_day" (for shifts) or "station_hour" (p-charts)."""
+    """The union summed to ``grain``: "hour" (as is), "hour_of_day" (for shifts), "station_hour" or
+    "station_day" (p-charts)."""
     if grain == "hour":
         return stmt
     sub = stmt.subquery()
@@ -132,6 +133,9 @@ def _grain(stmt: Any, grain: str) -> Any:
             func.sum(sub.c.first_passed)]
     if grain == "station_hour":
         return select(sub.c.hour, sub.c.station_id, *sums).group_by(sub.c.hour, sub.c.station_id)
+    if grain == "station_day":
+        day = func.substr(sub.c.hour, 1, 10).label("hour")
+        return select(day, sub.c.station_id, *sums).group_by(day, sub.c.station_id)
     hod = func.substr(sub.c.hour, 12, 2).label("hour")
     keys = [sub.c.station_id, sub.c.part_number, sub.c.model_version, sub.c.verdict, sub.c.fault, sub.c.reasons]
     return select(hod, *keys, *sums).group_by(hod, *keys)
@@ -157,8 +161,9 @@ def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str
     merged: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
     for h, station, part, model, verdict, fault, reasons, count, rejects, firsts, first_passed in rows:
         key = (str(h), str(station), str(part), str(model), str(verdict))
-        row = merged.setdefault(key, {"count": 0, "model_rejects": 0, "faults": Counter(), "first": 0,
-                                      "first_passed": 0})
+        row = merged.get(key)
+        if row is None:
+            row = merged[key] = {"count": 0, "model_rejects": 0, "faults": {}, "first": 0, "first_passed": 0}
         if reasons is not None and verdict != "PASS":  # raw rows: the fault from the reason list
             fault = first_fault(json.loads(reasons))
         row["count"] += int(count)
@@ -166,7 +171,7 @@ def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str
         row["model_rejects"] += int(rejects or 0)
         row["first_passed"] += int(first_passed or 0)
         if fault:
-            row["faults"][fault] += int(count)
+            row["faults"][fault] = row["faults"].get(fault, 0) + int(count)
     return merged
 
 
@@ -227,7 +232,8 @@ def known_stations(session: Session) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class StationHour:
-    """One p-chart subgroup: a station's parts and model rejects in one UTC hour."""
+    """One p-chart subgroup: a station's parts and model rejects in one UTC hour (or day or week: ``hour``
+    is the subgroup's start, see :func:`station_hours`)."""
 
     hour: datetime
     station_id: str
@@ -235,19 +241,34 @@ class StationHour:
     parts: int
 
 
+SPANS = ("hour", "day", "week")
+
+
 def station_hours(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None) -> list[StationHour]:
-    """Hourly p-chart subgroups of every station (or one) in the window, oldest first."""
-    rows = _rows(window, session, station_id, part_number, "station_hour")
-    hours: dict[str, datetime] = {}
-    out = []
-    for h, station, parts, rejects, _first, _passed in sorted(rows, key=lambda r: (r[1], r[0])):
-        when = hours.get(h)
+                  part_number: str | None = None, span: str = "hour") -> list[StationHour]:
+    """P-chart subgroups of every station (or one) in the window, per station oldest first.
+
+    ``span``: "hour" (UTC hours), "day" (UTC days) or "week" (weeks starting Monday 00:00 UTC); a
+    subgroup at the window's edge holds only the parts inside the window.
+    """
+    if span not in SPANS:
+        raise ValueError(f"p-chart subgroup span {span!r}: choose one of {', '.join(SPANS)}")
+    rows = _rows(window, session, station_id, part_number, "station_hour" if span == "hour" else "station_day")
+    width, fmt = (13, "%Y-%m-%d %H") if span == "hour" else (10, "%Y-%m-%d")
+    starts: dict[str, datetime] = {}
+    sums: dict[tuple[str, datetime], list[int]] = {}
+    for h, station, parts, rejects, _first, _passed in rows:
+        when = starts.get(h)
         if when is None:
-            when = hours[h] = datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC)
-        out.append(StationHour(hour=when, station_id=str(station), model_rejects=int(rejects or 0),
-                               parts=int(parts)))
-    return out
+            when = datetime.strptime(h[:width], fmt).replace(tzinfo=UTC)
+            if span == "week":
+                when -= timedelta(days=when.weekday())
+            starts[h] = when
+        acc = sums.setdefault((str(station), when), [0, 0])
+        acc[0] += int(rejects or 0)
+        acc[1] += int(parts)
+    return [StationHour(hour=when, station_id=station, model_rejects=rejects, parts=parts)
+            for (station, when), (rejects, parts) in sorted(sums.items())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,16 +371,18 @@ def answer_counts(window: Window, *, session: Session, station_id: str | None = 
         ncr_filters.append(NcrRecord.station_id == station_id)
     if part_number is not None:
         ncr_filters.append(NcrRecord.part_number == part_number)
-    standing = (select(NcrEvent.ncr_id.label("ncr_id"), func.max(NcrEvent.revision).label("revision"))
-                .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
-                .where(NcrEvent.kind.in_(kinds), *ncr_filters).group_by(NcrEvent.ncr_id).subquery())
+    later = aliased(NcrEvent)
+    newer = (select(later.ncr_id).where(later.ncr_id == NcrEvent.ncr_id, later.kind.in_(kinds),
+                                        later.revision > NcrEvent.revision).exists())
     hod = _hour_of_day(session, NcrRecord.detected_at)
     model = _json_text(session, NcrRecord.inference, "model_version")
     decision = _json_text(session, NcrEvent.payload, "decision")
+    # the standing review: a review event with no later one (an anti-join, not a max() per NCR joined back)
     reviews = (select(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict, decision,
                       func.count())
-               .join(standing, standing.c.ncr_id == NcrRecord.id)
-               .join(NcrEvent, and_(NcrEvent.ncr_id == NcrRecord.id, NcrEvent.revision == standing.c.revision))
+               .select_from(NcrRecord)
+               .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
+               .where(NcrEvent.kind.in_(kinds), ~newer, *ncr_filters)
                .group_by(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict,
                          decision))
     audit_hod = _hour_of_day(session, InspectionRecord.recorded_at)
@@ -424,6 +447,15 @@ def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code"
     return {str(k): int(v) for k, v in session.execute(stmt)}
 
 
+def ncr_code_station_part_counts(window: Window, *, session: Session) -> dict[tuple[str, str, str], int]:
+    """NCRs detected in the window per (machine defect code, station, part number): the dashboard's three
+    Pareto charts (:func:`ncr_code_counts` by code, station, part number) from one read."""
+    stmt = (select(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number, func.count())
+            .where(_in(window, NcrRecord.detected_at))
+            .group_by(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number))
+    return {(str(code), str(station), str(part)): int(n) for code, station, part, n in session.execute(stmt)}
+
+
 def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] = (),
               station_id: str | None = None) -> int:
     """NCRs detected in the window (of the given machine codes when any)."""
@@ -438,14 +470,18 @@ def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] =
 def latencies_ms(window: Window, *, session: Session, station_id: str | None = None, limit: int = 20_000,
                  part_number: str | None = None) -> list[float]:
     """Capture-to-record latency of the newest ``limit`` parts in the window (ms)."""
-    stmt = (select(InspectionRecord.captured_at, InspectionRecord.recorded_at)
-            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.captured_at.is_not(None))
-            .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
+    cap, rec = InspectionRecord.captured_at, InspectionRecord.recorded_at
+    filters = [_in(window, rec), cap.is_not(None)]
     if station_id is not None:
-        stmt = stmt.where(InspectionRecord.station_id == station_id)
+        filters.append(InspectionRecord.station_id == station_id)
     if part_number is not None:
-        stmt = stmt.where(InspectionRecord.part_number == part_number)
-    return [(rec - cap) / timedelta(milliseconds=1) for cap, rec in session.execute(stmt) if cap is not None]
+        filters.append(InspectionRecord.part_number == part_number)
+    if session.get_bind().dialect.name == "postgresql":
+        # subtracted in the database (exact microseconds): no 2 x 20,000 timezone-aware datetimes in Python
+        ms = select(func.extract("epoch", rec - cap) * 1000).where(*filters).order_by(rec.desc()).limit(limit)
+        return [float(v) for v in session.scalars(ms)]
+    pairs = select(cap, rec).where(*filters).order_by(rec.desc()).limit(limit)
+    return [(r - c) / timedelta(milliseconds=1) for c, r in session.execute(pairs) if c is not None]
 
 
 def score_sample(window: Window, *, session: Session, model_version: str | None = None,

@@ -148,13 +148,17 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLLUP_LOCK_KEY})
 
 
-def roll_up(engine: Engine, *, chunk: int = 200_000, max_chunks: int | None = None,
+def roll_up(engine: Engine, *, chunk: int | None = None, max_chunks: int | None = None,
             now: datetime | None = None) -> RollupPass:
     """Count every inspection above the watermark into its hour, ``chunk`` ids per transaction.
 
     Returns how many rows were counted and the new watermark. Safe to run from several processes
-    at once (they take turns) and at any time (readers stay correct).
+    at once (they take turns) and at any time (readers stay correct). ``chunk`` defaults to
+    200,000 ids on PostgreSQL and 20,000 on SQLite, whose one writer (the station too) waits
+    for each chunk's transaction.
     """
+    if chunk is None:
+        chunk = 20_000 if engine.dialect.name == "sqlite" else 200_000
     total = chunks = 0
     last = 0
     while max_chunks is None or chunks < max_chunks:
@@ -179,7 +183,7 @@ def roll_up(engine: Engine, *, chunk: int = 200_000, max_chunks: int | None = No
     return RollupPass(rows=total, last_id=last, chunks=chunks)
 
 
-def rebuild(engine: Engine, *, chunk: int = 200_000) -> RollupPass:
+def rebuild(engine: Engine, *, chunk: int | None = None) -> RollupPass:
     """Empty the roll-up and count every inspection again (after a restore, or to check it)."""
     with session_scope(engine) as session:
         _lock(session)

@@ -330,6 +330,7 @@ class SpcBaselineRecord(Base):
     subgroups: Mapped[int] = mapped_column(Integer)
     parts: Mapped[int] = mapped_column(BigInteger)
     defects: Mapped[int] = mapped_column(BigInteger)
+    sigma_z: Mapped[float | None] = mapped_column(Float)  # migration 0008: set for a Laney p'-chart
     approved_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -211,3 +211,39 @@ def test_exact_interval_for_few_escapes_in_many_audits_is_the_full_sum_one_and_f
     low, high = clopper_pearson(30, 10_000)
     assert time.perf_counter() - start < 0.5  # summing 10,000 terms 160 times took seconds
     assert low < 30 / 10_000 < high
+
+
+def test_laney_p_prime_chart_against_a_hand_computed_example() -> None:
+    """d = 2, 4, 6, 8 of n = 100 each: p-bar 0.05, sigma_p = sqrt(0.05 * 0.95 / 100) = 0.0217945,
+    z = -1.37649, -0.45883, 0.45883, 1.37649, moving ranges 0.917663 each, sigma_z = 0.917663 / 1.128
+    = 0.813531, UCL = 0.05 + 3 * 0.0217945 * 0.813531 = 0.103192 (the p-chart's own: 0.115383)."""
+    from vinspect.analytics.spc import laney_sigma_z, point
+
+    base = freeze_baseline([2, 4, 6, 8], [100] * 4, min_subgroups=4, laney=True)
+    assert base.p_bar == pytest.approx(0.05)
+    assert base.sigma_z == pytest.approx(0.813531, abs=1e-6)
+    pt = point(base, 11, 100)
+    assert pt.ucl == pytest.approx(0.103192, abs=1e-6) and pt.lcl == 0.0
+    assert pt.z == pytest.approx((0.11 - 0.05) / (0.0217945 * 0.813531), rel=1e-5)  # 3.384: beyond the limit
+    classic = freeze_baseline([2, 4, 6, 8], [100] * 4, min_subgroups=4)
+    assert classic.sigma_z == 1.0 and point(classic, 11, 100).ucl == pytest.approx(0.115383, abs=1e-6)
+    # overdispersed large subgroups: the p-chart flags every point, Laney's limits do not
+    defects, sizes = [4800, 5300, 4550, 5200, 4700, 5450], [100_000] * 6
+    wide = freeze_baseline(defects, sizes, min_subgroups=6, laney=True)
+    narrow = freeze_baseline(defects, sizes, min_subgroups=6)
+    assert nelson(chart(wide, defects, sizes), rules=(1,)) == []
+    assert len(nelson(chart(narrow, defects, sizes), rules=(1,))) >= 1
+    with pytest.raises(ValueError, match="do not vary"):
+        laney_sigma_z(0.05, [5, 5], [100, 100])
+
+
+def test_the_dashboard_draws_hours_up_to_a_week_days_up_to_92_days_then_weeks() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from vinspect.quality.dashboard import display_span
+    from vinspect.store.analytics_queries import Window
+
+    end = datetime(2026, 12, 5, 22, tzinfo=UTC)
+    spans = {d: display_span(Window(end - timedelta(days=d), end)) for d in (1 / 3, 1, 7, 7.01, 30, 92, 92.01, 365)}
+    assert spans == {1 / 3: "hour", 1: "hour", 7: "hour", 7.01: "day", 30: "day", 92: "day", 92.01: "week",
+                     365: "week"}

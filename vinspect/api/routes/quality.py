@@ -16,7 +16,7 @@ from vinspect.api.pages import PAGE_RESPONSES, error_page, flash, redirect, rend
 from vinspect.api.workflow import check_signing_password
 from vinspect.errors import StateError, StoreError
 from vinspect.quality import charts
-from vinspect.quality.dashboard import Dashboard, build_dashboard, station_chart
+from vinspect.quality.dashboard import Dashboard, build_dashboard, display_span, station_chart
 from vinspect.quality.validation import validation_scores as _validation_scores
 from vinspect.store.alarms import acknowledge_alarm, list_alarms
 from vinspect.store.analytics_queries import Window, ncr_code_counts, score_sample, station_hours
@@ -90,8 +90,9 @@ def _chart(db: DbSession, services: Services, name: str, window: Window, station
         return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, by="station", part_number=part)),
                                    title="NCRs by station")
     if kind == "pchart" and arg:
-        pc = station_chart(db, window, arg, hours=station_hours(window, session=db, station_id=arg,
-                                                                 part_number=part))
+        span = display_span(window)
+        pc = station_chart(db, window, arg, span=span,
+                           hours=station_hours(window, session=db, station_id=arg, part_number=part, span=span))
         if not pc.hours:
             raise HTTPException(404, f"no subgroups of station {arg} in the window")
         return charts.p_chart(pc)

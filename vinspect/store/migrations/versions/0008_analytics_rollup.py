@@ -14,6 +14,7 @@ Create Date: 2026-12-05
 - ``analytics_watermark``: the highest inspection id already counted in ``inspection_hourly``.
   Rows above it are read raw by the dashboard, so the roll-up is never stale, only slower to read
   until the next roll-up pass (see :mod:`vinspect.store.analytics_rollup`).
+- ``spc_baselines.sigma_z`` (nullable): set when the limits were frozen as a Laney p'-chart.
 - ``ix_audit_action_at``: the blind PASS audits answered since a time (the dashboard's escape
   rate and agreement) without reading the whole audit trail.
 """
@@ -33,6 +34,7 @@ _TS = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     op.add_column("inspections", sa.Column("part_number", sa.String(64), nullable=True))
+    op.add_column("spc_baselines", sa.Column("sigma_z", sa.Float(), nullable=True))
     op.create_table(
         "inspection_hourly",
         sa.Column("hour", sa.String(13), nullable=False),
