@@ -524,7 +524,7 @@ def test_a_lossless_source_stops_waiting_for_a_stalled_record_path(tiny_bundle) 
     source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(10)])
     pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[hung],
                               config=PipelineConfig(station_id="s", overflow=OverflowPolicy.BLOCK, record_batch=1,
-                                                    record_queue_mb=BUDGET_3_FRAMES_MB, record_stall_s=0.5))
+                                                    record_queue_mb=BUDGET_3_FRAMES_MB, record_stall_s=1.0))
     started = time.monotonic()
     pipe.start()
     wait_for(lambda: pipe.books.books().triggers == 10 and pipe.books.books().discrepancy == 0)
@@ -532,4 +532,5 @@ def test_a_lossless_source_stops_waiting_for_a_stalled_record_path(tiny_bundle) 
     release.set()
     pipe.stop()
     assert pipe.books.extras.record_dropped == 7 and hung.items == [0, 1, 2]
-    assert 0.5 <= took < 2.5  # one stall wait, not seven (3.5 s)
+    # one stall wait (1 s), not seven (7 s); the margin absorbs a loaded machine's scheduling
+    assert 1.0 <= took < 5.0
