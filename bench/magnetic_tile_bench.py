@@ -9,7 +9,8 @@ Surface Defect Dataset (abin24/Magnetic-tile-defect-datasets.).
     python bench/magnetic_tile_bench.py --loco-only [--results NAME.json]
 
 Writes bench/results/magnetic_tile.json (with the command); ``--loco-only`` trains the labelled model
-and the five leave-one-class-out models only and writes bench/results/magnetic_tile_loco.json.
+and the five leave-one-class-out models only and writes bench/results/magnetic_tile_loco.json, again
+after every held-out class (``"complete": false`` until the last).
 Bundles go under --out (outside the repo by default). Timings are wall-clock on a shared 2-core
 machine: other work perturbs them.
 """
@@ -23,6 +24,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,9 @@ def loco_dataset(root: Path, held: str, dest: Path) -> Path:
     return dest
 
 
-def run_loco(data: Path, out: Path, test: list[Sample], labels: list[str]) -> dict[str, Any]:
+def run_loco(data: Path, out: Path, test: list[Sample], labels: list[str],
+             on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """One labelled model per held-out class; ``on_row(rows)`` after each (so finished classes are kept)."""
     rows: dict[str, Any] = {}
     for held in labels:
         ds = loco_dataset(data, held, out / f"loco-data-{held}")
@@ -133,6 +137,8 @@ def run_loco(data: Path, out: Path, test: list[Sample], labels: list[str]) -> di
                       "fusion": ev.get("fusion"), "thresholds": {k: ev["thresholds"][k] for k in
                                                                  ("fail_at", "review_at", "map_at")}}
         print(f"LOCO {held}: {rows[held]}", flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -178,12 +184,19 @@ def loco_only(args: argparse.Namespace, labels: list[str], test: list[Sample]) -
         print("with_labels", json.dumps({k: v for k, v in row.items() if k not in ("val_metrics", "thresholds")}),
               flush=True)
     held = [c for c in labels if not args.classes or c in args.classes.split(",")]
-    result["leave_one_class_out"] = run_loco(args.data, args.out, test, held)
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    result["load_average_at_end"] = os.getloadavg()
     path = RESULTS / (args.results or "magnetic_tile_loco.json")
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+
+    def write(rows: dict[str, Any]) -> None:  # after every class: a long run that is stopped keeps its rows
+        result["leave_one_class_out"] = rows
+        result["complete"] = len(rows) == len(held)
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        result["load_average_at_end"] = os.getloadavg()
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path} ({len(rows)} of {len(held)} held-out classes)", flush=True)
+
+    if "with_labels" in result:
+        write({})
+    write(run_loco(args.data, args.out, test, held, on_row=write))
 
 
 def main() -> None:
