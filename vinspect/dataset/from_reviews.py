@@ -37,6 +37,7 @@ import numpy.typing as npt
 from vinspect.dataset.images import decode_image, read_image
 from vinspect.dataset.layouts import open_dataset
 from vinspect.errors import DatasetError
+from vinspect.files import sha256_file
 
 __all__ = ["DATASET_FILE", "BuildReport", "ReviewedImage", "build_from_reviews", "pixel_sha256"]
 
@@ -212,7 +213,7 @@ def build_from_reviews(parts: Iterable[ReviewedImage], *, read_blob: Callable[[s
         e.write(target)
         target.with_name(target.stem + ".provenance.json").write_text(
             json.dumps(e.provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        file_sha = hashlib.sha256(target.read_bytes()).hexdigest()
+        file_sha = sha256_file(target)
         rows.append({"path": e.path, "label": e.label, "pixel_sha256": e.pixels, "file_sha256": file_sha,
                      "source": e.provenance.get("source")})
         report.counts[e.label] = report.counts.get(e.label, 0) + 1

@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vinspect.api.deps import CsrfChecked, ModelActivator, ReadSession, ServicesDep, Viewer, client_source
 from vinspect.api.distribution import distribute_model
-from vinspect.api.pages import PAGE_RESPONSES, flash, redirect, render
+from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect, render
 from vinspect.api.permissions import Permission, allowed
-from vinspect.api.workflow import detail_text
 from vinspect.errors import VinspectError
 from vinspect.models.manifest import read_manifest
 from vinspect.models.risk import activation_warnings
@@ -97,17 +96,17 @@ def distribute_form(request: Request, services: ServicesDep, user: ModelActivato
                     accept_risk: Annotated[str, Form(max_length=8)] = "") -> Response:
     """Distribute from the plant page."""
     name, _, version = model.partition("@")
-    try:
+
+    def assign() -> str:
         if not name or not version:
             raise HTTPException(status_code=422, detail="choose a model version")
         assigned = distribute_model(services, user, name, version, stations=station or [], password=password,
                                     reason=reason, accept_risk=accept_risk == "yes", source=client_source(request))
-    except HTTPException as exc:
-        flash(request, f"Distribution refused: {detail_text(exc)}")
-        return redirect("/plant#distribute")
-    flash(request, f"{name} {version} assigned to {', '.join(a.station_id for a in assigned)}. Each station pulls "
-                   "it, verifies it, runs its golden self-test and reports the switch (or why it refused) below.")
-    return redirect("/plant")
+        return (f"{name} {version} assigned to {', '.join(a.station_id for a in assigned)}. Each station pulls "
+                "it, verifies it, runs its golden self-test and reports the switch (or why it refused) below.")
+
+    return flash_and_redirect(request, assign, to="/plant", refused="Distribution refused",
+                              refused_to="/plant#distribute")
 
 
 def _distributable(services: ServicesDep) -> tuple[list[dict[str, Any]], str | None]:

@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, client_source
-from vinspect.api.pages import PAGE_RESPONSES, flash, redirect
+from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect
 from vinspect.api.promotion import promote_model, promotion_views, sign_model_promotion
-from vinspect.api.workflow import detail_text, installed_manifest
+from vinspect.api.workflow import installed_manifest
 from vinspect.models.evaluation_images import IMAGE_NAME, evaluation_dir
 
 __all__ = ["router"]
@@ -89,14 +89,13 @@ def sign_form(name: Segment, version: Segment, request: Request, services: Servi
               _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "",
               reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Sign from the models page."""
-    try:
+
+    def sign() -> str:
         state = sign_model_promotion(services, user, name, version, password=password, reason=reason,
                                      source=client_source(request))
-    except HTTPException as exc:
-        flash(request, f"Signature refused: {detail_text(exc)}")
-        return redirect(f"/models#model-{name}-{version}")
-    flash(request, f"You signed the promotion of {name} {version} ({len(state.signers)} of 2 signatures).")
-    return redirect(f"/models#model-{name}-{version}")
+        return f"You signed the promotion of {name} {version} ({len(state.signers)} of 2 signatures)."
+
+    return flash_and_redirect(request, sign, to=f"/models#model-{name}-{version}", refused="Signature refused")
 
 
 @router.post("/models/{name}/{version}/promote", tags=["pages"], response_class=HTMLResponse,
@@ -104,14 +103,13 @@ def sign_form(name: Segment, version: Segment, request: Request, services: Servi
 def promote_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
                  _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "") -> Response:
     """Promote from the models page."""
-    try:
+
+    def promote() -> str:
         promote_model(services, user, name, version, password=password, source=client_source(request))
-    except HTTPException as exc:
-        flash(request, f"Promotion refused: {detail_text(exc)}")
-        return redirect(f"/models#model-{name}-{version}")
-    flash(request, f"{name} {version} is now the active version; a running station switches after its golden "
-                   "self-test.")
-    return redirect("/models")
+        return f"{name} {version} is now the active version; a running station switches after its golden self-test."
+
+    return flash_and_redirect(request, promote, to="/models", refused="Promotion refused",
+                              refused_to=f"/models#model-{name}-{version}")
 
 
 @router.get("/evidence/changed/{name}/{version}/{image}", tags=["station"], response_class=Response,

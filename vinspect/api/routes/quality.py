@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from vinspect.analytics.kpis import KPI_LINES
 from vinspect.api.deps import Acknowledger, CsrfChecked, ReadSession, Services, ServicesDep, Viewer, client_source
-from vinspect.api.pages import PAGE_RESPONSES, error_page, flash, redirect, render
+from vinspect.api.pages import PAGE_RESPONSES, error_page, flash, flash_and_redirect, redirect, render
 from vinspect.api.workflow import check_signing_password
 from vinspect.errors import StateError, StoreError
 from vinspect.quality import charts
@@ -133,18 +133,19 @@ def acknowledge_form(alarm_id: Annotated[int, Path(ge=1)], request: Request, ser
         return error_page(request, HTTPException(404, f"no alarm {alarm_id}"), user=user)
     if known[alarm_id].acknowledged_at is not None:
         return error_page(request, HTTPException(409, f"alarm {alarm_id} is already acknowledged"), user=user)
-    try:
+
+    def acknowledge() -> str:
         check_signing_password(services, user, password, source=client_source(request), what=f"alarm {alarm_id}")
         with session_scope(services.store.engine) as session:
             acknowledge_alarm(alarm_id, session=session, user_id=user.user_id, reason=reason,
                               source=client_source(request))
-    except HTTPException as exc:
-        flash(request, f"Alarm {alarm_id} not acknowledged: {exc.detail}")
-        return redirect("/dashboard#alarms")
+        return f"Alarm {alarm_id} acknowledged (signed)."
+
+    try:
+        return flash_and_redirect(request, acknowledge, to="/dashboard#alarms",
+                                  refused=f"Alarm {alarm_id} not acknowledged")
     except (StateError, StoreError) as exc:
         return error_page(request, HTTPException(409, str(exc)), user=user)
-    flash(request, f"Alarm {alarm_id} acknowledged (signed).")
-    return redirect("/dashboard#alarms")
 
 
 @router.get("/metrics", tags=["metrics"], responses={200: {"content": {"text/plain": {}}}})
