@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vinspect.station import load_station
+from vinspect.station_file import load_station
 from vinspect.store import make_engine, session_scope, upgrade
 from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
 from vinspect.store.ncr import Role

@@ -242,7 +242,7 @@ class Inspection:
     produced nothing); None only while the station is gated out with no model loaded."""
     error: str | None = None
     config_sha256: str | None = None
-    """The station configuration in force (:meth:`vinspect.station.StationConfig.config_sha256`);
+    """The station configuration in force (:meth:`vinspect.station_file.StationConfig.config_sha256`);
     None for a part judged outside a station file (tests, ``vinspect inspect``) or not known
     (crash records written for a previous run)."""
 

@@ -24,7 +24,7 @@ from testkit.bundles import write_golden_samples
 from testkit.stations import approve_station
 from vinspect.api.auth import PasswordService
 from vinspect.cli import main
-from vinspect.station import StationConfig, load_station
+from vinspect.station_file import StationConfig, load_station
 from vinspect.store import make_engine, session_scope, upgrade
 from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
 from vinspect.store.ncr import Role

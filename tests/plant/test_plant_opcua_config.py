@@ -10,7 +10,7 @@ from pathlib import Path
 from plant_run import plant_bundle, station_yaml
 
 from testkit.stations import approve_station
-from vinspect.station import load_station
+from vinspect.station_file import load_station
 
 
 def test_certificate_paths_resolve_against_the_station_file(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from vinspect.api.routes import (
     quality,
     queue,
     shadow,
-    station,
+    station_status,
 )
 from vinspect.api.security import SecurityMiddleware
 from vinspect.api.status_source import StatusSource
@@ -84,8 +84,8 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
     app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=_alarm_lifespan(services))
     app.state.services = services
-    for module in (auth, queue, ncrs, evidence, station, promotion, plant, export, admin, quality, capa, labelling,
-                   labelling_api, shadow):
+    for module in (auth, queue, ncrs, evidence, station_status, promotion, plant, export, admin, quality, capa,
+                   labelling, labelling_api, shadow):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     _install_handlers(app)

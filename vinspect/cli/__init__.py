@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from vinspect import __version__
-from vinspect.cli import camera, compare, dataset, model, quality, station, station_config, store, web
+from vinspect.cli import camera, compare, dataset, model, quality, run, station_config, store, web
 from vinspect.errors import VinspectError
 from vinspect.settings import configure_logging
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="least severe log messages shown on stderr (default WARNING)")
     parser.add_argument("--log-json", action="store_true", help="log as JSON lines on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (model, compare, dataset, camera, station, station_config, store, web, quality):
+    for group in (model, compare, dataset, camera, run, station_config, store, web, quality):
         group.register(sub)
     return parser
 

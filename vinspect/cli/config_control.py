@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vinspect.errors import ConfigError, VinspectError
-from vinspect.station import StationConfig, load_station
+from vinspect.station_file import StationConfig, load_station
 from vinspect.store import session_scope
 from vinspect.store.alarms import raise_alarm
 from vinspect.store.station_configs import ConfigApproval, approved

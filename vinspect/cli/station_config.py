@@ -17,7 +17,7 @@ from typing import Any
 
 from vinspect.cli.promotion import store_engine, verify_signer
 from vinspect.errors import ConfigError, StateError
-from vinspect.station import StationConfig, load_station
+from vinspect.station_file import StationConfig, load_station
 from vinspect.store import session_scope
 from vinspect.store import station_configs as configs
 

@@ -2,7 +2,7 @@
 
 A station file (``station.yaml``) decides what passes: threshold overrides, the deadline, the
 ``on_error`` policy, the signal and the sinks. Its effective configuration (the parsed file with
-every default filled in, as canonical JSON: :meth:`vinspect.station.StationConfig.config_text`)
+every default filled in, as canonical JSON: :meth:`vinspect.station_file.StationConfig.config_text`)
 is hashed, and a store-backed station starts only with a configuration whose hash was approved
 here (``vinspect config approve``).
 

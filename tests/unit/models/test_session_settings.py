@@ -48,7 +48,7 @@ def test_unloadable_graph_names_the_file(tmp_path: Path) -> None:
 
 
 def test_station_setting_reaches_the_pipeline(tmp_path: Path) -> None:
-    from vinspect.station import StationConfig
+    from vinspect.station_file import StationConfig
 
     base = {"station_id": "s1", "source": {"kind": "synthetic"}, "model": {"path": str(tmp_path)}}
     assert StationConfig.model_validate(base).pipeline_config().ort_allow_spinning is False

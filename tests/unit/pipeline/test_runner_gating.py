@@ -13,7 +13,7 @@ from vinspect.camera.config import ProcessSourceConfig
 from vinspect.errors import ConfigError, StateError
 from vinspect.pipeline.gating import gate_bundle
 from vinspect.pipeline.state import StationStateMachine
-from vinspect.station import JsonlSinkConfig, ModelByName, ModelByPath, load_station
+from vinspect.station_file import JsonlSinkConfig, ModelByName, ModelByPath, load_station
 from vinspect.types import StationState
 
 GOOD = ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255)

@@ -54,7 +54,7 @@ from vinspect.pipeline.signals import LogSignaller, NullSignaller, Signaller
 from vinspect.pipeline.status import StatusWriter, status_path
 from vinspect.pipeline.swap import ModelWatch, RegistryWatch
 from vinspect.settings import Settings, load_settings
-from vinspect.station import (
+from vinspect.station_file import (
     JsonlSinkConfig,
     LogSignalConfig,
     ModbusSignalConfig,
