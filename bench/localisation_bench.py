@@ -14,11 +14,6 @@ mask dilated by 15 px. Timings are not measured here.
 before upsampling, and bicubic instead of bilinear upsampling. Choose among them on ``--split
 train`` (its defects were never fitted by the anomaly path, which learns from goods only), then
 report the test split.
-
-``--latency-runs N`` also times the bundle's ORT call (in-graph preprocessing, kNN and map
-included; batch 1, one intra-op thread, the first train/test image), and with ``--latency-against
-OTHER`` times OTHER in the same process, alternating call by call, so the two numbers share the
-same load on shared cores.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -81,23 +75,6 @@ def score_variant(maps: list[tuple[np.ndarray, np.ndarray, str]], *, sigma: floa
     }
 
 
-def alternating_latency(bundles: list[Path], image: np.ndarray, *, runs: int) -> list[dict[str, float]]:
-    """p50/p99 ms of one ORT call per bundle (1 intra-op thread), the bundles called in turn."""
-    sessions = [ort_session(b / MODEL_NAME, threads=1) for b in bundles]
-    for _ in range(10):
-        for session in sessions:
-            run_ort(session, image)
-    times: list[list[float]] = [[] for _ in bundles]
-    for _ in range(runs):
-        for session, out in zip(sessions, times, strict=True):
-            t0 = time.perf_counter()
-            run_ort(session, image)
-            out.append((time.perf_counter() - t0) * 1e3)
-    return [{"bundle": str(b), "p50_ms": round(float(np.percentile(t, 50)), 2),
-             "p99_ms": round(float(np.percentile(t, 99)), 2), "runs": runs}
-            for b, t in zip(bundles, times, strict=True)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", type=Path, required=True)
@@ -105,8 +82,6 @@ def main() -> None:
     ap.add_argument("--split", choices=("test", "train"), default="test")
     ap.add_argument("--variants", action="store_true", help="also score blur / bicubic post-processing")
     ap.add_argument("--out", type=Path, default=RESULTS / "localisation.json")
-    ap.add_argument("--latency-runs", type=int, default=0, help="also time the ORT call (1 thread, batch 1)")
-    ap.add_argument("--latency-against", type=Path, default=None, help="another bundle timed alternately")
     args = ap.parse_args()
     manifest = read_manifest(args.bundle)
     session = ort_session(args.bundle / MODEL_NAME, threads=2)
@@ -135,12 +110,6 @@ def main() -> None:
     if args.variants:
         result["variants"] = [{"extra_blur_cells": sigma, "upsampling": interp,
                                **score_variant(maps, sigma=sigma, interp=interp)} for sigma, interp in VARIANTS[1:]]
-    if args.latency_runs:
-        image = to_hwc(read_image(samples[0].path), channels=manifest.input.channels)
-        bundles = [args.bundle] + ([args.latency_against] if args.latency_against else [])
-        result["latency_ort_1_thread_shared"] = {
-            "image_hw": list(image.shape[:2]),
-            "timings": alternating_latency(bundles, image, runs=args.latency_runs)}
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 
