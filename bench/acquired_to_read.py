@@ -72,8 +72,12 @@ def build_stamped(config: Any, /, *, source_id: str) -> FrameSource:
 
 def _pcts(values: list[float]) -> dict[str, float]:
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"n": len(values), "p50_ms": round(float(p50), 3), "p90_ms": round(float(p90), 3),
-            "p99_ms": round(float(p99), 3)}
+    return {
+        "n": len(values),
+        "p50_ms": round(float(p50), 3),
+        "p90_ms": round(float(p90), 3),
+        "p99_ms": round(float(p99), 3),
+    }
 
 
 def main() -> None:
@@ -84,11 +88,21 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     args = parser.parse_args()
     inner = OverlaySourceConfig.model_validate(
-        {"kind": "genicam+replay", "producers": ["viky.cti"], "device": {"serial_number": "0"},
-         "features": {"Width": 256, "Height": 256, "PixelFormat": "Mono8", "AcquisitionFrameRate": args.fps},
-         "replay": str(args.replay), "loop": True, "overflow": "reject"})
-    source: Any = (open_source(inner, source_id="bench") if args.mode == "thread" else
-                   ProcessSource(ProcessSourceConfig(inner=inner), source_id="bench", build=build_stamped))
+        {
+            "kind": "genicam+replay",
+            "producers": ["viky.cti"],
+            "device": {"serial_number": "0"},
+            "features": {"Width": 256, "Height": 256, "PixelFormat": "Mono8", "AcquisitionFrameRate": args.fps},
+            "replay": str(args.replay),
+            "loop": True,
+            "overflow": "reject",
+        }
+    )
+    source: Any = (
+        open_source(inner, source_id="bench")
+        if args.mode == "thread"
+        else ProcessSource(ProcessSourceConfig(inner=inner), source_id="bench", build=build_stamped)
+    )
     to_read, in_child, handover = [], [], []
     with source:
         for i in range(args.frames):

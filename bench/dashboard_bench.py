@@ -163,9 +163,18 @@ def fill(engine: Engine, *, inspections: int, stations: int, end: datetime, chun
     for low in range(1, inspections + 1, chunk):
         high = min(inspections, low + chunk - 1)
         with engine.begin() as conn:
-            conn.execute(text(INSPECTIONS_SQL), {"stations": stations, "low": low, "high": high, "t0": t0,
-                                                 "spacing": spacing, "bump_from": bump_from,
-                                                 "bump_to": bump_from + timedelta(days=14)})
+            conn.execute(
+                text(INSPECTIONS_SQL),
+                {
+                    "stations": stations,
+                    "low": low,
+                    "high": high,
+                    "t0": t0,
+                    "spacing": spacing,
+                    "bump_from": bump_from,
+                    "bump_to": bump_from + timedelta(days=14),
+                },
+            )
         print(f"  inspections {high:,} / {inspections:,} ({time.perf_counter() - start:.0f} s)", flush=True)
     times["inspections_s"] = time.perf_counter() - start
     with engine.begin() as conn:
@@ -182,13 +191,21 @@ def fill(engine: Engine, *, inspections: int, stations: int, end: datetime, chun
         conn.execute(text("VACUUM ANALYZE"))
     times["vacuum_analyze_s"] = time.perf_counter() - mark
     with engine.connect() as conn:
-        counts = {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
-                  for t in ("inspections", "ncrs", "ncr_events", "audit_records")}
-        counts["pass_audits"] = int(conn.execute(text(
-            "SELECT count(*) FROM audit_records WHERE action = 'sample.review'")).scalar_one())
+        counts = {
+            t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+            for t in ("inspections", "ncrs", "ncr_events", "audit_records")
+        }
+        counts["pass_audits"] = int(
+            conn.execute(text("SELECT count(*) FROM audit_records WHERE action = 'sample.review'")).scalar_one()
+        )
         size = conn.execute(text("SELECT pg_size_pretty(pg_database_size(current_database()))")).scalar_one()
-    return {"seconds": {k: round(v, 1) for k, v in times.items()}, "rows": counts, "database_size": size,
-            "first": t0.isoformat(), "end": end.isoformat()}
+    return {
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "rows": counts,
+        "database_size": size,
+        "first": t0.isoformat(),
+        "end": end.isoformat(),
+    }
 
 
 def freeze(engine: Engine, *, stations: int, t0: datetime) -> None:
@@ -201,18 +218,36 @@ def freeze(engine: Engine, *, stations: int, t0: datetime) -> None:
         mine = [r for r in rows if r.station_id == station]
         parts, defects = sum(r.count for r in mine), sum(r.model_rejects for r in mine)
         with session_scope(engine) as session:
-            record_baseline(session=session, station_id=station, chart="reject_rate", window_from=window.since,
-                            window_to=window.until, subgroup_minutes=60, p_bar=defects / parts,
-                            subgroups=len({r.hour for r in mine}), parts=parts, defects=defects, actor="bench",
-                            user_id=None, reason="bench: first 30 days")
+            record_baseline(
+                session=session,
+                station_id=station,
+                chart="reject_rate",
+                window_from=window.since,
+                window_to=window.until,
+                subgroup_minutes=60,
+                p_bar=defects / parts,
+                subgroups=len({r.hour for r in mine}),
+                parts=parts,
+                defects=defects,
+                actor="bench",
+                user_id=None,
+                reason="bench: first 30 days",
+            )
 
 
 def windows(end: datetime) -> dict[str, Window]:
-    shift_end = max(h for h in (end.replace(hour=h) for h in (6, 14, 22)) if h <= end) if end.hour >= 6 else \
-        end.replace(hour=22) - DAY
-    return {"shift": Window(shift_end - timedelta(hours=8), shift_end), "day": Window(end - DAY, end),
-            "week": Window(end - 7 * DAY, end), "month": Window(end - 30 * DAY, end),
-            "year": Window(end - 365 * DAY, end)}
+    shift_end = (
+        max(h for h in (end.replace(hour=h) for h in (6, 14, 22)) if h <= end)
+        if end.hour >= 6
+        else end.replace(hour=22) - DAY
+    )
+    return {
+        "shift": Window(shift_end - timedelta(hours=8), shift_end),
+        "day": Window(end - DAY, end),
+        "week": Window(end - 7 * DAY, end),
+        "month": Window(end - 30 * DAY, end),
+        "year": Window(end - 365 * DAY, end),
+    }
 
 
 def timed(call: Callable[[], object], repeats: int) -> dict[str, Any]:
@@ -224,8 +259,12 @@ def timed(call: Callable[[], object], repeats: int) -> dict[str, Any]:
         samples.append((time.perf_counter() - start) * 1000.0)
     ordered = sorted(samples)
     p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]  # nearest rank
-    return {"n": repeats, "p50_ms": round(statistics.median(samples), 1), "p95_ms": round(p95, 1),
-            "max_ms": round(ordered[-1], 1)}
+    return {
+        "n": repeats,
+        "p50_ms": round(statistics.median(samples), 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(ordered[-1], 1),
+    }
 
 
 def main() -> int:
@@ -236,19 +275,26 @@ def main() -> int:
     parser.add_argument("--raw-first", action="store_true", help="time shift/day/week once before the roll-up")
     parser.add_argument("--no-http", action="store_true", help="skip the page through the app")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
-    parser.add_argument("--database-url", default=None,
-                        help="time a database this script filled before (kept running), instead of a new one")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="time a database this script filled before (kept running), instead of a new one",
+    )
     parser.add_argument("--end", default=None, help="with --database-url: the filled year's end (ISO 8601)")
     args = parser.parse_args()
     reason = pg_available()
     if reason is not None:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
-    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC).replace(minute=0, second=0,
-                                                                                      microsecond=0)
-    result: dict[str, Any] = {"command": "python bench/dashboard_bench.py " + " ".join(sys.argv[1:]),
-                              "inspections": args.inspections, "stations": args.stations,
-                              "load_before": load_average(), "cpus": os.cpu_count(), "shared": True}
+    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    result: dict[str, Any] = {
+        "command": "python bench/dashboard_bench.py " + " ".join(sys.argv[1:]),
+        "inspections": args.inspections,
+        "stations": args.stations,
+        "load_before": load_average(),
+        "cpus": os.cpu_count(),
+        "shared": True,
+    }
     cluster = None if args.database_url else PgCluster()
     try:
         if cluster is None:
@@ -264,13 +310,15 @@ def main() -> int:
             result["fill"] = fill(engine, inspections=args.inspections, stations=args.stations, end=end)
             print(json.dumps(result["fill"]), flush=True)
         spans = windows(end)
-        scores: dict[str, Sequence[float]] = {f"2026.{k}": [0.05 + 0.4 * (i / 999) for i in range(1000)]
-                                              for k in range(1, 5)}
+        scores: dict[str, Sequence[float]] = {
+            f"2026.{k}": [0.05 + 0.4 * (i / 999) for i in range(1000)] for k in range(1, 5)
+        }
 
         def board(w: Window) -> Callable[[], object]:
             def call() -> object:
                 with session_scope(engine, readonly=True) as session:
                     return build_dashboard(session, w, validation_scores=scores)
+
             return call
 
         if args.raw_first:
@@ -282,8 +330,11 @@ def main() -> int:
                 print(f"  raw {name}: {result['before_rollup_ms'][name]} ms", flush=True)
         start = time.perf_counter()
         first = roll_up(engine)
-        result["rollup_backlog"] = {"rows": first.rows, "chunks": first.chunks,
-                                    "seconds": round(time.perf_counter() - start, 1)}
+        result["rollup_backlog"] = {
+            "rows": first.rows,
+            "chunks": first.chunks,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         start = time.perf_counter()
         again = roll_up(engine)
         result["rollup_idle_pass_ms"] = round((time.perf_counter() - start) * 1000.0, 1)
@@ -322,8 +373,10 @@ def http_times(engine: Engine, spans: dict[str, Window], repeats: int) -> dict[s
     with engine.connect() as conn:  # a kept database (--database-url) has the accounts of an earlier run
         known = conn.execute(text("SELECT count(*) FROM users WHERE username = 'reviewer'")).scalar_one()
     if not known:
-        add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                         memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+        add_users(
+            store,
+            PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib),
+        )
     out: dict[str, Any] = {}
     with TestClient(build_app(data, store), base_url="http://127.0.0.1:8600", follow_redirects=False) as client:
         login(client, "reviewer")

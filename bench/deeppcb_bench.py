@@ -55,12 +55,18 @@ def line_cases(test: list[Sample], *, seed: int, change: bool = True) -> Iterato
         assert s.reference_path is not None
         template, image = read_image(s.reference_path), read_image(s.path)
         good = random_change(rng) if change else None
-        yield PairCase(case_id=f"{s.stem}/good", template=template,
-                       image=apply_change(template, good) if good else template)
+        yield PairCase(
+            case_id=f"{s.stem}/good", template=template, image=apply_change(template, good) if good else template
+        )
         bad = random_change(rng) if change else None
         boxes = tuple(move_box(b.box_xyxy, bad, image.shape) if bad else b.box_xyxy for b in s.boxes)
-        yield PairCase(case_id=f"{s.stem}/test", template=template, image=apply_change(image, bad) if bad else image,
-                       boxes=boxes, box_labels=tuple(b.label for b in s.boxes))
+        yield PairCase(
+            case_id=f"{s.stem}/test",
+            template=template,
+            image=apply_change(image, bad) if bad else image,
+            boxes=boxes,
+            box_labels=tuple(b.label for b in s.boxes),
+        )
 
 
 def reference_task(data: Path, out: Path, test: list[Sample]) -> dict[str, Any]:
@@ -96,14 +102,20 @@ def anomaly_task(data: Path, out: Path, train: list[Sample], test: list[Sample])
     train_s = time.perf_counter() - started
     bundle = load_bundle(bundle_dir, threads=2)
     policy = policy_for(bundle)
-    samples = [Sample(path=s.reference_path, label="good", is_good=True, stem=f"{s.stem}_temp", split="test")
-               for s in test if s.reference_path is not None]
+    samples = [
+        Sample(path=s.reference_path, label="good", is_good=True, stem=f"{s.stem}_temp", split="test")
+        for s in test
+        if s.reference_path is not None
+    ]
     samples += [Sample(path=s.path, label=s.label, is_good=False, stem=s.stem, split="test") for s in test]
     scored = score_samples(samples, bundle=bundle, policy=policy, progress=False)
     summary = summarize(scored, bundle=bundle, policy=policy)
     keep = ("n_good", "n_defect", "auroc", "false_reject_rate_at_zero_escape", "operating_point", "latency_ms")
-    return {"train_s": round(train_s, 1), "input_px": bundle.manifest.input.model_size_px,
-            **{k: summary[k] for k in keep}}
+    return {
+        "train_s": round(train_s, 1),
+        "input_px": bundle.manifest.input.model_size_px,
+        **{k: summary[k] for k in keep},
+    }
 
 
 def main() -> int:
@@ -116,12 +128,18 @@ def main() -> int:
     index = open_dataset(args.data)
     train, test = index.train_samples(), index.test_samples()
     result: dict[str, Any] = {
-        "command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(), "machine": "shared 2-core CPU",
-        "dataset": {"root": str(args.data), "train_pairs": len(train), "test_pairs": len(test),
-                    "attribution": "DeepPCB, Tang et al. 2019, MIT licence"},
+        "command": "python " + " ".join(sys.argv),
+        "nproc": os.cpu_count(),
+        "machine": "shared 2-core CPU",
+        "dataset": {
+            "root": str(args.data),
+            "train_pairs": len(train),
+            "test_pairs": len(test),
+            "attribution": "DeepPCB, Tang et al. 2019, MIT licence",
+        },
         "protocol": "test templates after a line-like change = good parts; test images after the same kind of "
-                    "change (boxes moved) = defective; shift <= 10 px, rotation <= 1 deg, gain/offset <= 10 %, "
-                    f"noise sigma 2, JPEG q85-95; seed {SEED}",
+        "change (boxes moved) = defective; shift <= 10 px, rotation <= 1 deg, gain/offset <= 10 %, "
+        f"noise sigma 2, JPEG q85-95; seed {SEED}",
     }
     result["reference"] = reference_task(args.data, args.out, test)
     if not args.skip_anomaly:

@@ -49,19 +49,41 @@ def one_round(url: str, bundle: Path, work: Path, *, stations: int, version: str
     upgrade(engine)
     ids = [f"st{k + 1:02d}" for k in range(stations)]
     for sid in ids:
-        report_station(engine, StationIdentity(station_id=sid), {"state": "OPERATIONAL"},
-                       started_at=datetime.now(UTC), period_s=2.0, parts_per_s=None, reject_rate=None)
+        report_station(
+            engine,
+            StationIdentity(station_id=sid),
+            {"state": "OPERATIONAL"},
+            started_at=datetime.now(UTC),
+            period_s=2.0,
+            parts_per_s=None,
+            reject_rate=None,
+        )
     m = read_manifest(bundle)
     t0 = time.perf_counter()
     data = pack_bundle(bundle)
     t1 = time.perf_counter()
     with session_scope(engine) as s:  # each round: a copy under a fresh version (a stored version is never replaced)
-        distribute(session=s, name=m.name, version=version, sha256=m.sha256, archive=data,
-                   archive_sha256=archive_sha256(data), station_ids=ids, approval="bench", actor="bench")
+        distribute(
+            session=s,
+            name=m.name,
+            version=version,
+            sha256=m.sha256,
+            archive=data,
+            archive_sha256=archive_sha256(data),
+            station_ids=ids,
+            approval="bench",
+            actor="bench",
+        )
     t2 = time.perf_counter()
     registry = ModelRegistry(work / "models")
-    watch = AssignmentWatch(engine, station_id=ids[0], registry=registry, name=m.name, check_s=0.0,
-                            running=ModelRef(name=m.name, version="none", sha256="0" * 64))
+    watch = AssignmentWatch(
+        engine,
+        station_id=ids[0],
+        registry=registry,
+        name=m.name,
+        check_s=0.0,
+        running=ModelRef(name=m.name, version="none", sha256="0" * 64),
+    )
     t3 = time.perf_counter()
     path = watch.poll()
     t4 = time.perf_counter()
@@ -89,8 +111,13 @@ def main() -> int:
     ap.add_argument("--sqlite", action="store_true", help="also on SQLite")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = ap.parse_args()
-    results: dict[str, Any] = {"bundle": str(args.bundle), "rounds": args.rounds, "stations": args.stations,
-                               "load_average": os.getloadavg(), "databases": {}}
+    results: dict[str, Any] = {
+        "bundle": str(args.bundle),
+        "rounds": args.rounds,
+        "stations": args.stations,
+        "load_average": os.getloadavg(),
+        "databases": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         targets: list[tuple[str, str]] = []
@@ -107,13 +134,16 @@ def main() -> int:
                 for k in range(args.rounds):
                     version = f"bench-{k + 1}"
                     copy = _versioned_copy(args.bundle, work / label, version)
-                    rounds.append(one_round(url, copy, work / label / f"station-{k}", stations=args.stations,
-                                            version=version))
+                    rounds.append(
+                        one_round(url, copy, work / label / f"station-{k}", stations=args.stations, version=version)
+                    )
                 summary = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
                 results["databases"][label] = {"median": summary, "rounds": rounds}
-                print(f"{label}: archive {summary['archive_bytes'] / 1e6:.1f} MB; median pack "
-                      f"{summary['pack_s'] * 1e3:.0f} ms, store+assign {summary['distribute_s'] * 1e3:.0f} ms, "
-                      f"one station's pull+verify+install {summary['pull_s'] * 1e3:.0f} ms")
+                print(
+                    f"{label}: archive {summary['archive_bytes'] / 1e6:.1f} MB; median pack "
+                    f"{summary['pack_s'] * 1e3:.0f} ms, store+assign {summary['distribute_s'] * 1e3:.0f} ms, "
+                    f"one station's pull+verify+install {summary['pull_s'] * 1e3:.0f} ms"
+                )
         finally:
             if cluster is not None:
                 cluster.destroy()

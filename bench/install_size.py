@@ -14,9 +14,11 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-SETS = {"runtime (camera, web, line)": ("camera", "web", "line"),
-        "runtime + postgres": ("camera", "web", "line", "postgres"),
-        "full development (every extra)": ("camera", "web", "line", "postgres", "train", "dev")}
+SETS = {
+    "runtime (camera, web, line)": ("camera", "web", "line"),
+    "runtime + postgres": ("camera", "web", "line", "postgres"),
+    "full development (every extra)": ("camera", "web", "line", "postgres", "train", "dev"),
+}
 
 
 def closure(root: str, extras: tuple[str, ...]) -> dict[str, metadata.Distribution]:

@@ -75,8 +75,12 @@ def _free_port() -> int:
 
 def _stats(values: list[float]) -> dict[str, float]:
     arr = np.array(values)
-    return {"n": len(values), "p50_ms": round(float(np.percentile(arr, 50)), 2),
-            "p95_ms": round(float(np.percentile(arr, 95)), 2), "max_ms": round(float(arr.max()), 2)}
+    return {
+        "n": len(values),
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p95_ms": round(float(np.percentile(arr, 95)), 2),
+        "max_ms": round(float(arr.max()), 2),
+    }
 
 
 def run(work: Path, *, images: int, pages: int, saves: int) -> dict[str, Any]:
@@ -93,14 +97,21 @@ def run(work: Path, *, images: int, pages: int, saves: int) -> dict[str, Any]:
     store = open_store(data)
     passwords = PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
     with session_scope(store.engine) as db:
-        create_user("qe", session=db, display_name="Bench QE", role="quality_engineer",  # type: ignore[arg-type]
-                    password_hash=passwords.hash(PASSWORD), actor="system:bench")
+        create_user(
+            "qe",
+            session=db,
+            display_name="Bench QE",
+            role="quality_engineer",  # type: ignore[arg-type]
+            password_hash=passwords.hash(PASSWORD),
+            actor="system:bench",
+        )
     started = time.perf_counter()
     _write_images(work / "in", images)
     written = time.perf_counter() - started
     started = time.perf_counter()
-    report = import_folder(work / "in", engine=store.engine, files=LabelFiles(data / "labelling"), set_name="big",
-                           actor="system:bench")
+    report = import_folder(
+        work / "in", engine=store.engine, files=LabelFiles(data / "labelling"), set_name="big", actor="system:bench"
+    )
     imported = time.perf_counter() - started
     assert report.added == images, report.skipped[:3]
     with session_scope(store.engine, readonly=True) as db:
@@ -110,9 +121,10 @@ def run(work: Path, *, images: int, pages: int, saves: int) -> dict[str, Any]:
     store.engine.dispose()
 
     port = _free_port()
-    child = subprocess.Popen([sys.executable, "-c", API_CHILD.format(tests=str(ROOT / "tests" / "api"),
-                                                                     data=str(data), port=port)],
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", API_CHILD.format(tests=str(ROOT / "tests" / "api"), data=str(data), port=port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -127,8 +139,9 @@ def run(work: Path, *, images: int, pages: int, saves: int) -> dict[str, Any]:
             time.sleep(0.2)
         client = httpx.Client(base_url=base, timeout=30.0)
         token = client.get("/api/v1/auth/session").json()["csrf_token"]
-        login = client.post("/api/v1/auth/login", json={"username": "qe", "password": PASSWORD},
-                            headers={"X-CSRF-Token": token})
+        login = client.post(
+            "/api/v1/auth/login", json={"username": "qe", "password": PASSWORD}, headers={"X-CSRF-Token": token}
+        )
         login.raise_for_status()
         token = login.json()["csrf_token"]
         rng = random.Random(1)
@@ -148,21 +161,31 @@ def run(work: Path, *, images: int, pages: int, saves: int) -> dict[str, Any]:
         save_ms = []
         for k in range(saves):
             image_id = rng.choice(ids)
-            body: dict[str, Any] = {"label": "good", "regions": []} if k % 2 else {
-                "label": "dent", "regions": [{"kind": "box", "code": "dent", "xyxy": [5, 5, 30, 20]}]}
+            body: dict[str, Any] = (
+                {"label": "good", "regions": []}
+                if k % 2
+                else {"label": "dent", "regions": [{"kind": "box", "code": "dent", "xyxy": [5, 5, 30, 20]}]}
+            )
             t0 = time.perf_counter()
-            r = client.post(f"/api/v1/labelling/big/images/{image_id}/label", json=body,
-                            headers={"X-CSRF-Token": token})
+            r = client.post(
+                f"/api/v1/labelling/big/images/{image_id}/label", json=body, headers={"X-CSRF-Token": token}
+            )
             save_ms.append((time.perf_counter() - t0) * 1000)
             assert r.status_code == 200, r.text
         pages_after = page_times(pages)
     finally:
         child.terminate()
         child.wait(timeout=20)
-    return {"images": images, "write_pngs_s": round(written, 1), "import_s": round(imported, 1),
-            "import_images_per_s": round(images / imported, 1), "page": _stats(pages_before),
-            "save": _stats(save_ms), "page_after": _stats(pages_after),
-            "targets": {"page_p95_ms": 300, "save_p95_ms": 100}}
+    return {
+        "images": images,
+        "write_pngs_s": round(written, 1),
+        "import_s": round(imported, 1),
+        "import_images_per_s": round(images / imported, 1),
+        "page": _stats(pages_before),
+        "save": _stats(save_ms),
+        "page_after": _stats(pages_after),
+        "targets": {"page_p95_ms": 300, "save_p95_ms": 100},
+    }
 
 
 def main() -> None:
@@ -175,11 +198,16 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vinspect-label-bench-") as tmp:
         result = run(Path(tmp), images=args.images, pages=args.pages, saves=args.saves)
-    result.update({"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-                   "machine": platform.platform(), "cpus": os.cpu_count(),
-                   "loadavg_before": [round(v, 2) for v in load_before],
-                   "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-                   "shared": "2 cores shared with other jobs: compare against the targets, not other runs"})
+    result.update(
+        {
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": [round(v, 2) for v in load_before],
+            "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+            "shared": "2 cores shared with other jobs: compare against the targets, not other runs",
+        }
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -39,8 +39,12 @@ DEFAULT_DATA = Path("/work/shared/datasets/magnetic-tile")
 DILATE_PX = 15
 
 
-VARIANTS = [(0.0, "linear")] + [(sigma, interp) for sigma in (0.0, 0.5, 1.0, 1.5, 2.0)
-                                   for interp in ("linear", "cubic") if (sigma, interp) != (0.0, "linear")]
+VARIANTS = [(0.0, "linear")] + [
+    (sigma, interp)
+    for sigma in (0.0, 0.5, 1.0, 1.5, 2.0)
+    for interp in ("linear", "cubic")
+    if (sigma, interp) != (0.0, "linear")
+]
 
 
 def _smooth(amap: np.ndarray, sigma: float) -> np.ndarray:
@@ -49,8 +53,7 @@ def _smooth(amap: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(amap, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE)
 
 
-def score_variant(maps: list[tuple[np.ndarray, np.ndarray, str]], *, sigma: float,
-                  interp: str) -> dict[str, object]:
+def score_variant(maps: list[tuple[np.ndarray, np.ndarray, str]], *, sigma: float, interp: str) -> dict[str, object]:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * DILATE_PX + 1, 2 * DILATE_PX + 1))
     flag = cv2.INTER_LINEAR if interp == "linear" else cv2.INTER_CUBIC
     pix_scores, pix_truth, hits = [], [], []
@@ -103,13 +106,16 @@ def main() -> None:
     result: dict[str, object] = {
         "command": "python " + " ".join(sys.argv),
         "bundle": {"name": manifest.name, "version": manifest.version, "task": manifest.task},
-        "data": str(args.data), "split": f"{args.split} (development split)",
+        "data": str(args.data),
+        "split": f"{args.split} (development split)",
         "map_grid": grid,
         **score_variant(maps, sigma=0.0, interp="linear"),
     }
     if args.variants:
-        result["variants"] = [{"extra_blur_cells": sigma, "upsampling": interp,
-                               **score_variant(maps, sigma=sigma, interp=interp)} for sigma, interp in VARIANTS[1:]]
+        result["variants"] = [
+            {"extra_blur_cells": sigma, "upsampling": interp, **score_variant(maps, sigma=sigma, interp=interp)}
+            for sigma, interp in VARIANTS[1:]
+        ]
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 

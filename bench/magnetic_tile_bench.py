@@ -56,8 +56,9 @@ def evaluate(bundle: Path, test: list[Sample]) -> dict[str, Any]:
     labels = [s.label for s in test if not s.is_good]
     result["detection_at_fail_at"] = detection_rate_by_class(scores[~good], labels, threshold=fail_at)
     result["review_or_fail_rate_good"] = round(float(np.mean(scores[good] >= manifest.thresholds.review_at)), 4)
-    result["review_rate_good"] = round(float(np.mean((scores[good] >= manifest.thresholds.review_at)
-                                                     & (scores[good] < fail_at))), 4)
+    result["review_rate_good"] = round(
+        float(np.mean((scores[good] >= manifest.thresholds.review_at) & (scores[good] < fail_at))), 4
+    )
     result["escape_rate_at_review_at"] = round(float(np.mean(scores[~good] < manifest.thresholds.review_at)), 4)
     if manifest.fusion is not None:  # what the anomaly path alone fails at its own threshold
         anomaly = np.array([float(o[1].max()) for o in outs])
@@ -95,8 +96,9 @@ APPROACHES: dict[str, dict[str, Any]] = {
 }
 
 
-def train(data: Path, out: Path, *, good_only: bool, name: str,
-          overrides: dict[str, Any] | None = None) -> tuple[Path, float]:
+def train(
+    data: Path, out: Path, *, good_only: bool, name: str, overrides: dict[str, Any] | None = None
+) -> tuple[Path, float]:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     config = TrainConfig(**(overrides or {}))
@@ -119,23 +121,29 @@ def loco_dataset(root: Path, held: str, dest: Path) -> Path:
     return dest
 
 
-def run_loco(data: Path, out: Path, test: list[Sample], labels: list[str],
-             on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_loco(
+    data: Path, out: Path, test: list[Sample], labels: list[str], on_row: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
     """One labelled model per held-out class; ``on_row(rows)`` after each (so finished classes are kept)."""
     rows: dict[str, Any] = {}
     for held in labels:
         ds = loco_dataset(data, held, out / f"loco-data-{held}")
         bundle, fit_s = train(ds, out / f"loco-{held}", good_only=False, name="loco")
         ev = evaluate(bundle, test)
-        rows[held] = {"held_out_detection_at_fail_at": ev["detection_at_fail_at"][held], "auroc": ev["auroc"],
-                      "frr_at_zero_escape": ev["frr_at_zero_escape"], "false_reject_rate": ev["false_reject_rate"],
-                      "fit_s": fit_s, "detection_at_fail_at": ev["detection_at_fail_at"],
-                      "review_rate_good": ev["review_rate_good"],
-                      "escape_rate_at_review_at": ev["escape_rate_at_review_at"],
-                      "anomaly_path_detection": ev.get("anomaly_path_detection"),
-                      "anomaly_path_false_reject_rate": ev.get("anomaly_path_false_reject_rate"),
-                      "fusion": ev.get("fusion"), "thresholds": {k: ev["thresholds"][k] for k in
-                                                                 ("fail_at", "review_at", "map_at")}}
+        rows[held] = {
+            "held_out_detection_at_fail_at": ev["detection_at_fail_at"][held],
+            "auroc": ev["auroc"],
+            "frr_at_zero_escape": ev["frr_at_zero_escape"],
+            "false_reject_rate": ev["false_reject_rate"],
+            "fit_s": fit_s,
+            "detection_at_fail_at": ev["detection_at_fail_at"],
+            "review_rate_good": ev["review_rate_good"],
+            "escape_rate_at_review_at": ev["escape_rate_at_review_at"],
+            "anomaly_path_detection": ev.get("anomaly_path_detection"),
+            "anomaly_path_false_reject_rate": ev.get("anomaly_path_false_reject_rate"),
+            "fusion": ev.get("fusion"),
+            "thresholds": {k: ev["thresholds"][k] for k in ("fail_at", "review_at", "map_at")},
+        }
         print(f"LOCO {held}: {rows[held]}", flush=True)
         if on_row is not None:
             on_row(rows)
@@ -149,9 +157,22 @@ def compare(data: Path, out: Path, test: list[Sample], image: np.ndarray, *, run
             continue  # the default config: already measured as models.good_only
         bundle, fit_s = train(data, out / f"approach-{name}", good_only=True, name="approach", overrides=overrides)
         ev = evaluate(bundle, test)
-        rows[name] = {"overrides": overrides, "fit_s": fit_s, **{k: ev[k] for k in ("auroc", "frr_at_zero_escape",
-                      "best_f1", "false_reject_rate", "escape_rate", "detection_at_fail_at")},
-                      "latency": {f"{t}_threads": latency(bundle, image, threads=t, runs=runs) for t in (1, 2)}}
+        rows[name] = {
+            "overrides": overrides,
+            "fit_s": fit_s,
+            **{
+                k: ev[k]
+                for k in (
+                    "auroc",
+                    "frr_at_zero_escape",
+                    "best_f1",
+                    "false_reject_rate",
+                    "escape_rate",
+                    "detection_at_fail_at",
+                )
+            },
+            "latency": {f"{t}_threads": latency(bundle, image, threads=t, runs=runs) for t in (1, 2)},
+        }
         print(f"approach {name}: {rows[name]}", flush=True)
     return rows
 
@@ -159,8 +180,12 @@ def compare(data: Path, out: Path, test: list[Sample], image: np.ndarray, *, run
 def remeasure_latency(out: Path, *, runs: int) -> None:
     path = RESULTS / "magnetic_tile.json"
     result = json.loads(path.read_text())
-    image = to_hwc(read_image(next(s.path for s in open_dataset(Path(result.get("data", DEFAULT_DATA))).test_samples()
-                                   if s.is_good)), channels=1)
+    image = to_hwc(
+        read_image(
+            next(s.path for s in open_dataset(Path(result.get("data", DEFAULT_DATA))).test_samples() if s.is_good)
+        ),
+        channels=1,
+    )
     rows = {**result["models"], **{f"approach-{k}": v for k, v in result.get("approaches_good_only", {}).items()}}
     for name, row in rows.items():
         row["latency_remeasured"] = {f"{t}_threads": latency(out / name, image, threads=t, runs=runs) for t in (1, 2)}
@@ -173,16 +198,23 @@ def remeasure_latency(out: Path, *, runs: int) -> None:
 def loco_only(args: argparse.Namespace, labels: list[str], test: list[Sample]) -> None:
     """The labelled model on every class, then each class held out of the labels, at the default config."""
     started = time.perf_counter()
-    result: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(),
-                              "data": str(args.data), "config": TrainConfig().model_dump(mode="json"),
-                              "load_average_at_start": os.getloadavg()}
+    result: dict[str, Any] = {
+        "command": "python " + " ".join(sys.argv),
+        "nproc": os.cpu_count(),
+        "data": str(args.data),
+        "config": TrainConfig().model_dump(mode="json"),
+        "load_average_at_start": os.getloadavg(),
+    }
     if not args.skip_with_labels:
         bundle, fit_s = train(args.data, args.out / "with_labels", good_only=False, name="with-labels")
         row = evaluate(bundle, test)
         row["fit_s"] = fit_s
         result["with_labels"] = row
-        print("with_labels", json.dumps({k: v for k, v in row.items() if k not in ("val_metrics", "thresholds")}),
-              flush=True)
+        print(
+            "with_labels",
+            json.dumps({k: v for k, v in row.items() if k not in ("val_metrics", "thresholds")}),
+            flush=True,
+        )
     held = [c for c in labels if not args.classes or c in args.classes.split(",")]
     path = RESULTS / (args.results or "magnetic_tile_loco.json")
 
@@ -206,13 +238,19 @@ def main() -> None:
     parser.add_argument("--no-loco", action="store_true")
     parser.add_argument("--compare", action="store_true", help="also train the other good-only approaches")
     parser.add_argument("--runs", type=int, default=300, help="latency repetitions")
-    parser.add_argument("--loco-only", action="store_true",
-                        help="train only the labelled model and the leave-one-class-out models (no latency)")
+    parser.add_argument(
+        "--loco-only",
+        action="store_true",
+        help="train only the labelled model and the leave-one-class-out models (no latency)",
+    )
     parser.add_argument("--results", default=None, help="results file name under bench/results/")
     parser.add_argument("--classes", default="", help="--loco-only: comma-separated classes to hold out (default all)")
     parser.add_argument("--skip-with-labels", action="store_true", help="--loco-only: no model on every label")
-    parser.add_argument("--latency-only", action="store_true",
-                        help="re-measure latency of the bundles already under --out and update the JSON")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="re-measure latency of the bundles already under --out and update the JSON",
+    )
     args = parser.parse_args()
     if args.latency_only:
         remeasure_latency(args.out, runs=args.runs)
@@ -222,8 +260,13 @@ def main() -> None:
     if args.loco_only:
         loco_only(args, index.defect_labels, test)
         return
-    result: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(),
-                              "data": str(args.data), "config": TrainConfig().model_dump(mode="json"), "models": {}}
+    result: dict[str, Any] = {
+        "command": "python " + " ".join(sys.argv),
+        "nproc": os.cpu_count(),
+        "data": str(args.data),
+        "config": TrainConfig().model_dump(mode="json"),
+        "models": {},
+    }
     image = to_hwc(read_image(next(s.path for s in test if s.is_good)), channels=1)
     result["latency_input_hwc"] = list(image.shape)
     for kind, good_only in (("good_only", True), ("with_labels", False)):

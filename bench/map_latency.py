@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     goods = [to_hwc(read_image(s.path), channels=1) for s in open_dataset(args.data).train_samples() if s.is_good]
-    fit_images = FitImages(channels=1, good=goods[:args.goods], val_good=goods[args.goods:args.goods + 10])
+    fit_images = FitImages(channels=1, good=goods[: args.goods], val_good=goods[args.goods : args.goods + 10])
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     sessions, grids = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,13 +69,24 @@ def main() -> None:
                 t0 = time.perf_counter()
                 run_ort(s, image)
                 out.append((time.perf_counter() - t0) * 1e3)
-    rows = [{"config": n, "map_grid": g, "p50_ms": round(float(np.percentile(t, 50)), 2),
-             "p99_ms": round(float(np.percentile(t, 99)), 2)} for n, g, t in zip(names, grids, times, strict=True)]
-    doc = {"what": "ORT latency of good-only graphs by anomaly-map resolution (batch 1, 1 intra-op thread, "
-                   "alternating in one process)",
-           "command": "python " + " ".join(["bench/map_latency.py", *sys.argv[1:]]),
-           "image_hw": list(image.shape[:2]), "runs": args.runs,
-           "machine": "2-core VM, shared with other jobs (timings are 'shared')", "rows": rows}
+    rows = [
+        {
+            "config": n,
+            "map_grid": g,
+            "p50_ms": round(float(np.percentile(t, 50)), 2),
+            "p99_ms": round(float(np.percentile(t, 99)), 2),
+        }
+        for n, g, t in zip(names, grids, times, strict=True)
+    ]
+    doc = {
+        "what": "ORT latency of good-only graphs by anomaly-map resolution (batch 1, 1 intra-op thread, "
+        "alternating in one process)",
+        "command": "python " + " ".join(["bench/map_latency.py", *sys.argv[1:]]),
+        "image_hw": list(image.shape[:2]),
+        "runs": args.runs,
+        "machine": "2-core VM, shared with other jobs (timings are 'shared')",
+        "rows": rows,
+    }
     print(json.dumps(doc, indent=2))
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 

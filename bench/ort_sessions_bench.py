@@ -60,8 +60,12 @@ def _hwc(image: np.ndarray, channels: int) -> np.ndarray:
 
 def _stats(times: list[float]) -> dict[str, float]:
     a = np.asarray(times)
-    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 2),
-            "p99_ms": round(float(np.percentile(a, 99)), 2), "mean_ms": round(float(a.mean()), 2)}
+    return {
+        "n": int(a.size),
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p99_ms": round(float(np.percentile(a, 99)), 2),
+        "mean_ms": round(float(a.mean()), 2),
+    }
 
 
 def _dataset(bundle: Path, data: Path | None) -> tuple[list[Sample], list[Sample], int]:
@@ -79,9 +83,11 @@ def _block(active: Any, second: Any, scenario: str, image: np.ndarray, runs: int
     stop = threading.Event()
     busy = None
     if scenario == "second_busy_thread":
+
         def loop() -> None:
             while not stop.is_set():
                 second.run(None, feed)
+
         busy = threading.Thread(target=loop, daemon=True)
         busy.start()
     times = []
@@ -115,12 +121,20 @@ def sessions(args: argparse.Namespace) -> dict[str, Any]:
             times[configs[int(i)]] += _block(active, second, scenario, image, args.runs)
             del active, second
         print(f"round {r + 1}/{args.rounds} done, load average {os.getloadavg()}", flush=True)
-    rows = [{"intra_op_threads": t, "allow_spinning": spin, "scenario": sc, **_stats(times[(t, spin, sc)])}
-            for t, spin, sc in configs]
+    rows = [
+        {"intra_op_threads": t, "allow_spinning": spin, "scenario": sc, **_stats(times[(t, spin, sc)])}
+        for t, spin, sc in configs
+    ]
     for row in rows:
         print(row, flush=True)
-    return {"bundle": str(bundle), "second": str(second_bundle), "input_hwc": list(image.shape),
-            "rounds": args.rounds, "runs_per_block": args.runs, "rows": rows}
+    return {
+        "bundle": str(bundle),
+        "second": str(second_bundle),
+        "input_hwc": list(image.shape),
+        "rounds": args.rounds,
+        "runs_per_block": args.runs,
+        "rows": rows,
+    }
 
 
 def profile(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,8 +163,12 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     total = sum(per_op.values())
     shares = {k: round(100 * v / total, 1) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
     print(shares, flush=True)
-    return {"bundle": str(bundle), "runs": args.runs, "kernel_ms_per_run": round(total / args.runs / 1e3, 2),
-            "percent_of_kernel_time": shares}
+    return {
+        "bundle": str(bundle),
+        "runs": args.runs,
+        "kernel_ms_per_run": round(total / args.runs / 1e3, 2),
+        "percent_of_kernel_time": shares,
+    }
 
 
 def gate(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,27 +191,48 @@ def gate(args: argparse.Namespace) -> dict[str, Any]:
         calib = [_hwc(read_image(s.path), channels) for s in goods]
         val = [_hwc(read_image(s.path), channels) for s in split.val]
         int8_path = args.work / f"{bundle.name}-gate.onnx"
-        nodes = quantize_int8(bundle / MODEL_NAME, int8_path, images=calib, ops=config.quantize_ops,
-                              per_channel=config.quantize_per_channel)
+        nodes = quantize_int8(
+            bundle / MODEL_NAME,
+            int8_path,
+            images=calib,
+            ops=config.quantize_ops,
+            per_channel=config.quantize_per_channel,
+        )
         scored = []
         for path in (bundle / MODEL_NAME, int8_path):
             scores, maps = _score(path, val)
             vs = ValidationScores(samples=list(split.val), images=val, scores=scores, maps=maps, probs=[])
-            scored.append((vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier",
-                                           fusion=manifest.fusion)))
-        tolerance = Int8Gate(score_atol=config.int8_score_atol, max_verdict_flips=config.int8_max_verdict_flips,
-                             map_atol=config.int8_map_atol, map_peak_cells=config.int8_map_peak_cells)
+            scored.append(
+                (vs, _calibrate(vs, config, labelled=manifest.task == "anomaly+classifier", fusion=manifest.fusion))
+            )
+        tolerance = Int8Gate(
+            score_atol=config.int8_score_atol,
+            max_verdict_flips=config.int8_max_verdict_flips,
+            map_atol=config.int8_map_atol,
+            map_peak_cells=config.int8_map_peak_cells,
+        )
         try:
-            report = judge_int8(bundle / MODEL_NAME, int8_path, images=[], val_float=(scored[0][0].scores,
-                                scored[0][0].maps), val_int8=(scored[1][0].scores, scored[1][0].maps),
-                                thresholds=(scored[0][1], scored[1][1]), gate=tolerance, nodes=nodes,
-                                val_names=[s.path.name for s in split.val])
+            report = judge_int8(
+                bundle / MODEL_NAME,
+                int8_path,
+                images=[],
+                val_float=(scored[0][0].scores, scored[0][0].maps),
+                val_int8=(scored[1][0].scores, scored[1][0].maps),
+                thresholds=(scored[0][1], scored[1][1]),
+                gate=tolerance,
+                nodes=nodes,
+                val_names=[s.path.name for s in split.val],
+            )
             row: dict[str, Any] = {"passed": True, **report.metrics()}
         except ModelError as exc:
             row = {"passed": False, "refusal": str(exc)}
         row["val_images"] = len(val)
-        row["tolerance"] = {"score_atol": tolerance.score_atol, "max_verdict_flips": tolerance.max_verdict_flips,
-                            "map_atol": tolerance.map_atol, "map_peak_cells": tolerance.map_peak_cells}
+        row["tolerance"] = {
+            "score_atol": tolerance.score_atol,
+            "max_verdict_flips": tolerance.max_verdict_flips,
+            "map_atol": tolerance.map_atol,
+            "map_peak_cells": tolerance.map_peak_cells,
+        }
         row["map"] = _map_spread(scored[0][0].maps, scored[1][0].maps, map_at=scored[0][1].map_at)
         print(bundle.name, row, flush=True)
         out["models"][str(bundle)] = row
@@ -208,15 +247,23 @@ def _map_spread(f_maps: list[np.ndarray], q_maps: list[np.ndarray], *, map_at: f
     def peak(m: np.ndarray) -> tuple[int, ...]:
         return tuple(int(v) for v in np.unravel_index(int(np.argmax(m)), m.shape))
 
-    shift = np.array([max(abs(a - b) for a, b in zip(peak(f), peak(q), strict=True))
-                      for f, q in zip(f_maps, q_maps, strict=True)])
+    shift = np.array(
+        [max(abs(a - b) for a, b in zip(peak(f), peak(q), strict=True)) for f, q in zip(f_maps, q_maps, strict=True)]
+    )
     region = np.array([float(np.max(f)) >= map_at for f in f_maps])
-    return {"grid": list(f_maps[0].shape), "map_at": map_at,
-            "max_abs_diff": {"max": float(diff.max()), "p99": float(np.percentile(diff, 99)),
-                             "p90": float(np.percentile(diff, 90)), "median": float(np.median(diff))},
-            "mean_abs_diff": float(np.mean([np.mean(np.abs(f - q)) for f, q in zip(f_maps, q_maps, strict=True)])),
-            "peak_shift_cells_histogram_region": np.bincount(shift[region]).tolist() if region.any() else [],
-            "peak_shift_cells_histogram_no_region": np.bincount(shift[~region]).tolist() if (~region).any() else []}
+    return {
+        "grid": list(f_maps[0].shape),
+        "map_at": map_at,
+        "max_abs_diff": {
+            "max": float(diff.max()),
+            "p99": float(np.percentile(diff, 99)),
+            "p90": float(np.percentile(diff, 90)),
+            "median": float(np.median(diff)),
+        },
+        "mean_abs_diff": float(np.mean([np.mean(np.abs(f - q)) for f, q in zip(f_maps, q_maps, strict=True)])),
+        "peak_shift_cells_histogram_region": np.bincount(shift[region]).tolist() if region.any() else [],
+        "peak_shift_cells_histogram_no_region": np.bincount(shift[~region]).tolist() if (~region).any() else [],
+    }
 
 
 def _variant(spec: str) -> tuple[str, tuple[str, ...], bool]:
@@ -256,8 +303,13 @@ def int8(args: argparse.Namespace) -> dict[str, Any]:
             paths[name] = dst
         t = manifest.thresholds
         f_scores, f_maps = _score(paths["float"], images)
-        row: dict[str, Any] = {"task": manifest.task, "test_good": int(good.sum()), "test_defect": int((~good).sum()),
-                               "accuracy": {}, "latency": {}}
+        row: dict[str, Any] = {
+            "task": manifest.task,
+            "test_good": int(good.sum()),
+            "test_defect": int((~good).sum()),
+            "accuracy": {},
+            "latency": {},
+        }
         for name, path in paths.items():
             scores, maps = _score(path, images)
             diff = np.abs(scores - f_scores)
@@ -266,10 +318,12 @@ def int8(args: argparse.Namespace) -> dict[str, Any]:
                 "frr_at_zero_escape": round(false_reject_rate_at_zero_escape(scores[good], scores[~good]), 4),
                 "score_max_abs_diff_vs_float": round(float(diff.max()), 4),
                 "score_mean_abs_diff_vs_float": round(float(diff.mean()), 4),
-                "map_max_abs_diff_vs_float": round(max(float(np.abs(a - b).max())
-                                                       for a, b in zip(maps, f_maps, strict=True)), 4),
-                "verdicts_changed_at_bundle_thresholds": int(np.sum(
-                    _verdicts(scores, t.fail_at, t.review_at) != _verdicts(f_scores, t.fail_at, t.review_at))),
+                "map_max_abs_diff_vs_float": round(
+                    max(float(np.abs(a - b).max()) for a, b in zip(maps, f_maps, strict=True)), 4
+                ),
+                "verdicts_changed_at_bundle_thresholds": int(
+                    np.sum(_verdicts(scores, t.fail_at, t.review_at) != _verdicts(f_scores, t.fail_at, t.review_at))
+                ),
             }
             print(bundle.name, name, row["accuracy"][name], flush=True)
         image = images[int(np.flatnonzero(good)[0])]
@@ -295,8 +349,9 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, action="append", required=True)
     parser.add_argument("--second", type=Path, default=None, help="sessions: the second bundle (default: --bundle)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the manifest's dataset_root)")
-    parser.add_argument("--ops", action="append", default=None,
-                        help="int8 variants: op types, ':pc' for per-channel (default: MatMul)")
+    parser.add_argument(
+        "--ops", action="append", default=None, help="int8 variants: op types, ':pc' for per-channel (default: MatMul)"
+    )
     parser.add_argument("--calibration", type=int, default=64)
     parser.add_argument("--work", type=Path, default=Path("/tmp/vinspect-int8"), help="int8 graphs go here")
     parser.add_argument("--tag", default=None, help="write bench/results/ort_<what>_<tag>.json")
@@ -306,9 +361,16 @@ def main() -> None:
     args.ops = args.ops or ["MatMul"]
     load_before = os.getloadavg()
     result = {"sessions": sessions, "int8": int8, "profile": profile, "gate": gate}[args.what](args)
-    result.update({"command": "python " + " ".join(sys.argv), "nproc": os.cpu_count(), "shared": True,
-                   "niceness": os.nice(0),
-                   "load_average_before": load_before, "load_average_after": os.getloadavg()})
+    result.update(
+        {
+            "command": "python " + " ".join(sys.argv),
+            "nproc": os.cpu_count(),
+            "shared": True,
+            "niceness": os.nice(0),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        }
+    )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / (f"ort_{args.what}_{args.tag}.json" if args.tag else f"ort_{args.what}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")

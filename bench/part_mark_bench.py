@@ -48,11 +48,18 @@ def main() -> None:
             beyond = numbers.beyond_reservation
         mark = read_mark(path)
     assert mark is not None and mark.next == args.parts + args.timed and mark.clean
-    result = {"command": " ".join(["python", *sys.argv]), "parts": args.parts,
-              "mean_ns_per_admit": round(bulk_s / args.parts * 1e9, 1),
-              "timed_us": {"p50": round(float(np.percentile(one, 50)), 3),
-                           "p99": round(float(np.percentile(one, 99)), 3), "max": round(float(one.max()), 1)},
-              "beyond_reservation": beyond, "reserved_to": mark.reserved_to}
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "parts": args.parts,
+        "mean_ns_per_admit": round(bulk_s / args.parts * 1e9, 1),
+        "timed_us": {
+            "p50": round(float(np.percentile(one, 50)), 3),
+            "p99": round(float(np.percentile(one, 99)), 3),
+            "max": round(float(one.max()), 1),
+        },
+        "beyond_reservation": beyond,
+        "reserved_to": mark.reserved_to,
+    }
     print(json.dumps(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

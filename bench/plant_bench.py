@@ -61,9 +61,18 @@ class LockSampler:
         with self.engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             while not self._stop.wait(self.period_s):
-                self.samples.append(int(conn.execute(text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                    "AND classid = 0 AND objid = :k"), {"k": _WRITER_LOCK_KEY}).scalar() or 0))
+                self.samples.append(
+                    int(
+                        conn.execute(
+                            text(
+                                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                                "AND classid = 0 AND objid = :k"
+                            ),
+                            {"k": _WRITER_LOCK_KEY},
+                        ).scalar()
+                        or 0
+                    )
+                )
 
     def __enter__(self) -> LockSampler:
         self._thread.start()
@@ -84,25 +93,38 @@ def check_store(url: str, key_dir: Path) -> dict[str, Any]:
     attach(engine, keyring, anchor_path=None)
     try:
         with session_scope(engine, readonly=True) as session:
-            per_station = dict(session.execute(select(InspectionRecord.station_id, func.count())
-                                               .group_by(InspectionRecord.station_id)).all())
-            ncr_per_station = dict(session.execute(select(NcrRecord.station_id, func.count())
-                                                   .group_by(NcrRecord.station_id)).all())
+            per_station = dict(
+                session.execute(
+                    select(InspectionRecord.station_id, func.count()).group_by(InspectionRecord.station_id)
+                ).all()
+            )
+            ncr_per_station = dict(
+                session.execute(select(NcrRecord.station_id, func.count()).group_by(NcrRecord.station_id)).all()
+            )
             seqs = sorted(session.scalars(select(NcrRecord.ncr_seq)))
             numbers = list(session.scalars(select(NcrRecord.ncr_number)))
-            first, last = (session.execute(select(func.min(InspectionRecord.recorded_at),
-                                                  func.max(InspectionRecord.recorded_at))).one())
+            first, last = session.execute(
+                select(func.min(InspectionRecord.recorded_at), func.max(InspectionRecord.recorded_at))
+            ).one()
             report = verify_store(session=session, keyring=keyring)
-            sizes = {table: int(session.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar() or 0)
-                     for table in ("inspections", "ncrs", "ncr_evidence", "ncr_events", "audit_records", "outbox")}
+            sizes = {
+                table: int(session.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar() or 0)
+                for table in ("inspections", "ncrs", "ncr_evidence", "ncr_events", "audit_records", "outbox")
+            }
     finally:
         engine.dispose()
-    return {"inspections_by_station": per_station, "ncrs_by_station": ncr_per_station,
-            "ncr_numbers_unique": len(set(numbers)) == len(numbers),
-            "ncr_seq_gap_free": seqs == list(range(1, len(seqs) + 1)),
-            "verify_ok": report.ok, "verify_problems": [str(p) for p in report.problems][:5],
-            "audit_rows": report.chain.rows_checked, "table_bytes": sizes,
-            "first_recorded": first.isoformat() if first else None, "last_recorded": last.isoformat() if last else None}
+    return {
+        "inspections_by_station": per_station,
+        "ncrs_by_station": ncr_per_station,
+        "ncr_numbers_unique": len(set(numbers)) == len(numbers),
+        "ncr_seq_gap_free": seqs == list(range(1, len(seqs) + 1)),
+        "verify_ok": report.ok,
+        "verify_problems": [str(p) for p in report.problems][:5],
+        "audit_rows": report.chain.rows_checked,
+        "table_bytes": sizes,
+        "first_recorded": first.isoformat() if first else None,
+        "last_recorded": last.isoformat() if last else None,
+    }
 
 
 def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Path) -> dict[str, Any]:
@@ -113,11 +135,15 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
         plant.start(duration_s=seconds)
         plant.wait(timeout_s=seconds + 240)
     wall = time.monotonic() - started
-    failed = [(st.station_id, st.proc.returncode if st.proc else None, st.err[-800:])
-              for st in plant.stations if not st.closing]
+    failed = [
+        (st.station_id, st.proc.returncode if st.proc else None, st.err[-800:])
+        for st in plant.stations
+        if not st.closing
+    ]
     store = check_store(url, plant.key_dir)
-    store["evidence_bytes"] = sum(f.stat().st_size for st in plant.stations
-                                  for f in (st.data / "evidence").rglob("*") if f.is_file())
+    store["evidence_bytes"] = sum(
+        f.stat().st_size for st in plant.stations for f in (st.data / "evidence").rglob("*") if f.is_file()
+    )
     cluster.drop_database(url)
     stations = []
     for st in plant.stations:
@@ -125,30 +151,47 @@ def run_once(cluster: PgCluster, n: int, *, seconds: float, fps: float, work: Pa
         if not c:
             continue
         books = c["books"]
-        stations.append({"station": st.station_id, "parts": books["triggers"],
-                         "overflow_rejects": books["failed_fault"].get("overflow", 0),
-                         "late": books["failed_fault"].get("late", 0),
-                         "record_dropped": (c.get("extras") or {}).get("record_dropped", 0),
-                         "record_queue_depth_at_close": c.get("record_queue_depth"),
-                         "sink_errors": (c.get("extras") or {}).get("sink_errors"),
-                         "state_at_close": c.get("state"), "line_stopped": c.get("line_stopped"),
-                         "stored": store["inspections_by_station"].get(st.station_id, 0),
-                         "p50_ms": c["latency_ms"].get("p50_ms"), "p99_ms": c["latency_ms"].get("p99_ms"),
-                         "max_ms": c["latency_ms"].get("max_ms"), "books_reconciled": c["books_reconciled"]})
+        stations.append(
+            {
+                "station": st.station_id,
+                "parts": books["triggers"],
+                "overflow_rejects": books["failed_fault"].get("overflow", 0),
+                "late": books["failed_fault"].get("late", 0),
+                "record_dropped": (c.get("extras") or {}).get("record_dropped", 0),
+                "record_queue_depth_at_close": c.get("record_queue_depth"),
+                "sink_errors": (c.get("extras") or {}).get("sink_errors"),
+                "state_at_close": c.get("state"),
+                "line_stopped": c.get("line_stopped"),
+                "stored": store["inspections_by_station"].get(st.station_id, 0),
+                "p50_ms": c["latency_ms"].get("p50_ms"),
+                "p99_ms": c["latency_ms"].get("p99_ms"),
+                "max_ms": c["latency_ms"].get("max_ms"),
+                "books_reconciled": c["books_reconciled"],
+            }
+        )
     total = sum(store["inspections_by_station"].values())
     ncrs = sum(store["ncrs_by_station"].values())
     span = seconds  # every station runs --duration-s seconds after its own start-up
     lock_waiting = sampler.samples or [0]
-    return {"stations": n, "seconds": seconds, "fps_offered_per_station": fps, "wall_s": round(wall, 1),
-            "inspections_stored": total, "ncrs_stored": ncrs,
-            "inspections_per_s": round(total / span, 1), "ncrs_per_s": round(ncrs / span, 1),
-            "p99_ms_per_station": [s["p99_ms"] for s in stations],
-            "p99_ms_max": max((s["p99_ms"] or 0) for s in stations) if stations else None,
-            "overflow_rejects": sum(s["overflow_rejects"] for s in stations),
-            "record_dropped": sum(s["record_dropped"] for s in stations),
-            "writer_lock_waiting_mean": round(sum(lock_waiting) / len(lock_waiting), 2),
-            "writer_lock_waiting_max": max(lock_waiting), "per_station": stations, "failed_stations": failed,
-            "store": store}
+    return {
+        "stations": n,
+        "seconds": seconds,
+        "fps_offered_per_station": fps,
+        "wall_s": round(wall, 1),
+        "inspections_stored": total,
+        "ncrs_stored": ncrs,
+        "inspections_per_s": round(total / span, 1),
+        "ncrs_per_s": round(ncrs / span, 1),
+        "p99_ms_per_station": [s["p99_ms"] for s in stations],
+        "p99_ms_max": max((s["p99_ms"] or 0) for s in stations) if stations else None,
+        "overflow_rejects": sum(s["overflow_rejects"] for s in stations),
+        "record_dropped": sum(s["record_dropped"] for s in stations),
+        "writer_lock_waiting_mean": round(sum(lock_waiting) / len(lock_waiting), 2),
+        "writer_lock_waiting_max": max(lock_waiting),
+        "per_station": stations,
+        "failed_stations": failed,
+        "store": store,
+    }
 
 
 def main() -> int:
@@ -173,10 +216,16 @@ def main() -> int:
                 print(json.dumps({k: v for k, v in row.items() if k not in ("per_station", "store")}), flush=True)
     finally:
         cluster.destroy()
-    doc = {"command": "python bench/plant_bench.py " + " ".join(sys.argv[1:]),
-           "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
-           "cpus": os.cpu_count(), "shared": True, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-           "results": results}
+    doc = {
+        "command": "python bench/plant_bench.py " + " ".join(sys.argv[1:]),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "shared": True,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -56,7 +56,7 @@ def _per_read_us(source: FrameSource, frames: int) -> list[float]:
         item = source.read(timeout_s=1.0)
         times.append((time.perf_counter() - start) * 1e6)
         assert isinstance(item, Frame) and item.image.shape == _image().shape, item
-    return times[len(times) // 10:]  # drop the warm-up
+    return times[len(times) // 10 :]  # drop the warm-up
 
 
 def _summary(name: str, times: list[float]) -> float:

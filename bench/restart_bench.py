@@ -36,10 +36,23 @@ MODEL = ModelRef(name="tile-anomaly", version="bench", sha256="ab" * 32)
 
 def _inspection(seq: int) -> Inspection:
     fail = seq % 20 == 0
-    decision = Decision(verdict=Verdict.FAIL if fail else Verdict.PASS, reasons=("score",) if fail else (),
-                        policy_id="p1", fail_at=0.7, review_at=0.5)
-    return Inspection(inspection_id=f"{seq:016x}-{seq:08d}-beef", station_id="line-1", part_seq=seq, frame=None,
-                      prediction=None, decision=decision, timings=StageTimings(), model=MODEL)
+    decision = Decision(
+        verdict=Verdict.FAIL if fail else Verdict.PASS,
+        reasons=("score",) if fail else (),
+        policy_id="p1",
+        fail_at=0.7,
+        review_at=0.5,
+    )
+    return Inspection(
+        inspection_id=f"{seq:016x}-{seq:08d}-beef",
+        station_id="line-1",
+        part_seq=seq,
+        frame=None,
+        prediction=None,
+        decision=decision,
+        timings=StageTimings(),
+        model=MODEL,
+    )
 
 
 def _after_a_kill(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
@@ -48,8 +61,14 @@ def _after_a_kill(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, ob
     numbers = PartNumbers(mark_path(tmp, "line-1"), start=run_first)
     numbers.admit(args.inspections + args.unrecorded - 1)  # never closed: as after SIGKILL
     policy = DecisionPolicy(fail_at=0.7, review_at=0.5, policy_id="p1")
-    defaults = NcrDefaults(part_number="TILE-100", part_revision="C", part_name="tile", requirement_ref="DWG-1",
-                           site_id="bench", line_id="l1")
+    defaults = NcrDefaults(
+        part_number="TILE-100",
+        part_revision="C",
+        part_name="tile",
+        requirement_ref="DWG-1",
+        site_id="bench",
+        line_id="l1",
+    )
     engine = make_engine(url)
     with session_scope(engine, readonly=True) as session:  # the scan alone, for the breakdown
         t0 = time.perf_counter()
@@ -64,21 +83,33 @@ def _after_a_kill(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, ob
     total = time.perf_counter() - t0
     engine.dispose()
     assert got.books is not None
-    return {"total_s": round(total, 3), "of_which_scan_s": round(scan_s, 3), "gaps_found": len(gaps),
-            "run_length": args.run_length, "crash_records": got.crash_records,
-            "next_part_seq": got.start, "triggers": got.books.triggers}
+    return {
+        "total_s": round(total, 3),
+        "of_which_scan_s": round(scan_s, 3),
+        "gaps_found": len(gaps),
+        "run_length": args.run_length,
+        "crash_records": got.crash_records,
+        "next_part_seq": got.start,
+        "triggers": got.books.triggers,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inspections", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
-    parser.add_argument("--run-length", type=int, default=1_000_000,
-                        help="parts of the killed run (its numbers are scanned for missing records)")
+    parser.add_argument(
+        "--run-length",
+        type=int,
+        default=1_000_000,
+        help="parts of the killed run (its numbers are scanned for missing records)",
+    )
     parser.add_argument("--unrecorded", type=int, default=32, help="numbers the killed run left without a record")
     args = parser.parse_args()
-    result: dict[str, object] = {"command": "python bench/restart_bench.py " + " ".join(sys.argv[1:]),
-                                 "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    result: dict[str, object] = {
+        "command": "python bench/restart_bench.py " + " ".join(sys.argv[1:]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     with tempfile.TemporaryDirectory(prefix="restart-bench-") as tmp:
         url = f"sqlite:///{tmp}/vinspect.db"
         engine = make_engine(url)
@@ -106,8 +137,11 @@ def main() -> int:
         engine.dispose()
         result["inspections"] = args.inspections
         result["restart"] = {k: round(v, 3) for k, v in steps.items()}
-        result["recovered"] = {"triggers": state.books.triggers, "next_part_seq": state.next_part_seq,
-                               "re_derived_lines": len(missing)}
+        result["recovered"] = {
+            "triggers": state.books.triggers,
+            "next_part_seq": state.next_part_seq,
+            "re_derived_lines": len(missing),
+        }
         result["after_a_kill"] = _after_a_kill(url, Path(tmp), args)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0

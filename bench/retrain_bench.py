@@ -42,8 +42,14 @@ from vinspect.store.sink import StoreSink
 from vinspect.types import Decision, Frame, Inspection, ModelRef, Prediction, StageTimings, Verdict
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULTS = NcrDefaults(part_number="TILE-100", part_revision="A", part_name="Magnetic tile",
-                       requirement_ref="surface free of defects", site_id="bench", line_id="line-1")
+DEFAULTS = NcrDefaults(
+    part_number="TILE-100",
+    part_revision="A",
+    part_name="Magnetic tile",
+    requirement_ref="surface free of defects",
+    site_id="bench",
+    line_id="line-1",
+)
 
 
 def _run(*argv: str) -> None:
@@ -76,8 +82,12 @@ def _rest(data: Path) -> list[tuple[Path, str]]:
     for s in open_dataset(data).train_samples():
         if not s.is_good:
             by_label.setdefault(s.label, []).append(s.path)
-    return [(p, label) for label, paths in sorted(by_label.items())
-            for i, p in enumerate(sorted(paths, key=lambda q: q.name)) if i % 2 == 1]
+    return [
+        (p, label)
+        for label, paths in sorted(by_label.items())
+        for i, p in enumerate(sorted(paths, key=lambda q: q.name))
+        if i % 2 == 1
+    ]
 
 
 def _reviews(store_dir: Path, rest: list[tuple[Path, str]], champion: dict[str, str]) -> None:
@@ -92,35 +102,67 @@ def _reviews(store_dir: Path, rest: list[tuple[Path, str]], champion: dict[str, 
     with StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=lambda r: refs.append(r.ncr_uuid)) as sink:
         for seq, (path, label) in enumerate(rest, start=1):
             at = t0 + timedelta(seconds=seq)
-            frame = Frame(image=read_image(path), source_id="cam-1", frame_id=seq, captured_at=at,
-                          pixel_format="Mono8", origin="replay", part_id=path.stem)
-            sink.write(Inspection(
-                inspection_id=f"bench-{seq:06d}", station_id="bench", part_seq=seq, frame=frame,
-                prediction=Prediction(score=1.0, anomaly_map=None, regions=(), defect_code=label),
-                decision=Decision(verdict=Verdict.FAIL, reasons=("score",), policy_id="bench", fail_at=0.5,
-                                  review_at=0.4),
-                timings=StageTimings(), model=model))
+            frame = Frame(
+                image=read_image(path),
+                source_id="cam-1",
+                frame_id=seq,
+                captured_at=at,
+                pixel_format="Mono8",
+                origin="replay",
+                part_id=path.stem,
+            )
+            sink.write(
+                Inspection(
+                    inspection_id=f"bench-{seq:06d}",
+                    station_id="bench",
+                    part_seq=seq,
+                    frame=frame,
+                    prediction=Prediction(score=1.0, anomaly_map=None, regions=(), defect_code=label),
+                    decision=Decision(
+                        verdict=Verdict.FAIL, reasons=("score",), policy_id="bench", fail_at=0.5, review_at=0.4
+                    ),
+                    timings=StageTimings(),
+                    model=model,
+                )
+            )
     with session_scope(engine) as session:
-        rita = repo.create_user("rita", session=session, display_name="Rita Reviewer", role=Role.REVIEWER,
-                                password_hash="argon2$unused", actor="system:bench").id
+        rita = repo.create_user(
+            "rita",
+            session=session,
+            display_name="Rita Reviewer",
+            role=Role.REVIEWER,
+            password_hash="argon2$unused",
+            actor="system:bench",
+        ).id
     for ref, (_, label) in zip(refs, rest, strict=True):
         with session_scope(engine) as session:
             repo.claim_ncr(ref, session=session, user_id=rita)
-            repo.add_review(ref, session=session, review=ReviewInput(
-                user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="confirmed at the screen",
-                defect_code=label))
+            repo.add_review(
+                ref,
+                session=session,
+                review=ReviewInput(
+                    user_id=rita,
+                    decision=ReviewDecision.CONFIRMED_DEFECT,
+                    reason="confirmed at the screen",
+                    defect_code=label,
+                ),
+            )
     evidence.close()
     engine.dispose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets"
-                        / "magnetic-tile")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic-tile"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/vinspect-retrain-bench"))
     parser.add_argument("--config", type=Path, default=None, help="training config for both models")
-    parser.add_argument("--reuse-champion", action="store_true",
-                        help="keep --out's base set, frozen set and champion from an earlier run (same code)")
+    parser.add_argument(
+        "--reuse-champion",
+        action="store_true",
+        help="keep --out's base set, frozen set and champion from an earlier run (same code)",
+    )
     args = parser.parse_args()
     config = ["--config", str(args.config)] if args.config else []
     timings: dict[str, float] = {}
@@ -134,10 +176,32 @@ def main() -> None:
         shutil.rmtree(args.out, ignore_errors=True)
         args.out.mkdir(parents=True)
         base, rest = _split(args.data, args.out)
-        _run("dataset", "freeze", str(args.data), "--out", str(frozen), "--name", "magnetic-tile-test",
-             "--version", "dev")
-        _run("train", "--data", str(base), "--out", str(args.out / "champion"), "--name", "tiles", "--version", "1",
-             "--no-progress", "--trained-by", "bench", *config)
+        _run(
+            "dataset",
+            "freeze",
+            str(args.data),
+            "--out",
+            str(frozen),
+            "--name",
+            "magnetic-tile-test",
+            "--version",
+            "dev",
+        )
+        _run(
+            "train",
+            "--data",
+            str(base),
+            "--out",
+            str(args.out / "champion"),
+            "--name",
+            "tiles",
+            "--version",
+            "1",
+            "--no-progress",
+            "--trained-by",
+            "bench",
+            *config,
+        )
         timings["train_champion_s"] = time.perf_counter() - t
     champion = json.loads((args.out / "champion" / "manifest.json").read_text())
     t = time.perf_counter()
@@ -146,16 +210,51 @@ def main() -> None:
     timings["reviews_s"] = time.perf_counter() - t
     t = time.perf_counter()
     sys.stdin = io.StringIO("")
-    _run("dataset", "from-reviews", "--data-dir", str(store_dir), "--out", str(args.out / "merged"), "--merge",
-         str(base), "--exclude", str(frozen))
+    _run(
+        "dataset",
+        "from-reviews",
+        "--data-dir",
+        str(store_dir),
+        "--out",
+        str(args.out / "merged"),
+        "--merge",
+        str(base),
+        "--exclude",
+        str(frozen),
+    )
     timings["from_reviews_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    _run("train", "--data", str(args.out / "merged"), "--out", str(args.out / "challenger"), "--name", "tiles",
-         "--version", "2", "--parent", "1", "--no-progress", "--trained-by", "bench", *config)
+    _run(
+        "train",
+        "--data",
+        str(args.out / "merged"),
+        "--out",
+        str(args.out / "challenger"),
+        "--name",
+        "tiles",
+        "--version",
+        "2",
+        "--parent",
+        "1",
+        "--no-progress",
+        "--trained-by",
+        "bench",
+        *config,
+    )
     timings["train_challenger_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    _run("compare", "--champion", str(args.out / "champion"), "--challenger", str(args.out / "challenger"),
-         "--data", str(frozen), "--json", str(args.out / "compare.json"), "--no-progress")
+    _run(
+        "compare",
+        "--champion",
+        str(args.out / "champion"),
+        "--challenger",
+        str(args.out / "challenger"),
+        "--data",
+        str(frozen),
+        "--json",
+        str(args.out / "compare.json"),
+        "--no-progress",
+    )
     timings["compare_s"] = time.perf_counter() - t
     cmp = json.loads((args.out / "compare.json").read_text())
     merged = json.loads((args.out / "merged" / "dataset.json").read_text())
@@ -170,14 +269,32 @@ def main() -> None:
         "challenger_parent": challenger["training"]["parent_version"],
         "challenger_dataset_manifest_sha256": challenger["training"]["dataset_manifest_sha256"],
         "frozen_set": cmp["data"]["frozen"],
-        "champion": {k: cmp["champion"][k] for k in ("auroc", "false_reject_rate_at_zero_escape",
-                                                     "per_class_detection", "defect_type_accuracy", "latency_ms")},
-        "challenger": {k: cmp["challenger"][k] for k in ("auroc", "false_reject_rate_at_zero_escape",
-                                                         "per_class_detection", "defect_type_accuracy", "latency_ms")},
-        "champion_operating_point": {k: cmp["champion"]["operating_point"][k]
-                                     for k in ("false_reject_rate", "escape_rate")},
-        "challenger_operating_point": {k: cmp["challenger"]["operating_point"][k]
-                                       for k in ("false_reject_rate", "escape_rate")},
+        "champion": {
+            k: cmp["champion"][k]
+            for k in (
+                "auroc",
+                "false_reject_rate_at_zero_escape",
+                "per_class_detection",
+                "defect_type_accuracy",
+                "latency_ms",
+            )
+        },
+        "challenger": {
+            k: cmp["challenger"][k]
+            for k in (
+                "auroc",
+                "false_reject_rate_at_zero_escape",
+                "per_class_detection",
+                "defect_type_accuracy",
+                "latency_ms",
+            )
+        },
+        "champion_operating_point": {
+            k: cmp["champion"]["operating_point"][k] for k in ("false_reject_rate", "escape_rate")
+        },
+        "challenger_operating_point": {
+            k: cmp["challenger"]["operating_point"][k] for k in ("false_reject_rate", "escape_rate")
+        },
         "delta": cmp["delta"],
         "changed_counts": cmp["changed_counts"],
         "timings_s": {k: round(v, 1) for k, v in timings.items()},

@@ -33,18 +33,34 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _station(data: Path, replay: Path, *, fps: float, shadow: bool) -> Path:
-    sinks = ["  - {kind: jsonl, path: inspections.jsonl}",
-             "  - kind: store",
-             "    product: {part_number: P1, part_revision: A, part_name: Part, requirement_ref: R, site_id: s, "
-             "line_id: l}"]
+    sinks = [
+        "  - {kind: jsonl, path: inspections.jsonl}",
+        "  - kind: store",
+        "    product: {part_number: P1, part_revision: A, part_name: Part, requirement_ref: R, site_id: s, line_id: l}",
+    ]
     if shadow:
         sinks.append("  - {kind: shadow, model: {name: bench, version: shadow}}")
-    text = "\n".join([
-        "station_id: shadow-bench", "deadline_ms: 150", "source:", "  kind: process", "  inner:",
-        "    kind: genicam+replay", "    producers: [viky.cti]", "    device: {serial_number: '0'}",
-        f"    features: {{Width: 256, Height: 256, PixelFormat: Mono8, AcquisitionFrameRate: {fps}}}",
-        f"    replay: {replay}", "    loop: true", "    overflow: reject", "model: {name: bench, version: active}",
-        "signal: {kind: log}", "sinks:", *sinks, ""])
+    text = "\n".join(
+        [
+            "station_id: shadow-bench",
+            "deadline_ms: 150",
+            "source:",
+            "  kind: process",
+            "  inner:",
+            "    kind: genicam+replay",
+            "    producers: [viky.cti]",
+            "    device: {serial_number: '0'}",
+            f"    features: {{Width: 256, Height: 256, PixelFormat: Mono8, AcquisitionFrameRate: {fps}}}",
+            f"    replay: {replay}",
+            "    loop: true",
+            "    overflow: reject",
+            "model: {name: bench, version: active}",
+            "signal: {kind: log}",
+            "sinks:",
+            *sinks,
+            "",
+        ]
+    )
     path = data / ("with.yaml" if shadow else "without.yaml")
     path.write_text(text)
     approve_station(path, data, reason="shadow benchmark")  # a store-backed station runs an approved file only
@@ -64,14 +80,34 @@ def _install(data: Path, bundle: Path) -> None:
 
 
 def _run(data: Path, station: Path, parts: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "vinspect", "--log-level", "ERROR", "run", "--station",
-                           str(station), "--data-dir", str(data), "--max-parts", str(parts), "--json"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vinspect",
+            "--log-level",
+            "ERROR",
+            "run",
+            "--station",
+            str(station),
+            "--data-dir",
+            str(data),
+            "--max-parts",
+            str(parts),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"vinspect run exited {proc.returncode}: {proc.stderr[-2000:]}")
     closing = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"p50_ms": closing["latency_ms"]["p50_ms"], "p99_ms": closing["latency_ms"]["p99_ms"],
-            "n": closing["latency_ms"]["n"]}
+    return {
+        "p50_ms": closing["latency_ms"]["p50_ms"],
+        "p99_ms": closing["latency_ms"]["p99_ms"],
+        "n": closing["latency_ms"]["n"],
+    }
 
 
 def main() -> None:
@@ -93,15 +129,28 @@ def main() -> None:
             a = _run(data, without, args.parts)
             b = _run(data, with_shadow, args.parts)
             stats = json.loads((data / "shadow" / "bench@shadow" / "stats.json").read_text())
-            rounds.append({"without": a, "with_shadow": b, "shadow_parts": stats["parts"],
-                           "shadow_dropped_busy": stats["dropped_busy"],
-                           "shadow_late": stats["late"]})
+            rounds.append(
+                {
+                    "without": a,
+                    "with_shadow": b,
+                    "shadow_parts": stats["parts"],
+                    "shadow_dropped_busy": stats["dropped_busy"],
+                    "shadow_late": stats["late"],
+                }
+            )
     p99_without = statistics.median(r["without"]["p99_ms"] for r in rounds)
     p99_with = statistics.median(r["with_shadow"]["p99_ms"] for r in rounds)
-    result = {"command": "python " + " ".join(sys.argv), "fps": args.fps, "parts_per_run": args.parts,
-              "load_average_at_end": os.getloadavg(), "rounds": rounds,
-              "median_p99_without_ms": p99_without, "median_p99_with_shadow_ms": p99_with,
-              "p99_ratio": p99_with / p99_without, "target_ratio": 1.10}
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "fps": args.fps,
+        "parts_per_run": args.parts,
+        "load_average_at_end": os.getloadavg(),
+        "rounds": rounds,
+        "median_p99_without_ms": p99_without,
+        "median_p99_with_shadow_ms": p99_with,
+        "p99_ratio": p99_with / p99_without,
+        "target_ratio": 1.10,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "shadow.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

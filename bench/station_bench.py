@@ -92,8 +92,13 @@ def build_judge(work: Path) -> Judge:
         assert gate.bundle is not None, gate.reason
         return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle), unavailable_reason=gate.reason)
     bundle_dir = write_tiny_bundle(work / "bundle", fail_at=0.32, review_at=0.313)  # ~15 % FAIL, ~10 % REVIEW
-    write_golden_samples(bundle_dir, [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-                                      ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)])
+    write_golden_samples(
+        bundle_dir,
+        [
+            ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+            ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+        ],
+    )
     gate = gate_bundle(bundle_dir)
     assert gate.bundle is not None, gate.reason
     return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle), unavailable_reason=gate.reason)
@@ -116,8 +121,14 @@ def build_sinks(work: Path, stack: ExitStack) -> tuple[list[InspectionSink], lis
     # after the sink's last commit, write the anchor now: the writer thread must not write it while
     # the temporary folder is being removed ("Directory not empty")
     stack.callback(flush_anchors)
-    defaults = NcrDefaults(part_number="B-1", part_revision="A", part_name="bench disc", requirement_ref="DWG-1",
-                           site_id="bench", line_id="l1")
+    defaults = NcrDefaults(
+        part_number="B-1",
+        part_revision="A",
+        part_name="bench disc",
+        requirement_ref="DWG-1",
+        site_id="bench",
+        line_id="l1",
+    )
     sinks.append(stack.enter_context(StoreSink(engine, EvidenceStore(work / "evidence"), defaults=defaults)))
     return sinks, ["jsonl", "store+evidence (SQLite WAL FULL)"]
 
@@ -140,8 +151,10 @@ class GcPauses:
             self.pauses[info["generation"]].append((time.perf_counter_ns() - self._started) / 1e6)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {f"gen{g}": {"n": len(p), "max_ms": round(max(p, default=0.0), 3),
-                            "total_ms": round(sum(p), 3)} for g, p in self.pauses.items()}
+        return {
+            f"gen{g}": {"n": len(p), "max_ms": round(max(p, default=0.0), 3), "total_ms": round(sum(p), 3)}
+            for g, p in self.pauses.items()
+        }
 
 
 def pin_station(pipe: InspectionPipeline) -> None:
@@ -157,21 +170,47 @@ def pin_station(pipe: InspectionPipeline) -> None:
             PINS.append({"pid": proc.pid, "tid": thread.id, "cpus": sorted(cpus)})
 
 
-def run_station(work: Path, *, fps: float | None, count: int | None, seconds: float | None,
-                deadline_ms: float, sampler: Any = None, source: FrameSource | None = None,
-                judge: Judge | None = None, on_start: Any = None, on_stop: Any = None) -> dict[str, Any]:
+def run_station(
+    work: Path,
+    *,
+    fps: float | None,
+    count: int | None,
+    seconds: float | None,
+    deadline_ms: float,
+    sampler: Any = None,
+    source: FrameSource | None = None,
+    judge: Judge | None = None,
+    on_start: Any = None,
+    on_stop: Any = None,
+) -> dict[str, Any]:
     overflow = OverflowPolicy.REJECT if fps else OverflowPolicy.BLOCK
     if source is None:
-        source = SyntheticSource(SyntheticSourceConfig(fps=fps, count=count, size_px=256, defect_rate=0.2,
-                                                       distinct_parts=64, overflow=overflow), source_id="bench")
-    config = PipelineConfig(station_id="bench", deadline_ms=deadline_ms, overflow=overflow, queue_size=8,
-                            degraded_after_faults=10_000, critical_sinks=frozenset({"store"} if STORE else ()),
-                            gc_freeze=GC_FREEZE)
+        source = SyntheticSource(
+            SyntheticSourceConfig(
+                fps=fps, count=count, size_px=256, defect_rate=0.2, distinct_parts=64, overflow=overflow
+            ),
+            source_id="bench",
+        )
+    config = PipelineConfig(
+        station_id="bench",
+        deadline_ms=deadline_ms,
+        overflow=overflow,
+        queue_size=8,
+        degraded_after_faults=10_000,
+        critical_sinks=frozenset({"store"} if STORE else ()),
+        gc_freeze=GC_FREEZE,
+    )
     with ExitStack() as stack:
         sinks, sink_names = build_sinks(work, stack)
         numbers = stack.enter_context(PartNumbers(work / "admitted.mark", start=0)) if PART_MARK else None
-        pipe = InspectionPipeline(source, judge=judge or build_judge(work), signaller=LogSignaller(), sinks=sinks,
-                                  config=config, on_admit=None if numbers is None else numbers.admit)
+        pipe = InspectionPipeline(
+            source,
+            judge=judge or build_judge(work),
+            signaller=LogSignaller(),
+            sinks=sinks,
+            config=config,
+            on_admit=None if numbers is None else numbers.admit,
+        )
         pipe.books.e2e = type(pipe.books.e2e)(size=10_000_000)  # keep every sample for the percentiles
         started = time.perf_counter()
         pipe.start()
@@ -189,11 +228,19 @@ def run_station(work: Path, *, fps: float | None, count: int | None, seconds: fl
         elapsed = time.perf_counter() - started
     status = pipe.status().to_dict()
     books = status["books"]
-    return {"elapsed_s": round(elapsed, 3), "parts": books["triggers"],
-            "parts_per_s": round(books["triggers"] / elapsed, 1), "latency_ms": status["latency_ms"],
-            "stages_ms": status["stages_ms"], "deadline_misses": books["failed_fault"].get("late", 0),
-            "overflow_rejects": books["failed_fault"].get("overflow", 0), "books": books,
-            "books_reconciled": books["discrepancy"] == 0, "extras": status["extras"], "sinks": sink_names}
+    return {
+        "elapsed_s": round(elapsed, 3),
+        "parts": books["triggers"],
+        "parts_per_s": round(books["triggers"] / elapsed, 1),
+        "latency_ms": status["latency_ms"],
+        "stages_ms": status["stages_ms"],
+        "deadline_misses": books["failed_fault"].get("late", 0),
+        "overflow_rejects": books["failed_fault"].get("overflow", 0),
+        "books": books,
+        "books_reconciled": books["discrepancy"] == 0,
+        "extras": status["extras"],
+        "sinks": sink_names,
+    }
 
 
 class StampedSource:
@@ -226,8 +273,12 @@ def _pcts(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     arr = np.asarray(values)
-    return {"n": len(values), "p50_ms": round(float(np.percentile(arr, 50)), 3),
-            "p99_ms": round(float(np.percentile(arr, 99)), 3), "max_ms": round(float(arr.max()), 3)}
+    return {
+        "n": len(values),
+        "p50_ms": round(float(np.percentile(arr, 50)), 3),
+        "p99_ms": round(float(np.percentile(arr, 99)), 3),
+        "max_ms": round(float(arr.max()), 3),
+    }
 
 
 def model_alone(judge: Judge, replay: Path, *, n: int = 300, fps: float | None = None) -> dict[str, float]:
@@ -265,17 +316,29 @@ def mixed_replay(judge: Judge, replay: Path, out: Path, *, share: float) -> Path
         (passes if verdict is Verdict.PASS else rejects).append(entry.path)
     assert passes and rejects, f"{replay}: {len(passes)} passes, {len(rejects)} rejects"
     n_reject = max(1, round(20 * share))
-    order = [rejects[i % len(rejects)] if k < n_reject else passes[i % len(passes)]
-             for i in range(max(len(passes), len(rejects))) for k in range(20)]
+    order = [
+        rejects[i % len(rejects)] if k < n_reject else passes[i % len(passes)]
+        for i in range(max(len(passes), len(rejects)))
+        for k in range(20)
+    ]
     (out / "good").mkdir(parents=True)
     for i, path in enumerate(order):
         (out / "good" / f"{i:05d}{path.suffix}").symlink_to(path.resolve())
     return out
 
 
-def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, seconds: float,
-                deadline_ms: float, models: int = 1, reject_share: float | None = None,
-                soak: Sampler | None = None) -> dict[str, Any]:
+def run_genicam(
+    work: Path,
+    *,
+    replay: Path,
+    acquisition: str,
+    fps: float,
+    seconds: float,
+    deadline_ms: float,
+    models: int = 1,
+    reject_share: float | None = None,
+    soak: Sampler | None = None,
+) -> dict[str, Any]:
     """The user's path: genicam+replay on viky.cti, in a child process or a thread (see the module doc)."""
     from vinspect.camera.config import OverlaySourceConfig, ProcessSourceConfig
     from vinspect.camera.factory import open_source
@@ -288,9 +351,16 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
     if reject_share is not None:
         replay = mixed_replay(judge, replay, work / "mixed", share=reject_share)
     inner = OverlaySourceConfig.model_validate(
-        {"kind": "genicam+replay", "producers": ["viky.cti"], "device": {"serial_number": "0"},
-         "features": {"Width": 256, "Height": 256, "PixelFormat": "Mono8", "AcquisitionFrameRate": fps},
-         "replay": str(replay), "loop": True, "overflow": "reject"})
+        {
+            "kind": "genicam+replay",
+            "producers": ["viky.cti"],
+            "device": {"serial_number": "0"},
+            "features": {"Width": 256, "Height": 256, "PixelFormat": "Mono8", "AcquisitionFrameRate": fps},
+            "replay": str(replay),
+            "loop": True,
+            "overflow": "reject",
+        }
+    )
     config = ProcessSourceConfig(inner=inner) if acquisition == "process" else inner
     source = StampedSource(open_source(config, source_id="bench"))
     proc = psutil.Process()
@@ -314,23 +384,37 @@ def run_genicam(work: Path, *, replay: Path, acquisition: str, fps: float, secon
 
     gc.callbacks.append(pauses)
     try:
-        result = run_station(work, fps=fps, count=None, seconds=seconds, deadline_ms=deadline_ms, sampler=sample,
-                             source=source, judge=judge, on_start=started,
-                             on_stop=lambda: setattr(pauses, "active", False))
+        result = run_station(
+            work,
+            fps=fps,
+            count=None,
+            seconds=seconds,
+            deadline_ms=deadline_ms,
+            sampler=sample,
+            source=source,
+            judge=judge,
+            on_start=started,
+            on_stop=lambda: setattr(pauses, "active", False),
+        )
     finally:
         gc.callbacks.remove(pauses)
     books = result["books"]
     rejects = books["failed_defect"] + sum(books["failed_fault"].values()) + books["review"]
     e2e_p99 = result["latency_ms"]["p99_ms"]
-    return result | {"acquisition": acquisition, "replay": str(replay), "models_loaded": 1 + len(candidates),
-                     "model_alone_ms": alone, "model_alone_paced_ms": alone_paced,
-                     "e2e_p99_over_model_alone_p99": round(e2e_p99 / alone["p99_ms"], 2),
-                     "e2e_p99_over_model_alone_paced_p99": round(e2e_p99 / alone_paced["p99_ms"], 2),
-                     "gc_pauses": pauses.summary(),
-                     "pinned": None if PIN is None else {"verdict_cpu": PIN, "pins": PINS},
-                     "acquired_to_read_ms": _pcts(source.delays_ms),
-                     "reject_share": round(rejects / max(books["triggers"], 1), 3),
-                     "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}}
+    return result | {
+        "acquisition": acquisition,
+        "replay": str(replay),
+        "models_loaded": 1 + len(candidates),
+        "model_alone_ms": alone,
+        "model_alone_paced_ms": alone_paced,
+        "e2e_p99_over_model_alone_p99": round(e2e_p99 / alone["p99_ms"], 2),
+        "e2e_p99_over_model_alone_paced_p99": round(e2e_p99 / alone_paced["p99_ms"], 2),
+        "gc_pauses": pauses.summary(),
+        "pinned": None if PIN is None else {"verdict_cpu": PIN, "pins": PINS},
+        "acquired_to_read_ms": _pcts(source.delays_ms),
+        "reject_share": round(rejects / max(books["triggers"], 1), 3),
+        "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
+    }
 
 
 def run_large(work: Path, *, size: str, parts: int, deadline_ms: float) -> dict[str, Any]:
@@ -354,10 +438,20 @@ def run_large(work: Path, *, size: str, parts: int, deadline_ms: float) -> dict[
     def sample(pipe: InspectionPipeline) -> None:
         rss["station_mb"] = max(rss.get("station_mb", 0.0), proc.memory_info().rss / 2**20)
 
-    result = run_station(work, fps=None, count=parts, seconds=None, deadline_ms=deadline_ms, sampler=sample,
-                         source=CountedSource(source, parts))
-    return result | {"size": size, "acquired_to_read_ms": _pcts(source.delays_ms),
-                     "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}}
+    result = run_station(
+        work,
+        fps=None,
+        count=parts,
+        seconds=None,
+        deadline_ms=deadline_ms,
+        sampler=sample,
+        source=CountedSource(source, parts),
+    )
+    return result | {
+        "size": size,
+        "acquired_to_read_ms": _pcts(source.delays_ms),
+        "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
+    }
 
 
 class CountedSource:
@@ -396,19 +490,31 @@ class Sampler:
             return
         self.next = now + self.period_s
         books = pipe.books.books()
-        self.samples.append({"t_s": now, "rss_mb": self.proc.memory_info().rss / 2**20,
-                             "threads": self.proc.num_threads(), "fds": self.proc.num_fds(),
-                             "parts": books.triggers, "discrepancy": books.discrepancy})
+        self.samples.append(
+            {
+                "t_s": now,
+                "rss_mb": self.proc.memory_info().rss / 2**20,
+                "threads": self.proc.num_threads(),
+                "fds": self.proc.num_fds(),
+                "parts": books.triggers,
+                "discrepancy": books.discrepancy,
+            }
+        )
 
     def summary(self) -> dict[str, Any]:
         t0 = self.samples[0]["t_s"]
         warm_s = max(30.0, 0.2 * (self.samples[-1]["t_s"] - t0))
         warm = [s for s in self.samples if s["t_s"] - t0 >= warm_s] or self.samples[-1:]
-        return {"warmup_s": warm_s, "rss_mb_after_warmup": round(warm[0]["rss_mb"], 1),
-                "rss_mb_end": round(warm[-1]["rss_mb"], 1),
-                "rss_growth_mb": round(warm[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
-                "threads": sorted({s["threads"] for s in warm}), "fds": sorted({s["fds"] for s in warm}),
-                "max_in_flight": max(s["discrepancy"] for s in self.samples), "samples": len(self.samples)}
+        return {
+            "warmup_s": warm_s,
+            "rss_mb_after_warmup": round(warm[0]["rss_mb"], 1),
+            "rss_mb_end": round(warm[-1]["rss_mb"], 1),
+            "rss_growth_mb": round(warm[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
+            "threads": sorted({s["threads"] for s in warm}),
+            "fds": sorted({s["fds"] for s in warm}),
+            "max_in_flight": max(s["discrepancy"] for s in self.samples),
+            "samples": len(self.samples),
+        }
 
 
 def main() -> None:
@@ -420,27 +526,52 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration")
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--deadline-ms", type=float, default=150.0)
-    parser.add_argument("--switch-interval-ms", type=float, default=None,
-                        help="sys.setswitchinterval for the run (Python default 5 ms)")
+    parser.add_argument(
+        "--switch-interval-ms", type=float, default=None, help="sys.setswitchinterval for the run (Python default 5 ms)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "station.json")
-    parser.add_argument("--no-part-mark", action="store_true",
-                        help="without the admitted part-number mark vinspect run keeps (issue 16), to compare")
+    parser.add_argument(
+        "--no-part-mark",
+        action="store_true",
+        help="without the admitted part-number mark vinspect run keeps (issue 16), to compare",
+    )
     parser.add_argument("--bundle", type=Path, default=None, help="trained bundle dir (default: the tiny test graph)")
     parser.add_argument("--replay", type=Path, default=None, help="genicam mode: dataset folder of replayed pixels")
-    parser.add_argument("--acquisition", choices=["process", "thread"], default="process",
-                        help="genicam mode: acquisition in a child process (default) or a station thread")
-    parser.add_argument("--models", type=int, choices=[1, 2], default=1,
-                        help="genicam mode: 2 keeps a second copy of the bundle loaded (a hot-swap candidate)")
-    parser.add_argument("--reject-share", type=float, default=None,
-                        help="genicam mode: replay passes and rejects interleaved in this proportion")
+    parser.add_argument(
+        "--acquisition",
+        choices=["process", "thread"],
+        default="process",
+        help="genicam mode: acquisition in a child process (default) or a station thread",
+    )
+    parser.add_argument(
+        "--models",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="genicam mode: 2 keeps a second copy of the bundle loaded (a hot-swap candidate)",
+    )
+    parser.add_argument(
+        "--reject-share",
+        type=float,
+        default=None,
+        help="genicam mode: replay passes and rejects interleaved in this proportion",
+    )
     parser.add_argument("--soak", action="store_true", help="genicam mode: sample memory growth (--seconds long)")
     parser.add_argument("--size", default="2448x2048", help="large mode: WxH of the Mono8 frames")
     parser.add_argument("--no-store", action="store_true", help="JSONL sink only (no SQLite store, no evidence)")
-    parser.add_argument("--pin", type=int, default=None, metavar="CPU",
-                        help="genicam mode: the verdict thread on CPU, every other station thread and the "
-                             "acquisition child on the other CPUs (an affinity experiment)")
-    parser.add_argument("--no-gc-freeze", action="store_true",
-                        help="run the pipeline without gc.freeze at start (PipelineConfig.gc_freeze), to compare")
+    parser.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="genicam mode: the verdict thread on CPU, every other station thread and the "
+        "acquisition child on the other CPUs (an affinity experiment)",
+    )
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="run the pipeline without gc.freeze at start (PipelineConfig.gc_freeze), to compare",
+    )
     args = parser.parse_args()
     global BUNDLE, STORE, PART_MARK, PIN, GC_FREEZE
     BUNDLE, STORE, PIN, GC_FREEZE = args.bundle, not args.no_store, args.pin, not args.no_gc_freeze
@@ -455,9 +586,17 @@ def main() -> None:
             if args.bundle is None or args.replay is None:
                 parser.error("the genicam mode needs --bundle and --replay")
             soak = Sampler(args.sample_s) if args.soak else None
-            result = run_genicam(work, replay=args.replay, acquisition=args.acquisition, fps=args.fps,
-                                 seconds=args.seconds, deadline_ms=args.deadline_ms, models=args.models,
-                                 reject_share=args.reject_share, soak=soak)
+            result = run_genicam(
+                work,
+                replay=args.replay,
+                acquisition=args.acquisition,
+                fps=args.fps,
+                seconds=args.seconds,
+                deadline_ms=args.deadline_ms,
+                models=args.models,
+                reject_share=args.reject_share,
+                soak=soak,
+            )
             if soak is not None:
                 result["soak"] = soak.summary()
         elif args.mode == "large":
@@ -466,13 +605,21 @@ def main() -> None:
             result = run_station(work, fps=None, count=args.parts, seconds=None, deadline_ms=args.deadline_ms)
         else:
             sampler = Sampler(args.sample_s)
-            result = run_station(work, fps=args.fps, count=None, seconds=args.minutes * 60,
-                                 deadline_ms=args.deadline_ms, sampler=sampler)
+            result = run_station(
+                work, fps=args.fps, count=None, seconds=args.minutes * 60, deadline_ms=args.deadline_ms, sampler=sampler
+            )
             result["soak"] = sampler.summary()
-    result |= {"mode": args.mode, "command": " ".join(["python", *sys.argv]),
-               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                           "load_avg_at_end": os.getloadavg(),
-                           "switch_interval_ms": sys.getswitchinterval() * 1e3}}
+    result |= {
+        "mode": args.mode,
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_at_end": os.getloadavg(),
+            "switch_interval_ms": sys.getswitchinterval() * 1e3,
+        },
+    }
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
     key = args.mode if args.mode != "genicam" else f"genicam_{args.acquisition}_{args.replay.name}"
     key += f"_{args.models}_models" if args.mode == "genicam" and args.models > 1 else ""
@@ -485,13 +632,39 @@ def main() -> None:
     existing[key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=1, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("mode", "parts", "parts_per_s", "latency_ms", "deadline_misses",
-                                             "overflow_rejects", "books_reconciled")} | result.get("soak", {})
-                     | {k: result[k] for k in ("stages_ms", "model_alone_ms", "e2e_p99_over_model_alone_p99",
-                                               "model_alone_paced_ms", "e2e_p99_over_model_alone_paced_p99",
-                                               "acquired_to_read_ms", "reject_share", "peak_rss_mb", "gc_pauses")
-                        if k in result},
-                     default=str))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "mode",
+                    "parts",
+                    "parts_per_s",
+                    "latency_ms",
+                    "deadline_misses",
+                    "overflow_rejects",
+                    "books_reconciled",
+                )
+            }
+            | result.get("soak", {})
+            | {
+                k: result[k]
+                for k in (
+                    "stages_ms",
+                    "model_alone_ms",
+                    "e2e_p99_over_model_alone_p99",
+                    "model_alone_paced_ms",
+                    "e2e_p99_over_model_alone_paced_p99",
+                    "acquired_to_read_ms",
+                    "reject_share",
+                    "peak_rss_mb",
+                    "gc_pauses",
+                )
+                if k in result
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

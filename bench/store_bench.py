@@ -67,8 +67,14 @@ from vinspect.types import (  # noqa: E402
     Verdict,
 )
 
-DEFAULTS = NcrDefaults(part_number="TILE-100", part_revision="C", part_name="Magnetic tile",
-                       requirement_ref="DWG-100 rev C char 7", site_id="plant-1", line_id="line-2")
+DEFAULTS = NcrDefaults(
+    part_number="TILE-100",
+    part_revision="C",
+    part_name="Magnetic tile",
+    requirement_ref="DWG-100 rev C char 7",
+    site_id="plant-1",
+    line_id="line-2",
+)
 MODEL = ModelRef(name="tile-anomaly", version="bench", sha256="ab" * 32)
 T0 = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
 
@@ -87,25 +93,49 @@ def _frame_image(seq: int, size: int) -> np.ndarray:
     rng = np.random.default_rng(seq)
     y, x = np.mgrid[0:size, 0:size]
     base = 120 + 40 * np.sin(x / 9.0) * np.cos(y / 13.0) + rng.normal(0, 4, (size, size))
-    base[size // 3: size // 3 + 3, size // 4: size // 2] -= 60
+    base[size // 3 : size // 3 + 3, size // 4 : size // 2] -= 60
     image = np.clip(base, 0, 255).astype(np.uint8)
     image.flags.writeable = False
     return image
 
 
 def _inspection(seq: int, *, verdict: Verdict, size: int) -> Inspection:
-    frame = Frame(image=_frame_image(seq, size), source_id="cam-1", frame_id=seq,
-                  captured_at=T0 + timedelta(milliseconds=seq), pixel_format="Mono8", origin="synthetic",
-                  part_id=f"SN-{seq:08d}") if verdict is not Verdict.PASS else None
-    amap = np.random.default_rng(seq).random((size // 4, size // 4), dtype=np.float32) \
-        if verdict is not Verdict.PASS else None
+    frame = (
+        Frame(
+            image=_frame_image(seq, size),
+            source_id="cam-1",
+            frame_id=seq,
+            captured_at=T0 + timedelta(milliseconds=seq),
+            pixel_format="Mono8",
+            origin="synthetic",
+            part_id=f"SN-{seq:08d}",
+        )
+        if verdict is not Verdict.PASS
+        else None
+    )
+    amap = (
+        np.random.default_rng(seq).random((size // 4, size // 4), dtype=np.float32)
+        if verdict is not Verdict.PASS
+        else None
+    )
     score = 0.9 if verdict is Verdict.FAIL else 0.1
-    prediction = Prediction(score=score, anomaly_map=amap, defect_code="crack",
-                            regions=(Region(label="crack", score=score, box_xyxy=(1, 2, 30, 40), area_px=80),))
+    prediction = Prediction(
+        score=score,
+        anomaly_map=amap,
+        defect_code="crack",
+        regions=(Region(label="crack", score=score, box_xyxy=(1, 2, 30, 40), area_px=80),),
+    )
     reasons = ("score",) if verdict is Verdict.FAIL else ()
-    return Inspection(inspection_id=f"b-{verdict}-{seq:09d}", station_id="st-1", part_seq=seq, frame=frame,
-                      prediction=prediction, timings=StageTimings(), model=MODEL,
-                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.7, review_at=0.5))
+    return Inspection(
+        inspection_id=f"b-{verdict}-{seq:09d}",
+        station_id="st-1",
+        part_seq=seq,
+        frame=frame,
+        prediction=prediction,
+        timings=StageTimings(),
+        model=MODEL,
+        decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.7, review_at=0.5),
+    )
 
 
 def _rate_stats(stamps: list[float], latencies: list[float]) -> dict[str, float]:
@@ -118,11 +148,15 @@ def _rate_stats(stamps: list[float], latencies: list[float]) -> dict[str, float]
         if stamp - stamps[0] >= 1.0:
             windows.append(end - start + 1)
     lat = np.array(latencies) * 1000
-    return {"count": len(stamps), "seconds": round(elapsed, 3), "rate_per_s": round(len(stamps) / elapsed, 1),
-            "sustained_min_1s_window_per_s": float(min(windows)) if windows else round(len(stamps) / elapsed, 1),
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
-            "latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
-            "latency_ms_max": round(float(lat.max()), 2)}
+    return {
+        "count": len(stamps),
+        "seconds": round(elapsed, 3),
+        "rate_per_s": round(len(stamps) / elapsed, 1),
+        "sustained_min_1s_window_per_s": float(min(windows)) if windows else round(len(stamps) / elapsed, 1),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
+        "latency_ms_max": round(float(lat.max()), 2),
+    }
 
 
 def _timed(writes: list[Inspection], write: Callable[[Inspection], None]) -> dict[str, float]:
@@ -177,8 +211,14 @@ def _line(fails: list[Inspection], sink: StoreSink, args: argparse.Namespace) ->
     stamps = [acked[i.inspection_id] for i in order]
     latencies = [acked[i.inspection_id] - offered[i.inspection_id] for i in order]
     stats = _rate_stats(stamps, latencies)
-    stats.update({"offered_per_s": args.offered, "max_backlog": backlog,
-                  "mean_group": round(float(np.mean(groups)), 2), "max_group": max(groups)})
+    stats.update(
+        {
+            "offered_per_s": args.offered,
+            "max_backlog": backlog,
+            "mean_group": round(float(np.mean(groups)), 2),
+            "max_group": max(groups),
+        }
+    )
     return stats
 
 
@@ -203,8 +243,7 @@ def bench_backend(url: str, workdir: Path, args: argparse.Namespace) -> dict[str
     warm = [_inspection(i, verdict=Verdict.FAIL, size=args.image_size) for i in range(50)]
     serial = [_inspection(1000 + i, verdict=Verdict.FAIL, size=args.image_size) for i in range(args.ncrs // 2)]
     fails = [_inspection(100_000 + i, verdict=Verdict.FAIL, size=args.image_size) for i in range(args.ncrs)]
-    passes = [_inspection(10_000_000 + i, verdict=Verdict.PASS, size=args.image_size)
-              for i in range(args.inspections)]
+    passes = [_inspection(10_000_000 + i, verdict=Verdict.PASS, size=args.image_size) for i in range(args.inspections)]
     for inspection in warm:
         sink.write(inspection)
     ncr_serial = _timed(serial, sink.write)
@@ -216,10 +255,19 @@ def bench_backend(url: str, workdir: Path, args: argparse.Namespace) -> dict[str
     seconds = time.perf_counter() - t0
     evidence.close()
     engine.dispose()
-    rows = {"count": len(passes), "batch": args.batch, "seconds": round(seconds, 3),
-            "rate_per_s": round(len(passes) / seconds, 1)}
-    return {"ncr_line": ncr_line, "ncr_serial": ncr_serial, "inspections_batched": rows,
-            "audit_key": keyring is not None, "verified": _verified(url, evidence, keyring)}
+    rows = {
+        "count": len(passes),
+        "batch": args.batch,
+        "seconds": round(seconds, 3),
+        "rate_per_s": round(len(passes) / seconds, 1),
+    }
+    return {
+        "ncr_line": ncr_line,
+        "ncr_serial": ncr_serial,
+        "inspections_batched": rows,
+        "audit_key": keyring is not None,
+        "verified": _verified(url, evidence, keyring),
+    }
 
 
 def _pg(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -248,8 +296,13 @@ def _kills(workdir: Path, kills: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     acknowledged = harness._kill_rounds(url, workdir, kills=kills)
     harness._verify(url, workdir, acknowledged)  # raises on any loss or verification failure
-    return {"kills": kills, "acknowledged_ncrs": len(acknowledged), "lost": 0, "verified": True,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "kills": kills,
+        "acknowledged_ncrs": len(acknowledged),
+        "lost": 0,
+        "verified": True,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _powercuts(workdir: Path, cuts: int) -> dict[str, Any]:
@@ -257,21 +310,34 @@ def _powercuts(workdir: Path, cuts: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests" / "faults"))
     powercut = _load("tests/faults/powercut.py", "powercut")
     t0 = time.perf_counter()
-    rounds = powercut.cut_rounds(initial=powercut.new_store(workdir / "initial"), workdir=workdir,
-                                 shim=powercut.build_shim(workdir), cuts=cuts, mode="full")
+    rounds = powercut.cut_rounds(
+        initial=powercut.new_store(workdir / "initial"),
+        workdir=workdir,
+        shim=powercut.build_shim(workdir),
+        cuts=cuts,
+        mode="full",
+    )
     acknowledged = set().union(*(r.acknowledged for r in rounds))
     state = powercut.inspect_image(rounds[-1].image, workdir)
-    return {"cuts": cuts, "acknowledged_ncrs": len(acknowledged), "lost": len(acknowledged - state.stored),
-            "integrity_check": state.report.integrity, "audit_and_records_verified": state.report.ok,
-            "evidence_scrub_ok": state.scrub.ok, "books_discrepancy": state.books.discrepancy,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "cuts": cuts,
+        "acknowledged_ncrs": len(acknowledged),
+        "lost": len(acknowledged - state.stored),
+        "integrity_check": state.report.integrity,
+        "audit_and_records_verified": state.report.ok,
+        "evidence_scrub_ok": state.scrub.ok,
+        "books_discrepancy": state.books.discrepancy,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _targets(results: dict[str, Any]) -> dict[str, bool]:
     sqlite_run = results["sqlite"]
-    return {"sqlite_ncr_sustained_ge_200_per_s": sqlite_run["ncr_line"]["sustained_min_1s_window_per_s"] >= 200,
-            "sqlite_ncr_mean_ge_200_per_s": sqlite_run["ncr_line"]["rate_per_s"] >= 200,
-            "sqlite_inspections_ge_2000_per_s": sqlite_run["inspections_batched"]["rate_per_s"] >= 2000}
+    return {
+        "sqlite_ncr_sustained_ge_200_per_s": sqlite_run["ncr_line"]["sustained_min_1s_window_per_s"] >= 200,
+        "sqlite_ncr_mean_ge_200_per_s": sqlite_run["ncr_line"]["rate_per_s"] >= 200,
+        "sqlite_inspections_ge_2000_per_s": sqlite_run["inspections_batched"]["rate_per_s"] >= 2000,
+    }
 
 
 def main() -> int:
@@ -283,19 +349,26 @@ def main() -> int:
     parser.add_argument("--record-batch", type=int, default=RECORD_BATCH, help="largest group commit (the station's)")
     parser.add_argument("--image-size", type=int, default=256, help="square Mono8 frame edge, px")
     parser.add_argument("--skip-postgres", action="store_true")
-    parser.add_argument("--no-audit-key", action="store_true",
-                        help="write unkeyed audit rows (no HMAC, no anchor file): the pre-issue-16 cost")
+    parser.add_argument(
+        "--no-audit-key",
+        action="store_true",
+        help="write unkeyed audit rows (no HMAC, no anchor file): the pre-issue-16 cost",
+    )
     parser.add_argument("--kills", type=int, default=0, help="also run N kill -9 rounds on SQLite (T2: 2000)")
-    parser.add_argument("--powercuts", type=int, default=0,
-                        help="also run N simulated power cuts on SQLite (T2: 2000)")
+    parser.add_argument("--powercuts", type=int, default=0, help="also run N simulated power cuts on SQLite (T2: 2000)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "store.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     results: dict[str, Any] = {
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-                    "platform": platform.platform(), "loadavg_before": [round(x, 2) for x in load_before]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+            "platform": platform.platform(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+        },
         "image": f"{args.image_size}x{args.image_size} Mono8 PNG + {args.image_size // 4}^2 heatmap PNG per NCR",
     }
     with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:

@@ -16,8 +16,9 @@ from vinspect.files import sha256_file
 __all__ = ["build_tiny_onnx", "state_operating_point", "write_golden_samples", "write_tiny_bundle"]
 
 
-def build_tiny_onnx(path: Path, *, channels: int = 1, labels: tuple[str, ...] = (), poison: str = "",
-                    doc: str = "") -> None:
+def build_tiny_onnx(
+    path: Path, *, channels: int = 1, labels: tuple[str, ...] = (), poison: str = "", doc: str = ""
+) -> None:
     """A real ONNX graph honouring the bundle contract: score = mean pixel / 255,
     anomaly_map = per-pixel mean over channels / 255, defect_probs = softmax of fixed logits.
     ``poison="nan"`` makes every output NaN (for fault tests); ``doc`` (the graph's doc string)

@@ -55,15 +55,13 @@ class PatchEmbedder(nn.Module):
         self.pool_px = pool_px
         self.grid = tap_sizes[map_tap]
         # per tap: 0 = already on the grid, k > 1 = average-pool by k, -1 = bilinear upsample
-        self.steps = [0 if s == self.grid else (s[0] // self.grid[0] if s[0] > self.grid[0] else -1)
-                      for s in tap_sizes]
+        self.steps = [0 if s == self.grid else (s[0] // self.grid[0] if s[0] > self.grid[0] else -1) for s in tap_sizes]
 
     def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
         parts = []
         for feat, step in zip(taps, self.steps, strict=True):
             if self.pool_px > 1:
-                feat = F.avg_pool2d(feat, self.pool_px, stride=1, padding=self.pool_px // 2,
-                                    count_include_pad=False)
+                feat = F.avg_pool2d(feat, self.pool_px, stride=1, padding=self.pool_px // 2, count_include_pad=False)
             if step > 1:
                 feat = F.avg_pool2d(feat, step)
             elif step < 0:
@@ -112,8 +110,9 @@ class GaussianScorer(nn.Module):
         return m2.clamp_min(0.0).sqrt().reshape(embedding.shape[-2], embedding.shape[-1])
 
 
-def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed: int,
-                   progress: bool = False) -> torch.Tensor:
+def greedy_coreset(
+    points: torch.Tensor, *, size: int, projection_dim: int, seed: int, progress: bool = False
+) -> torch.Tensor:
     """Indices of a greedy k-center coreset of ``points [n, D]`` (PatchCore's approximation).
 
     Distances are measured after a fixed Gaussian random projection to ``projection_dim``
@@ -130,8 +129,7 @@ def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(n, (1,), generator=gen))
     min_d = torch.full((n,), float("inf"))
-    for i in tqdm(range(1, size + 1), desc="memory bank (coreset)", disable=not progress, leave=False,
-                  mininterval=0.5):
+    for i in tqdm(range(1, size + 1), desc="memory bank (coreset)", disable=not progress, leave=False, mininterval=0.5):
         c = points[chosen[i - 1]]
         d = (sq - 2.0 * (points @ c) + (c * c).sum()).clamp_min_(0.0)
         torch.minimum(min_d, d, out=min_d)
@@ -141,8 +139,9 @@ def greedy_coreset(points: torch.Tensor, *, size: int, projection_dim: int, seed
 
 
 @torch.no_grad()
-def fit_knn(embeddings: torch.Tensor, *, coreset_size: int, projection_dim: int, seed: int,
-            progress: bool = False) -> KnnScorer:
+def fit_knn(
+    embeddings: torch.Tensor, *, coreset_size: int, projection_dim: int, seed: int, progress: bool = False
+) -> KnnScorer:
     """Memory bank from good patch features ``[N, D, h, w]``.
 
     Raises:
@@ -172,8 +171,9 @@ def fit_gaussian(embeddings: torch.Tensor, *, shrinkage: float) -> GaussianScore
 
 
 @torch.no_grad()
-def position_scale(embeddings: torch.Tensor, fit: Callable[[torch.Tensor], nn.Module], *, views: int = 1,
-                   folds: int = 2, seed: int = 0) -> torch.Tensor:
+def position_scale(
+    embeddings: torch.Tensor, fit: Callable[[torch.Tensor], nn.Module], *, views: int = 1, folds: int = 2, seed: int = 0
+) -> torch.Tensor:
     """Mean distance map ``[h, w]`` of good images scored by a model fitted without them.
 
     Args:
@@ -193,7 +193,7 @@ def position_scale(embeddings: torch.Tensor, fit: Callable[[torch.Tensor], nn.Mo
         rows = (kept[:, None] * views + torch.arange(views)[None, :]).reshape(-1)
         scorer = fit(embeddings[rows])
         for i in order[k::folds].tolist():
-            total += scorer(embeddings[i * views:i * views + 1])
+            total += scorer(embeddings[i * views : i * views + 1])
     mean = total / n
     return mean.clamp_min(float(mean.mean()) * 1e-3)
 

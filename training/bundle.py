@@ -95,20 +95,32 @@ def _fit_images(split: Split, *, progress: bool) -> tuple[FitImages, list[Image]
     val = load_images(split.val, progress=progress, desc="validation images")
     labels = tuple(sorted({s.label for s in defect_samples}))
     channels = channels_of([*good, *defect, *val])
-    data = FitImages(channels=channels, good=good, defect=defect,
-                     defect_targets=[labels.index(s.label) for s in defect_samples], labels=labels,
-                     val_good=[img for img, s in zip(val, split.val, strict=True) if s.is_good])
+    data = FitImages(
+        channels=channels,
+        good=good,
+        defect=defect,
+        defect_targets=[labels.index(s.label) for s in defect_samples],
+        labels=labels,
+        val_good=[img for img, s in zip(val, split.val, strict=True) if s.is_good],
+    )
     return data, val
 
 
-def _score_validation(model: Path, split: Split, *, val: list[Image], channels: int,
-                      progress: bool) -> ValidationScores:
+def _score_validation(
+    model: Path, split: Split, *, val: list[Image], channels: int, progress: bool
+) -> ValidationScores:
     session = ort_session(model)
-    outs = [run_ort(session, to_hwc(img, channels=channels))
-            for img in tqdm(val, desc="validation (ORT)", disable=not progress, leave=False)]
-    return ValidationScores(samples=list(split.val), images=val,
-                            scores=np.array([float(o[0][0]) for o in outs]),
-                            maps=[o[1] for o in outs], probs=[o[2] for o in outs])
+    outs = [
+        run_ort(session, to_hwc(img, channels=channels))
+        for img in tqdm(val, desc="validation (ORT)", disable=not progress, leave=False)
+    ]
+    return ValidationScores(
+        samples=list(split.val),
+        images=val,
+        scores=np.array([float(o[0][0]) for o in outs]),
+        maps=[o[1] for o in outs],
+        probs=[o[2] for o in outs],
+    )
 
 
 def _metrics(vs: ValidationScores, thresholds: Thresholds, *, labels: tuple[str, ...]) -> dict[str, float]:
@@ -124,8 +136,9 @@ def _metrics(vs: ValidationScores, thresholds: Thresholds, *, labels: tuple[str,
     return metrics
 
 
-def _golden(vs: ValidationScores, thresholds: Thresholds, *, per_kind: int,
-            channels: int, folder: Path) -> tuple[GoldenSample, ...]:
+def _golden(
+    vs: ValidationScores, thresholds: Thresholds, *, per_kind: int, channels: int, folder: Path
+) -> tuple[GoldenSample, ...]:
     good = vs.good_mask()
     ok_good = [i for i in np.argsort(vs.scores) if good[i] and vs.scores[i] <= thresholds.review_at - GOLDEN_MARGIN]
     ok_def = [i for i in np.argsort(-vs.scores) if not good[i] and vs.scores[i] >= thresholds.fail_at + GOLDEN_MARGIN]
@@ -141,28 +154,51 @@ def _golden(vs: ValidationScores, thresholds: Thresholds, *, per_kind: int,
         fname = f"{n:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', s.label)}_{re.sub(r'[^A-Za-z0-9_.-]', '_', s.stem)}.png"
         pixels = to_hwc(vs.images[i], channels=channels)
         PILImage.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(folder / fname)
-        out.append(GoldenSample(file=f"golden/{fname}", expect="PASS" if s.is_good else "FAIL",
-                                score=float(vs.scores[i])))
+        out.append(
+            GoldenSample(file=f"golden/{fname}", expect="PASS" if s.is_good else "FAIL", score=float(vs.scores[i]))
+        )
     return tuple(out)
 
 
 def _calibrate(vs: ValidationScores, cfg: TrainConfig, *, labelled: bool, fusion: FusionSpec | None) -> Thresholds:
     good = vs.good_mask()
-    target = CalibrationTarget(frr_target=cfg.frr_target, margin_fraction=cfg.margin_fraction,
-                               margin_cap=cfg.margin_cap, review_rate=cfg.review_rate, frr_ceiling=cfg.frr_ceiling)
+    target = CalibrationTarget(
+        frr_target=cfg.frr_target,
+        margin_fraction=cfg.margin_fraction,
+        margin_cap=cfg.margin_cap,
+        review_rate=cfg.review_rate,
+        frr_ceiling=cfg.frr_ceiling,
+    )
     good_maps = np.concatenate([vs.maps[i].ravel() for i in np.flatnonzero(good)])
     # the anomaly image score is the map's maximum (MapHead); with labels fused by one threshold, cap
     # fail_at at the anomaly path's good-only threshold so labels never make an unlabelled kind harder
     # to catch (open-set fusion already FAILs at each signal's own threshold: fail_at stays there)
-    cap = anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target) \
-        if labelled and fusion is None else None
-    return calibrate(vs.scores[good], vs.scores[~good], target=target, good_map_values=good_maps, cap=cap,
-                     fixed_fail_at=fusion.fused_fail_at if fusion else None)
+    cap = (
+        anomaly_cap([float(vs.maps[i].max()) for i in np.flatnonzero(good)], target=target)
+        if labelled and fusion is None
+        else None
+    )
+    return calibrate(
+        vs.scores[good],
+        vs.scores[~good],
+        target=target,
+        good_map_values=good_maps,
+        cap=cap,
+        fixed_fail_at=fusion.fused_fail_at if fusion else None,
+    )
 
 
-def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Thresholds, *, checked: list[Image],
-              labelled: bool, fusion: FusionSpec | None,
-              progress: bool) -> tuple[ValidationScores, Thresholds, dict[str, float]]:
+def _quantize(
+    model: Path,
+    run: _Run,
+    vs: ValidationScores,
+    thresholds: Thresholds,
+    *,
+    checked: list[Image],
+    labelled: bool,
+    fusion: FusionSpec | None,
+    progress: bool,
+) -> tuple[ValidationScores, Thresholds, dict[str, float]]:
     """Replace ``model`` by its int8 form, judged against the float graph (training/quantize.py).
 
     Returns the int8 graph's validation scores, its own thresholds and the gate's figures.
@@ -171,17 +207,31 @@ def _quantize(model: Path, run: _Run, vs: ValidationScores, thresholds: Threshol
     float_model = model.with_name("model.float.onnx")
     model.rename(float_model)
     calibration = [to_hwc(img, channels=channels) for img in run.data.good[: cfg.quantize_calibration_images]]
-    nodes = quantize_int8(float_model, model, images=calibration, ops=cfg.quantize_ops,
-                          per_channel=cfg.quantize_per_channel)
+    nodes = quantize_int8(
+        float_model, model, images=calibration, ops=cfg.quantize_ops, per_channel=cfg.quantize_per_channel
+    )
     q_vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
     q_thresholds = _calibrate(q_vs, cfg, labelled=labelled, fusion=fusion)
-    report = judge_int8(float_model, model, images=checked, val_float=(vs.scores, vs.maps),
-                        val_int8=(q_vs.scores, q_vs.maps), thresholds=(thresholds, q_thresholds),
-                        gate=Int8Gate(score_atol=cfg.int8_score_atol, max_verdict_flips=cfg.int8_max_verdict_flips,
-                                      map_atol=cfg.int8_map_atol, map_peak_cells=cfg.int8_map_peak_cells),
-                        nodes=nodes, val_names=[str(s.path) for s in vs.samples])
+    report = judge_int8(
+        float_model,
+        model,
+        images=checked,
+        val_float=(vs.scores, vs.maps),
+        val_int8=(q_vs.scores, q_vs.maps),
+        thresholds=(thresholds, q_thresholds),
+        gate=Int8Gate(
+            score_atol=cfg.int8_score_atol,
+            max_verdict_flips=cfg.int8_max_verdict_flips,
+            map_atol=cfg.int8_map_atol,
+            map_peak_cells=cfg.int8_map_peak_cells,
+        ),
+        nodes=nodes,
+        val_names=[str(s.path) for s in vs.samples],
+    )
     float_model.unlink()
     return q_vs, q_thresholds, report.metrics()
+
+
 def _dataset_manifest_sha256(root: Path) -> str | None:
     """The ``dataset_sha256`` a built dataset states in its ``dataset.json`` (from-reviews), if any."""
     path = root / DATASET_FILE
@@ -196,8 +246,14 @@ def _dataset_manifest_sha256(root: Path) -> str | None:
 
 def _git_sha() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10, check=True)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
@@ -220,8 +276,7 @@ class _Run:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
-def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str,
-           progress: bool) -> ModelManifest:
+def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str, progress: bool) -> ModelManifest:
     cfg, channels = run.config, run.data.channels
     model = tmp / MODEL_NAME
     export_onnx(graph, model, channels=channels, opset=cfg.opset)
@@ -233,28 +288,39 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     thresholds = _calibrate(vs, cfg, labelled=labelled, fusion=fusion)
     int8: dict[str, float] = {}
     if cfg.quantize == "int8":
-        vs, thresholds, int8 = _quantize(model, run, vs, thresholds, checked=checked, labelled=labelled,
-                                         fusion=fusion, progress=progress)
+        vs, thresholds, int8 = _quantize(
+            model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
+        )
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     metrics.update(int8)
     golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")
     info = TrainingInfo(
-        dataset_root=str(run.index.root), dataset_layout=run.index.layout,
+        dataset_root=str(run.index.root),
+        dataset_layout=run.index.layout,
         dataset_sha256=dataset_sha256(run.index.root, run.samples),
-        n_train_good=sum(s.is_good for s in run.samples), n_train_defect=sum(not s.is_good for s in run.samples),
+        n_train_good=sum(s.is_good for s in run.samples),
+        n_train_defect=sum(not s.is_good for s in run.samples),
         config={**cfg.model_dump(mode="json"), "good_only": run.good_only, "device": describe(run.device)},
         metrics=metrics,
-        duration_s=time.perf_counter() - run.started, git_sha=_git_sha(),
+        duration_s=time.perf_counter() - run.started,
+        git_sha=_git_sha(),
         labels_manifest_sha256=_labels_manifest_sha256(run.index.root),
-        trained_by=run.trained_by, parent_version=run.parent,
+        trained_by=run.trained_by,
+        parent_version=run.parent,
         dataset_manifest_sha256=_dataset_manifest_sha256(run.index.root),
     )
     manifest = ModelManifest(
-        name=name, version=version, sha256=sha256_file(model),
+        name=name,
+        version=version,
+        sha256=sha256_file(model),
         task="anomaly+classifier" if graph.classifier is not None else "anomaly",
         input=InputSpec(channels=1 if channels == 1 else 3, model_size_px=(cfg.image_size_px, cfg.image_size_px)),
-        labels=run.data.labels, thresholds=thresholds, fusion=fusion, golden_samples=golden, training=info,
+        labels=run.data.labels,
+        thresholds=thresholds,
+        fusion=fusion,
+        golden_samples=golden,
+        training=info,
     )
     write_manifest(tmp, manifest)
     return manifest
@@ -265,8 +331,13 @@ def _fusion_spec(graph: InspectionGraph) -> FusionSpec | None:
     fusion = graph.open_set
     if fusion is None or graph.classifier is None:
         return None
-    return FusionSpec(anomaly_at=float(fusion.anomaly_at[0]), defect_at=float(fusion.defect_at[0]),  # type: ignore[index]
-                      anomaly_frr=fusion.anomaly_frr, defect_frr=fusion.defect_frr, fused_fail_at=FUSED_FAIL_AT)
+    return FusionSpec(
+        anomaly_at=float(fusion.anomaly_at[0]),  # type: ignore[index]
+        defect_at=float(fusion.defect_at[0]),  # type: ignore[index]
+        anomaly_frr=fusion.anomaly_frr,
+        defect_frr=fusion.defect_frr,
+        fused_fail_at=FUSED_FAIL_AT,
+    )
 
 
 def _labels_manifest_sha256(root: Path) -> str | None:
@@ -275,9 +346,19 @@ def _labels_manifest_sha256(root: Path) -> str | None:
     return manifest.sha256 if manifest is not None else None
 
 
-def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | None = None,
-                 good_only: bool = False, config: TrainConfig | None = None, progress: bool = True,
-                 parent: str | None = None, trained_by: str | None = None, device: str = "auto") -> ModelManifest:
+def train_bundle(
+    data: Path,
+    out: Path,
+    *,
+    name: str = "model",
+    version: str | None = None,
+    good_only: bool = False,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    parent: str | None = None,
+    trained_by: str | None = None,
+    device: str = "auto",
+) -> ModelManifest:
     """Train a model on the dataset folder ``data`` and write its bundle to ``out``.
 
     Args:
@@ -314,8 +395,9 @@ def train_bundle(data: Path, out: Path, *, name: str = "model", version: str | N
     fit_data, val = _fit_images(split, progress=progress)
     run = _Run(index, samples, split, fit_data, val, config, good_only, started, parent, trained_by, chosen)
     manifest = _fit_and_write(run, out, name=name, version=version, progress=progress)
-    logger.info("bundle written", extra={"out": str(out), "task": manifest.task,
-                                         "fail_at": manifest.thresholds.fail_at})
+    logger.info(
+        "bundle written", extra={"out": str(out), "task": manifest.task, "fail_at": manifest.thresholds.fail_at}
+    )
     return manifest
 
 

@@ -56,8 +56,16 @@ def _class_weights(targets: torch.Tensor, n_classes: int) -> torch.Tensor:
     return weights * (n_classes / weights.sum())
 
 
-def fit_classifier(head: DefectHead, feats: torch.Tensor, *, targets: Sequence[int], views: int,
-                   fit: ClassifierFit, progress: bool, device: torch.device | None = None) -> DefectHead:
+def fit_classifier(
+    head: DefectHead,
+    feats: torch.Tensor,
+    *,
+    targets: Sequence[int],
+    views: int,
+    fit: ClassifierFit,
+    progress: bool,
+    device: torch.device | None = None,
+) -> DefectHead:
     """Train ``head`` on cached trunk features ``[n_images * views, C, h, w]`` (image-major).
 
     On ``device`` (default the CPU) the head and each batch move there; the head comes back on
@@ -83,7 +91,7 @@ def fit_classifier(head: DefectHead, feats: torch.Tensor, *, targets: Sequence[i
         order = torch.randperm(y.numel(), generator=gen)
         view = torch.randint(views, (y.numel(),), generator=gen)
         for start in range(0, y.numel(), fit.batch_size):
-            idx = order[start:start + fit.batch_size]
+            idx = order[start : start + fit.batch_size]
             if idx.numel() < 2:
                 continue  # BatchNorm cannot train on a single sample
             loss = loss_fn(head(feats[idx * views + view[idx]].to(device)), y[idx].to(device))

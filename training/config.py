@@ -41,7 +41,9 @@ class TrainConfig(BaseModel):
     gaussian_shrinkage: float = Field(default=0.01, ge=0.0, le=1.0)
     # --- defect classifier (used when labelled defects exist and good_only is False) ------------
     classifier_stop_block: int = Field(
-        default=18, ge=2, le=19,
+        default=18,
+        ge=2,
+        le=19,
         description="fine-tune MobileNetV2 blocks last_tap+1 .. stop-1 (19 = with the 1280 conv)",
     )
     classifier_epochs: int = Field(default=30, ge=1)
@@ -55,10 +57,16 @@ class TrainConfig(BaseModel):
         description="open_set: each signal FAILs above its own threshold (labels only add FAILs); max: one threshold",
     )
     open_set_anomaly_frr: float = Field(
-        default=0.04, ge=0.0, le=1.0, description="open_set: validation goods the anomaly path may fail",
+        default=0.04,
+        ge=0.0,
+        le=1.0,
+        description="open_set: validation goods the anomaly path may fail",
     )
     open_set_defect_frr: float = Field(
-        default=0.01, ge=0.0, le=1.0, description="open_set: validation goods the defect signal may fail",
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="open_set: validation goods the defect signal may fail",
     )
     # --- validation and calibration -------------------------------------------------------------
     val_percent: int = Field(default=20, ge=5, le=50, description="share of training images held out")
@@ -67,31 +75,40 @@ class TrainConfig(BaseModel):
     margin_cap: float = Field(default=0.25, ge=0.0)
     review_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     frr_ceiling: float | None = Field(
-        default=0.05, ge=0.0, le=1.0,
+        default=0.05,
+        ge=0.0,
+        le=1.0,
         description="most good parts FAIL may reject; above it the zero-escape band is REVIEW (null: no ceiling)",
     )
     golden_per_kind: int = Field(default=3, ge=0, le=16, description="golden goods and defects each")
     # --- export ---------------------------------------------------------------------------------
     opset: int = Field(default=17, ge=17, le=21)
     parity_atol: float = Field(
-        default=1e-3, ge=0.0,
+        default=1e-3,
+        ge=0.0,
         description="max |ORT - torch| allowed on every output (scores are in 0..1 units)",
     )
     parity_images: int = Field(default=6, ge=2)
     quantize: Literal["none", "int8"] = Field(
-        default="none", description="int8: ship ONNX Runtime's static int8 form of the graph (training/quantize.py)")
+        default="none", description="int8: ship ONNX Runtime's static int8 form of the graph (training/quantize.py)"
+    )
     quantize_ops: tuple[Literal["MatMul", "Conv", "Gemm"], ...] = Field(
-        default=("MatMul",), min_length=1, description="op types quantised (MatMul: the patch-bank kNN search)")
+        default=("MatMul",), min_length=1, description="op types quantised (MatMul: the patch-bank kNN search)"
+    )
     quantize_per_channel: bool = Field(default=False, description="per-channel weight scales")
     quantize_calibration_images: int = Field(default=64, ge=1, description="training goods that set int8 ranges")
     int8_score_atol: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="max |int8 - float| score on parity and validation images")
+        default=0.05, ge=0.0, le=1.0, description="max |int8 - float| score on parity and validation images"
+    )
     int8_max_verdict_flips: float = Field(
-        default=0.02, ge=0.0, le=1.0, description="share of validation verdicts int8 may change vs float")
+        default=0.02, ge=0.0, le=1.0, description="share of validation verdicts int8 may change vs float"
+    )
     int8_map_atol: float = Field(
-        default=0.1, ge=0.0, le=1.0, description="max |int8 - float| of any anomaly-map cell (the NCR heatmap)")
+        default=0.1, ge=0.0, le=1.0, description="max |int8 - float| of any anomaly-map cell (the NCR heatmap)"
+    )
     int8_map_peak_cells: int = Field(
-        default=2, ge=0, description="max cells the hottest map cell may move where the map outlines a region")
+        default=2, ge=0, description="max cells the hottest map cell may move where the map outlines a region"
+    )
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0
     torch_threads: int | None = Field(default=None, ge=1, description="None: torch's default")

@@ -42,8 +42,12 @@ def resolve_device(requested: str = "auto") -> torch.device:
     available = torch.cuda.is_available()
     if requested == "cuda" and not available:
         built = torch.version.cuda
-        why = (f"this PyTorch ({torch.__version__}) is built with CUDA {built} but sees no GPU (driver, "
-               "CUDA_VISIBLE_DEVICES)" if built else f"this PyTorch ({torch.__version__}) is built without CUDA")
+        why = (
+            f"this PyTorch ({torch.__version__}) is built with CUDA {built} but sees no GPU (driver, "
+            "CUDA_VISIBLE_DEVICES)"
+            if built
+            else f"this PyTorch ({torch.__version__}) is built without CUDA"
+        )
         raise ModelError(f"--device cuda: no CUDA device: {why}; use --device auto (GPU when present) or cpu")
     if requested == "cpu" or not available:
         return torch.device("cpu")

@@ -61,8 +61,17 @@ Outputs = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np
 class InspectionGraph(nn.Module):
     """The whole model, as exported: ``image [H, W, C] uint8`` -> (score, anomaly_map, defect_probs)."""
 
-    def __init__(self, *, preprocess: Preprocess, trunk: nn.Module, embedder: PatchEmbedder, scorer: nn.Module,
-                 map_head: MapHead, classifier: DefectHead | None = None, fusion: str = "max") -> None:
+    def __init__(
+        self,
+        *,
+        preprocess: Preprocess,
+        trunk: nn.Module,
+        embedder: PatchEmbedder,
+        scorer: nn.Module,
+        map_head: MapHead,
+        classifier: DefectHead | None = None,
+        fusion: str = "max",
+    ) -> None:
         super().__init__()
         self.preprocess, self.trunk, self.embedder = preprocess, trunk, embedder
         self.scorer, self.map_head, self.classifier = scorer, map_head, classifier
@@ -107,9 +116,17 @@ def export_onnx(graph: InspectionGraph, path: Path, *, channels: int, opset: int
         with warnings.catch_warnings(), torch.no_grad():
             # The TorchScript exporter announces its own deprecation; we use it on purpose (see module doc).
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*(legacy TorchScript|removed).*")
-            torch.onnx.export(graph, (example,), str(path), input_names=["image"], output_names=list(OUTPUT_NAMES),
-                              dynamic_axes={"image": {0: "height", 1: "width"}}, opset_version=opset,
-                              do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(path),
+                input_names=["image"],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes={"image": {0: "height", 1: "width"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
     except (RuntimeError, ValueError, onnx.checker.ValidationError) as exc:
@@ -138,8 +155,7 @@ def _run_torch(graph: InspectionGraph, image: npt.NDArray[np.uint8]) -> Outputs:
     return score.numpy(), amap.numpy(), probs.numpy()
 
 
-def parity_images(images: Sequence[npt.NDArray[np.uint8]], *, channels: int,
-                  count: int) -> list[npt.NDArray[np.uint8]]:
+def parity_images(images: Sequence[npt.NDArray[np.uint8]], *, channels: int, count: int) -> list[npt.NDArray[np.uint8]]:
     """``count`` images of pairwise different sizes: real images, plus crops / 2x upsamples of them."""
     chosen: list[npt.NDArray[np.uint8]] = []
     seen: set[tuple[int, int]] = set()
@@ -154,8 +170,9 @@ def parity_images(images: Sequence[npt.NDArray[np.uint8]], *, channels: int,
     return chosen
 
 
-def check_parity(graph: InspectionGraph, path: Path, *, images: Sequence[npt.NDArray[np.uint8]],
-                 atol: float) -> dict[str, float]:
+def check_parity(
+    graph: InspectionGraph, path: Path, *, images: Sequence[npt.NDArray[np.uint8]], atol: float
+) -> dict[str, float]:
     """Compare ORT and torch on ``images`` (``[H, W, C]`` uint8, various sizes).
 
     Returns:
@@ -173,8 +190,11 @@ def check_parity(graph: InspectionGraph, path: Path, *, images: Sequence[npt.NDA
             if a.size:
                 worst[name] = max(worst[name], float(np.max(np.abs(a.astype(np.float64) - b))))
     sizes = sorted({img.shape[:2] for img in images})
-    logger.info("ORT vs torch parity: %s", ", ".join(f"{k} {v:.2e}" for k, v in worst.items()),
-                extra={"images": len(images), "sizes": str(sizes)})
+    logger.info(
+        "ORT vs torch parity: %s",
+        ", ".join(f"{k} {v:.2e}" for k, v in worst.items()),
+        extra={"images": len(images), "sizes": str(sizes)},
+    )
     bad = {k: v for k, v in worst.items() if not v <= atol}
     if bad:
         raise ModelError(

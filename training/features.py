@@ -35,9 +35,16 @@ def _view(image: npt.NDArray[np.uint8], view: str) -> npt.NDArray[np.uint8]:
 
 
 @torch.no_grad()
-def extract_taps(images: Sequence[npt.NDArray[np.uint8]], *, preprocess: Preprocess, trunk: nn.Module,
-                 views: int = 1, batch_size: int = 16, progress: bool = False,
-                 desc: str = "features") -> list[torch.Tensor]:
+def extract_taps(
+    images: Sequence[npt.NDArray[np.uint8]],
+    *,
+    preprocess: Preprocess,
+    trunk: nn.Module,
+    views: int = 1,
+    batch_size: int = 16,
+    progress: bool = False,
+    desc: str = "features",
+) -> list[torch.Tensor]:
     """Run every image (and its first ``views`` flips) through preprocess + trunk.
 
     Returns:
@@ -49,11 +56,13 @@ def extract_taps(images: Sequence[npt.NDArray[np.uint8]], *, preprocess: Preproc
     outs: list[list[torch.Tensor]] = []
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
     for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        x = torch.cat([
-            preprocess(torch.from_numpy(np.ascontiguousarray(_view(to_hwc(img, channels=preprocess.channels), v))))
-            for img, v in chunk
-        ])
+        chunk = jobs[start : start + batch_size]
+        x = torch.cat(
+            [
+                preprocess(torch.from_numpy(np.ascontiguousarray(_view(to_hwc(img, channels=preprocess.channels), v))))
+                for img, v in chunk
+            ]
+        )
         outs.append(trunk(x))
         bar.update(len(chunk))
     bar.close()

@@ -53,22 +53,33 @@ def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[
     def fit(emb: torch.Tensor) -> torch.nn.Module:
         if config.anomaly_method == "gaussian":
             return fit_gaussian(emb, shrinkage=config.gaussian_shrinkage)
-        return fit_knn(emb, coreset_size=config.coreset_size, projection_dim=config.coreset_projection_dim,
-                       seed=config.seed, progress=progress)
+        return fit_knn(
+            emb,
+            coreset_size=config.coreset_size,
+            projection_dim=config.coreset_projection_dim,
+            seed=config.seed,
+            progress=progress,
+        )
 
     return fit
 
 
-def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig, progress: bool,
-                   device: torch.device) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead]:
-    preprocess = Preprocess(size_px=config.image_size_px, channels=data.channels,
-                            supersample=config.resize_supersample)
+def _anomaly_parts(
+    backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig, progress: bool, device: torch.device
+) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead]:
+    preprocess = Preprocess(size_px=config.image_size_px, channels=data.channels, supersample=config.resize_supersample)
     trunk = MobileNetTrunk(backbone, taps=config.trunk_taps)
     if config.map_tap >= len(config.trunk_taps):
         raise ModelError(f"map_tap {config.map_tap} out of range for trunk_taps {config.trunk_taps}")
     with on_device(trunk, device):  # features on the training device, back on the CPU for fitting
-        taps = extract_taps(data.good, preprocess=preprocess, trunk=OnDevice(trunk, device),
-                            views=config.anomaly_views, progress=progress, desc="good features")
+        taps = extract_taps(
+            data.good,
+            preprocess=preprocess,
+            trunk=OnDevice(trunk, device),
+            views=config.anomaly_views,
+            progress=progress,
+            desc="good features",
+        )
     sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in taps]
     embedder = PatchEmbedder(pool_px=config.patch_pool_px, tap_sizes=sizes, map_tap=config.map_tap)
     emb = embedder(taps)
@@ -79,21 +90,44 @@ def _anomaly_parts(backbone: torch.nn.Module, data: FitImages, *, config: TrainC
     return preprocess, trunk, embedder, fit(emb), head
 
 
-def _classifier(backbone: torch.nn.Module, data: FitImages, *, graph: InspectionGraph, config: TrainConfig,
-                progress: bool, device: torch.device) -> DefectHead:
+def _classifier(
+    backbone: torch.nn.Module,
+    data: FitImages,
+    *,
+    graph: InspectionGraph,
+    config: TrainConfig,
+    progress: bool,
+    device: torch.device,
+) -> DefectHead:
     images = list(data.good) + list(data.defect)
     targets = [0] * len(data.good) + [t + 1 for t in data.defect_targets]
     with on_device(graph.trunk, device):
-        feats = extract_taps(images, preprocess=graph.preprocess, trunk=OnDevice(graph.trunk, device),
-                             views=config.classifier_views, progress=progress, desc="classifier features")[-1]
+        feats = extract_taps(
+            images,
+            preprocess=graph.preprocess,
+            trunk=OnDevice(graph.trunk, device),
+            views=config.classifier_views,
+            progress=progress,
+            desc="classifier features",
+        )[-1]
     start = config.trunk_taps[-1] + 1
-    head = DefectHead(backbone, start=start, stop=config.classifier_stop_block,
-                      n_classes=1 + len(data.labels), dropout=config.classifier_dropout)
-    fit = ClassifierFit(epochs=config.classifier_epochs, lr=config.classifier_lr,
-                        weight_decay=config.classifier_weight_decay, batch_size=config.classifier_batch_size,
-                        seed=config.seed)
-    return fit_classifier(head, feats, targets=targets, views=config.classifier_views, fit=fit, progress=progress,
-                          device=device)
+    head = DefectHead(
+        backbone,
+        start=start,
+        stop=config.classifier_stop_block,
+        n_classes=1 + len(data.labels),
+        dropout=config.classifier_dropout,
+    )
+    fit = ClassifierFit(
+        epochs=config.classifier_epochs,
+        lr=config.classifier_lr,
+        weight_decay=config.classifier_weight_decay,
+        batch_size=config.classifier_batch_size,
+        seed=config.seed,
+    )
+    return fit_classifier(
+        head, feats, targets=targets, views=config.classifier_views, fit=fit, progress=progress, device=device
+    )
 
 
 @torch.no_grad()
@@ -108,8 +142,9 @@ _THRESHOLD_RANGE = (1e-6, 1.0 - 1e-6)
 
 
 @torch.no_grad()
-def set_open_set_thresholds(graph: InspectionGraph, val_good: Sequence[Image], *, channels: int,
-                            config: TrainConfig, progress: bool) -> None:
+def set_open_set_thresholds(
+    graph: InspectionGraph, val_good: Sequence[Image], *, channels: int, config: TrainConfig, progress: bool
+) -> None:
     """Set the open-set fusion's per-signal thresholds from validation goods alone.
 
     The anomaly path may fail ``open_set_anomaly_frr`` of them, the defect signal
@@ -134,13 +169,20 @@ def set_open_set_thresholds(graph: InspectionGraph, val_good: Sequence[Image], *
     graph.open_set.set_thresholds(anomaly_at=anomaly_at, defect_at=defect_at)
     graph.open_set.anomaly_frr = false_reject_rate(anomaly, anomaly_at)
     graph.open_set.defect_frr = false_reject_rate(defect, defect_at)
-    logger.info("open-set thresholds", extra={"anomaly_at": anomaly_at, "defect_at": defect_at,
-                                              "anomaly_frr": graph.open_set.anomaly_frr,
-                                              "defect_frr": graph.open_set.defect_frr})
+    logger.info(
+        "open-set thresholds",
+        extra={
+            "anomaly_at": anomaly_at,
+            "defect_at": defect_at,
+            "anomaly_frr": graph.open_set.anomaly_frr,
+            "defect_frr": graph.open_set.defect_frr,
+        },
+    )
 
 
-def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool,
-              device: torch.device | None = None) -> InspectionGraph:
+def fit_graph(
+    data: FitImages, *, config: TrainConfig, progress: bool, device: torch.device | None = None
+) -> InspectionGraph:
     """Fit every part of the graph; the classifier only when ``data.labels`` is not empty.
 
     ``device`` (default the CPU; :func:`training.device.resolve_device`) runs the trunk's feature
@@ -154,16 +196,21 @@ def fit_graph(data: FitImages, *, config: TrainConfig, progress: bool,
     torch.manual_seed(config.seed)
     backbone = load_mobilenet_v2()
     device = device or torch.device("cpu")
-    preprocess, trunk, embedder, scorer, head = _anomaly_parts(backbone, data, config=config, progress=progress,
-                                                               device=device)
-    graph = InspectionGraph(preprocess=preprocess, trunk=trunk, embedder=embedder, scorer=scorer,
-                            map_head=head, fusion=config.fusion)
-    raw = [raw_image_score(graph, img, channels=data.channels)
-           for img in tqdm(data.val_good, desc="reference level", disable=not progress, leave=False)]
+    preprocess, trunk, embedder, scorer, head = _anomaly_parts(
+        backbone, data, config=config, progress=progress, device=device
+    )
+    graph = InspectionGraph(
+        preprocess=preprocess, trunk=trunk, embedder=embedder, scorer=scorer, map_head=head, fusion=config.fusion
+    )
+    raw = [
+        raw_image_score(graph, img, channels=data.channels)
+        for img in tqdm(data.val_good, desc="reference level", disable=not progress, leave=False)
+    ]
     graph.map_head.set_reference(float(np.quantile(raw, REFERENCE_QUANTILE)))
     if data.labels:
-        graph.classifier = _classifier(backbone, data, graph=graph, config=config, progress=progress,
-                                       device=device).eval()
+        graph.classifier = _classifier(
+            backbone, data, graph=graph, config=config, progress=progress, device=device
+        ).eval()
         if graph.open_set is not None:
             set_open_set_thresholds(graph, data.val_good, channels=data.channels, config=config, progress=progress)
     return graph.eval()

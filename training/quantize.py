@@ -56,8 +56,9 @@ Image = npt.NDArray[np.uint8]
 ScoredImages = tuple[npt.NDArray[np.float64], Sequence[npt.NDArray[np.float32]]]
 
 
-def quantize_int8(src: Path, dst: Path, *, images: Sequence[Image], ops: Sequence[str] = ("MatMul",),
-                  per_channel: bool = False) -> int:
+def quantize_int8(
+    src: Path, dst: Path, *, images: Sequence[Image], ops: Sequence[str] = ("MatMul",), per_channel: bool = False
+) -> int:
     """Write the int8 form of ``src`` to ``dst``; activation ranges from ``images`` (``[H, W, C]`` uint8).
 
     Returns:
@@ -77,8 +78,9 @@ def quantize_int8(src: Path, dst: Path, *, images: Sequence[Image], ops: Sequenc
 
     unknown = sorted(set(ops) - set(QUANTIZABLE_OPS))
     if unknown or not ops:
-        raise ModelError(f"int8 quantisation: op types {unknown or list(ops)} not supported; "
-                         f"choose from {list(QUANTIZABLE_OPS)}")
+        raise ModelError(
+            f"int8 quantisation: op types {unknown or list(ops)} not supported; choose from {list(QUANTIZABLE_OPS)}"
+        )
     if not images:
         raise ModelError("int8 quantisation needs calibration images (training goods); none given")
     graph = onnx.load(str(src))
@@ -97,10 +99,18 @@ def quantize_int8(src: Path, dst: Path, *, images: Sequence[Image], ops: Sequenc
     hint = _DropPreprocessHint()
     logging.getLogger().addFilter(hint)  # the quantiser logs a generic "consider pre-processing" hint on root
     try:
-        quantize_static(str(src), str(dst), _Goods(), quant_format=QuantFormat.QOperator,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
-                        calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(ops),
-                        nodes_to_quantize=nodes)
+        quantize_static(
+            str(src),
+            str(dst),
+            _Goods(),
+            quant_format=QuantFormat.QOperator,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=list(ops),
+            nodes_to_quantize=nodes,
+        )
     except Exception as exc:  # the quantiser raises untyped errors for graphs it cannot handle
         raise ModelError(f"{src}: int8 quantisation failed ({exc})") from exc
     finally:
@@ -144,12 +154,16 @@ class Int8Report:
     map_peaks_compared: int = 0
 
     def metrics(self) -> dict[str, float]:
-        return {"int8_nodes_quantized": float(self.nodes), "int8_parity_images": float(self.images),
-                "int8_score_max_abs_diff": self.score_max_abs_diff, "int8_map_max_abs_diff": self.map_max_abs_diff,
-                "int8_map_peak_max_shift_cells": float(self.map_peak_max_shift_cells),
-                "int8_map_peaks_compared": float(self.map_peaks_compared),
-                "int8_verdict_flips": float(self.verdict_flips),
-                "int8_verdicts_compared": float(self.verdicts_compared)}
+        return {
+            "int8_nodes_quantized": float(self.nodes),
+            "int8_parity_images": float(self.images),
+            "int8_score_max_abs_diff": self.score_max_abs_diff,
+            "int8_map_max_abs_diff": self.map_max_abs_diff,
+            "int8_map_peak_max_shift_cells": float(self.map_peak_max_shift_cells),
+            "int8_map_peaks_compared": float(self.map_peaks_compared),
+            "int8_verdict_flips": float(self.verdict_flips),
+            "int8_verdicts_compared": float(self.verdicts_compared),
+        }
 
 
 def _run(path: Path, images: Sequence[Image]) -> tuple[npt.NDArray[np.float64], list[npt.NDArray[np.float32]]]:
@@ -176,8 +190,9 @@ def _peak(amap: npt.NDArray[np.float32]) -> tuple[int, int]:
 
 def _map_diff(f: npt.NDArray[np.float32], q: npt.NDArray[np.float32], *, map_at: float, name: str) -> _MapDiff:
     if f.shape != q.shape:
-        raise ModelError(f"{name}: the int8 anomaly map has shape {list(q.shape)}, the float map "
-                         f"{list(f.shape)}; bundle not written")
+        raise ModelError(
+            f"{name}: the int8 anomaly map has shape {list(q.shape)}, the float map {list(f.shape)}; bundle not written"
+        )
     if not f.size:
         return _MapDiff(max_abs=0.0, shift_cells=None, float_peak=(0, 0), int8_peak=(0, 0))
     max_abs = float(np.max(np.abs(f.astype(np.float64) - q.astype(np.float64))))
@@ -186,9 +201,18 @@ def _map_diff(f: npt.NDArray[np.float32], q: npt.NDArray[np.float32], *, map_at:
     return _MapDiff(max_abs=max_abs, shift_cells=shift, float_peak=fp, int8_peak=qp)
 
 
-def judge_int8(float_model: Path, int8_model: Path, *, images: Sequence[Image], val_float: ScoredImages,
-               val_int8: ScoredImages, thresholds: tuple[Thresholds, Thresholds], gate: Int8Gate,
-               nodes: int, val_names: Sequence[str] | None = None) -> Int8Report:
+def judge_int8(
+    float_model: Path,
+    int8_model: Path,
+    *,
+    images: Sequence[Image],
+    val_float: ScoredImages,
+    val_int8: ScoredImages,
+    thresholds: tuple[Thresholds, Thresholds],
+    gate: Int8Gate,
+    nodes: int,
+    val_names: Sequence[str] | None = None,
+) -> Int8Report:
     """Compare the int8 graph with its float graph; raise if it leaves ``gate``'s tolerance.
 
     Args:
@@ -213,40 +237,66 @@ def judge_int8(float_model: Path, int8_model: Path, *, images: Sequence[Image], 
         raise ValueError(f"{len(names)} names for {f_scores.size} images")
     score_abs = np.abs(f_scores - q_scores)
     score_diff = float(np.max(score_abs)) if f_scores.size else 0.0
-    maps = [_map_diff(a, b, map_at=thresholds[0].map_at, name=n)
-            for a, b, n in zip([*f_maps, *val_float[1]], [*q_maps, *val_int8[1]], names, strict=True)]
+    maps = [
+        _map_diff(a, b, map_at=thresholds[0].map_at, name=n)
+        for a, b, n in zip([*f_maps, *val_float[1]], [*q_maps, *val_int8[1]], names, strict=True)
+    ]
     map_diff = max((m.max_abs for m in maps), default=0.0)
     shifts = [(m.shift_cells, i) for i, m in enumerate(maps) if m.shift_cells is not None]
     peak_shift = max((s for s, _ in shifts), default=0)
     f_val, q_val = val_float[0], val_int8[0]
     flips = int(np.sum(verdicts(f_val, thresholds[0]) != verdicts(q_val, thresholds[1])))
-    report = Int8Report(nodes=nodes, images=int(f_scores.size), score_max_abs_diff=score_diff,
-                        map_max_abs_diff=map_diff, verdict_flips=flips, verdicts_compared=len(f_val),
-                        map_peak_max_shift_cells=peak_shift, map_peaks_compared=len(shifts))
-    logger.info("int8 vs float: score max |diff| %.3g, map max |diff| %.3g, hottest map cell moved at most %d "
-                "cells on %d region maps, verdict flips %d of %d",
-                score_diff, map_diff, peak_shift, len(shifts), flips, len(f_val))
+    report = Int8Report(
+        nodes=nodes,
+        images=int(f_scores.size),
+        score_max_abs_diff=score_diff,
+        map_max_abs_diff=map_diff,
+        verdict_flips=flips,
+        verdicts_compared=len(f_val),
+        map_peak_max_shift_cells=peak_shift,
+        map_peaks_compared=len(shifts),
+    )
+    logger.info(
+        "int8 vs float: score max |diff| %.3g, map max |diff| %.3g, hottest map cell moved at most %d "
+        "cells on %d region maps, verdict flips %d of %d",
+        score_diff,
+        map_diff,
+        peak_shift,
+        len(shifts),
+        flips,
+        len(f_val),
+    )
     problems = []
     if not score_diff <= gate.score_atol:
         worst = int(np.argmax(score_abs))
-        problems.append(f"score max |diff| {score_diff:.3g} exceeds the {gate.score_atol:g} tolerance "
-                        f"(worst: {names[worst]}, float {f_scores[worst]:.4f}, int8 {q_scores[worst]:.4f})")
+        problems.append(
+            f"score max |diff| {score_diff:.3g} exceeds the {gate.score_atol:g} tolerance "
+            f"(worst: {names[worst]}, float {f_scores[worst]:.4f}, int8 {q_scores[worst]:.4f})"
+        )
     if len(f_val) and flips > gate.max_verdict_flips * len(f_val):
-        problems.append(f"{flips} of {len(f_val)} validation verdicts change (at most "
-                        f"{gate.max_verdict_flips:.1%} allowed)")
+        problems.append(
+            f"{flips} of {len(f_val)} validation verdicts change (at most {gate.max_verdict_flips:.1%} allowed)"
+        )
     if not map_diff <= gate.map_atol:
         worst = max(range(len(maps)), key=lambda i: maps[i].max_abs)
         over = sum(m.max_abs > gate.map_atol for m in maps)
-        problems.append(f"anomaly map max |diff| {map_diff:.3g} exceeds the {gate.map_atol:g} tolerance "
-                        f"(worst: {names[worst]}; {over} image(s) beyond)")
+        problems.append(
+            f"anomaly map max |diff| {map_diff:.3g} exceeds the {gate.map_atol:g} tolerance "
+            f"(worst: {names[worst]}; {over} image(s) beyond)"
+        )
     moved = [(s, i) for s, i in shifts if s > gate.map_peak_cells]
     if moved:
         s, i = max(moved)
-        problems.append(f"the anomaly map's hottest cell moves {s} cells (at most {gate.map_peak_cells} allowed) on "
-                        f"{names[i]}: row/column {maps[i].float_peak} in the float map, {maps[i].int8_peak} in "
-                        f"the int8 map ({len(moved)} of {len(shifts)} region-outlining maps moved)")
+        problems.append(
+            f"the anomaly map's hottest cell moves {s} cells (at most {gate.map_peak_cells} allowed) on "
+            f"{names[i]}: row/column {maps[i].float_peak} in the float map, {maps[i].int8_peak} in "
+            f"the int8 map ({len(moved)} of {len(shifts)} region-outlining maps moved)"
+        )
     if problems:
-        raise ModelError(f"{int8_model}: the int8 graph disagrees with its float graph: " + "; ".join(problems)
-                         + f" over {f_scores.size} images; bundle not written (train without --quantize, "
-                         "or quantise fewer op types)")
+        raise ModelError(
+            f"{int8_model}: the int8 graph disagrees with its float graph: "
+            + "; ".join(problems)
+            + f" over {f_scores.size} images; bundle not written (train without --quantize, "
+            "or quantise fewer op types)"
+        )
     return report

@@ -83,8 +83,14 @@ def cases_of(samples: list[Sample], *, seed: int) -> list[_Case]:
         cases.append(_Case(template, apply_change(template, good), [], []))
         if s.boxes:
             ch = random_change(rng)
-            cases.append(_Case(template, apply_change(test, ch), [move_box(b.box_xyxy, ch, test.shape)
-                                                                   for b in s.boxes], [b.label for b in s.boxes]))
+            cases.append(
+                _Case(
+                    template,
+                    apply_change(test, ch),
+                    [move_box(b.box_xyxy, ch, test.shape) for b in s.boxes],
+                    [b.label for b in s.boxes],
+                )
+            )
     return cases
 
 
@@ -109,16 +115,19 @@ def _measure(cases: list[_Case], limits: CompareLimits) -> list[list[Blob] | Non
     return out
 
 
-def _operating_point(cases: list[_Case], blobs: list[list[Blob] | None],
-                     cfg: ReferenceTrainConfig) -> tuple[float, dict[str, float]]:
+def _operating_point(
+    cases: list[_Case], blobs: list[list[Blob] | None], cfg: ReferenceTrainConfig
+) -> tuple[float, dict[str, float]]:
     every = [m for bl in blobs if bl for _, m in bl]
     masses = sorted(set(np.quantile(every, np.linspace(0.0, 1.0, 256)).tolist())) if every else []
     n_boxes = sum(len(c.boxes) for c in cases)
     best: tuple[float, dict[str, float]] | None = None
     for m in reversed([*masses, masses[-1] * 2 if masses else 1.0]):
         stats = _stats_at(cases, blobs, m)
-        if stats["false_boxes_per_image"] > cfg.max_false_boxes_per_image or \
-                stats["false_reject_rate"] > cfg.max_false_reject_rate:
+        if (
+            stats["false_boxes_per_image"] > cfg.max_false_boxes_per_image
+            or stats["false_reject_rate"] > cfg.max_false_reject_rate
+        ):
             break
         best = (m, stats)
     if best is None:
@@ -141,32 +150,62 @@ def _stats_at(cases: list[_Case], blobs: list[list[Blob] | None], mass_at: float
             n_good += 1
             good_rej += bl is None or bool(found)
     n_defect = len(cases) - n_good
-    return {"box_recall": hit / max(total, 1), "false_boxes_per_image": false / max(len(cases), 1),
-            "false_reject_rate": good_rej / max(n_good, 1), "escape_rate": escaped / max(n_defect, 1),
-            "mass_at": mass_at, "good_parts": float(n_good), "good_rejected": float(good_rej),
-            "defect_parts": float(n_defect), "defects_escaped": float(escaped)}
+    return {
+        "box_recall": hit / max(total, 1),
+        "false_boxes_per_image": false / max(len(cases), 1),
+        "false_reject_rate": good_rej / max(n_good, 1),
+        "escape_rate": escaped / max(n_defect, 1),
+        "mass_at": mass_at,
+        "good_parts": float(n_good),
+        "good_rejected": float(good_rej),
+        "defect_parts": float(n_defect),
+        "defects_escaped": float(escaped),
+    }
 
 
 def _padded(blobs: list[list[Blob] | None], pad: int, shape: tuple[int, int]) -> list[list[Blob] | None]:
     h, w = shape
-    return [None if bl is None else [((max(b[0] - pad, 0), max(b[1] - pad, 0), min(b[2] + pad, w),
-                                       min(b[3] + pad, h)), m) for b, m in bl] for bl in blobs]
+    return [
+        None
+        if bl is None
+        else [((max(b[0] - pad, 0), max(b[1] - pad, 0), min(b[2] + pad, w), min(b[3] + pad, h)), m) for b, m in bl]
+        for bl in blobs
+    ]
 
 
 def search_limits(cases: list[_Case], cfg: ReferenceTrainConfig) -> tuple[CompareLimits, dict[str, float]]:
     """The comparison limits with the best train box recall within the false-box and FRR targets."""
     best: tuple[CompareLimits, dict[str, float]] | None = None
     shape = cases[0].template.shape
-    for jitter, contrast, opening, group, grid in itertools.product(cfg.jitter_px, cfg.contrast_at, cfg.open_px,
-                                                                    cfg.group_px, cfg.local_grid):
-        probe = CompareLimits(jitter_px=jitter, contrast_at=contrast, open_px=opening, min_area_px=cfg.min_area_px,
-                              group_px=group, local_grid=grid, mass_at=1e-9)
+    for jitter, contrast, opening, group, grid in itertools.product(
+        cfg.jitter_px, cfg.contrast_at, cfg.open_px, cfg.group_px, cfg.local_grid
+    ):
+        probe = CompareLimits(
+            jitter_px=jitter,
+            contrast_at=contrast,
+            open_px=opening,
+            min_area_px=cfg.min_area_px,
+            group_px=group,
+            local_grid=grid,
+            mass_at=1e-9,
+        )
         measured = _measure(cases, probe)
         for pad in cfg.box_pad_px:
             mass_at, stats = _operating_point(cases, _padded(measured, pad, (shape[0], shape[1])), cfg)
-            logger.info("limits jitter=%d contrast=%.2f open=%d group=%d grid=%d pad=%d: mass_at %.3g recall %.3f "
-                        "false/img %.3f frr %.3f", jitter, contrast, opening, group, grid, pad, mass_at,
-                        stats["box_recall"], stats["false_boxes_per_image"], stats["false_reject_rate"])
+            logger.info(
+                "limits jitter=%d contrast=%.2f open=%d group=%d grid=%d pad=%d: mass_at %.3g recall %.3f "
+                "false/img %.3f frr %.3f",
+                jitter,
+                contrast,
+                opening,
+                group,
+                grid,
+                pad,
+                mass_at,
+                stats["box_recall"],
+                stats["false_boxes_per_image"],
+                stats["false_reject_rate"],
+            )
             key = (stats["box_recall"], -stats["false_boxes_per_image"])
             if best is None or key > (best[1]["box_recall"], -best[1]["false_boxes_per_image"]):
                 best = (probe.model_copy(update={"mass_at": mass_at, "box_pad_px": pad}), stats)
@@ -192,8 +231,16 @@ def learn_codes(cases: list[_Case], limits: CompareLimits) -> RegionCodes | None
             box = (int(blobs.boxes[i][0]), int(blobs.boxes[i][1]), int(blobs.boxes[i][2]), int(blobs.boxes[i][3]))
             for t, label in zip(c.boxes, c.labels, strict=True):
                 if match_boxes([model.frame_box(blobs.boxes[i], comp.matrix)], [t])[1][0]:
-                    feats.append(region_features(box=box, blob=blobs.mask(int(i)), pos=comp.pos, neg=comp.neg,
-                                                 ref_bright=ref.bright_map, test_bright=test_bright))
+                    feats.append(
+                        region_features(
+                            box=box,
+                            blob=blobs.mask(int(i)),
+                            pos=comp.pos,
+                            neg=comp.neg,
+                            ref_bright=ref.bright_map,
+                            test_bright=test_bright,
+                        )
+                    )
                     labels.append(label)
                     break
     names = tuple(sorted(set(labels)))
@@ -202,6 +249,10 @@ def learn_codes(cases: list[_Case], limits: CompareLimits) -> RegionCodes | None
     x = np.asarray(feats, dtype=np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     pts = (x - mean) / scale
-    return RegionCodes(labels=names, feature_mean=tuple(mean.tolist()), feature_scale=tuple(scale.tolist()),
-                       points=tuple(tuple(round(v, 4) for v in p) for p in pts.tolist()),
-                       point_labels=tuple(names.index(lb) for lb in labels))
+    return RegionCodes(
+        labels=names,
+        feature_mean=tuple(mean.tolist()),
+        feature_scale=tuple(scale.tolist()),
+        points=tuple(tuple(round(v, 4) for v in p) for p in pts.tolist()),
+        point_labels=tuple(names.index(lb) for lb in labels),
+    )

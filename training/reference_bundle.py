@@ -109,10 +109,14 @@ def _parts(tmp: Path, refs: dict[str, U8], opts: ReferenceBundleOptions) -> tupl
             raise ModelError(f"part number {pn!r}: use letters, digits, '_', '.', '-' (max 64)")
         ignore = opts.ignore_masks.get(pn)
         tight = opts.tight_masks.get(pn)
-        parts.append(PartReference(
-            part_number=pn, image=_pinned(folder, pn, img),
-            ignore_mask=_pinned(folder, f"{pn}_ignore", _grey(read_image(ignore))) if ignore else None,
-            tight_mask=_pinned(folder, f"{pn}_tight", _grey(read_image(tight))) if tight else None))
+        parts.append(
+            PartReference(
+                part_number=pn,
+                image=_pinned(folder, pn, img),
+                ignore_mask=_pinned(folder, f"{pn}_ignore", _grey(read_image(ignore))) if ignore else None,
+                tight_mask=_pinned(folder, f"{pn}_tight", _grey(read_image(tight))) if tight else None,
+            )
+        )
     return tuple(parts)
 
 
@@ -123,8 +127,12 @@ def _golden(tmp: Path, ref: U8, limits: CompareLimits) -> list[tuple[str, Expect
     """A changed copy of the reference (PASS) and one with a drawn defect (FAIL)."""
     folder = tmp / "golden"
     folder.mkdir()
-    changed = apply_change(ref, LineChange(dx_px=3.0, dy_px=-2.0, rotation_deg=0.3, gain=1.05, offset=-5.0,
-                                           noise_sigma=1.0, jpeg_quality=95, seed=7))
+    changed = apply_change(
+        ref,
+        LineChange(
+            dx_px=3.0, dy_px=-2.0, rotation_deg=0.3, gain=1.05, offset=-5.0, noise_sigma=1.0, jpeg_quality=95, seed=7
+        ),
+    )
     defect = changed.copy()
     h, w = ref.shape
     size = max(6, int(np.ceil(np.sqrt(limits.mass_at * 4))) + 4)
@@ -153,8 +161,10 @@ def _train_pairs(data: Path) -> tuple[DatasetIndex, list[Sample]]:
         raise DatasetError(f"{data}: the reference task needs template/test pairs, found the {index.layout} layout")
     if index.issues:
         path, why = index.issues[0]
-        raise DatasetError(f"{data}: {len(index.issues)} problem(s) in the pairs, first {path}: {why} "
-                           "(run `vinspect dataset validate`)")
+        raise DatasetError(
+            f"{data}: {len(index.issues)} problem(s) in the pairs, first {path}: {why} "
+            "(run `vinspect dataset validate`)"
+        )
     train = index.train_samples()
     if not train:
         raise DatasetError(f"{data}: no train pairs")
@@ -187,30 +197,51 @@ def _stated_rates(stats: dict[str, float], cfg: ReferenceTrainConfig) -> Operati
     n_defect, escaped = int(stats["defect_parts"]), int(stats["defects_escaped"])
     good = [1.0] * good_rej + [0.0] * (n_good - good_rej)
     defect = [0.0] * escaped + [1.0] * (n_defect - escaped)
-    return operating_point(good, defect, fail_at=FAIL_AT, review_at=FAIL_AT, frr_ceiling=cfg.max_false_reject_rate,
-                           source="train (line-changed)")
+    return operating_point(
+        good,
+        defect,
+        fail_at=FAIL_AT,
+        review_at=FAIL_AT,
+        frr_ceiling=cfg.max_false_reject_rate,
+        source="train (line-changed)",
+    )
 
 
-def _manifest(learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[tuple[str, Expect]],
-              opts: ReferenceBundleOptions) -> ModelManifest:
+def _manifest(
+    learnt: _Learnt, *, text: str, refs: dict[str, U8], golden: list[tuple[str, Expect]], opts: ReferenceBundleOptions
+) -> ModelManifest:
     cfg, stats, limits = opts.config, learnt.stats, learnt.limits
     evidence = CalibrationEvidence(
         target=f"train pairs after line-like changes: max box recall at <= {cfg.max_false_boxes_per_image} "
-               f"false boxes/image, false-reject rate <= {cfg.max_false_reject_rate}",
-        n_good=learnt.n_good, n_defect=learnt.n_defect, false_reject_rate=stats["false_reject_rate"],
-        escape_rate=stats["escape_rate"], operating_point=_stated_rates(stats, cfg))
+        f"false boxes/image, false-reject rate <= {cfg.max_false_reject_rate}",
+        n_good=learnt.n_good,
+        n_defect=learnt.n_defect,
+        false_reject_rate=stats["false_reject_rate"],
+        escape_rate=stats["escape_rate"],
+        operating_point=_stated_rates(stats, cfg),
+    )
     info = TrainingInfo(
-        dataset_root=str(learnt.index.root), dataset_layout=learnt.index.layout,
-        dataset_sha256=_dataset_sha256(learnt.train), n_train_good=learnt.n_good, n_train_defect=learnt.n_defect,
+        dataset_root=str(learnt.index.root),
+        dataset_layout=learnt.index.layout,
+        dataset_sha256=_dataset_sha256(learnt.train),
+        n_train_good=learnt.n_good,
+        n_train_defect=learnt.n_defect,
         config={"task": "reference", "search": dataclasses.asdict(cfg)},
-        metrics={f"train_{k}": float(v) for k, v in stats.items()}, duration_s=time.perf_counter() - learnt.started)
+        metrics={f"train_{k}": float(v) for k, v in stats.items()},
+        duration_s=time.perf_counter() - learnt.started,
+    )
     h, w = next(iter(refs.values())).shape
     return ModelManifest(
-        name=opts.name, version=opts.version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
-        sha256=hashlib.sha256(text.encode()).hexdigest(), task="reference",
-        input=InputSpec(channels=1, model_size_px=(h, w)), labels=learnt.codes.labels if learnt.codes else (),
+        name=opts.name,
+        version=opts.version or time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        task="reference",
+        input=InputSpec(channels=1, model_size_px=(h, w)),
+        labels=learnt.codes.labels if learnt.codes else (),
         thresholds=Thresholds(fail_at=FAIL_AT, review_at=FAIL_AT, map_at=limits.contrast_at, evidence=evidence),
-        golden_samples=tuple(GoldenSample(file=f, expect=e, score=0.0) for f, e in golden), training=info)
+        golden_samples=tuple(GoldenSample(file=f, expect=e, score=0.0) for f, e in golden),
+        training=info,
+    )
 
 
 def _self_check(tmp: Path, manifest: ModelManifest, *, part_number: str) -> ModelManifest:
@@ -224,8 +255,10 @@ def _self_check(tmp: Path, manifest: ModelManifest, *, part_number: str) -> Mode
     for sample in manifest.golden_samples:
         j = judge_image(read_image(tmp / sample.file), bundle=bundle, policy=policy_for(bundle))
         if j.prediction is None or j.decision.verdict.value != sample.expect:
-            raise ModelError(f"golden self-check: {sample.file} expected {sample.expect}, got "
-                             f"{j.decision.verdict.value} {j.decision.reasons} ({j.error})")
+            raise ModelError(
+                f"golden self-check: {sample.file} expected {sample.expect}, got "
+                f"{j.decision.verdict.value} {j.decision.reasons} ({j.error})"
+            )
         scored.append(sample.model_copy(update={"score": j.prediction.score}))
     return manifest.model_copy(update={"golden_samples": tuple(scored)})
 
@@ -240,8 +273,14 @@ def _companion(tmp: Path, bundle_dir: Path) -> AnomalyCompanion:
         raise ModelError(f"{bundle_dir}: --with-anomaly takes an anomaly bundle, not a reference bundle")
     (tmp / "anomaly").mkdir()
     shutil.copyfile(bundle_dir / MODEL_NAME, tmp / "anomaly" / MODEL_NAME)
-    return AnomalyCompanion(file=f"anomaly/{MODEL_NAME}", sha256=m.sha256, channels=m.input.channels,
-                            fail_at=m.thresholds.fail_at, map_at=m.thresholds.map_at, source=f"{m.name}@{m.version}")
+    return AnomalyCompanion(
+        file=f"anomaly/{MODEL_NAME}",
+        sha256=m.sha256,
+        channels=m.input.channels,
+        fail_at=m.thresholds.fail_at,
+        map_at=m.thresholds.map_at,
+        source=f"{m.name}@{m.version}",
+    )
 
 
 def _write(learnt: _Learnt, tmp: Path, opts: ReferenceBundleOptions) -> ModelManifest:

@@ -36,8 +36,10 @@ def prepare_data_dir(path: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> boo
     created = False
     if not path.exists():
         if not path.parent.is_dir():
-            raise ConfigError(f"data directory {path} does not exist, nor its parent {path.parent}: "
-                              "create it (mkdir -p) or fix --data-dir / VINSPECT_DATA_DIR")
+            raise ConfigError(
+                f"data directory {path} does not exist, nor its parent {path.parent}: "
+                "create it (mkdir -p) or fix --data-dir / VINSPECT_DATA_DIR"
+            )
         try:
             path.mkdir(mode=0o750)
         except FileExistsError:
@@ -52,8 +54,10 @@ def prepare_data_dir(path: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> boo
     _probe(path)
     free = shutil.disk_usage(path).free
     if free < min_free_bytes:
-        raise ConfigError(f"data directory {path}: disk full ({free / 2**20:.1f} MiB free, need at least "
-                          f"{min_free_bytes / 2**20:.0f} MiB); free space before starting")
+        raise ConfigError(
+            f"data directory {path}: disk full ({free / 2**20:.1f} MiB free, need at least "
+            f"{min_free_bytes / 2**20:.0f} MiB); free space before starting"
+        )
     return created
 
 

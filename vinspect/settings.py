@@ -42,16 +42,25 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8600, ge=1, le=65535)
     api_allow_remote: bool = False
-    api_trusted_proxies: Names = Field(default_factory=list, description=(
-        "addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "
-        "empty: forwarding headers are ignored"))
-    api_trusted_hosts: Names = Field(default_factory=list, description=(
-        "Host header values served besides localhost/127.0.0.1/::1 and api_host (DNS-rebinding check)"))
-    api_secure_cookies: bool | None = Field(default=None, description=(
-        "Secure cookie + HSTS; default: on when api_allow_remote (TLS terminates at the proxy)"))
+    api_trusted_proxies: Names = Field(
+        default_factory=list,
+        description=(
+            "addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+            "empty: forwarding headers are ignored"
+        ),
+    )
+    api_trusted_hosts: Names = Field(
+        default_factory=list,
+        description=("Host header values served besides localhost/127.0.0.1/::1 and api_host (DNS-rebinding check)"),
+    )
+    api_secure_cookies: bool | None = Field(
+        default=None,
+        description=("Secure cookie + HSTS; default: on when api_allow_remote (TLS terminates at the proxy)"),
+    )
     two_person_dispositions: Names = Field(
         default_factory=lambda: ["USE_AS_IS", "REPAIR", "REGRADE"],
-        description="disposition codes whose signer must differ from the signer of the review they rest on")
+        description="disposition codes whose signer must differ from the signer of the review they rest on",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
@@ -114,8 +123,12 @@ class _JsonFormatter(logging.Formatter):
     _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "msg": record.getMessage()}
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         entry.update({k: v for k, v in record.__dict__.items() if k not in self._SKIP})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -25,9 +25,20 @@ from vinspect.pipeline.runner import PipelineConfig
 from vinspect.strict import Strict
 
 __all__ = [
-    "CameraOutputSignalConfig", "JsonlSinkConfig", "LogSignalConfig", "ModbusSignalConfig", "ModelByName",
-    "ModelByPath", "MqttSignalConfig", "NullSignalConfig", "OpcUaConfig", "PolicyConfig", "ProductConfig",
-    "StationConfig", "StoreSinkConfig", "load_station",
+    "CameraOutputSignalConfig",
+    "JsonlSinkConfig",
+    "LogSignalConfig",
+    "ModbusSignalConfig",
+    "ModelByName",
+    "ModelByPath",
+    "MqttSignalConfig",
+    "NullSignalConfig",
+    "OpcUaConfig",
+    "PolicyConfig",
+    "ProductConfig",
+    "StationConfig",
+    "StoreSinkConfig",
+    "load_station",
 ]
 
 
@@ -55,9 +66,12 @@ class PolicyConfig(Strict):
     review_at: float | None = None
     on_error: Literal["fail", "review"] = "fail"
     frr_ceiling: float | None = Field(
-        default=None, ge=0.0, le=1.0,
+        default=None,
+        ge=0.0,
+        le=1.0,
         description="re-derive the thresholds from the bundle's validation scores for this false-reject "
-                    "ceiling (REVIEW between the zero-escape point and FAIL); None keeps the bundle's")
+        "ceiling (REVIEW between the zero-escape point and FAIL); None keeps the bundle's",
+    )
     degraded_after_faults: PositiveInt = 5
     require_golden: bool = True
 
@@ -172,11 +186,17 @@ class OpcUaConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4840, ge=1, le=65535)
     username: str | None = Field(default=None, min_length=1, max_length=64)
-    password_env: str = Field(default="VINSPECT_OPCUA_PASSWORD", pattern=r"^[A-Z_][A-Z0-9_]*$",
-                              description="environment variable holding the password (never in the file)")
+    password_env: str = Field(
+        default="VINSPECT_OPCUA_PASSWORD",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="environment variable holding the password (never in the file)",
+    )
     allow_anonymous: bool = False
-    certificate: Path | None = Field(default=None, description="server certificate (DER or PEM): offers "
-                                     "Basic256Sha256 Sign and SignAndEncrypt, and no unsecured endpoint")
+    certificate: Path | None = Field(
+        default=None,
+        description="server certificate (DER or PEM): offers "
+        "Basic256Sha256 Sign and SignAndEncrypt, and no unsecured endpoint",
+    )
     private_key: Path | None = None
     allow_unsecured: bool = Field(default=False, description="with a certificate, also offer security None")
 
@@ -197,8 +217,10 @@ class StationConfig(Strict):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     ort_threads: PositiveInt = Field(default=1, description="ONNX Runtime intra-op threads per model session")
     ort_allow_spinning: bool = Field(
-        default=False, description="let idle ONNX Runtime threads busy-wait; off by default: with two sessions "
-        "(active + hot-swap candidate) spinning threads steal the other core (README, ONNX Runtime sessions)")
+        default=False,
+        description="let idle ONNX Runtime threads busy-wait; off by default: with two sessions "
+        "(active + hot-swap candidate) spinning threads steal the other core (README, ONNX Runtime sessions)",
+    )
     opcua: OpcUaConfig | None = None
 
     @field_validator("signal", mode="before")
@@ -221,8 +243,9 @@ class StationConfig(Strict):
 
         The station file holds no secret: the database URL comes from the settings and the OPC UA
         password from the environment variable ``opcua.password_env`` names (only that name is here)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
 
     def config_sha256(self) -> str:
         """SHA-256 of :meth:`config_text`: the configuration version every inspection records."""
@@ -232,15 +255,24 @@ class StationConfig(Strict):
         """The runner's settings for this station."""
         p = self.policy
         return PipelineConfig(
-            station_id=self.station_id, deadline_ms=self.deadline_ms, queue_size=self.queue_size,
-            overflow=self.overflow or self.source.overflow, read_timeout_s=self.read_timeout_ms / 1e3,
-            heartbeat_ms=self.signal.heartbeat_ms, degraded_after_faults=p.degraded_after_faults,
-            max_parts=max_parts, critical_sinks=frozenset(s.kind for s in self.sinks if s.critical),
-            overrides=PolicyOverrides(fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper(),
-                                      frr_ceiling=p.frr_ceiling),
-            require_golden=p.require_golden, ort_threads=self.ort_threads,
-            ort_allow_spinning=self.ort_allow_spinning, part_number=self.model.part_number,
-            config_sha256=self.config_sha256())
+            station_id=self.station_id,
+            deadline_ms=self.deadline_ms,
+            queue_size=self.queue_size,
+            overflow=self.overflow or self.source.overflow,
+            read_timeout_s=self.read_timeout_ms / 1e3,
+            heartbeat_ms=self.signal.heartbeat_ms,
+            degraded_after_faults=p.degraded_after_faults,
+            max_parts=max_parts,
+            critical_sinks=frozenset(s.kind for s in self.sinks if s.critical),
+            overrides=PolicyOverrides(
+                fail_at=p.fail_at, review_at=p.review_at, on_error=p.on_error.upper(), frr_ceiling=p.frr_ceiling
+            ),
+            require_golden=p.require_golden,
+            ort_threads=self.ort_threads,
+            ort_allow_spinning=self.ort_allow_spinning,
+            part_number=self.model.part_number,
+            config_sha256=self.config_sha256(),
+        )
 
 
 def _problems(exc: ValidationError) -> str:
@@ -270,7 +302,10 @@ def load_station(path: Path) -> StationConfig:
         update["model"] = ModelByPath(path=path.parent / config.model.path)
     if config.opcua is not None and (config.opcua.certificate or config.opcua.private_key):
         opc = config.opcua
-        update["opcua"] = opc.model_copy(update={
-            "certificate": path.parent / opc.certificate if opc.certificate else None,
-            "private_key": path.parent / opc.private_key if opc.private_key else None})
+        update["opcua"] = opc.model_copy(
+            update={
+                "certificate": path.parent / opc.certificate if opc.certificate else None,
+                "private_key": path.parent / opc.private_key if opc.private_key else None,
+            }
+        )
     return config.model_copy(update=update)

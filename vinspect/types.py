@@ -262,9 +262,13 @@ class Books:
         """Books from counts per :func:`books_key` (``pass``, ``review``, ``defect``, fault reasons)."""
         d = Disposition
         named = {d.PASS.value, d.REVIEW.value, d.DEFECT.value}
-        return cls(triggers=triggers, passed=counts.get(d.PASS.value, 0), review=counts.get(d.REVIEW.value, 0),
-                   failed_defect=counts.get(d.DEFECT.value, 0),
-                   failed_fault={k: v for k, v in counts.items() if k not in named and v})
+        return cls(
+            triggers=triggers,
+            passed=counts.get(d.PASS.value, 0),
+            review=counts.get(d.REVIEW.value, 0),
+            failed_defect=counts.get(d.DEFECT.value, 0),
+            failed_fault={k: v for k, v in counts.items() if k not in named and v},
+        )
 
     @property
     def discrepancy(self) -> int:

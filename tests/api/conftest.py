@@ -16,8 +16,9 @@ from vinspect.api.auth import PasswordService
 def seeded(tmp_path: Path) -> Seeded:
     store = open_store(tmp_path / "data")
     data = seed(store)
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    add_users(
+        store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
+    )
     return data
 
 

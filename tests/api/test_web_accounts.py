@@ -38,11 +38,15 @@ def test_lockout_says_how_long_and_an_admin_unlocks_it(client_for: Client, seede
     admin, token = client_for("admin")
     page = admin.get("/users").text
     assert 'action="/users/{}/unlock"'.format(_user_id(seeded, "reviewer")) in page
-    refused = admin.post(f"/users/{_user_id(seeded, 'reviewer')}/unlock",
-                         data={"csrf_token": token, "reason": "called the help desk", "password": "not mine"})
+    refused = admin.post(
+        f"/users/{_user_id(seeded, 'reviewer')}/unlock",
+        data={"csrf_token": token, "reason": "called the help desk", "password": "not mine"},
+    )
     assert "Refused: signature refused" in admin.get(refused.headers["location"]).text
-    done = admin.post(f"/users/{_user_id(seeded, 'reviewer')}/unlock",
-                      data={"csrf_token": token, "reason": "called the help desk", "password": PASSWORD})
+    done = admin.post(
+        f"/users/{_user_id(seeded, 'reviewer')}/unlock",
+        data={"csrf_token": token, "reason": "called the help desk", "password": PASSWORD},
+    )
     assert "Unlocked sign-in for reviewer (signed)." in admin.get(done.headers["location"]).text
     assert _form_login(stranger, "reviewer", PASSWORD).status_code == 303  # type: ignore[attr-defined]
     with session_scope(seeded.store.engine, readonly=True) as session:
@@ -53,21 +57,33 @@ def test_lockout_says_how_long_and_an_admin_unlocks_it(client_for: Client, seede
 def test_admin_resets_a_password_and_changes_a_role(client_for: Client, seeded: Seeded) -> None:
     admin, token = client_for("admin")
     operator_id = _user_id(seeded, "operator")
-    weak = admin.post(f"/api/v1/users/{operator_id}/password", headers={"X-CSRF-Token": token},
-                      json={"new_password": "short", "reason": "forgot", "password": PASSWORD})
+    weak = admin.post(
+        f"/api/v1/users/{operator_id}/password",
+        headers={"X-CSRF-Token": token},
+        json={"new_password": "short", "reason": "forgot", "password": PASSWORD},
+    )
     assert weak.status_code == 422
-    reset = admin.post(f"/api/v1/users/{operator_id}/password", headers={"X-CSRF-Token": token},
-                       json={"new_password": "a brand new passphrase", "reason": "forgot it", "password": PASSWORD})
+    reset = admin.post(
+        f"/api/v1/users/{operator_id}/password",
+        headers={"X-CSRF-Token": token},
+        json={"new_password": "a brand new passphrase", "reason": "forgot it", "password": PASSWORD},
+    )
     assert reset.status_code == 200, reset.text
     stranger, _ = client_for(None)
     assert _form_login(stranger, "operator", PASSWORD).status_code == 401  # type: ignore[attr-defined]
     assert _form_login(stranger, "operator", "a brand new passphrase").status_code == 303  # type: ignore[attr-defined]
-    role = admin.post(f"/api/v1/users/{operator_id}/role", headers={"X-CSRF-Token": token},
-                      json={"role": "reviewer", "reason": "joins the review team", "password": PASSWORD})
+    role = admin.post(
+        f"/api/v1/users/{operator_id}/role",
+        headers={"X-CSRF-Token": token},
+        json={"role": "reviewer", "reason": "joins the review team", "password": PASSWORD},
+    )
     assert role.status_code == 200 and role.json()["role"] == "reviewer"
     assert stranger.get("/").headers["location"] == "/login"  # sessions of a changed account end
-    own = admin.post(f"/api/v1/users/{_user_id(seeded, 'admin')}/role", headers={"X-CSRF-Token": token},
-                     json={"role": "reviewer", "reason": "x", "password": PASSWORD})
+    own = admin.post(
+        f"/api/v1/users/{_user_id(seeded, 'admin')}/role",
+        headers={"X-CSRF-Token": token},
+        json={"role": "reviewer", "reason": "x", "password": PASSWORD},
+    )
     assert own.status_code == 409
     with session_scope(seeded.store.engine, readonly=True) as session:
         actions = {r.action: r for r in audit_rows(session=session, entity="user")}
@@ -75,16 +91,21 @@ def test_admin_resets_a_password_and_changes_a_role(client_for: Client, seeded: 
     assert actions["user.set_password"].reason == "forgot it" and actions["user.set_password"].new_value is None
 
 
-def test_shell_recovery_when_no_admin_can_sign_in(seeded: Seeded, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_shell_recovery_when_no_admin_can_sign_in(
+    seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = str(tmp_path / "data")  # the seeded store's folder (see the seeded fixture)
     assert main(["users", "unlock", "admin", "--reason", "locked out", "--data-dir", data]) == 0
-    assert main(["users", "set-role", "quality_engineer", "--role", "admin", "--reason", "second admin",
-                 "--data-dir", data]) == 0
+    assert (
+        main(
+            ["users", "set-role", "quality_engineer", "--role", "admin", "--reason", "second admin", "--data-dir", data]
+        )
+        == 0
+    )
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("a fresh passphrase for me\n"))
-    assert main(["users", "reset-password", "admin", "--password-stdin", "--reason", "forgotten",
-                 "--data-dir", data]) == 0
+    assert (
+        main(["users", "reset-password", "admin", "--password-stdin", "--reason", "forgotten", "--data-dir", data]) == 0
+    )
     out = capsys.readouterr().out
     assert "unlocked sign-in for admin" in out and "quality_engineer is now admin" in out
     assert main(["users", "unlock", "nobody", "--reason", "x", "--data-dir", data]) == 2

@@ -19,9 +19,13 @@ from vinspect.store import session_scope
 from vinspect.store.review_queries import audit_rows
 
 READS = ["/api/v1/ncrs", "/api/v1/queue", "/api/v1/audit", "/api/v1/users", "/api/v1/station/status"]
-READ_PERMISSION = {"/api/v1/ncrs": set(ROLES), "/api/v1/station/status": set(ROLES),
-                   "/api/v1/queue": {"reviewer", "quality_engineer"}, "/api/v1/audit": {"quality_engineer", "admin"},
-                   "/api/v1/users": {"admin"}}
+READ_PERMISSION = {
+    "/api/v1/ncrs": set(ROLES),
+    "/api/v1/station/status": set(ROLES),
+    "/api/v1/queue": {"reviewer", "quality_engineer"},
+    "/api/v1/audit": {"quality_engineer", "admin"},
+    "/api/v1/users": {"admin"},
+}
 
 
 class AuditMachine(RuleBasedStateMachine):
@@ -36,10 +40,13 @@ class AuditMachine(RuleBasedStateMachine):
         tmp = Path(TMP.mktemp("audit"))
         self.store = open_store(tmp / "data")
         self.ncrs = [r.ncr_uuid for r in seed(self.store, n_review=3, n_fail=1, n_pass=0).review]
-        add_users(self.store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                              memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
-        self.client = TestClient(build_app(tmp / "data", self.store), base_url="http://127.0.0.1:8600",
-                                 follow_redirects=False)
+        add_users(
+            self.store,
+            PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib),
+        )
+        self.client = TestClient(
+            build_app(tmp / "data", self.store), base_url="http://127.0.0.1:8600", follow_redirects=False
+        )
         self.role: str | None = None
         self.token = self.client.get("/api/v1/auth/session").json()["csrf_token"]
         self.baseline = Counter(self._actions())
@@ -71,13 +78,18 @@ class AuditMachine(RuleBasedStateMachine):
             assert response.status_code == 403
             self.expected["authz.deny"] += 1
 
-    @rule(index=st.integers(0, 2), decision=st.sampled_from(["CONFIRMED_DEFECT", "FALSE_REJECT", "NEEDS_MRB"]),
-          good=st.booleans())
+    @rule(
+        index=st.integers(0, 2),
+        decision=st.sampled_from(["CONFIRMED_DEFECT", "FALSE_REJECT", "NEEDS_MRB"]),
+        good=st.booleans(),
+    )
     def review(self, index: int, decision: str, good: bool) -> None:
         ncr = self.ncrs[index]
         before = self.client.get(f"/api/v1/ncrs/{ncr}").json().get("status") if self.role else None
-        response = self._post(f"/api/v1/ncrs/{ncr}/review", {"decision": decision, "reason": "seen",
-                                                             "password": PASSWORD if good else "wrong"})
+        response = self._post(
+            f"/api/v1/ncrs/{ncr}/review",
+            {"decision": decision, "reason": "seen", "password": PASSWORD if good else "wrong"},
+        )
         code = response.status_code
         if code == 403 and self.role in ("operator", "admin"):
             self.expected["authz.deny"] += 1
@@ -98,8 +110,9 @@ class AuditMachine(RuleBasedStateMachine):
 
     @rule(index=st.integers(0, 2))
     def dispose(self, index: int) -> None:
-        response = self._post(f"/api/v1/ncrs/{self.ncrs[index]}/disposition",
-                              {"code": "SCRAP", "quantity": 1, "password": PASSWORD})
+        response = self._post(
+            f"/api/v1/ncrs/{self.ncrs[index]}/disposition", {"code": "SCRAP", "quantity": 1, "password": PASSWORD}
+        )
         if response.status_code == 403:
             self.expected["authz.deny"] += 1
         elif response.status_code == 200:
@@ -141,6 +154,12 @@ TMP: pytest.TempPathFactory
 def test_audit_trail_is_complete(tmp_path_factory: pytest.TempPathFactory) -> None:
     global TMP
     TMP = tmp_path_factory
-    machine = settings(max_examples=10, stateful_step_count=15, deadline=None, derandomize=True, database=None,
-                       suppress_health_check=list(HealthCheck))(AuditMachine)
+    machine = settings(
+        max_examples=10,
+        stateful_step_count=15,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )(AuditMachine)
     machine.TestCase().runTest()

@@ -17,11 +17,28 @@ from vinspect.store import session_scope
 from vinspect.store.review_queries import audit_rows
 
 Client = Callable[[str | None], tuple[TestClient, str]]
-DEFAULT_PAIRS = [("admin", "admin"), ("admin", "password"), ("admin", "admin123"), ("root", "root"),
-                 ("admin", "changeme"), ("administrator", "administrator"), ("admin", "1234"), ("user", "user"),
-                 ("admin", ""), ("operator", "operator"), ("guest", "guest"), ("admin", "default"),
-                 ("reviewer", "reviewer"), ("vinspect", "vinspect"), ("admin", "vinspect"), ("root", "toor"),
-                 ("admin", "letmein"), ("admin", "Passw0rd"), ("test", "test"), ("admin", "123456")]
+DEFAULT_PAIRS = [
+    ("admin", "admin"),
+    ("admin", "password"),
+    ("admin", "admin123"),
+    ("root", "root"),
+    ("admin", "changeme"),
+    ("administrator", "administrator"),
+    ("admin", "1234"),
+    ("user", "user"),
+    ("admin", ""),
+    ("operator", "operator"),
+    ("guest", "guest"),
+    ("admin", "default"),
+    ("reviewer", "reviewer"),
+    ("vinspect", "vinspect"),
+    ("admin", "vinspect"),
+    ("root", "toor"),
+    ("admin", "letmein"),
+    ("admin", "Passw0rd"),
+    ("test", "test"),
+    ("admin", "123456"),
+]
 
 
 def _actions(app: Any, **filters: Any) -> list[str]:
@@ -33,8 +50,11 @@ def test_login_sets_httponly_samesite_cookie_and_rotates_session(app: Any) -> No
     client = TestClient(app, base_url="http://127.0.0.1:8600")
     csrf_of(client)
     anonymous_sid = client.cookies[COOKIE_NAME]
-    response = client.post("/api/v1/auth/login", json={"username": "reviewer", "password": PASSWORD},
-                           headers={"X-CSRF-Token": csrf_of(client)})
+    response = client.post(
+        "/api/v1/auth/login",
+        json={"username": "reviewer", "password": PASSWORD},
+        headers={"X-CSRF-Token": csrf_of(client)},
+    )
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert client.cookies[COOKIE_NAME] != anonymous_sid
@@ -45,8 +65,11 @@ def test_login_sets_httponly_samesite_cookie_and_rotates_session(app: Any) -> No
 def test_wrong_password_is_generic_401_and_audited(client_for: Client, app: Any) -> None:
     client, token = client_for(None)
     for username in ("reviewer", "no-such-user"):
-        response = client.post("/api/v1/auth/login", json={"username": username, "password": "wrong-password-1"},
-                               headers={"X-CSRF-Token": token})
+        response = client.post(
+            "/api/v1/auth/login",
+            json={"username": username, "password": "wrong-password-1"},
+            headers={"X-CSRF-Token": token},
+        )
         assert response.status_code == 401
         assert response.json()["detail"] == "invalid username or password"
     assert _actions(app, entity="login").count("login.failure") == 2
@@ -55,23 +78,36 @@ def test_wrong_password_is_generic_401_and_audited(client_for: Client, app: Any)
 def test_lockout_after_five_failures_in_window(client_for: Client, app: Any) -> None:
     client, token = client_for(None)
     for _ in range(5):
-        client.post("/api/v1/auth/login", json={"username": "reviewer", "password": "nope-nope-nope"},
-                    headers={"X-CSRF-Token": token})
-    response = client.post("/api/v1/auth/login", json={"username": "reviewer", "password": PASSWORD},
-                           headers={"X-CSRF-Token": token})
+        client.post(
+            "/api/v1/auth/login",
+            json={"username": "reviewer", "password": "nope-nope-nope"},
+            headers={"X-CSRF-Token": token},
+        )
+    response = client.post(
+        "/api/v1/auth/login", json={"username": "reviewer", "password": PASSWORD}, headers={"X-CSRF-Token": token}
+    )
     assert response.status_code == 429
     assert "retry-after" in response.headers
     assert "login.locked" in _actions(app, entity="login")
     other, other_token = client_for(None)  # the lockout is per account, not global
-    assert other.post("/api/v1/auth/login", json={"username": "operator", "password": PASSWORD},
-                      headers={"X-CSRF-Token": other_token}).status_code == 200
+    assert (
+        other.post(
+            "/api/v1/auth/login",
+            json={"username": "operator", "password": PASSWORD},
+            headers={"X-CSRF-Token": other_token},
+        ).status_code
+        == 200
+    )
 
 
 def test_common_default_pairs_never_log_in(client_for: Client) -> None:
     client, token = client_for(None)
     for username, password in DEFAULT_PAIRS:
-        response = client.post("/api/v1/auth/login", json={"username": username, "password": password or "x"},
-                               headers={"X-CSRF-Token": token})
+        response = client.post(
+            "/api/v1/auth/login",
+            json={"username": username, "password": password or "x"},
+            headers={"X-CSRF-Token": token},
+        )
         assert response.status_code in (401, 422, 429), (username, password)
 
 
@@ -92,8 +128,9 @@ def test_deactivated_user_loses_session(client_for: Client) -> None:
     admin, admin_token = client_for("admin")
     reviewer, _ = client_for("reviewer")
     users = {u["username"]: u["id"] for u in admin.get("/api/v1/users").json()["data"]}
-    response = admin.post(f"/api/v1/users/{users['reviewer']}/deactivate", json={"reason": "left"},
-                          headers={"X-CSRF-Token": admin_token})
+    response = admin.post(
+        f"/api/v1/users/{users['reviewer']}/deactivate", json={"reason": "left"}, headers={"X-CSRF-Token": admin_token}
+    )
     assert response.status_code == 200 and response.json()["active"] is False
     assert reviewer.get("/api/v1/queue").status_code == 401
 
@@ -101,19 +138,29 @@ def test_deactivated_user_loses_session(client_for: Client) -> None:
 def test_password_policy_on_user_creation(client_for: Client) -> None:
     admin, token = client_for("admin")
     for weak in ("short", "password1234", "newbie-is-my-password"):
-        response = admin.post("/api/v1/users", json={"username": "newbie", "display_name": "N", "role": "operator",
-                                                     "password": weak},
-                              headers={"X-CSRF-Token": token})
+        response = admin.post(
+            "/api/v1/users",
+            json={"username": "newbie", "display_name": "N", "role": "operator", "password": weak},
+            headers={"X-CSRF-Token": token},
+        )
         assert response.status_code == 422, weak
     assert password_problems("a long enough passphrase", username="newbie") == []
 
 
 def test_mass_assignment_of_role_is_rejected(client_for: Client) -> None:
     admin, token = client_for("admin")
-    response = admin.post("/api/v1/users", json={"username": "sneaky", "display_name": "S", "role": "operator",
-                                                 "password": "a long enough passphrase",
-                                                 "active": True, "id": 1},
-                          headers={"X-CSRF-Token": token})
+    response = admin.post(
+        "/api/v1/users",
+        json={
+            "username": "sneaky",
+            "display_name": "S",
+            "role": "operator",
+            "password": "a long enough passphrase",
+            "active": True,
+            "id": 1,
+        },
+        headers={"X-CSRF-Token": token},
+    )
     assert response.status_code == 422
 
 
@@ -166,14 +213,18 @@ def test_pages_redirect_anonymous_to_login(app: Any, target: str) -> None:
 def test_login_next_cannot_redirect_off_site(client_for: Client) -> None:
     client, token = client_for(None)
     for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
-        response = client.post("/login", data={"username": "reviewer", "password": PASSWORD, "next": evil,
-                                               "csrf_token": token})
+        response = client.post(
+            "/login", data={"username": "reviewer", "password": PASSWORD, "next": evil, "csrf_token": token}
+        )
         assert response.status_code == 303 and response.headers["location"] == "/", evil
         token = csrf_of(client)
 
 
 def test_oversized_body_is_refused_before_reading(client_for: Client) -> None:
     client, token = client_for(None)
-    response = client.post("/api/v1/auth/login", content=b"x" * (1 << 20 | 1), headers={
-        "X-CSRF-Token": token, "Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/auth/login",
+        content=b"x" * (1 << 20 | 1),
+        headers={"X-CSRF-Token": token, "Content-Type": "application/json"},
+    )
     assert response.status_code == 413

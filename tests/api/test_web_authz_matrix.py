@@ -31,8 +31,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     passwords = PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
     add_users(store, passwords)
     with session_scope(store.engine) as session:
-        victim = create_user("victim", session=session, display_name="Victim", role="operator",  # type: ignore[arg-type]
-                             password_hash=passwords.hash(PASSWORD), actor="system:test")
+        victim = create_user(
+            "victim",
+            session=session,
+            display_name="Victim",
+            role="operator",  # type: ignore[arg-type]
+            password_hash=passwords.hash(PASSWORD),
+            actor="system:test",
+        )
     app = build_app(data_dir, store)
     ncr = seeded.review[0].ncr_uuid
     client = TestClient(app, base_url="http://127.0.0.1:8600")
@@ -46,18 +52,32 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     images = tmp_path_factory.mktemp("authz-images")
     Image.fromarray(np.full((8, 8), 7, np.uint8)).save(images / "one.png")
     FORM_BODIES["POST /labelling/import"] = {"folder": str(images), "set_name": "authz", "blind": "0"}
-    report = import_folder(images, engine=store.engine, files=LabelFiles(data_dir / "labelling"), set_name="authz",
-                           actor="system:test")
+    report = import_folder(
+        images, engine=store.engine, files=LabelFiles(data_dir / "labelling"), set_name="authz", actor="system:test"
+    )
     assert report.added == 1
     with session_scope(store.engine, readonly=True) as session:
         label_set = get_set(session, "authz")
         assert label_set is not None
         image_id = set_images(session, label_set)[0].id
-    return {"app": app, "params": {"ncr_uuid": ncr, "inspection_id": sample, "sha256": doc["evidence"][0]["sha256"],
-                                   "user_id": str(victim.id), "name": "tiny", "version": "1",
-                                   "alarm_id": "1", "number": "CAPA-2026-9999",
-                                   "step": "D1", "set_name": "authz", "image_id": str(image_id),
-                                   "candidate": "tiny@2", "image": "0-champion.png"}}
+    return {
+        "app": app,
+        "params": {
+            "ncr_uuid": ncr,
+            "inspection_id": sample,
+            "sha256": doc["evidence"][0]["sha256"],
+            "user_id": str(victim.id),
+            "name": "tiny",
+            "version": "1",
+            "alarm_id": "1",
+            "number": "CAPA-2026-9999",
+            "step": "D1",
+            "set_name": "authz",
+            "image_id": str(image_id),
+            "candidate": "tiny@2",
+            "image": "0-champion.png",
+        },
+    }
 
 
 def _operations(app: Any) -> list[str]:
@@ -71,12 +91,19 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/ncrs/{ncr_uuid}/review": {"decision": "NEEDS_MRB", "reason": "board", "password": PASSWORD},
     "POST /api/v1/ncrs/{ncr_uuid}/disposition": {"code": "SCRAP", "quantity": 1, "password": PASSWORD},
     "POST /api/v1/ncrs/{ncr_uuid}/dispute": {"reason": "looks fine to me"},
-    "POST /api/v1/users": {"username": "newbie", "display_name": "New Bie", "role": "operator",
-                           "password": "a long enough passphrase"},
+    "POST /api/v1/users": {
+        "username": "newbie",
+        "display_name": "New Bie",
+        "role": "operator",
+        "password": "a long enough passphrase",
+    },
     "POST /api/v1/users/{user_id}/deactivate": {"reason": "left the company"},
     "POST /api/v1/users/{user_id}/unlock": {"reason": "called the help desk", "password": PASSWORD},
-    "POST /api/v1/users/{user_id}/password": {"reason": "forgot it", "new_password": "another long passphrase",
-                                              "password": PASSWORD},
+    "POST /api/v1/users/{user_id}/password": {
+        "reason": "forgot it",
+        "new_password": "another long passphrase",
+        "password": PASSWORD,
+    },
     "POST /api/v1/users/{user_id}/role": {"reason": "moved to QA", "role": "reviewer", "password": PASSWORD},
     "POST /api/v1/models/{name}/{version}/activate": {"password": PASSWORD},
     "POST /api/v1/labelling/{set_name}/images/{image_id}/label": {"label": "good", "regions": []},
@@ -93,14 +120,21 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /ncrs/{ncr_uuid}/dispute": {"reason": "looks fine"},
     "POST /users/{user_id}/deactivate": {"reason": "left"},
     "POST /users/{user_id}/unlock": {"reason": "help desk", "password": PASSWORD},
-    "POST /users/{user_id}/password": {"reason": "forgot", "new_password": "another long passphrase",
-                                       "password": PASSWORD},
+    "POST /users/{user_id}/password": {
+        "reason": "forgot",
+        "new_password": "another long passphrase",
+        "password": PASSWORD,
+    },
     "POST /users/{user_id}/role": {"reason": "moved", "role": "reviewer", "password": PASSWORD},
     "POST /models/{name}/{version}/activate": {"password": PASSWORD},
     "POST /models/{name}/{version}/sign": {"password": PASSWORD, "reason": "reviewed"},
     "POST /models/{name}/{version}/promote": {"password": PASSWORD},
-    "POST /users": {"username": "formbie", "display_name": "F", "role": "operator",
-                    "password": "a long enough passphrase"},
+    "POST /users": {
+        "username": "formbie",
+        "display_name": "F",
+        "role": "operator",
+        "password": "a long enough passphrase",
+    },
 }
 
 
@@ -133,16 +167,20 @@ def test_operation_honours_matrix(world: dict[str, Any], operation: str) -> None
         with TestClient(world["app"], base_url="http://127.0.0.1:8600", follow_redirects=False) as client:
             token = client.get("/api/v1/auth/session").json()["csrf_token"]
             if principal != "anonymous":
-                login = client.post("/api/v1/auth/login", json={"username": principal, "password": PASSWORD},
-                                    headers={"X-CSRF-Token": token})
+                login = client.post(
+                    "/api/v1/auth/login",
+                    json={"username": principal, "password": PASSWORD},
+                    headers={"X-CSRF-Token": token},
+                )
                 assert login.status_code == 200, login.text
                 token = login.json()["csrf_token"]
             response = _call(client, operation, world["params"], token)
         code = response.status_code
         assert code < 500, f"{operation} as {principal}: {code} {response.text[:200]}"
         if "anyone" in allowed or principal in allowed:
-            assert code not in (401, 403) and not _to_login(response), \
+            assert code not in (401, 403) and not _to_login(response), (
                 f"{operation} as {principal} should be allowed, got {code} {response.text[:200]}"
+            )
         elif principal == "anonymous":
             assert code == 401 or _to_login(response), f"{operation} anonymous: {code}"
         else:

@@ -34,8 +34,8 @@ def _bundle(root: Path, version: str, write_png: Callable[..., Path], *, fail_at
 
 
 def test_models_page_shows_the_changed_verdicts_of_the_current_evaluation(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path],
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
     models = ["models", "--data-dir", str(data)]
     assert main([*models, "install", str(_bundle(tmp_path, "1", write_png)), "--activate"]) == 0
@@ -47,24 +47,30 @@ def test_models_page_shows_the_changed_verdicts_of_the_current_evaluation(
         write_png(source / "crack" / f"c{i}.png", np.full((32, 32), round(level * 255), dtype=np.uint8))
     frozen = tmp_path / "frozen"
     assert main(["dataset", "freeze", str(source), "--out", str(frozen), "--name", "eval", "--version", "1"]) == 0
-    assert main(["models", "criteria", "tiny", "2", "--data-dir", str(data), "--max-escape", "0",
-                 "--reason", "no escapes"]) == 0
+    assert (
+        main(
+            ["models", "criteria", "tiny", "2", "--data-dir", str(data), "--max-escape", "0", "--reason", "no escapes"]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(frozen),
-                 "--no-progress"]) == 1  # the escape fails the criterion
+    assert (
+        main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(frozen), "--no-progress"]) == 1
+    )  # the escape fails the criterion
     assert "changed verdicts: 1 (both heatmaps of each in" in capsys.readouterr().out
 
     store = open_store(data)
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    add_users(
+        store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
+    )
     with TestClient(build_app(data, store), base_url="http://127.0.0.1:8600", follow_redirects=False) as client:
         login(client, "reviewer")
         html = client.get("/models").text
         section = html.split('id="changed-tiny-2"')[1].split("</div>")[0]
         assert "Changed verdicts on the frozen set (1)" in section
         assert "Defects the challenger lets through (escapes)" in section and "c0.png · crack" in section
-        assert "running model: <span class=\"verdict v-FAIL\">FAIL</span>" in section
-        assert "this candidate: <span class=\"verdict v-PASS\">PASS</span>" in section
+        assert 'running model: <span class="verdict v-FAIL">FAIL</span>' in section
+        assert 'this candidate: <span class="verdict v-PASS">PASS</span>' in section
         for who in ("champion", "challenger"):
             image = client.get(f"/evidence/changed/tiny/2/0-{who}.png")
             assert image.status_code == 200 and image.content[:4] == b"\x89PNG"

@@ -31,8 +31,20 @@ def test_serve_defaults_to_loopback(tmp_path: Path) -> None:
 
 def test_users_add_hashes_and_audits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
-    args = _parser().parse_args(["users", "add", "qe1", "--display-name", "Quinn Engineer", "--role",
-                                 "quality_engineer", "--password-stdin", "--data-dir", str(tmp_path)])
+    args = _parser().parse_args(
+        [
+            "users",
+            "add",
+            "qe1",
+            "--display-name",
+            "Quinn Engineer",
+            "--role",
+            "quality_engineer",
+            "--password-stdin",
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     assert args.handler(args) == 0
     engine = make_engine(f"sqlite:///{tmp_path / 'vinspect.db'}")
     with session_scope(engine, readonly=True) as session:
@@ -44,7 +56,19 @@ def test_users_add_hashes_and_audits(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_users_add_refuses_weak_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("admin\n"))
-    args = _parser().parse_args(["users", "add", "boss", "--display-name", "B", "--role", "admin",
-                                 "--password-stdin", "--data-dir", str(tmp_path)])
+    args = _parser().parse_args(
+        [
+            "users",
+            "add",
+            "boss",
+            "--display-name",
+            "B",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     with pytest.raises(ConfigError, match="password refused"):
         args.handler(args)

@@ -21,9 +21,19 @@ def _unsafe_routes(app: Any) -> list[tuple[str, str]]:
 
 
 def _path(template: str) -> str:
-    return template.format(ncr_uuid="00000000-0000-0000-0000-000000000000", inspection_id="insp-000001",
-                           user_id="1", sha256="0" * 64, name="tiny", version="1", alarm_id="1",
-                           number="CAPA-2026-0001", step="D1", set_name="s1", image_id="1")
+    return template.format(
+        ncr_uuid="00000000-0000-0000-0000-000000000000",
+        inspection_id="insp-000001",
+        user_id="1",
+        sha256="0" * 64,
+        name="tiny",
+        version="1",
+        alarm_id="1",
+        number="CAPA-2026-0001",
+        step="D1",
+        set_name="s1",
+        image_id="1",
+    )
 
 
 def test_state_changing_routes_exist(app: Any) -> None:

@@ -17,10 +17,26 @@ from vinspect.store.repository import get_ncr
 Client = Callable[[str | None], tuple[TestClient, str]]
 SECRET = b"outside the evidence root"
 PAYLOADS = [
-    "../vinspect.db", "..%2fvinspect.db", "..%252fvinspect.db", "%2e%2e/%2e%2e/etc/passwd", "/etc/passwd",
-    "..\\..\\vinspect.db", "....//....//etc/passwd", "%00", "x%00.png", "\u2025/\u2025/etc/passwd",
-    "%c0%ae%c0%ae/etc/passwd", "..", ".", "secret.png", "a" * 64, "A" * 64, ("0" * 63) + "/",
-    "..%5c..%5cvinspect.db", "%2F%2Fetc%2Fpasswd", "../../../../../../../../../../etc/shadow",
+    "../vinspect.db",
+    "..%2fvinspect.db",
+    "..%252fvinspect.db",
+    "%2e%2e/%2e%2e/etc/passwd",
+    "/etc/passwd",
+    "..\\..\\vinspect.db",
+    "....//....//etc/passwd",
+    "%00",
+    "x%00.png",
+    "\u2025/\u2025/etc/passwd",
+    "%c0%ae%c0%ae/etc/passwd",
+    "..",
+    ".",
+    "secret.png",
+    "a" * 64,
+    "A" * 64,
+    ("0" * 63) + "/",
+    "..%5c..%5cvinspect.db",
+    "%2F%2Fetc%2Fpasswd",
+    "../../../../../../../../../../etc/shadow",
 ]
 
 
@@ -48,8 +64,9 @@ def test_anonymous_cannot_read_images(app: Any, seeded: Seeded) -> None:
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
-def test_traversal_payloads_never_read_outside_root(client_for: Client, seeded: Seeded, tmp_path: Path,
-                                                    payload: str) -> None:
+def test_traversal_payloads_never_read_outside_root(
+    client_for: Client, seeded: Seeded, tmp_path: Path, payload: str
+) -> None:
     (tmp_path / "data" / "secret.png").write_bytes(SECRET)
     client, _ = client_for("quality_engineer")
     response = client.get(f"/evidence/{payload}")

@@ -19,17 +19,27 @@ Client = Callable[[str | None], tuple[TestClient, str]]
 
 
 def _confirm(client: TestClient, token: str, ncr: str) -> Any:
-    return client.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": token},
-                       json={"decision": "CONFIRMED_DEFECT", "reason": "scratch visible", "defect_code": "scratch",
-                             "password": PASSWORD})
+    return client.post(
+        f"/api/v1/ncrs/{ncr}/review",
+        headers={"X-CSRF-Token": token},
+        json={
+            "decision": "CONFIRMED_DEFECT",
+            "reason": "scratch visible",
+            "defect_code": "scratch",
+            "password": PASSWORD,
+        },
+    )
 
 
 def test_confirm_then_signed_disposition_everywhere(client_for: Client, seeded: Seeded) -> None:
     qe, token = client_for("quality_engineer")
     ncr = seeded.review[0].ncr_uuid
     assert _confirm(qe, token, ncr).status_code == 200
-    response = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
-                       json={"code": "SCRAP", "quantity": 1, "password": PASSWORD})
+    response = qe.post(
+        f"/api/v1/ncrs/{ncr}/disposition",
+        headers={"X-CSRF-Token": token},
+        json={"code": "SCRAP", "quantity": 1, "password": PASSWORD},
+    )
     assert response.status_code == 200, response.text
     doc = response.json()
     assert doc["status"] == "DISPOSITIONED" and doc["disposition"]["code"] == "SCRAP"
@@ -58,8 +68,11 @@ def test_signing_without_or_with_wrong_password_is_refused_and_audited(client_fo
     reviewer, token = client_for("reviewer")
     ncr = seeded.review[1].ncr_uuid
     for password in ("", "not my password"):
-        response = reviewer.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": token},
-                                 json={"decision": "FALSE_REJECT", "reason": "dust", "password": password})
+        response = reviewer.post(
+            f"/api/v1/ncrs/{ncr}/review",
+            headers={"X-CSRF-Token": token},
+            json={"decision": "FALSE_REJECT", "reason": "dust", "password": password},
+        )
         assert response.status_code == 403
     with session_scope(seeded.store.engine, readonly=True) as session:
         failures = [r for r in audit_rows(session=session, entity="login") if r.action == "signature.failure"]
@@ -71,22 +84,42 @@ def test_disposition_rules(client_for: Client, seeded: Seeded) -> None:
     qe, token = client_for("quality_engineer")
     reviewer, reviewer_token = client_for("reviewer")
     ncr = seeded.review[2].ncr_uuid
-    early = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
-                    json={"code": "SCRAP", "quantity": 1, "password": PASSWORD})
+    early = qe.post(
+        f"/api/v1/ncrs/{ncr}/disposition",
+        headers={"X-CSRF-Token": token},
+        json={"code": "SCRAP", "quantity": 1, "password": PASSWORD},
+    )
     assert early.status_code == 409
     assert _confirm(reviewer, reviewer_token, ncr).status_code == 200
-    no_reason = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
-                        json={"code": "USE_AS_IS", "quantity": 1, "password": PASSWORD})
+    no_reason = qe.post(
+        f"/api/v1/ncrs/{ncr}/disposition",
+        headers={"X-CSRF-Token": token},
+        json={"code": "USE_AS_IS", "quantity": 1, "password": PASSWORD},
+    )
     assert no_reason.status_code == 422
-    no_instruction = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
-                             json={"code": "REWORK", "quantity": 1, "password": PASSWORD})
+    no_instruction = qe.post(
+        f"/api/v1/ncrs/{ncr}/disposition",
+        headers={"X-CSRF-Token": token},
+        json={"code": "REWORK", "quantity": 1, "password": PASSWORD},
+    )
     assert no_instruction.status_code == 422
-    smuggled = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
-                       json={"code": "SCRAP", "quantity": 1, "password": PASSWORD, "signed_by": 1})
+    smuggled = qe.post(
+        f"/api/v1/ncrs/{ncr}/disposition",
+        headers={"X-CSRF-Token": token},
+        json={"code": "SCRAP", "quantity": 1, "password": PASSWORD, "signed_by": 1},
+    )
     assert smuggled.status_code == 422
-    ok = qe.post(f"/api/v1/ncrs/{ncr}/disposition", headers={"X-CSRF-Token": token},
-                 json={"code": "USE_AS_IS", "quantity": 1, "justification": "cosmetic, concession C-12",
-                       "customer_concession_ref": "C-12", "password": PASSWORD})
+    ok = qe.post(
+        f"/api/v1/ncrs/{ncr}/disposition",
+        headers={"X-CSRF-Token": token},
+        json={
+            "code": "USE_AS_IS",
+            "quantity": 1,
+            "justification": "cosmetic, concession C-12",
+            "customer_concession_ref": "C-12",
+            "password": PASSWORD,
+        },
+    )
     assert ok.status_code == 200 and ok.json()["disposition"]["justification"] == "cosmetic, concession C-12"
 
 
@@ -94,8 +127,11 @@ def test_false_reject_voids_and_leaves_queue(client_for: Client, seeded: Seeded)
     reviewer, token = client_for("reviewer")
     ncr = seeded.review[3].ncr_uuid
     assert ncr in [i["id"] for i in reviewer.get("/api/v1/queue").json()["data"]]
-    response = reviewer.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": token},
-                             json={"decision": "FALSE_REJECT", "reason": "dust on lens", "password": PASSWORD})
+    response = reviewer.post(
+        f"/api/v1/ncrs/{ncr}/review",
+        headers={"X-CSRF-Token": token},
+        json={"decision": "FALSE_REJECT", "reason": "dust on lens", "password": PASSWORD},
+    )
     assert response.status_code == 200 and response.json()["status"] == "VOID"
     assert response.json()["machine_verdict"] == "REJECT"  # the original stays legible beside the decision
     assert ncr not in [i["id"] for i in reviewer.get("/api/v1/queue").json()["data"]]
@@ -106,8 +142,11 @@ def test_disputed_fail_joins_queue(client_for: Client, seeded: Seeded) -> None:
     reviewer, _ = client_for("reviewer")
     fail = seeded.fails[0].ncr_uuid
     assert fail not in [i["id"] for i in reviewer.get("/api/v1/queue").json()["data"]]
-    response = operator.post(f"/api/v1/ncrs/{fail}/dispute", headers={"X-CSRF-Token": token},
-                             json={"reason": "part looked fine at the bench"})
+    response = operator.post(
+        f"/api/v1/ncrs/{fail}/dispute",
+        headers={"X-CSRF-Token": token},
+        json={"reason": "part looked fine at the bench"},
+    )
     assert response.status_code == 204
     items = {i["id"]: i for i in reviewer.get("/api/v1/queue").json()["data"]}
     assert items[fail]["reason"] == "disputed FAIL"
@@ -121,21 +160,40 @@ def test_pass_sample_blind_audit(client_for: Client, seeded: Seeded) -> None:
     assert set(queue) == set(sampled)
     page = reviewer.get(f"/samples/{sampled[0]}").text
     assert "0.2000" not in page and "PASS</" not in page  # blind: no score, no verdict
-    response = reviewer.post(f"/api/v1/samples/{sampled[0]}/review", headers={"X-CSRF-Token": token},
-                             json={"decision": "CONFORMS", "reason": "clean", "password": PASSWORD})
+    response = reviewer.post(
+        f"/api/v1/samples/{sampled[0]}/review",
+        headers={"X-CSRF-Token": token},
+        json={"decision": "CONFORMS", "reason": "clean", "password": PASSWORD},
+    )
     assert response.status_code == 204
     assert sampled[0] not in [i["id"] for i in reviewer.get("/api/v1/queue").json()["data"]]
     unsampled = next(i for i in seeded.pass_ids if not is_sampled(i, 0.2))
-    assert reviewer.post(f"/api/v1/samples/{unsampled}/review", headers={"X-CSRF-Token": token},
-                         json={"decision": "CONFORMS", "reason": "x", "password": PASSWORD}).status_code == 404
+    assert (
+        reviewer.post(
+            f"/api/v1/samples/{unsampled}/review",
+            headers={"X-CSRF-Token": token},
+            json={"decision": "CONFORMS", "reason": "x", "password": PASSWORD},
+        ).status_code
+        == 404
+    )
 
 
 def test_review_page_shows_what_a_reviewer_needs(client_for: Client, seeded: Seeded) -> None:
     reviewer, _ = client_for("reviewer")
     ncr = seeded.review[0].ncr_uuid
     page = reviewer.get(f"/review/{ncr}").text
-    for needed in ("part-image", "heatmap", "Score", "Fail threshold", "tile", "v3", "scratch", "P000", "History",
-                   "Sign and next"):
+    for needed in (
+        "part-image",
+        "heatmap",
+        "Score",
+        "Fail threshold",
+        "tile",
+        "v3",
+        "scratch",
+        "P000",
+        "History",
+        "Sign and next",
+    ):
         assert needed in page, needed
 
 
@@ -163,9 +221,10 @@ def test_queue_next_moves_on_and_skips(client_for: Client, seeded: Seeded) -> No
 
 def test_user_text_is_escaped_in_pages(client_for: Client, seeded: Seeded) -> None:
     qe, token = client_for("quality_engineer")
-    payload = '<script>alert(1)</script><img src=x onerror=alert(2)>'
-    response = qe.post(f"/api/v1/ncrs/{seeded.fails[0].ncr_uuid}/dispute", headers={"X-CSRF-Token": token},
-                       json={"reason": payload})
+    payload = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    response = qe.post(
+        f"/api/v1/ncrs/{seeded.fails[0].ncr_uuid}/dispute", headers={"X-CSRF-Token": token}, json={"reason": payload}
+    )
     assert response.status_code == 204
     page = qe.get("/audit").text
     assert payload not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -37,16 +37,18 @@ def fuzz_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz") / "data"
     store = open_store(data_dir)
     seed(store, n_review=3, n_fail=1, n_pass=20)
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    add_users(
+        store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
+    )
     app = build_app(data_dir, store, api_trusted_hosts=["testserver"])  # schemathesis' ASGI host name
     principals: dict[str, dict[str, str]] = {}
     for role in (None, *ROLES):
         with TestClient(app, base_url="http://127.0.0.1:8600") as client:
             token = client.get("/api/v1/auth/session").json()["csrf_token"]
             if role is not None:
-                token = client.post("/api/v1/auth/login", json={"username": role, "password": PASSWORD},
-                                    headers={"X-CSRF-Token": token}).json()["csrf_token"]
+                token = client.post(
+                    "/api/v1/auth/login", json={"username": role, "password": PASSWORD}, headers={"X-CSRF-Token": token}
+                ).json()["csrf_token"]
             principals[role or "anonymous"] = {"cookie": client.cookies[COOKIE_NAME], "token": token}
     return {"app": app, "principals": principals}
 
@@ -67,8 +69,13 @@ def test_no_server_errors(fuzz_world: dict[str, Any]) -> None:
             continue
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case: Any) -> None:
             for principal in principals:
                 headers = {**(case.headers or {}), "X-CSRF-Token": principal["token"]}

@@ -65,8 +65,12 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
         port = _free_port()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("VINSPECT_")}
         environ.update({"PYTHONPATH": str(ROOT), **env})
-        proc = subprocess.Popen([sys.executable, "-m", "vinspect", "serve", "--data-dir", str(data), "--port",
-                                 str(port)], env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vinspect", "serve", "--data-dir", str(data), "--port", str(port)],
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -90,8 +94,11 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
 def _failed_login(base: str, headers: dict[str, str]) -> httpx.Response:
     with httpx.Client(base_url=base) as client:
         token = client.get("/api/v1/auth/session").json()["csrf_token"]
-        return client.post("/api/v1/auth/login", json={"username": "reviewer", "password": "wrong"},
-                           headers={"X-CSRF-Token": token, **headers})
+        return client.post(
+            "/api/v1/auth/login",
+            json={"username": "reviewer", "password": "wrong"},
+            headers={"X-CSRF-Token": token, **headers},
+        )
 
 
 def _login_sources(data: Path) -> list[str | None]:
@@ -146,8 +153,10 @@ def test_host_header_must_be_a_served_name(app: object, tmp_path: Path, seeded: 
     assert client.get("/login", headers={"Host": "localhost:8600"}).status_code == 200
     rebound = client.get("/api/v1/auth/session", headers={"Host": "attacker.example"})
     assert rebound.status_code == 400
-    named = TestClient(build_app(tmp_path / "data", seeded.store, api_trusted_hosts=["qc.plant.example"],
-                                 api_secure_cookies=True), base_url="http://qc.plant.example")
+    named = TestClient(
+        build_app(tmp_path / "data", seeded.store, api_trusted_hosts=["qc.plant.example"], api_secure_cookies=True),
+        base_url="http://qc.plant.example",
+    )
     response = named.get("/api/v1/auth/session")
     assert response.status_code == 200 and "; Secure" in response.headers["set-cookie"]
     assert "strict-transport-security" in response.headers
@@ -206,9 +215,16 @@ def test_login_with_an_admin_and_a_leftover_secret_shows_the_form(app: object, t
 
 def test_display_names_are_unique(client_for: Client) -> None:
     admin, token = client_for("admin")
-    taken = admin.post("/api/v1/users", headers={"X-CSRF-Token": token},
-                       json={"username": "rev2", "display_name": " reviewer  person", "role": "reviewer",
-                             "password": "a long enough passphrase"})
+    taken = admin.post(
+        "/api/v1/users",
+        headers={"X-CSRF-Token": token},
+        json={
+            "username": "rev2",
+            "display_name": " reviewer  person",
+            "role": "reviewer",
+            "password": "a long enough passphrase",
+        },
+    )
     assert taken.status_code == 409 and "display name" in taken.json()["detail"]
 
 
@@ -216,8 +232,20 @@ def test_users_add_uses_the_web_username_rule(tmp_path: Path, monkeypatch: pytes
     parser = cli_parser()
     for bad in ("Bad Name", "x", "9lives"):
         monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
-        args = parser.parse_args(["users", "add", bad, "--display-name", "Some One", "--role", "reviewer",
-                                  "--password-stdin", "--data-dir", str(tmp_path)])
+        args = parser.parse_args(
+            [
+                "users",
+                "add",
+                bad,
+                "--display-name",
+                "Some One",
+                "--role",
+                "reviewer",
+                "--password-stdin",
+                "--data-dir",
+                str(tmp_path),
+            ]
+        )
         with pytest.raises(ConfigError, match="username"):
             args.handler(args)
 
@@ -230,12 +258,14 @@ def cli_parser() -> object:
     return parser
 
 
-def test_the_outbox_refuses_non_http_urls_without_crashing(seeded: Seeded, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_outbox_refuses_non_http_urls_without_crashing(
+    seeded: Seeded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "not-a-qms.txt"
     target.write_text("hello\n", encoding="utf-8")
-    code = cli_main(["outbox", "drain", "--data-dir", str(tmp_path / "data"), "--url", target.as_uri(),
-                     "--max-seconds", "2"])
+    code = cli_main(
+        ["outbox", "drain", "--data-dir", str(tmp_path / "data"), "--url", target.as_uri(), "--max-seconds", "2"]
+    )
     assert code == 2 and "only http:// or https://" in capsys.readouterr().err
 
 
@@ -253,8 +283,14 @@ def test_the_review_page_keeps_a_blind_sample_blind(tmp_path: Path) -> None:
     row = next(line for line in page.splitlines() if f"insp-{seq:06d}" in line)
     assert "0.1234" not in page and "PASS" not in row and "blind" in row
     token = csrf_of(client)
-    assert client.post(f"/api/v1/samples/insp-{seq:06d}/review", headers={"X-CSRF-Token": token},
-                       json={"decision": "CONFORMS", "reason": "clean", "password": PASSWORD}).status_code == 204
+    assert (
+        client.post(
+            f"/api/v1/samples/insp-{seq:06d}/review",
+            headers={"X-CSRF-Token": token},
+            json={"decision": "CONFORMS", "reason": "clean", "password": PASSWORD},
+        ).status_code
+        == 204
+    )
     assert "0.1234" in client.get(f"/review/{ncr}").text  # once audited, the history is whole again
 
 

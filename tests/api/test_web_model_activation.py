@@ -24,11 +24,13 @@ def registry(tmp_path: Path) -> ModelRegistry:
     """v1 meets its targets; v2's good and defective validation parts overlap."""
     registry = ModelRegistry(tmp_path / "data" / "models")
     rng = np.random.default_rng(1)
-    safe = state_operating_point(write_tiny_bundle(tmp_path / "b1"), rng.normal(0.2, 0.02, 150),
-                                 rng.normal(0.9, 0.02, 30))
+    safe = state_operating_point(
+        write_tiny_bundle(tmp_path / "b1"), rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30)
+    )
     rng = np.random.default_rng(7)
-    risky = state_operating_point(write_tiny_bundle(tmp_path / "b2"), rng.normal(0.0, 1.0, 200),
-                                  rng.normal(1.5, 1.0, 40), version="2")
+    risky = state_operating_point(
+        write_tiny_bundle(tmp_path / "b2"), rng.normal(0.0, 1.0, 200), rng.normal(1.5, 1.0, 40), version="2"
+    )
     registry.install(safe)
     registry.install(risky)
     return registry
@@ -54,19 +56,24 @@ def test_activation_is_signed_and_audited(registry: ModelRegistry, client_for: C
     assert [r.action for r in rows] == ["model.activate"]
 
 
-def test_a_risky_bundle_needs_the_stated_rates_accepted(registry: ModelRegistry, client_for: Clients,
-                                                         seeded: Seeded) -> None:
+def test_a_risky_bundle_needs_the_stated_rates_accepted(
+    registry: ModelRegistry, client_for: Clients, seeded: Seeded
+) -> None:
     client, token = client_for("quality_engineer")
     headers = {"X-CSRF-Token": token}
     refused = client.post("/api/v1/models/tiny/2/activate", json={"password": PASSWORD}, headers=headers)
     assert refused.status_code == 409
     assert "cannot meet its targets: at zero escapes" in refused.json()["detail"]
-    no_reason = client.post("/api/v1/models/tiny/2/activate", json={"password": PASSWORD, "accept_risk": True},
-                            headers=headers)
+    no_reason = client.post(
+        "/api/v1/models/tiny/2/activate", json={"password": PASSWORD, "accept_risk": True}, headers=headers
+    )
     assert no_reason.status_code == 422
     assert registry.active_version("tiny") is None
-    ok = client.post("/api/v1/models/tiny/2/activate", headers=headers,
-                     json={"password": PASSWORD, "accept_risk": True, "reason": "reviewers staffed for the band"})
+    ok = client.post(
+        "/api/v1/models/tiny/2/activate",
+        headers=headers,
+        json={"password": PASSWORD, "accept_risk": True, "reason": "reviewers staffed for the band"},
+    )
     assert ok.status_code == 200, ok.text
     assert registry.active_version("tiny") == "2"
     with session_scope(seeded.store.engine, readonly=True) as session:
@@ -79,7 +86,8 @@ def test_a_risky_bundle_needs_the_stated_rates_accepted(registry: ModelRegistry,
 
 
 def test_models_page_offers_the_confirmation_and_refuses_without_it(
-        registry: ModelRegistry, client_for: Clients) -> None:
+    registry: ModelRegistry, client_for: Clients
+) -> None:
     client, token = client_for("quality_engineer")
     page = client.get("/models").text
     assert "This model cannot meet its targets" in page and "I accept the rates and" in page
@@ -87,8 +95,10 @@ def test_models_page_offers_the_confirmation_and_refuses_without_it(
     assert posted.status_code == 303
     assert "Activation refused" in client.get("/models").text
     assert registry.active_version("tiny") is None
-    posted = client.post("/models/tiny/2/activate", data={"csrf_token": token, "password": PASSWORD,
-                                                          "accept_risk": "yes", "reason": "band staffed"})
+    posted = client.post(
+        "/models/tiny/2/activate",
+        data={"csrf_token": token, "password": PASSWORD, "accept_risk": "yes", "reason": "band staffed"},
+    )
     assert posted.status_code == 303
     assert "tiny 2 is now active (signed, stated risk accepted)" in client.get("/models").text
     assert registry.active_version("tiny") == "2"

@@ -20,8 +20,16 @@ from vinspect.store.review_queries import audit_rows, is_sampled
 Client = Callable[[str | None], tuple[TestClient, str]]
 
 
-@pytest.mark.parametrize(("role", "home"), [("reviewer", "/queue"), ("quality_engineer", "/queue"),
-                                            ("admin", "/users"), ("operator", "/ncrs"), (None, "/login")])
+@pytest.mark.parametrize(
+    ("role", "home"),
+    [
+        ("reviewer", "/queue"),
+        ("quality_engineer", "/queue"),
+        ("admin", "/users"),
+        ("operator", "/ncrs"),
+        (None, "/login"),
+    ],
+)
 def test_home_depends_on_the_role(client_for: Client, role: str | None, home: str) -> None:
     client, _ = client_for(role)
     response = client.get("/")
@@ -72,8 +80,11 @@ def test_ncr_number_is_accepted_wherever_the_uuid_is(client_for: Client, seeded:
     page = qe.get(f"/ncrs/{ref.ncr_number}")
     assert page.status_code == 200 and ref.ncr_uuid in page.text
     assert qe.get(f"/review/{ref.ncr_number}").status_code == 200
-    reviewed = qe.post(f"/api/v1/ncrs/{ref.ncr_number}/review", headers={"X-CSRF-Token": token},
-                       json={"decision": "NEEDS_MRB", "reason": "needs a second look", "password": PASSWORD})
+    reviewed = qe.post(
+        f"/api/v1/ncrs/{ref.ncr_number}/review",
+        headers={"X-CSRF-Token": token},
+        json={"decision": "NEEDS_MRB", "reason": "needs a second look", "password": PASSWORD},
+    )
     assert reviewed.status_code == 200 and reviewed.json()["review"]["decision"] == "NEEDS_MRB"
     assert qe.get("/api/v1/ncrs/NCR-2026-999999").status_code == 404
     assert qe.get("/ncrs/NCR-2026-999999").status_code == 404
@@ -88,8 +99,15 @@ def _review_form(client: TestClient, token: str, ncr: str, **fields: str) -> obj
 def test_wrong_signing_password_is_an_error_and_keeps_the_form(client_for: Client, seeded: Seeded) -> None:
     reviewer, token = client_for("reviewer")
     ncr = seeded.review[0].ncr_uuid
-    response = _review_form(reviewer, token, ncr, decision="NEEDS_MRB", reason="edge chipped near the hole",
-                            defect_code="other", password="not my password")
+    response = _review_form(
+        reviewer,
+        token,
+        ncr,
+        decision="NEEDS_MRB",
+        reason="edge chipped near the hole",
+        defect_code="other",
+        password="not my password",
+    )
     assert response.status_code == 403  # type: ignore[attr-defined]
     text = response.text  # type: ignore[attr-defined]
     assert re.search(r'class="error" role="alert"[^>]*>Not signed: signature refused', text)
@@ -100,13 +118,21 @@ def test_wrong_signing_password_is_an_error_and_keeps_the_form(client_for: Clien
 def test_no_text_the_reviewer_did_not_write_is_signed(client_for: Client, seeded: Seeded) -> None:
     reviewer, token = client_for("reviewer")
     ncr = seeded.review[0].ncr_uuid
-    empty = _review_form(reviewer, token, ncr, decision="CONFIRMED_DEFECT", reason="  ", defect_code="scratch",
-                         password=PASSWORD)
+    empty = _review_form(
+        reviewer, token, ncr, decision="CONFIRMED_DEFECT", reason="  ", defect_code="scratch", password=PASSWORD
+    )
     assert empty.status_code == 422 and "needs a reason" in empty.text  # type: ignore[attr-defined]
     with session_scope(seeded.store.engine, readonly=True) as session:
         assert (get_ncr(ncr, session=session) or {}).get("review") is None
-    done = _review_form(reviewer, token, ncr, decision="CONFIRMED_DEFECT", reason="deep scratch, left edge",
-                        defect_code="scratch", password=PASSWORD)
+    done = _review_form(
+        reviewer,
+        token,
+        ncr,
+        decision="CONFIRMED_DEFECT",
+        reason="deep scratch, left edge",
+        defect_code="scratch",
+        password=PASSWORD,
+    )
     assert done.status_code == 303  # type: ignore[attr-defined]
     with session_scope(seeded.store.engine, readonly=True) as session:
         review = (get_ncr(ncr, session=session) or {})["review"]
@@ -127,8 +153,9 @@ def _options(html: str) -> list[str]:
     return re.findall(r'<option value="([^"]*)"', select)
 
 
-def test_defect_catalogue_follows_the_model_with_stable_keys(client_for: Client, seeded: Seeded,
-                                                             tmp_path: Path) -> None:
+def test_defect_catalogue_follows_the_model_with_stable_keys(
+    client_for: Client, seeded: Seeded, tmp_path: Path
+) -> None:
     _labelled_models(tmp_path / "data", ["chip", "crack", "scratch", "spot", "stain"])
     reviewer, token = client_for("reviewer")
     first = reviewer.get(f"/review/{seeded.review[0].ncr_uuid}").text
@@ -137,14 +164,23 @@ def test_defect_catalogue_follows_the_model_with_stable_keys(client_for: Client,
     assert _options(first) == _options(second) == expected  # key 3 is always scratch
     assert "3 · scratch (machine)" in first and '<option value="scratch" selected>' in first
     # A false reject records no defect code, whatever the form sends.
-    _review_form(reviewer, token, seeded.review[0].ncr_uuid, decision="FALSE_REJECT", reason="dust on lens",
-                 defect_code="scratch", password=PASSWORD)
+    _review_form(
+        reviewer,
+        token,
+        seeded.review[0].ncr_uuid,
+        decision="FALSE_REJECT",
+        reason="dust on lens",
+        defect_code="scratch",
+        password=PASSWORD,
+    )
     with session_scope(seeded.store.engine, readonly=True) as session:
         review = (get_ncr(seeded.review[0].ncr_uuid, session=session) or {})["review"]
     assert review["decision"] == "FALSE_REJECT" and review.get("defect_code") is None
-    api = reviewer.post(f"/api/v1/ncrs/{seeded.review[1].ncr_uuid}/review", headers={"X-CSRF-Token": token},
-                        json={"decision": "FALSE_REJECT", "reason": "clean", "defect_code": "scratch",
-                              "password": PASSWORD})
+    api = reviewer.post(
+        f"/api/v1/ncrs/{seeded.review[1].ncr_uuid}/review",
+        headers={"X-CSRF-Token": token},
+        json={"decision": "FALSE_REJECT", "reason": "clean", "defect_code": "scratch", "password": PASSWORD},
+    )
     assert api.status_code == 422 and "false reject records no defect code" in api.text
 
 
@@ -157,8 +193,10 @@ def test_blind_audit_hides_the_part_id_and_confirms_the_signature(client_for: Cl
     queue = reviewer.get("/queue").text
     assert part_id not in queue and "hidden (blind audit)" in queue
     assert reviewer.get("/api/v1/queue").json()["data"][-1]["part_id"] is None
-    done = reviewer.post(f"/samples/{sampled}", data={"csrf_token": token, "decision": "CONFORMS",
-                                                      "reason": "checked, clean", "password": PASSWORD})
+    done = reviewer.post(
+        f"/samples/{sampled}",
+        data={"csrf_token": token, "decision": "CONFORMS", "reason": "checked, clean", "password": PASSWORD},
+    )
     assert done.status_code == 303
     landing = reviewer.get(reviewer.get(done.headers["location"]).headers["location"]).text
     assert f"Blind audit of {sampled} recorded: conforms (signed)." in landing
@@ -177,12 +215,16 @@ def test_queue_rows_show_number_score_defect_and_age(client_for: Client, seeded:
 def test_audit_trail_is_paged_filtered_and_shows_ncr_numbers(client_for: Client, seeded: Seeded) -> None:
     qe, token = client_for("quality_engineer")
     ref = seeded.review[0]
-    qe.post(f"/api/v1/ncrs/{ref.ncr_uuid}/review", headers={"X-CSRF-Token": token},
-            json={"decision": "NEEDS_MRB", "reason": "second look", "password": PASSWORD})
+    qe.post(
+        f"/api/v1/ncrs/{ref.ncr_uuid}/review",
+        headers={"X-CSRF-Token": token},
+        json={"decision": "NEEDS_MRB", "reason": "second look", "password": PASSWORD},
+    )
     with session_scope(seeded.store.engine) as session:
         for i in range(40):  # enough rows for a second page
-            append_audit(AuditEntry(actor="system:test", action="test.filler", entity="test", entity_id=str(i)),
-                         session=session)
+            append_audit(
+                AuditEntry(actor="system:test", action="test.filler", entity="test", entity_id=str(i)), session=session
+            )
     with session_scope(seeded.store.engine, readonly=True) as session:
         total = len(audit_rows(session=session, limit=100_000))
     assert total > 50
@@ -215,12 +257,23 @@ def test_wrong_password_on_a_disposition_keeps_the_form(client_for: Client, seed
     reviewer, reviewer_token = client_for("reviewer")  # two people: the reviewer is not the disposition signer
     qe, token = client_for("quality_engineer")
     ncr = seeded.review[0].ncr_uuid
-    signed = reviewer.post(f"/api/v1/ncrs/{ncr}/review", headers={"X-CSRF-Token": reviewer_token},
-                           json={"decision": "CONFIRMED_DEFECT", "reason": "scratch seen", "password": PASSWORD})
+    signed = reviewer.post(
+        f"/api/v1/ncrs/{ncr}/review",
+        headers={"X-CSRF-Token": reviewer_token},
+        json={"decision": "CONFIRMED_DEFECT", "reason": "scratch seen", "password": PASSWORD},
+    )
     assert signed.status_code == 200, signed.text
-    response = qe.post(f"/ncrs/{ncr}/disposition", data={
-        "csrf_token": token, "code": "USE_AS_IS", "quantity": "3", "justification": "cosmetic only, per MRB-7",
-        "design_authority_approval_ref": "DA-77", "password": "not my password"})
+    response = qe.post(
+        f"/ncrs/{ncr}/disposition",
+        data={
+            "csrf_token": token,
+            "code": "USE_AS_IS",
+            "quantity": "3",
+            "justification": "cosmetic only, per MRB-7",
+            "design_authority_approval_ref": "DA-77",
+            "password": "not my password",
+        },
+    )
     assert response.status_code == 403
     text = response.text
     assert 'id="form-error">Disposition not signed: signature refused' in text
@@ -240,11 +293,18 @@ def test_a_non_admin_account_signs_in_before_the_first_admin_exists(tmp_path: Pa
     ensure_bootstrap_secret(data)  # what `vinspect serve` does while no admin exists
     client = TestClient(build_app(data, store), base_url="http://127.0.0.1:8600", follow_redirects=False)
     assert client.get("/login").headers["location"] == "/setup"  # nobody at all: set up first
-    hashed = PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                             memory_cost_kib=TEST_OPTIONS.argon2_memory_kib).hash(PASSWORD)
+    hashed = PasswordService(
+        time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib
+    ).hash(PASSWORD)
     with session_scope(store.engine) as session:
-        create_user("demo", session=session, display_name="Demo QE", role="quality_engineer",  # type: ignore[arg-type]
-                    password_hash=hashed, actor="cli:test")
+        create_user(
+            "demo",
+            session=session,
+            display_name="Demo QE",
+            role="quality_engineer",  # type: ignore[arg-type]
+            password_hash=hashed,
+            actor="cli:test",
+        )
     page = client.get("/login")
     assert page.status_code == 200 and 'id="setup-pending"' in page.text
     signed_in = client.post("/login", data={"csrf_token": csrf_of(client), "username": "demo", "password": PASSWORD})
@@ -255,6 +315,7 @@ def test_a_non_admin_account_signs_in_before_the_first_admin_exists(tmp_path: Pa
 def test_a_form_posted_after_the_session_ended_goes_to_sign_in(client_for: Client, seeded: Seeded) -> None:
     anonymous, token = client_for(None)
     ncr = seeded.review[0].ncr_uuid
-    response = anonymous.post(f"/review/{ncr}", data={"csrf_token": token, "decision": "NEEDS_MRB",
-                                                      "reason": "x", "password": PASSWORD})
+    response = anonymous.post(
+        f"/review/{ncr}", data={"csrf_token": token, "decision": "NEEDS_MRB", "reason": "x", "password": PASSWORD}
+    )
     assert response.status_code == 303 and response.headers["location"] == f"/login?next=%2Freview%2F{ncr}"

@@ -22,8 +22,9 @@ from vinspect.store.sink import StoreSink
 from vinspect.types import Verdict
 
 
-def test_audited_pass_samples_are_labelled_by_the_auditors_answer(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_audited_pass_samples_are_labelled_by_the_auditors_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     store = open_store(data)
     rate = TEST_OPTIONS.pass_sample_rate
@@ -32,22 +33,29 @@ def test_audited_pass_samples_are_labelled_by_the_auditors_answer(tmp_path: Path
             sink.write(inspection(seq, Verdict.PASS, score=0.2, part_id=f"P{seq:05d}"))
     sampled = [f"insp-{seq:06d}" for seq in range(1, 31) if is_sampled(f"insp-{seq:06d}", rate)]
     assert len(sampled) >= 3, sampled
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    add_users(
+        store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
+    )
     with TestClient(build_app(data, store), base_url="http://127.0.0.1:8600", follow_redirects=False) as client:
         token = login(client, "reviewer")
-        for inspection_id, body in ((sampled[0], {"decision": "CONFORMS", "reason": "clean part"}),
-                                    (sampled[1], {"decision": "ESCAPE", "reason": "scratch at the edge",
-                                                  "defect_code": "scratch"})):
-            answer = client.post(f"/api/v1/samples/{inspection_id}/review", headers={"X-CSRF-Token": token},
-                                 json=body | {"password": PASSWORD})
+        for inspection_id, body in (
+            (sampled[0], {"decision": "CONFORMS", "reason": "clean part"}),
+            (sampled[1], {"decision": "ESCAPE", "reason": "scratch at the edge", "defect_code": "scratch"}),
+        ):
+            answer = client.post(
+                f"/api/v1/samples/{inspection_id}/review",
+                headers={"X-CSRF-Token": token},
+                json=body | {"password": PASSWORD},
+            )
             assert answer.status_code == 204, answer.text
     out = tmp_path / "set"
     assert main(["dataset", "from-reviews", "--data-dir", str(data), "--out", str(out)]) == 0
     assert "2 from reviews" in capsys.readouterr().out
     index = open_dataset(out)
     assert sorted((s.label, s.stem) for s in index.samples) == [
-        ("good", f"pass-{sampled[0]}"), ("scratch", f"pass-{sampled[1]}")]
+        ("good", f"pass-{sampled[0]}"),
+        ("scratch", f"pass-{sampled[1]}"),
+    ]
     prov = json.loads((out / "scratch" / f"pass-{sampled[1]}.provenance.json").read_text())
     assert prov["source"] == "pass-audit" and prov["decision"] == "ESCAPE" and prov["label"] == "scratch"
     assert prov["inspection_id"] == sampled[1] and prov["auditor"] == "Reviewer Person"

@@ -30,15 +30,28 @@ def plant(tmp_path: Path, seeded: Seeded) -> ModelRegistry:
     """The app's registry holds v1 (meets its targets) and v2 (cannot); two stations reported."""
     registry = ModelRegistry(tmp_path / "data" / "models")
     rng = np.random.default_rng(1)
-    registry.install(state_operating_point(write_tiny_bundle(tmp_path / "b1"), rng.normal(0.2, 0.02, 150),
-                                           rng.normal(0.9, 0.02, 30)))
+    registry.install(
+        state_operating_point(write_tiny_bundle(tmp_path / "b1"), rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30))
+    )
     rng = np.random.default_rng(7)
-    registry.install(state_operating_point(write_tiny_bundle(tmp_path / "b2", doc="v2"), rng.normal(0.0, 1.0, 200),
-                                           rng.normal(1.5, 1.0, 40), version="2"))
+    registry.install(
+        state_operating_point(
+            write_tiny_bundle(tmp_path / "b2", doc="v2"),
+            rng.normal(0.0, 1.0, 200),
+            rng.normal(1.5, 1.0, 40),
+            version="2",
+        )
+    )
     for sid in ("cam-a", "cam-b"):
-        report_station(seeded.store.engine, StationIdentity(station_id=sid, site_id="plant1", line_id="L1"),
-                       {"state": "OPERATIONAL"}, started_at=datetime.now(UTC), period_s=2.0, parts_per_s=None,
-                       reject_rate=None)
+        report_station(
+            seeded.store.engine,
+            StationIdentity(station_id=sid, site_id="plant1", line_id="L1"),
+            {"state": "OPERATIONAL"},
+            started_at=datetime.now(UTC),
+            period_s=2.0,
+            parts_per_s=None,
+            reject_rate=None,
+        )
     return registry
 
 
@@ -47,8 +60,9 @@ def _assigned(seeded: Seeded) -> dict[str, str]:
         return {s: a.version for s, a in current_assignments(session=session).items()}
 
 
-def test_api_distribution_is_signed_audited_and_checks_stations(plant: ModelRegistry, client_for: Clients,
-                                                               seeded: Seeded) -> None:
+def test_api_distribution_is_signed_audited_and_checks_stations(
+    plant: ModelRegistry, client_for: Clients, seeded: Seeded
+) -> None:
     client, token = client_for("quality_engineer")
     headers = {"X-CSRF-Token": token}
     url = "/api/v1/models/tiny/1/distribution"
@@ -62,40 +76,59 @@ def test_api_distribution_is_signed_audited_and_checks_stations(plant: ModelRegi
     assert _assigned(seeded) == {"cam-a": "1", "cam-b": "1"}
     with session_scope(seeded.store.engine, readonly=True) as session:
         assert sorted(r.action for r in audit_rows(session=session, entity="model", entity_id="tiny@1")) == [
-            "model.activate", "model.distribute"]
+            "model.activate",
+            "model.distribute",
+        ]
         assert verify_store(session=session).ok
     reviewer, rtoken = client_for("reviewer")
     denied = reviewer.post(url, json={"stations": ["cam-a"], "password": PASSWORD}, headers={"X-CSRF-Token": rtoken})
     assert denied.status_code == 403
 
 
-def test_a_risky_version_needs_the_stated_rates_accepted(plant: ModelRegistry, client_for: Clients,
-                                                         seeded: Seeded) -> None:
+def test_a_risky_version_needs_the_stated_rates_accepted(
+    plant: ModelRegistry, client_for: Clients, seeded: Seeded
+) -> None:
     client, token = client_for("quality_engineer")
     headers = {"X-CSRF-Token": token}
     url = "/api/v1/models/tiny/2/distribution"
     refused = client.post(url, json={"stations": ["cam-a"], "password": PASSWORD}, headers=headers)
     assert refused.status_code == 409 and "cannot meet its targets" in refused.json()["detail"]
-    no_reason = client.post(url, json={"stations": ["cam-a"], "password": PASSWORD, "accept_risk": True},
-                            headers=headers)
+    no_reason = client.post(
+        url, json={"stations": ["cam-a"], "password": PASSWORD, "accept_risk": True}, headers=headers
+    )
     assert no_reason.status_code == 422
-    ok = client.post(url, json={"stations": ["cam-a"], "password": PASSWORD, "accept_risk": True,
-                                "reason": "trial on one station"}, headers=headers)
+    ok = client.post(
+        url,
+        json={"stations": ["cam-a"], "password": PASSWORD, "accept_risk": True, "reason": "trial on one station"},
+        headers=headers,
+    )
     assert ok.status_code == 201, ok.text
     assert "stated risk accepted by" in ok.json()["data"][0]["approval"]
     with session_scope(seeded.store.engine, readonly=True) as session:
         assert session.query(SignatureRecord).filter_by(entity="model", entity_id="tiny@2").count() == 1
 
 
-def test_a_version_under_promotion_control_waits_for_its_promotion(plant: ModelRegistry, client_for: Clients,
-                                                                   seeded: Seeded) -> None:
+def test_a_version_under_promotion_control_waits_for_its_promotion(
+    plant: ModelRegistry, client_for: Clients, seeded: Seeded
+) -> None:
     sha = next(e.sha256 for e in plant.list() if e.version == "1")
     with session_scope(seeded.store.engine) as session:
-        fix_criteria(session=session, name="tiny", version="1", sha256=sha, trained_by="someone", criteria=Criteria(),
-                     actor="cli:test", reason="under control")
+        fix_criteria(
+            session=session,
+            name="tiny",
+            version="1",
+            sha256=sha,
+            trained_by="someone",
+            criteria=Criteria(),
+            actor="cli:test",
+            reason="under control",
+        )
     client, token = client_for("quality_engineer")
-    r = client.post("/api/v1/models/tiny/1/distribution", json={"stations": ["cam-a"], "password": PASSWORD},
-                    headers={"X-CSRF-Token": token})
+    r = client.post(
+        "/api/v1/models/tiny/1/distribution",
+        json={"stations": ["cam-a"], "password": PASSWORD},
+        headers={"X-CSRF-Token": token},
+    )
     assert r.status_code == 409 and "was not promoted" in r.json()["detail"]
     assert _assigned(seeded) == {}
 

@@ -38,14 +38,25 @@ def _spc_alarm(seeded: Seeded) -> datetime:
     start = now - timedelta(hours=30)
     _hours(seeded, start, [2, 3, 1, 2, 2, 3, 2, 1, 2, 2, 3, 2, 2, 1, 2, 2, 3, 2, 2, 2, 2, 2, 15, 2, 2])
     with session_scope(seeded.store.engine) as session:
-        record_baseline(session=session, station_id="tile-line-1", chart="reject_rate", window_from=start,
-                        window_to=start + timedelta(hours=20), subgroup_minutes=60, p_bar=40 / 2000, subgroups=20,
-                        parts=2000, defects=40, actor="cli:quinn", user_id=None, reason="in control after setup")
+        record_baseline(
+            session=session,
+            station_id="tile-line-1",
+            chart="reject_rate",
+            window_from=start,
+            window_to=start + timedelta(hours=20),
+            subgroup_minutes=60,
+            p_bar=40 / 2000,
+            subgroups=20,
+            parts=2000,
+            defects=40,
+            actor="cli:quinn",
+            user_id=None,
+            reason="in control after setup",
+        )
     return now
 
 
-def test_dashboard_shows_kpis_charts_and_an_spc_alarm_acknowledged_signed(
-        seeded: Seeded, client_for: Any) -> None:
+def test_dashboard_shows_kpis_charts_and_an_spc_alarm_acknowledged_signed(seeded: Seeded, client_for: Any) -> None:
     now = _spc_alarm(seeded)
     new = check_alarms(seeded.store, now=now)
     assert [(a.kind, a.rule) for a in new] == [("spc", 1)]
@@ -63,22 +74,31 @@ def test_dashboard_shows_kpis_charts_and_an_spc_alarm_acknowledged_signed(
         assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml"), src
         assert svg.content.lstrip().startswith(b"<?xml") and b"<svg" in svg.content
     alarm_id = new[0].id
-    refused = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD,
-                                                                      "reason": " "})
+    refused = operator.post(
+        f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD, "reason": " "}
+    )
     assert refused.status_code == 303
-    wrong = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": "nope",
-                                                                    "reason": "tool wear"})
+    wrong = operator.post(
+        f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": "nope", "reason": "tool wear"}
+    )
     assert wrong.status_code == 303 and "not acknowledged" in operator.get("/dashboard").text
     admin, admin_token = client_for("admin")
-    assert admin.post(f"/alarms/{alarm_id}/acknowledge", data={
-        "csrf_token": admin_token, "password": PASSWORD, "reason": "x"}).status_code == 403
-    done = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD,
-                                                                   "reason": "tool wear: insert changed at 10:40"})
+    assert (
+        admin.post(
+            f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": admin_token, "password": PASSWORD, "reason": "x"}
+        ).status_code
+        == 403
+    )
+    done = operator.post(
+        f"/alarms/{alarm_id}/acknowledge",
+        data={"csrf_token": token, "password": PASSWORD, "reason": "tool wear: insert changed at 10:40"},
+    )
     assert done.status_code == 303
     html = operator.get("/dashboard").text
     assert "tool wear: insert changed at 10:40" in html and "signed" in html
-    again = operator.post(f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD,
-                                                                    "reason": "again"})
+    again = operator.post(
+        f"/alarms/{alarm_id}/acknowledge", data={"csrf_token": token, "password": PASSWORD, "reason": "again"}
+    )
     assert again.status_code == 409 and "already acknowledged" in again.text
 
 
@@ -104,15 +124,22 @@ def _form(client: TestClient, url: str, pairs: list[tuple[str, str]]) -> Any:
     """POST a form with repeated fields (several ``ncr``)."""
     from urllib.parse import urlencode
 
-    return client.post(url, content=urlencode(pairs),
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return client.post(url, content=urlencode(pairs), headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
-def _step(client: TestClient, token: str, number: str, step: str, *, sign: bool, text: str = "",
-          category: str = "") -> Any:
-    return client.post(f"/capas/{number}/steps/{step}", data={
-        "csrf_token": token, "text": text or f"{step}: written by its owner", "category": category or "machine",
-        "password": PASSWORD if sign else "", "action": "sign" if sign else "save"})
+def _step(
+    client: TestClient, token: str, number: str, step: str, *, sign: bool, text: str = "", category: str = ""
+) -> Any:
+    return client.post(
+        f"/capas/{number}/steps/{step}",
+        data={
+            "csrf_token": token,
+            "text": text or f"{step}: written by its owner",
+            "category": category or "machine",
+            "password": PASSWORD if sign else "",
+            "action": "sign" if sign else "save",
+        },
+    )
 
 
 def test_capa_8d_through_the_pages(seeded: Seeded, client_for: Any) -> None:
@@ -125,8 +152,13 @@ def test_capa_8d_through_the_pages(seeded: Seeded, client_for: Any) -> None:
     people = dict(re.findall(r'<option value="(\d+)"[^>]*>[^<]*\((\w+), ', form.text))
     ids = {name: uid for uid, name in people.items()}
     assert operator.get("/capas/new").status_code == 403
-    data: list[tuple[str, str]] = [("csrf_token", qe_token), ("title", "Scratches on tile faces"),
-                                   ("ncr", two[0]), ("ncr", two[1]), ("idempotency_key", "capa-open-0001")]
+    data: list[tuple[str, str]] = [
+        ("csrf_token", qe_token),
+        ("title", "Scratches on tile faces"),
+        ("ncr", two[0]),
+        ("ncr", two[1]),
+        ("idempotency_key", "capa-open-0001"),
+    ]
     for step in ("D0", "D1", "D2", "D3", "D4", "D5", "D6", "D7"):
         owner = ids["reviewer"] if step in ("D2", "D4") else ids["quality_engineer"]
         data += [(f"owner_{step}", owner), (f"due_{step}", "2030-01-0" + str(int(step[1]) + 1))]
@@ -141,16 +173,24 @@ def test_capa_8d_through_the_pages(seeded: Seeded, client_for: Any) -> None:
     assert _step(reviewer, rv_token, number, "D2", sign=True).status_code == 303
     no_cat = _step(reviewer, rv_token, number, "D4", sign=True, category="-")
     assert no_cat.status_code == 409 and "fishbone" in no_cat.text
-    assert _step(reviewer, rv_token, number, "D4", sign=True, text="5 whys: fixture wear", category="machine"
-                 ).status_code == 303
-    assert reviewer.post(f"/capas/{number}/close", data={"csrf_token": rv_token, "password": PASSWORD,
-                                                         "reason": "x"}).status_code == 403
+    assert (
+        _step(reviewer, rv_token, number, "D4", sign=True, text="5 whys: fixture wear", category="machine").status_code
+        == 303
+    )
+    assert (
+        reviewer.post(
+            f"/capas/{number}/close", data={"csrf_token": rv_token, "password": PASSWORD, "reason": "x"}
+        ).status_code
+        == 403
+    )
     early = qe.post(f"/capas/{number}/close", data={"csrf_token": qe_token, "password": PASSWORD, "reason": "x"})
     assert early.status_code == 409 and "not signed by their owners" in early.text
     for step in ("D0", "D1", "D3", "D5", "D6", "D7"):
         assert _step(qe, qe_token, number, step, sign=True).status_code == 303
-    closed = qe.post(f"/capas/{number}/close", data={"csrf_token": qe_token, "password": PASSWORD,
-                                                     "reason": "effective", "recognition": "line 1 team"})
+    closed = qe.post(
+        f"/capas/{number}/close",
+        data={"csrf_token": qe_token, "password": PASSWORD, "reason": "effective", "recognition": "line 1 team"},
+    )
     assert closed.status_code == 303
     detail = qe.get(f"/capas/{number}").text
     assert "CLOSED" in detail and "meaning APPROVAL" in detail and detail.count("meaning AUTHORSHIP") == 8
@@ -161,8 +201,12 @@ def test_capa_8d_through_the_pages(seeded: Seeded, client_for: Any) -> None:
     with session_scope(seeded.store.engine, readonly=True) as session:
         export_ncrs(out, session=session, fmt=ExportFormat.JSON, filters=NcrFilter())
     docs = {d["ncr_uuid"]: d for d in __import__("json").loads(out.getvalue())}
-    assert docs[two[1]]["capas"][0] == {"capa_number": number, "status": "CLOSED", "title": "Scratches on tile faces",
-                                        "closed_at": docs[two[1]]["capas"][0]["closed_at"]}
+    assert docs[two[1]]["capas"][0] == {
+        "capa_number": number,
+        "status": "CLOSED",
+        "title": "Scratches on tile faces",
+        "closed_at": docs[two[1]]["capas"][0]["closed_at"],
+    }
     assert "CAPA" in operator.get("/capas").text and number in operator.get("/capas").text
 
 
@@ -173,8 +217,14 @@ def test_sampled_pass_parts_keep_their_image_for_the_blind_audit(seeded: Seeded,
     from vinspect.store.review_queries import is_sampled
     from vinspect.store.sink import StoreSink
 
-    sink = StoreSink(seeded.store.engine, seeded.store.evidence, defaults=DEFAULTS, batch_size=7,
-                     flush_interval_s=3600, pass_sample_rate=TEST_OPTIONS.pass_sample_rate)
+    sink = StoreSink(
+        seeded.store.engine,
+        seeded.store.evidence,
+        defaults=DEFAULTS,
+        batch_size=7,
+        flush_interval_s=3600,
+        pass_sample_rate=TEST_OPTIONS.pass_sample_rate,
+    )
     parts = [inspection(20_000 + i, Verdict.PASS, score=0.2, part_id=f"S{i}") for i in range(30)]
     for part in parts:
         sink.write(part)
@@ -216,8 +266,7 @@ def test_the_app_raises_an_alarm_by_itself_as_data_arrives_once(seeded: Seeded, 
     from vinspect.store.analytics_rollup import watermark
 
     _spc_alarm(seeded)
-    app = build_app(tmp_path / "data", seeded.store,
-                    options=dataclasses.replace(TEST_OPTIONS, alarm_interval_s=0.2))
+    app = build_app(tmp_path / "data", seeded.store, options=dataclasses.replace(TEST_OPTIONS, alarm_interval_s=0.2))
 
     def alarms() -> list[Any]:
         with session_scope(seeded.store.engine, readonly=True) as session:
@@ -275,8 +324,11 @@ def test_a_lasting_drift_is_one_alarm_not_one_per_hour(seeded: Seeded) -> None:
 
     now = datetime.now(UTC)
     with session_scope(seeded.store.engine) as session:
-        repo.add_inspections([inspection(20_000 + i, Verdict.PASS, score=0.45 + i / 1000, part_id=f"D{i}")
-                              for i in range(80)], session=session, now=now - timedelta(minutes=5))
+        repo.add_inspections(
+            [inspection(20_000 + i, Verdict.PASS, score=0.45 + i / 1000, part_id=f"D{i}") for i in range(80)],
+            session=session,
+            now=now - timedelta(minutes=5),
+        )
     expected = {"3": [0.05 + i / 2000 for i in range(200)]}  # the validation good parts scored far lower
     first = check_alarms(seeded.store, now=now, validation_scores=expected)
     assert [(a.kind, a.chart) for a in first] == [("drift", "scores:3")]
@@ -292,8 +344,11 @@ def test_a_month_window_draws_daily_subgroups_and_says_so(seeded: Seeded, client
     operator, _token = client_for("operator")
     until = now - timedelta(hours=1)  # the last stored hour's day (the window ends at the end of that day)
     with session_scope(seeded.store.engine, readonly=True) as session:
-        hourly = station_hours(window_of(f"{until - timedelta(days=29):%Y-%m-%d}", f"{until:%Y-%m-%d}"),
-                               session=session, station_id="tile-line-1")
+        hourly = station_hours(
+            window_of(f"{until - timedelta(days=29):%Y-%m-%d}", f"{until:%Y-%m-%d}"),
+            session=session,
+            station_id="tile-line-1",
+        )
     per_day: dict[str, int] = {}
     for h in hourly:
         per_day[f"{h.hour:%Y-%m-%d}"] = per_day.get(f"{h.hour:%Y-%m-%d}", 0) + h.parts
@@ -303,8 +358,9 @@ def test_a_month_window_draws_daily_subgroups_and_says_so(seeded: Seeded, client
     assert month.status_code == 200, month.text
     sizes = f"{min(per_day.values()):,} to {max(per_day.values()):,} parts each"
     assert f"Drawn with one-day subgroups ({sizes})" in month.text, month.text[-3000:]
-    svg = operator.get(f"/dashboard/charts/pchart-tile-line-1.svg?since={until - timedelta(days=29):%Y-%m-%d}"
-                       f"&until={until:%Y-%m-%d}")
+    svg = operator.get(
+        f"/dashboard/charts/pchart-tile-line-1.svg?since={until - timedelta(days=29):%Y-%m-%d}&until={until:%Y-%m-%d}"
+    )
     assert svg.status_code == 200 and b"<svg" in svg.content
     week = operator.get(f"/dashboard?since={until - timedelta(days=6):%Y-%m-%d}&until={until:%Y-%m-%d}")
     assert week.status_code == 200 and "Drawn with one-" not in week.text and "Nelson 1" in week.text

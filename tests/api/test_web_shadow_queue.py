@@ -16,20 +16,37 @@ from vinspect.types import Decision, Frame, Inspection, StageTimings, Verdict
 
 
 def _part(seq: int, level: int, active: Verdict) -> Inspection:
-    frame = Frame(image=np.full((32, 32), level, np.uint8), source_id="cam", frame_id=seq,
-                  captured_at=datetime.now(UTC), pixel_format="Mono8", origin="synthetic", part_id=f"P{seq}")
+    frame = Frame(
+        image=np.full((32, 32), level, np.uint8),
+        source_id="cam",
+        frame_id=seq,
+        captured_at=datetime.now(UTC),
+        pixel_format="Mono8",
+        origin="synthetic",
+        part_id=f"P{seq}",
+    )
     decision = Decision(verdict=active, reasons=(), policy_id="a", fail_at=0.6, review_at=0.5)
-    return Inspection(inspection_id=f"st-{seq:04d}", station_id="st", part_seq=seq, frame=frame, prediction=None,
-                      decision=decision, timings=StageTimings(), model=None)
+    return Inspection(
+        inspection_id=f"st-{seq:04d}",
+        station_id="st",
+        part_seq=seq,
+        frame=frame,
+        prediction=None,
+        decision=decision,
+        timings=StageTimings(),
+        model=None,
+    )
 
 
-def test_queue_page_lists_shadow_disagreements_with_their_frames(tmp_path: Path, seeded, client_for,
-                                                                 tiny_bundle_factory) -> None:
+def test_queue_page_lists_shadow_disagreements_with_their_frames(
+    tmp_path: Path, seeded, client_for, tiny_bundle_factory
+) -> None:
     bundle = load_bundle(tiny_bundle_factory(fail_at=0.4, review_at=0.3))
     out = tmp_path / "data" / "shadow" / "tiny@2"
-    with ShadowSink(bundle, policy=policy_for(bundle), out=out, deadline_ms=None, queue_size=64,
-                    active_model="tiny") as sink:
-        sink.write(_part(1, 25, Verdict.PASS))   # agree
+    with ShadowSink(
+        bundle, policy=policy_for(bundle), out=out, deadline_ms=None, queue_size=64, active_model="tiny"
+    ) as sink:
+        sink.write(_part(1, 25, Verdict.PASS))  # agree
         sink.write(_part(2, 115, Verdict.PASS))  # the candidate FAILs it
         sink.write(_part(3, 120, Verdict.PASS))  # the candidate FAILs it
     with (out / "disagreements.jsonl").open("a") as fh:
@@ -51,7 +68,8 @@ def test_queue_page_lists_shadow_disagreements_with_their_frames(tmp_path: Path,
 
 
 def test_queue_page_without_shadow_runs_has_no_section(tmp_path: Path, seeded) -> None:
-    with TestClient(build_app(tmp_path / "data", seeded.store), base_url="http://127.0.0.1:8600",
-                    follow_redirects=False) as client:
+    with TestClient(
+        build_app(tmp_path / "data", seeded.store), base_url="http://127.0.0.1:8600", follow_redirects=False
+    ) as client:
         login(client, "reviewer")
         assert "Shadow disagreements" not in client.get("/queue").text

@@ -35,14 +35,34 @@ PASSWORD = "correct horse battery staple"
 ROLES = tuple(r.value for r in Role)
 TEST_OPTIONS = ApiOptions(pass_sample_rate=0.2, argon2_time_cost=1, argon2_memory_kib=1024)
 MODEL = ModelRef(name="tile", version="3", sha256="ab" * 32)
-DEFAULTS = NcrDefaults(part_number="TILE-100", part_revision="B", part_name="ceramic tile",
-                       requirement_ref="DWG-100 rev B surface class A", site_id="plant-1", line_id="line-1")
-STATUS = {"schema_version": 1, "state": "OPERATIONAL", "station_id": "tile-line-1", "reason": "",
-          "books": {"triggers": 1200, "passed": 1150, "review": 30, "failed_defect": 18,
-                    "failed_fault": {"late": 2}, "discrepancy": 0},
-          "in_flight": 0, "books_closed": True, "line_stopped": False, "queue_depth": 1,
-          "latency_ms": {"n": 1200, "p50_ms": 11.8, "p99_ms": 24.5, "max_ms": 31.0},
-          "model": {"name": "tile", "version": "3", "sha256": "ab" * 32}}
+DEFAULTS = NcrDefaults(
+    part_number="TILE-100",
+    part_revision="B",
+    part_name="ceramic tile",
+    requirement_ref="DWG-100 rev B surface class A",
+    site_id="plant-1",
+    line_id="line-1",
+)
+STATUS = {
+    "schema_version": 1,
+    "state": "OPERATIONAL",
+    "station_id": "tile-line-1",
+    "reason": "",
+    "books": {
+        "triggers": 1200,
+        "passed": 1150,
+        "review": 30,
+        "failed_defect": 18,
+        "failed_fault": {"late": 2},
+        "discrepancy": 0,
+    },
+    "in_flight": 0,
+    "books_closed": True,
+    "line_stopped": False,
+    "queue_depth": 1,
+    "latency_ms": {"n": 1200, "p50_ms": 11.8, "p99_ms": 24.5, "max_ms": 31.0},
+    "model": {"name": "tile", "version": "3", "sha256": "ab" * 32},
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +81,7 @@ def part_image(seq: int, *, defect: bool) -> np.ndarray:
     if defect:
         for t in range(40):
             y, x = 20 + t, 30 + (t * 3) // 2 + seq % 20
-            image[y:y + 3, x:x + 3] = 250
+            image[y : y + 3, x : x + 3] = 250
     return image.astype(np.uint8)
 
 
@@ -70,21 +90,44 @@ def anomaly_map(image: np.ndarray) -> np.ndarray:
     return np.clip((smooth - 0.5) * 2.0, 0.0, 1.0).astype(np.float32)
 
 
-def inspection(seq: int, verdict: Verdict, *, score: float, part_id: str, station: str = "tile-line-1",
-               at: datetime | None = None) -> Inspection:
+def inspection(
+    seq: int, verdict: Verdict, *, score: float, part_id: str, station: str = "tile-line-1", at: datetime | None = None
+) -> Inspection:
     image = part_image(seq, defect=verdict is not Verdict.PASS)
     image.flags.writeable = False
     captured = (at or datetime(2026, 11, 23, 8, 0, tzinfo=UTC)) + timedelta(seconds=seq)
-    frame = Frame(image=image, source_id="cam0", frame_id=seq, captured_at=captured, pixel_format="Mono8",
-                  origin="synthetic", part_id=part_id)
-    regions = () if verdict is Verdict.PASS else (Region(label="scratch", score=score, box_xyxy=(30, 20, 90, 62),
-                                                         area_px=360),)
-    prediction = Prediction(score=score, anomaly_map=anomaly_map(image), regions=regions,
-                            defect_code=None if verdict is Verdict.PASS else "scratch")
+    frame = Frame(
+        image=image,
+        source_id="cam0",
+        frame_id=seq,
+        captured_at=captured,
+        pixel_format="Mono8",
+        origin="synthetic",
+        part_id=part_id,
+    )
+    regions = (
+        ()
+        if verdict is Verdict.PASS
+        else (Region(label="scratch", score=score, box_xyxy=(30, 20, 90, 62), area_px=360),)
+    )
+    prediction = Prediction(
+        score=score,
+        anomaly_map=anomaly_map(image),
+        regions=regions,
+        defect_code=None if verdict is Verdict.PASS else "scratch",
+    )
     reasons = {Verdict.PASS: (), Verdict.REVIEW: ("review_band",), Verdict.FAIL: ("score",)}[verdict]
     decision = Decision(verdict=verdict, reasons=reasons, policy_id="tile-policy-1", fail_at=0.71, review_at=0.55)
-    return Inspection(inspection_id=f"insp-{seq:06d}", station_id=station, part_seq=seq, frame=frame,
-                      prediction=prediction, decision=decision, timings=StageTimings(), model=MODEL)
+    return Inspection(
+        inspection_id=f"insp-{seq:06d}",
+        station_id=station,
+        part_seq=seq,
+        frame=frame,
+        prediction=prediction,
+        decision=decision,
+        timings=StageTimings(),
+        model=MODEL,
+    )
 
 
 def open_store(data_dir: Path) -> StoreHandle:
@@ -118,17 +161,29 @@ def add_users(store: StoreHandle, passwords: PasswordService) -> dict[str, int]:
     hashed = passwords.hash(PASSWORD)
     with session_scope(store.engine) as session:
         for role in ROLES:
-            user = create_user(role, session=session, display_name=f"{role.replace('_', ' ').title()} Person",
-                               role=role, password_hash=hashed, actor="system:test")  # type: ignore[arg-type]
+            user = create_user(
+                role,
+                session=session,
+                display_name=f"{role.replace('_', ' ').title()} Person",
+                role=role,
+                password_hash=hashed,
+                actor="system:test",
+            )  # type: ignore[arg-type]
             ids[role] = user.id
     return ids
 
 
-def build_app(data_dir: Path, store: StoreHandle, *, options: ApiOptions = TEST_OPTIONS,  # type: ignore[no-untyped-def]
-              **overrides: Any):
+def build_app(
+    data_dir: Path,
+    store: StoreHandle,
+    *,
+    options: ApiOptions = TEST_OPTIONS,  # type: ignore[no-untyped-def]
+    **overrides: Any,
+):
     settings = Settings(data_dir=data_dir, **overrides)
-    return create_app(settings, store=store, registry=ModelRegistry(data_dir / "models"), status=FixedStatus(STATUS),
-                      options=options)
+    return create_app(
+        settings, store=store, registry=ModelRegistry(data_dir / "models"), status=FixedStatus(STATUS), options=options
+    )
 
 
 def csrf_of(client: TestClient) -> str:
@@ -138,8 +193,11 @@ def csrf_of(client: TestClient) -> str:
 
 def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
     """Sign in through the JSON API; returns the new CSRF token."""
-    response = client.post("/api/v1/auth/login", json={"username": username, "password": password},
-                           headers={"X-CSRF-Token": csrf_of(client)})
+    response = client.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": password},
+        headers={"X-CSRF-Token": csrf_of(client)},
+    )
     assert response.status_code == 200, response.text
     token: str = response.json()["csrf_token"]
     return token
@@ -151,13 +209,34 @@ def install_models(root: Path) -> None:
         bundle = root / "tile" / version
         bundle.mkdir(parents=True, exist_ok=True)
         manifest = {
-            "name": "tile", "version": version, "sha256": sha, "task": "anomaly",
-            "input": {"channels": 1, "model_size_px": [32, 32]}, "labels": [],
-            "thresholds": {"fail_at": 0.71, "review_at": 0.55, "map_at": 0.71,
-                           "evidence": {"target": "golden", "n_good": 400, "n_defect": 60,
-                                        "false_reject_rate": 0.01, "escape_rate": 0.0}},
-            "training": {"dataset_root": "-", "dataset_layout": "classes", "dataset_sha256": "0" * 64,
-                         "n_train_good": 0, "n_train_defect": 0, "config": {}, "metrics": {}, "duration_s": 0.0},
+            "name": "tile",
+            "version": version,
+            "sha256": sha,
+            "task": "anomaly",
+            "input": {"channels": 1, "model_size_px": [32, 32]},
+            "labels": [],
+            "thresholds": {
+                "fail_at": 0.71,
+                "review_at": 0.55,
+                "map_at": 0.71,
+                "evidence": {
+                    "target": "golden",
+                    "n_good": 400,
+                    "n_defect": 60,
+                    "false_reject_rate": 0.01,
+                    "escape_rate": 0.0,
+                },
+            },
+            "training": {
+                "dataset_root": "-",
+                "dataset_layout": "classes",
+                "dataset_sha256": "0" * 64,
+                "n_train_good": 0,
+                "n_train_defect": 0,
+                "config": {},
+                "metrics": {},
+                "duration_s": 0.0,
+            },
         }
         (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     (root / "tile" / "ACTIVE").write_text("3\n", encoding="utf-8")

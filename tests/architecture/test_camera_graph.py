@@ -19,6 +19,10 @@ def test_the_acquisition_child_does_not_import_the_factory_that_builds_it(graph:
 
 def test_no_camera_module_imports_one_that_imports_it_back(graph: grimp.ImportGraph) -> None:
     modules = sorted(m for m in graph.modules if m.startswith("vinspect.camera."))
-    loops = [(a, b) for a in modules for b in graph.find_modules_directly_imported_by(a)
-             if b.startswith("vinspect.camera.") and graph.find_shortest_chain(importer=b, imported=a) is not None]
+    loops = [
+        (a, b)
+        for a in modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if b.startswith("vinspect.camera.") and graph.find_shortest_chain(importer=b, imported=a) is not None
+    ]
     assert loops == []

@@ -52,8 +52,12 @@ def test_import_contracts_hold() -> None:
 
 @pytest.mark.slow
 def test_wheel_ships_exactly_vinspect_and_training(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-                             str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     wheel = next(tmp_path.glob("vinspect-*.whl"))
     tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("vinspect-")}

@@ -37,7 +37,13 @@ def test_station_commands_run_without_the_train_extra(tiny_bundle: Path, write_p
     image = write_png("part.png", np.full((16, 16), 20, np.uint8))
     data = tmp_path / "data"
     data.mkdir()
-    done = subprocess.run([sys.executable, "-c", WITHOUT_TRAIN_EXTRA, str(tiny_bundle), str(image), str(data)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TRAIN_EXTRA, str(tiny_bundle), str(image), str(data)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "PASS" in done.stdout and "served routes:" in done.stdout

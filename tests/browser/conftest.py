@@ -15,8 +15,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))  # the shared webseed helpers
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _free_port() -> int:
@@ -36,12 +43,14 @@ def live_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     data_dir = tmp_path / "data"
     store = open_store(data_dir)
     seeded = seed(store, n_review=4, n_fail=2, n_pass=40)
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    add_users(
+        store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
+    )
     install_models(data_dir / "models")
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(data_dir, store), host="127.0.0.1", port=port,
-                                           log_config=None, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(data_dir, store), host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -64,8 +64,9 @@ def test_capa_8d_from_two_ncrs_to_closure(live_server: dict[str, Any], browser_p
         page.click("#open-capa")
     page.fill("#capa-title", "Scratches on tile faces")
     for step in REVIEWERS:
-        value = page.eval_on_selector(f"#owner-{step}",
-                                      "s => [...s.options].find(o => o.text.includes('(reviewer,')).value")
+        value = page.eval_on_selector(
+            f"#owner-{step}", "s => [...s.options].find(o => o.text.includes('(reviewer,')).value"
+        )
         page.select_option(f"#owner-{step}", value)
     _shot(page, "capa-open")
     with page.expect_navigation():
@@ -84,9 +85,11 @@ def test_capa_8d_from_two_ncrs_to_closure(live_server: dict[str, Any], browser_p
     _sign(page, "D2", "Scratches along the feed direction on 2 of 40 tiles, shift 1 only")
     _sign(page, "D4", "Why 1: guide rail touches the face. Why 2: rail worn. Why 3: no wear check in the PM plan")
     token = page.get_attribute("meta[name=csrf-token]", "content")
-    refused = page.request.post(f"{base}/capas/{number}/close",
-                                form={"csrf_token": token, "password": PASSWORD, "reason": "done"},
-                                headers={"Origin": base})
+    refused = page.request.post(
+        f"{base}/capas/{number}/close",
+        form={"csrf_token": token, "password": PASSWORD, "reason": "done"},
+        headers={"Origin": base},
+    )
     assert refused.status == 403 and "may not" in refused.text()
     page.goto(f"{base}/capas/{number}")
     assert "CLOSED" not in page.inner_text("h1")
@@ -108,8 +111,7 @@ def test_capa_8d_from_two_ncrs_to_closure(live_server: dict[str, Any], browser_p
     exported = page.request.get(f"{base}/api/v1/export/ncrs?fmt=json")
     assert exported.status == 200
     docs = {d["ncr_uuid"]: d for d in json.loads(exported.text())}
-    assert all(docs[u]["capas"][0]["capa_number"] == number and docs[u]["capas"][0]["status"] == "CLOSED"
-               for u in two)
+    assert all(docs[u]["capas"][0]["capa_number"] == number and docs[u]["capas"][0]["status"] == "CLOSED" for u in two)
     page.goto(f"{base}/capas")
     assert number in page.inner_text("#capa-table")
     assert not errors, errors
@@ -125,8 +127,9 @@ def test_quality_report_renders_in_chromium(live_server: dict[str, Any], browser
     store = live_server["seeded"].store
     now = datetime.now(UTC)
     with session_scope(store.engine, readonly=True) as session:
-        index = write_quality_report(session, Window(now - timedelta(days=1), now + timedelta(hours=1)),
-                                     tmp_path / "report")
+        index = write_quality_report(
+            session, Window(now - timedelta(days=1), now + timedelta(hours=1)), tmp_path / "report"
+        )
     page = browser_page
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -48,8 +48,14 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     passwords = PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
     add_users(store, passwords)
     with session_scope(store.engine) as db:  # a third labeller
-        create_user("rita", session=db, display_name="Rita Third", role="reviewer",  # type: ignore[arg-type]
-                    password_hash=passwords.hash(PASSWORD), actor="system:test")
+        create_user(
+            "rita",
+            session=db,
+            display_name="Rita Third",
+            role="reviewer",  # type: ignore[arg-type]
+            password_hash=passwords.hash(PASSWORD),
+            actor="system:test",
+        )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -184,20 +190,44 @@ def test_label_by_keyboard_regions_undo_export(server: dict[str, Any], browser_p
     # Export from a shell, as a quality engineer would; validate accepts it; the manifest matches.
     out = tmp_path / "export"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-m", "vinspect", "dataset", "export-labels", "line1", "--out", str(out),
-                           "--data-dir", str(server["data_dir"])], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vinspect",
+            "dataset",
+            "export-labels",
+            "line1",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(server["data_dir"]),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote 24 image(s)" in done.stdout and "contamination 4, good 20" in done.stdout
-    valid = subprocess.run([sys.executable, "-m", "vinspect", "dataset", "validate", str(out)], capture_output=True,
-                           text=True, env=env, check=False)
+    valid = subprocess.run(
+        [sys.executable, "-m", "vinspect", "dataset", "validate", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert valid.returncode == 0, valid.stdout + valid.stderr
     doc = json.loads((out / "labels.json").read_text())
     last = next(e for e in doc["images"] if e["source_file"].endswith("img023.png"))
     assert last["label"] == "contamination" and last["labeller"] == "quality_engineer"
     assert [r["kind"] for r in last["regions"]] == ["box", "brush", "polygon"]
     drawn = last["regions"][2]["points"]
-    assert len(drawn) == 3 and all(abs(a - b) <= 1 for p, q in zip(drawn, [[20, 60], [40, 60], [30, 85]], strict=True)
-                                   for a, b in zip(p, q, strict=True))
+    assert len(drawn) == 3 and all(
+        abs(a - b) <= 1
+        for p, q in zip(drawn, [[20, 60], [40, 60], [30, 85]], strict=True)
+        for a, b in zip(p, q, strict=True)
+    )
     assert (out / last["mask"]).is_file() and (out / last["boxes"]).read_text().startswith("10 12 40 30 contamination")
 
     page.goto(f"{base}/audit?entity=label_event")
@@ -214,8 +244,14 @@ def test_blind_labellers_kappa_and_third_settles(server: dict[str, Any], browser
 
     page, base = browser_page, server["url"]
     folder = write_folder(tmp_path / "blind", n=10, spots=4, bad=False)
-    import_folder(folder, engine=server["store"].engine, files=LabelFiles(server["data_dir"] / "labelling"),
-                  set_name="blind1", actor="system:test", blind_labellers=2)
+    import_folder(
+        folder,
+        engine=server["store"].engine,
+        files=LabelFiles(server["data_dir"] / "labelling"),
+        set_name="blind1",
+        actor="system:test",
+        blind_labellers=2,
+    )
     spots = {"img006", "img007", "img008", "img009"}
     for who, flip in (("reviewer", None), ("quality_engineer", "img005")):
         _login(page, base, who)

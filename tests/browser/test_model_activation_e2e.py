@@ -21,11 +21,13 @@ TAKE_SHOTS = os.environ.get("VINSPECT_SCREENSHOTS") == "1"
 PASSWORD = "correct horse battery staple"
 
 
-def test_quality_engineer_accepts_stated_rates_to_activate(live_server: dict[str, Any], browser_page: Any,
-                                                           tmp_path: Path) -> None:
+def test_quality_engineer_accepts_stated_rates_to_activate(
+    live_server: dict[str, Any], browser_page: Any, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(7)
-    bundle = state_operating_point(write_tiny_bundle(tmp_path / "risky"), rng.normal(0.0, 1.0, 200),
-                                   rng.normal(1.5, 1.0, 40), version="5")
+    bundle = state_operating_point(
+        write_tiny_bundle(tmp_path / "risky"), rng.normal(0.0, 1.0, 200), rng.normal(1.5, 1.0, 40), version="5"
+    )
     registry = ModelRegistry(tmp_path / "data" / "models")
     registry.install(bundle)
     page, base = browser_page, live_server["url"]

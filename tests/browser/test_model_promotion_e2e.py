@@ -46,12 +46,17 @@ def _sign(page: Any, base: str, reason: str) -> str:
     return str(page.inner_text("main"))
 
 
-def test_two_quality_engineers_sign_and_promote_a_candidate(live_server: dict[str, Any], browser_page: Any,
-                                                            tmp_path: Path) -> None:
+def test_two_quality_engineers_sign_and_promote_a_candidate(
+    live_server: dict[str, Any], browser_page: Any, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     rng = np.random.default_rng(1)
-    bundle = state_operating_point(write_tiny_bundle(tmp_path / "cand", labels=("spot",)),
-                                   rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30), version="7")
+    bundle = state_operating_point(
+        write_tiny_bundle(tmp_path / "cand", labels=("spot",)),
+        rng.normal(0.2, 0.02, 150),
+        rng.normal(0.9, 0.02, 30),
+        version="7",
+    )
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["training"]["trained_by"] = "admin"
     (bundle / "manifest.json").write_text(json.dumps(manifest))
@@ -59,19 +64,43 @@ def test_two_quality_engineers_sign_and_promote_a_candidate(live_server: dict[st
     registry.install(bundle)
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
     with session_scope(engine) as session:
-        create_user("qe2", session=session, display_name="Second Engineer", role="quality_engineer",
-                    password_hash=PasswordService(time_cost=1, memory_cost_kib=8).hash(PASSWORD), actor="system:test")
-        fix_criteria(session=session, name="tiny", version="7", sha256=manifest["sha256"], trained_by="admin",
-                     criteria=Criteria(max_false_reject_rate=0.05, max_escape_rate=0.0), actor="cli:test",
-                     reason="retrained on reviewed false rejects")
+        create_user(
+            "qe2",
+            session=session,
+            display_name="Second Engineer",
+            role="quality_engineer",
+            password_hash=PasswordService(time_cost=1, memory_cost_kib=8).hash(PASSWORD),
+            actor="system:test",
+        )
+        fix_criteria(
+            session=session,
+            name="tiny",
+            version="7",
+            sha256=manifest["sha256"],
+            trained_by="admin",
+            criteria=Criteria(max_false_reject_rate=0.05, max_escape_rate=0.0),
+            actor="cli:test",
+            reason="retrained on reviewed false rejects",
+        )
         op = {"operating_point": {"false_reject_rate": 0.01, "escape_rate": 0.0}, "auroc": 0.999}
-        record_evaluation(session=session, name="tiny", version="7", sha256=manifest["sha256"], actor="cli:test",
-                          evaluation=Evaluation(
-                              frozen_set={"name": "tiles-eval", "version": "2026-12", "set_sha256": "ab" * 32},
-                              golden_defects=3, golden_defects_failed=3, golden_goods=3, golden_goods_passed=3,
-                              challenger=op, champion={"operating_point": {"false_reject_rate": 0.04,
-                                                                           "escape_rate": 0.0}, "auroc": 0.99},
-                              shadow_parts=812, shadow={"agreement": 0.97}))
+        record_evaluation(
+            session=session,
+            name="tiny",
+            version="7",
+            sha256=manifest["sha256"],
+            actor="cli:test",
+            evaluation=Evaluation(
+                frozen_set={"name": "tiles-eval", "version": "2026-12", "set_sha256": "ab" * 32},
+                golden_defects=3,
+                golden_defects_failed=3,
+                golden_goods=3,
+                golden_goods_passed=3,
+                challenger=op,
+                champion={"operating_point": {"false_reject_rate": 0.04, "escape_rate": 0.0}, "auroc": 0.99},
+                shadow_parts=812,
+                shadow={"agreement": 0.97},
+            ),
+        )
     engine.dispose()
     page, base = browser_page, live_server["url"]
 

@@ -30,8 +30,13 @@ def test_quality_engineer_supersedes_an_mrb_review(live_server: dict[str, Any], 
         reviewer = get_user(session=session, username="reviewer")
         assert reviewer is not None
         claim_ncr(ncr, session=session, user_id=reviewer.id)
-        add_review(ncr, session=session, review=ReviewInput(user_id=reviewer.id, decision=ReviewDecision.NEEDS_MRB,
-                                                            reason="borderline scratch, board to decide"))
+        add_review(
+            ncr,
+            session=session,
+            review=ReviewInput(
+                user_id=reviewer.id, decision=ReviewDecision.NEEDS_MRB, reason="borderline scratch, board to decide"
+            ),
+        )
     page.goto(f"{base}/login")
     page.fill("input[name=username]", "quality_engineer")
     page.fill("input[name=password]", PASSWORD)

@@ -31,8 +31,9 @@ def _login(page: Any, base: str, username: str) -> None:
 
 def _image_point(page: Any, vx: float, vy: float) -> tuple[float, float]:
     """The image coordinate (fraction of its width/height) shown at viewport point (vx, vy)."""
-    box = page.eval_on_selector("#part-image", "e => { const r = e.getBoundingClientRect(); "
-                                "return [r.left, r.top, r.width, r.height]; }")
+    box = page.eval_on_selector(
+        "#part-image", "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }"
+    )
     return (vx - box[0]) / box[2], (vy - box[1]) / box[3]
 
 
@@ -41,8 +42,9 @@ def test_zoom_keeps_the_point_under_the_cursor_and_drag_pans(live_server: dict[s
     _login(page, base, "reviewer")
     page.goto(f"{base}/review/{live_server['seeded'].review[0].ncr_uuid}")
     page.wait_for_function("document.getElementById('part-image').complete")
-    vp = page.eval_on_selector("#viewport", "e => { const r = e.getBoundingClientRect(); "
-                               "return [r.left, r.top, r.width, r.height]; }")
+    vp = page.eval_on_selector(
+        "#viewport", "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }"
+    )
     # A point near the bottom-right corner: the part of the image the old zoom could never show.
     px, py = vp[0] + vp[2] * 0.9, vp[1] + vp[3] * 0.9
     before = _image_point(page, px, py)

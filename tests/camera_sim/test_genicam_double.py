@@ -56,8 +56,11 @@ def _buffer(frame_id: int) -> FakeBuffer:
     image = np.full((H, W), frame_id, np.uint8)
     padded = np.hstack([image, np.full((H, PAD), 0xEE, np.uint8)])
     part = SimpleNamespace(data_format="Mono8", width=W, height=H, x_padding=PAD, data_offset=0)
-    return FakeBuffer(frame_id=frame_id, payload=SimpleNamespace(components=[part]),
-                      module=SimpleNamespace(raw_buffer=padded.tobytes()))
+    return FakeBuffer(
+        frame_id=frame_id,
+        payload=SimpleNamespace(components=[part]),
+        module=SimpleNamespace(raw_buffer=padded.tobytes()),
+    )
 
 
 class FakeAcquirer:
@@ -130,7 +133,12 @@ def test_double_frame_id_gap_gives_one_gap_fault_per_missing_id_before_the_frame
     source = _source(1, 2, 5)
     items = _read(source, 5)
     assert [(type(i).__name__, getattr(i, "frame_id", None)) for i in items] == [
-        ("Frame", 1), ("Frame", 2), ("FrameFault", 3), ("FrameFault", 4), ("Frame", 5)]
+        ("Frame", 1),
+        ("Frame", 2),
+        ("FrameFault", 3),
+        ("FrameFault", 4),
+        ("Frame", 5),
+    ]
     assert {i.reason for i in items if isinstance(i, FrameFault)} == {"gap"}
     assert source.stats.gaps == 2 and source.stats.frames == 3
 

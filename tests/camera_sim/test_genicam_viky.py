@@ -39,8 +39,10 @@ MONO_640 = {"Width": 640, "Height": 480, "PixelFormat": "Mono8"}
 
 
 def _config(serial: str = "0", **overrides: object) -> GenICamSourceConfig:
-    data: dict[str, object] = {"device": {"serial_number": serial},
-                               "features": {**MONO_640, "AcquisitionFrameRate": 200.0}}
+    data: dict[str, object] = {
+        "device": {"serial_number": serial},
+        "features": {**MONO_640, "AcquisitionFrameRate": 200.0},
+    }
     return GenICamSourceConfig.model_validate(data | overrides)
 
 
@@ -53,7 +55,10 @@ def _frames(source: GenICamSource, n: int) -> list[Frame]:
 def test_viky_enumerate_lists_three_devices_with_key_features() -> None:
     devices = describe_devices([])
     assert [(d.device_id, d.serial_number) for d in devices] == [
-        ("VikyTL_DEV_red", "0"), ("VikyTL_DEV_green", "1"), ("VikyTL_DEV_blue", "2")]
+        ("VikyTL_DEV_red", "0"),
+        ("VikyTL_DEV_green", "1"),
+        ("VikyTL_DEV_blue", "2"),
+    ]
     assert all(d.status == "available" for d in devices)
     assert "Mono8" in devices[0].features["PixelFormat"]
     assert "TriggerMode" in devices[0].features["lacks"]
@@ -105,8 +110,10 @@ def test_viky_fetch_timeout_fires_within_its_bound() -> None:
 
 def test_viky_missing_required_trigger_mode_is_a_clear_startup_error() -> None:
     config = _config(features={**MONO_640, "TriggerMode": "On"})
-    with pytest.raises(FeatureMissing, match=r"VikyTL_DEV_red .* lacks required feature\(s\) features.TriggerMode"), \
-            GenICamSource(config, source_id="cam"):
+    with (
+        pytest.raises(FeatureMissing, match=r"VikyTL_DEV_red .* lacks required feature\(s\) features.TriggerMode"),
+        GenICamSource(config, source_id="cam"),
+    ):
         pass
     with GenICamSource(_config(), source_id="cam") as source:  # the device was released
         assert isinstance(source.read(timeout_s=1.0), Frame)
@@ -121,8 +128,10 @@ def test_viky_missing_optional_feature_is_warned_and_skipped(caplog: pytest.LogC
 
 def test_viky_unknown_serial_lists_the_devices_found() -> None:
     config = _config().model_copy(update={"device": DeviceSelector(serial_number="42")})
-    with pytest.raises(CameraDisconnected, match=r"no device with serial_number='42'.*VikyTL_DEV_red"), \
-            GenICamSource(config, source_id="cam"):
+    with (
+        pytest.raises(CameraDisconnected, match=r"no device with serial_number='42'.*VikyTL_DEV_red"),
+        GenICamSource(config, source_id="cam"),
+    ):
         pass
 
 
@@ -143,8 +152,12 @@ def test_viky_overlay_frames_are_marked_genicam_replay(tmp_path: Path) -> None:
     for i in range(2):
         cv2.imwrite(str(tmp_path / "good" / f"tile{i}.png"), np.full((16, 24), 100 + i, np.uint8))
     config = OverlaySourceConfig.model_validate(
-        {"device": {"serial_number": "1"}, "features": {**MONO_640, "AcquisitionFrameRate": 100.0},
-         "replay": str(tmp_path)})
+        {
+            "device": {"serial_number": "1"},
+            "features": {**MONO_640, "AcquisitionFrameRate": 100.0},
+            "replay": str(tmp_path),
+        }
+    )
     with open_source(config, source_id="demo") as source:
         frames = [source.read(timeout_s=1.0) for _ in range(3)]
     assert all(isinstance(f, Frame) for f in frames)
@@ -189,8 +202,9 @@ UNPLUG_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_viky_unplug_mid_fetch_then_reconnect_and_resume() -> None:
     """Destroy from another thread mid-fetch (pitfall 6) -> disconnected -> reconnect -> frames."""
-    proc = subprocess.run([sys.executable, "-c", UNPLUG_SCRIPT], capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", UNPLUG_SCRIPT], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     events = result["events"]

@@ -28,10 +28,14 @@ pytestmark = [pytest.mark.genicam, pytest.mark.timeout(90)]
 
 
 def _config(*, rate_hz: float = 50.0) -> ProcessSourceConfig:
-    inner = {"kind": "genicam", "device": {"serial_number": "0"},
-             "features": {"Width": 640, "Height": 480, "PixelFormat": "Mono8", "AcquisitionFrameRate": rate_hz}}
-    return ProcessSourceConfig.model_validate({"inner": inner, "watchdog_s": 0.5, "restart_after_s": 1.5,
-                                               "backoff": {"initial_s": 0.05}})
+    inner = {
+        "kind": "genicam",
+        "device": {"serial_number": "0"},
+        "features": {"Width": 640, "Height": 480, "PixelFormat": "Mono8", "AcquisitionFrameRate": rate_hz},
+    }
+    return ProcessSourceConfig.model_validate(
+        {"inner": inner, "watchdog_s": 0.5, "restart_after_s": 1.5, "backoff": {"initial_s": 0.05}}
+    )
 
 
 def _acquisition_children() -> list[psutil.Process]:

@@ -20,8 +20,16 @@ pytest.importorskip("harvesters.core")
 
 pytestmark = pytest.mark.genicam
 
-DIGITAL_IO = ("LineSelector", "LineMode", "LineSource", "LineInverter", "LineStatus", "UserOutputSelector",
-              "UserOutputValue", "UserOutputValueAll")
+DIGITAL_IO = (
+    "LineSelector",
+    "LineMode",
+    "LineSource",
+    "LineInverter",
+    "LineStatus",
+    "UserOutputSelector",
+    "UserOutputValue",
+    "UserOutputValueAll",
+)
 
 PROBE = textwrap.dedent("""
     import json, sys
@@ -46,8 +54,9 @@ PROBE = textwrap.dedent("""
 
 
 def test_viky_devices_have_no_sfnc_digital_outputs() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(DIGITAL_IO)], capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(DIGITAL_IO)], capture_output=True, text=True, timeout=120, check=True
+    )
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(found) == 3  # VikyTL_DEV_red/green/blue
     assert all(device["width"] for device in found.values())  # the probe does read real node maps

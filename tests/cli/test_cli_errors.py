@@ -29,8 +29,9 @@ def test_ncr_list_with_a_bad_time_names_the_option(tmp_path: Path, capsys: pytes
     assert "argument --since: 'yesterday' is not an ISO 8601 time" in err and "Traceback" not in err
 
 
-def test_inspect_missing_file_is_a_usage_error(tiny_bundle: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_missing_file_is_a_usage_error(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "missing.png"
     assert main(["inspect", "--model", str(tiny_bundle), str(missing)]) == 2
     captured = capsys.readouterr()
@@ -54,8 +55,9 @@ def test_serve_on_a_busy_port_says_so_first(tmp_path: Path, capsys: pytest.Captu
     assert "/setup" not in err and "bootstrap-secret" not in err  # no other server's setup instructions
 
 
-def test_models_take_data_dir_after_the_verb(tiny_bundle: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_take_data_dir_after_the_verb(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     # rates stated on well-separated validation scores, so activation needs no risk acceptance
     state_operating_point(tiny_bundle, good=[0.1 + 0.001 * i for i in range(100)], defect=[0.9] * 20)
@@ -67,12 +69,20 @@ def test_models_take_data_dir_after_the_verb(tiny_bundle: Path, tmp_path: Path,
 
 
 def test_train_on_a_folder_that_is_not_a_dataset_fails_before_torch(tmp_path: Path) -> None:
-    code = ("import sys; from vinspect.cli import main; rc = main(['train', '--data', sys.argv[1], '--out', "
-            "sys.argv[2]]); print('torch imported' if 'torch' in sys.modules else 'torch not imported'); "
-            "sys.exit(rc)")
+    code = (
+        "import sys; from vinspect.cli import main; rc = main(['train', '--data', sys.argv[1], '--out', "
+        "sys.argv[2]]); print('torch imported' if 'torch' in sys.modules else 'torch not imported'); "
+        "sys.exit(rc)"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "b")], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2 and "not a dataset" in done.stderr
     assert done.stdout.strip() == "torch not imported"
 

@@ -24,18 +24,40 @@ def _dataset(root: Path, write_png: Callable[..., Path]) -> Path:
 
 
 def test_freeze_then_compare_reports_both_models_and_every_changed_verdict(
-        tiny_bundle_factory: Callable[..., Path], write_png: Callable[..., Path], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_bundle_factory: Callable[..., Path],
+    write_png: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     source = _dataset(tmp_path / "data", write_png)
     frozen = tmp_path / "frozen"
-    assert main(["dataset", "freeze", str(source), "--out", str(frozen), "--name", "tiles-eval",
-                 "--version", "2026-12"]) == 0
+    assert (
+        main(["dataset", "freeze", str(source), "--out", str(frozen), "--name", "tiles-eval", "--version", "2026-12"])
+        == 0
+    )
     assert "froze 4 images as tiles-eval 2026-12" in capsys.readouterr().out
     champion = tiny_bundle_factory(fail_at=0.6, review_at=0.5)
     challenger = tiny_bundle_factory(fail_at=0.4, review_at=0.3)
     out = tmp_path / "cmp.json"
-    assert main(["compare", "--champion", str(champion), "--challenger", str(challenger), "--data", str(frozen),
-                 "--json", str(out), "--report", str(tmp_path / "page"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--champion",
+                str(champion),
+                "--challenger",
+                str(challenger),
+                "--data",
+                str(frozen),
+                "--json",
+                str(out),
+                "--report",
+                str(tmp_path / "page"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "frozen set tiles-eval 2026-12" in text
     assert "defect newly caught 1" in text
@@ -53,16 +75,43 @@ def test_freeze_then_compare_reports_both_models_and_every_changed_verdict(
 
 
 def test_compare_refuses_a_frozen_set_that_changed_naming_each_file(
-        tiny_bundle: Path, write_png: Callable[..., Path], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_bundle: Path, write_png: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frozen = tmp_path / "frozen"
-    assert main(["dataset", "freeze", str(_dataset(tmp_path / "data", write_png)), "--out", str(frozen),
-                 "--name", "s", "--version", "1"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "freeze",
+                str(_dataset(tmp_path / "data", write_png)),
+                "--out",
+                str(frozen),
+                "--name",
+                "s",
+                "--version",
+                "1",
+            ]
+        )
+        == 0
+    )
     write_png(frozen / "good" / "g_dark.png", np.full((32, 32), 200, dtype=np.uint8))  # relabelled by editing
     (frozen / "crack" / "c_faint.png").unlink()
     write_png(frozen / "good" / "extra.png", np.zeros((32, 32), dtype=np.uint8))
-    assert main(["compare", "--champion", str(tiny_bundle), "--challenger", str(tiny_bundle), "--data",
-                 str(frozen), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--champion",
+                str(tiny_bundle),
+                "--challenger",
+                str(tiny_bundle),
+                "--data",
+                str(frozen),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "good/g_dark.png changed" in err
     assert "crack/c_faint.png missing" in err
@@ -78,7 +127,6 @@ def test_freeze_refuses_to_overwrite_and_needs_both_kinds(write_png: Callable[..
     assert (out / "x").read_text() == "mine"
     goods = tmp_path / "goods"
     write_png(goods / "good" / "a.png", np.zeros((8, 8), dtype=np.uint8))
-    assert main(["dataset", "freeze", str(goods), "--out", str(tmp_path / "f2"), "--name", "s",
-                 "--version", "1"]) == 2
+    assert main(["dataset", "freeze", str(goods), "--out", str(tmp_path / "f2"), "--name", "s", "--version", "1"]) == 2
     with pytest.raises(DatasetError, match="not a readable frozen-set file"):
         verify_frozen(tmp_path / "nowhere")

@@ -23,8 +23,9 @@ def test_import_export_and_train_refuses_unsettled(tmp_path: Path, capsys: pytes
     (folder / "capture.csv").write_text("file,part_id\n")  # a `vinspect capture` run's own manifest: not an image
     (folder / "masks" / "a").mkdir(parents=True)  # a labelled dataset's ground truth is not imported as parts
     (folder / "masks" / "a" / "img000.png").write_bytes((folder / "b" / "img001.png").read_bytes())
-    assert main(["dataset", "import-labelset", str(folder), "--set", "b1", "--blind", "2",
-                 "--data-dir", str(data)]) == 0
+    assert (
+        main(["dataset", "import-labelset", str(folder), "--set", "b1", "--blind", "2", "--data-dir", str(data)]) == 0
+    )
     out = capsys.readouterr().out
     assert "set b1: 12 image(s) added, 4 skipped" in out
     assert "SKIPPED masks/a/img000.png: ground truth of a dataset (masks/, ground_truth/, boxes/)" in out
@@ -32,15 +33,32 @@ def test_import_export_and_train_refuses_unsettled(tmp_path: Path, capsys: pytes
     assert "capture.csv" not in out
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
     with session_scope(engine) as db:
-        people = [create_user(n, session=db, display_name=n.title(), role="reviewer",  # type: ignore[arg-type]
-                              password_hash="x" * 20, actor="system:test") for n in ("ann", "bob")]
+        people = [
+            create_user(
+                n,
+                session=db,
+                display_name=n.title(),
+                role="reviewer",  # type: ignore[arg-type]
+                password_hash="x" * 20,
+                actor="system:test",
+            )
+            for n in ("ann", "bob")
+        ]
         label_set = get_set(db, "b1")
         assert label_set is not None
         for i, image in enumerate(set_images(db, label_set)):
             for who in people:
                 label = "dent" if (i >= 10 or (i == 0 and who.username == "bob")) else "good"
-                record_label(db, label_set, image.id, Labeller(user_id=who.id, username=who.username), label=label,
-                             regions=[], catalogue=("dent",), source="test")
+                record_label(
+                    db,
+                    label_set,
+                    image.id,
+                    Labeller(user_id=who.id, username=who.username),
+                    label=label,
+                    regions=[],
+                    catalogue=("dent",),
+                    source="test",
+                )
     engine.dispose()
     export = tmp_path / "export"
     assert main(["dataset", "export-labels", "b1", "--out", str(export), "--data-dir", str(data)]) == 0

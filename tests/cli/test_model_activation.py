@@ -31,20 +31,54 @@ def _separated(bundle: Path) -> Path:
 
 def _add_user(data_dir: Path, monkeypatch: pytest.MonkeyPatch, username: str, role: str) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert main(["users", "add", username, "--display-name", username.title(), "--role", role,
-                 "--password-stdin", "--data-dir", str(data_dir)]) == 0
+    assert (
+        main(
+            [
+                "users",
+                "add",
+                username,
+                "--display-name",
+                username.title(),
+                "--role",
+                role,
+                "--password-stdin",
+                "--data-dir",
+                str(data_dir),
+            ]
+        )
+        == 0
+    )
 
 
-def _accept(data_dir: Path, monkeypatch: pytest.MonkeyPatch, bundle: Path, user: str, password: str = PASSWORD,
-            ) -> int:
+def _accept(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bundle: Path,
+    user: str,
+    password: str = PASSWORD,
+) -> int:
     monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
-    return main(["models", "--data-dir", str(data_dir), "install", str(bundle), "--activate", "--accept-risk",
-                 "--user", user, "--reason", "held-back family overlaps; reviewers staffed for the band",
-                 "--password-stdin"])
+    return main(
+        [
+            "models",
+            "--data-dir",
+            str(data_dir),
+            "install",
+            str(bundle),
+            "--activate",
+            "--accept-risk",
+            "--user",
+            user,
+            "--reason",
+            "held-back family overlaps; reviewers staffed for the band",
+            "--password-stdin",
+        ]
+    )
 
 
 def test_a_bundle_that_meets_its_targets_activates_without_acceptance(
-        tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
     assert main(["models", "--data-dir", str(data), "install", str(_separated(tiny_bundle)), "--activate"]) == 0
     assert "active version is now 1" in capsys.readouterr().out
@@ -53,7 +87,8 @@ def test_a_bundle_that_meets_its_targets_activates_without_acceptance(
 
 @pytest.mark.parametrize("make", [_overlapping, lambda b: b], ids=["overlapping", "no-stated-rates"])
 def test_a_bundle_that_cannot_meet_its_targets_is_refused_and_nothing_is_installed(
-        tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], make) -> None:  # type: ignore[no-untyped-def]
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], make
+) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "station"
     assert main(["models", "--data-dir", str(data), "install", str(make(tiny_bundle)), "--activate"]) == 2
     err = capsys.readouterr().err
@@ -63,8 +98,9 @@ def test_a_bundle_that_cannot_meet_its_targets_is_refused_and_nothing_is_install
     assert ModelRegistry(data / "models").list() == []
 
 
-def test_models_activate_refuses_an_installed_risky_version(tiny_bundle: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_activate_refuses_an_installed_risky_version(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
     assert main(["models", "--data-dir", str(data), "install", str(_overlapping(tiny_bundle))]) == 0
     assert main(["models", "--data-dir", str(data), "activate", "tiny", "1"]) == 2
@@ -73,7 +109,8 @@ def test_models_activate_refuses_an_installed_risky_version(tiny_bundle: Path, t
 
 
 def test_a_wrong_password_or_a_reviewer_cannot_accept_the_risk(
-        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
     _add_user(data, monkeypatch, "quinn", "quality_engineer")
     _add_user(data, monkeypatch, "rita", "reviewer")
@@ -92,7 +129,8 @@ def test_a_wrong_password_or_a_reviewer_cannot_accept_the_risk(
 
 
 def test_a_quality_engineer_accepts_the_stated_rates_signed_and_audited(
-        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
     _add_user(data, monkeypatch, "quinn", "quality_engineer")
     assert _accept(data, monkeypatch, _overlapping(tiny_bundle), "quinn") == 0

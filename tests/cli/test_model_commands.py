@@ -20,8 +20,18 @@ def test_inspect_reports_verdicts_and_never_passes_bad_images(
     (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
     (tmp_path / "imgs" / "empty.jpg").write_bytes(b"")
     out_json = tmp_path / "r.json"
-    code = main(["inspect", "--model", str(tiny_bundle), str(tmp_path / "imgs"), "--json", str(out_json),
-                 "--heatmaps", str(tmp_path / "heat")])
+    code = main(
+        [
+            "inspect",
+            "--model",
+            str(tiny_bundle),
+            str(tmp_path / "imgs"),
+            "--json",
+            str(out_json),
+            "--heatmaps",
+            str(tmp_path / "heat"),
+        ]
+    )
     assert code == 0
     results = {Path(r["file"]).name: r for r in json.loads(out_json.read_text())["results"]}
     assert results["dark.png"]["verdict"] == "PASS"
@@ -41,12 +51,32 @@ def test_inspect_missing_model_is_clear_error(tmp_path: Path, capsys: pytest.Cap
 def test_eval_writes_json_and_report(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_dataset(tmp_path / "d", n_good=6, n_defect_each=2, kinds=("spot", "scratch"))
     (data / "good" / "zero.png").write_bytes(b"")
-    code = main(["eval", "--model", str(tiny_bundle), "--data", str(data), "--json", str(tmp_path / "m.json"),
-                 "--report", str(tmp_path / "rep"), "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(tiny_bundle),
+            "--data",
+            str(data),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--report",
+            str(tmp_path / "rep"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
-    for key in ("auroc", "f1", "false_reject_rate_at_zero_escape", "per_class_detection", "defect_type_accuracy",
-                "n_good", "n_defect", "latency_ms"):
+    for key in (
+        "auroc",
+        "f1",
+        "false_reject_rate_at_zero_escape",
+        "per_class_detection",
+        "defect_type_accuracy",
+        "n_good",
+        "n_defect",
+        "latency_ms",
+    ):
         assert key in metrics
     assert metrics["n_good"] == 6 and metrics["n_defect"] == 4
     assert set(metrics["per_class_detection"]) == {"spot", "scratch"}

@@ -35,19 +35,41 @@ def _setup(data: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch, *, signer:
     assert main(["models", "--data-dir", str(data), "install", str(bundle)]) == 0
     if signer:
         monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-        assert main(["users", "add", "qe", "--display-name", "Q. Engineer", "--role", "quality_engineer",
-                     "--password-stdin", "--data-dir", str(data)]) == 0
+        assert (
+            main(
+                [
+                    "users",
+                    "add",
+                    "qe",
+                    "--display-name",
+                    "Q. Engineer",
+                    "--role",
+                    "quality_engineer",
+                    "--password-stdin",
+                    "--data-dir",
+                    str(data),
+                ]
+            )
+            == 0
+        )
     engine = _engine(data)
     upgrade(engine)
     for sid, line in (("st01", "L1"), ("st02", "L1"), ("st03", "L2")):
-        report_station(engine, StationIdentity(station_id=sid, line_id=line), {"state": "OPERATIONAL"},
-                       started_at=datetime.now(UTC), period_s=2.0, parts_per_s=None, reject_rate=None)
+        report_station(
+            engine,
+            StationIdentity(station_id=sid, line_id=line),
+            {"state": "OPERATIONAL"},
+            started_at=datetime.now(UTC),
+            period_s=2.0,
+            parts_per_s=None,
+            reject_rate=None,
+        )
     engine.dispose()
 
 
-def test_a_risky_version_goes_out_only_with_a_signed_acceptance(tiny_bundle: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_risky_version_goes_out_only_with_a_signed_acceptance(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "qe"
     _setup(data, _overlapping(tiny_bundle), monkeypatch)
     capsys.readouterr()
@@ -55,8 +77,12 @@ def test_a_risky_version_goes_out_only_with_a_signed_acceptance(tiny_bundle: Pat
     assert main([*base, "--line", "L1"]) == 2
     assert "refused to activate tiny 1: it cannot meet its targets" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert main([*base, "--line", "L1", "--accept-risk", "--user", "qe", "--reason", "trial on line 1",
-                 "--password-stdin"]) == 0
+    assert (
+        main(
+            [*base, "--line", "L1", "--accept-risk", "--user", "qe", "--reason", "trial on line 1", "--password-stdin"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "assigned tiny 1" in out and "to st01, st02" in out and "risk accepted by qe" in out
     engine = _engine(data)
@@ -72,17 +98,30 @@ def test_a_risky_version_goes_out_only_with_a_signed_acceptance(tiny_bundle: Pat
     assert "assigned tiny 1" in listing[0] and "PENDING" in listing[0] and "assigned -" in listing[2]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--stations", "st01,st07"], "unknown station(s) st07"),
-    (["--line", "L9"], "line 'L9': no station of that line has registered"),
-    ([], "name the stations (--stations a,b) or a line (--line L)"),
-])
-def test_refusals_name_what_is_wrong(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stations", "st01,st07"], "unknown station(s) st07"),
+        (["--line", "L9"], "line 'L9': no station of that line has registered"),
+        ([], "name the stations (--stations a,b) or a line (--line L)"),
+    ],
+)
+def test_refusals_name_what_is_wrong(
+    tiny_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
     data = tmp_path / "qe"
     rng = np.random.default_rng(1)
-    _setup(data, state_operating_point(tiny_bundle, rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30)),
-           monkeypatch, signer=False)
+    _setup(
+        data,
+        state_operating_point(tiny_bundle, rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30)),
+        monkeypatch,
+        signer=False,
+    )
     capsys.readouterr()
     assert main(["models", "distribute", "--name", "tiny", "--version", "1", "--data-dir", str(data), *args]) == 2
     assert message in capsys.readouterr().err

@@ -20,8 +20,23 @@ PASSWORD = "a long enough passphrase"
 
 def _add_user(data: Path, monkeypatch: pytest.MonkeyPatch, username: str, role: str) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert main(["users", "add", username, "--display-name", username.title(), "--role", role,
-                 "--password-stdin", "--data-dir", str(data)]) == 0
+    assert (
+        main(
+            [
+                "users",
+                "add",
+                username,
+                "--display-name",
+                username.title(),
+                "--role",
+                role,
+                "--password-stdin",
+                "--data-dir",
+                str(data),
+            ]
+        )
+        == 0
+    )
 
 
 def _bundle(root: Path, version: str, *, trained_by: str, write_png: Callable[..., Path]) -> Path:
@@ -53,28 +68,59 @@ def _frozen(root: Path, data: Path, write_png: Callable[..., Path], *, faint_def
 
 def _sign(data: Path, monkeypatch: pytest.MonkeyPatch, user: str, version: str = "2") -> int:
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    return main(["models", "sign", "tiny", version, "--data-dir", str(data), "--user", user, "--reason",
-                 "reviewed the comparison and the changed verdicts", "--password-stdin"])
+    return main(
+        [
+            "models",
+            "sign",
+            "tiny",
+            version,
+            "--data-dir",
+            str(data),
+            "--user",
+            user,
+            "--reason",
+            "reviewed the comparison and the changed verdicts",
+            "--password-stdin",
+        ]
+    )
 
 
 def test_promotion_needs_criteria_evidence_and_two_signers_other_than_the_trainer_then_rolls_back(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path],
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
-    for user, role in (("quinn", "quality_engineer"), ("petra", "quality_engineer"), ("tom", "quality_engineer"),
-                       ("rita", "reviewer")):
+    for user, role in (
+        ("quinn", "quality_engineer"),
+        ("petra", "quality_engineer"),
+        ("tom", "quality_engineer"),
+        ("rita", "reviewer"),
+    ):
         _add_user(data, monkeypatch, user, role)
     models = ["models", "--data-dir", str(data)]
-    assert main([*models, "install", str(_bundle(tmp_path, "1", trained_by="tom", write_png=write_png)),
-                 "--activate"]) == 0
+    assert (
+        main([*models, "install", str(_bundle(tmp_path, "1", trained_by="tom", write_png=write_png)), "--activate"])
+        == 0
+    )
     assert main([*models, "install", str(_bundle(tmp_path, "2", trained_by="tom", write_png=write_png))]) == 0
     frozen = _frozen(tmp_path, data, write_png)
     capsys.readouterr()
 
     assert main(["models", "promote", "tiny", "2", "--data-dir", str(data)]) == 2
     assert "no acceptance criteria fixed" in capsys.readouterr().err
-    crit = ["models", "criteria", "tiny", "2", "--data-dir", str(data), "--max-false-reject", "0.05",
-            "--max-escape", "0", "--reason", "retrained on reviewed false rejects"]
+    crit = [
+        "models",
+        "criteria",
+        "tiny",
+        "2",
+        "--data-dir",
+        str(data),
+        "--max-false-reject",
+        "0.05",
+        "--max-escape",
+        "0",
+        "--reason",
+        "retrained on reviewed false rejects",
+    ]
     assert main(crit) == 0
     assert "trained by tom" in capsys.readouterr().out
     assert main(crit) == 2
@@ -82,8 +128,9 @@ def test_promotion_needs_criteria_evidence_and_two_signers_other_than_the_traine
     assert _sign(data, monkeypatch, "quinn") == 2
     assert "nothing to sign yet" in capsys.readouterr().err
 
-    assert main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(frozen),
-                 "--no-progress"]) == 0
+    assert (
+        main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(frozen), "--no-progress"]) == 0
+    )
     out = capsys.readouterr().out
     assert "against tiny 1 on eval 1" in out
     assert "golden defects failed 1/1" in out
@@ -107,8 +154,23 @@ def test_promotion_needs_criteria_evidence_and_two_signers_other_than_the_traine
     assert registry.active_version("tiny") == "2"
 
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert main(["models", "rollback", "tiny", "--data-dir", str(data), "--user", "petra", "--reason",
-                 "false rejects rose on line 2", "--password-stdin"]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "rollback",
+                "tiny",
+                "--data-dir",
+                str(data),
+                "--user",
+                "petra",
+                "--reason",
+                "false rejects rose on line 2",
+                "--password-stdin",
+            ]
+        )
+        == 0
+    )
     assert "rolled back from 2 to 1" in capsys.readouterr().out
     assert registry.active_version("tiny") == "1"
 
@@ -116,8 +178,14 @@ def test_promotion_needs_criteria_evidence_and_two_signers_other_than_the_traine
     assert main(["models", "record", "tiny", "--data-dir", str(data), "--out", str(record)]) == 0
     doc = json.loads(record.read_text())
     actions = [h["action"] for h in doc["history"]]
-    assert actions == ["model.criteria", "model.evaluation", "model.promotion_signed", "model.promotion_signed",
-                       "model.promote", "model.rollback"]
+    assert actions == [
+        "model.criteria",
+        "model.evaluation",
+        "model.promotion_signed",
+        "model.promotion_signed",
+        "model.promote",
+        "model.rollback",
+    ]
     assert doc["history"][-2]["content"]["signers"] == ["Quinn", "Petra"]
     assert {e["version"]: e["trained_by"] for e in doc["installed"]} == {"1": "tom", "2": "tom"}
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
@@ -128,20 +196,38 @@ def test_promotion_needs_criteria_evidence_and_two_signers_other_than_the_traine
 
 
 def test_a_candidate_that_misses_a_criterion_is_refused_even_with_two_signatures(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path],
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
     for user in ("quinn", "petra"):
         _add_user(data, monkeypatch, user, "quality_engineer")
     models = ["models", "--data-dir", str(data)]
-    assert main([*models, "install", str(_bundle(tmp_path, "1", trained_by="tom", write_png=write_png)),
-                 "--activate"]) == 0
+    assert (
+        main([*models, "install", str(_bundle(tmp_path, "1", trained_by="tom", write_png=write_png)), "--activate"])
+        == 0
+    )
     assert main([*models, "install", str(_bundle(tmp_path, "2", trained_by="tom", write_png=write_png))]) == 0
     frozen = _frozen(tmp_path, data, write_png, faint_defect=True)  # a defect both models pass
-    assert main(["models", "criteria", "tiny", "2", "--data-dir", str(data), "--max-escape", "0",
-                 "--reason", "no escapes on the frozen set"]) == 0
-    assert main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(frozen),
-                 "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "models",
+                "criteria",
+                "tiny",
+                "2",
+                "--data-dir",
+                str(data),
+                "--max-escape",
+                "0",
+                "--reason",
+                "no escapes on the frozen set",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(frozen), "--no-progress"]) == 1
+    )
     assert "defects escaping 100.0%, over the 0.0% ceiling" in capsys.readouterr().out
     assert _sign(data, monkeypatch, "quinn") == 0
     assert _sign(data, monkeypatch, "petra") == 0
@@ -151,12 +237,22 @@ def test_a_candidate_that_misses_a_criterion_is_refused_even_with_two_signatures
     assert ModelRegistry(data / "models").active_version("tiny") == "1"
 
 
-def test_evaluate_refuses_a_folder_that_is_not_frozen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       write_png: Callable[..., Path],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_refuses_a_folder_that_is_not_frozen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_png: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "station"
-    assert main(["models", "--data-dir", str(data), "install",
-                 str(_bundle(tmp_path, "2", trained_by="tom", write_png=write_png))]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "--data-dir",
+                str(data),
+                "install",
+                str(_bundle(tmp_path, "2", trained_by="tom", write_png=write_png)),
+            ]
+        )
+        == 0
+    )
     write_png(tmp_path / "loose" / "good" / "a.png", np.zeros((8, 8), dtype=np.uint8))
     assert main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(tmp_path / "loose")]) == 2
     assert "not a frozen set" in capsys.readouterr().err

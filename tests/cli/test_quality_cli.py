@@ -17,19 +17,45 @@ from vinspect.store.ncr import NcrDefaults
 from vinspect.types import Decision, Frame, Inspection, ModelRef, Prediction, StageTimings, Verdict
 
 MODEL = ModelRef(name="disc", version="7", sha256="cd" * 32)
-DEFAULTS = NcrDefaults(part_number="DISC-42", part_revision="A", part_name="disc", requirement_ref="DWG-1",
-                       site_id="plant", line_id="line-1")
+DEFAULTS = NcrDefaults(
+    part_number="DISC-42",
+    part_revision="A",
+    part_name="disc",
+    requirement_ref="DWG-1",
+    site_id="plant",
+    line_id="line-1",
+)
 
 
 def _part(seq: int, fail: bool, at: datetime) -> Inspection:
     image = np.zeros((16, 16), dtype=np.uint8)
-    frame = Frame(image=image, source_id="cam", frame_id=seq, captured_at=at - timedelta(milliseconds=12),
-                  pixel_format="Mono8", origin="synthetic", part_id=f"SN{seq}")
+    frame = Frame(
+        image=image,
+        source_id="cam",
+        frame_id=seq,
+        captured_at=at - timedelta(milliseconds=12),
+        pixel_format="Mono8",
+        origin="synthetic",
+        part_id=f"SN{seq}",
+    )
     prediction = Prediction(score=0.9 if fail else 0.2, defect_code="spot" if fail else None)
-    decision = Decision(verdict=Verdict.FAIL if fail else Verdict.PASS, reasons=("score",) if fail else (),
-                        policy_id="p", fail_at=0.7, review_at=0.5)
-    return Inspection(inspection_id=f"disc-{seq:07d}", station_id="disc-1", part_seq=seq, frame=frame,
-                      prediction=prediction, decision=decision, timings=StageTimings(), model=MODEL)
+    decision = Decision(
+        verdict=Verdict.FAIL if fail else Verdict.PASS,
+        reasons=("score",) if fail else (),
+        policy_id="p",
+        fail_at=0.7,
+        review_at=0.5,
+    )
+    return Inspection(
+        inspection_id=f"disc-{seq:07d}",
+        station_id="disc-1",
+        part_seq=seq,
+        frame=frame,
+        prediction=prediction,
+        decision=decision,
+        timings=StageTimings(),
+        model=MODEL,
+    )
 
 
 def _fill(data_dir: Path, start: datetime, rejects: list[int], size: int = 60) -> None:
@@ -57,8 +83,25 @@ def test_baseline_check_and_report(tmp_path: Path, capsys: pytest.CaptureFixture
     start = now - timedelta(hours=26)
     _fill(data, start, [1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 12, 1, 1, 1, 1])
     day = f"{start:%Y-%m-%dT%H:%M:%SZ}"
-    assert main(["spc", "baseline", "--data-dir", str(data), "--station", "disc-1", "--since", day,
-                 "--until", f"{start + timedelta(hours=20):%Y-%m-%dT%H:%M:%SZ}", "--reason", "setup approved"]) == 0
+    assert (
+        main(
+            [
+                "spc",
+                "baseline",
+                "--data-dir",
+                str(data),
+                "--station",
+                "disc-1",
+                "--since",
+                day,
+                "--until",
+                f"{start + timedelta(hours=20):%Y-%m-%dT%H:%M:%SZ}",
+                "--reason",
+                "setup approved",
+            ]
+        )
+        == 0
+    )
     assert "frozen from 20 hourly subgroups (26 model rejects of 1200 parts)" in capsys.readouterr().out
     assert main(["spc", "check", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
@@ -76,23 +119,53 @@ def test_baseline_check_and_report(tmp_path: Path, capsys: pytest.CaptureFixture
     assert json.dumps(index).count("src=") >= 3
 
 
-def test_baseline_refuses_too_few_subgroups_with_a_clear_error(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_baseline_refuses_too_few_subgroups_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     start = datetime(2026, 3, 1, 6, tzinfo=UTC)
     _fill(data, start, [1, 2, 1])
-    code = main(["spc", "baseline", "--data-dir", str(data), "--station", "disc-1", "--since", "2026-03-01",
-                 "--until", "2026-03-02", "--reason", "r"])
+    code = main(
+        [
+            "spc",
+            "baseline",
+            "--data-dir",
+            str(data),
+            "--station",
+            "disc-1",
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-02",
+            "--reason",
+            "r",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "station disc-1: baseline: 3 subgroups, at least 20 needed" in err
-    assert main(["report", "--data-dir", str(data), "--since", "2026-03-02", "--until", "2026-03-01",
-                 "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--data-dir",
+                str(data),
+                "--since",
+                "2026-03-02",
+                "--until",
+                "2026-03-01",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "is not after since" in capsys.readouterr().err
 
 
-def test_laney_baseline_is_frozen_with_its_sigma_z_and_drawn(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_laney_baseline_is_frozen_with_its_sigma_z_and_drawn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`--laney` stores sigma_z with the frozen limits (audited); the chart and its rules use the wider limits."""
     from vinspect.quality.dashboard import station_chart
     from vinspect.store.analytics_queries import Window
@@ -103,9 +176,26 @@ def test_laney_baseline_is_frozen_with_its_sigma_z_and_drawn(tmp_path: Path,
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=26)
     _fill(data, start, [1, 6, 0, 5, 1, 7, 0, 6, 2, 5, 1, 6, 0, 7, 1, 5, 2, 6, 0, 5, 1, 12, 1, 1, 1, 1])
-    assert main(["spc", "baseline", "--data-dir", str(data), "--station", "disc-1", "--laney",
-                 "--since", f"{start:%Y-%m-%dT%H:%M:%SZ}",
-                 "--until", f"{start + timedelta(hours=20):%Y-%m-%dT%H:%M:%SZ}", "--reason", "setup approved"]) == 0
+    assert (
+        main(
+            [
+                "spc",
+                "baseline",
+                "--data-dir",
+                str(data),
+                "--station",
+                "disc-1",
+                "--laney",
+                "--since",
+                f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                "--until",
+                f"{start + timedelta(hours=20):%Y-%m-%dT%H:%M:%SZ}",
+                "--reason",
+                "setup approved",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Laney sigma_z" in out
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")

@@ -15,8 +15,9 @@ from vinspect.dataset.synth_pcb import draw_board, inject_defect, write_pairs
 from vinspect.errors import ModelError, ModelIntegrityError
 from vinspect.models.runtime import load_bundle
 
-LINE = LineChange(dx_px=5.0, dy_px=3.0, rotation_deg=-0.6, gain=0.93, offset=8.0, noise_sigma=2.0, jpeg_quality=92,
-                  seed=1)
+LINE = LineChange(
+    dx_px=5.0, dy_px=3.0, rotation_deg=-0.6, gain=0.93, offset=8.0, noise_sigma=2.0, jpeg_quality=92, seed=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,23 @@ def ref_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ref")
     data = write_pairs(root / "pairs", n_good=4, n_defect_each=4, seed=0)
     out = root / "bundle"
-    code = main(["train", "--task", "reference", "--data", str(data), "--out", str(out), "--name", "pcb",
-                 "--version", "1", "--part-number", "PCB-7"])
+    code = main(
+        [
+            "train",
+            "--task",
+            "reference",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--name",
+            "pcb",
+            "--version",
+            "1",
+            "--part-number",
+            "PCB-7",
+        ]
+    )
     assert code == 0
     return out
 
@@ -46,8 +62,15 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _line() -> dict[str, float | int | None]:
-    return {"dx_px": LINE.dx_px, "dy_px": LINE.dy_px, "rotation_deg": LINE.rotation_deg, "gain": LINE.gain,
-            "offset": LINE.offset, "noise_sigma": LINE.noise_sigma, "jpeg_quality": LINE.jpeg_quality}
+    return {
+        "dx_px": LINE.dx_px,
+        "dy_px": LINE.dy_px,
+        "rotation_deg": LINE.rotation_deg,
+        "gain": LINE.gain,
+        "offset": LINE.offset,
+        "noise_sigma": LINE.noise_sigma,
+        "jpeg_quality": LINE.jpeg_quality,
+    }
 
 
 def test_reference_bundle_pins_its_golden_image(ref_bundle: Path, tmp_path: Path) -> None:
@@ -70,8 +93,21 @@ def test_reference_bundle_pins_its_golden_image(ref_bundle: Path, tmp_path: Path
 
 def test_inspect_fails_defects_and_misplaced_parts(ref_bundle: Path, frames: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    assert main(["inspect", "--model", str(ref_bundle), str(frames), "--json", str(out),
-                 "--heatmaps", str(tmp_path / "heat")]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                "--model",
+                str(ref_bundle),
+                str(frames),
+                "--json",
+                str(out),
+                "--heatmaps",
+                str(tmp_path / "heat"),
+            ]
+        )
+        == 0
+    )
     results = {Path(r["file"]).stem: r for r in json.loads(out.read_text())["results"]}
     assert [results[f"good_{i}"]["verdict"] for i in range(3)] == ["PASS"] * 3
     assert results["open_0"]["verdict"] == "FAIL" and results["open_0"]["reasons"] == ["score"]
@@ -81,8 +117,21 @@ def test_inspect_fails_defects_and_misplaced_parts(ref_bundle: Path, frames: Pat
 
 def test_eval_on_pairs_reports_box_metrics(ref_bundle: Path, tmp_path: Path) -> None:
     data = write_pairs(tmp_path / "pairs", n_good=3, n_defect_each=2, seed=0)
-    assert main(["eval", "--model", str(ref_bundle), "--data", str(data), "--json", str(tmp_path / "m.json"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(ref_bundle),
+                "--data",
+                str(data),
+                "--json",
+                str(tmp_path / "m.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n_boxes"] > 0 and m["operating_point"]["box_recall"] is not None
     assert set(m["recall_per_type"]) <= {"open", "short", "pin-hole", "copper"}
@@ -90,9 +139,12 @@ def test_eval_on_pairs_reports_box_metrics(ref_bundle: Path, tmp_path: Path) -> 
 
 def test_station_run_fails_defective_part_with_reason(ref_bundle: Path, frames: Path, tmp_path: Path) -> None:
     station = tmp_path / "station.yaml"
-    station.write_text(f"station_id: pcb-line\nmodel: {{path: {ref_bundle}, part_number: PCB-7}}\n"
-                       f"source: {{kind: folder, path: {frames}}}\nsignal: {{kind: null}}\n"
-                       "sinks: [{kind: jsonl, path: inspections.jsonl}]\n", encoding="utf-8")
+    station.write_text(
+        f"station_id: pcb-line\nmodel: {{path: {ref_bundle}, part_number: PCB-7}}\n"
+        f"source: {{kind: folder, path: {frames}}}\nsignal: {{kind: null}}\n"
+        "sinks: [{kind: jsonl, path: inspections.jsonl}]\n",
+        encoding="utf-8",
+    )
     assert main(["run", "--station", str(station), "--data-dir", str(tmp_path / "d"), "--max-parts", "5"]) == 0
     records = [json.loads(line) for line in (tmp_path / "d" / "inspections.jsonl").read_text().splitlines()]
     by_part = {r["frame"]["part_id"]: r for r in records}
@@ -101,8 +153,9 @@ def test_station_run_fails_defective_part_with_reason(ref_bundle: Path, frames: 
     assert all(by_part[f"good_{i}"]["verdict"] == "PASS" for i in range(3))
 
 
-def test_reference_bundle_installs_in_registry_and_verifies(ref_bundle: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_reference_bundle_installs_in_registry_and_verifies(
+    ref_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = tmp_path / "data"
     assert main(["models", "--data-dir", str(data_dir), "install", str(ref_bundle), "--activate"]) == 0
     installed = data_dir / "models" / "pcb" / "1"
@@ -120,8 +173,26 @@ def test_reference_bundle_with_anomaly_model_fails_on_either_signal(tiny_bundle:
 
     data = write_pairs(tmp_path / "pairs", n_good=4, n_defect_each=4, seed=0)
     out = tmp_path / "combo"
-    assert main(["train", "--task", "reference", "--data", str(data), "--out", str(out), "--name", "combo",
-                 "--version", "1", "--with-anomaly", str(tiny_bundle)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "reference",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--name",
+                "combo",
+                "--version",
+                "1",
+                "--with-anomaly",
+                str(tiny_bundle),
+            ]
+        )
+        == 0
+    )
     bundle = load_bundle(out)
     policy = policy_for(bundle)
     assert self_test(bundle) is None

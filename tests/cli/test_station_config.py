@@ -33,8 +33,10 @@ from vinspect.store.tables import InspectionRecord, QualityAlarmRecord, StationR
 from vinspect.store.users import create_user
 from vinspect.store.verify import verify_store
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 PRODUCT = "{part_number: TL-1, part_revision: A, part_name: tile, requirement_ref: DWG-1, site_id: p1, line_id: l1}"
 PASSWORD = "Config-approval-pw-1"
 
@@ -42,16 +44,34 @@ PASSWORD = "Config-approval-pw-1"
 def _station(tmp_path: Path, bundle: Path, *, fail_at: float = 0.31, fps: int = 60) -> Path:
     write_golden_samples(bundle, GOLDEN)
     path = tmp_path / "station.yaml"
-    path.write_text(f"station_id: t1\ndeadline_ms: 200\nmodel: {{path: {bundle}}}\nsignal: {{kind: null}}\n"
-                    f"source: {{kind: synthetic, fps: {fps}, size_px: 64, defect_rate: 0.3, overflow: reject}}\n"
-                    f"policy: {{fail_at: {fail_at}, review_at: 0.3}}\n"
-                    f"sinks: [{{kind: store, product: {PRODUCT}}}, jsonl]\n")
+    path.write_text(
+        f"station_id: t1\ndeadline_ms: 200\nmodel: {{path: {bundle}}}\nsignal: {{kind: null}}\n"
+        f"source: {{kind: synthetic, fps: {fps}, size_px: 64, defect_rate: 0.3, overflow: reject}}\n"
+        f"policy: {{fail_at: {fail_at}, review_at: 0.3}}\n"
+        f"sinks: [{{kind: store, product: {PRODUCT}}}, jsonl]\n"
+    )
     return path
 
 
 def _run(station: Path, data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vinspect", "--log-level", "WARNING", "run", "--station",
-                           str(station), "--data-dir", str(data), *extra], capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vinspect",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--station",
+            str(station),
+            "--data-dir",
+            str(data),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def _engine(data: Path):  # type: ignore[no-untyped-def]
@@ -67,18 +87,35 @@ def _users(data: Path) -> None:
     digest = PasswordService().hash(PASSWORD)
     try:
         with session_scope(engine) as session:
-            for name, shown, role in (("quinn", "Quinn Engineer", Role.QUALITY_ENGINEER),
-                                      ("ada", "Ada Admin", Role.ADMIN), ("rita", "Rita Reviewer", Role.REVIEWER)):
-                create_user(name, session=session, display_name=shown, role=role, password_hash=digest,
-                            actor="system:test")
+            for name, shown, role in (
+                ("quinn", "Quinn Engineer", Role.QUALITY_ENGINEER),
+                ("ada", "Ada Admin", Role.ADMIN),
+                ("rita", "Rita Reviewer", Role.REVIEWER),
+            ):
+                create_user(
+                    name, session=session, display_name=shown, role=role, password_hash=digest, actor="system:test"
+                )
     finally:
         engine.dispose()
 
 
 def _approve(monkeypatch, capsys, station: Path, data: Path, user: str, password: str = PASSWORD) -> tuple[int, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
-    code = main(["config", "approve", "--station", str(station), "--data-dir", str(data), "--user", user,
-                 "--reason", "line trial settings reviewed", "--password-stdin"])
+    code = main(
+        [
+            "config",
+            "approve",
+            "--station",
+            str(station),
+            "--data-dir",
+            str(data),
+            "--user",
+            user,
+            "--reason",
+            "line trial settings reviewed",
+            "--password-stdin",
+        ]
+    )
     out = capsys.readouterr()
     return code, out.out + out.err
 
@@ -103,8 +140,7 @@ def test_unapproved_configuration_is_refused_at_start_with_the_command(tmp_path,
         engine.dispose()
 
 
-def test_only_a_quality_engineer_or_admin_approves_with_their_password(tmp_path, station, monkeypatch,
-                                                                       capsys) -> None:
+def test_only_a_quality_engineer_or_admin_approves_with_their_password(tmp_path, station, monkeypatch, capsys) -> None:
     data = tmp_path / "data"
     _users(data)
     code, text = _approve(monkeypatch, capsys, station, data, "rita")
@@ -127,8 +163,9 @@ def test_only_a_quality_engineer_or_admin_approves_with_their_password(tmp_path,
     assert report.ok, report.problems
 
 
-def test_approved_configuration_starts_and_every_inspection_carries_its_hash(tmp_path, station, monkeypatch,
-                                                                            capsys) -> None:
+def test_approved_configuration_starts_and_every_inspection_carries_its_hash(
+    tmp_path, station, monkeypatch, capsys
+) -> None:
     data = tmp_path / "data"
     _users(data)
     assert _approve(monkeypatch, capsys, station, data, "quinn")[0] == 0
@@ -162,9 +199,25 @@ def test_a_running_station_does_not_apply_a_changed_file(tmp_path, station, monk
     _users(data)
     assert _approve(monkeypatch, capsys, station, data, "quinn")[0] == 0
     approved = load_station(station).config_sha256()
-    proc = subprocess.Popen([sys.executable, "-m", "vinspect", "--log-level", "WARNING", "run", "--station",
-                             str(station), "--data-dir", str(data), "--duration-s", "30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vinspect",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--station",
+            str(station),
+            "--data-dir",
+            str(data),
+            "--duration-s",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         status = data / "status.json"
         end = time.monotonic() + 30
@@ -209,6 +262,7 @@ def test_testkit_approval_is_what_the_cli_checks(tmp_path, station) -> None:
 def test_the_station_file_holds_no_secret_fields() -> None:
     """The hash covers the whole file, so it must never hold a secret: passwords and DSNs come from the
     environment and the settings. A new field with a secret-like name fails here."""
+
     def names(model: type, prefix: str = "") -> list[str]:
         out = []
         for name, field in model.model_fields.items():  # type: ignore[attr-defined]
@@ -218,6 +272,9 @@ def test_the_station_file_holds_no_secret_fields() -> None:
                     out.extend(names(arg, prefix + name + "."))
         return out
 
-    secretish = [n for n in names(StationConfig)
-                 if any(w in n.split(".")[-1] for w in ("password", "secret", "token", "dsn", "database_url"))]
+    secretish = [
+        n
+        for n in names(StationConfig)
+        if any(w in n.split(".")[-1] for w in ("password", "secret", "token", "dsn", "database_url"))
+    ]
     assert secretish == ["opcua.password_env"]

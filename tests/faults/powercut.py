@@ -39,14 +39,18 @@ from vinspect.store.migrations import upgrade
 
 FAULTS = Path(__file__).resolve().parent
 
+
 def build_shim(out_dir: Path) -> Path:
     """Compile the preload library (needs a C compiler, as on every machine vinspect supports)."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("the power-cut harness needs a C compiler (apt install gcc)")
     library = out_dir / "powercut_shim.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(FAULTS / "powercut_shim.c"),
-                    "-ldl"], check=True, capture_output=True)
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(FAULTS / "powercut_shim.c"), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     return library
 
 
@@ -74,6 +78,7 @@ def clone_store(source: Path, dest: Path) -> None:
     Evidence files are never changed in place (created once, a damaged one replaced by rename),
     so linking them keeps each round cheap however large the store grows.
     """
+
     def clone(src: str, dst: str) -> None:
         if Path(src).name.startswith("vinspect.db"):
             shutil.copy2(src, dst)
@@ -99,8 +104,11 @@ def durable_image(*, work: Path, before: Path, records: Path, dest: Path) -> Non
     dest.mkdir(parents=True)
     for rel in sorted(names, key=lambda r: len(r.parts)):
         target = dest / rel
-        if rel.name.endswith("-shm") or not target.parent.is_dir() \
-                or not _survives(rel, work=work, before=before, records=records):
+        if (
+            rel.name.endswith("-shm")
+            or not target.parent.is_dir()
+            or not _survives(rel, work=work, before=before, records=records)
+        ):
             continue  # (a lost directory takes its entries with it)
         if (work / rel).is_dir() or (before / rel).is_dir():
             target.mkdir(exist_ok=True)
@@ -129,8 +137,15 @@ class CutRound:
     acknowledged: set[str]
 
 
-def cut_rounds(*, initial: Path, workdir: Path, shim: Path, cuts: int, mode: str, seed: int = 20261202,
-               ) -> list[CutRound]:
+def cut_rounds(
+    *,
+    initial: Path,
+    workdir: Path,
+    shim: Path,
+    cuts: int,
+    mode: str,
+    seed: int = 20261202,
+) -> list[CutRound]:
     """Run ``cuts`` write-then-power-cut rounds starting from the store in ``initial``.
 
     ``initial`` holds ``vinspect.db`` (migrated) and ``evidence/``; round *k* writes in
@@ -147,8 +162,14 @@ def cut_rounds(*, initial: Path, workdir: Path, shim: Path, cuts: int, mode: str
             (records / "f").mkdir(parents=True)
             (records / "d").mkdir()
             ack = workdir / f"ack-{k}.txt"
-            pid = zygote.spawn(url=f"sqlite:///{work / 'vinspect.db'}", data_dir=work, base=(k + 1) * 1_000_000,
-                               ack=ack, records=records, mode=mode)
+            pid = zygote.spawn(
+                url=f"sqlite:///{work / 'vinspect.db'}",
+                data_dir=work,
+                base=(k + 1) * 1_000_000,
+                ack=ack,
+                records=records,
+                mode=mode,
+            )
             wait_ready(ack)
             time.sleep(rng.uniform(0.1, 0.5))
             os.kill(pid, signal.SIGKILL)

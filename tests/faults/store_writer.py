@@ -81,11 +81,17 @@ class Zygote:
         env.pop("POWERCUT_DIR", None)
         if preload is not None:
             env["LD_PRELOAD"] = str(preload)
-        self._proc = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(STORE_TESTS)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE, str(STORE_TESTS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
-    def spawn(self, *, url: str, data_dir: Path, base: int, ack: Path, records: Path | None = None,
-              mode: str = "full") -> int:
+    def spawn(
+        self, *, url: str, data_dir: Path, base: int, ack: Path, records: Path | None = None, mode: str = "full"
+    ) -> int:
         """Start a writer; returns its pid. ``records``: where the power-cut shim records syncs."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: one of {MODES}")
@@ -146,6 +152,7 @@ def read_state(url: str, evidence_dir: Path) -> StoreState:
                 stored=set(session.scalars(repo.select(NcrRecord.ncr_uuid))),
                 report=verify_store(session=session),
                 scrub=scrub(EvidenceStore(evidence_dir), session=session),
-                books=repo.count_books(session=session))
+                books=repo.count_books(session=session),
+            )
     finally:
         engine.dispose()

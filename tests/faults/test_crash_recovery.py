@@ -33,16 +33,17 @@ from vinspect.store.tables import InspectionRecord, NcrRecord
 from vinspect.store.verify import verify_store
 from vinspect.types import Books
 
-PRODUCT = ("{part_number: TL-1, part_revision: A, part_name: tile, requirement_ref: DWG-1, site_id: p1, "
-           "line_id: l1}")
+PRODUCT = "{part_number: TL-1, part_revision: A, part_name: tile, requirement_ref: DWG-1, site_id: p1, line_id: l1}"
 
 
 def _station(tmp_path: Path, bundle: Path, *, sinks: str, name: str = "station.yaml") -> Path:
     write_golden_samples(bundle, GOLDEN)
     path = tmp_path / name
-    path.write_text(f"station_id: t1\ndeadline_ms: 200\nmodel: {{path: {bundle}}}\nsignal: {{kind: null}}\n"
-                    "source: {kind: synthetic, fps: 60, size_px: 64, defect_rate: 0.3, overflow: reject}\n"
-                    f"policy: {{fail_at: 0.31, review_at: 0.3}}\nsinks: {sinks}\n")
+    path.write_text(
+        f"station_id: t1\ndeadline_ms: 200\nmodel: {{path: {bundle}}}\nsignal: {{kind: null}}\n"
+        "source: {kind: synthetic, fps: 60, size_px: 64, defect_rate: 0.3, overflow: reject}\n"
+        f"policy: {{fail_at: 0.31, review_at: 0.3}}\nsinks: {sinks}\n"
+    )
     return path
 
 
@@ -57,7 +58,12 @@ def jsonl_station(tmp_path, tiny_bundle) -> Path:
 
 
 def run_station(
-    station: Path, data: Path, parts: int, *, crash_at: str | None = None, database_url: str | None = None,
+    station: Path,
+    data: Path,
+    parts: int,
+    *,
+    crash_at: str | None = None,
+    database_url: str | None = None,
     approve: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """``vinspect run`` in its own process; a store-backed station file is approved first (``approve``)."""
@@ -68,8 +74,13 @@ def run_station(
         env[CRASH_ENV] = crash_at
     if database_url is not None:
         env["VINSPECT_DATABASE_URL"] = database_url
-    return subprocess.run([*cli(), "--station", str(station), "--data-dir", str(data), "--max-parts", str(parts)],
-                          capture_output=True, text=True, timeout=90, env=env)
+    return subprocess.run(
+        [*cli(), "--station", str(station), "--data-dir", str(data), "--max-parts", str(parts)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
 
 
 def closing_books(done: subprocess.CompletedProcess[str]) -> Books:
@@ -77,8 +88,13 @@ def closing_books(done: subprocess.CompletedProcess[str]) -> Books:
     closing = json.loads(done.stdout.strip().splitlines()[-1])
     assert closing["books_reconciled"]
     b = closing["books"]
-    return Books(triggers=b["triggers"], passed=b["passed"], review=b["review"], failed_defect=b["failed_defect"],
-                 failed_fault=b["failed_fault"])
+    return Books(
+        triggers=b["triggers"],
+        passed=b["passed"],
+        review=b["review"],
+        failed_defect=b["failed_defect"],
+        failed_fault=b["failed_fault"],
+    )
 
 
 def jsonl_seqs(data: Path) -> list[int]:
@@ -92,11 +108,20 @@ def assert_store_consistent(data: Path, books: Books, *, url: str | None = None)
     engine = make_engine(url or f"sqlite:///{data / 'vinspect.db'}")
     try:
         with session_scope(engine, readonly=True) as session:
-            seqs = list(session.scalars(InspectionRecord.__table__.select().with_only_columns(
-                InspectionRecord.part_seq).where(InspectionRecord.station_id == "t1")))
-            ncr_parts = list(session.scalars(
-                NcrRecord.__table__.select().with_only_columns(InspectionRecord.part_seq)
-                .join_from(NcrRecord, InspectionRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id)))
+            seqs = list(
+                session.scalars(
+                    InspectionRecord.__table__.select()
+                    .with_only_columns(InspectionRecord.part_seq)
+                    .where(InspectionRecord.station_id == "t1")
+                )
+            )
+            ncr_parts = list(
+                session.scalars(
+                    NcrRecord.__table__.select()
+                    .with_only_columns(InspectionRecord.part_seq)
+                    .join_from(NcrRecord, InspectionRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id)
+                )
+            )
             recount = count_books(session=session, station_id="t1")
             report = verify_store(session=session)
     finally:
@@ -151,15 +176,18 @@ def stored_reasons(data: Path) -> dict[int, list[str]]:
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
     try:
         with session_scope(engine, readonly=True) as session:
-            rows = session.execute(select(InspectionRecord.part_seq, InspectionRecord.reasons)
-                                   .where(InspectionRecord.station_id == "t1"))
+            rows = session.execute(
+                select(InspectionRecord.part_seq, InspectionRecord.reasons).where(InspectionRecord.station_id == "t1")
+            )
             return {seq: json.loads(reasons) for seq, reasons in rows}
     finally:
         engine.dispose()
 
 
-@pytest.mark.parametrize(("point", "hit"), [("part.admitted", 10), ("store.before_commit", 3),
-                                            ("store.after_commit", 3), ("jsonl.mid_line", 15)])
+@pytest.mark.parametrize(
+    ("point", "hit"),
+    [("part.admitted", 10), ("store.before_commit", 3), ("store.after_commit", 3), ("jsonl.mid_line", 15)],
+)
 def test_kill_in_each_window_then_restart(tmp_path, store_station, point: str, hit: int) -> None:
     data = tmp_path / "data"
     crashed = run_station(store_station, data, 60, crash_at=f"{point}:{hit}")
@@ -214,8 +242,9 @@ def test_power_cut_skips_the_numbers_that_may_have_been_used_and_records_the_ski
             assert skipped_ranges("t1", session=session) == [(known, before.reserved_to - 1)]
     finally:
         engine.dispose()
-    audit = subprocess.run([*cli()[:-1], "audit", "verify", "--data-dir", str(data)], capture_output=True,
-                           text=True, timeout=90)
+    audit = subprocess.run(
+        [*cli()[:-1], "audit", "verify", "--data-dir", str(data)], capture_output=True, text=True, timeout=90
+    )
     assert audit.returncode == 0 and audit.stdout.endswith("OK\n"), audit.stdout + audit.stderr
     assert f"station t1: {known}..{before.reserved_to - 1}" in audit.stdout
     again = run_station(store_station, data, 2)  # a clean stop in between: nothing more skipped
@@ -278,9 +307,13 @@ def test_kill_then_restart_on_postgresql(tmp_path, store_station, pg_url: str, p
         with session_scope(engine, readonly=True) as session:
             sid = f"pg-{point[6:]}"
             seqs = list(session.scalars(select(InspectionRecord.part_seq).where(InspectionRecord.station_id == sid)))
-            ncr_parts = list(session.scalars(select(InspectionRecord.part_seq).join(
-                NcrRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id)
-                .where(InspectionRecord.station_id == sid)))
+            ncr_parts = list(
+                session.scalars(
+                    select(InspectionRecord.part_seq)
+                    .join(NcrRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id)
+                    .where(InspectionRecord.station_id == sid)
+                )
+            )
             assert books == count_books(session=session, station_id=sid)
             assert verify_store(session=session).ok
     finally:

@@ -19,8 +19,12 @@ from vinspect.errors import ConfigError
 
 @pytest.fixture()
 def station(tmp_path, tiny_bundle) -> Path:
-    return _station(tmp_path, tiny_bundle, sinks="[{kind: store, product: {part_number: a, part_revision: b, "
-                                                  "part_name: c, requirement_ref: d, site_id: e, line_id: f}}, jsonl]")
+    return _station(
+        tmp_path,
+        tiny_bundle,
+        sinks="[{kind: store, product: {part_number: a, part_revision: b, "
+        "part_name: c, requirement_ref: d, site_id: e, line_id: f}}, jsonl]",
+    )
 
 
 @pytest.fixture()
@@ -28,8 +32,13 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (needs root, as in CI's container); skipped where mounting is not allowed."""
     mount = tmp_path / "mnt"
     mount.mkdir()
-    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                                                        capture_output=True).returncode != 0:
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
         yield mount
@@ -51,8 +60,7 @@ def test_missing_data_dir_is_created_when_its_parent_exists(tmp_path, station) -
     assert "is not approved" in refused.stderr and "vinspect config approve --station" in refused.stderr
     done = run_station(station, data, 3)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["books"][
-        "triggers"] == 3
+    assert json.loads(done.stdout.splitlines()[-1])["books"]["triggers"] == 3
     assert (data / "vinspect.db").is_file() and (data / "audit-key").is_file()
 
 

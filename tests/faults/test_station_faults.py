@@ -31,8 +31,10 @@ from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals import RecordingSignaller
 from vinspect.types import FrameFault, Inspection, StationState, Verdict
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 
 
 def make_judge(bundle_dir: Path, *, fault=None, sleep_s: float = 0.0) -> Judge:
@@ -49,9 +51,16 @@ def valid_accept(record: Inspection, *, deadline_ms: float | None) -> bool:
     no fault reason and the model's identity."""
     p, t = record.prediction, record.timings
     on_time = deadline_ms is None or (t.decided_ns - t.acquired_ns) / 1e6 <= deadline_ms
-    return (record.frame is not None and p is not None and math.isfinite(p.score)
-            and p.score < record.decision.review_at and record.decision.reasons == () and on_time
-            and record.model is not None and model_sha256_of(record) == record.model.sha256)
+    return (
+        record.frame is not None
+        and p is not None
+        and math.isfinite(p.score)
+        and p.score < record.decision.review_at
+        and record.decision.reasons == ()
+        and on_time
+        and record.model is not None
+        and model_sha256_of(record) == record.model.sha256
+    )
 
 
 def run(source, *, judge: Judge, config: PipelineConfig, during=None, timeout_s: float = 20):
@@ -90,8 +99,9 @@ def test_model_raising_fails_with_error_reason(tiny_bundle) -> None:
 def test_model_returning_nan_fails_non_finite(tiny_bundle_factory) -> None:
     bundle = load_bundle(tiny_bundle_factory(poison="nan"))
     judge = Judge(bundle=bundle, policy=policy_for(bundle))  # gating would refuse it; force it onto the line
-    pipe, sig, sink = run(ScriptedSource(frames(10)), judge=judge,
-                          config=PipelineConfig(station_id="s", degraded_after_faults=4))
+    pipe, sig, sink = run(
+        ScriptedSource(frames(10)), judge=judge, config=PipelineConfig(station_id="s", degraded_after_faults=4)
+    )
     assert_safe(pipe, sig, sink, reason="non_finite")
     assert sig.accepts == []
     assert StationState.DEGRADED in sig.states
@@ -107,8 +117,9 @@ def test_model_sleeping_past_deadline_is_late_never_accepted(tiny_bundle) -> Non
 
 
 def test_camera_unplug_mid_run_rejects_every_trigger_in_the_outage(tiny_bundle) -> None:
-    source = SyntheticSource(SyntheticSourceConfig(fps=100, count=60, size_px=32, defect_rate=0.0,
-                                                   overflow=OverflowPolicy.REJECT))
+    source = SyntheticSource(
+        SyntheticSourceConfig(fps=100, count=60, size_px=32, defect_rate=0.0, overflow=OverflowPolicy.REJECT)
+    )
 
     def unplug(_pipe: InspectionPipeline) -> None:
         time.sleep(0.15)
@@ -127,8 +138,9 @@ def test_camera_unplug_mid_run_rejects_every_trigger_in_the_outage(tiny_bundle) 
 
 def test_unsupervised_camera_error_is_a_counted_source_fault(tiny_bundle) -> None:
     items = [*frames(3), CameraDisconnected("cam0: invalid handle"), *frames(3)]
-    pipe, _, _ = run(ScriptedSource(items), judge=make_judge(tiny_bundle),
-                     config=PipelineConfig(station_id="s", read_timeout_s=0.01))
+    pipe, _, _ = run(
+        ScriptedSource(items), judge=make_judge(tiny_bundle), config=PipelineConfig(station_id="s", read_timeout_s=0.01)
+    )
     assert pipe.books.books().triggers == 6
     assert pipe.books.books().discrepancy == 0
     assert pipe.books.extras.source_faults == {"camera_error:CameraDisconnected": 1}
@@ -136,10 +148,12 @@ def test_unsupervised_camera_error_is_a_counted_source_fault(tiny_bundle) -> Non
 
 def test_queue_overflow_on_triggered_source_is_signalled_reject(tiny_bundle) -> None:
     judge = make_judge(tiny_bundle, fault=lambda i: "sleep", sleep_s=0.02)
-    source = SyntheticSource(SyntheticSourceConfig(fps=250, count=80, size_px=32, defect_rate=0.0,
-                                                   overflow=OverflowPolicy.REJECT))
-    config = PipelineConfig(station_id="s", overflow=OverflowPolicy.REJECT, queue_size=2, deadline_ms=None,
-                            degraded_after_faults=1000)
+    source = SyntheticSource(
+        SyntheticSourceConfig(fps=250, count=80, size_px=32, defect_rate=0.0, overflow=OverflowPolicy.REJECT)
+    )
+    config = PipelineConfig(
+        station_id="s", overflow=OverflowPolicy.REJECT, queue_size=2, deadline_ms=None, degraded_after_faults=1000
+    )
     pipe, sig, sink = run(source, judge=judge, config=config)
     assert_safe(pipe, sig, sink, reason="overflow")
     assert pipe.books.books().triggers == 80
@@ -155,8 +169,13 @@ class FailingSink:
 
 def test_failing_non_critical_sink_is_isolated(tiny_bundle) -> None:
     sig, good = RecordingSignaller(), ListSink()
-    pipe = InspectionPipeline(ScriptedSource(frames(12)), judge=make_judge(tiny_bundle), signaller=sig,
-                              sinks=[FailingSink(), good], config=PipelineConfig(station_id="s"))
+    pipe = InspectionPipeline(
+        ScriptedSource(frames(12)),
+        judge=make_judge(tiny_bundle),
+        signaller=sig,
+        sinks=[FailingSink(), good],
+        config=PipelineConfig(station_id="s"),
+    )
     with pipe:
         assert pipe.wait(10)
     assert len(good.items) == 12
@@ -186,9 +205,11 @@ def cli() -> list[str]:
 def station_file(tmp_path, tiny_bundle) -> Path:
     write_golden_samples(tiny_bundle, GOLDEN)
     path = tmp_path / "station.yaml"
-    path.write_text(f"station_id: t1\ndeadline_ms: 200\nmodel: {{path: {tiny_bundle}}}\nsignal: {{kind: null}}\n"
-                    "source: {kind: synthetic, fps: 60, size_px: 64, defect_rate: 0.3, overflow: reject}\n"
-                    "policy: {fail_at: 0.45, review_at: 0.4}\nsinks: [jsonl]\n")
+    path.write_text(
+        f"station_id: t1\ndeadline_ms: 200\nmodel: {{path: {tiny_bundle}}}\nsignal: {{kind: null}}\n"
+        "source: {kind: synthetic, fps: 60, size_px: 64, defect_rate: 0.3, overflow: reject}\n"
+        "policy: {fail_at: 0.45, review_at: 0.4}\nsinks: [jsonl]\n"
+    )
     return path
 
 
@@ -204,8 +225,12 @@ def wait_for_parts(data_dir: Path, n: int, *, timeout_s: float = 20) -> None:
 
 def test_sigterm_mid_run_drains_and_books_close(tmp_path, station_file) -> None:
     data = tmp_path / "data"
-    proc = subprocess.Popen([*cli(), "--station", str(station_file), "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cli(), "--station", str(station_file), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_parts(data, 20)
         proc.send_signal(signal.SIGTERM)
@@ -226,8 +251,11 @@ def test_sigterm_mid_run_drains_and_books_close(tmp_path, station_file) -> None:
 
 def test_sigkill_then_restart_books_reconcile_from_records(tmp_path, station_file) -> None:
     data = tmp_path / "data"
-    proc = subprocess.Popen([*cli(), "--station", str(station_file), "--data-dir", str(data)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cli(), "--station", str(station_file), "--data-dir", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_parts(data, 15)
     finally:
@@ -237,8 +265,12 @@ def test_sigkill_then_restart_books_reconcile_from_records(tmp_path, station_fil
     assert before.discrepancy == 0
     assert torn <= 1
     assert next_seq >= 15
-    done = subprocess.run([*cli(), "--station", str(station_file), "--data-dir", str(data), "--max-parts", "10"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*cli(), "--station", str(station_file), "--data-dir", str(data), "--max-parts", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     closing = json.loads(done.stdout.strip().splitlines()[-1])
     lines = [json.loads(line) for line in (data / "inspections.jsonl").read_text().splitlines() if line.endswith("}")]
@@ -258,8 +290,13 @@ def _limit_file_size() -> None:
 def test_disk_full_stops_the_line_and_rejects(tmp_path, station_file) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    done = subprocess.run([*cli(), "--station", str(station_file), "--data-dir", str(data), "--max-parts", "120"],
-                          capture_output=True, text=True, timeout=60, preexec_fn=_limit_file_size)
+    done = subprocess.run(
+        [*cli(), "--station", str(station_file), "--data-dir", str(data), "--max-parts", "120"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_file_size,
+    )
     assert done.returncode == 0, done.stderr
     closing = json.loads(done.stdout.strip().splitlines()[-1])
     recorded = [json.loads(x) for x in (data / "inspections.jsonl").read_text().splitlines() if x.endswith("}")]
@@ -273,7 +310,6 @@ def test_disk_full_stops_the_line_and_rejects(tmp_path, station_file) -> None:
     assert 0 <= unrecorded_passes <= 10  # only parts judged before the record thread hit the failure
     assert closing["state"] == "STOPPED"
     assert "store_unavailable" in closing["reason"]
-
 
 
 # ------------------------------------------------------------------ F1/F3 state machine (sync core)
@@ -354,8 +390,9 @@ def test_f1_f3_state_machine(tiny_bundle, tiny_bundle_factory) -> None:
             assert books.discrepancy == 0
             assert books.triggers == len(self.sig.signals) == len(self.records)
 
-    settings_ = settings(max_examples=40, stateful_step_count=30, deadline=None,
-                         suppress_health_check=[HealthCheck.too_slow])
+    settings_ = settings(
+        max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     run_state_machine_as_test(Station, settings=settings_)
 
 
@@ -373,8 +410,9 @@ def test_fixed_seed_fault_campaign_through_threaded_pipeline(tiny_bundle) -> Non
             items.append(FrameFault(source_id="s", frame_id=i, reason=kinds[i % 4], at=datetime.now(UTC)))
         else:
             items.append(make_frame(int(rng.integers(0, 256)), frame_id=i))
-    config = PipelineConfig(station_id="s", overflow=OverflowPolicy.REJECT, queue_size=4, deadline_ms=20.0,
-                            degraded_after_faults=10_000)
+    config = PipelineConfig(
+        station_id="s", overflow=OverflowPolicy.REJECT, queue_size=4, deadline_ms=20.0, degraded_after_faults=10_000
+    )
     pipe, sig, sink = run(ScriptedSource(items, period_s=0.0005), judge=judge, config=config, timeout_s=60)
     assert_safe(pipe, sig, sink, reason="incomplete_frame")
     books = pipe.books.books()

@@ -23,8 +23,7 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_store_power_cuts_lose_no_acknowledged_ncr(shim: Path, tmp_path: Path) -> None:
-    rounds = cut_rounds(initial=new_store(tmp_path / "initial"), workdir=tmp_path, shim=shim, cuts=CUTS,
-                        mode="full")
+    rounds = cut_rounds(initial=new_store(tmp_path / "initial"), workdir=tmp_path, shim=shim, cuts=CUTS, mode="full")
     acknowledged = set().union(*(r.acknowledged for r in rounds))
     assert len(acknowledged) >= CUTS  # the cuts landed while NCRs were being written
     state = inspect_image(rounds[-1].image, tmp_path)
@@ -36,8 +35,9 @@ def test_store_power_cuts_lose_no_acknowledged_ncr(shim: Path, tmp_path: Path) -
 
 def test_store_power_cut_control_synchronous_normal_loses_ncrs(shim: Path, tmp_path: Path) -> None:
     """Without a sync at each commit, acknowledged NCRs vanish: the harness sees unsynced data."""
-    rounds = cut_rounds(initial=new_store(tmp_path / "initial"), workdir=tmp_path, shim=shim, cuts=CONTROL_CUTS,
-                        mode="normal")
+    rounds = cut_rounds(
+        initial=new_store(tmp_path / "initial"), workdir=tmp_path, shim=shim, cuts=CONTROL_CUTS, mode="normal"
+    )
     acknowledged = set().union(*(r.acknowledged for r in rounds))
     state = inspect_image(rounds[-1].image, tmp_path)
     assert acknowledged and len(acknowledged - state.stored) > 0
@@ -46,8 +46,9 @@ def test_store_power_cut_control_synchronous_normal_loses_ncrs(shim: Path, tmp_p
 
 def test_store_power_cut_control_unsynced_evidence_goes_missing(shim: Path, tmp_path: Path) -> None:
     """Without fsync of the evidence files and folders, committed NCRs point at lost images."""
-    rounds = cut_rounds(initial=new_store(tmp_path / "initial"), workdir=tmp_path, shim=shim, cuts=CONTROL_CUTS,
-                        mode="evidence_nofsync")
+    rounds = cut_rounds(
+        initial=new_store(tmp_path / "initial"), workdir=tmp_path, shim=shim, cuts=CONTROL_CUTS, mode="evidence_nofsync"
+    )
     state = inspect_image(rounds[-1].image, tmp_path)
     assert state.stored and not state.scrub.ok
     assert len(state.scrub.missing) + len(state.scrub.altered) >= len(state.stored)  # not one image survived

@@ -20,8 +20,10 @@ from vinspect.cli import main
 from vinspect.models.registry import ModelRegistry
 
 PASSWORD = "a long enough passphrase"
-GOLDEN = [("good", np.full((20, 20), 25, np.uint8), "PASS", 25 / 255),
-          ("bad", np.full((20, 20), 230, np.uint8), "FAIL", 230 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 25, np.uint8), "PASS", 25 / 255),
+    ("bad", np.full((20, 20), 230, np.uint8), "FAIL", 230 / 255),
+]
 
 
 def _records(path: Path) -> list[dict]:
@@ -38,11 +40,18 @@ def _wait(predicate, timeout_s: float = 60) -> float:  # type: ignore[no-untyped
     return time.monotonic() - start
 
 
-def _bundle(factory, version: str, *, goods: float, defects: float,  # type: ignore[no-untyped-def]
-            labels: tuple[str, ...] = ()):
+def _bundle(
+    factory,
+    version: str,
+    *,
+    goods: float,
+    defects: float,  # type: ignore[no-untyped-def]
+    labels: tuple[str, ...] = (),
+):
     rng = np.random.default_rng(3)
-    bundle = state_operating_point(factory(labels=labels), rng.normal(goods, 0.02, 150), rng.normal(defects, 0.02, 30),
-                                   version=version)
+    bundle = state_operating_point(
+        factory(labels=labels), rng.normal(goods, 0.02, 150), rng.normal(defects, 0.02, 30), version=version
+    )
     write_golden_samples(bundle, GOLDEN)
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["training"]["trained_by"] = "tom"
@@ -51,9 +60,9 @@ def _bundle(factory, version: str, *, goods: float, defects: float,  # type: ign
 
 
 @pytest.mark.slow
-def test_shadow_then_promotion_then_rollback_on_a_running_station(tmp_path: Path, tiny_bundle_factory,
-                                                                   monkeypatch: pytest.MonkeyPatch,
-                                                                   write_png) -> None:
+def test_shadow_then_promotion_then_rollback_on_a_running_station(
+    tmp_path: Path, tiny_bundle_factory, monkeypatch: pytest.MonkeyPatch, write_png
+) -> None:
     data = tmp_path / "data"
     registry = ModelRegistry(data / "models")
     v1, sha1 = _bundle(tiny_bundle_factory, "1", goods=0.3, defects=0.9)
@@ -63,16 +72,37 @@ def test_shadow_then_promotion_then_rollback_on_a_running_station(tmp_path: Path
     registry.install(v2)
     for user in ("quinn", "petra"):
         monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-        assert main(["users", "add", user, "--display-name", user.title(), "--role", "quality_engineer",
-                     "--password-stdin", "--data-dir", str(data)]) == 0
+        assert (
+            main(
+                [
+                    "users",
+                    "add",
+                    user,
+                    "--display-name",
+                    user.title(),
+                    "--role",
+                    "quality_engineer",
+                    "--password-stdin",
+                    "--data-dir",
+                    str(data),
+                ]
+            )
+            == 0
+        )
     station = tmp_path / "st.yaml"
-    station.write_text("station_id: lc\nmodel: {name: tiny}\nsignal: {kind: log}\n"
-                       "sinks: [jsonl, {kind: shadow, model: {name: tiny, version: '2'}}]\n"
-                       "source: {kind: synthetic, fps: 40, size_px: 32}\n")
+    station.write_text(
+        "station_id: lc\nmodel: {name: tiny}\nsignal: {kind: log}\n"
+        "sinks: [jsonl, {kind: shadow, model: {name: tiny, version: '2'}}]\n"
+        "source: {kind: synthetic, fps: 40, size_px: 32}\n"
+    )
     from tests.unit.pipeline.test_runner_cli import cli
 
-    proc = subprocess.Popen([*cli(), "--station", str(station), "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cli(), "--station", str(station), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     jsonl, stats = data / "inspections.jsonl", data / "shadow" / "tiny@2" / "stats.json"
     try:
         _wait(lambda: stats.is_file() and json.loads(stats.read_text())["parts"] >= 20)
@@ -80,22 +110,97 @@ def test_shadow_then_promotion_then_rollback_on_a_running_station(tmp_path: Path
 
         for level, label in ((20, "good"), (25, "good"), (240, "crack"), (250, "crack")):
             write_png(tmp_path / "src" / label / f"{label}{level}.png", np.full((32, 32), level, np.uint8))
-        assert main(["dataset", "freeze", str(tmp_path / "src"), "--out", str(tmp_path / "frozen"), "--name", "e",
-                     "--version", "1"]) == 0
-        assert main(["models", "criteria", "tiny", "2", "--data-dir", str(data), "--min-shadow-parts", "20",
-                     "--allow-more-false-rejects", "--reason", "lower thresholds for faint defects"]) == 0
-        assert main(["models", "evaluate", "tiny", "2", "--data-dir", str(data), "--data", str(tmp_path / "frozen"),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "dataset",
+                    "freeze",
+                    str(tmp_path / "src"),
+                    "--out",
+                    str(tmp_path / "frozen"),
+                    "--name",
+                    "e",
+                    "--version",
+                    "1",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "models",
+                    "criteria",
+                    "tiny",
+                    "2",
+                    "--data-dir",
+                    str(data),
+                    "--min-shadow-parts",
+                    "20",
+                    "--allow-more-false-rejects",
+                    "--reason",
+                    "lower thresholds for faint defects",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "models",
+                    "evaluate",
+                    "tiny",
+                    "2",
+                    "--data-dir",
+                    str(data),
+                    "--data",
+                    str(tmp_path / "frozen"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         for user in ("quinn", "petra"):
             monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-            assert main(["models", "sign", "tiny", "2", "--data-dir", str(data), "--user", user, "--reason", "ok",
-                         "--password-stdin"]) == 0
+            assert (
+                main(
+                    [
+                        "models",
+                        "sign",
+                        "tiny",
+                        "2",
+                        "--data-dir",
+                        str(data),
+                        "--user",
+                        user,
+                        "--reason",
+                        "ok",
+                        "--password-stdin",
+                    ]
+                )
+                == 0
+            )
         assert main(["models", "promote", "tiny", "2", "--data-dir", str(data)]) == 0
         _wait(lambda: any(r["model_sha256"] == sha2 for r in _records(jsonl)))
 
         monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-        assert main(["models", "rollback", "tiny", "--data-dir", str(data), "--user", "quinn", "--reason",
-                     "new false rejects on the line", "--password-stdin"]) == 0
+        assert (
+            main(
+                [
+                    "models",
+                    "rollback",
+                    "tiny",
+                    "--data-dir",
+                    str(data),
+                    "--user",
+                    "quinn",
+                    "--reason",
+                    "new false rejects on the line",
+                    "--password-stdin",
+                ]
+            )
+            == 0
+        )
         seen = len(_records(jsonl))
         took = _wait(lambda: any(r["model_sha256"] == sha1 for r in _records(jsonl)[seen:]))
         assert took < 60

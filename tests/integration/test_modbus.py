@@ -33,8 +33,10 @@ from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals.modbus import REG_HEARTBEAT, REG_RESULT, REG_STATE, ModbusSignaller
 from vinspect.types import FrameFault, Verdict
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 
 
 def free_port() -> int:
@@ -104,13 +106,23 @@ def test_modbus_accepts_only_passes_bound_to_their_part(plc: SimulatedPlc, tiny_
     bundle = gate_bundle(tiny_bundle).bundle
     assert bundle is not None
     fault = FrameFault(source_id="s", frame_id=4, reason="incomplete", at=datetime.now(UTC))
-    items = [make_frame(50, frame_id=0), make_frame(200, frame_id=1), make_frame(140, frame_id=2),
-             make_frame(50, frame_id=3), fault, make_frame(50, frame_id=5)]
+    items = [
+        make_frame(50, frame_id=0),
+        make_frame(200, frame_id=1),
+        make_frame(140, frame_id=2),
+        make_frame(50, frame_id=3),
+        fault,
+        make_frame(50, frame_id=5),
+    ]
     sink = ListSink()
     with ModbusSignaller("127.0.0.1", port=plc.port, timeout_s=1.0) as sig:
-        pipe = InspectionPipeline(ScriptedSource(items, period_s=0.03), judge=Judge(bundle=bundle,
-                                  policy=policy_for(bundle)), signaller=sig, sinks=[sink],
-                                  config=PipelineConfig(station_id="s", heartbeat_ms=20))
+        pipe = InspectionPipeline(
+            ScriptedSource(items, period_s=0.03),
+            judge=Judge(bundle=bundle, policy=policy_for(bundle)),
+            signaller=sig,
+            sinks=[sink],
+            config=PipelineConfig(station_id="s", heartbeat_ms=20),
+        )
         with pipe:
             assert pipe.wait(10)
     passes = {i.part_seq for i in sink.items if i.decision.verdict is Verdict.PASS}
@@ -130,11 +142,16 @@ def test_modbus_unreachable_plc_is_reported() -> None:
 def test_modbus_station_killed_heartbeat_stops_no_accepts_after(plc: SimulatedPlc, tmp_path, tiny_bundle) -> None:
     write_golden_samples(tiny_bundle, GOLDEN)
     station = tmp_path / "st.yaml"
-    station.write_text(f"station_id: k\nmodel: {{path: {tiny_bundle}}}\nsinks: []\n"
-                       f"signal: {{kind: modbus, port: {plc.port}, heartbeat_ms: 100}}\n"
-                       "source: {kind: synthetic, fps: 30, size_px: 32, overflow: reject}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "vinspect", "run", "--station", str(station),
-                             "--data-dir", str(tmp_path / "d")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    station.write_text(
+        f"station_id: k\nmodel: {{path: {tiny_bundle}}}\nsinks: []\n"
+        f"signal: {{kind: modbus, port: {plc.port}, heartbeat_ms: 100}}\n"
+        "source: {kind: synthetic, fps: 30, size_px: 32, overflow: reject}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vinspect", "run", "--station", str(station), "--data-dir", str(tmp_path / "d")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         end = time.monotonic() + 20
         while len(plc.accepted()) < 5 and time.monotonic() < end:

@@ -21,8 +21,7 @@ from vinspect.pipeline.signals.mqtt import MqttSignaller
 from vinspect.types import StationState
 
 pytest.importorskip("paho.mqtt")
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto")
-                                           else None)
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto binary not installed (apt install mosquitto)")
 
 
@@ -78,15 +77,22 @@ def test_mqtt_publishes_results_and_retained_status(broker: int) -> None:
     sub = Subscriber(broker, "vinspect/p/l/st9/#")
     try:
         with MqttSignaller("127.0.0.1", port=broker, station_id="st9", topic_prefix="vinspect/p/l") as sig:
-            pipe = InspectionPipeline(ScriptedSource([make_frame(10, frame_id=i) for i in range(3)]),
-                                      judge=unavailable_judge("no model"), signaller=sig, sinks=[],
-                                      config=PipelineConfig(station_id="st9"))
+            pipe = InspectionPipeline(
+                ScriptedSource([make_frame(10, frame_id=i) for i in range(3)]),
+                judge=unavailable_judge("no model"),
+                signaller=sig,
+                sinks=[],
+                config=PipelineConfig(station_id="st9"),
+            )
             with pipe:
                 assert pipe.wait(5)
             sig.publish_state(StationState.ERROR)
             sig.alarm("test alarm")
-        sub.wait_for(lambda ms: sum(t.endswith("/result") for t, _, _ in ms) == 3
-                     and any(p.get("state") == "offline" for _, p, _ in ms))
+        sub.wait_for(
+            lambda ms: (
+                sum(t.endswith("/result") for t, _, _ in ms) == 3 and any(p.get("state") == "offline" for _, p, _ in ms)
+            )
+        )
     finally:
         sub.close()
     results = [p for t, p, _ in sub.messages if t.endswith("/result")]

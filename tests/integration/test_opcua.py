@@ -30,8 +30,10 @@ from vinspect.pipeline.record import ListSink
 from vinspect.pipeline.runner import InspectionPipeline, PipelineConfig
 from vinspect.pipeline.signals import RecordingSignaller
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 LEVELS = [40, 200, 60, 140, 30, 220]  # tiny model: score = level/255; FAIL >= 0.6, REVIEW >= 0.5
 PASSWORD = "line-7 mes secret"
 
@@ -82,9 +84,13 @@ def test_client_sees_state_change_and_one_result_event_per_part(tiny_bundle: Pat
         return box["pipe"].status().to_dict() if "pipe" in box else {"state": "PREOPERATIONAL"}
 
     with VisionServer(settings, station_id="opc1", snapshot=snapshot) as server:
-        pipe = InspectionPipeline(ScriptedSource(frames, gate=gate), judge=_judge(tiny_bundle),
-                                  signaller=RecordingSignaller(), sinks=[records, OpcUaSink(server)],
-                                  config=PipelineConfig(station_id="opc1", deadline_ms=None))
+        pipe = InspectionPipeline(
+            ScriptedSource(frames, gate=gate),
+            judge=_judge(tiny_bundle),
+            signaller=RecordingSignaller(),
+            sinks=[records, OpcUaSink(server)],
+            config=PipelineConfig(station_id="opc1", deadline_ms=None),
+        )
         box["pipe"] = pipe
         seen = _Collect()
 
@@ -135,6 +141,7 @@ def test_anonymous_and_wrong_credentials_are_refused(user: str | None, password:
     settings = OpcUaSettings(port=_port(), username="mes", password=PASSWORD)
     snapshot = {"state": "OPERATIONAL", "model": None}
     with VisionServer(settings, station_id="opc2", snapshot=lambda: snapshot) as server:
+
         async def attempt() -> None:
             client = Client(server.endpoint)
             if user is not None:
@@ -167,18 +174,25 @@ def test_with_a_certificate_only_encrypted_endpoints_are_offered(tmp_path: Path)
 
     server_cert, server_key = _certificate(tmp_path, "server", "urn:freeopcua:python:server")
     client_cert, client_key = _certificate(tmp_path, "client", "urn:freeopcua:client")
-    settings = OpcUaSettings(port=_port(), username="mes", password=PASSWORD, certificate=server_cert,
-                             private_key=server_key)
+    settings = OpcUaSettings(
+        port=_port(), username="mes", password=PASSWORD, certificate=server_cert, private_key=server_key
+    )
     snapshot = {"state": "OPERATIONAL", "model": {"name": "disc", "version": "4", "sha256": "cd" * 32}}
     with VisionServer(settings, station_id="opc3", snapshot=lambda: snapshot) as server:
+
         async def secured() -> tuple[str, list[str]]:
             client = Client(server.endpoint)
             endpoints = await client.connect_and_get_server_endpoints()
             client = Client(server.endpoint)
             client.set_user("mes")
             client.set_password(PASSWORD)
-            await client.set_security(SecurityPolicyBasic256Sha256, str(client_cert), str(client_key),
-                                      server_certificate=str(server_cert), mode=ua.MessageSecurityMode.SignAndEncrypt)
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                str(client_cert),
+                str(client_key),
+                server_certificate=str(server_cert),
+                mode=ua.MessageSecurityMode.SignAndEncrypt,
+            )
             async with client:
                 idx = await client.get_namespace_index(NAMESPACE)
                 system = await client.nodes.objects.get_child([f"{idx}:VisionSystem"])
@@ -204,5 +218,6 @@ def test_certificate_without_key_is_a_config_error(tmp_path: Path) -> None:
     cert = tmp_path / "c.der"
     cert.write_bytes(b"x")
     with pytest.raises(ConfigError, match="certificate and private_key go together"):
-        VisionServer(OpcUaSettings(port=_port(), username="m", password="p", certificate=cert),
-                     station_id="x", snapshot=dict)
+        VisionServer(
+            OpcUaSettings(port=_port(), username="m", password="p", certificate=cert), station_id="x", snapshot=dict
+        )

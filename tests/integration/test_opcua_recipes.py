@@ -38,8 +38,10 @@ from vinspect.store.distribution import distribute, report_outcome
 from vinspect.store.station_recipes import StationRecipes
 from vinspect.store.tables import AuditRecord
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 PASSWORD = "line-7 mes secret"
 
 
@@ -59,11 +61,27 @@ def test_mes_selects_only_recipes_approved_for_the_station(tmp_path: Path) -> No
         registry.install(bundle, activate=version == "1")
         m, data = read_manifest(bundle), pack_bundle(bundle)
         with session_scope(engine) as s:
-            [a] = distribute(session=s, name="tiny", version=version, sha256=m.sha256, archive=data,
-                             archive_sha256=archive_sha256(data), station_ids=["opc3"], approval="test", actor="test")
+            [a] = distribute(
+                session=s,
+                name="tiny",
+                version=version,
+                sha256=m.sha256,
+                archive=data,
+                archive_sha256=archive_sha256(data),
+                station_ids=["opc3"],
+                approval="test",
+                actor="test",
+            )
         refused = version == "3"
-        report_outcome(engine, assignment_id=a.id, station_id="opc3", outcome="REFUSED" if refused else "SWITCHED",
-                       reason="wrong input size" if refused else None, at=datetime.now(UTC), running_sha256=None)
+        report_outcome(
+            engine,
+            assignment_id=a.id,
+            station_id="opc3",
+            outcome="REFUSED" if refused else "SWITCHED",
+            reason="wrong input size" if refused else None,
+            at=datetime.now(UTC),
+            running_sha256=None,
+        )
     v2_sha = registry.list()[1].sha256
     gated = gate_bundle(registry.resolve("tiny")).bundle
     assert gated is not None
@@ -77,10 +95,14 @@ def test_mes_selects_only_recipes_approved_for_the_station(tmp_path: Path) -> No
     book = StationRecipes(engine, station_id="opc3", registry=registry, name="tiny")
     settings = OpcUaSettings(port=_port(), username="mes", password=PASSWORD)
     with VisionServer(settings, station_id="opc3", snapshot=snapshot, recipes=book) as server:
-        pipe = InspectionPipeline(ScriptedSource(frames, period_s=0.01), judge=Judge(bundle=gated,
-                                  policy=policy_for(gated)), signaller=RecordingSignaller(), sinks=[records],
-                                  config=PipelineConfig(station_id="opc3", deadline_ms=None, swap_poll_s=0.1),
-                                  watch=RegistryWatch(registry, "tiny", current="1"))
+        pipe = InspectionPipeline(
+            ScriptedSource(frames, period_s=0.01),
+            judge=Judge(bundle=gated, policy=policy_for(gated)),
+            signaller=RecordingSignaller(),
+            sinks=[records],
+            config=PipelineConfig(station_id="opc3", deadline_ms=None, swap_poll_s=0.1),
+            watch=RegistryWatch(registry, "tiny", current="1"),
+        )
         box["pipe"] = pipe
         pipe.start()
         outcome: dict[str, Any] = {}
@@ -95,9 +117,11 @@ def test_mes_selects_only_recipes_approved_for_the_station(tmp_path: Path) -> No
                 current = await recipes.get_child([f"{idx}:InternalRecipeId"])
                 outcome["listed"] = await recipes.call_method(f"{idx}:GetRecipeListFiltered")
                 outcome["refused"] = await recipes.call_method(
-                    f"{idx}:PrepareRecipe", ua.Variant("tiny:3", ua.VariantType.String))
+                    f"{idx}:PrepareRecipe", ua.Variant("tiny:3", ua.VariantType.String)
+                )
                 outcome["prepared"] = await recipes.call_method(
-                    f"{idx}:PrepareRecipe", ua.Variant("tiny:2", ua.VariantType.String))
+                    f"{idx}:PrepareRecipe", ua.Variant("tiny:2", ua.VariantType.String)
+                )
                 deadline = time.monotonic() + 30
                 while await current.read_value() != "tiny:2":
                     assert time.monotonic() < deadline, "InternalRecipeId never showed the prepared recipe"

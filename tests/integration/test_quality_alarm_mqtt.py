@@ -31,15 +31,40 @@ def _store(tmp_path: Path) -> StoreHandle:
             for i in range(60):
                 seq += 1
                 bad = i < d
-                rows.append(Inspection(
-                    inspection_id=f"q-{seq}", station_id="st-q", part_seq=seq, frame=None, prediction=None,
-                    decision=Decision(verdict=Verdict.FAIL if bad else Verdict.PASS, reasons=("score",) if bad else (),
-                                      policy_id="p", fail_at=0.7, review_at=0.5), timings=StageTimings(),
-                    model=None))
+                rows.append(
+                    Inspection(
+                        inspection_id=f"q-{seq}",
+                        station_id="st-q",
+                        part_seq=seq,
+                        frame=None,
+                        prediction=None,
+                        decision=Decision(
+                            verdict=Verdict.FAIL if bad else Verdict.PASS,
+                            reasons=("score",) if bad else (),
+                            policy_id="p",
+                            fail_at=0.7,
+                            review_at=0.5,
+                        ),
+                        timings=StageTimings(),
+                        model=None,
+                    )
+                )
             repo.add_inspections(rows, session=session, now=now - timedelta(hours=23 - h))
-        record_baseline(session=session, station_id="st-q", chart="reject_rate", window_from=now - timedelta(hours=24),
-                        window_to=now - timedelta(hours=3, minutes=30), subgroup_minutes=60, p_bar=20 / 1200,
-                        subgroups=20, parts=1200, defects=20, actor="cli:test", user_id=None, reason="setup")
+        record_baseline(
+            session=session,
+            station_id="st-q",
+            chart="reject_rate",
+            window_from=now - timedelta(hours=24),
+            window_to=now - timedelta(hours=3, minutes=30),
+            subgroup_minutes=60,
+            p_bar=20 / 1200,
+            subgroups=20,
+            parts=1200,
+            defects=20,
+            actor="cli:test",
+            user_id=None,
+            reason="setup",
+        )
     return StoreHandle(engine=engine, evidence=EvidenceStore(tmp_path / "ev"))
 
 
@@ -74,8 +99,13 @@ def test_the_reviewer_app_publishes_its_own_alarm(tmp_path: Path, broker: int) -
 
     store = _store(tmp_path)
     sub = Subscriber(broker, "plant/line/+/quality_alarm")
-    app = build_app(tmp_path / "data", store, options=dataclasses.replace(
-        TEST_OPTIONS, alarm_interval_s=0.2, alarm_mqtt=f"127.0.0.1:{broker}", alarm_topic_prefix="plant/line"))
+    app = build_app(
+        tmp_path / "data",
+        store,
+        options=dataclasses.replace(
+            TEST_OPTIONS, alarm_interval_s=0.2, alarm_mqtt=f"127.0.0.1:{broker}", alarm_topic_prefix="plant/line"
+        ),
+    )
     with TestClient(app, base_url="http://127.0.0.1:8600"):
         sub.wait_for(lambda m: len(m) >= 1)
         passes = app.state.services.evaluator.state.passes

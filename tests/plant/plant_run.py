@@ -31,8 +31,10 @@ from testkit.bundles import write_golden_samples, write_tiny_bundle  # noqa: E40
 from testkit.stations import approve_station  # noqa: E402
 from vinspect.store.audit_key import KEY_FILE, open_keyring  # noqa: E402
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 
 
 def plant_bundle(work: Path) -> Path:
@@ -41,15 +43,29 @@ def plant_bundle(work: Path) -> Path:
     return bundle
 
 
-def station_yaml(path: Path, *, station_id: str, line_id: str, bundle: Path, fps: float,
-                 site_id: str = "plant1", size_px: int = 96, extra: str = "", model: str | None = None) -> Path:
-    product = (f"{{part_number: P-{line_id}, part_revision: A, part_name: disc, requirement_ref: DWG-1, "
-               f"site_id: {site_id}, line_id: {line_id}}}")
+def station_yaml(
+    path: Path,
+    *,
+    station_id: str,
+    line_id: str,
+    bundle: Path,
+    fps: float,
+    site_id: str = "plant1",
+    size_px: int = 96,
+    extra: str = "",
+    model: str | None = None,
+) -> Path:
+    product = (
+        f"{{part_number: P-{line_id}, part_revision: A, part_name: disc, requirement_ref: DWG-1, "
+        f"site_id: {site_id}, line_id: {line_id}}}"
+    )
     path.write_text(
         f"station_id: {station_id}\ndeadline_ms: 250\nmodel: {model or f'{{path: {bundle}}}'}\nsignal: {{kind: null}}\n"
         f"source: {{kind: synthetic, fps: {fps}, size_px: {size_px}, defect_rate: 0.2, distinct_parts: 64, "
         "overflow: reject}\n"
-        f"sinks: [{{kind: store, product: {product}}}, {{kind: jsonl}}]\n{extra}", encoding="utf-8")
+        f"sinks: [{{kind: store, product: {product}}}, {{kind: jsonl}}]\n{extra}",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -68,8 +84,18 @@ class Station:
 class Plant:
     """N station processes on one database URL; start together, stop (SIGTERM) or kill one."""
 
-    def __init__(self, work: Path, url: str, n: int, *, fps: float, lines: int = 2, extra: str = "",
-                 extras: dict[int, str] | None = None, model: str | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        url: str,
+        n: int,
+        *,
+        fps: float,
+        lines: int = 2,
+        extra: str = "",
+        extras: dict[int, str] | None = None,
+        model: str | None = None,
+    ) -> None:
         self.url = url
         bundle = plant_bundle(work)
         key_dir = work / "key"
@@ -84,8 +110,15 @@ class Plant:
             data.chmod(0o750)
             shutil.copy2(key_dir / KEY_FILE, data / KEY_FILE)
             (data / KEY_FILE).chmod(0o600)
-            yaml = station_yaml(work / f"{sid}.yaml", station_id=sid, line_id=f"L{k % lines + 1}", bundle=bundle,
-                                fps=fps, extra=extra + (extras or {}).get(k, ""), model=model)
+            yaml = station_yaml(
+                work / f"{sid}.yaml",
+                station_id=sid,
+                line_id=f"L{k % lines + 1}",
+                bundle=bundle,
+                fps=fps,
+                extra=extra + (extras or {}).get(k, ""),
+                model=model,
+            )
             approve_station(yaml, data, database_url=url)  # a store-backed station runs an approved file only
             self.stations.append(Station(sid, data, yaml))
 
@@ -93,8 +126,17 @@ class Plant:
         base = {k: v for k, v in os.environ.items() if not k.startswith("VINSPECT_")}
         base |= {"VINSPECT_DATABASE_URL": self.url, **(env or {})}
         for st in self.stations:
-            cmd = [sys.executable, "-m", "vinspect", "run", "--station", str(st.yaml), "--data-dir", str(st.data),
-                   "--json"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "vinspect",
+                "run",
+                "--station",
+                str(st.yaml),
+                "--data-dir",
+                str(st.data),
+                "--json",
+            ]
             if duration_s is not None:
                 cmd += ["--duration-s", str(duration_s)]
             st.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base)

@@ -52,8 +52,13 @@ def _free_port() -> int:
 
 def _books(closing: dict[str, Any]) -> Books:
     b = closing["books"]
-    return Books(triggers=b["triggers"], passed=b["passed"], review=b["review"], failed_defect=b["failed_defect"],
-                 failed_fault=b["failed_fault"])
+    return Books(
+        triggers=b["triggers"],
+        passed=b["passed"],
+        review=b["review"],
+        failed_defect=b["failed_defect"],
+        failed_fault=b["failed_fault"],
+    )
 
 
 def _overview_in_chromium(url: str, work: Path, key_dir: Path) -> dict[str, Any]:
@@ -72,11 +77,19 @@ def _overview_in_chromium(url: str, work: Path, key_dir: Path) -> dict[str, Any]
     keyring = load_keyring(key_dir / "audit-key")
     assert keyring is not None
     attach(store.engine, keyring, anchor_path=None)  # the web tier signs its audit rows with the plant's key
-    add_users(store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost,
-                                     memory_cost_kib=TEST_OPTIONS.argon2_memory_kib))
+    add_users(
+        store, PasswordService(time_cost=TEST_OPTIONS.argon2_time_cost, memory_cost_kib=TEST_OPTIONS.argon2_memory_kib)
+    )
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(work / "web", store, database_url=url), host="127.0.0.1",
-                                           port=port, log_config=None, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(work / "web", store, database_url=url),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -86,8 +99,9 @@ def _overview_in_chromium(url: str, work: Path, key_dir: Path) -> dict[str, Any]
     base = f"http://127.0.0.1:{port}"
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+            )
             page = browser.new_context(viewport={"width": 1500, "height": 760}).new_page()
             page.set_default_timeout(20_000)
             page.goto(f"{base}/login")
@@ -98,7 +112,8 @@ def _overview_in_chromium(url: str, work: Path, key_dir: Path) -> dict[str, Any]
             page.goto(f"{base}/plant")
             rows = page.eval_on_selector_all(
                 "#plant-stations tbody tr[data-station]",
-                "rs => rs.map(r => [r.dataset.station, r.className, r.innerText])")
+                "rs => rs.map(r => [r.dataset.station, r.className, r.innerText])",
+            )
             if TAKE_SHOTS:
                 page.screenshot(path=str(SHOTS / "i18-plant-overview.png"), full_page=True)
             browser.close()
@@ -111,8 +126,7 @@ def _overview_in_chromium(url: str, work: Path, key_dir: Path) -> dict[str, Any]
 
 def test_four_stations_sixty_seconds_one_killed(plant_db: str, tmp_path: Path) -> None:
     opcua_port = _free_port()
-    plant = Plant(tmp_path, plant_db, 4, fps=20,
-                  extras={0: f"opcua: {{port: {opcua_port}, username: mes}}\n"})
+    plant = Plant(tmp_path, plant_db, 4, fps=20, extras={0: f"opcua: {{port: {opcua_port}, username: mes}}\n"})
     plant.start(duration_s=RUN_S, env={"VINSPECT_OPCUA_PASSWORD": "mes password 1"})
     started = time.monotonic()
     try:
@@ -145,12 +159,18 @@ def test_four_stations_sixty_seconds_one_killed(plant_db: str, tmp_path: Path) -
             report = verify_store(session=session, keyring=keyring)
             numbers = list(session.scalars(select(NcrRecord.ncr_number)))
             seqs = sorted(session.scalars(select(NcrRecord.ncr_seq)))
-            ncrs_by_station = dict(session.execute(select(NcrRecord.station_id, func.count())
-                                                   .group_by(NcrRecord.station_id)).all())
-            recounts = {st.station_id: count_books(session=session, station_id=st.station_id)
-                        for st in plant.stations}
-            part_seqs = {st.station_id: list(session.scalars(select(InspectionRecord.part_seq).where(
-                InspectionRecord.station_id == st.station_id))) for st in plant.stations}
+            ncrs_by_station = dict(
+                session.execute(select(NcrRecord.station_id, func.count()).group_by(NcrRecord.station_id)).all()
+            )
+            recounts = {st.station_id: count_books(session=session, station_id=st.station_id) for st in plant.stations}
+            part_seqs = {
+                st.station_id: list(
+                    session.scalars(
+                        select(InspectionRecord.part_seq).where(InspectionRecord.station_id == st.station_id)
+                    )
+                )
+                for st in plant.stations
+            }
             registry = {v.station_id: v for v in list_stations(session=session)}
     finally:
         engine.dispose()
@@ -170,11 +190,28 @@ def test_four_stations_sixty_seconds_one_killed(plant_db: str, tmp_path: Path) -
     assert recounts["st03"].triggers == len(dead) and recounts["st03"].discrepancy == 0
     assert registry["st03"].state == "OPERATIONAL" and registry["st01"].opcua_endpoint is not None
     # every station restarts on the shared store: st03 carries on after its committed parts
-    done = subprocess.run([sys.executable, "-m", "vinspect", "run", "--station", str(plant.stations[2].yaml),
-                           "--data-dir", str(plant.stations[2].data), "--max-parts", "10", "--json"],
-                          capture_output=True, text=True, timeout=120,
-                          env={**{k: v for k, v in os.environ.items() if not k.startswith("VINSPECT_")},
-                               "VINSPECT_DATABASE_URL": plant_db})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vinspect",
+            "run",
+            "--station",
+            str(plant.stations[2].yaml),
+            "--data-dir",
+            str(plant.stations[2].data),
+            "--max-parts",
+            "10",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("VINSPECT_")},
+            "VINSPECT_DATABASE_URL": plant_db,
+        },
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     closing = json.loads(done.stdout.strip().splitlines()[-1])
     # numbers the SIGKILL left handed out but unrecorded come back (from the JSONL copy, else as FAIL
@@ -182,10 +219,17 @@ def test_four_stations_sixty_seconds_one_killed(plant_db: str, tmp_path: Path) -
     after = make_engine(plant_db)
     try:
         with session_scope(after, readonly=True) as session:
-            seqs = sorted(session.scalars(select(InspectionRecord.part_seq).where(
-                InspectionRecord.station_id == "st03")))
-            crashed = session.scalar(select(func.count()).select_from(InspectionRecord).where(
-                InspectionRecord.station_id == "st03", InspectionRecord.reasons.contains('"crash"'))) or 0
+            seqs = sorted(
+                session.scalars(select(InspectionRecord.part_seq).where(InspectionRecord.station_id == "st03"))
+            )
+            crashed = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(InspectionRecord)
+                    .where(InspectionRecord.station_id == "st03", InspectionRecord.reasons.contains('"crash"'))
+                )
+                or 0
+            )
     finally:
         after.dispose()
     assert seqs == list(range(len(seqs)))

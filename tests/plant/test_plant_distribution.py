@@ -37,8 +37,10 @@ from vinspect.store.tables import AuditRecord, InspectionRecord, ModelBundleReco
 from vinspect.store.verify import verify_store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 WRONG_GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "FAIL", 50 / 255)]
 GOOD = list(np.linspace(0.15, 0.30, 60))
 BAD = list(np.linspace(0.45, 0.9, 30))
@@ -68,8 +70,14 @@ def _wait_for(what: str, check: object, *, timeout_s: float = 90.0) -> object:
 
 def _cli(args: list[str], *, url: str, data: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VINSPECT_")} | {"VINSPECT_DATABASE_URL": url}
-    return subprocess.run([sys.executable, "-m", "vinspect", "models", *args, "--data-dir", str(data)],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "vinspect", "models", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def _outcomes(engine: Engine) -> dict[str, Assignment]:
@@ -79,8 +87,13 @@ def _outcomes(engine: Engine) -> dict[str, Assignment]:
 
 def _shas_by_part(engine: Engine, station: str) -> list[str | None]:
     with session_scope(engine, readonly=True) as s:
-        return list(s.scalars(select(InspectionRecord.model_sha256).where(InspectionRecord.station_id == station)
-                              .order_by(InspectionRecord.part_seq)))
+        return list(
+            s.scalars(
+                select(InspectionRecord.model_sha256)
+                .where(InspectionRecord.station_id == station)
+                .order_by(InspectionRecord.part_seq)
+            )
+        )
 
 
 def test_distribution_switches_assigned_stations_and_refusals_say_why(plant_db: str, tmp_path: Path) -> None:
@@ -100,28 +113,46 @@ def test_distribution_switches_assigned_stations_and_refusals_say_why(plant_db: 
     engine = make_engine(plant_db)
     plant.start()
     try:
-        _wait_for("three stations running tiny 1", lambda: len([
-            v for v in _stations(engine) if v.model_version == "1" and v.triggers > 0]) == 3)
-        unknown = _cli(["distribute", "--name", "tiny", "--version", "2", "--stations", "st01,st09"], url=plant_db,
-                       data=qe)
+        _wait_for(
+            "three stations running tiny 1",
+            lambda: len([v for v in _stations(engine) if v.model_version == "1" and v.triggers > 0]) == 3,
+        )
+        unknown = _cli(
+            ["distribute", "--name", "tiny", "--version", "2", "--stations", "st01,st09"], url=plant_db, data=qe
+        )
         assert unknown.returncode == 2 and "unknown station(s) st09" in unknown.stderr
-        done = _cli(["distribute", "--name", "tiny", "--version", "2", "--stations", "st01,st02"], url=plant_db,
-                    data=qe)
+        done = _cli(
+            ["distribute", "--name", "tiny", "--version", "2", "--stations", "st01,st02"], url=plant_db, data=qe
+        )
         assert done.returncode == 0, done.stderr
         assert "assigned tiny 2" in done.stdout and "st01, st02" in done.stdout
-        _wait_for("st01 and st02 to switch", lambda: all(
-            (a := _outcomes(engine).get(s)) is not None and a.outcome == "SWITCHED" for s in ("st01", "st02")))
-        _wait_for("st01 and st02 to report version 2", lambda: {
-            v.station_id: v.model_sha256 for v in _stations(engine)} == {"st01": sha["2"], "st02": sha["2"],
-                                                                         "st03": sha["1"]}, timeout_s=30)
+        _wait_for(
+            "st01 and st02 to switch",
+            lambda: all(
+                (a := _outcomes(engine).get(s)) is not None and a.outcome == "SWITCHED" for s in ("st01", "st02")
+            ),
+        )
+        _wait_for(
+            "st01 and st02 to report version 2",
+            lambda: (
+                {v.station_id: v.model_sha256 for v in _stations(engine)}
+                == {"st01": sha["2"], "st02": sha["2"], "st03": sha["1"]}
+            ),
+            timeout_s=30,
+        )
         # refusals: another input size (st01), a failing golden self-test (st02), altered bytes (st03)
         for version, station in (("3", "st01"), ("4", "st02")):
-            r = _cli(["distribute", "--name", "tiny", "--version", version, "--stations", station], url=plant_db,
-                     data=qe)
+            r = _cli(
+                ["distribute", "--name", "tiny", "--version", version, "--stations", station], url=plant_db, data=qe
+            )
             assert r.returncode == 0, r.stderr
         _tampered_assignment(engine, plant.key_dir, v5, "st03")
-        _wait_for("three refusals", lambda: all(
-            (a := _outcomes(engine).get(s)) is not None and a.outcome == "REFUSED" for s in ("st01", "st02", "st03")))
+        _wait_for(
+            "three refusals",
+            lambda: all(
+                (a := _outcomes(engine).get(s)) is not None and a.outcome == "REFUSED" for s in ("st01", "st02", "st03")
+            ),
+        )
         time.sleep(2.0)  # the stations keep judging after refusing
         listing = _cli(["distribution"], url=plant_db, data=qe)
     finally:
@@ -176,9 +207,21 @@ def _tampered_assignment(engine: Engine, key_dir: Path, folder: Path, station: s
     m, data = read_manifest(folder), pack_bundle(folder)
     try:
         with session_scope(writer) as s:
-            distribute(session=s, name=m.name, version=m.version, sha256=m.sha256, archive=data,
-                       archive_sha256=archive_sha256(data), station_ids=[station], approval="test", actor="test")
-            s.execute(update(ModelBundleRecord).where(ModelBundleRecord.version == m.version)
-                      .values(archive=data.replace(b"PASS", b"FAIL")))
+            distribute(
+                session=s,
+                name=m.name,
+                version=m.version,
+                sha256=m.sha256,
+                archive=data,
+                archive_sha256=archive_sha256(data),
+                station_ids=[station],
+                approval="test",
+                actor="test",
+            )
+            s.execute(
+                update(ModelBundleRecord)
+                .where(ModelBundleRecord.version == m.version)
+                .values(archive=data.replace(b"PASS", b"FAIL"))
+            )
     finally:
         writer.dispose()

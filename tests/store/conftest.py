@@ -61,8 +61,9 @@ def evidence(tmp_path: Path) -> EvidenceStore:
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def module_store(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, EvidenceStore]]:
+def module_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Engine, EvidenceStore]]:
     """One migrated store per database shared by a module whose tests only read (or roll back)."""
     tmp = tmp_path_factory.mktemp("store")
     if request.param == "sqlite":

@@ -61,11 +61,24 @@ class PgCluster:
             if self._as_root:
                 shutil.chown(self.root, "postgres", "postgres")
                 shutil.chown(self.sockets, "postgres", "postgres")
-            self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                      "-E", "UTF8", "--locale=C", "--no-sync")
-        opts = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=on "
-                "-c synchronous_commit=on -c full_page_writes=on -c max_connections=60 "
-                "-c recovery_init_sync_method=syncfs")
+            self._run(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+        opts = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c synchronous_commit=on -c full_page_writes=on -c max_connections=60 "
+            "-c recovery_init_sync_method=syncfs"
+        )
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-W", "start")
         self._wait_accepting(timeout_s=60)
         return self.url("postgres")
@@ -77,8 +90,9 @@ class PgCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                                     connect_timeout=2):
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", connect_timeout=2
+                ):
                     return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
@@ -97,8 +111,7 @@ class PgCluster:
         import psycopg
 
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
@@ -106,8 +119,7 @@ class PgCluster:
         import psycopg
 
         name = url.rsplit("/", 1)[1]
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def destroy(self) -> None:

@@ -41,8 +41,10 @@ from vinspect.store.stations import StationIdentity, report_station  # noqa: E40
 from vinspect.store.tables import AuditRecord, ModelBundleRecord  # noqa: E402
 from vinspect.types import ModelRef  # noqa: E402
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 GOOD = list(np.linspace(0.15, 0.30, 60))
 BAD = list(np.linspace(0.45, 0.9, 30))
 
@@ -63,8 +65,15 @@ def store(tmp_path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     upgrade(engine)
     for sid, line in (("st01", "L1"), ("st02", "L1"), ("st03", "L2")):
-        report_station(engine, StationIdentity(station_id=sid, line_id=line), {"state": "OPERATIONAL"},
-                       started_at=datetime.now(UTC), period_s=2.0, parts_per_s=None, reject_rate=None)
+        report_station(
+            engine,
+            StationIdentity(station_id=sid, line_id=line),
+            {"state": "OPERATIONAL"},
+            started_at=datetime.now(UTC),
+            period_s=2.0,
+            parts_per_s=None,
+            reject_rate=None,
+        )
     return engine
 
 
@@ -72,8 +81,17 @@ def _assign(engine: Engine, folder: Path, stations: list[str], *, archive: bytes
     m = read_manifest(folder)
     data = pack_bundle(folder) if archive is None else archive
     with session_scope(engine) as s:
-        distribute(session=s, name=m.name, version=m.version, sha256=m.sha256, archive=data,
-                   archive_sha256=archive_sha256(data), station_ids=stations, approval="test", actor="cli:test")
+        distribute(
+            session=s,
+            name=m.name,
+            version=m.version,
+            sha256=m.sha256,
+            archive=data,
+            archive_sha256=archive_sha256(data),
+            station_ids=stations,
+            approval="test",
+            actor="cli:test",
+        )
 
 
 def test_archive_is_deterministic_and_refuses_escaping_members(tmp_path: Path) -> None:
@@ -122,8 +140,16 @@ def test_a_version_under_promotion_control_needs_its_promotion(store: Engine, tm
     m = read_manifest(bundle(tmp_path, "2"))
     with session_scope(store) as s:
         assert approval_of(session=s, name="tiny", version="2", sha256=m.sha256) is None
-        fix_criteria(session=s, name="tiny", version="2", sha256=m.sha256, trained_by="trainer",
-                     criteria=Criteria(), actor="cli:test", reason="gate it")
+        fix_criteria(
+            session=s,
+            name="tiny",
+            version="2",
+            sha256=m.sha256,
+            trained_by="trainer",
+            criteria=Criteria(),
+            actor="cli:test",
+            reason="gate it",
+        )
     with session_scope(store, readonly=True) as s, pytest.raises(StateError, match="was not promoted"):
         approval_of(session=s, name="tiny", version="2", sha256=m.sha256)
 
@@ -132,8 +158,9 @@ def _station(tmp_path: Path, store: Engine, sid: str = "st01") -> tuple[Assignme
     registry = ModelRegistry(tmp_path / sid / "models")
     entry = registry.install(bundle(tmp_path / "src", "1"), activate=True)
     running = ModelRef(name="tiny", version="1", sha256=entry.sha256)
-    return AssignmentWatch(store, station_id=sid, registry=registry, name="tiny", running=running, check_s=0.0), \
-        registry
+    return AssignmentWatch(
+        store, station_id=sid, registry=registry, name="tiny", running=running, check_s=0.0
+    ), registry
 
 
 def test_watch_pulls_verifies_and_reports_a_switch(store: Engine, tmp_path: Path) -> None:
@@ -187,8 +214,15 @@ def test_watch_refuses_and_says_why(store: Engine, tmp_path: Path, case: str) ->
 
 
 def test_a_pinned_station_refuses_every_assignment(store: Engine, tmp_path: Path) -> None:
-    watch = AssignmentWatch(store, station_id="st02", registry=None, name=None, running=None, check_s=0.0,
-                            pinned="the station file pins the bundle folder /x")
+    watch = AssignmentWatch(
+        store,
+        station_id="st02",
+        registry=None,
+        name=None,
+        running=None,
+        check_s=0.0,
+        pinned="the station file pins the bundle folder /x",
+    )
     _assign(store, bundle(tmp_path, "2"), ["st02"])
     assert watch.poll() is None
     watch.poll()

@@ -15,8 +15,9 @@ from vinspect.store.evidence import EvidenceStore
 from vinspect.store.migrations import upgrade
 
 
-def test_audit_verify_names_the_links_after_the_signed_anchor(capsys: pytest.CaptureFixture[str],
-                                                              tmp_path: Path) -> None:
+def test_audit_verify_names_the_links_after_the_signed_anchor(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     data = tmp_path / "vinspect-data"
     data.mkdir()
     url = f"sqlite:///{data / 'vinspect.db'}"

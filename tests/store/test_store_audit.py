@@ -20,15 +20,22 @@ from vinspect.store.tables import AuditRecord, NcrRecord
 from vinspect.store.verify import verify_store
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ({"b": 2, "a": 1, "c": [True, None, "x"]}, b'{"a":1,"b":2,"c":[true,null,"x"]}'),
-    # RFC 8785 §3.2.2.3 number serialisation (ECMAScript Number::toString)
-    ([1.0, 1e21, 1e-7, 1e-6, 0.000001234, 333333333.3333333, -0.0, 5e-324, 1.7976931348623157e308],
-     b"[1,1e+21,1e-7,0.000001,0.000001234,333333333.3333333,0,5e-324,1.7976931348623157e+308]"),
-    ({"\u20ac": 1, "\r": 2, "\U0001f600": 3, "\ufb33": 4, "1": 5},  # RFC 8785 §3.2.3 sort by UTF-16 units
-     '{"\\r":2,"1":5,"\u20ac":1,"\U0001f600":3,"\ufb33":4}'.encode()),
-    ("é\u2028\u0001/", '"é\u2028\\u0001/"'.encode()),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"b": 2, "a": 1, "c": [True, None, "x"]}, b'{"a":1,"b":2,"c":[true,null,"x"]}'),
+        # RFC 8785 §3.2.2.3 number serialisation (ECMAScript Number::toString)
+        (
+            [1.0, 1e21, 1e-7, 1e-6, 0.000001234, 333333333.3333333, -0.0, 5e-324, 1.7976931348623157e308],
+            b"[1,1e+21,1e-7,0.000001,0.000001234,333333333.3333333,0,5e-324,1.7976931348623157e+308]",
+        ),
+        (
+            {"\u20ac": 1, "\r": 2, "\U0001f600": 3, "\ufb33": 4, "1": 5},  # RFC 8785 §3.2.3 sort by UTF-16 units
+            '{"\\r":2,"1":5,"\u20ac":1,"\U0001f600":3,"\ufb33":4}'.encode(),
+        ),
+        ("é\u2028\u0001/", '"é\u2028\\u0001/"'.encode()),
+    ],
+)
 def test_audit_canonical_json_follows_rfc8785(value: object, expected: bytes) -> None:
     assert canonical_json(value) == expected
 
@@ -48,8 +55,12 @@ def test_audit_chain_is_gap_free_and_verifies(engine: Engine) -> None:
     for i in range(5):
         with session_scope(engine) as session:
             for j in range(3):
-                append_audit(AuditEntry(actor="user:1", action="login.fail", entity="user", entity_id="1",
-                                        reason=f"attempt {i}.{j}"), session=session)
+                append_audit(
+                    AuditEntry(
+                        actor="user:1", action="login.fail", entity="user", entity_id="1", reason=f"attempt {i}.{j}"
+                    ),
+                    session=session,
+                )
     with session_scope(engine, readonly=True) as session:
         report = verify_chain(session=session)
         head = chain_head(session)
@@ -81,8 +92,14 @@ def test_audit_concurrent_writers_keep_numbers_and_chain_gap_free(engine: Engine
         try:
             sink = StoreSink(engine, evidence, defaults=DEFAULTS, batch_size=4)
             for seq in range(12):
-                sink.write(make_inspection(seq, station=name, with_map=seq % 2 == 0,
-                                           at=datetime(2026, 1, 15, tzinfo=UTC) + timedelta(seconds=seq)))
+                sink.write(
+                    make_inspection(
+                        seq,
+                        station=name,
+                        with_map=seq % 2 == 0,
+                        at=datetime(2026, 1, 15, tzinfo=UTC) + timedelta(seconds=seq),
+                    )
+                )
             sink.close()
         except BaseException as exc:  # collected and re-raised below
             errors.append(exc)

@@ -32,8 +32,9 @@ def _target_url(engine: Engine, tmp_path: Path, request: pytest.FixtureRequest) 
     return cluster.create_database("restore")
 
 
-def test_backup_restores_to_an_identical_verified_store(engine: Engine, evidence: EvidenceStore, tmp_path: Path,
-                                                        request: pytest.FixtureRequest) -> None:
+def test_backup_restores_to_an_identical_verified_store(
+    engine: Engine, evidence: EvidenceStore, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     _fill(engine, evidence)
     dest = tmp_path / "backup.bin"
     manifest = backup_store(engine, dest)
@@ -53,8 +54,9 @@ def test_backup_restores_to_an_identical_verified_store(engine: Engine, evidence
         restored.dispose()
 
 
-def test_backup_refuses_an_altered_file_and_a_non_empty_target(engine: Engine, evidence: EvidenceStore,
-                                                               tmp_path: Path, store_url: str) -> None:
+def test_backup_refuses_an_altered_file_and_a_non_empty_target(
+    engine: Engine, evidence: EvidenceStore, tmp_path: Path, store_url: str
+) -> None:
     _fill(engine, evidence, n=6)
     dest = tmp_path / "backup.bin"
     backup_store(engine, dest)

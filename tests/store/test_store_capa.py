@@ -35,10 +35,20 @@ from vinspect.types import Verdict
 def _users(engine: Engine) -> dict[str, int]:
     ids = {}
     with session_scope(engine) as session:
-        for name, role in (("rita", Role.REVIEWER), ("quinn", Role.QUALITY_ENGINEER), ("otto", Role.OPERATOR),
-                           ("ada", Role.ADMIN)):
-            ids[name] = repo.create_user(name, session=session, display_name=name.title() + " Example", role=role,
-                                         password_hash="argon2$x", actor="system:bootstrap").id
+        for name, role in (
+            ("rita", Role.REVIEWER),
+            ("quinn", Role.QUALITY_ENGINEER),
+            ("otto", Role.OPERATOR),
+            ("ada", Role.ADMIN),
+        ):
+            ids[name] = repo.create_user(
+                name,
+                session=session,
+                display_name=name.title() + " Example",
+                role=role,
+                password_hash="argon2$x",
+                actor="system:bootstrap",
+            ).id
     return ids
 
 
@@ -54,9 +64,19 @@ def _open(engine: Engine, users: dict[str, int], ncrs: list[str]) -> str:
     owners = {s: users["rita"] if s in ("D2", "D3", "D4") else users["quinn"] for s in STEPS}
     due = {s: T0 + timedelta(days=7) for s in STEPS}
     with session_scope(engine) as session:
-        return open_capa(session=session, user_id=users["quinn"], title="Cracks at the edge", source="ncr",
-                         source_ref=ncrs[0], ncr_uuids=ncrs, defect_codes=["crack"], station_id="st-1",
-                         owners=owners, due=due, baseline={"measure": "reject_rate", "k": 40, "n": 1000})
+        return open_capa(
+            session=session,
+            user_id=users["quinn"],
+            title="Cracks at the edge",
+            source="ncr",
+            source_ref=ncrs[0],
+            ncr_uuids=ncrs,
+            defect_codes=["crack"],
+            station_id="st-1",
+            owners=owners,
+            due=due,
+            baseline={"measure": "reject_rate", "k": 40, "n": 1000},
+        )
 
 
 def test_capa_8d_flow_is_signed_audited_and_verifiable(engine: Engine) -> None:
@@ -76,18 +96,24 @@ def test_capa_8d_flow_is_signed_audited_and_verifiable(engine: Engine) -> None:
             edit_step(number, step, {"text": f"{step} written", "category": "machine"}, session=session, user_id=who)
         if step == "D7":
             with pytest.raises(StateError, match="D7 not signed"), session_scope(engine) as session:
-                close_capa(number, session=session, user_id=users["quinn"], recognition="team", reason="done",
-                           effectiveness={})
+                close_capa(
+                    number, session=session, user_id=users["quinn"], recognition="team", reason="done", effectiveness={}
+                )
         with session_scope(engine) as session:
             sign_step(number, step, session=session, user_id=who)
     with pytest.raises(StateError, match="already signed"), session_scope(engine) as session:
         edit_step(number, "D2", {"text": "changed"}, session=session, user_id=users["rita"])
     with pytest.raises(StateError, match="quality engineer"), session_scope(engine) as session:
-        close_capa(number, session=session, user_id=users["rita"], recognition="team", reason="done",
-                   effectiveness={})
+        close_capa(number, session=session, user_id=users["rita"], recognition="team", reason="done", effectiveness={})
     with session_scope(engine) as session:
-        close_capa(number, session=session, user_id=users["quinn"], recognition="thanks to the line team",
-                   reason="reject rate down, significant", effectiveness={"p_value": 0.001})
+        close_capa(
+            number,
+            session=session,
+            user_id=users["quinn"],
+            recognition="thanks to the line team",
+            reason="reject rate down, significant",
+            effectiveness={"p_value": 0.001},
+        )
     with session_scope(engine, readonly=True) as session:
         view = get_capa(number, session=session)
         links = capas_for_ncrs(ncrs, session=session)
@@ -115,11 +141,26 @@ def test_capa_open_refuses_non_engineers_unknown_ncrs_and_missing_owners(engine:
     with pytest.raises(StateError, match="no NCR nope"), session_scope(engine) as session:
         open_capa(session=session, user_id=users["quinn"], ncr_uuids=["nope"], **kwargs)  # type: ignore[arg-type]
     with pytest.raises(StateError, match=r"D0 .* needs an owner"), session_scope(engine) as session:
-        open_capa(session=session, user_id=users["quinn"], ncr_uuids=[], **{**kwargs, "source": "pareto",  # type: ignore[arg-type]
-                                                                             "owners": {}})
+        open_capa(
+            session=session,
+            user_id=users["quinn"],
+            ncr_uuids=[],
+            **{
+                **kwargs,
+                "source": "pareto",  # type: ignore[arg-type]
+                "owners": {},
+            },
+        )
     with pytest.raises(StateError, match="admins"), session_scope(engine) as session:
-        open_capa(session=session, user_id=users["quinn"], **{**kwargs, "source": "pareto",  # type: ignore[arg-type]
-                                                               "owners": dict.fromkeys(STEPS, users["ada"])})
+        open_capa(
+            session=session,
+            user_id=users["quinn"],
+            **{
+                **kwargs,
+                "source": "pareto",  # type: ignore[arg-type]
+                "owners": dict.fromkeys(STEPS, users["ada"]),
+            },
+        )
 
 
 def test_a_signed_step_changed_behind_the_app_shows_as_not_intact(engine: Engine) -> None:
@@ -141,10 +182,26 @@ def test_a_signed_step_changed_behind_the_app_shows_as_not_intact(engine: Engine
 def test_alarm_raised_once_per_run_and_acknowledged_once_signed(engine: Engine) -> None:
     users = _users(engine)
     with session_scope(engine) as session:
-        first, new = raise_alarm(session=session, kind="spc", station_id="st-1", chart="reject_rate", rule=1,
-                                 first_at=T0, last_at=T0, detail={"rule": 1})
-        again, new2 = raise_alarm(session=session, kind="spc", station_id="st-1", chart="reject_rate", rule=1,
-                                  first_at=T0, last_at=T0 + timedelta(hours=1), detail={"rule": 1})
+        first, new = raise_alarm(
+            session=session,
+            kind="spc",
+            station_id="st-1",
+            chart="reject_rate",
+            rule=1,
+            first_at=T0,
+            last_at=T0,
+            detail={"rule": 1},
+        )
+        again, new2 = raise_alarm(
+            session=session,
+            kind="spc",
+            station_id="st-1",
+            chart="reject_rate",
+            rule=1,
+            first_at=T0,
+            last_at=T0 + timedelta(hours=1),
+            detail={"rule": 1},
+        )
     assert new and not new2 and again.id == first.id and again.last_at == T0 + timedelta(hours=1)
     with pytest.raises(StateError, match="reason"), session_scope(engine) as session:
         acknowledge_alarm(first.id, session=session, user_id=users["otto"], reason=" ")
@@ -159,9 +216,21 @@ def test_alarm_raised_once_per_run_and_acknowledged_once_signed(engine: Engine) 
         assert verify_signature(acked.ack_signature_id or 0, session=session)
         assert verify_store(session=session).ok
     with pytest.raises(StateError, match="quality engineer"), session_scope(engine) as session:
-        record_baseline(session=session, station_id="st-1", chart="reject_rate", window_from=T0, window_to=T0,
-                        subgroup_minutes=60, p_bar=0.1, subgroups=20, parts=100, defects=10, actor="user:x",
-                        user_id=users["rita"], reason="r")
+        record_baseline(
+            session=session,
+            station_id="st-1",
+            chart="reject_rate",
+            window_from=T0,
+            window_to=T0,
+            subgroup_minutes=60,
+            p_bar=0.1,
+            subgroups=20,
+            parts=100,
+            defects=10,
+            actor="user:x",
+            user_id=users["rita"],
+            reason="r",
+        )
 
 
 def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engine) -> None:
@@ -169,10 +238,18 @@ def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engi
         passes = [make_inspection(i, verdict=Verdict.PASS) for i in range(1, 9)]
         repo.add_inspections(passes, session=session, now=T0 + timedelta(minutes=5))
         repo.open_ncr(make_inspection(20), session=session, defaults=DEFAULTS, now=T0 + timedelta(minutes=10))
-        repo.open_ncr(make_inspection(21, reasons=("timeout",)), session=session, defaults=DEFAULTS,
-                      now=T0 + timedelta(hours=1, minutes=1))
-        review = repo.open_ncr(make_inspection(22, verdict=Verdict.REVIEW), session=session, defaults=DEFAULTS,
-                               now=T0 + timedelta(hours=1, minutes=2))
+        repo.open_ncr(
+            make_inspection(21, reasons=("timeout",)),
+            session=session,
+            defaults=DEFAULTS,
+            now=T0 + timedelta(hours=1, minutes=1),
+        )
+        review = repo.open_ncr(
+            make_inspection(22, verdict=Verdict.REVIEW),
+            session=session,
+            defaults=DEFAULTS,
+            now=T0 + timedelta(hours=1, minutes=2),
+        )
         # a re-inspection of part 1 later: not its first inspection
         again = make_inspection(30, verdict=Verdict.PASS)
         object.__setattr__(again.frame, "part_id", "SN-000001")
@@ -180,11 +257,24 @@ def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engi
     users = _users(engine)
     with session_scope(engine) as session:
         repo.claim_ncr(review.ncr_uuid, session=session, user_id=users["rita"])
-        repo.add_review(review.ncr_uuid, session=session, review=ReviewInput(
-            user_id=users["rita"], decision=ReviewDecision.FALSE_REJECT, reason="dust"))
-        append_audit(AuditEntry(actor=f"user:{users['rita']}", action="sample.review", entity="inspection",
-                                entity_id=passes[0].inspection_id, field="decision", new_value="ESCAPE",
-                                old_value="PASS", reason="chip [defect_code=chip]"), session=session)
+        repo.add_review(
+            review.ncr_uuid,
+            session=session,
+            review=ReviewInput(user_id=users["rita"], decision=ReviewDecision.FALSE_REJECT, reason="dust"),
+        )
+        append_audit(
+            AuditEntry(
+                actor=f"user:{users['rita']}",
+                action="sample.review",
+                entity="inspection",
+                entity_id=passes[0].inspection_id,
+                field="decision",
+                new_value="ESCAPE",
+                old_value="PASS",
+                reason="chip [defect_code=chip]",
+            ),
+            session=session,
+        )
     window = Window(T0, T0 + timedelta(hours=2))
     with session_scope(engine, readonly=True) as session:
         rows = hourly_rollup(window, session=session)
@@ -203,9 +293,12 @@ def test_hourly_rollup_counts_verdicts_faults_and_first_inspections(engine: Engi
     assert vision_vs_reviewer([*adj, *answers]) == [("reject", "good"), ("good", "reject")]
     assert codes == {"crack": 2, "timeout": 1}
     # the same judgements counted in the database (what the dashboard reads)
-    assert sorted((a.station_id, a.hour_of_day, a.model_version, a.part_number or "-", a.machine, a.human, a.n)
-                  for a in counted) == [("st-1", 8, "2026.01.1", "-", "PASS", "ESCAPE", 1),
-                                        ("st-1", 8, "2026.01.1", "TILE-100", "REJECT", "FALSE_REJECT", 1)]
+    assert sorted(
+        (a.station_id, a.hour_of_day, a.model_version, a.part_number or "-", a.machine, a.human, a.n) for a in counted
+    ) == [
+        ("st-1", 8, "2026.01.1", "-", "PASS", "ESCAPE", 1),
+        ("st-1", 8, "2026.01.1", "TILE-100", "REJECT", "FALSE_REJECT", 1),
+    ]
     assert sorted(vision_vs_reviewer_counts(counted)) == sorted(vision_vs_reviewer([*adj, *answers]))
 
 

@@ -57,16 +57,32 @@ def test_cli_ncr_list_show_export(data_dir: Path, capsys: pytest.CaptureFixture[
     assert code == 0 and json.loads(out)["ncr_number"] == "NCR-2026-000001"
     for fmt in ("json", "csv", "jsonl"):
         dest = tmp_path / f"out.{fmt}"
-        code, _ = run(capsys, "ncr", "export", "--data-dir", str(data_dir), "--format", fmt, "--out", str(dest),
-                      "--since", "2026-01-15T08:00:01Z", "--until", "2026-01-15T08:00:04", "--status", "OPEN")
+        code, _ = run(
+            capsys,
+            "ncr",
+            "export",
+            "--data-dir",
+            str(data_dir),
+            "--format",
+            fmt,
+            "--out",
+            str(dest),
+            "--since",
+            "2026-01-15T08:00:01Z",
+            "--until",
+            "2026-01-15T08:00:04",
+            "--status",
+            "OPEN",
+        )
         assert code == 0 and dest.exists()
     assert len(json.loads((tmp_path / "out.json").read_text())) == 3
     with pytest.raises(StoreError, match="not found"):
         run(capsys, "ncr", "show", "NCR-2026-000099", "--data-dir", str(data_dir))
 
 
-def test_cli_audit_verify_reports_the_first_broken_link(data_dir: Path, capsys: pytest.CaptureFixture[str],
-                                                        tmp_path: Path) -> None:
+def test_cli_audit_verify_reports_the_first_broken_link(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     anchor = tmp_path / "head.json"
     code, out = run(capsys, "audit", "verify", "--data-dir", str(data_dir), "--write-anchor", str(anchor))
     assert code == 0 and out.endswith("OK\n") and json.loads(anchor.read_text())["seq"] > 5
@@ -94,8 +110,19 @@ def test_cli_backup_restore_scrub(data_dir: Path, capsys: pytest.CaptureFixture[
 
 def test_cli_outbox_drain(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with QmsStub(["500", "reset"]) as stub:
-        code, out = run(capsys, "outbox", "drain", "--data-dir", str(data_dir), "--url", stub.url,
-                        "--timeout-s", "1", "--max-seconds", "30")
+        code, out = run(
+            capsys,
+            "outbox",
+            "drain",
+            "--data-dir",
+            str(data_dir),
+            "--url",
+            stub.url,
+            "--timeout-s",
+            "1",
+            "--max-seconds",
+            "30",
+        )
     assert code == 0 and out.startswith("delivered 5,") and len(stub.applies) == 5
 
 

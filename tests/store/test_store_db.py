@@ -73,8 +73,12 @@ def test_db_check_current_refuses_an_unmigrated_database(tmp_path: Path) -> None
 @pytest.mark.parametrize("verb", ["UPDATE", "DELETE"])
 def test_db_append_only_tables_refuse_update_and_delete(engine: Engine, table: str, verb: str) -> None:
     with session_scope(engine) as session:
-        session.execute(text("INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
-                             "VALUES ('u', 'U', 'admin', 'h', true, CURRENT_TIMESTAMP)"))
+        session.execute(
+            text(
+                "INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
+                "VALUES ('u', 'U', 'admin', 'h', true, CURRENT_TIMESTAMP)"
+            )
+        )
     _insert_one(engine, table)
     sql = f"UPDATE {table} SET id = id" if verb == "UPDATE" else f"DELETE FROM {table}"
     with pytest.raises(StoreError, match="append-only"), session_scope(engine) as session:
@@ -91,28 +95,56 @@ def _insert_one(engine: Engine, table: str) -> None:
     with session_scope(engine) as session:
         open_ncr(make_inspection(1), session=session, defaults=DEFAULTS, evidence=[ev])
         if table == "signatures":
-            session.execute(text("INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
-                                 "signed_at, record_sha256, auth_method) VALUES ('ncr', 'x', 1, 'U', 'REVIEW', "
-                                 "CURRENT_TIMESTAMP, 'h', 'password')"))
+            session.execute(
+                text(
+                    "INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
+                    "signed_at, record_sha256, auth_method) VALUES ('ncr', 'x', 1, 'U', 'REVIEW', "
+                    "CURRENT_TIMESTAMP, 'h', 'password')"
+                )
+            )
         if table == "station_configs":
-            session.execute(text("INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
-                                 "signed_at, record_sha256, auth_method) VALUES ('station_config', 'st@h', 1, 'U', "
-                                 "'CONFIG_APPROVAL', CURRENT_TIMESTAMP, 'h', 'password')"))
-            session.execute(text("INSERT INTO station_configs (station_id, config_sha256, config_text, source_path, "
-                                 "approved_by_user_id, approved_by, approved_at, reason, signature_id) VALUES ('st', "
-                                 "'h', '{}', 'p', 1, 'U', CURRENT_TIMESTAMP, 'r', (SELECT max(id) FROM signatures))"))
+            session.execute(
+                text(
+                    "INSERT INTO signatures (entity, entity_id, signer_user_id, printed_name, meaning, "
+                    "signed_at, record_sha256, auth_method) VALUES ('station_config', 'st@h', 1, 'U', "
+                    "'CONFIG_APPROVAL', CURRENT_TIMESTAMP, 'h', 'password')"
+                )
+            )
+            session.execute(
+                text(
+                    "INSERT INTO station_configs (station_id, config_sha256, config_text, source_path, "
+                    "approved_by_user_id, approved_by, approved_at, reason, signature_id) VALUES ('st', "
+                    "'h', '{}', 'p', 1, 'U', CURRENT_TIMESTAMP, 'r', (SELECT max(id) FROM signatures))"
+                )
+            )
         if table == "spc_baselines":
-            session.execute(text("INSERT INTO spc_baselines (station_id, chart, window_from, window_to, "
-                                 "subgroup_minutes, p_bar, subgroups, parts, defects, approved_by, reason, created_at) "
-                                 "VALUES ('st', 'reject_rate', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 60, 0.1, 20, 100, "
-                                 "10, 'user:1', 'r', CURRENT_TIMESTAMP)"))
+            session.execute(
+                text(
+                    "INSERT INTO spc_baselines (station_id, chart, window_from, window_to, "
+                    "subgroup_minutes, p_bar, subgroups, parts, defects, approved_by, reason, created_at) "
+                    "VALUES ('st', 'reject_rate', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 60, 0.1, 20, 100, "
+                    "10, 'user:1', 'r', CURRENT_TIMESTAMP)"
+                )
+            )
         if table == "capa_links":
-            session.execute(text("INSERT INTO capas (capa_number, title, status, source, source_ref, defect_codes, "
-                                 "opened_by, opened_at, baseline) VALUES ('CAPA-1', 't', 'OPEN', 'pareto', 'x', '[]', "
-                                 "1, CURRENT_TIMESTAMP, '{}')"))
-            session.execute(text("INSERT INTO capa_links (capa_id, ncr_uuid, linked_at, linked_by) "
-                                 "VALUES (1, 'x', CURRENT_TIMESTAMP, 'user:1')"))
+            session.execute(
+                text(
+                    "INSERT INTO capas (capa_number, title, status, source, source_ref, defect_codes, "
+                    "opened_by, opened_at, baseline) VALUES ('CAPA-1', 't', 'OPEN', 'pareto', 'x', '[]', "
+                    "1, CURRENT_TIMESTAMP, '{}')"
+                )
+            )
+            session.execute(
+                text(
+                    "INSERT INTO capa_links (capa_id, ncr_uuid, linked_at, linked_by) "
+                    "VALUES (1, 'x', CURRENT_TIMESTAMP, 'user:1')"
+                )
+            )
         if table == "pass_evidence":
-            session.execute(text("INSERT INTO pass_evidence (inspection_id, ordinal, kind, sha256, media_type, uri, "
-                                 "size_bytes, recorded_at) VALUES ('x', 0, 'image', 'a', 'image/png', 'urn:x', 1, "
-                                 "CURRENT_TIMESTAMP)"))
+            session.execute(
+                text(
+                    "INSERT INTO pass_evidence (inspection_id, ordinal, kind, sha256, media_type, uri, "
+                    "size_bytes, recorded_at) VALUES ('x', 0, 'image', 'a', 'image/png', 'urn:x', 1, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )

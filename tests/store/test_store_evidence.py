@@ -39,10 +39,22 @@ def test_evidence_repairs_a_damaged_copy_on_the_next_put(tmp_path: Path) -> None
     assert path.read_bytes() == data
 
 
-@pytest.mark.parametrize("name", [
-    "../" * 3 + "etc/passwd", "..%2f..%2fetc", "/etc/passwd", "a" * 63, "A" * 64, "g" * 64, "a" * 64 + "\x00",
-    "a" * 64 + "/../x", "..\\..\\x", "\u2025" * 32, "",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../" * 3 + "etc/passwd",
+        "..%2f..%2fetc",
+        "/etc/passwd",
+        "a" * 63,
+        "A" * 64,
+        "g" * 64,
+        "a" * 64 + "\x00",
+        "a" * 64 + "/../x",
+        "..\\..\\x",
+        "\u2025" * 32,
+        "",
+    ],
+)
 def test_evidence_refuses_anything_but_a_digest(tmp_path: Path, name: str) -> None:
     with pytest.raises(StoreError):
         EvidenceStore(tmp_path / "ev").path_for(name)

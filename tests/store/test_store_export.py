@@ -54,23 +54,53 @@ def filled(module_store: tuple[Engine, EvidenceStore]) -> Iterator[Engine]:
     engine, evidence = module_store
     sink = StoreSink(engine, evidence, defaults=DEFAULTS)
     for seq in range(8):
-        sink.write(make_inspection(seq, station="st-1" if seq < 5 else "st-2",
-                                   verdict=Verdict.REVIEW if seq == 7 else Verdict.FAIL,
-                                   reasons=("late",) if seq == 6 else None,
-                                   with_frame=seq != 6))
+        sink.write(
+            make_inspection(
+                seq,
+                station="st-1" if seq < 5 else "st-2",
+                verdict=Verdict.REVIEW if seq == 7 else Verdict.FAIL,
+                reasons=("late",) if seq == 6 else None,
+                with_frame=seq != 6,
+            )
+        )
     sink.close()
     with session_scope(engine) as session:
-        rita = repo.create_user("rita", session=session, display_name="Rita R", role=Role.REVIEWER,
-                                password_hash="h", actor="system:bootstrap").id
-        quinn = repo.create_user("quinn", session=session, display_name="Quinn Q", role=Role.QUALITY_ENGINEER,
-                                 password_hash="h", actor="system:bootstrap").id
+        rita = repo.create_user(
+            "rita",
+            session=session,
+            display_name="Rita R",
+            role=Role.REVIEWER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
+        quinn = repo.create_user(
+            "quinn",
+            session=session,
+            display_name="Quinn Q",
+            role=Role.QUALITY_ENGINEER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
         first = repo.list_ncrs(NcrFilter(), session=session)[0]["ncr_uuid"]
         repo.claim_ncr(first, session=session, user_id=rita)
-        repo.add_review(first, session=session, review=ReviewInput(
-            user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="crack", notify=("QA lead",)))
-        repo.add_disposition(first, session=session, disposition=DispositionInput(
-            user_id=quinn, code=DispositionCode.USE_AS_IS, quantity=1, justification="cosmetic, concession C-9",
-            customer_concession_ref="C-9"))
+        repo.add_review(
+            first,
+            session=session,
+            review=ReviewInput(
+                user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="crack", notify=("QA lead",)
+            ),
+        )
+        repo.add_disposition(
+            first,
+            session=session,
+            disposition=DispositionInput(
+                user_id=quinn,
+                code=DispositionCode.USE_AS_IS,
+                quantity=1,
+                justification="cosmetic, concession C-9",
+                customer_concession_ref="C-9",
+            ),
+        )
     yield engine
 
 
@@ -116,12 +146,15 @@ def test_export_csv_columns_match_the_golden_file_and_flatten(filled: Engine) ->
     assert rows[1]["review.decision"] == "" and rows[1]["status"] == "OPEN"
 
 
-@pytest.mark.parametrize(("filters", "count"), [
-    (NcrFilter(station_id="st-2"), 3),
-    (NcrFilter(status=NcrStatus.DISPOSITIONED), 1),
-    (NcrFilter(defect_code="late"), 1),
-    (NcrFilter(status=NcrStatus.OPEN, station_id="st-1"), 4),
-])
+@pytest.mark.parametrize(
+    ("filters", "count"),
+    [
+        (NcrFilter(station_id="st-2"), 3),
+        (NcrFilter(status=NcrStatus.DISPOSITIONED), 1),
+        (NcrFilter(defect_code="late"), 1),
+        (NcrFilter(status=NcrStatus.OPEN, station_id="st-1"), 4),
+    ],
+)
 def test_export_filters(filled: Engine, filters: NcrFilter, count: int) -> None:
     assert len(json.loads(_export(filled, ExportFormat.JSON, filters))) == count
 

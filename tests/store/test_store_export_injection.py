@@ -36,16 +36,41 @@ def data_dir(tmp_path: Path) -> Path:
     inspection = dataclasses.replace(inspection, frame=dataclasses.replace(inspection.frame, part_id=PART))
     with session_scope(engine) as session:
         ncr = repo.open_ncr(inspection, session=session, defaults=DEFAULTS).ncr_uuid
-        rita = repo.create_user("rita", session=session, display_name="Rita R", role=Role.REVIEWER,
-                                password_hash="h", actor="system:bootstrap").id
-        quinn = repo.create_user("quinn", session=session, display_name="-Quinn", role=Role.QUALITY_ENGINEER,
-                                 password_hash="h", actor="system:bootstrap").id
+        rita = repo.create_user(
+            "rita",
+            session=session,
+            display_name="Rita R",
+            role=Role.REVIEWER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
+        quinn = repo.create_user(
+            "quinn",
+            session=session,
+            display_name="-Quinn",
+            role=Role.QUALITY_ENGINEER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
         repo.claim_ncr(ncr, session=session, user_id=rita)
-        repo.add_review(ncr, session=session, review=ReviewInput(
-            user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason=REASON, investigation_notes=NOTES,
-            investigation_required=True))
-        repo.add_disposition(ncr, session=session, disposition=DispositionInput(
-            user_id=quinn, code=DispositionCode.USE_AS_IS, quantity=1, justification=JUSTIFICATION))
+        repo.add_review(
+            ncr,
+            session=session,
+            review=ReviewInput(
+                user_id=rita,
+                decision=ReviewDecision.CONFIRMED_DEFECT,
+                reason=REASON,
+                investigation_notes=NOTES,
+                investigation_required=True,
+            ),
+        )
+        repo.add_disposition(
+            ncr,
+            session=session,
+            disposition=DispositionInput(
+                user_id=quinn, code=DispositionCode.USE_AS_IS, quantity=1, justification=JUSTIFICATION
+            ),
+        )
     engine.dispose()
     return directory
 
@@ -55,8 +80,12 @@ def _rows(text: str) -> list[dict[str, str]]:
 
 
 def _formula_cells(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
-    return [(k, v) for row in rows for k, v in row.items() if v[:1] in ("=", "+", "@", "\t", "\r")
-            or (v[:1] == "-" and not _number(v))]
+    return [
+        (k, v)
+        for row in rows
+        for k, v in row.items()
+        if v[:1] in ("=", "+", "@", "\t", "\r") or (v[:1] == "-" and not _number(v))
+    ]
 
 
 def _number(text: str) -> bool:

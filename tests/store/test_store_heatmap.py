@@ -28,7 +28,7 @@ def test_heatmaps_of_different_parts_share_one_scale() -> None:
     faint_peak, strong_peak = faint[6, 6], strong[6, 6]
     assert tuple(strong_peak[:3]) != tuple(faint_peak[:3])  # per-image min-max would paint both dark red
     assert strong_peak[3] > faint_peak[3] > faint[0, 0][3] == 0  # weak scores fade out
-    assert strong_peak[2] > 100 and strong_peak[0] < 50     # the top of the scale is red (BGR)
+    assert strong_peak[2] > 100 and strong_peak[0] < 50  # the top of the scale is red (BGR)
 
 
 def test_heatmap_is_smooth_at_image_resolution_with_regions_outlined() -> None:

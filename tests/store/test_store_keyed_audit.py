@@ -74,7 +74,7 @@ def test_keyed_rows_verify_and_old_rows_are_reported_unkeyed(keyed: tuple[Engine
         rows = session.query(AuditRecord).order_by(AuditRecord.seq).all()
     unkeyed = [r.seq for r in rows if r.key_id is None]
     assert unkeyed == list(range(1, len(unkeyed) + 1)) and report.chain.unkeyed == len(unkeyed) > 0
-    assert all(r.mac is not None and len(r.mac) == 64 for r in rows[len(unkeyed):])
+    assert all(r.mac is not None and len(r.mac) == 64 for r in rows[len(unkeyed) :])
     assert read_anchor(data / ANCHOR_FILE, load_keyring(data / KEY_FILE)).seq == rows[-1].seq  # type: ignore[union-attr]
     assert os.stat(data / KEY_FILE).st_mode & 0o777 == 0o600
 
@@ -98,13 +98,15 @@ def test_forged_mac_and_unknown_key_are_detected(keyed: tuple[Engine, Path]) -> 
     ring = load_keyring(data / KEY_FILE)
     assert ring is not None
     with privileged(engine) as (conn, session):
-        conn.execute(text("UPDATE audit_records SET mac = :m WHERE seq = (SELECT MAX(seq) FROM audit_records)"),
-                     {"m": "0" * 64})
+        conn.execute(
+            text("UPDATE audit_records SET mac = :m WHERE seq = (SELECT MAX(seq) FROM audit_records)"), {"m": "0" * 64}
+        )
         report = verify_chain(session=session, keyring=ring)
     assert not report.ok and "HMAC does not match" in (report.problem or "")
     with privileged(engine) as (conn, session):
-        conn.execute(text("UPDATE audit_records SET key_id = 'k-other' WHERE seq = (SELECT MAX(seq) FROM "
-                          "audit_records)"))
+        conn.execute(
+            text("UPDATE audit_records SET key_id = 'k-other' WHERE seq = (SELECT MAX(seq) FROM audit_records)")
+        )
         report = verify_chain(session=session, keyring=ring)
     assert not report.ok and "not in the audit key file" in (report.problem or "")
 
@@ -158,8 +160,10 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 USER_TAMPERING = {
     "active": ("UPDATE users SET active = true WHERE username = 'rita'", "field active is True but audit seq"),
-    "password_hash": ("UPDATE users SET password_hash = 'argon2-forged' WHERE username = 'quinn'",
-                      "field password_hash differs but audit seq"),
+    "password_hash": (
+        "UPDATE users SET password_hash = 'argon2-forged' WHERE username = 'quinn'",
+        "field password_hash differs but audit seq",
+    ),
     "role": ("UPDATE users SET role = 'admin' WHERE username = 'quinn'", "field role is 'admin' but audit seq"),
 }
 
@@ -167,10 +171,22 @@ USER_TAMPERING = {
 @pytest.mark.parametrize("case", sorted(USER_TAMPERING))
 def test_user_rows_changed_outside_the_app_are_named(engine: Engine, case: str) -> None:
     with session_scope(engine) as session:
-        rita = repo.create_user("rita", session=session, display_name="Rita", role=Role.REVIEWER,
-                                password_hash="h1", actor="system:bootstrap")
-        repo.create_user("quinn", session=session, display_name="Quinn", role=Role.QUALITY_ENGINEER,
-                         password_hash="h2", actor="system:bootstrap")
+        rita = repo.create_user(
+            "rita",
+            session=session,
+            display_name="Rita",
+            role=Role.REVIEWER,
+            password_hash="h1",
+            actor="system:bootstrap",
+        )
+        repo.create_user(
+            "quinn",
+            session=session,
+            display_name="Quinn",
+            role=Role.QUALITY_ENGINEER,
+            password_hash="h2",
+            actor="system:bootstrap",
+        )
         repo.set_user_active(rita.id, session=session, active=False, actor="user:2", reason="left the company")
     with session_scope(engine, readonly=True) as session:
         assert verify_store(session=session).ok
@@ -187,16 +203,33 @@ def test_audited_user_changes_pass_verification(engine: Engine) -> None:
     from vinspect.store.tables import UserRecord
 
     with session_scope(engine) as session:
-        user = repo.create_user("pat", session=session, display_name="Pat", role=Role.REVIEWER,
-                                password_hash="h1", actor="system:bootstrap")
+        user = repo.create_user(
+            "pat", session=session, display_name="Pat", role=Role.REVIEWER, password_hash="h1", actor="system:bootstrap"
+        )
         row = session.get(UserRecord, user.id)
         assert row is not None
         row.password_hash = "h2"
-        audit_user_change(row, session=session, actor="user:1", action="user.reset_password", field="password_hash",
-                          old_value=None, new_value=None, reason="forgotten")
+        audit_user_change(
+            row,
+            session=session,
+            actor="user:1",
+            action="user.reset_password",
+            field="password_hash",
+            old_value=None,
+            new_value=None,
+            reason="forgotten",
+        )
         row.role = "admin"
-        audit_user_change(row, session=session, actor="user:1", action="user.set_role", field="role",
-                          old_value="reviewer", new_value="admin", reason="promotion")
+        audit_user_change(
+            row,
+            session=session,
+            actor="user:1",
+            action="user.set_role",
+            field="role",
+            old_value="reviewer",
+            new_value="admin",
+            reason="promotion",
+        )
     with session_scope(engine, readonly=True) as session:
         report = verify_store(session=session)
     assert report.ok, report.problems
@@ -208,8 +241,14 @@ def test_legacy_user_rows_still_name_an_unaudited_reactivation(tmp_path: Path) -
     try:
         upgrade(engine)
         with session_scope(engine) as session:
-            user = repo.create_user("lee", session=session, display_name="Lee", role=Role.REVIEWER,
-                                    password_hash="h", actor="system:bootstrap")
+            user = repo.create_user(
+                "lee",
+                session=session,
+                display_name="Lee",
+                role=Role.REVIEWER,
+                password_hash="h",
+                actor="system:bootstrap",
+            )
             repo.set_user_active(user.id, session=session, active=False, actor="user:1", reason="left")
         with privileged(engine) as (conn, session):  # make the links look like pre-0003 rows (no state)
             rows = conn.execute(text("SELECT seq FROM audit_records ORDER BY seq")).scalars().all()
@@ -220,13 +259,30 @@ def test_legacy_user_rows_still_name_an_unaudited_reactivation(tmp_path: Path) -
             for seq in rows:
                 row = session.query(AuditRecord).filter(AuditRecord.seq == seq).one()
                 session.refresh(row)
-                values = {c: getattr(row, c) for c in ("seq", "at", "actor", "action", "entity", "entity_id",
-                                                        "field", "old_value", "new_value", "reason", "source",
-                                                        "record_sha256", "state")}
+                values = {
+                    c: getattr(row, c)
+                    for c in (
+                        "seq",
+                        "at",
+                        "actor",
+                        "action",
+                        "entity",
+                        "entity_id",
+                        "field",
+                        "old_value",
+                        "new_value",
+                        "reason",
+                        "source",
+                        "record_sha256",
+                        "state",
+                    )
+                }
                 values["prev_hash"] = prev
                 prev = compute_row_hash(values)
-                conn.execute(text("UPDATE audit_records SET prev_hash = :p, row_hash = :h WHERE seq = :s"),
-                             {"p": values["prev_hash"], "h": prev, "s": seq})
+                conn.execute(
+                    text("UPDATE audit_records SET prev_hash = :p, row_hash = :h WHERE seq = :s"),
+                    {"p": values["prev_hash"], "h": prev, "s": seq},
+                )
             conn.execute(text("UPDATE users SET active = 1"))
             session.expire_all()
             report = verify_store(session=session)
@@ -244,9 +300,11 @@ def test_migration_0003_on_a_store_that_already_has_duplicates(store_url: str) -
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "0001")
-        insert = text("INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, policy_id, "
-                      "fail_at, review_at, recorded_at) VALUES (:i, 's', :p, 'FAIL', '[]', 'p', 0.7, 0.5, "
-                      "CURRENT_TIMESTAMP)")
+        insert = text(
+            "INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, policy_id, "
+            "fail_at, review_at, recorded_at) VALUES (:i, 's', :p, 'FAIL', '[]', 'p', 0.7, 0.5, "
+            "CURRENT_TIMESTAMP)"
+        )
         with engine.begin() as conn:
             for i, seq in enumerate([1, 2, 2, 3]):
                 conn.execute(insert, {"i": f"old-{i}", "p": seq})
@@ -265,8 +323,7 @@ def test_migration_0003_on_a_store_that_already_has_duplicates(store_url: str) -
         engine.dispose()
 
 
-def test_audit_cli_reports_unkeyed_rows_and_a_forged_append(capsys: pytest.CaptureFixture[str],
-                                                            tmp_path: Path) -> None:
+def test_audit_cli_reports_unkeyed_rows_and_a_forged_append(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     data = tmp_path / "vinspect-data"
     data.mkdir()
     url = f"sqlite:///{data / 'vinspect.db'}"
@@ -283,8 +340,9 @@ def test_audit_cli_reports_unkeyed_rows_and_a_forged_append(capsys: pytest.Captu
     assert code == 0 and "is now current" in out
     forger = make_engine(url)
     with session_scope(forger) as session:
-        append_audit(AuditEntry(actor="user:1", action="user.set_active", entity="user", entity_id="1"),
-                     session=session)
+        append_audit(
+            AuditEntry(actor="user:1", action="user.set_active", entity="user", entity_id="1"), session=session
+        )
     forger.dispose()
     code, out = run(capsys, "audit", "verify", "--data-dir", str(data))
     assert code == 1 and "without the audit key (forged)" in out and out.endswith("FAILED\n"), out

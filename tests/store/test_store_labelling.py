@@ -33,16 +33,28 @@ def _users(engine: Engine, *names: str) -> list[Labeller]:
     out = []
     with session_scope(engine) as db:
         for name in names:
-            user = create_user(name, session=db, display_name=name.title(), role="quality_engineer",  # type: ignore[arg-type]
-                               password_hash="x" * 20, actor="system:test")
+            user = create_user(
+                name,
+                session=db,
+                display_name=name.title(),
+                role="quality_engineer",  # type: ignore[arg-type]
+                password_hash="x" * 20,
+                actor="system:test",
+            )
             out.append(Labeller(user_id=user.id, username=name))
     return out
 
 
 def _import(engine: Engine, tmp_path: Path, *, blind: int = 0, n: int = 24, name: str = "s1"):  # type: ignore[no-untyped-def]
     files = LabelFiles(tmp_path / "labelling")
-    report = import_folder(write_folder(tmp_path / f"in-{name}", n=n), engine=engine, files=files, set_name=name,
-                           actor="system:test", blind_labellers=blind)
+    report = import_folder(
+        write_folder(tmp_path / f"in-{name}", n=n),
+        engine=engine,
+        files=files,
+        set_name=name,
+        actor="system:test",
+        blind_labellers=blind,
+    )
     return files, report
 
 
@@ -58,8 +70,9 @@ def _label(engine: Engine, name: str, image_id: int, who: Labeller, label: str, 
     with session_scope(engine) as db:
         label_set = get_set(db, name)
         assert label_set is not None
-        record_label(db, label_set, image_id, who, label=label, regions=list(regions), catalogue=CATALOGUE,
-                     source="test")
+        record_label(
+            db, label_set, image_id, who, label=label, regions=list(regions), catalogue=CATALOGUE, source="test"
+        )
 
 
 def test_import_names_bad_files_and_keeps_what_it_has(engine: Engine, tmp_path: Path) -> None:
@@ -84,10 +97,19 @@ def test_labels_undo_and_audit_chain(engine: Engine, tmp_path: Path) -> None:
     _label(engine, "s1", ids[0], ann, "good")
     box = {"kind": "box", "code": "scratch", "xyxy": [10, 10, 40, 30]}
     _label(engine, "s1", ids[0], ann, "scratch", [box])
-    with pytest.raises(DatasetError, match=r"region 1 \(polygon, dent\) point 2: point \(200, 5\) lies outside the "
-                                           r"96x96 image"):
-        _label(engine, "s1", ids[0], ann, "dent", [{"kind": "polygon", "code": "dent",
-                                                    "points": [[1, 1], [200, 5], [3, 40]]}])
+    with pytest.raises(
+        DatasetError,
+        match=r"region 1 \(polygon, dent\) point 2: point \(200, 5\) lies outside the "
+        r"96x96 image",
+    ):
+        _label(
+            engine,
+            "s1",
+            ids[0],
+            ann,
+            "dent",
+            [{"kind": "polygon", "code": "dent", "points": [[1, 1], [200, 5], [3, 40]]}],
+        )
     with pytest.raises(DatasetError, match="'crack' is not 'good' or a code of the product's catalogue"):
         _label(engine, "s1", ids[0], ann, "crack")
     with pytest.raises(DatasetError, match="defect code 'crack' is not in the product's catalogue"):
@@ -102,12 +124,19 @@ def test_labels_undo_and_audit_chain(engine: Engine, tmp_path: Path) -> None:
         assert undo_label(db, label_set, ids[0], ann, catalogue=CATALOGUE, source="test") is None
         events = list(db.scalars(select(LabelEventRecord).order_by(LabelEventRecord.id)))
         assert [(e.kind, e.label, e.previous_label) for e in events] == [
-            ("label", "good", None), ("label", "scratch", "good"), ("undo", "good", "scratch"), ("undo", None, "good")]
+            ("label", "good", None),
+            ("label", "scratch", "good"),
+            ("undo", "good", "scratch"),
+            ("undo", None, "good"),
+        ]
         audits = list(db.scalars(select(AuditRecord).where(AuditRecord.entity == "label_event")))
         assert {a.actor for a in audits} == {f"user:{ann.user_id}"}
         assert [(a.action, a.old_value, a.new_value) for a in audits] == [
-            ("label.label", None, "good"), ("label.label", "good", "scratch"),
-            ("label.undo", "scratch", "good"), ("label.undo", "good", None)]
+            ("label.label", None, "good"),
+            ("label.label", "good", "scratch"),
+            ("label.undo", "scratch", "good"),
+            ("label.undo", "good", None),
+        ]
         assert verify_chain(session=db).ok
     with session_scope(engine) as db, pytest.raises(DatabaseError):
         db.execute(text("UPDATE label_events SET label = 'dent'"))
@@ -120,8 +149,14 @@ def test_blind_kappa_settle_export_and_manifest(engine: Engine, tmp_path: Path) 
     a_labels = ["good"] * 6 + ["scratch"] * 4
     b_labels = ["good"] * 5 + ["scratch"] * 5  # one disagreement: image 6
     for i, image_id in enumerate(ids):
-        _label(engine, "s1", image_id, ann, a_labels[i],
-               [{"kind": "box", "code": "scratch", "xyxy": [5, 5, 30, 20]}] if a_labels[i] == "scratch" else [])
+        _label(
+            engine,
+            "s1",
+            image_id,
+            ann,
+            a_labels[i],
+            [{"kind": "box", "code": "scratch", "xyxy": [5, 5, 30, 20]}] if a_labels[i] == "scratch" else [],
+        )
         _label(engine, "s1", image_id, bob, b_labels[i])
     with session_scope(engine, readonly=True) as db:
         label_set = get_set(db, "s1")

@@ -16,24 +16,43 @@ from vinspect.store.review_queries import audit_rows
 from vinspect.store.tables import APPEND_ONLY_TABLES, SignatureRecord
 from vinspect.store.verify import verify_store
 
-WARNINGS = ("at zero escapes 72.5% of good parts would be rejected (145 of 200 validation good parts); with a "
-            "5.0% false-reject ceiling 67.5% of good parts would need review",)
+WARNINGS = (
+    "at zero escapes 72.5% of good parts would be rejected (145 of 200 validation good parts); with a "
+    "5.0% false-reject ceiling 67.5% of good parts would need review",
+)
 RATES = {"false_reject": {"events": 10, "n": 200, "rate": 0.05, "low": 0.0242, "high": 0.0900}}
 
 
 def _users(engine: Engine) -> tuple[int, int]:
     with session_scope(engine) as session:
-        rita = repo.create_user("rita", session=session, display_name="Rita R", role=Role.REVIEWER,
-                                password_hash="h", actor="system:test").id
-        quinn = repo.create_user("quinn", session=session, display_name="Quinn Q", role=Role.QUALITY_ENGINEER,
-                                 password_hash="h", actor="system:test").id
+        rita = repo.create_user(
+            "rita", session=session, display_name="Rita R", role=Role.REVIEWER, password_hash="h", actor="system:test"
+        ).id
+        quinn = repo.create_user(
+            "quinn",
+            session=session,
+            display_name="Quinn Q",
+            role=Role.QUALITY_ENGINEER,
+            password_hash="h",
+            actor="system:test",
+        ).id
     return rita, quinn
 
 
 def _record(session: Session, user_id: int, **overrides: object) -> object:
-    kwargs: dict[str, object] = dict(session=session, user_id=user_id, actor=f"user:{user_id}", name="tile",
-                                     version="7", sha256="ab" * 32, warnings=WARNINGS, rates=RATES,
-                                     reason="reviewers staffed for the band", source="test", accept_risk=True)
+    kwargs: dict[str, object] = dict(
+        session=session,
+        user_id=user_id,
+        actor=f"user:{user_id}",
+        name="tile",
+        version="7",
+        sha256="ab" * 32,
+        warnings=WARNINGS,
+        rates=RATES,
+        reason="reviewers staffed for the band",
+        source="test",
+        accept_risk=True,
+    )
     kwargs.update(overrides)
     return record_model_activation(**kwargs)  # type: ignore[arg-type]
 
@@ -52,13 +71,17 @@ def test_a_quality_engineer_signs_and_verify_store_checks_it(engine: Engine) -> 
     assert report.ok, report.problems
 
 
-@pytest.mark.parametrize(("who", "overrides", "match"), [
-    ("quinn", {"accept_risk": False}, "explicit acceptance"),
-    ("quinn", {"reason": "  "}, "needs a reason"),
-    ("rita", {}, "a quality engineer accepts"),
-])
-def test_acceptance_is_refused_without_consent_reason_or_role(engine: Engine, who: str,
-                                                              overrides: dict[str, object], match: str) -> None:
+@pytest.mark.parametrize(
+    ("who", "overrides", "match"),
+    [
+        ("quinn", {"accept_risk": False}, "explicit acceptance"),
+        ("quinn", {"reason": "  "}, "needs a reason"),
+        ("rita", {}, "a quality engineer accepts"),
+    ],
+)
+def test_acceptance_is_refused_without_consent_reason_or_role(
+    engine: Engine, who: str, overrides: dict[str, object], match: str
+) -> None:
     rita, quinn = _users(engine)
     with pytest.raises(StateError, match=match), session_scope(engine) as session:
         _record(session, {"rita": rita, "quinn": quinn}[who], **overrides)
@@ -89,8 +112,12 @@ def test_editing_the_accepted_content_breaks_the_signature(engine: Engine) -> No
                     conn.exec_driver_sql(f"DROP TRIGGER {table}_no_{verb}")
         else:
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        conn.execute(text("UPDATE audit_records SET new_value = replace(new_value, '72.5%', '7.5%') "
-                          "WHERE action = 'model.risk_accepted'"))
+        conn.execute(
+            text(
+                "UPDATE audit_records SET new_value = replace(new_value, '72.5%', '7.5%') "
+                "WHERE action = 'model.risk_accepted'"
+            )
+        )
         session = Session(bind=conn)
         try:
             sig = session.query(SignatureRecord).one()

@@ -46,14 +46,25 @@ def _config(url: str) -> RelayConfig:
 
 def _store_with_revisions(engine: Engine, count: int) -> None:
     with session_scope(engine) as session:
-        rita = repo.create_user("rita", session=session, display_name="Rita R", role=Role.REVIEWER,
-                                password_hash="h", actor="system:bootstrap").id
-        uuids = [repo.open_ncr(make_inspection(i, with_map=False), session=session, defaults=DEFAULTS).ncr_uuid
-                 for i in range(count)]
+        rita = repo.create_user(
+            "rita",
+            session=session,
+            display_name="Rita R",
+            role=Role.REVIEWER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
+        uuids = [
+            repo.open_ncr(make_inspection(i, with_map=False), session=session, defaults=DEFAULTS).ncr_uuid
+            for i in range(count)
+        ]
         for ncr_uuid in uuids[::4]:  # some NCRs get revisions 2 and 3
             repo.claim_ncr(ncr_uuid, session=session, user_id=rita)
-            repo.add_review(ncr_uuid, session=session, review=ReviewInput(
-                user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="confirmed"))
+            repo.add_review(
+                ncr_uuid,
+                session=session,
+                review=ReviewInput(user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="confirmed"),
+            )
 
 
 def _outbox(engine: Engine) -> dict[str, OutboxRecord]:
@@ -131,7 +142,16 @@ def test_outbox_keeps_retrying_after_a_long_outage_without_overflowing(engine: E
 
 
 def test_capped_delay_walks_to_the_cap_and_stays_there() -> None:
-    assert [capped_delay(n, initial_s=0.5, max_s=60.0, multiplier=2.0) for n in range(9)] == \
-        [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert [capped_delay(n, initial_s=0.5, max_s=60.0, multiplier=2.0) for n in range(9)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        60.0,
+        60.0,
+    ]
     assert capped_delay(10**6, initial_s=0.5, max_s=60.0, multiplier=2.0) == 60.0
     assert capped_delay(10**6, initial_s=0.1, max_s=5.0, multiplier=1.0) == 0.1

@@ -47,8 +47,13 @@ def test_restart_after_a_kill_accounts_for_every_number(tmp_path, engine, eviden
     assert [rec["part_seq"] for rec in lines] == [0, 1, 2, 3]  # the copy's own lines are not written again
     with session_scope(engine, readonly=True) as session:
         rows = {r.part_seq: r for r in session.scalars(select(InspectionRecord))}
-        ncr_seqs = set(session.scalars(select(InspectionRecord.part_seq).join(
-            NcrRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id)))
+        ncr_seqs = set(
+            session.scalars(
+                select(InspectionRecord.part_seq).join(
+                    NcrRecord, NcrRecord.inspection_id == InspectionRecord.inspection_id
+                )
+            )
+        )
         assert verify_store(session=session).ok
     assert sorted(rows) == [0, 1, 2, 3]
     assert [rows[s].verdict for s in (0, 1)] == ["PASS", "PASS"]  # taken from the copy, same inspection id
@@ -72,10 +77,12 @@ def test_restart_after_a_power_cut_skips_to_the_ceiling_on_the_audit_trail(tmp_p
 
 def test_unrecorded_seqs_finds_every_gap_in_one_walk(engine) -> None:
     with session_scope(engine) as session:
-        add_inspections([make_inspection(s, verdict=Verdict.PASS, station="st-1") for s in (2, 3, 5, 9)],
-                        session=session)
+        add_inspections(
+            [make_inspection(s, verdict=Verdict.PASS, station="st-1") for s in (2, 3, 5, 9)], session=session
+        )
         add_inspections([make_inspection(4, verdict=Verdict.PASS, station="other")], session=session)
     with session_scope(engine, readonly=True) as session:
+
         def gaps(first: int, end: int) -> list[int]:
             return unrecorded_seqs("st-1", first=first, end=end, session=session)
 

@@ -21,15 +21,34 @@ class _Undo(Exception):
 def _setup(engine: Engine) -> tuple[str, dict[str, int]]:
     with session_scope(engine) as session:
         ncr_uuid = repo.open_ncr(make_inspection(1), session=session, defaults=DEFAULTS).ncr_uuid
-        ids = {name: repo.create_user(name, session=session, display_name=f"{name.title()} Example", role=role,
-                                      password_hash="argon2$x", actor="system:bootstrap").id
-               for name, role in (("rita", Role.REVIEWER), ("rob", Role.REVIEWER),
-                                  ("quinn", Role.QUALITY_ENGINEER), ("quentin", Role.QUALITY_ENGINEER))}
+        ids = {
+            name: repo.create_user(
+                name,
+                session=session,
+                display_name=f"{name.title()} Example",
+                role=role,
+                password_hash="argon2$x",
+                actor="system:bootstrap",
+            ).id
+            for name, role in (
+                ("rita", Role.REVIEWER),
+                ("rob", Role.REVIEWER),
+                ("quinn", Role.QUALITY_ENGINEER),
+                ("quentin", Role.QUALITY_ENGINEER),
+            )
+        }
     return ncr_uuid, ids
 
 
-def _review(engine: Engine, ncr_uuid: str, user_id: int, decision: ReviewDecision, *, claim: bool = False,
-            supersede: bool = False) -> None:
+def _review(
+    engine: Engine,
+    ncr_uuid: str,
+    user_id: int,
+    decision: ReviewDecision,
+    *,
+    claim: bool = False,
+    supersede: bool = False,
+) -> None:
     with session_scope(engine) as session:
         if claim:
             repo.claim_ncr(ncr_uuid, session=session, user_id=user_id)
@@ -66,8 +85,11 @@ def test_only_a_quality_engineer_supersedes_a_review_signed_with_a_reason_kept_i
     with pytest.raises(StateError, match="may not"):
         _review(engine, ncr_uuid, ids["rob"], ReviewDecision.FALSE_REJECT, supersede=True)
     with pytest.raises(StateError, match="reason"), session_scope(engine) as session:
-        repo.supersede_review(ncr_uuid, session=session, review=ReviewInput(
-            user_id=ids["quinn"], decision=ReviewDecision.FALSE_REJECT, reason=" "))
+        repo.supersede_review(
+            ncr_uuid,
+            session=session,
+            review=ReviewInput(user_id=ids["quinn"], decision=ReviewDecision.FALSE_REJECT, reason=" "),
+        )
     _review(engine, ncr_uuid, ids["quinn"], ReviewDecision.FALSE_REJECT, supersede=True)
     doc = _doc(engine, ncr_uuid)
     assert doc["status"] == "VOID"
@@ -85,17 +107,26 @@ def test_only_a_quality_engineer_supersedes_a_review_signed_with_a_reason_kept_i
 def test_a_releasing_disposition_needs_a_second_person(engine: Engine, code: DispositionCode) -> None:
     ncr_uuid, ids = _setup(engine)
     _review(engine, ncr_uuid, ids["quinn"], ReviewDecision.CONFIRMED_DEFECT, claim=True)
-    disposition = DispositionInput(user_id=ids["quinn"], code=code, quantity=1, justification="concession C-1",
-                                   rework_instruction_ref="RI-1")
+    disposition = DispositionInput(
+        user_id=ids["quinn"], code=code, quantity=1, justification="concession C-1", rework_instruction_ref="RI-1"
+    )
     with pytest.raises(StateError, match="two-person"), session_scope(engine) as session:
         repo.add_disposition(ncr_uuid, session=session, disposition=disposition)
     with pytest.raises(_Undo), session_scope(engine) as session:  # a plant that configured no two-person codes
         repo.add_disposition(ncr_uuid, session=session, disposition=disposition, two_person=())
         raise _Undo
     with session_scope(engine) as session:
-        repo.add_disposition(ncr_uuid, session=session, disposition=DispositionInput(
-            user_id=ids["quentin"], code=code, quantity=1, justification="concession C-1",
-            rework_instruction_ref="RI-1"))
+        repo.add_disposition(
+            ncr_uuid,
+            session=session,
+            disposition=DispositionInput(
+                user_id=ids["quentin"],
+                code=code,
+                quantity=1,
+                justification="concession C-1",
+                rework_instruction_ref="RI-1",
+            ),
+        )
     assert _doc(engine, ncr_uuid)["status"] == str(NcrStatus.DISPOSITIONED)
 
 
@@ -103,6 +134,11 @@ def test_scrap_by_the_reviewing_engineer_is_not_a_release(engine: Engine) -> Non
     ncr_uuid, ids = _setup(engine)
     _review(engine, ncr_uuid, ids["quinn"], ReviewDecision.CONFIRMED_DEFECT, claim=True)
     with session_scope(engine) as session:
-        repo.add_disposition(ncr_uuid, session=session, disposition=DispositionInput(
-            user_id=ids["quinn"], code=DispositionCode.SCRAP, quantity=1, justification=""))
+        repo.add_disposition(
+            ncr_uuid,
+            session=session,
+            disposition=DispositionInput(
+                user_id=ids["quinn"], code=DispositionCode.SCRAP, quantity=1, justification=""
+            ),
+        )
     assert _doc(engine, ncr_uuid)["status"] == "DISPOSITIONED"

@@ -40,8 +40,9 @@ def owner_url(pg_cluster: PgCluster) -> str:
 
 def _app_role(pg_cluster: PgCluster) -> str:
     role = f"app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"host=127.0.0.1 port={pg_cluster.port} user=postgres dbname=postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        f"host=127.0.0.1 port={pg_cluster.port} user=postgres dbname=postgres", autocommit=True
+    ) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN")
     return role
 
@@ -49,14 +50,16 @@ def _app_role(pg_cluster: PgCluster) -> str:
 def _grant_via_cli(owner_url: str, role: str, capsys: pytest.CaptureFixture[str], tmp_path) -> str:
     parser = argparse.ArgumentParser(prog="vinspect")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["db", "grant", "--role", role, "--database-url", owner_url,
-                              "--data-dir", str(tmp_path / "data")])
+    args = parser.parse_args(
+        ["db", "grant", "--role", role, "--database-url", owner_url, "--data-dir", str(tmp_path / "data")]
+    )
     assert args.handler(args) == 0  # the owner migrates, then grants
     return capsys.readouterr().out
 
 
 def test_app_role_appends_and_delivers_but_cannot_change_or_unprotect_records(
-        pg_cluster: PgCluster, owner_url: str, capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    pg_cluster: PgCluster, owner_url: str, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
     role = _app_role(pg_cluster)
     printed = _grant_via_cli(owner_url, role, capsys, tmp_path)
     assert f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY_TABLES)} TO {role};" in printed

@@ -18,8 +18,15 @@ from vinspect.store.tables import InspectionHourRecord, InspectionRecord
 from vinspect.store.verify import verify_store
 from vinspect.types import Verdict
 
-_KINDS = [(Verdict.PASS, ()), (Verdict.PASS, ()), (Verdict.PASS, ()), (Verdict.FAIL, ("score",)),
-          (Verdict.REVIEW, ("review_band",)), (Verdict.FAIL, ("timeout",)), (Verdict.FAIL, ("score", "late"))]
+_KINDS = [
+    (Verdict.PASS, ()),
+    (Verdict.PASS, ()),
+    (Verdict.PASS, ()),
+    (Verdict.FAIL, ("score",)),
+    (Verdict.REVIEW, ("review_band",)),
+    (Verdict.FAIL, ("timeout",)),
+    (Verdict.FAIL, ("score", "late")),
+]
 
 
 def _store(engine: Engine, first: int, n: int, *, hours: int = 7) -> None:
@@ -31,8 +38,9 @@ def _store(engine: Engine, first: int, n: int, *, hours: int = 7) -> None:
             verdict, reasons = _KINDS[seq % len(_KINDS)]
             at = T0 + timedelta(minutes=7 + seq * 60 * hours // 200)
             station = "st-1" if seq % 3 else "st-2"
-            insp = make_inspection(seq, verdict=verdict, reasons=reasons, station=station, size=16,
-                                   with_map=False, at=at)
+            insp = make_inspection(
+                seq, verdict=verdict, reasons=reasons, station=station, size=16, with_map=False, at=at
+            )
             assert insp.frame is not None
             if seq % 4 == 0 and seq > 8:
                 insp = dataclasses.replace(insp, frame=dataclasses.replace(insp.frame, part_id=f"SN-{seq - 1:06d}"))
@@ -73,9 +81,11 @@ def _read(engine: Engine, window: Window, **kw: str) -> dict[tuple[str, str, str
     return _totals(hourly)
 
 
-_WINDOWS = [Window(T0, T0 + timedelta(days=1)),                                   # whole hours
-            Window(T0 + timedelta(minutes=37), T0 + timedelta(hours=5, minutes=11)),  # partial edge hours
-            Window(T0 + timedelta(hours=2, minutes=5), T0 + timedelta(hours=2, minutes=50))]  # inside one hour
+_WINDOWS = [
+    Window(T0, T0 + timedelta(days=1)),  # whole hours
+    Window(T0 + timedelta(minutes=37), T0 + timedelta(hours=5, minutes=11)),  # partial edge hours
+    Window(T0 + timedelta(hours=2, minutes=5), T0 + timedelta(hours=2, minutes=50)),
+]  # inside one hour
 
 
 def test_rollup_equals_raw_counts_while_rows_arrive(engine: Engine) -> None:

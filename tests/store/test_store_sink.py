@@ -29,8 +29,9 @@ def _count(engine: Engine, table: type) -> int:
 
 
 @pytest.mark.parametrize(("ncr_on_review", "expected"), [(True, 2), (False, 1)])
-def test_sink_opens_ncrs_for_fail_and_configurable_review(engine: Engine, evidence: EvidenceStore,
-                                                          ncr_on_review: bool, expected: int) -> None:
+def test_sink_opens_ncrs_for_fail_and_configurable_review(
+    engine: Engine, evidence: EvidenceStore, ncr_on_review: bool, expected: int
+) -> None:
     sink = StoreSink(engine, evidence, defaults=DEFAULTS, ncr_on_review=ncr_on_review)
     for seq, verdict in enumerate((Verdict.FAIL, Verdict.REVIEW, Verdict.PASS)):
         sink.write(make_inspection(seq, verdict=verdict))
@@ -85,8 +86,9 @@ def test_sink_batches_pass_rows_and_flushes_them_with_the_next_ncr(engine: Engin
     assert (books.triggers, books.passed, books.failed_defect, books.discrepancy) == (17, 16, 1, 0)
 
 
-def test_sink_ncr_is_invisible_until_its_commit_returns(engine: Engine, evidence: EvidenceStore,
-                                                        store_url: str) -> None:
+def test_sink_ncr_is_invisible_until_its_commit_returns(
+    engine: Engine, evidence: EvidenceStore, store_url: str
+) -> None:
     """Goal D3: at the moment COMMIT is issued, another connection still sees nothing."""
     reader = make_engine(store_url)
     seen_before_commit: list[int] = []
@@ -121,8 +123,9 @@ def test_sink_failed_commit_raises_and_keeps_pending_rows(tmp_path: Path, eviden
     engine.dispose()
 
 
-def test_sink_write_batch_is_one_commit_and_acks_only_after_it(engine: Engine, evidence: EvidenceStore,
-                                                                store_url: str) -> None:
+def test_sink_write_batch_is_one_commit_and_acks_only_after_it(
+    engine: Engine, evidence: EvidenceStore, store_url: str
+) -> None:
     """Group commit: rejects and plain rows of one run share a transaction; acks follow the commit."""
     reader = make_engine(store_url)
     commits: list[int] = []
@@ -148,8 +151,9 @@ def test_sink_write_batch_is_one_commit_and_acks_only_after_it(engine: Engine, e
     assert _count(engine, InspectionRecord) == 6  # plain rows of the run are in that commit too
     with session_scope(reader, readonly=True) as session:
         assert verify_store(session=session).ok and scrub(evidence, session=session).checked == 8
-        assert [d["inference"]["inference_id"] for d in repo.list_ncrs(NcrFilter(), session=session)] == \
-            [batch[i].inspection_id for i in (0, 2, 3, 5)]
+        assert [d["inference"]["inference_id"] for d in repo.list_ncrs(NcrFilter(), session=session)] == [
+            batch[i].inspection_id for i in (0, 2, 3, 5)
+        ]
     reader.dispose()
 
 
@@ -159,8 +163,9 @@ def test_sink_write_batch_failure_costs_only_the_bad_inspection(engine: Engine, 
     sink = StoreSink(engine, evidence, defaults=DEFAULTS, on_ncr=refs.append)
     sink.write(make_inspection(2))
     reused = replace(make_inspection(2), inspection_id="st-1-other")  # part seq 2 again, another inspection
-    results = sink.write_batch([make_inspection(1), reused, make_inspection(3, verdict=Verdict.PASS),
-                                make_inspection(4)])
+    results = sink.write_batch(
+        [make_inspection(1), reused, make_inspection(3, verdict=Verdict.PASS), make_inspection(4)]
+    )
     assert [r is None for r in results] == [True, False, True, True]
     assert isinstance(results[1], StoreError) and "part number was reused" in str(results[1])
     sink.close()
@@ -180,8 +185,14 @@ def test_sink_stores_a_record_delivered_twice_once(engine: Engine, evidence: Evi
     sink.write(make_inspection(1))  # and one alone
     sink.close()
     numbers = [r.ncr_number for r in refs]
-    assert numbers == ["NCR-2026-000001", "NCR-2026-000002", "NCR-2026-000001", "NCR-2026-000002",
-                       "NCR-2026-000003", "NCR-2026-000001"]
+    assert numbers == [
+        "NCR-2026-000001",
+        "NCR-2026-000002",
+        "NCR-2026-000001",
+        "NCR-2026-000002",
+        "NCR-2026-000003",
+        "NCR-2026-000001",
+    ]
     assert _count(engine, NcrRecord) == 3 and _count(engine, InspectionRecord) == 4
     with session_scope(engine, readonly=True) as session:
         assert verify_store(session=session).ok
@@ -196,13 +207,18 @@ def test_store_refuses_a_second_row_for_one_part_number(engine: Engine) -> None:
     with session_scope(engine) as session:
         add_inspections([make_inspection(5, verdict=Verdict.PASS)], session=session)
     with pytest.raises(IntegrityError, match=r"(?i)unique|duplicate"), engine.begin() as conn:
-        conn.execute(text("INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, policy_id, "
-                          "fail_at, review_at, recorded_at) VALUES ('x', 'st-1', 5, 'PASS', '[]', 'p1', 0.7, 0.5, "
-                          "CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, policy_id, "
+                "fail_at, review_at, recorded_at) VALUES ('x', 'st-1', 5, 'PASS', '[]', 'p1', 0.7, 0.5, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
 
 
 def test_sink_write_batch_reports_a_failed_acknowledgement_per_ncr(engine: Engine, evidence: EvidenceStore) -> None:
     """The commit stands; only the NCR whose acknowledgement hook failed is reported."""
+
     def ack(ref: NcrRef) -> None:
         if ref.ncr_number.endswith("000002"):
             raise OSError("ack pipe closed")

@@ -28,8 +28,21 @@ from vinspect.store.tables import APPEND_ONLY_TABLES, AuditRecord, OutboxRecord
 from vinspect.store.verify import verify_store
 from vinspect.types import Verdict
 
-AUDIT_COLUMNS = ("at", "actor", "action", "entity", "entity_id", "field", "old_value", "new_value", "reason",
-                 "source", "record_sha256", "prev_hash", "row_hash")
+AUDIT_COLUMNS = (
+    "at",
+    "actor",
+    "action",
+    "entity",
+    "entity_id",
+    "field",
+    "old_value",
+    "new_value",
+    "reason",
+    "source",
+    "record_sha256",
+    "prev_hash",
+    "row_hash",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +56,22 @@ def populated(module_store: tuple[Engine, EvidenceStore]) -> Engine:
 def _fill(engine: Engine, evidence: EvidenceStore) -> None:
     """Inspections, NCRs with evidence, a full review path, users and signatures."""
     with session_scope(engine) as session:
-        rita = repo.create_user("rita", session=session, display_name="Rita R", role=Role.REVIEWER,
-                                password_hash="h", actor="system:bootstrap").id
-        quinn = repo.create_user("quinn", session=session, display_name="Quinn Q", role=Role.QUALITY_ENGINEER,
-                                 password_hash="h", actor="system:bootstrap").id
+        rita = repo.create_user(
+            "rita",
+            session=session,
+            display_name="Rita R",
+            role=Role.REVIEWER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
+        quinn = repo.create_user(
+            "quinn",
+            session=session,
+            display_name="Quinn Q",
+            role=Role.QUALITY_ENGINEER,
+            password_hash="h",
+            actor="system:bootstrap",
+        ).id
     sink = StoreSink(engine, evidence, defaults=DEFAULTS, batch_size=3)
     for seq in range(12):
         sink.write(make_inspection(seq, verdict=Verdict.FAIL if seq % 4 == 0 else Verdict.PASS))
@@ -54,10 +79,18 @@ def _fill(engine: Engine, evidence: EvidenceStore) -> None:
     with session_scope(engine) as session:
         first = repo.list_ncrs(repo.NcrFilter(), session=session)[0]["ncr_uuid"]
         repo.claim_ncr(first, session=session, user_id=rita)
-        repo.add_review(first, session=session, review=ReviewInput(
-            user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="crack"))
-        repo.add_disposition(first, session=session, disposition=DispositionInput(
-            user_id=quinn, code=DispositionCode.SCRAP, quantity=1, justification="beyond repair"))
+        repo.add_review(
+            first,
+            session=session,
+            review=ReviewInput(user_id=rita, decision=ReviewDecision.CONFIRMED_DEFECT, reason="crack"),
+        )
+        repo.add_disposition(
+            first,
+            session=session,
+            disposition=DispositionInput(
+                user_id=quinn, code=DispositionCode.SCRAP, quantity=1, justification="beyond repair"
+            ),
+        )
         assert verify_store(session=session).ok
 
 
@@ -110,8 +143,12 @@ def test_tamper_every_audit_row_edit_is_named(populated: Engine) -> None:
     assert len(rows) >= 15
     for index, (row_id, seq) in enumerate(rows):
         column = AUDIT_COLUMNS[index % len(AUDIT_COLUMNS)]
-        value = {"at": "2000-01-01 00:00:00", "prev_hash": "f" * 64, "row_hash": "f" * 64,
-                 "record_sha256": "f" * 64}.get(column, "tampered")
+        value = {
+            "at": "2000-01-01 00:00:00",
+            "prev_hash": "f" * 64,
+            "row_hash": "f" * 64,
+            "record_sha256": "f" * 64,
+        }.get(column, "tampered")
 
         def edit(conn: Connection, _: Session, column: str = column, value: str = value, row_id: int = row_id) -> None:
             conn.execute(text(f"UPDATE audit_records SET {column} = :v WHERE id = :i"), {"v": value, "i": row_id})
@@ -123,14 +160,18 @@ def test_tamper_every_audit_row_edit_is_named(populated: Engine) -> None:
 def test_tamper_every_audit_row_deletion_is_named(populated: Engine) -> None:
     anchor = _anchor(populated)
     for row_id, seq in _audit_rows(populated):
-        report = _tampered(populated, lambda conn, _, i=row_id: conn.execute(
-            text("DELETE FROM audit_records WHERE id = :i"), {"i": i}), anchor=anchor)
+        report = _tampered(
+            populated,
+            lambda conn, _, i=row_id: conn.execute(text("DELETE FROM audit_records WHERE id = :i"), {"i": i}),
+            anchor=anchor,
+        )
         assert not report.ok and report.broken_seq == seq, (seq, report)
 
 
 def test_tamper_every_audit_row_reordering_is_named(populated: Engine) -> None:
     rows = _audit_rows(populated)
     for (id_a, seq_a), (id_b, seq_b) in itertools.pairwise(rows):
+
         def swap(conn: Connection, _: Session, a: int = id_a, b: int = id_b, sa: int = seq_a, sb: int = seq_b) -> None:
             conn.execute(text("UPDATE audit_records SET seq = -1 WHERE id = :a"), {"a": a})
             conn.execute(text("UPDATE audit_records SET seq = :s WHERE id = :b"), {"s": sa, "b": b})
@@ -142,8 +183,15 @@ def test_tamper_every_audit_row_reordering_is_named(populated: Engine) -> None:
 
 def _forge(session: Session, *, seq: int, prev_hash: str) -> None:
     """The strongest single-row insertion: a well-formed row with a correctly computed hash."""
-    row = AuditRecord(seq=seq, at=session.query(AuditRecord).first().at, actor="user:1",  # type: ignore[union-attr]
-                      action="ncr.reviewed", entity="ncr_event", entity_id="999", prev_hash=prev_hash)
+    row = AuditRecord(
+        seq=seq,
+        at=session.query(AuditRecord).first().at,
+        actor="user:1",  # type: ignore[union-attr]
+        action="ncr.reviewed",
+        entity="ncr_event",
+        entity_id="999",
+        prev_hash=prev_hash,
+    )
     row.row_hash = compute_row_hash(row)
     session.add(row)
     session.flush()
@@ -153,6 +201,7 @@ def test_tamper_every_audit_row_insertion_is_named(populated: Engine) -> None:
     rows = _audit_rows(populated)
     anchor = _anchor(populated)
     for _, seq in rows:
+
         def insert(conn: Connection, session: Session, seq: int = seq) -> None:
             prev = session.query(AuditRecord).filter(AuditRecord.seq == seq - 1).one_or_none()
             _renumber(conn, from_seq=seq, shift=1)
@@ -163,12 +212,17 @@ def test_tamper_every_audit_row_insertion_is_named(populated: Engine) -> None:
         assert not report.ok and report.broken_seq == (seq if seq == anchor.seq else seq + 1), (seq, report)
     # appended after the head: a copy of an existing row, or a forged row with a valid hash
     for _, seq in rows:
+
         def append_copy(conn: Connection, _: Session, seq: int = seq) -> None:
-            conn.execute(text(
-                "INSERT INTO audit_records (seq, at, actor, action, entity, entity_id, field, old_value, new_value, "
-                "reason, source, record_sha256, prev_hash, row_hash) SELECT :n, at, actor, action, entity, entity_id,"
-                " field, old_value, new_value, reason, source, record_sha256, prev_hash, row_hash FROM audit_records"
-                " WHERE seq = :s"), {"n": anchor.seq + 1, "s": seq})
+            conn.execute(
+                text(
+                    "INSERT INTO audit_records (seq, at, actor, action, entity, entity_id, field, old_value, "
+                    "new_value, reason, source, record_sha256, prev_hash, row_hash) SELECT :n, at, actor, action, "
+                    "entity, entity_id, field, old_value, new_value, reason, source, record_sha256, prev_hash, "
+                    "row_hash FROM audit_records WHERE seq = :s"
+                ),
+                {"n": anchor.seq + 1, "s": seq},
+            )
 
         report = _tampered(populated, append_copy, anchor=anchor)
         assert not report.ok and report.broken_seq == anchor.seq + 1, (seq, report)
@@ -186,39 +240,51 @@ def _exec(sql: str) -> Callable[[Connection, Session], None]:
 
 RECORD_CASES = {
     "ncr field edited": _exec("UPDATE ncrs SET defect_code = 'scratch' WHERE id = 1"),
-    "ncr deleted": _exec("DELETE FROM ncr_evidence WHERE ncr_id = 3; DELETE FROM ncr_events WHERE ncr_id = 3; "
-                         "DELETE FROM outbox WHERE id > 0 AND ncr_uuid = (SELECT ncr_uuid FROM ncrs WHERE id = 3); "
-                         "DELETE FROM ncrs WHERE id = 3"),
+    "ncr deleted": _exec(
+        "DELETE FROM ncr_evidence WHERE ncr_id = 3; DELETE FROM ncr_events WHERE ncr_id = 3; "
+        "DELETE FROM outbox WHERE id > 0 AND ncr_uuid = (SELECT ncr_uuid FROM ncrs WHERE id = 3); "
+        "DELETE FROM ncrs WHERE id = 3"
+    ),
     "evidence sha edited": _exec("UPDATE ncr_evidence SET sha256 = repeat('0', 64) WHERE id = 1"),
     "evidence deleted": _exec("DELETE FROM ncr_evidence WHERE id = 2"),
-    "evidence inserted": _exec("INSERT INTO ncr_evidence (ncr_id, ordinal, kind, sha256, media_type, uri, "
-                               "size_bytes, camera_settings) VALUES (1, 9, 'image', repeat('1', 64), 'image/png', "
-                               "'urn:x', 1, '{}')"),
+    "evidence inserted": _exec(
+        "INSERT INTO ncr_evidence (ncr_id, ordinal, kind, sha256, media_type, uri, "
+        "size_bytes, camera_settings) VALUES (1, 9, 'image', repeat('1', 64), 'image/png', "
+        "'urn:x', 1, '{}')"
+    ),
     "event payload edited": _exec("UPDATE ncr_events SET reason = 'no reason' WHERE kind = 'REVIEWED'"),
     "event deleted": _exec("DELETE FROM ncr_events WHERE kind = 'DISPOSITIONED'"),
-    "event inserted": _exec("INSERT INTO ncr_events (ncr_id, revision, kind, from_status, to_status, at, actor, "
-                            "payload) VALUES (2, 2, 'CLOSED', 'OPEN', 'CLOSED', CURRENT_TIMESTAMP, 'user:2', '{}')"),
+    "event inserted": _exec(
+        "INSERT INTO ncr_events (ncr_id, revision, kind, from_status, to_status, at, actor, "
+        "payload) VALUES (2, 2, 'CLOSED', 'OPEN', 'CLOSED', CURRENT_TIMESTAMP, 'user:2', '{}')"
+    ),
     "signature name edited": _exec("UPDATE signatures SET printed_name = 'Someone Else' WHERE id = 1"),
     "signature hash edited": _exec("UPDATE signatures SET record_sha256 = repeat('0', 64) WHERE id = 2"),
     "inspection verdict edited": _exec("UPDATE inspections SET verdict = 'PASS' WHERE id = 1"),
     "inspection deleted": _exec("DELETE FROM inspections WHERE id = 2 AND verdict = 'PASS'"),
-    "inspection inserted": _exec("INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, "
-                                 "policy_id, fail_at, review_at, recorded_at) VALUES ('forged', 'st-1', 99, 'PASS', "
-                                 "'[]', 'p1', 0.7, 0.5, CURRENT_TIMESTAMP)"),
+    "inspection inserted": _exec(
+        "INSERT INTO inspections (inspection_id, station_id, part_seq, verdict, reasons, "
+        "policy_id, fail_at, review_at, recorded_at) VALUES ('forged', 'st-1', 99, 'PASS', "
+        "'[]', 'p1', 0.7, 0.5, CURRENT_TIMESTAMP)"
+    ),
     # swap the part seqs of ids 2 and 3 (one row per part seq holds at every step: 0003's unique key)
-    "inspections reordered": _exec("UPDATE inspections SET part_seq = -1 - (part_seq * 100000 + (SELECT part_seq "
-                                   "FROM inspections WHERE id = 3)) WHERE id = 2; UPDATE inspections SET part_seq "
-                                   "= (SELECT (-1 - part_seq) / 100000 FROM inspections WHERE id = 2) WHERE id = 3;"
-                                   " UPDATE inspections SET part_seq = (-1 - part_seq) - ((-1 - part_seq) / 100000)"
-                                   " * 100000 WHERE id = 2"),
+    "inspections reordered": _exec(
+        "UPDATE inspections SET part_seq = -1 - (part_seq * 100000 + (SELECT part_seq "
+        "FROM inspections WHERE id = 3)) WHERE id = 2; UPDATE inspections SET part_seq "
+        "= (SELECT (-1 - part_seq) / 100000 FROM inspections WHERE id = 2) WHERE id = 3;"
+        " UPDATE inspections SET part_seq = (-1 - part_seq) - ((-1 - part_seq) / 100000)"
+        " * 100000 WHERE id = 2"
+    ),
     "user role edited": _exec("UPDATE users SET role = 'quality_engineer' WHERE username = 'rita'"),
     "outbox marked delivered": _exec("UPDATE outbox SET state = 'DELIVERED' WHERE id = 1"),
     "outbox payload edited": _exec("UPDATE outbox SET payload = '{}' WHERE id = 2"),
     # issue 16: the retry bookkeeping is not audited; holding a pending NCR back from the QMS is still named
     "outbox held back before its first attempt": lambda _, session: _hold_back(session, attempts=0),
     "outbox held back after a retry": lambda _, session: _hold_back(session, attempts=3),
-    "user inserted": _exec("INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
-                           "VALUES ('mallory', 'M', 'admin', 'h', true, CURRENT_TIMESTAMP)"),
+    "user inserted": _exec(
+        "INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
+        "VALUES ('mallory', 'M', 'admin', 'h', true, CURRENT_TIMESTAMP)"
+    ),
 }
 
 
@@ -242,14 +308,26 @@ def test_tamper_record_changes_are_caught_by_their_audit_link(populated: Engine,
 
 
 EXPECTED = {
-    "ncr field edited": "ncr ", "ncr deleted": "ncr_event ", "evidence sha edited": "ncr ",
-    "evidence deleted": "ncr ", "evidence inserted": "ncr ", "event payload edited": "ncr_event ",
-    "event deleted": "ncr_event ", "event inserted": "ncr_event ", "signature name edited": "signature ",
-    "signature hash edited": "signature ", "inspection verdict edited": "inspections ",
-    "inspection deleted": "inspections ", "inspection inserted": "inspections id ",
-    "inspections reordered": "inspections ", "user role edited": "users ", "user inserted": "user ",
-    "outbox marked delivered": "outbox ", "outbox payload edited": "outbox ",
-    "outbox held back before its first attempt": "outbox ", "outbox held back after a retry": "outbox ",
+    "ncr field edited": "ncr ",
+    "ncr deleted": "ncr_event ",
+    "evidence sha edited": "ncr ",
+    "evidence deleted": "ncr ",
+    "evidence inserted": "ncr ",
+    "event payload edited": "ncr_event ",
+    "event deleted": "ncr_event ",
+    "event inserted": "ncr_event ",
+    "signature name edited": "signature ",
+    "signature hash edited": "signature ",
+    "inspection verdict edited": "inspections ",
+    "inspection deleted": "inspections ",
+    "inspection inserted": "inspections id ",
+    "inspections reordered": "inspections ",
+    "user role edited": "users ",
+    "user inserted": "user ",
+    "outbox marked delivered": "outbox ",
+    "outbox payload edited": "outbox ",
+    "outbox held back before its first attempt": "outbox ",
+    "outbox held back after a retry": "outbox ",
 }
 
 

@@ -52,8 +52,16 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_config():  # type: ignore[no-untyped-def]
     from training import TrainConfig
 
-    return TrainConfig(image_size_px=64, coreset_size=256, classifier_epochs=3, classifier_views=1,
-                       classifier_batch_size=8, parity_images=4, golden_per_kind=1, min_good_images=10)
+    return TrainConfig(
+        image_size_px=64,
+        coreset_size=256,
+        classifier_epochs=3,
+        classifier_views=1,
+        classifier_batch_size=8,
+        parity_images=4,
+        golden_per_kind=1,
+        min_good_images=10,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -96,8 +96,9 @@ def test_good_only_bundle_has_no_classifier(tiny_dataset: Path, small_config: An
     assert probs.shape == (0,)
 
 
-def test_bundle_refused_when_parity_breaks(tiny_dataset: Path, small_config: Any, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundle_refused_when_parity_breaks(
+    tiny_dataset: Path, small_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A graph that drifts from torch (here: one weight perturbed after export) is never written."""
     import training.bundle
     from training import train_bundle
@@ -142,16 +143,31 @@ def test_train_bundle_needs_enough_good_images(tmp_path: Path, small_config: Any
         train_bundle(data, tmp_path / "b", config=small_config, progress=False)
 
 
-def test_train_command_states_the_rates_and_unknown_escapes(tiny_dataset: Path, small_config: Any, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_command_states_the_rates_and_unknown_escapes(
+    tiny_dataset: Path, small_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     from vinspect.cli import main
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(small_config.model_dump(mode="json")))
-    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "b"), "--good-only",
-                 "--config", str(config), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(tmp_path / "b"),
+                "--good-only",
+                "--config",
+                str(config),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "good parts rejected" in out and "95% intervals" in out
     assert "defective parts passed: unknown (no defective validation parts)" in out
@@ -168,12 +184,13 @@ def _scratch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = image.copy()
     y0, x0 = int(rng.integers(10, 40)), int(rng.integers(10, 40))
     for k in range(40):
-        out[y0 + k // 2:y0 + k // 2 + 3, x0 + k] = 10
+        out[y0 + k // 2 : y0 + k // 2 + 3, x0 + k] = 10
     return out
 
 
 def test_labelled_bundle_fails_every_part_its_anomaly_path_fails(
-        labelled_bundle: tuple[Path, ModelManifest], tiny_dataset: Path, small_config: Any) -> None:
+    labelled_bundle: tuple[Path, ModelManifest], tiny_dataset: Path, small_config: Any
+) -> None:
     from tests.training.conftest import _texture
     from training.data import holdout_split, load_images, to_hwc
     from vinspect.dataset import open_dataset
@@ -208,16 +225,30 @@ def test_max_fusion_is_still_trained_on_request(tiny_dataset: Path, small_config
     assert manifest.fusion is None and manifest.thresholds.evidence.fixed_fail_at is None
 
 
-def test_train_command_states_each_signals_own_threshold(tiny_dataset: Path, small_config: Any, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_command_states_each_signals_own_threshold(
+    tiny_dataset: Path, small_config: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     from vinspect.cli import main
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(small_config.model_dump(mode="json")))
-    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "b"), "--config", str(config),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(tmp_path / "b"),
+                "--config",
+                str(config),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "open-set fusion: the anomaly path fails a part at anomaly score" in out
     assert "labelled defects only add FAILs" in out

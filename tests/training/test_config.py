@@ -20,8 +20,9 @@ def test_default_yaml_mirrors_train_config() -> None:
     assert load_config(DEFAULT_YAML) == TrainConfig()
 
 
-@pytest.mark.parametrize(("text", "match"), [("coreset_size: -3\n", "coreset_size"), ("nope: 1\n", "nope"),
-                                             ("[unclosed\n", "cannot read")])
+@pytest.mark.parametrize(
+    ("text", "match"), [("coreset_size: -3\n", "coreset_size"), ("nope: 1\n", "nope"), ("[unclosed\n", "cannot read")]
+)
 def test_load_config_names_the_problem(tmp_path: Path, text: str, match: str) -> None:
     from training import load_config
 

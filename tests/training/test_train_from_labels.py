@@ -27,14 +27,28 @@ def test_bundle_names_its_training_labels(tiny_dataset: Path, small_config, tmp_
     report = import_folder(tiny_dataset, engine=engine, files=files, set_name="tiny", actor="system:test")
     assert report.added == 36 and not report.skipped
     with session_scope(engine) as db:
-        user = create_user("ann", session=db, display_name="Ann", role="quality_engineer",  # type: ignore[arg-type]
-                           password_hash="x" * 20, actor="system:test")
+        user = create_user(
+            "ann",
+            session=db,
+            display_name="Ann",
+            role="quality_engineer",  # type: ignore[arg-type]
+            password_hash="x" * 20,
+            actor="system:test",
+        )
         label_set = get_set(db, "tiny")
         assert label_set is not None
         for image in set_images(db, label_set):  # label as the folders say (the imported path keeps them)
             label = "good" if image.file_name.startswith("good/") else "spot"
-            record_label(db, label_set, image.id, Labeller(user_id=user.id, username="ann"), label=label, regions=[],
-                         catalogue=("spot",), source="test")
+            record_label(
+                db,
+                label_set,
+                image.id,
+                Labeller(user_id=user.id, username="ann"),
+                label=label,
+                regions=[],
+                catalogue=("spot",),
+                source="test",
+            )
         labels = set_labels(db, label_set)
     out = tmp_path / "export"
     summary = export_labels(label_set, labels, files, out)

@@ -38,8 +38,9 @@ class Kappa:
         return "poor" if self.kappa < 0.40 else "fair to good"
 
 
-def confusion(pairs: Iterable[tuple[str, str]], categories: Sequence[str] | None = None
-              ) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+def confusion(
+    pairs: Iterable[tuple[str, str]], categories: Sequence[str] | None = None
+) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
     """Rows: first rater's category; columns: second rater's."""
     listed = list(pairs)
     cats = tuple(categories) if categories is not None else tuple(sorted({c for p in listed for c in p}))

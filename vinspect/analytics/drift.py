@@ -54,8 +54,9 @@ def _shares(values: Sequence[float], edges: Sequence[float]) -> list[float]:
     return [max(c / len(values), FLOOR) for c in counts]
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], *, edges: Sequence[float] | None = None,
-        bins: int = 10) -> PsiResult:
+def psi(
+    expected: Sequence[float], actual: Sequence[float], *, edges: Sequence[float] | None = None, bins: int = 10
+) -> PsiResult:
     """Population stability index of ``actual`` scores against ``expected`` (validation) scores.
 
     A value ``v`` falls in bin ``bisect_right(edges, v)``: bin ``i`` holds ``edges[i-1] <= v < edges[i]``.

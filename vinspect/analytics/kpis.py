@@ -50,21 +50,23 @@ class KpiCounts:
     passed: int
     review: int
     failed: int
-    defect_rejects: int                      # FAIL/REVIEW with a score reason (a fault reason may come with it)
+    defect_rejects: int  # FAIL/REVIEW with a score reason (a fault reason may come with it)
     faults: Mapping[str, int] = field(default_factory=dict)  # fail-safe rejects by reason
     first_inspected: int = 0
     first_passed: int = 0
-    adjudicated: int = 0                     # rejects with a review decision
-    false_rejects: int = 0                   # of which FALSE_REJECT
-    audited_passes: int = 0                  # sampled PASS parts with a blind audit answer
-    escapes: int = 0                         # of which ESCAPE
-    hours: float = 0.0                       # length of the window
+    adjudicated: int = 0  # rejects with a review decision
+    false_rejects: int = 0  # of which FALSE_REJECT
+    audited_passes: int = 0  # sampled PASS parts with a blind audit answer
+    escapes: int = 0  # of which ESCAPE
+    hours: float = 0.0  # length of the window
     latencies_ms: Sequence[float] = ()
 
     def __post_init__(self) -> None:
         if self.passed + self.review + self.failed != self.inspected:
-            raise ValueError(f"KPI counts: PASS {self.passed} + REVIEW {self.review} + FAIL {self.failed} "
-                             f"!= inspected {self.inspected}")
+            raise ValueError(
+                f"KPI counts: PASS {self.passed} + REVIEW {self.review} + FAIL {self.failed} "
+                f"!= inspected {self.inspected}"
+            )
         if self.false_rejects > self.adjudicated or self.escapes > self.audited_passes:
             raise ValueError("KPI counts: more overturns/escapes than reviews/audits")
 

@@ -73,15 +73,20 @@ class TwoProportion:
     def verdict(self) -> str:
         """One sentence a quality engineer can sign under."""
         if not self.significant:
-            return (f"no significant change (p = {self.p_value:.3g} >= {self.alpha:g}, "
-                    f"two-proportion z test, z = {self.z:.2f})")
+            return (
+                f"no significant change (p = {self.p_value:.3g} >= {self.alpha:g}, "
+                f"two-proportion z test, z = {self.z:.2f})"
+            )
         direction = "lower" if self.difference < 0 else "higher"
-        return (f"significantly {direction} after the action (p = {self.p_value:.3g} < {self.alpha:g}, "
-                f"two-proportion z test, z = {self.z:.2f})")
+        return (
+            f"significantly {direction} after the action (p = {self.p_value:.3g} < {self.alpha:g}, "
+            f"two-proportion z test, z = {self.z:.2f})"
+        )
 
 
-def two_proportion_test(k_before: int, n_before: int, k_after: int, n_after: int, *,
-                        alpha: float = 0.05) -> TwoProportion:
+def two_proportion_test(
+    k_before: int, n_before: int, k_after: int, n_after: int, *, alpha: float = 0.05
+) -> TwoProportion:
     """Pooled two-proportion z test of ``k_after/n_after`` against ``k_before/n_before``.
 
     Raises:

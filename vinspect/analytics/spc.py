@@ -22,8 +22,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["NELSON_RULES", "Baseline", "ChartPoint", "NelsonMonitor", "Violation", "chart", "freeze_baseline",
-           "laney_sigma_z", "nelson"]
+__all__ = [
+    "NELSON_RULES",
+    "Baseline",
+    "ChartPoint",
+    "NelsonMonitor",
+    "Violation",
+    "chart",
+    "freeze_baseline",
+    "laney_sigma_z",
+    "nelson",
+]
 
 NELSON_RULES = {
     1: "one point beyond 3 sigma",
@@ -72,8 +81,9 @@ class Violation:
         return NELSON_RULES[self.rule]
 
 
-def freeze_baseline(defects: Sequence[int], sizes: Sequence[int], *, min_subgroups: int = 20,
-                    laney: bool = False) -> Baseline:
+def freeze_baseline(
+    defects: Sequence[int], sizes: Sequence[int], *, min_subgroups: int = 20, laney: bool = False
+) -> Baseline:
     """Centre line from a chosen in-control period (``laney``: and the Laney ``sigma_z`` of that period).
 
     Raises:
@@ -139,11 +149,11 @@ class _Runs:
     def __init__(self) -> None:
         self.n = 0
         self.last_p = 0.0
-        self.side = 0        # sign of the newest z
-        self.side_run = 0    # points in a row on that side (0 when on the centre line)
-        self.diff = 0        # sign of the newest p difference
-        self.trend_run = 0   # differences in a row with that same non-zero sign
-        self.alt_run = 0     # non-zero differences in a row, each of the other sign than the one before
+        self.side = 0  # sign of the newest z
+        self.side_run = 0  # points in a row on that side (0 when on the centre line)
+        self.diff = 0  # sign of the newest p difference
+        self.trend_run = 0  # differences in a row with that same non-zero sign
+        self.alt_run = 0  # non-zero differences in a row, each of the other sign than the one before
 
     def add(self, pt: ChartPoint) -> None:
         side = _sign(pt.z)

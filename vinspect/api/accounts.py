@@ -35,19 +35,28 @@ def _signed(services: Services, actor: AuthUser, password: str, reason: str, *, 
     check_signing_password(services, actor, password, source=source, what=what)
 
 
-def unlock_login(services: Services, actor: AuthUser, user_id: int, *, reason: str, password: str,
-                 source: str) -> User:
+def unlock_login(services: Services, actor: AuthUser, user_id: int, *, reason: str, password: str, source: str) -> User:
     """Clear the failed-login count of an account (failures before now no longer lock it)."""
     user = _target(services, user_id)
     _signed(services, actor, password, reason, source=source, what=f"unlock {user.username}")
     with session_scope(services.store.engine) as session:
-        append_audit(AuditEntry(actor=f"user:{actor.user_id}", action="login.unlock", entity="login",
-                                entity_id=user.username[:64], reason=reason, source=source), session=session)
+        append_audit(
+            AuditEntry(
+                actor=f"user:{actor.user_id}",
+                action="login.unlock",
+                entity="login",
+                entity_id=user.username[:64],
+                reason=reason,
+                source=source,
+            ),
+            session=session,
+        )
     return user
 
 
-def reset_password(services: Services, actor: AuthUser, user_id: int, *, new_password: str, reason: str,
-                   password: str, source: str) -> User:
+def reset_password(
+    services: Services, actor: AuthUser, user_id: int, *, new_password: str, reason: str, password: str, source: str
+) -> User:
     """Give an account a new password (policy enforced); its sessions end and its lockout clears."""
     user = _target(services, user_id)
     problems = password_problems(new_password, username=user.username)
@@ -57,19 +66,29 @@ def reset_password(services: Services, actor: AuthUser, user_id: int, *, new_pas
     new_hash = services.passwords.hash(new_password)
     try:
         with session_scope(services.store.engine) as session:
-            changed = set_user_password(user_id, session=session, password_hash=new_hash,
-                                        actor=f"user:{actor.user_id}", reason=reason)
-            append_audit(AuditEntry(actor=f"user:{actor.user_id}", action="login.unlock", entity="login",
-                                    entity_id=user.username[:64], reason=f"password reset: {reason}",
-                                    source=source), session=session)
+            changed = set_user_password(
+                user_id, session=session, password_hash=new_hash, actor=f"user:{actor.user_id}", reason=reason
+            )
+            append_audit(
+                AuditEntry(
+                    actor=f"user:{actor.user_id}",
+                    action="login.unlock",
+                    entity="login",
+                    entity_id=user.username[:64],
+                    reason=f"password reset: {reason}",
+                    source=source,
+                ),
+                session=session,
+            )
     except (StateError, StoreError) as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     services.sessions.drop_user(user_id)
     return changed
 
 
-def change_role(services: Services, actor: AuthUser, user_id: int, *, role: str, reason: str, password: str,
-                source: str) -> User:
+def change_role(
+    services: Services, actor: AuthUser, user_id: int, *, role: str, reason: str, password: str, source: str
+) -> User:
     """Give an account another role; its sessions end so the new role applies at once."""
     if user_id == actor.user_id:
         raise HTTPException(status_code=409, detail="you cannot change your own role")
@@ -79,8 +98,9 @@ def change_role(services: Services, actor: AuthUser, user_id: int, *, role: str,
     _signed(services, actor, password, reason, source=source, what=f"role {user.username}")
     try:
         with session_scope(services.store.engine) as session:
-            changed = set_user_role(user_id, session=session, role=Role(role), actor=f"user:{actor.user_id}",
-                                    reason=reason)
+            changed = set_user_role(
+                user_id, session=session, role=Role(role), actor=f"user:{actor.user_id}", reason=reason
+            )
     except (StateError, StoreError) as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     services.sessions.drop_user(user_id)

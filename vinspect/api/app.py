@@ -57,8 +57,14 @@ logger = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
 
 
-def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistry, status: StatusSource,
-               options: ApiOptions | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    store: StoreHandle,
+    registry: ModelRegistry,
+    status: StatusSource,
+    options: ApiOptions | None = None,
+) -> FastAPI:
     """Build the reviewer web app.
 
     Args:
@@ -71,26 +77,58 @@ def create_app(settings: Settings, *, store: StoreHandle, registry: ModelRegistr
     opts = options or ApiOptions()
     sessions = SessionStore(idle_timeout_s=opts.session_idle_s)
     services = Services(
-        settings=settings, store=store, registry=registry, status=status, options=opts,
+        settings=settings,
+        store=store,
+        registry=registry,
+        status=status,
+        options=opts,
         passwords=PasswordService(time_cost=opts.argon2_time_cost, memory_cost_kib=opts.argon2_memory_kib),
-        sessions=sessions, templates=Jinja2Templates(directory=str(_HERE / "templates")),
-        limiter=ClientLimiter(window_s=opts.lockout_window_s), sample=PassSample(opts.pass_sample_rate),
-        data_dir=settings.data_dir)
+        sessions=sessions,
+        templates=Jinja2Templates(directory=str(_HERE / "templates")),
+        limiter=ClientLimiter(window_s=opts.lockout_window_s),
+        sample=PassSample(opts.pass_sample_rate),
+        data_dir=settings.data_dir,
+    )
     install_filters(services.templates.env.filters)
-    services.templates.env.globals.update(heat_low=HEATMAP_LOW_OVER_FAIL, heat_top=HEATMAP_TOP_OVER_FAIL,
-                                          roles=[r.value for r in Role])
+    services.templates.env.globals.update(
+        heat_low=HEATMAP_LOW_OVER_FAIL, heat_top=HEATMAP_TOP_OVER_FAIL, roles=[r.value for r in Role]
+    )
     # A fresh idempotency key per rendered signing form: a resubmitted form signs nothing new.
     services.templates.env.globals["new_request_key"] = lambda: secrets.token_urlsafe(18)
-    app = FastAPI(title="vinspect reviewer", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None, lifespan=_alarm_lifespan(services))
+    app = FastAPI(
+        title="vinspect reviewer",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_alarm_lifespan(services),
+    )
     app.state.services = services
-    for module in (auth, queue, ncrs, evidence, station_status, promotion, plant, export, admin, quality, capa,
-                   labelling, labelling_api, shadow):
+    for module in (
+        auth,
+        queue,
+        ncrs,
+        evidence,
+        station_status,
+        promotion,
+        plant,
+        export,
+        admin,
+        quality,
+        capa,
+        labelling,
+        labelling_api,
+        shadow,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     _install_handlers(app)
-    app.add_middleware(SecurityMiddleware, sessions=sessions, allowed_hosts=settings.allowed_hosts,
-                       secure_cookies=settings.secure_cookies)
+    app.add_middleware(
+        SecurityMiddleware,
+        sessions=sessions,
+        allowed_hosts=settings.allowed_hosts,
+        secure_cookies=settings.secure_cookies,
+    )
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
@@ -125,12 +163,19 @@ def _alarm_lifespan(services: Services):  # type: ignore[no-untyped-def]
         if services.options.alarm_mqtt:
             host, _, port = services.options.alarm_mqtt.partition(":")
             publish = MqttAlarmPublisher(host, int(port or 1883), services.options.alarm_topic_prefix)
-        evaluator = AlarmEvaluator(services.store, interval_s=interval, publish=publish,
-                                   validation_scores=lambda: validation_scores(services.registry))
+        evaluator = AlarmEvaluator(
+            services.store,
+            interval_s=interval,
+            publish=publish,
+            validation_scores=lambda: validation_scores(services.registry),
+        )
         services.evaluator = evaluator
         evaluator.start()
-        logger.info("quality alarms evaluated every %.0f s%s", interval,
-                    f", published to {services.options.alarm_mqtt}" if publish else "")
+        logger.info(
+            "quality alarms evaluated every %.0f s%s",
+            interval,
+            f", published to {services.options.alarm_mqtt}" if publish else "",
+        )
         try:
             yield
         finally:
@@ -164,8 +209,10 @@ def _install_handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
         if _wants_html(request):
             return error_page(request, HTTPException(422, errors))
         return JSONResponse({"detail": errors}, status_code=422)

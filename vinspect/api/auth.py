@@ -35,11 +35,32 @@ __all__ = [
 BOOTSTRAP_FILE = "bootstrap-secret"
 MIN_PASSWORD_LENGTH = 12
 # The most common default and breached passwords; a policy check, not a full breach list.
-_COMMON = frozenset({
-    "password", "password1", "password123", "123456789012", "admin", "admin123", "administrator",
-    "changeme", "changeme123", "letmein", "qwertyuiop12", "welcome123", "default", "root", "toor",
-    "operator", "reviewer", "vinspect", "passw0rd", "p@ssw0rd", "1234567890ab", "iloveyou1234",
-})
+_COMMON = frozenset(
+    {
+        "password",
+        "password1",
+        "password123",
+        "123456789012",
+        "admin",
+        "admin123",
+        "administrator",
+        "changeme",
+        "changeme123",
+        "letmein",
+        "qwertyuiop12",
+        "welcome123",
+        "default",
+        "root",
+        "toor",
+        "operator",
+        "reviewer",
+        "vinspect",
+        "passw0rd",
+        "p@ssw0rd",
+        "1234567890ab",
+        "iloveyou1234",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,8 +92,7 @@ class PasswordService:
     """argon2id hashing; cheaper parameters are for tests only."""
 
     def __init__(self, *, time_cost: int = 3, memory_cost_kib: int = 65536) -> None:
-        self._hash = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost_kib,
-                                                parallelism=1),))
+        self._hash = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=1),))
         self._dummy = self._hash.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
@@ -112,8 +132,14 @@ class SessionStore:
     anonymous requests arrive, they only evict each other, never a signed-in session.
     """
 
-    def __init__(self, *, idle_timeout_s: float = 900.0, absolute_timeout_s: float = 8 * 3600.0,
-                 max_sessions: int = 10_000, max_anonymous: int = 1_000) -> None:
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float = 900.0,
+        absolute_timeout_s: float = 8 * 3600.0,
+        max_sessions: int = 10_000,
+        max_anonymous: int = 1_000,
+    ) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.absolute_timeout_s = absolute_timeout_s
         self._max, self._max_anonymous = max_sessions, max_anonymous
@@ -124,8 +150,9 @@ class SessionStore:
     @staticmethod
     def _new() -> WebSession:
         now = time.monotonic()
-        return WebSession(sid=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32),
-                          created_s=now, last_seen_s=now)
+        return WebSession(
+            sid=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32), created_s=now, last_seen_s=now
+        )
 
     @staticmethod
     def _put(pool: OrderedDict[str, WebSession], session: WebSession, limit: int) -> None:
@@ -153,8 +180,9 @@ class SessionStore:
             session = pool.get(sid)
             if session is None:
                 return None
-            expired = (now - session.last_seen_s > self.idle_timeout_s
-                       or now - session.created_s > self.absolute_timeout_s)
+            expired = (
+                now - session.last_seen_s > self.idle_timeout_s or now - session.created_s > self.absolute_timeout_s
+            )
             if expired:
                 del pool[sid]
                 return None
@@ -209,8 +237,10 @@ class ClientLimiter:
     def blocked(self, client: str, account: str = "") -> bool:
         now = time.monotonic()
         with self._lock:
-            return (self._count(f"{client}\n{account}", now) >= self._limit
-                    or self._count(client, now) >= self._client_limit)
+            return (
+                self._count(f"{client}\n{account}", now) >= self._limit
+                or self._count(client, now) >= self._client_limit
+            )
 
     def fail(self, client: str, account: str = "") -> None:
         now = time.monotonic()
@@ -219,7 +249,6 @@ class ClientLimiter:
                 self._events.clear()
             for key in (client, f"{client}\n{account}"):
                 self._events.setdefault(key, deque()).append(now)
-
 
 
 def ensure_bootstrap_secret(data_dir: Path) -> Path:

@@ -14,8 +14,9 @@ __all__ = ["KEYED", "defect_catalogue", "review_codes"]
 KEYED = 9  # codes reachable by the digit keys 1..9
 
 
-def defect_catalogue(registry: ModelRegistry, plant_codes: Sequence[str], *, model_name: str | None,
-                     model_version: str | None) -> tuple[str, ...]:
+def defect_catalogue(
+    registry: ModelRegistry, plant_codes: Sequence[str], *, model_name: str | None, model_version: str | None
+) -> tuple[str, ...]:
     """The model's labels (from the bundle that judged the part, else the active one) then the plant's codes."""
     labels: tuple[str, ...] = ()
     if model_name:

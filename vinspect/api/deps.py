@@ -114,9 +114,16 @@ def idempotency_key(request: Request) -> str | None:
     if value is None:
         return None
     if not _KEY.match(value):
-        raise HTTPException(status_code=422, detail=[{
-            "loc": ["header", "Idempotency-Key"], "msg": "8-128 characters of A-Z a-z 0-9 _ . : -",
-            "type": "value_error"}])
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "loc": ["header", "Idempotency-Key"],
+                    "msg": "8-128 characters of A-Z a-z 0-9 _ . : -",
+                    "type": "value_error",
+                }
+            ],
+        )
     return value
 
 
@@ -158,10 +165,19 @@ def require(permission: Permission) -> Callable[..., AuthUser]:
 
     def dependency(request: Request, services: ServicesDep, user: CurrentUser) -> AuthUser:
         if not allowed(user.role, permission):
-            audit(services, AuditEntry(actor=f"user:{user.user_id}", action="authz.deny", entity="route",
-                                       entity_id=f"{request.method} {request.url.path}"[:64],
-                                       field="permission", new_value=str(permission),
-                                       reason=f"role {user.role}", source=client_source(request)))
+            audit(
+                services,
+                AuditEntry(
+                    actor=f"user:{user.user_id}",
+                    action="authz.deny",
+                    entity="route",
+                    entity_id=f"{request.method} {request.url.path}"[:64],
+                    field="permission",
+                    new_value=str(permission),
+                    reason=f"role {user.role}",
+                    source=client_source(request),
+                ),
+            )
             raise HTTPException(status_code=403, detail=f"role {user.role} may not {permission}")
         return user
 
@@ -195,12 +211,23 @@ def check_csrf_dependency() -> Callable[..., Coroutine[Any, Any, WebSession]]:
     async def dependency(request: Request, services: ServicesDep, handle: SessionDep) -> WebSession:
         web = handle.current
         token = await _offered_token(request)
-        if web is None or not _same_origin(request) or request.headers.get("sec-fetch-site") == "cross-site" \
-                or not web.check_csrf(token):
+        if (
+            web is None
+            or not _same_origin(request)
+            or request.headers.get("sec-fetch-site") == "cross-site"
+            or not web.check_csrf(token)
+        ):
             actor = f"user:{web.user_id}" if web is not None and web.user_id is not None else "anonymous"
-            audit(services, AuditEntry(actor=actor, action="csrf.fail", entity="route",
-                                       entity_id=f"{request.method} {request.url.path}"[:64],
-                                       source=client_source(request)))
+            audit(
+                services,
+                AuditEntry(
+                    actor=actor,
+                    action="csrf.fail",
+                    entity="route",
+                    entity_id=f"{request.method} {request.url.path}"[:64],
+                    source=client_source(request),
+                ),
+            )
             raise HTTPException(status_code=403, detail="missing or invalid CSRF token")
         return web
 

@@ -18,8 +18,17 @@ from vinspect.api.workflow import detail_text
 from vinspect.store.db import session_scope
 from vinspect.store.users import get_user
 
-__all__ = ["PAGE_RESPONSES", "evidence_of", "flash_and_redirect", "home_path", "redirect", "refusal", "refused_form",
-           "render", "signed_in_user"]
+__all__ = [
+    "PAGE_RESPONSES",
+    "evidence_of",
+    "flash_and_redirect",
+    "home_path",
+    "redirect",
+    "refusal",
+    "refused_form",
+    "render",
+    "signed_in_user",
+]
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "HTML page"},
@@ -33,8 +42,14 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def render(request: Request, name: str, *, context: dict[str, Any] | None = None, user: AuthUser | None = None,
-           status_code: int = 200) -> _TemplateResponse:
+def render(
+    request: Request,
+    name: str,
+    *,
+    context: dict[str, Any] | None = None,
+    user: AuthUser | None = None,
+    status_code: int = 200,
+) -> _TemplateResponse:
     """A page with the signed-in user, their permissions and the session's CSRF token."""
     services: Services = request.app.state.services
     handle: SessionHandle = request.scope["state"]["session"]
@@ -58,8 +73,9 @@ def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(safe, status_code=303)
 
 
-def flash_and_redirect(request: Request, action: Callable[[], str], *, to: str, refused: str = "Refused",
-                       refused_to: str | None = None) -> RedirectResponse:
+def flash_and_redirect(
+    request: Request, action: Callable[[], str], *, to: str, refused: str = "Refused", refused_to: str | None = None
+) -> RedirectResponse:
     """A page form's post, flash and redirect in one place.
 
     Runs ``action`` (the service call; it returns the message to show, or raises HTTPException
@@ -107,8 +123,16 @@ def signed_in_user(request: Request) -> AuthUser | None:
     return AuthUser(user_id=user.id, username=user.username, display_name=user.display_name, role=str(user.role))
 
 
-_TITLES = {400: "Bad request", 401: "Not signed in", 403: "Not allowed", 404: "Not found", 409: "Conflict",
-           422: "Invalid input", 429: "Too many attempts", 500: "Server error"}
+_TITLES = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    422: "Invalid input",
+    429: "Too many attempts",
+    500: "Server error",
+}
 
 
 def error_page(request: Request, exc: HTTPException, *, user: AuthUser | None = None) -> HTMLResponse:
@@ -124,8 +148,13 @@ def error_page(request: Request, exc: HTTPException, *, user: AuthUser | None = 
             else:
                 problems.append(str(item))
         detail = "The request has invalid fields."
-    context = {"status": exc.status_code, "title": _TITLES.get(exc.status_code, "Error"), "detail": detail,
-               "problems": problems, "home": home_path(who.role if who else None)}
+    context = {
+        "status": exc.status_code,
+        "title": _TITLES.get(exc.status_code, "Error"),
+        "detail": detail,
+        "problems": problems,
+        "home": home_path(who.role if who else None),
+    }
     return render(request, "error.html", context=context, user=who, status_code=exc.status_code)
 
 
@@ -153,9 +182,17 @@ def refusal(exc: ValueError | HTTPException) -> tuple[str, int]:
     return str(exc).splitlines()[0], 422
 
 
-def refused_form(request: Request, services: Services, user: AuthUser, *, template: str,
-                 context_of: Callable[[Any], dict[str, Any]], error: str, status: int,
-                 kept: Mapping[str, Any]) -> HTMLResponse:
+def refused_form(
+    request: Request,
+    services: Services,
+    user: AuthUser,
+    *,
+    template: str,
+    context_of: Callable[[Any], dict[str, Any]],
+    error: str,
+    status: int,
+    kept: Mapping[str, Any],
+) -> HTMLResponse:
     """A refused signing form: its page again with the error and every field as entered (only the
     password is cleared), or the error page when the record itself is gone."""
     try:

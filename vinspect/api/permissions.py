@@ -15,28 +15,40 @@ __all__ = ["ROLE_PERMISSIONS", "Permission", "allowed"]
 
 
 class Permission(enum.StrEnum):
-    VIEW = "view"                  # station status, models, NCR list/detail, evidence images
-    DISPUTE = "dispute"            # ask for a FAIL to be reviewed
-    ADJUDICATE = "adjudicate"      # confirm / false reject / MRB, PASS-sample audits
-    DISPOSITION = "disposition"    # disposition + signature
-    EXPORT = "export"              # NCR exports
-    AUDIT = "audit"                # read the audit trail
-    USERS = "users"                # accounts and roles
-    MODELS = "models"              # activate a model version (signed; accepts its stated risk)
-    ACKNOWLEDGE = "acknowledge"    # acknowledge quality alarms, own and sign CAPA steps (signed)
-    CAPA = "capa"                  # open CAPAs, link NCRs, close a CAPA (quality engineer's signature)
-    LABEL = "label"                # label images of labelling sets, settle others' blind disagreements
-    LABEL_SETS = "label_sets"      # import images as labelling sets
+    VIEW = "view"  # station status, models, NCR list/detail, evidence images
+    DISPUTE = "dispute"  # ask for a FAIL to be reviewed
+    ADJUDICATE = "adjudicate"  # confirm / false reject / MRB, PASS-sample audits
+    DISPOSITION = "disposition"  # disposition + signature
+    EXPORT = "export"  # NCR exports
+    AUDIT = "audit"  # read the audit trail
+    USERS = "users"  # accounts and roles
+    MODELS = "models"  # activate a model version (signed; accepts its stated risk)
+    ACKNOWLEDGE = "acknowledge"  # acknowledge quality alarms, own and sign CAPA steps (signed)
+    CAPA = "capa"  # open CAPAs, link NCRs, close a CAPA (quality engineer's signature)
+    LABEL = "label"  # label images of labelling sets, settle others' blind disagreements
+    LABEL_SETS = "label_sets"  # import images as labelling sets
 
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[Permission]] = {
     Role.OPERATOR: frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ACKNOWLEDGE}),
-    Role.REVIEWER: frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE,
-                              Permission.LABEL}),
-    Role.QUALITY_ENGINEER: frozenset({Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE,
-                                      Permission.DISPOSITION, Permission.EXPORT, Permission.AUDIT,
-                                      Permission.MODELS, Permission.ACKNOWLEDGE, Permission.CAPA, Permission.LABEL,
-                                      Permission.LABEL_SETS}),
+    Role.REVIEWER: frozenset(
+        {Permission.VIEW, Permission.DISPUTE, Permission.ADJUDICATE, Permission.ACKNOWLEDGE, Permission.LABEL}
+    ),
+    Role.QUALITY_ENGINEER: frozenset(
+        {
+            Permission.VIEW,
+            Permission.DISPUTE,
+            Permission.ADJUDICATE,
+            Permission.DISPOSITION,
+            Permission.EXPORT,
+            Permission.AUDIT,
+            Permission.MODELS,
+            Permission.ACKNOWLEDGE,
+            Permission.CAPA,
+            Permission.LABEL,
+            Permission.LABEL_SETS,
+        }
+    ),
     Role.ADMIN: frozenset({Permission.VIEW, Permission.AUDIT, Permission.USERS}),
 }
 

@@ -52,15 +52,21 @@ def promotion_views(services: Services, names: list[tuple[str, str]]) -> dict[tu
                 criteria=None if c.criteria is None else c.criteria.model_dump(mode="json"),
                 trained_by=c.trained_by,
                 evaluation=None if c.evaluation is None else c.evaluation.model_dump(mode="json"),
-                signers=c.signers, signer_ids=c.signer_ids, blockers=tuple(c.blockers), promoted=c.promoted,
+                signers=c.signers,
+                signer_ids=c.signer_ids,
+                blockers=tuple(c.blockers),
+                promoted=c.promoted,
                 evaluation_sha256=c.evaluation_sha256,
-                changed=None if c.evaluation_sha256 is None else read_changed(
-                    evaluation_dir(services.data_dir, name, version, c.evaluation_sha256)))
+                changed=None
+                if c.evaluation_sha256 is None
+                else read_changed(evaluation_dir(services.data_dir, name, version, c.evaluation_sha256)),
+            )
     return out
 
 
-def sign_model_promotion(services: Services, user: AuthUser, name: str, version: str, *, password: str,
-                         reason: str, source: str) -> promo.Candidate:
+def sign_model_promotion(
+    services: Services, user: AuthUser, name: str, version: str, *, password: str, reason: str, source: str
+) -> promo.Candidate:
     """Sign the candidate's current evaluation (password re-entry); 409 with the rule that refused it."""
     installed_manifest(services, name, version)
     if not reason.strip():
@@ -68,23 +74,26 @@ def sign_model_promotion(services: Services, user: AuthUser, name: str, version:
     check_signing_password(services, user, password, source=source, what=f"model {name}@{version}")
     try:
         with session_scope(services.store.engine) as session:
-            promo.sign_promotion(session=session, user_id=user.user_id, name=name, version=version,
-                                 reason=reason.strip())
+            promo.sign_promotion(
+                session=session, user_id=user.user_id, name=name, version=version, reason=reason.strip()
+            )
             return promo.candidate_state(session=session, name=name, version=version)
     except StateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
 
 
-def promote_model(services: Services, user: AuthUser, name: str, version: str, *, password: str,
-                  source: str) -> promo.Candidate:
+def promote_model(
+    services: Services, user: AuthUser, name: str, version: str, *, password: str, source: str
+) -> promo.Candidate:
     """Promote (password re-entry): the audit row and the ACTIVE switch share one transaction."""
     installed_manifest(services, name, version)
     check_signing_password(services, user, password, source=source, what=f"model {name}@{version}")
     previous = services.registry.active_version(name)
     try:
         with session_scope(services.store.engine) as session:
-            state = promo.promote(session=session, name=name, version=version, previous=previous,
-                                  actor=f"user:{user.user_id}")
+            state = promo.promote(
+                session=session, name=name, version=version, previous=previous, actor=f"user:{user.user_id}"
+            )
             services.registry.activate(name, version)
             return state
     except StateError as exc:

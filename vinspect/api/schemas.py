@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 
-
 def _not_blank(value: str) -> str:
     if not value.strip():  # Python's notion of whitespace, the same test the store applies
         raise ValueError("must not be blank")
@@ -236,9 +235,21 @@ class AuditRecordPublic(_Out):
     @classmethod
     def from_row(cls, row: Any) -> AuditRecordPublic:
         """The public form of one audit row (an NCR's trail and the admin's audit page)."""
-        return cls(seq=row.seq, at=format_utc(row.at), actor=row.actor, action=row.action, entity=row.entity,
-                   entity_id=row.entity_id, field=row.field, old_value=row.old_value, new_value=row.new_value,
-                   reason=row.reason, source=row.source, record_sha256=row.record_sha256, row_hash=row.row_hash)
+        return cls(
+            seq=row.seq,
+            at=format_utc(row.at),
+            actor=row.actor,
+            action=row.action,
+            entity=row.entity,
+            entity_id=row.entity_id,
+            field=row.field,
+            old_value=row.old_value,
+            new_value=row.new_value,
+            reason=row.reason,
+            source=row.source,
+            record_sha256=row.record_sha256,
+            row_hash=row.row_hash,
+        )
 
 
 class AuditRecordsPublic(_Out):
@@ -251,8 +262,9 @@ class ModelPublic(_Out):
     sha256: str
     active: bool
     stated: list[str] = Field(default=[], description="expected rates with intervals, from the bundle's validation")
-    warnings: list[str] = Field(default=[], description="targets the bundle cannot meet; activating it needs "
-                                                         "accept_risk")
+    warnings: list[str] = Field(
+        default=[], description="targets the bundle cannot meet; activating it needs accept_risk"
+    )
 
 
 class ModelActivate(_In):

@@ -20,8 +20,10 @@ __all__ = ["COOKIE_NAME", "POLL_PATHS", "SecurityMiddleware", "SessionHandle"]
 COOKIE_NAME = "vinspect_session"
 MAX_BODY_BYTES = 1 << 20  # forms and JSON only; nothing here accepts uploads
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 HSTS = "max-age=31536000"
 # Requests a page repeats on its own (the station page polls its status every second): they are
 # served but do not count as activity, so an open page does not keep its session alive.
@@ -96,8 +98,14 @@ class SecurityMiddleware:
             (directly or as reported by a trusted proxy) get them anyway.
     """
 
-    def __init__(self, app: ASGIApp, *, sessions: SessionStore, allowed_hosts: Collection[str] | None = None,
-                 secure_cookies: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sessions: SessionStore,
+        allowed_hosts: Collection[str] | None = None,
+        secure_cookies: bool = False,
+    ) -> None:
         self.app = app
         self.sessions = sessions
         self.allowed_hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
@@ -149,15 +157,19 @@ def _host(scope: Scope) -> str:
         if name == b"host":
             host: str = bytes(value).decode("latin-1").strip().lower()
             if host.startswith("["):
-                return host[1:host.find("]")] if "]" in host else host
+                return host[1 : host.find("]")] if "]" in host else host
             return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     return ""
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -192,7 +204,15 @@ class _BodyTooLarge(Exception):
 
 async def _too_large(send: Send) -> None:
     body = b'{"detail":"request body too large"}'
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *[(k.encode(), v.encode()) for k, v in _STATIC_HEADERS.items()]]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *[(k.encode(), v.encode()) for k, v in _STATIC_HEADERS.items()],
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -70,8 +70,7 @@ def _view(folder: Path, *, limit: int) -> ShadowView:
         row["has_image"] = (folder / "images" / f"{row['inspection_id']}.png").is_file()
         rows.append(row)
     total = sum((stats or {}).get("disagree", {}).values()) if cut and stats else len(rows)
-    return ShadowView(candidate=folder.name, stats=stats, disagreements=rows[::-1][:limit], total=total,
-                      unreadable=bad)
+    return ShadowView(candidate=folder.name, stats=stats, disagreements=rows[::-1][:limit], total=total, unreadable=bad)
 
 
 def shadow_views(data_dir: Path, *, limit: int = 50) -> list[ShadowView]:
@@ -79,8 +78,11 @@ def shadow_views(data_dir: Path, *, limit: int = 50) -> list[ShadowView]:
     root = data_dir / "shadow"
     if not root.is_dir():
         return []
-    return [_view(folder, limit=limit) for folder in sorted(root.iterdir())
-            if folder.is_dir() and CANDIDATE.match(folder.name)]
+    return [
+        _view(folder, limit=limit)
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and CANDIDATE.match(folder.name)
+    ]
 
 
 def shadow_image(data_dir: Path, candidate: str, inspection_id: str) -> bytes | None:

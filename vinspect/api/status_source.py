@@ -28,5 +28,10 @@ class FixedStatus:
 
     def read(self) -> StationSnapshot:
         state = self.data.get("state")
-        return StationSnapshot(running=True, state=state if isinstance(state, str) else "UNKNOWN", stale=False,
-                               age_s=0.0, data=dict(self.data))
+        return StationSnapshot(
+            running=True,
+            state=state if isinstance(state, str) else "UNKNOWN",
+            stale=False,
+            age_s=0.0,
+            data=dict(self.data),
+        )

@@ -97,31 +97,49 @@ def log_in(services: Services, handle: SessionHandle, *, username: str, password
     """Check the password (lockout after N failures in the window) and rotate the session."""
     name = username[:64]
     if services.limiter.blocked(source, name) or _locked(services, name):
-        audit(services, AuditEntry(actor="anonymous", action="login.locked", entity="login", entity_id=name,
-                                   source=source))
-        raise HTTPException(status_code=429, detail="too many failed logins: try again later",
-                            headers={"Retry-After": str(int(services.options.lockout_window_s))})
+        audit(
+            services,
+            AuditEntry(actor="anonymous", action="login.locked", entity="login", entity_id=name, source=source),
+        )
+        raise HTTPException(
+            status_code=429,
+            detail="too many failed logins: try again later",
+            headers={"Retry-After": str(int(services.options.lockout_window_s))},
+        )
     with session_scope(services.store.engine, readonly=True) as session:
         user = get_user(session=session, username=name)
     usable = user if user is not None and user.active else None
     if not services.passwords.verify(password, usable.password_hash if usable else None) or usable is None:
         services.limiter.fail(source, name)
-        audit(services, AuditEntry(actor="anonymous", action="login.failure", entity="login", entity_id=name,
-                                   source=source))
+        audit(
+            services,
+            AuditEntry(actor="anonymous", action="login.failure", entity="login", entity_id=name, source=source),
+        )
         raise HTTPException(status_code=401, detail="invalid username or password")
     handle.login(user_id=usable.id, username=usable.username)
-    audit(services, AuditEntry(actor=f"user:{usable.id}", action="login.success", entity="login",
-                               entity_id=name, source=source))
-    return AuthUser(user_id=usable.id, username=usable.username, display_name=usable.display_name,
-                    role=str(usable.role))
+    audit(
+        services,
+        AuditEntry(actor=f"user:{usable.id}", action="login.success", entity="login", entity_id=name, source=source),
+    )
+    return AuthUser(
+        user_id=usable.id, username=usable.username, display_name=usable.display_name, role=str(usable.role)
+    )
 
 
 def log_out(services: Services, handle: SessionHandle, *, source: str) -> None:
     """End the session (audited when someone was signed in)."""
     web = handle.current
     if web is not None and web.user_id is not None:
-        audit(services, AuditEntry(actor=f"user:{web.user_id}", action="logout", entity="login",
-                                   entity_id=(web.username or "")[:64], source=source))
+        audit(
+            services,
+            AuditEntry(
+                actor=f"user:{web.user_id}",
+                action="logout",
+                entity="login",
+                entity_id=(web.username or "")[:64],
+                source=source,
+            ),
+        )
     handle.logout()
 
 
@@ -134,15 +152,36 @@ def check_signing_password(services: Services, user: AuthUser, password: str, *,
     """
     name = user.username[:64]
     if _locked(services, name):
-        audit(services, AuditEntry(actor=f"user:{user.user_id}", action="login.locked", entity="login",
-                                   entity_id=name, source=source, reason=f"signing refused ({what})"[:200]))
-        raise HTTPException(status_code=429, detail="account locked after repeated failures: try again later",
-                            headers={"Retry-After": str(int(services.options.lockout_window_s))})
+        audit(
+            services,
+            AuditEntry(
+                actor=f"user:{user.user_id}",
+                action="login.locked",
+                entity="login",
+                entity_id=name,
+                source=source,
+                reason=f"signing refused ({what})"[:200],
+            ),
+        )
+        raise HTTPException(
+            status_code=429,
+            detail="account locked after repeated failures: try again later",
+            headers={"Retry-After": str(int(services.options.lockout_window_s))},
+        )
     with session_scope(services.store.engine, readonly=True) as session:
         stored = get_user(session=session, user_id=user.user_id)
     if stored is None or not stored.active or not services.passwords.verify(password, stored.password_hash):
-        audit(services, AuditEntry(actor=f"user:{user.user_id}", action="signature.failure", entity="login",
-                                   entity_id=name, source=source, reason=f"password re-entry failed ({what})"[:200]))
+        audit(
+            services,
+            AuditEntry(
+                actor=f"user:{user.user_id}",
+                action="signature.failure",
+                entity="login",
+                entity_id=name,
+                source=source,
+                reason=f"password re-entry failed ({what})"[:200],
+            ),
+        )
         if _failures(services, name, ("signature.failure",)) >= services.options.signature_failures_logout:
             services.sessions.drop_user(user.user_id)
             raise HTTPException(status_code=401, detail="signed out after repeated failed signatures")
@@ -183,13 +222,19 @@ def _record_key(session: DbSession, user: AuthUser, key: str | None, target: str
 
 
 def _review_input(user: AuthUser, body: ReviewCreate) -> ReviewInput:
-    return ReviewInput(user_id=user.user_id, decision=ReviewDecision(body.decision), reason=body.reason,
-                       defect_code=body.defect_code, investigation_required=body.investigation_required,
-                       investigation_notes=body.investigation_notes)
+    return ReviewInput(
+        user_id=user.user_id,
+        decision=ReviewDecision(body.decision),
+        reason=body.reason,
+        defect_code=body.defect_code,
+        investigation_required=body.investigation_required,
+        investigation_notes=body.investigation_notes,
+    )
 
 
-def adjudicate(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str,
-               key: str | None = None) -> NcrRef | None:
+def adjudicate(
+    services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str, key: str | None = None
+) -> NcrRef | None:
     """Claim (if needed) and review an NCR, signed with meaning REVIEW; None for a replayed key."""
     key = key or body.idempotency_key
     target = f"review:{ncr_uuid}"
@@ -211,15 +256,17 @@ def adjudicate(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCr
         raise _not_found_or_conflict(exc) from exc
 
 
-def supersede(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str,
-              key: str | None = None) -> NcrRef | None:
+def supersede(
+    services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCreate, *, source: str, key: str | None = None
+) -> NcrRef | None:
     """Replace the standing signed review (quality engineer, reason, meaning REVIEW); None for a replay."""
     key = key or body.idempotency_key
     target = f"supersede:{ncr_uuid}"
     if _replayed(services, user, key, target):
         return None
-    _conflict_first(lambda session: check_review(ncr_uuid, session=session, user_id=user.user_id,
-                                                 supersede=True), services)
+    _conflict_first(
+        lambda session: check_review(ncr_uuid, session=session, user_id=user.user_id, supersede=True), services
+    )
     check_signing_password(services, user, body.password, source=source, what=f"supersede {ncr_uuid}")
     try:
         with session_scope(services.store.engine) as session:
@@ -230,8 +277,9 @@ def supersede(services: Services, user: AuthUser, ncr_uuid: str, body: ReviewCre
         raise _not_found_or_conflict(exc) from exc
 
 
-def dispose(services: Services, user: AuthUser, ncr_uuid: str, body: DispositionCreate, *, source: str,
-            key: str | None = None) -> NcrRef | None:
+def dispose(
+    services: Services, user: AuthUser, ncr_uuid: str, body: DispositionCreate, *, source: str, key: str | None = None
+) -> NcrRef | None:
     """Disposition an adjudicated NCR, signed with meaning DISPOSITION; None for a replayed key."""
     code = DispositionCode(body.code)
     if code in (DispositionCode.USE_AS_IS, DispositionCode.REPAIR) and not body.justification.strip():
@@ -243,13 +291,22 @@ def dispose(services: Services, user: AuthUser, ncr_uuid: str, body: Disposition
     if _replayed(services, user, key, target):
         return None
     two_person = tuple(services.settings.two_person_dispositions)
-    _conflict_first(lambda session: check_disposition(ncr_uuid, session=session, user_id=user.user_id, code=code,
-                                                      two_person=two_person), services)
+    _conflict_first(
+        lambda session: check_disposition(
+            ncr_uuid, session=session, user_id=user.user_id, code=code, two_person=two_person
+        ),
+        services,
+    )
     check_signing_password(services, user, body.password, source=source, what=f"disposition {ncr_uuid}")
     disposition = DispositionInput(
-        user_id=user.user_id, code=code, quantity=body.quantity, justification=body.justification,
+        user_id=user.user_id,
+        code=code,
+        quantity=body.quantity,
+        justification=body.justification,
         design_authority_approval_ref=body.design_authority_approval_ref,
-        customer_concession_ref=body.customer_concession_ref, rework_instruction_ref=body.rework_instruction_ref)
+        customer_concession_ref=body.customer_concession_ref,
+        rework_instruction_ref=body.rework_instruction_ref,
+    )
     try:
         with session_scope(services.store.engine) as session:
             if not _record_key(session, user, key, target, source):
@@ -271,21 +328,36 @@ def dispute(services: Services, user: AuthUser, ncr_uuid: str, reason: str, *, s
             raise HTTPException(status_code=404, detail="no such NCR")
         if status not in (NcrStatus.OPEN, NcrStatus.CONTAINED, NcrStatus.UNDER_REVIEW):
             raise HTTPException(status_code=409, detail=f"NCR is {status}: nothing to dispute")
-        append_audit(AuditEntry(actor=f"user:{user.user_id}", action="ncr.dispute", entity="ncr",
-                                entity_id=ncr_uuid, reason=reason, source=source), session=session)
+        append_audit(
+            AuditEntry(
+                actor=f"user:{user.user_id}",
+                action="ncr.dispute",
+                entity="ncr",
+                entity_id=ncr_uuid,
+                reason=reason,
+                source=source,
+            ),
+            session=session,
+        )
 
 
 def _sample_open(session: DbSession, inspection_id: str) -> None:
     row = get_inspection(inspection_id, session=session)
     if row is None or row.verdict != "PASS":
         raise HTTPException(status_code=404, detail="no such sampled PASS inspection")
-    if count_recent(session=session, action="sample.review", entity="inspection", entity_id=inspection_id,
-                    since=None):
+    if count_recent(session=session, action="sample.review", entity="inspection", entity_id=inspection_id, since=None):
         raise HTTPException(status_code=409, detail="this PASS sample has been audited already (one answer each)")
 
 
-def review_sample(services: Services, user: AuthUser, inspection_id: str, body: SampleReviewCreate, *,
-                  source: str, key: str | None = None) -> None:
+def review_sample(
+    services: Services,
+    user: AuthUser,
+    inspection_id: str,
+    body: SampleReviewCreate,
+    *,
+    source: str,
+    key: str | None = None,
+) -> None:
     """Record the blind audit of a sampled PASS part (signed by password re-entry, audited); one answer each."""
     if body.decision == "ESCAPE" and not body.defect_code:
         raise invalid("defect_code", "an escape needs a defect code")
@@ -300,10 +372,20 @@ def review_sample(services: Services, user: AuthUser, inspection_id: str, body: 
         if not _record_key(session, user, key, target, source):
             return
         _sample_open(session, inspection_id)
-        append_audit(AuditEntry(actor=f"user:{user.user_id}", action="sample.review", entity="inspection",
-                                entity_id=inspection_id, field="decision", new_value=body.decision,
-                                old_value="PASS", reason=f"{body.reason} [defect_code={body.defect_code or '-'}]",
-                                source=source), session=session)
+        append_audit(
+            AuditEntry(
+                actor=f"user:{user.user_id}",
+                action="sample.review",
+                entity="inspection",
+                entity_id=inspection_id,
+                field="decision",
+                new_value=body.decision,
+                old_value="PASS",
+                reason=f"{body.reason} [defect_code={body.defect_code or '-'}]",
+                source=source,
+            ),
+            session=session,
+        )
 
 
 def _check_policy(body: UserCreate) -> None:
@@ -318,8 +400,14 @@ def new_user(services: Services, actor: str, body: UserCreate) -> User:
     password_hash = services.passwords.hash(body.password)
     try:
         with session_scope(services.store.engine) as session:
-            return create_user(body.username, session=session, display_name=body.display_name,
-                               role=Role(body.role), password_hash=password_hash, actor=actor)
+            return create_user(
+                body.username,
+                session=session,
+                display_name=body.display_name,
+                role=Role(body.role),
+                password_hash=password_hash,
+                actor=actor,
+            )
     except StateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
 
@@ -332,8 +420,7 @@ def deactivate_user(services: Services, actor: AuthUser, user_id: int, reason: s
         raise invalid("reason", "deactivating an account needs a reason")
     try:
         with session_scope(services.store.engine) as session:
-            user = set_user_active(user_id, session=session, active=False, actor=f"user:{actor.user_id}",
-                                   reason=reason)
+            user = set_user_active(user_id, session=session, active=False, actor=f"user:{actor.user_id}", reason=reason)
     except StoreError as exc:
         raise HTTPException(status_code=404, detail="no such user") from exc
     services.sessions.drop_user(user_id)
@@ -346,8 +433,10 @@ def bootstrap_admin(services: Services, *, secret: str, body: UserCreate, source
         if active_admin_exists(session=session):
             raise HTTPException(status_code=404, detail="setup is complete")
     if not check_bootstrap_secret(services.data_dir, secret):
-        audit(services, AuditEntry(actor="anonymous", action="setup.failure", entity="setup", entity_id="admin",
-                                   source=source))
+        audit(
+            services,
+            AuditEntry(actor="anonymous", action="setup.failure", entity="setup", entity_id="admin", source=source),
+        )
         raise HTTPException(status_code=403, detail="bootstrap secret does not match")
     if body.role != "admin":
         raise invalid("role", "the first account must be an admin")
@@ -364,8 +453,9 @@ def installed_manifest(services: Services, name: str, version: str) -> ModelMani
         raise HTTPException(status_code=404, detail=f"model {name} version {version} is not installed") from exc
 
 
-def activate_model(services: Services, user: AuthUser, name: str, version: str, body: ModelActivate, *,
-                   source: str) -> ModelManifest:
+def activate_model(
+    services: Services, user: AuthUser, name: str, version: str, body: ModelActivate, *, source: str
+) -> ModelManifest:
     """Make an installed version active, signed by password re-entry and audited.
 
     A bundle with warnings (it cannot meet its targets, or states no rates) is refused (409)
@@ -375,21 +465,37 @@ def activate_model(services: Services, user: AuthUser, name: str, version: str, 
     manifest = installed_manifest(services, name, version)
     with session_scope(services.store.engine, readonly=True) as session:
         if under_promotion_control(session=session, name=name, version=version):
-            raise HTTPException(status_code=409, detail=f"{name} {version} is under promotion control: it goes on the "
-                                "line by a promotion signed by two people (see its Promotion section)")
+            raise HTTPException(
+                status_code=409,
+                detail=f"{name} {version} is under promotion control: it goes on the "
+                "line by a promotion signed by two people (see its Promotion section)",
+            )
     warnings = activation_warnings(manifest)
     if warnings and not body.accept_risk:
-        raise HTTPException(status_code=409, detail=f"{name} {version} cannot meet its targets: "
-                            + "; ".join(warnings) + ". Accept the stated rates to activate it anyway.")
+        raise HTTPException(
+            status_code=409,
+            detail=f"{name} {version} cannot meet its targets: "
+            + "; ".join(warnings)
+            + ". Accept the stated rates to activate it anyway.",
+        )
     if warnings and not body.reason.strip():
         raise invalid("reason", "accepting a model's stated risk needs a reason")
     check_signing_password(services, user, body.password, source=source, what=f"model {name}@{version}")
     try:
         with session_scope(services.store.engine) as session:
-            record_model_activation(session=session, user_id=user.user_id, actor=f"user:{user.user_id}", name=name,
-                                    version=version, sha256=manifest.sha256, warnings=warnings,
-                                    rates=stated_rates(manifest), reason=body.reason.strip() or None,
-                                    source=source, accept_risk=body.accept_risk)
+            record_model_activation(
+                session=session,
+                user_id=user.user_id,
+                actor=f"user:{user.user_id}",
+                name=name,
+                version=version,
+                sha256=manifest.sha256,
+                warnings=warnings,
+                rates=stated_rates(manifest),
+                reason=body.reason.strip() or None,
+                source=source,
+                accept_risk=body.accept_risk,
+            )
             services.registry.activate(name, version)
     except StateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc

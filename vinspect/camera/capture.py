@@ -89,20 +89,24 @@ def capture_frames(
     """
     folder = out / label
     folder.mkdir(parents=True, exist_ok=True)
-    with _Manifest(out / MANIFEST_NAME) as manifest, tqdm(total=count, desc="capture", unit="img",
-                                                          disable=not progress) as bar:
+    with (
+        _Manifest(out / MANIFEST_NAME) as manifest,
+        tqdm(total=count, desc="capture", unit="img", disable=not progress) as bar,
+    ):
 
         def keep(frame: Frame) -> None:
             manifest.add(_save(frame, folder=folder), frame)
             bar.update(1)
 
-        saved, faults, exhausted = _collect(source, keep=keep, count=count, timeout_s=timeout_s,
-                                            max_faults=max_consecutive_faults)
+        saved, faults, exhausted = _collect(
+            source, keep=keep, count=count, timeout_s=timeout_s, max_faults=max_consecutive_faults
+        )
     return CaptureSummary(out=out, saved=saved, faults=dict(faults), exhausted=exhausted)
 
 
-def _collect(source: FrameSource, *, keep: Callable[[Frame], None], count: int, timeout_s: float,
-             max_faults: int) -> tuple[int, Counter[str], bool]:
+def _collect(
+    source: FrameSource, *, keep: Callable[[Frame], None], count: int, timeout_s: float, max_faults: int
+) -> tuple[int, Counter[str], bool]:
     faults: Counter[str] = Counter()
     saved = in_a_row = 0
     while saved < count:
@@ -117,8 +121,9 @@ def _collect(source: FrameSource, *, keep: Callable[[Frame], None], count: int, 
         faults[item.reason] += 1
         in_a_row += 1
         if in_a_row >= max_faults:
-            raise CameraError(f"{source.source_id}: {in_a_row} faults in a row ({dict(faults)}); "
-                              f"saved {saved} of {count}")
+            raise CameraError(
+                f"{source.source_id}: {in_a_row} faults in a row ({dict(faults)}); saved {saved} of {count}"
+            )
     return saved, faults, False
 
 
@@ -152,6 +157,15 @@ class _Manifest:
             logger.warning("recording %s frames, not camera pixels; the manifest says so", frame.origin)
             self._warned = True
         rel = image.relative_to(self._path.parent).as_posix()
-        self._writer.writerow([rel, frame.part_id or "", frame.captured_at.isoformat(), frame.frame_id,
-                               frame.source_id, frame.origin, frame.pixel_format])
+        self._writer.writerow(
+            [
+                rel,
+                frame.part_id or "",
+                frame.captured_at.isoformat(),
+                frame.frame_id,
+                frame.source_id,
+                frame.origin,
+                frame.pixel_format,
+            ]
+        )
         self._fh.flush()

@@ -112,8 +112,9 @@ class ReconnectConfig(Strict):
 
     def schedule(self) -> Backoff:
         """A fresh delay schedule for these settings (in seconds)."""
-        return Backoff(initial_s=self.initial_backoff_ms / 1e3, max_s=self.max_backoff_ms / 1e3,
-                       multiplier=self.multiplier)
+        return Backoff(
+            initial_s=self.initial_backoff_ms / 1e3, max_s=self.max_backoff_ms / 1e3, multiplier=self.multiplier
+        )
 
 
 class OutputLineConfig(Strict):
@@ -311,7 +312,11 @@ class ProcessSourceConfig(Strict):
 
 
 SourceConfig = Annotated[
-    GenICamSourceConfig | FolderSourceConfig | ReplaySourceConfig | OverlaySourceConfig | SyntheticSourceConfig
+    GenICamSourceConfig
+    | FolderSourceConfig
+    | ReplaySourceConfig
+    | OverlaySourceConfig
+    | SyntheticSourceConfig
     | ProcessSourceConfig,
     Field(discriminator="kind"),
 ]

@@ -36,8 +36,9 @@ from vinspect.errors import ConfigError
 __all__ = ["open_source"]
 
 
-def open_source(config: SourceConfig, *, source_id: str, read: ImageReader = read_image,
-                listeners: tuple[StateListener, ...] = ()) -> FrameSource:
+def open_source(
+    config: SourceConfig, *, source_id: str, read: ImageReader = read_image, listeners: tuple[StateListener, ...] = ()
+) -> FrameSource:
     """Build the source for ``config``; enter it with ``with`` to start streaming.
 
     Args:
@@ -51,8 +52,9 @@ def open_source(config: SourceConfig, *, source_id: str, read: ImageReader = rea
         ConfigError: an unknown kind.
     """
     if isinstance(config, ProcessSourceConfig):
-        return ProcessSource(config, source_id=source_id, build=functools.partial(open_source, read=read),
-                             listeners=listeners)
+        return ProcessSource(
+            config, source_id=source_id, build=functools.partial(open_source, read=read), listeners=listeners
+        )
     if isinstance(config, GenICamSourceConfig):
         return _supervised(config, source_id=source_id, listeners=listeners)
     if isinstance(config, SyntheticSourceConfig):
@@ -62,8 +64,10 @@ def open_source(config: SourceConfig, *, source_id: str, read: ImageReader = rea
     if isinstance(config, ReplaySourceConfig):
         return ReplaySource(config, source_id=source_id, read=read)
     if isinstance(config, OverlaySourceConfig):
-        return OverlaySource(_supervised(config, source_id=source_id, listeners=listeners),
-                             pixels=_replay_pixels(config, source_id=source_id, read=read))
+        return OverlaySource(
+            _supervised(config, source_id=source_id, listeners=listeners),
+            pixels=_replay_pixels(config, source_id=source_id, read=read),
+        )
     raise ConfigError(f"{source_id}: unknown source kind {getattr(config, 'kind', config)!r}")
 
 

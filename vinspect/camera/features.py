@@ -90,9 +90,7 @@ def plan_features(settings: GenICamSettings) -> list[FeatureWrite]:
         if line.source is not None:
             writes.append(FeatureWrite(name="LineSource", value=line.source, required=line.required, group=group))
         if line.inverter is not None:
-            writes.append(
-                FeatureWrite(name="LineInverter", value=line.inverter, required=line.required, group=group)
-            )
+            writes.append(FeatureWrite(name="LineInverter", value=line.inverter, required=line.required, group=group))
     return writes
 
 

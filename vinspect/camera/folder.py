@@ -124,10 +124,18 @@ class FeedSource:
         clock: Paces, sleeps and stamps ``acquired_ns`` (a ManualClock in tests).
     """
 
-    def __init__(self, load: Callable[[], Sequence[Take]], *, source_id: str,
-                 read: ImageReader, origin: FrameOrigin,
-                 interval_s: float | None = None, speed: float | None = None, loop: bool = False,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Sequence[Take]],
+        *,
+        source_id: str,
+        read: ImageReader,
+        origin: FrameOrigin,
+        interval_s: float | None = None,
+        speed: float | None = None,
+        loop: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.source_id = source_id
         self._clock = clock
         self._load, self._read, self._origin = load, read, origin
@@ -191,15 +199,28 @@ class FeedSource:
         if wait > timeout_s:
             self._clock.sleep(max(timeout_s, 0.0))
             self._ledger.counters.add("timeouts")
-            return FrameFault(source_id=self.source_id, frame_id=None, reason="timeout", at=utc_now(),
-                              detail=f"next image due in {wait:.3f} s")
+            return FrameFault(
+                source_id=self.source_id,
+                frame_id=None,
+                reason="timeout",
+                at=utc_now(),
+                detail=f"next image due in {wait:.3f} s",
+            )
         if wait > 0:
             self._clock.sleep(wait)
         self._ready = None
         self._advance()
-        return Frame(image=image, source_id=self.source_id, frame_id=self._ledger.next_id(),
-                     captured_at=utc_now(), pixel_format=_pixel_format(image), origin=self._origin,
-                     part_id=take.part_id, label=take.label, acquired_ns=self._clock.monotonic_ns())
+        return Frame(
+            image=image,
+            source_id=self.source_id,
+            frame_id=self._ledger.next_id(),
+            captured_at=utc_now(),
+            pixel_format=_pixel_format(image),
+            origin=self._origin,
+            part_id=take.part_id,
+            label=take.label,
+            acquired_ns=self._clock.monotonic_ns(),
+        )
 
     def _decode_next(self) -> tuple[Take, npt.NDArray[np.uint8]] | None:
         failures = 0
@@ -242,11 +263,19 @@ class FeedSource:
 class FolderSource(FeedSource):
     """A :class:`FolderSourceConfig` folder, decoded by ``read`` (frames marked ``folder``)."""
 
-    def __init__(self, config: FolderSourceConfig, *, source_id: str, read: ImageReader = read_image,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, config: FolderSourceConfig, *, source_id: str, read: ImageReader = read_image, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         def load() -> list[Take]:
             part_ids = load_part_ids(config.part_ids_csv) if config.part_ids_csv is not None else None
             return takes_from(index_folder(config.path), root=config.path, part_ids=part_ids)
 
-        super().__init__(load, source_id=source_id, read=read, origin="folder",
-                         interval_s=None if config.fps is None else 1.0 / config.fps, loop=config.loop, clock=clock)
+        super().__init__(
+            load,
+            source_id=source_id,
+            read=read,
+            origin="folder",
+            interval_s=None if config.fps is None else 1.0 / config.fps,
+            loop=config.loop,
+            clock=clock,
+        )

@@ -284,8 +284,9 @@ class GenICamSource:
             try:
                 _requeue(acq)  # ownership back before stop, as harvesters requires
             except (gentl.GenericException, genapi.GenericException, AttributeError, IndexError, RuntimeError) as exc:
-                logger.info("requeueing the last buffer of %s failed: %r", acq.device, exc,
-                            extra={"source_id": self.source_id})  # a lost device: stop and destroy still run
+                logger.info(
+                    "requeueing the last buffer of %s failed: %r", acq.device, exc, extra={"source_id": self.source_id}
+                )  # a lost device: stop and destroy still run
             try:
                 acq.acquirer.stop()
                 acq.acquirer.destroy()
@@ -353,20 +354,30 @@ class GenICamSource:
         acquired_ns, captured_at, part = time.monotonic_ns(), utc_now(), buffer.payload.components[0]
         try:
             raw = np.frombuffer(buffer.module.raw_buffer, np.uint8, offset=part.data_offset)
-            image = convert(raw, pixel_format=part.data_format, width=part.width, height=part.height,
-                            x_padding_bytes=part.x_padding)
+            image = convert(
+                raw, pixel_format=part.data_format, width=part.width, height=part.height, x_padding_bytes=part.x_padding
+            )
         except PixelFormatError as exc:
             self._ledger.incomplete()
             return self._fault("incomplete", detail=str(exc))
         admission = self._ledger.admit(int(buffer.frame_id))
-        frame = Frame(image=image.image, source_id=self.source_id, frame_id=admission.frame_id,
-                      captured_at=captured_at, pixel_format=image.pixel_format, origin="camera",
-                      device_ts_ns=self._timestamp(buffer), acquired_ns=acquired_ns)
+        frame = Frame(
+            image=image.image,
+            source_id=self.source_id,
+            frame_id=admission.frame_id,
+            captured_at=captured_at,
+            pixel_format=image.pixel_format,
+            origin="camera",
+            device_ts_ns=self._timestamp(buffer),
+            acquired_ns=acquired_ns,
+        )
         if not admission.missing:
             return frame
         detail = f"{len(admission.missing)} frame id(s) missing before {admission.frame_id}"
-        faults = [FrameFault(source_id=self.source_id, frame_id=i, reason="gap", at=captured_at, detail=detail)
-                  for i in admission.missing]
+        faults = [
+            FrameFault(source_id=self.source_id, frame_id=i, reason="gap", at=captured_at, detail=detail)
+            for i in admission.missing
+        ]
         self._pending.extend([*faults[1:], frame])
         return faults[0]
 
@@ -422,6 +433,13 @@ def _describe(harvester: Any, *, index: int, info: Any) -> DeviceDescription:
             features = key_features(_lookup(acquirer.remote_device.node_map))
         finally:
             acquirer.destroy()
-    return DeviceDescription(index=index, device_id=text.get("id_", ""), vendor=text.get("vendor", ""),
-                             model=text.get("model", ""), serial_number=text.get("serial_number", ""),
-                             user_defined_name=text.get("user_defined_name", ""), status=status, features=features)
+    return DeviceDescription(
+        index=index,
+        device_id=text.get("id_", ""),
+        vendor=text.get("vendor", ""),
+        model=text.get("model", ""),
+        serial_number=text.get("serial_number", ""),
+        user_defined_name=text.get("user_defined_name", ""),
+        status=status,
+        features=features,
+    )

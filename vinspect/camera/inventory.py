@@ -13,8 +13,7 @@ from vinspect.camera.features import NodeLookup
 
 __all__ = ["KEY_FEATURES", "DeviceDescription", "format_table", "key_features"]
 
-KEY_FEATURES = ("TriggerMode", "TriggerSource", "ExposureTime", "Gain", "OffsetX", "LineSelector",
-                "UserOutputSelector")
+KEY_FEATURES = ("TriggerMode", "TriggerSource", "ExposureTime", "Gain", "OffsetX", "LineSelector", "UserOutputSelector")
 """Features whose presence decides how a camera can be used on a line."""
 
 
@@ -55,8 +54,10 @@ def format_table(devices: Sequence[DeviceDescription]) -> str:
     if not devices:
         return "no devices found\n"
     header = ("#", "device", "vendor", "model", "serial", "user name", "status")
-    rows = [(str(d.index), d.device_id, d.vendor, d.model, d.serial_number, d.user_defined_name or "-", d.status)
-            for d in devices]
+    rows = [
+        (str(d.index), d.device_id, d.vendor, d.model, d.serial_number, d.user_defined_name or "-", d.status)
+        for d in devices
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
     for device, row in zip(devices, rows, strict=True):

@@ -86,5 +86,11 @@ class OverlaySource:
         if not isinstance(item, Frame):
             return item  # the decoded pixels wait for the next frame
         replay, self._next = self._next, None
-        return dataclasses.replace(item, image=replay.image, pixel_format=replay.pixel_format,
-                                   part_id=replay.part_id, label=replay.label, origin="genicam+replay")
+        return dataclasses.replace(
+            item,
+            image=replay.image,
+            pixel_format=replay.pixel_format,
+            part_id=replay.part_id,
+            label=replay.label,
+            origin="genicam+replay",
+        )

@@ -120,8 +120,14 @@ class _Child:
 class ProcessSource:
     """A :class:`~vinspect.camera.base.FrameSource` running ``config.inner`` in a child process."""
 
-    def __init__(self, config: ProcessSourceConfig, *, source_id: str, build: SourceBuilder,
-                 listeners: tuple[StateListener, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: ProcessSourceConfig,
+        *,
+        source_id: str,
+        build: SourceBuilder,
+        listeners: tuple[StateListener, ...] = (),
+    ) -> None:
         self.source_id = source_id
         self._config = config
         self._build = build
@@ -199,16 +205,21 @@ class ProcessSource:
         try:
             fs = os.statvfs(_SHM_DIR)
             if fs.f_bavail * fs.f_frsize < size:
-                logger.warning("%s has less than the %d MB shared-memory slot free; frames go through the pipe",
-                               _SHM_DIR, self._config.shm_slot_mb, extra={"source_id": self.source_id})
+                logger.warning(
+                    "%s has less than the %d MB shared-memory slot free; frames go through the pipe",
+                    _SHM_DIR,
+                    self._config.shm_slot_mb,
+                    extra={"source_id": self.source_id},
+                )
                 return None
         except OSError:  # no /dev/shm (not Linux): let SharedMemory decide
             pass
         try:
             return SharedMemory(create=True, size=size)
         except OSError as exc:
-            logger.warning("no shared-memory slot (%s); frames go through the pipe", exc,
-                           extra={"source_id": self.source_id})
+            logger.warning(
+                "no shared-memory slot (%s); frames go through the pipe", exc, extra={"source_id": self.source_id}
+            )
             return None
 
     def _release_slot(self) -> None:
@@ -293,16 +304,25 @@ class ProcessSource:
 
     def _spawn(self) -> _Child:
         parent_end, child_end = socket.socketpair()
-        process = self._ctx.Process(target=child_main, name=f"vinspect-acquisition-{self.source_id}", daemon=True,
-                                    kwargs={"sock": child_end, "build": self._build, "inner": self._config.inner,
-                                            "source_id": self.source_id,
-                                            "slot_name": None if self._slot is None else self._slot.name})
+        process = self._ctx.Process(
+            target=child_main,
+            name=f"vinspect-acquisition-{self.source_id}",
+            daemon=True,
+            kwargs={
+                "sock": child_end,
+                "build": self._build,
+                "inner": self._config.inner,
+                "source_id": self.source_id,
+                "slot_name": None if self._slot is None else self._slot.name,
+            },
+        )
         try:
             process.start()
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             parent_end.close()
-            raise ConfigError(f"{self.source_id}: the source builder must be a module-level function "
-                              f"or a partial of one ({exc})") from exc
+            raise ConfigError(
+                f"{self.source_id}: the source builder must be a module-level function or a partial of one ({exc})"
+            ) from exc
         finally:
             child_end.close()  # ours only: EOF on parent_end once the child is gone
         now = time.monotonic()
@@ -317,8 +337,9 @@ class ProcessSource:
             except EOFError:
                 raise CameraError(f"{self.source_id}: acquisition process exited during start-up") from None
             if record is None:
-                raise CameraError(f"{self.source_id}: acquisition process did not start within "
-                                  f"{self._config.start_timeout_s} s")
+                raise CameraError(
+                    f"{self.source_id}: acquisition process did not start within {self._config.start_timeout_s} s"
+                )
             if isinstance(record.message, Failed):
                 raise record.message.error
             self._handle(child, record)
@@ -361,8 +382,11 @@ class ProcessSource:
         child.sock.close()
         child.process.join(self._config.stop_timeout_s)
         if child.process.exitcode is None:
-            logger.warning("acquisition process did not stop within %s s; killing it", self._config.stop_timeout_s,
-                           extra={"source_id": self.source_id})
+            logger.warning(
+                "acquisition process did not stop within %s s; killing it",
+                self._config.stop_timeout_s,
+                extra={"source_id": self.source_id},
+            )
             self._kill(child)
 
     def _handle(self, child: _Child, record: Record) -> tuple[Frame | FrameFault | None] | None:
@@ -372,8 +396,9 @@ class ProcessSource:
         if child.header is not None:
             header, child.header = child.header, None
             if record.pixels is None:
-                raise CameraError(f"{self.source_id}: the acquisition process sent {message!r} "
-                                  "where frame pixels were due")
+                raise CameraError(
+                    f"{self.source_id}: the acquisition process sent {message!r} where frame pixels were due"
+                )
             return (self._frame(child, header, record.pixels),)
         if isinstance(message, Ready):
             self._ready(child)
@@ -410,8 +435,10 @@ class ProcessSource:
         buf = None if self._slot is None else self._slot.buf
         nbytes = header.nbytes
         if buf is None or nbytes > len(buf):
-            raise CameraError(f"{self.source_id}: the acquisition process sent a {nbytes}-byte frame "
-                              "that is not in its shared-memory slot")
+            raise CameraError(
+                f"{self.source_id}: the acquisition process sent a {nbytes}-byte frame "
+                "that is not in its shared-memory slot"
+            )
         return bytearray(buf[:nbytes])
 
     def _frame(self, child: _Child, header: FrameHeader, pixels: bytearray) -> Frame:
@@ -446,8 +473,13 @@ class ProcessSource:
         if late:
             self._counters.add("watchdog")
         detail = "watchdog: no reply from the acquisition process" if late else "no frame"
-        return FrameFault(source_id=self.source_id, frame_id=None, reason="timeout", at=utc_now(),
-                          detail=f"{detail} within {wait_s:.3f} s")
+        return FrameFault(
+            source_id=self.source_id,
+            frame_id=None,
+            reason="timeout",
+            at=utc_now(),
+            detail=f"{detail} within {wait_s:.3f} s",
+        )
 
     def _outage(self, detail: str) -> FrameFault:
         self._counters.add("outages")

@@ -52,8 +52,9 @@ class SourceBuilder(Protocol):
     def __call__(self, config: InnerSourceConfig, /, *, source_id: str) -> FrameSource: ...
 
 
-def child_main(*, sock: socket.socket, build: SourceBuilder, inner: InnerSourceConfig, source_id: str,
-               slot_name: str | None = None) -> None:
+def child_main(
+    *, sock: socket.socket, build: SourceBuilder, inner: InnerSourceConfig, source_id: str, slot_name: str | None = None
+) -> None:
     """Child process entry: open the inner source, then serve read requests until told to stop.
     ``slot_name``: the parent's shared-memory slot (None: pixels go through the wire)."""
     try:
@@ -96,8 +97,12 @@ def _serve(sock: socket.socket, source: FrameSource, slot: SharedMemory | None) 
         in_slot = buf is not None and image.nbytes <= len(buf)
         if buf is not None and in_slot:
             np.frombuffer(buf, dtype=np.uint8, count=image.nbytes)[:] = image.reshape(-1).view(np.uint8)
-        send(sock, FrameHeader(meta=frame_meta(item), shape=image.shape, dtype=image.dtype.str, counters=counters,
-                               in_slot=in_slot))
+        send(
+            sock,
+            FrameHeader(
+                meta=frame_meta(item), shape=image.shape, dtype=image.dtype.str, counters=counters, in_slot=in_slot
+            ),
+        )
         if not in_slot:
             send_pixels(sock, image.data.cast("B"))
 

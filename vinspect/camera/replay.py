@@ -51,8 +51,14 @@ def read_manifest(root: Path) -> list[Take]:
                     logger.warning("%s:%d: %s is missing; skipped", path, reader.line_num, rel)
                     continue
                 label = rel.parts[0] if len(rel.parts) > 1 else None
-                takes.append(Take(path=root / rel, part_id=row["part_id"] or rel.stem, label=label,
-                                  at_s=(at - first).total_seconds()))
+                takes.append(
+                    Take(
+                        path=root / rel,
+                        part_id=row["part_id"] or rel.stem,
+                        label=label,
+                        at_s=(at - first).total_seconds(),
+                    )
+                )
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read capture manifest ({exc.strerror or exc})") from exc
     return takes
@@ -72,8 +78,9 @@ def _override(takes: list[Take], *, root: Path, part_ids: dict[str, str]) -> lis
 class ReplaySource(FeedSource):
     """A :class:`ReplaySourceConfig` run, decoded by ``read`` (frames marked ``replay``)."""
 
-    def __init__(self, config: ReplaySourceConfig, *, source_id: str, read: ImageReader = read_image,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, config: ReplaySourceConfig, *, source_id: str, read: ImageReader = read_image, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         root = config.path
 
         def load() -> list[Take]:
@@ -85,6 +92,13 @@ class ReplaySource(FeedSource):
                 raise ConfigError(f"{root}: speed needs the {MANIFEST_NAME} a capture run writes")
             return takes_from(index_folder(root), root=root, part_ids=part_ids)
 
-        super().__init__(load, source_id=source_id, read=read, origin="replay",
-                         interval_s=None if config.fps is None else 1.0 / config.fps,
-                         speed=config.speed, loop=config.loop, clock=clock)
+        super().__init__(
+            load,
+            source_id=source_id,
+            read=read,
+            origin="replay",
+            interval_s=None if config.fps is None else 1.0 / config.fps,
+            speed=config.speed,
+            loop=config.loop,
+            clock=clock,
+        )

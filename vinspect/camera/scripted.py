@@ -31,8 +31,15 @@ def make_frame(level: int, *, frame_id: int = 0, size_px: int = 16, source_id: s
     """A flat Mono8 frame of brightness ``level`` (the tiny test model scores ``level / 255``)."""
     image = np.full((size_px, size_px), level, np.uint8)
     image.flags.writeable = False
-    return Frame(image=image, source_id=source_id, frame_id=frame_id, captured_at=datetime.now(UTC),
-                 pixel_format="Mono8", origin="replay", part_id=f"p{frame_id}")
+    return Frame(
+        image=image,
+        source_id=source_id,
+        frame_id=frame_id,
+        captured_at=datetime.now(UTC),
+        pixel_format="Mono8",
+        origin="replay",
+        part_id=f"p{frame_id}",
+    )
 
 
 ScriptItem = Frame | FrameFault | CameraError
@@ -45,8 +52,14 @@ class ScriptedSource:
     like a triggered line; ``gate`` (an Event) holds every read until set.
     """
 
-    def __init__(self, items: Sequence[ScriptItem], *, source_id: str = "scripted", period_s: float = 0.0,
-                 gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        items: Sequence[ScriptItem],
+        *,
+        source_id: str = "scripted",
+        period_s: float = 0.0,
+        gate: threading.Event | None = None,
+    ) -> None:
         self.source_id = source_id
         self._items = list(items)
         self._period_s = period_s

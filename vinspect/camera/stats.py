@@ -53,8 +53,7 @@ class SourceCounters:
         with self._lock:
             return {
                 name: getattr(self, name)
-                for name in ("frames", "timeouts", "incomplete", "gaps", "reconnects", "disconnects",
-                             "decode_errors")
+                for name in ("frames", "timeouts", "incomplete", "gaps", "reconnects", "disconnects", "decode_errors")
             }
 
 
@@ -195,8 +194,7 @@ class Lifecycle:
             self._state = new
             change = StateChange(source_id=self.source_id, old=old, new=new, at=utc_now(), reason=reason)
             self.history.append(change)
-        logger.info("source state %s -> %s", old, new,
-                    extra={"source_id": self.source_id, "reason": reason})
+        logger.info("source state %s -> %s", old, new, extra={"source_id": self.source_id, "reason": reason})
         for listener in list(self._listeners):
             try:
                 listener(change)

@@ -46,8 +46,15 @@ _JOIN_TIMEOUT_S = 10.0
 class SupervisedSource:
     """A :class:`~vinspect.camera.base.FrameSource` that survives device loss."""
 
-    def __init__(self, connect: Connect, *, source_id: str, policy: ReconnectConfig,
-                 listeners: tuple[StateListener, ...] = (), clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        source_id: str,
+        policy: ReconnectConfig,
+        listeners: tuple[StateListener, ...] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.source_id = source_id
         self._clock = clock
         self._connect = connect
@@ -133,8 +140,7 @@ class SupervisedSource:
         return limit is not None and (self._clock.monotonic() - self._last_frame) * 1000 >= limit
 
     def _disconnected(self, detail: str) -> FrameFault:
-        return FrameFault(source_id=self.source_id, frame_id=None, reason="disconnected", at=utc_now(),
-                          detail=detail)
+        return FrameFault(source_id=self.source_id, frame_id=None, reason="disconnected", at=utc_now(), detail=detail)
 
     def _install(self, inner: FrameSource) -> None:
         self._inner = inner
@@ -148,8 +154,9 @@ class SupervisedSource:
         dead, self._inner = self._inner, None
         self._ledger.counters.add("disconnects")
         self._lifecycle.enter(SourceState.FAILED, reason=reason)
-        self._worker = threading.Thread(target=self._reconnect, args=(dead,), daemon=True,
-                                        name=f"reconnect-{self.source_id}")
+        self._worker = threading.Thread(
+            target=self._reconnect, args=(dead,), daemon=True, name=f"reconnect-{self.source_id}"
+        )
         self._worker.start()
 
     def _reconnect(self, dead: FrameSource | None) -> None:

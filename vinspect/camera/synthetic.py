@@ -33,8 +33,9 @@ __all__ = ["SyntheticSource"]
 class SyntheticSource:
     """A FrameSource of generated parts (see the module docstring)."""
 
-    def __init__(self, config: SyntheticSourceConfig, *, source_id: str = "synthetic",
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, config: SyntheticSourceConfig, *, source_id: str = "synthetic", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.source_id = source_id
         self._clock = clock
         self.config = config
@@ -87,16 +88,30 @@ class SyntheticSource:
             return None
         now = datetime.now(UTC)
         if not self._wait_for_trigger(timeout_s):
-            return FrameFault(source_id=self.source_id, frame_id=None, reason="timeout", at=now,
-                              detail="no trigger within the read timeout")
+            return FrameFault(
+                source_id=self.source_id,
+                frame_id=None,
+                reason="timeout",
+                at=now,
+                detail="no trigger within the read timeout",
+            )
         n, self._n = self._n, self._n + 1
         if self._unplugged.is_set():
             return FrameFault(source_id=self.source_id, frame_id=n, reason="disconnected", at=now, detail="unplugged")
         if c.incomplete_rate and np.random.default_rng([c.seed, n, 7]).random() < c.incomplete_rate:
             return FrameFault(source_id=self.source_id, frame_id=n, reason="incomplete", at=now)
         image, label = self._template(n % c.distinct_parts)
-        return Frame(image=image, source_id=self.source_id, frame_id=n, captured_at=now, pixel_format="Mono8",
-                     origin="synthetic", part_id=f"syn-{n:06d}", label=label, acquired_ns=self._clock.monotonic_ns())
+        return Frame(
+            image=image,
+            source_id=self.source_id,
+            frame_id=n,
+            captured_at=now,
+            pixel_format="Mono8",
+            origin="synthetic",
+            part_id=f"syn-{n:06d}",
+            label=label,
+            acquired_ns=self._clock.monotonic_ns(),
+        )
 
     def __enter__(self) -> Self:
         self._state = SourceState.STREAMING

@@ -220,7 +220,7 @@ class Inbox:
                 self._head.clear()
                 self._body, self._filled = bytearray(size), 0
             return
-        got = self._sock.recv_into(memoryview(self._body)[self._filled:])
+        got = self._sock.recv_into(memoryview(self._body)[self._filled :])
         if got == 0:
             raise EOFError("acquisition process closed its end of the wire mid-record")
         self._filled += got

@@ -27,8 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every command group registered)."""
     parser = argparse.ArgumentParser(prog="vinspect", description="Automated visual inspection station.")
     parser.add_argument("--version", action="version", version=f"vinspect {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="least severe log messages shown on stderr (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="least severe log messages shown on stderr (default WARNING)",
+    )
     parser.add_argument("--log-json", action="store_true", help="log as JSON lines on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (model, compare, dataset, camera, run, station_config, store, web, quality):

@@ -19,7 +19,6 @@ from vinspect.store.ncr import Role
 __all__ = ["register_verbs"]
 
 
-
 def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``unlock``, ``reset-password`` and ``set-role`` under ``vinspect users``."""
     common = {"help": "why (written to the audit trail)"}
@@ -64,8 +63,17 @@ def _unlock(args: argparse.Namespace) -> int:
     store = _store(args)
     with session_scope(store.engine) as session:
         user = _account(session, args.username)
-        append_audit(AuditEntry(actor=_actor(), action="login.unlock", entity="login", entity_id=user.username[:64],
-                                reason=args.reason, source="cli"), session=session)
+        append_audit(
+            AuditEntry(
+                actor=_actor(),
+                action="login.unlock",
+                entity="login",
+                entity_id=user.username[:64],
+                reason=args.reason,
+                source="cli",
+            ),
+            session=session,
+        )
     sys.stdout.write(f"unlocked sign-in for {user.username}\n")
     return 0
 
@@ -89,11 +97,18 @@ def _reset(args: argparse.Namespace) -> int:
     try:
         with session_scope(store.engine) as session:
             user = _account(session, args.username)
-            set_user_password(user.id, session=session, password_hash=password_hash, actor=_actor(),
-                              reason=args.reason)
-            append_audit(AuditEntry(actor=_actor(), action="login.unlock", entity="login",
-                                    entity_id=user.username[:64], reason=f"password reset: {args.reason}",
-                                    source="cli"), session=session)
+            set_user_password(user.id, session=session, password_hash=password_hash, actor=_actor(), reason=args.reason)
+            append_audit(
+                AuditEntry(
+                    actor=_actor(),
+                    action="login.unlock",
+                    entity="login",
+                    entity_id=user.username[:64],
+                    reason=f"password reset: {args.reason}",
+                    source="cli",
+                ),
+                session=session,
+            )
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
     sys.stdout.write(f"new password set for {user.username} (sign-in unlocked)\n")

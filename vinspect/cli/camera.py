@@ -31,8 +31,14 @@ def _positive(text: str) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``cameras`` and ``capture`` commands."""
     cameras = sub.add_parser("cameras", help="list GenTL devices and their key features")
-    cameras.add_argument("--producer", type=Path, action="append", default=[], metavar="CTI",
-                         help="GenTL producer (repeatable); default: the station's, else genicam's viky.cti")
+    cameras.add_argument(
+        "--producer",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CTI",
+        help="GenTL producer (repeatable); default: the station's, else genicam's viky.cti",
+    )
     cameras.add_argument("--station", type=Path, help="use the producers of this station file's source")
     cameras.set_defaults(handler=_cameras)
     capture = sub.add_parser("capture", help="record training images from the station's camera")
@@ -60,9 +66,14 @@ def _cameras(args: argparse.Namespace) -> int:
 def _capture(args: argparse.Namespace) -> int:
     config = load_source_config(args.station)
     with open_source(config, source_id=args.source_id) as source:
-        summary = capture_frames(source, out=args.out, count=args.count, label=args.label,
-                                 timeout_s=args.timeout_ms / 1000, progress=not args.no_progress)
+        summary = capture_frames(
+            source,
+            out=args.out,
+            count=args.count,
+            label=args.label,
+            timeout_s=args.timeout_ms / 1000,
+            progress=not args.no_progress,
+        )
     faults = ", ".join(f"{k} {v}" for k, v in sorted(summary.faults.items())) or "none"
-    sys.stdout.write(f"saved {summary.saved} of {args.count} images to {summary.out / args.label} "
-                     f"(faults: {faults})\n")
+    sys.stdout.write(f"saved {summary.saved} of {args.count} images to {summary.out / args.label} (faults: {faults})\n")
     return 0 if summary.saved == args.count else 1

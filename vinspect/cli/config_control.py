@@ -39,7 +39,7 @@ def _where(data_dir: Path | None) -> str:
 
 def approve_command(path: Path, data_dir: Path | None) -> str:
     """The exact command that approves the station file ``path``."""
-    return f"vinspect config approve --station {path}{_where(data_dir)} --user <quality engineer> --reason \"...\""
+    return f'vinspect config approve --station {path}{_where(data_dir)} --user <quality engineer> --reason "..."'
 
 
 def require_approval(engine: Any, station: StationConfig, *, path: Path, data_dir: Path | None) -> ConfigApproval:
@@ -52,11 +52,13 @@ def require_approval(engine: Any, station: StationConfig, *, path: Path, data_di
     with session_scope(engine, readonly=True) as session:
         approval = approved(session=session, station_id=station.station_id, config_sha256=digest)
     if approval is None:
-        raise ConfigError(f"{path}: station {station.station_id} configuration {digest} is not approved; "
-                          "the station does not start with an unapproved configuration. A quality engineer or "
-                          f"admin reviews it (vinspect config show --station {path}{_where(data_dir)}) and "
-                          "approves it: "
-                          f"{approve_command(path, data_dir)}")
+        raise ConfigError(
+            f"{path}: station {station.station_id} configuration {digest} is not approved; "
+            "the station does not start with an unapproved configuration. A quality engineer or "
+            f"admin reviews it (vinspect config show --station {path}{_where(data_dir)}) and "
+            "approves it: "
+            f"{approve_command(path, data_dir)}"
+        )
     return approval
 
 
@@ -71,8 +73,9 @@ class _FileState:
 class ConfigWatch:
     """Watches the station file of a running station; reports a change, never applies it."""
 
-    def __init__(self, path: Path, *, running: StationConfig, approval: ConfigApproval, engine: Any,
-                 period_s: float = 2.0) -> None:
+    def __init__(
+        self, path: Path, *, running: StationConfig, approval: ConfigApproval, engine: Any, period_s: float = 2.0
+    ) -> None:
         self.path, self.engine, self.period_s = path, engine, period_s
         self.station_id = running.station_id
         self.approval = approval
@@ -104,23 +107,35 @@ class ConfigWatch:
         if digest == self._sha256:
             state = _FileState(stamp=stamp, sha256=digest, state="as approved", message="")
         elif digest is None:
-            state = _FileState(stamp=stamp, sha256=None, state="unreadable",
-                               message=f"{self.path} no longer loads ({problem}); still running the approved "
-                                       f"configuration {self._sha256[:12]}")
+            state = _FileState(
+                stamp=stamp,
+                sha256=None,
+                state="unreadable",
+                message=f"{self.path} no longer loads ({problem}); still running the approved "
+                f"configuration {self._sha256[:12]}",
+            )
         else:
             with session_scope(self.engine, readonly=True) as session:
                 other = approved(session=session, station_id=self.station_id, config_sha256=digest)
             if other is not None:
-                state = _FileState(stamp=stamp, sha256=digest, state="approved, at next start",
-                                   message=f"{self.path} now holds configuration {digest[:12]}, approved by "
-                                           f"{other.approved_by}; it takes effect when the station restarts "
-                                           f"(running {self._sha256[:12]})")
+                state = _FileState(
+                    stamp=stamp,
+                    sha256=digest,
+                    state="approved, at next start",
+                    message=f"{self.path} now holds configuration {digest[:12]}, approved by "
+                    f"{other.approved_by}; it takes effect when the station restarts "
+                    f"(running {self._sha256[:12]})",
+                )
             else:
-                state = _FileState(stamp=stamp, sha256=digest, state="changed, not approved",
-                                   message=f"{self.path} changed on disk to configuration {digest[:12]}, which is "
-                                           f"not approved; still running the approved configuration "
-                                           f"{self._sha256[:12]}. To apply it: "
-                                           f"{approve_command(self.path, None)}, then restart the station")
+                state = _FileState(
+                    stamp=stamp,
+                    sha256=digest,
+                    state="changed, not approved",
+                    message=f"{self.path} changed on disk to configuration {digest[:12]}, which is "
+                    f"not approved; still running the approved configuration "
+                    f"{self._sha256[:12]}. To apply it: "
+                    f"{approve_command(self.path, None)}, then restart the station",
+                )
         with self._lock:
             self._file = state
         if state.state in ("changed, not approved", "unreadable"):
@@ -135,10 +150,23 @@ class ConfigWatch:
         now = datetime.now(UTC)
         try:
             with session_scope(self.engine) as session:
-                raise_alarm(session=session, kind="config", station_id=self.station_id, chart="station_config",
-                            rule=0, first_at=now, last_at=now, at=now,
-                            detail={"file": str(self.path), "running_sha256": self._sha256,
-                                    "file_sha256": state.sha256, "state": state.state, "message": state.message})
+                raise_alarm(
+                    session=session,
+                    kind="config",
+                    station_id=self.station_id,
+                    chart="station_config",
+                    rule=0,
+                    first_at=now,
+                    last_at=now,
+                    at=now,
+                    detail={
+                        "file": str(self.path),
+                        "running_sha256": self._sha256,
+                        "file_sha256": state.sha256,
+                        "state": state.state,
+                        "message": state.message,
+                    },
+                )
             self.alarms += 1
         except (VinspectError, OSError) as exc:
             _log.warning("station %s: could not raise the configuration alarm: %s", self.station_id, exc)
@@ -148,8 +176,15 @@ class ConfigWatch:
         with self._lock:
             f = self._file
         a = self.approval
-        return {"sha256": self._sha256, "approved_by": a.approved_by, "approved_at": a.approved_at.isoformat(),
-                "file": str(self.path), "file_state": f.state, "file_sha256": f.sha256, "message": f.message}
+        return {
+            "sha256": self._sha256,
+            "approved_by": a.approved_by,
+            "approved_at": a.approved_at.isoformat(),
+            "file": str(self.path),
+            "file_state": f.state,
+            "file_sha256": f.sha256,
+            "message": f.message,
+        }
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):

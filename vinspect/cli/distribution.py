@@ -35,8 +35,11 @@ def register_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     """Add ``distribute`` and ``distribution`` to the ``models`` command group."""
     from vinspect.cli.model import _acceptance_options
 
-    dist = verbs.add_parser("distribute", help="assign an approved model version to chosen stations (they pull it, "
-                                               "verify it, self-test it and report the switch)")
+    dist = verbs.add_parser(
+        "distribute",
+        help="assign an approved model version to chosen stations (they pull it, "
+        "verify it, self-test it and report the switch)",
+    )
     dist.add_argument("--name", required=True, help="model name")
     dist.add_argument("--version", required=True, help="version installed in this data directory's registry")
     dist.add_argument("--stations", default=None, help="comma-separated station ids (registered stations)")
@@ -71,26 +74,47 @@ def _distribute(args: argparse.Namespace) -> int:
     engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
-            controlled = approval_of(session=session, name=manifest.name, version=manifest.version,
-                                     sha256=manifest.sha256)
+            controlled = approval_of(
+                session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
+            )
         warnings = activation_warnings(manifest)
         signer = _check_acceptance(args, manifest) if controlled is None and warnings else None
 
         def call(session: Any) -> Any:
-            approval = approval_of(session=session, name=manifest.name, version=manifest.version,
-                                   sha256=manifest.sha256)
+            approval = approval_of(
+                session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
+            )
             if approval is None and warnings:
                 record = record_model_activation(
-                    session=session, user_id=signer, actor=f"user:{signer}", name=manifest.name,
-                    version=manifest.version, sha256=manifest.sha256, warnings=warnings,
-                    rates=stated_rates(manifest), reason=args.reason, source=_actor(), accept_risk=True)
+                    session=session,
+                    user_id=signer,
+                    actor=f"user:{signer}",
+                    name=manifest.name,
+                    version=manifest.version,
+                    sha256=manifest.sha256,
+                    warnings=warnings,
+                    rates=stated_rates(manifest),
+                    reason=args.reason,
+                    source=_actor(),
+                    accept_risk=True,
+                )
                 approval = f"activation with the stated risk accepted by {args.user} (signature {record.signature_id})"
             elif approval is None:
                 approval = "activation (no promotion criteria fixed; the bundle meets its stated targets)"
             chosen = resolve_stations(session=session, station_ids=stations, line_id=args.line)
-            return distribute(session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256,
-                              archive=archive, archive_sha256=digest, station_ids=chosen, approval=approval,
-                              actor=_actor(), reason=args.reason, at=datetime.now(UTC))
+            return distribute(
+                session=session,
+                name=manifest.name,
+                version=manifest.version,
+                sha256=manifest.sha256,
+                archive=archive,
+                archive_sha256=digest,
+                station_ids=chosen,
+                approval=approval,
+                actor=_actor(),
+                reason=args.reason,
+                at=datetime.now(UTC),
+            )
 
         with session_scope(engine) as session:
             assigned = call(session)
@@ -98,10 +122,12 @@ def _distribute(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     finally:
         engine.dispose()
-    sys.stdout.write(f"assigned {manifest.name} {manifest.version} (model sha256 {manifest.sha256[:12]}, archive "
-                     f"{len(archive):,} bytes, sha256 {digest[:12]}) to {', '.join(a.station_id for a in assigned)}; "
-                     f"approval: {assigned[0].approval}.\nEach station pulls it, verifies it, runs its golden "
-                     "self-test and reports the switch or why it refused: vinspect models distribution\n")
+    sys.stdout.write(
+        f"assigned {manifest.name} {manifest.version} (model sha256 {manifest.sha256[:12]}, archive "
+        f"{len(archive):,} bytes, sha256 {digest[:12]}) to {', '.join(a.station_id for a in assigned)}; "
+        f"approval: {assigned[0].approval}.\nEach station pulls it, verifies it, runs its golden "
+        "self-test and reports the switch or why it refused: vinspect models distribution\n"
+    )
     return 0
 
 
@@ -130,8 +156,9 @@ def _distribution(args: argparse.Namespace) -> int:
             outcome = a.outcome or "PENDING"
             if a.outcome_reason:
                 outcome += f": {a.outcome_reason}"
-        sys.stdout.write(f"{st.station_id}\tline {st.line_id or '-'}\trunning {running}\tassigned {assigned}\t"
-                         f"{outcome}\n")
+        sys.stdout.write(
+            f"{st.station_id}\tline {st.line_id or '-'}\trunning {running}\tassigned {assigned}\t{outcome}\n"
+        )
         rows += 1
     if rows == 0:
         sys.stdout.write("no station matches\n")

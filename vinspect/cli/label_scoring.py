@@ -55,12 +55,25 @@ def score_set(engine: Engine, files: LabelFiles, set_name: str, model: Path) -> 
             continue
         p = j.prediction
         top = max(p.defect_probs.values(), default=0.0)
-        scores.append(ImageScore(image_id=image.id, score=p.score,
-                                 uncertainty=uncertainty(p.score, fail_at=thresholds.fail_at,
-                                                         review_at=thresholds.review_at, defect_prob=top)))
+        scores.append(
+            ImageScore(
+                image_id=image.id,
+                score=p.score,
+                uncertainty=uncertainty(
+                    p.score, fail_at=thresholds.fail_at, review_at=thresholds.review_at, defect_prob=top
+                ),
+            )
+        )
     with session_scope(engine) as db:
         label_set = get_set(db, set_name)
         assert label_set is not None
-        add_scores(db, label_set, scores, model_name=bundle.manifest.name, model_version=bundle.manifest.version,
-                   model_sha256=bundle.manifest.sha256, now=datetime.now(UTC))
+        add_scores(
+            db,
+            label_set,
+            scores,
+            model_name=bundle.manifest.name,
+            model_version=bundle.manifest.version,
+            model_sha256=bundle.manifest.sha256,
+            now=datetime.now(UTC),
+        )
     return len(scores)

@@ -23,17 +23,22 @@ __all__ = ["label_files", "open_labelling_store", "register_verbs"]
 def register_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     """Add the labelling verbs to the ``dataset`` command group."""
     data_help = "default: VINSPECT_DATA_DIR or ./vinspect-data"
-    imp = verbs.add_parser("import-labelset", help="import a folder of images (or a `vinspect capture` run) "
-                                                   "as a labelling set")
+    imp = verbs.add_parser(
+        "import-labelset", help="import a folder of images (or a `vinspect capture` run) as a labelling set"
+    )
     imp.add_argument("folder", type=Path, help="folder of images, searched recursively")
     imp.add_argument("--set", dest="set_name", required=True, help="set name (created when new, else added to)")
-    imp.add_argument("--blind", type=int, default=0, metavar="N",
-                     help="N people label each image blind and are compared (2-9; default 0: open labelling)")
+    imp.add_argument(
+        "--blind",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N people label each image blind and are compared (2-9; default 0: open labelling)",
+    )
     imp.add_argument("--model-name", default=None, help="the product model whose defect codes apply")
     imp.add_argument("--data-dir", type=Path, default=None, help=data_help)
     imp.set_defaults(handler=_import)
-    exp = verbs.add_parser("export-labels", help="write a labelling set as class folders + masks + boxes + "
-                                                 "labels.json")
+    exp = verbs.add_parser("export-labels", help="write a labelling set as class folders + masks + boxes + labels.json")
     exp.add_argument("set_name", metavar="SET")
     exp.add_argument("--out", type=Path, required=True, help="folder to create")
     exp.add_argument("--data-dir", type=Path, default=None, help=data_help)
@@ -78,8 +83,15 @@ def _import(args: argparse.Namespace) -> int:
         raise DatasetError(f"--blind {args.blind}: 0 (open labelling) or 2-9 labellers")
     engine = open_labelling_store(settings)
     try:
-        report = import_folder(args.folder, engine=engine, files=label_files(settings), set_name=args.set_name,
-                               actor=_actor(), blind_labellers=args.blind, model_name=args.model_name)
+        report = import_folder(
+            args.folder,
+            engine=engine,
+            files=label_files(settings),
+            set_name=args.set_name,
+            actor=_actor(),
+            blind_labellers=args.blind,
+            model_name=args.model_name,
+        )
     finally:
         engine.dispose()
     for name, reason in report.skipped:
@@ -105,13 +117,16 @@ def _export(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     counts = ", ".join(f"{k} {v}" for k, v in summary.per_label.items())
-    sys.stdout.write(f"wrote {summary.images} image(s) to {summary.out} ({counts}); labels.json sha256 "
-                     f"{summary.manifest_sha256}\n")
+    sys.stdout.write(
+        f"wrote {summary.images} image(s) to {summary.out} ({counts}); labels.json sha256 {summary.manifest_sha256}\n"
+    )
     if summary.incomplete:
         sys.stdout.write(f"left out {summary.incomplete} image(s) still needing labels\n")
     if summary.unsettled:
-        sys.stdout.write(f"left out {summary.unsettled} unsettled disagreement(s), listed in labels.json: "
-                         "`vinspect train` refuses this set unless --allow-unsettled\n")
+        sys.stdout.write(
+            f"left out {summary.unsettled} unsettled disagreement(s), listed in labels.json: "
+            "`vinspect train` refuses this set unless --allow-unsettled\n"
+        )
     return 0
 
 

@@ -44,33 +44,74 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--name", default="model", help="model name in the registry (default: model)")
     train.add_argument("--version", default=None, help="default: a UTC timestamp")
     train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
-    train.add_argument("--allow-unsettled", action="store_true",
-                       help="train from a labelling export whose labels.json lists unsettled blind disagreements "
-                            "(those images are left out)")
+    train.add_argument(
+        "--allow-unsettled",
+        action="store_true",
+        help="train from a labelling export whose labels.json lists unsettled blind disagreements "
+        "(those images are left out)",
+    )
     train.add_argument("--config", type=Path, default=None, help="YAML training config (see training/configs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    train.add_argument("--quantize", choices=["none", "int8"], default=None,
-                       help="int8: ship ONNX Runtime's static int8 graph, judged against the float one "
-                            "(default: the config's `quantize`, none)")
-    train.add_argument("--parent", default=None, metavar="VERSION",
-                       help="the version this candidate is retrained from (recorded in its manifest)")
-    train.add_argument("--trained-by", default=None,
-                       help="who trains it (default: your login); that person may not sign its promotion")
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                       help="where features and the classifier train: auto (a CUDA GPU when PyTorch sees one, "
-                            "else the CPU), cpu, or cuda (refused without one); export and parity run on the CPU")
-    train.add_argument("--task", choices=["anomaly", "reference"], default="anomaly",
-                       help="reference: golden-reference inspection from template/test pairs")
-    train.add_argument("--reference", action="append", default=[], metavar="PART=IMAGE",
-                       help="(reference task) golden image of a part number; repeatable")
-    train.add_argument("--ignore-mask", action="append", default=[], metavar="PART=MASK",
-                       help="(reference task) regions to ignore (non-zero pixels)")
-    train.add_argument("--tight-mask", action="append", default=[], metavar="PART=MASK",
-                       help="(reference task) regions with tighter limits (non-zero pixels)")
-    train.add_argument("--with-anomaly", type=Path, default=None, metavar="BUNDLE",
-                       help="(reference task) also carry this anomaly bundle: a part fails on either signal")
-    train.add_argument("--part-number", default="part",
-                       help="(reference task) part number when every pair shares one template")
+    train.add_argument(
+        "--quantize",
+        choices=["none", "int8"],
+        default=None,
+        help="int8: ship ONNX Runtime's static int8 graph, judged against the float one "
+        "(default: the config's `quantize`, none)",
+    )
+    train.add_argument(
+        "--parent",
+        default=None,
+        metavar="VERSION",
+        help="the version this candidate is retrained from (recorded in its manifest)",
+    )
+    train.add_argument(
+        "--trained-by", default=None, help="who trains it (default: your login); that person may not sign its promotion"
+    )
+    train.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where features and the classifier train: auto (a CUDA GPU when PyTorch sees one, "
+        "else the CPU), cpu, or cuda (refused without one); export and parity run on the CPU",
+    )
+    train.add_argument(
+        "--task",
+        choices=["anomaly", "reference"],
+        default="anomaly",
+        help="reference: golden-reference inspection from template/test pairs",
+    )
+    train.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="PART=IMAGE",
+        help="(reference task) golden image of a part number; repeatable",
+    )
+    train.add_argument(
+        "--ignore-mask",
+        action="append",
+        default=[],
+        metavar="PART=MASK",
+        help="(reference task) regions to ignore (non-zero pixels)",
+    )
+    train.add_argument(
+        "--tight-mask",
+        action="append",
+        default=[],
+        metavar="PART=MASK",
+        help="(reference task) regions with tighter limits (non-zero pixels)",
+    )
+    train.add_argument(
+        "--with-anomaly",
+        type=Path,
+        default=None,
+        metavar="BUNDLE",
+        help="(reference task) also carry this anomaly bundle: a part fails on either signal",
+    )
+    train.add_argument(
+        "--part-number", default="part", help="(reference task) part number when every pair shares one template"
+    )
     train.set_defaults(handler=_train)
 
     ev = sub.add_parser("eval", help="measure a bundle on a dataset (AUROC, F1, false rejects, latency)")
@@ -89,8 +130,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ins.add_argument("--heatmaps", type=Path, default=None, help="write heatmap overlays into this folder")
     ins.add_argument("--json", type=Path, default=None, help="write per-image results as JSON")
     ins.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
-    ins.add_argument("--part-number", default=None, help="reference bundles: which golden reference (default: "
-                                                          "the bundle's only one)")
+    ins.add_argument(
+        "--part-number", default=None, help="reference bundles: which golden reference (default: the bundle's only one)"
+    )
     ins.set_defaults(handler=_inspect)
 
     models = sub.add_parser("models", help="list, install and activate registered model versions")
@@ -128,24 +170,31 @@ def _pairs_arg(items: list[str], flag: str) -> dict[str, Path]:
 def _train_reference(args: argparse.Namespace) -> int:
     from training.reference_bundle import ReferenceBundleOptions, train_reference_bundle
 
-    opts = ReferenceBundleOptions(name=args.name, version=args.version, part_number=args.part_number,
-                                  references=_pairs_arg(args.reference, "--reference"),
-                                  ignore_masks=_pairs_arg(args.ignore_mask, "--ignore-mask"),
-                                  tight_masks=_pairs_arg(args.tight_mask, "--tight-mask"),
-                                  anomaly_bundle=args.with_anomaly)
+    opts = ReferenceBundleOptions(
+        name=args.name,
+        version=args.version,
+        part_number=args.part_number,
+        references=_pairs_arg(args.reference, "--reference"),
+        ignore_masks=_pairs_arg(args.ignore_mask, "--ignore-mask"),
+        tight_masks=_pairs_arg(args.tight_mask, "--tight-mask"),
+        anomaly_bundle=args.with_anomaly,
+    )
     m = train_reference_bundle(args.data, args.out, opts=opts)
     t = m.training.metrics
     sys.stdout.write(
         f"wrote {args.out} ({m.name} {m.version}, reference); train pairs after line-like changes: box recall "
         f"{t['train_box_recall']:.1%}, false boxes/image {t['train_false_boxes_per_image']:.3f}, false-reject rate "
-        f"{t['train_false_reject_rate']:.1%}; defect codes: {', '.join(m.labels) or 'none'}\n")
+        f"{t['train_false_reject_rate']:.1%}; defect codes: {', '.join(m.labels) or 'none'}\n"
+    )
     return 0
 
 
 def _acceptance_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "risk acceptance", "a bundle that cannot meet its targets (see its stated rates) is activated only when a "
-        "quality engineer accepts the stated rates; the acceptance is signed (password) and audited")
+        "risk acceptance",
+        "a bundle that cannot meet its targets (see its stated rates) is activated only when a "
+        "quality engineer accepts the stated rates; the acceptance is signed (password) and audited",
+    )
     group.add_argument("--accept-risk", action="store_true", help="accept the bundle's stated rates and warnings")
     group.add_argument("--user", default=None, help="the quality engineer who signs the acceptance")
     group.add_argument("--reason", default=None, help="why the stated rates are acceptable")
@@ -156,9 +205,11 @@ def _train(args: argparse.Namespace) -> int:
     open_dataset(args.data)  # a folder that is not a dataset fails here, before PyTorch is imported
     labels = read_labels_manifest(args.data)
     if labels is not None and labels.unsettled and not args.allow_unsettled:
-        raise DatasetError(f"{labels.path}: {len(labels.unsettled)} blind disagreement(s) are not settled; settle "
-                           "them in the labelling workspace and export again, or pass --allow-unsettled to train "
-                           "without those images")
+        raise DatasetError(
+            f"{labels.path}: {len(labels.unsettled)} blind disagreement(s) are not settled; settle "
+            "them in the labelling workspace and export again, or pass --allow-unsettled to train "
+            "without those images"
+        )
     if args.task == "reference":
         if args.device == "cuda":
             raise ConfigError("--device cuda: reference training (--task reference) runs on the CPU (OpenCV)")
@@ -175,15 +226,25 @@ def _train(args: argparse.Namespace) -> int:
         from training.config import TrainConfig
 
         config = (config or TrainConfig()).model_copy(update={"quantize": args.quantize})
-    manifest = train_bundle(args.data, args.out, name=args.name, version=args.version, good_only=args.good_only,
-                            config=config, progress=not args.no_progress, parent=args.parent,
-                            trained_by=args.trained_by or getpass.getuser(), device=args.device)
+    manifest = train_bundle(
+        args.data,
+        args.out,
+        name=args.name,
+        version=args.version,
+        good_only=args.good_only,
+        config=config,
+        progress=not args.no_progress,
+        parent=args.parent,
+        trained_by=args.trained_by or getpass.getuser(),
+        device=args.device,
+    )
     ev = manifest.thresholds.evidence
     sys.stdout.write(
         f"wrote {args.out} ({manifest.name} {manifest.version}, {manifest.task}); "
         f"fail_at={manifest.thresholds.fail_at:.4g} "
         f"review_at={manifest.thresholds.review_at:.4g}; validation: {ev.n_good} good, {ev.n_defect} defective\n"
-        f"threshold rule: {ev.target}\n")
+        f"threshold rule: {ev.target}\n"
+    )
     if manifest.fusion is not None:
         sys.stdout.write(describe_fusion(manifest.fusion) + "\n")
     if ev.operating_point is not None:
@@ -227,10 +288,13 @@ def _eval_pairs(args: argparse.Namespace, index: DatasetIndex) -> int:
     part = args.part_number or _any_part(args.model)
     bundle = load_bundle(args.model, threads=args.threads, part_number=part)
     if bundle.manifest.task != "reference":
-        raise ConfigError(f"{args.data}: template/test pairs are evaluated with a reference bundle; "
-                          f"{args.model} is a {bundle.manifest.task} bundle")
-    summary = evaluate_pairs(sample_cases(index.test_samples()), bundle=bundle, policy=policy_for(bundle),
-                             progress=not args.no_progress)
+        raise ConfigError(
+            f"{args.data}: template/test pairs are evaluated with a reference bundle; "
+            f"{args.model} is a {bundle.manifest.task} bundle"
+        )
+    summary = evaluate_pairs(
+        sample_cases(index.test_samples()), bundle=bundle, policy=policy_for(bundle), progress=not args.no_progress
+    )
     summary["dataset"] = {"root": str(index.root), "layout": index.layout}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -243,14 +307,16 @@ def _eval_pairs(args: argparse.Namespace, index: DatasetIndex) -> int:
     sys.stdout.write(
         f"{summary['n_good']} good, {summary['n_defect']} defective, {summary['n_boxes']} boxes | AUROC "
         f"{f(summary['auroc'])} | box recall {f(op['box_recall'])} at {f(op['false_boxes_per_image'])} false "
-        f"boxes/image | escape rate {f(op['escape_rate'])} | reasons {summary['reasons']}\n")
+        f"boxes/image | escape rate {f(op['escape_rate'])} | reasons {summary['reasons']}\n"
+    )
     for label, rate in summary["recall_per_type"].items():
         sys.stdout.write(f"  {label}: {rate:.1%} of boxes found\n")
     if summary["defect_code_accuracy"] is not None:
         sys.stdout.write(f"defect code right on {summary['defect_code_accuracy']:.1%} of the boxes found\n")
     if lat["n"]:
-        sys.stdout.write(f"latency ms (registration included, decode excluded): p50 {lat['p50']:.2f}  "
-                         f"p99 {lat['p99']:.2f}\n")
+        sys.stdout.write(
+            f"latency ms (registration included, decode excluded): p50 {lat['p50']:.2f}  p99 {lat['p99']:.2f}\n"
+        )
     return 0
 
 
@@ -264,13 +330,16 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"false rejects at zero escapes {f(s['false_reject_rate_at_zero_escape'], True)}\n"
         f"operating point: false-reject rate {f(s['operating_point']['false_reject_rate'], True)}, "
         f"escape rate {f(s['operating_point']['escape_rate'], True)}, defect-type accuracy "
-        f"{f(s['defect_type_accuracy'], True)}\n")
+        f"{f(s['defect_type_accuracy'], True)}\n"
+    )
     op = s["operating_point"]
     titles = (("stated by the bundle (its validation parts)", "stated"), ("measured on this data", "measured"))
     for title, key in titles:
         if op.get(key) is not None:
-            sys.stdout.write(f"{title}:\n" + "".join(
-                f"  {line}\n" for line in describe_operating_point(OperatingPoint.model_validate(op[key]))))
+            sys.stdout.write(
+                f"{title}:\n"
+                + "".join(f"  {line}\n" for line in describe_operating_point(OperatingPoint.model_validate(op[key])))
+            )
     if op.get("stated") is None:
         sys.stdout.write("stated by the bundle: no rates (bundle trained before rates were recorded)\n")
     for label, rate in s["per_class_detection"].items():
@@ -321,11 +390,19 @@ def _row(path: Path, j: Judgement) -> dict[str, Any]:
     p = j.prediction
     score = p.score if p is not None else None
     code = (p.defect_code if p is not None else None) or ("-" if j.error is None else j.decision.reasons[0])
-    sys.stdout.write(f"{j.decision.verdict.value:<7} {score if score is not None else float('nan'):>9.4f}  "
-                     f"{code:<16} {j.latency_ms:>6.2f}ms  {path}\n")
-    return {"file": str(path), "verdict": j.decision.verdict.value, "reasons": list(j.decision.reasons),
-            "score": score, "defect_code": p.defect_code if p else None, "latency_ms": j.latency_ms,
-            "error": j.error}
+    sys.stdout.write(
+        f"{j.decision.verdict.value:<7} {score if score is not None else float('nan'):>9.4f}  "
+        f"{code:<16} {j.latency_ms:>6.2f}ms  {path}\n"
+    )
+    return {
+        "file": str(path),
+        "verdict": j.decision.verdict.value,
+        "reasons": list(j.decision.reasons),
+        "score": score,
+        "defect_code": p.defect_code if p else None,
+        "latency_ms": j.latency_ms,
+        "error": j.error,
+    }
 
 
 def _write_heatmap(dest: Path, image: np.ndarray, j: Judgement, *, level: float) -> None:
@@ -391,8 +468,10 @@ def _refuse_controlled(args: argparse.Namespace, manifest: ModelManifest) -> Non
     finally:
         engine.dispose()
     if controlled:
-        raise ModelError(f"{manifest.name} {manifest.version} is under promotion control: promote it "
-                         f"(vinspect models promote {manifest.name} {manifest.version}) after two signatures")
+        raise ModelError(
+            f"{manifest.name} {manifest.version} is under promotion control: promote it "
+            f"(vinspect models promote {manifest.name} {manifest.version}) after two signatures"
+        )
 
 
 def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int | None:
@@ -406,7 +485,8 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
             f"refused to activate {manifest.name} {manifest.version}: it cannot meet its targets. "
             f"Stated rates (validation):{stated}\nTo run it anyway, a quality engineer accepts these rates: "
             "add --accept-risk --user NAME --reason TEXT (the password is asked; the acceptance is signed "
-            "and audited)")
+            "and audited)"
+        )
     if not args.user or not args.reason or not args.reason.strip():
         raise ConfigError("--accept-risk needs --user (a quality engineer) and --reason")
     engine = store_engine(args)
@@ -416,8 +496,9 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
         engine.dispose()
 
 
-def _activate(args: argparse.Namespace, registry: ModelRegistry, manifest: ModelManifest, *,
-              signer: int | None) -> None:
+def _activate(
+    args: argparse.Namespace, registry: ModelRegistry, manifest: ModelManifest, *, signer: int | None
+) -> None:
     """Activate; with a signer, the signed acceptance and the switch share one transaction."""
     if signer is None:
         registry.activate(manifest.name, manifest.version)
@@ -431,14 +512,24 @@ def _activate(args: argparse.Namespace, registry: ModelRegistry, manifest: Model
     try:
         with session_scope(engine) as session:
             record = record_model_activation(
-                session=session, user_id=signer, actor=f"user:{signer}", name=manifest.name,
-                version=manifest.version, sha256=manifest.sha256, warnings=activation_warnings(manifest),
-                rates=stated_rates(manifest), reason=args.reason, source=f"cli:{getpass.getuser()}"[:128],
-                accept_risk=True)
+                session=session,
+                user_id=signer,
+                actor=f"user:{signer}",
+                name=manifest.name,
+                version=manifest.version,
+                sha256=manifest.sha256,
+                warnings=activation_warnings(manifest),
+                rates=stated_rates(manifest),
+                reason=args.reason,
+                source=f"cli:{getpass.getuser()}"[:128],
+                accept_risk=True,
+            )
             registry.activate(manifest.name, manifest.version)
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
     finally:
         engine.dispose()
-    sys.stdout.write(f"{manifest.name}: active version is now {manifest.version} (risk accepted by {args.user}, "
-                     f"signature {record.signature_id})\n")
+    sys.stdout.write(
+        f"{manifest.name}: active version is now {manifest.version} (risk accepted by {args.user}, "
+        f"signature {record.signature_id})\n"
+    )

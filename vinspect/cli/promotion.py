@@ -50,8 +50,11 @@ def register_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     crit.add_argument("--max-latency-ms", type=float, default=None, help="p99 ceiling, e.g. the station's deadline")
     crit.add_argument("--min-golden-detection", type=float, default=1.0, help="default 1.0 (every golden defect)")
     crit.add_argument("--min-shadow-parts", type=int, default=0, help="parts judged in shadow on the line")
-    crit.add_argument("--allow-more-false-rejects", action="store_true",
-                      help="do not require a false-reject rate at or below the champion's")
+    crit.add_argument(
+        "--allow-more-false-rejects",
+        action="store_true",
+        help="do not require a false-reject rate at or below the champion's",
+    )
     crit.add_argument("--trained-by", default=None, help="who trained it (default: the bundle's training record)")
     crit.add_argument("--reason", required=True, help="why these criteria")
     crit.set_defaults(handler=_criteria)
@@ -124,9 +127,17 @@ def verify_signer(args: argparse.Namespace, engine: Any, what: str) -> int:
         user = get_user(session=session, username=args.user)
     if user is None or not user.active or not PasswordService().verify(password, user.password_hash):
         with session_scope(engine) as session:
-            append_audit(AuditEntry(actor=_actor(), action="signature.failure", entity="signing",
-                                    entity_id=what[:64], source="cli", reason="password re-entry failed"),
-                         session=session)
+            append_audit(
+                AuditEntry(
+                    actor=_actor(),
+                    action="signature.failure",
+                    entity="signing",
+                    entity_id=what[:64],
+                    source="cli",
+                    reason="password re-entry failed",
+                ),
+                session=session,
+            )
         raise ConfigError(f"signature refused: unknown user {args.user!r} or the password does not match")
     return user.id
 
@@ -143,24 +154,43 @@ def _run(engine: Any, call: Any) -> Any:
 
 def _criteria(args: argparse.Namespace) -> int:
     manifest = read_manifest(_registry(args).resolve(args.name, args.version))
-    criteria = Criteria(min_golden_detection=args.min_golden_detection, max_false_reject_rate=args.max_false_reject,
-                        max_escape_rate=args.max_escape, min_auroc=args.min_auroc,
-                        no_worse_false_reject_than_champion=not args.allow_more_false_rejects,
-                        max_latency_p99_ms=args.max_latency_ms, min_shadow_parts=args.min_shadow_parts)
+    criteria = Criteria(
+        min_golden_detection=args.min_golden_detection,
+        max_false_reject_rate=args.max_false_reject,
+        max_escape_rate=args.max_escape,
+        min_auroc=args.min_auroc,
+        no_worse_false_reject_than_champion=not args.allow_more_false_rejects,
+        max_latency_p99_ms=args.max_latency_ms,
+        min_shadow_parts=args.min_shadow_parts,
+    )
     trained_by = args.trained_by or manifest.training.trained_by
-    digest = _run(store_engine(args), lambda s: promo.fix_criteria(
-        session=s, name=manifest.name, version=manifest.version, sha256=manifest.sha256, trained_by=trained_by,
-        criteria=criteria, actor=_actor(), reason=args.reason))
-    sys.stdout.write(f"criteria fixed for {manifest.name} {manifest.version} (sha256 {digest[:12]}; trained by "
-                     f"{trained_by or 'unknown'}): {json.dumps(criteria.model_dump(mode='json'))}\n")
+    digest = _run(
+        store_engine(args),
+        lambda s: promo.fix_criteria(
+            session=s,
+            name=manifest.name,
+            version=manifest.version,
+            sha256=manifest.sha256,
+            trained_by=trained_by,
+            criteria=criteria,
+            actor=_actor(),
+            reason=args.reason,
+        ),
+    )
+    sys.stdout.write(
+        f"criteria fixed for {manifest.name} {manifest.version} (sha256 {digest[:12]}; trained by "
+        f"{trained_by or 'unknown'}): {json.dumps(criteria.model_dump(mode='json'))}\n"
+    )
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if not is_frozen(args.data):
-        raise DatasetError(f"{args.data}: not a frozen set; a promotion is judged on a frozen set "
-                           "(vinspect dataset freeze DATA --out SET --name N --version V)")
+        raise DatasetError(
+            f"{args.data}: not a frozen set; a promotion is judged on a frozen set "
+            "(vinspect dataset freeze DATA --out SET --name N --version V)"
+        )
     frozen = verify_frozen(args.data)
     candidate = load_bundle(registry.resolve(args.name, args.version), threads=args.threads)
     active = registry.active_version(args.name)
@@ -170,8 +200,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     policy = policy_for(candidate)
     samples = open_dataset(args.data).test_samples()
     if champion is not None:
-        result = compare_bundles(samples, champion=champion, challenger=candidate, champion_policy=policy_for(champion),
-                                 challenger_policy=policy, progress=not args.no_progress)
+        result = compare_bundles(
+            samples,
+            champion=champion,
+            challenger=candidate,
+            champion_policy=policy_for(champion),
+            challenger_policy=policy,
+            progress=not args.no_progress,
+        )
         challenger_doc, champion_doc, doc = result.challenger, result.champion, result.to_json()
     else:
         from vinspect.report.evaluate import score_samples, summarize
@@ -184,18 +220,34 @@ def _evaluate(args: argparse.Namespace) -> int:
     shadow = read_shadow_stats(load_settings(data_dir=args.data_dir).data_dir / "shadow" / f"{m.name}@{m.version}")
     evaluation = Evaluation(
         frozen_set={"name": frozen.name, "version": frozen.version, "set_sha256": frozen.set_sha256},
-        golden_defects=golden.defects, golden_defects_failed=golden.defects_failed, golden_goods=golden.goods,
-        golden_goods_passed=golden.goods_passed, challenger=_slim(challenger_doc),
+        golden_defects=golden.defects,
+        golden_defects_failed=golden.defects_failed,
+        golden_goods=golden.goods,
+        golden_goods_passed=golden.goods_passed,
+        challenger=_slim(challenger_doc),
         champion=None if champion_doc is None else _slim(champion_doc),
         shadow_parts=None if shadow is None else int(shadow["parts"]),
-        shadow=None if shadow is None else {k: shadow.get(k) for k in (
-            "parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")})
-    digest = _run(store_engine(args), lambda s: promo.record_evaluation(
-        session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()))
+        shadow=None
+        if shadow is None
+        else {
+            k: shadow.get(k)
+            for k in ("parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")
+        },
+    )
+    digest = _run(
+        store_engine(args),
+        lambda s: promo.record_evaluation(
+            session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()
+        ),
+    )
     if champion is not None:  # the changed verdicts' images, for the Models page (named by the evidence's hash)
         folder = evaluation_dir(load_settings(data_dir=args.data_dir).data_dir, m.name, m.version, digest)
-        changed = write_changed_images(folder, result, champion_level=champion.manifest.thresholds.map_at,
-                                       challenger_level=candidate.manifest.thresholds.map_at)
+        changed = write_changed_images(
+            folder,
+            result,
+            champion_level=champion.manifest.thresholds.map_at,
+            challenger_level=candidate.manifest.thresholds.map_at,
+        )
         sys.stdout.write(f"changed verdicts: {len(changed)} (both heatmaps of each in {folder})\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -207,20 +259,34 @@ def _evaluate(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     against = f"against {args.name} {active}" if active else "(no active version to compare with)"
-    sys.stdout.write(f"evaluated {m.name} {m.version} {against} on {frozen.name} {frozen.version} "
-                     f"(evidence {digest[:12]}); golden defects failed {golden.defects_failed}/{golden.defects}\n")
+    sys.stdout.write(
+        f"evaluated {m.name} {m.version} {against} on {frozen.name} {frozen.version} "
+        f"(evidence {digest[:12]}); golden defects failed {golden.defects_failed}/{golden.defects}\n"
+    )
     if shadow is not None:
-        sys.stdout.write(f"shadow on the line: {shadow['parts']} parts, agreement "
-                         f"{'n/a' if shadow.get('agreement') is None else format(shadow['agreement'], '.1%')}, "
-                         f"disagreements {shadow.get('disagree')}, dropped busy {shadow.get('dropped_busy')}\n")
-    sys.stdout.write("criteria met\n" if not state.failures else
-                      "criteria NOT met:\n" + "".join(f"  {f}\n" for f in state.failures))
+        sys.stdout.write(
+            f"shadow on the line: {shadow['parts']} parts, agreement "
+            f"{'n/a' if shadow.get('agreement') is None else format(shadow['agreement'], '.1%')}, "
+            f"disagreements {shadow.get('disagree')}, dropped busy {shadow.get('dropped_busy')}\n"
+        )
+    sys.stdout.write(
+        "criteria met\n" if not state.failures else "criteria NOT met:\n" + "".join(f"  {f}\n" for f in state.failures)
+    )
     return 0 if not state.failures else 1
 
 
 def _slim(summary: dict[str, Any]) -> dict[str, Any]:
-    keep = ("model", "n_good", "n_defect", "auroc", "f1", "false_reject_rate_at_zero_escape", "per_class_detection",
-            "defect_type_accuracy", "latency_ms")
+    keep = (
+        "model",
+        "n_good",
+        "n_defect",
+        "auroc",
+        "f1",
+        "false_reject_rate_at_zero_escape",
+        "per_class_detection",
+        "defect_type_accuracy",
+        "latency_ms",
+    )
     out = {k: summary.get(k) for k in keep}
     op = summary.get("operating_point", {})
     out["operating_point"] = {k: op.get(k) for k in ("fail_at", "review_at", "false_reject_rate", "escape_rate")}
@@ -232,16 +298,22 @@ def _sign(args: argparse.Namespace) -> int:
     manifest = read_manifest(registry.resolve(args.name, args.version))
     engine = store_engine(args)
     user_id = verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
-    sig = _run(engine, lambda s: promo.sign_promotion(session=s, user_id=user_id, name=manifest.name,
-                                                       version=manifest.version, reason=args.reason))
+    sig = _run(
+        engine,
+        lambda s: promo.sign_promotion(
+            session=s, user_id=user_id, name=manifest.name, version=manifest.version, reason=args.reason
+        ),
+    )
     engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
             state = promo.candidate_state(session=session, name=manifest.name, version=manifest.version)
     finally:
         engine.dispose()
-    sys.stdout.write(f"signed the promotion of {manifest.name} {manifest.version} (signature {sig}); "
-                     f"signatures {len(state.signers)}/2: {', '.join(state.signers)}\n")
+    sys.stdout.write(
+        f"signed the promotion of {manifest.name} {manifest.version} (signature {sig}); "
+        f"signatures {len(state.signers)}/2: {', '.join(state.signers)}\n"
+    )
     if state.blockers:
         sys.stdout.write("still blocking promotion:\n" + "".join(f"  {b}\n" for b in state.blockers))
     return 0
@@ -253,15 +325,18 @@ def _promote(args: argparse.Namespace) -> int:
     previous = registry.active_version(manifest.name)
 
     def call(session: Any) -> Any:
-        state = promo.promote(session=session, name=manifest.name, version=manifest.version, previous=previous,
-                              actor=_actor())
+        state = promo.promote(
+            session=session, name=manifest.name, version=manifest.version, previous=previous, actor=_actor()
+        )
         registry.activate(manifest.name, manifest.version)  # inside the transaction: no promotion without it
         return state
 
     state = _run(store_engine(args), call)
-    sys.stdout.write(f"{manifest.name}: active version is now {manifest.version} (was {previous or 'none'}); "
-                     f"signed by {' and '.join(state.signers)}. A running station switches after its golden "
-                     "self-test.\n")
+    sys.stdout.write(
+        f"{manifest.name}: active version is now {manifest.version} (was {previous or 'none'}); "
+        f"signed by {' and '.join(state.signers)}. A running station switches after its golden "
+        "self-test.\n"
+    )
     return 0
 
 
@@ -277,25 +352,39 @@ def _rollback(args: argparse.Namespace) -> int:
     except Exception:
         engine.dispose()
         raise
-    replaced = [h for h in history if h["action"] in (promo.PROMOTED, promo.ROLLED_BACK)
-                and h["model"] == promo.entity_id(args.name, current)]
+    replaced = [
+        h
+        for h in history
+        if h["action"] in (promo.PROMOTED, promo.ROLLED_BACK) and h["model"] == promo.entity_id(args.name, current)
+    ]
     if not replaced or not replaced[-1]["old_value"]:
         engine.dispose()
-        raise ModelError(f"{args.name} {current}: no earlier version recorded to roll back to "
-                         "(it was not put on the line by a promotion)")
+        raise ModelError(
+            f"{args.name} {current}: no earlier version recorded to roll back to "
+            "(it was not put on the line by a promotion)"
+        )
     target = str(replaced[-1]["old_value"])
     manifest = read_manifest(registry.resolve(args.name, target))
     user_id = verify_signer(args, engine, f"model {args.name}@{target}")
 
     def call(session: Any) -> int:
-        sig = promo.record_rollback(session=session, user_id=user_id, name=args.name, from_version=current,
-                                    to_version=target, sha256=manifest.sha256, reason=args.reason)
+        sig = promo.record_rollback(
+            session=session,
+            user_id=user_id,
+            name=args.name,
+            from_version=current,
+            to_version=target,
+            sha256=manifest.sha256,
+            reason=args.reason,
+        )
         registry.activate(args.name, target)
         return int(sig)
 
     sig = _run(engine, call)
-    sys.stdout.write(f"{args.name}: rolled back from {current} to {target} (sha256 {manifest.sha256[:12]}, "
-                     f"signature {sig}). A running station switches after its golden self-test.\n")
+    sys.stdout.write(
+        f"{args.name}: rolled back from {current} to {target} (sha256 {manifest.sha256[:12]}, "
+        f"signature {sig}). A running station switches after its golden self-test.\n"
+    )
     return 0
 
 
@@ -307,12 +396,22 @@ def _record(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     registry = _registry(args)
-    doc = {"model": args.name, "active_version": registry.active_version(args.name),
-           "installed": [{"version": e.version, "sha256": e.sha256, "active": e.active,
-                          "trained_by": read_manifest(e.path).training.trained_by,
-                          "parent_version": read_manifest(e.path).training.parent_version}
-                         for e in registry.list() if e.name == args.name],
-           "history": history}
+    doc = {
+        "model": args.name,
+        "active_version": registry.active_version(args.name),
+        "installed": [
+            {
+                "version": e.version,
+                "sha256": e.sha256,
+                "active": e.active,
+                "trained_by": read_manifest(e.path).training.trained_by,
+                "parent_version": read_manifest(e.path).training.parent_version,
+            }
+            for e in registry.list()
+            if e.name == args.name
+        ],
+        "history": history,
+    }
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")

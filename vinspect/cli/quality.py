@@ -28,8 +28,11 @@ __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``report`` and ``spc``."""
-    report = _common(sub.add_parser("report", help="HTML quality report (KPIs, p-charts, Pareto, kappa, drift, "
-                                                   "alarms, CAPA) with PNG charts"))
+    report = _common(
+        sub.add_parser(
+            "report", help="HTML quality report (KPIs, p-charts, Pareto, kappa, drift, alarms, CAPA) with PNG charts"
+        )
+    )
     report.add_argument("--since", type=_time, required=True, help="window start (ISO 8601, UTC)")
     report.add_argument("--until", type=_time, required=True, help="window end, exclusive (ISO 8601, UTC)")
     report.add_argument("--out", type=Path, required=True, help="folder for index.html and the PNG charts")
@@ -43,21 +46,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     base.add_argument("--until", type=_time, required=True, help="baseline end, exclusive")
     base.add_argument("--reason", required=True, help="why this period is in control (audited)")
     base.add_argument("--min-subgroups", type=int, default=20, help="subgroups needed (default 20)")
-    base.add_argument("--subgroup-parts", type=int, default=None, metavar="N",
-                      help="subgroups of N consecutive parts instead of one hour (keep N x p-bar >= 5 where you can)")
-    base.add_argument("--laney", action="store_true",
-                      help="a Laney p'-chart: limits widened by the baseline's z spread (large subgroups whose "
-                           "rates vary more than the binomial allows)")
+    base.add_argument(
+        "--subgroup-parts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="subgroups of N consecutive parts instead of one hour (keep N x p-bar >= 5 where you can)",
+    )
+    base.add_argument(
+        "--laney",
+        action="store_true",
+        help="a Laney p'-chart: limits widened by the baseline's z spread (large subgroups whose "
+        "rates vary more than the binomial allows)",
+    )
     base.set_defaults(handler=_baseline)
-    check = _common(verbs.add_parser("check", help="evaluate Nelson rules 1-4 and drift; store, log and publish "
-                                                   "new alarms"))
+    check = _common(
+        verbs.add_parser("check", help="evaluate Nelson rules 1-4 and drift; store, log and publish new alarms")
+    )
     check.add_argument("--mqtt", default=None, metavar="HOST[:PORT]", help="publish new alarms to this broker")
     check.add_argument("--topic-prefix", default="vinspect/site/line", help="MQTT topic prefix")
     check.set_defaults(handler=_check)
     capa = sub.add_parser("capa", help="corrective actions (8D)")
     capa_verbs = capa.add_subparsers(dest="verb", required=True, metavar="VERB")
-    opened = _common(capa_verbs.add_parser("open", help="open a CAPA as a quality engineer (every step owned by them "
-                                                        "until reassigned in the app)"))
+    opened = _common(
+        capa_verbs.add_parser(
+            "open", help="open a CAPA as a quality engineer (every step owned by them until reassigned in the app)"
+        )
+    )
     opened.add_argument("--as", dest="username", required=True, help="the quality engineer opening it")
     opened.add_argument("--title", required=True, help="one line naming the problem")
     opened.add_argument("--ncr", action="append", default=[], help="NCR number or uuid to link (repeat)")
@@ -83,8 +98,9 @@ def _report(args: argparse.Namespace) -> int:
     with _store(args) as engine:
         roll_up(engine)  # count new rows into the hourly roll-up first (readers stay correct without it)
         with session_scope(engine, readonly=True) as session:
-            index = write_quality_report(session, window, args.out, station_id=args.station,
-                                         validation_scores=validation_scores(_registry(args)))
+            index = write_quality_report(
+                session, window, args.out, station_id=args.station, validation_scores=validation_scores(_registry(args))
+            )
     sys.stdout.write(f"{index}\n")
     return 0
 
@@ -111,15 +127,29 @@ def _baseline(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise StoreError(f"station {args.station}: {exc}") from exc
         with session_scope(engine) as session:
-            record_baseline(session=session, station_id=args.station, chart="reject_rate", window_from=window.since,
-                            window_to=window.until, subgroup_minutes=60, p_bar=base.p_bar, subgroups=base.subgroups,
-                            parts=base.parts, defects=base.defects, actor=f"cli:{getpass.getuser()}"[:128],
-                            user_id=None, reason=args.reason, subgroup_parts=args.subgroup_parts,
-                            sigma_z=base.sigma_z if args.laney else None)
+            record_baseline(
+                session=session,
+                station_id=args.station,
+                chart="reject_rate",
+                window_from=window.since,
+                window_to=window.until,
+                subgroup_minutes=60,
+                p_bar=base.p_bar,
+                subgroups=base.subgroups,
+                parts=base.parts,
+                defects=base.defects,
+                actor=f"cli:{getpass.getuser()}"[:128],
+                user_id=None,
+                reason=args.reason,
+                subgroup_parts=args.subgroup_parts,
+                sigma_z=base.sigma_z if args.laney else None,
+            )
     grouping = f"subgroups of {args.subgroup_parts} parts" if args.subgroup_parts else "hourly subgroups"
     laney = f", Laney sigma_z {base.sigma_z:.4f}" if args.laney else ""
-    sys.stdout.write(f"{args.station}: p-bar {base.p_bar:.5f}{laney} frozen from {base.subgroups} {grouping} "
-                     f"({base.defects} model rejects of {base.parts} parts)\n")
+    sys.stdout.write(
+        f"{args.station}: p-bar {base.p_bar:.5f}{laney} frozen from {base.subgroups} {grouping} "
+        f"({base.defects} model rejects of {base.parts} parts)\n"
+    )
     return 0
 
 
@@ -135,8 +165,10 @@ def _check(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         new = check_alarms(store, now=now, validation_scores=validation_scores(_registry(args)), publish=publish)
     for a in new:
-        sys.stdout.write(f"alarm {a.id}: {a.kind} {a.chart} rule {a.rule} on {a.station_id} from "
-                         f"{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M} UTC\n")
+        sys.stdout.write(
+            f"alarm {a.id}: {a.kind} {a.chart} rule {a.rule} on {a.station_id} from "
+            f"{a.first_at:%Y-%m-%d %H:%M} to {a.last_at:%Y-%m-%d %H:%M} UTC\n"
+        )
     sys.stdout.write(f"{len(new)} new alarm(s)\n")
     return 0
 
@@ -162,11 +194,20 @@ def _capa_open(args: argparse.Namespace) -> int:
         baseline = freeze_capa_baseline(session, station_id=args.station, defect_codes=codes, until=now)
         span = max(len(STEPS), args.due_days)
         due = {s: now + timedelta(days=round((i + 1) * span / len(STEPS))) for i, s in enumerate(STEPS)}
-        number = open_capa(session=session, user_id=user.id, title=args.title,
-                           source="ncr" if uuids else "pareto",
-                           source_ref=uuids[0] if uuids else f"pareto:{args.code or args.station}",
-                           ncr_uuids=uuids, defect_codes=codes, station_id=args.station,
-                           owners=dict.fromkeys(STEPS, user.id), due=due, baseline=baseline,
-                           client=f"cli:{getpass.getuser()}"[:128], at=now)
+        number = open_capa(
+            session=session,
+            user_id=user.id,
+            title=args.title,
+            source="ncr" if uuids else "pareto",
+            source_ref=uuids[0] if uuids else f"pareto:{args.code or args.station}",
+            ncr_uuids=uuids,
+            defect_codes=codes,
+            station_id=args.station,
+            owners=dict.fromkeys(STEPS, user.id),
+            due=due,
+            baseline=baseline,
+            client=f"cli:{getpass.getuser()}"[:128],
+            at=now,
+        )
     sys.stdout.write(f"{number}\n")
     return 0

@@ -88,23 +88,43 @@ def _deliver(records: Sequence[Inspection], sinks: Sequence[InspectionSink]) -> 
                 errors = [exc]
         for error in errors:
             if error is not None:
-                raise StoreError(f"sink {sink.name}: cannot record the part numbers a crash left without a record "
-                                 f"({', '.join(str(r.part_seq) for r in records[:10])}): {error}") from error
+                raise StoreError(
+                    f"sink {sink.name}: cannot record the part numbers a crash left without a record "
+                    f"({', '.join(str(r.part_seq) for r in records[:10])}): {error}"
+                ) from error
 
 
 def _inspection_from_line(rec: dict[str, Any]) -> Inspection:
     """A JSONL record line back as an inspection (no pixels: the frame is not kept in the file)."""
     model = rec.get("model")
-    ref = None if not model else ModelRef(name=model["name"], version=model["version"],
-                                          sha256=rec.get("model_sha256") or "")
+    ref = (
+        None
+        if not model
+        else ModelRef(name=model["name"], version=model["version"], sha256=rec.get("model_sha256") or "")
+    )
     score = rec.get("score")
-    prediction = None if ref is None or score is None else Prediction(score=float(score),
-                                                                     defect_code=rec.get("defect_code"))
-    decision = Decision(verdict=Verdict(rec["verdict"]), reasons=tuple(rec["reasons"]), policy_id=rec["policy_id"],
-                        fail_at=float(rec["fail_at"]), review_at=float(rec["review_at"]))
-    return Inspection(inspection_id=rec["inspection_id"], station_id=rec["station_id"], part_seq=int(rec["part_seq"]),
-                      frame=None, prediction=prediction, decision=decision, timings=StageTimings(),
-                      error=rec.get("error"), model=ref, config_sha256=rec.get("config_sha256"))
+    prediction = (
+        None if ref is None or score is None else Prediction(score=float(score), defect_code=rec.get("defect_code"))
+    )
+    decision = Decision(
+        verdict=Verdict(rec["verdict"]),
+        reasons=tuple(rec["reasons"]),
+        policy_id=rec["policy_id"],
+        fail_at=float(rec["fail_at"]),
+        review_at=float(rec["review_at"]),
+    )
+    return Inspection(
+        inspection_id=rec["inspection_id"],
+        station_id=rec["station_id"],
+        part_seq=int(rec["part_seq"]),
+        frame=None,
+        prediction=prediction,
+        decision=decision,
+        timings=StageTimings(),
+        error=rec.get("error"),
+        model=ref,
+        config_sha256=rec.get("config_sha256"),
+    )
 
 
 def _lines_for(path: Path | None, seqs: Sequence[int], station_id: str) -> dict[int, Inspection]:
@@ -126,8 +146,9 @@ def _lines_for(path: Path | None, seqs: Sequence[int], station_id: str) -> dict[
     return found
 
 
-def _record_unrecorded(station_id: str, seqs: list[int], *, policy: DecisionPolicy,
-                       sinks: Sequence[InspectionSink], jsonl: Path | None) -> int:
+def _record_unrecorded(
+    station_id: str, seqs: list[int], *, policy: DecisionPolicy, sinks: Sequence[InspectionSink], jsonl: Path | None
+) -> int:
     """Store the JSONL copy's records of numbers the store lacks; every other number gets a crash record.
 
     Returns the number of crash records.
@@ -141,8 +162,10 @@ def _record_unrecorded(station_id: str, seqs: list[int], *, policy: DecisionPoli
         return 0
     _deliver(crash_inspections(station_id, crashed, policy=policy), sinks)
     shown = ", ".join(map(str, crashed[:10])) + (", ..." if len(crashed) > 10 else "")
-    _say(f"station {station_id}: {len(crashed)} part number(s) handed out before a crash had no record; "
-         f"recorded as FAIL crash: {shown}")
+    _say(
+        f"station {station_id}: {len(crashed)} part number(s) handed out before a crash had no record; "
+        f"recorded as FAIL crash: {shown}"
+    )
     return len(crashed)
 
 
@@ -150,19 +173,30 @@ def _skip_note(station_id: str, plan: RestartPlan) -> str | None:
     if plan.skipped is None:
         return None
     first, end = plan.skipped
-    return (f"station {station_id}: restart after a power cut or system crash: part numbers {first}..{end - 1} "
-            f"may have been handed out after the last durable mark; skipped, never reused")
+    return (
+        f"station {station_id}: restart after a power cut or system crash: part numbers {first}..{end - 1} "
+        f"may have been handed out after the last durable mark; skipped, never reused"
+    )
 
 
-def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: Sequence[InspectionSink],
-            jsonl: Path | None, engine: Any) -> Recovered:
+def recover(
+    station_id: str,
+    *,
+    data_dir: Path,
+    policy: DecisionPolicy,
+    sinks: Sequence[InspectionSink],
+    jsonl: Path | None,
+    engine: Any,
+) -> Recovered:
     """Account for the last run and return where this one starts (see the module docstring)."""
     path = mark_path(data_dir, station_id)
     try:
         mark = read_mark(path)
     except ValueError as exc:  # refuse rather than guess: a guess could hand a number out twice
-        raise ConfigError(f"{exc}. Move it away to continue from the records alone (numbers handed out after the "
-                          "last record would then be given again)") from exc
+        raise ConfigError(
+            f"{exc}. Move it away to continue from the records alone (numbers handed out after the "
+            "last record would then be given again)"
+        ) from exc
     boot = boot_id()
     if engine is None:
         return _recover_jsonl(station_id, mark=mark, boot=boot, policy=policy, sinks=sinks, jsonl=jsonl)
@@ -202,8 +236,15 @@ def recover(station_id: str, *, data_dir: Path, policy: DecisionPolicy, sinks: S
     return Recovered(books=books, start=plan.start, plan=plan, crash_records=crashed)
 
 
-def _recover_jsonl(station_id: str, *, mark: MarkState | None, boot: str, policy: DecisionPolicy,
-                   sinks: Sequence[InspectionSink], jsonl: Path | None) -> Recovered:
+def _recover_jsonl(
+    station_id: str,
+    *,
+    mark: MarkState | None,
+    boot: str,
+    policy: DecisionPolicy,
+    sinks: Sequence[InspectionSink],
+    jsonl: Path | None,
+) -> Recovered:
     books: Books | None = None
     recorded_next = 0
     if jsonl is not None:

@@ -78,8 +78,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     run.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--max-parts", type=int, default=None, help="stop after this many parts")
-    run.add_argument("--output", choices=["auto", "text", "json"], default="auto",
-                     help="closing report: text (readable), json (one line), auto: text on a terminal, else json")
+    run.add_argument(
+        "--output",
+        choices=["auto", "text", "json"],
+        default="auto",
+        help="closing report: text (readable), json (one line), auto: text on a terminal, else json",
+    )
     run.add_argument("--json", dest="output", action="store_const", const="json", help="same as --output json")
     run.set_defaults(handler=_run)
 
@@ -90,14 +94,23 @@ def _judge(station: StationConfig, data_dir: Path) -> tuple[Judge, ModelWatch | 
     if isinstance(spec, ModelByName):
         registry = ModelRegistry(data_dir / "models")
         version = spec.version
-        gate = gate_bundle(lambda: registry.resolve(spec.name, version), require_golden=p.require_golden,
-                           threads=station.ort_threads, part_number=spec.part_number,
-                           allow_spinning=station.ort_allow_spinning)
+        gate = gate_bundle(
+            lambda: registry.resolve(spec.name, version),
+            require_golden=p.require_golden,
+            threads=station.ort_threads,
+            part_number=spec.part_number,
+            allow_spinning=station.ort_allow_spinning,
+        )
         if version == "active":
             watch = RegistryWatch(registry, spec.name, current=registry.active_version(spec.name))
     else:
-        gate = gate_bundle(spec.path, require_golden=p.require_golden, threads=station.ort_threads,
-                           part_number=spec.part_number, allow_spinning=station.ort_allow_spinning)
+        gate = gate_bundle(
+            spec.path,
+            require_golden=p.require_golden,
+            threads=station.ort_threads,
+            part_number=spec.part_number,
+            allow_spinning=station.ort_allow_spinning,
+        )
     if gate.bundle is None:
         return unavailable_judge(gate.reason), watch
     overrides = station.pipeline_config().overrides
@@ -123,13 +136,28 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
     if isinstance(cfg, ModbusSignalConfig):
         from vinspect.pipeline.signals.modbus import ModbusSignaller
 
-        return stack.enter_context(ModbusSignaller(cfg.host, port=cfg.port, unit_id=cfg.unit_id, base=cfg.base,
-                                                   timeout_s=cfg.timeout_s, defect_codes=cfg.defect_codes))
+        return stack.enter_context(
+            ModbusSignaller(
+                cfg.host,
+                port=cfg.port,
+                unit_id=cfg.unit_id,
+                base=cfg.base,
+                timeout_s=cfg.timeout_s,
+                defect_codes=cfg.defect_codes,
+            )
+        )
     if isinstance(cfg, MqttSignalConfig):
         from vinspect.pipeline.signals.mqtt import MqttSignaller
 
-        return stack.enter_context(MqttSignaller(cfg.host, port=cfg.port, station_id=station.station_id,
-                                                 topic_prefix=cfg.topic_prefix, keepalive_s=cfg.keepalive_s))
+        return stack.enter_context(
+            MqttSignaller(
+                cfg.host,
+                port=cfg.port,
+                station_id=station.station_id,
+                topic_prefix=cfg.topic_prefix,
+                keepalive_s=cfg.keepalive_s,
+            )
+        )
     from vinspect.pipeline.signals.camera_output import CameraOutputSignaller, HasLineOutputs
 
     if not isinstance(source, HasLineOutputs):
@@ -138,13 +166,19 @@ def _signaller(station: StationConfig, source: FrameSource, *, stack: ExitStack)
             "camera whose GenICam node map has the SFNC digital outputs (UserOutputSelector/UserOutputValue, "
             "routed to a line with LineSelector/LineMode/LineSource), and no frame source vinspect ships "
             "drives them (genicam's simulator viky.cti has none, so the path could not be tested); "
-            "use signal.kind modbus or mqtt")
-    return CameraOutputSignaller(source.line_outputs(), accept_output=cfg.accept_output,
-                                 heartbeat_output=cfg.heartbeat_output, pulse_ms=cfg.pulse_ms)
+            "use signal.kind modbus or mqtt"
+        )
+    return CameraOutputSignaller(
+        source.line_outputs(),
+        accept_output=cfg.accept_output,
+        heartbeat_output=cfg.heartbeat_output,
+        pulse_ms=cfg.pulse_ms,
+    )
 
 
-def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack,
-                station_id: str) -> tuple[InspectionSink, Any]:
+def _store_sink(
+    cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack, station_id: str
+) -> tuple[InspectionSink, Any]:
     from vinspect.store import EvidenceStore, NcrDefaults, StoreSink, make_engine, upgrade
     from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
     from vinspect.store.db import is_sqlite, sqlite_path
@@ -156,9 +190,13 @@ def _store_sink(cfg: StoreSinkConfig, settings: Settings, *, stack: ExitStack,
         stack.enter_context(station_lock(Path(sqlite_path(engine)), station_id))
     upgrade(engine)
     attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
-    sink = StoreSink(engine, EvidenceStore(settings.data_dir / "evidence"),
-                     defaults=NcrDefaults(**cfg.product.model_dump()), ncr_on_review=cfg.ncr_on_review,
-                     pass_sample_rate=cfg.pass_sample_rate)
+    sink = StoreSink(
+        engine,
+        EvidenceStore(settings.data_dir / "evidence"),
+        defaults=NcrDefaults(**cfg.product.model_dump()),
+        ncr_on_review=cfg.ncr_on_review,
+        pass_sample_rate=cfg.pass_sample_rate,
+    )
     return stack.enter_context(sink), engine
 
 
@@ -174,13 +212,21 @@ def _shadow_sink(cfg: ShadowSinkConfig, station: StationConfig, settings: Settin
         raise ConfigError(f"sinks: shadow model {path}: {gate.reason}")
     m = gate.bundle.manifest
     active = station.model.name if isinstance(station.model, ModelByName) else str(station.model.path)
-    return ShadowSink(gate.bundle, policy=policy_for(gate.bundle), out=settings.data_dir / "shadow" /
-                      f"{m.name}@{m.version}", deadline_ms=station.deadline_ms, queue_size=cfg.queue_size,
-                      active_model=active)
+    return ShadowSink(
+        gate.bundle,
+        policy=policy_for(gate.bundle),
+        out=settings.data_dir / "shadow" / f"{m.name}@{m.version}",
+        deadline_ms=station.deadline_ms,
+        queue_size=cfg.queue_size,
+        active_model=active,
+    )
 
 
 def _sinks(
-    station: StationConfig, settings: Settings, *, stack: ExitStack,
+    station: StationConfig,
+    settings: Settings,
+    *,
+    stack: ExitStack,
 ) -> tuple[list[InspectionSink], Path | None, Any]:
     sinks: list[InspectionSink] = []
     jsonl: Path | None = None
@@ -229,18 +275,29 @@ def _run(args: argparse.Namespace) -> int:
         sinks, jsonl, engine = _sinks(station, settings, stack=stack)
         config = _config_control(args, station, engine, stack=stack)
         watch = _follow_assignments(station, settings.data_dir, engine, judge, watch)
-        recovered = recover(station.station_id, data_dir=settings.data_dir, policy=judge.policy, sinks=sinks,
-                            jsonl=jsonl, engine=engine)
-        numbers = stack.enter_context(PartNumbers(mark_path(settings.data_dir, station.station_id),
-                                                  start=recovered.start))
+        recovered = recover(
+            station.station_id, data_dir=settings.data_dir, policy=judge.policy, sinks=sinks, jsonl=jsonl, engine=engine
+        )
+        numbers = stack.enter_context(
+            PartNumbers(mark_path(settings.data_dir, station.station_id), start=recovered.start)
+        )
         source = _source(station)
         box: list[InspectionPipeline] = []
-        endpoint = _serve_opcua(station, box, sinks, stack=stack,
-                                recipes=_recipe_book(station, settings.data_dir, engine))
-        pipeline = InspectionPipeline(source, judge=judge, signaller=_signaller(station, source, stack=stack),
-                                      sinks=sinks, config=station.pipeline_config(max_parts=args.max_parts),
-                                      watch=watch, books=BookKeeper(opening=recovered.books), on_admit=numbers.admit)
+        endpoint = _serve_opcua(
+            station, box, sinks, stack=stack, recipes=_recipe_book(station, settings.data_dir, engine)
+        )
+        pipeline = InspectionPipeline(
+            source,
+            judge=judge,
+            signaller=_signaller(station, source, stack=stack),
+            sinks=sinks,
+            config=station.pipeline_config(max_parts=args.max_parts),
+            watch=watch,
+            books=BookKeeper(opening=recovered.books),
+            on_admit=numbers.admit,
+        )
         box.append(pipeline)
+
         def snapshot() -> Any:
             return dataclasses.replace(pipeline.status(), config=config())
 
@@ -259,8 +316,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if status.books.discrepancy == 0 else 1
 
 
-def _follow_assignments(station: StationConfig, data_dir: Path, engine: Any, judge: Judge,
-                        watch: ModelWatch | None) -> ModelWatch | None:
+def _follow_assignments(
+    station: StationConfig, data_dir: Path, engine: Any, judge: Judge, watch: ModelWatch | None
+) -> ModelWatch | None:
     """With a store, the station also follows its model assignment (``vinspect models distribute``)."""
     if engine is None:
         return watch
@@ -268,12 +326,26 @@ def _follow_assignments(station: StationConfig, data_dir: Path, engine: Any, jud
 
     spec = station.model
     if isinstance(spec, ModelByName) and spec.version == "active":
-        return AssignmentWatch(engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"),
-                               name=spec.name, running=judge.ref)
-    pinned = (f"the station file pins model version {spec.version} of {spec.name}" if isinstance(spec, ModelByName)
-              else f"the station file pins the bundle folder {spec.path}")
-    return AssignmentWatch(engine, station_id=station.station_id, registry=None, name=None, running=judge.ref,
-                           pinned=pinned + "; it follows assignments only with model: {name: NAME} (version active)")
+        return AssignmentWatch(
+            engine,
+            station_id=station.station_id,
+            registry=ModelRegistry(data_dir / "models"),
+            name=spec.name,
+            running=judge.ref,
+        )
+    pinned = (
+        f"the station file pins model version {spec.version} of {spec.name}"
+        if isinstance(spec, ModelByName)
+        else f"the station file pins the bundle folder {spec.path}"
+    )
+    return AssignmentWatch(
+        engine,
+        station_id=station.station_id,
+        registry=None,
+        name=None,
+        running=judge.ref,
+        pinned=pinned + "; it follows assignments only with model: {name: NAME} (version active)",
+    )
 
 
 def _recipe_book(station: StationConfig, data_dir: Path, engine: Any) -> Any:
@@ -283,10 +355,14 @@ def _recipe_book(station: StationConfig, data_dir: Path, engine: Any) -> Any:
         return None
     from vinspect.store.station_recipes import StationRecipes
 
-    return StationRecipes(engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"),
-                          name=spec.name)
-def _config_control(args: argparse.Namespace, station: StationConfig, engine: Any, *,
-                    stack: ExitStack) -> Callable[[], dict[str, Any]]:
+    return StationRecipes(
+        engine, station_id=station.station_id, registry=ModelRegistry(data_dir / "models"), name=spec.name
+    )
+
+
+def _config_control(
+    args: argparse.Namespace, station: StationConfig, engine: Any, *, stack: ExitStack
+) -> Callable[[], dict[str, Any]]:
     """A store-backed station starts only with an approved configuration and watches its file
     (:mod:`vinspect.cli.config_control`); returns what the status shows about the configuration."""
     if engine is None:  # no store: no approvals to check against; the hash is still recorded
@@ -297,8 +373,14 @@ def _config_control(args: argparse.Namespace, station: StationConfig, engine: An
     return watch.status
 
 
-def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: list[InspectionSink], *,
-                 stack: ExitStack, recipes: Any = None) -> str | None:
+def _serve_opcua(
+    station: StationConfig,
+    box: list[InspectionPipeline],
+    sinks: list[InspectionSink],
+    *,
+    stack: ExitStack,
+    recipes: Any = None,
+) -> str | None:
     """Start the station's OPC UA server (``opcua:`` in the station file) and add its result sink."""
     cfg = station.opcua
     if cfg is None:
@@ -309,35 +391,53 @@ def _serve_opcua(station: StationConfig, box: list[InspectionPipeline], sinks: l
         from vinspect.opcua.server import OpcUaSettings, OpcUaSink, VisionServer
     except ImportError as exc:
         raise ConfigError(f"opcua: needs the plant extra (pip install 'vinspect[plant]'): {exc}") from exc
-    settings = OpcUaSettings(host=cfg.host, port=cfg.port, username=cfg.username,
-                             password=os.environ.get(cfg.password_env) or None, allow_anonymous=cfg.allow_anonymous,
-                             certificate=cfg.certificate, private_key=cfg.private_key,
-                             allow_unsecured=cfg.allow_unsecured)
+    settings = OpcUaSettings(
+        host=cfg.host,
+        port=cfg.port,
+        username=cfg.username,
+        password=os.environ.get(cfg.password_env) or None,
+        allow_anonymous=cfg.allow_anonymous,
+        certificate=cfg.certificate,
+        private_key=cfg.private_key,
+        allow_unsecured=cfg.allow_unsecured,
+    )
     if cfg.username and not settings.password:
-        raise ConfigError(f"opcua: user {cfg.username!r} needs a password in the environment variable "
-                          f"{cfg.password_env}")
+        raise ConfigError(
+            f"opcua: user {cfg.username!r} needs a password in the environment variable {cfg.password_env}"
+        )
 
     def snapshot() -> dict[str, Any]:
         return box[0].status().to_dict() if box else {"state": "PREOPERATIONAL", "model": None}
 
-    server = stack.enter_context(VisionServer(settings, station_id=station.station_id, snapshot=snapshot,
-                                              recipes=recipes))
+    server = stack.enter_context(
+        VisionServer(settings, station_id=station.station_id, snapshot=snapshot, recipes=recipes)
+    )
     sinks.append(OpcUaSink(server))
     sys.stderr.write(f"station {station.station_id}: OPC UA server on {server.endpoint}\n")
     return server.endpoint
 
 
-def _report_to_registry(station: StationConfig, pipeline: InspectionPipeline, engine: Any, *,
-                        stack: ExitStack, opcua_endpoint: str | None = None) -> None:
+def _report_to_registry(
+    station: StationConfig,
+    pipeline: InspectionPipeline,
+    engine: Any,
+    *,
+    stack: ExitStack,
+    opcua_endpoint: str | None = None,
+) -> None:
     """With a store, the station registers and reports into it (the plant overview reads it)."""
     if engine is None:
         return
     from vinspect.store.stations import StationIdentity, StationReporter
 
     product = next((cfg.product for cfg in station.sinks if isinstance(cfg, StoreSinkConfig)), None)
-    identity = StationIdentity(station_id=station.station_id, site_id=product.site_id if product else None,
-                               line_id=product.line_id if product else None, opcua_endpoint=opcua_endpoint,
-                               config_sha256=station.config_sha256())
+    identity = StationIdentity(
+        station_id=station.station_id,
+        site_id=product.site_id if product else None,
+        line_id=product.line_id if product else None,
+        opcua_endpoint=opcua_endpoint,
+        config_sha256=station.config_sha256(),
+    )
     stack.enter_context(StationReporter(engine, identity, snapshot=lambda: pipeline.status().to_dict()))
 
 
@@ -348,4 +448,3 @@ def _serve_metrics(station: StationConfig, pipeline: InspectionPipeline, *, stac
 
     server = serve_metrics(make_registry(pipeline.status), port=station.metrics_port)
     stack.callback(server.shutdown)
-

@@ -23,18 +23,29 @@ def closing_text(status: dict[str, Any], *, reconciled: bool) -> str:
     faults = books.get("failed_fault") or {}
     fault_total = sum(int(v) for v in faults.values())
     fault_detail = ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
-    lines = [f"station {status.get('station_id')}: {status.get('state')}"
-             + (f" ({status['reason']})" if status.get("reason") else "")]
+    lines = [
+        f"station {status.get('station_id')}: {status.get('state')}"
+        + (f" ({status['reason']})" if status.get("reason") else "")
+    ]
     lines.append(
         f"  parts, all runs of this station: {books.get('triggers', 0)} triggered = {books.get('passed', 0)} pass"
         f" + {books.get('review', 0)} review + {books.get('failed_defect', 0)} fail (defect)"
-        f" + {fault_total} fail (fault{': ' + fault_detail if fault_detail else ''})")
-    lines.append("  books: " + ("closed, every trigger has exactly one verdict" if reconciled
-                                else f"NOT closed, discrepancy {books.get('discrepancy')}"))
+        f" + {fault_total} fail (fault{': ' + fault_detail if fault_detail else ''})"
+    )
+    lines.append(
+        "  books: "
+        + (
+            "closed, every trigger has exactly one verdict"
+            if reconciled
+            else f"NOT closed, discrepancy {books.get('discrepancy')}"
+        )
+    )
     latency = status.get("latency_ms") or {}
     if latency.get("n"):
-        lines.append(f"  verdict latency, this run ({int(latency['n'])} parts): p50 {_ms(latency.get('p50_ms'))}, "
-                     f"p99 {_ms(latency.get('p99_ms'))}, max {_ms(latency.get('max_ms'))}")
+        lines.append(
+            f"  verdict latency, this run ({int(latency['n'])} parts): p50 {_ms(latency.get('p50_ms'))}, "
+            f"p99 {_ms(latency.get('p99_ms'))}, max {_ms(latency.get('max_ms'))}"
+        )
     model = status.get("model")
     if model:
         lines.append(f"  model: {model.get('name')} v{model.get('version')} ({str(model.get('sha256', ''))[:12]})")

@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     show.add_argument("--station", type=Path, required=True, help="station YAML")
     show.add_argument("--data-dir", type=Path, default=None, help=_DATA_HELP)
     show.set_defaults(handler=_show)
-    approve = verbs.add_parser("approve", help="sign the station file's configuration (quality engineer or admin; "
-                                               "password asked)")
+    approve = verbs.add_parser(
+        "approve", help="sign the station file's configuration (quality engineer or admin; password asked)"
+    )
     approve.add_argument("--station", type=Path, required=True, help="station YAML")
     approve.add_argument("--data-dir", type=Path, default=None, help=_DATA_HELP)
     approve.add_argument("--user", required=True, help="the signer (quality engineer or admin)")
@@ -86,15 +87,22 @@ def _approve(args: argparse.Namespace) -> int:
         try:
             with session_scope(engine) as session:
                 last = _previous(session, station)
-                approval = configs.approve_config(session=session, station_id=station.station_id, config_text=text,
-                                                  source_path=str(args.station.resolve()), signer_user_id=user_id,
-                                                  reason=args.reason)
+                approval = configs.approve_config(
+                    session=session,
+                    station_id=station.station_id,
+                    config_text=text,
+                    source_path=str(args.station.resolve()),
+                    signer_user_id=user_id,
+                    reason=args.reason,
+                )
         except StateError as exc:
             raise ConfigError(str(exc)) from exc
     finally:
         engine.dispose()
-    sys.stdout.write(f"approved configuration {approval.short} of station {station.station_id} ({args.station}); "
-                     f"signed by {approval.approved_by} (signature {approval.signature_id})\n")
+    sys.stdout.write(
+        f"approved configuration {approval.short} of station {station.station_id} ({args.station}); "
+        f"signed by {approval.approved_by} (signature {approval.signature_id})\n"
+    )
     if last is not None:
         sys.stdout.write(f"replaces {last.short}; changes:\n")
         sys.stdout.write("".join(f"  {line}\n" for line in configs.config_diff(last.config_text, text)))
@@ -109,8 +117,18 @@ def _history(args: argparse.Namespace) -> int:
             rows = configs.station_history(session=session, station_id=args.station_id)
     finally:
         engine.dispose()
-    doc = [{"config_sha256": r.config_sha256, "previous_sha256": r.previous_sha256, "approved_by": r.approved_by,
-            "approved_at": r.approved_at.isoformat(), "reason": r.reason, "source_path": r.source_path,
-            "signature_id": r.signature_id, "config": json.loads(r.config_text)} for r in rows]
+    doc = [
+        {
+            "config_sha256": r.config_sha256,
+            "previous_sha256": r.previous_sha256,
+            "approved_by": r.approved_by,
+            "approved_at": r.approved_at.isoformat(),
+            "reason": r.reason,
+            "source_path": r.source_path,
+            "signature_id": r.signature_id,
+            "config": json.loads(r.config_text),
+        }
+        for r in rows
+    ]
     sys.stdout.write(json.dumps({"station_id": args.station_id, "versions": doc}, indent=2) + "\n")
     return 0

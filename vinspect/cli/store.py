@@ -59,7 +59,8 @@ def _time(text: str) -> datetime:
     except ValueError as exc:
         # argparse turns this into "argument --since: ..." and exit 2 (no traceback).
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31 or 2026-01-31T08:00:00Z)") from exc
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31 or 2026-01-31T08:00:00Z)"
+        ) from exc
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -72,8 +73,13 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _filter_of(args: argparse.Namespace) -> NcrFilter:
-    return NcrFilter(since=args.since, until=args.until, station_id=args.station,
-                     status=NcrStatus(args.status) if args.status else None, defect_code=args.defect_code)
+    return NcrFilter(
+        since=args.since,
+        until=args.until,
+        station_id=args.station,
+        status=NcrStatus(args.status) if args.status else None,
+        defect_code=args.defect_code,
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,15 +91,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("--anchor", type=Path, default=None, help="chain head exported earlier (JSON)")
     verify.add_argument("--write-anchor", type=Path, default=None, help="write the current head here")
     verify.set_defaults(handler=_audit_verify)
-    rotate = _common(audit_verbs.add_parser(
-        "rotate-key", help="add a new current HMAC key to <data-dir>/audit-key (older keys kept to verify old rows)"))
+    rotate = _common(
+        audit_verbs.add_parser(
+            "rotate-key", help="add a new current HMAC key to <data-dir>/audit-key (older keys kept to verify old rows)"
+        )
+    )
     rotate.set_defaults(handler=_audit_rotate_key)
     backup = _common(sub.add_parser("backup", help="verified backup (SQLite online backup / pg_dump)"))
     backup.add_argument("--out", type=Path, required=True, help="backup file to write")
     backup.set_defaults(handler=_backup)
     restore = _common(sub.add_parser("restore", help="restore a verified backup into an empty store"))
-    restore.add_argument("--from", dest="source", type=Path, required=True,
-                         help="a backup written by `vinspect backup`")
+    restore.add_argument(
+        "--from", dest="source", type=Path, required=True, help="a backup written by `vinspect backup`"
+    )
     restore.set_defaults(handler=_restore)
     evidence = sub.add_parser("evidence", help="evidence files")
     evidence_verbs = evidence.add_subparsers(dest="verb", required=True)
@@ -107,8 +117,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     drain.set_defaults(handler=_outbox_drain)
     database = sub.add_parser("db", help="database administration (PostgreSQL)")
     db_verbs = database.add_subparsers(dest="verb", required=True)
-    grant = _common(db_verbs.add_parser(
-        "grant", help="as the schema owner: let an existing role read and append quality records, nothing more"))
+    grant = _common(
+        db_verbs.add_parser(
+            "grant", help="as the schema owner: let an existing role read and append quality records, nothing more"
+        )
+    )
     grant.add_argument("--role", required=True, help="the role the station and the web app log in as")
     grant.set_defaults(handler=_db_grant)
 
@@ -125,8 +138,9 @@ def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.set_defaults(handler=_ncr_show)
     export = _common(verbs.add_parser("export", help="JSON, CSV or JSON Lines (schema ncr-v1)"))
     _filters(export)
-    export.add_argument("--format", choices=[f.value for f in ExportFormat], default="json",
-                        help="file format (default json)")
+    export.add_argument(
+        "--format", choices=[f.value for f in ExportFormat], default="json", help="file format (default json)"
+    )
     export.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     export.set_defaults(handler=_ncr_export)
 
@@ -160,8 +174,10 @@ def _out(text: str) -> None:
 def _ncr_list(args: argparse.Namespace) -> int:
     with _store(args) as engine, session_scope(engine, readonly=True) as session:
         for doc in repository.list_ncrs(_filter_of(args), session=session, limit=args.limit):
-            _out(f"{doc['ncr_number']}  {doc['ncr_uuid']}  {doc['status']:<13}  {doc['station_id']}  "
-                 f"{doc['defect_code']}  {doc['detected_at']}\n")
+            _out(
+                f"{doc['ncr_number']}  {doc['ncr_uuid']}  {doc['status']:<13}  {doc['station_id']}  "
+                f"{doc['defect_code']}  {doc['detected_at']}\n"
+            )
     return 0
 
 
@@ -184,9 +200,17 @@ def _ncr_export(args: argparse.Namespace) -> int:
             else:
                 summary = export_to_path(args.out, session=session, fmt=fmt, filters=_filter_of(args))
         with session_scope(engine) as session:
-            append_audit(AuditEntry(actor="system:cli", action="ncr.export_file", entity="export",
-                                    entity_id=fmt.value, new_value=str(summary.count),
-                                    source=str(args.out or "stdout")[:128]), session=session)
+            append_audit(
+                AuditEntry(
+                    actor="system:cli",
+                    action="ncr.export_file",
+                    entity="export",
+                    entity_id=fmt.value,
+                    new_value=str(summary.count),
+                    source=str(args.out or "stdout")[:128],
+                ),
+                session=session,
+            )
     if args.out is not None:
         sys.stderr.write(f"exported {summary.count} NCR(s) as {fmt.value} to {args.out}\n")
     return 0
@@ -226,10 +250,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
         _out(f"signed anchor: seq {signed.seq} ({signed.at})\n")
         if uncovered is not None and uncovered[0]:
             count, first, last = uncovered
-            _out(f"  {count} newer link(s) (written {format_utc(first) if first else '?'} .. "
-                 f"{format_utc(last) if last else '?'}) not covered by the signed anchor yet: a running writer "
-                 "anchors them at most 0.1 s after its commit; a writer killed in that time leaves them uncovered "
-                 "until its next commit (deleting them would go unnoticed until then)\n")
+            _out(
+                f"  {count} newer link(s) (written {format_utc(first) if first else '?'} .. "
+                f"{format_utc(last) if last else '?'}) not covered by the signed anchor yet: a running writer "
+                "anchors them at most 0.1 s after its commit; a writer killed in that time leaves them uncovered "
+                "until its next commit (deleting them would go unnoticed until then)\n"
+            )
     if not chain.ok:
         _out(f"FIRST BROKEN LINK: seq {chain.broken_seq}: {chain.problem}\n")
     elif tail is not None and not tail.ok:
@@ -250,8 +276,10 @@ def _audit_rotate_key(args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         raise ConfigError(f"data directory {data_dir} does not exist")
     ring = rotate_key(data_dir)
-    _out(f"audit key {ring.current} is now current in {data_dir / KEY_FILE} ({len(ring.keys)} key(s) kept); "
-         "restart the station and the web app to sign with it\n")
+    _out(
+        f"audit key {ring.current} is now current in {data_dir / KEY_FILE} ({len(ring.keys)} key(s) kept); "
+        "restart the station and the web app to sign with it\n"
+    )
     return 0
 
 
@@ -299,6 +327,8 @@ def _outbox_drain(args: argparse.Namespace) -> int:
     with _store(args) as engine:
         relay = OutboxRelay(engine, RelayConfig(url=args.url, timeout_s=args.timeout_s))
         summary = relay.drain(max_seconds=args.max_seconds)
-    _out(f"delivered {summary.delivered}, retried {summary.retried}, parked {summary.parked}, "
-         f"pending {summary.pending}\n")
+    _out(
+        f"delivered {summary.delivered}, retried {summary.retried}, parked {summary.parked}, "
+        f"pending {summary.pending}\n"
+    )
     return 0 if summary.pending == 0 and summary.parked == 0 else 1

@@ -33,10 +33,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=None, help="port, 1-65535 (default 8600)")
     serve.add_argument("--data-dir", type=Path, default=None, help="station data directory")
-    serve.add_argument("--pass-sample-rate", type=float, default=0.01,
-                       help="fraction of PASS parts drawn for the blind escape audit (default 0.01)")
-    serve.add_argument("--alarm-interval", type=float, default=60.0, metavar="SECONDS",
-                       help="evaluate SPC/drift alarms every SECONDS as subgroups close (0: off; default 60)")
+    serve.add_argument(
+        "--pass-sample-rate",
+        type=float,
+        default=0.01,
+        help="fraction of PASS parts drawn for the blind escape audit (default 0.01)",
+    )
+    serve.add_argument(
+        "--alarm-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="evaluate SPC/drift alarms every SECONDS as subgroups close (0: off; default 60)",
+    )
     serve.add_argument("--alarm-mqtt", default=None, metavar="HOST[:PORT]", help="publish new alarms to this broker")
     serve.add_argument("--alarm-topic-prefix", default="vinspect/site/line", help="MQTT topic prefix for alarms")
     serve.set_defaults(handler=_serve)
@@ -46,8 +55,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add = verbs.add_parser("add", help="create an account (password read from the terminal or stdin)")
     add.add_argument("username")
     add.add_argument("--display-name", required=True, help="full name, printed on e-signatures")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role],
-                     help="what the account may do in the web app")
+    add.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="what the account may do in the web app"
+    )
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--data-dir", type=Path, default=None, help="default: VINSPECT_DATA_DIR or ./vinspect-data")
     add.set_defaults(handler=_users_add)
@@ -73,13 +83,16 @@ def _check_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
-                              f"running there? Stop it or choose another --port") from exc
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
+                f"running there? Stop it or choose another --port"
+            ) from exc
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(data_dir=args.data_dir, api_host=getattr(args, "host", None),
-                         api_port=getattr(args, "port", None))
+    return load_settings(
+        data_dir=args.data_dir, api_host=getattr(args, "host", None), api_port=getattr(args, "port", None)
+    )
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -90,8 +103,14 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     local client could forge its address).
     """
     trusted = list(settings.api_trusted_proxies)
-    return {"host": settings.api_host, "port": settings.api_port, "log_config": None, "server_header": False,
-            "proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+    return {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_config": None,
+        "server_header": False,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+    }
 
 
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
@@ -124,8 +143,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--pass-sample-rate {args.pass_sample_rate} is not within 0..1")
     settings = _settings(args)
     if settings.api_host in ("0.0.0.0", "::") and not settings.api_trusted_hosts:
-        raise ConfigError(f"api_host {settings.api_host} answers any name: set VINSPECT_API_TRUSTED_HOSTS to the "
-                          "host names clients use (the Host header check against DNS rebinding)")
+        raise ConfigError(
+            f"api_host {settings.api_host} answers any name: set VINSPECT_API_TRUSTED_HOSTS to the "
+            "host names clients use (the Host header check against DNS rebinding)"
+        )
     _check_free(settings.api_host, settings.api_port)
     restrict_umask()
     store = _open_store(settings)
@@ -133,13 +154,22 @@ def _serve(args: argparse.Namespace) -> int:
         has_admin = active_admin_exists(session=session)
     if not has_admin:
         path = ensure_bootstrap_secret(settings.data_dir)
-        sys.stderr.write(f"vinspect serve: no admin yet. Open http://{settings.api_host}:{settings.api_port}/setup "
-                         f"and paste the one-time secret from {path} (mode 0600).\n")
-    app = create_app(settings, store=store, registry=ModelRegistry(settings.data_dir / "models"),
-                     status=StatusReader(status_path(settings.data_dir)),
-                     options=ApiOptions(pass_sample_rate=args.pass_sample_rate,
-                                        alarm_interval_s=args.alarm_interval or None, alarm_mqtt=args.alarm_mqtt,
-                                        alarm_topic_prefix=args.alarm_topic_prefix))
+        sys.stderr.write(
+            f"vinspect serve: no admin yet. Open http://{settings.api_host}:{settings.api_port}/setup "
+            f"and paste the one-time secret from {path} (mode 0600).\n"
+        )
+    app = create_app(
+        settings,
+        store=store,
+        registry=ModelRegistry(settings.data_dir / "models"),
+        status=StatusReader(status_path(settings.data_dir)),
+        options=ApiOptions(
+            pass_sample_rate=args.pass_sample_rate,
+            alarm_interval_s=args.alarm_interval or None,
+            alarm_mqtt=args.alarm_mqtt,
+            alarm_topic_prefix=args.alarm_topic_prefix,
+        ),
+    )
     uvicorn.run(app, **uvicorn_options(settings))  # type: ignore[arg-type]
     return 0
 
@@ -170,8 +200,14 @@ def _users_add(args: argparse.Namespace) -> int:
     password_hash = PasswordService().hash(password)
     try:
         with session_scope(store.engine) as session:
-            user = create_user(args.username, session=session, display_name=args.display_name, role=Role(args.role),
-                               password_hash=password_hash, actor=f"cli:{getpass.getuser()}")
+            user = create_user(
+                args.username,
+                session=session,
+                display_name=args.display_name,
+                role=Role(args.role),
+                password_hash=password_hash,
+                actor=f"cli:{getpass.getuser()}",
+            )
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
     sys.stdout.write(f"created user {user.id} {user.username} ({user.role})\n")

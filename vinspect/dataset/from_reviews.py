@@ -132,11 +132,22 @@ def _dataset_entries(merge: Path) -> list[_Entry]:
     for s in index.train_samples():
         label = _GOOD if s.is_good else _safe(s.label)
         rel = f"{label}/{_safe(s.stem)}{s.path.suffix.lower()}"
-        entries.append(_Entry(path=rel, label=label, pixels=pixel_sha256(read_image(s.path)), source=str(s.path),
-                              write=_copy(s.path),
-                              provenance={"source": "dataset", "dataset": str(index.root),
-                                          "file": s.path.relative_to(index.root).as_posix(),
-                                          "layout": index.layout, "label": s.label}))
+        entries.append(
+            _Entry(
+                path=rel,
+                label=label,
+                pixels=pixel_sha256(read_image(s.path)),
+                source=str(s.path),
+                write=_copy(s.path),
+                provenance={
+                    "source": "dataset",
+                    "dataset": str(index.root),
+                    "file": s.path.relative_to(index.root).as_posix(),
+                    "layout": index.layout,
+                    "label": s.label,
+                },
+            )
+        )
     return entries
 
 
@@ -146,8 +157,16 @@ def _review_entries(parts: Iterable[ReviewedImage], read_blob: Callable[[str], b
         data = read_blob(p.image_sha256)
         image = decode_image(data, name=f"evidence {p.image_sha256[:12]} of {p.name}")
         label = _safe(p.label)
-        entries.append(_Entry(path=f"{label}/{_safe(p.name)}.png", label=label, pixels=pixel_sha256(image),
-                              source=p.name, write=_bytes(data), provenance=p.provenance))
+        entries.append(
+            _Entry(
+                path=f"{label}/{_safe(p.name)}.png",
+                label=label,
+                pixels=pixel_sha256(image),
+                source=p.name,
+                write=_bytes(data),
+                provenance=p.provenance,
+            )
+        )
     return entries
 
 
@@ -156,9 +175,15 @@ def _check_out(out: Path) -> None:
         raise DatasetError(f"{out}: output folder exists and is not empty (choose a new folder)")
 
 
-def build_from_reviews(parts: Iterable[ReviewedImage], *, read_blob: Callable[[str], bytes], out: Path,
-                       merge: Path | None = None, exclude: Sequence[Path] = (),
-                       drop_leaking: bool = False) -> BuildReport:
+def build_from_reviews(
+    parts: Iterable[ReviewedImage],
+    *,
+    read_blob: Callable[[str], bytes],
+    out: Path,
+    merge: Path | None = None,
+    exclude: Sequence[Path] = (),
+    drop_leaking: bool = False,
+) -> BuildReport:
     """Write the dataset; see the module doc for the rules.
 
     Raises:
@@ -167,7 +192,7 @@ def build_from_reviews(parts: Iterable[ReviewedImage], *, read_blob: Callable[[s
     """
     _check_out(out)
     report = BuildReport(out=out)
-    candidates = (_dataset_entries(merge) if merge is not None else [])
+    candidates = _dataset_entries(merge) if merge is not None else []
     n_merge = len(candidates)
     candidates += _review_entries(parts, read_blob)
     banned = _excluded(exclude)
@@ -181,8 +206,9 @@ def build_from_reviews(parts: Iterable[ReviewedImage], *, read_blob: Callable[[s
         first = kept.get(entry.pixels)
         if first is not None:
             if first.label != entry.label:
-                conflicts.append(f"{entry.source} labelled {entry.label!r} but the same image {first.source} "
-                                 f"is {first.label!r}")
+                conflicts.append(
+                    f"{entry.source} labelled {entry.label!r} but the same image {first.source} is {first.label!r}"
+                )
             else:
                 report.duplicates.append((entry.source, first.source))
             continue
@@ -194,9 +220,12 @@ def build_from_reviews(parts: Iterable[ReviewedImage], *, read_blob: Callable[[s
     if conflicts:
         raise DatasetError(f"{len(conflicts)} image(s) with conflicting labels: " + "; ".join(conflicts))
     if leaks and not drop_leaking:
-        raise DatasetError(f"{len(leaks)} image(s) are also golden or frozen evaluation images (training on them "
-                           "would leak the test): " + "; ".join(f"{a} = {b}" for a, b in leaks)
-                           + " (remove them, or pass --drop-leaking to leave them out)")
+        raise DatasetError(
+            f"{len(leaks)} image(s) are also golden or frozen evaluation images (training on them "
+            "would leak the test): "
+            + "; ".join(f"{a} = {b}" for a, b in leaks)
+            + " (remove them, or pass --drop-leaking to leave them out)"
+        )
     report.dropped_leaking = leaks
     entries = sorted(kept.values(), key=lambda e: e.path)
     paths = [e.path for e in entries]
@@ -212,16 +241,36 @@ def build_from_reviews(parts: Iterable[ReviewedImage], *, read_blob: Callable[[s
         target.parent.mkdir(parents=True, exist_ok=True)
         e.write(target)
         target.with_name(target.stem + ".provenance.json").write_text(
-            json.dumps(e.provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            json.dumps(e.provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         file_sha = sha256_file(target)
-        rows.append({"path": e.path, "label": e.label, "pixel_sha256": e.pixels, "file_sha256": file_sha,
-                     "source": e.provenance.get("source")})
+        rows.append(
+            {
+                "path": e.path,
+                "label": e.label,
+                "pixel_sha256": e.pixels,
+                "file_sha256": file_sha,
+                "source": e.provenance.get("source"),
+            }
+        )
         report.counts[e.label] = report.counts.get(e.label, 0) + 1
-    report.dataset_sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True, separators=(",", ":"))
-                                           .encode()).hexdigest()
-    (out / DATASET_FILE).write_text(json.dumps({
-        "schema": SCHEMA, "dataset_sha256": report.dataset_sha256, "counts": report.counts,
-        "from_reviews": report.from_reviews, "from_dataset": report.from_dataset,
-        "duplicates_dropped": len(report.duplicates), "leaking_dropped": [list(x) for x in leaks],
-        "entries": rows}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    report.dataset_sha256 = hashlib.sha256(json.dumps(rows, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    (out / DATASET_FILE).write_text(
+        json.dumps(
+            {
+                "schema": SCHEMA,
+                "dataset_sha256": report.dataset_sha256,
+                "counts": report.counts,
+                "from_reviews": report.from_reviews,
+                "from_dataset": report.from_dataset,
+                "duplicates_dropped": len(report.duplicates),
+                "leaking_dropped": [list(x) for x in leaks],
+                "entries": rows,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     return report

@@ -76,12 +76,29 @@ def freeze(source: Path, out: Path, *, name: str, version: str) -> FrozenSet:
             shutil.copyfile(s.mask_path, out / mrel)
             entries.append({"path": mrel, "label": label, "sha256": sha256_file(out / mrel)})
     digest = _set_hash(entries)
-    (out / FROZEN_FILE).write_text(json.dumps({
-        "schema": SCHEMA, "name": name, "version": version, "source": str(index.root), "layout": index.layout,
-        "set_sha256": digest, "entries": sorted(entries, key=lambda e: e["path"])}, indent=2) + "\n",
-        encoding="utf-8")
-    return FrozenSet(root=out, name=name, version=version, set_sha256=digest,
-                     n_images=sum(1 for e in entries if not e["path"].startswith("masks/")))
+    (out / FROZEN_FILE).write_text(
+        json.dumps(
+            {
+                "schema": SCHEMA,
+                "name": name,
+                "version": version,
+                "source": str(index.root),
+                "layout": index.layout,
+                "set_sha256": digest,
+                "entries": sorted(entries, key=lambda e: e["path"]),
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return FrozenSet(
+        root=out,
+        name=name,
+        version=version,
+        set_sha256=digest,
+        n_images=sum(1 for e in entries if not e["path"].startswith("masks/")),
+    )
 
 
 def verify_frozen(root: Path) -> FrozenSet:
@@ -93,8 +110,9 @@ def verify_frozen(root: Path) -> FrozenSet:
     """
     try:
         doc = json.loads((root / FROZEN_FILE).read_text(encoding="utf-8"))
-        entries = [{"path": str(e["path"]), "label": str(e["label"]), "sha256": str(e["sha256"])}
-                   for e in doc["entries"]]
+        entries = [
+            {"path": str(e["path"]), "label": str(e["label"]), "sha256": str(e["sha256"])} for e in doc["entries"]
+        ]
         name, version, pinned = str(doc["name"]), str(doc["version"]), str(doc["set_sha256"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{root / FROZEN_FILE}: not a readable frozen-set file ({exc})") from exc
@@ -114,5 +132,10 @@ def verify_frozen(root: Path) -> FrozenSet:
         problems.append("the entry list itself was edited (set_sha256 does not match)")
     if problems:
         raise DatasetError(f"{root}: frozen set {name} {version} is no longer what was frozen: " + "; ".join(problems))
-    return FrozenSet(root=root, name=name, version=version, set_sha256=pinned,
-                     n_images=sum(1 for e in entries if not e["path"].startswith("masks/")))
+    return FrozenSet(
+        root=root,
+        name=name,
+        version=version,
+        set_sha256=pinned,
+        n_images=sum(1 for e in entries if not e["path"].startswith("masks/")),
+    )

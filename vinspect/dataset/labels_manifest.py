@@ -49,11 +49,19 @@ def read_labels_manifest(root: Path) -> LabelsManifest | None:
         doc = json.loads(data)
     except ValueError as exc:
         raise DatasetError(f"{path}: not JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("schema") != LABELS_SCHEMA or not isinstance(doc.get("images"), list) \
-            or not isinstance(doc.get("unsettled"), list):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("schema") != LABELS_SCHEMA
+        or not isinstance(doc.get("images"), list)
+        or not isinstance(doc.get("unsettled"), list)
+    ):
         raise DatasetError(f"{path}: not a labels manifest (schema {LABELS_SCHEMA} with images and unsettled)")
-    return LabelsManifest(path=path, sha256=hashlib.sha256(data).hexdigest(), images=tuple(doc["images"]),
-                          unsettled=tuple(doc["unsettled"]))
+    return LabelsManifest(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        images=tuple(doc["images"]),
+        unsettled=tuple(doc["unsettled"]),
+    )
 
 
 def check_labels_manifest(root: Path) -> list[tuple[Path, str]]:

@@ -119,14 +119,21 @@ def _class_dirs(root: Path) -> Iterator[Path]:
 
 def _mvtec(root: Path) -> list[Sample]:
     samples = [
-        Sample(path=p, label="good", is_good=True, stem=p.stem, split="train")
-        for p in _images(root / "train" / "good")
+        Sample(path=p, label="good", is_good=True, stem=p.stem, split="train") for p in _images(root / "train" / "good")
     ]
     for cls in _class_dirs(root / "test"):
         for p in _images(cls):
             mask = root / "ground_truth" / cls.name / f"{p.stem}_mask.png"
-            samples.append(Sample(path=p, label=cls.name, is_good=cls.name == "good", stem=p.stem,
-                                  split="test", mask_path=mask if mask.is_file() else None))
+            samples.append(
+                Sample(
+                    path=p,
+                    label=cls.name,
+                    is_good=cls.name == "good",
+                    stem=p.stem,
+                    split="test",
+                    mask_path=mask if mask.is_file() else None,
+                )
+            )
     return samples
 
 
@@ -138,8 +145,16 @@ def _magnetic_tile(root: Path) -> list[Sample]:
             raise DatasetError(f"{cls}: no .jpg images (magnetic-tile layout keeps masks as .png beside them)")
         for p in jpgs:
             mask = p.with_suffix(".png")
-            samples.append(Sample(path=p, label=cls.name, is_good=cls.name == _MT_GOOD, stem=p.stem,
-                                  split=split_of(p.stem), mask_path=mask if mask.is_file() else None))
+            samples.append(
+                Sample(
+                    path=p,
+                    label=cls.name,
+                    is_good=cls.name == _MT_GOOD,
+                    stem=p.stem,
+                    split=split_of(p.stem),
+                    mask_path=mask if mask.is_file() else None,
+                )
+            )
     return samples
 
 
@@ -150,8 +165,16 @@ def _classes(root: Path) -> list[Sample]:
             continue
         for p in _images(cls):
             mask = root / "masks" / cls.name / f"{p.stem}.png"
-            samples.append(Sample(path=p, label=cls.name, is_good=cls.name == "good", stem=p.stem,
-                                  split="all", mask_path=mask if mask.is_file() else None))
+            samples.append(
+                Sample(
+                    path=p,
+                    label=cls.name,
+                    is_good=cls.name == "good",
+                    stem=p.stem,
+                    split="all",
+                    mask_path=mask if mask.is_file() else None,
+                )
+            )
     return samples
 
 
@@ -161,11 +184,21 @@ def _pairs(root: Path, folder: Path) -> DatasetIndex:
     for p in pairs:
         labels = [b.label for b in p.boxes]
         label = max(sorted(set(labels)), key=labels.count) if labels else "good"
-        samples.append(Sample(path=p.test, label=label, is_good=not p.boxes, stem=p.pair_id,
-                              split="train" if p.split == "train" else "test", reference_path=p.template,
-                              boxes=p.boxes))
+        samples.append(
+            Sample(
+                path=p.test,
+                label=label,
+                is_good=not p.boxes,
+                stem=p.pair_id,
+                split="train" if p.split == "train" else "test",
+                reference_path=p.template,
+                boxes=p.boxes,
+            )
+        )
     if not samples:
-        raise DatasetError(f"{folder}: no complete template/test pair with a box file"
-                           + (f" ({len(issues)} problem(s), first: {issues[0][0]}: {issues[0][1]})" if issues else ""))
+        raise DatasetError(
+            f"{folder}: no complete template/test pair with a box file"
+            + (f" ({len(issues)} problem(s), first: {issues[0][0]}: {issues[0][1]})" if issues else "")
+        )
     samples.sort(key=lambda s: (s.split, s.stem))
     return DatasetIndex(root=root, layout="pairs", good_label="good", samples=tuple(samples), issues=tuple(issues))

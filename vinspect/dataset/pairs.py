@@ -106,13 +106,21 @@ def find_pairs(folder: Path) -> tuple[list[PairFile], list[tuple[Path, str]]]:
             continue
         box_file = folder / f"{pair_id}.txt"
         if not box_file.is_file():
-            problems.append((files["test"], f"pair {pair_id}: box file {box_file.name} missing "
-                                            "(an empty file marks a good part)"))
+            problems.append(
+                (files["test"], f"pair {pair_id}: box file {box_file.name} missing (an empty file marks a good part)")
+            )
             continue
         boxes, bad = parse_boxes(box_file)
         if bad:
             problems.extend((box_file, b) for b in bad)
             continue
-        pairs.append(PairFile(pair_id=pair_id, template=files["temp"], test=files["test"], boxes=boxes,
-                              split=split_of(pair_id, train_percent=PAIRS_TRAIN_PERCENT)))
+        pairs.append(
+            PairFile(
+                pair_id=pair_id,
+                template=files["temp"],
+                test=files["test"],
+                boxes=boxes,
+                split=split_of(pair_id, train_percent=PAIRS_TRAIN_PERCENT),
+            )
+        )
     return pairs, problems

@@ -72,8 +72,9 @@ def _one(raw: object, where: str, width: int, height: int, catalogue: Collection
     if kind not in ("box", "polygon", "brush"):
         raise DatasetError(f"{where}: kind {kind!r} is not box, polygon or brush")
     if not isinstance(code, str) or code not in catalogue:
-        raise DatasetError(f"{where} ({kind}): defect code {code!r} is not in the product's catalogue "
-                           f"({', '.join(catalogue)})")
+        raise DatasetError(
+            f"{where} ({kind}): defect code {code!r} is not in the product's catalogue ({', '.join(catalogue)})"
+        )
     where = f"{where} ({kind}, {code})"
     if kind == "box":
         xyxy = raw.get("xyxy")

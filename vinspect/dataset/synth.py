@@ -105,12 +105,17 @@ def _chip(rng: np.random.Generator, canvas: U8, geom: tuple[float, float, float]
 
 
 _DRAW: dict[str, Callable[[np.random.Generator, U8, tuple[float, float, float]], int]] = {
-    "scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain, "chip": _chip,
+    "scratch": _scratch,
+    "spot": _spot,
+    "crack": _crack,
+    "stain": _stain,
+    "chip": _chip,
 }
 
 
-def _dust(rng: np.random.Generator, base: npt.NDArray[np.floating], part: U8,
-          geom: tuple[float, float, float]) -> npt.NDArray[np.floating]:
+def _dust(
+    rng: np.random.Generator, base: npt.NDArray[np.floating], part: U8, geom: tuple[float, float, float]
+) -> npt.NDArray[np.floating]:
     specks = np.zeros(base.shape, np.uint8)
     for _ in range(int(rng.integers(1, 4))):
         cv2.circle(specks, _point_on_part(rng, geom), int(rng.integers(1, 3)), 255, -1)
@@ -118,8 +123,9 @@ def _dust(rng: np.random.Generator, base: npt.NDArray[np.floating], part: U8,
     return np.asarray(base + 28.0 * cv2.GaussianBlur(specks.astype(np.float32) / 255.0, (0, 0), 1.0), np.float64)
 
 
-def render_part(*, seed: int, defect: str | None = None, size_px: int = _SIZE, faint: float = 1.0,
-                dust: bool = False) -> tuple[U8, U8]:
+def render_part(
+    *, seed: int, defect: str | None = None, size_px: int = _SIZE, faint: float = 1.0, dust: bool = False
+) -> tuple[U8, U8]:
     """Render one greyscale part (H×W uint8) and its exact defect mask (0/255, zero when good).
 
     ``faint`` (0-1] scales the defect's contrast (and a chip's size); ``dust`` adds harmless specks.
@@ -155,8 +161,15 @@ def render_part(*, seed: int, defect: str | None = None, size_px: int = _SIZE, f
 
 
 def write_dataset(
-    out: Path, *, n_good: int, n_defect_each: int, layout: Literal["classes", "mvtec"] = "classes",
-    kinds: tuple[str, ...] = DEFECT_KINDS, seed: int = 0, size_px: int = _SIZE, subtle: float = 0.0,
+    out: Path,
+    *,
+    n_good: int,
+    n_defect_each: int,
+    layout: Literal["classes", "mvtec"] = "classes",
+    kinds: tuple[str, ...] = DEFECT_KINDS,
+    seed: int = 0,
+    size_px: int = _SIZE,
+    subtle: float = 0.0,
     dust: float = 0.0,
 ) -> Path:
     """Write a synthetic dataset and return its root.

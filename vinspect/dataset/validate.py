@@ -43,9 +43,13 @@ def validate_dataset(index: DatasetIndex) -> list[Problem]:
             problems.append(Problem(path=sample.mask_path, reason=str(exc).removeprefix(f"{sample.mask_path}: ")))
             continue
         if mask.shape[:2] != image.shape[:2]:
-            problems.append(Problem(path=sample.mask_path,
-                                    reason=f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                                           f"{image.shape[1]}x{image.shape[0]}"))
+            problems.append(
+                Problem(
+                    path=sample.mask_path,
+                    reason=f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                    f"{image.shape[1]}x{image.shape[0]}",
+                )
+            )
     return problems
 
 
@@ -61,12 +65,18 @@ def _check_pair(sample: Sample) -> list[Problem]:
         return []  # reported by the image loop
     out = []
     if ref.shape[:2] != test.shape[:2]:
-        out.append(Problem(path=sample.path, reason=f"test image is {test.shape[1]}x{test.shape[0]} but its template "
-                                                    f"is {ref.shape[1]}x{ref.shape[0]}"))
+        out.append(
+            Problem(
+                path=sample.path,
+                reason=f"test image is {test.shape[1]}x{test.shape[0]} but its template "
+                f"is {ref.shape[1]}x{ref.shape[0]}",
+            )
+        )
     h, w = test.shape[:2]
     for b in sample.boxes:
         x1, y1, x2, y2 = b.box_xyxy
         if x2 > w or y2 > h:
-            out.append(Problem(path=sample.path, reason=f"box {x1} {y1} {x2} {y2} ({b.label}) lies outside the "
-                                                        f"{w}x{h} image"))
+            out.append(
+                Problem(path=sample.path, reason=f"box {x1} {y1} {x2} {y2} ({b.label}) lies outside the {w}x{h} image")
+            )
     return out

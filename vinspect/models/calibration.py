@@ -133,7 +133,7 @@ def auroc(scores_good: Scores, scores_defect: Scores) -> float:
     _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=ranks)
     ranks = (sums / counts)[inverse]  # average rank of each tie group
-    u = ranks[good.size:].sum() - defect.size * (defect.size + 1) / 2.0
+    u = ranks[good.size :].sum() - defect.size * (defect.size + 1) / 2.0
     return float(u / (good.size * defect.size))
 
 
@@ -197,8 +197,9 @@ def _upper_quantile(values: npt.NDArray[np.float64], rate: float) -> float:
     return float(np.nextafter(np.float32(ordered[k]), np.float32(np.inf)))
 
 
-def _fail_at(good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *,
-             target: CalibrationTarget) -> tuple[float, str]:
+def _fail_at(
+    good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *, target: CalibrationTarget
+) -> tuple[float, str]:
     if target.kind == "zero_escape" and defect.size:
         upper, allowed = float(defect.min()), 0
         text = f"zero escapes on {defect.size} validation defects, then lowest false-reject rate"
@@ -251,16 +252,20 @@ def path_threshold(scores_good: Scores, *, frr: float, target: CalibrationTarget
     return _fail_at(good, np.empty(0), target=replace(target, kind="frr", frr_target=frr))[0]
 
 
-def _fixed_thresholds(good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *, fixed: float,
-                      target: CalibrationTarget) -> tuple[float, float, str]:
+def _fixed_thresholds(
+    good: npt.NDArray[np.float64], defect: npt.NDArray[np.float64], *, fixed: float, target: CalibrationTarget
+) -> tuple[float, float, str]:
     fail_at = fixed
-    text = (f"open-set fusion: FAIL where the anomaly score or the defect signal passes its own threshold "
-            f"(fused {fixed:g})")
+    text = (
+        f"open-set fusion: FAIL where the anomaly score or the defect signal passes its own threshold (fused {fixed:g})"
+    )
     ceiling = target.frr_ceiling
     if ceiling is not None and false_reject_rate(good, fixed) > ceiling:
         fail_at = max(fixed, _fail_at(good, defect, target=replace(target, kind="frr", frr_target=ceiling))[0])
-        text += (f"; raised to {fail_at:.4g} because {false_reject_rate(good, fixed):.1%} of {good.size} validation "
-                 f"goods would fail there, above the {ceiling:.1%} ceiling")
+        text += (
+            f"; raised to {fail_at:.4g} because {false_reject_rate(good, fixed):.1%} of {good.size} validation "
+            f"goods would fail there, above the {ceiling:.1%} ceiling"
+        )
     review_at = min(fail_at, _upper_quantile(good, target.review_rate))
     if target.kind == "zero_escape" and defect.size:
         zero_at = _fail_at(good, defect, target=target)[0]
@@ -270,9 +275,15 @@ def _fixed_thresholds(good: npt.NDArray[np.float64], defect: npt.NDArray[np.floa
     return fail_at, review_at, text
 
 
-def calibrate(scores_good: Scores, scores_defect: Scores, *, target: CalibrationTarget | None = None,
-              good_map_values: Scores | None = None, cap: float | None = None,
-              fixed_fail_at: float | None = None) -> Thresholds:
+def calibrate(
+    scores_good: Scores,
+    scores_defect: Scores,
+    *,
+    target: CalibrationTarget | None = None,
+    good_map_values: Scores | None = None,
+    cap: float | None = None,
+    fixed_fail_at: float | None = None,
+) -> Thresholds:
     """Pick ``fail_at``, ``review_at`` and ``map_at`` from validation scores (see module doc).
 
     Args:
@@ -302,14 +313,21 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
     else:
         fail_at, text = _fail_at(good, defect, target=target)
         review_at = min(fail_at, _upper_quantile(good, target.review_rate))
-    if fixed_fail_at is None and target.kind == "zero_escape" and defect.size and ceiling is not None \
-            and false_reject_rate(good, fail_at) > ceiling:
+    if (
+        fixed_fail_at is None
+        and target.kind == "zero_escape"
+        and defect.size
+        and ceiling is not None
+        and false_reject_rate(good, fail_at) > ceiling
+    ):
         zero_at, zero_frr = fail_at, false_reject_rate(good, fail_at)
         fail_at, _ = _fail_at(good, defect, target=replace(target, kind="frr", frr_target=ceiling))
         review_at = zero_at
-        text = (f"zero escapes on {defect.size} validation defects would fail {zero_frr:.1%} of "
-                f"{good.size} validation goods, above the {ceiling:.1%} ceiling: FAIL where at most "
-                f"{ceiling:.1%} of them fail, REVIEW from the zero-escape point")
+        text = (
+            f"zero escapes on {defect.size} validation defects would fail {zero_frr:.1%} of "
+            f"{good.size} validation goods, above the {ceiling:.1%} ceiling: FAIL where at most "
+            f"{ceiling:.1%} of them fail, REVIEW from the zero-escape point"
+        )
     if cap is not None and cap < fail_at:
         fail_at, review_at = cap, min(review_at, cap)
         text += f"; capped at the anomaly path's good-only threshold ({target.frr_target:.1%} of validation goods)"
@@ -319,11 +337,15 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
     else:
         map_at = review_at
     evidence = CalibrationEvidence(
-        target=text, n_good=int(good.size), n_defect=int(defect.size),
-        false_reject_rate=false_reject_rate(good, fail_at), escape_rate=escape_rate(defect, review_at),
+        target=text,
+        n_good=int(good.size),
+        n_defect=int(defect.size),
+        false_reject_rate=false_reject_rate(good, fail_at),
+        escape_rate=escape_rate(defect, review_at),
         review_rate=float(np.mean((good >= review_at) & (good < fail_at))),
-        operating_point=operating_point(good, defect, fail_at=fail_at, review_at=review_at,
-                                        frr_ceiling=ceiling, confidence=target.confidence),
+        operating_point=operating_point(
+            good, defect, fail_at=fail_at, review_at=review_at, frr_ceiling=ceiling, confidence=target.confidence
+        ),
         scores_good=tuple(float(v) for v in np.sort(good)),
         scores_defect=tuple(float(v) for v in np.sort(defect)),
         fixed_fail_at=fixed_fail_at,
@@ -331,8 +353,9 @@ def calibrate(scores_good: Scores, scores_defect: Scores, *, target: Calibration
     return Thresholds(fail_at=fail_at, review_at=review_at, map_at=map_at, evidence=evidence)
 
 
-def thresholds_for_ceiling(evidence: CalibrationEvidence, *, frr_ceiling: float,
-                           config: Mapping[str, object]) -> Thresholds:
+def thresholds_for_ceiling(
+    evidence: CalibrationEvidence, *, frr_ceiling: float, config: Mapping[str, object]
+) -> Thresholds:
     """Re-derive ``fail_at``/``review_at`` for another false-reject ceiling from a bundle's stored
     validation scores (``config``: the training config in the manifest, for the margins).
 
@@ -340,13 +363,17 @@ def thresholds_for_ceiling(evidence: CalibrationEvidence, *, frr_ceiling: float,
         ModelError: the bundle stores no validation scores (trained before they were recorded).
     """
     if not evidence.scores_good:
-        raise ModelError("the bundle stores no validation scores (trained before they were recorded), so a "
-                         "station frr_ceiling cannot be applied to it: retrain it or remove policy.frr_ceiling")
-    knobs = {k: float(v) for k, v in config.items()
-             if k in ("frr_target", "margin_fraction", "margin_cap", "review_rate") and isinstance(v, int | float)}
+        raise ModelError(
+            "the bundle stores no validation scores (trained before they were recorded), so a "
+            "station frr_ceiling cannot be applied to it: retrain it or remove policy.frr_ceiling"
+        )
+    knobs = {
+        k: float(v)
+        for k, v in config.items()
+        if k in ("frr_target", "margin_fraction", "margin_cap", "review_rate") and isinstance(v, int | float)
+    }
     target = CalibrationTarget(**knobs, frr_ceiling=frr_ceiling)  # type: ignore[arg-type]
-    return calibrate(evidence.scores_good, evidence.scores_defect, target=target,
-                     fixed_fail_at=evidence.fixed_fail_at)
+    return calibrate(evidence.scores_good, evidence.scores_defect, target=target, fixed_fail_at=evidence.fixed_fail_at)
 
 
 def rate_estimate(events: int, n: int, *, confidence: float = 0.95) -> RateEstimate | None:
@@ -370,16 +397,22 @@ def _warnings(point: OperatingPoint, *, source: str) -> tuple[str, ...]:
     out: list[str] = []
     fr, rv, zero, esc = point.false_reject, point.review, point.frr_at_zero_escape, point.escape
     if esc is None:
-        out.append(f"escape rate unknown: there were no defective parts among the {source} parts, so how "
-                   f"many defects this model lets pass was never measured; on {fr.n} {source} good parts it "
-                   f"rejects {fr.rate:.1%} and sends {rv.rate:.1%} to review")
+        out.append(
+            f"escape rate unknown: there were no defective parts among the {source} parts, so how "
+            f"many defects this model lets pass was never measured; on {fr.n} {source} good parts it "
+            f"rejects {fr.rate:.1%} and sends {rv.rate:.1%} to review"
+        )
     elif esc.events:
-        out.append(f"{esc.events} of {esc.n} {source} defects would pass ({esc.rate:.1%}, "
-                   f"{esc.low:.1%}-{esc.high:.1%} at {point.confidence:.0%} confidence)")
+        out.append(
+            f"{esc.events} of {esc.n} {source} defects would pass ({esc.rate:.1%}, "
+            f"{esc.low:.1%}-{esc.high:.1%} at {point.confidence:.0%} confidence)"
+        )
     ceiling = point.frr_ceiling
     if zero is not None and ceiling is not None and zero.rate > ceiling:
-        said = (f"at zero escapes {zero.rate:.1%} of good parts would be rejected ({zero.events} of {zero.n} "
-                f"{source} good parts)")
+        said = (
+            f"at zero escapes {zero.rate:.1%} of good parts would be rejected ({zero.events} of {zero.n} "
+            f"{source} good parts)"
+        )
         if source == "validation":  # there the REVIEW band is exactly what the ceiling opened
             said += f"; with a {ceiling:.1%} false-reject ceiling {rv.rate:.1%} of good parts would need review"
         else:
@@ -390,9 +423,16 @@ def _warnings(point: OperatingPoint, *, source: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def operating_point(scores_good: Scores, scores_defect: Scores, *, fail_at: float, review_at: float,
-                    frr_ceiling: float | None, confidence: float = 0.95,
-                    source: str = "validation") -> OperatingPoint:
+def operating_point(
+    scores_good: Scores,
+    scores_defect: Scores,
+    *,
+    fail_at: float,
+    review_at: float,
+    frr_ceiling: float | None,
+    confidence: float = 0.95,
+    source: str = "validation",
+) -> OperatingPoint:
     """Expected false-reject, review and escape rates at the thresholds, with exact intervals.
 
     A part FAILs at ``score >= fail_at``, goes to REVIEW at ``review_at <= score < fail_at`` and
@@ -414,7 +454,8 @@ def operating_point(scores_good: Scores, scores_defect: Scores, *, fail_at: floa
     n_d = int(defect.size)
     zero = rate_estimate(int(np.sum(good >= defect.min())), int(good.size), confidence=confidence) if n_d else None
     point = OperatingPoint(
-        confidence=confidence, frr_ceiling=frr_ceiling,
+        confidence=confidence,
+        frr_ceiling=frr_ceiling,
         false_reject=_known(rate_estimate(int(np.sum(good >= fail_at)), int(good.size), confidence=confidence)),
         review=_known(rate_estimate(band(good), int(good.size), confidence=confidence)),
         escape=rate_estimate(int(np.sum(defect < review_at)), n_d, confidence=confidence),
@@ -431,17 +472,20 @@ def describe_operating_point(point: OperatingPoint) -> list[str]:
     if point.escape is None or point.defect_review is None:
         lines.append("defective parts passed: unknown (no defective validation parts)")
     else:
-        lines.append(f"defective parts passed (escapes) {_pct(point.escape)}, "
-                     f"sent to review {_pct(point.defect_review)}")
+        lines.append(
+            f"defective parts passed (escapes) {_pct(point.escape)}, sent to review {_pct(point.defect_review)}"
+        )
     lines += [f"WARNING: {w}" for w in point.warnings]
     return lines
 
 
 def describe_fusion(fusion: FusionSpec) -> str:
     """One plain-words line: where each signal of an open-set bundle FAILs a part on its own."""
-    return (f"open-set fusion: the anomaly path fails a part at anomaly score {fusion.anomaly_at:.4g} "
-            f"({fusion.anomaly_frr:.1%} of validation goods), the defect signal at P(defect) {fusion.defect_at:.4g} "
-            f"({fusion.defect_frr:.1%}); labelled defects only add FAILs, they never raise the anomaly threshold")
+    return (
+        f"open-set fusion: the anomaly path fails a part at anomaly score {fusion.anomaly_at:.4g} "
+        f"({fusion.anomaly_frr:.1%} of validation goods), the defect signal at P(defect) {fusion.defect_at:.4g} "
+        f"({fusion.defect_frr:.1%}); labelled defects only add FAILs, they never raise the anomaly threshold"
+    )
 
 
 def summarize(scores_good: Scores, scores_defect: Scores, *, threshold: float) -> Mapping[str, float]:

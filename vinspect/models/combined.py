@@ -42,8 +42,9 @@ class CombinedModel:
 
     def with_reference(self, image: U8, *, part_number: str = "pair") -> CombinedModel:
         """The same limits and anomaly model against another golden image (pair evaluation)."""
-        return CombinedModel(self.reference.with_reference(image, part_number=part_number), self.anomaly,
-                             self.companion)
+        return CombinedModel(
+            self.reference.with_reference(image, part_number=part_number), self.anomaly, self.companion
+        )
 
     def run(self, image: U8) -> RawOutput:
         """Judge one H×W×1 frame with both models (see the module docstring)."""

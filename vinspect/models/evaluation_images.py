@@ -19,13 +19,14 @@ __all__ = ["CHANGED_FILE", "IMAGE_NAME", "ORDER", "TITLES", "evaluation_dir", "r
 
 CHANGED_FILE = "changed.json"
 IMAGE_NAME = re.compile(r"^[0-9]{1,5}-(champion|challenger)\.png$")
-ORDER = ("defect_newly_escaping", "good_newly_rejected", "defect_newly_caught", "good_newly_passed",
-         "verdict_changed")
-TITLES = {"defect_newly_escaping": "Defects the challenger lets through (escapes)",
-          "good_newly_rejected": "Good parts the challenger rejects (new false rejects)",
-          "defect_newly_caught": "Defects the challenger catches and the champion missed",
-          "good_newly_passed": "Good parts the challenger passes and the champion rejected",
-          "verdict_changed": "Still off the line, different verdict (FAIL / REVIEW)"}
+ORDER = ("defect_newly_escaping", "good_newly_rejected", "defect_newly_caught", "good_newly_passed", "verdict_changed")
+TITLES = {
+    "defect_newly_escaping": "Defects the challenger lets through (escapes)",
+    "good_newly_rejected": "Good parts the challenger rejects (new false rejects)",
+    "defect_newly_caught": "Defects the challenger catches and the champion missed",
+    "good_newly_passed": "Good parts the challenger passes and the champion rejected",
+    "verdict_changed": "Still off the line, different verdict (FAIL / REVIEW)",
+}
 
 
 def evaluation_dir(data_dir: Path, name: str, version: str, evaluation_sha256: str) -> Path:

@@ -16,8 +16,7 @@ _ITERATIONS = 80  # bisection on [0, 1]: 2**-80 is far below float64 resolution 
 
 
 def _log_pmf(i: int, n: int, p: float) -> float:
-    return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-            + i * math.log(p) + (n - i) * math.log1p(-p))
+    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
 
 
 def binomial_tail_at_least(k: int, n: int, p: float) -> float:

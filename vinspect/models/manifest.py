@@ -95,7 +95,8 @@ class OperatingPoint(Strict):
     escape: RateEstimate | None = Field(description="defective parts that PASS (score < review_at)")
     defect_review: RateEstimate | None = Field(description="defective parts sent to REVIEW")
     frr_at_zero_escape: RateEstimate | None = Field(
-        description="good parts rejected at the lowest threshold that fails every validation defect")
+        description="good parts rejected at the lowest threshold that fails every validation defect"
+    )
     warnings: tuple[str, ...] = ()
 
 
@@ -111,15 +112,21 @@ class CalibrationEvidence(Strict):
     n_good: int = Field(ge=0)
     n_defect: int = Field(ge=0)
     false_reject_rate: float = Field(ge=0.0, le=1.0, description="validation goods that FAIL")
-    escape_rate: float = Field(ge=0.0, le=1.0, description="validation defects that PASS (0 when there were none: "
-                                                          "read operating_point.escape, None = unknown)")
+    escape_rate: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="validation defects that PASS (0 when there were none: "
+        "read operating_point.escape, None = unknown)",
+    )
     review_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     operating_point: OperatingPoint | None = None
     scores_good: tuple[float, ...] = ()
     scores_defect: tuple[float, ...] = ()
     fixed_fail_at: float | None = Field(
-        default=None, description="open-set fusion: the fused score's FAIL point, where each signal's own threshold "
-                                  "lands; a station's frr_ceiling re-derives review_at around it")
+        default=None,
+        description="open-set fusion: the fused score's FAIL point, where each signal's own threshold "
+        "lands; a station's frr_ceiling re-derives review_at around it",
+    )
 
 
 class Thresholds(Strict):
@@ -180,7 +187,8 @@ class TrainingInfo(Strict):
     trained_by: str | None = Field(default=None, description="who trained it (login); may not sign its promotion")
     parent_version: str | None = Field(default=None, description="the version it was retrained from")
     dataset_manifest_sha256: str | None = Field(
-        default=None, description="dataset_sha256 of the dataset.json a built dataset carries (dataset from-reviews)")
+        default=None, description="dataset_sha256 of the dataset.json a built dataset carries (dataset from-reviews)"
+    )
 
 
 class ModelManifest(Strict):
@@ -230,6 +238,5 @@ def write_manifest(bundle_dir: Path, manifest: ModelManifest) -> Path:
     """Write ``manifest.json`` atomically (:func:`vinspect.files.write_atomically`, not fsynced: a
     bundle is installed, and made durable, by the registry) and return its path."""
     path = bundle_dir / MANIFEST_NAME
-    write_atomically(path, json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
-                     durable=False)
+    write_atomically(path, json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n", durable=False)
     return path

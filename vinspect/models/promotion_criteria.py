@@ -21,12 +21,15 @@ class Criteria(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_golden_detection: float = Field(1.0, ge=0.0, le=1.0,
-                                        description="share of the bundle's golden defects that must FAIL")
-    max_false_reject_rate: float | None = Field(None, ge=0.0, le=1.0,
-                                                description="good parts rejected at its thresholds, frozen set")
-    max_escape_rate: float | None = Field(None, ge=0.0, le=1.0,
-                                          description="defects passed at its thresholds, frozen set")
+    min_golden_detection: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of the bundle's golden defects that must FAIL"
+    )
+    max_false_reject_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="good parts rejected at its thresholds, frozen set"
+    )
+    max_escape_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="defects passed at its thresholds, frozen set"
+    )
     min_auroc: float | None = Field(None, ge=0.0, le=1.0)
     no_worse_false_reject_than_champion: bool = True
     max_latency_p99_ms: float | None = Field(None, gt=0.0, description="e.g. the station's deadline")
@@ -57,8 +60,10 @@ def failed_criteria(criteria: Criteria, ev: Evaluation) -> list[str]:
     if ev.golden_defects == 0:
         out.append("the candidate has no golden defect samples to prove detection with")
     elif ev.golden_defects_failed / ev.golden_defects < criteria.min_golden_detection:
-        out.append(f"golden defects detected {ev.golden_defects_failed}/{ev.golden_defects}, "
-                   f"below {criteria.min_golden_detection:.0%}")
+        out.append(
+            f"golden defects detected {ev.golden_defects_failed}/{ev.golden_defects}, "
+            f"below {criteria.min_golden_detection:.0%}"
+        )
     if ev.golden_goods_passed < ev.golden_goods:
         out.append(f"golden good samples passed {ev.golden_goods_passed}/{ev.golden_goods}")
     op = ev.challenger.get("operating_point", {})
@@ -76,8 +81,9 @@ def failed_criteria(criteria: Criteria, ev: Evaluation) -> list[str]:
     if criteria.max_latency_p99_ms is not None:
         p99 = ev.challenger.get("latency_ms", {}).get("p99")
         if p99 is None or p99 > criteria.max_latency_p99_ms:
-            out.append(f"latency p99 {'unknown' if p99 is None else f'{p99:.2f} ms'} over "
-                       f"{criteria.max_latency_p99_ms:.2f} ms")
+            out.append(
+                f"latency p99 {'unknown' if p99 is None else f'{p99:.2f} ms'} over {criteria.max_latency_p99_ms:.2f} ms"
+            )
     if criteria.min_shadow_parts > 0 and (ev.shadow_parts or 0) < criteria.min_shadow_parts:
         out.append(f"{ev.shadow_parts or 0} parts judged in shadow, {criteria.min_shadow_parts} required")
     return out

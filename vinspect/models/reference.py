@@ -50,8 +50,15 @@ from vinspect.models.region_codes import CodeTable, classify, region_features
 from vinspect.models.registration import Bounds, LocalGrid, Pyramid, register, warp_to_reference
 from vinspect.types import Region
 
-__all__ = ["MAX_REGIONS", "Blobs", "Comparison", "PreparedReference", "ReferenceModel", "load_reference_model",
-           "read_pinned_image"]
+__all__ = [
+    "MAX_REGIONS",
+    "Blobs",
+    "Comparison",
+    "PreparedReference",
+    "ReferenceModel",
+    "load_reference_model",
+    "read_pinned_image",
+]
 
 MAX_REGIONS = 64
 U8 = npt.NDArray[np.uint8]
@@ -87,11 +94,19 @@ class PreparedReference:
         ignore_mask / tight_mask: optional 8-bit masks of the same size (non-zero = inside).
     """
 
-    def __init__(self, part_number: str, image: U8, *, limits: CompareLimits, ignore_mask: U8 | None = None,
-                 tight_mask: U8 | None = None) -> None:
+    def __init__(
+        self,
+        part_number: str,
+        image: U8,
+        *,
+        limits: CompareLimits,
+        ignore_mask: U8 | None = None,
+        tight_mask: U8 | None = None,
+    ) -> None:
         if image.ndim != 2 or image.dtype != np.uint8:
-            raise ModelError(f"reference {part_number}: golden image must be 8-bit greyscale, got {image.dtype} "
-                             f"{image.shape}")
+            raise ModelError(
+                f"reference {part_number}: golden image must be 8-bit greyscale, got {image.dtype} {image.shape}"
+            )
         self.part_number, self.image, self.limits = part_number, image, limits
         self.pyramid = Pyramid(image)
         hist = _histogram(image)
@@ -121,8 +136,10 @@ class PreparedReference:
 
 def _mask(mask: U8, image: U8, part_number: str, kind: str) -> U8:
     if mask.shape != image.shape:
-        raise ModelError(f"reference {part_number}: {kind} mask is {mask.shape[1]}x{mask.shape[0]}, "
-                         f"golden image {image.shape[1]}x{image.shape[0]}")
+        raise ModelError(
+            f"reference {part_number}: {kind} mask is {mask.shape[1]}x{mask.shape[0]}, "
+            f"golden image {image.shape[1]}x{image.shape[0]}"
+        )
     if not mask.any():
         raise ModelError(f"reference {part_number}: {kind} mask is empty (all zero); leave it out instead")
     return mask
@@ -163,8 +180,9 @@ class ReferenceModel:
         self.spec, self.reference = spec, reference
         self.codes = CodeTable(spec.codes) if spec.codes is not None else None
         r = spec.registration
-        self.bounds = Bounds(max_shift_px=r.max_shift_px, max_rotation_deg=r.max_rotation_deg,
-                             min_correlation=r.min_correlation)
+        self.bounds = Bounds(
+            max_shift_px=r.max_shift_px, max_rotation_deg=r.max_rotation_deg, min_correlation=r.min_correlation
+        )
 
     def with_reference(self, image: U8, *, part_number: str = "pair") -> ReferenceModel:
         """The same limits against another golden image (evaluation of template/test pairs)."""
@@ -195,8 +213,9 @@ class ReferenceModel:
         """
         c = self.compare(image)
         blobs = self.find_blobs(c.excess)
-        return [(self.frame_box(blobs.boxes[i], c.matrix), float(blobs.mass[i]))
-                for i in np.flatnonzero(blobs.mass > 0)]
+        return [
+            (self.frame_box(blobs.boxes[i], c.matrix), float(blobs.mass[i])) for i in np.flatnonzero(blobs.mass > 0)
+        ]
 
     def frame_box(self, box: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32]) -> tuple[int, int, int, int]:
         """A reference-grid box in frame pixels (around its moved corners), padded by ``box_pad_px``."""
@@ -204,8 +223,12 @@ class ReferenceModel:
         pts = matrix.astype(np.float64) @ np.array([[x0, x1, x0, x1], [y0, y0, y1, y1], [1.0, 1.0, 1.0, 1.0]])
         p = self.spec.limits.box_pad_px
         h, w = self.reference.image.shape
-        return (max(int(np.floor(pts[0].min())) - p, 0), max(int(np.floor(pts[1].min())) - p, 0),
-                min(int(np.ceil(pts[0].max())) + p, w), min(int(np.ceil(pts[1].max())) + p, h))
+        return (
+            max(int(np.floor(pts[0].min())) - p, 0),
+            max(int(np.floor(pts[1].min())) - p, 0),
+            min(int(np.ceil(pts[0].max())) + p, w),
+            min(int(np.ceil(pts[1].max())) + p, h),
+        )
 
     def compare(self, image: U8) -> Comparison:
         """Register the frame and compare it with the reference (reference grid)."""
@@ -226,8 +249,11 @@ class ReferenceModel:
         """Refuse unusable frames; return the frame's dark and bright class means."""
         ref, limits = self.reference, self.spec.limits
         if frame.shape != ref.image.shape:
-            raise FrameRejected("frame_size", f"frame is {frame.shape[1]}x{frame.shape[0]}, reference "
-                                              f"{ref.part_number} is {ref.image.shape[1]}x{ref.image.shape[0]}")
+            raise FrameRejected(
+                "frame_size",
+                f"frame is {frame.shape[1]}x{frame.shape[0]}, reference "
+                f"{ref.part_number} is {ref.image.shape[1]}x{ref.image.shape[0]}",
+            )
         hist = _histogram(frame)
         n = hist.sum()
         black, white = hist[:8].sum() / n, hist[248:].sum() / n
@@ -241,12 +267,14 @@ class ReferenceModel:
         if black >= max(limits.max_dark_fraction, ref.black + 0.05):
             raise FrameRejected("blank_frame", f"{black:.1%} of the pixels are black (reference {ref.black:.1%})")
         if white >= max(limits.max_bright_fraction, ref.white + 0.05):
-            raise FrameRejected("saturated_frame",
-                                f"{white:.1%} of the pixels are saturated (reference {ref.white:.1%})")
+            raise FrameRejected(
+                "saturated_frame", f"{white:.1%} of the pixels are saturated (reference {ref.white:.1%})"
+            )
         dark, bright = _class_means(hist)
         if bright - dark < 0.25 * ref.contrast:
-            raise FrameRejected("blank_frame", f"contrast {bright - dark:.1f} grey levels, the reference has "
-                                               f"{ref.contrast:.1f}")
+            raise FrameRejected(
+                "blank_frame", f"contrast {bright - dark:.1f} grey levels, the reference has {ref.contrast:.1f}"
+            )
         return dark, bright
 
     def _normalise(self, frame: U8, levels: tuple[float, float]) -> U8:
@@ -296,13 +324,25 @@ class ReferenceModel:
             assert len(box) == 4
             label = "reference_mismatch"
             if codes is not None:
-                feats = region_features(box=box, blob=blobs.mask(i), pos=c.pos, neg=c.neg, ref_bright=ref.bright_map,
-                                        test_bright=test_bright)
+                feats = region_features(
+                    box=box,
+                    blob=blobs.mask(i),
+                    pos=c.pos,
+                    neg=c.neg,
+                    ref_bright=ref.bright_map,
+                    test_bright=test_bright,
+                )
                 label, p = classify(feats, codes)
                 probs = p if rank == 0 else probs
             m = float(blobs.mass[i])
-            regions.append(Region(label=label, score=m / (m + limits.mass_at),
-                                  box_xyxy=self.frame_box(blobs.boxes[i], c.matrix), area_px=int(blobs.area[i])))
+            regions.append(
+                Region(
+                    label=label,
+                    score=m / (m + limits.mass_at),
+                    box_xyxy=self.frame_box(blobs.boxes[i], c.matrix),
+                    area_px=int(blobs.area[i]),
+                )
+            )
         return tuple(regions), probs
 
 
@@ -320,8 +360,9 @@ def read_pinned_image(bundle_dir: Path, pinned: PinnedFile) -> U8:
         raise ModelError(f"{path}: reference file missing or unreadable ({exc.strerror or exc})") from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != pinned.sha256:
-        raise ModelIntegrityError(f"{path}: sha256 {actual} does not match the pinned {pinned.sha256} "
-                                  "(edited or corrupt reference)")
+        raise ModelIntegrityError(
+            f"{path}: sha256 {actual} does not match the pinned {pinned.sha256} (edited or corrupt reference)"
+        )
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.dtype != np.uint8:
         raise ModelError(f"{path}: not an 8-bit image")
@@ -354,6 +395,11 @@ def load_reference_model(bundle_dir: Path, *, expected_sha256: str, part_number:
         raise ModelError(f"{bundle_dir}: {exc.args[0]}") from exc
     ignore = read_pinned_image(bundle_dir, part.ignore_mask) if part.ignore_mask else None
     tight = read_pinned_image(bundle_dir, part.tight_mask) if part.tight_mask else None
-    prepared = PreparedReference(part.part_number, read_pinned_image(bundle_dir, part.image), limits=spec.limits,
-                                 ignore_mask=ignore, tight_mask=tight)
+    prepared = PreparedReference(
+        part.part_number,
+        read_pinned_image(bundle_dir, part.image),
+        limits=spec.limits,
+        ignore_mask=ignore,
+        tight_mask=tight,
+    )
     return ReferenceModel(spec, prepared)

@@ -29,9 +29,15 @@ def _components(binary: npt.NDArray[np.uint8]) -> int:
     return int(count) - 1
 
 
-def region_features(*, box: tuple[int, int, int, int], blob: npt.NDArray[np.bool_], pos: npt.NDArray[np.uint8],
-                    neg: npt.NDArray[np.uint8], ref_bright: npt.NDArray[np.uint8],
-                    test_bright: npt.NDArray[np.uint8]) -> list[float]:
+def region_features(
+    *,
+    box: tuple[int, int, int, int],
+    blob: npt.NDArray[np.bool_],
+    pos: npt.NDArray[np.uint8],
+    neg: npt.NDArray[np.uint8],
+    ref_bright: npt.NDArray[np.uint8],
+    test_bright: npt.NDArray[np.uint8],
+) -> list[float]:
     """Features of one blob; ``blob`` is its mask over the ``box`` crop, the rest full images.
 
     ``ref_bright``/``test_bright`` are 0/1 images of the reference and the registered frame
@@ -49,8 +55,16 @@ def region_features(*, box: tuple[int, int, int, int], blob: npt.NDArray[np.bool
     d_bright = _components(test) - _components(ref)
     d_dark = _components(1 - test) - _components(1 - ref)
     on_bright = float(ref_bright[y0:y1, x0:x1][blob].mean())
-    return [p / max(p + n, 1e-6), math.log1p(area), math.log1p((p + n) / 255.0), area / (w * h),
-            abs(math.log(w / h)), float(np.clip(d_bright, -2, 2)), float(np.clip(d_dark, -2, 2)), on_bright]
+    return [
+        p / max(p + n, 1e-6),
+        math.log1p(area),
+        math.log1p((p + n) / 255.0),
+        area / (w * h),
+        abs(math.log(w / h)),
+        float(np.clip(d_bright, -2, 2)),
+        float(np.clip(d_dark, -2, 2)),
+        on_bright,
+    ]
 
 
 class CodeTable:

@@ -82,7 +82,7 @@ class Pyramid:
 def _coarse_shift(ref: Pyramid, frame: Pyramid, *, max_shift_px: float) -> tuple[float, float]:
     h, w = ref.quarter.shape
     m = min(math.ceil(max_shift_px / 4.0) + 2, h // 4, w // 4)
-    scores = cv2.matchTemplate(frame.quarter, ref.quarter[m:h - m, m:w - m], cv2.TM_CCOEFF_NORMED)
+    scores = cv2.matchTemplate(frame.quarter, ref.quarter[m : h - m, m : w - m], cv2.TM_CCOEFF_NORMED)
     _, _, _, (x, y) = cv2.minMaxLoc(scores)
     return 4.0 * (x - m), 4.0 * (y - m)
 
@@ -91,8 +91,9 @@ def _ecc(ref: Pyramid, frame: Pyramid, shift: tuple[float, float]) -> tuple[floa
     warp = np.array([[1.0, 0.0, shift[0] / 4.0], [0.0, 1.0, shift[1] / 4.0]], dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, _ECC_ITERATIONS, _ECC_EPS)
     try:
-        cc, found = cv2.findTransformECC(ref.quarter, frame.quarter, warp, _MOTION, criteria,
-                                        np.full(ref.quarter.shape, 255, np.uint8), 1)
+        cc, found = cv2.findTransformECC(
+            ref.quarter, frame.quarter, warp, _MOTION, criteria, np.full(ref.quarter.shape, 255, np.uint8), 1
+        )
     except cv2.error as exc:  # ECC raises when it diverges or the images have no texture in common
         raise FrameRejected(ALIGNMENT, f"registration did not converge ({str(exc).strip().splitlines()[-1]})") from exc
     return float(cc), np.asarray(found, dtype=np.float32)
@@ -114,8 +115,9 @@ def register(ref: Pyramid, frame: Pyramid, *, bounds: Bounds) -> Alignment:
             ``bounds.min_correlation``, or the shift or rotation is beyond its bound.
     """
     if frame.shape != ref.shape:
-        raise FrameRejected("frame_size", f"frame is {frame.shape[1]}x{frame.shape[0]}, "
-                                          f"reference is {ref.shape[1]}x{ref.shape[0]}")
+        raise FrameRejected(
+            "frame_size", f"frame is {frame.shape[1]}x{frame.shape[0]}, reference is {ref.shape[1]}x{ref.shape[0]}"
+        )
     shift = _coarse_shift(ref, frame, max_shift_px=bounds.max_shift_px)
     cc, warp = _ecc(ref, frame, shift)
     matrix = _lift(warp, 4.0)
@@ -141,13 +143,15 @@ def _check(al: Alignment, *, bounds: Bounds) -> None:
         raise FrameRejected(ALIGNMENT, "; ".join(problems))
 
 
-def warp_to_reference(image: npt.NDArray[np.uint8], al: Alignment) -> tuple[npt.NDArray[np.uint8],
-                                                                           npt.NDArray[np.uint8]]:
+def warp_to_reference(
+    image: npt.NDArray[np.uint8], al: Alignment
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """The frame resampled onto the reference grid, and a 0/255 mask of pixels it covers."""
     h, w = image.shape[:2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = np.asarray(cv2.warpAffine(image, al.matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE),
-                        dtype=np.uint8)
+    warped = np.asarray(
+        cv2.warpAffine(image, al.matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8
+    )
     inverse = cv2.invertAffineTransform(al.matrix).astype(np.float64)
     corners = np.array([[0.0, w - 1.0, w - 1.0, 0.0], [0.0, 0.0, h - 1.0, h - 1.0], [1.0, 1.0, 1.0, 1.0]])
     polygon = np.round(inverse @ corners).T.astype(np.int32)
@@ -167,14 +171,18 @@ class LocalGrid:
     its tile. Built once per reference.
     """
 
-    def __init__(self, reference: npt.NDArray[np.uint8], *, grid: int, max_px: float = 3.0,
-                 min_response: float = 0.05) -> None:
+    def __init__(
+        self, reference: npt.NDArray[np.uint8], *, grid: int, max_px: float = 3.0, min_response: float = 0.05
+    ) -> None:
         h, w = reference.shape
         self.grid, self.max_px, self.min_response = grid, max_px, min_response
         half = np.asarray(cv2.resize(reference.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA))
         self.tile = (half.shape[0] // grid, half.shape[1] // grid)
-        self.ref_tiles = [half[r * self.tile[0]:(r + 1) * self.tile[0], c * self.tile[1]:(c + 1) * self.tile[1]]
-                          for r in range(grid) for c in range(grid)]
+        self.ref_tiles = [
+            half[r * self.tile[0] : (r + 1) * self.tile[0], c * self.tile[1] : (c + 1) * self.tile[1]]
+            for r in range(grid)
+            for c in range(grid)
+        ]
         self.window = np.asarray(cv2.createHanningWindow((self.tile[1], self.tile[0]), cv2.CV_32F))
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
         self.base = np.ascontiguousarray(np.dstack([xs, ys]))
@@ -188,7 +196,9 @@ class LocalGrid:
         field = np.zeros((self.grid, self.grid, 2), dtype=np.float32)
         for i, ref in enumerate(self.ref_tiles):
             r, c = divmod(i, self.grid)
-            (dx, dy), response = cv2.phaseCorrelate(ref, half[r * th:(r + 1) * th, c * tw:(c + 1) * tw], self.window)
+            (dx, dy), response = cv2.phaseCorrelate(
+                ref, half[r * th : (r + 1) * th, c * tw : (c + 1) * tw], self.window
+            )
             if response >= self.min_response and math.hypot(dx, dy) * 2.0 <= self.max_px:
                 field[r, c] = (2.0 * dx, 2.0 * dy)
         return field
@@ -200,5 +210,7 @@ class LocalGrid:
             return warped
         h, w = self.shape
         dense = np.asarray(cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-        return np.asarray(cv2.remap(warped, cv2.add(self.base, dense), None, cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8)
+        return np.asarray(
+            cv2.remap(warped, cv2.add(self.base, dense), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+            dtype=np.uint8,
+        )

@@ -93,5 +93,10 @@ class ModelRegistry:
         return entries
 
     def _entry(self, manifest: ModelManifest, path: Path) -> RegistryEntry:
-        return RegistryEntry(name=manifest.name, version=manifest.version, path=path, sha256=manifest.sha256,
-                             active=self.active_version(manifest.name) == manifest.version)
+        return RegistryEntry(
+            name=manifest.name,
+            version=manifest.version,
+            path=path,
+            sha256=manifest.sha256,
+            active=self.active_version(manifest.name) == manifest.version,
+        )

@@ -16,8 +16,10 @@ from vinspect.models.manifest import ModelManifest
 
 __all__ = ["NO_STATEMENT", "activation_warnings", "stated_lines", "stated_rates"]
 
-NO_STATEMENT = ("this bundle states no expected false-reject, review or escape rates (it was trained before "
-                "they were recorded): its risk on the line is unknown; retrain it to have them stated")
+NO_STATEMENT = (
+    "this bundle states no expected false-reject, review or escape rates (it was trained before "
+    "they were recorded): its risk on the line is unknown; retrain it to have them stated"
+)
 
 
 def activation_warnings(manifest: ModelManifest) -> tuple[str, ...]:

@@ -23,8 +23,16 @@ from vinspect.models.output import Model, RawOutput
 from vinspect.models.reference import load_reference_model
 from vinspect.types import ModelRef
 
-__all__ = ["DEFAULT_ALLOW_SPINNING", "Bundle", "OnnxModel", "RawOutput", "SessionSettings", "create_session",
-           "load_bundle", "sha256_file"]
+__all__ = [
+    "DEFAULT_ALLOW_SPINNING",
+    "Bundle",
+    "OnnxModel",
+    "RawOutput",
+    "SessionSettings",
+    "create_session",
+    "load_bundle",
+    "sha256_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +65,11 @@ class SessionSettings:
     allow_spinning: bool = DEFAULT_ALLOW_SPINNING
 
     def __post_init__(self) -> None:
-        if isinstance(self.intra_op_threads, bool) or not isinstance(self.intra_op_threads, int) \
-                or self.intra_op_threads < 1:
+        if (
+            isinstance(self.intra_op_threads, bool)
+            or not isinstance(self.intra_op_threads, int)
+            or self.intra_op_threads < 1
+        ):
             raise ModelError(f"ONNX Runtime intra-op threads must be an integer >= 1, got {self.intra_op_threads!r}")
 
 
@@ -153,8 +164,9 @@ class Bundle:
         return ModelRef(name=m.name, version=m.version, sha256=m.sha256)
 
 
-def load_bundle(bundle_dir: Path, *, threads: int = 1, part_number: str | None = None,
-                allow_spinning: bool = DEFAULT_ALLOW_SPINNING) -> Bundle:
+def load_bundle(
+    bundle_dir: Path, *, threads: int = 1, part_number: str | None = None, allow_spinning: bool = DEFAULT_ALLOW_SPINNING
+) -> Bundle:
     """Load and verify a bundle directory (manifest schema, sha256, graph contract).
 
     ``threads`` and ``allow_spinning`` build the session's :class:`SessionSettings`.

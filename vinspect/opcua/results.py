@@ -78,9 +78,16 @@ def result_of(inspection: Inspection, *, decided_at: datetime) -> VisionResult:
         code = (prediction.defect_code if prediction is not None else None) or "anomaly"
     part_id = frame.part_id if frame is not None and frame.part_id else None
     return VisionResult(
-        result_id=inspection.inspection_id, part_id=part_id or f"{inspection.station_id}:{inspection.part_seq}",
-        result_state=state, is_partial=False, creation_time=decided_at, start_time=start, end_time=end,
+        result_id=inspection.inspection_id,
+        part_id=part_id or f"{inspection.station_id}:{inspection.part_seq}",
+        result_state=state,
+        is_partial=False,
+        creation_time=decided_at,
+        start_time=start,
+        end_time=end,
         acquisition_duration_ms=_ms(t.acquired_ns, t.triggered_ns),
         processing_duration_ms=_ms(t.decided_ns, t.acquired_ns),
         internal_recipe_id=f"{model.name}:{model.version}" if model is not None else "",
-        defect_code=code, part_seq=inspection.part_seq)
+        defect_code=code,
+        part_seq=inspection.part_seq,
+    )

@@ -59,11 +59,17 @@ __all__ = ["NAMESPACE", "OpcUaSettings", "OpcUaSink", "RecipeBook", "VisionServe
 NAMESPACE = "urn:vinspect:machinevision"
 _log = logging.getLogger(__name__)
 _RESULT_FIELDS: tuple[tuple[str, Any], ...] = (
-    ("ResultId", ua.VariantType.String), ("PartId", ua.VariantType.String), ("ResultState", ua.VariantType.Int32),
-    ("IsPartial", ua.VariantType.Boolean), ("CreationTime", ua.VariantType.DateTime),
-    ("StartTime", ua.VariantType.DateTime), ("EndTime", ua.VariantType.DateTime),
-    ("AcquisitionDuration", ua.VariantType.Double), ("ProcessingDuration", ua.VariantType.Double),
-    ("InternalRecipeId", ua.VariantType.String), ("DefectCode", ua.VariantType.String),
+    ("ResultId", ua.VariantType.String),
+    ("PartId", ua.VariantType.String),
+    ("ResultState", ua.VariantType.Int32),
+    ("IsPartial", ua.VariantType.Boolean),
+    ("CreationTime", ua.VariantType.DateTime),
+    ("StartTime", ua.VariantType.DateTime),
+    ("EndTime", ua.VariantType.DateTime),
+    ("AcquisitionDuration", ua.VariantType.Double),
+    ("ProcessingDuration", ua.VariantType.Double),
+    ("InternalRecipeId", ua.VariantType.String),
+    ("DefectCode", ua.VariantType.String),
     ("PartSeq", ua.VariantType.Int64),
 )
 
@@ -82,8 +88,10 @@ class OpcUaSettings:
     def check(self) -> None:
         """Refuse a server nobody could sign in to, or one that is open by accident."""
         if not self.allow_anonymous and not (self.username and self.password):
-            raise ConfigError("opcua: anonymous access is off, so a username and a password are needed "
-                              "(opcua.username and the environment variable opcua.password_env names)")
+            raise ConfigError(
+                "opcua: anonymous access is off, so a username and a password are needed "
+                "(opcua.username and the environment variable opcua.password_env names)"
+            )
         if (self.certificate is None) != (self.private_key is None):
             raise ConfigError("opcua: certificate and private_key go together (give both or neither)")
         for name, path in (("certificate", self.certificate), ("private_key", self.private_key)):
@@ -126,15 +134,17 @@ class _Users:
     def __init__(self, settings: OpcUaSettings) -> None:
         self._settings = settings
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
         s = self._settings
         if username is None:
             return User(role=UserRole.Anonymous) if s.allow_anonymous else None
         if s.username is None or s.password is None:
             return None
         ok = hmac.compare_digest(username.encode(), s.username.encode()) & hmac.compare_digest(
-            (password or "").encode(), s.password.encode())
+            (password or "").encode(), s.password.encode()
+        )
         if not ok:
             _log.warning("opcua: sign-in refused for user %r", username)
             return None
@@ -144,8 +154,16 @@ class _Users:
 class VisionServer:
     """Start with ``with VisionServer(...) as server``; ``publish`` from any thread."""
 
-    def __init__(self, settings: OpcUaSettings, *, station_id: str, snapshot: Callable[[], Mapping[str, Any]],
-                 queue_size: int = 4096, poll_s: float = 0.25, recipes: RecipeBook | None = None) -> None:
+    def __init__(
+        self,
+        settings: OpcUaSettings,
+        *,
+        station_id: str,
+        snapshot: Callable[[], Mapping[str, Any]],
+        queue_size: int = 4096,
+        poll_s: float = 0.25,
+        recipes: RecipeBook | None = None,
+    ) -> None:
         settings.check()
         self.recipes = recipes
         self.settings, self.station_id = settings, station_id
@@ -220,7 +238,8 @@ class VisionServer:
         server.set_identity_tokens(tokens)
         idx = await server.register_namespace(NAMESPACE)
         etype = await server.create_custom_event_type(
-            idx, "ResultReadyEventType", ua.object_ids.ObjectIds.BaseEventType, list(_RESULT_FIELDS))
+            idx, "ResultReadyEventType", ua.object_ids.ObjectIds.BaseEventType, list(_RESULT_FIELDS)
+        )
         system = await server.nodes.objects.add_object(idx, "VisionSystem")
         machine = await system.add_object(idx, "VisionStateMachine")
         current = await machine.add_variable(idx, "CurrentState", ua.LocalizedText("Preoperational"))
@@ -239,8 +258,11 @@ class VisionServer:
             while not self._stopping.is_set():
                 snap = self._snapshot()
                 model = snap.get("model") or {}
-                now_shown = (str(snap.get("state", "")), f"{model.get('name')}:{model.get('version')}" if model else "",
-                             str(model.get("sha256") or ""))
+                now_shown = (
+                    str(snap.get("state", "")),
+                    f"{model.get('name')}:{model.get('version')}" if model else "",
+                    str(model.get("sha256") or ""),
+                )
                 if now_shown != shown:
                     await current.write_value(ua.LocalizedText(vision_state(now_shown[0])))
                     await own_state.write_value(now_shown[0])
@@ -280,28 +302,51 @@ class VisionServer:
             except Exception as exc:  # as above: refused with the reason, never a crash of the server
                 _log.error("opcua: PrepareRecipe %r failed: %s", recipe, exc)
                 ok, message = False, f"recipe {recipe!r} not prepared: {exc}"
-            return [ua.Variant(recipe if ok else "", ua.VariantType.String), ua.Variant(False, ua.VariantType.Boolean),
-                    ua.Variant(0 if ok else 1, ua.VariantType.Int32), ua.Variant(message, ua.VariantType.String)]
+            return [
+                ua.Variant(recipe if ok else "", ua.VariantType.String),
+                ua.Variant(False, ua.VariantType.Boolean),
+                ua.Variant(0 if ok else 1, ua.VariantType.Int32),
+                ua.Variant(message, ua.VariantType.String),
+            ]
 
-        await parent.add_method(idx, "GetRecipeListFiltered", listing, [],
-                                [_arg("RecipeIds", ua.VariantType.String, array=True)])
-        await parent.add_method(idx, "PrepareRecipe", prepare, [_arg("ExternalId", ua.VariantType.String)],
-                                [_arg("InternalId", ua.VariantType.String), _arg("IsCompleted", ua.VariantType.Boolean),
-                                 _arg("Error", ua.VariantType.Int32), _arg("Message", ua.VariantType.String)])
+        await parent.add_method(
+            idx, "GetRecipeListFiltered", listing, [], [_arg("RecipeIds", ua.VariantType.String, array=True)]
+        )
+        await parent.add_method(
+            idx,
+            "PrepareRecipe",
+            prepare,
+            [_arg("ExternalId", ua.VariantType.String)],
+            [
+                _arg("InternalId", ua.VariantType.String),
+                _arg("IsCompleted", ua.VariantType.Boolean),
+                _arg("Error", ua.VariantType.Int32),
+                _arg("Message", ua.VariantType.String),
+            ],
+        )
 
     async def _emit(self, generator: Any, result: VisionResult) -> None:
         event = generator.event
-        values = {"ResultId": result.result_id, "PartId": result.part_id, "ResultState": result.result_state,
-                  "IsPartial": result.is_partial, "CreationTime": result.creation_time,
-                  "StartTime": result.start_time, "EndTime": result.end_time,
-                  "AcquisitionDuration": result.acquisition_duration_ms,
-                  "ProcessingDuration": result.processing_duration_ms,
-                  "InternalRecipeId": result.internal_recipe_id, "DefectCode": result.defect_code,
-                  "PartSeq": result.part_seq}
+        values = {
+            "ResultId": result.result_id,
+            "PartId": result.part_id,
+            "ResultState": result.result_state,
+            "IsPartial": result.is_partial,
+            "CreationTime": result.creation_time,
+            "StartTime": result.start_time,
+            "EndTime": result.end_time,
+            "AcquisitionDuration": result.acquisition_duration_ms,
+            "ProcessingDuration": result.processing_duration_ms,
+            "InternalRecipeId": result.internal_recipe_id,
+            "DefectCode": result.defect_code,
+            "PartSeq": result.part_seq,
+        }
         for name, value in values.items():
             setattr(event, name, value)
-        await generator.trigger(time_attr=result.creation_time,
-                                message=f"result {result.result_id} part {result.part_id}: state {result.result_state}")
+        await generator.trigger(
+            time_attr=result.creation_time,
+            message=f"result {result.result_id} part {result.part_id}: state {result.result_state}",
+        )
         self.published += 1
 
 

@@ -76,8 +76,9 @@ class BookKeeper:
         self._lock = threading.Lock()
         self._triggers = base.triggers
         d = Disposition
-        self._counts: Counter[str] = Counter({d.PASS.value: base.passed, d.REVIEW.value: base.review,
-                                              d.DEFECT.value: base.failed_defect})
+        self._counts: Counter[str] = Counter(
+            {d.PASS.value: base.passed, d.REVIEW.value: base.review, d.DEFECT.value: base.failed_defect}
+        )
         self._counts.update(dict(base.failed_fault))
         self.extras = Extras()
         self.e2e = LatencyWindow()
@@ -105,8 +106,15 @@ class BookKeeper:
             self.e2e.add((t.signalled_ns - t.acquired_ns) / 1e6)
         if t.decided_ns and t.preprocessed_ns:
             start = t.started_ns or t.acquired_ns  # without a start stamp, preprocess keeps the wait
-            stamps = (t.acquired_ns, t.started_ns, start, t.preprocessed_ns, t.inferred_ns, t.decided_ns,
-                      t.signalled_ns)
+            stamps = (
+                t.acquired_ns,
+                t.started_ns,
+                start,
+                t.preprocessed_ns,
+                t.inferred_ns,
+                t.decided_ns,
+                t.signalled_ns,
+            )
             bounds = ((0, 1), (2, 3), (3, 4), (4, 5), (5, 6))
             for name, (i, j) in zip(STAGES, bounds, strict=True):
                 a, b = stamps[i], stamps[j]
@@ -134,6 +142,12 @@ class BookKeeper:
         """The extra counters as plain JSON-ready values."""
         with self._lock:
             e = self.extras
-            return {"sink_errors": dict(e.sink_errors), "signal_errors": e.signal_errors,
-                    "record_dropped": e.record_dropped, "source_faults": dict(e.source_faults),
-                    "alarms": e.alarms, "swaps": e.swaps, "swaps_refused": e.swaps_refused}
+            return {
+                "sink_errors": dict(e.sink_errors),
+                "signal_errors": e.signal_errors,
+                "record_dropped": e.record_dropped,
+                "source_faults": dict(e.source_faults),
+                "alarms": e.alarms,
+                "swaps": e.swaps,
+                "swaps_refused": e.swaps_refused,
+            }

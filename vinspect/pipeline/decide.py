@@ -32,9 +32,7 @@ class DecisionPolicy:
             raise ValueError("on_error cannot be PASS: a part without a valid verdict is never accepted")
 
 
-def decide(
-    prediction: Prediction | None, policy: DecisionPolicy, *, late: bool, fault: str | None = None
-) -> Decision:
+def decide(prediction: Prediction | None, policy: DecisionPolicy, *, late: bool, fault: str | None = None) -> Decision:
     """Turn a prediction into the verdict signalled to the line.
 
     Args:
@@ -65,5 +63,10 @@ def decide(
     if late:
         reasons.append(Reason.LATE)
         verdict = Verdict.FAIL
-    return Decision(verdict=verdict, reasons=tuple(str(r) for r in reasons), policy_id=policy.policy_id,
-                    fail_at=policy.fail_at, review_at=policy.review_at)
+    return Decision(
+        verdict=verdict,
+        reasons=tuple(str(r) for r in reasons),
+        policy_id=policy.policy_id,
+        fail_at=policy.fail_at,
+        review_at=policy.review_at,
+    )

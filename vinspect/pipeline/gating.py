@@ -53,9 +53,12 @@ def policy_for(bundle: Bundle, overrides: PolicyOverrides | None = None) -> Deci
     t, m = bundle.manifest.thresholds, bundle.manifest
     if o.frr_ceiling is not None:
         t = thresholds_for_ceiling(t.evidence, frr_ceiling=o.frr_ceiling, config=m.training.config)
-    return DecisionPolicy(fail_at=t.fail_at if o.fail_at is None else o.fail_at,
-                          review_at=t.review_at if o.review_at is None else o.review_at,
-                          policy_id=f"{m.name}@{m.version}", on_error=Verdict(o.on_error))
+    return DecisionPolicy(
+        fail_at=t.fail_at if o.fail_at is None else o.fail_at,
+        review_at=t.review_at if o.review_at is None else o.review_at,
+        policy_id=f"{m.name}@{m.version}",
+        on_error=Verdict(o.on_error),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,9 +102,14 @@ def self_test(bundle: Bundle, *, require_golden: bool = True) -> str | None:
     return None
 
 
-def gate_bundle(bundle_dir: Path | Callable[[], Path], *, require_golden: bool = True,
-                threads: int = 1, part_number: str | None = None,
-                allow_spinning: bool = DEFAULT_ALLOW_SPINNING) -> GateResult:
+def gate_bundle(
+    bundle_dir: Path | Callable[[], Path],
+    *,
+    require_golden: bool = True,
+    threads: int = 1,
+    part_number: str | None = None,
+    allow_spinning: bool = DEFAULT_ALLOW_SPINNING,
+) -> GateResult:
     """Load, verify and self-test a bundle; never raises for a bad model.
 
     Args:

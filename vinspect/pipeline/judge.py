@@ -67,8 +67,11 @@ class Judge:
 
 def unavailable_judge(reason: str = Reason.MODEL_UNAVAILABLE) -> Judge:
     """A judge that fails every part (no model passed the gate)."""
-    return Judge(bundle=None, policy=DecisionPolicy(fail_at=0.0, review_at=0.0, policy_id="unavailable"),
-                 unavailable_reason=reason)
+    return Judge(
+        bundle=None,
+        policy=DecisionPolicy(fail_at=0.0, review_at=0.0, policy_id="unavailable"),
+        unavailable_reason=reason,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,8 +112,12 @@ def judge_image(
         pre = clock()
         raw = bundle.model.run(tensor)
         inf = clock()
-        prediction = to_prediction(raw, manifest=bundle.manifest, review_at=policy.review_at,
-                                   image_hw=(int(image.shape[0]), int(image.shape[1])))
+        prediction = to_prediction(
+            raw,
+            manifest=bundle.manifest,
+            review_at=policy.review_at,
+            image_hw=(int(image.shape[0]), int(image.shape[1])),
+        )
     except FrameRejected as exc:  # the model refused the frame: FAIL with its reason, no traceback
         fault, error = exc.reason, str(exc)
         logger.warning("frame rejected: %s", exc, extra={"fault": fault})
@@ -121,14 +128,25 @@ def judge_image(
     done = clock()
     late = deadline_ns is not None and done > deadline_ns
     decision = decide(prediction, policy, late=late, fault=fault)
-    return Judgement(prediction=prediction, decision=decision, error=error, started_ns=started,
-                     preprocessed_ns=pre, inferred_ns=inf, decided_ns=clock())
+    return Judgement(
+        prediction=prediction,
+        decision=decision,
+        error=error,
+        started_ns=started,
+        preprocessed_ns=pre,
+        inferred_ns=inf,
+        decided_ns=clock(),
+    )
 
 
 # ---------------------------------------------------------------- one station part
 
-FAULT_REASONS: dict[str, Reason] = {"incomplete": Reason.INCOMPLETE_FRAME, "gap": Reason.MISSING_FRAME,
-                                     "timeout": Reason.MISSING_FRAME, "disconnected": Reason.DISCONNECTED}
+FAULT_REASONS: dict[str, Reason] = {
+    "incomplete": Reason.INCOMPLETE_FRAME,
+    "gap": Reason.MISSING_FRAME,
+    "timeout": Reason.MISSING_FRAME,
+    "disconnected": Reason.DISCONNECTED,
+}
 SIGNAL_ERROR_PREFIX = "signal failed: "
 
 
@@ -165,8 +183,9 @@ def _fault_decision(item: Frame | FrameFault, *, judge: Judge, ticket: PartTicke
     return judge.unavailable_reason, None
 
 
-def inspect_frame(item: Frame | FrameFault, *, judge: Judge, ctx: InspectContext, ticket: PartTicket,
-                  signaller: Signaller) -> Inspection:
+def inspect_frame(
+    item: Frame | FrameFault, *, judge: Judge, ctx: InspectContext, ticket: PartTicket, signaller: Signaller
+) -> Inspection:
     """Judge one part and signal its disposition at once; never raises for a bad part.
 
     Args:
@@ -184,21 +203,39 @@ def inspect_frame(item: Frame | FrameFault, *, judge: Judge, ctx: InspectContext
     deadline = None if ctx.deadline_ms is None else ticket.acquired_ns + int(ctx.deadline_ms * 1e6)
     frame = item if isinstance(item, Frame) else None
     if frame is not None and ticket.fault is None and judge.bundle is not None:
-        j = judge_image(frame.image, bundle=judge.bundle, policy=judge.policy, pixel_format=frame.pixel_format,
-                        deadline_ns=deadline, clock=clock)
+        j = judge_image(
+            frame.image,
+            bundle=judge.bundle,
+            policy=judge.policy,
+            pixel_format=frame.pixel_format,
+            deadline_ns=deadline,
+            clock=clock,
+        )
         prediction, decision, error = j.prediction, j.decision, j.error
-        stamps = {"started_ns": j.started_ns, "preprocessed_ns": j.preprocessed_ns, "inferred_ns": j.inferred_ns,
-                  "decided_ns": j.decided_ns}
+        stamps = {
+            "started_ns": j.started_ns,
+            "preprocessed_ns": j.preprocessed_ns,
+            "inferred_ns": j.inferred_ns,
+            "decided_ns": j.decided_ns,
+        }
     else:
         late = deadline is not None and clock() > deadline
         fault, error = _fault_decision(item, judge=judge, ticket=ticket)
         prediction, decision = None, decide(None, judge.policy, late=late, fault=fault)
         stamps = {"decided_ns": clock()}
     timings = StageTimings(triggered_ns=ticket.acquired_ns, acquired_ns=ticket.acquired_ns, **stamps)
-    inspection = Inspection(inspection_id=new_inspection_id(ticket.part_seq), station_id=ctx.station_id,
-                            part_seq=ticket.part_seq, frame=frame, prediction=prediction, decision=decision,
-                            timings=timings, error=error, config_sha256=ctx.config_sha256,
-                            model=judge.bundle.ref if judge.bundle is not None else None)
+    inspection = Inspection(
+        inspection_id=new_inspection_id(ticket.part_seq),
+        station_id=ctx.station_id,
+        part_seq=ticket.part_seq,
+        frame=frame,
+        prediction=prediction,
+        decision=decision,
+        timings=timings,
+        error=error,
+        config_sha256=ctx.config_sha256,
+        model=judge.bundle.ref if judge.bundle is not None else None,
+    )
     try:
         signaller.signal(inspection)
     except Exception as exc:  # signal boundary: the line rejects by default; count and log

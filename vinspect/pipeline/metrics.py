@@ -23,8 +23,12 @@ def _families(status: PipelineStatus) -> Iterator[Any]:
 
     b, station = status.books, status.station_id
     parts = CounterMetricFamily("vinspect_parts", "Parts by disposition", labels=["station", "disposition"])
-    for key, value in (("pass", b.passed), ("review", b.review), ("defect", b.failed_defect),
-                       *sorted(b.failed_fault.items())):
+    for key, value in (
+        ("pass", b.passed),
+        ("review", b.review),
+        ("defect", b.failed_defect),
+        *sorted(b.failed_fault.items()),
+    ):
         parts.add_metric([station, key], value)
     yield parts
     yield CounterMetricFamily("vinspect_triggers", "Parts that entered the station", value=b.triggers)
@@ -33,20 +37,22 @@ def _families(status: PipelineStatus) -> Iterator[Any]:
     for s in StationState:
         state.add_metric([station, str(s)], 1.0 if s is status.state else 0.0)
     yield state
-    lat = GaugeMetricFamily("vinspect_latency_ms", "Acquired-to-signalled latency over the recent window",
-                            labels=["station", "quantile"])
+    lat = GaugeMetricFamily(
+        "vinspect_latency_ms", "Acquired-to-signalled latency over the recent window", labels=["station", "quantile"]
+    )
     for q in ("p50_ms", "p99_ms", "max_ms"):
         lat.add_metric([station, q.removesuffix("_ms")], status.latency_ms.get(q, 0.0))
     yield lat
     sinks = CounterMetricFamily("vinspect_sink_errors", "Failed sink writes", labels=["station", "sink"])
     errors = status.extras.get("sink_errors")
-    for name, count in (errors.items() if isinstance(errors, dict) else ()):
+    for name, count in errors.items() if isinstance(errors, dict) else ():
         sinks.add_metric([station, str(name)], float(count))
     yield sinks
     for key in ("signal_errors", "record_dropped", "alarms", "swaps", "swaps_refused"):
         extra = status.extras.get(key, 0)
-        yield CounterMetricFamily(f"vinspect_{key}", key.replace("_", " "),
-                                  value=float(extra) if isinstance(extra, int | float) else 0.0)
+        yield CounterMetricFamily(
+            f"vinspect_{key}", key.replace("_", " "), value=float(extra) if isinstance(extra, int | float) else 0.0
+        )
     yield GaugeMetricFamily("vinspect_queue_depth", "Frames waiting for inspection", value=status.queue_depth)
 
 

@@ -44,8 +44,18 @@ from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import new_inspection_id
 from vinspect.types import Decision, Inspection, Reason, StageTimings, Verdict
 
-__all__ = ["BLOCK", "CRASH_REASON", "MarkState", "PartNumbers", "RestartPlan", "boot_id", "crash_inspections",
-           "mark_path", "plan_restart", "read_mark"]
+__all__ = [
+    "BLOCK",
+    "CRASH_REASON",
+    "MarkState",
+    "PartNumbers",
+    "RestartPlan",
+    "boot_id",
+    "crash_inspections",
+    "mark_path",
+    "plan_restart",
+    "read_mark",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +108,13 @@ def read_mark(path: Path) -> MarkState | None:
     _, version, clean, boot, run_first, nxt, reserved = _HEADER.unpack_from(raw)
     if version != _VERSION or not run_first <= nxt:
         raise ValueError(f"{path}: unreadable mark (version {version}, run first {run_first}, next {nxt})")
-    return MarkState(boot_id=boot.rstrip(b"\0").decode("ascii", "replace"), run_first=run_first, next=nxt,
-                     reserved_to=reserved, clean=bool(clean))
+    return MarkState(
+        boot_id=boot.rstrip(b"\0").decode("ascii", "replace"),
+        run_first=run_first,
+        next=nxt,
+        reserved_to=reserved,
+        clean=bool(clean),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,13 +150,31 @@ def plan_restart(mark: MarkState | None, *, recorded_next: int, current_boot: st
 
 def crash_inspections(station_id: str, seqs: list[int], *, policy: DecisionPolicy) -> list[Inspection]:
     """One FAIL record (reason ``crash``) per number that was handed out but never recorded."""
-    decision = Decision(verdict=Verdict.FAIL, reasons=(CRASH_REASON,), policy_id=policy.policy_id,
-                        fail_at=policy.fail_at, review_at=policy.review_at)
-    error = ("part number handed out before a crash, no record committed: verdict and signal unknown "
-             "(the line rejects a part without a verdict in time)")
-    return [Inspection(inspection_id=new_inspection_id(seq), station_id=station_id, part_seq=seq, frame=None,
-                       prediction=None, decision=decision, timings=StageTimings(), model=None, error=error)
-            for seq in seqs]
+    decision = Decision(
+        verdict=Verdict.FAIL,
+        reasons=(CRASH_REASON,),
+        policy_id=policy.policy_id,
+        fail_at=policy.fail_at,
+        review_at=policy.review_at,
+    )
+    error = (
+        "part number handed out before a crash, no record committed: verdict and signal unknown "
+        "(the line rejects a part without a verdict in time)"
+    )
+    return [
+        Inspection(
+            inspection_id=new_inspection_id(seq),
+            station_id=station_id,
+            part_seq=seq,
+            frame=None,
+            prediction=None,
+            decision=decision,
+            timings=StageTimings(),
+            model=None,
+            error=error,
+        )
+        for seq in seqs
+    ]
 
 
 def _write_new(path: Path, header: bytes) -> None:
@@ -229,6 +262,7 @@ class PartNumbers:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

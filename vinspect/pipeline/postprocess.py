@@ -35,11 +35,13 @@ def to_prediction(
     elif rejected:
         code = max(probs, key=lambda k: probs[k]) if probs else "unknown_anomaly"
     if raw.regions is not None:
-        return Prediction(score=raw.score, anomaly_map=raw.anomaly_map, regions=raw.regions,
-                          defect_probs=probs, defect_code=code)
+        return Prediction(
+            score=raw.score, anomaly_map=raw.anomaly_map, regions=raw.regions, defect_probs=probs, defect_code=code
+        )
     regions = _regions(raw.anomaly_map, level=manifest.thresholds.map_at, image_hw=image_hw, label=code or "anomaly")
-    return Prediction(score=raw.score, anomaly_map=raw.anomaly_map, regions=regions,
-                      defect_probs=probs, defect_code=code)
+    return Prediction(
+        score=raw.score, anomaly_map=raw.anomaly_map, regions=regions, defect_probs=probs, defect_code=code
+    )
 
 
 def _regions(
@@ -53,7 +55,7 @@ def _regions(
     regions = []
     for i in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[i])
-        peak = float(amap[y:y + h, x:x + w].max())
+        peak = float(amap[y : y + h, x : x + w].max())
         box = (int(x * sx), int(y * sy), math.ceil((x + w) * sx), math.ceil((y + h) * sy))
         regions.append(Region(label=label, score=peak, box_xyxy=box, area_px=int(area * sx * sy)))
     regions.sort(key=lambda r: r.score, reverse=True)

@@ -45,9 +45,7 @@ def to_model_input(
     return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 
-def _to_uint8(
-    image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], pixel_format: str
-) -> npt.NDArray[np.uint8]:
+def _to_uint8(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], pixel_format: str) -> npt.NDArray[np.uint8]:
     if image.dtype == np.uint8:
         return image.astype(np.uint8, copy=False)
     if image.dtype != np.uint16:

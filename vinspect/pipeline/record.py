@@ -94,8 +94,9 @@ def deliver(sink: InspectionSink, inspections: Sequence[Inspection]) -> list[Exc
         try:
             errors: list[Exception | None] = list(sink.write_batch(inspections))
             if len(errors) != len(inspections):
-                raise ValueError(f"sink {sink.name}: write_batch returned {len(errors)} results "
-                                 f"for {len(inspections)} inspections")
+                raise ValueError(
+                    f"sink {sink.name}: write_batch returned {len(errors)} results for {len(inspections)} inspections"
+                )
         except Exception as exc:  # a batch sink that broke its contract: the whole run counts as failed
             return [exc] * len(inspections)
         return errors
@@ -151,8 +152,13 @@ def model_sha256_of(inspection: Inspection) -> str | None:
 
 
 def _decision_dict(decision: Decision) -> dict[str, Any]:
-    return {"verdict": str(decision.verdict), "reasons": list(decision.reasons),
-            "policy_id": decision.policy_id, "fail_at": decision.fail_at, "review_at": decision.review_at}
+    return {
+        "verdict": str(decision.verdict),
+        "reasons": list(decision.reasons),
+        "policy_id": decision.policy_id,
+        "fail_at": decision.fail_at,
+        "review_at": decision.review_at,
+    }
 
 
 def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
@@ -163,19 +169,34 @@ def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
         "inspection_id": inspection.inspection_id,
         "station_id": inspection.station_id,
         "part_seq": inspection.part_seq,
-        "frame": None if frame is None else {
-            "source_id": frame.source_id, "frame_id": frame.frame_id, "origin": frame.origin,
-            "captured_at": frame.captured_at.isoformat(), "pixel_format": frame.pixel_format,
-            "shape": list(frame.image.shape), "part_id": frame.part_id, "label": frame.label},
+        "frame": None
+        if frame is None
+        else {
+            "source_id": frame.source_id,
+            "frame_id": frame.frame_id,
+            "origin": frame.origin,
+            "captured_at": frame.captured_at.isoformat(),
+            "pixel_format": frame.pixel_format,
+            "shape": list(frame.image.shape),
+            "part_id": frame.part_id,
+            "label": frame.label,
+        },
         **_decision_dict(inspection.decision),
         "score": None if pred is None or not math.isfinite(pred.score) else pred.score,  # JSON has no NaN
         "defect_code": None if pred is None else pred.defect_code,
         "model_sha256": model_sha256_of(inspection),
-        "model": None if inspection.model is None else {"name": inspection.model.name,
-                                                        "version": inspection.model.version},
-        "timings_ns": {"triggered": t.triggered_ns, "acquired": t.acquired_ns, "started": t.started_ns,
-                       "preprocessed": t.preprocessed_ns,
-                       "inferred": t.inferred_ns, "decided": t.decided_ns, "signalled": t.signalled_ns},
+        "model": None
+        if inspection.model is None
+        else {"name": inspection.model.name, "version": inspection.model.version},
+        "timings_ns": {
+            "triggered": t.triggered_ns,
+            "acquired": t.acquired_ns,
+            "started": t.started_ns,
+            "preprocessed": t.preprocessed_ns,
+            "inferred": t.inferred_ns,
+            "decided": t.decided_ns,
+            "signalled": t.signalled_ns,
+        },
         "error": inspection.error,
         "config_sha256": inspection.config_sha256,
     }
@@ -215,7 +236,7 @@ class JsonlSink:
             self._torn = True  # until the whole line is down
             view = memoryview(data)
             if armed("jsonl.mid_line"):  # test-only: die with half a line down
-                view = view[self._fh.write(view[: len(view) // 2]) or 0:]
+                view = view[self._fh.write(view[: len(view) // 2]) or 0 :]
                 crash_point("jsonl.mid_line")
             while view:
                 written = self._fh.write(view)
@@ -275,8 +296,12 @@ def truncate_torn_tail(path: Path) -> int:
         fh.truncate(end)
         fh.flush()
         os.fsync(fh.fileno())
-    logger.warning("truncated 1 torn record line (%d bytes) at the end of %s", size - end, path,
-                   extra={"path": str(path), "torn_lines": 1, "bytes": size - end})
+    logger.warning(
+        "truncated 1 torn record line (%d bytes) at the end of %s",
+        size - end,
+        path,
+        extra={"path": str(path), "torn_lines": 1, "bytes": size - end},
+    )
     return 1
 
 
@@ -286,8 +311,7 @@ def append_records(path: Path, records: Sequence[dict[str, Any]], *, fsync: bool
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     truncate_torn_tail(path)
-    data = b"".join(json.dumps(r, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
-                    for r in records)
+    data = b"".join(json.dumps(r, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n" for r in records)
     with path.open("ab", buffering=0) as fh:
         fh.write(data)
         if fsync:

@@ -72,8 +72,9 @@ __all__ = ["InspectionPipeline", "PipelineConfig"]
 
 logger = logging.getLogger(__name__)
 
-SOURCE_CLOCK_SHARED = (time.get_clock_info("perf_counter").implementation
-                       == time.get_clock_info("monotonic").implementation)
+SOURCE_CLOCK_SHARED = (
+    time.get_clock_info("perf_counter").implementation == time.get_clock_info("monotonic").implementation
+)
 """True where ``time.perf_counter_ns`` (the pipeline's clock) and ``time.monotonic_ns`` (the
 sources' ``Frame.acquired_ns``) read one clock, so the two can be subtracted."""
 
@@ -128,17 +129,27 @@ class InspectionPipeline:
             :meth:`vinspect.pipeline.part_numbers.PartNumbers.admit`; must not block.
     """
 
-    def __init__(self, source: FrameSource, *, judge: Judge, signaller: Signaller, sinks: Sequence[InspectionSink],
-                 config: PipelineConfig, watch: ModelWatch | None = None, books: BookKeeper | None = None,
-                 on_admit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        judge: Judge,
+        signaller: Signaller,
+        sinks: Sequence[InspectionSink],
+        config: PipelineConfig,
+        watch: ModelWatch | None = None,
+        books: BookKeeper | None = None,
+        on_admit: Callable[[int], None] | None = None,
+    ) -> None:
         self.config = config
         self.books = books or BookKeeper()
         self.state = StationStateMachine(config.station_id, reason=judge.unavailable_reason)
         self._source, self._judge, self._pending, self._watch = source, judge, judge, watch
         self._signaller = LockedSignaller(signaller)
         self._sinks = tuple(sinks)
-        self._ctx = InspectContext(station_id=config.station_id, deadline_ms=config.deadline_ms,
-                                   config_sha256=config.config_sha256)
+        self._ctx = InspectContext(
+            station_id=config.station_id, deadline_ms=config.deadline_ms, config_sha256=config.config_sha256
+        )
         self._frames: queue.Queue[Entry | None] = queue.Queue(maxsize=config.queue_size)
         self._records: queue.Queue[Inspection | None] = queue.Queue(maxsize=config.record_queue_size)
         self._stop, self._finished, self._line_stop = threading.Event(), threading.Event(), threading.Event()
@@ -223,8 +234,10 @@ class InspectionPipeline:
                 left = max(0, self._records.qsize() - (0 if inspecting else 1))  # not the end-of-run marker
                 for _ in range(left):
                     self.books.count("record_dropped")
-                self._alarm(f"stopping: the record thread made no progress for {stall_s:g} s; "
-                            f"{left} queued inspection(s) not recorded")
+                self._alarm(
+                    f"stopping: the record thread made no progress for {stall_s:g} s; "
+                    f"{left} queued inspection(s) not recorded"
+                )
                 return
 
     def _flush_sinks(self) -> None:
@@ -443,9 +456,13 @@ class InspectionPipeline:
                 path = self._watch.poll()
                 if path is None:
                     continue
-                gate = gate_bundle(path, require_golden=self.config.require_golden, threads=self.config.ort_threads,
-                                   part_number=self.config.part_number,
-                                   allow_spinning=self.config.ort_allow_spinning)
+                gate = gate_bundle(
+                    path,
+                    require_golden=self.config.require_golden,
+                    threads=self.config.ort_threads,
+                    part_number=self.config.part_number,
+                    allow_spinning=self.config.ort_allow_spinning,
+                )
                 if gate.bundle is None:
                     self._swap_refused(path, gate.reason)
                     continue
@@ -489,8 +506,9 @@ class InspectionPipeline:
                     if error is None:
                         continue  # sink boundary: one broken sink must not stop the others or the line
                     self.books.count("sink_errors", key=sink.name)
-                    logger.error("sink failed", exc_info=error,
-                                 extra={"sink": sink.name, "inspection_id": item.inspection_id})
+                    logger.error(
+                        "sink failed", exc_info=error, extra={"sink": sink.name, "inspection_id": item.inspection_id}
+                    )
                     if sink.name in self.config.critical_sinks and not self._line_stop.is_set():
                         self._stop_line(sink.name)
             self._release(sum(_frame_bytes(item) for item in batch))  # delivered: its frames may go
@@ -509,9 +527,17 @@ class InspectionPipeline:
         books = self.books.books()
         current = self.state.current
         return PipelineStatus(
-            station_id=self.config.station_id, state=current.state, reason=current.reason,
-            state_since=current.at, books=books, in_flight=books.discrepancy, model=self._judge.ref,
+            station_id=self.config.station_id,
+            state=current.state,
+            reason=current.reason,
+            state_since=current.at,
+            books=books,
+            in_flight=books.discrepancy,
+            model=self._judge.ref,
             latency_ms=self.books.e2e.summary(),
             stages_ms={k: w.summary() for k, w in self.books.stages.items()},
-            extras=self.books.extras_dict(), queue_depth=self._frames.qsize(),
-            record_queue_depth=self._records.qsize(), line_stopped=self._line_stop.is_set())
+            extras=self.books.extras_dict(),
+            queue_depth=self._frames.qsize(),
+            record_queue_depth=self._records.qsize(),
+            line_stopped=self._line_stop.is_set(),
+        )

@@ -61,8 +61,16 @@ class ShadowSink:
 
     name = "shadow"
 
-    def __init__(self, bundle: Bundle, *, policy: DecisionPolicy, out: Path, deadline_ms: float | None,
-                 queue_size: int = 2, active_model: str | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        policy: DecisionPolicy,
+        out: Path,
+        deadline_ms: float | None,
+        queue_size: int = 2,
+        active_model: str | None = None,
+    ) -> None:
         self._bundle, self._policy, self._out = bundle, policy, out
         self._deadline_s = None if deadline_ms is None else deadline_ms / 1e3
         self._queue: queue.Queue[Inspection | None] = queue.Queue(maxsize=max(1, queue_size))
@@ -70,9 +78,17 @@ class ShadowSink:
         self._latencies: deque[float] = deque(maxlen=2000)
         m = bundle.manifest
         self._stats: dict[str, Any] = {
-            "candidate": {"name": m.name, "version": m.version, "sha256": m.sha256}, "active_model": active_model,
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "parts": 0, "agree": 0,
-            "disagree": {}, "dropped_busy": 0, "no_frame": 0, "late": 0, "errors": 0}
+            "candidate": {"name": m.name, "version": m.version, "sha256": m.sha256},
+            "active_model": active_model,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "parts": 0,
+            "agree": 0,
+            "disagree": {},
+            "dropped_busy": 0,
+            "no_frame": 0,
+            "late": 0,
+            "errors": 0,
+        }
         self._written_at = 0.0
         (out / "images").mkdir(parents=True, exist_ok=True)
         self._worker = threading.Thread(target=self._run, name="shadow", daemon=True)
@@ -121,8 +137,9 @@ class ShadowSink:
                 return
             kind = f"{active.value}->{shadow.value}"
             s["disagree"][kind] = s["disagree"].get(kind, 0) + 1
-        self._record_disagreement(inspection, judged.decision.verdict, judged.prediction.score
-                                  if judged.prediction is not None else None)
+        self._record_disagreement(
+            inspection, judged.decision.verdict, judged.prediction.score if judged.prediction is not None else None
+        )
 
     def _record_disagreement(self, inspection: Inspection, verdict: Verdict, score: float | None) -> None:
         frame = inspection.frame
@@ -133,11 +150,19 @@ class ShadowSink:
         except (OSError, ValueError):  # the row is still recorded; the statistics matter more than the picture
             logger.warning("shadow: cannot write %s", name, exc_info=True)
         active_score = inspection.prediction.score if inspection.prediction is not None else None
-        row = {"inspection_id": inspection.inspection_id, "part_seq": inspection.part_seq,
-               "part_id": frame.part_id, "captured_at": frame.captured_at.isoformat(),
-               "active": {"verdict": inspection.decision.verdict.value, "score": active_score,
-                          "reasons": list(inspection.decision.reasons)},
-               "shadow": {"verdict": verdict.value, "score": score}, "image": f"images/{name}"}
+        row = {
+            "inspection_id": inspection.inspection_id,
+            "part_seq": inspection.part_seq,
+            "part_id": frame.part_id,
+            "captured_at": frame.captured_at.isoformat(),
+            "active": {
+                "verdict": inspection.decision.verdict.value,
+                "score": active_score,
+                "reasons": list(inspection.decision.reasons),
+            },
+            "shadow": {"verdict": verdict.value, "score": score},
+            "image": f"images/{name}",
+        }
         with (self._out / "disagreements.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
 
@@ -149,8 +174,11 @@ class ShadowSink:
             doc: dict[str, Any] = json.loads(json.dumps(self._stats))
             lat = np.array(self._latencies, dtype=np.float64)
         doc["agreement"] = doc["agree"] / doc["parts"] if doc["parts"] else None
-        doc["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))} \
-            if lat.size else {"p50": None, "p99": None}
+        doc["latency_ms"] = (
+            {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+            if lat.size
+            else {"p50": None, "p99": None}
+        )
         doc["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         return doc
 
@@ -159,8 +187,9 @@ class ShadowSink:
         if not force and now - self._written_at < _WRITE_EVERY_S:
             return
         self._written_at = now
-        write_atomically(self._out / STATS_FILE, json.dumps(self.stats(), indent=2, sort_keys=True) + "\n",
-                         durable=False)
+        write_atomically(
+            self._out / STATS_FILE, json.dumps(self.stats(), indent=2, sort_keys=True) + "\n", durable=False
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,6 +203,7 @@ class ShadowSink:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -73,17 +73,28 @@ class PipelineStatus:
         """JSON-ready form (the status.json schema)."""
         b = self.books
         return {
-            "schema_version": STATUS_SCHEMA_VERSION, "station_id": self.station_id, "state": str(self.state),
+            "schema_version": STATUS_SCHEMA_VERSION,
+            "station_id": self.station_id,
+            "state": str(self.state),
             "reason": self.reason,
-            "state_since": self.state_since.isoformat(), "at": self.at.isoformat(),
-            "books": {"triggers": b.triggers, "passed": b.passed, "review": b.review,
-                      "failed_defect": b.failed_defect, "failed_fault": dict(b.failed_fault),
-                      "discrepancy": b.discrepancy},
+            "state_since": self.state_since.isoformat(),
+            "at": self.at.isoformat(),
+            "books": {
+                "triggers": b.triggers,
+                "passed": b.passed,
+                "review": b.review,
+                "failed_defect": b.failed_defect,
+                "failed_fault": dict(b.failed_fault),
+                "discrepancy": b.discrepancy,
+            },
             "in_flight": self.in_flight,
             "model": None if self.model is None else asdict(self.model),
-            "latency_ms": dict(self.latency_ms), "stages_ms": {k: dict(v) for k, v in self.stages_ms.items()},
-            "extras": dict(self.extras), "queue_depth": self.queue_depth,
-            "record_queue_depth": self.record_queue_depth, "line_stopped": self.line_stopped,
+            "latency_ms": dict(self.latency_ms),
+            "stages_ms": {k: dict(v) for k, v in self.stages_ms.items()},
+            "extras": dict(self.extras),
+            "queue_depth": self.queue_depth,
+            "record_queue_depth": self.record_queue_depth,
+            "line_stopped": self.line_stopped,
             "config": None if self.config is None else dict(self.config),
         }
 
@@ -158,8 +169,9 @@ class StatusReader:
         if not isinstance(raw, dict):
             return _not_running("status file is not a JSON object")
         if raw.get("schema_version") != STATUS_SCHEMA_VERSION:
-            return _not_running(f"status file schema {raw.get('schema_version')!r}; this version reads "
-                                f"{STATUS_SCHEMA_VERSION}")
+            return _not_running(
+                f"status file schema {raw.get('schema_version')!r}; this version reads {STATUS_SCHEMA_VERSION}"
+            )
         age_s = max(0.0, time.time() - stat.st_mtime)
         stale = age_s > self.stale_after_s
         state = raw.get("state")

@@ -39,16 +39,36 @@ class MqttAlarmPublisher:
     def __call__(self, alarm: AlarmView) -> None:
         import paho.mqtt.publish as publish
 
-        body = {"schema_version": 1, "alarm_id": alarm.id, "kind": alarm.kind, "station_id": alarm.station_id,
-                "chart": alarm.chart, "rule": alarm.rule, "first_at": alarm.first_at.isoformat(),
-                "last_at": alarm.last_at.isoformat(), "detail": alarm.detail}
-        publish.single(f"{self.topic_prefix}/{alarm.station_id}/quality_alarm", json.dumps(body), qos=1,
-                       hostname=self.host, port=self.port, client_id=f"vinspect-quality-{alarm.id}")
+        body = {
+            "schema_version": 1,
+            "alarm_id": alarm.id,
+            "kind": alarm.kind,
+            "station_id": alarm.station_id,
+            "chart": alarm.chart,
+            "rule": alarm.rule,
+            "first_at": alarm.first_at.isoformat(),
+            "last_at": alarm.last_at.isoformat(),
+            "detail": alarm.detail,
+        }
+        publish.single(
+            f"{self.topic_prefix}/{alarm.station_id}/quality_alarm",
+            json.dumps(body),
+            qos=1,
+            hostname=self.host,
+            port=self.port,
+            client_id=f"vinspect-quality-{alarm.id}",
+        )
 
 
-def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] | None = None,
-                 validation_scores: dict[str, Sequence[float]] | None = None, drift_days: int = 1,
-                 publish: Publish | None = None) -> list[AlarmView]:
+def check_alarms(
+    store: StoreHandle,
+    *,
+    now: datetime,
+    stations: Sequence[str] | None = None,
+    validation_scores: dict[str, Sequence[float]] | None = None,
+    drift_days: int = 1,
+    publish: Publish | None = None,
+) -> list[AlarmView]:
     """Evaluate every station's frozen p-chart since its baseline and each model's drift; returns the new alarms."""
     new: list[AlarmView] = []
     with session_scope(store.engine, readonly=True) as session:
@@ -57,8 +77,11 @@ def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] |
         for station in sorted(found):
             baseline = current_baseline(session=session, station_id=station)
             # closed subgroups only: hours up to the current one (a partial part subgroup is never formed)
-            end = now if baseline is not None and baseline.subgroup_parts else \
-                now.replace(minute=0, second=0, microsecond=0)
+            end = (
+                now
+                if baseline is not None and baseline.subgroup_parts
+                else now.replace(minute=0, second=0, microsecond=0)
+            )
             if baseline is None or baseline.window_to >= end:
                 continue
             work.append(station_chart(session, Window(baseline.window_to, end), station))
@@ -72,31 +95,66 @@ def check_alarms(store: StoreHandle, *, now: datetime, stations: Sequence[str] |
     with session_scope(store.engine) as session:
         for pc in work:
             for v in pc.violations:
-                detail = {"rule": v.rule, "description": NELSON_RULES[v.rule], "subgroups": v.last - v.first + 1,
-                          "p": [round(p.p, 6) for p in pc.points[v.first:v.last + 1]],
-                          "p_bar": pc.baseline.p_bar if pc.baseline else None}
-                alarm, created = raise_alarm(session=session, kind="spc", station_id=pc.station_id,
-                                             chart="reject_rate", rule=v.rule, first_at=pc.hours[v.first],
-                                             last_at=pc.hours[v.last], detail=detail, at=now)
+                detail = {
+                    "rule": v.rule,
+                    "description": NELSON_RULES[v.rule],
+                    "subgroups": v.last - v.first + 1,
+                    "p": [round(p.p, 6) for p in pc.points[v.first : v.last + 1]],
+                    "p_bar": pc.baseline.p_bar if pc.baseline else None,
+                }
+                alarm, created = raise_alarm(
+                    session=session,
+                    kind="spc",
+                    station_id=pc.station_id,
+                    chart="reject_rate",
+                    rule=v.rule,
+                    first_at=pc.hours[v.first],
+                    last_at=pc.hours[v.last],
+                    detail=detail,
+                    at=now,
+                )
                 if created:
                     new.append(alarm)
         for figure, window in drift:
             assert figure.psi is not None and figure.ks is not None
             chart = f"scores:{figure.model_version}"[:64]
             # a drift that lasts is one alarm: continue the newest one while its windows overlap this one
-            ongoing = [a for a in list_alarms(session=session, limit=1_000)
-                       if a.kind == "drift" and a.chart == chart and a.last_at >= window.since]
+            ongoing = [
+                a
+                for a in list_alarms(session=session, limit=1_000)
+                if a.kind == "drift" and a.chart == chart and a.last_at >= window.since
+            ]
             first_at = ongoing[0].first_at if ongoing else window.since.replace(minute=0, second=0, microsecond=0)
             alarm, created = raise_alarm(
-                session=session, kind="drift", station_id="*", chart=chart, rule=0,
-                first_at=first_at, last_at=window.until,
-                detail={"psi": round(figure.psi.value, 4), "band": figure.psi.band, "ks_d": round(figure.ks.d, 4),
-                        "ks_p": figure.ks.p_value, "live_n": len(figure.live)}, at=now)
+                session=session,
+                kind="drift",
+                station_id="*",
+                chart=chart,
+                rule=0,
+                first_at=first_at,
+                last_at=window.until,
+                detail={
+                    "psi": round(figure.psi.value, 4),
+                    "band": figure.psi.band,
+                    "ks_d": round(figure.ks.d, 4),
+                    "ks_p": figure.ks.p_value,
+                    "live_n": len(figure.live),
+                },
+                at=now,
+            )
             if created:
                 new.append(alarm)
     for alarm in new:
-        logger.warning("quality alarm %s: %s %s rule %s on %s from %s", alarm.id, alarm.kind, alarm.chart, alarm.rule,
-                       alarm.station_id, alarm.first_at.isoformat(), extra={"alarm": alarm.detail})
+        logger.warning(
+            "quality alarm %s: %s %s rule %s on %s from %s",
+            alarm.id,
+            alarm.kind,
+            alarm.chart,
+            alarm.rule,
+            alarm.station_id,
+            alarm.first_at.isoformat(),
+            extra={"alarm": alarm.detail},
+        )
         if publish is not None:
             try:
                 publish(alarm)

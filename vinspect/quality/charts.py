@@ -53,8 +53,14 @@ def p_chart(pc: PChart, *, fmt: str = "svg") -> bytes:
         ax.step(x, [p.lcl for p in pc.points], where="mid", color=_RED, linewidth=1)
         assert pc.baseline is not None
         ax.axhline(pc.baseline.p_bar, color=_GREY, linewidth=1, label=f"p̄ = {pc.baseline.p_bar:.4f} (frozen)")
-        ax.scatter([i for i in x if i in bad], [ps[i] for i in x if i in bad], color=_RED, zorder=3, s=25,
-                   label="Nelson rule violation")
+        ax.scatter(
+            [i for i in x if i in bad],
+            [ps[i] for i in x if i in bad],
+            color=_RED,
+            zorder=3,
+            s=25,
+            label="Nelson rule violation",
+        )
         ax.legend(loc="upper left", fontsize=7)
     else:
         ps = [d / n for d, n in zip(pc.defects, pc.sizes, strict=True)]
@@ -69,8 +75,11 @@ def p_chart(pc: PChart, *, fmt: str = "svg") -> bytes:
     grouping = f"subgroups of {by_parts} parts" if by_parts else f"{_SPAN_WORDS.get(pc.span, pc.span)} subgroups"
     if pc.sizes and not by_parts:
         grouping += f" (n {min(pc.sizes):,} to {max(pc.sizes):,} parts)"
-    kind = (f"Laney p'-chart (sigma_z {pc.baseline.sigma_z:.3f})"
-            if pc.baseline is not None and pc.baseline.sigma_z else "p-chart")
+    kind = (
+        f"Laney p'-chart (sigma_z {pc.baseline.sigma_z:.3f})"
+        if pc.baseline is not None and pc.baseline.sigma_z
+        else "p-chart"
+    )
     ax.set_title(f"{kind}, {pc.station_id}, {grouping}", fontsize=9)
     return _render(fig, fmt)
 

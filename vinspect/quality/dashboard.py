@@ -91,8 +91,9 @@ class Dashboard:
     part_number: str | None = None  # the part-number filter, when one was chosen
 
 
-def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer | AnswerCount], hours: float,
-            lat: Sequence[float]) -> KpiCounts:
+def _counts(
+    rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer | AnswerCount], hours: float, lat: Sequence[float]
+) -> KpiCounts:
     total: Counter[str] = Counter()
     faults: Counter[str] = Counter()
     for r in rows:
@@ -110,15 +111,27 @@ def _counts(rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer | AnswerC
         elif a.human in ("CONFIRMED_DEFECT", "FALSE_REJECT"):
             adjudicated += n
             false_rejects += n if a.human == "FALSE_REJECT" else 0
-    return KpiCounts(inspected=total["PASS"] + total["REVIEW"] + total["FAIL"], passed=total["PASS"],
-                     review=total["REVIEW"], failed=total["FAIL"], defect_rejects=total["model_rejects"],
-                     faults=dict(faults), first_inspected=total["first"], first_passed=total["first_passed"],
-                     adjudicated=adjudicated, false_rejects=false_rejects, audited_passes=audited, escapes=escapes,
-                     hours=hours, latencies_ms=lat)
+    return KpiCounts(
+        inspected=total["PASS"] + total["REVIEW"] + total["FAIL"],
+        passed=total["PASS"],
+        review=total["REVIEW"],
+        failed=total["FAIL"],
+        defect_rejects=total["model_rejects"],
+        faults=dict(faults),
+        first_inspected=total["first"],
+        first_passed=total["first_passed"],
+        adjudicated=adjudicated,
+        false_rejects=false_rejects,
+        audited_passes=audited,
+        escapes=escapes,
+        hours=hours,
+        latencies_ms=lat,
+    )
 
 
-def _grouped(rows: Sequence[KpiRow], answers: Sequence[AnswerCount], key_row: object, key_answer: object,
-             hours: float) -> dict[str, Kpis]:
+def _grouped(
+    rows: Sequence[KpiRow], answers: Sequence[AnswerCount], key_row: object, key_answer: object, hours: float
+) -> dict[str, Kpis]:
     by_rows: dict[str, list[KpiRow]] = defaultdict(list)
     by_answers: dict[str, list[AnswerCount]] = defaultdict(list)
     for r in rows:
@@ -128,8 +141,9 @@ def _grouped(rows: Sequence[KpiRow], answers: Sequence[AnswerCount], key_row: ob
     return {k: compute_kpis(_counts(v, by_answers.get(k, []), hours, ())) for k, v in sorted(by_rows.items())}
 
 
-def _summed(ncrs: dict[tuple[str, str, str], int], key: int, *, station_id: str | None = None,
-            part_number: str | None = None) -> dict[str, int]:
+def _summed(
+    ncrs: dict[tuple[str, str, str], int], key: int, *, station_id: str | None = None, part_number: str | None = None
+) -> dict[str, int]:
     """NCR counts by code (0), station (1) or part number (2), of one station and/or part number when given."""
     out: Counter[str] = Counter()
     for k, n in ncrs.items():
@@ -149,8 +163,8 @@ def p_chart(rows: Sequence[HourRow], station_id: str, baseline: BaselineView | N
     return chart_of(station_id, baseline, hours, [per_hour[h][0] for h in hours], [per_hour[h][1] for h in hours])
 
 
-HOURLY_UP_TO = timedelta(days=7)   # a window up to a week: hourly subgroups (<= 168 points)
-DAILY_UP_TO = timedelta(days=92)   # up to a quarter: daily subgroups (<= 92 points); longer: weekly (<= 53 a year)
+HOURLY_UP_TO = timedelta(days=7)  # a window up to a week: hourly subgroups (<= 168 points)
+DAILY_UP_TO = timedelta(days=92)  # up to a quarter: daily subgroups (<= 92 points); longer: weekly (<= 53 a year)
 
 
 def display_span(window: Window) -> str:
@@ -163,8 +177,14 @@ def display_span(window: Window) -> str:
     return "hour" if length <= HOURLY_UP_TO else "day" if length <= DAILY_UP_TO else "week"
 
 
-def station_chart(session: DbSession, window: Window, station_id: str, *,
-                  hours: Sequence[StationHour] | None = None, span: str = "hour") -> PChart:
+def station_chart(
+    session: DbSession,
+    window: Window,
+    station_id: str,
+    *,
+    hours: Sequence[StationHour] | None = None,
+    span: str = "hour",
+) -> PChart:
     """The station's p-chart over ``window`` with its frozen baseline's subgrouping (hours or a part count).
 
     ``hours``: the window's subgroups of ``span`` when the caller has them already (any stations).
@@ -174,43 +194,102 @@ def station_chart(session: DbSession, window: Window, station_id: str, *,
     baseline = current_baseline(session=session, station_id=station_id)
     if baseline is not None and baseline.subgroup_parts:
         groups = part_subgroups(window, session=session, station_id=station_id, size=baseline.subgroup_parts)
-        return chart_of(station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups],
-                        [g.size for g in groups])
+        return chart_of(
+            station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups], [g.size for g in groups]
+        )
     if hours is None:
         hours = station_hours(window, session=session, station_id=station_id, span=span)
     mine = [h for h in hours if h.station_id == station_id]
-    return chart_of(station_id, baseline, [h.hour for h in mine], [h.model_rejects for h in mine],
-                    [h.parts for h in mine], span=span)
+    return chart_of(
+        station_id,
+        baseline,
+        [h.hour for h in mine],
+        [h.model_rejects for h in mine],
+        [h.parts for h in mine],
+        span=span,
+    )
 
 
-def chart_of(station_id: str, baseline: BaselineView | None, hours: list[datetime], defects: list[int],
-             sizes: list[int], *, span: str = "hour") -> PChart:
+def chart_of(
+    station_id: str,
+    baseline: BaselineView | None,
+    hours: list[datetime],
+    defects: list[int],
+    sizes: list[int],
+    *,
+    span: str = "hour",
+) -> PChart:
     """Subgroups (labelled by their start) against the frozen limits, with the Nelson violations."""
     if baseline is None:
-        return PChart(station_id=station_id, baseline=None, hours=hours, defects=defects, sizes=sizes, points=[],
-                      violations=[], span=span, note="no frozen baseline yet: a quality engineer freezes the limits "
-                                          "(vinspect spc baseline) from an in-control period of >= 20 subgroups")
-    frozen = Baseline(p_bar=baseline.p_bar, subgroups=baseline.subgroups, parts=baseline.parts,
-                      defects=baseline.defects, sigma_z=baseline.sigma_z or 1.0)
+        return PChart(
+            station_id=station_id,
+            baseline=None,
+            hours=hours,
+            defects=defects,
+            sizes=sizes,
+            points=[],
+            violations=[],
+            span=span,
+            note="no frozen baseline yet: a quality engineer freezes the limits "
+            "(vinspect spc baseline) from an in-control period of >= 20 subgroups",
+        )
+    frozen = Baseline(
+        p_bar=baseline.p_bar,
+        subgroups=baseline.subgroups,
+        parts=baseline.parts,
+        defects=baseline.defects,
+        sigma_z=baseline.sigma_z or 1.0,
+    )
     points = chart(frozen, defects, sizes)
-    return PChart(station_id=station_id, baseline=baseline, hours=hours, defects=defects, sizes=sizes, points=points,
-                  violations=nelson(points), span=span)
+    return PChart(
+        station_id=station_id,
+        baseline=baseline,
+        hours=hours,
+        defects=defects,
+        sizes=sizes,
+        points=points,
+        violations=nelson(points),
+        span=span,
+    )
 
 
 def drift_figure(model_version: str, expected: Sequence[float], live: Sequence[float]) -> DriftFigure:
     if not expected:
-        return DriftFigure(model_version=model_version, psi=None, ks=None, live=list(live), expected=[],
-                           note="the bundle records no validation scores (trained before they were kept)")
+        return DriftFigure(
+            model_version=model_version,
+            psi=None,
+            ks=None,
+            live=list(live),
+            expected=[],
+            note="the bundle records no validation scores (trained before they were kept)",
+        )
     if len(live) < 50:
-        return DriftFigure(model_version=model_version, psi=None, ks=None, live=list(live), expected=list(expected),
-                           note=f"{len(live)} scored parts in the window: at least 50 are needed")
-    return DriftFigure(model_version=model_version, psi=psi(expected, live), ks=ks_two_sample(expected, live),
-                       live=list(live), expected=list(expected))
+        return DriftFigure(
+            model_version=model_version,
+            psi=None,
+            ks=None,
+            live=list(live),
+            expected=list(expected),
+            note=f"{len(live)} scored parts in the window: at least 50 are needed",
+        )
+    return DriftFigure(
+        model_version=model_version,
+        psi=psi(expected, live),
+        ks=ks_two_sample(expected, live),
+        live=list(live),
+        expected=list(expected),
+    )
 
 
-def build_dashboard(session: DbSession, window: Window, *, station_id: str | None = None,
-                    validation_scores: dict[str, Sequence[float]] | None = None,
-                    shifts: Sequence[int] = DEFAULT_SHIFTS, part_number: str | None = None) -> Dashboard:
+def build_dashboard(
+    session: DbSession,
+    window: Window,
+    *,
+    station_id: str | None = None,
+    validation_scores: dict[str, Sequence[float]] | None = None,
+    shifts: Sequence[int] = DEFAULT_SHIFTS,
+    part_number: str | None = None,
+) -> Dashboard:
     """Every figure of the dashboard for ``window`` (optionally one station and/or one part number).
 
     Args:
@@ -223,12 +302,23 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
     overall = compute_kpis(_counts(rows, answers, window.hours, lat))
     stations = sorted({r.station_id for r in rows})
     by_station = _grouped(rows, answers, lambda r: r.station_id, lambda a: a.station_id, window.hours)
-    by_shift = _grouped(rows, answers, lambda r: shift_of_hour(r.hour_of_day, shifts),
-                        lambda a: shift_of_hour(a.hour_of_day, shifts), window.hours)
-    by_model = _grouped(rows, answers, lambda r: r.model_version or "(none)", lambda a: a.model_version or "(none)",
-                        window.hours)
-    by_part = _grouped(rows, answers, lambda r: r.part_number or "(not recorded)",
-                       lambda a: a.part_number or "(not recorded)", window.hours)
+    by_shift = _grouped(
+        rows,
+        answers,
+        lambda r: shift_of_hour(r.hour_of_day, shifts),
+        lambda a: shift_of_hour(a.hour_of_day, shifts),
+        window.hours,
+    )
+    by_model = _grouped(
+        rows, answers, lambda r: r.model_version or "(none)", lambda a: a.model_version or "(none)", window.hours
+    )
+    by_part = _grouped(
+        rows,
+        answers,
+        lambda r: r.part_number or "(not recorded)",
+        lambda a: a.part_number or "(not recorded)",
+        window.hours,
+    )
     span = display_span(window)
     subgroups = station_hours(window, session=session, span=span, **only)
     charts = [station_chart(session, window, s, hours=subgroups, span=span) for s in stations]
@@ -247,14 +337,23 @@ def build_dashboard(session: DbSession, window: Window, *, station_id: str | Non
         live = score_sample(window, session=session, model_version=model, station_id=station_id)
         if live:
             drift.append(drift_figure(model, expected, live))
-    return Dashboard(window=window, overall=overall, by_station=by_station, by_shift=by_shift, by_model=by_model,
-                     by_part=by_part, charts=charts,
-                     pareto_codes=pareto(_summed(ncrs, 0, station_id=station_id, part_number=part_number)),
-                     pareto_stations=pareto(_summed(ncrs, 1, part_number=part_number)),
-                     pareto_parts=pareto(_summed(ncrs, 2, station_id=station_id)),
-                     kappa_by_model=kappas, kappa_reviewers=kappa_from_pairs(reviewers, ["reject", "good"])
-                     if reviewers else None, drift=drift,
-                     inspected=overall.reject_rate.n, part_number=part_number)
+    return Dashboard(
+        window=window,
+        overall=overall,
+        by_station=by_station,
+        by_shift=by_shift,
+        by_model=by_model,
+        by_part=by_part,
+        charts=charts,
+        pareto_codes=pareto(_summed(ncrs, 0, station_id=station_id, part_number=part_number)),
+        pareto_stations=pareto(_summed(ncrs, 1, part_number=part_number)),
+        pareto_parts=pareto(_summed(ncrs, 2, station_id=station_id)),
+        kappa_by_model=kappas,
+        kappa_reviewers=kappa_from_pairs(reviewers, ["reject", "good"]) if reviewers else None,
+        drift=drift,
+        inspected=overall.reject_rate.n,
+        part_number=part_number,
+    )
 
 
 def default_window(now: datetime, days: int = 7) -> Window:

@@ -32,14 +32,26 @@ def _measure(session: DbSession, window: Window, station_id: str | None, codes: 
     return sum(r.model_rejects for r in rows), n
 
 
-def freeze_capa_baseline(session: DbSession, *, station_id: str | None, defect_codes: Sequence[str],
-                         until: datetime, days: int = BASELINE_DAYS) -> dict[str, Any]:
+def freeze_capa_baseline(
+    session: DbSession,
+    *,
+    station_id: str | None,
+    defect_codes: Sequence[str],
+    until: datetime,
+    days: int = BASELINE_DAYS,
+) -> dict[str, Any]:
     """The baseline stored with a new CAPA: the measure over the ``days`` before it opened."""
     window = Window(until - timedelta(days=days), until)
     k, n = _measure(session, window, station_id, defect_codes)
-    return {"measure": "ncr_rate_of_codes" if defect_codes else "model_reject_rate", "k": k, "n": n,
-            "since": format_utc(window.since), "until": format_utc(window.until), "station_id": station_id,
-            "defect_codes": sorted(defect_codes)}
+    return {
+        "measure": "ncr_rate_of_codes" if defect_codes else "model_reject_rate",
+        "k": k,
+        "n": n,
+        "since": format_utc(window.since),
+        "until": format_utc(window.until),
+        "station_id": station_id,
+        "defect_codes": sorted(defect_codes),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +64,17 @@ class Effectiveness:
 
     def as_record(self) -> dict[str, Any]:
         t = self.test
-        return {"measure": self.measure, "after_since": format_utc(self.after_since),
-                "after_until": format_utc(self.after_until), "note": self.note,
-                "before": None if t is None else {"k": t.before.k, "n": t.before.n},
-                "after": None if t is None else {"k": t.after.k, "n": t.after.n},
-                "z": None if t is None else round(t.z, 4), "p_value": None if t is None else t.p_value,
-                "significant": None if t is None else t.significant}
+        return {
+            "measure": self.measure,
+            "after_since": format_utc(self.after_since),
+            "after_until": format_utc(self.after_until),
+            "note": self.note,
+            "before": None if t is None else {"k": t.before.k, "n": t.before.n},
+            "after": None if t is None else {"k": t.after.k, "n": t.after.n},
+            "z": None if t is None else round(t.z, 4),
+            "p_value": None if t is None else t.p_value,
+            "significant": None if t is None else t.significant,
+        }
 
 
 def effectiveness(session: DbSession, capa: CapaView, *, now: datetime) -> Effectiveness:
@@ -70,9 +87,13 @@ def effectiveness(session: DbSession, capa: CapaView, *, now: datetime) -> Effec
     k, n = _measure(session, Window(since, now), base.get("station_id"), list(base.get("defect_codes") or []))
     k0, n0 = int(base.get("k", 0)), int(base.get("n", 0))
     if n0 == 0 or n == 0:
-        return Effectiveness(measure, since, now, None,
-                             f"not testable yet: {n0} parts in the baseline, {n} parts since the action")
+        return Effectiveness(
+            measure, since, now, None, f"not testable yet: {n0} parts in the baseline, {n} parts since the action"
+        )
     test = two_proportion_test(k0, n0, k, n)
-    window = f"{parse_utc(base['since']):%Y-%m-%d %H:%M} to {parse_utc(base['until']):%Y-%m-%d %H:%M} UTC" \
-        if base.get("since") and base.get("until") else "the frozen baseline"
+    window = (
+        f"{parse_utc(base['since']):%Y-%m-%d %H:%M} to {parse_utc(base['until']):%Y-%m-%d %H:%M} UTC"
+        if base.get("since") and base.get("until")
+        else "the frozen baseline"
+    )
     return Effectiveness(measure, since, now, test, f"{test.verdict()}; baseline {window}")

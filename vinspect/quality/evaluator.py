@@ -53,9 +53,15 @@ class EvaluatorState:
 class AlarmEvaluator:
     """A daemon thread: :meth:`run_once` now and then every ``interval_s`` seconds until :meth:`stop`."""
 
-    def __init__(self, store: StoreHandle, *, interval_s: float = 60.0,
-                 validation_scores: Callable[[], dict[str, Sequence[float]]] | None = None,
-                 publish: Publish | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: StoreHandle,
+        *,
+        interval_s: float = 60.0,
+        validation_scores: Callable[[], dict[str, Sequence[float]]] | None = None,
+        publish: Publish | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"alarm evaluation interval {interval_s} s: must be > 0")
         self._store = store
@@ -71,8 +77,7 @@ class AlarmEvaluator:
         start = time.monotonic()
         try:
             roll_up(self._store.engine)
-            new = check_alarms(self._store, now=self._clock(), validation_scores=self._scores(),
-                               publish=self._publish)
+            new = check_alarms(self._store, now=self._clock(), validation_scores=self._scores(), publish=self._publish)
         except Exception as exc:  # boundary: a database outage must not end the evaluator (or the app)
             logger.error("quality alarm evaluation failed: %s", exc)
             with self.state.lock:

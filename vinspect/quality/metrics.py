@@ -22,46 +22,61 @@ def _families(db: DbSession, now: datetime, evaluator: EvaluatorState | None = N
         with evaluator.lock:
             passes, failures, raised = evaluator.passes, evaluator.failures, evaluator.alarms_raised
             last_pass = evaluator.last_pass_at
-        yield CounterMetricFamily("vinspect_alarm_evaluations", "Alarm evaluation passes of this app",
-                                  value=float(passes))
-        yield CounterMetricFamily("vinspect_alarm_evaluation_failures", "Alarm evaluation passes that failed",
-                                  value=float(failures))
-        yield CounterMetricFamily("vinspect_alarms_raised", "Quality alarms raised by this app's evaluator",
-                                  value=float(raised))
+        yield CounterMetricFamily(
+            "vinspect_alarm_evaluations", "Alarm evaluation passes of this app", value=float(passes)
+        )
+        yield CounterMetricFamily(
+            "vinspect_alarm_evaluation_failures", "Alarm evaluation passes that failed", value=float(failures)
+        )
+        yield CounterMetricFamily(
+            "vinspect_alarms_raised", "Quality alarms raised by this app's evaluator", value=float(raised)
+        )
         if last_pass is not None:
-            yield GaugeMetricFamily("vinspect_alarm_evaluation_last_success_seconds",
-                                    "Unix time of the last successful alarm evaluation", value=last_pass.timestamp())
+            yield GaugeMetricFamily(
+                "vinspect_alarm_evaluation_last_success_seconds",
+                "Unix time of the last successful alarm evaluation",
+                value=last_pass.timestamp(),
+            )
 
     board = build_dashboard(db, Window(now - timedelta(hours=24), now))
-    rates = GaugeMetricFamily("vinspect_quality_rate", "Quality KPI over the last 24 h (fraction)",
-                              labels=["station", "kpi"])
+    rates = GaugeMetricFamily(
+        "vinspect_quality_rate", "Quality KPI over the last 24 h (fraction)", labels=["station", "kpi"]
+    )
     counts = GaugeMetricFamily("vinspect_quality_parts", "Parts inspected over the last 24 h", labels=["station"])
     for station, k in sorted(board.by_station.items()):
         counts.add_metric([station], float(k.reject_rate.n))
-        for name, rate in (("first_pass_yield", k.first_pass_yield), ("reject_rate", k.reject_rate),
-                           ("review_rate", k.review_rate), ("defect_reject_rate", k.defect_reject_rate),
-                           ("escape_rate", k.escape_rate), ("overturn_share", k.overturn_share)):
+        for name, rate in (
+            ("first_pass_yield", k.first_pass_yield),
+            ("reject_rate", k.reject_rate),
+            ("review_rate", k.review_rate),
+            ("defect_reject_rate", k.defect_reject_rate),
+            ("escape_rate", k.escape_rate),
+            ("overturn_share", k.overturn_share),
+        ):
             if rate.value is not None:
                 rates.add_metric([station, name], rate.value)
     yield rates
     yield counts
-    last = GaugeMetricFamily("vinspect_spc_last_z", "Standardised reject proportion of the newest subgroup",
-                             labels=["station"])
+    last = GaugeMetricFamily(
+        "vinspect_spc_last_z", "Standardised reject proportion of the newest subgroup", labels=["station"]
+    )
     for pc in board.charts:
         if pc.points:
             last.add_metric([pc.station_id], pc.points[-1].z)
     yield last
     alarms = list_alarms(session=db, open_only=True, limit=10_000)
-    open_alarms = GaugeMetricFamily("vinspect_quality_alarms_open", "Unacknowledged SPC and drift alarms",
-                                    labels=["station", "kind"])
+    open_alarms = GaugeMetricFamily(
+        "vinspect_quality_alarms_open", "Unacknowledged SPC and drift alarms", labels=["station", "kind"]
+    )
     grouped: dict[tuple[str, str], int] = {}
     for a in alarms:
         grouped[(a.station_id, a.kind)] = grouped.get((a.station_id, a.kind), 0) + 1
     for (station, kind), n in sorted(grouped.items()):
         open_alarms.add_metric([station, kind], float(n))
     yield open_alarms
-    pareto = GaugeMetricFamily("vinspect_ncrs_by_code", "NCRs over the last 24 h by machine defect code",
-                               labels=["defect_code"])
+    pareto = GaugeMetricFamily(
+        "vinspect_ncrs_by_code", "NCRs over the last 24 h by machine defect code", labels=["defect_code"]
+    )
     for bar in board.pareto_codes:
         pareto.add_metric([bar.key], float(bar.count))
     yield pareto

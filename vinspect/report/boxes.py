@@ -29,8 +29,9 @@ def _matches(found: BoxT, true: BoxT, iou_at: float) -> bool:
     return (found[0] <= cx <= found[2] and found[1] <= cy <= found[3]) or iou(found, true) >= iou_at
 
 
-def match_boxes(found: Sequence[BoxT], true: Sequence[BoxT], *,
-                iou_at: float = IOU_AT) -> tuple[list[bool], list[bool]]:
+def match_boxes(
+    found: Sequence[BoxT], true: Sequence[BoxT], *, iou_at: float = IOU_AT
+) -> tuple[list[bool], list[bool]]:
     """(recalled flag per true box, genuine flag per found box)."""
     recalled = [any(_matches(f, t, iou_at) for f in found) for t in true]
     genuine = [any(_matches(f, t, iou_at) or _matches(t, f, 1.1) for t in true) for f in found]

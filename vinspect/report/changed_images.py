@@ -31,12 +31,15 @@ def _overlay(item: Scored, level: float, path: Path) -> bool:
     return True
 
 
-def write_changed_images(out_dir: Path, comparison: Comparison, *, champion_level: float,
-                         challenger_level: float) -> list[dict[str, Any]]:
+def write_changed_images(
+    out_dir: Path, comparison: Comparison, *, champion_level: float, challenger_level: float
+) -> list[dict[str, Any]]:
     """Write both overlays of every changed verdict and ``changed.json``; returns its entries."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_file = {str(s.sample.path): (s, t) for s, t in zip(comparison.champion_scored, comparison.challenger_scored,
-                                                          strict=True)}
+    by_file = {
+        str(s.sample.path): (s, t)
+        for s, t in zip(comparison.champion_scored, comparison.challenger_scored, strict=True)
+    }
     entries = []
     ordered = sorted(comparison.changed, key=lambda c: ORDER.index(c["change"]) if c["change"] in ORDER else 99)
     for n, c in enumerate(ordered):
@@ -45,9 +48,15 @@ def write_changed_images(out_dir: Path, comparison: Comparison, *, champion_leve
         for who, scored, level in (("champion", sa, champion_level), ("challenger", sb, challenger_level)):
             name = f"{n}-{who}.png"
             images[who] = name if _overlay(scored, level, out_dir / name) else None
-        entries.append({"n": n, "file": Path(c["file"]).name, "label": c["label"], "change": c["change"],
-                        "champion": {**c["champion"], "image": images["champion"]},
-                        "challenger": {**c["challenger"], "image": images["challenger"]}})
+        entries.append(
+            {
+                "n": n,
+                "file": Path(c["file"]).name,
+                "label": c["label"],
+                "change": c["change"],
+                "champion": {**c["champion"], "image": images["champion"]},
+                "challenger": {**c["challenger"], "image": images["challenger"]},
+            }
+        )
     write_atomically(out_dir / CHANGED_FILE, (json.dumps(entries, indent=1) + "\n").encode("utf-8"), durable=False)
     return entries
-

@@ -46,8 +46,13 @@ class Comparison:
         kinds: dict[str, int] = {}
         for c in self.changed:
             kinds[c["change"]] = kinds.get(c["change"], 0) + 1
-        return {"champion": self.champion, "challenger": self.challenger, "delta": self.delta,
-                "changed_counts": kinds, "changed": self.changed}
+        return {
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "delta": self.delta,
+            "changed_counts": kinds,
+            "changed": self.changed,
+        }
 
 
 def _change(sample: Sample, before: Verdict, after: Verdict) -> str:
@@ -59,8 +64,15 @@ def _change(sample: Sample, before: Verdict, after: Verdict) -> str:
     return "defect_newly_caught" if rejected_after else "defect_newly_escaping"
 
 
-def compare_bundles(samples: list[Sample], *, champion: Bundle, challenger: Bundle, champion_policy: DecisionPolicy,
-                    challenger_policy: DecisionPolicy, progress: bool = True) -> Comparison:
+def compare_bundles(
+    samples: list[Sample],
+    *,
+    champion: Bundle,
+    challenger: Bundle,
+    champion_policy: DecisionPolicy,
+    challenger_policy: DecisionPolicy,
+    progress: bool = True,
+) -> Comparison:
     """Judge every sample with both bundles (interleaved) and compare."""
     a_scored: list[Scored] = []
     b_scored: list[Scored] = []
@@ -97,12 +109,19 @@ def compare_bundles(samples: list[Sample], *, champion: Bundle, challenger: Bund
         va, vb = sa.judgement.decision.verdict, sb.judgement.decision.verdict
         if va is vb:
             continue
-        changed.append({"file": str(sa.sample.path), "label": sa.sample.label, "is_good": sa.sample.is_good,
-                        "change": _change(sa.sample, va, vb),
-                        "champion": {"verdict": va.value, "score": sa.score},
-                        "challenger": {"verdict": vb.value, "score": sb.score}})
-    return Comparison(champion=a, challenger=b, delta=delta, changed=changed, champion_scored=a_scored,
-                      challenger_scored=b_scored)
+        changed.append(
+            {
+                "file": str(sa.sample.path),
+                "label": sa.sample.label,
+                "is_good": sa.sample.is_good,
+                "change": _change(sa.sample, va, vb),
+                "champion": {"verdict": va.value, "score": sa.score},
+                "challenger": {"verdict": vb.value, "score": sb.score},
+            }
+        )
+    return Comparison(
+        champion=a, challenger=b, delta=delta, changed=changed, champion_scored=a_scored, challenger_scored=b_scored
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -89,7 +89,8 @@ def summarize(scored: list[Scored], *, bundle: Bundle, policy: DecisionPolicy) -
             "stated": None if point is None else point.model_dump(mode="json"),
         },
         "per_class_detection": detection_rate_by_class(
-            [s.score for s in defects], [s.sample.label for s in defects], threshold=policy.review_at),
+            [s.score for s in defects], [s.sample.label for s in defects], threshold=policy.review_at
+        ),
         **_defect_types(usable, policy, labels=m.labels),
         "latency_ms": _latency(latencies),
         "unreadable": [{"file": str(s.sample.path), "error": s.error} for s in scored if s.judgement is None],
@@ -102,8 +103,9 @@ def _measured(good: np.ndarray, bad: np.ndarray, *, policy: DecisionPolicy, bund
         return None
     stated = bundle.manifest.thresholds.evidence.operating_point
     ceiling = stated.frr_ceiling if stated is not None else None
-    point = operating_point(good, bad, fail_at=policy.fail_at, review_at=policy.review_at, frr_ceiling=ceiling,
-                            source="evaluation")
+    point = operating_point(
+        good, bad, fail_at=policy.fail_at, review_at=policy.review_at, frr_ceiling=ceiling, source="evaluation"
+    )
     return point.model_dump(mode="json")
 
 
@@ -114,16 +116,25 @@ def _defect_types(usable: list[Scored], policy: DecisionPolicy, *, labels: tuple
         assert s.judgement is not None and s.judgement.prediction is not None
         confusion[s.sample.label][s.judgement.prediction.defect_code or "none"] += 1
     known = [s for s in caught if s.sample.label in labels]
-    correct = sum(1 for s in known if s.judgement and s.judgement.prediction
-                  and s.judgement.prediction.defect_code == s.sample.label)
+    correct = sum(
+        1
+        for s in known
+        if s.judgement and s.judgement.prediction and s.judgement.prediction.defect_code == s.sample.label
+    )
     accuracy = correct / len(known) if known else None
-    return {"defect_type_accuracy": accuracy, "defect_type_n": len(known),
-            "confusion": {k: dict(v) for k, v in sorted(confusion.items())}}
+    return {
+        "defect_type_accuracy": accuracy,
+        "defect_type_n": len(known),
+        "confusion": {k: dict(v) for k, v in sorted(confusion.items())},
+    }
 
 
 def _latency(values: np.ndarray) -> dict[str, float | int | None]:
     if values.size == 0:
         return {"n": 0, "p50": None, "p99": None, "mean": None}
-    return {"n": int(values.size), "p50": float(np.percentile(values, 50)),
-            "p99": float(np.percentile(values, 99)), "mean": float(values.mean())}
-
+    return {
+        "n": int(values.size),
+        "p50": float(np.percentile(values, 50)),
+        "p99": float(np.percentile(values, 99)),
+        "mean": float(values.mean()),
+    }

@@ -25,8 +25,9 @@ def render_overlay(
     amap = prediction.anomaly_map
     if amap is None or amap.size == 0 or not np.isfinite(amap).all():
         return bgr
-    fraction = cv2.resize(heat_fraction(amap, level=level), (bgr.shape[1], bgr.shape[0]),
-                          interpolation=cv2.INTER_LINEAR)
+    fraction = cv2.resize(
+        heat_fraction(amap, level=level), (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_LINEAR
+    )
     coloured = heat_colours(np.asarray(fraction, dtype=np.float32))
     out: npt.NDArray[np.uint8] = np.asarray(cv2.addWeighted(bgr, 1.0 - alpha, coloured, alpha, 0.0), np.uint8)
     for region in prediction.regions:

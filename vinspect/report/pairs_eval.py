@@ -56,12 +56,18 @@ def sample_cases(samples: Iterable[Sample]) -> Iterable[PairCase]:
     for s in samples:
         if s.reference_path is None:
             continue
-        yield PairCase(case_id=s.stem, template=_grey(read_image(s.reference_path)), image=_grey(read_image(s.path)),
-                       boxes=tuple(b.box_xyxy for b in s.boxes), box_labels=tuple(b.label for b in s.boxes))
+        yield PairCase(
+            case_id=s.stem,
+            template=_grey(read_image(s.reference_path)),
+            image=_grey(read_image(s.path)),
+            boxes=tuple(b.box_xyxy for b in s.boxes),
+            box_labels=tuple(b.label for b in s.boxes),
+        )
 
 
-def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: DecisionPolicy,
-                   progress: bool = False) -> dict[str, Any]:
+def evaluate_pairs(
+    cases: Iterable[PairCase], *, bundle: Bundle, policy: DecisionPolicy, progress: bool = False
+) -> dict[str, Any]:
     """Judge every case and summarise (see the module docstring)."""
     if not isinstance(bundle.model, ReferenceModel | CombinedModel):
         raise TypeError("evaluate_pairs needs a reference bundle")
@@ -97,10 +103,13 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
     n_boxes = sum(per_type_n.values())
     lat = np.asarray(latencies)
     return {
-        "n_good": int(good.size), "n_defect": int(bad.size), "n_boxes": n_boxes,
+        "n_good": int(good.size),
+        "n_defect": int(bad.size),
+        "n_boxes": n_boxes,
         "auroc": auroc(_finite(good), _finite(bad)) if both else None,
         "false_reject_rate_at_zero_escape": false_reject_rate_at_zero_escape(_finite(good), _finite(bad))
-        if both else None,
+        if both
+        else None,
         "operating_point": {
             "fail_at": policy.fail_at,
             "false_reject_rate": float((good >= policy.review_at).mean()) if good.size else None,
@@ -113,8 +122,11 @@ def evaluate_pairs(cases: Iterable[PairCase], *, bundle: Bundle, policy: Decisio
         "defect_code_confusion": _confusion(codes),
         "box_recall_at_false_boxes_per_image": {str(at): _recall_at(curve, at, n_boxes) for at in (0.1, 0.25, 0.5)},
         "reasons": dict(sorted(reasons.items())),
-        "latency_ms": {"n": int(lat.size), "p50": float(np.percentile(lat, 50)) if lat.size else None,
-                       "p99": float(np.percentile(lat, 99)) if lat.size else None},
+        "latency_ms": {
+            "n": int(lat.size),
+            "p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "p99": float(np.percentile(lat, 99)) if lat.size else None,
+        },
     }
 
 
@@ -135,20 +147,21 @@ def _confusion(codes: list[tuple[str, str]]) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in sorted(table.items())}
 
 
-def _curve_entry(prediction: Prediction | None, true: list[tuple[int, int, int, int]]
-                 ) -> tuple[list[float], list[bool], int, list[float]]:
+def _curve_entry(
+    prediction: Prediction | None, true: list[tuple[int, int, int, int]]
+) -> tuple[list[float], list[bool], int, list[float]]:
     """Region scores, which are genuine, and for each true box the best score that recalls it."""
     if prediction is None:  # a refused frame: the part fails, but no box is localised
         return [], [], len(true), [-math.inf] * len(true)
     regions = prediction.regions
     _, genuine = match_boxes([r.box_xyxy for r in regions], true)
-    best = [max((r.score for r in regions if match_boxes([r.box_xyxy], [t])[0][0]), default=-math.inf)
-            for t in true]
+    best = [max((r.score for r in regions if match_boxes([r.box_xyxy], [t])[0][0]), default=-math.inf) for t in true]
     return [r.score for r in regions], genuine, len(true), best
 
 
-def _recall_at(curve: list[tuple[list[float], list[bool], int, list[float]]], per_image: float,
-               n_boxes: int) -> float | None:
+def _recall_at(
+    curve: list[tuple[list[float], list[bool], int, list[float]]], per_image: float, n_boxes: int
+) -> float | None:
     """Box recall at the strictest region-score level whose false boxes per image stay <= ``per_image``.
 
     A curve point over the reported regions (score >= fail_at), like AUROC: a threshold read off
@@ -158,8 +171,9 @@ def _recall_at(curve: list[tuple[list[float], list[bool], int, list[float]]], pe
         return None
     levels = sorted({s for scores, _, _, _ in curve for s in scores} | {math.inf})
     for level in levels:
-        false = sum(1 for scores, genuine, _, _ in curve for s, g in zip(scores, genuine, strict=True)
-                    if s >= level and not g)
+        false = sum(
+            1 for scores, genuine, _, _ in curve for s, g in zip(scores, genuine, strict=True) if s >= level and not g
+        )
         if false / len(curve) <= per_image:
             return sum(1 for _, _, _, best in curve for b in best if b >= level) / n_boxes
     return None

@@ -57,24 +57,34 @@ class AdjudicatedPart:
     def provenance(self) -> dict[str, object]:
         """The provenance file's content (JSON-ready)."""
         return {
-            "source": "ncr-review", "ncr_number": self.ncr_number, "ncr_uuid": self.ncr_uuid,
-            "label": self.label, "decision": self.decision, "reviewer": self.reviewer,
-            "reviewed_at": format_utc(self.reviewed_at), "signature_sha256": self.signature_sha256,
-            "image_sha256": self.image_sha256, "station_id": self.station_id, "part_id": self.part_id,
+            "source": "ncr-review",
+            "ncr_number": self.ncr_number,
+            "ncr_uuid": self.ncr_uuid,
+            "label": self.label,
+            "decision": self.decision,
+            "reviewer": self.reviewer,
+            "reviewed_at": format_utc(self.reviewed_at),
+            "signature_sha256": self.signature_sha256,
+            "image_sha256": self.image_sha256,
+            "station_id": self.station_id,
+            "part_id": self.part_id,
             "model": {"name": self.model_name, "version": self.model_version, "sha256": self.model_sha256},
         }
 
 
-def adjudicated_parts(*, session: Session, since: datetime | None = None,
-                      until: datetime | None = None) -> Iterator[AdjudicatedPart]:
+def adjudicated_parts(
+    *, session: Session, since: datetime | None = None, until: datetime | None = None
+) -> Iterator[AdjudicatedPart]:
     """Every NCR with a standing review that gives a label and an image, in NCR order.
 
     ``since``/``until`` bound the review's time (UTC).
     """
-    stmt = (select(NcrRecord, InspectionRecord)
-            .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
-            .options(selectinload(NcrRecord.events), selectinload(NcrRecord.evidence))
-            .order_by(NcrRecord.ncr_seq))
+    stmt = (
+        select(NcrRecord, InspectionRecord)
+        .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
+        .options(selectinload(NcrRecord.events), selectinload(NcrRecord.evidence))
+        .order_by(NcrRecord.ncr_seq)
+    )
     for ncr, inspection in session.execute(stmt):
         reviews = [e for e in ncr.events if e.kind in _REVIEW_KINDS]
         images = [e for e in ncr.evidence if e.kind == "image"]
@@ -94,10 +104,15 @@ def adjudicated_parts(*, session: Session, since: datetime | None = None,
             continue
         signature = None if review.signature_id is None else session.get(SignatureRecord, review.signature_id)
         yield AdjudicatedPart(
-            ncr_number=ncr.ncr_number, ncr_uuid=ncr.ncr_uuid, label=label, decision=decision,
-            reviewer=signature.printed_name if signature is not None else review.actor, reviewed_at=at,
+            ncr_number=ncr.ncr_number,
+            ncr_uuid=ncr.ncr_uuid,
+            label=label,
+            decision=decision,
+            reviewer=signature.printed_name if signature is not None else review.actor,
+            reviewed_at=at,
             signature_sha256=None if signature is None else signature.record_sha256,
-            image_sha256=images[0].sha256, station_id=ncr.station_id,
+            image_sha256=images[0].sha256,
+            station_id=ncr.station_id,
             part_id=None if inspection is None else inspection.part_id,
             model_name=None if inspection is None else inspection.model_name,
             model_version=None if inspection is None else inspection.model_version,
@@ -129,10 +144,17 @@ class AuditedPass:
     def provenance(self) -> dict[str, object]:
         """The provenance file's content (JSON-ready)."""
         return {
-            "source": "pass-audit", "inspection_id": self.inspection_id, "label": self.label,
-            "decision": self.decision, "auditor": self.auditor, "audited_at": format_utc(self.audited_at),
-            "audit_seq": self.audit_seq, "audit_row_hash": self.audit_row_hash, "image_sha256": self.image_sha256,
-            "station_id": self.station_id, "part_id": self.part_id,
+            "source": "pass-audit",
+            "inspection_id": self.inspection_id,
+            "label": self.label,
+            "decision": self.decision,
+            "auditor": self.auditor,
+            "audited_at": format_utc(self.audited_at),
+            "audit_seq": self.audit_seq,
+            "audit_row_hash": self.audit_row_hash,
+            "image_sha256": self.image_sha256,
+            "station_id": self.station_id,
+            "part_id": self.part_id,
             "model": {"name": self.model_name, "version": self.model_version, "sha256": self.model_sha256},
         }
 
@@ -145,17 +167,20 @@ def _auditor(session: Session, actor: str) -> str:
     return actor
 
 
-def audited_pass_parts(*, session: Session, since: datetime | None = None,
-                       until: datetime | None = None) -> Iterator[AuditedPass]:
+def audited_pass_parts(
+    *, session: Session, since: datetime | None = None, until: datetime | None = None
+) -> Iterator[AuditedPass]:
     """Every audited PASS sample whose image was kept, in audit order (the first answer of each).
 
     ``since``/``until`` bound the audit's time (UTC). A sample without a kept image (drawn before
     the station kept PASS-sample images, or at another sample rate) gives no training example.
     """
-    stmt = (select(AuditRecord, InspectionRecord)
-            .join(InspectionRecord, InspectionRecord.inspection_id == AuditRecord.entity_id)
-            .where(AuditRecord.action == "sample.review", AuditRecord.entity == "inspection")
-            .order_by(AuditRecord.seq))
+    stmt = (
+        select(AuditRecord, InspectionRecord)
+        .join(InspectionRecord, InspectionRecord.inspection_id == AuditRecord.entity_id)
+        .where(AuditRecord.action == "sample.review", AuditRecord.entity == "inspection")
+        .order_by(AuditRecord.seq)
+    )
     seen: set[str] = set()
     for row, inspection in session.execute(stmt):
         if row.entity_id in seen:
@@ -173,7 +198,17 @@ def audited_pass_parts(*, session: Session, since: datetime | None = None,
         if image is None:
             continue
         yield AuditedPass(
-            inspection_id=row.entity_id, label=label, decision=str(row.new_value), auditor=_auditor(session, row.actor),
-            audited_at=row.at, audit_seq=row.seq, audit_row_hash=row.row_hash, image_sha256=image,
-            station_id=inspection.station_id, part_id=inspection.part_id, model_name=inspection.model_name,
-            model_version=inspection.model_version, model_sha256=inspection.model_sha256)
+            inspection_id=row.entity_id,
+            label=label,
+            decision=str(row.new_value),
+            auditor=_auditor(session, row.actor),
+            audited_at=row.at,
+            audit_seq=row.seq,
+            audit_row_hash=row.row_hash,
+            image_sha256=image,
+            station_id=inspection.station_id,
+            part_id=inspection.part_id,
+            model_name=inspection.model_name,
+            model_version=inspection.model_version,
+            model_sha256=inspection.model_sha256,
+        )

@@ -24,8 +24,15 @@ from vinspect.store.ncr import Role, SignatureMeaning
 from vinspect.store.signed_records import sign_record
 from vinspect.store.tables import QualityAlarmRecord, SpcBaselineRecord, UserRecord
 
-__all__ = ["AlarmView", "BaselineView", "acknowledge_alarm", "current_baseline", "list_alarms", "raise_alarm",
-           "record_baseline"]
+__all__ = [
+    "AlarmView",
+    "BaselineView",
+    "acknowledge_alarm",
+    "current_baseline",
+    "list_alarms",
+    "raise_alarm",
+    "record_baseline",
+]
 
 
 def _json(value: object) -> str:
@@ -52,18 +59,45 @@ class BaselineView:
 
 
 def _baseline_view(row: SpcBaselineRecord) -> BaselineView:
-    return BaselineView(id=row.id, station_id=row.station_id, chart=row.chart, window_from=row.window_from,
-                        window_to=row.window_to, subgroup_minutes=row.subgroup_minutes,
-                        subgroup_parts=row.subgroup_parts, p_bar=row.p_bar,
-                        subgroups=row.subgroups, parts=row.parts, defects=row.defects, approved_by=row.approved_by,
-                        reason=row.reason, created_at=row.created_at, sigma_z=row.sigma_z)
+    return BaselineView(
+        id=row.id,
+        station_id=row.station_id,
+        chart=row.chart,
+        window_from=row.window_from,
+        window_to=row.window_to,
+        subgroup_minutes=row.subgroup_minutes,
+        subgroup_parts=row.subgroup_parts,
+        p_bar=row.p_bar,
+        subgroups=row.subgroups,
+        parts=row.parts,
+        defects=row.defects,
+        approved_by=row.approved_by,
+        reason=row.reason,
+        created_at=row.created_at,
+        sigma_z=row.sigma_z,
+    )
 
 
-def record_baseline(*, session: Session, station_id: str, chart: str, window_from: datetime, window_to: datetime,
-                    subgroup_minutes: int, p_bar: float, subgroups: int, parts: int, defects: int, actor: str,
-                    user_id: int | None, reason: str, source: str | None = None,
-                    at: datetime | None = None, subgroup_parts: int | None = None,
-                    sigma_z: float | None = None) -> BaselineView:
+def record_baseline(
+    *,
+    session: Session,
+    station_id: str,
+    chart: str,
+    window_from: datetime,
+    window_to: datetime,
+    subgroup_minutes: int,
+    p_bar: float,
+    subgroups: int,
+    parts: int,
+    defects: int,
+    actor: str,
+    user_id: int | None,
+    reason: str,
+    source: str | None = None,
+    at: datetime | None = None,
+    subgroup_parts: int | None = None,
+    sigma_z: float | None = None,
+) -> BaselineView:
     """Freeze new p-chart limits for a station's chart (a quality engineer, or the CLI's operator login).
 
     Raises:
@@ -77,27 +111,62 @@ def record_baseline(*, session: Session, station_id: str, chart: str, window_fro
     if not reason.strip():
         raise StateError("freezing SPC limits needs a reason")
     now = at or datetime.now(UTC)
-    row = SpcBaselineRecord(station_id=station_id, chart=chart, window_from=window_from, window_to=window_to,
-                            subgroup_minutes=subgroup_minutes, subgroup_parts=subgroup_parts, p_bar=p_bar,
-                            subgroups=subgroups, parts=parts, sigma_z=sigma_z,
-                            defects=defects, approved_by=actor, reason=reason.strip(), created_at=now)
+    row = SpcBaselineRecord(
+        station_id=station_id,
+        chart=chart,
+        window_from=window_from,
+        window_to=window_to,
+        subgroup_minutes=subgroup_minutes,
+        subgroup_parts=subgroup_parts,
+        p_bar=p_bar,
+        subgroups=subgroups,
+        parts=parts,
+        sigma_z=sigma_z,
+        defects=defects,
+        approved_by=actor,
+        reason=reason.strip(),
+        created_at=now,
+    )
     session.add(row)
     session.flush()
-    append_audit(AuditEntry(actor=actor, action="spc.baseline", entity="spc_baseline", entity_id=str(row.id),
-                            field="p_bar", new_value=_json({
-                                "station_id": station_id, "chart": chart, "window_from": format_utc(window_from),
-                                "window_to": format_utc(window_to), "subgroup_minutes": subgroup_minutes,
-                                "subgroup_parts": subgroup_parts,
-                                "p_bar": p_bar, "subgroups": subgroups, "parts": parts, "defects": defects,
-                                **({"sigma_z": sigma_z} if sigma_z is not None else {})}),
-                            reason=reason.strip(), source=source), session=session, at=now)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="spc.baseline",
+            entity="spc_baseline",
+            entity_id=str(row.id),
+            field="p_bar",
+            new_value=_json(
+                {
+                    "station_id": station_id,
+                    "chart": chart,
+                    "window_from": format_utc(window_from),
+                    "window_to": format_utc(window_to),
+                    "subgroup_minutes": subgroup_minutes,
+                    "subgroup_parts": subgroup_parts,
+                    "p_bar": p_bar,
+                    "subgroups": subgroups,
+                    "parts": parts,
+                    "defects": defects,
+                    **({"sigma_z": sigma_z} if sigma_z is not None else {}),
+                }
+            ),
+            reason=reason.strip(),
+            source=source,
+        ),
+        session=session,
+        at=now,
+    )
     return _baseline_view(row)
 
 
 def current_baseline(*, session: Session, station_id: str, chart: str = "reject_rate") -> BaselineView | None:
-    row = session.scalar(select(SpcBaselineRecord).where(
-        SpcBaselineRecord.station_id == station_id, SpcBaselineRecord.chart == chart)
-        .order_by(SpcBaselineRecord.id.desc()).limit(1))
+    row = session.scalar(
+        select(SpcBaselineRecord)
+        .where(SpcBaselineRecord.station_id == station_id, SpcBaselineRecord.chart == chart)
+        .order_by(SpcBaselineRecord.id.desc())
+        .limit(1)
+    )
     return None if row is None else _baseline_view(row)
 
 
@@ -119,35 +188,88 @@ class AlarmView:
 
 
 def _alarm_view(row: QualityAlarmRecord) -> AlarmView:
-    return AlarmView(id=row.id, kind=row.kind, station_id=row.station_id, chart=row.chart, rule=row.rule,
-                     first_at=row.first_at, last_at=row.last_at, detail=json.loads(row.detail), raised_at=row.raised_at,
-                     acknowledged_at=row.acknowledged_at, ack_user_id=row.ack_user_id, ack_reason=row.ack_reason,
-                     ack_signature_id=row.ack_signature_id)
+    return AlarmView(
+        id=row.id,
+        kind=row.kind,
+        station_id=row.station_id,
+        chart=row.chart,
+        rule=row.rule,
+        first_at=row.first_at,
+        last_at=row.last_at,
+        detail=json.loads(row.detail),
+        raised_at=row.raised_at,
+        acknowledged_at=row.acknowledged_at,
+        ack_user_id=row.ack_user_id,
+        ack_reason=row.ack_reason,
+        ack_signature_id=row.ack_signature_id,
+    )
 
 
-def raise_alarm(*, session: Session, kind: str, station_id: str, chart: str, rule: int, first_at: datetime,
-                last_at: datetime, detail: Mapping[str, Any], at: datetime | None = None) -> tuple[AlarmView, bool]:
+def raise_alarm(
+    *,
+    session: Session,
+    kind: str,
+    station_id: str,
+    chart: str,
+    rule: int,
+    first_at: datetime,
+    last_at: datetime,
+    detail: Mapping[str, Any],
+    at: datetime | None = None,
+) -> tuple[AlarmView, bool]:
     """Insert the alarm of a run that started at ``first_at`` (True), or extend the existing one (False)."""
     lock_writers(session)
     now = at or datetime.now(UTC)
-    row = session.scalar(select(QualityAlarmRecord).where(
-        QualityAlarmRecord.kind == kind, QualityAlarmRecord.station_id == station_id,
-        QualityAlarmRecord.chart == chart, QualityAlarmRecord.rule == rule, QualityAlarmRecord.first_at == first_at))
+    row = session.scalar(
+        select(QualityAlarmRecord).where(
+            QualityAlarmRecord.kind == kind,
+            QualityAlarmRecord.station_id == station_id,
+            QualityAlarmRecord.chart == chart,
+            QualityAlarmRecord.rule == rule,
+            QualityAlarmRecord.first_at == first_at,
+        )
+    )
     if row is not None:
         if last_at > row.last_at:
             row.last_at = last_at
         return _alarm_view(row), False
-    row = QualityAlarmRecord(kind=kind, station_id=station_id, chart=chart, rule=rule, first_at=first_at,
-                             last_at=last_at, detail=_json(dict(detail)), raised_at=now)
+    row = QualityAlarmRecord(
+        kind=kind,
+        station_id=station_id,
+        chart=chart,
+        rule=rule,
+        first_at=first_at,
+        last_at=last_at,
+        detail=_json(dict(detail)),
+        raised_at=now,
+    )
     session.add(row)
     session.flush()
-    append_audit(AuditEntry(actor=f"system:{station_id}"[:128], action="alarm.raise", entity="alarm",
-                            entity_id=str(row.id), field=chart[:64], new_value=row.detail), session=session, at=now)
+    append_audit(
+        AuditEntry(
+            actor=f"system:{station_id}"[:128],
+            action="alarm.raise",
+            entity="alarm",
+            entity_id=str(row.id),
+            field=chart[:64],
+            new_value=row.detail,
+        ),
+        session=session,
+        at=now,
+    )
     return _alarm_view(row), True
 
 
-def acknowledge_alarm(alarm_id: int, *, session: Session, user_id: int, reason: str, auth_method: str = "password",
-                      source: str | None = None, at: datetime | None = None) -> AlarmView:
+def acknowledge_alarm(
+    alarm_id: int,
+    *,
+    session: Session,
+    user_id: int,
+    reason: str,
+    auth_method: str = "password",
+    source: str | None = None,
+    at: datetime | None = None,
+) -> AlarmView:
     """Acknowledge an alarm once, with a signed reason (meaning AUTHORSHIP).
 
     Raises:
@@ -165,13 +287,28 @@ def acknowledge_alarm(alarm_id: int, *, session: Session, user_id: int, reason: 
     user = session.get(UserRecord, user_id)
     if user is None or not user.active:
         raise StateError(f"user {user_id} does not exist or is deactivated")
-    sig = sign_record(session=session, entity="alarm", entity_id=str(alarm_id), signer=user,
-                      meaning=SignatureMeaning.AUTHORSHIP,
-                      content={"alarm_id": alarm_id, "kind": row.kind, "station_id": row.station_id,
-                               "chart": row.chart, "rule": row.rule, "first_at": format_utc(row.first_at),
-                               "detail": json.loads(row.detail), "reason": reason.strip()},
-                      action="alarm.acknowledge", reason=reason.strip(), source=source, at=now,
-                      auth_method=auth_method)
+    sig = sign_record(
+        session=session,
+        entity="alarm",
+        entity_id=str(alarm_id),
+        signer=user,
+        meaning=SignatureMeaning.AUTHORSHIP,
+        content={
+            "alarm_id": alarm_id,
+            "kind": row.kind,
+            "station_id": row.station_id,
+            "chart": row.chart,
+            "rule": row.rule,
+            "first_at": format_utc(row.first_at),
+            "detail": json.loads(row.detail),
+            "reason": reason.strip(),
+        },
+        action="alarm.acknowledge",
+        reason=reason.strip(),
+        source=source,
+        at=now,
+        auth_method=auth_method,
+    )
     row.acknowledged_at, row.ack_user_id, row.ack_reason, row.ack_signature_id = now, user.id, reason.strip(), sig.id
     return _alarm_view(row)
 

@@ -21,10 +21,27 @@ from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hou
 from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
 from vinspect.types import MODEL_REASONS, first_fault
 
-__all__ = ["SPANS", "AnswerCount", "HourRow", "KpiRow", "StationHour", "Window", "adjudications", "answer_counts",
-           "audit_answers", "hourly_rollup", "known_stations", "kpi_rollup", "latencies_ms", "ncr_code_counts",
-           "ncr_code_station_part_counts", "score_sample", "station_hours", "vision_vs_reviewer",
-           "vision_vs_reviewer_counts"]
+__all__ = [
+    "SPANS",
+    "AnswerCount",
+    "HourRow",
+    "KpiRow",
+    "StationHour",
+    "Window",
+    "adjudications",
+    "answer_counts",
+    "audit_answers",
+    "hourly_rollup",
+    "known_stations",
+    "kpi_rollup",
+    "latencies_ms",
+    "ncr_code_counts",
+    "ncr_code_station_part_counts",
+    "score_sample",
+    "station_hours",
+    "vision_vs_reviewer",
+    "vision_vs_reviewer_counts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +73,9 @@ class HourRow:
     model_version: str | None
     verdict: str
     count: int
-    model_rejects: int   # FAIL/REVIEW for a model reason only
+    model_rejects: int  # FAIL/REVIEW for a model reason only
     faults: dict[str, int]
-    first: int           # of which the part's first inspection (parts without an id count as first)
+    first: int  # of which the part's first inspection (parts without an id count as first)
     first_passed: int
     part_number: str | None = None  # None: inspections stored before part numbers were recorded
 
@@ -80,27 +97,43 @@ def _raw_part(session: Session, *conditions: ColumnElement[bool]) -> Any:
     part = func.coalesce(InspectionRecord.part_number, "")
     model = func.coalesce(InspectionRecord.model_version, "")
     first = func.sum(first_flag())
-    return (select(hour, InspectionRecord.station_id.label("station_id"), part.label("part_number"),
-                   model.label("model_version"), InspectionRecord.verdict.label("verdict"),
-                   cast(null(), String).label("fault"), InspectionRecord.reasons.label("reasons"),
-                   func.count().label("parts"),
-                   func.sum(case((_model_reject(), 1), else_=0)).label("model_rejects"),
-                   first.label("first_parts"),
-                   case((InspectionRecord.verdict == "PASS", first), else_=0).label("first_passed"))
-            .where(*conditions)
-            .group_by(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict,
-                      InspectionRecord.reasons))
+    return (
+        select(
+            hour,
+            InspectionRecord.station_id.label("station_id"),
+            part.label("part_number"),
+            model.label("model_version"),
+            InspectionRecord.verdict.label("verdict"),
+            cast(null(), String).label("fault"),
+            InspectionRecord.reasons.label("reasons"),
+            func.count().label("parts"),
+            func.sum(case((_model_reject(), 1), else_=0)).label("model_rejects"),
+            first.label("first_parts"),
+            case((InspectionRecord.verdict == "PASS", first), else_=0).label("first_passed"),
+        )
+        .where(*conditions)
+        .group_by(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict, InspectionRecord.reasons)
+    )
 
 
 def _rolled_part(low: datetime, high: datetime, *conditions: ColumnElement[bool]) -> Any:
     r = InspectionHourRecord
-    return (select(r.hour.label("hour"), r.station_id, r.part_number, r.model_version, r.verdict, r.fault,
-                   cast(null(), Text).label("reasons"), r.parts, r.model_rejects, r.first_parts, r.first_passed)
-            .where(r.hour >= hour_key(low), r.hour < hour_key(high), *conditions))
+    return select(
+        r.hour.label("hour"),
+        r.station_id,
+        r.part_number,
+        r.model_version,
+        r.verdict,
+        r.fault,
+        cast(null(), Text).label("reasons"),
+        r.parts,
+        r.model_rejects,
+        r.first_parts,
+        r.first_passed,
+    ).where(r.hour >= hour_key(low), r.hour < hour_key(high), *conditions)
 
 
-def _union(window: Window, session: Session, station_id: str | None, part_number: str | None,
-           mark: int | None) -> Any:
+def _union(window: Window, session: Session, station_id: str | None, part_number: str | None, mark: int | None) -> Any:
     """Whole hours from the roll-up (ids up to ``mark``), the rest raw; ``mark`` None: all raw."""
     raw_filters: list[ColumnElement[bool]] = []
     rolled_filters: list[ColumnElement[bool]] = []
@@ -114,8 +147,10 @@ def _union(window: Window, session: Session, station_id: str | None, part_number
     low, high = hours_between(window.since, window.until)
     if mark is None or low >= high:
         return _raw_part(session, _in(window, at), *raw_filters)
-    parts = [_rolled_part(low, high, *rolled_filters),
-             _raw_part(session, InspectionRecord.id > mark, at >= low, at < high, *raw_filters)]
+    parts = [
+        _rolled_part(low, high, *rolled_filters),
+        _raw_part(session, InspectionRecord.id > mark, at >= low, at < high, *raw_filters),
+    ]
     if window.since < low:
         parts.append(_raw_part(session, at >= window.since, at < low, *raw_filters))
     if high < window.until:
@@ -129,8 +164,12 @@ def _grain(stmt: Any, grain: str) -> Any:
     if grain == "hour":
         return stmt
     sub = stmt.subquery()
-    sums = [func.sum(sub.c.parts), func.sum(sub.c.model_rejects), func.sum(sub.c.first_parts),
-            func.sum(sub.c.first_passed)]
+    sums = [
+        func.sum(sub.c.parts),
+        func.sum(sub.c.model_rejects),
+        func.sum(sub.c.first_parts),
+        func.sum(sub.c.first_passed),
+    ]
     if grain == "station_hour":
         return select(sub.c.hour, sub.c.station_id, *sums).group_by(sub.c.hour, sub.c.station_id)
     if grain == "station_day":
@@ -152,8 +191,7 @@ def _consistent(session: Session, make: Any) -> list[Any]:
     return list(session.execute(make(None)))
 
 
-def _rows(window: Window, session: Session, station_id: str | None, part_number: str | None,
-          grain: str) -> list[Any]:
+def _rows(window: Window, session: Session, station_id: str | None, part_number: str | None, grain: str) -> list[Any]:
     return _consistent(session, lambda mark: _grain(_union(window, session, station_id, part_number, mark), grain))
 
 
@@ -175,8 +213,9 @@ def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str
     return merged
 
 
-def hourly_rollup(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None) -> list[HourRow]:
+def hourly_rollup(
+    window: Window, *, session: Session, station_id: str | None = None, part_number: str | None = None
+) -> list[HourRow]:
     """Per hour, station, part number, model version and verdict: parts, model rejects, faults, first inspections.
 
     Whole hours come from the roll-up (:mod:`vinspect.store.analytics_rollup`) for the ids it has
@@ -188,10 +227,21 @@ def hourly_rollup(window: Window, *, session: Session, station_id: str | None = 
     for h, *_ in merged:
         if h not in hours:
             hours[h] = datetime.strptime(h[:13], "%Y-%m-%d %H").replace(tzinfo=UTC)
-    return [HourRow(hour=hours[h], station_id=s, model_version=m or None, verdict=v, count=r["count"],
-                    model_rejects=r["model_rejects"], faults=dict(r["faults"]), first=r["first"],
-                    first_passed=r["first_passed"], part_number=p or None)
-            for (h, s, p, m, v), r in sorted(merged.items())]
+    return [
+        HourRow(
+            hour=hours[h],
+            station_id=s,
+            model_version=m or None,
+            verdict=v,
+            count=r["count"],
+            model_rejects=r["model_rejects"],
+            faults=dict(r["faults"]),
+            first=r["first"],
+            first_passed=r["first_passed"],
+            part_number=p or None,
+        )
+        for (h, s, p, m, v), r in sorted(merged.items())
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,16 +260,28 @@ class KpiRow:
     part_number: str | None = None
 
 
-def kpi_rollup(window: Window, *, session: Session, station_id: str | None = None,
-               part_number: str | None = None) -> list[KpiRow]:
+def kpi_rollup(
+    window: Window, *, session: Session, station_id: str | None = None, part_number: str | None = None
+) -> list[KpiRow]:
     """The KPI counts of the window per hour of the day, station, part number, model version and verdict.
 
     What the dashboard's tables need (a year is a few hundred rows, not one per hour)."""
     merged = _merge(_rows(window, session, station_id, part_number, "hour_of_day"))
-    return [KpiRow(hour_of_day=int(h), station_id=s, model_version=m or None, verdict=v, count=r["count"],
-                   model_rejects=r["model_rejects"], faults=dict(r["faults"]), first=r["first"],
-                   first_passed=r["first_passed"], part_number=p or None)
-            for (h, s, p, m, v), r in sorted(merged.items())]
+    return [
+        KpiRow(
+            hour_of_day=int(h),
+            station_id=s,
+            model_version=m or None,
+            verdict=v,
+            count=r["count"],
+            model_rejects=r["model_rejects"],
+            faults=dict(r["faults"]),
+            first=r["first"],
+            first_passed=r["first_passed"],
+            part_number=p or None,
+        )
+        for (h, s, p, m, v), r in sorted(merged.items())
+    ]
 
 
 def known_stations(session: Session) -> list[str]:
@@ -244,8 +306,14 @@ class StationHour:
 SPANS = ("hour", "day", "week")
 
 
-def station_hours(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None, span: str = "hour") -> list[StationHour]:
+def station_hours(
+    window: Window,
+    *,
+    session: Session,
+    station_id: str | None = None,
+    part_number: str | None = None,
+    span: str = "hour",
+) -> list[StationHour]:
     """P-chart subgroups of every station (or one) in the window, per station oldest first.
 
     ``span``: "hour" (UTC hours), "day" (UTC days) or "week" (weeks starting Monday 00:00 UTC); a
@@ -267,8 +335,10 @@ def station_hours(window: Window, *, session: Session, station_id: str | None = 
         acc = sums.setdefault((str(station), when), [0, 0])
         acc[0] += int(rejects or 0)
         acc[1] += int(parts)
-    return [StationHour(hour=when, station_id=station, model_rejects=rejects, parts=parts)
-            for (station, when), (rejects, parts) in sorted(sums.items())]
+    return [
+        StationHour(hour=when, station_id=station, model_rejects=rejects, parts=parts)
+        for (station, when), (rejects, parts) in sorted(sums.items())
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,23 +348,34 @@ class Answer:
     station_id: str
     model_version: str | None
     at: datetime
-    machine: str       # verdict: PASS / FAIL / REVIEW
-    human: str         # CONFIRMED_DEFECT / FALSE_REJECT / NEEDS_MRB / CONFORMS / ESCAPE
+    machine: str  # verdict: PASS / FAIL / REVIEW
+    human: str  # CONFIRMED_DEFECT / FALSE_REJECT / NEEDS_MRB / CONFORMS / ESCAPE
     defect_code: str | None
     reviewer: str
     part_number: str | None = None
 
 
-def adjudications(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None) -> list[Answer]:
+def adjudications(
+    window: Window, *, session: Session, station_id: str | None = None, part_number: str | None = None
+) -> list[Answer]:
     """The standing review decision of each NCR detected in the window (a signed supersede replaces it)."""
-    stmt = (select(NcrRecord.id, NcrRecord.station_id, NcrRecord.detected_at, NcrRecord.defect_code,
-                   InspectionRecord.verdict, InspectionRecord.model_version, NcrEvent.payload, NcrEvent.actor,
-                   NcrRecord.part_number)
-            .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
-            .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
-            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
-            .order_by(NcrRecord.id, NcrEvent.revision))
+    stmt = (
+        select(
+            NcrRecord.id,
+            NcrRecord.station_id,
+            NcrRecord.detected_at,
+            NcrRecord.defect_code,
+            InspectionRecord.verdict,
+            InspectionRecord.model_version,
+            NcrEvent.payload,
+            NcrEvent.actor,
+            NcrRecord.part_number,
+        )
+        .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
+        .outerjoin(InspectionRecord, InspectionRecord.inspection_id == NcrRecord.inspection_id)
+        .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")))
+        .order_by(NcrRecord.id, NcrEvent.revision)
+    )
     if station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == station_id)
     if part_number is not None:
@@ -302,20 +383,39 @@ def adjudications(window: Window, *, session: Session, station_id: str | None = 
     latest: dict[int, Answer] = {}
     for ncr_id, station, at, code, verdict, model, payload, actor, part in session.execute(stmt):
         value = json.loads(payload)
-        latest[ncr_id] = Answer(station_id=station, model_version=model, at=at, machine=verdict or "FAIL",
-                                human=str(value.get("decision")), defect_code=value.get("defect_code") or code,
-                                reviewer=actor, part_number=part)
+        latest[ncr_id] = Answer(
+            station_id=station,
+            model_version=model,
+            at=at,
+            machine=verdict or "FAIL",
+            human=str(value.get("decision")),
+            defect_code=value.get("defect_code") or code,
+            reviewer=actor,
+            part_number=part,
+        )
     return list(latest.values())
 
 
-def audit_answers(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None) -> list[Answer]:
+def audit_answers(
+    window: Window, *, session: Session, station_id: str | None = None, part_number: str | None = None
+) -> list[Answer]:
     """Blind PASS-audit answers (CONFORMS / ESCAPE) for parts inspected in the window."""
-    stmt = (select(InspectionRecord.station_id, InspectionRecord.model_version, InspectionRecord.recorded_at,
-                   AuditRecord.new_value, AuditRecord.reason, AuditRecord.actor, InspectionRecord.part_number)
-            .join(AuditRecord, and_(AuditRecord.entity == "inspection",
-                                    AuditRecord.entity_id == InspectionRecord.inspection_id))
-            .where(AuditRecord.action == "sample.review", _in(window, InspectionRecord.recorded_at)))
+    stmt = (
+        select(
+            InspectionRecord.station_id,
+            InspectionRecord.model_version,
+            InspectionRecord.recorded_at,
+            AuditRecord.new_value,
+            AuditRecord.reason,
+            AuditRecord.actor,
+            InspectionRecord.part_number,
+        )
+        .join(
+            AuditRecord,
+            and_(AuditRecord.entity == "inspection", AuditRecord.entity_id == InspectionRecord.inspection_id),
+        )
+        .where(AuditRecord.action == "sample.review", _in(window, InspectionRecord.recorded_at))
+    )
     if station_id is not None:
         stmt = stmt.where(InspectionRecord.station_id == station_id)
     if part_number is not None:
@@ -326,8 +426,18 @@ def audit_answers(window: Window, *, session: Session, station_id: str | None = 
         if reason and "[defect_code=" in reason:
             code = reason.rsplit("[defect_code=", 1)[1].rstrip("]") or None
             code = None if code == "-" else code
-        answers.append(Answer(station_id=station, model_version=model, at=at, machine="PASS", human=str(decision),
-                              defect_code=code, reviewer=actor, part_number=part))
+        answers.append(
+            Answer(
+                station_id=station,
+                model_version=model,
+                at=at,
+                machine="PASS",
+                human=str(decision),
+                defect_code=code,
+                reviewer=actor,
+                part_number=part,
+            )
+        )
     return answers
 
 
@@ -358,8 +468,9 @@ def _json_text(session: Session, column: Any, key: str) -> ColumnElement[str]:
     return func.json_extract_path_text(cast(column, JSON), key)
 
 
-def answer_counts(window: Window, *, session: Session, station_id: str | None = None,
-                  part_number: str | None = None) -> list[AnswerCount]:
+def answer_counts(
+    window: Window, *, session: Session, station_id: str | None = None, part_number: str | None = None
+) -> list[AnswerCount]:
     """:func:`adjudications` and :func:`audit_answers` counted in the database (a year is ~100,000 NCRs).
 
     The NCR's model version comes from its inference record (no join to the 10-million-row
@@ -372,29 +483,54 @@ def answer_counts(window: Window, *, session: Session, station_id: str | None = 
     if part_number is not None:
         ncr_filters.append(NcrRecord.part_number == part_number)
     later = aliased(NcrEvent)
-    newer = (select(later.ncr_id).where(later.ncr_id == NcrEvent.ncr_id, later.kind.in_(kinds),
-                                        later.revision > NcrEvent.revision).exists())
+    newer = (
+        select(later.ncr_id)
+        .where(later.ncr_id == NcrEvent.ncr_id, later.kind.in_(kinds), later.revision > NcrEvent.revision)
+        .exists()
+    )
     hod = _hour_of_day(session, NcrRecord.detected_at)
     model = _json_text(session, NcrRecord.inference, "model_version")
     decision = _json_text(session, NcrEvent.payload, "decision")
     # the standing review: a review event with no later one (an anti-join, not a max() per NCR joined back)
-    reviews = (select(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict, decision,
-                      func.count())
-               .select_from(NcrRecord)
-               .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
-               .where(NcrEvent.kind.in_(kinds), ~newer, *ncr_filters)
-               .group_by(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict,
-                         decision))
+    reviews = (
+        select(
+            NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict, decision, func.count()
+        )
+        .select_from(NcrRecord)
+        .join(NcrEvent, NcrEvent.ncr_id == NcrRecord.id)
+        .where(NcrEvent.kind.in_(kinds), ~newer, *ncr_filters)
+        .group_by(NcrRecord.station_id, hod, model, NcrRecord.part_number, NcrRecord.machine_verdict, decision)
+    )
     audit_hod = _hour_of_day(session, InspectionRecord.recorded_at)
-    audits = (select(InspectionRecord.station_id, audit_hod, InspectionRecord.model_version,
-                     InspectionRecord.part_number, InspectionRecord.verdict, AuditRecord.new_value, func.count())
-              .join(AuditRecord, and_(AuditRecord.entity == "inspection",
-                                      AuditRecord.entity_id == InspectionRecord.inspection_id))
-              # an audit is answered after its part was recorded (a day's margin for station clocks)
-              .where(AuditRecord.action == "sample.review", AuditRecord.at >= window.since - timedelta(days=1),
-                     _in(window, InspectionRecord.recorded_at))
-              .group_by(InspectionRecord.station_id, audit_hod, InspectionRecord.model_version,
-                        InspectionRecord.part_number, InspectionRecord.verdict, AuditRecord.new_value))
+    audits = (
+        select(
+            InspectionRecord.station_id,
+            audit_hod,
+            InspectionRecord.model_version,
+            InspectionRecord.part_number,
+            InspectionRecord.verdict,
+            AuditRecord.new_value,
+            func.count(),
+        )
+        .join(
+            AuditRecord,
+            and_(AuditRecord.entity == "inspection", AuditRecord.entity_id == InspectionRecord.inspection_id),
+        )
+        # an audit is answered after its part was recorded (a day's margin for station clocks)
+        .where(
+            AuditRecord.action == "sample.review",
+            AuditRecord.at >= window.since - timedelta(days=1),
+            _in(window, InspectionRecord.recorded_at),
+        )
+        .group_by(
+            InspectionRecord.station_id,
+            audit_hod,
+            InspectionRecord.model_version,
+            InspectionRecord.part_number,
+            InspectionRecord.verdict,
+            AuditRecord.new_value,
+        )
+    )
     if station_id is not None:
         audits = audits.where(InspectionRecord.station_id == station_id)
     if part_number is not None:
@@ -402,8 +538,17 @@ def answer_counts(window: Window, *, session: Session, station_id: str | None = 
     out = []
     for rows in (session.execute(reviews), session.execute(audits)):
         for station, h, model_version, part, machine, human, n in rows:
-            out.append(AnswerCount(station_id=str(station), hour_of_day=int(h), model_version=model_version or None,
-                                   part_number=part or None, machine=str(machine), human=str(human), n=int(n)))
+            out.append(
+                AnswerCount(
+                    station_id=str(station),
+                    hour_of_day=int(h),
+                    model_version=model_version or None,
+                    part_number=part or None,
+                    machine=str(machine),
+                    human=str(human),
+                    n=int(n),
+                )
+            )
     return out
 
 
@@ -431,11 +576,20 @@ def vision_vs_reviewer(answers: Iterable[Answer]) -> list[tuple[str, str]]:
     return pairs
 
 
-def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code",
-                    station_id: str | None = None, part_number: str | None = None) -> dict[str, int]:
+def ncr_code_counts(
+    window: Window,
+    *,
+    session: Session,
+    by: str = "defect_code",
+    station_id: str | None = None,
+    part_number: str | None = None,
+) -> dict[str, int]:
     """NCRs detected in the window by machine defect code, station or part number (open-set codes kept)."""
-    columns = {"defect_code": NcrRecord.defect_code, "station": NcrRecord.station_id,
-               "part_number": NcrRecord.part_number}
+    columns = {
+        "defect_code": NcrRecord.defect_code,
+        "station": NcrRecord.station_id,
+        "part_number": NcrRecord.part_number,
+    }
     if by not in columns:
         raise ValueError(f"Pareto by {by!r}: choose one of {', '.join(columns)}")
     column = columns[by]
@@ -450,14 +604,17 @@ def ncr_code_counts(window: Window, *, session: Session, by: str = "defect_code"
 def ncr_code_station_part_counts(window: Window, *, session: Session) -> dict[tuple[str, str, str], int]:
     """NCRs detected in the window per (machine defect code, station, part number): the dashboard's three
     Pareto charts (:func:`ncr_code_counts` by code, station, part number) from one read."""
-    stmt = (select(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number, func.count())
-            .where(_in(window, NcrRecord.detected_at))
-            .group_by(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number))
+    stmt = (
+        select(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number, func.count())
+        .where(_in(window, NcrRecord.detected_at))
+        .group_by(NcrRecord.defect_code, NcrRecord.station_id, NcrRecord.part_number)
+    )
     return {(str(code), str(station), str(part)): int(n) for code, station, part, n in session.execute(stmt)}
 
 
-def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] = (),
-              station_id: str | None = None) -> int:
+def ncr_count(
+    window: Window, *, session: Session, defect_codes: Sequence[str] = (), station_id: str | None = None
+) -> int:
     """NCRs detected in the window (of the given machine codes when any)."""
     stmt = select(func.count()).select_from(NcrRecord).where(_in(window, NcrRecord.detected_at))
     if defect_codes:
@@ -467,8 +624,14 @@ def ncr_count(window: Window, *, session: Session, defect_codes: Sequence[str] =
     return int(session.scalar(stmt) or 0)
 
 
-def latencies_ms(window: Window, *, session: Session, station_id: str | None = None, limit: int = 20_000,
-                 part_number: str | None = None) -> list[float]:
+def latencies_ms(
+    window: Window,
+    *,
+    session: Session,
+    station_id: str | None = None,
+    limit: int = 20_000,
+    part_number: str | None = None,
+) -> list[float]:
     """Capture-to-record latency of the newest ``limit`` parts in the window (ms)."""
     cap, rec = InspectionRecord.captured_at, InspectionRecord.recorded_at
     filters = [_in(window, rec), cap.is_not(None)]
@@ -484,8 +647,14 @@ def latencies_ms(window: Window, *, session: Session, station_id: str | None = N
     return [(r - c) / timedelta(milliseconds=1) for c, r in session.execute(pairs) if c is not None]
 
 
-def score_sample(window: Window, *, session: Session, model_version: str | None = None,
-                 station_id: str | None = None, limit: int = 20_000) -> list[float]:
+def score_sample(
+    window: Window,
+    *,
+    session: Session,
+    model_version: str | None = None,
+    station_id: str | None = None,
+    limit: int = 20_000,
+) -> list[float]:
     """Anomaly scores of the newest ``limit`` scored parts in the window (drift against validation).
 
     For one model version, the read starts at the last hour the roll-up saw it (unless newer, not yet
@@ -495,20 +664,32 @@ def score_sample(window: Window, *, session: Session, model_version: str | None 
     until = window.until
     if model_version is not None:
         mark = watermark(session)
-        fresh = session.scalar(select(InspectionRecord.id).where(
-            InspectionRecord.id > mark, InspectionRecord.model_version == model_version).limit(1))
+        fresh = session.scalar(
+            select(InspectionRecord.id)
+            .where(InspectionRecord.id > mark, InspectionRecord.model_version == model_version)
+            .limit(1)
+        )
         if fresh is None:
             r = InspectionHourRecord
-            last = session.scalar(select(func.max(r.hour)).where(
-                r.model_version == model_version, r.hour >= hour_key(window.since), r.hour <= hour_key(window.until)))
+            last = session.scalar(
+                select(func.max(r.hour)).where(
+                    r.model_version == model_version, r.hour >= hour_key(window.since), r.hour <= hour_key(window.until)
+                )
+            )
             if last is None and mark > 0:
                 return []
             if last is not None:
                 until = min(until, datetime.strptime(last, "%Y-%m-%d %H").replace(tzinfo=UTC) + timedelta(hours=1))
-    stmt = (select(InspectionRecord.score)
-            .where(InspectionRecord.recorded_at >= window.since, InspectionRecord.recorded_at < until,
-                   InspectionRecord.score.is_not(None))
-            .order_by(InspectionRecord.recorded_at.desc()).limit(limit))
+    stmt = (
+        select(InspectionRecord.score)
+        .where(
+            InspectionRecord.recorded_at >= window.since,
+            InspectionRecord.recorded_at < until,
+            InspectionRecord.score.is_not(None),
+        )
+        .order_by(InspectionRecord.recorded_at.desc())
+        .limit(limit)
+    )
     if model_version is not None:
         stmt = stmt.where(InspectionRecord.model_version == model_version)
     if station_id is not None:
@@ -520,11 +701,16 @@ def reviewer_pairs(window: Window, *, session: Session, station_id: str | None =
     """(first reviewer, second reviewer) decisions, reject vs good, where two people judged the same NCR
     (a review and a signed supersede by someone else; MRB referrals left out)."""
     superseded = select(NcrEvent.ncr_id).where(NcrEvent.kind == "SUPERSEDED")  # only these had a second person
-    stmt = (select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
-            .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
-            .where(_in(window, NcrRecord.detected_at), NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")),
-                   NcrEvent.ncr_id.in_(superseded))
-            .order_by(NcrEvent.ncr_id, NcrEvent.revision))
+    stmt = (
+        select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
+        .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
+        .where(
+            _in(window, NcrRecord.detected_at),
+            NcrEvent.kind.in_(("REVIEWED", "SUPERSEDED")),
+            NcrEvent.ncr_id.in_(superseded),
+        )
+        .order_by(NcrEvent.ncr_id, NcrEvent.revision)
+    )
     if station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == station_id)
     seen: dict[int, list[tuple[str, str]]] = {}
@@ -557,9 +743,11 @@ def part_subgroups(window: Window, *, session: Session, station_id: str, size: i
     """Subgroups of ``size`` consecutive parts (record order) recorded in the window; a partial last one is left out."""
     if size < 1:
         raise ValueError(f"subgroup size {size}: at least 1 part")
-    stmt = (select(InspectionRecord.recorded_at, InspectionRecord.verdict, InspectionRecord.reasons)
-            .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.station_id == station_id)
-            .order_by(InspectionRecord.id))
+    stmt = (
+        select(InspectionRecord.recorded_at, InspectionRecord.verdict, InspectionRecord.reasons)
+        .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.station_id == station_id)
+        .order_by(InspectionRecord.id)
+    )
     groups: list[PartSubgroup] = []
     first: datetime | None = None
     rejects = n = 0

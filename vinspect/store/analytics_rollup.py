@@ -44,8 +44,19 @@ from vinspect.store.db import session_scope
 from vinspect.store.tables import InspectionHourRecord, InspectionRecord, WatermarkRecord, table_of
 from vinspect.types import MODEL_REASONS, first_fault
 
-__all__ = ["ROLLUP", "Digest", "RollupPass", "digest", "first_flag", "hour_expr", "hour_key", "hours_between",
-           "rebuild", "roll_up", "watermark"]
+__all__ = [
+    "ROLLUP",
+    "Digest",
+    "RollupPass",
+    "digest",
+    "first_flag",
+    "hour_expr",
+    "hour_key",
+    "hours_between",
+    "rebuild",
+    "roll_up",
+    "watermark",
+]
 
 ROLLUP = "inspection_hourly"
 _ROLLUP_LOCK_KEY = 0x76696E72  # "vinr": serialises roll-up passes (PostgreSQL)
@@ -68,7 +79,7 @@ def hour_key(at: datetime) -> str:
 class Digest:
     """What the analytics need of a group of rows with the same verdict and reason list."""
 
-    fault: str          # the first fault reason, "" for none
+    fault: str  # the first fault reason, "" for none
     model_rejects: int  # rows rejected for a model reason (also when a fault came with it)
     first_passed: int
 
@@ -97,8 +108,8 @@ def watermark(session: Session) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RollupPass:
-    rows: int        # inspection rows counted by this pass
-    last_id: int     # the watermark after it
+    rows: int  # inspection rows counted by this pass
+    last_id: int  # the watermark after it
     chunks: int
 
 
@@ -110,11 +121,20 @@ def _count_range(session: Session, low: int, high: int) -> dict[Key, list[int]]:
     hour = hour_expr(session).label("hour")
     part = func.coalesce(InspectionRecord.part_number, "")
     model = func.coalesce(InspectionRecord.model_version, "")
-    stmt = (select(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict, InspectionRecord.reasons,
-                   func.count(), func.sum(first_flag()))
-            .where(InspectionRecord.id > low, InspectionRecord.id <= high)
-            .group_by(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict,
-                      InspectionRecord.reasons))
+    stmt = (
+        select(
+            hour,
+            InspectionRecord.station_id,
+            part,
+            model,
+            InspectionRecord.verdict,
+            InspectionRecord.reasons,
+            func.count(),
+            func.sum(first_flag()),
+        )
+        .where(InspectionRecord.id > low, InspectionRecord.id <= high)
+        .group_by(hour, InspectionRecord.station_id, part, model, InspectionRecord.verdict, InspectionRecord.reasons)
+    )
     counts: dict[Key, list[int]] = {}
     for h, station, part_number, model_version, verdict, reasons, count, firsts in session.execute(stmt):
         d = digest(str(verdict), reasons, int(count), int(firsts or 0))
@@ -130,16 +150,31 @@ def _count_range(session: Session, low: int, high: int) -> dict[Key, list[int]]:
 def _add(session: Session, counts: dict[Key, list[int]]) -> None:
     if not counts:
         return
-    values = [{"hour": k[0], "station_id": k[1], "part_number": k[2], "model_version": k[3], "verdict": k[4],
-               "fault": k[5], "parts": v[0], "model_rejects": v[1], "first_parts": v[2], "first_passed": v[3]}
-              for k, v in counts.items()]
+    values = [
+        {
+            "hour": k[0],
+            "station_id": k[1],
+            "part_number": k[2],
+            "model_version": k[3],
+            "verdict": k[4],
+            "fault": k[5],
+            "parts": v[0],
+            "model_rejects": v[1],
+            "first_parts": v[2],
+            "first_passed": v[3],
+        }
+        for k, v in counts.items()
+    ]
     table = table_of(InspectionHourRecord)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["hour", "station_id", "part_number", "model_version", "verdict", "fault"],
-        set_={name: getattr(table.c, name) + getattr(stmt.excluded, name)
-              for name in ("parts", "model_rejects", "first_parts", "first_passed")})
+        set_={
+            name: getattr(table.c, name) + getattr(stmt.excluded, name)
+            for name in ("parts", "model_rejects", "first_parts", "first_passed")
+        },
+    )
     session.execute(stmt, values)
 
 
@@ -148,8 +183,9 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLLUP_LOCK_KEY})
 
 
-def roll_up(engine: Engine, *, chunk: int | None = None, max_chunks: int | None = None,
-            now: datetime | None = None) -> RollupPass:
+def roll_up(
+    engine: Engine, *, chunk: int | None = None, max_chunks: int | None = None, now: datetime | None = None
+) -> RollupPass:
     """Count every inspection above the watermark into its hour, ``chunk`` ids per transaction.
 
     Returns how many rows were counted and the new watermark. Safe to run from several processes
@@ -198,4 +234,3 @@ def hours_between(since: datetime, until: datetime) -> tuple[datetime, datetime]
     low = floor if floor == since else floor + timedelta(hours=1)
     high = until.replace(minute=0, second=0, microsecond=0)
     return low, high
-

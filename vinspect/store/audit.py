@@ -85,8 +85,21 @@ class ChainReport:
 
 
 _AUDIT_INSERT = table_of(AuditRecord).insert()
-_HASHED = ("seq", "at", "actor", "action", "entity", "entity_id", "field", "old_value", "new_value", "reason",
-           "source", "record_sha256", "prev_hash")
+_HASHED = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "entity",
+    "entity_id",
+    "field",
+    "old_value",
+    "new_value",
+    "reason",
+    "source",
+    "record_sha256",
+    "prev_hash",
+)
 
 
 def row_content(row: AuditRecord | Mapping[str, Any]) -> dict[str, object]:
@@ -110,16 +123,21 @@ def compute_row_hash(row: AuditRecord | Mapping[str, Any]) -> str:
 
 def chain_head(session: Session) -> ChainAnchor | None:
     """The newest link, or None for an empty chain."""
-    row = session.connection().execute(
-        select(AuditRecord.seq, AuditRecord.row_hash).order_by(AuditRecord.seq.desc()).limit(1)
-    ).first()
+    row = (
+        session.connection()
+        .execute(select(AuditRecord.seq, AuditRecord.row_hash).order_by(AuditRecord.seq.desc()).limit(1))
+        .first()
+    )
     return None if row is None else ChainAnchor(seq=row.seq, row_hash=row.row_hash)
 
 
 def links_after(session: Session, seq: int) -> tuple[int, datetime | None, datetime | None]:
     """(count, first ``at``, last ``at``) of the links after ``seq``: what an anchor at ``seq`` does not cover."""
-    row = session.connection().execute(
-        select(func.count(), func.min(AuditRecord.at), func.max(AuditRecord.at)).where(AuditRecord.seq > seq)).one()
+    row = (
+        session.connection()
+        .execute(select(func.count(), func.min(AuditRecord.at), func.max(AuditRecord.at)).where(AuditRecord.seq > seq))
+        .one()
+    )
     return int(row[0]), row[1], row[2]
 
 
@@ -156,10 +174,19 @@ def append_audits(entries: Sequence[AuditEntry], *, session: Session, at: dateti
     rows: list[dict[str, Any]] = []
     for entry in entries:
         values: dict[str, Any] = {
-            "seq": 1 if head is None else head.seq + 1, "at": when, "actor": entry.actor,
-            "action": entry.action, "entity": entry.entity, "entity_id": entry.entity_id, "field": entry.field,
-            "old_value": entry.old_value, "new_value": entry.new_value, "reason": entry.reason,
-            "source": entry.source, "record_sha256": entry.record_sha256, "state": entry.state,
+            "seq": 1 if head is None else head.seq + 1,
+            "at": when,
+            "actor": entry.actor,
+            "action": entry.action,
+            "entity": entry.entity,
+            "entity_id": entry.entity_id,
+            "field": entry.field,
+            "old_value": entry.old_value,
+            "new_value": entry.new_value,
+            "reason": entry.reason,
+            "source": entry.source,
+            "record_sha256": entry.record_sha256,
+            "state": entry.state,
             "prev_hash": GENESIS_HASH if head is None else head.row_hash,
         }
         values["row_hash"] = compute_row_hash(values)
@@ -212,7 +239,11 @@ def _link_problem(row: AuditRecord, prev: AuditRecord | None) -> str | None:
 
 
 def verify_chain(
-    *, session: Session, anchor: ChainAnchor | None = None, chunk: int = 2000, keyring: AuditKeyring | None = None,
+    *,
+    session: Session,
+    anchor: ChainAnchor | None = None,
+    chunk: int = 2000,
+    keyring: AuditKeyring | None = None,
 ) -> ChainReport:
     """Walk the whole chain in ``seq`` order and name the first broken link.
 
@@ -252,12 +283,25 @@ def _walk(rows: Iterator[AuditRecord], anchor: ChainAnchor | None, keyring: Audi
         if problem is not None:
             missing = prev.seq + 1 if prev is not None else 1
             broken = missing if row.seq > missing else row.seq  # a gap names the first missing link
-            return ChainReport(ok=False, rows_checked=checked, head=_anchor(prev), broken_seq=broken,
-                               problem=problem, unkeyed=unkeyed, keyed_unchecked=unchecked)
+            return ChainReport(
+                ok=False,
+                rows_checked=checked,
+                head=_anchor(prev),
+                broken_seq=broken,
+                problem=problem,
+                unkeyed=unkeyed,
+                keyed_unchecked=unchecked,
+            )
         if anchor is not None and row.seq == anchor.seq and row.row_hash != anchor.row_hash:
-            return ChainReport(ok=False, rows_checked=checked, head=_anchor(prev), broken_seq=row.seq,
-                               problem="row differs from the exported anchor: the chain was rewritten",
-                               unkeyed=unkeyed, keyed_unchecked=unchecked)
+            return ChainReport(
+                ok=False,
+                rows_checked=checked,
+                head=_anchor(prev),
+                broken_seq=row.seq,
+                problem="row differs from the exported anchor: the chain was rewritten",
+                unkeyed=unkeyed,
+                keyed_unchecked=unchecked,
+            )
         if row.key_id is None:
             unkeyed += 1
         else:
@@ -267,11 +311,16 @@ def _walk(rows: Iterator[AuditRecord], anchor: ChainAnchor | None, keyring: Audi
         checked += 1
     if anchor is not None and (prev is None or prev.seq < anchor.seq):
         last = 0 if prev is None else prev.seq
-        return ChainReport(ok=False, rows_checked=checked, head=_anchor(prev), broken_seq=last + 1,
-                           problem=f"chain ends at seq {last} but the anchor has seq {anchor.seq}: "
-                                   "newest rows were deleted", unkeyed=unkeyed, keyed_unchecked=unchecked)
-    return ChainReport(ok=True, rows_checked=checked, head=_anchor(prev), unkeyed=unkeyed,
-                       keyed_unchecked=unchecked)
+        return ChainReport(
+            ok=False,
+            rows_checked=checked,
+            head=_anchor(prev),
+            broken_seq=last + 1,
+            problem=f"chain ends at seq {last} but the anchor has seq {anchor.seq}: newest rows were deleted",
+            unkeyed=unkeyed,
+            keyed_unchecked=unchecked,
+        )
+    return ChainReport(ok=True, rows_checked=checked, head=_anchor(prev), unkeyed=unkeyed, keyed_unchecked=unchecked)
 
 
 def _anchor(row: AuditRecord | None) -> ChainAnchor | None:

@@ -78,8 +78,9 @@ class AuditKeyring:
 def _check_mode(path: Path) -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXO | stat.S_IWGRP):
-        raise ConfigError(f"audit key {path}: mode {stat.S_IMODE(mode):04o} lets others read or write it; "
-                          f"run: chmod 600 {path}")
+        raise ConfigError(
+            f"audit key {path}: mode {stat.S_IMODE(mode):04o} lets others read or write it; run: chmod 600 {path}"
+        )
 
 
 def load_keyring(path: Path) -> AuditKeyring | None:
@@ -103,8 +104,12 @@ def load_keyring(path: Path) -> AuditKeyring | None:
 
 
 def _write_keyring(path: Path, ring: AuditKeyring) -> None:
-    body = json.dumps({"current": ring.current, "keys": {k: v.hex() for k, v in ring.keys.items()}},
-                      indent=1, sort_keys=True) + "\n"
+    body = (
+        json.dumps(
+            {"current": ring.current, "keys": {k: v.hex() for k, v in ring.keys.items()}}, indent=1, sort_keys=True
+        )
+        + "\n"
+    )
     write_atomically(path, body, durable=True, mode=0o600)  # a secret: never readable by others, even briefly
 
 
@@ -161,8 +166,12 @@ def write_anchor(path: Path, ring: AuditKeyring, *, seq: int, row_hash: str) -> 
     write one store may replace each other's anchor with an older head: still a valid prefix.
     """
     key_id, mac = ring.current, ring.mac(ring.current, _anchor_message(seq, row_hash))
-    body = json.dumps({"seq": seq, "row_hash": row_hash, "key_id": key_id, "mac": mac,
-                       "at": datetime.now(UTC).isoformat()}) + "\n"
+    body = (
+        json.dumps(
+            {"seq": seq, "row_hash": row_hash, "key_id": key_id, "mac": mac, "at": datetime.now(UTC).isoformat()}
+        )
+        + "\n"
+    )
     write_atomically(path, body, durable=False)
 
 
@@ -186,8 +195,13 @@ def read_anchor(path: Path, ring: AuditKeyring | None) -> SignedAnchor | None:
     if raw is None:
         return None
     try:
-        anchor = SignedAnchor(seq=int(raw["seq"]), row_hash=str(raw["row_hash"]), key_id=str(raw["key_id"]),
-                              mac=str(raw["mac"]), at=str(raw.get("at", "")))
+        anchor = SignedAnchor(
+            seq=int(raw["seq"]),
+            row_hash=str(raw["row_hash"]),
+            key_id=str(raw["key_id"]),
+            mac=str(raw["mac"]),
+            at=str(raw.get("at", "")),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"audit anchor {path}: malformed ({exc})") from exc
     if ring is not None:

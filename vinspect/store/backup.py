@@ -67,8 +67,6 @@ class BackupManifest:
             raise StoreError(f"backup manifest for {backup}: {exc}") from exc
 
 
-
-
 def _verify_url(url: str, *, anchor: ChainAnchor | None = None, keyring: AuditKeyring | None = None) -> StoreReport:
     engine = make_engine(url)
     try:
@@ -86,16 +84,31 @@ def _require_ok(report: StoreReport, what: str) -> None:
 
 def _manifest(path: Path, *, fmt: str, report: StoreReport) -> BackupManifest:
     head = report.chain.head
-    return BackupManifest(format=fmt, created_at=datetime.now(UTC).isoformat(), file_sha256=sha256_file(path),
-                          size_bytes=path.stat().st_size, counts=dict(report.counts),
-                          chain_seq=head.seq if head else 0, chain_hash=head.row_hash if head else "",
-                          schema_revision=head_revision())
+    return BackupManifest(
+        format=fmt,
+        created_at=datetime.now(UTC).isoformat(),
+        file_sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
+        counts=dict(report.counts),
+        chain_seq=head.seq if head else 0,
+        chain_hash=head.row_hash if head else "",
+        schema_revision=head_revision(),
+    )
 
 
 def _audit(engine: Engine, *, action: str, path: Path, digest: str, actor: str) -> None:
     with session_scope(engine) as session:
-        append_audit(AuditEntry(actor=actor, action=action, entity="store", entity_id=path.name[:64],
-                                new_value=digest, source=str(path)[:128]), session=session)
+        append_audit(
+            AuditEntry(
+                actor=actor,
+                action=action,
+                entity="store",
+                entity_id=path.name[:64],
+                new_value=digest,
+                source=str(path)[:128],
+            ),
+            session=session,
+        )
 
 
 def _sqlite_copy(source: str, dest: str) -> None:
@@ -143,7 +156,11 @@ def backup_store(engine: Engine, dest: Path, *, actor: str = "system:cli") -> Ba
 
 
 def restore_store(
-    source: Path, *, url: str, actor: str = "system:cli", keyring: AuditKeyring | None = None,
+    source: Path,
+    *,
+    url: str,
+    actor: str = "system:cli",
+    keyring: AuditKeyring | None = None,
     anchor_path: Path | None = None,
 ) -> StoreReport:
     """Restore a verified backup into an empty target store and verify it against the manifest.
@@ -216,8 +233,20 @@ def _run(cmd: list[str], *, env: Mapping[str, str], what: str) -> None:
 
 def _pg_dump(url: URL, dest: Path) -> None:
     args, env = _pg_args(url)
-    _run([_pg_tool("pg_dump"), *args, "--format=custom", "--no-owner", "--file", str(dest),
-          "--dbname", url.database or "postgres"], env=env, what=f"pg_dump of {url.database}")
+    _run(
+        [
+            _pg_tool("pg_dump"),
+            *args,
+            "--format=custom",
+            "--no-owner",
+            "--file",
+            str(dest),
+            "--dbname",
+            url.database or "postgres",
+        ],
+        env=env,
+        what=f"pg_dump of {url.database}",
+    )
 
 
 def _pg_restore(url: URL, source: Path, *, require_empty: bool) -> None:
@@ -230,8 +259,20 @@ def _pg_restore(url: URL, source: Path, *, require_empty: bool) -> None:
         if tables:
             raise StoreError(f"database {url.database} is not empty ({len(tables)} tables): restore into a new one")
     args, env = _pg_args(url)
-    _run([_pg_tool("pg_restore"), *args, "--no-owner", "--exit-on-error", "--single-transaction",
-          "--dbname", url.database or "postgres", str(source)], env=env, what=f"pg_restore into {url.database}")
+    _run(
+        [
+            _pg_tool("pg_restore"),
+            *args,
+            "--no-owner",
+            "--exit-on-error",
+            "--single-transaction",
+            "--dbname",
+            url.database or "postgres",
+            str(source),
+        ],
+        env=env,
+        what=f"pg_restore into {url.database}",
+    )
 
 
 def _verify_pg_dump(url: URL, dump: Path) -> StoreReport:

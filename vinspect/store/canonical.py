@@ -123,8 +123,9 @@ def canonical_json(value: object) -> bytes:
     normalised = _normalise(value, slow)
     if not slow[0]:
         # Every float prints the same via repr() as in ECMAScript form: the C encoder is exact.
-        return json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return json.dumps(
+            normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
     out: list[str] = []
     _dump(normalised, out)
     return "".join(out).encode("utf-8")

@@ -51,22 +51,97 @@ def _columns(row: object, names: Sequence[str]) -> dict[str, object]:
     return {name: _t(_get(row, name)) for name in names}
 
 
-_INSPECTION_COLUMNS = ("id", "inspection_id", "station_id", "part_seq", "verdict", "reasons",
-                       "policy_id", "fail_at", "review_at", "score", "model_name", "model_version",
-                       "model_sha256", "source_id", "frame_id", "captured_at", "part_id", "error",
-                       "recorded_at")
-_NCR_COLUMNS = ("id", "ncr_uuid", "ncr_seq", "ncr_number", "schema_version", "detected_at",
-                "created_at", "site_id", "line_id", "station_id", "camera_id", "detection_point",
-                "detected_by_kind", "detected_by_id", "part_number", "part_revision", "part_name",
-                "serial_number", "lot_number", "work_order", "operation", "quantity_affected", "uom",
-                "requirement_ref", "defect_code", "severity", "description", "machine_verdict",
-                "inference", "containment", "related_ncr_uuids", "inspection_id")
-_EVIDENCE_COLUMNS = ("id", "ncr_id", "ordinal", "kind", "sha256", "media_type", "uri", "size_bytes",
-                     "captured_at", "camera_settings")
-_EVENT_COLUMNS = ("id", "ncr_id", "revision", "kind", "from_status", "to_status", "at", "actor",
-                  "reason", "payload", "signature_id")
-_SIGNATURE_COLUMNS = ("id", "entity", "entity_id", "signer_user_id", "printed_name", "meaning",
-                      "signed_at", "record_sha256", "auth_method")
+_INSPECTION_COLUMNS = (
+    "id",
+    "inspection_id",
+    "station_id",
+    "part_seq",
+    "verdict",
+    "reasons",
+    "policy_id",
+    "fail_at",
+    "review_at",
+    "score",
+    "model_name",
+    "model_version",
+    "model_sha256",
+    "source_id",
+    "frame_id",
+    "captured_at",
+    "part_id",
+    "error",
+    "recorded_at",
+)
+_NCR_COLUMNS = (
+    "id",
+    "ncr_uuid",
+    "ncr_seq",
+    "ncr_number",
+    "schema_version",
+    "detected_at",
+    "created_at",
+    "site_id",
+    "line_id",
+    "station_id",
+    "camera_id",
+    "detection_point",
+    "detected_by_kind",
+    "detected_by_id",
+    "part_number",
+    "part_revision",
+    "part_name",
+    "serial_number",
+    "lot_number",
+    "work_order",
+    "operation",
+    "quantity_affected",
+    "uom",
+    "requirement_ref",
+    "defect_code",
+    "severity",
+    "description",
+    "machine_verdict",
+    "inference",
+    "containment",
+    "related_ncr_uuids",
+    "inspection_id",
+)
+_EVIDENCE_COLUMNS = (
+    "id",
+    "ncr_id",
+    "ordinal",
+    "kind",
+    "sha256",
+    "media_type",
+    "uri",
+    "size_bytes",
+    "captured_at",
+    "camera_settings",
+)
+_EVENT_COLUMNS = (
+    "id",
+    "ncr_id",
+    "revision",
+    "kind",
+    "from_status",
+    "to_status",
+    "at",
+    "actor",
+    "reason",
+    "payload",
+    "signature_id",
+)
+_SIGNATURE_COLUMNS = (
+    "id",
+    "entity",
+    "entity_id",
+    "signer_user_id",
+    "printed_name",
+    "meaning",
+    "signed_at",
+    "record_sha256",
+    "auth_method",
+)
 _USER_COLUMNS = ("id", "username", "display_name", "role", "created_at")
 
 

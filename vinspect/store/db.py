@@ -38,8 +38,9 @@ _WRITER_LOCK_KEY = 0x76696E73  # "vins": one advisory lock shared by every vinsp
 _READONLY_OPTION = "vinspect_readonly"
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False,
-                application_name: str | None = None) -> Engine:
+def make_engine(
+    url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False, application_name: str | None = None
+) -> Engine:
     """Create an engine whose every connection is checked for durable settings.
 
     Args:
@@ -95,8 +96,10 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int) -> None:
                 cursor.execute(f"PRAGMA {name} = {wanted}")
                 got = cursor.execute(f"PRAGMA {name}").fetchone()[0]
                 if got != expected:
-                    raise StoreError(f"SQLite {engine.url.database}: PRAGMA {name} is {got!r}, "
-                                     f"need {expected!r}; refusing to store quality records")
+                    raise StoreError(
+                        f"SQLite {engine.url.database}: PRAGMA {name} is {got!r}, "
+                        f"need {expected!r}; refusing to store quality records"
+                    )
         finally:
             cursor.close()
 
@@ -115,8 +118,7 @@ def _check_postgres(dbapi_connection: Any, _record: object) -> None:
             cursor.execute(f"SHOW {name}")
             got = cursor.fetchone()[0]
             if got != "on":
-                raise StoreError(f"PostgreSQL setting {name} is {got!r}, need 'on'; "
-                                 "refusing to store quality records")
+                raise StoreError(f"PostgreSQL setting {name} is {got!r}, need 'on'; refusing to store quality records")
     finally:
         cursor.close()
         dbapi_connection.rollback()

@@ -34,30 +34,59 @@ def _t(value: Any) -> str | None:
 
 def _header(ncr: NcrRecord) -> Document:
     return {
-        "schema_version": ncr.schema_version, "ncr_uuid": ncr.ncr_uuid, "ncr_number": ncr.ncr_number,
-        "detected_at": _t(ncr.detected_at), "created_at": _t(ncr.created_at), "site_id": ncr.site_id,
-        "line_id": ncr.line_id, "station_id": ncr.station_id, "camera_id": ncr.camera_id,
+        "schema_version": ncr.schema_version,
+        "ncr_uuid": ncr.ncr_uuid,
+        "ncr_number": ncr.ncr_number,
+        "detected_at": _t(ncr.detected_at),
+        "created_at": _t(ncr.created_at),
+        "site_id": ncr.site_id,
+        "line_id": ncr.line_id,
+        "station_id": ncr.station_id,
+        "camera_id": ncr.camera_id,
         "detection_point": ncr.detection_point,
         "detected_by": {"kind": ncr.detected_by_kind, "id": ncr.detected_by_id},
-        "part_number": ncr.part_number, "part_revision": ncr.part_revision, "part_name": ncr.part_name,
-        "serial_number": ncr.serial_number, "lot_number": ncr.lot_number, "work_order": ncr.work_order,
-        "operation": ncr.operation, "quantity_affected": ncr.quantity_affected, "uom": ncr.uom,
-        "requirement_ref": ncr.requirement_ref, "defect_code": ncr.defect_code, "severity": ncr.severity,
-        "description": ncr.description, "machine_verdict": ncr.machine_verdict,
-        "inference": json.loads(ncr.inference), "related_ncr_uuids": json.loads(ncr.related_ncr_uuids),
+        "part_number": ncr.part_number,
+        "part_revision": ncr.part_revision,
+        "part_name": ncr.part_name,
+        "serial_number": ncr.serial_number,
+        "lot_number": ncr.lot_number,
+        "work_order": ncr.work_order,
+        "operation": ncr.operation,
+        "quantity_affected": ncr.quantity_affected,
+        "uom": ncr.uom,
+        "requirement_ref": ncr.requirement_ref,
+        "defect_code": ncr.defect_code,
+        "severity": ncr.severity,
+        "description": ncr.description,
+        "machine_verdict": ncr.machine_verdict,
+        "inference": json.loads(ncr.inference),
+        "related_ncr_uuids": json.loads(ncr.related_ncr_uuids),
         "evidence": [
-            {"kind": e.kind, "uri": e.uri, "sha256": e.sha256, "media_type": e.media_type,
-             "size_bytes": e.size_bytes, "captured_at": _t(e.captured_at),
-             "camera_settings": json.loads(e.camera_settings)}
+            {
+                "kind": e.kind,
+                "uri": e.uri,
+                "sha256": e.sha256,
+                "media_type": e.media_type,
+                "size_bytes": e.size_bytes,
+                "captured_at": _t(e.captured_at),
+                "camera_settings": json.loads(e.camera_settings),
+            }
             for e in ncr.evidence
         ],
     }
 
 
 def _event_view(event: NcrEvent) -> Document:
-    return {"revision": event.revision, "kind": event.kind, "from_status": event.from_status,
-            "to_status": event.to_status, "at": _t(event.at), "actor": event.actor, "reason": event.reason,
-            "signature_id": event.signature_id}
+    return {
+        "revision": event.revision,
+        "kind": event.kind,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "at": _t(event.at),
+        "actor": event.actor,
+        "reason": event.reason,
+        "signature_id": event.signature_id,
+    }
 
 
 def _apply_events(doc: Document, events: Sequence[NcrEvent]) -> None:
@@ -71,8 +100,13 @@ def _apply_events(doc: Document, events: Sequence[NcrEvent]) -> None:
         if event.kind == "CONTAINED":
             containment.update(payload)
         elif event.kind in ("REVIEWED", "SUPERSEDED"):  # a signed supersede replaces the standing review
-            review = {**payload, "reviewed_at": _t(event.at), "reviewer": event.actor, "reason": event.reason,
-                      "signature_id": event.signature_id}
+            review = {
+                **payload,
+                "reviewed_at": _t(event.at),
+                "reviewer": event.actor,
+                "reason": event.reason,
+                "signature_id": event.signature_id,
+            }
         elif event.kind == "DISPOSITIONED":
             disposition = {**payload, "date": _t(event.at), "signature_id": event.signature_id}
         elif event.kind == "CLOSED" and disposition is not None:
@@ -80,24 +114,48 @@ def _apply_events(doc: Document, events: Sequence[NcrEvent]) -> None:
         elif event.kind == "LINKED":
             links.update(payload)
         elif event.kind == "CORRECTED":
-            corrections.append({**payload, "at": _t(event.at), "actor": event.actor, "reason": event.reason,
-                                "signature_id": event.signature_id})
+            corrections.append(
+                {
+                    **payload,
+                    "at": _t(event.at),
+                    "actor": event.actor,
+                    "reason": event.reason,
+                    "signature_id": event.signature_id,
+                }
+            )
     latest = events[-1]
     doc.update(links)
-    doc.update({"status": latest.to_status, "revision": latest.revision, "containment": containment,
-                "review": review, "disposition": disposition, "corrections": corrections,
-                "history": [_event_view(e) for e in events]})
+    doc.update(
+        {
+            "status": latest.to_status,
+            "revision": latest.revision,
+            "containment": containment,
+            "review": review,
+            "disposition": disposition,
+            "corrections": corrections,
+            "history": [_event_view(e) for e in events],
+        }
+    )
 
 
 def _signature_view(sig: SignatureRecord) -> Document:
-    return {"id": sig.id, "signer_user_id": sig.signer_user_id, "printed_name": sig.printed_name,
-            "meaning": sig.meaning, "signed_at": _t(sig.signed_at), "record_sha256": sig.record_sha256,
-            "auth_method": sig.auth_method}
+    return {
+        "id": sig.id,
+        "signer_user_id": sig.signer_user_id,
+        "printed_name": sig.printed_name,
+        "meaning": sig.meaning,
+        "signed_at": _t(sig.signed_at),
+        "record_sha256": sig.record_sha256,
+        "auth_method": sig.auth_method,
+    }
 
 
 def build_document(
-    ncr: NcrRecord, *, signatures: Sequence[SignatureRecord],
-    export_state: Sequence[OutboxRecord] | None = None, content_sha256: str | None = None,
+    ncr: NcrRecord,
+    *,
+    signatures: Sequence[SignatureRecord],
+    export_state: Sequence[OutboxRecord] | None = None,
+    content_sha256: str | None = None,
     capas: Sequence[Mapping[str, Any]] = (),
 ) -> Document:
     """The canonical JSON object of one NCR (evidence and events must be loaded).
@@ -119,9 +177,15 @@ def build_document(
     doc["content_sha256"] = content_sha256 or ncr_sha256(ncr, ncr.evidence)
     if export_state is not None:
         doc["export_state"] = [
-            {"target": o.target, "idempotency_key": o.idempotency_key, "revision": o.revision,
-             "status": o.state, "attempts": o.attempts, "exported_at": _t(o.delivered_at),
-             "payload_sha256": o.payload_sha256}
+            {
+                "target": o.target,
+                "idempotency_key": o.idempotency_key,
+                "revision": o.revision,
+                "status": o.state,
+                "attempts": o.attempts,
+                "exported_at": _t(o.delivered_at),
+                "payload_sha256": o.payload_sha256,
+            }
             for o in export_state
         ]
     return doc
@@ -129,11 +193,12 @@ def build_document(
 
 def status_subquery() -> Any:
     """(ncr_id, status) of every NCR, from its latest event."""
-    latest = (select(NcrEvent.ncr_id, func.max(NcrEvent.revision).label("revision"))
-              .group_by(NcrEvent.ncr_id).subquery())
-    return (select(NcrEvent.ncr_id.label("ncr_id"), NcrEvent.to_status.label("status"))
-            .join(latest, and_(NcrEvent.ncr_id == latest.c.ncr_id, NcrEvent.revision == latest.c.revision))
-            .subquery())
+    latest = select(NcrEvent.ncr_id, func.max(NcrEvent.revision).label("revision")).group_by(NcrEvent.ncr_id).subquery()
+    return (
+        select(NcrEvent.ncr_id.label("ncr_id"), NcrEvent.to_status.label("status"))
+        .join(latest, and_(NcrEvent.ncr_id == latest.c.ncr_id, NcrEvent.revision == latest.c.revision))
+        .subquery()
+    )
 
 
 def select_ncrs(filters: NcrFilter) -> Select[NcrRecord]:
@@ -165,8 +230,13 @@ def _grouped(rows: Sequence[Any], key: str) -> Mapping[str, list[Any]]:
 
 
 def iter_documents(
-    filters: NcrFilter, *, session: Session, export_state: bool = False, chunk: int = 500,
-    limit: int | None = None, offset: int = 0,
+    filters: NcrFilter,
+    *,
+    session: Session,
+    export_state: bool = False,
+    chunk: int = 500,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> Iterator[Document]:
     """Stream the documents of matching NCRs, ``chunk`` NCRs per round of queries."""
     stmt = select_ncrs(filters).options(selectinload(NcrRecord.evidence), selectinload(NcrRecord.events))
@@ -186,16 +256,32 @@ def iter_documents(
 def documents_for(batch: Sequence[NcrRecord], *, session: Session, export_state: bool) -> Iterator[Document]:
     """Documents of loaded NCR rows (evidence and events loaded); rows are expunged after use."""
     uuids = [n.ncr_uuid for n in batch]
-    sigs = _grouped(session.scalars(select(SignatureRecord).where(
-        SignatureRecord.entity == "ncr", SignatureRecord.entity_id.in_(uuids)).order_by(SignatureRecord.id)).all(),
-        "entity_id")
-    outbox = _grouped(session.scalars(select(OutboxRecord).where(OutboxRecord.ncr_uuid.in_(uuids))
-                                      .order_by(OutboxRecord.id)).all(), "ncr_uuid") if export_state else {}
+    sigs = _grouped(
+        session.scalars(
+            select(SignatureRecord)
+            .where(SignatureRecord.entity == "ncr", SignatureRecord.entity_id.in_(uuids))
+            .order_by(SignatureRecord.id)
+        ).all(),
+        "entity_id",
+    )
+    outbox = (
+        _grouped(
+            session.scalars(
+                select(OutboxRecord).where(OutboxRecord.ncr_uuid.in_(uuids)).order_by(OutboxRecord.id)
+            ).all(),
+            "ncr_uuid",
+        )
+        if export_state
+        else {}
+    )
     capas = capas_for_ncrs(uuids, session=session)
     for ncr in batch:
-        yield build_document(ncr, signatures=sigs.get(ncr.ncr_uuid, []),
-                             export_state=outbox.get(ncr.ncr_uuid, []) if export_state else None,
-                             capas=capas.get(ncr.ncr_uuid, []))
+        yield build_document(
+            ncr,
+            signatures=sigs.get(ncr.ncr_uuid, []),
+            export_state=outbox.get(ncr.ncr_uuid, []) if export_state else None,
+            capas=capas.get(ncr.ncr_uuid, []),
+        )
         for row in (*ncr.evidence, *ncr.events, ncr):
             session.expunge(row)
     for rows in (*sigs.values(), *outbox.values()):

@@ -31,8 +31,7 @@ from vinspect.imaging import HEAT_LOW_OVER_LEVEL, HEAT_TOP_OVER_LEVEL, encode_pn
 from vinspect.store.canonical import sha256_hex
 from vinspect.store.tables import EvidenceRecord
 
-__all__ = ["EvidenceBlob", "EvidenceStore", "PendingEvidence", "ScrubReport", "StoredEvidence", "heatmap_png",
-           "scrub"]
+__all__ = ["EvidenceBlob", "EvidenceStore", "PendingEvidence", "ScrubReport", "StoredEvidence", "heatmap_png", "scrub"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -114,8 +113,14 @@ class EvidenceStore:
             raise StoreError(f"evidence {sha256} resolves outside {root}: refusing")
         return Path(path)
 
-    def put(self, data: bytes, *, kind: str, captured_at: datetime | None = None,
-            camera_settings: Mapping[str, object] | None = None) -> StoredEvidence:
+    def put(
+        self,
+        data: bytes,
+        *,
+        kind: str,
+        captured_at: datetime | None = None,
+        camera_settings: Mapping[str, object] | None = None,
+    ) -> StoredEvidence:
         """Store PNG bytes durably (idempotent: an intact existing copy is kept)."""
         blob = EvidenceBlob(data=data, kind=kind, captured_at=captured_at, camera_settings=dict(camera_settings or {}))
         return self.put_all([blob])[0]
@@ -159,10 +164,17 @@ class EvidenceStore:
                 for blob in blobs:
                     digest = sha256_hex(blob.data)
                     self._place(self.path_for(digest), blob.data, fds=fds, dirs=dirs)
-                    stored.append(StoredEvidence(
-                        kind=blob.kind, sha256=digest, media_type="image/png", uri=evidence_uri(digest),
-                        size_bytes=len(blob.data), captured_at=blob.captured_at,
-                        camera_settings=dict(blob.camera_settings)))
+                    stored.append(
+                        StoredEvidence(
+                            kind=blob.kind,
+                            sha256=digest,
+                            media_type="image/png",
+                            uri=evidence_uri(digest),
+                            size_bytes=len(blob.data),
+                            captured_at=blob.captured_at,
+                            camera_settings=dict(blob.camera_settings),
+                        )
+                    )
                 if self._fsync:
                     fds.extend(os.open(d, os.O_RDONLY) for d in dirs)
         except OSError as exc:
@@ -204,7 +216,6 @@ class EvidenceStore:
 
     def _replace(self, path: Path, data: bytes) -> None:
         write_atomically(path, data, durable=self._fsync)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,17 +274,21 @@ def _close(fds: list[int]) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 HEATMAP_LOW_OVER_FAIL = HEAT_LOW_OVER_LEVEL  # the one colour scale of vinspect.imaging; the fail level sits
 HEATMAP_TOP_OVER_FAIL = HEAT_TOP_OVER_LEVEL  # mid-scale (the UI legend reads these)
-HEATMAP_MAX_SIDE = 1024      # longest side of a stored heatmap (the browser scales it smoothly)
+HEATMAP_MAX_SIDE = 1024  # longest side of a stored heatmap (the browser scales it smoothly)
 
 
-def heatmap_png(anomaly_map: npt.NDArray[np.float32], *, fail_at: float | None = None,
-                size_hw: tuple[int, int] | None = None,
-                boxes: Sequence[tuple[int, int, int, int]] = ()) -> bytes:
+def heatmap_png(
+    anomaly_map: npt.NDArray[np.float32],
+    *,
+    fail_at: float | None = None,
+    size_hw: tuple[int, int] | None = None,
+    boxes: Sequence[tuple[int, int, int, int]] = (),
+) -> bytes:
     """A colour heatmap of an anomaly map as an RGBA PNG to lay over the part image.
 
     Coloured on the one scale of :func:`vinspect.imaging.heat_fraction`: with ``fail_at`` fixed,

@@ -58,8 +58,10 @@ def export_labels(label_set: LabelSetRecord, labels: SetLabels, files: LabelFile
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out}: exists and is not an empty folder; export into a new one")
     if not labels.final:
-        raise DatasetError(f"set {label_set.name}: no image has a final label yet (incomplete: "
-                           f"{len(labels.incomplete)}, unsettled: {len(labels.unsettled)})")
+        raise DatasetError(
+            f"set {label_set.name}: no image has a final label yet (incomplete: "
+            f"{len(labels.incomplete)}, unsettled: {len(labels.unsettled)})"
+        )
     bad = sorted({f.label for f in labels.final if not _FOLDER.fullmatch(f.label)})
     if bad:
         raise DatasetError(f"labels {bad} cannot name a class folder (letters, digits, '_', '.', '-')")
@@ -75,9 +77,15 @@ def export_labels(label_set: LabelSetRecord, labels: SetLabels, files: LabelFile
             (tmp / final.label).mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(files.read(image.sha256, image.suffix))
             per_label[final.label] = per_label.get(final.label, 0) + 1
-            entry: dict[str, Any] = {"file": rel, "sha256": image.sha256, "label": final.label,
-                                     "regions": final.regions, "labeller": final.labeller,
-                                     "labelled_at": format_utc(final.labelled_at), "source_file": image.file_name}
+            entry: dict[str, Any] = {
+                "file": rel,
+                "sha256": image.sha256,
+                "label": final.label,
+                "regions": final.regions,
+                "labeller": final.labeller,
+                "labelled_at": format_utc(final.labelled_at),
+                "source_file": image.file_name,
+            }
             if final.labellers:
                 entry["labellers"] = dict(sorted(final.labellers.items()))
             if final.settled_by:
@@ -93,17 +101,30 @@ def export_labels(label_set: LabelSetRecord, labels: SetLabels, files: LabelFile
                     raise DatasetError(f"{mask_rel}: PNG encoding failed") from exc
                 boxes_rel = f"boxes/{final.label}/{stem}.txt"
                 (tmp / boxes_rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / boxes_rel).write_text("".join(
-                    f"{x1} {y1} {x2} {y2} {code}\n"
-                    for x1, y1, x2, y2, code in region_boxes(regions, width=image.width, height=image.height)))
+                (tmp / boxes_rel).write_text(
+                    "".join(
+                        f"{x1} {y1} {x2} {y2} {code}\n"
+                        for x1, y1, x2, y2, code in region_boxes(regions, width=image.width, height=image.height)
+                    )
+                )
                 entry.update({"mask": mask_rel, "boxes": boxes_rel})
             entries.append(entry)
         entries.sort(key=lambda e: str(e["file"]))
-        unsettled = sorted(({"sha256": image.sha256, "source_file": image.file_name,
-                             "labels": dict(sorted(given.items()))} for image, given in labels.unsettled),
-                           key=lambda u: str(u["sha256"]))
-        doc = {"schema": LABELS_SCHEMA, "set": label_set.name, "blind_labellers": label_set.blind_labellers,
-               "images": entries, "unsettled": unsettled, "incomplete": len(labels.incomplete)}
+        unsettled = sorted(
+            (
+                {"sha256": image.sha256, "source_file": image.file_name, "labels": dict(sorted(given.items()))}
+                for image, given in labels.unsettled
+            ),
+            key=lambda u: str(u["sha256"]),
+        )
+        doc = {
+            "schema": LABELS_SCHEMA,
+            "set": label_set.name,
+            "blind_labellers": label_set.blind_labellers,
+            "images": entries,
+            "unsettled": unsettled,
+            "incomplete": len(labels.incomplete),
+        }
         data = canonical_json(doc) + b"\n"
         (tmp / LABELS_MANIFEST).write_bytes(data)
         if out.exists():
@@ -111,6 +132,11 @@ def export_labels(label_set: LabelSetRecord, labels: SetLabels, files: LabelFile
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ExportSummary(out=out, images=len(entries), per_label=dict(sorted(per_label.items())),
-                         unsettled=len(unsettled), incomplete=len(labels.incomplete),
-                         manifest_sha256=sha256_hex(data))
+    return ExportSummary(
+        out=out,
+        images=len(entries),
+        per_label=dict(sorted(per_label.items())),
+        unsettled=len(unsettled),
+        incomplete=len(labels.incomplete),
+        manifest_sha256=sha256_hex(data),
+    )

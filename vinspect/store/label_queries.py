@@ -23,9 +23,24 @@ from vinspect.store.tables import (
     UserRecord,
 )
 
-__all__ = ["Agreement", "FinalLabel", "ImageRow", "LabelSetSummary", "SetLabels", "agreement", "get_set",
-           "image_history", "image_page", "image_row", "labels_by_name", "latest_settle", "list_sets", "neighbours",
-           "set_images", "set_labels"]
+__all__ = [
+    "Agreement",
+    "FinalLabel",
+    "ImageRow",
+    "LabelSetSummary",
+    "SetLabels",
+    "agreement",
+    "get_set",
+    "image_history",
+    "image_page",
+    "image_row",
+    "labels_by_name",
+    "latest_settle",
+    "list_sets",
+    "neighbours",
+    "set_images",
+    "set_labels",
+]
 
 Order = Literal["import", "uncertain"]
 
@@ -63,17 +78,27 @@ def get_set(db: Session, name: str) -> LabelSetRecord | None:
 
 def list_sets(db: Session) -> list[LabelSetSummary]:
     counts = dict(db.execute(select(LabelImageRecord.set_id, func.count()).group_by(LabelImageRecord.set_id)).all())
-    return [LabelSetSummary(name=s.name, blind_labellers=s.blind_labellers, model_name=s.model_name,
-                            images=int(counts.get(s.id, 0)), created_at=s.created_at, created_by=s.created_by)
-            for s in db.scalars(select(LabelSetRecord).order_by(LabelSetRecord.name))]
+    return [
+        LabelSetSummary(
+            name=s.name,
+            blind_labellers=s.blind_labellers,
+            model_name=s.model_name,
+            images=int(counts.get(s.id, 0)),
+            created_at=s.created_at,
+            created_by=s.created_by,
+        )
+        for s in db.scalars(select(LabelSetRecord).order_by(LabelSetRecord.name))
+    ]
 
 
-def _heads(db: Session, label_set: LabelSetRecord, image_ids: Sequence[int],
-           user_id: int) -> dict[int, LabelEventRecord]:
+def _heads(
+    db: Session, label_set: LabelSetRecord, image_ids: Sequence[int], user_id: int
+) -> dict[int, LabelEventRecord]:
     if not image_ids:
         return {}
-    query = select(LabelEventRecord).where(LabelEventRecord.image_id.in_(image_ids),
-                                           LabelEventRecord.kind.in_(("label", "undo")))
+    query = select(LabelEventRecord).where(
+        LabelEventRecord.image_id.in_(image_ids), LabelEventRecord.kind.in_(("label", "undo"))
+    )
     if is_blind(label_set):
         query = query.where(LabelEventRecord.user_id == user_id)
     heads: dict[int, LabelEventRecord] = {}
@@ -83,8 +108,12 @@ def _heads(db: Session, label_set: LabelSetRecord, image_ids: Sequence[int],
 
 
 def _latest_model(db: Session, label_set: LabelSetRecord) -> str | None:
-    return db.scalar(select(LabelScoreRecord.model_sha256).where(LabelScoreRecord.set_id == label_set.id)
-                     .order_by(LabelScoreRecord.id.desc()).limit(1))
+    return db.scalar(
+        select(LabelScoreRecord.model_sha256)
+        .where(LabelScoreRecord.set_id == label_set.id)
+        .order_by(LabelScoreRecord.id.desc())
+        .limit(1)
+    )
 
 
 def _ordered(query: Any, label_set: LabelSetRecord, model: str | None) -> Any:
@@ -92,42 +121,59 @@ def _ordered(query: Any, label_set: LabelSetRecord, model: str | None) -> Any:
     query = query.where(LabelImageRecord.set_id == label_set.id)
     if model is None:
         return query.order_by(LabelImageRecord.ordinal)
-    scored = (select(LabelScoreRecord.image_id, func.min(LabelScoreRecord.uncertainty).label("u"))
-              .where(LabelScoreRecord.set_id == label_set.id, LabelScoreRecord.model_sha256 == model)
-              .group_by(LabelScoreRecord.image_id).subquery())
-    return (query.outerjoin(scored, scored.c.image_id == LabelImageRecord.id)
-            .order_by(scored.c.u.is_(None), scored.c.u, LabelImageRecord.ordinal))
+    scored = (
+        select(LabelScoreRecord.image_id, func.min(LabelScoreRecord.uncertainty).label("u"))
+        .where(LabelScoreRecord.set_id == label_set.id, LabelScoreRecord.model_sha256 == model)
+        .group_by(LabelScoreRecord.image_id)
+        .subquery()
+    )
+    return query.outerjoin(scored, scored.c.image_id == LabelImageRecord.id).order_by(
+        scored.c.u.is_(None), scored.c.u, LabelImageRecord.ordinal
+    )
 
 
-def image_page(db: Session, label_set: LabelSetRecord, *, user_id: int, offset: int, limit: int,
-               order: Order = "import") -> tuple[list[ImageRow], int, bool]:
+def image_page(
+    db: Session, label_set: LabelSetRecord, *, user_id: int, offset: int, limit: int, order: Order = "import"
+) -> tuple[list[ImageRow], int, bool]:
     """A page of images with the viewer's labels; (rows, total, ordered by uncertainty).
 
     ``uncertain`` puts the images the newest scoring model was least sure of first (those
     without a score last); without scores it is import order.
     """
-    total = db.scalar(select(func.count()).select_from(LabelImageRecord)
-                      .where(LabelImageRecord.set_id == label_set.id)) or 0
+    total = (
+        db.scalar(select(func.count()).select_from(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id))
+        or 0
+    )
     model = _latest_model(db, label_set) if order == "uncertain" else None
     scores: dict[int, tuple[float, float]] = {}
     images = list(db.scalars(_ordered(select(LabelImageRecord), label_set, model).offset(offset).limit(limit)))
     if model is not None and images:
         for image_id, uncertainty, score in db.execute(
-                select(LabelScoreRecord.image_id, LabelScoreRecord.uncertainty, LabelScoreRecord.score)
-                .where(LabelScoreRecord.model_sha256 == model,
-                       LabelScoreRecord.image_id.in_([i.id for i in images]))):
+            select(LabelScoreRecord.image_id, LabelScoreRecord.uncertainty, LabelScoreRecord.score).where(
+                LabelScoreRecord.model_sha256 == model, LabelScoreRecord.image_id.in_([i.id for i in images])
+            )
+        ):
             scores[image_id] = (uncertainty, score)
     heads = _heads(db, label_set, [i.id for i in images], user_id)
     rows = []
     for image in images:
         head = heads.get(image.id)
         scored_pair = scores.get(image.id)
-        rows.append(ImageRow(id=image.id, ordinal=image.ordinal, sha256=image.sha256, suffix=image.suffix,
-                             file_name=image.file_name, width=image.width, height=image.height,
-                             label=head.label if head is not None else None,
-                             regions=json.loads(head.regions) if head is not None else [],
-                             uncertainty=scored_pair[0] if scored_pair else None,
-                             score=scored_pair[1] if scored_pair else None))
+        rows.append(
+            ImageRow(
+                id=image.id,
+                ordinal=image.ordinal,
+                sha256=image.sha256,
+                suffix=image.suffix,
+                file_name=image.file_name,
+                width=image.width,
+                height=image.height,
+                label=head.label if head is not None else None,
+                regions=json.loads(head.regions) if head is not None else [],
+                uncertainty=scored_pair[0] if scored_pair else None,
+                score=scored_pair[1] if scored_pair else None,
+            )
+        )
     return rows, int(total), model is not None
 
 
@@ -136,14 +182,22 @@ def image_row(db: Session, label_set: LabelSetRecord, image_id: int, *, user_id:
     if image is None or image.set_id != label_set.id:
         return None
     head = _heads(db, label_set, [image.id], user_id).get(image.id)
-    return ImageRow(id=image.id, ordinal=image.ordinal, sha256=image.sha256, suffix=image.suffix,
-                    file_name=image.file_name, width=image.width, height=image.height,
-                    label=head.label if head is not None else None,
-                    regions=json.loads(head.regions) if head is not None else [])
+    return ImageRow(
+        id=image.id,
+        ordinal=image.ordinal,
+        sha256=image.sha256,
+        suffix=image.suffix,
+        file_name=image.file_name,
+        width=image.width,
+        height=image.height,
+        label=head.label if head is not None else None,
+        regions=json.loads(head.regions) if head is not None else [],
+    )
 
 
-def neighbours(db: Session, label_set: LabelSetRecord, ordinal: int, *, image_id: int = 0,
-               order: Order = "import") -> tuple[int | None, int | None]:
+def neighbours(
+    db: Session, label_set: LabelSetRecord, ordinal: int, *, image_id: int = 0, order: Order = "import"
+) -> tuple[int | None, int | None]:
     """Ids of the images before and after this one: in import order, or (``uncertain``, once a model
     has scored the set) in the grid's least-certain-first order."""
     model = _latest_model(db, label_set) if order == "uncertain" else None
@@ -152,12 +206,18 @@ def neighbours(db: Session, label_set: LabelSetRecord, ordinal: int, *, image_id
         at = ids.index(image_id) if image_id in ids else -1
         if at >= 0:
             return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
-    before = db.scalar(select(LabelImageRecord.id).where(LabelImageRecord.set_id == label_set.id,
-                                                         LabelImageRecord.ordinal < ordinal)
-                       .order_by(LabelImageRecord.ordinal.desc()).limit(1))
-    after = db.scalar(select(LabelImageRecord.id).where(LabelImageRecord.set_id == label_set.id,
-                                                        LabelImageRecord.ordinal > ordinal)
-                      .order_by(LabelImageRecord.ordinal).limit(1))
+    before = db.scalar(
+        select(LabelImageRecord.id)
+        .where(LabelImageRecord.set_id == label_set.id, LabelImageRecord.ordinal < ordinal)
+        .order_by(LabelImageRecord.ordinal.desc())
+        .limit(1)
+    )
+    after = db.scalar(
+        select(LabelImageRecord.id)
+        .where(LabelImageRecord.set_id == label_set.id, LabelImageRecord.ordinal > ordinal)
+        .order_by(LabelImageRecord.ordinal)
+        .limit(1)
+    )
     return before, after
 
 
@@ -172,10 +232,19 @@ def image_history(db: Session, image_id: int, *, user_id: int | None) -> list[di
     query = select(LabelEventRecord).where(LabelEventRecord.image_id == image_id)
     if user_id is not None:
         query = query.where((LabelEventRecord.user_id == user_id) | (LabelEventRecord.kind == "settle"))
-    return [{"id": e.id, "kind": e.kind, "label": e.label, "previous_label": e.previous_label,
-             "user": names.get(e.user_id, str(e.user_id)), "at": e.at, "catalogue_version": e.catalogue_version,
-             "regions": len(json.loads(e.regions))}
-            for e in db.scalars(query.order_by(LabelEventRecord.id))]
+    return [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "label": e.label,
+            "previous_label": e.previous_label,
+            "user": names.get(e.user_id, str(e.user_id)),
+            "at": e.at,
+            "catalogue_version": e.catalogue_version,
+            "regions": len(json.loads(e.regions)),
+        }
+        for e in db.scalars(query.order_by(LabelEventRecord.id))
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,14 +275,18 @@ def set_labels(db: Session, label_set: LabelSetRecord) -> SetLabels:
     """Each image's final label: the current one in an open set; in a blind set the agreed one once
     every labeller has labelled it, or the newest settlement of a disagreement."""
     names = _names(db)
-    images = list(db.scalars(select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id)
-                             .order_by(LabelImageRecord.ordinal)))
+    images = list(
+        db.scalars(
+            select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id).order_by(LabelImageRecord.ordinal)
+        )
+    )
     heads: dict[int, dict[int, LabelEventRecord]] = {}
     first_seen: dict[int, int] = {}
     settles: dict[int, LabelEventRecord] = {}
     blind = is_blind(label_set)
-    for e in db.scalars(select(LabelEventRecord).where(LabelEventRecord.set_id == label_set.id)
-                        .order_by(LabelEventRecord.id)):
+    for e in db.scalars(
+        select(LabelEventRecord).where(LabelEventRecord.set_id == label_set.id).order_by(LabelEventRecord.id)
+    ):
         if e.kind == "settle":
             settles[e.image_id] = e
             continue
@@ -230,8 +303,15 @@ def set_labels(db: Session, label_set: LabelSetRecord) -> SetLabels:
             if event is None or event.label is None:
                 incomplete.append(image)
             else:
-                final.append(FinalLabel(image=image, label=event.label, regions=json.loads(event.regions),
-                                        labeller=names.get(event.user_id, "?"), labelled_at=event.at))
+                final.append(
+                    FinalLabel(
+                        image=image,
+                        label=event.label,
+                        regions=json.loads(event.regions),
+                        labeller=names.get(event.user_id, "?"),
+                        labelled_at=event.at,
+                    )
+                )
             continue
         given = {names.get(u, str(u)): str(e.label) for u, e in current.items()}
         for who, label in given.items():
@@ -240,16 +320,32 @@ def set_labels(db: Session, label_set: LabelSetRecord) -> SetLabels:
         if len(current) < label_set.blind_labellers:
             incomplete.append(image)
         elif settle is not None and settle.label is not None:
-            final.append(FinalLabel(image=image, label=settle.label, regions=json.loads(settle.regions),
-                                    labeller=names.get(settle.user_id, "?"), labelled_at=settle.at,
-                                    labellers=given, settled_by=names.get(settle.user_id, "?")))
+            final.append(
+                FinalLabel(
+                    image=image,
+                    label=settle.label,
+                    regions=json.loads(settle.regions),
+                    labeller=names.get(settle.user_id, "?"),
+                    labelled_at=settle.at,
+                    labellers=given,
+                    settled_by=names.get(settle.user_id, "?"),
+                )
+            )
         elif len(set(given.values())) > 1:
             unsettled.append((image, given))
         else:
             # Agreement: the regions of whoever labelled first in this set.
             event = min(current.values(), key=lambda e: first_seen.get(e.user_id, e.id))
-            final.append(FinalLabel(image=image, label=str(event.label), regions=json.loads(event.regions),
-                                    labeller=names.get(event.user_id, "?"), labelled_at=event.at, labellers=given))
+            final.append(
+                FinalLabel(
+                    image=image,
+                    label=str(event.label),
+                    regions=json.loads(event.regions),
+                    labeller=names.get(event.user_id, "?"),
+                    labelled_at=event.at,
+                    labellers=given,
+                )
+            )
     return SetLabels(final=final, unsettled=unsettled, incomplete=incomplete, by_labeller=by_labeller)
 
 
@@ -280,22 +376,39 @@ def agreement(labels: SetLabels, *, raters: int) -> Agreement:
         a, b = people
         both = sorted(set(labels.by_labeller[a]) & set(labels.by_labeller[b]))
         kappa = cohen_kappa([labels.by_labeller[a][i] for i in both], [labels.by_labeller[b][i] for i in both])
-        return Agreement(labellers=people, method="Cohen's kappa", kappa=kappa, compared=len(both),
-                         confusions=confusions, unsettled=len(labels.unsettled), settled=settled)
+        return Agreement(
+            labellers=people,
+            method="Cohen's kappa",
+            kappa=kappa,
+            compared=len(both),
+            confusions=confusions,
+            unsettled=len(labels.unsettled),
+            settled=settled,
+        )
     per_image: dict[int, list[str]] = {}
     for who in people:
         for image_id, label in labels.by_labeller[who].items():
             per_image.setdefault(image_id, []).append(label)
     rated = [v[:raters] for v in per_image.values() if len(v) >= raters]
     kappa = fleiss_kappa(rated) if rated and raters >= 2 else None
-    return Agreement(labellers=people, method="Fleiss' kappa", kappa=kappa, compared=len(rated),
-                     confusions=confusions, unsettled=len(labels.unsettled), settled=settled)
+    return Agreement(
+        labellers=people,
+        method="Fleiss' kappa",
+        kappa=kappa,
+        compared=len(rated),
+        confusions=confusions,
+        unsettled=len(labels.unsettled),
+        settled=settled,
+    )
 
 
 def set_images(db: Session, label_set: LabelSetRecord) -> list[LabelImageRecord]:
     """Every image of a set in import order."""
-    return list(db.scalars(select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id)
-                           .order_by(LabelImageRecord.ordinal)))
+    return list(
+        db.scalars(
+            select(LabelImageRecord).where(LabelImageRecord.set_id == label_set.id).order_by(LabelImageRecord.ordinal)
+        )
+    )
 
 
 def labels_by_name(db: Session, label_set: LabelSetRecord, image_id: int) -> dict[str, str]:
@@ -306,10 +419,17 @@ def labels_by_name(db: Session, label_set: LabelSetRecord, image_id: int) -> dic
 
 def latest_settle(db: Session, image_id: int) -> dict[str, Any] | None:
     """The newest settlement of an image (label, regions, who, when), or None."""
-    event = db.scalar(select(LabelEventRecord).where(LabelEventRecord.image_id == image_id,
-                                                     LabelEventRecord.kind == "settle")
-                      .order_by(LabelEventRecord.id.desc()).limit(1))
+    event = db.scalar(
+        select(LabelEventRecord)
+        .where(LabelEventRecord.image_id == image_id, LabelEventRecord.kind == "settle")
+        .order_by(LabelEventRecord.id.desc())
+        .limit(1)
+    )
     if event is None:
         return None
-    return {"label": event.label, "regions": json.loads(event.regions), "user": _names(db).get(event.user_id, "?"),
-            "at": event.at}
+    return {
+        "label": event.label,
+        "regions": json.loads(event.regions),
+        "user": _names(db).get(event.user_id, "?"),
+        "at": event.at,
+    }

@@ -17,9 +17,14 @@ __all__ = ["label_event_problems"]
 
 def label_event_problems(session: Session) -> Iterator[str]:
     """One line per label event that was edited, inserted outside the application or deleted."""
-    links = {entity_id: (seq, digest) for entity_id, seq, digest in session.execute(
-        select(AuditRecord.entity_id, AuditRecord.seq, AuditRecord.record_sha256)
-        .where(AuditRecord.entity == "label_event"))}
+    links = {
+        entity_id: (seq, digest)
+        for entity_id, seq, digest in session.execute(
+            select(AuditRecord.entity_id, AuditRecord.seq, AuditRecord.record_sha256).where(
+                AuditRecord.entity == "label_event"
+            )
+        )
+    }
     events = select(LabelEventRecord).order_by(LabelEventRecord.id).execution_options(yield_per=2000)
     with closing(session.scalars(events)) as rows:
         for event in rows:

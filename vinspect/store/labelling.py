@@ -30,8 +30,22 @@ from vinspect.store.db import lock_writers, session_scope
 from vinspect.store.label_files import LabelFiles
 from vinspect.store.tables import LabelEventRecord, LabelImageRecord, LabelScoreRecord, LabelSetRecord
 
-__all__ = ["GOOD", "ImageScore", "ImportReport", "Labeller", "add_scores", "catalogue_version", "event_sha256",
-           "head_event", "image_labels", "import_folder", "is_blind", "record_label", "settle_label", "undo_label"]
+__all__ = [
+    "GOOD",
+    "ImageScore",
+    "ImportReport",
+    "Labeller",
+    "add_scores",
+    "catalogue_version",
+    "event_sha256",
+    "head_event",
+    "image_labels",
+    "import_folder",
+    "is_blind",
+    "record_label",
+    "settle_label",
+    "undo_label",
+]
 
 GOOD = "good"
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -61,8 +75,19 @@ def catalogue_version(catalogue: Sequence[str]) -> str:
     return content_sha256(list(catalogue))[:16]
 
 
-_EVENT_COLUMNS = ("id", "set_id", "image_id", "user_id", "kind", "label", "regions", "catalogue_version",
-                  "previous_event_id", "previous_label", "at")
+_EVENT_COLUMNS = (
+    "id",
+    "set_id",
+    "image_id",
+    "user_id",
+    "kind",
+    "label",
+    "regions",
+    "catalogue_version",
+    "previous_event_id",
+    "previous_label",
+    "at",
+)
 
 
 def event_sha256(event: LabelEventRecord) -> str:
@@ -73,13 +98,25 @@ def event_sha256(event: LabelEventRecord) -> str:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
-def import_folder(folder: Path, *, engine: Engine, files: LabelFiles, set_name: str, actor: str,
-                  blind_labellers: int = 0, model_name: str | None = None, source: str = "cli",
-                  now: datetime | None = None) -> ImportReport:
+def import_folder(
+    folder: Path,
+    *,
+    engine: Engine,
+    files: LabelFiles,
+    set_name: str,
+    actor: str,
+    blind_labellers: int = 0,
+    model_name: str | None = None,
+    source: str = "cli",
+    now: datetime | None = None,
+) -> ImportReport:
     """Import every image under ``folder`` (a folder of images or a ``vinspect capture`` run) into
     the set ``set_name``, creating it when new. Files that are not images or repeat an image
     already in the set (or earlier in this import) are skipped and named; nothing already in the
@@ -110,15 +147,17 @@ def import_folder(folder: Path, *, engine: Engine, files: LabelFiles, set_name: 
             continue
         suffix = path.suffix.lower()
         if suffix not in IMAGE_SUFFIXES:
-            report.skipped.append((rel, f"not an image (suffix {suffix or 'none'}; expected "
-                                        f"{', '.join(sorted(IMAGE_SUFFIXES))})"))
+            report.skipped.append(
+                (rel, f"not an image (suffix {suffix or 'none'}; expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+            )
             continue
         data = path.read_bytes()
         sha = sha256_hex(data)
         if sha in seen or sha in known:
             first = seen.get(sha) or known[sha]
-            report.skipped.append((rel, f"duplicate image: same content as {first}"
-                                        + ("" if sha in seen else " already in the set")))
+            report.skipped.append(
+                (rel, f"duplicate image: same content as {first}" + ("" if sha in seen else " already in the set"))
+            )
             continue
         try:
             pixels = decode_image(data, name=rel)
@@ -127,50 +166,108 @@ def import_folder(folder: Path, *, engine: Engine, files: LabelFiles, set_name: 
             continue
         files.put(data, sha256=sha, suffix=".jpg" if suffix == ".jpeg" else suffix, pixels=pixels)
         seen[sha] = rel
-        staged.append({"sha256": sha, "suffix": ".jpg" if suffix == ".jpeg" else suffix, "file_name": rel[:255],
-                       "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "size_bytes": len(data),
-                       "imported_at": when})
+        staged.append(
+            {
+                "sha256": sha,
+                "suffix": ".jpg" if suffix == ".jpeg" else suffix,
+                "file_name": rel[:255],
+                "width": int(pixels.shape[1]),
+                "height": int(pixels.shape[0]),
+                "size_bytes": len(data),
+                "imported_at": when,
+            }
+        )
     with session_scope(engine) as db:
         lock_writers(db)
-        label_set = _get_or_create(db, set_name, actor=actor, blind_labellers=blind_labellers, model_name=model_name,
-                                   source=str(folder), source_kind=source, now=when)
-        start = (db.scalar(select(func.max(LabelImageRecord.ordinal)).where(
-            LabelImageRecord.set_id == label_set.id)) or 0) + 1
+        label_set = _get_or_create(
+            db,
+            set_name,
+            actor=actor,
+            blind_labellers=blind_labellers,
+            model_name=model_name,
+            source=str(folder),
+            source_kind=source,
+            now=when,
+        )
+        start = (
+            db.scalar(select(func.max(LabelImageRecord.ordinal)).where(LabelImageRecord.set_id == label_set.id)) or 0
+        ) + 1
         rows = [{**row, "set_id": label_set.id, "ordinal": start + i} for i, row in enumerate(staged)]
         if rows:
             db.execute(LabelImageRecord.__table__.insert(), rows)  # type: ignore[attr-defined]
             digest = sha256_hex("".join(str(r["sha256"]) for r in rows).encode("ascii"))
-            append_audit(AuditEntry(actor=actor, action="label_set.import", entity="label_set",
-                                    entity_id=str(label_set.id), field="images", new_value=str(len(rows)),
-                                    reason=f"{len(rows)} image(s) from {folder}; {len(report.skipped)} skipped",
-                                    source=source, record_sha256=digest), session=db, at=when)
+            append_audit(
+                AuditEntry(
+                    actor=actor,
+                    action="label_set.import",
+                    entity="label_set",
+                    entity_id=str(label_set.id),
+                    field="images",
+                    new_value=str(len(rows)),
+                    reason=f"{len(rows)} image(s) from {folder}; {len(report.skipped)} skipped",
+                    source=source,
+                    record_sha256=digest,
+                ),
+                session=db,
+                at=when,
+            )
     report.added = len(staged)
     return report
 
 
 def _known(db: Session, set_name: str) -> dict[str, str]:
-    rows = db.execute(select(LabelImageRecord.sha256, LabelImageRecord.file_name).join(
-        LabelSetRecord, LabelSetRecord.id == LabelImageRecord.set_id).where(LabelSetRecord.name == set_name))
+    rows = db.execute(
+        select(LabelImageRecord.sha256, LabelImageRecord.file_name)
+        .join(LabelSetRecord, LabelSetRecord.id == LabelImageRecord.set_id)
+        .where(LabelSetRecord.name == set_name)
+    )
     return {sha: name for sha, name in rows}
 
 
-def _get_or_create(db: Session, name: str, *, actor: str, blind_labellers: int, model_name: str | None,
-                   source: str, source_kind: str, now: datetime) -> LabelSetRecord:
+def _get_or_create(
+    db: Session,
+    name: str,
+    *,
+    actor: str,
+    blind_labellers: int,
+    model_name: str | None,
+    source: str,
+    source_kind: str,
+    now: datetime,
+) -> LabelSetRecord:
     existing = db.scalar(select(LabelSetRecord).where(LabelSetRecord.name == name))
     if existing is not None:
         if existing.blind_labellers != blind_labellers:
-            raise StateError(f"set {name!r} is labelled by {existing.blind_labellers or 'open'} labeller(s), "
-                             f"not {blind_labellers}: import into it with the same count, or name a new set")
+            raise StateError(
+                f"set {name!r} is labelled by {existing.blind_labellers or 'open'} labeller(s), "
+                f"not {blind_labellers}: import into it with the same count, or name a new set"
+            )
         return existing
-    row = LabelSetRecord(name=name, model_name=model_name, blind_labellers=blind_labellers, source=source,
-                         created_by=actor, created_at=now)
+    row = LabelSetRecord(
+        name=name,
+        model_name=model_name,
+        blind_labellers=blind_labellers,
+        source=source,
+        created_by=actor,
+        created_at=now,
+    )
     db.add(row)
     db.flush()
-    append_audit(AuditEntry(actor=actor, action="label_set.create", entity="label_set", entity_id=str(row.id),
-                            field="blind_labellers", new_value=str(blind_labellers),
-                            reason=f"set {name} from {source}", source=source_kind,
-                            record_sha256=content_sha256({"name": name, "model_name": model_name,
-                                                          "blind_labellers": blind_labellers})), session=db, at=now)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="label_set.create",
+            entity="label_set",
+            entity_id=str(row.id),
+            field="blind_labellers",
+            new_value=str(blind_labellers),
+            reason=f"set {name} from {source}",
+            source=source_kind,
+            record_sha256=content_sha256({"name": name, "model_name": model_name, "blind_labellers": blind_labellers}),
+        ),
+        session=db,
+        at=now,
+    )
     return row
 
 
@@ -180,8 +277,9 @@ def is_blind(label_set: LabelSetRecord) -> bool:
 
 def head_event(db: Session, label_set: LabelSetRecord, image_id: int, user_id: int) -> LabelEventRecord | None:
     """The event that holds the current label in this labeller's scope (the image's, in an open set)."""
-    query = select(LabelEventRecord).where(LabelEventRecord.image_id == image_id,
-                                           LabelEventRecord.kind.in_(("label", "undo")))
+    query = select(LabelEventRecord).where(
+        LabelEventRecord.image_id == image_id, LabelEventRecord.kind.in_(("label", "undo"))
+    )
     if is_blind(label_set):
         query = query.where(LabelEventRecord.user_id == user_id)
     return db.scalar(query.order_by(LabelEventRecord.id.desc()).limit(1))
@@ -196,36 +294,79 @@ def _image(db: Session, label_set: LabelSetRecord, image_id: int) -> LabelImageR
 
 def _checked(label: str, regions: object, image: LabelImageRecord, catalogue: Sequence[str]) -> str:
     if label != GOOD and label not in catalogue:
-        raise DatasetError(f"label {label!r} is not {GOOD!r} or a code of the product's catalogue "
-                           f"({', '.join(catalogue)})")
+        raise DatasetError(
+            f"label {label!r} is not {GOOD!r} or a code of the product's catalogue ({', '.join(catalogue)})"
+        )
     parsed = parse_regions(regions, width=image.width, height=image.height, catalogue=catalogue)
     if label == GOOD and parsed:
-        raise DatasetError(f"a good image has no defect regions: remove the {len(parsed)} region(s) or give a "
-                           "defect code")
+        raise DatasetError(
+            f"a good image has no defect regions: remove the {len(parsed)} region(s) or give a defect code"
+        )
     return canonical_json(regions_json(parsed)).decode()
 
 
-def _append(db: Session, label_set: LabelSetRecord, image: LabelImageRecord, who: Labeller, *, kind: str,
-            label: str | None, regions: str, catalogue: Sequence[str], previous: LabelEventRecord | None,
-            previous_label: str | None, source: str, now: datetime | None) -> LabelEventRecord:
+def _append(
+    db: Session,
+    label_set: LabelSetRecord,
+    image: LabelImageRecord,
+    who: Labeller,
+    *,
+    kind: str,
+    label: str | None,
+    regions: str,
+    catalogue: Sequence[str],
+    previous: LabelEventRecord | None,
+    previous_label: str | None,
+    source: str,
+    now: datetime | None,
+) -> LabelEventRecord:
     when = now or datetime.now(UTC)
-    event = LabelEventRecord(set_id=label_set.id, image_id=image.id, user_id=who.user_id, kind=kind, label=label,
-                             regions=regions, catalogue_version=catalogue_version(catalogue),
-                             previous_event_id=previous.id if previous is not None else None,
-                             previous_label=previous_label, at=when)
+    event = LabelEventRecord(
+        set_id=label_set.id,
+        image_id=image.id,
+        user_id=who.user_id,
+        kind=kind,
+        label=label,
+        regions=regions,
+        catalogue_version=catalogue_version(catalogue),
+        previous_event_id=previous.id if previous is not None else None,
+        previous_label=previous_label,
+        at=when,
+    )
     db.add(event)
     db.flush()
-    append_audit(AuditEntry(actor=f"user:{who.user_id}", action=f"label.{kind}", entity="label_event",
-                            entity_id=str(event.id), field="label", old_value=previous_label, new_value=label,
-                            reason=f"set {label_set.name} image {image.ordinal} ({image.sha256[:12]}); catalogue "
-                                   f"{event.catalogue_version}",
-                            source=source, record_sha256=event_sha256(event)), session=db, at=when)
+    append_audit(
+        AuditEntry(
+            actor=f"user:{who.user_id}",
+            action=f"label.{kind}",
+            entity="label_event",
+            entity_id=str(event.id),
+            field="label",
+            old_value=previous_label,
+            new_value=label,
+            reason=f"set {label_set.name} image {image.ordinal} ({image.sha256[:12]}); catalogue "
+            f"{event.catalogue_version}",
+            source=source,
+            record_sha256=event_sha256(event),
+        ),
+        session=db,
+        at=when,
+    )
     return event
 
 
-def record_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Labeller, *, label: str,
-                 regions: object, catalogue: Sequence[str], source: str,
-                 now: datetime | None = None) -> LabelEventRecord:
+def record_label(
+    db: Session,
+    label_set: LabelSetRecord,
+    image_id: int,
+    who: Labeller,
+    *,
+    label: str,
+    regions: object,
+    catalogue: Sequence[str],
+    source: str,
+    now: datetime | None = None,
+) -> LabelEventRecord:
     """Give ``image_id`` a label (``good`` or a catalogue code) and regions; returns the event (the
     current one, unchanged, when the label and regions are what the labeller already gave).
 
@@ -239,12 +380,32 @@ def record_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Lab
     head = head_event(db, label_set, image_id, who.user_id)
     if head is not None and head.label == label and head.regions == stored and head.user_id == who.user_id:
         return head
-    return _append(db, label_set, image, who, kind="label", label=label, regions=stored, catalogue=catalogue,
-                   previous=head, previous_label=head.label if head is not None else None, source=source, now=now)
+    return _append(
+        db,
+        label_set,
+        image,
+        who,
+        kind="label",
+        label=label,
+        regions=stored,
+        catalogue=catalogue,
+        previous=head,
+        previous_label=head.label if head is not None else None,
+        source=source,
+        now=now,
+    )
 
 
-def undo_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Labeller, *, catalogue: Sequence[str],
-               source: str, now: datetime | None = None) -> LabelEventRecord | None:
+def undo_label(
+    db: Session,
+    label_set: LabelSetRecord,
+    image_id: int,
+    who: Labeller,
+    *,
+    catalogue: Sequence[str],
+    source: str,
+    now: datetime | None = None,
+) -> LabelEventRecord | None:
     """Restore the label before the current one (None when there is nothing to undo).
 
     The undo event carries the restored label and regions; its ``previous_event_id`` points
@@ -256,27 +417,52 @@ def undo_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Label
     if head is None or (head.label is None and head.previous_event_id is None):
         return None
     restored = db.get(LabelEventRecord, head.previous_event_id) if head.previous_event_id is not None else None
-    back = db.get(LabelEventRecord, restored.previous_event_id) if restored is not None and \
-        restored.previous_event_id is not None else None
-    return _append(db, label_set, image, who, kind="undo", label=restored.label if restored is not None else None,
-                   regions=restored.regions if restored is not None else "[]", catalogue=catalogue, previous=back,
-                   previous_label=head.label, source=source, now=now)
+    back = (
+        db.get(LabelEventRecord, restored.previous_event_id)
+        if restored is not None and restored.previous_event_id is not None
+        else None
+    )
+    return _append(
+        db,
+        label_set,
+        image,
+        who,
+        kind="undo",
+        label=restored.label if restored is not None else None,
+        regions=restored.regions if restored is not None else "[]",
+        catalogue=catalogue,
+        previous=back,
+        previous_label=head.label,
+        source=source,
+        now=now,
+    )
 
 
 def image_labels(db: Session, label_set: LabelSetRecord, image_id: int) -> dict[int, LabelEventRecord]:
     """Each labeller's current label event of an image in a blind set (labelled ones only)."""
-    rows = db.scalars(select(LabelEventRecord).where(LabelEventRecord.image_id == image_id,
-                                                     LabelEventRecord.kind.in_(("label", "undo")))
-                      .order_by(LabelEventRecord.id))
+    rows = db.scalars(
+        select(LabelEventRecord)
+        .where(LabelEventRecord.image_id == image_id, LabelEventRecord.kind.in_(("label", "undo")))
+        .order_by(LabelEventRecord.id)
+    )
     heads: dict[int, LabelEventRecord] = {}
     for row in rows:
         heads[row.user_id] = row
     return {user: event for user, event in heads.items() if event.label is not None}
 
 
-def settle_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Labeller, *, label: str,
-                 regions: object, catalogue: Sequence[str], source: str,
-                 now: datetime | None = None) -> LabelEventRecord:
+def settle_label(
+    db: Session,
+    label_set: LabelSetRecord,
+    image_id: int,
+    who: Labeller,
+    *,
+    label: str,
+    regions: object,
+    catalogue: Sequence[str],
+    source: str,
+    now: datetime | None = None,
+) -> LabelEventRecord:
     """A third person's label for an image the blind labellers disagree on.
 
     Raises:
@@ -291,18 +477,35 @@ def settle_label(db: Session, label_set: LabelSetRecord, image_id: int, who: Lab
     lock_writers(db)
     labels = image_labels(db, label_set, image_id)
     if len(labels) < label_set.blind_labellers:
-        raise StateError(f"image {image.ordinal} has {len(labels)} of {label_set.blind_labellers} blind labels: "
-                         "settle it once everyone has labelled it")
+        raise StateError(
+            f"image {image.ordinal} has {len(labels)} of {label_set.blind_labellers} blind labels: "
+            "settle it once everyone has labelled it"
+        )
     if len({e.label for e in labels.values()}) < 2:
         raise StateError(f"image {image.ordinal}: the labellers agree; there is nothing to settle")
     if who.user_id in labels:
         raise StateError(f"you labelled image {image.ordinal}: a disagreement is settled by a third person")
-    last = db.scalar(select(LabelEventRecord).where(LabelEventRecord.image_id == image_id,
-                                                    LabelEventRecord.kind == "settle")
-                     .order_by(LabelEventRecord.id.desc()).limit(1))
+    last = db.scalar(
+        select(LabelEventRecord)
+        .where(LabelEventRecord.image_id == image_id, LabelEventRecord.kind == "settle")
+        .order_by(LabelEventRecord.id.desc())
+        .limit(1)
+    )
     previous = " | ".join(sorted({str(e.label) for e in labels.values()}))[:64] if last is None else last.label
-    return _append(db, label_set, image, who, kind="settle", label=label, regions=stored, catalogue=catalogue,
-                   previous=last, previous_label=previous, source=source, now=now)
+    return _append(
+        db,
+        label_set,
+        image,
+        who,
+        kind="settle",
+        label=label,
+        regions=stored,
+        catalogue=catalogue,
+        previous=last,
+        previous_label=previous,
+        source=source,
+        now=now,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,12 +517,32 @@ class ImageScore:
     uncertainty: float
 
 
-def add_scores(db: Session, label_set: LabelSetRecord, scores: Sequence[ImageScore], *, model_name: str,
-               model_version: str, model_sha256: str, now: datetime) -> None:
+def add_scores(
+    db: Session,
+    label_set: LabelSetRecord,
+    scores: Sequence[ImageScore],
+    *,
+    model_name: str,
+    model_version: str,
+    model_sha256: str,
+    now: datetime,
+) -> None:
     """Store a model's scores of a set's images (newest model's scores order the workspace)."""
     if not scores:
         return
-    db.execute(LabelScoreRecord.__table__.insert(), [  # type: ignore[attr-defined]
-        {"set_id": label_set.id, "image_id": s.image_id, "model_name": model_name[:128],
-         "model_version": model_version[:64], "model_sha256": model_sha256, "score": s.score,
-         "uncertainty": s.uncertainty, "scored_at": now} for s in scores])
+    db.execute(
+        LabelScoreRecord.__table__.insert(),  # type: ignore[attr-defined]
+        [
+            {
+                "set_id": label_set.id,
+                "image_id": s.image_id,
+                "model_name": model_name[:128],
+                "model_version": model_version[:64],
+                "model_sha256": model_sha256,
+                "score": s.score,
+                "uncertainty": s.uncertainty,
+                "scored_at": now,
+            }
+            for s in scores
+        ],
+    )

@@ -50,9 +50,20 @@ class ModelActivation:
 
 
 def record_model_activation(
-    *, session: Session, user_id: int | None, actor: str, name: str, version: str, sha256: str,
-    warnings: Sequence[str], rates: Mapping[str, Any] | None, reason: str | None, source: str | None,
-    accept_risk: bool, auth_method: str = "password", at: datetime | None = None,
+    *,
+    session: Session,
+    user_id: int | None,
+    actor: str,
+    name: str,
+    version: str,
+    sha256: str,
+    warnings: Sequence[str],
+    rates: Mapping[str, Any] | None,
+    reason: str | None,
+    source: str | None,
+    accept_risk: bool,
+    auth_method: str = "password",
+    at: datetime | None = None,
 ) -> ModelActivation:
     """Audit an activation inside the caller's transaction; sign the accepted risk when there is one.
 
@@ -80,34 +91,93 @@ def record_model_activation(
         if signer is None or not signer.active:
             raise StateError("accepting a model's risk needs an active signing user")
         if Role(signer.role) not in SIGNING_ROLES[SignatureMeaning.MODEL_PROMOTION]:
-            raise StateError(f"{signer.username} ({signer.role}) may not sign {SignatureMeaning.MODEL_PROMOTION}: "
-                             "a quality engineer accepts a model's risk")
-        content = {"model": name, "version": version, "sha256": sha256, "warnings": list(warnings),
-                   "rates": dict(rates) if rates is not None else None, "reason": reason,
-                   "meaning": str(SignatureMeaning.MODEL_PROMOTION), "signer_user_id": signer.id,
-                   "printed_name": signer.display_name, "signed_at": format_utc(now)}
-        sig = SignatureRecord(entity="model", entity_id=entity_id, signer_user_id=signer.id,
-                              printed_name=signer.display_name, meaning=str(SignatureMeaning.MODEL_PROMOTION),
-                              signed_at=now, record_sha256=content_sha256(content), auth_method=auth_method)
+            raise StateError(
+                f"{signer.username} ({signer.role}) may not sign {SignatureMeaning.MODEL_PROMOTION}: "
+                "a quality engineer accepts a model's risk"
+            )
+        content = {
+            "model": name,
+            "version": version,
+            "sha256": sha256,
+            "warnings": list(warnings),
+            "rates": dict(rates) if rates is not None else None,
+            "reason": reason,
+            "meaning": str(SignatureMeaning.MODEL_PROMOTION),
+            "signer_user_id": signer.id,
+            "printed_name": signer.display_name,
+            "signed_at": format_utc(now),
+        }
+        sig = SignatureRecord(
+            entity="model",
+            entity_id=entity_id,
+            signer_user_id=signer.id,
+            printed_name=signer.display_name,
+            meaning=str(SignatureMeaning.MODEL_PROMOTION),
+            signed_at=now,
+            record_sha256=content_sha256(content),
+            auth_method=auth_method,
+        )
         session.add(sig)
         session.flush()
-        append_audit(AuditEntry(actor=actor, action="signature.create", entity="signature", entity_id=str(sig.id),
-                                field="meaning", new_value=sig.meaning, reason=reason,
-                                record_sha256=signature_sha256(sig), source=source), session=session, at=now)
-        append_audit(AuditEntry(actor=actor, action=ACCEPTED_ACTION, entity="model", entity_id=entity_id,
-                                field="accepted_rates", new_value=canonical_json(content).decode("utf-8"),
-                                reason=reason, record_sha256=sig.record_sha256, source=source),
-                     session=session, at=now)
-    append_audit(AuditEntry(actor=actor, action="model.activate", entity="model", entity_id=entity_id,
-                            field="sha256", new_value=sha256, reason=reason,
-                            source=source), session=session, at=now)
-    return ModelActivation(entity_id=entity_id, signature_id=None if sig is None else sig.id,
-                           record_sha256=None if sig is None else sig.record_sha256)
+        append_audit(
+            AuditEntry(
+                actor=actor,
+                action="signature.create",
+                entity="signature",
+                entity_id=str(sig.id),
+                field="meaning",
+                new_value=sig.meaning,
+                reason=reason,
+                record_sha256=signature_sha256(sig),
+                source=source,
+            ),
+            session=session,
+            at=now,
+        )
+        append_audit(
+            AuditEntry(
+                actor=actor,
+                action=ACCEPTED_ACTION,
+                entity="model",
+                entity_id=entity_id,
+                field="accepted_rates",
+                new_value=canonical_json(content).decode("utf-8"),
+                reason=reason,
+                record_sha256=sig.record_sha256,
+                source=source,
+            ),
+            session=session,
+            at=now,
+        )
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="model.activate",
+            entity="model",
+            entity_id=entity_id,
+            field="sha256",
+            new_value=sha256,
+            reason=reason,
+            source=source,
+        ),
+        session=session,
+        at=now,
+    )
+    return ModelActivation(
+        entity_id=entity_id,
+        signature_id=None if sig is None else sig.id,
+        record_sha256=None if sig is None else sig.record_sha256,
+    )
 
 
 def verify_model_signature(sig: SignatureRecord, *, session: Session) -> bool:
     """True when a model signature still matches the accepted content kept in its audit row."""
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.action.in_(SIGNED_CONTENT_ACTIONS), AuditRecord.entity == "model",
-        AuditRecord.entity_id == sig.entity_id, AuditRecord.record_sha256 == sig.record_sha256))
+    rows = session.scalars(
+        select(AuditRecord).where(
+            AuditRecord.action.in_(SIGNED_CONTENT_ACTIONS),
+            AuditRecord.entity == "model",
+            AuditRecord.entity_id == sig.entity_id,
+            AuditRecord.record_sha256 == sig.record_sha256,
+        )
+    )
     return any_row_binds(sig, rows)

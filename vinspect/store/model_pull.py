@@ -50,8 +50,10 @@ def input_problem(candidate: InputSpec, running: InputSpec | None) -> str | None
     if running is None:
         return None
     if candidate.channels != running.channels or tuple(candidate.model_size_px) != tuple(running.model_size_px):
+
         def spec(s: InputSpec) -> str:
             return f"{s.model_size_px[1]}x{s.model_size_px[0]} px, {s.channels} channel(s)"
+
         return f"wrong input size: the bundle takes {spec(candidate)}, this station's model takes {spec(running)}"
     return None
 
@@ -79,9 +81,18 @@ class AssignmentWatch:
         pinned: why the station cannot follow assignments (None: it can).
     """
 
-    def __init__(self, engine: Engine, *, station_id: str, registry: ModelRegistry | None, name: str | None,
-                 running: ModelRef | None, check_s: float = 2.0, pinned: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        station_id: str,
+        registry: ModelRegistry | None,
+        name: str | None,
+        running: ModelRef | None,
+        check_s: float = 2.0,
+        pinned: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine, self.station_id, self.registry, self.name = engine, station_id, registry, name
         self.check_s, self.pinned, self._clock = check_s, pinned, clock
         self._running = running
@@ -137,8 +148,9 @@ class AssignmentWatch:
             if a.outcome is not None:  # reported before a restart
                 self._handled.add(a.id)
                 return None
-            already = (self._running is not None and self._running.sha256 == a.sha256
-                       and self._running.version == a.version)
+            already = (
+                self._running is not None and self._running.sha256 == a.sha256 and self._running.version == a.version
+            )
             if already:
                 self._queue(a, SWITCHED, "already running this version")
         if already:
@@ -180,16 +192,20 @@ class AssignmentWatch:
             if (installed / "manifest.json").is_file():
                 sha = read_manifest(installed).sha256
                 if sha != a.sha256:
-                    return None, (f"sha256 mismatch: {a.name} {a.version} is already installed here with model "
-                                  f"sha256 {sha[:12]}, the assignment names {a.sha256[:12]}")
+                    return None, (
+                        f"sha256 mismatch: {a.name} {a.version} is already installed here with model "
+                        f"sha256 {sha[:12]}, the assignment names {a.sha256[:12]}"
+                    )
                 return self._checked_input(installed)
             data = fetch_archive(self.engine, name=a.name, version=a.version)
             if data is None:
                 return None, f"the store holds no bundle for {a.name} {a.version}"
             got = archive_sha256(data)
             if got != a.archive_sha256:
-                return None, (f"sha256 mismatch: the bundle archive pulled from the store has sha256 {got[:12]}, "
-                              f"the assignment names {a.archive_sha256[:12]} (altered in the store?)")
+                return None, (
+                    f"sha256 mismatch: the bundle archive pulled from the store has sha256 {got[:12]}, "
+                    f"the assignment names {a.archive_sha256[:12]} (altered in the store?)"
+                )
             return self._install(a, data)
         except (StoreError, OSError) as exc:
             return None, f"pulling the bundle failed: {exc}"
@@ -202,9 +218,11 @@ class AssignmentWatch:
             unpack_bundle(data, incoming)
             manifest = read_manifest(incoming)
             if manifest.sha256 != a.sha256 or (manifest.name, manifest.version) != (a.name, a.version):
-                return None, (f"sha256 mismatch: the pulled bundle is {manifest.name} {manifest.version} with model "
-                              f"sha256 {manifest.sha256[:12]}, the assignment names {a.name} {a.version} "
-                              f"{a.sha256[:12]}")
+                return None, (
+                    f"sha256 mismatch: the pulled bundle is {manifest.name} {manifest.version} with model "
+                    f"sha256 {manifest.sha256[:12]}, the assignment names {a.name} {a.version} "
+                    f"{a.sha256[:12]}"
+                )
             problem = input_problem(manifest.input, self._running_input())
             if problem is not None:
                 return None, problem
@@ -241,16 +259,30 @@ class AssignmentWatch:
         for item in pending:
             a = item.assignment
             try:
-                report_outcome(self.engine, assignment_id=a.id, station_id=self.station_id, outcome=item.outcome,
-                               reason=item.reason, at=item.at, running_sha256=item.running_sha256)
+                report_outcome(
+                    self.engine,
+                    assignment_id=a.id,
+                    station_id=self.station_id,
+                    outcome=item.outcome,
+                    reason=item.reason,
+                    at=item.at,
+                    running_sha256=item.running_sha256,
+                )
             except StoreError as exc:
-                _log.warning("station %s: reporting %s of %s %s failed (retried): %s", self.station_id,
-                             item.outcome, a.name, a.version, exc)
+                _log.warning(
+                    "station %s: reporting %s of %s %s failed (retried): %s",
+                    self.station_id,
+                    item.outcome,
+                    a.name,
+                    a.version,
+                    exc,
+                )
                 kept.append(item)
                 continue
             except StateError as exc:
-                _log.error("station %s: %s of %s %s not reported: %s", self.station_id, item.outcome, a.name,
-                           a.version, exc)
+                _log.error(
+                    "station %s: %s of %s %s not reported: %s", self.station_id, item.outcome, a.name, a.version, exc
+                )
                 continue
             if item.outcome == SWITCHED and self.registry is not None:
                 try:

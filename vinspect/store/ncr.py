@@ -139,9 +139,22 @@ class DispositionInput:
 
 TERMINAL = frozenset({NcrStatus.CLOSED, NcrStatus.VOID})
 LINK_FIELDS = frozenset({"capa_ref", "eight_d_ref", "scar_ref", "cause_code", "corrective_action_ref"})
-CORRECTABLE_FIELDS = frozenset({"defect_code", "description", "serial_number", "lot_number", "work_order",
-                                "operation", "part_number", "part_revision", "part_name",
-                                "requirement_ref", "severity", "quantity_affected"})
+CORRECTABLE_FIELDS = frozenset(
+    {
+        "defect_code",
+        "description",
+        "serial_number",
+        "lot_number",
+        "work_order",
+        "operation",
+        "part_number",
+        "part_revision",
+        "part_name",
+        "requirement_ref",
+        "severity",
+        "quantity_affected",
+    }
+)
 SIGNING_ROLES: Mapping[SignatureMeaning, frozenset[Role]] = {
     SignatureMeaning.AUTHORSHIP: frozenset(Role) - {Role.ADMIN},
     SignatureMeaning.REVIEW: frozenset({Role.REVIEWER, Role.QUALITY_ENGINEER}),

@@ -37,8 +37,17 @@ from vinspect.store.canonical import canonical_json, sha256_hex
 from vinspect.store.db import session_scope
 from vinspect.store.tables import OutboxRecord, table_of
 
-__all__ = ["DrainSummary", "OutboxRelay", "RelayConfig", "UrllibTransport", "WebhookTransport", "check_url",
-           "enqueue", "enqueue_many", "outbox_counts"]
+__all__ = [
+    "DrainSummary",
+    "OutboxRelay",
+    "RelayConfig",
+    "UrllibTransport",
+    "WebhookTransport",
+    "check_url",
+    "enqueue",
+    "enqueue_many",
+    "outbox_counts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +59,30 @@ def enqueue(document: Mapping[str, Any], *, session: Session, now: datetime, tar
     return enqueue_many([document], session=session, now=now, target=target)[0]
 
 
-def enqueue_many(documents: Sequence[Mapping[str, Any]], *, session: Session, now: datetime,
-                 target: str = "qms") -> list[str]:
+def enqueue_many(
+    documents: Sequence[Mapping[str, Any]], *, session: Session, now: datetime, target: str = "qms"
+) -> list[str]:
     """Queue several NCR revisions with one INSERT round trip; returns their keys in order."""
     rows: list[dict[str, Any]] = []
     for document in documents:
         payload = canonical_json(document).decode("utf-8")
-        rows.append({
-            "ncr_uuid": str(document["ncr_uuid"]), "revision": int(document["revision"]), "target": target,
-            "idempotency_key": f"{document['ncr_uuid']}:{document['revision']}", "payload": payload,
-            "payload_sha256": sha256_hex(payload.encode("utf-8")), "created_at": now, "state": PENDING,
-            "attempts": 0, "next_attempt_at": now, "last_status": None, "last_error": None, "delivered_at": None})
+        rows.append(
+            {
+                "ncr_uuid": str(document["ncr_uuid"]),
+                "revision": int(document["revision"]),
+                "target": target,
+                "idempotency_key": f"{document['ncr_uuid']}:{document['revision']}",
+                "payload": payload,
+                "payload_sha256": sha256_hex(payload.encode("utf-8")),
+                "created_at": now,
+                "state": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_status": None,
+                "last_error": None,
+                "delivered_at": None,
+            }
+        )
     if rows:
         session.connection().execute(table_of(OutboxRecord).insert(), rows)
     return [row["idempotency_key"] for row in rows]
@@ -151,8 +173,15 @@ class _Due:
 class OutboxRelay:
     """Drains the outbox of one store to one webhook target (run one relay per store)."""
 
-    def __init__(self, engine: Engine, config: RelayConfig, *, transport: WebhookTransport | None = None,
-                 rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: RelayConfig,
+        *,
+        transport: WebhookTransport | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._engine = engine
         self._config = config
         self._transport = transport or UrllibTransport()
@@ -162,27 +191,48 @@ class OutboxRelay:
     def _due(self) -> list[_Due]:
         cfg = self._config
         with session_scope(self._engine, readonly=True) as session:
-            rows = session.scalars(select(OutboxRecord).where(
-                OutboxRecord.target == cfg.target, OutboxRecord.state == PENDING,
-                OutboxRecord.next_attempt_at <= datetime.now(UTC)).order_by(OutboxRecord.id).limit(cfg.batch))
-            due = [_Due(r.id, r.ncr_uuid, r.revision, r.idempotency_key, r.payload, r.payload_sha256, r.attempts)
-                   for r in rows]
+            rows = session.scalars(
+                select(OutboxRecord)
+                .where(
+                    OutboxRecord.target == cfg.target,
+                    OutboxRecord.state == PENDING,
+                    OutboxRecord.next_attempt_at <= datetime.now(UTC),
+                )
+                .order_by(OutboxRecord.id)
+                .limit(cfg.batch)
+            )
+            due = [
+                _Due(r.id, r.ncr_uuid, r.revision, r.idempotency_key, r.payload, r.payload_sha256, r.attempts)
+                for r in rows
+            ]
             uuids = {d.ncr_uuid for d in due}
-            older = session.execute(select(OutboxRecord.ncr_uuid, func.min(OutboxRecord.revision)).where(
-                OutboxRecord.target == cfg.target, OutboxRecord.state == PENDING,
-                OutboxRecord.ncr_uuid.in_(uuids)).group_by(OutboxRecord.ncr_uuid)).all()
+            older = session.execute(
+                select(OutboxRecord.ncr_uuid, func.min(OutboxRecord.revision))
+                .where(
+                    OutboxRecord.target == cfg.target, OutboxRecord.state == PENDING, OutboxRecord.ncr_uuid.in_(uuids)
+                )
+                .group_by(OutboxRecord.ncr_uuid)
+            ).all()
         first_pending = {uuid: int(rev) for uuid, rev in older}
         return [d for d in due if d.revision == first_pending.get(d.ncr_uuid, d.revision)]
 
     def _headers(self, item: _Due) -> dict[str, str]:
         digest = base64.b64encode(hashlib.sha256(item.payload.encode("utf-8")).digest()).decode("ascii")
-        return {"Content-Type": "application/json", "Idempotency-Key": item.key,
-                "Content-Digest": f"sha-256=:{digest}:", "X-Vinspect-Payload-Sha256": item.payload_sha256}
+        return {
+            "Content-Type": "application/json",
+            "Idempotency-Key": item.key,
+            "Content-Digest": f"sha-256=:{digest}:",
+            "X-Vinspect-Payload-Sha256": item.payload_sha256,
+        }
 
     def _send(self, item: _Due) -> tuple[int | None, str | None]:
         try:
-            status = self._transport.post(self._config.url, body=item.payload.encode("utf-8"),
-                                          headers=self._headers(item), timeout_s=self._config.timeout_s)
+            status = self._transport.post(
+                self._config.url,
+                body=item.payload.encode("utf-8"),
+                headers=self._headers(item),
+                timeout_s=self._config.timeout_s,
+            )
         except StoreError as exc:
             return None, str(exc)
         return status, None
@@ -202,16 +252,36 @@ class OutboxRelay:
             row.last_status, row.last_error = status, error
             if status is not None and 200 <= status < 300:
                 row.state, row.delivered_at = DELIVERED, now
-                append_audit(AuditEntry(actor="system:outbox", action="ncr.export", entity="outbox",
-                                        entity_id=item.key, new_value=str(status), source=self._config.target,
-                                        record_sha256=item.payload_sha256), session=session, at=now)
+                append_audit(
+                    AuditEntry(
+                        actor="system:outbox",
+                        action="ncr.export",
+                        entity="outbox",
+                        entity_id=item.key,
+                        new_value=str(status),
+                        source=self._config.target,
+                        record_sha256=item.payload_sha256,
+                    ),
+                    session=session,
+                    at=now,
+                )
             elif status is None or status in (408, 429) or status >= 500:
                 row.next_attempt_at = now + self._backoff(row.attempts)
             else:
                 row.state = PARKED
-                append_audit(AuditEntry(actor="system:outbox", action="ncr.export_parked", entity="outbox",
-                                        entity_id=item.key, new_value=str(status), source=self._config.target,
-                                        reason=f"QMS answered {status}"), session=session, at=now)
+                append_audit(
+                    AuditEntry(
+                        actor="system:outbox",
+                        action="ncr.export_parked",
+                        entity="outbox",
+                        entity_id=item.key,
+                        new_value=str(status),
+                        source=self._config.target,
+                        reason=f"QMS answered {status}",
+                    ),
+                    session=session,
+                    at=now,
+                )
             return row.state
 
     def drain_once(self) -> DrainSummary:
@@ -222,18 +292,28 @@ class OutboxRelay:
             if error is not None or status is None or not 200 <= status < 300:
                 logger.warning("QMS delivery failed", extra={"key": item.key, "status": status, "error": error})
             counts[self._record(item, status=status, error=error)] += 1
-        return DrainSummary(delivered=counts[DELIVERED], retried=counts[PENDING], parked=counts[PARKED],
-                            pending=self.pending())
+        return DrainSummary(
+            delivered=counts[DELIVERED], retried=counts[PENDING], parked=counts[PARKED], pending=self.pending()
+        )
 
     def pending(self) -> int:
         with session_scope(self._engine, readonly=True) as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxRecord).where(
-                OutboxRecord.target == self._config.target, OutboxRecord.state == PENDING)) or 0)
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(OutboxRecord)
+                    .where(OutboxRecord.target == self._config.target, OutboxRecord.state == PENDING)
+                )
+                or 0
+            )
 
     def _next_due_s(self) -> float:
         with session_scope(self._engine, readonly=True) as session:
-            nxt = session.scalar(select(func.min(OutboxRecord.next_attempt_at)).where(
-                OutboxRecord.target == self._config.target, OutboxRecord.state == PENDING))
+            nxt = session.scalar(
+                select(func.min(OutboxRecord.next_attempt_at)).where(
+                    OutboxRecord.target == self._config.target, OutboxRecord.state == PENDING
+                )
+            )
         return 0.0 if nxt is None else max(0.0, (nxt - datetime.now(UTC)).total_seconds())
 
     def drain(self, *, max_seconds: float = 60.0) -> DrainSummary:
@@ -242,8 +322,12 @@ class OutboxRelay:
         total = DrainSummary()
         while True:
             step = self.drain_once()
-            total = DrainSummary(delivered=total.delivered + step.delivered, retried=total.retried + step.retried,
-                                 parked=total.parked + step.parked, pending=step.pending)
+            total = DrainSummary(
+                delivered=total.delivered + step.delivered,
+                retried=total.retried + step.retried,
+                parked=total.parked + step.parked,
+                pending=step.pending,
+            )
             left = deadline - time.monotonic()
             if step.pending == 0 or left <= 0:
                 return total

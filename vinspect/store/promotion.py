@@ -41,8 +41,18 @@ from vinspect.store.ncr import Role, SignatureMeaning
 from vinspect.store.tables import AuditRecord, SignatureRecord
 from vinspect.store.users import get_user
 
-__all__ = ["PROMOTION_ROLES", "Candidate", "candidate_state", "fix_criteria", "model_history", "promote",
-           "record_evaluation", "record_rollback", "sign_promotion", "under_promotion_control"]
+__all__ = [
+    "PROMOTION_ROLES",
+    "Candidate",
+    "candidate_state",
+    "fix_criteria",
+    "model_history",
+    "promote",
+    "record_evaluation",
+    "record_rollback",
+    "sign_promotion",
+    "under_promotion_control",
+]
 
 PROMOTION_ROLES = frozenset({Role.QUALITY_ENGINEER, Role.ADMIN})
 CRITERIA = "model.criteria"
@@ -89,9 +99,17 @@ class Candidate:
 
 
 def _rows(session: Session, name: str, version: str, action: str) -> list[AuditRecord]:
-    return list(session.scalars(select(AuditRecord).where(
-        AuditRecord.entity == "model", AuditRecord.entity_id == entity_id(name, version),
-        AuditRecord.action == action).order_by(AuditRecord.seq)))
+    return list(
+        session.scalars(
+            select(AuditRecord)
+            .where(
+                AuditRecord.entity == "model",
+                AuditRecord.entity_id == entity_id(name, version),
+                AuditRecord.action == action,
+            )
+            .order_by(AuditRecord.seq)
+        )
+    )
 
 
 def _content(row: AuditRecord) -> dict[str, Any]:
@@ -104,17 +122,51 @@ def _content(row: AuditRecord) -> dict[str, Any]:
     return content
 
 
-def _append(session: Session, *, actor: str, action: str, name: str, version: str, content: dict[str, Any],
-            reason: str | None, at: datetime, field: str, old_value: str | None = None) -> str:
+def _append(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    name: str,
+    version: str,
+    content: dict[str, Any],
+    reason: str | None,
+    at: datetime,
+    field: str,
+    old_value: str | None = None,
+) -> str:
     digest = content_sha256(content)
-    append_audit(AuditEntry(actor=actor, action=action, entity="model", entity_id=entity_id(name, version),
-                            field=field, old_value=old_value, new_value=canonical_json(content).decode("utf-8"),
-                            reason=reason, record_sha256=digest, source=actor[:128]), session=session, at=at)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            entity="model",
+            entity_id=entity_id(name, version),
+            field=field,
+            old_value=old_value,
+            new_value=canonical_json(content).decode("utf-8"),
+            reason=reason,
+            record_sha256=digest,
+            source=actor[:128],
+        ),
+        session=session,
+        at=at,
+    )
     return digest
 
 
-def fix_criteria(*, session: Session, name: str, version: str, sha256: str, trained_by: str | None,
-                 criteria: Criteria, actor: str, reason: str, at: datetime | None = None) -> str:
+def fix_criteria(
+    *,
+    session: Session,
+    name: str,
+    version: str,
+    sha256: str,
+    trained_by: str | None,
+    criteria: Criteria,
+    actor: str,
+    reason: str,
+    at: datetime | None = None,
+) -> str:
     """Record the criteria (once); returns their hash.
 
     Raises:
@@ -127,14 +179,37 @@ def fix_criteria(*, session: Session, name: str, version: str, sha256: str, trai
         raise StateError(f"{name} {version}: already evaluated; criteria must be fixed before the evidence is seen")
     if not reason.strip():
         raise StateError("fixing acceptance criteria needs a reason")
-    content = {"model": name, "version": version, "sha256": sha256, "trained_by": trained_by,
-               "criteria": criteria.model_dump(mode="json"), "fixed_at": format_utc(at or datetime.now(UTC))}
-    return _append(session, actor=actor, action=CRITERIA, name=name, version=version, content=content,
-                   reason=reason, at=at or datetime.now(UTC), field="criteria")
+    content = {
+        "model": name,
+        "version": version,
+        "sha256": sha256,
+        "trained_by": trained_by,
+        "criteria": criteria.model_dump(mode="json"),
+        "fixed_at": format_utc(at or datetime.now(UTC)),
+    }
+    return _append(
+        session,
+        actor=actor,
+        action=CRITERIA,
+        name=name,
+        version=version,
+        content=content,
+        reason=reason,
+        at=at or datetime.now(UTC),
+        field="criteria",
+    )
 
 
-def record_evaluation(*, session: Session, name: str, version: str, sha256: str, evaluation: Evaluation,
-                      actor: str, at: datetime | None = None) -> str:
+def record_evaluation(
+    *,
+    session: Session,
+    name: str,
+    version: str,
+    sha256: str,
+    evaluation: Evaluation,
+    actor: str,
+    at: datetime | None = None,
+) -> str:
     """Record the evidence; returns its hash. Signatures on an earlier evaluation stop counting.
 
     Raises:
@@ -146,13 +221,30 @@ def record_evaluation(*, session: Session, name: str, version: str, sha256: str,
         raise StateError(f"{name} {version}: fix the acceptance criteria before evaluating (vinspect models criteria)")
     fixed = _content(criteria[-1])
     if fixed["sha256"] != sha256:
-        raise StateError(f"{name} {version}: the bundle's sha256 {sha256[:12]} is not the one the criteria were "
-                         f"fixed for ({str(fixed['sha256'])[:12]})")
+        raise StateError(
+            f"{name} {version}: the bundle's sha256 {sha256[:12]} is not the one the criteria were "
+            f"fixed for ({str(fixed['sha256'])[:12]})"
+        )
     when = at or datetime.now(UTC)
-    content = {"model": name, "version": version, "sha256": sha256, "criteria_sha256": criteria[-1].record_sha256,
-               "evaluation": evaluation.model_dump(mode="json"), "evaluated_at": format_utc(when)}
-    return _append(session, actor=actor, action=EVALUATION, name=name, version=version, content=content,
-                   reason=None, at=when, field="evaluation")
+    content = {
+        "model": name,
+        "version": version,
+        "sha256": sha256,
+        "criteria_sha256": criteria[-1].record_sha256,
+        "evaluation": evaluation.model_dump(mode="json"),
+        "evaluated_at": format_utc(when),
+    }
+    return _append(
+        session,
+        actor=actor,
+        action=EVALUATION,
+        name=name,
+        version=version,
+        content=content,
+        reason=None,
+        at=when,
+        field="evaluation",
+    )
 
 
 def under_promotion_control(*, session: Session, name: str, version: str) -> bool:
@@ -177,12 +269,20 @@ def candidate_state(*, session: Session, name: str, version: str) -> Candidate:
         seen_order.append(int(content["signer_user_id"]))
         signers.append(str(content["printed_name"]))
     failures = [] if criteria is None or evaluation is None else failed_criteria(criteria, evaluation)
-    return Candidate(name=name, version=version, sha256=None if fixed is None else str(fixed["sha256"]),
-                     signer_ids=tuple(seen_order),
-                     trained_by=None if fixed is None else fixed.get("trained_by"), criteria=criteria,
-                     criteria_sha256=None if not crit_rows else crit_rows[-1].record_sha256, evaluation=evaluation,
-                     evaluation_sha256=ev_sha, signers=tuple(signers), failures=tuple(failures),
-                     promoted=bool(_rows(session, name, version, PROMOTED)))
+    return Candidate(
+        name=name,
+        version=version,
+        sha256=None if fixed is None else str(fixed["sha256"]),
+        signer_ids=tuple(seen_order),
+        trained_by=None if fixed is None else fixed.get("trained_by"),
+        criteria=criteria,
+        criteria_sha256=None if not crit_rows else crit_rows[-1].record_sha256,
+        evaluation=evaluation,
+        evaluation_sha256=ev_sha,
+        signers=tuple(signers),
+        failures=tuple(failures),
+        promoted=bool(_rows(session, name, version, PROMOTED)),
+    )
 
 
 def _signer(session: Session, user_id: int, what: str) -> Any:
@@ -194,21 +294,58 @@ def _signer(session: Session, user_id: int, what: str) -> Any:
     return user
 
 
-def _signature(session: Session, *, user: Any, name: str, version: str, content: dict[str, Any], actor: str,
-               reason: str, at: datetime, auth_method: str) -> SignatureRecord:
-    sig = SignatureRecord(entity="model", entity_id=entity_id(name, version), signer_user_id=user.id,
-                          printed_name=user.display_name, meaning=str(SignatureMeaning.MODEL_PROMOTION),
-                          signed_at=at, record_sha256=content_sha256(content), auth_method=auth_method)
+def _signature(
+    session: Session,
+    *,
+    user: Any,
+    name: str,
+    version: str,
+    content: dict[str, Any],
+    actor: str,
+    reason: str,
+    at: datetime,
+    auth_method: str,
+) -> SignatureRecord:
+    sig = SignatureRecord(
+        entity="model",
+        entity_id=entity_id(name, version),
+        signer_user_id=user.id,
+        printed_name=user.display_name,
+        meaning=str(SignatureMeaning.MODEL_PROMOTION),
+        signed_at=at,
+        record_sha256=content_sha256(content),
+        auth_method=auth_method,
+    )
     session.add(sig)
     session.flush()
-    append_audit(AuditEntry(actor=actor, action="signature.create", entity="signature", entity_id=str(sig.id),
-                            field="meaning", new_value=sig.meaning, reason=reason,
-                            record_sha256=signature_sha256(sig), source=actor[:128]), session=session, at=at)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="signature.create",
+            entity="signature",
+            entity_id=str(sig.id),
+            field="meaning",
+            new_value=sig.meaning,
+            reason=reason,
+            record_sha256=signature_sha256(sig),
+            source=actor[:128],
+        ),
+        session=session,
+        at=at,
+    )
     return sig
 
 
-def sign_promotion(*, session: Session, user_id: int, name: str, version: str, reason: str,
-                   auth_method: str = "password", at: datetime | None = None) -> int:
+def sign_promotion(
+    *,
+    session: Session,
+    user_id: int,
+    name: str,
+    version: str,
+    reason: str,
+    auth_method: str = "password",
+    at: datetime | None = None,
+) -> int:
     """Sign the current evaluation of a candidate; returns the signature id.
 
     Raises:
@@ -225,23 +362,53 @@ def sign_promotion(*, session: Session, user_id: int, name: str, version: str, r
     if state.trained_by is not None and user.username == state.trained_by:
         raise StateError(f"{user.username} trained {name} {version} and may not sign its promotion")
     if user.id in state.signer_ids:
-        raise StateError(f"{user.username} already signed this evaluation of {name} {version}; "
-                         "a second signature must come from another person")
+        raise StateError(
+            f"{user.username} already signed this evaluation of {name} {version}; "
+            "a second signature must come from another person"
+        )
     when = at or datetime.now(UTC)
-    content = {"model": name, "version": version, "sha256": state.sha256, "criteria_sha256": state.criteria_sha256,
-               "evaluation_sha256": state.evaluation_sha256, "criteria_failed": list(state.failures),
-               "meaning": str(SignatureMeaning.MODEL_PROMOTION), "signer_user_id": user.id,
-               "printed_name": user.display_name, "signed_at": format_utc(when), "reason": reason}
+    content = {
+        "model": name,
+        "version": version,
+        "sha256": state.sha256,
+        "criteria_sha256": state.criteria_sha256,
+        "evaluation_sha256": state.evaluation_sha256,
+        "criteria_failed": list(state.failures),
+        "meaning": str(SignatureMeaning.MODEL_PROMOTION),
+        "signer_user_id": user.id,
+        "printed_name": user.display_name,
+        "signed_at": format_utc(when),
+        "reason": reason,
+    }
     actor = f"user:{user.id}"
-    sig = _signature(session, user=user, name=name, version=version, content=content, actor=actor, reason=reason,
-                     at=when, auth_method=auth_method)
-    _append(session, actor=actor, action=SIGNED, name=name, version=version, content=content, reason=reason,
-            at=when, field="signature")
+    sig = _signature(
+        session,
+        user=user,
+        name=name,
+        version=version,
+        content=content,
+        actor=actor,
+        reason=reason,
+        at=when,
+        auth_method=auth_method,
+    )
+    _append(
+        session,
+        actor=actor,
+        action=SIGNED,
+        name=name,
+        version=version,
+        content=content,
+        reason=reason,
+        at=when,
+        field="signature",
+    )
     return sig.id
 
 
-def promote(*, session: Session, name: str, version: str, previous: str | None, actor: str,
-            at: datetime | None = None) -> Candidate:
+def promote(
+    *, session: Session, name: str, version: str, previous: str | None, actor: str, at: datetime | None = None
+) -> Candidate:
     """Record the promotion (the caller switches the registry in the same transaction).
 
     Raises:
@@ -251,43 +418,111 @@ def promote(*, session: Session, name: str, version: str, previous: str | None, 
     state = candidate_state(session=session, name=name, version=version)
     if state.blockers:
         raise StateError(f"{name} {version} cannot be promoted: " + "; ".join(state.blockers))
-    content = {"model": name, "version": version, "sha256": state.sha256, "previous": previous,
-               "evaluation_sha256": state.evaluation_sha256, "signers": list(state.signers)}
-    _append(session, actor=actor, action=PROMOTED, name=name, version=version, content=content, reason=None,
-            at=at or datetime.now(UTC), field="active_version", old_value=previous)
+    content = {
+        "model": name,
+        "version": version,
+        "sha256": state.sha256,
+        "previous": previous,
+        "evaluation_sha256": state.evaluation_sha256,
+        "signers": list(state.signers),
+    }
+    _append(
+        session,
+        actor=actor,
+        action=PROMOTED,
+        name=name,
+        version=version,
+        content=content,
+        reason=None,
+        at=at or datetime.now(UTC),
+        field="active_version",
+        old_value=previous,
+    )
     return state
 
 
-def record_rollback(*, session: Session, user_id: int, name: str, from_version: str, to_version: str,
-                    sha256: str, reason: str, auth_method: str = "password", at: datetime | None = None) -> int:
+def record_rollback(
+    *,
+    session: Session,
+    user_id: int,
+    name: str,
+    from_version: str,
+    to_version: str,
+    sha256: str,
+    reason: str,
+    auth_method: str = "password",
+    at: datetime | None = None,
+) -> int:
     """One signed action putting ``to_version`` back; returns the signature id."""
     lock_writers(session)
     if not reason.strip():
         raise StateError("a rollback needs a reason")
     user = _signer(session, user_id, "a model rollback")
     when = at or datetime.now(UTC)
-    content = {"model": name, "from_version": from_version, "to_version": to_version, "sha256": sha256,
-               "meaning": str(SignatureMeaning.MODEL_PROMOTION), "signer_user_id": user.id,
-               "printed_name": user.display_name, "signed_at": format_utc(when), "reason": reason}
+    content = {
+        "model": name,
+        "from_version": from_version,
+        "to_version": to_version,
+        "sha256": sha256,
+        "meaning": str(SignatureMeaning.MODEL_PROMOTION),
+        "signer_user_id": user.id,
+        "printed_name": user.display_name,
+        "signed_at": format_utc(when),
+        "reason": reason,
+    }
     actor = f"user:{user.id}"
-    sig = _signature(session, user=user, name=name, version=to_version, content=content, actor=actor, reason=reason,
-                     at=when, auth_method=auth_method)
-    _append(session, actor=actor, action=ROLLED_BACK, name=name, version=to_version, content=content, reason=reason,
-            at=when, field="active_version", old_value=from_version)
+    sig = _signature(
+        session,
+        user=user,
+        name=name,
+        version=to_version,
+        content=content,
+        actor=actor,
+        reason=reason,
+        at=when,
+        auth_method=auth_method,
+    )
+    _append(
+        session,
+        actor=actor,
+        action=ROLLED_BACK,
+        name=name,
+        version=to_version,
+        content=content,
+        reason=reason,
+        at=when,
+        field="active_version",
+        old_value=from_version,
+    )
     return sig.id
 
 
 def model_history(*, session: Session, name: str) -> list[dict[str, Any]]:
     """Every audit row about any version of ``name``, oldest first (the controlled-document record)."""
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.entity == "model", AuditRecord.entity_id.like(f"{name}@%")).order_by(AuditRecord.seq))
+    rows = session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.entity == "model", AuditRecord.entity_id.like(f"{name}@%"))
+        .order_by(AuditRecord.seq)
+    )
     out = []
     for r in rows:
         try:
             content: Any = json.loads(r.new_value) if r.new_value and r.new_value[:1] == "{" else r.new_value
         except ValueError:
             content = r.new_value
-        out.append({"seq": r.seq, "at": format_utc(r.at), "actor": r.actor, "action": r.action,
-                    "model": r.entity_id, "field": r.field, "old_value": r.old_value, "content": content,
-                    "reason": r.reason, "record_sha256": r.record_sha256, "row_hash": r.row_hash})
+        out.append(
+            {
+                "seq": r.seq,
+                "at": format_utc(r.at),
+                "actor": r.actor,
+                "action": r.action,
+                "model": r.entity_id,
+                "field": r.field,
+                "old_value": r.old_value,
+                "content": content,
+                "reason": r.reason,
+                "record_sha256": r.record_sha256,
+                "row_hash": r.row_hash,
+            }
+        )
     return out

@@ -102,15 +102,25 @@ def _finite(value: float) -> float | None:
 def _inspection_values(inspection: Inspection, *, now: datetime, part_number: str | None = None) -> dict[str, Any]:
     prediction, frame, decision, model = inspection.prediction, inspection.frame, inspection.decision, inspection.model
     return {
-        "inspection_id": inspection.inspection_id, "station_id": inspection.station_id,
-        "part_seq": inspection.part_seq, "verdict": str(decision.verdict),
-        "reasons": _json(list(decision.reasons)), "policy_id": decision.policy_id, "fail_at": decision.fail_at,
-        "review_at": decision.review_at, "score": _finite(prediction.score) if prediction is not None else None,
-        "model_name": model.name if model else None, "model_version": model.version if model else None,
-        "model_sha256": model.sha256 if model else None, "source_id": frame.source_id if frame else None,
+        "inspection_id": inspection.inspection_id,
+        "station_id": inspection.station_id,
+        "part_seq": inspection.part_seq,
+        "verdict": str(decision.verdict),
+        "reasons": _json(list(decision.reasons)),
+        "policy_id": decision.policy_id,
+        "fail_at": decision.fail_at,
+        "review_at": decision.review_at,
+        "score": _finite(prediction.score) if prediction is not None else None,
+        "model_name": model.name if model else None,
+        "model_version": model.version if model else None,
+        "model_sha256": model.sha256 if model else None,
+        "source_id": frame.source_id if frame else None,
         "frame_id": frame.frame_id if frame else None,
-        "captured_at": _utc(frame.captured_at) if frame else None, "part_id": frame.part_id if frame else None,
-        "error": inspection.error, "recorded_at": now, "part_number": part_number,
+        "captured_at": _utc(frame.captured_at) if frame else None,
+        "part_id": frame.part_id if frame else None,
+        "error": inspection.error,
+        "recorded_at": now,
+        "part_number": part_number,
         "config_sha256": inspection.config_sha256,
     }
 
@@ -141,17 +151,24 @@ def split_recorded(inspections: Sequence[Inspection], *, session: Session) -> tu
         taken = seqs.setdefault(inspection.station_id, {})
         other = taken.setdefault(inspection.part_seq, inspection.inspection_id)
         if other != inspection.inspection_id:
-            raise StoreError(f"station {inspection.station_id} part seq {inspection.part_seq}: inspections "
-                             f"{other} and {inspection.inspection_id} share one part number")
+            raise StoreError(
+                f"station {inspection.station_id} part seq {inspection.part_seq}: inspections "
+                f"{other} and {inspection.inspection_id} share one part number"
+            )
         fresh[inspection.inspection_id] = inspection
     recorded: set[str] = set()
     for station_id, taken in seqs.items():
-        rows = session.execute(select(InspectionRecord.part_seq, InspectionRecord.inspection_id).where(
-            InspectionRecord.station_id == station_id, InspectionRecord.part_seq.in_(list(taken))))
+        rows = session.execute(
+            select(InspectionRecord.part_seq, InspectionRecord.inspection_id).where(
+                InspectionRecord.station_id == station_id, InspectionRecord.part_seq.in_(list(taken))
+            )
+        )
         for part_seq, inspection_id in rows:
             if inspection_id != taken[part_seq]:
-                raise StoreError(f"station {station_id} part seq {part_seq} is already recorded as inspection "
-                                 f"{inspection_id}, not {taken[part_seq]}: a part number was reused")
+                raise StoreError(
+                    f"station {station_id} part seq {part_seq} is already recorded as inspection "
+                    f"{inspection_id}, not {taken[part_seq]}: a part number was reused"
+                )
             recorded.add(inspection_id)
             del fresh[inspection_id]
     return list(fresh.values()), recorded
@@ -161,13 +178,20 @@ def recorded_ncrs(inspection_ids: Sequence[str], *, session: Session) -> dict[st
     """The NCRs already opened for these inspections, by inspection id (a retried record's NCR)."""
     if not inspection_ids:
         return {}
-    rows = session.execute(select(NcrRecord.inspection_id, NcrRecord.ncr_uuid, NcrRecord.ncr_number)
-                           .where(NcrRecord.inspection_id.in_(list(inspection_ids))))
+    rows = session.execute(
+        select(NcrRecord.inspection_id, NcrRecord.ncr_uuid, NcrRecord.ncr_number).where(
+            NcrRecord.inspection_id.in_(list(inspection_ids))
+        )
+    )
     return {str(iid): NcrRef(ncr_uuid=uid, ncr_number=number, revision=1) for iid, uid, number in rows}
 
 
 def add_inspections(
-    inspections: Sequence[Inspection], *, session: Session, now: datetime | None = None, checked: bool = False,
+    inspections: Sequence[Inspection],
+    *,
+    session: Session,
+    now: datetime | None = None,
+    checked: bool = False,
     part_number: str | None = None,
 ) -> int:
     """Insert a batch of inspection rows covered by one audit link; returns the row count.
@@ -188,10 +212,18 @@ def add_inspections(
     rows = [_inspection_values(i, now=now, part_number=part_number) for i in inspections]
     _insert(InspectionRecord, rows, session=session)
     stations = sorted({r["station_id"] for r in rows})
-    append_audit(AuditEntry(
-        actor=f"system:{stations[0]}" if len(stations) == 1 else "system:store", action="inspection.batch",
-        entity="inspections", entity_id=f"{rows[0]['id']}-{rows[-1]['id']}", new_value=str(len(rows)),
-        record_sha256=inspection_batch_sha256(rows)), session=session, at=now)
+    append_audit(
+        AuditEntry(
+            actor=f"system:{stations[0]}" if len(stations) == 1 else "system:store",
+            action="inspection.batch",
+            entity="inspections",
+            entity_id=f"{rows[0]['id']}-{rows[-1]['id']}",
+            new_value=str(len(rows)),
+            record_sha256=inspection_batch_sha256(rows),
+        ),
+        session=session,
+        at=now,
+    )
     return len(rows)
 
 
@@ -202,17 +234,26 @@ def add_inspection(inspection: Inspection, *, session: Session, now: datetime | 
 
 def _inference(inspection: Inspection) -> dict[str, Any]:
     prediction, decision, model = inspection.prediction, inspection.decision, inspection.model
-    regions = [] if prediction is None else [
-        {"label": r.label, "score": _finite(r.score), "box_xyxy": list(r.box_xyxy), "area_px": r.area_px}
-        for r in prediction.regions
-    ]
+    regions = (
+        []
+        if prediction is None
+        else [
+            {"label": r.label, "score": _finite(r.score), "box_xyxy": list(r.box_xyxy), "area_px": r.area_px}
+            for r in prediction.regions
+        ]
+    )
     return {
-        "model_name": model.name if model else None, "model_version": model.version if model else None,
+        "model_name": model.name if model else None,
+        "model_version": model.version if model else None,
         "model_sha256": model.sha256 if model else None,
         "score": _finite(prediction.score) if prediction is not None else None,
-        "threshold": decision.fail_at, "review_threshold": decision.review_at, "regions": regions,
-        "inference_id": inspection.inspection_id, "recipe_id": decision.policy_id,
-        "reasons": list(decision.reasons), "error": inspection.error,
+        "threshold": decision.fail_at,
+        "review_threshold": decision.review_at,
+        "regions": regions,
+        "inference_id": inspection.inspection_id,
+        "recipe_id": decision.policy_id,
+        "reasons": list(decision.reasons),
+        "error": inspection.error,
     }
 
 
@@ -228,9 +269,11 @@ def _describe(inspection: Inspection) -> tuple[str, str, str]:
         verdict = "REJECT"
     score = _finite(prediction.score) if prediction is not None else None
     shown = "none" if score is None else f"{score:.4f}"
-    text = (f"{decision.verdict} by {inspection.station_id} (part seq {inspection.part_seq}): "
-            f"reasons {', '.join(decision.reasons) or 'none'}; score {shown}, fail_at {decision.fail_at}, "
-            f"review_at {decision.review_at}")
+    text = (
+        f"{decision.verdict} by {inspection.station_id} (part seq {inspection.part_seq}): "
+        f"reasons {', '.join(decision.reasons) or 'none'}; score {shown}, fail_at {decision.fail_at}, "
+        f"review_at {decision.review_at}"
+    )
     return code, verdict, text + (f"; error: {inspection.error}" if inspection.error else "")
 
 
@@ -243,36 +286,72 @@ def _ncr_values(inspection: Inspection, *, defaults: NcrDefaults, seq: int, now:
     frame = inspection.frame
     detected_at = _utc(frame.captured_at) if frame is not None else now
     code, verdict, text = _describe(inspection)
-    containment = {"action": "SEGREGATED", "reject_actuation_confirmed": False,
-                   "location": defaults.containment_location, "suspect_window": None}
+    containment = {
+        "action": "SEGREGATED",
+        "reject_actuation_confirmed": False,
+        "location": defaults.containment_location,
+        "suspect_window": None,
+    }
     return {
-        "ncr_uuid": str(uuid.uuid4()), "ncr_seq": seq, "ncr_number": f"NCR-{detected_at.year:04d}-{seq:06d}",
-        "schema_version": SCHEMA_VERSION, "detected_at": detected_at, "created_at": now,
-        "site_id": defaults.site_id, "line_id": defaults.line_id, "station_id": inspection.station_id,
-        "camera_id": frame.source_id if frame is not None else "unknown", "detection_point": "IN_PROCESS",
-        "detected_by_kind": "SYSTEM", "detected_by_id": f"system:{inspection.station_id}",
-        "part_number": defaults.part_number, "part_revision": defaults.part_revision,
-        "part_name": defaults.part_name, "serial_number": frame.part_id if frame is not None else None,
-        "lot_number": defaults.lot_number, "work_order": defaults.work_order, "operation": defaults.operation,
-        "quantity_affected": defaults.quantity_affected, "uom": defaults.uom,
-        "requirement_ref": defaults.requirement_ref, "defect_code": code, "severity": defaults.severity,
-        "description": text, "machine_verdict": verdict, "inference": _json(_inference(inspection)),
-        "containment": _json(containment), "related_ncr_uuids": "[]", "inspection_id": inspection.inspection_id,
+        "ncr_uuid": str(uuid.uuid4()),
+        "ncr_seq": seq,
+        "ncr_number": f"NCR-{detected_at.year:04d}-{seq:06d}",
+        "schema_version": SCHEMA_VERSION,
+        "detected_at": detected_at,
+        "created_at": now,
+        "site_id": defaults.site_id,
+        "line_id": defaults.line_id,
+        "station_id": inspection.station_id,
+        "camera_id": frame.source_id if frame is not None else "unknown",
+        "detection_point": "IN_PROCESS",
+        "detected_by_kind": "SYSTEM",
+        "detected_by_id": f"system:{inspection.station_id}",
+        "part_number": defaults.part_number,
+        "part_revision": defaults.part_revision,
+        "part_name": defaults.part_name,
+        "serial_number": frame.part_id if frame is not None else None,
+        "lot_number": defaults.lot_number,
+        "work_order": defaults.work_order,
+        "operation": defaults.operation,
+        "quantity_affected": defaults.quantity_affected,
+        "uom": defaults.uom,
+        "requirement_ref": defaults.requirement_ref,
+        "defect_code": code,
+        "severity": defaults.severity,
+        "description": text,
+        "machine_verdict": verdict,
+        "inference": _json(_inference(inspection)),
+        "containment": _json(containment),
+        "related_ncr_uuids": "[]",
+        "inspection_id": inspection.inspection_id,
     }
 
 
 def _evidence_values(ncr_id: int, evidence: Sequence[StoredEvidence]) -> list[dict[str, Any]]:
     return [
-        {"ncr_id": ncr_id, "ordinal": i, "kind": e.kind, "sha256": e.sha256, "media_type": e.media_type,
-         "uri": e.uri, "size_bytes": e.size_bytes, "captured_at": _utc(e.captured_at) if e.captured_at else None,
-         "camera_settings": _json(dict(e.camera_settings))}
+        {
+            "ncr_id": ncr_id,
+            "ordinal": i,
+            "kind": e.kind,
+            "sha256": e.sha256,
+            "media_type": e.media_type,
+            "uri": e.uri,
+            "size_bytes": e.size_bytes,
+            "captured_at": _utc(e.captured_at) if e.captured_at else None,
+            "camera_settings": _json(dict(e.camera_settings)),
+        }
         for i, e in enumerate(evidence)
     ]
 
 
 def open_ncr(
-    inspection: Inspection, *, session: Session, defaults: NcrDefaults,
-    evidence: Sequence[StoredEvidence] = (), now: datetime | None = None, inspection_recorded: bool = False,
+    inspection: Inspection,
+    *,
+    session: Session,
+    defaults: NcrDefaults,
+    evidence: Sequence[StoredEvidence] = (),
+    now: datetime | None = None,
+    inspection_recorded: bool = False,
 ) -> NcrRef:
     """Open the NCR of a rejected part with its inspection row, evidence, audit and outbox rows.
 
@@ -284,8 +363,9 @@ def open_ncr(
         now: server UTC time; now when omitted.
         inspection_recorded: the caller inserted the inspection row in this transaction already.
     """
-    drafts = start_ncrs([inspection], session=session, defaults=defaults, now=now,
-                        inspections_recorded=inspection_recorded)
+    drafts = start_ncrs(
+        [inspection], session=session, defaults=defaults, now=now, inspections_recorded=inspection_recorded
+    )
     return finish_ncrs(drafts, session=session, evidence=[evidence])[0]
 
 
@@ -299,7 +379,11 @@ class NcrDraft:
 
 
 def start_ncrs(
-    inspections: Sequence[Inspection], *, session: Session, defaults: NcrDefaults, now: datetime | None = None,
+    inspections: Sequence[Inspection],
+    *,
+    session: Session,
+    defaults: NcrDefaults,
+    now: datetime | None = None,
     inspections_recorded: bool = False,
 ) -> list[NcrDraft]:
     """First half of opening NCRs: their rows and OPENED events (one INSERT each), while evidence is written.
@@ -315,25 +399,45 @@ def start_ncrs(
     now = now or datetime.now(UTC)
     if not inspections_recorded:
         ids = [i.inspection_id for i in inspections]
-        known = set(session.scalars(select(InspectionRecord.inspection_id)
-                                    .where(InspectionRecord.inspection_id.in_(ids))))
-        add_inspections([i for i in inspections if i.inspection_id not in known], session=session, now=now,
-                        part_number=defaults.part_number)
+        known = set(
+            session.scalars(select(InspectionRecord.inspection_id).where(InspectionRecord.inspection_id.in_(ids)))
+        )
+        add_inspections(
+            [i for i in inspections if i.inspection_id not in known],
+            session=session,
+            now=now,
+            part_number=defaults.part_number,
+        )
     first = _next_ncr_seq(session)
-    ncrs = [_ncr_values(inspection, defaults=defaults, seq=first + k, now=now)
-            for k, inspection in enumerate(inspections)]
+    ncrs = [
+        _ncr_values(inspection, defaults=defaults, seq=first + k, now=now) for k, inspection in enumerate(inspections)
+    ]
     _insert(NcrRecord, ncrs, session=session)
-    events = [{"ncr_id": ncr["id"], "revision": 1, "kind": "OPENED", "from_status": None,
-               "to_status": str(NcrStatus.OPEN), "at": now, "actor": f"system:{inspection.station_id}",
-               "reason": None, "payload": "{}", "signature_id": None}
-              for ncr, inspection in zip(ncrs, inspections, strict=True)]
+    events = [
+        {
+            "ncr_id": ncr["id"],
+            "revision": 1,
+            "kind": "OPENED",
+            "from_status": None,
+            "to_status": str(NcrStatus.OPEN),
+            "at": now,
+            "actor": f"system:{inspection.station_id}",
+            "reason": None,
+            "payload": "{}",
+            "signature_id": None,
+        }
+        for ncr, inspection in zip(ncrs, inspections, strict=True)
+    ]
     _insert(NcrEvent, events, session=session)
-    return [NcrDraft(station_id=inspection.station_id, ncr=ncr, event=event)
-            for inspection, ncr, event in zip(inspections, ncrs, events, strict=True)]
+    return [
+        NcrDraft(station_id=inspection.station_id, ncr=ncr, event=event)
+        for inspection, ncr, event in zip(inspections, ncrs, events, strict=True)
+    ]
 
 
-def finish_ncrs(drafts: Sequence[NcrDraft], *, session: Session,
-                evidence: Sequence[Sequence[StoredEvidence]]) -> list[NcrRef]:
+def finish_ncrs(
+    drafts: Sequence[NcrDraft], *, session: Session, evidence: Sequence[Sequence[StoredEvidence]]
+) -> list[NcrRef]:
     """Second half: evidence references, two audit links per NCR and the outbox rows, in bulk.
 
     Args:
@@ -354,14 +458,30 @@ def finish_ncrs(drafts: Sequence[NcrDraft], *, session: Session,
         for draft, rows in group:
             ncr, event = draft.ncr, draft.event
             digest = ncr_sha256(ncr, rows)
-            entries.append(AuditEntry(
-                actor=event["actor"], action="ncr.open", entity="ncr", entity_id=ncr["ncr_uuid"],
-                new_value=ncr["ncr_number"], reason=f"machine {ncr['machine_verdict']}", source=draft.station_id,
-                record_sha256=digest))
-            entries.append(AuditEntry(
-                actor=event["actor"], action="ncr.opened", entity="ncr_event", entity_id=str(event["id"]),
-                field="status", new_value=event["to_status"], source=draft.station_id,
-                record_sha256=event_sha256(event)))
+            entries.append(
+                AuditEntry(
+                    actor=event["actor"],
+                    action="ncr.open",
+                    entity="ncr",
+                    entity_id=ncr["ncr_uuid"],
+                    new_value=ncr["ncr_number"],
+                    reason=f"machine {ncr['machine_verdict']}",
+                    source=draft.station_id,
+                    record_sha256=digest,
+                )
+            )
+            entries.append(
+                AuditEntry(
+                    actor=event["actor"],
+                    action="ncr.opened",
+                    entity="ncr_event",
+                    entity_id=str(event["id"]),
+                    field="status",
+                    new_value=event["to_status"],
+                    source=draft.station_id,
+                    record_sha256=event_sha256(event),
+                )
+            )
             documents.append(_opened_document(ncr, evidence=rows, event=event, content_sha256=digest))
         append_audits(entries, session=session, at=at)
         enqueue_many(documents, session=session, now=at)
@@ -370,15 +490,17 @@ def finish_ncrs(drafts: Sequence[NcrDraft], *, session: Session,
 
 def _opened_document(ncr: Values, *, evidence: list[Values], event: Values, content_sha256: str) -> Values:
     """The revision-1 document, built from the inserted values (attribute views, no ORM rows)."""
-    view = SimpleNamespace(**ncr, evidence=[SimpleNamespace(**e) for e in evidence],
-                           events=[SimpleNamespace(**event)])
+    view = SimpleNamespace(**ncr, evidence=[SimpleNamespace(**e) for e in evidence], events=[SimpleNamespace(**event)])
     return build_document(cast(NcrRecord, view), signatures=[], content_sha256=content_sha256)
 
 
 def get_ncr(ncr_uuid: str, *, session: Session, export_state: bool = True) -> dict[str, Any] | None:
     """The canonical document of one NCR, or None."""
-    stmt = (select(NcrRecord).where(NcrRecord.ncr_uuid == ncr_uuid)
-            .options(selectinload(NcrRecord.evidence), selectinload(NcrRecord.events)))
+    stmt = (
+        select(NcrRecord)
+        .where(NcrRecord.ncr_uuid == ncr_uuid)
+        .options(selectinload(NcrRecord.evidence), selectinload(NcrRecord.events))
+    )
     ncr = session.scalar(stmt)
     if ncr is None:
         return None
@@ -392,7 +514,11 @@ def resolve_ncr(ref: str, *, session: Session) -> str | None:
 
 
 def list_ncrs(
-    filters: NcrFilter, *, session: Session, limit: int | None = 100, offset: int = 0,
+    filters: NcrFilter,
+    *,
+    session: Session,
+    limit: int | None = 100,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Canonical documents of matching NCRs in NCR-number order (a page of them)."""
     return list(iter_documents(filters, session=session, limit=limit, offset=offset, export_state=True))
@@ -406,18 +532,23 @@ def count_ncrs(filters: NcrFilter, *, session: Session) -> int:
 def get_ncr_status(ncr_uuid: str, *, session: Session) -> NcrStatus | None:
     """Current status (from the latest event), or None for an unknown NCR."""
     status = status_subquery()
-    value = session.scalar(select(status.c.status).join(NcrRecord, NcrRecord.id == status.c.ncr_id)
-                           .where(NcrRecord.ncr_uuid == ncr_uuid))
+    value = session.scalar(
+        select(status.c.status).join(NcrRecord, NcrRecord.id == status.c.ncr_id).where(NcrRecord.ncr_uuid == ncr_uuid)
+    )
     return None if value is None else NcrStatus(value)
 
 
 def count_books(
-    *, session: Session, station_id: str | None = None, since: datetime | None = None,
+    *,
+    session: Session,
+    station_id: str | None = None,
+    since: datetime | None = None,
     until: datetime | None = None,
 ) -> Books:
     """Books recovered from committed inspection rows (``recorded_at`` in [since, until))."""
     stmt = select(InspectionRecord.verdict, InspectionRecord.reasons, func.count()).group_by(
-        InspectionRecord.verdict, InspectionRecord.reasons)
+        InspectionRecord.verdict, InspectionRecord.reasons
+    )
     if station_id is not None:
         stmt = stmt.where(InspectionRecord.station_id == station_id)
     if since is not None:

@@ -33,8 +33,11 @@ def seen_before(*, session: Session, user_id: int, key: str, target: str) -> boo
     Raises:
         StateError: the key was used for a different request.
     """
-    used = session.scalar(select(AuditRecord.new_value).where(
-        AuditRecord.entity == _ENTITY, AuditRecord.entity_id == _entity_id(user_id, key)).limit(1))
+    used = session.scalar(
+        select(AuditRecord.new_value)
+        .where(AuditRecord.entity == _ENTITY, AuditRecord.entity_id == _entity_id(user_id, key))
+        .limit(1)
+    )
     if used is None:
         return False
     if used != target:
@@ -47,6 +50,15 @@ def first_use(*, session: Session, user_id: int, key: str, target: str, source: 
     lock_writers(session)
     if seen_before(session=session, user_id=user_id, key=key, target=target):
         return False
-    append_audit(AuditEntry(actor=f"user:{user_id}", action="signature.request", entity=_ENTITY,
-                            entity_id=_entity_id(user_id, key), new_value=target, source=source), session=session)
+    append_audit(
+        AuditEntry(
+            actor=f"user:{user_id}",
+            action="signature.request",
+            entity=_ENTITY,
+            entity_id=_entity_id(user_id, key),
+            new_value=target,
+            source=source,
+        ),
+        session=session,
+    )
     return True

@@ -27,8 +27,17 @@ from vinspect.store.tables import LABEL_TABLES
 __all__ = ["APPEND_ONLY_TABLES", "INSERT_ONLY_TABLES", "UPDATABLE_TABLES", "grant_app_role"]
 
 APPEND_ONLY_TABLES = (*_APPEND_ONLY, *LABEL_TABLES)  # one list (store.tables), the label tables too
-UPDATABLE_TABLES = ("outbox", "users", "quality_alarms", "capas", "capa_steps", "stations", "model_assignments",
-                    "inspection_hourly", "analytics_watermark")  # the last two: derived counts (issue 17)
+UPDATABLE_TABLES = (
+    "outbox",
+    "users",
+    "quality_alarms",
+    "capas",
+    "capa_steps",
+    "stations",
+    "model_assignments",
+    "inspection_hourly",
+    "analytics_watermark",
+)  # the last two: derived counts (issue 17)
 INSERT_ONLY_TABLES = ("model_bundles",)  # no trigger: the stations verify each archive's sha256
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

@@ -28,9 +28,20 @@ __all__ = ["RECORD_ENTITIES", "any_row_binds", "sign_record", "verify_record_sig
 RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config"})
 
 
-def sign_record(*, session: Session, entity: str, entity_id: str, signer: UserRecord, meaning: SignatureMeaning,
-                content: Mapping[str, Any], action: str, reason: str | None, source: str | None, at: datetime,
-                auth_method: str = "password") -> SignatureRecord:
+def sign_record(
+    *,
+    session: Session,
+    entity: str,
+    entity_id: str,
+    signer: UserRecord,
+    meaning: SignatureMeaning,
+    content: Mapping[str, Any],
+    action: str,
+    reason: str | None,
+    source: str | None,
+    at: datetime,
+    auth_method: str = "password",
+) -> SignatureRecord:
     """Sign ``content`` about ``entity``/``entity_id`` inside the caller's transaction (writer lock held).
 
     Raises:
@@ -40,28 +51,71 @@ def sign_record(*, session: Session, entity: str, entity_id: str, signer: UserRe
         raise StateError(f"records of kind {entity!r} are not signed here")
     if Role(signer.role) not in SIGNING_ROLES[meaning]:
         raise StateError(f"{signer.username} ({signer.role}) may not sign {meaning}")
-    signed = {**content, "entity": entity, "entity_id": entity_id, "meaning": str(meaning),
-              "signer_user_id": signer.id, "printed_name": signer.display_name, "signed_at": format_utc(at)}
-    sig = SignatureRecord(entity=entity, entity_id=entity_id[:64], signer_user_id=signer.id,
-                          printed_name=signer.display_name, meaning=str(meaning), signed_at=at,
-                          record_sha256=content_sha256(signed), auth_method=auth_method)
+    signed = {
+        **content,
+        "entity": entity,
+        "entity_id": entity_id,
+        "meaning": str(meaning),
+        "signer_user_id": signer.id,
+        "printed_name": signer.display_name,
+        "signed_at": format_utc(at),
+    }
+    sig = SignatureRecord(
+        entity=entity,
+        entity_id=entity_id[:64],
+        signer_user_id=signer.id,
+        printed_name=signer.display_name,
+        meaning=str(meaning),
+        signed_at=at,
+        record_sha256=content_sha256(signed),
+        auth_method=auth_method,
+    )
     session.add(sig)
     session.flush()
     actor = f"user:{signer.id}"
-    append_audit(AuditEntry(actor=actor, action="signature.create", entity="signature", entity_id=str(sig.id),
-                            field="meaning", new_value=sig.meaning, reason=reason,
-                            record_sha256=signature_sha256(sig), source=source), session=session, at=at)
-    append_audit(AuditEntry(actor=actor, action=action, entity=entity, entity_id=entity_id[:64],
-                            field="signed_content", new_value=canonical_json(signed).decode("utf-8"),
-                            reason=reason, record_sha256=sig.record_sha256, source=source), session=session, at=at)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="signature.create",
+            entity="signature",
+            entity_id=str(sig.id),
+            field="meaning",
+            new_value=sig.meaning,
+            reason=reason,
+            record_sha256=signature_sha256(sig),
+            source=source,
+        ),
+        session=session,
+        at=at,
+    )
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=entity_id[:64],
+            field="signed_content",
+            new_value=canonical_json(signed).decode("utf-8"),
+            reason=reason,
+            record_sha256=sig.record_sha256,
+            source=source,
+        ),
+        session=session,
+        at=at,
+    )
     return sig
 
 
 def verify_record_signature(sig: SignatureRecord, *, session: Session) -> bool:
     """True when the signature still matches the signed content kept in its audit row."""
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.entity == sig.entity, AuditRecord.entity_id == sig.entity_id,
-        AuditRecord.record_sha256 == sig.record_sha256, AuditRecord.field == "signed_content"))
+    rows = session.scalars(
+        select(AuditRecord).where(
+            AuditRecord.entity == sig.entity,
+            AuditRecord.entity_id == sig.entity_id,
+            AuditRecord.record_sha256 == sig.record_sha256,
+            AuditRecord.field == "signed_content",
+        )
+    )
     return any_row_binds(sig, rows)
 
 
@@ -76,8 +130,11 @@ def any_row_binds(sig: SignatureRecord, rows: Iterable[AuditRecord]) -> bool:
             continue
         if not isinstance(content, dict) or content_sha256(content) != sig.record_sha256:
             continue
-        if (content.get("signer_user_id") == sig.signer_user_id and content.get("meaning") == sig.meaning
-                and content.get("printed_name") == sig.printed_name
-                and content.get("signed_at") == format_utc(sig.signed_at)):
+        if (
+            content.get("signer_user_id") == sig.signer_user_id
+            and content.get("meaning") == sig.meaning
+            and content.get("printed_name") == sig.printed_name
+            and content.get("signed_at") == format_utc(sig.signed_at)
+        ):
             return True
     return False

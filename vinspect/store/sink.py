@@ -55,20 +55,27 @@ class StoreSink:
     name = "store"
 
     def __init__(
-        self, engine: Engine, evidence: EvidenceStore, *, defaults: NcrDefaults, ncr_on_review: bool = True,
-        batch_size: int = 200, flush_interval_s: float = 1.0,
-        on_ncr: Callable[[NcrRef], None] | None = None, pass_sample_rate: float = 0.0,
+        self,
+        engine: Engine,
+        evidence: EvidenceStore,
+        *,
+        defaults: NcrDefaults,
+        ncr_on_review: bool = True,
+        batch_size: int = 200,
+        flush_interval_s: float = 1.0,
+        on_ncr: Callable[[NcrRef], None] | None = None,
+        pass_sample_rate: float = 0.0,
     ) -> None:
         """Args:
-            engine: from ``make_engine`` (schema already upgraded).
-            evidence: where images and heatmaps go.
-            defaults: product and plant identification for new NCRs.
-            ncr_on_review: open NCRs for REVIEW verdicts too.
-            batch_size: plain inspection rows per write transaction.
-            flush_interval_s: longest a plain row waits for its batch (checked on each write).
-            on_ncr: called with each NCR after its commit (acknowledgement hook).
-            pass_sample_rate: the blind PASS-audit sample rate of the reviewer app; the image and
-                heatmap of each sampled PASS part are kept (0 keeps none).
+        engine: from ``make_engine`` (schema already upgraded).
+        evidence: where images and heatmaps go.
+        defaults: product and plant identification for new NCRs.
+        ncr_on_review: open NCRs for REVIEW verdicts too.
+        batch_size: plain inspection rows per write transaction.
+        flush_interval_s: longest a plain row waits for its batch (checked on each write).
+        on_ncr: called with each NCR after its commit (acknowledgement hook).
+        pass_sample_rate: the blind PASS-audit sample rate of the reviewer app; the image and
+            heatmap of each sampled PASS part are kept (0 keeps none).
         """
         self._engine = engine
         self._evidence = evidence
@@ -92,15 +99,21 @@ class StoreSink:
         if self._pass_sample_rate <= 0.0:
             return
         for inspection in inspections:
-            if (inspection.decision.verdict is Verdict.PASS and inspection.inspection_id not in self._pass_files
-                    and is_sampled(inspection.inspection_id, self._pass_sample_rate)):
+            if (
+                inspection.decision.verdict is Verdict.PASS
+                and inspection.inspection_id not in self._pass_files
+                and is_sampled(inspection.inspection_id, self._pass_sample_rate)
+            ):
                 blobs = self._evidence_blobs(inspection)
                 if blobs:
                     self._pass_files[inspection.inspection_id] = self._evidence.put_all(blobs)
 
     def _record_pass_evidence(self, inspections: Sequence[Inspection], *, session: Session, now: datetime) -> list[str]:
-        kept = {i.inspection_id: self._pass_files[i.inspection_id] for i in inspections
-                if i.inspection_id in self._pass_files}
+        kept = {
+            i.inspection_id: self._pass_files[i.inspection_id]
+            for i in inspections
+            if i.inspection_id in self._pass_files
+        }
         if kept:
             record_pass_evidence(kept, session=session, station_id=inspections[0].station_id, now=now)
         return list(kept)
@@ -118,8 +131,7 @@ class StoreSink:
             if not self._pending:
                 self._oldest = time.monotonic()
             self._pending.append(inspection)
-            due = (len(self._pending) >= self._batch_size
-                   or time.monotonic() - self._oldest >= self._flush_interval_s)
+            due = len(self._pending) >= self._batch_size or time.monotonic() - self._oldest >= self._flush_interval_s
         if due:
             self.flush()
 
@@ -162,7 +174,8 @@ class StoreSink:
         rejects = list({i.inspection_id: i for i in inspections if self._opens_ncr(i)}.values())
         with ExitStack() as stack:
             files: list[PendingEvidence] = [
-                stack.enter_context(self._evidence.submit(partial(self._evidence_blobs, i))) for i in rejects]
+                stack.enter_context(self._evidence.submit(partial(self._evidence_blobs, i))) for i in rejects
+            ]
             if self._engine.dialect.name == "postgresql":
                 # A shared store: every station's writer waits for the plant-wide writer lock this
                 # transaction takes, so hold it for the statements only, not for the evidence fsyncs.
@@ -178,11 +191,17 @@ class StoreSink:
                     retried = [i.inspection_id for i in rejects if i.inspection_id in recorded]
                     known = recorded_ncrs(retried, session=session) if retried else {}
                     fresh = [(i, f) for i, f in zip(rejects, files, strict=True) if i.inspection_id not in known]
-                    add_inspections(rows, session=session, now=now, checked=True,
-                                              part_number=self._defaults.part_number)
+                    add_inspections(
+                        rows, session=session, now=now, checked=True, part_number=self._defaults.part_number
+                    )
                     kept = self._record_pass_evidence(rows, session=session, now=now)
-                    drafts = start_ncrs([i for i, _ in fresh], session=session, defaults=self._defaults, now=now,
-                                        inspections_recorded=True)
+                    drafts = start_ncrs(
+                        [i for i, _ in fresh],
+                        session=session,
+                        defaults=self._defaults,
+                        now=now,
+                        inspections_recorded=True,
+                    )
                     made = finish_ncrs(drafts, session=session, evidence=[f.stored for _, f in fresh])
                     for stored in files:
                         stored.wait()  # evidence durable before the NCRs that reference it commit
@@ -205,8 +224,9 @@ class StoreSink:
                 with session_scope(self._engine) as session:
                     now = datetime.now(UTC)
                     rows, _ = split_recorded(pending, session=session)
-                    written = add_inspections(rows, session=session, now=now, checked=True,
-                                              part_number=self._defaults.part_number)
+                    written = add_inspections(
+                        rows, session=session, now=now, checked=True, part_number=self._defaults.part_number
+                    )
                     kept = self._record_pass_evidence(rows, session=session, now=now)
                 for inspection_id in kept:
                     self._pass_files.pop(inspection_id, None)
@@ -222,8 +242,9 @@ class StoreSink:
     def __enter__(self) -> StoreSink:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _evidence_blobs(self, inspection: Inspection) -> list[EvidenceBlob]:
@@ -231,14 +252,28 @@ class StoreSink:
         frame = inspection.frame
         if frame is not None:
             captured = frame.captured_at if frame.captured_at.tzinfo else frame.captured_at.replace(tzinfo=UTC)
-            blobs.append(EvidenceBlob(data=encode_png(frame.image, pixel_format=frame.pixel_format), kind="image",
-                                      captured_at=captured, camera_settings={"pixel_format": frame.pixel_format}))
+            blobs.append(
+                EvidenceBlob(
+                    data=encode_png(frame.image, pixel_format=frame.pixel_format),
+                    kind="image",
+                    captured_at=captured,
+                    camera_settings={"pixel_format": frame.pixel_format},
+                )
+            )
         prediction = inspection.prediction
         if prediction is not None and prediction.anomaly_map is not None:
             # Fixed colour scale from the fail threshold (heatmaps of different parts compare),
             # at the image's resolution, defect regions outlined.
             size_hw = (int(frame.image.shape[0]), int(frame.image.shape[1])) if frame is not None else None
-            blobs.append(EvidenceBlob(kind="heatmap", data=heatmap_png(
-                prediction.anomaly_map, fail_at=inspection.decision.fail_at, size_hw=size_hw,
-                boxes=[region.box_xyxy for region in prediction.regions])))
+            blobs.append(
+                EvidenceBlob(
+                    kind="heatmap",
+                    data=heatmap_png(
+                        prediction.anomaly_map,
+                        fail_at=inspection.decision.fail_at,
+                        size_hw=size_hw,
+                        boxes=[region.box_xyxy for region in prediction.regions],
+                    ),
+                )
+            )
         return blobs

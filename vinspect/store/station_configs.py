@@ -74,31 +74,45 @@ class ConfigApproval:
 
 
 def _view(row: StationConfigRecord) -> ConfigApproval:
-    return ConfigApproval(id=row.id, station_id=row.station_id, config_sha256=row.config_sha256,
-                          config_text=row.config_text, source_path=row.source_path,
-                          previous_sha256=row.previous_sha256, approved_by=row.approved_by,
-                          approved_by_user_id=row.approved_by_user_id, approved_at=row.approved_at, reason=row.reason,
-                          signature_id=row.signature_id)
+    return ConfigApproval(
+        id=row.id,
+        station_id=row.station_id,
+        config_sha256=row.config_sha256,
+        config_text=row.config_text,
+        source_path=row.source_path,
+        previous_sha256=row.previous_sha256,
+        approved_by=row.approved_by,
+        approved_by_user_id=row.approved_by_user_id,
+        approved_at=row.approved_at,
+        reason=row.reason,
+        signature_id=row.signature_id,
+    )
 
 
 def approved(*, session: Session, station_id: str, config_sha256: str) -> ConfigApproval | None:
     """The approval of this configuration version of this station, or None."""
-    row = session.scalar(select(StationConfigRecord).where(StationConfigRecord.station_id == station_id,
-                                                           StationConfigRecord.config_sha256 == config_sha256))
+    row = session.scalar(
+        select(StationConfigRecord).where(
+            StationConfigRecord.station_id == station_id, StationConfigRecord.config_sha256 == config_sha256
+        )
+    )
     return None if row is None else _view(row)
 
 
 def station_history(*, session: Session, station_id: str) -> list[ConfigApproval]:
     """Every approved version of one station, oldest first."""
-    rows = session.scalars(select(StationConfigRecord).where(StationConfigRecord.station_id == station_id)
-                           .order_by(StationConfigRecord.id))
+    rows = session.scalars(
+        select(StationConfigRecord).where(StationConfigRecord.station_id == station_id).order_by(StationConfigRecord.id)
+    )
     return [_view(r) for r in rows]
 
 
 def approvals_by_version(*, session: Session) -> dict[tuple[str, str], ConfigApproval]:
     """Every approval, keyed by (station id, configuration hash) (the plant overview's lookup)."""
-    return {(row.station_id, row.config_sha256): _view(row)
-            for row in session.scalars(select(StationConfigRecord).order_by(StationConfigRecord.id))}
+    return {
+        (row.station_id, row.config_sha256): _view(row)
+        for row in session.scalars(select(StationConfigRecord).order_by(StationConfigRecord.id))
+    }
 
 
 def config_diff(old_text: str | None, new_text: str) -> list[str]:
@@ -112,8 +126,17 @@ def config_diff(old_text: str | None, new_text: str) -> list[str]:
     return list(difflib.unified_diff(lines(old_text), lines(new_text), "approved", "this file", lineterm="", n=1))
 
 
-def approve_config(*, session: Session, station_id: str, config_text: str, source_path: str, signer_user_id: int,
-                   reason: str, auth_method: str = "password", at: datetime | None = None) -> ConfigApproval:
+def approve_config(
+    *,
+    session: Session,
+    station_id: str,
+    config_text: str,
+    source_path: str,
+    signer_user_id: int,
+    reason: str,
+    auth_method: str = "password",
+    at: datetime | None = None,
+) -> ConfigApproval:
     """Approve (sign) one configuration version of a station, inside the caller's transaction.
 
     Raises:
@@ -132,20 +155,45 @@ def approve_config(*, session: Session, station_id: str, config_text: str, sourc
         raise StateError(f"station {station_id}: the configuration text is not JSON ({exc})") from exc
     digest = sha256_hex(config_text.encode("utf-8"))
     if (done := approved(session=session, station_id=station_id, config_sha256=digest)) is not None:
-        raise StateError(f"station {station_id}: configuration {digest[:12]} is already approved "
-                         f"(by {done.approved_by} at {done.approved_at:%Y-%m-%d %H:%M} UTC)")
+        raise StateError(
+            f"station {station_id}: configuration {digest[:12]} is already approved "
+            f"(by {done.approved_by} at {done.approved_at:%Y-%m-%d %H:%M} UTC)"
+        )
     history = station_history(session=session, station_id=station_id)
     previous = history[-1].config_sha256 if history else None
     when = at or datetime.now(UTC)
-    content = {"station_id": station_id, "config_sha256": digest, "previous_sha256": previous,
-               "source_path": source_path, "reason": reason.strip()}
-    sig = sign_record(session=session, entity="station_config", entity_id=f"{station_id}@{digest[:16]}",
-                      signer=signer, meaning=SignatureMeaning.CONFIG_APPROVAL, content=content, action=APPROVE_ACTION,
-                      reason=reason.strip(), source="cli", at=when, auth_method=auth_method)
-    row = StationConfigRecord(station_id=station_id, config_sha256=digest, config_text=config_text,
-                              source_path=source_path[:1024], previous_sha256=previous,
-                              approved_by_user_id=signer.id, approved_by=signer.display_name, approved_at=when,
-                              reason=reason.strip(), signature_id=sig.id)
+    content = {
+        "station_id": station_id,
+        "config_sha256": digest,
+        "previous_sha256": previous,
+        "source_path": source_path,
+        "reason": reason.strip(),
+    }
+    sig = sign_record(
+        session=session,
+        entity="station_config",
+        entity_id=f"{station_id}@{digest[:16]}",
+        signer=signer,
+        meaning=SignatureMeaning.CONFIG_APPROVAL,
+        content=content,
+        action=APPROVE_ACTION,
+        reason=reason.strip(),
+        source="cli",
+        at=when,
+        auth_method=auth_method,
+    )
+    row = StationConfigRecord(
+        station_id=station_id,
+        config_sha256=digest,
+        config_text=config_text,
+        source_path=source_path[:1024],
+        previous_sha256=previous,
+        approved_by_user_id=signer.id,
+        approved_by=signer.display_name,
+        approved_at=when,
+        reason=reason.strip(),
+        signature_id=sig.id,
+    )
     session.add(row)
     session.flush()
     return _view(row)

@@ -51,8 +51,9 @@ def _holder(path: Path, *, wait_s: float = 2.0) -> str:
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
             if _alive_here(info):
-                return (f"station {info['station_id']!r} (pid {info['pid']} on {info['host']}, "
-                        f"since {info['started_at']})")
+                return (
+                    f"station {info['station_id']!r} (pid {info['pid']} on {info['host']}, since {info['started_at']})"
+                )
         except (OSError, ValueError, KeyError, TypeError):
             pass
         if time.monotonic() >= deadline:
@@ -79,9 +80,14 @@ def station_lock(database: Path, station_id: str) -> Iterator[Path]:
             raise StoreError(
                 f"{database}: {_holder(path)} already writes to this SQLite database; station {station_id!r} "
                 "cannot share it (give each station its own data directory, or use one PostgreSQL for "
-                "several stations)") from None
-        record = {"station_id": station_id, "pid": os.getpid(), "host": socket.gethostname(),
-                  "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+                "several stations)"
+            ) from None
+        record = {
+            "station_id": station_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         data = json.dumps(record).encode("utf-8") + b"\n"
         os.pwrite(fd, data, 0)  # overwrite first, then cut: a reader never sees an empty file
         os.ftruncate(fd, len(data))

@@ -48,9 +48,11 @@ class StationRecipes:
     def recipes(self) -> list[str]:
         """Recipe ids approved for this station and installed here, oldest assignment first."""
         with session_scope(self.engine, readonly=True) as session:
-            rows = session.execute(select(ModelAssignmentRecord.version, ModelAssignmentRecord.outcome).where(
-                ModelAssignmentRecord.station_id == self.station_id, ModelAssignmentRecord.name == self.name)
-                .order_by(ModelAssignmentRecord.id)).all()
+            rows = session.execute(
+                select(ModelAssignmentRecord.version, ModelAssignmentRecord.outcome)
+                .where(ModelAssignmentRecord.station_id == self.station_id, ModelAssignmentRecord.name == self.name)
+                .order_by(ModelAssignmentRecord.id)
+            ).all()
         refused = {v for v, outcome in rows if outcome == REFUSED}
         installed = {e.version for e in self.registry.list() if e.name == self.name}
         out: list[str] = []
@@ -63,9 +65,11 @@ class StationRecipes:
         """Select a recipe; returns (accepted, message). Audited either way."""
         name, _, version = recipe.partition(":")
         if recipe not in self.recipes():
-            message = (f"recipe {recipe!r} is not approved for station {self.station_id} (approved here: "
-                       f"{', '.join(self.recipes()) or 'none'}; a version is approved for a station by "
-                       "vinspect models distribute)")
+            message = (
+                f"recipe {recipe!r} is not approved for station {self.station_id} (approved here: "
+                f"{', '.join(self.recipes()) or 'none'}; a version is approved for a station by "
+                "vinspect models distribute)"
+            )
             self._audit("model.recipe_refused", name or self.name, version or "?", by=by, message=message)
             return False, message
         try:
@@ -74,18 +78,36 @@ class StationRecipes:
             message = f"recipe {recipe!r} cannot be activated: {exc}"
             self._audit("model.recipe_refused", name, version, by=by, message=message)
             return False, message
-        message = (f"recipe {recipe} prepared on station {self.station_id}: it runs after its golden self-test "
-                   "(InternalRecipeId shows the switch)")
+        message = (
+            f"recipe {recipe} prepared on station {self.station_id}: it runs after its golden self-test "
+            "(InternalRecipeId shows the switch)"
+        )
         self._audit("model.recipe_prepared", name, version, by=by, message=message)
         return True, message
 
     def _audit(self, action: str, name: str, version: str, *, by: str, message: str) -> None:
         at = datetime.now(UTC)
-        content = {"station_id": self.station_id, "recipe": recipe_id(name, version), "by": by, "message": message,
-                   "at": format_utc(at)}
+        content = {
+            "station_id": self.station_id,
+            "recipe": recipe_id(name, version),
+            "by": by,
+            "message": message,
+            "at": format_utc(at),
+        }
         actor = by[:128]
         with session_scope(self.engine) as session:
-            append_audit(AuditEntry(actor=actor, action=action, entity="model", entity_id=entity_id(name, version),
-                                    field="recipe", new_value=canonical_json(content).decode("utf-8"),
-                                    reason=message[:2000], record_sha256=content_sha256(content), source=actor),
-                         session=session, at=at)
+            append_audit(
+                AuditEntry(
+                    actor=actor,
+                    action=action,
+                    entity="model",
+                    entity_id=entity_id(name, version),
+                    field="recipe",
+                    new_value=canonical_json(content).decode("utf-8"),
+                    reason=message[:2000],
+                    record_sha256=content_sha256(content),
+                    source=actor,
+                ),
+                session=session,
+                at=at,
+            )

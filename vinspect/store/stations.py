@@ -85,18 +85,31 @@ class StationView:
 def _counters(status: Mapping[str, Any]) -> dict[str, int]:
     books = status.get("books") or {}
     faults = books.get("failed_fault") or {}
-    return {"triggers": int(books.get("triggers", 0)), "passed": int(books.get("passed", 0)),
-            "review": int(books.get("review", 0)), "failed_defect": int(books.get("failed_defect", 0)),
-            "failed_fault": int(sum(int(v) for v in faults.values()))}
+    return {
+        "triggers": int(books.get("triggers", 0)),
+        "passed": int(books.get("passed", 0)),
+        "review": int(books.get("review", 0)),
+        "failed_defect": int(books.get("failed_defect", 0)),
+        "failed_fault": int(sum(int(v) for v in faults.values())),
+    }
 
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def report_station(engine: Engine, identity: StationIdentity, status: Mapping[str, Any], *, started_at: datetime,
-                   period_s: float, parts_per_s: float | None, reject_rate: float | None,
-                   state: str | None = None, now: datetime | None = None) -> None:
+def report_station(
+    engine: Engine,
+    identity: StationIdentity,
+    status: Mapping[str, Any],
+    *,
+    started_at: datetime,
+    period_s: float,
+    parts_per_s: float | None,
+    reject_rate: float | None,
+    state: str | None = None,
+    now: datetime | None = None,
+) -> None:
     """Upsert the station's row from a status snapshot (``PipelineStatus.to_dict()``).
 
     Raises:
@@ -105,26 +118,41 @@ def report_station(engine: Engine, identity: StationIdentity, status: Mapping[st
     model = status.get("model") or {}
     latency = status.get("latency_ms") or {}
     values: dict[str, Any] = {
-        "station_id": identity.station_id, "site_id": identity.site_id, "line_id": identity.line_id,
-        "host": socket.gethostname()[:255], "pid": os.getpid(), "software_version": __version__,
-        "model_name": model.get("name"), "model_version": model.get("version"), "model_sha256": model.get("sha256"),
-        "state": state or str(status.get("state", "UNKNOWN")), "reason": status.get("reason"),
-        "started_at": started_at, "heartbeat_at": now or datetime.now(UTC), "period_s": period_s,
-        **_counters(status), "parts_per_s": parts_per_s, "reject_rate": reject_rate,
-        "p50_ms": _float(latency.get("p50_ms")), "p99_ms": _float(latency.get("p99_ms")),
-        "opcua_endpoint": identity.opcua_endpoint, "config_sha256": identity.config_sha256,
+        "station_id": identity.station_id,
+        "site_id": identity.site_id,
+        "line_id": identity.line_id,
+        "host": socket.gethostname()[:255],
+        "pid": os.getpid(),
+        "software_version": __version__,
+        "model_name": model.get("name"),
+        "model_version": model.get("version"),
+        "model_sha256": model.get("sha256"),
+        "state": state or str(status.get("state", "UNKNOWN")),
+        "reason": status.get("reason"),
+        "started_at": started_at,
+        "heartbeat_at": now or datetime.now(UTC),
+        "period_s": period_s,
+        **_counters(status),
+        "parts_per_s": parts_per_s,
+        "reject_rate": reject_rate,
+        "p50_ms": _float(latency.get("p50_ms")),
+        "p99_ms": _float(latency.get("p99_ms")),
+        "opcua_endpoint": identity.opcua_endpoint,
+        "config_sha256": identity.config_sha256,
     }
     table = table_of(StationRow)
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).values(values)
-    stmt = stmt.on_conflict_do_update(index_elements=["station_id"],
-                                      set_={k: v for k, v in values.items() if k != "station_id"})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["station_id"], set_={k: v for k, v in values.items() if k != "station_id"}
+    )
     with session_scope(engine) as session:
         session.execute(stmt)
 
 
-def list_stations(*, session: Session, now: datetime | None = None, site_id: str | None = None,
-                  line_id: str | None = None) -> list[StationView]:
+def list_stations(
+    *, session: Session, now: datetime | None = None, site_id: str | None = None, line_id: str | None = None
+) -> list[StationView]:
     """Every registered station (optionally of one site / line), ordered by site, line, station."""
     now = now or datetime.now(UTC)
     stmt = select(StationRow).order_by(StationRow.site_id, StationRow.line_id, StationRow.station_id)
@@ -143,8 +171,14 @@ def list_stations(*, session: Session, now: datetime | None = None, site_id: str
 class StationReporter:
     """Reports ``snapshot()`` every ``period_s`` on its own thread; a last report (``STOPPED``) at exit."""
 
-    def __init__(self, engine: Engine, identity: StationIdentity, *, snapshot: Callable[[], Mapping[str, Any]],
-                 period_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        identity: StationIdentity,
+        *,
+        snapshot: Callable[[], Mapping[str, Any]],
+        period_s: float = 2.0,
+    ) -> None:
         self.engine, self.identity, self.period_s = engine, identity, period_s
         self.errors = 0
         self._snapshot = snapshot
@@ -167,12 +201,21 @@ class StationReporter:
         try:
             status = self._snapshot()
             rate, rejects = self._rates(_counters(status), time.monotonic())
-            report_station(self.engine, self.identity, status, started_at=self._started_at, period_s=self.period_s,
-                           parts_per_s=rate, reject_rate=rejects, state=state)
+            report_station(
+                self.engine,
+                self.identity,
+                status,
+                started_at=self._started_at,
+                period_s=self.period_s,
+                parts_per_s=rate,
+                reject_rate=rejects,
+                state=state,
+            )
         except (StoreError, OSError, ValueError, TypeError) as exc:
             self.errors += 1
-            _log.warning("station %s: registry report failed (%d so far): %s", self.identity.station_id,
-                         self.errors, exc)
+            _log.warning(
+                "station %s: registry report failed (%d so far): %s", self.identity.station_id, self.errors, exc
+            )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):

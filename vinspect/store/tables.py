@@ -64,8 +64,18 @@ __all__ = [
     "WatermarkRecord",
 ]
 
-APPEND_ONLY_TABLES = ("inspections", "ncrs", "ncr_evidence", "ncr_events", "signatures", "audit_records",
-                      "spc_baselines", "capa_links", "pass_evidence", "station_configs")
+APPEND_ONLY_TABLES = (
+    "inspections",
+    "ncrs",
+    "ncr_evidence",
+    "ncr_events",
+    "signatures",
+    "audit_records",
+    "spc_baselines",
+    "capa_links",
+    "pass_evidence",
+    "station_configs",
+)
 # Labelling (migration 0007): sets, their images, label events and model scores, append-only too.
 LABEL_TABLES = ("label_sets", "label_images", "label_events", "label_scores")
 
@@ -126,11 +136,13 @@ class InspectionRecord(Base):
     """One row per inspected part (every verdict), compact."""
 
     __tablename__ = "inspections"
-    __table_args__ = (Index("ix_inspections_station_recorded", "station_id", "recorded_at"),
-                      Index("ix_inspections_recorded_verdict", "recorded_at", "verdict"),
-                      Index("ix_inspections_part", "part_id", "id"),
-                      _unique("uq_inspections_station_part", "station_id", "part_seq"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_inspections_station_recorded", "station_id", "recorded_at"),
+        Index("ix_inspections_recorded_verdict", "recorded_at", "verdict"),
+        Index("ix_inspections_part", "part_id", "id"),
+        _unique("uq_inspections_station_part", "station_id", "part_seq"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     inspection_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -159,8 +171,11 @@ class NcrRecord(Base):
     """The original nonconformance report as the station created it; never updated."""
 
     __tablename__ = "ncrs"
-    __table_args__ = (Index("ix_ncrs_detected", "detected_at"), _unique("uq_ncrs_inspection", "inspection_id"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_ncrs_detected", "detected_at"),
+        _unique("uq_ncrs_inspection", "inspection_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ncr_uuid: Mapped[str] = mapped_column(String(36), unique=True)
@@ -195,8 +210,7 @@ class NcrRecord(Base):
     related_ncr_uuids: Mapped[str] = mapped_column(Text)
     inspection_id: Mapped[str | None] = mapped_column(ForeignKey("inspections.inspection_id"))
 
-    evidence: Mapped[list[EvidenceRecord]] = relationship(order_by="EvidenceRecord.ordinal",
-                                                          viewonly=True)
+    evidence: Mapped[list[EvidenceRecord]] = relationship(order_by="EvidenceRecord.ordinal", viewonly=True)
     events: Mapped[list[NcrEvent]] = relationship(order_by="NcrEvent.revision", viewonly=True)
 
 
@@ -263,9 +277,11 @@ class AuditRecord(Base):
     """
 
     __tablename__ = "audit_records"
-    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),
-                      Index("ix_audit_action_at", "action", "at"),  # migration 0008: blind audits by time
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_audit_entity", "entity", "entity_id"),
+        Index("ix_audit_action_at", "action", "at"),  # migration 0008: blind audits by time
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -291,8 +307,11 @@ class OutboxRecord(Base):
     """A payload to deliver to the QMS, written in the same transaction as the NCR change."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_due", "state", "next_attempt_at"),
-                      UniqueConstraint("target", "idempotency_key"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+        UniqueConstraint("target", "idempotency_key"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ncr_uuid: Mapped[str] = mapped_column(String(36), index=True)
@@ -340,9 +359,11 @@ class QualityAlarmRecord(Base):
     """An SPC rule violation or a drift alarm; acknowledged once, with a signed reason."""
 
     __tablename__ = "quality_alarms"
-    __table_args__ = (UniqueConstraint("kind", "station_id", "chart", "rule", "first_at", name="uq_quality_alarms_run"),
-                      Index("ix_quality_alarms_open", "acknowledged_at", "raised_at"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("kind", "station_id", "chart", "rule", "first_at", name="uq_quality_alarms_run"),
+        Index("ix_quality_alarms_open", "acknowledged_at", "raised_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -430,6 +451,8 @@ class PassEvidenceRecord(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     captured_at: Mapped[datetime | None]
     recorded_at: Mapped[datetime]
+
+
 class StationRow(Base):
     """A station's registration and its latest report (issue 18): mutable, one row per station.
 
@@ -484,6 +507,8 @@ class StationConfigRecord(Base):
     approved_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
     signature_id: Mapped[int] = mapped_column(BigId, ForeignKey("signatures.id"))
+
+
 class LabelSetRecord(Base):
     """A labelling set: images imported together, labelled openly or blind by ``blind_labellers`` people."""
 
@@ -503,8 +528,11 @@ class LabelImageRecord(Base):
     """One image of a set, stored content-addressed (``sha256`` of its bytes) in the data directory."""
 
     __tablename__ = "label_images"
-    __table_args__ = (UniqueConstraint("set_id", "sha256"), UniqueConstraint("set_id", "ordinal"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("set_id", "sha256"),
+        UniqueConstraint("set_id", "ordinal"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id"))
@@ -522,8 +550,11 @@ class LabelEventRecord(Base):
     """One label given to an image (or an undo, or a settlement): who, when, under which catalogue."""
 
     __tablename__ = "label_events"
-    __table_args__ = (Index("ix_label_events_image_user", "image_id", "user_id"),
-                      Index("ix_label_events_set", "set_id", "id"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_label_events_image_user", "image_id", "user_id"),
+        Index("ix_label_events_set", "set_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id"))

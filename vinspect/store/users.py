@@ -26,9 +26,20 @@ from vinspect.store.db import lock_writers
 from vinspect.store.ncr import Role
 from vinspect.store.tables import UserRecord
 
-__all__ = ["USERNAME_PATTERN", "User", "audit_user_change", "create_user", "get_user", "list_users",
-           "set_user_active", "set_user_password", "set_user_role", "user_state", "user_state_fields",
-           "username_problem"]
+__all__ = [
+    "USERNAME_PATTERN",
+    "User",
+    "audit_user_change",
+    "create_user",
+    "get_user",
+    "list_users",
+    "set_user_active",
+    "set_user_password",
+    "set_user_role",
+    "user_state",
+    "user_state_fields",
+    "username_problem",
+]
 
 # One rule for every way an account is made (web form, JSON API, ``vinspect users add``).
 USERNAME_PATTERN = r"^[a-z][a-z0-9_.-]{1,63}$"
@@ -38,8 +49,10 @@ _USERNAME = re.compile(USERNAME_PATTERN)
 def username_problem(username: str) -> str | None:
     """Why a username is refused (None when acceptable)."""
     if not _USERNAME.match(username):
-        return (f"username {username!r}: 2-64 characters, a lower-case letter first, then lower-case "
-                "letters, digits, '_', '.' or '-'")
+        return (
+            f"username {username!r}: 2-64 characters, a lower-case letter first, then lower-case "
+            "letters, digits, '_', '.' or '-'"
+        )
     return None
 
 
@@ -61,15 +74,27 @@ class User:
 
 
 def _value(row: UserRecord) -> User:
-    return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
-                password_hash=row.password_hash, active=row.active, created_at=row.created_at)
+    return User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        role=Role(row.role),
+        password_hash=row.password_hash,
+        active=row.active,
+        created_at=row.created_at,
+    )
 
 
 def user_state_fields(row: UserRecord) -> dict[str, object]:
     """The audited state of an account: what a change outside the application must not alter unseen."""
-    return {"username": row.username, "display_name": row.display_name, "role": row.role,
-            "active": bool(row.active), "password_sha256": sha256_hex(row.password_hash.encode("utf-8")),
-            "created_at": format_utc(row.created_at)}
+    return {
+        "username": row.username,
+        "display_name": row.display_name,
+        "role": row.role,
+        "active": bool(row.active),
+        "password_sha256": sha256_hex(row.password_hash.encode("utf-8")),
+        "created_at": format_utc(row.created_at),
+    }
 
 
 def user_state(row: UserRecord) -> str:
@@ -78,8 +103,16 @@ def user_state(row: UserRecord) -> str:
 
 
 def audit_user_change(
-    row: UserRecord, *, session: Session, actor: str, action: str, field: str, old_value: str | None,
-    new_value: str | None, reason: str | None, at: datetime | None = None,
+    row: UserRecord,
+    *,
+    session: Session,
+    actor: str,
+    action: str,
+    field: str,
+    old_value: str | None,
+    new_value: str | None,
+    reason: str | None,
+    at: datetime | None = None,
 ) -> None:
     """Append the audit link of a change already made to ``row`` in this transaction.
 
@@ -88,14 +121,32 @@ def audit_user_change(
     or its hash as a value; ``field="password_hash"`` with no values is enough.
     """
     session.flush()
-    append_audit(AuditEntry(actor=actor, action=action, entity="user", entity_id=str(row.id), field=field,
-                            old_value=old_value, new_value=new_value, reason=reason, state=user_state(row)),
-                 session=session, at=at)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            entity="user",
+            entity_id=str(row.id),
+            field=field,
+            old_value=old_value,
+            new_value=new_value,
+            reason=reason,
+            state=user_state(row),
+        ),
+        session=session,
+        at=at,
+    )
 
 
 def create_user(
-    username: str, *, session: Session, display_name: str, role: Role, password_hash: str,
-    actor: str, now: datetime | None = None,
+    username: str,
+    *,
+    session: Session,
+    display_name: str,
+    role: Role,
+    password_hash: str,
+    actor: str,
+    now: datetime | None = None,
 ) -> User:
     """Create an active user; ``actor`` is who created it (``user:<id>`` or ``system:bootstrap``).
 
@@ -113,19 +164,37 @@ def create_user(
         raise StateError(f"username {username!r} already exists")
     wanted = _same_name(display_name)
     if any(_same_name(other) == wanted for other in session.scalars(select(UserRecord.display_name))):
-        raise StateError(f"display name {display_name!r} is already used by another account: printed names "
-                         "on signatures must identify one person")
-    row = UserRecord(username=username, display_name=display_name, role=str(Role(role)),
-                     password_hash=password_hash, active=True, created_at=now or datetime.now(UTC))
+        raise StateError(
+            f"display name {display_name!r} is already used by another account: printed names "
+            "on signatures must identify one person"
+        )
+    row = UserRecord(
+        username=username,
+        display_name=display_name,
+        role=str(Role(role)),
+        password_hash=password_hash,
+        active=True,
+        created_at=now or datetime.now(UTC),
+    )
     session.add(row)
     try:
         session.flush()
     except IntegrityError as exc:
         raise StoreError(f"creating user {username!r}: {exc.orig}") from exc
-    append_audit(AuditEntry(actor=actor, action="user.create", entity="user", entity_id=str(row.id),
-                            field="role", new_value=row.role, record_sha256=user_sha256(row),
-                            state=user_state(row)),
-                 session=session, at=row.created_at)
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="user.create",
+            entity="user",
+            entity_id=str(row.id),
+            field="role",
+            new_value=row.role,
+            record_sha256=user_sha256(row),
+            state=user_state(row),
+        ),
+        session=session,
+        at=row.created_at,
+    )
     return _value(row)
 
 
@@ -149,7 +218,13 @@ def list_users(*, session: Session, include_inactive: bool = True) -> list[User]
 
 
 def set_user_active(
-    user_id: int, *, session: Session, active: bool, actor: str, reason: str, now: datetime | None = None,
+    user_id: int,
+    *,
+    session: Session,
+    active: bool,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
 ) -> User:
     """Activate or deactivate (never delete) a user; audited with the reason."""
     if not reason.strip():
@@ -161,8 +236,17 @@ def set_user_active(
     if row.active != active:
         old = row.active
         row.active = active
-        audit_user_change(row, session=session, actor=actor, action="user.set_active", field="active",
-                          old_value=str(old).lower(), new_value=str(active).lower(), reason=reason, at=now)
+        audit_user_change(
+            row,
+            session=session,
+            actor=actor,
+            action="user.set_active",
+            field="active",
+            old_value=str(old).lower(),
+            new_value=str(active).lower(),
+            reason=reason,
+            at=now,
+        )
     return _value(row)
 
 
@@ -177,7 +261,13 @@ def _changed_row(user_id: int, session: Session, reason: str, what: str) -> User
 
 
 def set_user_role(
-    user_id: int, *, session: Session, role: Role, actor: str, reason: str, now: datetime | None = None,
+    user_id: int,
+    *,
+    session: Session,
+    role: Role,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
 ) -> User:
     """Give a user another role (one role per account); audited with the old and new role and the reason."""
     row = _changed_row(user_id, session, reason, "changing a role")
@@ -185,19 +275,43 @@ def set_user_role(
     if row.role != new:
         old = row.role
         row.role = new
-        audit_user_change(row, session=session, actor=actor, action="user.set_role", field="role",
-                          old_value=old, new_value=new, reason=reason, at=now)
+        audit_user_change(
+            row,
+            session=session,
+            actor=actor,
+            action="user.set_role",
+            field="role",
+            old_value=old,
+            new_value=new,
+            reason=reason,
+            at=now,
+        )
     return _value(row)
 
 
 def set_user_password(
-    user_id: int, *, session: Session, password_hash: str, actor: str, reason: str, now: datetime | None = None,
+    user_id: int,
+    *,
+    session: Session,
+    password_hash: str,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
 ) -> User:
     """Replace a user's password hash (an admin's reset); audited with the reason, never the hash."""
     if not password_hash:
         raise StateError("a password hash is required")
     row = _changed_row(user_id, session, reason, "resetting a password")
     row.password_hash = password_hash
-    audit_user_change(row, session=session, actor=actor, action="user.set_password", field="password_hash",
-                      old_value=None, new_value=None, reason=reason, at=now)
+    audit_user_change(
+        row,
+        session=session,
+        actor=actor,
+        action="user.set_password",
+        field="password_hash",
+        old_value=None,
+        new_value=None,
+        reason=reason,
+        at=now,
+    )
     return _value(row)

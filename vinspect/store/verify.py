@@ -71,24 +71,34 @@ def integrity_check(session: Session) -> str:
 
 def record_counts(session: Session) -> dict[str, int]:
     """Row counts of the record tables (backup manifests, reconciliation)."""
-    tables = {"inspections": InspectionRecord, "ncrs": NcrRecord, "ncr_events": NcrEvent,
-              "signatures": SignatureRecord, "audit_records": AuditRecord, "users": UserRecord}
+    tables = {
+        "inspections": InspectionRecord,
+        "ncrs": NcrRecord,
+        "ncr_events": NcrEvent,
+        "signatures": SignatureRecord,
+        "audit_records": AuditRecord,
+        "users": UserRecord,
+    }
     return {name: int(session.scalar(select(func.count()).select_from(t)) or 0) for name, t in tables.items()}
 
 
 def _links(session: Session) -> dict[tuple[str, str], tuple[int, str | None]]:
     """(entity, id) -> (seq, record_sha256) of the link that recorded each record's creation."""
-    creation = or_(and_(AuditRecord.entity == "ncr", AuditRecord.action == "ncr.open"),
-                   AuditRecord.entity == "ncr_event",
-                   and_(AuditRecord.entity == "signature", AuditRecord.action == "signature.create"),
-                   and_(AuditRecord.entity == "user", AuditRecord.action == "user.create"))
-    rows = session.execute(select(AuditRecord.entity, AuditRecord.entity_id, AuditRecord.seq,
-                                  AuditRecord.record_sha256).where(creation))
+    creation = or_(
+        and_(AuditRecord.entity == "ncr", AuditRecord.action == "ncr.open"),
+        AuditRecord.entity == "ncr_event",
+        and_(AuditRecord.entity == "signature", AuditRecord.action == "signature.create"),
+        and_(AuditRecord.entity == "user", AuditRecord.action == "user.create"),
+    )
+    rows = session.execute(
+        select(AuditRecord.entity, AuditRecord.entity_id, AuditRecord.seq, AuditRecord.record_sha256).where(creation)
+    )
     return {(entity, entity_id): (seq, digest) for entity, entity_id, seq, digest in rows}
 
 
-def _check(kind: str, key: str, *, digest: str | None,
-           links: dict[tuple[str, str], tuple[int, str | None]]) -> str | None:
+def _check(
+    kind: str, key: str, *, digest: str | None, links: dict[tuple[str, str], tuple[int, str | None]]
+) -> str | None:
     """The creation link of a record exists and (unless ``digest`` is None) matches its content."""
     link = links.pop((kind, key), None)
     if link is None:
@@ -137,8 +147,11 @@ def _declared_user_states(session: Session) -> dict[str, tuple[int, dict[str, ob
     declare only the active flag (``user.set_active``'s new value).
     """
     declared: dict[str, tuple[int, dict[str, object]]] = {}
-    rows = session.execute(select(AuditRecord.entity_id, AuditRecord.seq, AuditRecord.action, AuditRecord.new_value,
-                                  AuditRecord.state).where(AuditRecord.entity == "user").order_by(AuditRecord.seq))
+    rows = session.execute(
+        select(AuditRecord.entity_id, AuditRecord.seq, AuditRecord.action, AuditRecord.new_value, AuditRecord.state)
+        .where(AuditRecord.entity == "user")
+        .order_by(AuditRecord.seq)
+    )
     for entity_id, seq, action, new_value, state in rows:
         _, fields = declared.get(entity_id, (0, {}))
         if state is not None:
@@ -158,8 +171,10 @@ def _user_state_problems(user: UserRecord, declared: tuple[int, dict[str, object
         if current.get(name) != value:
             shown = "differs" if name == "password_sha256" else f"is {current.get(name)!r}"
             what = "password_hash" if name == "password_sha256" else name
-            yield (f"users {user.id} ({user.username}): field {what} {shown} but audit seq {seq} declares "
-                   f"{'another value' if name == 'password_sha256' else repr(value)} (changed outside the application)")
+            yield (
+                f"users {user.id} ({user.username}): field {what} {shown} but audit seq {seq} declares "
+                f"{'another value' if name == 'password_sha256' else repr(value)} (changed outside the application)"
+            )
 
 
 _OUTBOX_DECLARES = {"ncr.export": "DELIVERED", "ncr.export_parked": "PARKED"}
@@ -173,26 +188,45 @@ def _retry_problem(where: str, *, attempts: int, created_at: datetime, due: date
     if attempts < 0:
         return f"{where}: field attempts is {attempts} (changed outside the application)"
     if attempts == 0 and due != created_at:
-        return (f"{where}: field next_attempt_at is {format_utc(due)} but a row never attempted is due when it "
-                f"was created, {format_utc(created_at)} (changed outside the application: delivery held back)")
+        return (
+            f"{where}: field next_attempt_at is {format_utc(due)} but a row never attempted is due when it "
+            f"was created, {format_utc(created_at)} (changed outside the application: delivery held back)"
+        )
     if due > now + OUTBOX_LONGEST_WAIT:
-        return (f"{where}: field next_attempt_at is {format_utc(due)}, later than the relay's longest retry "
-                f"delay allows (changed outside the application: delivery held back)")
+        return (
+            f"{where}: field next_attempt_at is {format_utc(due)}, later than the relay's longest retry "
+            f"delay allows (changed outside the application: delivery held back)"
+        )
     return None
 
 
 def _outbox_problems(session: Session) -> Generator[str]:
     """Each outbox row's state against its audit links (none: PENDING); pending payloads against their hash."""
     declared: dict[tuple[str | None, str], tuple[int, str, str | None]] = {}
-    rows = session.execute(select(AuditRecord.seq, AuditRecord.action, AuditRecord.source, AuditRecord.entity_id,
-                                  AuditRecord.record_sha256).where(AuditRecord.entity == "outbox")
-                           .order_by(AuditRecord.seq))
+    rows = session.execute(
+        select(
+            AuditRecord.seq, AuditRecord.action, AuditRecord.source, AuditRecord.entity_id, AuditRecord.record_sha256
+        )
+        .where(AuditRecord.entity == "outbox")
+        .order_by(AuditRecord.seq)
+    )
     for audit_seq, action, audit_target, audit_key, audit_digest in rows:
         if action in _OUTBOX_DECLARES:
             declared[(audit_target, audit_key)] = (audit_seq, _OUTBOX_DECLARES[action], audit_digest)
-    stmt = select(OutboxRecord.id, OutboxRecord.target, OutboxRecord.idempotency_key, OutboxRecord.state,
-                  OutboxRecord.payload_sha256, OutboxRecord.attempts, OutboxRecord.created_at,
-                  OutboxRecord.next_attempt_at).order_by(OutboxRecord.id).execution_options(yield_per=5000)
+    stmt = (
+        select(
+            OutboxRecord.id,
+            OutboxRecord.target,
+            OutboxRecord.idempotency_key,
+            OutboxRecord.state,
+            OutboxRecord.payload_sha256,
+            OutboxRecord.attempts,
+            OutboxRecord.created_at,
+            OutboxRecord.next_attempt_at,
+        )
+        .order_by(OutboxRecord.id)
+        .execution_options(yield_per=5000)
+    )
     now = datetime.now(UTC)
     for row_id, target, key, state, payload_sha256, attempts, created_at, due in session.execute(stmt).all():
         link = declared.get((target, key))
@@ -207,21 +241,22 @@ def _outbox_problems(session: Session) -> Generator[str]:
             payload = session.scalar(select(OutboxRecord.payload).where(OutboxRecord.id == row_id)) or ""
             if sha256_hex(payload.encode("utf-8")) != payload_sha256:
                 yield f"{where}: field payload differs from its payload_sha256 (changed outside the application)"
-            elif (held := _retry_problem(where, attempts=attempts, created_at=created_at, due=due, now=now)):
+            elif held := _retry_problem(where, attempts=attempts, created_at=created_at, due=due, now=now):
                 yield held
 
 
 def _inspection_problems(session: Session) -> Generator[str, None, None]:
-    batches = session.execute(select(AuditRecord.seq, AuditRecord.entity_id, AuditRecord.new_value,
-                                     AuditRecord.record_sha256).where(AuditRecord.entity == "inspections")
-                              .order_by(AuditRecord.seq)).all()
+    batches = session.execute(
+        select(AuditRecord.seq, AuditRecord.entity_id, AuditRecord.new_value, AuditRecord.record_sha256)
+        .where(AuditRecord.entity == "inspections")
+        .order_by(AuditRecord.seq)
+    ).all()
     covered = 0
     spans: list[tuple[int, int]] = []
     for seq, span, count, digest in batches:
         first, _, last = span.partition("-")
         spans.append((int(first), int(last)))
-        rows = session.scalars(select(InspectionRecord).where(
-            InspectionRecord.id.between(int(first), int(last)))).all()
+        rows = session.scalars(select(InspectionRecord).where(InspectionRecord.id.between(int(first), int(last)))).all()
         covered += len(rows)
         if str(len(rows)) != count or inspection_batch_sha256(rows) != digest:
             yield f"inspections {span}: rows differ from audit seq {seq} (edited, deleted or inserted)"
@@ -234,8 +269,13 @@ def _uncovered_inspections(session: Session, spans: list[tuple[int, int]], *, li
     """Name inspection rows that no audited batch covers (inserted outside the application)."""
     spans.sort()
     named = 0
-    stmt = select(InspectionRecord.id, InspectionRecord.inspection_id, InspectionRecord.station_id,
-                  InspectionRecord.part_seq).order_by(InspectionRecord.id).execution_options(yield_per=5000)
+    stmt = (
+        select(
+            InspectionRecord.id, InspectionRecord.inspection_id, InspectionRecord.station_id, InspectionRecord.part_seq
+        )
+        .order_by(InspectionRecord.id)
+        .execution_options(yield_per=5000)
+    )
     k = 0
     with closing(session.execute(stmt)) as rows:
         for row_id, inspection_id, station_id, part_seq in rows:
@@ -243,8 +283,10 @@ def _uncovered_inspections(session: Session, spans: list[tuple[int, int]], *, li
                 k += 1
             if k < len(spans) and spans[k][0] <= row_id <= spans[k][1]:
                 continue
-            yield (f"inspections id {row_id} (inspection_id {inspection_id}, station {station_id}, "
-                   f"part seq {part_seq}): no audit link covers it (inserted outside the application)")
+            yield (
+                f"inspections id {row_id} (inspection_id {inspection_id}, station {station_id}, "
+                f"part seq {part_seq}): no audit link covers it (inserted outside the application)"
+            )
             named += 1
             if named >= limit:
                 return
@@ -263,7 +305,10 @@ def verify_records(*, session: Session, limit: int = 20) -> tuple[str, ...]:
 
 
 def verify_store(
-    *, session: Session, anchor: ChainAnchor | None = None, keyring: AuditKeyring | None = None,
+    *,
+    session: Session,
+    anchor: ChainAnchor | None = None,
+    keyring: AuditKeyring | None = None,
 ) -> StoreReport:
     """Integrity check, chain verification (with each row's HMAC when ``keyring`` is given) and
     record verification, in that order."""

@@ -15,6 +15,7 @@ from vinspect.analytics.spc import Baseline, ChartPoint, NelsonMonitor, chart, f
 
 # ---- rates -----------------------------------------------------------------------------------
 
+
 def test_wilson_matches_the_textbook_interval() -> None:
     r = wilson(5, 100)  # Wilson 95 %: 0.0215 .. 0.1118 (Newcombe 1998, Table I style)
     assert r.value == 0.05
@@ -44,6 +45,7 @@ def test_two_proportion_test_on_a_constructed_before_after() -> None:
 
 
 # ---- p-chart -------------------------------------------------------------------------------
+
 
 def test_p_chart_centre_and_limits_with_varying_subgroup_sizes() -> None:
     base = freeze_baseline([2, 3, 5], [100, 200, 200], min_subgroups=3)
@@ -128,6 +130,7 @@ def test_chart_points_feed_rule_1_from_real_limits() -> None:
 
 # ---- Pareto, drift, agreement, KPIs --------------------------------------------------------------
 
+
 def test_pareto_sorts_and_marks_the_vital_few() -> None:
     bars = pareto({"scratch": 30, "dent": 50, "unknown:open_set": 15, "spot": 5, "none": 0})
     assert [b.key for b in bars] == ["dent", "scratch", "unknown:open_set", "spot"]
@@ -159,7 +162,7 @@ def test_kappa_against_the_textbook_example() -> None:
     assert k.p_observed == pytest.approx(0.925)
     assert k.p_expected == pytest.approx(0.6375)
     assert k.kappa == pytest.approx(0.2875 / 0.3625)  # 0.7931
-    se = math.sqrt(0.925 * 0.075 / (200 * 0.3625 ** 2))
+    se = math.sqrt(0.925 * 0.075 / (200 * 0.3625**2))
     assert k.low == pytest.approx(k.kappa - 1.959964 * se, abs=1e-6)
     assert k.reading == "good to excellent"
     pairs = [("FAIL", "defect")] * 3 + [("FAIL", "good")] + [("PASS", "good")] * 4
@@ -173,9 +176,22 @@ def test_kappa_of_one_category_is_undefined_not_a_number() -> None:
 
 
 def test_kpis_from_counts() -> None:
-    c = KpiCounts(inspected=1000, passed=950, review=20, failed=30, defect_rejects=45, faults={"late": 5},
-                  first_inspected=900, first_passed=860, adjudicated=40, false_rejects=10, audited_passes=100,
-                  escapes=1, hours=2.0, latencies_ms=[10, 20, 30, 40])
+    c = KpiCounts(
+        inspected=1000,
+        passed=950,
+        review=20,
+        failed=30,
+        defect_rejects=45,
+        faults={"late": 5},
+        first_inspected=900,
+        first_passed=860,
+        adjudicated=40,
+        false_rejects=10,
+        audited_passes=100,
+        escapes=1,
+        hours=2.0,
+        latencies_ms=[10, 20, 30, 40],
+    )
     k = compute_kpis(c)
     assert k.reject_rate.value == pytest.approx(0.05)
     assert k.first_pass_yield.value == pytest.approx(860 / 900)
@@ -245,5 +261,4 @@ def test_the_dashboard_draws_hours_up_to_a_week_days_up_to_92_days_then_weeks() 
 
     end = datetime(2026, 12, 5, 22, tzinfo=UTC)
     spans = {d: display_span(Window(end - timedelta(days=d), end)) for d in (1 / 3, 1, 7, 7.01, 30, 92, 92.01, 365)}
-    assert spans == {1 / 3: "hour", 1: "hour", 7: "hour", 7.01: "day", 30: "day", 92: "day", 92.01: "week",
-                     365: "week"}
+    assert spans == {1 / 3: "hour", 1: "hour", 7: "hour", 7.01: "day", 30: "day", 92: "day", 92.01: "week", 365: "week"}

@@ -57,10 +57,11 @@ def test_capture_frames_reports_an_exhausted_source(parts: Path, tmp_path: Path)
 
 
 def test_capture_frames_gives_up_after_consecutive_faults(parts: Path, tmp_path: Path) -> None:
-    with FolderSource(FolderSourceConfig(path=parts, fps=0.5), source_id="cam1") as source, \
-            pytest.raises(CameraError, match="3 faults in a row"):
-        capture_frames(source, out=tmp_path / "o", count=2, timeout_s=0.01, max_consecutive_faults=3,
-                       progress=False)
+    with (
+        FolderSource(FolderSourceConfig(path=parts, fps=0.5), source_id="cam1") as source,
+        pytest.raises(CameraError, match="3 faults in a row"),
+    ):
+        capture_frames(source, out=tmp_path / "o", count=2, timeout_s=0.01, max_consecutive_faults=3, progress=False)
 
 
 def test_replay_of_a_capture_keeps_order_part_ids_and_recorded_timing(parts: Path, tmp_path: Path) -> None:
@@ -106,12 +107,12 @@ def _cli(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_capture_records_count_images_from_the_station_source(parts: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_capture_records_count_images_from_the_station_source(
+    parts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     station = tmp_path / "station.yaml"
     station.write_text(f"station_id: s\nsource: {{kind: folder, path: {parts}}}\n")
-    args = _cli(["capture", "--station", str(station), "--out", str(tmp_path / "ds"), "--count", "2",
-                 "--no-progress"])
+    args = _cli(["capture", "--station", str(station), "--out", str(tmp_path / "ds"), "--count", "2", "--no-progress"])
     assert args.handler(args) == 0
     assert len(list((tmp_path / "ds" / "good").glob("*.png"))) == 2
     assert "saved 2 of 2 images" in capsys.readouterr().out

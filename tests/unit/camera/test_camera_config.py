@@ -26,7 +26,9 @@ def _station(tmp_path: Path, text: str) -> Path:
 
 
 def test_load_source_config_reads_the_station_example_genicam_source(tmp_path: Path) -> None:
-    path = _station(tmp_path, """
+    path = _station(
+        tmp_path,
+        """
 station_id: tile-line-1
 source:
   kind: genicam
@@ -36,7 +38,8 @@ source:
   optional_features: {ExposureTime: 800.0}
   fetch_timeout_ms: 200
   overflow: reject
-""")
+""",
+    )
     config = load_source_config(path)
     assert isinstance(config, GenICamSourceConfig)
     assert config.producers == [Path("viky.cti")]  # a bare name stays a name
@@ -83,12 +86,16 @@ def test_load_source_config_resolves_relative_paths_against_the_station_file(tmp
         ("{kind: genicam, features: {Width: [1]}}", "source.features.Width", "expected one of bool/int/float/str"),
         ("{kind: genicam, features: {Gain: 1}, optional_features: {Gain: 2}}", "source", "both required"),
         ("{kind: replay, path: x, fps: 5, speed: 2}", "source", "fps or speed"),
-        ("{kind: genicam, reconnect: {initial_backoff_ms: 500, max_backoff_ms: 100}}", "source.reconnect",
-         "max_backoff_ms"),
+        (
+            "{kind: genicam, reconnect: {initial_backoff_ms: 500, max_backoff_ms: 100}}",
+            "source.reconnect",
+            "max_backoff_ms",
+        ),
     ],
 )
-def test_load_source_config_errors_name_file_field_and_reason(tmp_path: Path, source: str, field: str,
-                                                               reason: str) -> None:
+def test_load_source_config_errors_name_file_field_and_reason(
+    tmp_path: Path, source: str, field: str, reason: str
+) -> None:
     path = _station(tmp_path, f"source: {source}\n")
     with pytest.raises(ConfigError) as info:
         load_source_config(path)
@@ -113,14 +120,32 @@ def test_load_source_config_missing_file_is_config_error(tmp_path: Path) -> None
 
 
 def test_plan_features_orders_sfnc_features_and_expands_output_lines() -> None:
-    config = GenICamSourceConfig.model_validate({
-        "features": {"OffsetX": 8, "Custom": 1, "Width": 640, "TriggerSource": "Line0", "TriggerSelector": "FrameStart",
-                     "PixelFormat": "Mono8"},
-        "optional_features": {"ExposureTime": 800.0},
-        "output_lines": [{"line": "Line1", "source": "UserOutput1", "required": False}],
-    })
+    config = GenICamSourceConfig.model_validate(
+        {
+            "features": {
+                "OffsetX": 8,
+                "Custom": 1,
+                "Width": 640,
+                "TriggerSource": "Line0",
+                "TriggerSelector": "FrameStart",
+                "PixelFormat": "Mono8",
+            },
+            "optional_features": {"ExposureTime": 800.0},
+            "output_lines": [{"line": "Line1", "source": "UserOutput1", "required": False}],
+        }
+    )
     writes = plan_features(config)
-    assert [w.name for w in writes] == ["PixelFormat", "Width", "OffsetX", "ExposureTime", "TriggerSelector",
-                                        "TriggerSource", "Custom", "LineSelector", "LineMode", "LineSource"]
+    assert [w.name for w in writes] == [
+        "PixelFormat",
+        "Width",
+        "OffsetX",
+        "ExposureTime",
+        "TriggerSelector",
+        "TriggerSource",
+        "Custom",
+        "LineSelector",
+        "LineMode",
+        "LineSource",
+    ]
     assert [w.required for w in writes][-3:] == [False, False, False]
     assert writes[3].group == "optional_features"

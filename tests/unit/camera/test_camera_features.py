@@ -42,8 +42,9 @@ def _apply(config: GenICamSourceConfig, nodes: dict[str, FakeNode]) -> None:
 
 def test_apply_features_writes_in_sfnc_order() -> None:
     nodes, log = _camera({"Width": None, "Height": None, "PixelFormat": None, "AcquisitionFrameRate": None})
-    config = GenICamSourceConfig(features={"AcquisitionFrameRate": 30.0, "Width": 640, "Height": 480,
-                                           "PixelFormat": "Mono8"})
+    config = GenICamSourceConfig(
+        features={"AcquisitionFrameRate": 30.0, "Width": 640, "Height": 480, "PixelFormat": "Mono8"}
+    )
     _apply(config, nodes)
     assert log == ["PixelFormat=Mono8", "Width=640", "Height=480", "AcquisitionFrameRate=30.0"]
 
@@ -78,8 +79,13 @@ def test_apply_features_optional_output_line_is_skipped_as_a_group() -> None:
     """A LineSelector the camera refuses must not let LineSource land on another line."""
     nodes, log = _camera({"LineSelector": {"Line0"}, "LineMode": None, "LineSource": None})
     config = GenICamSourceConfig.model_validate(
-        {"output_lines": [{"line": "Line2", "source": "UserOutput1", "required": False},
-                          {"line": "Line0", "source": "ExposureActive"}]})
+        {
+            "output_lines": [
+                {"line": "Line2", "source": "UserOutput1", "required": False},
+                {"line": "Line0", "source": "ExposureActive"},
+            ]
+        }
+    )
     _apply(config, nodes)
     assert log == ["LineSelector=Line0", "LineMode=Output", "LineSource=ExposureActive"]
 

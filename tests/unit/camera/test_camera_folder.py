@@ -47,8 +47,7 @@ def test_folder_source_streams_every_image_with_labels_then_exhausts(parts: Path
         frames = _drain(source)
         assert source.state == SourceState.EXHAUSTED
         assert source.read(timeout_s=0.1) is None
-    assert [(f.part_id, f.label) for f in frames] == [("a", "good"), ("b", "good"), ("c", "good"),
-                                                     ("d", "scratch")]
+    assert [(f.part_id, f.label) for f in frames] == [("a", "good"), ("b", "good"), ("c", "good"), ("d", "scratch")]
     assert [f.frame_id for f in frames] == [1, 2, 3, 4]
     assert {f.origin for f in frames} == {"folder"}
     assert [f.pixel_format for f in frames] == ["Mono8"] * 3 + ["RGB8"]

@@ -54,8 +54,9 @@ def test_replay_pixels_are_decoded_before_the_fetch_not_after_it() -> None:
 
 def test_a_camera_fault_keeps_the_decoded_pixels_for_the_next_frame() -> None:
     fault = FrameFault(source_id="cam", frame_id=None, reason="timeout", at=datetime.now(UTC))
-    overlay, events = _overlay([fault, make_frame(9, frame_id=1, source_id="cam"), fault,
-                                make_frame(9, frame_id=2, source_id="cam")])
+    overlay, events = _overlay(
+        [fault, make_frame(9, frame_id=1, source_id="cam"), fault, make_frame(9, frame_id=2, source_id="cam")]
+    )
     with overlay:
         items = [overlay.read(timeout_s=1.0) for _ in range(4)]
     assert [type(i).__name__ for i in items] == ["FrameFault", "Frame", "FrameFault", "Frame"]

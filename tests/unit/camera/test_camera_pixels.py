@@ -50,8 +50,7 @@ def test_convert_padding_is_counted_in_bytes_not_pixels() -> None:
 def test_convert_accepts_a_buffer_without_the_last_lines_padding() -> None:
     image = np.arange(12, dtype=np.uint8).reshape(3, 4)
     raw = _padded(image, 4)[:-4]
-    np.testing.assert_array_equal(convert(raw, pixel_format="Mono8", width=4, height=3, x_padding_bytes=4).image,
-                                  image)
+    np.testing.assert_array_equal(convert(raw, pixel_format="Mono8", width=4, height=3, x_padding_bytes=4).image, image)
 
 
 @pytest.mark.parametrize(("fmt", "bits"), [("Mono10", 10), ("Mono12", 12), ("Mono16", 16)])
@@ -152,5 +151,10 @@ def test_convert_rejects_bad_input_with_clear_error(kwargs: dict[str, object], m
 
 def test_row_bytes_per_format() -> None:
     assert [row_bytes(f, 8) for f in ("Mono8", "Mono16", "Mono12p", "RGB8", "RGBa8", "BayerGB12")] == [
-        8, 16, 12, 24, 32, 16,
+        8,
+        16,
+        12,
+        24,
+        32,
+        16,
     ]

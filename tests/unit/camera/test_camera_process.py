@@ -43,8 +43,12 @@ def parts(tmp_path: Path) -> Path:
 
 
 def _config(root: Path, **overrides: object) -> ProcessSourceConfig:
-    data: dict[str, object] = {"inner": {"kind": "folder", "path": str(root), "loop": True, "fps": 100.0},
-                               "watchdog_s": 0.5, "restart_after_s": 1.0, "backoff": {"initial_s": 0.05}}
+    data: dict[str, object] = {
+        "inner": {"kind": "folder", "path": str(root), "loop": True, "fps": 100.0},
+        "watchdog_s": 0.5,
+        "restart_after_s": 1.0,
+        "backoff": {"initial_s": 0.05},
+    }
     return ProcessSourceConfig.model_validate(data | overrides)
 
 
@@ -108,7 +112,8 @@ def test_frames_flow_from_the_child_equal_in_process_and_close_leaves_no_child(p
 
 
 def test_hung_fetch_is_a_watchdog_timeout_then_the_child_is_restarted(
-        parts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "hang"
     marker.write_text("3")  # the 4th image read hangs forever, once
     monkeypatch.setenv(HANG_ENV, str(marker))
@@ -218,8 +223,11 @@ def test_failing_respawns_back_off_capped_then_recover(parts: Path) -> None:
         after = _until_frames(source, 2)
     assert all(isinstance(i, FrameFault) for i in outage)
     assert {i.reason for i in outage if isinstance(i, FrameFault)} == {"disconnected"}
-    scheduled = [float(c.reason.rsplit(RESPAWN_IN, 1)[1].split()[0])
-                 for c in source.lifecycle.history if c.new == SourceState.FAILED]
+    scheduled = [
+        float(c.reason.rsplit(RESPAWN_IN, 1)[1].split()[0])
+        for c in source.lifecycle.history
+        if c.new == SourceState.FAILED
+    ]
     # The healthy child's loss: initial_s; each failed respawn: times 2, capped at max_s.
     assert len(scheduled) >= 4, scheduled
     assert scheduled == [0.05, 0.1, 0.2] + [0.2] * (len(scheduled) - 3)
@@ -240,18 +248,24 @@ def _in_dev_shm(name: str) -> bool:
     return Path("/dev/shm", name.lstrip("/")).exists()
 
 
-@pytest.mark.parametrize(("slot_mb", "shape"), [
-    (32, (48, 64)),  # the default: pixels through the shared-memory slot
-    (0, (48, 64)),  # slot off: pixels through the pipe
-    (1, (1024, 1100)),  # a frame larger than the slot falls back to the pipe
-])
+@pytest.mark.parametrize(
+    ("slot_mb", "shape"),
+    [
+        (32, (48, 64)),  # the default: pixels through the shared-memory slot
+        (0, (48, 64)),  # slot off: pixels through the pipe
+        (1, (1024, 1100)),  # a frame larger than the slot falls back to the pipe
+    ],
+)
 def test_frames_cross_by_slot_or_pipe_unchanged_and_close_unlinks_the_slot(
-        tmp_path: Path, slot_mb: int, shape: tuple[int, int]) -> None:
+    tmp_path: Path, slot_mb: int, shape: tuple[int, int]
+) -> None:
     root = tmp_path / "parts"
     (root / "good").mkdir(parents=True)
     for i in range(3):
-        cv2.imwrite(str(root / "good" / f"p{i}.png"), ((np.arange(shape[0] * shape[1]).reshape(shape) * (i + 3))
-                                                       % 253).astype(np.uint8))
+        cv2.imwrite(
+            str(root / "good" / f"p{i}.png"),
+            ((np.arange(shape[0] * shape[1]).reshape(shape) * (i + 3)) % 253).astype(np.uint8),
+        )
     config = _config(root, shm_slot_mb=slot_mb)
     with open_source(config.inner, source_id="cam") as local:
         expected = [local.read(timeout_s=1.0) for _ in range(5)]
@@ -265,8 +279,9 @@ def test_frames_cross_by_slot_or_pipe_unchanged_and_close_unlinks_the_slot(
         assert np.array_equal(got.image, want.image) and not got.image.flags.writeable
 
 
-def test_without_room_in_dev_shm_frames_go_through_the_pipe(parts: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_without_room_in_dev_shm_frames_go_through_the_pipe(
+    parts: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     real = os.statvfs
     small = os.statvfs_result((4096, 4096, 256, 100, 100, 0, 0, 0, 0, 255))  # 400 KB free
     monkeypatch.setattr("vinspect.camera.process.os.statvfs", lambda p: small if p == "/dev/shm" else real(p))

@@ -58,8 +58,14 @@ def test_lifecycle_refuses_transitions_outside_the_table() -> None:
 def test_lifecycle_reports_every_change_to_listeners_and_history() -> None:
     seen: list[StateChange] = []
     life = Lifecycle("cam", listeners=(seen.append,))
-    for state in (SourceState.OPENING, SourceState.STREAMING, SourceState.FAILED, SourceState.OPENING,
-                  SourceState.STREAMING, SourceState.CLOSED):
+    for state in (
+        SourceState.OPENING,
+        SourceState.STREAMING,
+        SourceState.FAILED,
+        SourceState.OPENING,
+        SourceState.STREAMING,
+        SourceState.CLOSED,
+    ):
         life.enter(state, reason=state.value.lower())
     assert [(c.old, c.new) for c in seen] == [
         (SourceState.CLOSED, SourceState.OPENING),

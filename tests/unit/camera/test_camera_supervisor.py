@@ -58,8 +58,9 @@ class ScriptedCamera:
             return FrameFault(source_id="cam", frame_id=None, reason="timeout", at=utc_now())
         assert isinstance(step, int)
         fid = self._ledger.admit(step).frame_id
-        return Frame(image=_IMAGE, source_id="cam", frame_id=fid, captured_at=utc_now(), pixel_format="Mono8",
-                     origin="camera")
+        return Frame(
+            image=_IMAGE, source_id="cam", frame_id=fid, captured_at=utc_now(), pixel_format="Mono8", origin="camera"
+        )
 
 
 class Connections:
@@ -106,14 +107,25 @@ def test_supervisor_reconnects_after_disconnect_and_ids_keep_increasing() -> Non
         assert source.state == SourceState.STREAMING
         assert (source.stats.disconnects, source.stats.reconnects) == (1, 1)
     assert connect.made[0].closed and connect.made[1].closed
-    assert [c.new for c in changes] == [SourceState.OPENING, SourceState.STREAMING, SourceState.FAILED,
-                                        SourceState.OPENING, SourceState.STREAMING, SourceState.CLOSED]
+    assert [c.new for c in changes] == [
+        SourceState.OPENING,
+        SourceState.STREAMING,
+        SourceState.FAILED,
+        SourceState.OPENING,
+        SourceState.STREAMING,
+        SourceState.CLOSED,
+    ]
 
 
 def test_supervisor_backs_off_with_a_cap_between_failed_attempts() -> None:
-    connect = Connections(([CameraError("producer error")], None), ([], CameraDisconnected("gone")),
-                          ([], CameraDisconnected("gone")), ([], CameraDisconnected("gone")),
-                          ([], CameraDisconnected("gone")), ([7], None))
+    connect = Connections(
+        ([CameraError("producer error")], None),
+        ([], CameraDisconnected("gone")),
+        ([], CameraDisconnected("gone")),
+        ([], CameraDisconnected("gone")),
+        ([], CameraDisconnected("gone")),
+        ([7], None),
+    )
     clock = ManualClock()
     policy = ReconnectConfig(initial_backoff_ms=20, max_backoff_ms=60, multiplier=2.0, silence_limit_ms=None)
     with SupervisedSource(connect, source_id="cam", policy=policy, clock=clock) as source:

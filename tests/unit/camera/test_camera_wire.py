@@ -39,9 +39,13 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 def test_every_message_kind_crosses_intact(pair: tuple[socket.socket, socket.socket]) -> None:
     parent, child = pair
     fault = FrameFault(source_id="cam", frame_id=3, reason="gap", at=datetime.now(UTC), detail="1 missing")
-    sent = [Ready(pid=42), Delivered(item=fault, counters={"reconnects": 1}), Delivered(item=None, counters={}),
-            Failed(error=DatasetError("no images"), fatal=False),
-            FrameHeader(meta={"frame_id": 7}, shape=(2, 3), dtype="|u1", counters={}, in_slot=True)]
+    sent = [
+        Ready(pid=42),
+        Delivered(item=fault, counters={"reconnects": 1}),
+        Delivered(item=None, counters={}),
+        Failed(error=DatasetError("no images"), fatal=False),
+        FrameHeader(meta={"frame_id": 7}, shape=(2, 3), dtype="|u1", counters={}, in_slot=True),
+    ]
     for message in sent:
         send(child, message)
     inbox = Inbox(parent)

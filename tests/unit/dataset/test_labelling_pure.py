@@ -27,21 +27,33 @@ def test_fleiss_kappa_hand_computed() -> None:
 
 
 def test_regions_checked_and_rasterised() -> None:
-    regions = parse_regions([
-        {"kind": "box", "code": "dent", "xyxy": [30, 20, 10, 5]},  # corners in any order
-        {"kind": "polygon", "code": "dent", "points": [[40, 40], [60, 40], [50, 60]]},
-        {"kind": "brush", "code": "scratch", "radius": 2, "points": [[5, 70], [25, 70]]},
-    ], width=80, height=80, catalogue=("dent", "scratch"))
+    regions = parse_regions(
+        [
+            {"kind": "box", "code": "dent", "xyxy": [30, 20, 10, 5]},  # corners in any order
+            {"kind": "polygon", "code": "dent", "points": [[40, 40], [60, 40], [50, 60]]},
+            {"kind": "brush", "code": "scratch", "radius": 2, "points": [[5, 70], [25, 70]]},
+        ],
+        width=80,
+        height=80,
+        catalogue=("dent", "scratch"),
+    )
     mask = region_mask(regions, width=80, height=80)
     assert mask[10, 15] == 255 and mask[45, 50] == 255 and mask[70, 15] == 255 and mask[0, 79] == 0
-    assert region_boxes(regions, width=80, height=80) == [(10, 5, 30, 20, "dent"), (40, 40, 60, 60, "dent"),
-                                                          (3, 68, 27, 72, "scratch")]
+    assert region_boxes(regions, width=80, height=80) == [
+        (10, 5, 30, 20, "dent"),
+        (40, 40, 60, 60, "dent"),
+        (3, 68, 27, 72, "scratch"),
+    ]
     with pytest.raises(DatasetError, match=r"region 1 \(brush, dent\) point 2: point \(81, 3\) lies outside"):
-        parse_regions([{"kind": "brush", "code": "dent", "radius": 3, "points": [[1, 1], [81, 3]]}],
-                      width=80, height=80, catalogue=("dent",))
+        parse_regions(
+            [{"kind": "brush", "code": "dent", "radius": 3, "points": [[1, 1], [81, 3]]}],
+            width=80,
+            height=80,
+            catalogue=("dent",),
+        )
     with pytest.raises(DatasetError, match="a polygon needs at least 3 points"):
-        parse_regions([{"kind": "polygon", "code": "dent", "points": [[1, 1], [2, 2]]}], width=80, height=80,
-                      catalogue=("dent",))
+        parse_regions(
+            [{"kind": "polygon", "code": "dent", "points": [[1, 1], [2, 2]]}], width=80, height=80, catalogue=("dent",)
+        )
     with pytest.raises(DatasetError, match="the box is empty"):
-        parse_regions([{"kind": "box", "code": "dent", "xyxy": [3, 3, 3, 9]}], width=80, height=80,
-                      catalogue=("dent",))
+        parse_regions([{"kind": "box", "code": "dent", "xyxy": [3, 3, 3, 9]}], width=80, height=80, catalogue=("dent",))

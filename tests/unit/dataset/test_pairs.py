@@ -43,8 +43,9 @@ def test_pairs_layout_labels_good_and_defective_pairs(tmp_path: Path) -> None:
     assert by_id["0002"].split == split_of("0002", train_percent=PAIRS_TRAIN_PERCENT)
 
 
-def test_validate_names_missing_partners_and_malformed_lines(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_names_missing_partners_and_malformed_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _pair(tmp_path, "0001", "")
     _pair(tmp_path, "0002", "", test=False)
     _pair(tmp_path, "0003", "", temp=False)

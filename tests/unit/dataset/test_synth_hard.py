@@ -33,6 +33,10 @@ def test_dust_marks_a_good_part_without_a_defect_mask() -> None:
 def test_write_dataset_applies_the_shares(tmp_path: Path) -> None:
     plain = write_dataset(tmp_path / "a", n_good=6, n_defect_each=2, kinds=("spot",), seed=3)
     hard = write_dataset(tmp_path / "b", n_good=6, n_defect_each=2, kinds=("spot",), seed=3, subtle=1.0, dust=1.0)
-    differs = [not np.array_equal(cv2.imread(str(plain / "good" / f"good_{i:04d}.png")),
-                                  cv2.imread(str(hard / "good" / f"good_{i:04d}.png"))) for i in range(6)]
+    differs = [
+        not np.array_equal(
+            cv2.imread(str(plain / "good" / f"good_{i:04d}.png")), cv2.imread(str(hard / "good" / f"good_{i:04d}.png"))
+        )
+        for i in range(6)
+    ]
     assert all(differs)

@@ -85,8 +85,9 @@ def test_detection_rate_by_class() -> None:
         ([0.8, 0.9], [0.1], 0.1, 0.1, 1.0, 0.0),
     ],
 )
-def test_calibrate_zero_escape_target(good: list[float], defect: list[float], fail_low: float, fail_high: float,
-                                      frr: float, escapes: float) -> None:
+def test_calibrate_zero_escape_target(
+    good: list[float], defect: list[float], fail_low: float, fail_high: float, frr: float, escapes: float
+) -> None:
     t = calibrate(good, defect, target=CalibrationTarget(frr_ceiling=None))  # zero escapes at any cost
     assert fail_low < t.fail_at <= fail_high or t.fail_at == pytest.approx(fail_high)
     assert t.evidence.false_reject_rate == pytest.approx(frr)
@@ -117,8 +118,9 @@ def test_calibrate_without_defects_uses_the_good_quantile(n_good: int, frr_targe
 def test_review_band_sits_below_fail(review_rate: float) -> None:
     rng = np.random.default_rng(0)
     good, defect = rng.normal(0.3, 0.05, 200), rng.normal(0.8, 0.05, 20)
-    t = calibrate(good, defect, target=CalibrationTarget(review_rate=review_rate),
-                  good_map_values=rng.normal(0.2, 0.05, 5000))
+    t = calibrate(
+        good, defect, target=CalibrationTarget(review_rate=review_rate), good_map_values=rng.normal(0.2, 0.05, 5000)
+    )
     assert t.review_at <= t.fail_at
     assert t.map_at <= t.fail_at
     assert t.evidence.review_rate <= review_rate + 1e-9

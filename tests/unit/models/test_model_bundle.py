@@ -46,8 +46,11 @@ def _edit_manifest(bundle: Path, **changes: object) -> None:
         (lambda b: _edit_manifest(b, task="segmentation"), ModelError, "task"),
         (lambda b: _edit_manifest(b, surprise=1), ModelError, "surprise"),
         (lambda b: _edit_manifest(b, sha256="0" * 64), ModelIntegrityError, "does not match the manifest"),
-        (lambda b: (b / "model.onnx").write_bytes((b / "model.onnx").read_bytes() + b"\0"), ModelIntegrityError,
-         "does not match"),
+        (
+            lambda b: (b / "model.onnx").write_bytes((b / "model.onnx").read_bytes() + b"\0"),
+            ModelIntegrityError,
+            "does not match",
+        ),
         (lambda b: (b / "model.onnx").unlink(), ModelError, "model file missing"),
         (lambda b: (b / "model.onnx").write_bytes(pickle.dumps({"weights": 1})), ModelIntegrityError, "pickle"),
     ],

@@ -78,12 +78,24 @@ def test_version_1_manifests_still_load(tmp_path: Path) -> None:
     good, defect = _scores()
     thresholds = calibrate(good, defect)
     manifest = {
-        "schema_version": 1, "name": "old", "version": "1", "sha256": "0" * 64, "task": "anomaly+classifier",
-        "input": {"channels": 1, "model_size_px": [224, 224]}, "labels": ["spot"],
+        "schema_version": 1,
+        "name": "old",
+        "version": "1",
+        "sha256": "0" * 64,
+        "task": "anomaly+classifier",
+        "input": {"channels": 1, "model_size_px": [224, 224]},
+        "labels": ["spot"],
         "thresholds": json.loads(thresholds.model_dump_json(exclude={"evidence": {"fixed_fail_at"}})),
-        "training": {"dataset_root": "d", "dataset_layout": "folders", "dataset_sha256": "0" * 64,
-                     "n_train_good": 1, "n_train_defect": 1, "config": {"fusion": "max"}, "metrics": {},
-                     "duration_s": 1.0},
+        "training": {
+            "dataset_root": "d",
+            "dataset_layout": "folders",
+            "dataset_sha256": "0" * 64,
+            "n_train_good": 1,
+            "n_train_defect": 1,
+            "config": {"fusion": "max"},
+            "metrics": {},
+            "duration_s": 1.0,
+        },
     }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     loaded = read_manifest(tmp_path)

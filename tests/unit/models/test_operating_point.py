@@ -18,12 +18,15 @@ from vinspect.models.intervals import binomial_tail_at_least, clopper_pearson
 from vinspect.models.manifest import Thresholds
 
 
-@pytest.mark.parametrize(("k", "n", "low", "high"), [
-    (0, 10, 0.0, 1 - 0.025 ** 0.1),  # closed forms at the ends
-    (10, 10, 0.025 ** 0.1, 1.0),
-    (5, 20, 0.0865715, 0.4910459),  # R: binom.test(5, 20)$conf.int
-    (83, 100, 0.7418246, 0.8977351),  # R: binom.test(83, 100)$conf.int
-])
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    [
+        (0, 10, 0.0, 1 - 0.025**0.1),  # closed forms at the ends
+        (10, 10, 0.025**0.1, 1.0),
+        (5, 20, 0.0865715, 0.4910459),  # R: binom.test(5, 20)$conf.int
+        (83, 100, 0.7418246, 0.8977351),  # R: binom.test(83, 100)$conf.int
+    ],
+)
 def test_clopper_pearson_known_values(k: int, n: int, low: float, high: float) -> None:
     got = clopper_pearson(k, n)
     assert got == pytest.approx((low, high), abs=2e-7)
@@ -45,7 +48,7 @@ def test_clopper_pearson_refuses_bad_counts(k: int, n: int) -> None:
 
 def test_binomial_tail_is_exact_for_small_n() -> None:
     p = 0.3
-    expected = sum(math.comb(6, i) * p ** i * (1 - p) ** (6 - i) for i in range(2, 7))
+    expected = sum(math.comb(6, i) * p**i * (1 - p) ** (6 - i) for i in range(2, 7))
     assert binomial_tail_at_least(2, 6, p) == pytest.approx(expected, rel=1e-12)
 
 

@@ -13,8 +13,9 @@ from vinspect.models.reference_spec import CompareLimits, PartReference, PinnedF
 from vinspect.report.boxes import match_boxes
 
 LIMITS = CompareLimits(jitter_px=1, contrast_at=0.4, open_px=1, group_px=4, mass_at=4.0)
-LINE = LineChange(dx_px=6.0, dy_px=-4.0, rotation_deg=0.8, gain=1.08, offset=-10.0, noise_sigma=2.0,
-                  jpeg_quality=90, seed=3)
+LINE = LineChange(
+    dx_px=6.0, dy_px=-4.0, rotation_deg=0.8, gain=1.08, offset=-10.0, noise_sigma=2.0, jpeg_quality=90, seed=3
+)
 
 
 def _model(board: np.ndarray, limits: CompareLimits = LIMITS, **masks: np.ndarray) -> ReferenceModel:
@@ -64,12 +65,15 @@ def test_another_part_is_alignment_failure(board: np.ndarray) -> None:
     assert info.value.reason == "alignment"
 
 
-@pytest.mark.parametrize(("frame", "reason"), [
-    (np.zeros((256, 256), np.uint8), "blank_frame"),
-    (np.full((256, 256), 255, np.uint8), "saturated_frame"),
-    (np.full((256, 256), 128, np.uint8), "blank_frame"),
-    (np.zeros((200, 256), np.uint8), "frame_size"),
-])
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (np.zeros((256, 256), np.uint8), "blank_frame"),
+        (np.full((256, 256), 255, np.uint8), "saturated_frame"),
+        (np.full((256, 256), 128, np.uint8), "blank_frame"),
+        (np.zeros((200, 256), np.uint8), "frame_size"),
+    ],
+)
 def test_unusable_frames_are_refused_with_reason(board: np.ndarray, frame: np.ndarray, reason: str) -> None:
     with pytest.raises(FrameRejected) as info:
         _model(board).run(frame)
@@ -79,7 +83,7 @@ def test_unusable_frames_are_refused_with_reason(board: np.ndarray, frame: np.nd
 def test_ignore_mask_hides_a_defect_and_tight_mask_finds_a_faint_one(board: np.ndarray) -> None:
     defective, (x1, y1, x2, y2) = inject_defect(board, "copper", seed=2)
     mask = np.zeros_like(board)
-    mask[max(y1 - 8, 0):y2 + 8, max(x1 - 8, 0):x2 + 8] = 255
+    mask[max(y1 - 8, 0) : y2 + 8, max(x1 - 8, 0) : x2 + 8] = 255
     assert _model(board).run(defective).score >= 0.5
     assert _model(board, ignore_mask=mask).run(defective).score < 0.5
     faint = board.copy()
@@ -102,8 +106,9 @@ def test_local_grid_takes_out_residual_shifts(board: np.ndarray) -> None:
     from vinspect.models.registration import LocalGrid
 
     grid = LocalGrid(board, grid=4)
-    shifted = cv2.warpAffine(board, np.float32([[1, 0, 1.5], [0, 1, -2.0]]), board.shape[::-1],
-                             borderMode=cv2.BORDER_REPLICATE)
+    shifted = cv2.warpAffine(
+        board, np.float32([[1, 0, 1.5], [0, 1, -2.0]]), board.shape[::-1], borderMode=cv2.BORDER_REPLICATE
+    )
     before = np.abs(shifted.astype(int) - board).mean()
     after = np.abs(grid.apply(shifted).astype(int) - board).mean()
     assert after < before / 3

@@ -14,7 +14,7 @@ def _features(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
     diff = (ref != test).astype(np.uint8)
     ys, xs = np.nonzero(diff)
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    blob = diff[box[1]:box[3], box[0]:box[2]] > 0
+    blob = diff[box[1] : box[3], box[0] : box[2]] > 0
     pos = ((test > ref) * 200).astype(np.uint8)
     neg = ((test < ref) * 200).astype(np.uint8)
     values = region_features(box=box, blob=blob, pos=pos, neg=neg, ref_bright=ref, test_bright=test)
@@ -52,9 +52,14 @@ def test_pin_hole_opens_a_hole_and_copper_adds_an_island(traces: np.ndarray) -> 
 
 
 def test_knn_votes_for_the_nearest_labelled_points() -> None:
-    codes = RegionCodes(labels=("open", "short"), feature_mean=(0.0, 0.0), feature_scale=(1.0, 1.0),
-                        points=((0.0, 0.0), (0.1, 0.0), (5.0, 5.0), (5.1, 5.0), (5.0, 5.1)),
-                        point_labels=(0, 0, 1, 1, 1), k=3)
+    codes = RegionCodes(
+        labels=("open", "short"),
+        feature_mean=(0.0, 0.0),
+        feature_scale=(1.0, 1.0),
+        points=((0.0, 0.0), (0.1, 0.0), (5.0, 5.0), (5.1, 5.0), (5.0, 5.1)),
+        point_labels=(0, 0, 1, 1, 1),
+        k=3,
+    )
     label, probs = classify([4.9, 5.0], CodeTable(codes))
     assert label == "short" and probs[1] > 0.9
     assert classify([0.05, 0.0], CodeTable(codes))[0] == "open"

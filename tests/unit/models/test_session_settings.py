@@ -12,8 +12,11 @@ from vinspect.models.runtime import DEFAULT_ALLOW_SPINNING, SessionSettings, cre
 
 def _options(session: object) -> tuple[int, int, str]:
     options = session.get_session_options()  # type: ignore[attr-defined]
-    return (options.intra_op_num_threads, options.inter_op_num_threads,
-            options.get_session_config_entry("session.intra_op.allow_spinning"))
+    return (
+        options.intra_op_num_threads,
+        options.inter_op_num_threads,
+        options.get_session_config_entry("session.intra_op.allow_spinning"),
+    )
 
 
 def test_default_session_is_one_thread_without_spinning(tiny_bundle: Path) -> None:
@@ -23,8 +26,9 @@ def test_default_session_is_one_thread_without_spinning(tiny_bundle: Path) -> No
 
 @pytest.mark.parametrize(("threads", "spinning", "entry"), [(2, True, "1"), (2, False, "0"), (1, True, "1")])
 def test_settings_reach_the_session(tiny_bundle: Path, threads: int, spinning: bool, entry: str) -> None:
-    session = create_session(tiny_bundle / "model.onnx",
-                             SessionSettings(intra_op_threads=threads, allow_spinning=spinning))
+    session = create_session(
+        tiny_bundle / "model.onnx", SessionSettings(intra_op_threads=threads, allow_spinning=spinning)
+    )
     assert _options(session) == (threads, 1, entry)
 
 

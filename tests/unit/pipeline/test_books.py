@@ -13,15 +13,18 @@ from vinspect.pipeline.record import JsonlSink, recover_books
 from vinspect.types import Books, Decision, Inspection, ModelRef, StageTimings, Verdict
 
 
-@pytest.mark.parametrize(("verdict", "reasons", "key"), [
-    (Verdict.PASS, (), "pass"),
-    (Verdict.REVIEW, ("review_band",), "review"),
-    (Verdict.FAIL, ("score",), "defect"),
-    (Verdict.FAIL, ("score", "late"), "late"),
-    (Verdict.FAIL, ("non_finite",), "non_finite"),
-    (Verdict.REVIEW, ("error:ModelError",), "error:ModelError"),
-    (Verdict.FAIL, ("overflow",), "overflow"),
-])
+@pytest.mark.parametrize(
+    ("verdict", "reasons", "key"),
+    [
+        (Verdict.PASS, (), "pass"),
+        (Verdict.REVIEW, ("review_band",), "review"),
+        (Verdict.FAIL, ("score",), "defect"),
+        (Verdict.FAIL, ("score", "late"), "late"),
+        (Verdict.FAIL, ("non_finite",), "non_finite"),
+        (Verdict.REVIEW, ("error:ModelError",), "error:ModelError"),
+        (Verdict.FAIL, ("overflow",), "overflow"),
+    ],
+)
 def test_disposition_of_books_faults_first(verdict, reasons, key) -> None:
     assert disposition_of(verdict=verdict, reasons=reasons) == key
 
@@ -34,8 +37,10 @@ def test_bookkeeper_closes_under_concurrency() -> None:
             keeper.trigger()
             keeper.settle(verdict=verdict, reasons=reasons)
 
-    threads = [threading.Thread(target=work, args=a) for a in
-               [((), Verdict.PASS), (("score",), Verdict.FAIL), (("overflow",), Verdict.FAIL)]]
+    threads = [
+        threading.Thread(target=work, args=a)
+        for a in [((), Verdict.PASS), (("score",), Verdict.FAIL), (("overflow",), Verdict.FAIL)]
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -68,8 +73,14 @@ def test_stage_windows_split_the_wait_before_inspection_from_preprocess() -> Non
     """The wait from acquisition (hand-over, queue) is its own stage, not part of preprocess (issue 21)."""
     ms = 1_000_000
     keeper = BookKeeper()
-    timed = StageTimings(acquired_ns=10 * ms, started_ns=12 * ms, preprocessed_ns=12 * ms + ms // 10,
-                         inferred_ns=19 * ms, decided_ns=19 * ms + ms // 5, signalled_ns=20 * ms)
+    timed = StageTimings(
+        acquired_ns=10 * ms,
+        started_ns=12 * ms,
+        preprocessed_ns=12 * ms + ms // 10,
+        inferred_ns=19 * ms,
+        decided_ns=19 * ms + ms // 5,
+        signalled_ns=20 * ms,
+    )
     keeper.settle_inspection(replace(_inspection(0, Verdict.PASS, ()), timings=timed))
     stages = {name: window.summary()["p50_ms"] for name, window in keeper.stages.items()}
     assert stages == pytest.approx({"wait": 2.0, "preprocess": 0.1, "infer": 6.9, "decide": 0.2, "signal": 0.8})
@@ -83,10 +94,16 @@ def test_stage_windows_split_the_wait_before_inspection_from_preprocess() -> Non
 
 
 def _inspection(seq: int, verdict: Verdict, reasons: tuple[str, ...]) -> Inspection:
-    return Inspection(inspection_id=f"i{seq}", station_id="s", part_seq=seq, frame=make_frame(1, frame_id=seq),
-                      prediction=None, timings=StageTimings(acquired_ns=1, decided_ns=2, signalled_ns=3),
-                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="m@1", fail_at=0.6, review_at=0.5),
-                      model=ModelRef(name="m", version="1", sha256="a" * 64))
+    return Inspection(
+        inspection_id=f"i{seq}",
+        station_id="s",
+        part_seq=seq,
+        frame=make_frame(1, frame_id=seq),
+        prediction=None,
+        timings=StageTimings(acquired_ns=1, decided_ns=2, signalled_ns=3),
+        decision=Decision(verdict=verdict, reasons=reasons, policy_id="m@1", fail_at=0.6, review_at=0.5),
+        model=ModelRef(name="m", version="1", sha256="a" * 64),
+    )
 
 
 def test_recover_books_from_jsonl_skips_torn_line(tmp_path) -> None:

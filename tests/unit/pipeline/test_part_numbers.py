@@ -40,10 +40,12 @@ def test_admit_is_visible_in_the_file_before_close(tmp_path: Path) -> None:
 
 def test_the_mark_survives_a_process_kill(tmp_path: Path) -> None:
     path = tmp_path / "m.mark"
-    code = ("import os, sys; from pathlib import Path; from vinspect.pipeline.part_numbers import PartNumbers\n"
-            "n = PartNumbers(Path(sys.argv[1]), start=100, block=64)\n"
-            "[n.admit(s) for s in range(100, 250)]\n"
-            "os._exit(137)\n")  # no close, no flush, no finally: as after SIGKILL
+    code = (
+        "import os, sys; from pathlib import Path; from vinspect.pipeline.part_numbers import PartNumbers\n"
+        "n = PartNumbers(Path(sys.argv[1]), start=100, block=64)\n"
+        "[n.admit(s) for s in range(100, 250)]\n"
+        "os._exit(137)\n"
+    )  # no close, no flush, no finally: as after SIGKILL
     done = subprocess.run([sys.executable, "-c", code, str(path)], timeout=60)
     assert done.returncode == 137
     mark = read_mark(path)
@@ -73,8 +75,9 @@ def test_a_file_that_is_not_a_mark_is_refused_by_name(tmp_path: Path) -> None:
         read_mark(path)
 
 
-def _mark(*, boot: str = "b1", run_first: int = 10, nxt: int = 20, reserved: int = 1034,
-          clean: bool = False) -> MarkState:
+def _mark(
+    *, boot: str = "b1", run_first: int = 10, nxt: int = 20, reserved: int = 1034, clean: bool = False
+) -> MarkState:
     return MarkState(boot_id=boot, run_first=run_first, next=nxt, reserved_to=reserved, clean=clean)
 
 
@@ -91,8 +94,7 @@ def test_plan_after_a_clean_stop_on_another_boot_is_exact() -> None:
 def test_plan_after_a_power_cut_skips_to_the_durable_ceiling() -> None:
     plan = plan_restart(_mark(nxt=12), recorded_next=18, current_boot="b2")
     # records up to 17 prove 12..17 were handed out; 18..1033 may have been: skipped, never reused
-    assert (plan.scan_from, plan.known_next, plan.start, plan.exact, plan.skipped) == (10, 18, 1034, False,
-                                                                                      (18, 1034))
+    assert (plan.scan_from, plan.known_next, plan.start, plan.exact, plan.skipped) == (10, 18, 1034, False, (18, 1034))
 
 
 def test_plan_with_an_unknown_boot_id_trusts_only_the_ceiling() -> None:

@@ -35,12 +35,16 @@ def test_judge_image_region_and_defect_code(tiny_bundle_factory) -> None:
     assert j.prediction.regions[0].box_xyxy == (5, 10, 15, 20)
 
 
-@pytest.mark.parametrize(("review_at", "level", "verdict", "code"), [
-    (0.9, 153, Verdict.PASS, None),  # the bundle's review_at (0.5) would name a defect on a PASS
-    (0.3, 102, Verdict.REVIEW, "scratch"),  # ... and none on a part the station sends to review
-])
-def test_judge_image_defect_code_follows_the_station_review_at(tiny_bundle_factory, review_at: float, level: int,
-                                                               verdict: Verdict, code: str | None) -> None:
+@pytest.mark.parametrize(
+    ("review_at", "level", "verdict", "code"),
+    [
+        (0.9, 153, Verdict.PASS, None),  # the bundle's review_at (0.5) would name a defect on a PASS
+        (0.3, 102, Verdict.REVIEW, "scratch"),  # ... and none on a part the station sends to review
+    ],
+)
+def test_judge_image_defect_code_follows_the_station_review_at(
+    tiny_bundle_factory, review_at: float, level: int, verdict: Verdict, code: str | None
+) -> None:
     bundle = load_bundle(tiny_bundle_factory(labels=("spot", "scratch"), fail_at=0.95, review_at=0.5))
     policy = policy_for(bundle, PolicyOverrides(review_at=review_at))
     j = judge_image(np.full((20, 20), level, np.uint8), bundle=bundle, policy=policy)
@@ -67,8 +71,9 @@ def test_judge_image_error_is_fail_with_reason(tiny_bundle) -> None:
 def test_judge_image_late_is_fail(tiny_bundle) -> None:
     bundle = load_bundle(tiny_bundle)
     ticks = iter(range(0, 10_000, 100))
-    j = judge_image(np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_for(bundle),
-                    deadline_ns=150, clock=lambda: next(ticks))
+    j = judge_image(
+        np.zeros((8, 8), np.uint8), bundle=bundle, policy=policy_for(bundle), deadline_ns=150, clock=lambda: next(ticks)
+    )
     assert j.decision.verdict is Verdict.FAIL
     assert "late" in j.decision.reasons
 

@@ -28,8 +28,13 @@ CTX = InspectContext(station_id="st1", deadline_ms=1000.0)
 
 
 def golden(bundle_dir: Path) -> Path:
-    write_golden_samples(bundle_dir, [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-                                      ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)])
+    write_golden_samples(
+        bundle_dir,
+        [
+            ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+            ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+        ],
+    )
     return bundle_dir
 
 
@@ -39,8 +44,9 @@ def judge_of(bundle_dir: Path) -> Judge:
     return Judge(bundle=gate.bundle, policy=policy_for(gate.bundle), unavailable_reason=gate.reason)
 
 
-@pytest.mark.parametrize(("level", "verdict", "accept"),
-                         [(50, Verdict.PASS, True), (140, Verdict.REVIEW, False), (200, Verdict.FAIL, False)])
+@pytest.mark.parametrize(
+    ("level", "verdict", "accept"), [(50, Verdict.PASS, True), (140, Verdict.REVIEW, False), (200, Verdict.FAIL, False)]
+)
 def test_inspect_frame_signals_verdict_at_once(tiny_bundle, level: int, verdict: Verdict, accept: bool) -> None:
     judge, sig = judge_of(tiny_bundle), RecordingSignaller()
     ticket = PartTicket(part_seq=7, acquired_ns=CTX.clock())
@@ -53,13 +59,25 @@ def test_inspect_frame_signals_verdict_at_once(tiny_bundle, level: int, verdict:
     assert insp.part_seq == 7
 
 
-@pytest.mark.parametrize(("reason", "expected"), [("incomplete", "incomplete_frame"), ("gap", "missing_frame"),
-                                                  ("timeout", "missing_frame"), ("disconnected", "disconnected")])
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("incomplete", "incomplete_frame"),
+        ("gap", "missing_frame"),
+        ("timeout", "missing_frame"),
+        ("disconnected", "disconnected"),
+    ],
+)
 def test_inspect_frame_fault_is_fail_never_inferred(tiny_bundle, reason, expected) -> None:
     fault = FrameFault(source_id="s", frame_id=3, reason=reason, at=datetime.now(UTC))
     sig = RecordingSignaller()
-    insp = inspect_frame(fault, judge=judge_of(tiny_bundle), ctx=CTX,
-                         ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()), signaller=sig)
+    insp = inspect_frame(
+        fault,
+        judge=judge_of(tiny_bundle),
+        ctx=CTX,
+        ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()),
+        signaller=sig,
+    )
     assert insp.decision.verdict is Verdict.FAIL
     assert insp.decision.reasons == (expected,)
     assert insp.prediction is None
@@ -68,17 +86,26 @@ def test_inspect_frame_fault_is_fail_never_inferred(tiny_bundle, reason, expecte
 
 
 def test_inspect_frame_late_verdict_is_fail(tiny_bundle) -> None:
-    insp = inspect_frame(make_frame(10), judge=judge_of(tiny_bundle), ctx=InspectContext(station_id="s", deadline_ms=5),
-                         ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock() - 10_000_000),
-                         signaller=RecordingSignaller())
+    insp = inspect_frame(
+        make_frame(10),
+        judge=judge_of(tiny_bundle),
+        ctx=InspectContext(station_id="s", deadline_ms=5),
+        ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock() - 10_000_000),
+        signaller=RecordingSignaller(),
+    )
     assert insp.decision.verdict is Verdict.FAIL
     assert "late" in insp.decision.reasons
 
 
 def test_inspect_frame_signal_failure_is_recorded_not_raised(tiny_bundle) -> None:
     sig = RecordingSignaller(fail_with=ConnectionError("plc gone"))
-    insp = inspect_frame(make_frame(10), judge=judge_of(tiny_bundle), ctx=CTX,
-                         ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()), signaller=sig)
+    insp = inspect_frame(
+        make_frame(10),
+        judge=judge_of(tiny_bundle),
+        ctx=CTX,
+        ticket=PartTicket(part_seq=0, acquired_ns=CTX.clock()),
+        signaller=sig,
+    )
     assert insp.error is not None
     assert "plc gone" in insp.error
     assert insp.timings.signalled_ns == 0
@@ -121,8 +148,13 @@ def test_pipeline_every_part_once_and_books_close(tiny_bundle) -> None:
 def test_pipeline_gated_out_rejects_everything(tiny_bundle) -> None:
     source = ScriptedSource([make_frame(10, frame_id=i) for i in range(5)])
     states: list[StationState] = []
-    pipe = InspectionPipeline(source, judge=unavailable_judge("model refused: x"), signaller=RecordingSignaller(),
-                              sinks=[], config=PipelineConfig(station_id="s"))
+    pipe = InspectionPipeline(
+        source,
+        judge=unavailable_judge("model refused: x"),
+        signaller=RecordingSignaller(),
+        sinks=[],
+        config=PipelineConfig(station_id="s"),
+    )
     pipe.state.listen(states.append)
     with pipe:
         assert pipe.state.state is StationState.PREOPERATIONAL
@@ -134,8 +166,10 @@ def test_pipeline_gated_out_rejects_everything(tiny_bundle) -> None:
 
 def test_pipeline_overflow_reject_signals_overflow(tiny_bundle) -> None:
     judge = judge_of(tiny_bundle)
-    slow = Judge(bundle=with_model(judge.bundle, FaultyModel(judge.bundle.model, fault=lambda i: "sleep",
-                                                             sleep_s=0.05)), policy=judge.policy)
+    slow = Judge(
+        bundle=with_model(judge.bundle, FaultyModel(judge.bundle.model, fault=lambda i: "sleep", sleep_s=0.05)),
+        policy=judge.policy,
+    )
     source = ScriptedSource([make_frame(10, frame_id=i) for i in range(20)], period_s=0.002)
     config = PipelineConfig(station_id="s", queue_size=1, overflow=OverflowPolicy.REJECT, deadline_ms=None)
     pipe, sig, sink = run_pipeline(source, judge=slow, config=config)
@@ -152,10 +186,18 @@ def test_pipeline_consecutive_faults_degrade_then_recover(tiny_bundle) -> None:
     faults = [FrameFault(source_id="s", frame_id=i, reason="incomplete", at=now) for i in range(3)]
     items = [*faults, make_frame(10, frame_id=3), make_frame(10, frame_id=4)]
     sig = RecordingSignaller()
-    pipe, _, _ = run_pipeline(ScriptedSource(items), judge=judge_of(tiny_bundle), sig=sig,
-                              config=PipelineConfig(station_id="s", degraded_after_faults=3))
-    assert sig.states == [StationState.OPERATIONAL, StationState.DEGRADED, StationState.OPERATIONAL,
-                          StationState.STOPPED]
+    pipe, _, _ = run_pipeline(
+        ScriptedSource(items),
+        judge=judge_of(tiny_bundle),
+        sig=sig,
+        config=PipelineConfig(station_id="s", degraded_after_faults=3),
+    )
+    assert sig.states == [
+        StationState.OPERATIONAL,
+        StationState.DEGRADED,
+        StationState.OPERATIONAL,
+        StationState.STOPPED,
+    ]
     assert pipe.books.extras.alarms == 1
     assert pipe.books.books().failed_fault == {"incomplete_frame": 3}
 
@@ -181,8 +223,9 @@ def test_pipeline_hot_swap_between_parts(tmp_path, tiny_bundle_factory) -> None:
         gate.set()
 
     config = PipelineConfig(station_id="s", swap_poll_s=0.02, degraded_after_faults=1000)
-    pipe, sig, sink = run_pipeline(source, judge=judge, config=config, during=activate_midway,
-                                   watch=RegistryWatch(registry, "tiny", current="1"))
+    pipe, sig, sink = run_pipeline(
+        source, judge=judge, config=config, during=activate_midway, watch=RegistryWatch(registry, "tiny", current="1")
+    )
     shas = [model_sha256_of(i) for i in sink.items]
     assert [i.part_seq for i in sink.items] == list(range(40))
     assert len(sig.signals) == 40
@@ -203,12 +246,18 @@ def test_pipeline_hot_swap_refuses_bad_model(tmp_path, tiny_bundle_factory) -> N
     registry.install(v2, activate=False)
     judge = judge_of(registry.resolve("tiny"))
     source = ScriptedSource([make_frame(10, frame_id=i) for i in range(30)], period_s=0.005)
+
     def activate_and_wait(pipe: InspectionPipeline) -> None:
         registry.activate("tiny", "2")
         wait_for(lambda: pipe.books.extras.swaps_refused == 1)
 
-    pipe, _, sink = run_pipeline(source, judge=judge, config=PipelineConfig(station_id="s", swap_poll_s=0.01),
-                                 watch=RegistryWatch(registry, "tiny", current="1"), during=activate_and_wait)
+    pipe, _, sink = run_pipeline(
+        source,
+        judge=judge,
+        config=PipelineConfig(station_id="s", swap_poll_s=0.01),
+        watch=RegistryWatch(registry, "tiny", current="1"),
+        during=activate_and_wait,
+    )
     assert {model_sha256_of(i) for i in sink.items} == {judge.bundle.manifest.sha256}
     assert pipe.books.extras.swaps_refused == 1
     assert pipe.books.extras.alarms >= 1
@@ -231,8 +280,9 @@ def test_pipeline_critical_sink_failure_stops_the_line(tiny_bundle) -> None:
     sig = RecordingSignaller()
     other = ListSink(name="other")
     config = PipelineConfig(station_id="s", critical_sinks=frozenset({"store"}))
-    pipe, sig, _sink = run_pipeline(source, judge=judge_of(tiny_bundle), sig=sig, config=config,
-                                   sinks=[BrokenSink(fail_from=10), other])
+    pipe, sig, _sink = run_pipeline(
+        source, judge=judge_of(tiny_bundle), sig=sig, config=config, sinks=[BrokenSink(fail_from=10), other]
+    )
     books = pipe.books.books()
     assert books.discrepancy == 0
     assert books.failed_fault.get("store_unavailable", 0) > 0
@@ -269,8 +319,9 @@ def test_pipeline_record_thread_hands_queued_runs_to_batch_sinks(tiny_bundle) ->
         wait_for(lambda: pipe.books.books().triggers == 40)  # all inspected while the sink is held
         batch.release.set()
 
-    pipe, _sig, plain = run_pipeline(source, judge=judge_of(tiny_bundle), config=config, sinks=[batch],
-                                     during=backlog_then_release)
+    pipe, _sig, plain = run_pipeline(
+        source, judge=judge_of(tiny_bundle), config=config, sinks=[batch], during=backlog_then_release
+    )
     assert [seq for run in batch.runs for seq in run] == list(range(40))  # every part once, in order
     assert max(len(run) for run in batch.runs) == 16  # the backlog went over in runs of record_batch
     assert [i.part_seq for i in plain.items] == list(range(40))  # a plain sink still gets each one
@@ -322,8 +373,7 @@ def test_synthetic_source_paces_triggers_and_unplugs() -> None:
 
 
 @pytest.mark.parametrize(("offset_s", "late"), [(-2.0, True), (None, False), (10.0, False)])
-def test_the_part_clock_starts_at_the_frames_acquisition_stamp(tiny_bundle, offset_s: float | None,
-                                                                late: bool) -> None:
+def test_the_part_clock_starts_at_the_frames_acquisition_stamp(tiny_bundle, offset_s: float | None, late: bool) -> None:
     """Stamped 2 s before it is read, a frame is late for a 1 s deadline before it is judged; no
     stamp, or one ahead of the pipeline's clock (another clock), starts at admission."""
     import dataclasses
@@ -335,8 +385,9 @@ def test_the_part_clock_starts_at_the_frames_acquisition_stamp(tiny_bundle, offs
         return dataclasses.replace(frame, acquired_ns=time.monotonic_ns() + int(offset_s * 1e9))
 
     source = ScriptedSource([stamped(i) for i in range(3)])
-    _, _, sink = run_pipeline(source, judge=judge_of(tiny_bundle),
-                              config=PipelineConfig(station_id="s", deadline_ms=1000.0))
+    _, _, sink = run_pipeline(
+        source, judge=judge_of(tiny_bundle), config=PipelineConfig(station_id="s", deadline_ms=1000.0)
+    )
     assert [("late" in i.decision.reasons) for i in sink.items] == [late] * 3
     latencies = [(i.timings.signalled_ns - i.timings.acquired_ns) / 1e6 for i in sink.items]
     assert all((ms >= 2000.0) is late for ms in latencies), latencies
@@ -346,10 +397,13 @@ def test_the_wait_before_inspection_is_its_own_stage_not_preprocess(tiny_bundle)
     """A frame acquired 2 s before it is read waits 2 s; preprocess stays the pixel work (issue 21)."""
     import dataclasses
 
-    frames = [dataclasses.replace(make_frame(10, frame_id=i), acquired_ns=time.monotonic_ns() - 2_000_000_000)
-              for i in range(3)]
-    pipe, _, sink = run_pipeline(ScriptedSource(frames), judge=judge_of(tiny_bundle),
-                                 config=PipelineConfig(station_id="s", deadline_ms=None))
+    frames = [
+        dataclasses.replace(make_frame(10, frame_id=i), acquired_ns=time.monotonic_ns() - 2_000_000_000)
+        for i in range(3)
+    ]
+    pipe, _, sink = run_pipeline(
+        ScriptedSource(frames), judge=judge_of(tiny_bundle), config=PipelineConfig(station_id="s", deadline_ms=None)
+    )
     stages = pipe.status().stages_ms
     assert stages["wait"]["n"] == 3 and stages["wait"]["p50_ms"] >= 2000.0
     assert stages["preprocess"]["n"] == 3 and stages["preprocess"]["max_ms"] < 1000.0
@@ -363,9 +417,12 @@ def test_the_pipeline_freezes_start_up_objects_out_of_the_gc_while_it_runs(tiny_
 
     gc.unfreeze()  # whatever an earlier test left frozen
     seen: list[int] = []
-    run_pipeline(ScriptedSource([make_frame(50, frame_id=i) for i in range(3)]), judge=judge_of(tiny_bundle),
-                 config=PipelineConfig(station_id="s", gc_freeze=freeze),
-                 during=lambda pipe: seen.append(gc.get_freeze_count()))
+    run_pipeline(
+        ScriptedSource([make_frame(50, frame_id=i) for i in range(3)]),
+        judge=judge_of(tiny_bundle),
+        config=PipelineConfig(station_id="s", gc_freeze=freeze),
+        during=lambda pipe: seen.append(gc.get_freeze_count()),
+    )
     assert (seen[0] > 0) is freeze
     assert gc.get_freeze_count() == 0
 
@@ -416,8 +473,9 @@ def test_pipeline_uses_optional_abilities_by_protocol(tiny_bundle) -> None:
     assert isinstance(sig, AlarmSignaller)
     assert not isinstance(RecordingSignaller(), AlarmSignaller)
     source = ScriptedSource([make_frame(50, frame_id=i) for i in range(3)])
-    run_pipeline(source, judge=unavailable_judge("no model"), sig=sig, config=PipelineConfig(station_id="s"),
-                 sinks=[held])
+    run_pipeline(
+        source, judge=unavailable_judge("no model"), sig=sig, config=PipelineConfig(station_id="s"), sinks=[held]
+    )
     assert held.flushes == 1
     assert sig.alarms == ["not operational: no model"]
 
@@ -442,8 +500,13 @@ def test_stop_waits_for_a_slow_record_path_to_deliver_everything(tiny_bundle) ->
     stop used to return with records queued, books closed and nothing counted)."""
     slow = _SlowSink(delay_s=0.03)
     source = ScriptedSource([make_frame(10, frame_id=i) for i in range(40)])
-    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[slow],
-                              config=PipelineConfig(station_id="s", record_queue_size=64, record_batch=4))
+    pipe = InspectionPipeline(
+        source,
+        judge=judge_of(tiny_bundle),
+        signaller=RecordingSignaller(),
+        sinks=[slow],
+        config=PipelineConfig(station_id="s", record_queue_size=64, record_batch=4),
+    )
     pipe.start()
     assert pipe.wait(20)
     pipe.stop(timeout_s=0.5)  # far less than 40 x 30 ms: the drain goes on while it makes progress
@@ -456,8 +519,13 @@ def test_stop_counts_what_a_hung_sink_never_took(tiny_bundle, caplog) -> None:
     hung = _SlowSink(hang=release)
     sig = RecordingSignaller()
     source = ScriptedSource([make_frame(10, frame_id=i) for i in range(10)])
-    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=sig, sinks=[hung],
-                              config=PipelineConfig(station_id="s", record_queue_size=64, record_batch=1))
+    pipe = InspectionPipeline(
+        source,
+        judge=judge_of(tiny_bundle),
+        signaller=sig,
+        sinks=[hung],
+        config=PipelineConfig(station_id="s", record_queue_size=64, record_batch=1),
+    )
     pipe.start()
     assert pipe.wait(20)
     wait_for(lambda: pipe.books.books().triggers == 10)
@@ -478,9 +546,15 @@ def test_a_triggered_line_drops_records_over_the_byte_budget_and_counts_them(tin
     release = threading.Event()
     hung = _SlowSink(hang=release)
     source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(10)], period_s=0.01)
-    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[hung],
-                              config=PipelineConfig(station_id="s", overflow=OverflowPolicy.REJECT, record_batch=1,
-                                                    record_queue_mb=BUDGET_3_FRAMES_MB))
+    pipe = InspectionPipeline(
+        source,
+        judge=judge_of(tiny_bundle),
+        signaller=RecordingSignaller(),
+        sinks=[hung],
+        config=PipelineConfig(
+            station_id="s", overflow=OverflowPolicy.REJECT, record_batch=1, record_queue_mb=BUDGET_3_FRAMES_MB
+        ),
+    )
     pipe.start()
     assert pipe.wait(20)
     wait_for(lambda: pipe.books.books().triggers == 10)
@@ -504,9 +578,15 @@ def test_a_lossless_source_waits_for_room_in_the_byte_budget_and_loses_nothing(t
 
     slow = DepthSink(delay_s=0.01)
     source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(20)])
-    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[slow],
-                              config=PipelineConfig(station_id="s", overflow=OverflowPolicy.BLOCK, record_batch=1,
-                                                    record_queue_mb=BUDGET_3_FRAMES_MB))
+    pipe = InspectionPipeline(
+        source,
+        judge=judge_of(tiny_bundle),
+        signaller=RecordingSignaller(),
+        sinks=[slow],
+        config=PipelineConfig(
+            station_id="s", overflow=OverflowPolicy.BLOCK, record_batch=1, record_queue_mb=BUDGET_3_FRAMES_MB
+        ),
+    )
     box.append(pipe)
     with pipe:
         assert pipe.wait(20)
@@ -522,9 +602,19 @@ def test_a_lossless_source_stops_waiting_for_a_stalled_record_path(tiny_bundle) 
     release = threading.Event()
     hung = _SlowSink(hang=release)
     source = ScriptedSource([make_frame(10, frame_id=i, size_px=256) for i in range(10)])
-    pipe = InspectionPipeline(source, judge=judge_of(tiny_bundle), signaller=RecordingSignaller(), sinks=[hung],
-                              config=PipelineConfig(station_id="s", overflow=OverflowPolicy.BLOCK, record_batch=1,
-                                                    record_queue_mb=BUDGET_3_FRAMES_MB, record_stall_s=1.0))
+    pipe = InspectionPipeline(
+        source,
+        judge=judge_of(tiny_bundle),
+        signaller=RecordingSignaller(),
+        sinks=[hung],
+        config=PipelineConfig(
+            station_id="s",
+            overflow=OverflowPolicy.BLOCK,
+            record_batch=1,
+            record_queue_mb=BUDGET_3_FRAMES_MB,
+            record_stall_s=1.0,
+        ),
+    )
     started = time.monotonic()
     pipe.start()
     wait_for(lambda: pipe.books.books().triggers == 10 and pipe.books.books().discrepancy == 0)

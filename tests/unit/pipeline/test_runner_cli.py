@@ -14,8 +14,10 @@ import numpy as np
 from testkit.bundles import write_golden_samples
 from vinspect.models.registry import ModelRegistry
 
-GOLDEN = [("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
-          ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255)]
+GOLDEN = [
+    ("good", np.full((20, 20), 50, np.uint8), "PASS", 50 / 255),
+    ("bad", np.full((20, 20), 200, np.uint8), "FAIL", 200 / 255),
+]
 
 
 def cli() -> list[str]:
@@ -46,10 +48,16 @@ def test_run_hot_swaps_registry_model_between_parts(tmp_path, tiny_bundle_factor
     registry.install(v1, activate=True)
     registry.install(v2)
     station = tmp_path / "st.yaml"
-    station.write_text("station_id: hs\nmodel: {name: tiny}\nsignal: {kind: log}\nsinks: [jsonl]\n"
-                       "source: {kind: synthetic, fps: 60, size_px: 32}\n")
-    proc = subprocess.Popen([*cli(), "--station", str(station), "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    station.write_text(
+        "station_id: hs\nmodel: {name: tiny}\nsignal: {kind: log}\nsinks: [jsonl]\n"
+        "source: {kind: synthetic, fps: 60, size_px: 32}\n"
+    )
+    proc = subprocess.Popen(
+        [*cli(), "--station", str(station), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     jsonl = data / "inspections.jsonl"
     try:
         wait_until(lambda: len(records(jsonl)) >= 10)
@@ -76,10 +84,16 @@ def test_run_hot_swaps_registry_model_between_parts(tmp_path, tiny_bundle_factor
 
 def test_run_gated_out_exits_3_and_rejects_every_part(tmp_path) -> None:
     station = tmp_path / "st.yaml"
-    station.write_text("station_id: g\nmodel: {name: absent}\nsignal: {kind: log}\nsinks: [jsonl]\n"
-                       "source: {kind: synthetic, size_px: 32}\n")
-    done = subprocess.run([*cli(), "--station", str(station), "--data-dir", str(tmp_path / "d"), "--max-parts", "25"],
-                          capture_output=True, text=True, timeout=60)
+    station.write_text(
+        "station_id: g\nmodel: {name: absent}\nsignal: {kind: log}\nsinks: [jsonl]\n"
+        "source: {kind: synthetic, size_px: 32}\n"
+    )
+    done = subprocess.run(
+        [*cli(), "--station", str(station), "--data-dir", str(tmp_path / "d"), "--max-parts", "25"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3
     assert "stays PREOPERATIONAL" in done.stderr
     assert "no active version" in done.stderr

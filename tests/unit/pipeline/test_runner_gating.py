@@ -31,16 +31,19 @@ def _manifest(bundle: Path, **changes: object) -> None:
     (bundle / "manifest.json").write_text(json.dumps(m | changes))
 
 
-@pytest.mark.parametrize(("breaks", "reason"), [
-    (lambda b: (b / "model.onnx").unlink(), "model file missing"),
-    (lambda b: (b / "manifest.json").unlink(), "manifest missing"),
-    (_tamper, "does not match the manifest"),
-    (lambda b: (b / "model.onnx").write_bytes(b"\x80\x04junk"), "pickle"),
-    (lambda b: _manifest(b, labels=["spot"]), "task"),
-    (lambda b: write_golden_samples(b, [GOOD, (*BAD[:2], "PASS", BAD[3])]), "expected PASS, model says FAIL"),
-    (lambda b: write_golden_samples(b, [(*GOOD[:3], 0.9)]), "drifted"),
-    (lambda b: _manifest(b, golden_samples=[]), "no golden samples"),
-])
+@pytest.mark.parametrize(
+    ("breaks", "reason"),
+    [
+        (lambda b: (b / "model.onnx").unlink(), "model file missing"),
+        (lambda b: (b / "manifest.json").unlink(), "manifest missing"),
+        (_tamper, "does not match the manifest"),
+        (lambda b: (b / "model.onnx").write_bytes(b"\x80\x04junk"), "pickle"),
+        (lambda b: _manifest(b, labels=["spot"]), "task"),
+        (lambda b: write_golden_samples(b, [GOOD, (*BAD[:2], "PASS", BAD[3])]), "expected PASS, model says FAIL"),
+        (lambda b: write_golden_samples(b, [(*GOOD[:3], 0.9)]), "drifted"),
+        (lambda b: _manifest(b, golden_samples=[]), "no golden samples"),
+    ],
+)
 def test_gate_refuses_bad_bundles_with_reason(tiny_bundle, breaks, reason) -> None:
     write_golden_samples(tiny_bundle, [GOOD, BAD])
     breaks(tiny_bundle)
@@ -88,8 +91,10 @@ def test_station_example_file_loads() -> None:
 
 def test_station_file_relative_model_and_bare_sinks(tmp_path) -> None:
     path = tmp_path / "st.yaml"
-    path.write_text("station_id: a\nsource: {kind: synthetic, fps: 10}\nmodel: {path: b}\nsinks: [jsonl]\n"
-                    "policy: {fail_at: 0.7, review_at: 0.6, on_error: review}\n")
+    path.write_text(
+        "station_id: a\nsource: {kind: synthetic, fps: 10}\nmodel: {path: b}\nsinks: [jsonl]\n"
+        "policy: {fail_at: 0.7, review_at: 0.6, on_error: review}\n"
+    )
     station = load_station(path)
     assert station.model == ModelByPath(path=tmp_path / "b")
     assert station.sinks == [JsonlSinkConfig(kind="jsonl")]
@@ -98,15 +103,20 @@ def test_station_file_relative_model_and_bare_sinks(tmp_path) -> None:
     assert config.critical_sinks == frozenset({"jsonl"})
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("station_id: a\nsource: {kind: synthetic, fps: -1}\nmodel: {path: b}\n", "source.synthetic.fps"),
-    ("station_id: a\nsource: {kind: synthetic}\nmodel: {path: b}\nbogus: 1\n", "bogus: Extra inputs"),
-    ("station_id: a\nsource: {kind: synthetic}\nmodel: {path: b}\nsignal: {kind: modbus, port: 0}\n",
-     "signal.modbus.port"),
-    ("station_id: a\nsource: {kind: synthetic}\n", "model: Field required"),
-    ("- a list\n", "<root>"),
-    ("station_id: [unclosed\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("station_id: a\nsource: {kind: synthetic, fps: -1}\nmodel: {path: b}\n", "source.synthetic.fps"),
+        ("station_id: a\nsource: {kind: synthetic}\nmodel: {path: b}\nbogus: 1\n", "bogus: Extra inputs"),
+        (
+            "station_id: a\nsource: {kind: synthetic}\nmodel: {path: b}\nsignal: {kind: modbus, port: 0}\n",
+            "signal.modbus.port",
+        ),
+        ("station_id: a\nsource: {kind: synthetic}\n", "model: Field required"),
+        ("- a list\n", "<root>"),
+        ("station_id: [unclosed\n", "not valid YAML"),
+    ],
+)
 def test_station_file_errors_name_file_field_reason(tmp_path, text, needle) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)

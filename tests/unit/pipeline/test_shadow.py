@@ -17,20 +17,39 @@ from vinspect.types import Decision, Frame, Inspection, StageTimings, Verdict
 
 
 def _part(seq: int, level: int, active: Verdict, *, age_s: float = 0.0) -> Inspection:
-    frame = Frame(image=np.full((32, 32), level, np.uint8), source_id="cam", frame_id=seq,
-                  captured_at=datetime.now(UTC) - timedelta(seconds=age_s), pixel_format="Mono8", origin="synthetic",
-                  part_id=f"P{seq}")
-    decision = Decision(verdict=active, reasons=("score",) if active is not Verdict.PASS else (), policy_id="a",
-                        fail_at=0.6, review_at=0.5)
-    return Inspection(inspection_id=f"st-{seq:04d}", station_id="st", part_seq=seq, frame=frame, prediction=None,
-                      decision=decision, timings=StageTimings(), model=None)
+    frame = Frame(
+        image=np.full((32, 32), level, np.uint8),
+        source_id="cam",
+        frame_id=seq,
+        captured_at=datetime.now(UTC) - timedelta(seconds=age_s),
+        pixel_format="Mono8",
+        origin="synthetic",
+        part_id=f"P{seq}",
+    )
+    decision = Decision(
+        verdict=active,
+        reasons=("score",) if active is not Verdict.PASS else (),
+        policy_id="a",
+        fail_at=0.6,
+        review_at=0.5,
+    )
+    return Inspection(
+        inspection_id=f"st-{seq:04d}",
+        station_id="st",
+        part_seq=seq,
+        frame=frame,
+        prediction=None,
+        decision=decision,
+        timings=StageTimings(),
+        model=None,
+    )
 
 
 def test_shadow_counts_agreement_and_keeps_every_disagreement_with_its_image(tiny_bundle_factory, tmp_path) -> None:
     bundle = load_bundle(tiny_bundle_factory(fail_at=0.4, review_at=0.3))
     out = tmp_path / "shadow"
     with ShadowSink(bundle, policy=policy_for(bundle), out=out, deadline_ms=None, queue_size=64) as sink:
-        sink.write(_part(1, 25, Verdict.PASS))   # both PASS
+        sink.write(_part(1, 25, Verdict.PASS))  # both PASS
         sink.write(_part(2, 115, Verdict.PASS))  # 0.45: the candidate FAILs it
         sink.write(_part(3, 230, Verdict.FAIL))  # both FAIL
         sink.write(dataclasses.replace(_part(4, 0, Verdict.FAIL), frame=None))
@@ -41,7 +60,8 @@ def test_shadow_counts_agreement_and_keeps_every_disagreement_with_its_image(tin
     assert stats["agreement"] == 2 / 3
     rows = [json.loads(line) for line in (out / "disagreements.jsonl").read_text().splitlines()]
     assert [(r["inspection_id"], r["active"]["verdict"], r["shadow"]["verdict"]) for r in rows] == [
-        ("st-0002", "PASS", "FAIL")]
+        ("st-0002", "PASS", "FAIL")
+    ]
     assert (out / rows[0]["image"]).is_file()
     assert stats["candidate"]["sha256"] == bundle.manifest.sha256
 

@@ -22,16 +22,29 @@ SHA = "b" * 64
 
 def insp(verdict: Verdict, reasons: tuple[str, ...] = (), *, seq: int = 1, defect: str | None = None) -> Inspection:
     pred = Prediction(score=0.3, defect_code=defect)
-    return Inspection(inspection_id=f"i{seq}", station_id="s", part_seq=seq, frame=make_frame(1, frame_id=seq),
-                      prediction=pred, timings=StageTimings(acquired_ns=1_000_000, decided_ns=3_000_000),
-                      decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.6, review_at=0.5),
-                      model=ModelRef(name="m", version="1", sha256=SHA))
+    return Inspection(
+        inspection_id=f"i{seq}",
+        station_id="s",
+        part_seq=seq,
+        frame=make_frame(1, frame_id=seq),
+        prediction=pred,
+        timings=StageTimings(acquired_ns=1_000_000, decided_ns=3_000_000),
+        decision=Decision(verdict=verdict, reasons=reasons, policy_id="p", fail_at=0.6, review_at=0.5),
+        model=ModelRef(name="m", version="1", sha256=SHA),
+    )
 
 
-@pytest.mark.parametrize(("verdict", "reasons", "code"), [
-    (Verdict.PASS, (), 1), (Verdict.FAIL, ("score",), 2), (Verdict.FAIL, ("score", "late"), 3),
-    (Verdict.FAIL, ("error:ModelError",), 3), (Verdict.REVIEW, ("review_band",), 4),
-    (Verdict.REVIEW, ("error:ModelError",), 3)])  # on_error: review books a fault: the line says fault too
+@pytest.mark.parametrize(
+    ("verdict", "reasons", "code"),
+    [
+        (Verdict.PASS, (), 1),
+        (Verdict.FAIL, ("score",), 2),
+        (Verdict.FAIL, ("score", "late"), 3),
+        (Verdict.FAIL, ("error:ModelError",), 3),
+        (Verdict.REVIEW, ("review_band",), 4),
+        (Verdict.REVIEW, ("error:ModelError",), 3),
+    ],
+)  # on_error: review books a fault: the line says fault too
 def test_verdict_code_only_pass_accepts(verdict, reasons, code) -> None:
     assert verdict_code(insp(verdict, reasons)) == code
 
@@ -89,10 +102,21 @@ def _status(keeper: BookKeeper) -> PipelineStatus:
     from datetime import UTC, datetime
 
     books = keeper.books()
-    return PipelineStatus(station_id="s", state=StationState.OPERATIONAL, reason="ok", state_since=datetime.now(UTC),
-                          books=books, in_flight=books.discrepancy, model=None, latency_ms=keeper.e2e.summary(),
-                          stages_ms={}, extras=keeper.extras_dict(), queue_depth=0, record_queue_depth=0,
-                          line_stopped=False)
+    return PipelineStatus(
+        station_id="s",
+        state=StationState.OPERATIONAL,
+        reason="ok",
+        state_since=datetime.now(UTC),
+        books=books,
+        in_flight=books.discrepancy,
+        model=None,
+        latency_ms=keeper.e2e.summary(),
+        stages_ms={},
+        extras=keeper.extras_dict(),
+        queue_depth=0,
+        record_queue_depth=0,
+        line_stopped=False,
+    )
 
 
 def test_metrics_registry_exposes_books_per_pipeline() -> None:

@@ -36,8 +36,9 @@ def test_overlay_and_evidence_paint_one_score_one_colour(over_level: float) -> N
     amap = np.full((8, 8), over_level * level, np.float32)
     evidence = cv2.imdecode(np.frombuffer(heatmap_png(amap, fail_at=level), np.uint8), cv2.IMREAD_UNCHANGED)
     alpha = 0.45
-    overlay = render_overlay(np.zeros((8, 8), np.uint8), Prediction(score=0.5, anomaly_map=amap), level=level,
-                             alpha=alpha)  # over black, the overlay is alpha x the heat colour
+    overlay = render_overlay(
+        np.zeros((8, 8), np.uint8), Prediction(score=0.5, anomaly_map=amap), level=level, alpha=alpha
+    )  # over black, the overlay is alpha x the heat colour
     expected = _jet(round((over_level - HEAT_LOW_OVER_LEVEL) / (HEAT_TOP_OVER_LEVEL - HEAT_LOW_OVER_LEVEL) * 255))
     assert tuple(int(c) for c in evidence[4, 4, :3]) == expected
     assert tuple(int(c) for c in overlay[4, 4]) == pytest.approx(tuple(alpha * c for c in expected), abs=1)

@@ -20,7 +20,8 @@ __all__ = ["router"]
 
 router = APIRouter()
 API_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "wrong username or password"}, 403: {"description": "missing or invalid CSRF token"},
+    401: {"description": "wrong username or password"},
+    403: {"description": "missing or invalid CSRF token"},
     429: {"description": "locked out after repeated failures"},
 }
 
@@ -34,19 +35,22 @@ def read_session_state(services: ServicesDep, handle: SessionDep, db: ReadSessio
     user = get_user(session=db, user_id=web.user_id)
     if user is None or not user.active:
         return SessionPublic(authenticated=False, csrf_token=web.csrf_token)
-    public = UserPublic(id=user.id, username=user.username, display_name=user.display_name, role=str(user.role),
-                        active=user.active)
+    public = UserPublic(
+        id=user.id, username=user.username, display_name=user.display_name, role=str(user.role), active=user.active
+    )
     return SessionPublic(authenticated=True, csrf_token=web.csrf_token, user=public)
 
 
 @router.post("/api/v1/auth/login", tags=["auth"], responses=API_RESPONSES)
-def api_login(body: LoginCreate, request: Request, services: ServicesDep, handle: SessionDep,
-              _csrf: CsrfChecked) -> SessionPublic:
+def api_login(
+    body: LoginCreate, request: Request, services: ServicesDep, handle: SessionDep, _csrf: CsrfChecked
+) -> SessionPublic:
     """Sign in; the session id and CSRF token are rotated."""
     user = log_in(services, handle, username=body.username, password=body.password, source=client_source(request))
     web = handle.ensure()
-    public = UserPublic(id=user.user_id, username=user.username, display_name=user.display_name, role=user.role,
-                        active=True)
+    public = UserPublic(
+        id=user.user_id, username=user.username, display_name=user.display_name, role=user.role, active=True
+    )
     return SessionPublic(authenticated=True, csrf_token=web.csrf_token, user=public)
 
 
@@ -68,9 +72,15 @@ def login_page(request: Request, services: ServicesDep, db: ReadSession, next: s
 
 
 @router.post("/login", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def login_form(request: Request, services: ServicesDep, handle: SessionDep, _csrf: CsrfChecked,
-               username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=256)],
-               next: Annotated[str, Form(max_length=300)] = "/") -> Response:
+def login_form(
+    request: Request,
+    services: ServicesDep,
+    handle: SessionDep,
+    _csrf: CsrfChecked,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+    next: Annotated[str, Form(max_length=300)] = "/",
+) -> Response:
     """Sign in from the form; failures re-show it with a generic message."""
     try:
         log_in(services, handle, username=username, password=password, source=client_source(request))
@@ -78,17 +88,24 @@ def login_form(request: Request, services: ServicesDep, handle: SessionDep, _csr
         message = detail_text(exc)
         if exc.status_code == 429:
             minutes = max(1, round(services.options.lockout_window_s / 60))
-            message = (f"Too many failed sign-ins: sign-in is locked for up to {minutes} minutes after the last "
-                       f"failed attempt. An admin can unlock it now on the Users page, or on the server with "
-                       f"`vinspect users unlock {username[:64]}`.")
-        return render(request, "login.html", context={"next": next, "error": message, "username": username},
-                      status_code=exc.status_code)
+            message = (
+                f"Too many failed sign-ins: sign-in is locked for up to {minutes} minutes after the last "
+                f"failed attempt. An admin can unlock it now on the Users page, or on the server with "
+                f"`vinspect users unlock {username[:64]}`."
+            )
+        return render(
+            request,
+            "login.html",
+            context={"next": next, "error": message, "username": username},
+            status_code=exc.status_code,
+        )
     return redirect(next)
 
 
 @router.post("/logout", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def logout_form(request: Request, services: ServicesDep, handle: SessionDep, _user: CurrentUser,
-                _csrf: CsrfChecked) -> RedirectResponse:
+def logout_form(
+    request: Request, services: ServicesDep, handle: SessionDep, _user: CurrentUser, _csrf: CsrfChecked
+) -> RedirectResponse:
     """Sign out."""
     log_out(services, handle, source=client_source(request))
     return redirect("/login")
@@ -104,10 +121,15 @@ def setup_page(request: Request, services: ServicesDep, db: ReadSession) -> HTML
 
 
 @router.post("/setup", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def setup_form(request: Request, services: ServicesDep, _csrf: CsrfChecked,
-               secret: Annotated[str, Form(max_length=200)], username: Annotated[str, Form(max_length=64)],
-               display_name: Annotated[str, Form(max_length=200)],
-               password: Annotated[str, Form(max_length=256)]) -> Response:
+def setup_form(
+    request: Request,
+    services: ServicesDep,
+    _csrf: CsrfChecked,
+    secret: Annotated[str, Form(max_length=200)],
+    username: Annotated[str, Form(max_length=64)],
+    display_name: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=256)],
+) -> Response:
     """Consume the bootstrap secret and create the admin."""
     try:
         body = UserCreate(username=username, display_name=display_name, role=Role.ADMIN, password=password)

@@ -48,21 +48,42 @@ Step = Annotated[str, Path(pattern=r"^D[0-7]$")]
 
 
 @router.get("/capas", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def capas_page(request: Request, db: ReadSession, user: Viewer,
-               status: Annotated[str | None, Query(pattern=r"^(OPEN|IN_PROGRESS|CLOSED)?$")] = None) -> HTMLResponse:
+def capas_page(
+    request: Request,
+    db: ReadSession,
+    user: Viewer,
+    status: Annotated[str | None, Query(pattern=r"^(OPEN|IN_PROGRESS|CLOSED)?$")] = None,
+) -> HTMLResponse:
     """Every CAPA with its status, linked NCR count, signed steps and next due date."""
-    return render(request, "capas.html", user=user, context={
-        "capas": capa_summaries(session=db, status=status or None), "status": status or "",
-        "now": datetime.now(UTC)})
+    return render(
+        request,
+        "capas.html",
+        user=user,
+        context={
+            "capas": capa_summaries(session=db, status=status or None),
+            "status": status or "",
+            "now": datetime.now(UTC),
+        },
+    )
 
 
 def _people(db: DbSession) -> list[dict[str, Any]]:
-    return [{"id": u.id, "name": f"{u.display_name} ({u.username}, {u.role})"}
-            for u in list_users(session=db) if u.active and str(u.role) != "admin"]
+    return [
+        {"id": u.id, "name": f"{u.display_name} ({u.username}, {u.role})"}
+        for u in list_users(session=db)
+        if u.active and str(u.role) != "admin"
+    ]
 
 
-def _new_context(db: DbSession, user: AuthUser, ncr: list[str], code: str, station: str, alarm: str,
-                 kept: dict[str, Any] | None = None) -> dict[str, Any]:
+def _new_context(
+    db: DbSession,
+    user: AuthUser,
+    ncr: list[str],
+    code: str,
+    station: str,
+    alarm: str,
+    kept: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     numbers = ncr_numbers(ncr, session=db)
     missing = sorted(set(ncr) - set(numbers))
     if missing:
@@ -71,16 +92,29 @@ def _new_context(db: DbSession, user: AuthUser, ncr: list[str], code: str, stati
     ref = ncr[0] if ncr else (f"alarm:{alarm}" if alarm else f"pareto:{code or station}")
     today = datetime.now(UTC).date()
     due = {s: (today + timedelta(days=2 + 3 * i)).isoformat() for i, s in enumerate(STEPS)}
-    return {"ncrs": [(u, numbers[u]) for u in ncr], "code": code, "station": station, "alarm": alarm,
-            "source": source, "source_ref": ref, "steps": STEPS, "people": _people(db),
-            "kept": kept or {"title": "", "owners": dict.fromkeys(STEPS, user.user_id), "due": due}}
+    return {
+        "ncrs": [(u, numbers[u]) for u in ncr],
+        "code": code,
+        "station": station,
+        "alarm": alarm,
+        "source": source,
+        "source_ref": ref,
+        "steps": STEPS,
+        "people": _people(db),
+        "kept": kept or {"title": "", "owners": dict.fromkeys(STEPS, user.user_id), "due": due},
+    }
 
 
 @router.get("/capas/new", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def new_capa_page(request: Request, db: ReadSession, user: CapaOwner,
-                  ncr: Annotated[list[str] | None, Query(max_length=50)] = None,
-                  code: Annotated[str, Query(max_length=64)] = "", station: Annotated[str, Query(max_length=64)] = "",
-                  alarm: Annotated[str, Query(max_length=20, pattern=r"^\d*$")] = "") -> HTMLResponse:
+def new_capa_page(
+    request: Request,
+    db: ReadSession,
+    user: CapaOwner,
+    ncr: Annotated[list[str] | None, Query(max_length=50)] = None,
+    code: Annotated[str, Query(max_length=64)] = "",
+    station: Annotated[str, Query(max_length=64)] = "",
+    alarm: Annotated[str, Query(max_length=20, pattern=r"^\d*$")] = "",
+) -> HTMLResponse:
     """The form opening a CAPA from NCRs (``?ncr=..&ncr=..``), a Pareto bar (``?code=``) or an alarm (``?alarm=``)."""
     try:
         context = _new_context(db, user, list(ncr or []), code, station, alarm)
@@ -122,8 +156,9 @@ async def create_capa(request: Request, services: ServicesDep, user: CapaOwner, 
     if not problems:
         try:
             with session_scope(services.store.engine) as session:
-                if key and not first_use(session=session, user_id=user.user_id, key=key, target="capa:new",
-                                         source=client_source(request)):
+                if key and not first_use(
+                    session=session, user_id=user.user_id, key=key, target="capa:new", source=client_source(request)
+                ):
                     flash(request, "This form was sent before: no second CAPA was opened.")
                     return redirect("/capas")
                 now = datetime.now(UTC)
@@ -131,9 +166,21 @@ async def create_capa(request: Request, services: ServicesDep, user: CapaOwner, 
                 baseline = freeze_capa_baseline(session, station_id=station or None, defect_codes=codes, until=now)
                 source = "ncr" if ncr else ("alarm" if alarm else "pareto")
                 ref = ncr[0] if ncr else (f"alarm:{alarm}" if alarm else f"pareto:{code or station}")
-                number = open_capa(session=session, user_id=user.user_id, title=title, source=source,
-                                   source_ref=ref, ncr_uuids=ncr, defect_codes=codes, station_id=station or None,
-                                   owners=owners, due=due, baseline=baseline, client=client_source(request), at=now)
+                number = open_capa(
+                    session=session,
+                    user_id=user.user_id,
+                    title=title,
+                    source=source,
+                    source_ref=ref,
+                    ncr_uuids=ncr,
+                    defect_codes=codes,
+                    station_id=station or None,
+                    owners=owners,
+                    due=due,
+                    baseline=baseline,
+                    client=client_source(request),
+                    at=now,
+                )
         except (StateError, StoreError) as exc:
             problems.append(str(exc))
     if problems or number is None:
@@ -152,13 +199,20 @@ def _detail(services: Services, db: DbSession, number: str, user: AuthUser) -> d
     view = get_capa(number, session=db)
     if view is None:
         raise HTTPException(404, f"no {number}")
-    return {"c": view, "eff": effectiveness(db, view, now=datetime.now(UTC)), "fishbone": FISHBONE,
-            "may_close": allowed(user.role, Permission.CAPA), "sources": SOURCES, "kept": {}}
+    return {
+        "c": view,
+        "eff": effectiveness(db, view, now=datetime.now(UTC)),
+        "fishbone": FISHBONE,
+        "may_close": allowed(user.role, Permission.CAPA),
+        "sources": SOURCES,
+        "kept": {},
+    }
 
 
 @router.get("/capas/{number}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def capa_page(number: CapaNumber, request: Request, services: ServicesDep, db: ReadSession,
-              user: Viewer) -> HTMLResponse:
+def capa_page(
+    number: CapaNumber, request: Request, services: ServicesDep, db: ReadSession, user: Viewer
+) -> HTMLResponse:
     """One CAPA: the 8D steps with owners, due dates, content and signatures; NCRs; effectiveness; closure."""
     try:
         context = _detail(services, db, number, user)
@@ -167,8 +221,9 @@ def capa_page(number: CapaNumber, request: Request, services: ServicesDep, db: R
     return render(request, "capa.html", user=user, context=context)
 
 
-def _again(request: Request, services: Services, user: AuthUser, number: str, error: str, status: int,
-           kept: dict[str, Any]) -> Response:
+def _again(
+    request: Request, services: Services, user: AuthUser, number: str, error: str, status: int, kept: dict[str, Any]
+) -> Response:
     try:
         with session_scope(services.store.engine, readonly=True) as db:
             context = _detail(services, db, number, user)
@@ -185,10 +240,18 @@ def _exists(services: Services, number: str) -> None:
 
 
 @router.post("/capas/{number}/steps/{step}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def step_form(number: CapaNumber, step: Step, request: Request, services: ServicesDep, user: Acknowledger,
-              _csrf: CsrfChecked, text: Annotated[str, Form(max_length=10_000)] = "",
-              category: Annotated[str, Form(max_length=32)] = "", password: Annotated[str, Form(max_length=256)] = "",
-              action: Annotated[str, Form(pattern=r"^(save|sign)$")] = "save") -> Response:
+def step_form(
+    number: CapaNumber,
+    step: Step,
+    request: Request,
+    services: ServicesDep,
+    user: Acknowledger,
+    _csrf: CsrfChecked,
+    text: Annotated[str, Form(max_length=10_000)] = "",
+    category: Annotated[str, Form(max_length=32)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    action: Annotated[str, Form(pattern=r"^(save|sign)$")] = "save",
+) -> Response:
     """Save a step (its owner), or save and sign it (password re-entry, meaning AUTHORSHIP)."""
     kept = {"step": step, "text": text, "category": category}
     try:
@@ -200,17 +263,28 @@ def step_form(number: CapaNumber, step: Step, request: Request, services: Servic
             if not password:
                 raise HTTPException(422, "signing needs your password")
             with session_scope(services.store.engine) as session:  # save first: the owner signs what they see
-                edit_step(number, step, {"text": text, "category": category}, session=session, user_id=user.user_id,
-                          client=client_source(request))
-            check_signing_password(services, user, password, source=client_source(request),
-                                   what=f"{number} {step}")
+                edit_step(
+                    number,
+                    step,
+                    {"text": text, "category": category},
+                    session=session,
+                    user_id=user.user_id,
+                    client=client_source(request),
+                )
+            check_signing_password(services, user, password, source=client_source(request), what=f"{number} {step}")
             with session_scope(services.store.engine) as session:
                 sign_step(number, step, session=session, user_id=user.user_id, client=client_source(request))
             flash(request, f"{step} of {number} signed.")
         else:
             with session_scope(services.store.engine) as session:
-                edit_step(number, step, {"text": text, "category": category}, session=session, user_id=user.user_id,
-                          client=client_source(request))
+                edit_step(
+                    number,
+                    step,
+                    {"text": text, "category": category},
+                    session=session,
+                    user_id=user.user_id,
+                    client=client_source(request),
+                )
             flash(request, f"{step} of {number} saved (not signed yet).")
     except HTTPException as exc:
         return _again(request, services, user, number, f"{step} not signed: {exc.detail}", exc.status_code, kept)
@@ -221,9 +295,16 @@ def step_form(number: CapaNumber, step: Step, request: Request, services: Servic
 
 
 @router.post("/capas/{number}/close", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def close_form(number: CapaNumber, request: Request, services: ServicesDep, user: CapaOwner, _csrf: CsrfChecked,
-               password: Annotated[str, Form(max_length=256)], reason: Annotated[str, Form(max_length=2000)] = "",
-               recognition: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def close_form(
+    number: CapaNumber,
+    request: Request,
+    services: ServicesDep,
+    user: CapaOwner,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)],
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    recognition: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """D8: close with a quality engineer's signature (meaning APPROVAL), recording the effectiveness check."""
     kept = {"reason": reason, "recognition": recognition}
     try:
@@ -242,8 +323,15 @@ def close_form(number: CapaNumber, request: Request, services: ServicesDep, user
             eff = effectiveness(db, view, now=datetime.now(UTC)).as_record()
         check_signing_password(services, user, password, source=client_source(request), what=f"close {number}")
         with session_scope(services.store.engine) as session:
-            close_capa(number, session=session, user_id=user.user_id, recognition=recognition, reason=reason,
-                       effectiveness=eff, client=client_source(request))
+            close_capa(
+                number,
+                session=session,
+                user_id=user.user_id,
+                recognition=recognition,
+                reason=reason,
+                effectiveness=eff,
+                client=client_source(request),
+            )
     except HTTPException as exc:
         return _again(request, services, user, number, f"Not closed: {exc.detail}", exc.status_code, kept)
     except StateError as exc:

@@ -23,12 +23,20 @@ router = APIRouter()
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 
-@router.get("/evidence/{sha256}", tags=["evidence"], response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "the PNG"},
-                       401: {"description": "not signed in"}, 403: {"description": "forbidden"},
-                       404: {"description": "no such evidence"}})
-def read_evidence(sha256: Annotated[str, Path(max_length=200)], services: ServicesDep, db: ReadSession,
-                  _user: Viewer) -> Response:
+@router.get(
+    "/evidence/{sha256}",
+    tags=["evidence"],
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the PNG"},
+        401: {"description": "not signed in"},
+        403: {"description": "forbidden"},
+        404: {"description": "no such evidence"},
+    },
+)
+def read_evidence(
+    sha256: Annotated[str, Path(max_length=200)], services: ServicesDep, db: ReadSession, _user: Viewer
+) -> Response:
     """One evidence PNG (image or heatmap) by its SHA-256."""
     if not _SHA.fullmatch(sha256) or not evidence_is_referenced(sha256, session=db):
         raise HTTPException(status_code=404, detail="no such evidence")
@@ -36,5 +44,6 @@ def read_evidence(sha256: Annotated[str, Path(max_length=200)], services: Servic
         data = services.store.evidence.read(sha256)
     except StoreError as exc:
         raise HTTPException(status_code=404, detail="evidence file missing or altered") from exc
-    return Response(content=data, media_type="image/png",
-                    headers={"content-disposition": f'inline; filename="{sha256}.png"'})
+    return Response(
+        content=data, media_type="image/png", headers={"content-disposition": f'inline; filename="{sha256}.png"'}
+    )

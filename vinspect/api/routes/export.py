@@ -32,26 +32,48 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
         handle.close()
 
 
-@router.get("/api/v1/export/ncrs", tags=["export"], response_class=StreamingResponse,
-            responses={200: {"content": {m: {} for m in _MEDIA.values()}, "description": "the export file"},
-                       401: {"description": "not signed in"}, 403: {"description": "forbidden"}})
-def export_download(request: Request, services: ServicesDep, user: Exporter,
-                    fmt: Literal["csv", "json", "jsonl"] = "csv", status: StatusFilter = None,
-                    station_id: Annotated[str | None, Query(max_length=64)] = None,
-                    defect_code: Annotated[str | None, Query(max_length=64)] = None) -> StreamingResponse:
+@router.get(
+    "/api/v1/export/ncrs",
+    tags=["export"],
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {m: {} for m in _MEDIA.values()}, "description": "the export file"},
+        401: {"description": "not signed in"},
+        403: {"description": "forbidden"},
+    },
+)
+def export_download(
+    request: Request,
+    services: ServicesDep,
+    user: Exporter,
+    fmt: Literal["csv", "json", "jsonl"] = "csv",
+    status: StatusFilter = None,
+    station_id: Annotated[str | None, Query(max_length=64)] = None,
+    defect_code: Annotated[str | None, Query(max_length=64)] = None,
+) -> StreamingResponse:
     """Download matching NCRs, signatures and history included (spooled to disk past 8 MiB)."""
-    filters = NcrFilter(status=NcrStatus(status) if status else None, station_id=station_id or None,
-                        defect_code=defect_code or None)
+    filters = NcrFilter(
+        status=NcrStatus(status) if status else None, station_id=station_id or None, defect_code=defect_code or None
+    )
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed by _chunks
     text = _TextSink(spool)
     with session_scope(services.store.engine, readonly=True) as db:
         summary = export_ncrs(text, session=db, fmt=ExportFormat(fmt), filters=filters)  # type: ignore[arg-type]
-    audit(services, AuditEntry(actor=f"user:{user.user_id}", action="ncr.export", entity="export",
-                               entity_id=fmt, new_value=str(summary.count),
-                               reason=f"status={status} station={station_id} defect={defect_code}",
-                               source=client_source(request)))
-    return StreamingResponse(_chunks(spool), media_type=_MEDIA[fmt],
-                             headers={"content-disposition": f'attachment; filename="ncrs.{fmt}"'})
+    audit(
+        services,
+        AuditEntry(
+            actor=f"user:{user.user_id}",
+            action="ncr.export",
+            entity="export",
+            entity_id=fmt,
+            new_value=str(summary.count),
+            reason=f"status={status} station={station_id} defect={defect_code}",
+            source=client_source(request),
+        ),
+    )
+    return StreamingResponse(
+        _chunks(spool), media_type=_MEDIA[fmt], headers={"content-disposition": f'attachment; filename="ncrs.{fmt}"'}
+    )
 
 
 class _TextSink:

@@ -61,8 +61,9 @@ def label_files(services: Services) -> LabelFiles:
 
 def catalogue_of(services: Services, label_set: LabelSetRecord) -> tuple[str, ...]:
     """The product's one defect-code catalogue (its model's classes, then the plant's codes)."""
-    return defect_catalogue(services.registry, services.options.defect_codes, model_name=label_set.model_name,
-                            model_version=None)
+    return defect_catalogue(
+        services.registry, services.options.defect_codes, model_name=label_set.model_name, model_version=None
+    )
 
 
 def load_set(db: DbSession, name: str) -> LabelSetRecord:
@@ -75,15 +76,25 @@ def load_set(db: DbSession, name: str) -> LabelSetRecord:
 @router.get("/labelling", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def sets_page(request: Request, db: ReadSession, user: Labeller) -> HTMLResponse:
     """Labelling sets, and (quality engineers) the import form."""
-    return render(request, "labelling.html", user=user, context={"sets": list_sets(db), "report": None, "kept": {},
-                                                                 "names": actor_names(session=db)})
+    return render(
+        request,
+        "labelling.html",
+        user=user,
+        context={"sets": list_sets(db), "report": None, "kept": {}, "names": actor_names(session=db)},
+    )
 
 
 @router.post("/labelling/import", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def import_form(request: Request, services: ServicesDep, user: LabelSetManager, _csrf: CsrfChecked,
-                folder: Annotated[str, Form(max_length=1000)], set_name: Annotated[str, Form(max_length=64)],
-                blind: Annotated[int, Form(ge=0, le=9)] = 0,
-                model_name: Annotated[str, Form(max_length=128)] = "") -> Response:
+def import_form(
+    request: Request,
+    services: ServicesDep,
+    user: LabelSetManager,
+    _csrf: CsrfChecked,
+    folder: Annotated[str, Form(max_length=1000)],
+    set_name: Annotated[str, Form(max_length=64)],
+    blind: Annotated[int, Form(ge=0, le=9)] = 0,
+    model_name: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
     """Import a folder on the server (images, or a `vinspect capture` run) as a labelling set."""
     kept = {"folder": folder, "set_name": set_name, "blind": blind, "model_name": model_name}
     error = None
@@ -94,41 +105,83 @@ def import_form(request: Request, services: ServicesDep, user: LabelSetManager, 
         error = "folder: give the absolute path of a folder on this server"
     else:
         try:
-            report = import_folder(FsPath(folder.strip()), engine=services.store.engine, files=label_files(services),
-                                   set_name=set_name.strip(), actor=f"user:{user.user_id}", blind_labellers=blind,
-                                   model_name=model_name.strip() or None, source="web")
+            report = import_folder(
+                FsPath(folder.strip()),
+                engine=services.store.engine,
+                files=label_files(services),
+                set_name=set_name.strip(),
+                actor=f"user:{user.user_id}",
+                blind_labellers=blind,
+                model_name=model_name.strip() or None,
+                source="web",
+            )
         except (DatasetError, StateError) as exc:
             error = str(exc)
     with session_scope(services.store.engine, readonly=True) as db:
         sets, names = list_sets(db), actor_names(session=db)
-    return render(request, "labelling.html", user=user, status_code=422 if error else 200,
-                  context={"sets": sets, "report": report, "error": error, "kept": kept if error else {},
-                           "names": names})
+    return render(
+        request,
+        "labelling.html",
+        user=user,
+        status_code=422 if error else 200,
+        context={"sets": sets, "report": report, "error": error, "kept": kept if error else {}, "names": names},
+    )
 
 
 @router.get("/labelling/{set_name}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def grid_page(set_name: SetName, request: Request, services: ServicesDep, db: ReadSession, user: Labeller,
-              page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-              order: Annotated[str, Query(pattern=r"^(import|uncertain)$")] = "import") -> HTMLResponse:
+def grid_page(
+    set_name: SetName,
+    request: Request,
+    services: ServicesDep,
+    db: ReadSession,
+    user: Labeller,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    order: Annotated[str, Query(pattern=r"^(import|uncertain)$")] = "import",
+) -> HTMLResponse:
     """A page of thumbnails with the viewer's labels (blind sets: only their own)."""
     try:
         label_set = load_set(db, set_name)
     except HTTPException as exc:
         return error_page(request, exc, user=user)
-    rows, total, by_uncertainty = image_page(db, label_set, user_id=user.user_id, offset=(page - 1) * PAGE_SIZE,
-                                             limit=PAGE_SIZE, order="uncertain" if order == "uncertain" else "import")
+    rows, total, by_uncertainty = image_page(
+        db,
+        label_set,
+        user_id=user.user_id,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        order="uncertain" if order == "uncertain" else "import",
+    )
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-    return render(request, "labelset.html", user=user, context={
-        "set": label_set, "rows": rows, "total": total, "page": page, "pages": pages, "order": order,
-        "by_uncertainty": by_uncertainty, "blind": is_blind(label_set)})
+    return render(
+        request,
+        "labelset.html",
+        user=user,
+        context={
+            "set": label_set,
+            "rows": rows,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "order": order,
+            "by_uncertainty": by_uncertainty,
+            "blind": is_blind(label_set),
+        },
+    )
 
 
-@router.get("/labelling/{set_name}/images/{image_id}", tags=["pages"], response_class=HTMLResponse,
-            responses=PAGE_RESPONSES)
-def image_page_view(set_name: SetName, image_id: Annotated[int, Path(ge=1)], request: Request, services: ServicesDep,
-                    db: ReadSession, user: Labeller,
-                    settle: Annotated[bool, Query()] = False,
-                    order: Annotated[str, Query(pattern=r"^(import|uncertain)$")] = "import") -> HTMLResponse:
+@router.get(
+    "/labelling/{set_name}/images/{image_id}", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES
+)
+def image_page_view(
+    set_name: SetName,
+    image_id: Annotated[int, Path(ge=1)],
+    request: Request,
+    services: ServicesDep,
+    db: ReadSession,
+    user: Labeller,
+    settle: Annotated[bool, Query()] = False,
+    order: Annotated[str, Query(pattern=r"^(import|uncertain)$")] = "import",
+) -> HTMLResponse:
     """One image: label by keyboard, draw regions, zoom and pan; ``settle`` for a third person."""
     try:
         label_set = load_set(db, set_name)
@@ -138,22 +191,46 @@ def image_page_view(set_name: SetName, image_id: Annotated[int, Path(ge=1)], req
     except HTTPException as exc:
         return error_page(request, exc, user=user)
     catalogue = catalogue_of(services, label_set)
-    before, after = neighbours(db, label_set, row.ordinal, image_id=row.id,
-                               order="uncertain" if order == "uncertain" and not settle else "import")
+    before, after = neighbours(
+        db,
+        label_set,
+        row.ordinal,
+        image_id=row.id,
+        order="uncertain" if order == "uncertain" and not settle else "import",
+    )
     query = "?settle=1" if settle else ("?order=uncertain" if order == "uncertain" else "")
     blind = is_blind(label_set)
     others = labels_by_name(db, label_set, image_id) if settle and blind else {}
     settled = latest_settle(db, image_id) if settle and blind else None
     state = {"label": row.label, "regions": row.regions}
     if settle and blind:
-        state = ({"label": settled["label"], "regions": settled["regions"]} if settled is not None
-                 else {"label": None, "regions": []})
-    return render(request, "label_image.html", user=user, context={
-        "set": label_set, "image": row, "codes": list(catalogue), "keyed": KEYED, "good": GOOD,
-        "catalogue_version": catalogue_version(catalogue), "before": before, "after": after, "blind": blind,
-        "settle": settle and blind, "others": others, "settled": settled, "query": query,
-        "state_json": json.dumps(state, separators=(",", ":")),
-        "history": image_history(db, image_id, user_id=user.user_id if blind else None)})
+        state = (
+            {"label": settled["label"], "regions": settled["regions"]}
+            if settled is not None
+            else {"label": None, "regions": []}
+        )
+    return render(
+        request,
+        "label_image.html",
+        user=user,
+        context={
+            "set": label_set,
+            "image": row,
+            "codes": list(catalogue),
+            "keyed": KEYED,
+            "good": GOOD,
+            "catalogue_version": catalogue_version(catalogue),
+            "before": before,
+            "after": after,
+            "blind": blind,
+            "settle": settle and blind,
+            "others": others,
+            "settled": settled,
+            "query": query,
+            "state_json": json.dumps(state, separators=(",", ":")),
+            "history": image_history(db, image_id, user_id=user.user_id if blind else None),
+        },
+    )
 
 
 @router.get("/labelling/{set_name}/agreement", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
@@ -166,10 +243,20 @@ def agreement_page(set_name: SetName, request: Request, db: ReadSession, user: L
     labels = set_labels(db, label_set)
     agree = agreement(labels, raters=max(2, label_set.blind_labellers)) if is_blind(label_set) else None
     queue = [(image, given) for image, given in labels.unsettled if user.username not in given]
-    return render(request, "label_agreement.html", user=user, context={
-        "set": label_set, "agreement": agree, "unsettled": labels.unsettled, "queue": queue,
-        "final": len(labels.final), "incomplete": len(labels.incomplete),
-        "settled": [f for f in labels.final if f.settled_by]})
+    return render(
+        request,
+        "label_agreement.html",
+        user=user,
+        context={
+            "set": label_set,
+            "agreement": agree,
+            "unsettled": labels.unsettled,
+            "queue": queue,
+            "final": len(labels.final),
+            "incomplete": len(labels.incomplete),
+            "settled": [f for f in labels.final if f.settled_by],
+        },
+    )
 
 
 def _image_bytes(services: Services, db: DbSession, set_name: str, image_id: int) -> tuple[bytes, str]:
@@ -190,18 +277,26 @@ def _image_bytes(services: Services, db: DbSession, set_name: str, image_id: int
         raise HTTPException(status_code=500, detail="cannot show the image") from exc
 
 
-@router.get("/labelling/{set_name}/images/{image_id}/file", tags=["labelling"], response_class=Response,
-            responses={200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "the image"},
-                       **_HTML_ERRORS})
-def image_file(set_name: SetName, image_id: Annotated[int, Path(ge=1)], services: ServicesDep, db: ReadSession,
-               _user: Labeller) -> Response:
+@router.get(
+    "/labelling/{set_name}/images/{image_id}/file",
+    tags=["labelling"],
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "the image"}, **_HTML_ERRORS},
+)
+def image_file(
+    set_name: SetName, image_id: Annotated[int, Path(ge=1)], services: ServicesDep, db: ReadSession, _user: Labeller
+) -> Response:
     """The image as imported (BMP and TIFF converted to PNG for the browser)."""
     data, media = _image_bytes(services, db, set_name, image_id)
     return Response(content=data, media_type=media, headers={"cache-control": "private, max-age=3600"})
 
 
-@router.get("/labelling/thumbs/{sha256}", tags=["labelling"], response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}, "description": "the thumbnail"}, **_HTML_ERRORS})
+@router.get(
+    "/labelling/thumbs/{sha256}",
+    tags=["labelling"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the thumbnail"}, **_HTML_ERRORS},
+)
 def thumbnail(sha256: Annotated[str, Path(max_length=200)], services: ServicesDep, _user: Labeller) -> Response:
     """A labelling image's thumbnail by its SHA-256."""
     if not _SHA.fullmatch(sha256):

@@ -26,8 +26,10 @@ __all__ = ["router"]
 router = APIRouter()
 ImageId = Annotated[int, Path(ge=1)]
 API_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "not signed in"}, 403: {"description": "forbidden or CSRF"},
-    404: {"description": "no such set or image"}, 409: {"description": "not allowed in this state"},
+    401: {"description": "not signed in"},
+    403: {"description": "forbidden or CSRF"},
+    404: {"description": "no such set or image"},
+    409: {"description": "not allowed in this state"},
     422: {"description": "invalid label or region (the message names it); nothing saved"},
 }
 
@@ -58,28 +60,50 @@ def _refused(exc: DatasetError) -> HTTPException:
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/label", tags=["labelling"], responses=API_RESPONSES)
-def api_label(set_name: SetName, image_id: ImageId, body: LabelIn, request: Request, services: ServicesDep,
-              user: Labeller, _csrf: CsrfChecked) -> LabelOut:
+def api_label(
+    set_name: SetName,
+    image_id: ImageId,
+    body: LabelIn,
+    request: Request,
+    services: ServicesDep,
+    user: Labeller,
+    _csrf: CsrfChecked,
+) -> LabelOut:
     """Label an image (a new event under the audit chain; the same label and regions again add nothing)."""
     with session_scope(services.store.engine) as db:
         label_set = load_set(db, set_name)
         try:
-            event = record_label(db, label_set, image_id, _who(user), label=body.label, regions=body.regions,
-                                 catalogue=catalogue_of(services, label_set), source=client_source(request))
+            event = record_label(
+                db,
+                label_set,
+                image_id,
+                _who(user),
+                label=body.label,
+                regions=body.regions,
+                catalogue=catalogue_of(services, label_set),
+                source=client_source(request),
+            )
         except DatasetError as exc:
             raise _refused(exc) from exc
         return LabelOut(label=event.label, regions=json.loads(event.regions), event_id=event.id, kind=event.kind)
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/undo", tags=["labelling"], responses=API_RESPONSES)
-def api_undo(set_name: SetName, image_id: ImageId, request: Request, services: ServicesDep, user: Labeller,
-             _csrf: CsrfChecked) -> LabelOut:
+def api_undo(
+    set_name: SetName, image_id: ImageId, request: Request, services: ServicesDep, user: Labeller, _csrf: CsrfChecked
+) -> LabelOut:
     """Undo the caller's newest label of the image (repeats backwards; nothing left: unchanged)."""
     with session_scope(services.store.engine) as db:
         label_set = load_set(db, set_name)
         try:
-            event = undo_label(db, label_set, image_id, _who(user), catalogue=catalogue_of(services, label_set),
-                               source=client_source(request))
+            event = undo_label(
+                db,
+                label_set,
+                image_id,
+                _who(user),
+                catalogue=catalogue_of(services, label_set),
+                source=client_source(request),
+            )
         except DatasetError as exc:
             raise _refused(exc) from exc
         if event is None:
@@ -88,14 +112,29 @@ def api_undo(set_name: SetName, image_id: ImageId, request: Request, services: S
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/settle", tags=["labelling"], responses=API_RESPONSES)
-def api_settle(set_name: SetName, image_id: ImageId, body: LabelIn, request: Request, services: ServicesDep,
-               user: Labeller, _csrf: CsrfChecked) -> LabelOut:
+def api_settle(
+    set_name: SetName,
+    image_id: ImageId,
+    body: LabelIn,
+    request: Request,
+    services: ServicesDep,
+    user: Labeller,
+    _csrf: CsrfChecked,
+) -> LabelOut:
     """Settle a blind disagreement (only someone who did not label the image)."""
     with session_scope(services.store.engine) as db:
         label_set = load_set(db, set_name)
         try:
-            event = settle_label(db, label_set, image_id, _who(user), label=body.label, regions=body.regions,
-                                 catalogue=catalogue_of(services, label_set), source=client_source(request))
+            event = settle_label(
+                db,
+                label_set,
+                image_id,
+                _who(user),
+                label=body.label,
+                regions=body.regions,
+                catalogue=catalogue_of(services, label_set),
+                source=client_source(request),
+            )
         except DatasetError as exc:
             raise _refused(exc) from exc
         return LabelOut(label=event.label, regions=json.loads(event.regions), event_id=event.id, kind=event.kind)

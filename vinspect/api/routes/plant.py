@@ -28,13 +28,19 @@ router = APIRouter()
 Text64 = Annotated[str | None, Query(max_length=64)]
 Segment = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DISTRIBUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "not signed in"}, 403: {"description": "forbidden, CSRF, or the password does not match"},
+    401: {"description": "not signed in"},
+    403: {"description": "forbidden, CSRF, or the password does not match"},
     404: {"description": "no such installed version"},
-    409: {"description": "refused: not approved (promotion control, stated risk not accepted), an unknown station, "
-                         "or a different bundle stored under this version"},
-    422: {"description": "no station chosen, or a missing reason"}}
-API_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "not signed in"},
-                                                  403: {"description": "forbidden"}}
+    409: {
+        "description": "refused: not approved (promotion control, stated risk not accepted), an unknown station, "
+        "or a different bundle stored under this version"
+    },
+    422: {"description": "no station chosen, or a missing reason"},
+}
+API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"},
+    403: {"description": "forbidden"},
+}
 
 
 def _public(view: Any, assignment: Assignment | None = None, approval: ConfigApproval | None = None) -> dict[str, Any]:
@@ -55,16 +61,21 @@ def _assignment(a: Assignment) -> dict[str, Any]:
 
 
 @router.get("/api/v1/plant/stations", tags=["station"], responses=API_RESPONSES)
-def api_plant_stations(db: ReadSession, _user: Viewer, site_id: Text64 = None,
-                       line_id: Text64 = None) -> dict[str, Any]:
+def api_plant_stations(
+    db: ReadSession, _user: Viewer, site_id: Text64 = None, line_id: Text64 = None
+) -> dict[str, Any]:
     """Every registered station's latest report (``stale`` when its heartbeat is overdue) and its current
     model assignment with the outcome the station reported (``SWITCHED``, ``REFUSED`` and why, or null
     while pending)."""
     views = list_stations(session=db, site_id=site_id or None, line_id=line_id or None)
     assigned = current_assignments(session=db)
     approvals = approvals_by_version(session=db)
-    return {"data": [_public(v, assigned.get(v.station_id), approvals.get((v.station_id, v.config_sha256 or "")))
-                     for v in views], "count": len(views)}
+    return {
+        "data": [
+            _public(v, assigned.get(v.station_id), approvals.get((v.station_id, v.config_sha256 or ""))) for v in views
+        ],
+        "count": len(views),
+    }
 
 
 class DistributionBody(BaseModel):
@@ -76,58 +87,108 @@ class DistributionBody(BaseModel):
     accept_risk: bool = False
 
 
-@router.post("/api/v1/models/{name}/{version}/distribution", tags=["station"], status_code=201,
-             responses=DISTRIBUTE_RESPONSES)
-def api_distribute(name: Segment, version: Segment, body: DistributionBody, request: Request,
-                   services: ServicesDep, user: ModelActivator, _csrf: CsrfChecked) -> dict[str, Any]:
+@router.post(
+    "/api/v1/models/{name}/{version}/distribution", tags=["station"], status_code=201, responses=DISTRIBUTE_RESPONSES
+)
+def api_distribute(
+    name: Segment,
+    version: Segment,
+    body: DistributionBody,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+) -> dict[str, Any]:
     """Assign an installed, approved version to registered stations (signed by password re-entry); each
     station pulls it, verifies its sha256, runs its golden self-test and reports the outcome."""
-    assigned = distribute_model(services, user, name, version, stations=body.stations, password=body.password,
-                                reason=body.reason, accept_risk=body.accept_risk, source=client_source(request))
+    assigned = distribute_model(
+        services,
+        user,
+        name,
+        version,
+        stations=body.stations,
+        password=body.password,
+        reason=body.reason,
+        accept_risk=body.accept_risk,
+        source=client_source(request),
+    )
     return {"data": [_assignment(a) for a in assigned], "count": len(assigned)}
 
 
 @router.post("/plant/distribute", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def distribute_form(request: Request, services: ServicesDep, user: ModelActivator, _csrf: CsrfChecked,
-                    model: Annotated[str, Form(max_length=200)] = "",
-                    station: Annotated[list[str] | None, Form()] = None,
-                    password: Annotated[str, Form(max_length=256)] = "",
-                    reason: Annotated[str, Form(max_length=2000)] = "",
-                    accept_risk: Annotated[str, Form(max_length=8)] = "") -> Response:
+def distribute_form(
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    model: Annotated[str, Form(max_length=200)] = "",
+    station: Annotated[list[str] | None, Form()] = None,
+    password: Annotated[str, Form(max_length=256)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    accept_risk: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
     """Distribute from the plant page."""
     name, _, version = model.partition("@")
 
     def assign() -> str:
         if not name or not version:
             raise HTTPException(status_code=422, detail="choose a model version")
-        assigned = distribute_model(services, user, name, version, stations=station or [], password=password,
-                                    reason=reason, accept_risk=accept_risk == "yes", source=client_source(request))
-        return (f"{name} {version} assigned to {', '.join(a.station_id for a in assigned)}. Each station pulls "
-                "it, verifies it, runs its golden self-test and reports the switch (or why it refused) below.")
+        assigned = distribute_model(
+            services,
+            user,
+            name,
+            version,
+            stations=station or [],
+            password=password,
+            reason=reason,
+            accept_risk=accept_risk == "yes",
+            source=client_source(request),
+        )
+        return (
+            f"{name} {version} assigned to {', '.join(a.station_id for a in assigned)}. Each station pulls "
+            "it, verifies it, runs its golden self-test and reports the switch (or why it refused) below."
+        )
 
-    return flash_and_redirect(request, assign, to="/plant", refused="Distribution refused",
-                              refused_to="/plant#distribute")
+    return flash_and_redirect(
+        request, assign, to="/plant", refused="Distribution refused", refused_to="/plant#distribute"
+    )
 
 
 def _distributable(services: ServicesDep) -> tuple[list[dict[str, Any]], str | None]:
     """Installed versions the form offers, with their warnings (a risk to accept), or why none can be read."""
     try:
-        return [{"key": f"{e.name}@{e.version}", "name": e.name, "version": e.version, "sha256": e.sha256,
-                 "warnings": list(activation_warnings(read_manifest(e.path)))} for e in services.registry.list()], None
+        return [
+            {
+                "key": f"{e.name}@{e.version}",
+                "name": e.name,
+                "version": e.version,
+                "sha256": e.sha256,
+                "warnings": list(activation_warnings(read_manifest(e.path))),
+            }
+            for e in services.registry.list()
+        ], None
     except (VinspectError, OSError, ValueError) as exc:
         return [], f"model registry unreadable: {exc}"
 
 
 @router.get("/plant", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def plant_page(request: Request, db: ReadSession, user: Viewer, services: ServicesDep, site_id: Text64 = None,
-               line_id: Text64 = None) -> HTMLResponse:
+def plant_page(
+    request: Request,
+    db: ReadSession,
+    user: Viewer,
+    services: ServicesDep,
+    site_id: Text64 = None,
+    line_id: Text64 = None,
+) -> HTMLResponse:
     """Plant overview: state, rate, reject share, latency and model of every station."""
     everything = list_stations(session=db)
-    shown = [v for v in everything
-             if (not site_id or v.site_id == site_id) and (not line_id or v.line_id == line_id)]
+    shown = [v for v in everything if (not site_id or v.site_id == site_id) and (not line_id or v.line_id == line_id)]
     context = {
-        "stations": shown, "total": len(everything), "assigned": current_assignments(session=db),
-        "as_of": datetime.now(UTC), "stale_periods": STALE_PERIODS,
+        "stations": shown,
+        "total": len(everything),
+        "assigned": current_assignments(session=db),
+        "as_of": datetime.now(UTC),
+        "stale_periods": STALE_PERIODS,
         "sites": sorted({v.site_id for v in everything if v.site_id}),
         "lines": sorted({v.line_id for v in everything if v.line_id}),
         "f": {"site_id": site_id or "", "line_id": line_id or ""},

@@ -19,9 +19,12 @@ __all__ = ["router"]
 router = APIRouter()
 Segment = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "not signed in"}, 403: {"description": "forbidden, CSRF, or the password does not match"},
+    401: {"description": "not signed in"},
+    403: {"description": "forbidden, CSRF, or the password does not match"},
     404: {"description": "no such installed version"},
-    409: {"description": "refused by a promotion rule (named in the detail)"}, 422: {"description": "invalid"}}
+    409: {"description": "refused by a promotion rule (named in the detail)"},
+    422: {"description": "invalid"},
+}
 
 
 class PromotionPublic(BaseModel):
@@ -53,9 +56,17 @@ class PromotionPromote(BaseModel):
 
 def _public(services: ServicesDep, name: str, version: str) -> PromotionPublic:
     view = promotion_views(services, [(name, version)])[(name, version)]
-    return PromotionPublic(name=name, version=version, under_control=view.under_control, criteria=view.criteria,
-                           trained_by=view.trained_by, evaluation=view.evaluation, signers=list(view.signers),
-                           blockers=list(view.blockers), promoted=view.promoted)
+    return PromotionPublic(
+        name=name,
+        version=version,
+        under_control=view.under_control,
+        criteria=view.criteria,
+        trained_by=view.trained_by,
+        evaluation=view.evaluation,
+        signers=list(view.signers),
+        blockers=list(view.blockers),
+        promoted=view.promoted,
+    )
 
 
 @router.get("/api/v1/models/{name}/{version}/promotion", tags=["station"], responses=RESPONSES)
@@ -65,59 +76,98 @@ def api_promotion(name: Segment, version: Segment, services: ServicesDep, _user:
     return _public(services, name, version)
 
 
-@router.post("/api/v1/models/{name}/{version}/promotion/signatures", tags=["station"], status_code=201,
-             responses=RESPONSES)
-def api_sign(name: Segment, version: Segment, body: PromotionSign, request: Request, services: ServicesDep,
-             user: ModelActivator, _csrf: CsrfChecked) -> PromotionPublic:
+@router.post(
+    "/api/v1/models/{name}/{version}/promotion/signatures", tags=["station"], status_code=201, responses=RESPONSES
+)
+def api_sign(
+    name: Segment,
+    version: Segment,
+    body: PromotionSign,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+) -> PromotionPublic:
     """Sign the promotion (MODEL_PROMOTION, password re-entry); the trainer and a second signature by the
     same person are refused."""
-    sign_model_promotion(services, user, name, version, password=body.password, reason=body.reason,
-                         source=client_source(request))
+    sign_model_promotion(
+        services, user, name, version, password=body.password, reason=body.reason, source=client_source(request)
+    )
     return _public(services, name, version)
 
 
 @router.post("/api/v1/models/{name}/{version}/promotion/promote", tags=["station"], responses=RESPONSES)
-def api_promote(name: Segment, version: Segment, body: PromotionPromote, request: Request, services: ServicesDep,
-                user: ModelActivator, _csrf: CsrfChecked) -> PromotionPublic:
+def api_promote(
+    name: Segment,
+    version: Segment,
+    body: PromotionPromote,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+) -> PromotionPublic:
     """Make a candidate that meets its criteria and holds two signatures the active version."""
     promote_model(services, user, name, version, password=body.password, source=client_source(request))
     return _public(services, name, version)
 
 
 @router.post("/models/{name}/{version}/sign", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def sign_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
-              _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "",
-              reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def sign_form(
+    name: Segment,
+    version: Segment,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Sign from the models page."""
 
     def sign() -> str:
-        state = sign_model_promotion(services, user, name, version, password=password, reason=reason,
-                                     source=client_source(request))
+        state = sign_model_promotion(
+            services, user, name, version, password=password, reason=reason, source=client_source(request)
+        )
         return f"You signed the promotion of {name} {version} ({len(state.signers)} of 2 signatures)."
 
     return flash_and_redirect(request, sign, to=f"/models#model-{name}-{version}", refused="Signature refused")
 
 
-@router.post("/models/{name}/{version}/promote", tags=["pages"], response_class=HTMLResponse,
-             responses=PAGE_RESPONSES)
-def promote_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
-                 _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "") -> Response:
+@router.post("/models/{name}/{version}/promote", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def promote_form(
+    name: Segment,
+    version: Segment,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
     """Promote from the models page."""
 
     def promote() -> str:
         promote_model(services, user, name, version, password=password, source=client_source(request))
         return f"{name} {version} is now the active version; a running station switches after its golden self-test."
 
-    return flash_and_redirect(request, promote, to="/models", refused="Promotion refused",
-                              refused_to=f"/models#model-{name}-{version}")
+    return flash_and_redirect(
+        request, promote, to="/models", refused="Promotion refused", refused_to=f"/models#model-{name}-{version}"
+    )
 
 
-@router.get("/evidence/changed/{name}/{version}/{image}", tags=["station"], response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "the PNG"},
-                       401: {"description": "not signed in"}, 403: {"description": "forbidden"},
-                       404: {"description": "no such version, evaluation or image"}})
-def read_changed_image(name: Segment, version: Segment, image: Annotated[str, Path(max_length=40)],
-                       services: ServicesDep, _user: Viewer) -> Response:
+@router.get(
+    "/evidence/changed/{name}/{version}/{image}",
+    tags=["station"],
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the PNG"},
+        401: {"description": "not signed in"},
+        403: {"description": "forbidden"},
+        404: {"description": "no such version, evaluation or image"},
+    },
+)
+def read_changed_image(
+    name: Segment, version: Segment, image: Annotated[str, Path(max_length=40)], services: ServicesDep, _user: Viewer
+) -> Response:
     """One heatmap overlay of a changed verdict of the version's current evaluation."""
     view = promotion_views(services, [(name, version)])[(name, version)]
     listed = {e[who].get("image") for e in view.changed or () for who in ("champion", "challenger")}

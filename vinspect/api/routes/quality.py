@@ -38,8 +38,9 @@ def window_of(since: str | None, until: str | None, *, now: datetime | None = No
     end = (datetime.strptime(until, "%Y-%m-%d").replace(tzinfo=UTC) if until else today) + timedelta(days=1)
     start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC) if since else end - timedelta(days=days)
     if end <= start:
-        raise HTTPException(422, [{"loc": ["query", "until"], "msg": "until must not be before since",
-                                   "type": "value_error"}])
+        raise HTTPException(
+            422, [{"loc": ["query", "until"], "msg": "until must not be before since", "type": "value_error"}]
+        )
     return Window(start, end)
 
 
@@ -55,44 +56,73 @@ def _parse(request: Request, since: str | None, until: str | None) -> Window:
 
 
 @router.get("/dashboard", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
-def dashboard_page(request: Request, services: ServicesDep, db: ReadSession, user: Viewer, since: Day = None,
-                   until: Day = None, station: Station = None, part: Station = None) -> HTMLResponse:
+def dashboard_page(
+    request: Request,
+    services: ServicesDep,
+    db: ReadSession,
+    user: Viewer,
+    since: Day = None,
+    until: Day = None,
+    station: Station = None,
+    part: Station = None,
+) -> HTMLResponse:
     """KPIs with intervals by station, shift and model version; p-charts with Nelson rules; Pareto; kappa; drift."""
     try:
         window = _parse(request, since, until)
     except HTTPException as exc:
         return error_page(request, exc, user=user)
-    board: Dashboard = build_dashboard(db, window, station_id=station or None, part_number=part or None,
-                                       validation_scores=validation_scores(services))
+    board: Dashboard = build_dashboard(
+        db, window, station_id=station or None, part_number=part or None, validation_scores=validation_scores(services)
+    )
     query = f"since={window.since:%Y-%m-%d}&until={(window.until - timedelta(days=1)):%Y-%m-%d}"
     if station:
         query += f"&station={station}"
     if part:
         query += f"&part={part}"
-    return render(request, "dashboard.html", user=user, context={
-        "b": board, "lines": KPI_LINES, "query": query, "station": station or "", "part": part or "",
-        "since": f"{window.since:%Y-%m-%d}", "until": f"{(window.until - timedelta(days=1)):%Y-%m-%d}",
-        "alarms": list_alarms(session=db, limit=20),
-        "evaluator": services.evaluator.state if services.evaluator is not None else None})
+    return render(
+        request,
+        "dashboard.html",
+        user=user,
+        context={
+            "b": board,
+            "lines": KPI_LINES,
+            "query": query,
+            "station": station or "",
+            "part": part or "",
+            "since": f"{window.since:%Y-%m-%d}",
+            "until": f"{(window.until - timedelta(days=1)):%Y-%m-%d}",
+            "alarms": list_alarms(session=db, limit=20),
+            "evaluator": services.evaluator.state if services.evaluator is not None else None,
+        },
+    )
 
 
-def _chart(db: DbSession, services: Services, name: str, window: Window, station: str | None,
-           part: str | None = None) -> bytes:
+def _chart(
+    db: DbSession, services: Services, name: str, window: Window, station: str | None, part: str | None = None
+) -> bytes:
     kind, _, arg = name.removesuffix(".svg").partition("-")
     if name.startswith("pareto-codes"):
         from vinspect.analytics.pareto import pareto
 
-        return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, station_id=station, part_number=part)),
-                                   title="NCRs by defect code (machine code)")
+        return charts.pareto_chart(
+            pareto(ncr_code_counts(window, session=db, station_id=station, part_number=part)),
+            title="NCRs by defect code (machine code)",
+        )
     if name.startswith("pareto-stations"):
         from vinspect.analytics.pareto import pareto
 
-        return charts.pareto_chart(pareto(ncr_code_counts(window, session=db, by="station", part_number=part)),
-                                   title="NCRs by station")
+        return charts.pareto_chart(
+            pareto(ncr_code_counts(window, session=db, by="station", part_number=part)), title="NCRs by station"
+        )
     if kind == "pchart" and arg:
         span = display_span(window)
-        pc = station_chart(db, window, arg, span=span,
-                           hours=station_hours(window, session=db, station_id=arg, part_number=part, span=span))
+        pc = station_chart(
+            db,
+            window,
+            arg,
+            span=span,
+            hours=station_hours(window, session=db, station_id=arg, part_number=part, span=span),
+        )
         if not pc.hours:
             raise HTTPException(404, f"no subgroups of station {arg} in the window")
         return charts.p_chart(pc)
@@ -107,22 +137,41 @@ def _chart(db: DbSession, services: Services, name: str, window: Window, station
     raise HTTPException(404, f"no chart {name}")
 
 
-@router.get("/dashboard/charts/{name}", tags=["pages"], responses={
-    **PAGE_RESPONSES, 200: {"content": {"image/svg+xml": {}}, "description": "SVG chart"}})
-def dashboard_chart(name: ChartName, request: Request, services: ServicesDep, db: ReadSession, user: Viewer,
-                    since: Day = None, until: Day = None, station: Station = None,
-                    part: Station = None) -> Response:
+@router.get(
+    "/dashboard/charts/{name}",
+    tags=["pages"],
+    responses={**PAGE_RESPONSES, 200: {"content": {"image/svg+xml": {}}, "description": "SVG chart"}},
+)
+def dashboard_chart(
+    name: ChartName,
+    request: Request,
+    services: ServicesDep,
+    db: ReadSession,
+    user: Viewer,
+    since: Day = None,
+    until: Day = None,
+    station: Station = None,
+    part: Station = None,
+) -> Response:
     """One dashboard chart, drawn on the server (SVG)."""
     window = _parse(request, since, until)
-    return Response(_chart(db, services, name, window, station or None, part or None), media_type="image/svg+xml",
-                    headers={"Cache-Control": "private, max-age=60"})
+    return Response(
+        _chart(db, services, name, window, station or None, part or None),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "private, max-age=60"},
+    )
 
 
-@router.post("/alarms/{alarm_id}/acknowledge", tags=["pages"], response_class=HTMLResponse,
-             responses=PAGE_RESPONSES)
-def acknowledge_form(alarm_id: Annotated[int, Path(ge=1)], request: Request, services: ServicesDep,
-                     user: Acknowledger, _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)],
-                     reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+@router.post("/alarms/{alarm_id}/acknowledge", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def acknowledge_form(
+    alarm_id: Annotated[int, Path(ge=1)],
+    request: Request,
+    services: ServicesDep,
+    user: Acknowledger,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)],
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Acknowledge an alarm with a signed reason (password re-entry, meaning AUTHORSHIP)."""
     if not reason.strip():
         flash(request, f"Alarm {alarm_id} not acknowledged: write a reason (what was seen or done).")
@@ -137,13 +186,15 @@ def acknowledge_form(alarm_id: Annotated[int, Path(ge=1)], request: Request, ser
     def acknowledge() -> str:
         check_signing_password(services, user, password, source=client_source(request), what=f"alarm {alarm_id}")
         with session_scope(services.store.engine) as session:
-            acknowledge_alarm(alarm_id, session=session, user_id=user.user_id, reason=reason,
-                              source=client_source(request))
+            acknowledge_alarm(
+                alarm_id, session=session, user_id=user.user_id, reason=reason, source=client_source(request)
+            )
         return f"Alarm {alarm_id} acknowledged (signed)."
 
     try:
-        return flash_and_redirect(request, acknowledge, to="/dashboard#alarms",
-                                  refused=f"Alarm {alarm_id} not acknowledged")
+        return flash_and_redirect(
+            request, acknowledge, to="/dashboard#alarms", refused=f"Alarm {alarm_id} not acknowledged"
+        )
     except (StateError, StoreError) as exc:
         return error_page(request, HTTPException(409, str(exc)), user=user)
 

@@ -22,10 +22,13 @@ from vinspect.models.risk import activation_warnings, stated_lines
 __all__ = ["router"]
 
 router = APIRouter()
-API_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"description": "not signed in"},
-                                                  403: {"description": "forbidden"}}
+API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"},
+    403: {"description": "forbidden"},
+}
 ACTIVATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **API_RESPONSES, 403: {"description": "forbidden, CSRF, or the password does not match"},
+    **API_RESPONSES,
+    403: {"description": "forbidden, CSRF, or the password does not match"},
     404: {"description": "no such installed version"},
     409: {"description": "the bundle cannot meet its targets and its stated rates were not accepted"},
     422: {"description": "invalid"},
@@ -35,8 +38,9 @@ Segment = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 def _status(services: ServicesDep) -> StationStatusPublic:
     snap = services.status.read()
-    return StationStatusPublic(running=snap.running, state=snap.state, stale=snap.stale, age_s=snap.age_s,
-                               snapshot=snap.data)
+    return StationStatusPublic(
+        running=snap.running, state=snap.state, stale=snap.stale, age_s=snap.age_s, snapshot=snap.data
+    )
 
 
 def _risk(manifest: ModelManifest) -> dict[str, Any]:
@@ -50,8 +54,9 @@ def _models(services: ServicesDep) -> tuple[list[ModelPublic], str | None]:
         models = []
         for e in services.registry.list():
             manifest = read_manifest(e.path)
-            models.append(ModelPublic(name=e.name, version=e.version, sha256=e.sha256, active=e.active,
-                                      **_risk(manifest)))
+            models.append(
+                ModelPublic(name=e.name, version=e.version, sha256=e.sha256, active=e.active, **_risk(manifest))
+            )
     except (VinspectError, OSError, ValueError) as exc:
         return [], f"model registry unreadable: {exc}"
     return models, None
@@ -82,28 +87,45 @@ def models_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLRe
     """Installed model versions."""
     models, problem = _models(services)
     promotions = promotion_views(services, [(m.name, m.version) for m in models]) if not problem else {}
-    context = {"models": models, "problem": problem, "can_activate": allowed(user.role, Permission.MODELS),
-               "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()}, "change_titles": TITLES}
+    context = {
+        "models": models,
+        "problem": problem,
+        "can_activate": allowed(user.role, Permission.MODELS),
+        "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()},
+        "change_titles": TITLES,
+    }
     return render(request, "models.html", context=context, user=user)
 
 
 @router.post("/api/v1/models/{name}/{version}/activate", tags=["station"], responses=ACTIVATE_RESPONSES)
-def api_activate_model(name: Segment, version: Segment, body: ModelActivate, request: Request,
-                       services: ServicesDep, user: ModelActivator, _csrf: CsrfChecked) -> ModelPublic:
+def api_activate_model(
+    name: Segment,
+    version: Segment,
+    body: ModelActivate,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+) -> ModelPublic:
     """Make an installed version active (signed by password re-entry; a bundle that cannot meet its
     targets needs ``accept_risk`` and a reason, recorded as a MODEL_PROMOTION signature)."""
     manifest = activate_model(services, user, name, version, body, source=client_source(request))
     entry = next(e for e in services.registry.list() if e.name == name and e.version == version)
-    return ModelPublic(name=name, version=version, sha256=manifest.sha256, active=entry.active,
-                       **_risk(manifest))
+    return ModelPublic(name=name, version=version, sha256=manifest.sha256, active=entry.active, **_risk(manifest))
 
 
-@router.post("/models/{name}/{version}/activate", tags=["pages"], response_class=HTMLResponse,
-             responses=PAGE_RESPONSES)
-def activate_form(name: Segment, version: Segment, request: Request, services: ServicesDep, user: ModelActivator,
-                  _csrf: CsrfChecked, password: Annotated[str, Form(max_length=256)] = "",
-                  accept_risk: Annotated[str, Form(max_length=8)] = "",
-                  reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+@router.post("/models/{name}/{version}/activate", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def activate_form(
+    name: Segment,
+    version: Segment,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)] = "",
+    accept_risk: Annotated[str, Form(max_length=8)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Activate from the models page (password re-entry; the stated risk accepted explicitly)."""
     body = ModelActivate(password=password, accept_risk=accept_risk == "yes", reason=reason)
 

@@ -31,8 +31,12 @@ logger = logging.getLogger(__name__)
 ACCEPT, REJECT_DEFECT, REJECT_FAULT, REJECT_REVIEW = 1, 2, 3, 4
 
 
-_CODES = {Disposition.PASS: ACCEPT, Disposition.DEFECT: REJECT_DEFECT, Disposition.FAULT: REJECT_FAULT,
-          Disposition.REVIEW: REJECT_REVIEW}
+_CODES = {
+    Disposition.PASS: ACCEPT,
+    Disposition.DEFECT: REJECT_DEFECT,
+    Disposition.FAULT: REJECT_FAULT,
+    Disposition.REVIEW: REJECT_REVIEW,
+}
 
 
 def verdict_code(inspection: Inspection) -> int:
@@ -86,8 +90,13 @@ class LogSignaller:
 
     def signal(self, inspection: Inspection) -> None:
         d = inspection.decision
-        logger.info("part %d %s %s", inspection.part_seq, d.verdict, ",".join(d.reasons),
-                    extra={"inspection_id": inspection.inspection_id, "accept": d.disposition is Disposition.PASS})
+        logger.info(
+            "part %d %s %s",
+            inspection.part_seq,
+            d.verdict,
+            ",".join(d.reasons),
+            extra={"inspection_id": inspection.inspection_id, "accept": d.disposition is Disposition.PASS},
+        )
 
     def heartbeat(self) -> None:
         return None
@@ -143,10 +152,15 @@ class RecordingSignaller:
             raise self.fail_with
         model = inspection.model
         with self._lock:
-            self.signals.append(Signalled(
-                part_seq=inspection.part_seq, verdict=inspection.decision.verdict,
-                accept=verdict_code(inspection) == ACCEPT, reasons=inspection.decision.reasons,
-                model_sha256=None if model is None else model.sha256))
+            self.signals.append(
+                Signalled(
+                    part_seq=inspection.part_seq,
+                    verdict=inspection.decision.verdict,
+                    accept=verdict_code(inspection) == ACCEPT,
+                    reasons=inspection.decision.reasons,
+                    model_sha256=None if model is None else model.sha256,
+                )
+            )
 
     def heartbeat(self) -> None:
         with self._lock:

@@ -105,9 +105,15 @@ class CameraOutputSignaller:
         FeatureMissing: the device lacks a configured output.
     """
 
-    def __init__(self, outputs: LineOutputs, *, accept_output: str = "UserOutput1",
-                 heartbeat_output: str | None = None, pulse_ms: int = 50,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        outputs: LineOutputs,
+        *,
+        accept_output: str = "UserOutput1",
+        heartbeat_output: str | None = None,
+        pulse_ms: int = 50,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         have = outputs.user_outputs()
         for name in (accept_output, heartbeat_output):
             if name is not None and name not in have:

@@ -27,8 +27,13 @@ from vinspect.types import Inspection, StationState
 __all__ = ["REG_HEARTBEAT", "REG_RESULT", "REG_STATE", "STATE_CODES", "ModbusSignaller"]
 
 REG_RESULT, REG_HEARTBEAT, REG_STATE = 100, 104, 105
-STATE_CODES = {StationState.PREOPERATIONAL: 0, StationState.OPERATIONAL: 1, StationState.DEGRADED: 2,
-               StationState.ERROR: 3, StationState.STOPPED: 0}
+STATE_CODES = {
+    StationState.PREOPERATIONAL: 0,
+    StationState.OPERATIONAL: 1,
+    StationState.DEGRADED: 2,
+    StationState.ERROR: 3,
+    StationState.STOPPED: 0,
+}
 
 
 class ModbusSignaller:
@@ -44,8 +49,17 @@ class ModbusSignaller:
         seq_offset: added to ``part_seq`` to match the PLC's counter.
     """
 
-    def __init__(self, host: str, *, port: int = 502, unit_id: int = 1, base: int = 0, timeout_s: float = 0.5,
-                 defect_codes: Sequence[str] = (), seq_offset: int = 0) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int = 502,
+        unit_id: int = 1,
+        base: int = 0,
+        timeout_s: float = 0.5,
+        defect_codes: Sequence[str] = (),
+        seq_offset: int = 0,
+    ) -> None:
         self._host, self._port, self._unit, self._base = host, port, unit_id, base
         self._timeout_s = timeout_s
         self._codes = {code: i + 1 for i, code in enumerate(defect_codes)}

@@ -29,12 +29,19 @@ def result_payload(inspection: Inspection) -> dict[str, Any]:
     """The ``result`` message body for one inspection."""
     t, pred, frame = inspection.timings, inspection.prediction, inspection.frame
     latency = (t.decided_ns - t.acquired_ns) / 1e6 if t.decided_ns and t.acquired_ns else None
-    return {"schema_version": SCHEMA_VERSION, "station_id": inspection.station_id,
-            "inspection_id": inspection.inspection_id, "part_id": None if frame is None else frame.part_id,
-            "part_seq": inspection.part_seq, "verdict": str(inspection.decision.verdict),
-            "reasons": list(inspection.decision.reasons),
-            "disposition": inspection.decision.disposition.value, "score": None if pred is None else pred.score,
-            "model_sha256": model_sha256_of(inspection), "latency_ms": latency}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "station_id": inspection.station_id,
+        "inspection_id": inspection.inspection_id,
+        "part_id": None if frame is None else frame.part_id,
+        "part_seq": inspection.part_seq,
+        "verdict": str(inspection.decision.verdict),
+        "reasons": list(inspection.decision.reasons),
+        "disposition": inspection.decision.disposition.value,
+        "score": None if pred is None else pred.score,
+        "model_sha256": model_sha256_of(inspection),
+        "latency_ms": latency,
+    }
 
 
 class MqttSignaller:
@@ -48,8 +55,15 @@ class MqttSignaller:
         keepalive_s: MQTT keepalive.
     """
 
-    def __init__(self, host: str, *, port: int = 1883, station_id: str, topic_prefix: str = "vinspect/site/line",
-                 keepalive_s: int = 30) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int = 1883,
+        station_id: str,
+        topic_prefix: str = "vinspect/site/line",
+        keepalive_s: int = 30,
+    ) -> None:
         self._host, self._port, self._keepalive_s = host, port, keepalive_s
         self._station_id = station_id
         self.topic = f"{topic_prefix}/{station_id}"
@@ -64,8 +78,9 @@ class MqttSignaller:
         from paho.mqtt.client import Client
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-        client = Client(CallbackAPIVersion.VERSION2, client_id=f"vinspect-{self._station_id}",
-                        protocol=MQTTProtocolVersion.MQTTv311)
+        client = Client(
+            CallbackAPIVersion.VERSION2, client_id=f"vinspect-{self._station_id}", protocol=MQTTProtocolVersion.MQTTv311
+        )
         client.will_set(f"{self.topic}/status", self._status_body("offline"), qos=1, retain=True)
         try:
             client.connect(self._host, self._port, keepalive=self._keepalive_s)

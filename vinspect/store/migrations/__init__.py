@@ -64,15 +64,22 @@ def _lock_migrations(connection: Connection, engine: Engine) -> None:
     """Take the migration advisory lock for this transaction; say who holds it while waiting."""
     if connection.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY}).scalar():
         return
-    holder = connection.execute(text(
-        "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :k LIMIT 1"),
-        {"k": MIGRATION_LOCK_KEY}).first()
-    who = ("another process" if holder is None else
-           f"PostgreSQL backend pid {holder.pid} ({holder.application_name or 'no application name'}, "
-           f"from {holder.client_addr or 'local socket'})")
-    _log.warning("%s: waiting for %s to finish migrating the schema",
-                 engine.url.render_as_string(hide_password=True), who)
+    holder = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :k LIMIT 1"
+        ),
+        {"k": MIGRATION_LOCK_KEY},
+    ).first()
+    who = (
+        "another process"
+        if holder is None
+        else f"PostgreSQL backend pid {holder.pid} ({holder.application_name or 'no application name'}, "
+        f"from {holder.client_addr or 'local socket'})"
+    )
+    _log.warning(
+        "%s: waiting for %s to finish migrating the schema", engine.url.render_as_string(hide_password=True), who
+    )
     connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
     _log.warning("%s: schema migration lock acquired", engine.url.render_as_string(hide_password=True))
 
@@ -89,5 +96,7 @@ def check_current(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         raise StoreError(f"reading schema revision: {exc}") from exc
     if current != head_revision():
-        raise StoreError(f"{engine.url.render_as_string(hide_password=True)}: schema revision "
-                         f"{current!r}, this vinspect needs {head_revision()!r} (run upgrade)")
+        raise StoreError(
+            f"{engine.url.render_as_string(hide_password=True)}: schema revision "
+            f"{current!r}, this vinspect needs {head_revision()!r} (run upgrade)"
+        )

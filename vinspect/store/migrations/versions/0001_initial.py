@@ -44,7 +44,8 @@ def _users() -> None:
 
 def _inspections() -> None:
     op.create_table(
-        "inspections", _id(),
+        "inspections",
+        _id(),
         sa.Column("inspection_id", sa.String(64), nullable=False, unique=True),
         sa.Column("station_id", sa.String(64), nullable=False),
         sa.Column("part_seq", sa.BigInteger(), nullable=False),
@@ -69,10 +70,21 @@ def _inspections() -> None:
 
 
 def _ncr_columns() -> list[sa.Column[object]]:
-    strings = [("ncr_uuid", 36), ("ncr_number", 32), ("schema_version", 16), ("site_id", 64),
-               ("line_id", 64), ("station_id", 64), ("camera_id", 64), ("detection_point", 16),
-               ("detected_by_kind", 8), ("detected_by_id", 128), ("part_number", 64),
-               ("part_revision", 32), ("part_name", 200)]
+    strings = [
+        ("ncr_uuid", 36),
+        ("ncr_number", 32),
+        ("schema_version", 16),
+        ("site_id", 64),
+        ("line_id", 64),
+        ("station_id", 64),
+        ("camera_id", 64),
+        ("detection_point", 16),
+        ("detected_by_kind", 8),
+        ("detected_by_id", 128),
+        ("part_number", 64),
+        ("part_revision", 32),
+        ("part_name", 200),
+    ]
     optional = [("serial_number", 128), ("lot_number", 128), ("work_order", 128), ("operation", 128)]
     cols: list[sa.Column[object]] = [sa.Column(n, sa.String(size), nullable=False) for n, size in strings]
     cols += [sa.Column(n, sa.String(size), nullable=True) for n, size in optional]
@@ -96,13 +108,15 @@ def _ncr_columns() -> list[sa.Column[object]]:
 
 
 def _ncrs() -> None:
-    op.create_table("ncrs", _id(), *_ncr_columns(),
-                    sa.UniqueConstraint("ncr_uuid"), sa.UniqueConstraint("ncr_number"), **_AUTOINC)
+    op.create_table(
+        "ncrs", _id(), *_ncr_columns(), sa.UniqueConstraint("ncr_uuid"), sa.UniqueConstraint("ncr_number"), **_AUTOINC
+    )
     op.create_index("ix_ncrs_detected", "ncrs", ["detected_at"])
     op.create_index("ix_ncrs_station_id", "ncrs", ["station_id"])
     op.create_index("ix_ncrs_defect_code", "ncrs", ["defect_code"])
     op.create_table(
-        "ncr_evidence", _id(),
+        "ncr_evidence",
+        _id(),
         sa.Column("ncr_id", _BIG_ID, sa.ForeignKey("ncrs.id"), nullable=False),
         sa.Column("ordinal", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
@@ -120,7 +134,8 @@ def _ncrs() -> None:
 
 def _signatures_and_events() -> None:
     op.create_table(
-        "signatures", _id(),
+        "signatures",
+        _id(),
         sa.Column("entity", sa.String(32), nullable=False),
         sa.Column("entity_id", sa.String(64), nullable=False),
         sa.Column("signer_user_id", sa.Integer(), sa.ForeignKey("users.id"), nullable=False),
@@ -133,7 +148,8 @@ def _signatures_and_events() -> None:
     )
     op.create_index("ix_signatures_entity", "signatures", ["entity", "entity_id"])
     op.create_table(
-        "ncr_events", _id(),
+        "ncr_events",
+        _id(),
         sa.Column("ncr_id", _BIG_ID, sa.ForeignKey("ncrs.id"), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
@@ -151,7 +167,8 @@ def _signatures_and_events() -> None:
 
 def _audit_and_outbox() -> None:
     op.create_table(
-        "audit_records", _id(),
+        "audit_records",
+        _id(),
         sa.Column("seq", sa.BigInteger(), nullable=False, unique=True),
         sa.Column("at", _TS, nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
@@ -170,7 +187,8 @@ def _audit_and_outbox() -> None:
     )
     op.create_index("ix_audit_entity", "audit_records", ["entity", "entity_id"])
     op.create_table(
-        "outbox", _id(),
+        "outbox",
+        _id(),
         sa.Column("ncr_uuid", sa.String(36), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("target", sa.String(64), nullable=False),
@@ -202,15 +220,21 @@ def _append_only_triggers() -> None:
             END $$""")
     for table in _APPEND_ONLY:
         if dialect == "postgresql":
-            op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                       "FOR EACH ROW EXECUTE FUNCTION vinspect_append_only()")
-            op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION vinspect_append_only()")
+            op.execute(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION vinspect_append_only()"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION vinspect_append_only()"
+            )
         else:
             for verb in ("UPDATE", "DELETE"):
-                op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                           f"BEGIN SELECT RAISE(ABORT, 'vinspect: {verb} on {table} refused: "
-                           "the table is append-only'); END")
+                op.execute(
+                    f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'vinspect: {verb} on {table} refused: "
+                    "the table is append-only'); END"
+                )
 
 
 def upgrade() -> None:

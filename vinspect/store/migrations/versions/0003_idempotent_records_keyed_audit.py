@@ -32,10 +32,17 @@ depends_on = None
 
 def _floor(table: str, columns: str) -> int:
     """The highest id among rows that share ``columns`` with another row (0 if none)."""
-    found = op.get_bind().execute(sa.text(
-        f"SELECT MAX(id) FROM {table} WHERE ({columns}) IN "
-        f"(SELECT {columns} FROM {table} WHERE {columns.split(',')[-1].strip()} IS NOT NULL "
-        f"GROUP BY {columns} HAVING COUNT(*) > 1)")).scalar()
+    found = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                f"SELECT MAX(id) FROM {table} WHERE ({columns}) IN "
+                f"(SELECT {columns} FROM {table} WHERE {columns.split(',')[-1].strip()} IS NOT NULL "
+                f"GROUP BY {columns} HAVING COUNT(*) > 1)"
+            )
+        )
+        .scalar()
+    )
     return int(found or 0)
 
 
@@ -50,8 +57,9 @@ def _unique(name: str, table: str, columns: list[str], *, lookup: str) -> None:
 
 
 def upgrade() -> None:
-    _unique("uq_inspections_station_part", "inspections", ["station_id", "part_seq"],
-            lookup="ix_inspections_station_part")
+    _unique(
+        "uq_inspections_station_part", "inspections", ["station_id", "part_seq"], lookup="ix_inspections_station_part"
+    )
     _unique("uq_ncrs_inspection", "ncrs", ["inspection_id"], lookup="ix_ncrs_inspection")
     with op.batch_alter_table("audit_records", recreate="never") as batch:
         batch.add_column(sa.Column("key_id", sa.String(32), nullable=True))

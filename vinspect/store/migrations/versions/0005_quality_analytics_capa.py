@@ -38,22 +38,29 @@ def _id() -> sa.Column[int]:
 
 def _append_only(table: str) -> None:
     if op.get_bind().dialect.name == "postgresql":  # vinspect_append_only() comes from 0001
-        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION vinspect_append_only()")
-        op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION vinspect_append_only()")
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION vinspect_append_only()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION vinspect_append_only()"
+        )
         return
     for verb in ("UPDATE", "DELETE"):
-        op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                   f"BEGIN SELECT RAISE(ABORT, 'vinspect: {verb} on {table} refused: "
-                   "the table is append-only'); END")
+        op.execute(
+            f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, 'vinspect: {verb} on {table} refused: "
+            "the table is append-only'); END"
+        )
 
 
 def upgrade() -> None:
     op.create_index("ix_inspections_recorded_verdict", "inspections", ["recorded_at", "verdict"])
     op.create_index("ix_inspections_part", "inspections", ["part_id", "id"])
     op.create_table(
-        "spc_baselines", _id(),
+        "spc_baselines",
+        _id(),
         sa.Column("station_id", sa.String(64), nullable=False),
         sa.Column("chart", sa.String(32), nullable=False),
         sa.Column("window_from", _TS, nullable=False),
@@ -71,7 +78,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_spc_baselines_station_chart", "spc_baselines", ["station_id", "chart"])
     op.create_table(
-        "quality_alarms", _id(),
+        "quality_alarms",
+        _id(),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("station_id", sa.String(64), nullable=False),
         sa.Column("chart", sa.String(64), nullable=False),
@@ -89,7 +97,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_quality_alarms_open", "quality_alarms", ["acknowledged_at", "raised_at"])
     op.create_table(
-        "capas", _id(),
+        "capas",
+        _id(),
         sa.Column("capa_number", sa.String(32), nullable=False, unique=True),
         sa.Column("title", sa.String(200), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -107,7 +116,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_capas_status", "capas", ["status"])
     op.create_table(
-        "capa_steps", _id(),
+        "capa_steps",
+        _id(),
         sa.Column("capa_id", _BIG_ID, sa.ForeignKey("capas.id"), nullable=False),
         sa.Column("step", sa.String(4), nullable=False),
         sa.Column("owner_user_id", sa.Integer(), sa.ForeignKey("users.id"), nullable=False),
@@ -120,7 +130,8 @@ def upgrade() -> None:
         **_AUTOINC,
     )
     op.create_table(
-        "capa_links", _id(),
+        "capa_links",
+        _id(),
         sa.Column("capa_id", _BIG_ID, sa.ForeignKey("capas.id"), nullable=False),
         sa.Column("ncr_uuid", sa.String(36), nullable=False),
         sa.Column("linked_at", _TS, nullable=False),
@@ -130,7 +141,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_capa_links_ncr_uuid", "capa_links", ["ncr_uuid"])
     op.create_table(
-        "pass_evidence", _id(),
+        "pass_evidence",
+        _id(),
         sa.Column("inspection_id", sa.String(64), nullable=False),
         sa.Column("ordinal", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),

@@ -39,16 +39,17 @@ def upgrade() -> None:
         "inspection_hourly",
         sa.Column("hour", sa.String(13), nullable=False),
         sa.Column("station_id", sa.String(64), nullable=False),
-        sa.Column("part_number", sa.String(64), nullable=False),   # "" when the inspection had none
+        sa.Column("part_number", sa.String(64), nullable=False),  # "" when the inspection had none
         sa.Column("model_version", sa.String(64), nullable=False),  # "" when the inspection had none
         sa.Column("verdict", sa.String(8), nullable=False),
-        sa.Column("fault", sa.String(64), nullable=False),          # "" when no fault reason
+        sa.Column("fault", sa.String(64), nullable=False),  # "" when no fault reason
         sa.Column("parts", sa.BigInteger(), nullable=False),
         sa.Column("model_rejects", sa.BigInteger(), nullable=False),
         sa.Column("first_parts", sa.BigInteger(), nullable=False),
         sa.Column("first_passed", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("hour", "station_id", "part_number", "model_version", "verdict", "fault",
-                                name="pk_inspection_hourly"),
+        sa.PrimaryKeyConstraint(
+            "hour", "station_id", "part_number", "model_version", "verdict", "fault", name="pk_inspection_hourly"
+        ),
     )
     op.create_index("ix_audit_action_at", "audit_records", ["action", "at"])
     op.create_table(

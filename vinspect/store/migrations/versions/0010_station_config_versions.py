@@ -47,15 +47,21 @@ def upgrade() -> None:
     for table in ("inspections", "stations"):  # ADD COLUMN in place (no table copy: the triggers stay)
         op.add_column(table, sa.Column("config_sha256", sa.String(64), nullable=True))
     if op.get_bind().dialect.name == "postgresql":  # vinspect_append_only() comes from 0001
-        op.execute(f"CREATE TRIGGER {_TABLE}_append_only BEFORE UPDATE OR DELETE ON {_TABLE} "
-                   "FOR EACH ROW EXECUTE FUNCTION vinspect_append_only()")
-        op.execute(f"CREATE TRIGGER {_TABLE}_no_truncate BEFORE TRUNCATE ON {_TABLE} "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION vinspect_append_only()")
+        op.execute(
+            f"CREATE TRIGGER {_TABLE}_append_only BEFORE UPDATE OR DELETE ON {_TABLE} "
+            "FOR EACH ROW EXECUTE FUNCTION vinspect_append_only()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {_TABLE}_no_truncate BEFORE TRUNCATE ON {_TABLE} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION vinspect_append_only()"
+        )
     else:
         for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {_TABLE}_no_{verb.lower()} BEFORE {verb} ON {_TABLE} "
-                       f"BEGIN SELECT RAISE(ABORT, 'vinspect: {verb} on {_TABLE} refused: "
-                       "the table is append-only'); END")
+            op.execute(
+                f"CREATE TRIGGER {_TABLE}_no_{verb.lower()} BEFORE {verb} ON {_TABLE} "
+                f"BEGIN SELECT RAISE(ABORT, 'vinspect: {verb} on {_TABLE} refused: "
+                "the table is append-only'); END"
+            )
 
 
 def downgrade() -> None:
