@@ -170,6 +170,27 @@ def pin_station(pipe: InspectionPipeline) -> None:
             PINS.append({"pid": proc.pid, "tid": thread.id, "cpus": sorted(cpus)})
 
 
+def _next_part_seq(work: Path) -> int:
+    """One past the highest part number the bench station stored in ``work`` (0 for a new folder)."""
+    db = work / "vinspect.db"
+    if not STORE or not db.exists():
+        return 0
+    from sqlalchemy import func, select
+
+    from vinspect.store import make_engine, session_scope
+    from vinspect.store.tables import InspectionRecord
+
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with session_scope(engine) as session:
+            top = session.scalar(
+                select(func.max(InspectionRecord.part_seq)).where(InspectionRecord.station_id == "bench")
+            )
+    finally:
+        engine.dispose()
+    return 0 if top is None else int(top) + 1
+
+
 def run_station(
     work: Path,
     *,
@@ -200,9 +221,10 @@ def run_station(
         critical_sinks=frozenset({"store"} if STORE else ()),
         gc_freeze=GC_FREEZE,
     )
+    first = _next_part_seq(work)  # a second run in the same folder goes on numbering, as vinspect run does
     with ExitStack() as stack:
         sinks, sink_names = build_sinks(work, stack)
-        numbers = stack.enter_context(PartNumbers(work / "admitted.mark", start=0)) if PART_MARK else None
+        numbers = stack.enter_context(PartNumbers(work / "admitted.mark", start=first)) if PART_MARK else None
         pipe = InspectionPipeline(
             source,
             judge=judge or build_judge(work),
@@ -213,7 +235,7 @@ def run_station(
         )
         pipe.books.e2e = type(pipe.books.e2e)(size=10_000_000)  # keep every sample for the percentiles
         started = time.perf_counter()
-        pipe.start()
+        pipe.start(first_part_seq=first)
         if on_start is not None:
             on_start(pipe)
         end = None if seconds is None else time.monotonic() + seconds
