@@ -9,8 +9,8 @@
    ~0.85 % with a two-week excursion on st-2, faults ~0.15 %, 1 % re-inspections), one NCR per
    reject (~1 % of parts: 100,000 at 10 M) with Pareto-shaped defect codes, reviews on 90 % of
    them (20 % overturned, 1 % superseded by a second reviewer), 10,000 blind PASS audits (0.3 %
-   escapes) and one audit-trail row per 200 parts (the stations' batch links). The audit chain's
-   hashes are placeholders: nothing here is verified.
+   escapes) and one audit-trail row per 200 parts (the stations' batch links), whose chain hashes
+   are filler values: the dashboard never reads them, and this benchmark does not verify the chain.
 3. Rolls the year up (:func:`vinspect.store.analytics_rollup.roll_up`, timed: the one-off backlog)
    and freezes each station's p-chart limits from the first 30 days (``record_baseline``).
 4. Times :func:`vinspect.quality.dashboard.build_dashboard` (what ``/dashboard`` and ``vinspect
