@@ -13,6 +13,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from vinspect.cli.store_access import store_engine
 from vinspect.errors import ConfigError
 from vinspect.store.ncr import Role
 
@@ -35,12 +36,6 @@ def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         parser.set_defaults(handler=handler)
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from vinspect.cli.web import _open_store, _settings
-
-    return _open_store(_settings(args))
-
-
 def _account(session, username: str):  # type: ignore[no-untyped-def]
     from vinspect.store.users import get_user
 
@@ -60,8 +55,7 @@ def _unlock(args: argparse.Namespace) -> int:
 
     if not args.reason.strip():
         raise ConfigError("--reason must not be blank")
-    store = _store(args)
-    with session_scope(store.engine) as session:
+    with store_engine(args) as engine, session_scope(engine) as session:
         user = _account(session, args.username)
         append_audit(
             AuditEntry(
@@ -93,9 +87,8 @@ def _reset(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("password refused: " + "; ".join(problems))
     password_hash = PasswordService().hash(password)
-    store = _store(args)
     try:
-        with session_scope(store.engine) as session:
+        with store_engine(args) as engine, session_scope(engine) as session:
             user = _account(session, args.username)
             set_user_password(user.id, session=session, password_hash=password_hash, actor=_actor(), reason=args.reason)
             append_audit(
@@ -120,9 +113,8 @@ def _set_role(args: argparse.Namespace) -> int:
     from vinspect.store import Role, session_scope
     from vinspect.store.users import set_user_role
 
-    store = _store(args)
     try:
-        with session_scope(store.engine) as session:
+        with store_engine(args) as engine, session_scope(engine) as session:
             user = _account(session, args.username)
             changed = set_user_role(user.id, session=session, role=Role(args.role), actor=_actor(), reason=args.reason)
     except StateError as exc:

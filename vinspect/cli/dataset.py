@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vinspect.cli.labelling import register_verbs as register_labelling
+from vinspect.cli.store_access import store_engine
 from vinspect.dataset.from_reviews import ReviewedImage, build_from_reviews
 from vinspect.dataset.frozen import freeze
 from vinspect.dataset.labels_manifest import check_labels_manifest, read_labels_manifest
@@ -16,10 +17,9 @@ from vinspect.dataset.layouts import open_dataset
 from vinspect.dataset.synth import DEFECT_KINDS, write_dataset
 from vinspect.dataset.synth_pcb import SYNTH_KINDS, write_pairs
 from vinspect.dataset.validate import Problem, validate_dataset
-from vinspect.errors import StoreError
 from vinspect.settings import load_settings
 from vinspect.store.adjudicated import adjudicated_parts, audited_pass_parts
-from vinspect.store.db import make_engine, session_scope
+from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceStore
 
 __all__ = ["register"]
@@ -137,39 +137,37 @@ def _time(text: str) -> datetime:
 
 
 def _from_reviews(args: argparse.Namespace) -> int:
-    settings = load_settings(data_dir=args.data_dir, database_url=args.database_url)
-    data_dir, url = settings.data_dir, settings.resolved_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise StoreError(f"no store at {url.removeprefix('sqlite:///')} (give --data-dir or --database-url)")
-    engine = make_engine(url)
-    evidence = EvidenceStore(data_dir / "evidence")
-    try:
-        with session_scope(engine, readonly=True) as session:
-            parts = [
-                ReviewedImage(name=p.ncr_number, label=p.label, image_sha256=p.image_sha256, provenance=p.provenance())
-                for p in adjudicated_parts(session=session, since=args.since, until=args.until)
-            ]
-            audits = [
-                ReviewedImage(
-                    name=f"pass-{a.inspection_id}",
-                    label=a.label,
-                    image_sha256=a.image_sha256,
-                    provenance=a.provenance(),
-                )
-                for a in audited_pass_parts(session=session, since=args.since, until=args.until)
-            ]
-            parts += audits
-        report = build_from_reviews(
-            parts,
-            read_blob=evidence.read,
-            out=args.out,
-            merge=args.merge,
-            exclude=args.exclude,
-            drop_leaking=args.drop_leaking,
-        )
-    finally:
-        evidence.close()
-        engine.dispose()
+    data_dir = load_settings(data_dir=args.data_dir, database_url=args.database_url).data_dir
+    with store_engine(args, must_exist=True) as engine:
+        evidence = EvidenceStore(data_dir / "evidence")
+        try:
+            with session_scope(engine, readonly=True) as session:
+                parts = [
+                    ReviewedImage(
+                        name=p.ncr_number, label=p.label, image_sha256=p.image_sha256, provenance=p.provenance()
+                    )
+                    for p in adjudicated_parts(session=session, since=args.since, until=args.until)
+                ]
+                audits = [
+                    ReviewedImage(
+                        name=f"pass-{a.inspection_id}",
+                        label=a.label,
+                        image_sha256=a.image_sha256,
+                        provenance=a.provenance(),
+                    )
+                    for a in audited_pass_parts(session=session, since=args.since, until=args.until)
+                ]
+                parts += audits
+            report = build_from_reviews(
+                parts,
+                read_blob=evidence.read,
+                out=args.out,
+                merge=args.merge,
+                exclude=args.exclude,
+                drop_leaking=args.drop_leaking,
+            )
+        finally:
+            evidence.close()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
     sys.stdout.write(
         f"wrote {sum(report.counts.values())} images to {report.out} ({counts}): "

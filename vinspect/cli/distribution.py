@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vinspect.cli.promotion import store_engine
+from vinspect.cli.store_access import store_engine
 from vinspect.errors import ConfigError, StateError
 from vinspect.models.archive import archive_sha256, pack_bundle
 from vinspect.models.manifest import read_manifest
@@ -71,57 +71,57 @@ def _distribute(args: argparse.Namespace) -> int:
         raise ConfigError("name the stations (--stations a,b) or a line (--line L)")
     archive = pack_bundle(folder)
     digest = archive_sha256(archive)
-    engine = store_engine(args)
     try:
-        with session_scope(engine, readonly=True) as session:
-            controlled = approval_of(
-                session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
-            )
-        warnings = activation_warnings(manifest)
-        signer = _check_acceptance(args, manifest) if controlled is None and warnings else None
+        with store_engine(args) as engine:
+            with session_scope(engine, readonly=True) as session:
+                controlled = approval_of(
+                    session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
+                )
+            warnings = activation_warnings(manifest)
+            signer = _check_acceptance(args, manifest) if controlled is None and warnings else None
 
-        def call(session: Any) -> Any:
-            approval = approval_of(
-                session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
-            )
-            if approval is None and warnings:
-                record = record_model_activation(
+            def call(session: Any) -> Any:
+                approval = approval_of(
+                    session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
+                )
+                if approval is None and warnings:
+                    record = record_model_activation(
+                        session=session,
+                        user_id=signer,
+                        actor=f"user:{signer}",
+                        name=manifest.name,
+                        version=manifest.version,
+                        sha256=manifest.sha256,
+                        warnings=warnings,
+                        rates=stated_rates(manifest),
+                        reason=args.reason,
+                        source=_actor(),
+                        accept_risk=True,
+                    )
+                    approval = (
+                        f"activation with the stated risk accepted by {args.user} (signature {record.signature_id})"
+                    )
+                elif approval is None:
+                    approval = "activation (no promotion criteria fixed; the bundle meets its stated targets)"
+                chosen = resolve_stations(session=session, station_ids=stations, line_id=args.line)
+                return distribute(
                     session=session,
-                    user_id=signer,
-                    actor=f"user:{signer}",
                     name=manifest.name,
                     version=manifest.version,
                     sha256=manifest.sha256,
-                    warnings=warnings,
-                    rates=stated_rates(manifest),
+                    archive=archive,
+                    archive_sha256=digest,
+                    station_ids=chosen,
+                    approval=approval,
+                    actor=_actor(),
                     reason=args.reason,
-                    source=_actor(),
-                    accept_risk=True,
+                    at=datetime.now(UTC),
                 )
-                approval = f"activation with the stated risk accepted by {args.user} (signature {record.signature_id})"
-            elif approval is None:
-                approval = "activation (no promotion criteria fixed; the bundle meets its stated targets)"
-            chosen = resolve_stations(session=session, station_ids=stations, line_id=args.line)
-            return distribute(
-                session=session,
-                name=manifest.name,
-                version=manifest.version,
-                sha256=manifest.sha256,
-                archive=archive,
-                archive_sha256=digest,
-                station_ids=chosen,
-                approval=approval,
-                actor=_actor(),
-                reason=args.reason,
-                at=datetime.now(UTC),
-            )
 
-        with session_scope(engine) as session:
-            assigned = call(session)
+            with session_scope(engine) as session:
+                assigned = call(session)
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
-    finally:
-        engine.dispose()
     sys.stdout.write(
         f"assigned {manifest.name} {manifest.version} (model sha256 {manifest.sha256[:12]}, archive "
         f"{len(archive):,} bytes, sha256 {digest[:12]}) to {', '.join(a.station_id for a in assigned)}; "
@@ -136,13 +136,9 @@ def _distribution(args: argparse.Namespace) -> int:
     from vinspect.store.distribution import current_assignments
     from vinspect.store.stations import list_stations
 
-    engine = store_engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            stations = list_stations(session=session)
-            assignments = current_assignments(session=session)
-    finally:
-        engine.dispose()
+    with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
+        stations = list_stations(session=session)
+        assignments = current_assignments(session=session)
     rows = 0
     for st in stations:
         a = assignments.get(st.station_id)

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vinspect.cli.store_access import store_engine
 from vinspect.errors import DatasetError
-from vinspect.fileperms import private_dir
 from vinspect.settings import Settings, load_settings
 
-__all__ = ["label_files", "open_labelling_store", "register_verbs"]
+__all__ = ["label_files", "register_verbs"]
 
 
 def register_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
@@ -50,18 +50,6 @@ def register_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     score.set_defaults(handler=_score)
 
 
-def open_labelling_store(settings: Settings):  # type: ignore[no-untyped-def]
-    """The store's engine, migrated, with the audit key attached (as ``vinspect serve`` opens it)."""
-    from vinspect.store import make_engine, upgrade
-    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
-
-    private_dir(settings.data_dir)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
-    return engine
-
-
 def label_files(settings: Settings):  # type: ignore[no-untyped-def]
     from vinspect.store.label_files import LabelFiles
 
@@ -81,8 +69,7 @@ def _import(args: argparse.Namespace) -> int:
     settings = load_settings(data_dir=args.data_dir)
     if args.blind == 1 or args.blind < 0:
         raise DatasetError(f"--blind {args.blind}: 0 (open labelling) or 2-9 labellers")
-    engine = open_labelling_store(settings)
-    try:
+    with store_engine(args) as engine:
         report = import_folder(
             args.folder,
             engine=engine,
@@ -92,8 +79,6 @@ def _import(args: argparse.Namespace) -> int:
             blind_labellers=args.blind,
             model_name=args.model_name,
         )
-    finally:
-        engine.dispose()
     for name, reason in report.skipped:
         sys.stdout.write(f"SKIPPED {name}: {reason}\n")
     sys.stdout.write(f"set {report.set_name}: {report.added} image(s) added, {len(report.skipped)} skipped\n")
@@ -106,16 +91,13 @@ def _export(args: argparse.Namespace) -> int:
     from vinspect.store.label_queries import get_set, set_labels
 
     settings = load_settings(data_dir=args.data_dir)
-    engine = open_labelling_store(settings)
-    try:
+    with store_engine(args) as engine:
         with session_scope(engine, readonly=True) as db:
             label_set = get_set(db, args.set_name)
             if label_set is None:
                 raise DatasetError(f"no labelling set {args.set_name!r}")
             labels = set_labels(db, label_set)
         summary = export_labels(label_set, labels, label_files(settings), args.out)
-    finally:
-        engine.dispose()
     counts = ", ".join(f"{k} {v}" for k, v in summary.per_label.items())
     sys.stdout.write(
         f"wrote {summary.images} image(s) to {summary.out} ({counts}); labels.json sha256 {summary.manifest_sha256}\n"
@@ -134,10 +116,7 @@ def _score(args: argparse.Namespace) -> int:
     from vinspect.cli.label_scoring import score_set
 
     settings = load_settings(data_dir=args.data_dir)
-    engine = open_labelling_store(settings)
-    try:
+    with store_engine(args) as engine:
         scored = score_set(engine, label_files(settings), args.set_name, args.model)
-    finally:
-        engine.dispose()
     sys.stdout.write(f"set {args.set_name}: scored {scored} image(s) with {args.model}\n")
     return 0

@@ -13,7 +13,8 @@ import numpy as np
 
 from vinspect.cli.distribution import register_verbs as register_distribution
 from vinspect.cli.promotion import register_verbs as register_promotion
-from vinspect.cli.promotion import store_engine, verify_signer
+from vinspect.cli.promotion import verify_signer
+from vinspect.cli.store_access import missing_sqlite_store, store_engine
 from vinspect.dataset.images import IMAGE_SUFFIXES, read_image
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.dataset.layouts import DatasetIndex, open_dataset
@@ -454,19 +455,13 @@ def _models_activate(args: argparse.Namespace) -> int:
 
 def _refuse_controlled(args: argparse.Namespace, manifest: ModelManifest) -> None:
     """A version whose promotion criteria were fixed goes on the line by promotion only."""
-    settings = load_settings(data_dir=args.data_dir)
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if missing_sqlite_store(load_settings(data_dir=args.data_dir).resolved_database_url) is not None:
         return  # no store yet: nothing can be under promotion control
-    from vinspect.store import make_engine, session_scope
+    from vinspect.store import session_scope
     from vinspect.store.promotion import under_promotion_control
 
-    engine = make_engine(url)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            controlled = under_promotion_control(session=session, name=manifest.name, version=manifest.version)
-    finally:
-        engine.dispose()
+    with store_engine(args, must_exist=True) as engine, session_scope(engine, readonly=True) as session:
+        controlled = under_promotion_control(session=session, name=manifest.name, version=manifest.version)
     if controlled:
         raise ModelError(
             f"{manifest.name} {manifest.version} is under promotion control: promote it "
@@ -489,11 +484,8 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
         )
     if not args.user or not args.reason or not args.reason.strip():
         raise ConfigError("--accept-risk needs --user (a quality engineer) and --reason")
-    engine = store_engine(args)
-    try:
+    with store_engine(args) as engine:
         return verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
-    finally:
-        engine.dispose()
 
 
 def _activate(
@@ -508,9 +500,8 @@ def _activate(
     from vinspect.store import session_scope
     from vinspect.store.model_acceptance import record_model_activation
 
-    engine = store_engine(args)
     try:
-        with session_scope(engine) as session:
+        with store_engine(args) as engine, session_scope(engine) as session:
             record = record_model_activation(
                 session=session,
                 user_id=signer,
@@ -527,8 +518,6 @@ def _activate(
             registry.activate(manifest.name, manifest.version)
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
-    finally:
-        engine.dispose()
     sys.stdout.write(
         f"{manifest.name}: active version is now {manifest.version} (risk accepted by {args.user}, "
         f"signature {record.signature_id})\n"

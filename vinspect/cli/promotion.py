@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vinspect.cli.store_access import store_engine
 from vinspect.dataset.frozen import is_frozen, verify_frozen
 from vinspect.dataset.layouts import open_dataset
 from vinspect.errors import ConfigError, DatasetError, ModelError, StateError
@@ -35,7 +36,7 @@ from vinspect.store import session_scope
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.users import get_user
 
-__all__ = ["register_verbs", "store_engine", "verify_signer"]
+__all__ = ["register_verbs", "verify_signer"]
 
 _DATA_HELP = "default: VINSPECT_DATA_DIR or ./vinspect-data"
 
@@ -96,20 +97,6 @@ def _signer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
 
-def store_engine(args: argparse.Namespace) -> Any:
-    """The migrated store of ``--data-dir``, signing with its audit key as the station and the web app
-    do (an unkeyed row after keyed ones reads as a forgery). Shared by every ``models`` verb."""
-    from vinspect.store import make_engine, upgrade
-    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
-
-    settings = load_settings(data_dir=args.data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
-    return engine
-
-
 def _registry(args: argparse.Namespace) -> ModelRegistry:
     return ModelRegistry(load_settings(data_dir=args.data_dir).data_dir / "models")
 
@@ -148,8 +135,6 @@ def _run(engine: Any, call: Any) -> Any:
             return call(session)
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
-    finally:
-        engine.dispose()
 
 
 def _criteria(args: argparse.Namespace) -> int:
@@ -164,19 +149,20 @@ def _criteria(args: argparse.Namespace) -> int:
         min_shadow_parts=args.min_shadow_parts,
     )
     trained_by = args.trained_by or manifest.training.trained_by
-    digest = _run(
-        store_engine(args),
-        lambda s: promo.fix_criteria(
-            session=s,
-            name=manifest.name,
-            version=manifest.version,
-            sha256=manifest.sha256,
-            trained_by=trained_by,
-            criteria=criteria,
-            actor=_actor(),
-            reason=args.reason,
-        ),
-    )
+    with store_engine(args) as engine:
+        digest = _run(
+            engine,
+            lambda s: promo.fix_criteria(
+                session=s,
+                name=manifest.name,
+                version=manifest.version,
+                sha256=manifest.sha256,
+                trained_by=trained_by,
+                criteria=criteria,
+                actor=_actor(),
+                reason=args.reason,
+            ),
+        )
     sys.stdout.write(
         f"criteria fixed for {manifest.name} {manifest.version} (sha256 {digest[:12]}; trained by "
         f"{trained_by or 'unknown'}): {json.dumps(criteria.model_dump(mode='json'))}\n"
@@ -234,12 +220,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             for k in ("parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")
         },
     )
-    digest = _run(
-        store_engine(args),
-        lambda s: promo.record_evaluation(
-            session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()
-        ),
-    )
+    with store_engine(args) as engine:
+        digest = _run(
+            engine,
+            lambda s: promo.record_evaluation(
+                session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()
+            ),
+        )
     if champion is not None:  # the changed verdicts' images, for the Models page (named by the evidence's hash)
         folder = evaluation_dir(load_settings(data_dir=args.data_dir).data_dir, m.name, m.version, digest)
         changed = write_changed_images(
@@ -252,12 +239,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    engine = store_engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            state = promo.candidate_state(session=session, name=m.name, version=m.version)
-    finally:
-        engine.dispose()
+    with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
+        state = promo.candidate_state(session=session, name=m.name, version=m.version)
     against = f"against {args.name} {active}" if active else "(no active version to compare with)"
     sys.stdout.write(
         f"evaluated {m.name} {m.version} {against} on {frozen.name} {frozen.version} "
@@ -296,20 +279,16 @@ def _slim(summary: dict[str, Any]) -> dict[str, Any]:
 def _sign(args: argparse.Namespace) -> int:
     registry = _registry(args)
     manifest = read_manifest(registry.resolve(args.name, args.version))
-    engine = store_engine(args)
-    user_id = verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
-    sig = _run(
-        engine,
-        lambda s: promo.sign_promotion(
-            session=s, user_id=user_id, name=manifest.name, version=manifest.version, reason=args.reason
-        ),
-    )
-    engine = store_engine(args)
-    try:
+    with store_engine(args) as engine:
+        user_id = verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
+        sig = _run(
+            engine,
+            lambda s: promo.sign_promotion(
+                session=s, user_id=user_id, name=manifest.name, version=manifest.version, reason=args.reason
+            ),
+        )
         with session_scope(engine, readonly=True) as session:
             state = promo.candidate_state(session=session, name=manifest.name, version=manifest.version)
-    finally:
-        engine.dispose()
     sys.stdout.write(
         f"signed the promotion of {manifest.name} {manifest.version} (signature {sig}); "
         f"signatures {len(state.signers)}/2: {', '.join(state.signers)}\n"
@@ -331,7 +310,8 @@ def _promote(args: argparse.Namespace) -> int:
         registry.activate(manifest.name, manifest.version)  # inside the transaction: no promotion without it
         return state
 
-    state = _run(store_engine(args), call)
+    with store_engine(args) as engine:
+        state = _run(engine, call)
     sys.stdout.write(
         f"{manifest.name}: active version is now {manifest.version} (was {previous or 'none'}); "
         f"signed by {' and '.join(state.signers)}. A running station switches after its golden "
@@ -345,42 +325,37 @@ def _rollback(args: argparse.Namespace) -> int:
     current = registry.active_version(args.name)
     if current is None:
         raise ModelError(f"{args.name}: no active version to roll back")
-    engine = store_engine(args)
-    try:
+    with store_engine(args) as engine:
         with session_scope(engine, readonly=True) as session:
             history = promo.model_history(session=session, name=args.name)
-    except Exception:
-        engine.dispose()
-        raise
-    replaced = [
-        h
-        for h in history
-        if h["action"] in (promo.PROMOTED, promo.ROLLED_BACK) and h["model"] == promo.entity_id(args.name, current)
-    ]
-    if not replaced or not replaced[-1]["old_value"]:
-        engine.dispose()
-        raise ModelError(
-            f"{args.name} {current}: no earlier version recorded to roll back to "
-            "(it was not put on the line by a promotion)"
-        )
-    target = str(replaced[-1]["old_value"])
-    manifest = read_manifest(registry.resolve(args.name, target))
-    user_id = verify_signer(args, engine, f"model {args.name}@{target}")
+        replaced = [
+            h
+            for h in history
+            if h["action"] in (promo.PROMOTED, promo.ROLLED_BACK) and h["model"] == promo.entity_id(args.name, current)
+        ]
+        if not replaced or not replaced[-1]["old_value"]:
+            raise ModelError(
+                f"{args.name} {current}: no earlier version recorded to roll back to "
+                "(it was not put on the line by a promotion)"
+            )
+        target = str(replaced[-1]["old_value"])
+        manifest = read_manifest(registry.resolve(args.name, target))
+        user_id = verify_signer(args, engine, f"model {args.name}@{target}")
 
-    def call(session: Any) -> int:
-        sig = promo.record_rollback(
-            session=session,
-            user_id=user_id,
-            name=args.name,
-            from_version=current,
-            to_version=target,
-            sha256=manifest.sha256,
-            reason=args.reason,
-        )
-        registry.activate(args.name, target)
-        return int(sig)
+        def call(session: Any) -> int:
+            sig = promo.record_rollback(
+                session=session,
+                user_id=user_id,
+                name=args.name,
+                from_version=current,
+                to_version=target,
+                sha256=manifest.sha256,
+                reason=args.reason,
+            )
+            registry.activate(args.name, target)
+            return int(sig)
 
-    sig = _run(engine, call)
+        sig = _run(engine, call)
     sys.stdout.write(
         f"{args.name}: rolled back from {current} to {target} (sha256 {manifest.sha256[:12]}, "
         f"signature {sig}). A running station switches after its golden self-test.\n"
@@ -389,12 +364,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    engine = store_engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            history = promo.model_history(session=session, name=args.name)
-    finally:
-        engine.dispose()
+    with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
+        history = promo.model_history(session=session, name=args.name)
     registry = _registry(args)
     doc = {
         "model": args.name,

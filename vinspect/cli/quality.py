@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vinspect.analytics.spc import freeze_baseline
-from vinspect.cli.store import _common, _store, _time
+from vinspect.cli.store import _common, _time
+from vinspect.cli.store_access import store_engine
 from vinspect.errors import StoreError
 from vinspect.models.registry import ModelRegistry
 from vinspect.quality.alarms import MqttAlarmPublisher, check_alarms
@@ -95,7 +96,7 @@ def _registry(args: argparse.Namespace) -> ModelRegistry:
 
 def _report(args: argparse.Namespace) -> int:
     window = _window(args.since, args.until)
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         roll_up(engine)  # count new rows into the hourly roll-up first (readers stay correct without it)
         with session_scope(engine, readonly=True) as session:
             index = write_quality_report(
@@ -107,7 +108,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     window = _window(args.since, args.until)
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         if args.subgroup_parts is not None and args.subgroup_parts < 1:
             raise StoreError(f"--subgroup-parts {args.subgroup_parts}: at least 1")
         with session_scope(engine, readonly=True) as session:
@@ -159,7 +160,7 @@ def _check(args: argparse.Namespace) -> int:
         host, _, port = args.mqtt.partition(":")
         publish = MqttAlarmPublisher(host, int(port or 1883), args.topic_prefix)
     data_dir = load_settings(data_dir=args.data_dir).data_dir
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         store = StoreHandle(engine=engine, evidence=EvidenceStore(data_dir / "evidence"))
         roll_up(engine)
         now = datetime.now(UTC)
@@ -179,7 +180,7 @@ def _capa_open(args: argparse.Namespace) -> int:
     from vinspect.store.repository import resolve_ncr
     from vinspect.store.users import get_user
 
-    with _store(args) as engine, session_scope(engine) as session:
+    with store_engine(args, must_exist=True) as engine, session_scope(engine) as session:
         user = get_user(session=session, username=args.username)
         if user is None:
             raise StoreError(f"no user {args.username!r}")

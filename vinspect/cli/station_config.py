@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vinspect.cli.promotion import store_engine, verify_signer
+from vinspect.cli.promotion import verify_signer
+from vinspect.cli.store_access import store_engine
 from vinspect.errors import ConfigError, StateError
 from vinspect.station_file import StationConfig, load_station
 from vinspect.store import session_scope
@@ -57,13 +58,9 @@ def _previous(session: Any, station: StationConfig) -> configs.ConfigApproval | 
 def _show(args: argparse.Namespace) -> int:
     station = load_station(args.station)
     digest = station.config_sha256()
-    engine = store_engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            done = configs.approved(session=session, station_id=station.station_id, config_sha256=digest)
-            last = _previous(session, station)
-    finally:
-        engine.dispose()
+    with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
+        done = configs.approved(session=session, station_id=station.station_id, config_sha256=digest)
+        last = _previous(session, station)
     sys.stdout.write(f"station {station.station_id}: {args.station} configuration {digest}\n")
     if done is not None:
         sys.stdout.write(f"approved by {done.approved_by} at {done.approved_at:%Y-%m-%d %H:%M:%S} UTC: {done.reason}\n")
@@ -81,8 +78,7 @@ def _show(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace) -> int:
     station = load_station(args.station)
     text, digest = station.config_text(), station.config_sha256()
-    engine = store_engine(args)
-    try:
+    with store_engine(args) as engine:
         user_id = verify_signer(args, engine, f"station config {station.station_id}@{digest[:12]}")
         try:
             with session_scope(engine) as session:
@@ -97,8 +93,6 @@ def _approve(args: argparse.Namespace) -> int:
                 )
         except StateError as exc:
             raise ConfigError(str(exc)) from exc
-    finally:
-        engine.dispose()
     sys.stdout.write(
         f"approved configuration {approval.short} of station {station.station_id} ({args.station}); "
         f"signed by {approval.approved_by} (signature {approval.signature_id})\n"
@@ -111,12 +105,8 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    engine = store_engine(args)
-    try:
-        with session_scope(engine, readonly=True) as session:
-            rows = configs.station_history(session=session, station_id=args.station_id)
-    finally:
-        engine.dispose()
+    with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
+        rows = configs.station_history(session=session, station_id=args.station_id)
     doc = [
         {
             "config_sha256": r.config_sha256,

@@ -11,40 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from vinspect.cli.store_access import store_engine, store_location
 from vinspect.errors import ConfigError, StoreError
-from vinspect.settings import load_settings
 from vinspect.store import repository
 from vinspect.store.audit import AuditEntry, ChainAnchor, append_audit, chain_head, links_after, verify_chain
-from vinspect.store.audit_key import ANCHOR_FILE, KEY_FILE, attach, load_keyring, read_anchor, rotate_key
+from vinspect.store.audit_key import ANCHOR_FILE, KEY_FILE, load_keyring, read_anchor, rotate_key
 from vinspect.store.backup import backup_store, restore_store
 from vinspect.store.canonical import format_utc
-from vinspect.store.db import make_engine, session_scope
+from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceStore, scrub
 from vinspect.store.export import ExportFormat, export_ncrs, export_to_path
-from vinspect.store.migrations import upgrade
 from vinspect.store.ncr import NcrFilter, NcrStatus
 from vinspect.store.outbox import OutboxRelay, RelayConfig
 from vinspect.store.recovery import all_skipped_ranges
 from vinspect.store.roles import grant_app_role
 from vinspect.store.verify import verify_store
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
 __all__ = ["register", "store_location"]
-
-
-def store_location(data_dir: Path | None, database_url: str | None) -> tuple[Path, str]:
-    """(data_dir, database URL): the options, else VINSPECT_DATA_DIR / VINSPECT_DATABASE_URL, else
-    ``./vinspect-data`` and SQLite inside it (see :class:`vinspect.settings.Settings`)."""
-    settings = load_settings(data_dir=data_dir, database_url=database_url)
-    return settings.data_dir, settings.resolved_database_url
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -145,34 +131,12 @@ def _register_ncr(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export.set_defaults(handler=_ncr_export)
 
 
-@contextmanager
-def _store(args: argparse.Namespace, *, create: bool = False) -> Iterator[Engine]:
-    """The migrated store the arguments name, signing with the data directory's audit key;
-    disposed of on the way out."""
-    data_dir, url = store_location(args.data_dir, args.database_url)
-    if url.startswith("sqlite:///") and not create:
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.exists():
-            raise StoreError(f"no store at {path} (give --data-dir or --database-url)")
-    if create:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        ring = load_keyring(data_dir / KEY_FILE)  # rows this command appends are signed like the station's
-        if ring is not None:
-            attach(engine, ring, anchor_path=data_dir / ANCHOR_FILE)
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _out(text: str) -> None:
     sys.stdout.write(text)
 
 
 def _ncr_list(args: argparse.Namespace) -> int:
-    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+    with store_engine(args, must_exist=True) as engine, session_scope(engine, readonly=True) as session:
         for doc in repository.list_ncrs(_filter_of(args), session=session, limit=args.limit):
             _out(
                 f"{doc['ncr_number']}  {doc['ncr_uuid']}  {doc['status']:<13}  {doc['station_id']}  "
@@ -182,7 +146,7 @@ def _ncr_list(args: argparse.Namespace) -> int:
 
 
 def _ncr_show(args: argparse.Namespace) -> int:
-    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+    with store_engine(args, must_exist=True) as engine, session_scope(engine, readonly=True) as session:
         uuid = repository.resolve_ncr(args.ref, session=session)
         doc = None if uuid is None else repository.get_ncr(uuid, session=session)
     if doc is None:
@@ -193,7 +157,7 @@ def _ncr_show(args: argparse.Namespace) -> int:
 
 def _ncr_export(args: argparse.Namespace) -> int:
     fmt = ExportFormat(args.format)
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         with session_scope(engine, readonly=True) as session:
             if args.out is None:
                 summary = export_ncrs(sys.stdout, session=session, fmt=fmt, filters=_filter_of(args))
@@ -226,7 +190,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"anchor file {args.anchor}: {exc}") from exc
     signed = read_anchor(data_dir / ANCHOR_FILE, ring)
-    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+    with store_engine(args, must_exist=True) as engine, session_scope(engine, readonly=True) as session:
         signed_anchor = None if signed is None else ChainAnchor(seq=signed.seq, row_hash=signed.row_hash)
         report = verify_store(session=session, anchor=anchor or signed_anchor, keyring=ring)
         tail = None
@@ -284,7 +248,7 @@ def _audit_rotate_key(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         manifest = backup_store(engine, args.out)
     _out(f"backup {args.out}: verified, sha256 {manifest.file_sha256}, counts {manifest.counts}\n")
     return 0
@@ -305,7 +269,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _scrub(args: argparse.Namespace) -> int:
     data_dir, _ = store_location(args.data_dir, args.database_url)
-    with _store(args) as engine, session_scope(engine, readonly=True) as session:
+    with store_engine(args, must_exist=True) as engine, session_scope(engine, readonly=True) as session:
         report = scrub(EvidenceStore(data_dir / "evidence"), session=session)
     _out(f"evidence files checked: {report.checked}\n")
     for digest in report.missing:
@@ -317,14 +281,14 @@ def _scrub(args: argparse.Namespace) -> int:
 
 
 def _db_grant(args: argparse.Namespace) -> int:
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         statements = grant_app_role(engine, args.role)
     _out("".join(f"{statement};\n" for statement in statements))
     return 0
 
 
 def _outbox_drain(args: argparse.Namespace) -> int:
-    with _store(args) as engine:
+    with store_engine(args, must_exist=True) as engine:
         relay = OutboxRelay(engine, RelayConfig(url=args.url, timeout_s=args.timeout_s))
         summary = relay.drain(max_seconds=args.max_seconds)
     _out(

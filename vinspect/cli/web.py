@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from vinspect.cli.accounts import register_verbs
+from vinspect.cli.store_access import open_store_engine, store_engine
 from vinspect.errors import ConfigError
-from vinspect.fileperms import private_dir, restrict_umask
+from vinspect.fileperms import restrict_umask
 from vinspect.settings import Settings, load_settings
 from vinspect.store.ncr import Role
 
@@ -114,16 +115,11 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
 
 
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
-    from vinspect.store import EvidenceStore, make_engine, upgrade
+    """The web app's store: the engine and the evidence files, open for the app's lifetime."""
+    from vinspect.store import EvidenceStore
     from vinspect.store.review_queries import StoreHandle
 
-    private_dir(settings.data_dir)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    from vinspect.store.audit_key import ANCHOR_FILE, attach, open_keyring
-
-    attach(engine, open_keyring(settings.data_dir), anchor_path=settings.data_dir / ANCHOR_FILE)
-    return StoreHandle(engine=engine, evidence=EvidenceStore(settings.data_dir / "evidence"))
+    return StoreHandle(engine=open_store_engine(settings), evidence=EvidenceStore(settings.data_dir / "evidence"))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -196,10 +192,9 @@ def _users_add(args: argparse.Namespace) -> int:
     problems = password_problems(password, username=args.username)
     if problems:
         raise ConfigError("password refused: " + "; ".join(problems))
-    store = _open_store(_settings(args))
     password_hash = PasswordService().hash(password)
     try:
-        with session_scope(store.engine) as session:
+        with store_engine(args) as engine, session_scope(engine) as session:
             user = create_user(
                 args.username,
                 session=session,
