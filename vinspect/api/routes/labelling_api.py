@@ -8,6 +8,7 @@ person had saved before stays as it was.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
@@ -20,6 +21,7 @@ from vinspect.errors import DatasetError
 from vinspect.store.db import session_scope
 from vinspect.store.labelling import Labeller as Who
 from vinspect.store.labelling import record_label, settle_label, undo_label
+from vinspect.store.tables import LabelEventRecord
 
 __all__ = ["router"]
 
@@ -59,6 +61,37 @@ def _refused(exc: DatasetError) -> HTTPException:
     return HTTPException(status_code=422, detail=str(exc))
 
 
+def _change(
+    write: Callable[..., LabelEventRecord | None],
+    *,
+    set_name: str,
+    image_id: int,
+    request: Request,
+    services: ServicesDep,
+    user: AuthUser,
+    **fields: Any,
+) -> LabelOut:
+    """One label change (``record_label``, ``undo_label`` or ``settle_label``) in one transaction:
+    a refusal answers 422 and writes nothing."""
+    with session_scope(services.store.engine) as db:
+        label_set = load_set(db, set_name)
+        try:
+            event = write(
+                db,
+                label_set,
+                image_id,
+                _who(user),
+                catalogue=catalogue_of(services, label_set),
+                source=client_source(request),
+                **fields,
+            )
+        except DatasetError as exc:
+            raise _refused(exc) from exc
+        if event is None:
+            return LabelOut(label=None, regions=[], event_id=None, kind=None)
+        return LabelOut(label=event.label, regions=json.loads(event.regions), event_id=event.id, kind=event.kind)
+
+
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/label", tags=["labelling"], responses=API_RESPONSES)
 def api_label(
     set_name: SetName,
@@ -70,22 +103,16 @@ def api_label(
     _csrf: CsrfChecked,
 ) -> LabelOut:
     """Label an image (a new event under the audit chain; the same label and regions again add nothing)."""
-    with session_scope(services.store.engine) as db:
-        label_set = load_set(db, set_name)
-        try:
-            event = record_label(
-                db,
-                label_set,
-                image_id,
-                _who(user),
-                label=body.label,
-                regions=body.regions,
-                catalogue=catalogue_of(services, label_set),
-                source=client_source(request),
-            )
-        except DatasetError as exc:
-            raise _refused(exc) from exc
-        return LabelOut(label=event.label, regions=json.loads(event.regions), event_id=event.id, kind=event.kind)
+    return _change(
+        record_label,
+        set_name=set_name,
+        image_id=image_id,
+        request=request,
+        services=services,
+        user=user,
+        label=body.label,
+        regions=body.regions,
+    )
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/undo", tags=["labelling"], responses=API_RESPONSES)
@@ -93,22 +120,7 @@ def api_undo(
     set_name: SetName, image_id: ImageId, request: Request, services: ServicesDep, user: Labeller, _csrf: CsrfChecked
 ) -> LabelOut:
     """Undo the caller's newest label of the image (repeats backwards; nothing left: unchanged)."""
-    with session_scope(services.store.engine) as db:
-        label_set = load_set(db, set_name)
-        try:
-            event = undo_label(
-                db,
-                label_set,
-                image_id,
-                _who(user),
-                catalogue=catalogue_of(services, label_set),
-                source=client_source(request),
-            )
-        except DatasetError as exc:
-            raise _refused(exc) from exc
-        if event is None:
-            return LabelOut(label=None, regions=[], event_id=None, kind=None)
-        return LabelOut(label=event.label, regions=json.loads(event.regions), event_id=event.id, kind=event.kind)
+    return _change(undo_label, set_name=set_name, image_id=image_id, request=request, services=services, user=user)
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/settle", tags=["labelling"], responses=API_RESPONSES)
@@ -122,19 +134,13 @@ def api_settle(
     _csrf: CsrfChecked,
 ) -> LabelOut:
     """Settle a blind disagreement (only someone who did not label the image)."""
-    with session_scope(services.store.engine) as db:
-        label_set = load_set(db, set_name)
-        try:
-            event = settle_label(
-                db,
-                label_set,
-                image_id,
-                _who(user),
-                label=body.label,
-                regions=body.regions,
-                catalogue=catalogue_of(services, label_set),
-                source=client_source(request),
-            )
-        except DatasetError as exc:
-            raise _refused(exc) from exc
-        return LabelOut(label=event.label, regions=json.loads(event.regions), event_id=event.id, kind=event.kind)
+    return _change(
+        settle_label,
+        set_name=set_name,
+        image_id=image_id,
+        request=request,
+        services=services,
+        user=user,
+        label=body.label,
+        regions=body.regions,
+    )
