@@ -294,6 +294,24 @@ def _owned_open_step(
     return capa, row, user
 
 
+def _start_work(session: Session, capa: CapaRecord, user: UserRecord, *, at: datetime, source: str | None) -> None:
+    """The first step edited or signed moves an OPEN CAPA to IN_PROGRESS (audited)."""
+    if capa.status != "OPEN":
+        return
+    _audit(
+        session,
+        capa,
+        "capa.status",
+        actor=f"user:{user.id}",
+        at=at,
+        field="status",
+        old="OPEN",
+        new="IN_PROGRESS",
+        source=source,
+    )
+    capa.status = "IN_PROGRESS"
+
+
 def edit_step(
     number: str,
     step: str,
@@ -323,19 +341,7 @@ def edit_step(
         source=client,
     )
     row.content, row.updated_at = new, now
-    if capa.status == "OPEN":
-        _audit(
-            session,
-            capa,
-            "capa.status",
-            actor=f"user:{user.id}",
-            at=now,
-            field="status",
-            old="OPEN",
-            new="IN_PROGRESS",
-            source=client,
-        )
-        capa.status = "IN_PROGRESS"
+    _start_work(session, capa, user, at=now, source=client)
 
 
 def sign_step(
@@ -378,19 +384,7 @@ def sign_step(
         auth_method=auth_method,
     )
     row.signed_at, row.signature_id = now, sig.id
-    if capa.status == "OPEN":
-        _audit(
-            session,
-            capa,
-            "capa.status",
-            actor=f"user:{user.id}",
-            at=now,
-            field="status",
-            old="OPEN",
-            new="IN_PROGRESS",
-            source=client,
-        )
-        capa.status = "IN_PROGRESS"
+    _start_work(session, capa, user, at=now, source=client)
     return sig.id
 
 

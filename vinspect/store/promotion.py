@@ -35,10 +35,10 @@ from vinspect.errors import StateError
 from vinspect.models.promotion_criteria import Criteria, Evaluation, failed_criteria
 from vinspect.store.audit import AuditEntry, append_audit
 from vinspect.store.canonical import canonical_json, content_sha256, format_utc
-from vinspect.store.content import signature_sha256
 from vinspect.store.db import lock_writers
 from vinspect.store.ncr import Role, SignatureMeaning
-from vinspect.store.tables import AuditRecord, SignatureRecord
+from vinspect.store.signed_records import create_signature, signer_fields
+from vinspect.store.tables import AuditRecord
 from vinspect.store.users import get_user
 
 __all__ = [
@@ -294,46 +294,49 @@ def _signer(session: Session, user_id: int, what: str) -> Any:
     return user
 
 
-def _signature(
+def _signed_step(
     session: Session,
     *,
     user: Any,
     name: str,
     version: str,
     content: dict[str, Any],
-    actor: str,
+    action: str,
+    field: str,
     reason: str,
     at: datetime,
     auth_method: str,
-) -> SignatureRecord:
-    sig = SignatureRecord(
+    old_value: str | None = None,
+) -> int:
+    """Sign ``content`` (meaning MODEL_PROMOTION) and keep it in the model's audit row ``action``;
+    returns the signature id."""
+    actor = f"user:{user.id}"
+    sig = create_signature(
+        session=session,
         entity="model",
         entity_id=entity_id(name, version),
-        signer_user_id=user.id,
-        printed_name=user.display_name,
-        meaning=str(SignatureMeaning.MODEL_PROMOTION),
-        signed_at=at,
-        record_sha256=content_sha256(content),
+        signer=user,
+        meaning=SignatureMeaning.MODEL_PROMOTION,
+        content=content,
+        actor=actor,
+        reason=reason,
+        source=actor[:128],
+        at=at,
         auth_method=auth_method,
     )
-    session.add(sig)
-    session.flush()
-    append_audit(
-        AuditEntry(
-            actor=actor,
-            action="signature.create",
-            entity="signature",
-            entity_id=str(sig.id),
-            field="meaning",
-            new_value=sig.meaning,
-            reason=reason,
-            record_sha256=signature_sha256(sig),
-            source=actor[:128],
-        ),
-        session=session,
+    _append(
+        session,
+        actor=actor,
+        action=action,
+        name=name,
+        version=version,
+        content=content,
+        reason=reason,
         at=at,
+        field=field,
+        old_value=old_value,
     )
-    return sig
+    return sig.id
 
 
 def sign_promotion(
@@ -374,36 +377,21 @@ def sign_promotion(
         "criteria_sha256": state.criteria_sha256,
         "evaluation_sha256": state.evaluation_sha256,
         "criteria_failed": list(state.failures),
-        "meaning": str(SignatureMeaning.MODEL_PROMOTION),
-        "signer_user_id": user.id,
-        "printed_name": user.display_name,
-        "signed_at": format_utc(when),
+        **signer_fields(user, SignatureMeaning.MODEL_PROMOTION, when),
         "reason": reason,
     }
-    actor = f"user:{user.id}"
-    sig = _signature(
+    return _signed_step(
         session,
         user=user,
         name=name,
         version=version,
         content=content,
-        actor=actor,
+        action=SIGNED,
+        field="signature",
         reason=reason,
         at=when,
         auth_method=auth_method,
     )
-    _append(
-        session,
-        actor=actor,
-        action=SIGNED,
-        name=name,
-        version=version,
-        content=content,
-        reason=reason,
-        at=when,
-        field="signature",
-    )
-    return sig.id
 
 
 def promote(
@@ -464,37 +452,22 @@ def record_rollback(
         "from_version": from_version,
         "to_version": to_version,
         "sha256": sha256,
-        "meaning": str(SignatureMeaning.MODEL_PROMOTION),
-        "signer_user_id": user.id,
-        "printed_name": user.display_name,
-        "signed_at": format_utc(when),
+        **signer_fields(user, SignatureMeaning.MODEL_PROMOTION, when),
         "reason": reason,
     }
-    actor = f"user:{user.id}"
-    sig = _signature(
+    return _signed_step(
         session,
         user=user,
         name=name,
         version=to_version,
         content=content,
-        actor=actor,
+        action=ROLLED_BACK,
+        field="active_version",
         reason=reason,
         at=when,
         auth_method=auth_method,
-    )
-    _append(
-        session,
-        actor=actor,
-        action=ROLLED_BACK,
-        name=name,
-        version=to_version,
-        content=content,
-        reason=reason,
-        at=when,
-        field="active_version",
         old_value=from_version,
     )
-    return sig.id
 
 
 def model_history(*, session: Session, name: str) -> list[dict[str, Any]]:

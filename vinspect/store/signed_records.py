@@ -4,6 +4,11 @@ The signed content (record, what was signed, signer, meaning, time) is kept as c
 the audit row of ``action`` next to the ``signature.create`` row; ``record_sha256`` is the
 SHA-256 of that content, so :func:`verify_record_signature` re-checks the binding (21 CFR 11.70)
 the same way model-promotion signatures are checked.
+
+:func:`create_signature` and :func:`signer_fields` are the steps every kept-content signature
+shares (these records, and model promotions and rollbacks in :mod:`vinspect.store.promotion`):
+the signature row bound to the content's hash with its ``signature.create`` audit row, and the
+signer's fields the content must carry for :func:`any_row_binds` to accept it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,9 +28,83 @@ from vinspect.store.content import signature_sha256
 from vinspect.store.ncr import SIGNING_ROLES, Role, SignatureMeaning
 from vinspect.store.tables import AuditRecord, SignatureRecord, UserRecord
 
-__all__ = ["RECORD_ENTITIES", "any_row_binds", "sign_record", "verify_record_signature"]
+__all__ = [
+    "RECORD_ENTITIES",
+    "Signer",
+    "any_row_binds",
+    "create_signature",
+    "sign_record",
+    "signer_fields",
+    "verify_record_signature",
+]
 
 RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config"})
+
+
+class Signer(Protocol):
+    """Who signs: a user row or the :class:`vinspect.store.users.User` read from it."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+
+def signer_fields(signer: Signer, meaning: SignatureMeaning, at: datetime) -> dict[str, Any]:
+    """The fields a signed content carries about its signature (what :func:`any_row_binds` checks)."""
+    return {
+        "meaning": str(meaning),
+        "signer_user_id": signer.id,
+        "printed_name": signer.display_name,
+        "signed_at": format_utc(at),
+    }
+
+
+def create_signature(
+    *,
+    session: Session,
+    entity: str,
+    entity_id: str,
+    signer: Signer,
+    meaning: SignatureMeaning,
+    content: Mapping[str, Any],
+    actor: str,
+    reason: str | None,
+    source: str | None,
+    at: datetime,
+    auth_method: str,
+) -> SignatureRecord:
+    """Add the signature binding ``content`` (its SHA-256) and audit it as ``signature.create``,
+    inside the caller's transaction; the caller keeps ``content`` in an audit row of its own."""
+    sig = SignatureRecord(
+        entity=entity,
+        entity_id=entity_id[:64],
+        signer_user_id=signer.id,
+        printed_name=signer.display_name,
+        meaning=str(meaning),
+        signed_at=at,
+        record_sha256=content_sha256(content),
+        auth_method=auth_method,
+    )
+    session.add(sig)
+    session.flush()
+    append_audit(
+        AuditEntry(
+            actor=actor,
+            action="signature.create",
+            entity="signature",
+            entity_id=str(sig.id),
+            field="meaning",
+            new_value=sig.meaning,
+            reason=reason,
+            record_sha256=signature_sha256(sig),
+            source=source,
+        ),
+        session=session,
+        at=at,
+    )
+    return sig
 
 
 def sign_record(
@@ -51,42 +130,20 @@ def sign_record(
         raise StateError(f"records of kind {entity!r} are not signed here")
     if Role(signer.role) not in SIGNING_ROLES[meaning]:
         raise StateError(f"{signer.username} ({signer.role}) may not sign {meaning}")
-    signed = {
-        **content,
-        "entity": entity,
-        "entity_id": entity_id,
-        "meaning": str(meaning),
-        "signer_user_id": signer.id,
-        "printed_name": signer.display_name,
-        "signed_at": format_utc(at),
-    }
-    sig = SignatureRecord(
-        entity=entity,
-        entity_id=entity_id[:64],
-        signer_user_id=signer.id,
-        printed_name=signer.display_name,
-        meaning=str(meaning),
-        signed_at=at,
-        record_sha256=content_sha256(signed),
-        auth_method=auth_method,
-    )
-    session.add(sig)
-    session.flush()
+    signed = {**content, "entity": entity, "entity_id": entity_id, **signer_fields(signer, meaning, at)}
     actor = f"user:{signer.id}"
-    append_audit(
-        AuditEntry(
-            actor=actor,
-            action="signature.create",
-            entity="signature",
-            entity_id=str(sig.id),
-            field="meaning",
-            new_value=sig.meaning,
-            reason=reason,
-            record_sha256=signature_sha256(sig),
-            source=source,
-        ),
+    sig = create_signature(
         session=session,
+        entity=entity,
+        entity_id=entity_id,
+        signer=signer,
+        meaning=meaning,
+        content=signed,
+        actor=actor,
+        reason=reason,
+        source=source,
         at=at,
+        auth_method=auth_method,
     )
     append_audit(
         AuditEntry(
