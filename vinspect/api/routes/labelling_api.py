@@ -63,7 +63,6 @@ def _refused(exc: DatasetError) -> HTTPException:
 
 def _change(
     write: Callable[..., LabelEventRecord | None],
-    *,
     set_name: str,
     image_id: int,
     request: Request,
@@ -103,16 +102,7 @@ def api_label(
     _csrf: CsrfChecked,
 ) -> LabelOut:
     """Label an image (a new event under the audit chain; the same label and regions again add nothing)."""
-    return _change(
-        record_label,
-        set_name=set_name,
-        image_id=image_id,
-        request=request,
-        services=services,
-        user=user,
-        label=body.label,
-        regions=body.regions,
-    )
+    return _change(record_label, set_name, image_id, request, services, user, label=body.label, regions=body.regions)
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/undo", tags=["labelling"], responses=API_RESPONSES)
@@ -120,7 +110,7 @@ def api_undo(
     set_name: SetName, image_id: ImageId, request: Request, services: ServicesDep, user: Labeller, _csrf: CsrfChecked
 ) -> LabelOut:
     """Undo the caller's newest label of the image (repeats backwards; nothing left: unchanged)."""
-    return _change(undo_label, set_name=set_name, image_id=image_id, request=request, services=services, user=user)
+    return _change(undo_label, set_name, image_id, request, services, user)
 
 
 @router.post("/api/v1/labelling/{set_name}/images/{image_id}/settle", tags=["labelling"], responses=API_RESPONSES)
@@ -134,13 +124,4 @@ def api_settle(
     _csrf: CsrfChecked,
 ) -> LabelOut:
     """Settle a blind disagreement (only someone who did not label the image)."""
-    return _change(
-        settle_label,
-        set_name=set_name,
-        image_id=image_id,
-        request=request,
-        services=services,
-        user=user,
-        label=body.label,
-        regions=body.regions,
-    )
+    return _change(settle_label, set_name, image_id, request, services, user, label=body.label, regions=body.regions)
