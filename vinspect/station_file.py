@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,7 @@ from vinspect.pipeline.runner import PipelineConfig
 from vinspect.strict import Strict
 
 __all__ = [
+    "LATER_SETTINGS",
     "CameraOutputSignalConfig",
     "JsonlSinkConfig",
     "LogSignalConfig",
@@ -201,6 +203,11 @@ class OpcUaConfig(Strict):
     allow_unsecured: bool = Field(default=False, description="with a certificate, also offer security None")
 
 
+LATER_SETTINGS = ("record_queue_mb", "record_stall_s")
+"""Station settings added after configurations were first approved: hashed only when set to
+something other than their default (:meth:`StationConfig.config_text`)."""
+
+
 class StationConfig(Strict):
     """A whole station file (see ``deploy/config/station.example.yaml``)."""
 
@@ -214,6 +221,19 @@ class StationConfig(Strict):
     queue_size: PositiveInt = 8
     overflow: OverflowPolicy | None = Field(default=None, description="default: the source's own policy")
     read_timeout_ms: PositiveInt = 200
+    record_queue_mb: float = Field(
+        default=512.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="MiB of frames the queued records may hold; over it a triggered line drops the record "
+        "(counted record_dropped, alarmed) and a lossless source waits (runner docstring)",
+    )
+    record_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="a lossless source waits at most this long for a record thread that makes no progress",
+    )
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     ort_threads: PositiveInt = Field(default=1, description="ONNX Runtime intra-op threads per model session")
     ort_allow_spinning: bool = Field(
@@ -241,10 +261,20 @@ class StationConfig(Strict):
         """The effective configuration as canonical JSON: every field with its default filled in, paths
         as resolved by :func:`load_station`, keys sorted, no whitespace (what :meth:`config_sha256` hashes).
 
+        Settings added after configurations were first approved (:data:`LATER_SETTINGS`) appear only
+        when they differ from their default, so a configuration approved before they existed keeps its
+        hash (and its approval) while it leaves them alone.
+
         The station file holds no secret: the database URL comes from the settings and the OPC UA
         password from the environment variable ``opcua.password_env`` names (only that name is here)."""
+        fields = type(self).model_fields
+        unchanged = {name for name in LATER_SETTINGS if getattr(self, name) == fields[name].default}
         return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            self.model_dump(mode="json", exclude=unchanged),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
         )
 
     def config_sha256(self) -> str:
@@ -271,8 +301,22 @@ class StationConfig(Strict):
             ort_threads=self.ort_threads,
             ort_allow_spinning=self.ort_allow_spinning,
             part_number=self.model.part_number,
+            record_queue_mb=self.record_queue_mb,
+            record_stall_s=self.record_stall_s,
             config_sha256=self.config_sha256(),
         )
+
+
+def _non_finite(value: object, where: str = "") -> str | None:
+    """The field path of the first infinite or NaN number in a dumped configuration, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "<root>"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _problems(exc: ValidationError) -> str:
@@ -297,6 +341,9 @@ def load_station(path: Path) -> StationConfig:
         config = StationConfig.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_problems(exc)}") from exc
+    infinite = _non_finite(config.model_dump(mode="json"))
+    if infinite is not None:  # .inf / .nan: no meaningful setting, and the configuration could not be hashed
+        raise ConfigError(f"{path}: {infinite}: must be a finite number, not .inf or .nan")
     update: dict[str, object] = {"source": resolve_paths(config.source, base=path.parent)}
     if isinstance(config.model, ModelByPath) and not config.model.path.is_absolute():
         update["model"] = ModelByPath(path=path.parent / config.model.path)
