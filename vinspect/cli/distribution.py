@@ -23,7 +23,7 @@ from vinspect.errors import ConfigError, StateError
 from vinspect.models.archive import archive_sha256, pack_bundle
 from vinspect.models.manifest import read_manifest
 from vinspect.models.registry import ModelRegistry
-from vinspect.models.risk import activation_warnings, stated_rates
+from vinspect.models.risk import activation_warnings
 from vinspect.settings import load_settings
 
 __all__ = ["register_verbs"]
@@ -58,10 +58,9 @@ def _actor() -> str:
 
 
 def _distribute(args: argparse.Namespace) -> int:
-    from vinspect.cli.model import _check_acceptance
+    from vinspect.cli.model import _check_acceptance, record_accepted_risk
     from vinspect.store import session_scope
     from vinspect.store.distribution import approval_of, distribute, resolve_stations
-    from vinspect.store.model_acceptance import record_model_activation
 
     registry = ModelRegistry(load_settings(data_dir=args.data_dir).data_dir / "models")
     folder = registry.resolve(args.name, args.version)
@@ -85,19 +84,7 @@ def _distribute(args: argparse.Namespace) -> int:
                     session=session, name=manifest.name, version=manifest.version, sha256=manifest.sha256
                 )
                 if approval is None and warnings:
-                    record = record_model_activation(
-                        session=session,
-                        user_id=signer,
-                        actor=f"user:{signer}",
-                        name=manifest.name,
-                        version=manifest.version,
-                        sha256=manifest.sha256,
-                        warnings=warnings,
-                        rates=stated_rates(manifest),
-                        reason=args.reason,
-                        source=_actor(),
-                        accept_risk=True,
-                    )
+                    record = record_accepted_risk(session, manifest, signer=signer, reason=args.reason)
                     approval = (
                         f"activation with the stated risk accepted by {args.user} (signature {record.signature_id})"
                     )

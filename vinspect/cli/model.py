@@ -34,7 +34,7 @@ from vinspect.report.overlay import render_overlay
 from vinspect.report.pairs_eval import evaluate_pairs, sample_cases
 from vinspect.settings import load_settings
 
-__all__ = ["register"]
+__all__ = ["record_accepted_risk", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -488,6 +488,26 @@ def _check_acceptance(args: argparse.Namespace, manifest: ModelManifest) -> int 
         return verify_signer(args, engine, f"model {manifest.name}@{manifest.version}")
 
 
+def record_accepted_risk(session: Any, manifest: ModelManifest, *, signer: int | None, reason: str) -> Any:
+    """Record the signed acceptance of a bundle's stated rates given at the shell (the activation's
+    audit rows, signed by ``signer``, source ``cli:<login>``), in the caller's transaction."""
+    from vinspect.store.model_acceptance import record_model_activation
+
+    return record_model_activation(
+        session=session,
+        user_id=signer,
+        actor=f"user:{signer}",
+        name=manifest.name,
+        version=manifest.version,
+        sha256=manifest.sha256,
+        warnings=activation_warnings(manifest),
+        rates=stated_rates(manifest),
+        reason=reason,
+        source=f"cli:{getpass.getuser()}"[:128],
+        accept_risk=True,
+    )
+
+
 def _activate(
     args: argparse.Namespace, registry: ModelRegistry, manifest: ModelManifest, *, signer: int | None
 ) -> None:
@@ -498,23 +518,10 @@ def _activate(
         return
     from vinspect.errors import StateError
     from vinspect.store import session_scope
-    from vinspect.store.model_acceptance import record_model_activation
 
     try:
         with store_engine(args) as engine, session_scope(engine) as session:
-            record = record_model_activation(
-                session=session,
-                user_id=signer,
-                actor=f"user:{signer}",
-                name=manifest.name,
-                version=manifest.version,
-                sha256=manifest.sha256,
-                warnings=activation_warnings(manifest),
-                rates=stated_rates(manifest),
-                reason=args.reason,
-                source=f"cli:{getpass.getuser()}"[:128],
-                accept_risk=True,
-            )
+            record = record_accepted_risk(session, manifest, signer=signer, reason=args.reason)
             registry.activate(manifest.name, manifest.version)
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
