@@ -17,7 +17,7 @@ from vinspect.cli.store_access import store_engine
 from vinspect.errors import ConfigError
 from vinspect.store.ncr import Role
 
-__all__ = ["register_verbs"]
+__all__ = ["new_password_hash", "register_verbs"]
 
 
 def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +36,40 @@ def register_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
         parser.set_defaults(handler=handler)
 
 
+def new_password_hash(args: argparse.Namespace) -> str:
+    """The hash of a new password for ``args.username``, read from stdin (``--password-stdin``) or
+    typed twice at the terminal, refused when it breaks the password rules."""
+    from vinspect.api.auth import PasswordService, password_problems
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    problems = password_problems(password, username=args.username)
+    if problems:
+        raise ConfigError("password refused: " + "; ".join(problems))
+    return PasswordService().hash(password)
+
+
+def _audit_unlock(session, username: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """The audit row that says an account's failed sign-ins were cleared from the shell."""
+    from vinspect.store.audit import AuditEntry, append_audit
+
+    append_audit(
+        AuditEntry(
+            actor=_actor(),
+            action="login.unlock",
+            entity="login",
+            entity_id=username[:64],
+            reason=reason,
+            source="cli",
+        ),
+        session=session,
+    )
+
+
 def _account(session, username: str):  # type: ignore[no-untyped-def]
     from vinspect.store.users import get_user
 
@@ -51,57 +85,29 @@ def _actor() -> str:
 
 def _unlock(args: argparse.Namespace) -> int:
     from vinspect.store import session_scope
-    from vinspect.store.audit import AuditEntry, append_audit
 
     if not args.reason.strip():
         raise ConfigError("--reason must not be blank")
     with store_engine(args) as engine, session_scope(engine) as session:
         user = _account(session, args.username)
-        append_audit(
-            AuditEntry(
-                actor=_actor(),
-                action="login.unlock",
-                entity="login",
-                entity_id=user.username[:64],
-                reason=args.reason,
-                source="cli",
-            ),
-            session=session,
-        )
+        _audit_unlock(session, user.username, args.reason)
     sys.stdout.write(f"unlocked sign-in for {user.username}\n")
     return 0
 
 
 def _reset(args: argparse.Namespace) -> int:
-    from vinspect.api.auth import PasswordService, password_problems
-    from vinspect.cli.web import _read_password
     from vinspect.errors import StateError
     from vinspect.store import session_scope
-    from vinspect.store.audit import AuditEntry, append_audit
     from vinspect.store.users import set_user_password
 
     if not args.reason.strip():
         raise ConfigError("--reason must not be blank")
-    password = _read_password(args)
-    problems = password_problems(password, username=args.username)
-    if problems:
-        raise ConfigError("password refused: " + "; ".join(problems))
-    password_hash = PasswordService().hash(password)
+    password_hash = new_password_hash(args)
     try:
         with store_engine(args) as engine, session_scope(engine) as session:
             user = _account(session, args.username)
             set_user_password(user.id, session=session, password_hash=password_hash, actor=_actor(), reason=args.reason)
-            append_audit(
-                AuditEntry(
-                    actor=_actor(),
-                    action="login.unlock",
-                    entity="login",
-                    entity_id=user.username[:64],
-                    reason=f"password reset: {args.reason}",
-                    source="cli",
-                ),
-                session=session,
-            )
+            _audit_unlock(session, user.username, f"password reset: {args.reason}")
     except StateError as exc:
         raise ConfigError(str(exc)) from exc
     sys.stdout.write(f"new password set for {user.username} (sign-in unlocked)\n")

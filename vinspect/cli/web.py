@@ -16,7 +16,7 @@ import socket
 import sys
 from pathlib import Path
 
-from vinspect.cli.accounts import register_verbs
+from vinspect.cli.accounts import new_password_hash, register_verbs
 from vinspect.cli.store_access import open_store_engine, store_engine
 from vinspect.errors import ConfigError
 from vinspect.fileperms import restrict_umask
@@ -170,17 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
-        raise ConfigError("the two passwords differ")
-    return first
-
-
 def _users_add(args: argparse.Namespace) -> int:
-    from vinspect.api.auth import PasswordService, password_problems
     from vinspect.errors import StateError
     from vinspect.store import Role, session_scope
     from vinspect.store.users import create_user, username_problem
@@ -188,11 +178,7 @@ def _users_add(args: argparse.Namespace) -> int:
     problem = username_problem(args.username)
     if problem is not None:
         raise ConfigError(problem)
-    password = _read_password(args)
-    problems = password_problems(password, username=args.username)
-    if problems:
-        raise ConfigError("password refused: " + "; ".join(problems))
-    password_hash = PasswordService().hash(password)
+    password_hash = new_password_hash(args)
     try:
         with store_engine(args) as engine, session_scope(engine) as session:
             user = create_user(
