@@ -26,6 +26,7 @@ from vinspect.models.promotion_criteria import Criteria
 from vinspect.pipeline.shadow import read_shadow_stats
 from vinspect.store import promotion as promo
 from vinspect.store import session_scope
+from vinspect.store.shadow_judgements import judgement_counts
 
 __all__ = [
     "PromotionView",
@@ -54,6 +55,8 @@ class PromotionView:
     changed: list[dict[str, Any]] | None = None
     evaluation_sha256: str | None = None
     job: EvaluationJob | None = None  # the newest evaluation started from the app
+    # reviewers' judgements of its shadow disagreements: judged, candidate_right, active_right
+    shadow_judged: dict[str, int] | None = None
 
 
 def promotion_views(services: Services, names: list[tuple[str, str]]) -> dict[tuple[str, str], PromotionView]:
@@ -76,6 +79,7 @@ def promotion_views(services: Services, names: list[tuple[str, str]]) -> dict[tu
                 if c.evaluation_sha256 is None
                 else read_changed(evaluation_dir(services.data_dir, name, version, c.evaluation_sha256)),
                 job=services.evaluations.state(name, version),
+                shadow_judged=judgement_counts(session=session, candidate=f"{name}@{version}"),
             )
     return out
 

@@ -4,8 +4,9 @@ A shadow sink (:mod:`vinspect.pipeline.shadow`) of a station on this data direct
 ``<data dir>/shadow/<name>@<version>/``, its statistics (``stats.json``), one JSON line per
 disagreement (``disagreements.jsonl``) and each such frame (``images/<inspection id>.png``).
 This module lists them for the people who will sign the candidate's promotion: the newest
-disagreements first, with both verdicts and scores. It only reads; a damaged line is skipped and
-counted, never an error page.
+disagreements first, with both verdicts and scores. Reading never fails a page: a damaged line is
+skipped and counted. :func:`judge_shadow` records a reviewer's signed judgement of one
+disagreement (:mod:`vinspect.store.shadow_judgements`), keeping its frame in the evidence store.
 """
 
 from __future__ import annotations
@@ -16,10 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vinspect.errors import VinspectError
-from vinspect.pipeline.shadow import read_shadow_stats
+from fastapi import HTTPException
 
-__all__ = ["CANDIDATE", "INSPECTION_ID", "ShadowView", "shadow_image", "shadow_views"]
+from vinspect.api.auth import AuthUser
+from vinspect.api.deps import Services
+from vinspect.api.workflow import check_signing_password, invalid
+from vinspect.errors import StateError, VinspectError
+from vinspect.pipeline.shadow import read_shadow_stats
+from vinspect.store import session_scope
+from vinspect.store.shadow_judgements import ShadowJudgement, judge_disagreement
+
+__all__ = [
+    "CANDIDATE",
+    "INSPECTION_ID",
+    "ShadowView",
+    "find_disagreement",
+    "judge_shadow",
+    "shadow_image",
+    "shadow_views",
+]
 
 CANDIDATE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}@[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 INSPECTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -94,3 +110,77 @@ def shadow_image(data_dir: Path, candidate: str, inspection_id: str) -> bytes | 
         return path.read_bytes()
     except OSError:
         return None
+
+
+def find_disagreement(data_dir: Path, candidate: str, inspection_id: str) -> dict[str, Any] | None:
+    """The recorded disagreement about one part (None: no such candidate or part)."""
+    if not CANDIDATE.match(candidate) or not INSPECTION_ID.match(inspection_id):
+        return None
+    path = data_dir / "shadow" / candidate / "disagreements.jsonl"
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if f'"{inspection_id}"' not in line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and row.get("inspection_id") == inspection_id:
+                    row["has_image"] = (path.parent / "images" / f"{inspection_id}.png").is_file()
+                    return row
+    except OSError:
+        return None
+    return None
+
+
+def judge_shadow(
+    services: Services,
+    user: AuthUser,
+    candidate: str,
+    inspection_id: str,
+    *,
+    truth: str,
+    defect_code: str,
+    reason: str,
+    password: str,
+    source: str,
+) -> ShadowJudgement:
+    """Sign which model was right about a disagreement (password re-entry); its frame goes to the
+    evidence store. 404: no such disagreement; 422: a missing answer; 409: the rule that refused."""
+    row = find_disagreement(services.data_dir, candidate, inspection_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such shadow disagreement")
+    if truth not in ("good", "defective"):
+        raise invalid("truth", "say whether the part is good or defective")
+    if truth == "defective" and not defect_code.strip():
+        raise invalid("defect_code", "a defective part needs its defect code")
+    if not reason.strip():
+        raise invalid("reason", "a judgement needs a reason")
+    check_signing_password(services, user, password, source=source, what=f"shadow {candidate} {inspection_id}")
+    image = shadow_image(services.data_dir, candidate, inspection_id)
+    image_sha256 = None if image is None else services.store.evidence.put(image, kind="image").sha256
+    active = dict(row.get("active") or {})
+    try:
+        stats = read_shadow_stats(services.data_dir / "shadow" / candidate) or {}
+    except VinspectError:
+        stats = {}
+    active.setdefault("model", stats.get("active_model"))
+    try:
+        with session_scope(services.store.engine) as session:
+            return judge_disagreement(
+                session=session,
+                signer_user_id=user.user_id,
+                candidate=candidate,
+                inspection_id=inspection_id,
+                station_id=row.get("station_id"),
+                active=active,
+                shadow=dict(row.get("shadow") or {}),
+                good=truth == "good",
+                defect_code=defect_code if truth == "defective" else None,
+                image_sha256=image_sha256,
+                reason=reason,
+                source=source,
+            )
+    except StateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc

@@ -152,6 +152,7 @@ class ShadowSink:
         active_score = inspection.prediction.score if inspection.prediction is not None else None
         row = {
             "inspection_id": inspection.inspection_id,
+            "station_id": inspection.station_id,
             "part_seq": inspection.part_seq,
             "part_id": frame.part_id,
             "captured_at": frame.captured_at.isoformat(),

@@ -25,7 +25,7 @@ from vinspect.store.tables import AuditRecord, SignatureRecord, UserRecord
 
 __all__ = ["RECORD_ENTITIES", "any_row_binds", "sign_record", "verify_record_signature"]
 
-RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config"})
+RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config", "shadow"})  # shadow: store.shadow_judgements
 
 
 def sign_record(

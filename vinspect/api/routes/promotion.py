@@ -45,6 +45,7 @@ class PromotionPublic(BaseModel):
     signers: list[str]
     blockers: list[str]
     promoted: bool
+    shadow_judged: dict[str, int] | None = None
 
 
 class PromotionSign(BaseModel):
@@ -72,6 +73,7 @@ def _public(services: ServicesDep, name: str, version: str) -> PromotionPublic:
         signers=list(view.signers),
         blockers=list(view.blockers),
         promoted=view.promoted,
+        shadow_judged=view.shadow_judged,
     )
 
 
