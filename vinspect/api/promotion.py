@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from vinspect.api.auth import AuthUser
 from vinspect.api.deps import Services
 from vinspect.api.model_evaluation import EvaluationJob, frozen_choices
+from vinspect.api.shadow_review import candidate_stats
 from vinspect.api.workflow import check_signing_password, installed_manifest, invalid
 from vinspect.errors import StateError
 from vinspect.models.evaluation_images import evaluation_dir, read_changed
 from vinspect.models.promotion_criteria import Criteria
-from vinspect.pipeline.shadow import read_shadow_stats
 from vinspect.store import promotion as promo
 from vinspect.store import session_scope
 from vinspect.store.shadow_judgements import judgement_counts
@@ -156,8 +156,10 @@ def fix_model_criteria(
 
 
 def candidate_shadow_stats(services: Services, name: str, version: str) -> dict[str, Any] | None:
-    """The candidate's shadow statistics as the evaluation records them (None: it never ran in shadow)."""
-    return read_shadow_stats(services.data_dir / "shadow" / f"{name}@{version}")
+    """The candidate's shadow statistics as the evaluation records them: every store-backed station's and
+    this data directory's, summed (None: it never ran in shadow)."""
+    with session_scope(services.store.engine, readonly=True) as session:
+        return candidate_stats(services.data_dir, session, f"{name}@{version}")
 
 
 def start_evaluation(services: Services, user: AuthUser, name: str, version: str, *, frozen: str) -> EvaluationJob:

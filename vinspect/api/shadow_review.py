@@ -1,5 +1,10 @@
 """What a candidate model running in shadow disagreed about, read for the review queue page.
 
+Two places hold it: the store, for store-backed stations (:mod:`vinspect.store.shadow_records`;
+a plant's central app sees every station there), and the app's own data directory, for a
+store-less station that shares it. Both are merged per candidate: statistics summed, the newest
+disagreements of either first.
+
 A shadow sink (:mod:`vinspect.pipeline.shadow`) of a station on this data directory keeps, under
 ``<data dir>/shadow/<name>@<version>/``, its statistics (``stats.json``), one JSON line per
 disagreement (``disagreements.jsonl``) and each such frame (``images/<inspection id>.png``).
@@ -25,12 +30,16 @@ from vinspect.api.workflow import check_signing_password, invalid
 from vinspect.errors import StateError, VinspectError
 from vinspect.pipeline.shadow import read_shadow_stats
 from vinspect.store import session_scope
+from vinspect.store import shadow_records as records
+from vinspect.store.review_queries import DbSession
 from vinspect.store.shadow_judgements import ShadowJudgement, judge_disagreement
 
 __all__ = [
     "CANDIDATE",
     "INSPECTION_ID",
     "ShadowView",
+    "candidate_stats",
+    "disagreement_image",
     "find_disagreement",
     "judge_shadow",
     "shadow_image",
@@ -52,6 +61,7 @@ class ShadowView:
     total: int = 0
     unreadable: int = 0
     problem: str | None = None
+    stations: list[dict[str, Any]] = field(default_factory=list)  # per-station statistics (store)
 
 
 def _tail_lines(path: Path) -> tuple[list[str], bool]:
@@ -89,16 +99,52 @@ def _view(folder: Path, *, limit: int) -> ShadowView:
     return ShadowView(candidate=folder.name, stats=stats, disagreements=rows[::-1][:limit], total=total, unreadable=bad)
 
 
-def shadow_views(data_dir: Path, *, limit: int = 50) -> list[ShadowView]:
-    """Every candidate that ran in shadow on this data directory, by name."""
+def _dir_views(data_dir: Path, *, limit: int) -> dict[str, ShadowView]:
     root = data_dir / "shadow"
     if not root.is_dir():
-        return []
-    return [
-        _view(folder, limit=limit)
+        return {}
+    return {
+        folder.name: _view(folder, limit=limit)
         for folder in sorted(root.iterdir())
         if folder.is_dir() and CANDIDATE.match(folder.name)
-    ]
+    }
+
+
+def _merged(candidate: str, local: ShadowView | None, session: DbSession, *, limit: int) -> ShadowView:
+    stations = records.station_stats(session=session, candidate=candidate)
+    rows = records.recent_disagreements(session=session, candidate=candidate, limit=limit)
+    total = records.count_disagreements(session=session, candidate=candidate)
+    docs = [*stations, *([local.stats] if local is not None and local.stats else [])]
+    if local is not None:
+        rows = sorted([*rows, *local.disagreements], key=lambda r: str(r.get("captured_at") or ""), reverse=True)
+    return ShadowView(
+        candidate=candidate,
+        stats=records.merge_stats(docs),
+        disagreements=rows[:limit],
+        total=total + (0 if local is None else local.total),
+        unreadable=0 if local is None else local.unreadable,
+        problem=None if local is None else local.problem,
+        stations=stations,
+    )
+
+
+def shadow_views(data_dir: Path, *, session: DbSession | None = None, limit: int = 50) -> list[ShadowView]:
+    """Every candidate that ran in shadow on a store-backed station (``session``) or on this data
+    directory, by name."""
+    local = _dir_views(data_dir, limit=limit)
+    in_store = [] if session is None else records.candidates(session=session)
+    views = {c: _merged(c, local.get(c), session, limit=limit) for c in in_store if session is not None}
+    for name, view in local.items():
+        views.setdefault(name, view)
+    return [views[c] for c in sorted(views)]
+
+
+def candidate_stats(data_dir: Path, session: DbSession, candidate: str) -> dict[str, Any] | None:
+    """A candidate's shadow statistics over every station in the store and this data directory (what
+    its evaluation records; None: it never ran in shadow). Raises ConfigError on unreadable local files."""
+    local = read_shadow_stats(data_dir / "shadow" / candidate)
+    docs = [*records.station_stats(session=session, candidate=candidate), *([local] if local else [])]
+    return records.merge_stats(docs) if len(docs) > 1 or not local else local
 
 
 def shadow_image(data_dir: Path, candidate: str, inspection_id: str) -> bytes | None:
@@ -112,10 +158,16 @@ def shadow_image(data_dir: Path, candidate: str, inspection_id: str) -> bytes | 
         return None
 
 
-def find_disagreement(data_dir: Path, candidate: str, inspection_id: str) -> dict[str, Any] | None:
-    """The recorded disagreement about one part (None: no such candidate or part)."""
+def find_disagreement(
+    data_dir: Path, candidate: str, inspection_id: str, *, session: DbSession | None = None
+) -> dict[str, Any] | None:
+    """The recorded disagreement about one part, from the store first (None: no such candidate or part)."""
     if not CANDIDATE.match(candidate) or not INSPECTION_ID.match(inspection_id):
         return None
+    if session is not None:
+        row = records.find_disagreement(session=session, candidate=candidate, inspection_id=inspection_id)
+        if row is not None:
+            return row
     path = data_dir / "shadow" / candidate / "disagreements.jsonl"
     try:
         with path.open("r", encoding="utf-8", errors="replace") as fh:
@@ -134,6 +186,20 @@ def find_disagreement(data_dir: Path, candidate: str, inspection_id: str) -> dic
     return None
 
 
+def disagreement_image(services: Services, candidate: str, inspection_id: str) -> bytes | None:
+    """The frame of one disagreement: the evidence store's copy for a store row, else the data directory's."""
+    with session_scope(services.store.engine, readonly=True) as session:
+        row = find_disagreement(services.data_dir, candidate, inspection_id, session=session)
+    if row is None:
+        return None
+    if row.get("image_sha256"):
+        try:
+            return services.store.evidence.read(str(row["image_sha256"]))
+        except VinspectError:
+            return None
+    return shadow_image(services.data_dir, candidate, inspection_id)
+
+
 def judge_shadow(
     services: Services,
     user: AuthUser,
@@ -148,7 +214,8 @@ def judge_shadow(
 ) -> ShadowJudgement:
     """Sign which model was right about a disagreement (password re-entry); its frame goes to the
     evidence store. 404: no such disagreement; 422: a missing answer; 409: the rule that refused."""
-    row = find_disagreement(services.data_dir, candidate, inspection_id)
+    with session_scope(services.store.engine, readonly=True) as session:
+        row = find_disagreement(services.data_dir, candidate, inspection_id, session=session)
     if row is None:
         raise HTTPException(status_code=404, detail="no such shadow disagreement")
     if truth not in ("good", "defective"):
@@ -158,14 +225,12 @@ def judge_shadow(
     if not reason.strip():
         raise invalid("reason", "a judgement needs a reason")
     check_signing_password(services, user, password, source=source, what=f"shadow {candidate} {inspection_id}")
-    image = shadow_image(services.data_dir, candidate, inspection_id)
-    image_sha256 = None if image is None else services.store.evidence.put(image, kind="image").sha256
+    image_sha256 = row.get("image_sha256")  # a store row's frame is already evidence
+    if image_sha256 is None:
+        image = shadow_image(services.data_dir, candidate, inspection_id)
+        image_sha256 = None if image is None else services.store.evidence.put(image, kind="image").sha256
     active = dict(row.get("active") or {})
-    try:
-        stats = read_shadow_stats(services.data_dir / "shadow" / candidate) or {}
-    except VinspectError:
-        stats = {}
-    active.setdefault("model", stats.get("active_model"))
+    active["model"] = active.get("model") or row.get("active_model")
     try:
         with session_scope(services.store.engine) as session:
             return judge_disagreement(

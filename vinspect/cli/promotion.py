@@ -181,7 +181,7 @@ def _criteria(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     data_dir = load_settings(data_dir=args.data_dir).data_dir
-    shadow = read_shadow_stats(data_dir / "shadow" / f"{args.name}@{args.version}")
+    shadow = _shadow_stats(args, data_dir)
     ev = evaluate_candidate(
         registry=_registry(args),
         name=args.name,
@@ -227,6 +227,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         "criteria met\n" if not state.failures else "criteria NOT met:\n" + "".join(f"  {f}\n" for f in state.failures)
     )
     return 0 if not state.failures else 1
+
+
+def _shadow_stats(args: argparse.Namespace, data_dir: Path) -> dict[str, Any] | None:
+    """The candidate's shadow statistics: every store-backed station's (the store) and this data
+    directory's (a store-less station), summed."""
+    from vinspect.store.shadow_records import merge_stats, station_stats
+
+    local = read_shadow_stats(data_dir / "shadow" / f"{args.name}@{args.version}")
+    engine = store_engine(args)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            stations = station_stats(session=session, candidate=f"{args.name}@{args.version}")
+    finally:
+        engine.dispose()
+    return merge_stats([*stations, *([local] if local else [])]) if stations else local
 
 
 def _sign(args: argparse.Namespace) -> int:

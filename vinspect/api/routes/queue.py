@@ -151,7 +151,7 @@ def queue_page(
             "items": items,
             "paths": [_item_path(i) for i in items],
             "ages": [age(i.detected_at) for i in items],
-            "shadow": shadow_views(services.data_dir),
+            "shadow": shadow_views(services.data_dir, session=db),
             "shadow_judged": _shadow_judged(db),
             "f": {"site_id": site_id or "", "line_id": line_id or "", "station_id": station_id or ""},
         },

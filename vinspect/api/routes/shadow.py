@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from vinspect.api.catalogue import defect_catalogue
 from vinspect.api.deps import Adjudicator, CsrfChecked, ReadSession, ServicesDep, client_source
 from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect, render
-from vinspect.api.shadow_review import find_disagreement, judge_shadow, shadow_image
+from vinspect.api.shadow_review import disagreement_image, find_disagreement, judge_shadow
 from vinspect.store.shadow_judgements import judgements
 
 __all__ = ["router"]
@@ -37,8 +37,9 @@ def read_shadow_image(
     services: ServicesDep,
     _user: Adjudicator,
 ) -> Response:
-    """The frame of one shadow disagreement (names checked before the filesystem is touched)."""
-    data = shadow_image(services.data_dir, candidate, inspection_id)
+    """The frame of one shadow disagreement: from the evidence store for a store-backed station, else the
+    data directory (names checked before the filesystem is touched)."""
+    data = disagreement_image(services, candidate, inspection_id)
     if data is None:
         raise HTTPException(status_code=404, detail="no such shadow disagreement")
     return Response(
@@ -58,7 +59,7 @@ def judge_page(
     user: Adjudicator,
 ) -> HTMLResponse:
     """One disagreement: the frame, both verdicts, and the judgement form (or the judgement given)."""
-    row = find_disagreement(services.data_dir, candidate, inspection_id)
+    row = find_disagreement(services.data_dir, candidate, inspection_id, session=db)
     if row is None:
         raise HTTPException(status_code=404, detail="no such shadow disagreement")
     given = [j for j in judgements(session=db, candidate=candidate) if j.inspection_id == inspection_id]
