@@ -21,7 +21,8 @@ NAME = "lc"
 def _bundle(root: Path, version: str, *, trained_by: str) -> Path:
     bundle = write_tiny_bundle(root / f"{NAME}-{version}", name=NAME)
     rng = np.random.default_rng(1)
-    state_operating_point(bundle, rng.normal(0.2, 0.02, 150), rng.normal(0.9, 0.02, 30), version=version)
+    good, defect = rng.normal(0.2, 0.02, 150).tolist(), rng.normal(0.9, 0.02, 30).tolist()
+    state_operating_point(bundle, good, defect, version=version)
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     manifest["training"]["trained_by"] = trained_by
     (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
