@@ -13,6 +13,8 @@ from testkit.lifecycle import NAME, freeze_eval_set, install_pair
 from vinspect.api.model_evaluation import EvaluationJobs
 from vinspect.store import promotion as promo
 from vinspect.store import session_scope, verify_store
+from vinspect.store.evidence import EvidenceStore
+from vinspect.store.shadow_records import StoreShadowRecorder
 from vinspect.store.tables import AuditRecord, SignatureRecord
 
 CRITERIA = {
@@ -96,6 +98,12 @@ def test_evaluation_runs_in_the_background_then_criteria_are_refused(tmp_path: P
     nowhere = qe.post(f"/models/{NAME}/2/evaluate", data={"csrf_token": token, "frozen": "../frozen"})
     assert nowhere.status_code == 303 and "no frozen set" in _models_page(qe)
 
+    for station, parts in (("st-a", 30), ("st-b", 20)):  # two store-backed stations ran it in shadow
+        recorder = StoreShadowRecorder(
+            app.state.services.store.engine, EvidenceStore(tmp_path / "evidence"), station_id=station
+        )
+        recorder.stats({"candidate": {"name": NAME, "version": "2", "sha256": "ab" * 32}, "parts": parts, "agree": 5})
+        recorder.close()
     started = qe.post(f"/models/{NAME}/2/evaluate", data={"csrf_token": token, "frozen": "eval-1"})
     assert started.status_code == 303
     app.state.services.evaluations.join(timeout=120)
@@ -106,6 +114,8 @@ def test_evaluation_runs_in_the_background_then_criteria_are_refused(tmp_path: P
     assert state.evaluation is not None and state.evaluation.frozen_set is not None
     assert state.evaluation.frozen_set["name"] == "eval" and state.evaluation.champion is not None
     assert state.evaluation.golden_defects == 1 and state.evaluation.golden_defects_failed == 1
+    assert state.evaluation.shadow_parts == 50  # every station's shadow, summed
+    assert state.evaluation.shadow is not None and state.evaluation.shadow["agree"] == 10
     page = _models_page(qe)
     assert "Evaluation on eval-1 <strong>done</strong>" in page and "eval 1 <code>" in page
     with session_scope(app.state.services.store.engine, readonly=True) as session:

@@ -25,6 +25,7 @@ from vinspect.store.shadow_records import (
     find_disagreement,
     merged_stats,
     recent_disagreements,
+    shadow_stats_with,
     station_stats,
 )
 from vinspect.types import Decision, Frame, Inspection, StageTimings, Verdict
@@ -98,6 +99,12 @@ def test_shadow_sink_writes_statistics_and_disagreements_to_the_store(
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(StoreError, match="append-only"), session_scope(engine) as session:
         session.execute(text("UPDATE shadow_disagreements SET shadow_verdict = 'PASS'"))
+    local = {"parts": 4, "agree": 4, "disagree": {}, "active_model": "tiny"}  # a store-less station's stats.json
+    with session_scope(engine, readonly=True) as session:
+        both = shadow_stats_with(session=session, candidate="tiny@2", local=local)
+        assert both is not None and both["parts"] == 7 and both["agree"] == 6
+        assert shadow_stats_with(session=session, candidate="other@1", local=local) == local
+        assert shadow_stats_with(session=session, candidate="other@1", local=None) is None
 
 
 def test_a_failing_store_is_counted_never_raised(tmp_path: Path, tiny_bundle_factory: Any) -> None:

@@ -143,8 +143,7 @@ def candidate_stats(data_dir: Path, session: DbSession, candidate: str) -> dict[
     """A candidate's shadow statistics over every station in the store and this data directory (what
     its evaluation records; None: it never ran in shadow). Raises ConfigError on unreadable local files."""
     local = read_shadow_stats(data_dir / "shadow" / candidate)
-    docs = [*records.station_stats(session=session, candidate=candidate), *([local] if local else [])]
-    return records.merge_stats(docs) if len(docs) > 1 or not local else local
+    return records.shadow_stats_with(session=session, candidate=candidate, local=local)
 
 
 def shadow_image(data_dir: Path, candidate: str, inspection_id: str) -> bytes | None:

@@ -232,16 +232,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _shadow_stats(args: argparse.Namespace, data_dir: Path) -> dict[str, Any] | None:
     """The candidate's shadow statistics: every store-backed station's (the store) and this data
     directory's (a store-less station), summed."""
-    from vinspect.store.shadow_records import merge_stats, station_stats
+    from vinspect.store.shadow_records import shadow_stats_with
 
-    local = read_shadow_stats(data_dir / "shadow" / f"{args.name}@{args.version}")
+    candidate = f"{args.name}@{args.version}"
+    local = read_shadow_stats(data_dir / "shadow" / candidate)
     engine = store_engine(args)
     try:
         with session_scope(engine, readonly=True) as session:
-            stations = station_stats(session=session, candidate=f"{args.name}@{args.version}")
+            return shadow_stats_with(session=session, candidate=candidate, local=local)
     finally:
         engine.dispose()
-    return merge_stats([*stations, *([local] if local else [])]) if stations else local
 
 
 def _sign(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "merge_stats",
     "merged_stats",
     "recent_disagreements",
+    "shadow_stats_with",
     "station_stats",
 ]
 
@@ -172,6 +173,16 @@ def merge_stats(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
 def merged_stats(*, session: Session, candidate: str) -> dict[str, Any] | None:
     """The candidate's statistics over every station that ran it in shadow (None: none)."""
     return merge_stats(station_stats(session=session, candidate=candidate))
+
+
+def shadow_stats_with(*, session: Session, candidate: str, local: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The candidate's statistics over every store-backed station plus ``local`` (a store-less
+    station's ``stats.json`` in this data directory), summed; ``local`` unchanged when the store has
+    none; None: it never ran in shadow. What a recorded evaluation's ``shadow_parts`` counts."""
+    stations = station_stats(session=session, candidate=candidate)
+    if not stations:
+        return None if local is None else dict(local)
+    return merge_stats([*stations, *([local] if local else [])])
 
 
 def count_disagreements(*, session: Session, candidate: str) -> int:
