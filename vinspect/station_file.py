@@ -167,7 +167,9 @@ class StoreSinkConfig(Strict):
 
 class ShadowSinkConfig(Strict):
     """A candidate model judging every part beside the active one, never signalling
-    (:mod:`vinspect.pipeline.shadow`); its statistics land in ``<data_dir>/shadow/<name>@<version>/``."""
+    (:mod:`vinspect.pipeline.shadow`); its statistics and disagreements go to the store when the
+    station has a store sink (every reviewer app of the plant sees them), else to
+    ``<data_dir>/shadow/<name>@<version>/``."""
 
     kind: Literal["shadow"]
     model: ModelByPath | ModelByName

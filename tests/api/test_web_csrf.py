@@ -33,6 +33,7 @@ def _path(template: str) -> str:
         step="D1",
         set_name="s1",
         image_id="1",
+        candidate="tiny@2",
     )
 
 

@@ -44,12 +44,13 @@ def test_quality_engineer_accepts_stated_rates_to_activate(
     if TAKE_SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "16-model-risk-acceptance.png"), full_page=True)
-    section.locator("input[name=reason]").fill("reviewers staffed for the band")
-    section.locator("input[name=password]").fill(PASSWORD)
-    section.locator("button[type=submit]").click()  # the unchecked acceptance box blocks the submit
+    form = section.locator("form[action$='/activate']")  # not the criteria form below it (issue 20)
+    form.locator("input[name=reason]").fill("reviewers staffed for the band")
+    form.locator("input[name=password]").fill(PASSWORD)
+    form.locator("button[type=submit]").click()  # the unchecked acceptance box blocks the submit
     assert page.url.endswith("/models") and registry.active_version("tiny") is None
-    section.locator("input[name=accept_risk]").check()
+    form.locator("input[name=accept_risk]").check()
     with page.expect_navigation():
-        section.locator("button[type=submit]").click()
+        form.locator("button[type=submit]").click()
     assert "tiny 5 is now active (signed, stated risk accepted)" in page.inner_text("main")
     assert registry.active_version("tiny") == "5"

@@ -140,6 +140,14 @@ def _insert_one(engine: Engine, table: str) -> None:
                     "VALUES (1, 'x', CURRENT_TIMESTAMP, 'user:1')"
                 )
             )
+        if table == "shadow_disagreements":
+            session.execute(
+                text(
+                    "INSERT INTO shadow_disagreements (station_id, candidate, inspection_id, captured_at, "
+                    "active_verdict, active_reasons, shadow_verdict, recorded_at) VALUES ('st', 'm@2', 'x', "
+                    "CURRENT_TIMESTAMP, 'PASS', '[]', 'FAIL', CURRENT_TIMESTAMP)"
+                )
+            )
         if table == "pass_evidence":
             session.execute(
                 text(

@@ -23,6 +23,7 @@ from vinspect.store.evidence import EvidenceStore
 from vinspect.store.ncr import NcrFilter
 from vinspect.store.outbox import OutboxRelay, RelayConfig, outbox_counts
 from vinspect.store.roles import APPEND_ONLY_TABLES, grant_app_role
+from vinspect.store.shadow_records import StoreShadowRecorder, merged_stats
 from vinspect.store.sink import StoreSink
 from vinspect.store.verify import verify_store
 
@@ -103,4 +104,32 @@ def test_grant_refuses_sqlite_and_odd_role_names(tmp_path, owner_url: str) -> No
         with pytest.raises(StoreError, match="does not exist"):
             grant_app_role(engine, "nobody_here")
     finally:
+        engine.dispose()
+
+
+def test_app_role_records_a_shadow_but_cannot_change_its_disagreements(
+    pg_cluster: PgCluster, owner_url: str, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    role = _app_role(pg_cluster)
+    _grant_via_cli(owner_url, role, capsys, tmp_path)
+    app_url = make_url(owner_url).set(username=role).render_as_string(hide_password=False)
+    engine = make_engine(app_url)
+    recorder = StoreShadowRecorder(engine, EvidenceStore(tmp_path / "evidence"), station_id="st-1")
+    try:
+        doc = {"candidate": {"name": "m", "version": "2", "sha256": "ab" * 32}, "parts": 1, "agree": 0}
+        recorder.stats(doc)
+        recorder.stats({**doc, "parts": 2})  # the station's latest statistics: an update it may make
+        row = {
+            "inspection_id": "st-1-0001",
+            "captured_at": "2026-12-06T01:00:00+00:00",
+            "active": {"verdict": "PASS", "score": 0.2, "reasons": []},
+            "shadow": {"verdict": "FAIL", "score": 0.9},
+        }
+        recorder.disagreement("m@2", row, None)
+        with session_scope(engine, readonly=True) as session:
+            assert merged_stats(session=session, candidate="m@2")["parts"] == 2  # type: ignore[index]
+        with engine.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
+            conn.execute(text("UPDATE shadow_disagreements SET shadow_verdict = 'PASS'"))
+    finally:
+        recorder.close()
         engine.dispose()

@@ -18,6 +18,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
 from vinspect.api.auth import AuthUser, ClientLimiter, PasswordService, SessionStore, WebSession
+from vinspect.api.model_evaluation import EvaluationJobs
 from vinspect.api.permissions import Permission, allowed
 from vinspect.api.security import SessionHandle
 from vinspect.api.status_source import StatusSource
@@ -78,6 +79,7 @@ class Services:
     sample: PassSample
     data_dir: Path = field(default_factory=Path)
     evaluator: Any = None  # vinspect.quality.evaluator.AlarmEvaluator while the app runs one
+    evaluations: EvaluationJobs = field(default_factory=EvaluationJobs)  # candidates' frozen-set evaluations
 
 
 def get_services(request: Request) -> Services:

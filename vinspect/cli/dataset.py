@@ -21,6 +21,7 @@ from vinspect.settings import load_settings
 from vinspect.store.adjudicated import adjudicated_parts, audited_pass_parts
 from vinspect.store.db import session_scope
 from vinspect.store.evidence import EvidenceStore
+from vinspect.store.shadow_judgements import judged_shadow_parts
 
 __all__ = ["register"]
 
@@ -53,10 +54,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     register_labelling(verbs)
     reviews = verbs.add_parser(
         "from-reviews",
-        help="turn adjudicated NCRs and audited PASS samples into a labelled dataset (class folders + provenance)",
+        help="turn adjudicated NCRs, audited PASS samples and judged shadow disagreements into a labelled dataset",
         description="Reads every NCR whose standing review says FALSE_REJECT (-> good/) or CONFIRMED_DEFECT "
         "(-> <defect code>/) and every audited PASS sample with a kept image (CONFORMS -> good/, "
-        "ESCAPE -> <defect code>/), writes its image with a provenance file, deduplicated by pixels, "
+        "ESCAPE -> <defect code>/) and every judged shadow disagreement (good -> good/, defective -> "
+        "<defect code>/), writes its image with a provenance file, deduplicated by pixels, "
         "optionally merged over an existing dataset's training images, and refuses any image "
         "that is also a golden sample or a frozen evaluation image (--exclude).",
     )
@@ -158,6 +160,16 @@ def _from_reviews(args: argparse.Namespace) -> int:
                     for a in audited_pass_parts(session=session, since=args.since, until=args.until)
                 ]
                 parts += audits
+                shadows = [
+                    ReviewedImage(
+                        name=f"shadow-{j.candidate}-{j.inspection_id}",
+                        label=j.label,
+                        image_sha256=str(j.image_sha256),
+                        provenance=j.provenance(),
+                    )
+                    for j in judged_shadow_parts(session=session, since=args.since, until=args.until)
+                ]
+                parts += shadows
             report = build_from_reviews(
                 parts,
                 read_blob=evidence.read,
@@ -172,8 +184,8 @@ def _from_reviews(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"wrote {sum(report.counts.values())} images to {report.out} ({counts}): "
         f"{report.from_reviews} from reviews, {report.from_dataset} from the merged dataset, "
-        f"{len(report.duplicates)} duplicate(s) left out; read {len(parts) - len(audits)} reviewed "
-        f"NCR(s) and {len(audits)} audited PASS sample(s)\n"
+        f"{len(report.duplicates)} duplicate(s) left out; read {len(parts) - len(audits) - len(shadows)} reviewed "
+        f"NCR(s), {len(audits)} audited PASS sample(s) and {len(shadows)} judged shadow disagreement(s)\n"
     )
     for dropped, other in report.dropped_leaking:
         sys.stdout.write(f"LEFT OUT {dropped}: same image as {other}\n")

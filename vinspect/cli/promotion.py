@@ -18,18 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from vinspect.cli.store_access import store_engine
-from vinspect.dataset.frozen import is_frozen, verify_frozen
-from vinspect.dataset.layouts import open_dataset
-from vinspect.errors import ConfigError, DatasetError, ModelError, StateError
+from vinspect.errors import ConfigError, ModelError, StateError
 from vinspect.models.evaluation_images import evaluation_dir
 from vinspect.models.manifest import read_manifest
-from vinspect.models.promotion_criteria import Criteria, Evaluation
+from vinspect.models.promotion_criteria import Criteria
 from vinspect.models.registry import ModelRegistry
-from vinspect.models.runtime import load_bundle
-from vinspect.pipeline.gating import policy_for
 from vinspect.pipeline.shadow import read_shadow_stats
-from vinspect.report.changed_images import write_changed_images
-from vinspect.report.compare import compare_bundles, golden_outcome
+from vinspect.report.candidate_evaluation import evaluate_candidate, write_evaluation_images
 from vinspect.settings import load_settings
 from vinspect.store import promotion as promo
 from vinspect.store import session_scope
@@ -171,80 +166,39 @@ def _criteria(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    registry = _registry(args)
-    if not is_frozen(args.data):
-        raise DatasetError(
-            f"{args.data}: not a frozen set; a promotion is judged on a frozen set "
-            "(vinspect dataset freeze DATA --out SET --name N --version V)"
-        )
-    frozen = verify_frozen(args.data)
-    candidate = load_bundle(registry.resolve(args.name, args.version), threads=args.threads)
-    active = registry.active_version(args.name)
-    if active == args.version:
-        raise ConfigError(f"{args.name} {args.version} is already the active version")
-    champion = None if active is None else load_bundle(registry.resolve(args.name, active), threads=args.threads)
-    policy = policy_for(candidate)
-    samples = open_dataset(args.data).test_samples()
-    if champion is not None:
-        result = compare_bundles(
-            samples,
-            champion=champion,
-            challenger=candidate,
-            champion_policy=policy_for(champion),
-            challenger_policy=policy,
-            progress=not args.no_progress,
-        )
-        challenger_doc, champion_doc, doc = result.challenger, result.champion, result.to_json()
-    else:
-        from vinspect.report.evaluate import score_samples, summarize
-
-        scored = score_samples(samples, bundle=candidate, policy=policy, progress=not args.no_progress)
-        challenger_doc, champion_doc = summarize(scored, bundle=candidate, policy=policy), None
-        doc = {"challenger": challenger_doc, "champion": None}
-    golden = golden_outcome(candidate, policy)
-    m = candidate.manifest
-    shadow = read_shadow_stats(load_settings(data_dir=args.data_dir).data_dir / "shadow" / f"{m.name}@{m.version}")
-    evaluation = Evaluation(
-        frozen_set={"name": frozen.name, "version": frozen.version, "set_sha256": frozen.set_sha256},
-        golden_defects=golden.defects,
-        golden_defects_failed=golden.defects_failed,
-        golden_goods=golden.goods,
-        golden_goods_passed=golden.goods_passed,
-        challenger=_slim(challenger_doc),
-        champion=None if champion_doc is None else _slim(champion_doc),
-        shadow_parts=None if shadow is None else int(shadow["parts"]),
-        shadow=None
-        if shadow is None
-        else {
-            k: shadow.get(k)
-            for k in ("parts", "agree", "agreement", "disagree", "dropped_busy", "late", "active_model", "updated_at")
-        },
+    data_dir = load_settings(data_dir=args.data_dir).data_dir
+    shadow = _shadow_stats(args, data_dir)
+    ev = evaluate_candidate(
+        registry=_registry(args),
+        name=args.name,
+        version=args.version,
+        data=args.data,
+        shadow=shadow,
+        threads=args.threads,
+        progress=not args.no_progress,
     )
+    m = read_manifest(_registry(args).resolve(args.name, args.version))
     with store_engine(args) as engine:
         digest = _run(
             engine,
             lambda s: promo.record_evaluation(
-                session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=evaluation, actor=_actor()
+                session=s, name=m.name, version=m.version, sha256=m.sha256, evaluation=ev.evaluation, actor=_actor()
             ),
         )
-    if champion is not None:  # the changed verdicts' images, for the Models page (named by the evidence's hash)
-        folder = evaluation_dir(load_settings(data_dir=args.data_dir).data_dir, m.name, m.version, digest)
-        changed = write_changed_images(
-            folder,
-            result,
-            champion_level=champion.manifest.thresholds.map_at,
-            challenger_level=candidate.manifest.thresholds.map_at,
-        )
+    folder = evaluation_dir(data_dir, m.name, m.version, digest)
+    changed = write_evaluation_images(folder, ev)  # for the Models page (named by the evidence's hash)
+    if changed is not None:
         sys.stdout.write(f"changed verdicts: {len(changed)} (both heatmaps of each in {folder})\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(ev.doc, indent=2) + "\n", encoding="utf-8")
     with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
         state = promo.candidate_state(session=session, name=m.name, version=m.version)
+    active, frozen, e = ev.active_version, ev.frozen, ev.evaluation
     against = f"against {args.name} {active}" if active else "(no active version to compare with)"
     sys.stdout.write(
         f"evaluated {m.name} {m.version} {against} on {frozen.name} {frozen.version} "
-        f"(evidence {digest[:12]}); golden defects failed {golden.defects_failed}/{golden.defects}\n"
+        f"(evidence {digest[:12]}); golden defects failed {e.golden_defects_failed}/{e.golden_defects}\n"
     )
     if shadow is not None:
         sys.stdout.write(
@@ -258,22 +212,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if not state.failures else 1
 
 
-def _slim(summary: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "model",
-        "n_good",
-        "n_defect",
-        "auroc",
-        "f1",
-        "false_reject_rate_at_zero_escape",
-        "per_class_detection",
-        "defect_type_accuracy",
-        "latency_ms",
-    )
-    out = {k: summary.get(k) for k in keep}
-    op = summary.get("operating_point", {})
-    out["operating_point"] = {k: op.get(k) for k in ("fail_at", "review_at", "false_reject_rate", "escape_rate")}
-    return out
+def _shadow_stats(args: argparse.Namespace, data_dir: Path) -> dict[str, Any] | None:
+    """The candidate's shadow statistics: every store-backed station's (the store) and this data
+    directory's (a store-less station), summed."""
+    from vinspect.store.shadow_records import shadow_stats_with
+
+    candidate = f"{args.name}@{args.version}"
+    local = read_shadow_stats(data_dir / "shadow" / candidate)
+    with store_engine(args) as engine, session_scope(engine, readonly=True) as session:
+        return shadow_stats_with(session=session, candidate=candidate, local=local)
 
 
 def _sign(args: argparse.Namespace) -> int:

@@ -200,8 +200,9 @@ def _store_sink(
     return stack.enter_context(sink), engine
 
 
-def _shadow_sink(cfg: ShadowSinkConfig, station: StationConfig, settings: Settings) -> ShadowSink:
-    """The shadow candidate, gated like a hot-swap candidate (verified, golden self-test)."""
+def _shadow_sink(cfg: ShadowSinkConfig, station: StationConfig, settings: Settings, engine: Any) -> ShadowSink:
+    """The shadow candidate, gated like a hot-swap candidate (verified, golden self-test); with a store
+    (``engine``) its statistics and disagreements go there, else under ``<data dir>/shadow/``."""
     spec = cfg.model
     if isinstance(spec, ModelByPath):
         path = spec.path
@@ -219,7 +220,15 @@ def _shadow_sink(cfg: ShadowSinkConfig, station: StationConfig, settings: Settin
         deadline_ms=station.deadline_ms,
         queue_size=cfg.queue_size,
         active_model=active,
+        recorder=None if engine is None else _shadow_recorder(engine, settings, station.station_id),
     )
+
+
+def _shadow_recorder(engine: Any, settings: Settings, station_id: str) -> Any:
+    from vinspect.store import EvidenceStore
+    from vinspect.store.shadow_records import StoreShadowRecorder
+
+    return StoreShadowRecorder(engine, EvidenceStore(settings.data_dir / "evidence"), station_id=station_id)
 
 
 def _sinks(
@@ -231,15 +240,17 @@ def _sinks(
     sinks: list[InspectionSink] = []
     jsonl: Path | None = None
     engine: Any = None
-    for cfg in station.sinks:
+    built: dict[int, InspectionSink] = {}
+    for i, cfg in enumerate(station.sinks):  # the store first: a shadow writes to it when there is one
         if isinstance(cfg, JsonlSinkConfig):
             jsonl = cfg.path if cfg.path.is_absolute() else settings.data_dir / cfg.path
-            sinks.append(stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync)))
-        elif isinstance(cfg, ShadowSinkConfig):
-            sinks.append(stack.enter_context(_shadow_sink(cfg, station, settings)))
-        else:
-            sink, engine = _store_sink(cfg, settings, stack=stack, station_id=station.station_id)
-            sinks.append(sink)
+            built[i] = stack.enter_context(JsonlSink(jsonl, fsync=cfg.fsync))
+        elif not isinstance(cfg, ShadowSinkConfig):
+            built[i], engine = _store_sink(cfg, settings, stack=stack, station_id=station.station_id)
+    for i, cfg in enumerate(station.sinks):
+        if isinstance(cfg, ShadowSinkConfig):
+            built[i] = stack.enter_context(_shadow_sink(cfg, station, settings, engine))
+    sinks.extend(built[i] for i in range(len(station.sinks)))
     return sinks, jsonl, engine
 
 

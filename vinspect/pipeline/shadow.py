@@ -13,6 +13,12 @@ to ``<out>/stats.json`` (replaced atomically, at most once a second and at close
 disagreement is appended to ``<out>/disagreements.jsonl`` with the frame saved as
 ``<out>/images/<inspection id>.png``, a review set for the people who will sign the promotion.
 The promotion's ``min_shadow_parts`` criterion reads ``stats.json``.
+
+A store-backed station passes a :class:`ShadowRecorder` instead
+(:class:`vinspect.store.shadow_records.StoreShadowRecorder`): the statistics and disagreements
+(frames in the evidence store) then go to the store, where a plant's central reviewer app sees
+every station's shadows, and nothing is written under ``out``. A recorder failure is logged and
+counted (``record_errors``), never raised: the shadow must not reach the line.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -38,7 +44,7 @@ from vinspect.pipeline.decide import DecisionPolicy
 from vinspect.pipeline.judge import judge_image
 from vinspect.types import Inspection, Verdict
 
-__all__ = ["STATS_FILE", "ShadowSink", "read_shadow_stats"]
+__all__ = ["STATS_FILE", "ShadowRecorder", "ShadowSink", "read_shadow_stats"]
 
 logger = logging.getLogger(__name__)
 STATS_FILE = "stats.json"
@@ -56,6 +62,16 @@ def read_shadow_stats(out: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+class ShadowRecorder(Protocol):
+    """Where a store-backed station's shadow keeps its statistics and disagreements."""
+
+    def stats(self, doc: dict[str, Any]) -> None: ...
+
+    def disagreement(self, candidate: str, row: dict[str, Any], png: bytes | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class ShadowSink:
     """Judge every inspected frame with ``bundle`` off the line; see the module doc."""
 
@@ -70,8 +86,9 @@ class ShadowSink:
         deadline_ms: float | None,
         queue_size: int = 2,
         active_model: str | None = None,
+        recorder: ShadowRecorder | None = None,
     ) -> None:
-        self._bundle, self._policy, self._out = bundle, policy, out
+        self._bundle, self._policy, self._out, self._recorder = bundle, policy, out, recorder
         self._deadline_s = None if deadline_ms is None else deadline_ms / 1e3
         self._queue: queue.Queue[Inspection | None] = queue.Queue(maxsize=max(1, queue_size))
         self._lock = threading.Lock()
@@ -89,8 +106,11 @@ class ShadowSink:
             "late": 0,
             "errors": 0,
         }
+        if recorder is not None:
+            self._stats["record_errors"] = 0
         self._written_at = 0.0
-        (out / "images").mkdir(parents=True, exist_ok=True)
+        if recorder is None:
+            (out / "images").mkdir(parents=True, exist_ok=True)
         self._worker = threading.Thread(target=self._run, name="shadow", daemon=True)
         self._worker.start()
 
@@ -145,13 +165,18 @@ class ShadowSink:
         frame = inspection.frame
         assert frame is not None
         name = f"{inspection.inspection_id}.png"
+        png: bytes | None = None
         try:
-            (self._out / "images" / name).write_bytes(encode_png(frame.image, pixel_format=frame.pixel_format))
+            png = encode_png(frame.image, pixel_format=frame.pixel_format)
+            if self._recorder is None:
+                (self._out / "images" / name).write_bytes(png)
         except (OSError, ValueError):  # the row is still recorded; the statistics matter more than the picture
             logger.warning("shadow: cannot write %s", name, exc_info=True)
+            png = None
         active_score = inspection.prediction.score if inspection.prediction is not None else None
         row = {
             "inspection_id": inspection.inspection_id,
+            "station_id": inspection.station_id,
             "part_seq": inspection.part_seq,
             "part_id": frame.part_id,
             "captured_at": frame.captured_at.isoformat(),
@@ -162,7 +187,17 @@ class ShadowSink:
             },
             "shadow": {"verdict": verdict.value, "score": score},
             "image": f"images/{name}",
+            "active_model": self._stats["active_model"],
         }
+        if self._recorder is not None:
+            m = self._bundle.manifest
+            try:
+                self._recorder.disagreement(f"{m.name}@{m.version}", row, png)
+            except Exception:  # counted and logged; never reaches the line
+                logger.exception("shadow: cannot record the disagreement about %s", inspection.inspection_id)
+                with self._lock:
+                    self._stats["record_errors"] += 1
+            return
         with (self._out / "disagreements.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
 
@@ -187,6 +222,14 @@ class ShadowSink:
         if not force and now - self._written_at < _WRITE_EVERY_S:
             return
         self._written_at = now
+        if self._recorder is not None:
+            try:
+                self._recorder.stats(self.stats())
+            except Exception:  # counted and logged; never reaches the line
+                logger.exception("shadow: cannot record the statistics")
+                with self._lock:
+                    self._stats["record_errors"] += 1
+            return
         write_atomically(
             self._out / STATS_FILE, json.dumps(self.stats(), indent=2, sort_keys=True) + "\n", durable=False
         )
@@ -199,6 +242,8 @@ class ShadowSink:
             self._queue.put(None)
             self._worker.join(timeout=30)
         self._maybe_write(force=True)
+        if self._recorder is not None:
+            self._recorder.close()
 
     def __enter__(self) -> Self:
         return self

@@ -31,9 +31,9 @@ from vinspect.store.users import get_user
 __all__ = ["ModelActivation", "record_model_activation", "verify_model_signature"]
 
 ACCEPTED_ACTION = "model.risk_accepted"
-# audit rows that keep the content a model signature binds (risk acceptance here; promotion and
-# rollback signatures in vinspect.store.promotion)
-SIGNED_CONTENT_ACTIONS = (ACCEPTED_ACTION, "model.promotion_signed", "model.rollback")
+# audit rows that keep the content a model signature binds (risk acceptance here; criteria signed
+# in the app, promotion and rollback signatures in vinspect.store.promotion)
+SIGNED_CONTENT_ACTIONS = (ACCEPTED_ACTION, "model.criteria", "model.promotion_signed", "model.rollback")
 
 
 def _entity_id(name: str, version: str) -> str:

@@ -89,9 +89,9 @@ class Candidate:
         """Everything that stands between the candidate and promotion, in plain words."""
         out = []
         if self.criteria is None:
-            out.append("no acceptance criteria fixed (vinspect models criteria)")
+            out.append("no acceptance criteria fixed (vinspect models criteria, or the Models page)")
         if self.evaluation is None:
-            out.append("not evaluated after its criteria were fixed (vinspect models evaluate)")
+            out.append("not evaluated after its criteria were fixed (vinspect models evaluate, or the Models page)")
         out.extend(self.failures)
         if len(self.signers) < 2:
             out.append(f"{len(self.signers)} of 2 promotion signatures")
@@ -166,27 +166,61 @@ def fix_criteria(
     actor: str,
     reason: str,
     at: datetime | None = None,
+    signer_user_id: int | None = None,
+    auth_method: str = "password",
 ) -> str:
     """Record the criteria (once); returns their hash.
 
+    With ``signer_user_id`` (the reviewer app, after password re-entry) the criteria are also an
+    e-signature (meaning ``MODEL_PROMOTION``) by that quality engineer or admin, bound to the
+    criteria content the row keeps.
+
     Raises:
-        StateError: criteria already fixed, or an evaluation recorded before them.
+        StateError: an evaluation already recorded, criteria already fixed, no reason, or a
+            signer who may not sign.
     """
     lock_writers(session)
+    if _rows(session, name, version, EVALUATION):
+        raise StateError(
+            f"{name} {version}: already evaluated; criteria are fixed before the evidence is seen "
+            "and cannot change after it"
+        )
     if _rows(session, name, version, CRITERIA):
         raise StateError(f"{name} {version}: acceptance criteria are already fixed (they cannot change once set)")
-    if _rows(session, name, version, EVALUATION):
-        raise StateError(f"{name} {version}: already evaluated; criteria must be fixed before the evidence is seen")
     if not reason.strip():
         raise StateError("fixing acceptance criteria needs a reason")
-    content = {
+    when = at or datetime.now(UTC)
+    content: dict[str, Any] = {
         "model": name,
         "version": version,
         "sha256": sha256,
         "trained_by": trained_by,
         "criteria": criteria.model_dump(mode="json"),
-        "fixed_at": format_utc(at or datetime.now(UTC)),
+        "fixed_at": format_utc(when),
     }
+    if signer_user_id is not None:
+        user = _signer(session, signer_user_id, "acceptance criteria")
+        actor = f"user:{user.id}"
+        content |= {
+            "meaning": str(SignatureMeaning.MODEL_PROMOTION),
+            "signer_user_id": user.id,
+            "printed_name": user.display_name,
+            "signed_at": format_utc(when),
+            "reason": reason,
+        }
+        create_signature(
+            session=session,
+            entity="model",
+            entity_id=entity_id(name, version),
+            signer=user,
+            meaning=SignatureMeaning.MODEL_PROMOTION,
+            content=content,
+            actor=actor,
+            reason=reason,
+            source=actor[:128],
+            at=when,
+            auth_method=auth_method,
+        )
     return _append(
         session,
         actor=actor,
@@ -195,7 +229,7 @@ def fix_criteria(
         version=version,
         content=content,
         reason=reason,
-        at=at or datetime.now(UTC),
+        at=when,
         field="criteria",
     )
 

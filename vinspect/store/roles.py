@@ -6,7 +6,8 @@ owner and the station / API as a separate role that may only read and append qua
 for that role a change is refused by the permission system itself ("permission denied"), and it
 cannot drop a trigger because it owns nothing. Only the export outbox (delivery state), the
 user table (activation), the station registry (each station's latest report, issue 18) and the
-model assignments (the station's reported outcome) take updates, and so do the analytics roll-up's
+model assignments (the station's reported outcome) and a shadow candidate's latest statistics per
+station (issue 20; its disagreements are append-only) take updates, and so do the analytics roll-up's
 counts and watermark (derived, rebuilt from the records by the owner with
 ``analytics_rollup.rebuild``); distributed bundle archives are read and inserted only. SQLite has
 no roles: there the triggers are the guard.
@@ -37,7 +38,8 @@ UPDATABLE_TABLES = (
     "model_assignments",
     "inspection_hourly",
     "analytics_watermark",
-)  # the last two: derived counts (issue 17)
+    "shadow_stats",
+)  # inspection_hourly, analytics_watermark: derived counts (issue 17); shadow_stats: a shadow's latest counts
 INSERT_ONLY_TABLES = ("model_bundles",)  # no trigger: the stations verify each archive's sha256
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

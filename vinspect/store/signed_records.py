@@ -38,7 +38,7 @@ __all__ = [
     "verify_record_signature",
 ]
 
-RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config"})
+RECORD_ENTITIES = frozenset({"capa", "alarm", "station_config", "shadow"})  # shadow: store.shadow_judgements
 
 
 class Signer(Protocol):

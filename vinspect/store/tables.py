@@ -56,6 +56,8 @@ __all__ = [
     "OutboxRecord",
     "PassEvidenceRecord",
     "QualityAlarmRecord",
+    "ShadowDisagreementRecord",
+    "ShadowStatsRecord",
     "SignatureRecord",
     "SpcBaselineRecord",
     "StationConfigRecord",
@@ -75,6 +77,7 @@ APPEND_ONLY_TABLES = (
     "capa_links",
     "pass_evidence",
     "station_configs",
+    "shadow_disagreements",
 )
 # Labelling (migration 0007): sets, their images, label events and model scores, append-only too.
 LABEL_TABLES = ("label_sets", "label_images", "label_events", "label_scores")
@@ -659,3 +662,46 @@ class ModelAssignmentRecord(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     outcome_reason: Mapped[str | None] = mapped_column(Text)
     outcome_at: Mapped[datetime | None]
+
+
+class ShadowStatsRecord(Base):
+    """A shadow candidate's latest statistics on one station (issue 20, migration 0011): upserted by
+    the station at most once a second, like its ``stations`` row; operational, not a quality record."""
+
+    __tablename__ = "shadow_stats"
+
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(130), primary_key=True)  # name@version
+    candidate_sha256: Mapped[str] = mapped_column(String(64))
+    active_model: Mapped[str | None] = mapped_column(String(256))
+    parts: Mapped[int] = mapped_column(BigInteger)
+    stats_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class ShadowDisagreementRecord(Base):
+    """A part a shadow candidate judged differently from the active model (issue 20, migration 0011;
+    append-only): both verdicts and scores, and the frame kept in the evidence store by hash."""
+
+    __tablename__ = "shadow_disagreements"
+    __table_args__ = (
+        UniqueConstraint("candidate", "inspection_id"),
+        Index("ix_shadow_disagreements_candidate", "candidate", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64))
+    candidate: Mapped[str] = mapped_column(String(130))
+    inspection_id: Mapped[str] = mapped_column(String(64))
+    part_seq: Mapped[int | None] = mapped_column(BigInteger)
+    part_id: Mapped[str | None] = mapped_column(String(128))
+    captured_at: Mapped[datetime]
+    active_model: Mapped[str | None] = mapped_column(String(256))
+    active_verdict: Mapped[str] = mapped_column(String(16))
+    active_score: Mapped[float | None] = mapped_column(Float)
+    active_reasons: Mapped[str] = mapped_column(Text)  # JSON list
+    shadow_verdict: Mapped[str] = mapped_column(String(16))
+    shadow_score: Mapped[float | None] = mapped_column(Float)
+    image_sha256: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]

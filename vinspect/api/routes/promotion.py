@@ -1,4 +1,4 @@
-"""Model promotion: its state as JSON, and signing and promoting from the models page."""
+"""Model promotion: its state as JSON; fixing criteria, evaluating, signing and promoting from the models page."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, client_source
 from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect
-from vinspect.api.promotion import promote_model, promotion_views, sign_model_promotion
+from vinspect.api.promotion import (
+    fix_model_criteria,
+    promote_model,
+    promotion_views,
+    sign_model_promotion,
+    start_evaluation,
+)
 from vinspect.api.workflow import installed_manifest
 from vinspect.models.evaluation_images import IMAGE_NAME, evaluation_dir
 
@@ -39,6 +45,7 @@ class PromotionPublic(BaseModel):
     signers: list[str]
     blockers: list[str]
     promoted: bool
+    shadow_judged: dict[str, int] | None = None
 
 
 class PromotionSign(BaseModel):
@@ -66,6 +73,7 @@ def _public(services: ServicesDep, name: str, version: str) -> PromotionPublic:
         signers=list(view.signers),
         blockers=list(view.blockers),
         promoted=view.promoted,
+        shadow_judged=view.shadow_judged,
     )
 
 
@@ -152,6 +160,75 @@ def promote_form(
     return flash_and_redirect(
         request, promote, to="/models", refused="Promotion refused", refused_to=f"/models#model-{name}-{version}"
     )
+
+
+@router.get("/api/v1/models/{name}/{version}/evaluation", tags=["station"], responses=RESPONSES)
+def api_evaluation_job(name: Segment, version: Segment, services: ServicesDep, _user: Viewer) -> dict[str, Any]:
+    """The newest evaluation started from the app: running, done or failed (with the reason); the
+    Models page polls it while one runs. ``{"status": null}``: none since the app started."""
+    installed_manifest(services, name, version)
+    job = services.evaluations.state(name, version)
+    return {"status": None} if job is None else job.to_json()
+
+
+@router.post("/models/{name}/{version}/criteria", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def criteria_form(
+    name: Segment,
+    version: Segment,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    max_false_reject_pct: Annotated[str, Form(max_length=32)] = "",
+    max_escape_pct: Annotated[str, Form(max_length=32)] = "",
+    min_golden_detection_pct: Annotated[str, Form(max_length=32)] = "",
+    min_auroc: Annotated[str, Form(max_length=32)] = "",
+    max_latency_ms: Annotated[str, Form(max_length=32)] = "",
+    min_shadow_parts: Annotated[str, Form(max_length=32)] = "",
+    allow_more_false_rejects: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Fix a candidate's acceptance criteria (signed) from the models page."""
+    fields = {
+        "max_false_reject_pct": max_false_reject_pct,
+        "max_escape_pct": max_escape_pct,
+        "min_golden_detection_pct": min_golden_detection_pct,
+        "min_auroc": min_auroc,
+        "max_latency_ms": max_latency_ms,
+        "min_shadow_parts": min_shadow_parts,
+        "allow_more_false_rejects": allow_more_false_rejects,
+    }
+
+    def fix() -> str:
+        fix_model_criteria(
+            services, user, name, version, fields, password=password, reason=reason, source=client_source(request)
+        )
+        return (
+            f"Acceptance criteria fixed for {name} {version} and signed by {user.display_name}; "
+            "they cannot change. Next: run its evaluation on a frozen set."
+        )
+
+    return flash_and_redirect(request, fix, to=f"/models#model-{name}-{version}", refused="Criteria refused")
+
+
+@router.post("/models/{name}/{version}/evaluate", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def evaluate_form(
+    name: Segment,
+    version: Segment,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    frozen: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Start the candidate's evaluation against the active model on a frozen set (background)."""
+
+    def start() -> str:
+        start_evaluation(services, user, name, version, frozen=frozen)
+        return f"Evaluation of {name} {version} on {frozen} started; this page shows when it is done."
+
+    return flash_and_redirect(request, start, to=f"/models#model-{name}-{version}", refused="Evaluation refused")
 
 
 @router.get(

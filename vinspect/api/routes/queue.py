@@ -45,6 +45,7 @@ from vinspect.store.review_queries import (
     part_history,
     review_queue,
 )
+from vinspect.store.shadow_judgements import ShadowJudgement, judgements
 
 __all__ = ["router"]
 
@@ -122,6 +123,14 @@ def _check_sampled(services: Any, inspection_id: str) -> None:
         raise HTTPException(status_code=404, detail="inspection is not in the PASS audit sample")
 
 
+def _shadow_judged(db: DbSession) -> dict[str, dict[str, ShadowJudgement]]:
+    """Every judged shadow disagreement, by candidate then inspection id."""
+    out: dict[str, dict[str, ShadowJudgement]] = {}
+    for j in judgements(session=db):
+        out.setdefault(j.candidate, {})[j.inspection_id] = j
+    return out
+
+
 @router.get("/queue", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
 def queue_page(
     request: Request,
@@ -142,7 +151,8 @@ def queue_page(
             "items": items,
             "paths": [_item_path(i) for i in items],
             "ages": [age(i.detected_at) for i in items],
-            "shadow": shadow_views(services.data_dir),
+            "shadow": shadow_views(services.data_dir, session=db),
+            "shadow_judged": _shadow_judged(db),
             "f": {"site_id": site_id or "", "line_id": line_id or "", "station_id": station_id or ""},
         },
     )

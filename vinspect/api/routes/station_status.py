@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from vinspect.api.deps import CsrfChecked, ModelActivator, ServicesDep, Viewer, client_source
 from vinspect.api.formatting import number
+from vinspect.api.model_evaluation import frozen_choices
 from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect, render
 from vinspect.api.permissions import Permission, allowed
 from vinspect.api.promotion import promotion_views
@@ -93,6 +94,7 @@ def models_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLRe
         "can_activate": allowed(user.role, Permission.MODELS),
         "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()},
         "change_titles": TITLES,
+        "frozen_sets": frozen_choices(services.data_dir),
     }
     return render(request, "models.html", context=context, user=user)
 

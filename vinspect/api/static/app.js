@@ -247,4 +247,20 @@
     }
     window.setInterval(refresh, 1000);
   }
+
+  // ---- models page: a candidate's evaluation runs in the background; reload when it ends --------
+  document.querySelectorAll("[data-evaluation-poll]").forEach(function (el) {
+    const url = el.dataset.evaluationPoll;
+    const timer = window.setInterval(function () {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (job) {
+          if (job && job.status !== "running") {
+            window.clearInterval(timer);
+            window.location.reload();
+          }
+        })
+        .catch(function () { /* the next tick tries again */ });
+    }, 1500);
+  });
 })();
