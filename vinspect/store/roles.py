@@ -37,7 +37,8 @@ UPDATABLE_TABLES = (
     "model_assignments",
     "inspection_hourly",
     "analytics_watermark",
-)  # the last two: derived counts (issue 17)
+    "judgement_hourly",
+)  # the last three: derived counts (issue 17)
 INSERT_ONLY_TABLES = ("model_bundles",)  # no trigger: the stations verify each archive's sha256
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

@@ -45,6 +45,7 @@ __all__ = [
     "EvidenceRecord",
     "InspectionHourRecord",
     "InspectionRecord",
+    "JudgementHourRecord",
     "LabelEventRecord",
     "LabelImageRecord",
     "LabelScoreRecord",
@@ -607,8 +608,25 @@ class InspectionHourRecord(Base):
     first_passed: Mapped[int] = mapped_column(BigInteger)
 
 
+class JudgementHourRecord(Base):
+    """Human judgements of one UTC hour, station, part number, model version, machine verdict and answer:
+    each NCR's standing review (hour of detection) and blind PASS audit answers (hour of the audited
+    part's record); derived, maintained by :mod:`vinspect.store.judgement_rollup` (migration 0012)."""
+
+    __tablename__ = "judgement_hourly"
+
+    hour: Mapped[str] = mapped_column(String(13), primary_key=True)  # "YYYY-MM-DD HH" (UTC)
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_number: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    machine: Mapped[str] = mapped_column(String(16), primary_key=True)  # the vision verdict
+    human: Mapped[str] = mapped_column(String(32), primary_key=True)  # the review decision or audit answer
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class WatermarkRecord(Base):
-    """The highest inspection id already counted in ``inspection_hourly``."""
+    """The highest id already counted by a roll-up: inspections (``inspection_hourly``), review events and
+    audit rows (``judgement_reviews``, ``judgement_audits``: ``judgement_hourly``)."""
 
     __tablename__ = "analytics_watermark"
 
