@@ -26,7 +26,7 @@ from vinspect.store.analytics_queries import (
     ncr_code_station_part_counts,
     part_subgroups,
     reviewer_pairs,
-    score_sample,
+    score_samples,
     station_hours,
     vision_vs_reviewer_counts,
 )
@@ -94,14 +94,17 @@ class Dashboard:
 def _counts(
     rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer | AnswerCount], hours: float, lat: Sequence[float]
 ) -> KpiCounts:
-    total: Counter[str] = Counter()
-    faults: Counter[str] = Counter()
-    for r in rows:
-        total[r.verdict] += r.count
-        total["model_rejects"] += r.model_rejects
-        total["first"] += r.first
-        total["first_passed"] += r.first_passed
-        faults.update(r.faults)
+    counted = {"PASS": 0, "REVIEW": 0, "FAIL": 0}
+    model_rejects = first = first_passed = 0
+    faults: dict[str, int] = {}
+    for r in rows:  # plain sums (a year's KPI rows are read five times: overall, station, shift, model, part)
+        if r.verdict in counted:
+            counted[r.verdict] += r.count
+        model_rejects += r.model_rejects
+        first += r.first
+        first_passed += r.first_passed
+        for reason, n in r.faults.items():
+            faults[reason] = faults.get(reason, 0) + n
     adjudicated = false_rejects = audited = escapes = 0
     for a in answers:
         n = a.n if isinstance(a, AnswerCount) else 1
@@ -112,14 +115,14 @@ def _counts(
             adjudicated += n
             false_rejects += n if a.human == "FALSE_REJECT" else 0
     return KpiCounts(
-        inspected=total["PASS"] + total["REVIEW"] + total["FAIL"],
-        passed=total["PASS"],
-        review=total["REVIEW"],
-        failed=total["FAIL"],
-        defect_rejects=total["model_rejects"],
-        faults=dict(faults),
-        first_inspected=total["first"],
-        first_passed=total["first_passed"],
+        inspected=counted["PASS"] + counted["REVIEW"] + counted["FAIL"],
+        passed=counted["PASS"],
+        review=counted["REVIEW"],
+        failed=counted["FAIL"],
+        defect_rejects=model_rejects,
+        faults=faults,
+        first_inspected=first,
+        first_passed=first_passed,
         adjudicated=adjudicated,
         false_rejects=false_rejects,
         audited_passes=audited,
@@ -333,10 +336,11 @@ def build_dashboard(
     reviewers = reviewer_pairs(window, session=session, station_id=station_id)
     ncrs = ncr_code_station_part_counts(window, session=session)
     drift = []
-    for model, expected in sorted((validation_scores or {}).items()):
-        live = score_sample(window, session=session, model_version=model, station_id=station_id)
-        if live:
-            drift.append(drift_figure(model, expected, live))
+    references = dict(sorted((validation_scores or {}).items()))
+    samples = score_samples(window, session=session, model_versions=list(references), station_id=station_id)
+    for model, expected in references.items():
+        if samples[model]:
+            drift.append(drift_figure(model, expected, samples[model]))
     return Dashboard(
         window=window,
         overall=overall,

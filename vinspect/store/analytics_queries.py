@@ -14,13 +14,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Text, and_, case, cast, func, null, or_, select, union_all
+from sqlalchemy import ColumnElement, String, Text, and_, case, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hours_between, watermark
+from vinspect.store.hours import level_spans
 from vinspect.store.judgement_rollup import JudgementMarks, judgement_marks, judgement_union
-from vinspect.store.tables import AuditRecord, InspectionHourRecord, InspectionRecord, NcrEvent, NcrRecord
+from vinspect.store.tables import (
+    AuditRecord,
+    InspectionHourRecord,
+    InspectionMonthRecord,
+    InspectionRecord,
+    NcrEvent,
+    NcrRecord,
+)
 from vinspect.types import MODEL_REASONS, first_fault
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "ncr_code_counts",
     "ncr_code_station_part_counts",
     "score_sample",
+    "score_samples",
     "station_hours",
     "vision_vs_reviewer",
     "vision_vs_reviewer_counts",
@@ -118,39 +127,55 @@ def _raw_part(session: Session, *conditions: ColumnElement[bool]) -> Any:
     )
 
 
-def _rolled_part(low: datetime, high: datetime, *conditions: ColumnElement[bool]) -> Any:
-    r = InspectionHourRecord
-    return select(
-        r.hour.label("hour"),
-        r.station_id,
-        r.part_number,
-        r.model_version,
-        r.verdict,
-        r.fault,
-        cast(null(), Text).label("reasons"),
-        r.parts,
-        r.model_rejects,
-        r.first_parts,
-        r.first_passed,
-    ).where(r.hour >= hour_key(low), r.hour < hour_key(high), *conditions)
+def _rolled_part(low: datetime, high: datetime, filters: Sequence[Any], *, monthly: bool = False) -> list[Any]:
+    """The roll-up's rows of the whole hours ``[low, high)``; ``monthly``: whole months from the month level
+    (``hour`` is then ``YYYY-MM-01 HH``: only for readers of the hour of the day)."""
+    out = []
+    for by_month, start, end in level_spans(low, high, monthly=monthly):
+        r: Any = InspectionMonthRecord if by_month else InspectionHourRecord
+        out.append(
+            select(
+                r.hour.label("hour"),
+                r.station_id,
+                r.part_number,
+                r.model_version,
+                r.verdict,
+                r.fault,
+                cast(null(), Text).label("reasons"),
+                r.parts,
+                r.model_rejects,
+                r.first_parts,
+                r.first_passed,
+            ).where(r.hour >= hour_key(start), r.hour < hour_key(end), *(f(r) for f in filters))
+        )
+    return out
 
 
-def _union(window: Window, session: Session, station_id: str | None, part_number: str | None, mark: int | None) -> Any:
-    """Whole hours from the roll-up (ids up to ``mark``), the rest raw; ``mark`` None: all raw."""
+def _union(
+    window: Window,
+    session: Session,
+    station_id: str | None,
+    part_number: str | None,
+    mark: int | None,
+    *,
+    monthly: bool = False,
+) -> Any:
+    """Whole hours from the roll-up (ids up to ``mark``), the rest raw; ``mark`` None: all raw.
+    ``monthly``: whole months from the month level (for the hour-of-day grain only)."""
     raw_filters: list[ColumnElement[bool]] = []
-    rolled_filters: list[ColumnElement[bool]] = []
+    rolled_filters: list[Any] = []
     if station_id is not None:
         raw_filters.append(InspectionRecord.station_id == station_id)
-        rolled_filters.append(InspectionHourRecord.station_id == station_id)
+        rolled_filters.append(lambda r: r.station_id == station_id)
     if part_number is not None:
         raw_filters.append(InspectionRecord.part_number == part_number)
-        rolled_filters.append(InspectionHourRecord.part_number == part_number)
+        rolled_filters.append(lambda r: r.part_number == part_number)
     at = InspectionRecord.recorded_at
     low, high = hours_between(window.since, window.until)
     if mark is None or low >= high:
         return _raw_part(session, _in(window, at), *raw_filters)
     parts = [
-        _rolled_part(low, high, *rolled_filters),
+        *_rolled_part(low, high, rolled_filters, monthly=monthly),
         _raw_part(session, InspectionRecord.id > mark, at >= low, at < high, *raw_filters),
     ]
     if window.since < low:
@@ -194,7 +219,11 @@ def _consistent(session: Session, make: Any) -> list[Any]:
 
 
 def _rows(window: Window, session: Session, station_id: str | None, part_number: str | None, grain: str) -> list[Any]:
-    return _consistent(session, lambda mark: _grain(_union(window, session, station_id, part_number, mark), grain))
+    monthly = grain == "hour_of_day"  # whole months from the month level: a year is 12 x 24 slots, not 8,760 hours
+    return _consistent(
+        session,
+        lambda mark: _grain(_union(window, session, station_id, part_number, mark, monthly=monthly), grain),
+    )
 
 
 def _merge(rows: Iterable[Any]) -> dict[tuple[str, str, str, str, str], dict[str, Any]]:
@@ -481,6 +510,7 @@ def answer_counts(
             marks=marks,
             station_id=station_id,
             part_number=part_number,
+            monthly=True,
         ).subquery()
         hod = func.substr(sub.c.hour, 12, 2)
         keys = (sub.c.station_id, hod, sub.c.model_version, sub.c.part_number, sub.c.machine, sub.c.human)
@@ -615,33 +645,76 @@ def score_sample(
 ) -> list[float]:
     """Anomaly scores of the newest ``limit`` scored parts in the window (drift against validation).
 
-    For one model version, the read starts at the last hour the roll-up saw it (unless newer, not yet
-    rolled-up rows have it): an older version's newest parts are found without walking back through
-    every later part.
+    For one model version, see :func:`score_samples`.
     """
-    until = window.until
     if model_version is not None:
-        mark = watermark(session)
-        fresh = session.scalar(
+        return score_samples(window, session=session, model_versions=[model_version], station_id=station_id)[
+            model_version
+        ]
+    return _newest_scores(session, window.since, window.until, None, station_id, limit)
+
+
+def score_samples(
+    window: Window,
+    *,
+    session: Session,
+    model_versions: Sequence[str],
+    station_id: str | None = None,
+    limit: int = 20_000,
+) -> dict[str, list[float]]:
+    """:func:`score_sample` of each model version: the newest ``limit`` scores of that version in the window.
+
+    Each read starts at the last hour the roll-up saw the version (unless newer, not yet rolled-up rows
+    have it): an older version's newest parts are found without walking back through every later part.
+    The watermark, the versions above it and each version's last hour are read once for all versions.
+    """
+    if not model_versions:
+        return {}
+    mark = watermark(session)
+    above = [
+        select(literal(m)).where(
             select(InspectionRecord.id)
-            .where(InspectionRecord.id > mark, InspectionRecord.model_version == model_version)
+            .where(InspectionRecord.id > mark, InspectionRecord.model_version == m)
             .limit(1)
+            .exists()
         )
-        if fresh is None:
-            r = InspectionHourRecord
-            last = session.scalar(
-                select(func.max(r.hour)).where(
-                    r.model_version == model_version, r.hour >= hour_key(window.since), r.hour <= hour_key(window.until)
-                )
+        for m in model_versions
+    ]
+    fresh = {str(m) for m in session.scalars(union_all(*above))} if len(above) > 1 else set(session.scalars(above[0]))
+    r = InspectionHourRecord
+    last_hours = {
+        str(m): str(h)
+        for m, h in session.execute(
+            select(r.model_version, func.max(r.hour))
+            .where(
+                r.model_version.in_(list(model_versions)),
+                r.hour >= hour_key(window.since),
+                r.hour <= hour_key(window.until),
             )
+            .group_by(r.model_version)
+        )
+    }
+    out: dict[str, list[float]] = {}
+    for model in model_versions:
+        until = window.until
+        if model not in fresh:
+            last = last_hours.get(model)
             if last is None and mark > 0:
-                return []
+                out[model] = []
+                continue
             if last is not None:
                 until = min(until, datetime.strptime(last, "%Y-%m-%d %H").replace(tzinfo=UTC) + timedelta(hours=1))
+        out[model] = _newest_scores(session, window.since, until, model, station_id, limit)
+    return out
+
+
+def _newest_scores(
+    session: Session, since: datetime, until: datetime, model_version: str | None, station_id: str | None, limit: int
+) -> list[float]:
     stmt = (
         select(InspectionRecord.score)
         .where(
-            InspectionRecord.recorded_at >= window.since,
+            InspectionRecord.recorded_at >= since,
             InspectionRecord.recorded_at < until,
             InspectionRecord.score.is_not(None),
         )
@@ -669,7 +742,8 @@ def _as_list(session: Session, stmt: Any) -> list[float]:
 def reviewer_pairs(window: Window, *, session: Session, station_id: str | None = None) -> list[tuple[str, str]]:
     """(first reviewer, second reviewer) decisions, reject vs good, where two people judged the same NCR
     (a review and a signed supersede by someone else; MRB referrals left out)."""
-    superseded = select(NcrEvent.ncr_id).where(NcrEvent.kind == "SUPERSEDED")  # only these had a second person
+    # only these had a second person (~1 % of NCRs; a partial index since migration 0012)
+    superseded = select(NcrEvent.ncr_id).where(NcrEvent.kind == "SUPERSEDED")
     stmt = (
         select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
         .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, case, delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,9 +41,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from vinspect.store.db import session_scope
-from vinspect.store.hours import hour_expr, hour_key
+from vinspect.store.hours import hour_expr, hour_key, month_slot
 from vinspect.store.judgement_rollup import JudgementPass, clear, roll_up_judgements
-from vinspect.store.tables import InspectionHourRecord, InspectionRecord, WatermarkRecord, table_of
+from vinspect.store.tables import (
+    InspectionHourRecord,
+    InspectionMonthRecord,
+    InspectionRecord,
+    WatermarkRecord,
+    table_of,
+)
 from vinspect.types import MODEL_REASONS, first_fault
 
 __all__ = [
@@ -138,6 +145,18 @@ def _count_range(session: Session, low: int, high: int) -> dict[Key, list[int]]:
 
 
 def _add(session: Session, counts: dict[Key, list[int]]) -> None:
+    """Add ``counts`` to their hours and, summed per month and hour of the day, to ``inspection_monthly``
+    (in the same transaction, so the month level always equals the sum of its hours)."""
+    monthly: dict[Key, list[int]] = {}
+    for k, v in counts.items():
+        row = monthly.setdefault((month_slot(k[0]), *k[1:]), [0, 0, 0, 0])
+        for i, x in enumerate(v):
+            row[i] += x
+    for record, rows in ((InspectionHourRecord, counts), (InspectionMonthRecord, monthly)):
+        _upsert(session, record, rows)
+
+
+def _upsert(session: Session, record: type[Any], counts: dict[Key, list[int]]) -> None:
     if not counts:
         return
     values = [
@@ -155,7 +174,7 @@ def _add(session: Session, counts: dict[Key, list[int]]) -> None:
         }
         for k, v in counts.items()
     ]
-    table = table_of(InspectionHourRecord)
+    table = table_of(record)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
@@ -228,6 +247,7 @@ def rebuild(engine: Engine, *, chunk: int | None = None) -> RollupPass:
     with session_scope(engine) as session:
         _lock(session)
         session.execute(delete(InspectionHourRecord))
+        session.execute(delete(InspectionMonthRecord))
         session.execute(delete(WatermarkRecord).where(WatermarkRecord.name == ROLLUP))
         clear(session)
     return roll_up(engine, chunk=chunk)

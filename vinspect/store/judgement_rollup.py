@@ -25,21 +25,23 @@ answers above the audit mark; and everything of the window's partial edge hours 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, cast, delete, func, literal, select, union_all
+from sqlalchemy import ColumnElement, and_, cast, delete, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import JSON
 
-from vinspect.store.hours import hour_expr, hour_key
+from vinspect.store.hours import hour_expr, hour_key, level_spans, month_slot
 from vinspect.store.tables import (
     AuditRecord,
     InspectionRecord,
     JudgementHourRecord,
+    JudgementMonthRecord,
     NcrEvent,
     NcrRecord,
     WatermarkRecord,
@@ -90,14 +92,16 @@ def judgement_marks(session: Session) -> JudgementMarks:
     return JudgementMarks(reviews=int(marks.get(REVIEWS_MARK, 0)), audits=int(marks.get(AUDITS_MARK, 0)))
 
 
-def _standing(
-    session: Session, sign: int, upto: int | None, *conditions: ColumnElement[bool]
-) -> Select[tuple[Any, ...]]:
+def _standing(session: Session, sign: int, upto: int | None, *conditions: ColumnElement[bool]) -> Any:
     """Each NCR's standing review (among its review events with id <= ``upto``; all when None), counted
     per roll-up key, times ``sign``. Columns: hour, station, part number, model version, machine, human, n."""
     later = aliased(NcrEvent)
-    newer = [later.ncr_id == NcrEvent.ncr_id, later.kind.in_(REVIEW_KINDS), later.revision > NcrEvent.revision]
-    mine = [NcrEvent.kind.in_(REVIEW_KINDS)]
+    newer: list[ColumnElement[bool]] = [
+        later.ncr_id == NcrEvent.ncr_id,
+        later.kind.in_(REVIEW_KINDS),
+        later.revision > NcrEvent.revision,
+    ]
+    mine: list[ColumnElement[bool]] = [NcrEvent.kind.in_(REVIEW_KINDS)]
     if upto is not None:
         newer.append(later.id <= upto)
         mine.append(NcrEvent.id <= upto)
@@ -123,7 +127,7 @@ def _standing(
     )
 
 
-def _audits(session: Session, *conditions: ColumnElement[bool]) -> Select[tuple[Any, ...]]:
+def _audits(session: Session, *conditions: ColumnElement[bool]) -> Any:
     """Blind PASS audit answers counted per roll-up key (the audited part's hour, station, ...)."""
     hour = hour_expr(session, InspectionRecord.recorded_at)
     part = func.coalesce(InspectionRecord.part_number, "")
@@ -168,34 +172,41 @@ def judgement_union(
     marks: JudgementMarks | None,
     station_id: str | None = None,
     part_number: str | None = None,
+    monthly: bool = False,
 ) -> Any:
     """Every judgement of ``[since, until)`` per roll-up key (columns as :func:`_standing`; sum ``n``).
 
     ``[low, high)``: the window's whole hours, read from the roll-up as of ``marks`` and corrected by
     what came after them; the rest is read raw. ``marks`` None (or no whole hour): everything raw.
+    ``monthly``: whole months of those hours from the month level (rows keyed ``YYYY-MM-01 HH``: for
+    readers that only need the hour of the day).
     """
     ncr_filters: list[ColumnElement[bool]] = []
     insp_filters: list[ColumnElement[bool]] = []
-    rolled_filters: list[ColumnElement[bool]] = []
+    rolled_filters: list[Callable[[Any], ColumnElement[bool]]] = []
     if station_id is not None:
         ncr_filters.append(NcrRecord.station_id == station_id)
         insp_filters.append(InspectionRecord.station_id == station_id)
-        rolled_filters.append(JudgementHourRecord.station_id == station_id)
+        rolled_filters.append(lambda r: r.station_id == station_id)
     if part_number is not None:
         ncr_filters.append(NcrRecord.part_number == part_number)
         insp_filters.append(InspectionRecord.part_number == part_number)
-        rolled_filters.append(JudgementHourRecord.part_number == part_number)
+        rolled_filters.append(lambda r: r.part_number == part_number)
     detected, recorded = NcrRecord.detected_at, InspectionRecord.recorded_at
     if marks is None or low >= high:
         return union_all(
             _standing(session, 1, None, detected >= since, detected < until, *ncr_filters),
             _audits(session, recorded >= since, recorded < until, *insp_filters),
         )
-    r = JudgementHourRecord
-    parts: list[Any] = [
-        select(r.hour, r.station_id, r.part_number, r.model_version, r.machine, r.human, r.n).where(
-            r.hour >= hour_key(low), r.hour < hour_key(high), *rolled_filters
-        ),
+    parts: list[Any] = []
+    for by_month, start, end in level_spans(low, high, monthly=monthly):
+        r: Any = JudgementMonthRecord if by_month else JudgementHourRecord
+        parts.append(
+            select(r.hour, r.station_id, r.part_number, r.model_version, r.machine, r.human, r.n).where(
+                r.hour >= hour_key(start), r.hour < hour_key(end), *(f(r) for f in rolled_filters)
+            )
+        )
+    parts += [
         # NCRs of the whole hours reviewed again since the roll-up: their old answer out, the standing one in
         _standing(
             session,
@@ -229,6 +240,17 @@ Key = tuple[str, str, str, str, str, str]
 
 
 def _add(session: Session, counts: dict[Key, int]) -> None:
+    """Add ``counts`` to their hours and, summed per month and hour of the day, to ``judgement_monthly``
+    (in the same transaction, so the month level always equals the sum of its hours)."""
+    monthly: dict[Key, int] = {}
+    for k, n in counts.items():
+        slot = (month_slot(k[0]), *k[1:])
+        monthly[slot] = monthly.get(slot, 0) + n
+    for record, rows in ((JudgementHourRecord, counts), (JudgementMonthRecord, monthly)):
+        _upsert(session, record, rows)
+
+
+def _upsert(session: Session, record: type[Any], counts: dict[Key, int]) -> None:
     values = [
         {
             "hour": k[0],
@@ -244,7 +266,7 @@ def _add(session: Session, counts: dict[Key, int]) -> None:
     ]
     if not values:
         return
-    table = table_of(JudgementHourRecord)
+    table = table_of(record)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
@@ -305,4 +327,5 @@ def roll_up_judgements(session: Session, *, chunk: int, now: datetime) -> Judgem
 def clear(session: Session) -> None:
     """Empty the judgement roll-up and its marks (:func:`vinspect.store.analytics_rollup.rebuild`)."""
     session.execute(delete(JudgementHourRecord))
+    session.execute(delete(JudgementMonthRecord))
     session.execute(delete(WatermarkRecord).where(WatermarkRecord.name.in_((REVIEWS_MARK, AUDITS_MARK))))

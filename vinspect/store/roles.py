@@ -38,7 +38,9 @@ UPDATABLE_TABLES = (
     "inspection_hourly",
     "analytics_watermark",
     "judgement_hourly",
-)  # the last three: derived counts (issue 17)
+    "inspection_monthly",
+    "judgement_monthly",
+)  # the last five: derived counts (issue 17)
 INSERT_ONLY_TABLES = ("model_bundles",)  # no trigger: the stations verify each archive's sha256
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
