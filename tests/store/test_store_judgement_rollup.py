@@ -4,7 +4,7 @@ superseded and audits answered after it ran (SQLite + PostgreSQL)."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 from store_factories import DEFAULTS, T0, make_inspection
@@ -120,6 +120,8 @@ _WINDOWS = [
     Window(T0, T0 + timedelta(days=1)),  # whole hours
     Window(T0 + timedelta(minutes=30), T0 + timedelta(hours=4, minutes=50)),  # partial edge hours
     Window(T0 + timedelta(hours=2, minutes=1), T0 + timedelta(hours=2, minutes=59)),  # inside one hour
+    Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)),  # whole months: the month level
+    Window(datetime(2025, 12, 31, 12, 30, tzinfo=UTC), datetime(2026, 2, 3, 5, tzinfo=UTC)),  # a month + hours
 ]
 
 
