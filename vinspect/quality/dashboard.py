@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from vinspect.analytics.agreement import Kappa, kappa_from_pairs
+from vinspect.analytics.agreement import Kappa, kappa_from_counts, kappa_from_pairs
 from vinspect.analytics.drift import KsResult, PsiResult, ks_two_sample, psi
 from vinspect.analytics.kpis import KpiCounts, Kpis, compute_kpis
 from vinspect.analytics.pareto import Bar, pareto
@@ -28,7 +28,7 @@ from vinspect.store.analytics_queries import (
     reviewer_pairs,
     score_samples,
     station_hours,
-    vision_vs_reviewer_counts,
+    vision_vs_reviewer_tally,
 )
 from vinspect.store.review_queries import DbSession
 
@@ -305,11 +305,12 @@ def build_dashboard(
     overall = compute_kpis(_counts(rows, answers, window.hours, lat))
     stations = sorted({r.station_id for r in rows})
     by_station = _grouped(rows, answers, lambda r: r.station_id, lambda a: a.station_id, window.hours)
+    shift_names = {h: shift_of_hour(h, shifts) for h in range(24)}
     by_shift = _grouped(
         rows,
         answers,
-        lambda r: shift_of_hour(r.hour_of_day, shifts),
-        lambda a: shift_of_hour(a.hour_of_day, shifts),
+        lambda r: shift_names[r.hour_of_day],
+        lambda a: shift_names[a.hour_of_day],
         window.hours,
     )
     by_model = _grouped(
@@ -330,9 +331,9 @@ def build_dashboard(
     for a in answers:
         by_model_answers[a.model_version or "(none)"].append(a)
     for model, group in sorted(by_model_answers.items()):
-        pairs = vision_vs_reviewer_counts(group)
-        if pairs:
-            kappas[model] = kappa_from_pairs(pairs, ["reject", "good"])
+        tally = vision_vs_reviewer_tally(group)
+        if tally:
+            kappas[model] = kappa_from_counts(tally, ["reject", "good"])
     reviewers = reviewer_pairs(window, session=session, station_id=station_id)
     ncrs = ncr_code_station_part_counts(window, session=session)
     drift = []

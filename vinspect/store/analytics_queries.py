@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from vinspect.store.analytics_rollup import first_flag, hour_expr, hour_key, hours_between, watermark
 from vinspect.store.hours import level_spans
-from vinspect.store.judgement_rollup import JudgementMarks, judgement_marks, judgement_union
+from vinspect.store.judgement_rollup import JudgementMarks, json_text, judgement_marks, judgement_union
 from vinspect.store.tables import (
     AuditRecord,
     InspectionHourRecord,
@@ -52,6 +52,7 @@ __all__ = [
     "station_hours",
     "vision_vs_reviewer",
     "vision_vs_reviewer_counts",
+    "vision_vs_reviewer_tally",
 ]
 
 
@@ -542,14 +543,19 @@ def answer_counts(
 
 def vision_vs_reviewer_counts(answers: Iterable[AnswerCount]) -> list[tuple[str, str]]:
     """:func:`vision_vs_reviewer` of counted answers (each pair repeated ``n`` times)."""
-    pairs: list[tuple[str, str]] = []
+    return [pair for pair, n in vision_vs_reviewer_tally(answers).items() for _ in range(n)]
+
+
+def vision_vs_reviewer_tally(answers: Iterable[AnswerCount]) -> dict[tuple[str, str], int]:
+    """:func:`vision_vs_reviewer_counts` counted: (vision, reviewer) -> how many (for Cohen's kappa)."""
+    tally: dict[tuple[str, str], int] = {}
     for a in answers:
         vision = "good" if a.machine == "PASS" else "reject"
         if a.human in ("CONFIRMED_DEFECT", "ESCAPE"):
-            pairs += [(vision, "reject")] * a.n
+            tally[(vision, "reject")] = tally.get((vision, "reject"), 0) + a.n
         elif a.human in ("FALSE_REJECT", "CONFORMS"):
-            pairs += [(vision, "good")] * a.n
-    return pairs
+            tally[(vision, "good")] = tally.get((vision, "good"), 0) + a.n
+    return tally
 
 
 def vision_vs_reviewer(answers: Iterable[Answer]) -> list[tuple[str, str]]:
@@ -745,7 +751,7 @@ def reviewer_pairs(window: Window, *, session: Session, station_id: str | None =
     # only these had a second person (~1 % of NCRs; a partial index since migration 0012)
     superseded = select(NcrEvent.ncr_id).where(NcrEvent.kind == "SUPERSEDED")
     stmt = (
-        select(NcrEvent.ncr_id, NcrEvent.actor, NcrEvent.payload)
+        select(NcrEvent.ncr_id, NcrEvent.actor, json_text(session, NcrEvent.payload, "decision"))
         .join(NcrRecord, NcrRecord.id == NcrEvent.ncr_id)
         .where(
             _in(window, NcrRecord.detected_at),
@@ -757,8 +763,8 @@ def reviewer_pairs(window: Window, *, session: Session, station_id: str | None =
     if station_id is not None:
         stmt = stmt.where(NcrRecord.station_id == station_id)
     seen: dict[int, list[tuple[str, str]]] = {}
-    for ncr_id, actor, payload in session.execute(stmt):
-        seen.setdefault(ncr_id, []).append((actor, str(json.loads(payload).get("decision"))))
+    for ncr_id, actor, decision in session.execute(stmt):  # the decision read in SQL: no JSON parsed here
+        seen.setdefault(ncr_id, []).append((actor, str(decision)))
     category = {"CONFIRMED_DEFECT": "reject", "FALSE_REJECT": "good"}
     pairs = []
     for judged in seen.values():
