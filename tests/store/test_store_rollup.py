@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import timedelta
 
 import pytest
@@ -247,3 +248,44 @@ def test_month_level_equals_its_hours_while_rows_arrive(engine: Engine) -> None:
         elif step == "rolled up again":
             assert rebuild(engine).rows == 140
     assert total == 140
+
+
+def test_part_count_baseline_drawn_from_the_rollup_beyond_a_week(engine: Engine) -> None:
+    from vinspect.quality.dashboard import station_chart
+    from vinspect.store.alarms import record_baseline
+
+    # 120 parts 86.4 min apart from 2026-01-15 08:07 UTC (st-1: seq % 3 != 0, 80 parts), as in the test above
+    _store(engine, 1, 120, hours=288)
+    roll_up(engine)
+    with session_scope(engine) as session:
+        record_baseline(
+            session=session,
+            station_id="st-1",
+            chart="reject_rate",
+            window_from=T0 - timedelta(days=30),
+            window_to=T0,
+            subgroup_minutes=0,
+            subgroup_parts=5,
+            p_bar=0.4,
+            subgroups=20,
+            parts=100,
+            defects=40,
+            actor="test",
+            user_id=None,
+            reason="part-count limits",
+        )
+    week = Window(T0, T0 + timedelta(days=7))
+    long = Window(T0 - timedelta(days=2), T0 + timedelta(days=10))
+    with session_scope(engine, readonly=True) as session:
+        by_parts = station_chart(session, week, "st-1", span="hour")
+        by_days = station_chart(session, long, "st-1", span="day")
+        days = station_hours(long, session=session, station_id="st-1", span="day")
+    # a week: subgroups of 5 consecutive parts of st-1, read from the rows (st-1 parts in the week: seq 1..116)
+    assert by_parts.by_parts == 5 and set(by_parts.sizes) == {5}
+    assert len(by_parts.sizes) == sum(1 for seq in range(1, 117) if seq % 3) // 5
+    # beyond a week: the roll-up's UTC days, all 80 parts of st-1, limits around the same frozen p-bar
+    assert by_days.by_parts is None and by_days.span == "day"
+    assert by_days.sizes == [d.parts for d in days] and sum(by_days.sizes) == 80
+    assert by_days.defects == [d.model_rejects for d in days]
+    assert [p.n for p in by_days.points] == by_days.sizes
+    assert all(abs(p.ucl - min(1.0, 0.4 + 3 * math.sqrt(0.4 * 0.6 / p.n))) < 1e-9 for p in by_days.points)

@@ -60,6 +60,7 @@ class PChart:
     violations: list[Violation]
     note: str | None = None
     span: str = "hour"  # the subgroups' length in time ("hour", "day", "week"); unused for part-count subgroups
+    by_parts: int | None = None  # subgroups of this many consecutive parts (a part-count baseline), else time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,13 +193,20 @@ def station_chart(
 
     ``hours``: the window's subgroups of ``span`` when the caller has them already (any stations).
     ``span``: for a baseline of hourly subgroups, draw "hour", "day" or "week" subgroups instead
-    (:func:`display_span`); a part-count baseline always uses its part count.
+    (:func:`display_span`). A part-count baseline uses its part count (read from the raw rows) for a window
+    of hourly span; for a longer one it is drawn, like an hourly baseline, with the roll-up's day or week
+    subgroups around its frozen p̄ (the evaluator's alarms keep the part-count subgroups).
     """
     baseline = current_baseline(session=session, station_id=station_id)
-    if baseline is not None and baseline.subgroup_parts:
+    if baseline is not None and baseline.subgroup_parts and span == "hour":
         groups = part_subgroups(window, session=session, station_id=station_id, size=baseline.subgroup_parts)
         return chart_of(
-            station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups], [g.size for g in groups]
+            station_id,
+            baseline,
+            [g.first_at for g in groups],
+            [g.rejects for g in groups],
+            [g.size for g in groups],
+            by_parts=baseline.subgroup_parts,
         )
     if hours is None:
         hours = station_hours(window, session=session, station_id=station_id, span=span)
@@ -221,6 +229,7 @@ def chart_of(
     sizes: list[int],
     *,
     span: str = "hour",
+    by_parts: int | None = None,
 ) -> PChart:
     """Subgroups (labelled by their start) against the frozen limits, with the Nelson violations."""
     if baseline is None:
@@ -233,6 +242,7 @@ def chart_of(
             points=[],
             violations=[],
             span=span,
+            by_parts=by_parts,
             note="no frozen baseline yet: a quality engineer freezes the limits "
             "(vinspect spc baseline) from an in-control period of >= 20 subgroups",
         )
@@ -253,6 +263,7 @@ def chart_of(
         points=points,
         violations=nelson(points),
         span=span,
+        by_parts=by_parts,
     )
 
 
