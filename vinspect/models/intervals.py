@@ -53,7 +53,7 @@ def _tails(k: int, n: int) -> Callable[[np.ndarray], np.ndarray]:
     def tails(p: np.ndarray) -> np.ndarray:
         terms = coef[None, :] + np.log(p)[:, None] * i[None, :] + np.log1p(-p)[:, None] * (n - i)[None, :]
         top = terms.max(axis=1)
-        total = np.minimum(1.0, np.exp(top) * np.exp(terms - top[:, None]).sum(axis=1))
+        total: np.ndarray = np.minimum(1.0, np.exp(top) * np.exp(terms - top[:, None]).sum(axis=1))
         return np.maximum(0.0, 1.0 - total) if small else total
 
     return tails
