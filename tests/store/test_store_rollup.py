@@ -289,3 +289,19 @@ def test_part_count_baseline_drawn_from_the_rollup_beyond_a_week(engine: Engine)
     assert by_days.defects == [d.model_rejects for d in days]
     assert [p.n for p in by_days.points] == by_days.sizes
     assert all(abs(p.ucl - min(1.0, 0.4 + 3 * math.sqrt(0.4 * 0.6 / p.n))) < 1e-9 for p in by_days.points)
+
+
+def test_part_subgroups_are_numbered_in_the_database(engine: Engine) -> None:
+    from vinspect.store.analytics_queries import part_subgroups
+
+    _store(engine, 1, 120)  # st-1: seq % 3 != 0 (80 parts), model rejects: seq % 7 in (3, 4, 6)
+    window = Window(T0, T0 + timedelta(days=1))
+    with session_scope(engine, readonly=True) as session:
+        groups = part_subgroups(window, session=session, station_id="st-1", size=7)
+        times = dict(session.execute(select(InspectionRecord.part_seq, InspectionRecord.recorded_at)).all())
+    mine = [seq for seq in range(1, 121) if seq % 3]
+    whole = [mine[i : i + 7] for i in range(0, len(mine) - len(mine) % 7, 7)]  # 11 groups, the last 3 parts left out
+    assert [(g.size, g.rejects) for g in groups] == [(7, sum(1 for s in w if s % 7 in (3, 4, 6))) for w in whole]
+    assert [(g.first_at, g.last_at) for g in groups] == [(times[w[0]], times[w[-1]]) for w in whole]
+    with session_scope(engine, readonly=True) as session, pytest.raises(ValueError, match="at least 1 part"):
+        part_subgroups(window, session=session, station_id="st-1", size=0)

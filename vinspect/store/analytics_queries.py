@@ -14,7 +14,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Text, and_, case, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -789,24 +803,40 @@ class PartSubgroup:
 
 
 def part_subgroups(window: Window, *, session: Session, station_id: str, size: int) -> list[PartSubgroup]:
-    """Subgroups of ``size`` consecutive parts (record order) recorded in the window; a partial last one is left out."""
+    """Subgroups of ``size`` consecutive parts (record order) recorded in the window; a partial last one is left out.
+
+    Numbered and counted in the database (window functions on both databases): a month of a station is a
+    few thousand result rows, not every part's row read into Python.
+    """
     if size < 1:
         raise ValueError(f"subgroup size {size}: at least 1 part")
-    stmt = (
-        select(InspectionRecord.recorded_at, InspectionRecord.verdict, InspectionRecord.reasons)
-        .where(_in(window, InspectionRecord.recorded_at), InspectionRecord.station_id == station_id)
-        .order_by(InspectionRecord.id)
+    at = InspectionRecord.recorded_at
+    numbered = (
+        select(
+            InspectionRecord.id.label("id"),
+            at.label("at"),
+            case((_model_reject(), 1), else_=0).label("reject"),
+            ((func.row_number().over(order_by=InspectionRecord.id) - 1) // size).label("g"),
+        )
+        .where(_in(window, at), InspectionRecord.station_id == station_id)
+        .subquery()
     )
-    groups: list[PartSubgroup] = []
-    first: datetime | None = None
-    rejects = n = 0
-    for at, verdict, reasons in session.execute(stmt.execution_options(yield_per=5000)):
-        first = first or at
-        n += 1
-        if verdict != "PASS" and any(r in MODEL_REASONS for r in json.loads(reasons)):
-            rejects += 1
-        if n == size:
-            assert first is not None
-            groups.append(PartSubgroup(first, at, rejects, n))
-            first, rejects, n = None, 0, 0
-    return groups
+    whole = {"partition_by": numbered.c.g, "order_by": numbered.c.id, "rows": (None, None)}
+    ends = select(
+        numbered.c.g,
+        numbered.c.reject,
+        func.first_value(numbered.c.at).over(**whole).label("first_at"),  # type: ignore[arg-type]
+        func.last_value(numbered.c.at).over(**whole).label("last_at"),  # type: ignore[arg-type]
+    ).subquery()
+    stmt = (
+        select(
+            type_coerce(ends.c.first_at, at.type),  # the column's own result type: no SQL cast
+            type_coerce(ends.c.last_at, at.type),
+            func.sum(ends.c.reject),
+            func.count(),
+        )
+        .group_by(ends.c.g, ends.c.first_at, ends.c.last_at)
+        .having(func.count() == size)
+        .order_by(ends.c.g)
+    )
+    return [PartSubgroup(first, last, int(rejects), int(n)) for first, last, rejects, n in session.execute(stmt)]
