@@ -21,6 +21,7 @@ from vinspect.store.analytics_queries import (
     StationHour,
     Window,
     answer_counts,
+    custom_plans,
     kpi_rollup,
     latencies_ms,
     ncr_code_station_part_counts,
@@ -309,6 +310,7 @@ def build_dashboard(
     Args:
         validation_scores: model version -> the bundle's validation good-part scores (drift reference).
     """
+    custom_plans(session)
     only = {"station_id": station_id, "part_number": part_number}
     rows = kpi_rollup(window, session=session, **only)
     answers = answer_counts(window, session=session, **only)
