@@ -21,6 +21,10 @@ answer to the other: it is never counted twice). Audit rows are only ever added.
 same statement, correct them with what it has not counted yet: for each NCR of those hours with a
 review event above the mark, minus its review as of the mark, plus its standing review now; audit
 answers above the audit mark; and everything of the window's partial edge hours raw.
+
+**Month level.** Every change to ``judgement_hourly`` is added, in the same transaction, to
+``judgement_monthly`` under the key ``YYYY-MM-01 HH`` (month and hour of the day), so a reader that
+only needs the hour of the day takes a window's whole months from there (12 x 24 slots for a year).
 """
 
 from __future__ import annotations
