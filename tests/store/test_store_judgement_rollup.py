@@ -191,3 +191,44 @@ def test_judgement_rollup_follows_late_reviews_supersedes_and_audits(engine: Eng
     assert rebuilt.audits == 3
     assert _table(engine) == _humans(after)
     assert _check(engine) == after
+
+
+def test_migration_0012_fills_the_month_level_from_the_hours_already_counted(store_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from vinspect.store.db import make_engine
+    from vinspect.store.migrations import _config, upgrade
+    from vinspect.store.tables import InspectionMonthRecord
+
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as connection:  # a store at the revision before this one, with hours counted
+            config = _config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0010")
+            for hour, parts in (
+                ("2026-01-15 08", 5),
+                ("2026-01-20 08", 7),
+                ("2026-01-20 09", 11),
+                ("2026-02-01 08", 13),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO inspection_hourly VALUES "
+                        "(:hour, 'st-1', 'P-1', 'm1', 'PASS', '', :parts, 1, :parts, :parts)"
+                    ),
+                    {"hour": hour, "parts": parts},
+                )
+        upgrade(engine)
+        with session_scope(engine, readonly=True) as session:
+            rows = session.execute(
+                select(InspectionMonthRecord.hour, InspectionMonthRecord.parts, InspectionMonthRecord.model_rejects)
+            ).all()
+        assert sorted((h, int(p), int(r)) for h, p, r in rows) == [
+            ("2026-01-01 08", 12, 2),  # January, 08:00-09:00 UTC: 5 + 7 parts
+            ("2026-01-01 09", 11, 1),
+            ("2026-02-01 08", 13, 1),
+        ]
+    finally:
+        engine.dispose()
