@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from vinspect.store import repository as repo
 from vinspect.store.analytics_queries import HourRow, Window, hourly_rollup, kpi_rollup, station_hours
 from vinspect.store.analytics_rollup import rebuild, roll_up, watermark
 from vinspect.store.db import session_scope
-from vinspect.store.tables import InspectionHourRecord, InspectionRecord
+from vinspect.store.tables import InspectionHourRecord, InspectionMonthRecord, InspectionRecord
 from vinspect.store.verify import verify_store
 from vinspect.types import Verdict
 
@@ -185,3 +186,122 @@ def test_daily_and_weekly_subgroups_sum_the_hours(engine: Engine) -> None:
             assert roll_up(engine).rows == 70
     with session_scope(engine, readonly=True) as session, pytest.raises(ValueError, match=r"'month'.*hour, day, week"):
         station_hours(window, session=session, span="month")
+
+
+def _by_hour_of_day(engine: Engine, window: Window) -> tuple[dict[tuple[object, ...], tuple[int, ...]], ...]:
+    """The hour-of-day counts as the dashboard reads them (whole months from the month level) and the same
+    summed here from the hour level."""
+    with session_scope(engine, readonly=True) as session:
+        kpi = kpi_rollup(window, session=session)
+        hourly = hourly_rollup(window, session=session)
+    read = {
+        (r.hour_of_day, r.station_id, r.part_number, r.model_version, r.verdict): (
+            r.count,
+            r.model_rejects,
+            r.first,
+            r.first_passed,
+            tuple(sorted(r.faults.items())),
+        )
+        for r in kpi
+    }
+    summed: dict[tuple[object, ...], list[object]] = {}
+    for h in hourly:
+        slot = summed.setdefault(
+            (h.hour.hour, h.station_id, h.part_number, h.model_version, h.verdict), [0, 0, 0, 0, {}]
+        )
+        for i, v in enumerate((h.count, h.model_rejects, h.first, h.first_passed)):
+            slot[i] += v  # type: ignore[operator]
+        for reason, n in h.faults.items():
+            slot[4][reason] = slot[4].get(reason, 0) + n  # type: ignore[index, union-attr, attr-defined]
+    expected = {k: (*v[:4], tuple(sorted(v[4].items()))) for k, v in summed.items()}  # type: ignore[union-attr]
+    return read, expected  # type: ignore[return-value]
+
+
+def test_month_level_equals_its_hours_while_rows_arrive(engine: Engine) -> None:
+    # 120 parts 14.4 h apart from 2026-01-15 08:07 UTC to 2026-03-26: whole months January to March
+    _store(engine, 1, 120, hours=24 * 72)
+    windows = [
+        Window(T0.replace(day=1, hour=0), T0.replace(month=4, day=1, hour=0)),  # three whole months
+        Window(T0 + timedelta(days=3, minutes=30), T0 + timedelta(days=55, hours=5, minutes=10)),  # February + edges
+        Window(T0 - timedelta(days=40), T0 + timedelta(days=10)),  # December (empty) + part of January
+    ]
+    total = 0
+    for step in ("raw", "half rolled up", "rolled up", "late rows", "rolled up again", "rebuilt"):
+        for w in windows:
+            read, expected = _by_hour_of_day(engine, w)
+            assert read == expected, (step, w)
+        read, _ = _by_hour_of_day(engine, windows[0])
+        total = sum(v[0] for v in read.values())
+        if step == "raw":
+            assert total == 120
+            assert roll_up(engine, chunk=50, max_chunks=1).rows == 50
+        elif step == "half rolled up":
+            roll_up(engine)
+        elif step == "rolled up":
+            with session_scope(engine, readonly=True) as session:
+                months = session.scalar(select(func.sum(InspectionMonthRecord.parts)))
+            assert months == 120  # the month level holds every part once
+            _store(engine, 121, 20, hours=24 * 30)  # late rows: into January and February, already rolled up
+        elif step == "late rows":
+            assert total == 140
+            assert roll_up(engine).rows == 20
+        elif step == "rolled up again":
+            assert rebuild(engine).rows == 140
+    assert total == 140
+
+
+def test_part_count_baseline_drawn_from_the_rollup_beyond_a_week(engine: Engine) -> None:
+    from vinspect.quality.dashboard import station_chart
+    from vinspect.store.alarms import record_baseline
+
+    # 120 parts 86.4 min apart from 2026-01-15 08:07 UTC (st-1: seq % 3 != 0, 80 parts), as in the test above
+    _store(engine, 1, 120, hours=288)
+    roll_up(engine)
+    with session_scope(engine) as session:
+        record_baseline(
+            session=session,
+            station_id="st-1",
+            chart="reject_rate",
+            window_from=T0 - timedelta(days=30),
+            window_to=T0,
+            subgroup_minutes=0,
+            subgroup_parts=5,
+            p_bar=0.4,
+            subgroups=20,
+            parts=100,
+            defects=40,
+            actor="test",
+            user_id=None,
+            reason="part-count limits",
+        )
+    week = Window(T0, T0 + timedelta(days=7))
+    long = Window(T0 - timedelta(days=2), T0 + timedelta(days=10))
+    with session_scope(engine, readonly=True) as session:
+        by_parts = station_chart(session, week, "st-1", span="hour")
+        by_days = station_chart(session, long, "st-1", span="day")
+        days = station_hours(long, session=session, station_id="st-1", span="day")
+    # a week: subgroups of 5 consecutive parts of st-1, read from the rows (st-1 parts in the week: seq 1..116)
+    assert by_parts.by_parts == 5 and set(by_parts.sizes) == {5}
+    assert len(by_parts.sizes) == sum(1 for seq in range(1, 117) if seq % 3) // 5
+    # beyond a week: the roll-up's UTC days, all 80 parts of st-1, limits around the same frozen p-bar
+    assert by_days.by_parts is None and by_days.span == "day"
+    assert by_days.sizes == [d.parts for d in days] and sum(by_days.sizes) == 80
+    assert by_days.defects == [d.model_rejects for d in days]
+    assert [p.n for p in by_days.points] == by_days.sizes
+    assert all(abs(p.ucl - min(1.0, 0.4 + 3 * math.sqrt(0.4 * 0.6 / p.n))) < 1e-9 for p in by_days.points)
+
+
+def test_part_subgroups_are_numbered_in_the_database(engine: Engine) -> None:
+    from vinspect.store.analytics_queries import part_subgroups
+
+    _store(engine, 1, 120)  # st-1: seq % 3 != 0 (80 parts), model rejects: seq % 7 in (3, 4, 6)
+    window = Window(T0, T0 + timedelta(days=1))
+    with session_scope(engine, readonly=True) as session:
+        groups = part_subgroups(window, session=session, station_id="st-1", size=7)
+        times = dict(session.execute(select(InspectionRecord.part_seq, InspectionRecord.recorded_at)).all())
+    mine = [seq for seq in range(1, 121) if seq % 3]
+    whole = [mine[i : i + 7] for i in range(0, len(mine) - len(mine) % 7, 7)]  # 11 groups, the last 3 parts left out
+    assert [(g.size, g.rejects) for g in groups] == [(7, sum(1 for s in w if s % 7 in (3, 4, 6))) for w in whole]
+    assert [(g.first_at, g.last_at) for g in groups] == [(times[w[0]], times[w[-1]]) for w in whole]
+    with session_scope(engine, readonly=True) as session, pytest.raises(ValueError, match="at least 1 part"):
+        part_subgroups(window, session=session, station_id="st-1", size=0)

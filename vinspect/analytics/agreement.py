@@ -8,12 +8,13 @@ AIAG reading: κ >= 0.75 good to excellent, κ < 0.40 poor.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vinspect.analytics.rates import Z95
 
-__all__ = ["Kappa", "cohen_kappa", "confusion", "kappa_from_pairs"]
+__all__ = ["Kappa", "cohen_kappa", "confusion", "confusion_counts", "kappa_from_counts", "kappa_from_pairs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +43,20 @@ def confusion(
     pairs: Iterable[tuple[str, str]], categories: Sequence[str] | None = None
 ) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
     """Rows: first rater's category; columns: second rater's."""
-    listed = list(pairs)
-    cats = tuple(categories) if categories is not None else tuple(sorted({c for p in listed for c in p}))
+    return confusion_counts(Counter(pairs), categories)
+
+
+def confusion_counts(
+    counts: Mapping[tuple[str, str], int], categories: Sequence[str] | None = None
+) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    """:func:`confusion` of pairs already counted (pair -> how many times it occurred)."""
+    cats = tuple(categories) if categories is not None else tuple(sorted({c for p in counts for c in p}))
     index = {c: i for i, c in enumerate(cats)}
     table = [[0] * len(cats) for _ in cats]
-    for a, b in listed:
+    for (a, b), n in counts.items():
         if a not in index or b not in index:
             raise ValueError(f"kappa: category {a if a not in index else b!r} is not among {list(cats)}")
-        table[index[a]][index[b]] += 1
+        table[index[a]][index[b]] += n
     return cats, tuple(tuple(r) for r in table)
 
 
@@ -81,4 +88,10 @@ def cohen_kappa(categories: Sequence[str], table: Sequence[Sequence[int]]) -> Ka
 
 def kappa_from_pairs(pairs: Iterable[tuple[str, str]], categories: Sequence[str] | None = None) -> Kappa:
     cats, table = confusion(pairs, categories)
+    return cohen_kappa(cats, table)
+
+
+def kappa_from_counts(counts: Mapping[tuple[str, str], int], categories: Sequence[str] | None = None) -> Kappa:
+    """:func:`kappa_from_pairs` of pairs already counted."""
+    cats, table = confusion_counts(counts, categories)
     return cohen_kappa(cats, table)

@@ -8,7 +8,6 @@ asymptotic Kolmogorov p-value (Stephens' small-sample correction).
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,9 +47,9 @@ def quantile_edges(values: Sequence[float], bins: int = 10) -> tuple[float, ...]
 
 
 def _shares(values: Sequence[float], edges: Sequence[float]) -> list[float]:
-    counts = [0] * (len(edges) + 1)
-    for v in values:
-        counts[bisect.bisect_right(edges, v)] += 1
+    # bin of v: bisect_right(edges, v), for every value at once
+    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(values, dtype=np.float64), side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1).tolist()
     return [max(c / len(values), FLOOR) for c in counts]
 
 

@@ -68,7 +68,7 @@ def p_chart(pc: PChart, *, fmt: str = "svg") -> bytes:
         ax.set_title("no frozen limits yet", fontsize=9)
     ticks = x[:: max(1, len(x) // 8)]
     ax.set_xticks(ticks)
-    by_parts = pc.baseline.subgroup_parts if pc.baseline is not None else None
+    by_parts = pc.by_parts
     label = "%m-%d %H:%M:%S" if by_parts else {"day": "%Y-%m-%d", "week": "wk %Y-%m-%d"}.get(pc.span, "%m-%d %H:00")
     ax.set_xticklabels([pc.hours[i].strftime(label) for i in ticks], fontsize=7, rotation=20)
     ax.set_ylabel("reject proportion", fontsize=8)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from vinspect.analytics.agreement import Kappa, kappa_from_pairs
+from vinspect.analytics.agreement import Kappa, kappa_from_counts, kappa_from_pairs
 from vinspect.analytics.drift import KsResult, PsiResult, ks_two_sample, psi
 from vinspect.analytics.kpis import KpiCounts, Kpis, compute_kpis
 from vinspect.analytics.pareto import Bar, pareto
@@ -21,14 +21,15 @@ from vinspect.store.analytics_queries import (
     StationHour,
     Window,
     answer_counts,
+    custom_plans,
     kpi_rollup,
     latencies_ms,
     ncr_code_station_part_counts,
     part_subgroups,
     reviewer_pairs,
-    score_sample,
+    score_samples,
     station_hours,
-    vision_vs_reviewer_counts,
+    vision_vs_reviewer_tally,
 )
 from vinspect.store.review_queries import DbSession
 
@@ -60,6 +61,7 @@ class PChart:
     violations: list[Violation]
     note: str | None = None
     span: str = "hour"  # the subgroups' length in time ("hour", "day", "week"); unused for part-count subgroups
+    by_parts: int | None = None  # subgroups of this many consecutive parts (a part-count baseline), else time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,14 +96,17 @@ class Dashboard:
 def _counts(
     rows: Iterable[HourRow | KpiRow], answers: Iterable[Answer | AnswerCount], hours: float, lat: Sequence[float]
 ) -> KpiCounts:
-    total: Counter[str] = Counter()
-    faults: Counter[str] = Counter()
-    for r in rows:
-        total[r.verdict] += r.count
-        total["model_rejects"] += r.model_rejects
-        total["first"] += r.first
-        total["first_passed"] += r.first_passed
-        faults.update(r.faults)
+    counted = {"PASS": 0, "REVIEW": 0, "FAIL": 0}
+    model_rejects = first = first_passed = 0
+    faults: dict[str, int] = {}
+    for r in rows:  # plain sums (a year's KPI rows are read five times: overall, station, shift, model, part)
+        if r.verdict in counted:
+            counted[r.verdict] += r.count
+        model_rejects += r.model_rejects
+        first += r.first
+        first_passed += r.first_passed
+        for reason, n in r.faults.items():
+            faults[reason] = faults.get(reason, 0) + n
     adjudicated = false_rejects = audited = escapes = 0
     for a in answers:
         n = a.n if isinstance(a, AnswerCount) else 1
@@ -112,14 +117,14 @@ def _counts(
             adjudicated += n
             false_rejects += n if a.human == "FALSE_REJECT" else 0
     return KpiCounts(
-        inspected=total["PASS"] + total["REVIEW"] + total["FAIL"],
-        passed=total["PASS"],
-        review=total["REVIEW"],
-        failed=total["FAIL"],
-        defect_rejects=total["model_rejects"],
-        faults=dict(faults),
-        first_inspected=total["first"],
-        first_passed=total["first_passed"],
+        inspected=counted["PASS"] + counted["REVIEW"] + counted["FAIL"],
+        passed=counted["PASS"],
+        review=counted["REVIEW"],
+        failed=counted["FAIL"],
+        defect_rejects=model_rejects,
+        faults=faults,
+        first_inspected=first,
+        first_passed=first_passed,
         adjudicated=adjudicated,
         false_rejects=false_rejects,
         audited_passes=audited,
@@ -189,13 +194,20 @@ def station_chart(
 
     ``hours``: the window's subgroups of ``span`` when the caller has them already (any stations).
     ``span``: for a baseline of hourly subgroups, draw "hour", "day" or "week" subgroups instead
-    (:func:`display_span`); a part-count baseline always uses its part count.
+    (:func:`display_span`). A part-count baseline uses its part count (read from the raw rows) for a window
+    of hourly span; for a longer one it is drawn, like an hourly baseline, with the roll-up's day or week
+    subgroups around its frozen p̄ (the evaluator's alarms keep the part-count subgroups).
     """
     baseline = current_baseline(session=session, station_id=station_id)
-    if baseline is not None and baseline.subgroup_parts:
+    if baseline is not None and baseline.subgroup_parts and span == "hour":
         groups = part_subgroups(window, session=session, station_id=station_id, size=baseline.subgroup_parts)
         return chart_of(
-            station_id, baseline, [g.first_at for g in groups], [g.rejects for g in groups], [g.size for g in groups]
+            station_id,
+            baseline,
+            [g.first_at for g in groups],
+            [g.rejects for g in groups],
+            [g.size for g in groups],
+            by_parts=baseline.subgroup_parts,
         )
     if hours is None:
         hours = station_hours(window, session=session, station_id=station_id, span=span)
@@ -218,6 +230,7 @@ def chart_of(
     sizes: list[int],
     *,
     span: str = "hour",
+    by_parts: int | None = None,
 ) -> PChart:
     """Subgroups (labelled by their start) against the frozen limits, with the Nelson violations."""
     if baseline is None:
@@ -230,6 +243,7 @@ def chart_of(
             points=[],
             violations=[],
             span=span,
+            by_parts=by_parts,
             note="no frozen baseline yet: a quality engineer freezes the limits "
             "(vinspect spc baseline) from an in-control period of >= 20 subgroups",
         )
@@ -250,6 +264,7 @@ def chart_of(
         points=points,
         violations=nelson(points),
         span=span,
+        by_parts=by_parts,
     )
 
 
@@ -295,6 +310,7 @@ def build_dashboard(
     Args:
         validation_scores: model version -> the bundle's validation good-part scores (drift reference).
     """
+    custom_plans(session)
     only = {"station_id": station_id, "part_number": part_number}
     rows = kpi_rollup(window, session=session, **only)
     answers = answer_counts(window, session=session, **only)
@@ -302,11 +318,12 @@ def build_dashboard(
     overall = compute_kpis(_counts(rows, answers, window.hours, lat))
     stations = sorted({r.station_id for r in rows})
     by_station = _grouped(rows, answers, lambda r: r.station_id, lambda a: a.station_id, window.hours)
+    shift_names = {h: shift_of_hour(h, shifts) for h in range(24)}
     by_shift = _grouped(
         rows,
         answers,
-        lambda r: shift_of_hour(r.hour_of_day, shifts),
-        lambda a: shift_of_hour(a.hour_of_day, shifts),
+        lambda r: shift_names[r.hour_of_day],
+        lambda a: shift_names[a.hour_of_day],
         window.hours,
     )
     by_model = _grouped(
@@ -327,16 +344,17 @@ def build_dashboard(
     for a in answers:
         by_model_answers[a.model_version or "(none)"].append(a)
     for model, group in sorted(by_model_answers.items()):
-        pairs = vision_vs_reviewer_counts(group)
-        if pairs:
-            kappas[model] = kappa_from_pairs(pairs, ["reject", "good"])
+        tally = vision_vs_reviewer_tally(group)
+        if tally:
+            kappas[model] = kappa_from_counts(tally, ["reject", "good"])
     reviewers = reviewer_pairs(window, session=session, station_id=station_id)
     ncrs = ncr_code_station_part_counts(window, session=session)
     drift = []
-    for model, expected in sorted((validation_scores or {}).items()):
-        live = score_sample(window, session=session, model_version=model, station_id=station_id)
-        if live:
-            drift.append(drift_figure(model, expected, live))
+    references = dict(sorted((validation_scores or {}).items()))
+    samples = score_samples(window, session=session, model_versions=list(references), station_id=station_id)
+    for model, expected in references.items():
+        if samples[model]:
+            drift.append(drift_figure(model, expected, samples[model]))
     return Dashboard(
         window=window,
         overall=overall,

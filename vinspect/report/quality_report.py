@@ -139,7 +139,7 @@ def _body(board: Dashboard, out: Path, alarms: Sequence[AlarmView], capas: Seque
         if pc.baseline is None:
             parts.append(f"<p class=muted>{_e(pc.note)}</p>")
         for v in pc.violations:
-            fmt = "%Y-%m-%d %H:%M:%S" if pc.baseline is not None and pc.baseline.subgroup_parts else "%Y-%m-%d %H:00"
+            fmt = "%Y-%m-%d %H:%M:%S" if pc.by_parts else "%Y-%m-%d %H:00"
             parts.append(
                 f"<p class=bad>Nelson {v.rule} ({_e(v.description)}) at subgroups from "
                 f"{pc.hours[v.first]:{fmt}} to {pc.hours[v.last]:{fmt}}</p>"

@@ -41,7 +41,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from vinspect.store.db import session_scope
-from vinspect.store.tables import InspectionHourRecord, InspectionRecord, WatermarkRecord, table_of
+from vinspect.store.hours import hour_expr, hour_key, month_slot
+from vinspect.store.judgement_rollup import JudgementPass, clear, roll_up_judgements
+from vinspect.store.tables import (
+    InspectionHourRecord,
+    InspectionMonthRecord,
+    InspectionRecord,
+    WatermarkRecord,
+    table_of,
+)
 from vinspect.types import MODEL_REASONS, first_fault
 
 __all__ = [
@@ -60,19 +68,6 @@ __all__ = [
 
 ROLLUP = "inspection_hourly"
 _ROLLUP_LOCK_KEY = 0x76696E72  # "vinr": serialises roll-up passes (PostgreSQL)
-
-
-def hour_expr(session: Session, column: Any = None) -> ColumnElement[str]:
-    """``YYYY-MM-DD HH`` (UTC) of a timestamp column, the same text on both databases."""
-    column = InspectionRecord.recorded_at if column is None else column
-    if session.get_bind().dialect.name == "sqlite":
-        return func.substr(column, 1, 13)
-    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
-
-
-def hour_key(at: datetime) -> str:
-    """The roll-up's hour text of a timezone-aware time."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +106,8 @@ class RollupPass:
     rows: int  # inspection rows counted by this pass
     last_id: int  # the watermark after it
     chunks: int
+    reviews: int = 0  # review events taken into ``judgement_hourly`` (:mod:`vinspect.store.judgement_rollup`)
+    audits: int = 0  # blind PASS audit answers counted there
 
 
 Key = tuple[str, str, str, str, str, str]
@@ -148,6 +145,18 @@ def _count_range(session: Session, low: int, high: int) -> dict[Key, list[int]]:
 
 
 def _add(session: Session, counts: dict[Key, list[int]]) -> None:
+    """Add ``counts`` to their hours and, summed per month and hour of the day, to ``inspection_monthly``
+    (in the same transaction, so the month level always equals the sum of its hours)."""
+    monthly: dict[Key, list[int]] = {}
+    for k, v in counts.items():
+        row = monthly.setdefault((month_slot(k[0]), *k[1:]), [0, 0, 0, 0])
+        for i, x in enumerate(v):
+            row[i] += x
+    for record, rows in ((InspectionHourRecord, counts), (InspectionMonthRecord, monthly)):
+        _upsert(session, record, rows)
+
+
+def _upsert(session: Session, record: type[Any], counts: dict[Key, list[int]]) -> None:
     if not counts:
         return
     values = [
@@ -165,7 +174,7 @@ def _add(session: Session, counts: dict[Key, list[int]]) -> None:
         }
         for k, v in counts.items()
     ]
-    table = table_of(InspectionHourRecord)
+    table = table_of(record)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
@@ -186,7 +195,8 @@ def _lock(session: Session) -> None:
 def roll_up(
     engine: Engine, *, chunk: int | None = None, max_chunks: int | None = None, now: datetime | None = None
 ) -> RollupPass:
-    """Count every inspection above the watermark into its hour, ``chunk`` ids per transaction.
+    """Count every inspection above the watermark into its hour, ``chunk`` ids per transaction; then
+    the review events and blind audit answers above theirs into ``judgement_hourly``.
 
     Returns how many rows were counted and the new watermark. Safe to run from several processes
     at once (they take turns) and at any time (readers stay correct). ``chunk`` defaults to
@@ -197,34 +207,49 @@ def roll_up(
         chunk = 20_000 if engine.dialect.name == "sqlite" else 200_000
     total = chunks = 0
     last = 0
+    inspections_done = judgements_done = False
+    reviews = audits = 0
     while max_chunks is None or chunks < max_chunks:
         with session_scope(engine) as session:
             _lock(session)
-            last = watermark(session)
-            top = int(session.scalar(select(func.max(InspectionRecord.id))) or 0)
-            if top <= last:
-                break
-            high = min(top, last + chunk)
-            counts = _count_range(session, last, high)
-            _add(session, counts)
             stamp = now or datetime.now(UTC)
-            mark = session.get(WatermarkRecord, ROLLUP)
-            if mark is None:
-                session.add(WatermarkRecord(name=ROLLUP, last_id=high, updated_at=stamp))
-            else:
-                mark.last_id, mark.updated_at = high, stamp
-            total += sum(v[0] for v in counts.values())
+            last = watermark(session)
+            if not inspections_done:
+                top = int(session.scalar(select(func.max(InspectionRecord.id))) or 0)
+                if top <= last:
+                    inspections_done = True
+                else:
+                    high = min(top, last + chunk)
+                    counts = _count_range(session, last, high)
+                    _add(session, counts)
+                    mark = session.get(WatermarkRecord, ROLLUP)
+                    if mark is None:
+                        session.add(WatermarkRecord(name=ROLLUP, last_id=high, updated_at=stamp))
+                    else:
+                        mark.last_id, mark.updated_at = high, stamp
+                    total += sum(v[0] for v in counts.values())
+                    last = high
+            if not judgements_done:
+                judged: JudgementPass | None = roll_up_judgements(session, chunk=chunk, now=stamp)
+                if judged is None:
+                    judgements_done = True
+                else:
+                    reviews += judged.reviews
+                    audits += judged.audits
+            if inspections_done and judgements_done:
+                break
             chunks += 1
-            last = high
-    return RollupPass(rows=total, last_id=last, chunks=chunks)
+    return RollupPass(rows=total, last_id=last, chunks=chunks, reviews=reviews, audits=audits)
 
 
 def rebuild(engine: Engine, *, chunk: int | None = None) -> RollupPass:
-    """Empty the roll-up and count every inspection again (after a restore, or to check it)."""
+    """Empty the roll-ups and count every inspection and judgement again (after a restore, or to check it)."""
     with session_scope(engine) as session:
         _lock(session)
         session.execute(delete(InspectionHourRecord))
+        session.execute(delete(InspectionMonthRecord))
         session.execute(delete(WatermarkRecord).where(WatermarkRecord.name == ROLLUP))
+        clear(session)
     return roll_up(engine, chunk=chunk)
 
 

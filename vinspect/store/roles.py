@@ -38,8 +38,11 @@ UPDATABLE_TABLES = (
     "model_assignments",
     "inspection_hourly",
     "analytics_watermark",
+    "judgement_hourly",
+    "inspection_monthly",
+    "judgement_monthly",
     "shadow_stats",
-)  # inspection_hourly, analytics_watermark: derived counts (issue 17); shadow_stats: a shadow's latest counts
+)  # inspection_hourly ... judgement_monthly: derived counts (issue 17); shadow_stats: a shadow's latest counts
 INSERT_ONLY_TABLES = ("model_bundles",)  # no trigger: the stations verify each archive's sha256
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -44,7 +45,10 @@ __all__ = [
     "CapaStepRecord",
     "EvidenceRecord",
     "InspectionHourRecord",
+    "InspectionMonthRecord",
     "InspectionRecord",
+    "JudgementHourRecord",
+    "JudgementMonthRecord",
     "LabelEventRecord",
     "LabelImageRecord",
     "LabelScoreRecord",
@@ -256,7 +260,17 @@ class NcrEvent(Base):
     """One appended change of an NCR: lifecycle step, review, disposition, correction, link."""
 
     __tablename__ = "ncr_events"
-    __table_args__ = (UniqueConstraint("ncr_id", "revision"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("ncr_id", "revision"),
+        # migration 0012: the few NCRs a second person judged (reviewer-vs-reviewer agreement)
+        Index(
+            "ix_ncr_events_superseded",
+            "ncr_id",
+            postgresql_where=text("kind = 'SUPERSEDED'"),
+            sqlite_where=text("kind = 'SUPERSEDED'"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ncr_id: Mapped[int] = mapped_column(BigId, ForeignKey("ncrs.id"))
@@ -610,8 +624,58 @@ class InspectionHourRecord(Base):
     first_passed: Mapped[int] = mapped_column(BigInteger)
 
 
+class InspectionMonthRecord(Base):
+    """:class:`InspectionHourRecord` summed per UTC month and hour of the day (``hour`` is
+    ``YYYY-MM-01 HH``); kept equal to those sums by the same roll-up transaction (migration 0012)."""
+
+    __tablename__ = "inspection_monthly"
+
+    hour: Mapped[str] = mapped_column(String(13), primary_key=True)  # "YYYY-MM-01 HH": month, hour of day
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(8), primary_key=True)
+    fault: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parts: Mapped[int] = mapped_column(BigInteger)
+    model_rejects: Mapped[int] = mapped_column(BigInteger)
+    first_parts: Mapped[int] = mapped_column(BigInteger)
+    first_passed: Mapped[int] = mapped_column(BigInteger)
+
+
+class JudgementHourRecord(Base):
+    """Human judgements of one UTC hour, station, part number, model version, machine verdict and answer:
+    each NCR's standing review (hour of detection) and blind PASS audit answers (hour of the audited
+    part's record); derived, maintained by :mod:`vinspect.store.judgement_rollup` (migration 0012)."""
+
+    __tablename__ = "judgement_hourly"
+
+    hour: Mapped[str] = mapped_column(String(13), primary_key=True)  # "YYYY-MM-DD HH" (UTC)
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_number: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for none
+    machine: Mapped[str] = mapped_column(String(16), primary_key=True)  # the vision verdict
+    human: Mapped[str] = mapped_column(String(32), primary_key=True)  # the review decision or audit answer
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class JudgementMonthRecord(Base):
+    """:class:`JudgementHourRecord` summed per UTC month and hour of the day (``hour`` is
+    ``YYYY-MM-01 HH``); kept equal to those sums by the same roll-up transaction (migration 0012)."""
+
+    __tablename__ = "judgement_monthly"
+
+    hour: Mapped[str] = mapped_column(String(13), primary_key=True)  # "YYYY-MM-01 HH": month, hour of day
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    machine: Mapped[str] = mapped_column(String(16), primary_key=True)
+    human: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class WatermarkRecord(Base):
-    """The highest inspection id already counted in ``inspection_hourly``."""
+    """The highest id already counted by a roll-up: inspections (``inspection_hourly``), review events and
+    audit rows (``judgement_reviews``, ``judgement_audits``: ``judgement_hourly``)."""
 
     __tablename__ = "analytics_watermark"
 

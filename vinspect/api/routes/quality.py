@@ -19,7 +19,7 @@ from vinspect.quality import charts
 from vinspect.quality.dashboard import Dashboard, build_dashboard, display_span, station_chart
 from vinspect.quality.validation import validation_scores as _validation_scores
 from vinspect.store.alarms import acknowledge_alarm, list_alarms
-from vinspect.store.analytics_queries import Window, ncr_code_counts, score_sample, station_hours
+from vinspect.store.analytics_queries import Window, custom_plans, ncr_code_counts, score_sample, station_hours
 from vinspect.store.db import session_scope
 from vinspect.store.review_queries import DbSession
 
@@ -101,6 +101,7 @@ def _chart(
     db: DbSession, services: Services, name: str, window: Window, station: str | None, part: str | None = None
 ) -> bytes:
     kind, _, arg = name.removesuffix(".svg").partition("-")
+    custom_plans(db)
     if name.startswith("pareto-codes"):
         from vinspect.analytics.pareto import pareto
 
