@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 
 from vinspect.errors import StateError
 from vinspect.store.audit import AuditEntry, append_audit
-from vinspect.store.canonical import canonical_json, content_sha256, format_utc
-from vinspect.store.content import signature_sha256
+from vinspect.store.canonical import canonical_json, format_utc
 from vinspect.store.db import lock_writers
 from vinspect.store.ncr import SIGNING_ROLES, Role, SignatureMeaning
-from vinspect.store.signed_records import any_row_binds
+from vinspect.store.signed_records import any_row_binds, create_signature
 from vinspect.store.tables import AuditRecord, SignatureRecord
 from vinspect.store.users import get_user
 
@@ -107,32 +106,18 @@ def record_model_activation(
             "printed_name": signer.display_name,
             "signed_at": format_utc(now),
         }
-        sig = SignatureRecord(
+        sig = create_signature(
+            session=session,
             entity="model",
             entity_id=entity_id,
-            signer_user_id=signer.id,
-            printed_name=signer.display_name,
-            meaning=str(SignatureMeaning.MODEL_PROMOTION),
-            signed_at=now,
-            record_sha256=content_sha256(content),
-            auth_method=auth_method,
-        )
-        session.add(sig)
-        session.flush()
-        append_audit(
-            AuditEntry(
-                actor=actor,
-                action="signature.create",
-                entity="signature",
-                entity_id=str(sig.id),
-                field="meaning",
-                new_value=sig.meaning,
-                reason=reason,
-                record_sha256=signature_sha256(sig),
-                source=source,
-            ),
-            session=session,
+            signer=signer,
+            meaning=SignatureMeaning.MODEL_PROMOTION,
+            content=content,
+            actor=actor,
+            reason=reason,
+            source=source,
             at=now,
+            auth_method=auth_method,
         )
         append_audit(
             AuditEntry(
