@@ -22,8 +22,10 @@ of the signals lifted so that each threshold lands on 0.5:
   (standardised by the fit goods' patch mean and std), trained with a soft binary cross-entropy
   against the fraction of each 14x14 cell that the defect mask covers (the image squashed to the
   grid, as the graph's resize does), positives weighted to balance the background; fit goods are
-  all-background. ``linear``: logistic regression (a 1x1 conv); ``mlp``: 160 -> 64 -> 1. Its map
-  is blurred by the same 1-cell Gaussian; its image signal is the map's maximum.
+  all-background. ``linear``: logistic regression (a 1x1 conv); ``mlp``: 160 -> 64 -> 1; a
+  ``_plain`` suffix drops the re-weighting of the defect cells. Its map is blurred by the same
+  1-cell Gaussian; its image signal is the map's maximum (``training/mask_head.py`` ships the
+  ``linear`` and ``mlp`` heads with the same recipe; initial weights are drawn in another order).
 
 Reported per fold: labelled image AUROC and goods rejected at zero escapes (the fold's goods
 against the fold's defects, every class labelled); leave-one-class-out detection of the held-out
@@ -31,7 +33,9 @@ class (both labelled heads trained on the other four classes) with the goods rej
 labelled classes detected at the reference-calibrated thresholds; pixel AUROC and the share of
 defective tiles whose hottest point lies in the mask dilated by 15 px
 (``bench/localisation_bench.score_variant``), pooled over folds, for the anomaly map, the mask
-head's map and their open-set fusion ``max(lift(anomaly), lift(mask))``.
+head's map, their open-set fusion ``max(lift(anomaly), lift(mask))`` and the geometric mean of the
+two lifted maps; and the hottest point of the two fused maps of each held-out class's tiles with
+the mask head trained on the other four classes.
 """
 
 from __future__ import annotations
@@ -94,7 +98,9 @@ class MaskHead:
         pos = float(y.sum())
         weight = torch.where(y > 0, torch.tensor((y.numel() - pos) / max(pos, 1.0)), torch.tensor(1.0))
         weight = weight / weight.mean()
-        if kind == "linear":
+        if kind.endswith("_plain"):  # no re-weighting of the defect cells
+            weight = torch.ones_like(y)
+        if kind.startswith("linear"):
             self.net: nn.Module = nn.Linear(x.shape[1], 1)
             opt = torch.optim.LBFGS(self.net.parameters(), max_iter=200, line_search_fn="strong_wolfe")
 
@@ -201,7 +207,7 @@ def run_fold(
             np.maximum(np.maximum(la_d, i_d), s_d),
         )
         # localisation: the fold's goods (all background) and its held-out defects
-        loc_a, loc_m, loc_f = [], [], []
+        loc_a, loc_m, loc_f, loc_g = [], [], [], []
         for i, mm in zip(np.concatenate([g_idx, d_idx]), torch.cat([m_g, m_d]), strict=True):
             am = amaps[pos[int(i)]].double().numpy()
             sm = mm.double().numpy()
@@ -209,7 +215,8 @@ def run_fold(
             loc_a.append(am)
             loc_m.append(sm)
             loc_f.append(fused)
-        out["loc"][kind] = (loc_a, loc_m, loc_f, np.concatenate([g_idx, d_idx]))
+            loc_g.append(np.sqrt(lift(am, ta) * lift(sm, tm)))
+        out["loc"][kind] = (loc_a, loc_m, loc_f, loc_g, np.concatenate([g_idx, d_idx]))
     # --- leave one class out -----------------------------------------------------------------------
     for held in sorted(set(labels) - {"good"}):
         seen = fold.train_defects[labels[fold.train_defects] != held]
@@ -241,11 +248,13 @@ def run_fold(
                 (la_g >= 0.5) | (i_g >= 0.5) | (s_g >= 0.5),
                 (la_d >= 0.5) | (i_d >= 0.5) | (s_d >= 0.5),
             )
-            held_maps[kind] = [
-                (np.maximum(lift(amaps[pos[int(i)]].double().numpy(), ta), lift(m_d[j].double().numpy(), tm)), int(i))
+            pairs = [
+                (lift(amaps[pos[int(i)]].double().numpy(), ta), lift(m_d[j].double().numpy(), tm), int(i))
                 for j, i in enumerate(d_idx)
                 if is_held[j]
             ]
+            held_maps[kind] = [(np.maximum(a, m), i) for a, m, i in pairs]
+            held_maps[kind + ":geo"] = [(np.sqrt(a * m), i) for a, m, i in pairs]
         out["loco"][held] = {
             rule: {
                 "held_out_detected": _rate(fd[is_held]),
@@ -262,7 +271,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--kinds", default="linear,mlp", help="mask-head kinds: linear, mlp")
+    ap.add_argument(
+        "--kinds", default="linear,mlp", help="mask-head kinds: linear, mlp (+ _plain: no re-weighting of defect cells)"
+    )
     ap.add_argument("--folds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "mask_head_cv.json")
@@ -319,17 +330,22 @@ def main() -> None:
     localisation = []
     for kind in kinds:
         for j, name in enumerate(
-            ("anomaly map (today)", f"mask head ({kind}) map", f"open-set fused map, mask head ({kind})")
+            (
+                "anomaly map (today)",
+                f"mask head ({kind}) map",
+                f"open-set fused map, mask head ({kind})",
+                f"geometric mean of the lifted maps, mask head ({kind})",
+            )
         ):
             items = []
             for f in per_fold:
-                for m, i in zip(f["loc"][kind][j], f["loc"][kind][3], strict=True):
+                for m, i in zip(f["loc"][kind][j], f["loc"][kind][4], strict=True):
                     items.append((m, masks[int(i)], str(labels[int(i)])))
             per = {}
             for f in per_fold:
                 fi = [
                     (m, masks[int(i)], str(labels[int(i)]))
-                    for m, i in zip(f["loc"][kind][j], f["loc"][kind][3], strict=True)
+                    for m, i in zip(f["loc"][kind][j], f["loc"][kind][4], strict=True)
                 ]
                 r = score_variant(fi, sigma=0.0, interp="linear")
                 per[f"fold{f['fold']}"] = [r["pixel_auroc"], r["hottest_point_in_defect_dilated_15px"]]
@@ -339,20 +355,21 @@ def main() -> None:
             localisation.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "hottest_point_in_defect_by_class"}), flush=True)
         # held-out class: hottest point of the fused map with the mask head trained on the other four
-        items = []
-        for f in per_fold:
-            for held in classes:
-                items += [(m, masks[i], held) for m, i in f["loco"][held]["_held_maps"][kind]]
-        r = score_variant(items, sigma=0.0, interp="linear")
-        localisation.append(
-            {
-                "map": f"open-set fused map, mask head ({kind}) trained WITHOUT the tile's class (leave one class out)",
-                "hottest_point_in_defect_dilated_15px": r["hottest_point_in_defect_dilated_15px"],
-                "hottest_point_in_defect_by_class": r["hottest_point_in_defect_by_class"],
-                "n_defective_images": r["n_defective_images"],
-            }
-        )
-        print(json.dumps(localisation[-1]), flush=True)
+        for key, what in ((kind, "open-set fused map"), (kind + ":geo", "geometric mean of the lifted maps")):
+            items = []
+            for f in per_fold:
+                for held in classes:
+                    items += [(m, masks[i], held) for m, i in f["loco"][held]["_held_maps"][key]]
+            r = score_variant(items, sigma=0.0, interp="linear")
+            localisation.append(
+                {
+                    "map": f"{what}, mask head ({kind}) trained WITHOUT the tile's class (leave one class out)",
+                    "hottest_point_in_defect_dilated_15px": r["hottest_point_in_defect_dilated_15px"],
+                    "hottest_point_in_defect_by_class": r["hottest_point_in_defect_by_class"],
+                    "n_defective_images": r["n_defective_images"],
+                }
+            )
+            print(json.dumps(localisation[-1]), flush=True)
     doc = {
         "what": "Mask-supervised patch head vs today's labelled path, magnetic-tile TRAIN split, 3-fold CV",
         "command": "python bench/anomaly_features.py --cache CACHE --size 224 && python "
