@@ -34,7 +34,7 @@ from training.export import InspectionGraph, check_parity, export_onnx, ort_sess
 from training.fit import FitImages, fit_graph
 from training.fusion import FUSED_FAIL_AT
 from training.quantize import Int8Gate, judge_int8, quantize_int8
-from vinspect.dataset import DatasetIndex, Sample, open_dataset
+from vinspect.dataset import DatasetIndex, Sample, open_dataset, read_image
 from vinspect.dataset.from_reviews import DATASET_FILE
 from vinspect.dataset.labels_manifest import read_labels_manifest
 from vinspect.errors import DatasetError, ModelError
@@ -88,10 +88,32 @@ def _training_samples(index: DatasetIndex, *, good_only: bool, min_good: int) ->
     return samples
 
 
+def _defect_masks(samples: list[Sample], images: list[Image]) -> list[Image | None]:
+    """Each defect sample's pixel mask (None where it has none).
+
+    Raises:
+        DatasetError: a mask is not the size of its image.
+    """
+    out: list[Image | None] = []
+    for s, img in zip(samples, images, strict=True):
+        if s.mask_path is None:
+            out.append(None)
+            continue
+        mask = read_image(s.mask_path)
+        if mask.shape[:2] != img.shape[:2]:
+            raise DatasetError(
+                f"{s.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {s.path.name} is "
+                f"{img.shape[1]}x{img.shape[0]}"
+            )
+        out.append(mask)
+    return out
+
+
 def _fit_images(split: Split, *, progress: bool) -> tuple[FitImages, list[Image]]:
     good = load_images([s for s in split.fit if s.is_good], progress=progress, desc="good images")
     defect_samples = [s for s in split.fit if not s.is_good]
     defect = load_images(defect_samples, progress=progress, desc="defect images")
+    masks = _defect_masks(defect_samples, defect)
     val = load_images(split.val, progress=progress, desc="validation images")
     labels = tuple(sorted({s.label for s in defect_samples}))
     channels = channels_of([*good, *defect, *val])
@@ -101,6 +123,7 @@ def _fit_images(split: Split, *, progress: bool) -> tuple[FitImages, list[Image]
         defect=defect,
         defect_targets=[labels.index(s.label) for s in defect_samples],
         labels=labels,
+        defect_masks=masks,
         val_good=[img for img, s in zip(val, split.val, strict=True) if s.is_good],
     )
     return data, val
@@ -337,6 +360,8 @@ def _fusion_spec(graph: InspectionGraph) -> FusionSpec | None:
         anomaly_frr=fusion.anomaly_frr,
         defect_frr=fusion.defect_frr,
         fused_fail_at=FUSED_FAIL_AT,
+        mask_at=float(fusion.mask_at[0]) if graph.mask_head is not None else None,  # type: ignore[index]
+        mask_frr=fusion.mask_frr if graph.mask_head is not None else None,
     )
 
 

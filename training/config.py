@@ -68,6 +68,16 @@ class TrainConfig(BaseModel):
         le=1.0,
         description="open_set: validation goods the defect signal may fail",
     )
+    mask_head: Literal["off", "linear", "mlp"] = Field(
+        default="off",
+        description="per-patch 'defect here' head trained on the defect masks (open_set fusion; skipped without masks)",
+    )
+    open_set_mask_frr: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="open_set: validation goods the mask head's signal may fail",
+    )
     # --- validation and calibration -------------------------------------------------------------
     val_percent: int = Field(default=20, ge=5, le=50, description="share of training images held out")
     frr_target: float = Field(default=0.01, ge=0.0, le=1.0)

@@ -11,6 +11,9 @@ that its own threshold lands on 0.5 and takes the maximum, so a part FAILs when 
 passes its own threshold; ``max`` and ``noisy_or`` (older bundles) fuse the raw terms and share one
 threshold. Every rule keeps the fused score at or above the (lifted) anomaly score, so a part unlike
 the good ones fails whatever the classifier thinks of it.
+With a mask head (``TrainConfig.mask_head``, open-set fusion only) its image signal joins the
+fusion with its own threshold and ``anomaly_map`` becomes the fused heatmap
+(:meth:`training.fusion.OpenSetFusion.fuse_maps`).
 
 Export uses torch's TorchScript-based exporter: the torch.export-based one needs ``onnxscript``,
 which is not a dependency. Its DeprecationWarnings are silenced narrowly around the call.
@@ -39,6 +42,7 @@ from training.anomaly import MapHead, PatchEmbedder
 from training.classifier import DefectHead, defect_scores
 from training.data import Preprocess, to_hwc
 from training.fusion import OpenSetFusion
+from training.mask_head import MaskHead
 from vinspect.errors import ModelError
 from vinspect.models.runtime import SessionSettings, create_session
 
@@ -77,28 +81,38 @@ class InspectionGraph(nn.Module):
         self.scorer, self.map_head, self.classifier = scorer, map_head, classifier
         self.fusion = fusion
         self.open_set = OpenSetFusion() if fusion == "open_set" else None
+        self.mask_head: MaskHead | None = None  # set by training when masks exist (open-set fusion only)
         self.eval()
+
+    def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Patch embedding ``[1, D, h, w]`` and the trunk taps."""
+        taps = self.trunk(self.preprocess(image))
+        return self.embedder(taps), taps
 
     def raw_distance(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Un-normalised, un-blurred patch distance map and the trunk taps."""
-        taps = self.trunk(self.preprocess(image))
-        return self.scorer(self.embedder(taps)), taps
+        emb, taps = self.embed(image)
+        return self.scorer(emb), taps
 
-    def path_scores(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The unfused signals: anomaly image score ``[1]`` and P(not good) ``[1]`` (None without labels)."""
-        distance, taps = self.raw_distance(image)
-        _, score = self.map_head(distance)
-        if self.classifier is None:
-            return score, None
-        return score, defect_scores(self.classifier(taps[-1]))[0]
+    def path_scores(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The unfused signals: anomaly image score ``[1]``, P(not good) ``[1]`` (None without labels)
+        and the mask head's maximum ``[1]`` (None without a mask head)."""
+        emb, taps = self.embed(image)
+        _, score = self.map_head(self.scorer(emb))
+        p_defect = None if self.classifier is None else defect_scores(self.classifier(taps[-1]))[0]
+        mask = None if self.mask_head is None else self.mask_head(emb)[1]
+        return score, p_defect, mask
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        distance, taps = self.raw_distance(image)
-        amap, score = self.map_head(distance)
+        emb, taps = self.embed(image)
+        amap, score = self.map_head(self.scorer(emb))
         if self.classifier is None:
             return score, amap, torch.zeros(0, dtype=torch.float32)
         p_defect, probs = defect_scores(self.classifier(taps[-1]))
         if self.open_set is not None:
+            if self.mask_head is not None:
+                mmap, mscore = self.mask_head(emb)
+                return self.open_set(score, p_defect, mscore), self.open_set.fuse_maps(amap, mmap), probs[0]
             return self.open_set(score, p_defect), amap, probs[0]
         if self.fusion == "noisy_or":
             return 1.0 - (1.0 - score) * (1.0 - p_defect), amap, probs[0]

@@ -5,7 +5,9 @@ given, learns good + defect classes from the same cached trunk features. The ano
 level (the raw score that maps to 0.5) is the 99th percentile of the validation goods' raw image
 scores, so score units are comparable across datasets and models. With labels and ``fusion:
 open_set``, each signal's own threshold is then set from the same validation goods alone
-(:func:`set_open_set_thresholds`, :mod:`training.fusion`).
+(:func:`set_open_set_thresholds`, :mod:`training.fusion`). With ``mask_head`` on and defect masks
+given, a per-patch head learns "defect here" from the masks on the anomaly path's patch embedding
+(:mod:`training.mask_head`) and joins the open-set fusion with its own threshold.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from training.data import Preprocess, to_hwc
 from training.device import OnDevice, on_device
 from training.export import InspectionGraph
 from training.features import extract_taps
+from training.mask_head import cell_cover, fit_mask_head
 from vinspect.errors import ModelError
 from vinspect.models.calibration import CalibrationTarget, false_reject_rate, path_threshold
 
@@ -47,6 +50,7 @@ class FitImages:
     defect: Sequence[Image] = ()
     defect_targets: Sequence[int] = ()
     labels: tuple[str, ...] = field(default=())
+    defect_masks: Sequence[Image | None] = ()  # per defect image: its pixel mask (same H, W) or None
 
 
 def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[[torch.Tensor], torch.nn.Module]:
@@ -66,7 +70,7 @@ def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[
 
 def _anomaly_parts(
     backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig, progress: bool, device: torch.device
-) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead]:
+) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead, torch.Tensor]:
     preprocess = Preprocess(size_px=config.image_size_px, channels=data.channels, supersample=config.resize_supersample)
     trunk = MobileNetTrunk(backbone, taps=config.trunk_taps)
     if config.map_tap >= len(config.trunk_taps):
@@ -87,7 +91,7 @@ def _anomaly_parts(
     head = MapHead(blur_sigma_px=config.map_blur_sigma_px, grid=embedder.grid)
     if config.position_norm:
         head.set_position_scale(position_scale(emb, fit, views=config.anomaly_views, seed=config.seed))
-    return preprocess, trunk, embedder, fit(emb), head
+    return preprocess, trunk, embedder, fit(emb), head, emb[:: config.anomaly_views]
 
 
 def _classifier(
@@ -156,19 +160,23 @@ def set_open_set_thresholds(
     """
     if graph.open_set is None or graph.classifier is None:
         raise ModelError("open-set thresholds need a graph with a classifier and fusion 'open_set'")
-    anomaly, defect = [], []
+    anomaly, defect, mask = [], [], []
     for img in tqdm(val_good, desc="open-set thresholds", disable=not progress, leave=False):
-        a, d = graph.path_scores(torch.from_numpy(to_hwc(img, channels=channels)))
+        a, d, m = graph.path_scores(torch.from_numpy(to_hwc(img, channels=channels)))
         assert d is not None  # the classifier is present (checked above)
         anomaly.append(float(a[0]))
         defect.append(float(d[0]))
+        if m is not None:
+            mask.append(float(m[0]))
     target = CalibrationTarget(margin_fraction=config.margin_fraction, margin_cap=config.margin_cap)
     low, high = _THRESHOLD_RANGE
     anomaly_at = min(max(path_threshold(anomaly, frr=config.open_set_anomaly_frr, target=target), low), high)
     defect_at = min(max(path_threshold(defect, frr=config.open_set_defect_frr, target=target), low), high)
-    graph.open_set.set_thresholds(anomaly_at=anomaly_at, defect_at=defect_at)
+    mask_at = min(max(path_threshold(mask, frr=config.open_set_mask_frr, target=target), low), high) if mask else None
+    graph.open_set.set_thresholds(anomaly_at=anomaly_at, defect_at=defect_at, mask_at=mask_at)
     graph.open_set.anomaly_frr = false_reject_rate(anomaly, anomaly_at)
     graph.open_set.defect_frr = false_reject_rate(defect, defect_at)
+    graph.open_set.mask_frr = false_reject_rate(mask, mask_at) if mask_at is not None else None
     logger.info(
         "open-set thresholds",
         extra={
@@ -176,7 +184,50 @@ def set_open_set_thresholds(
             "defect_at": defect_at,
             "anomaly_frr": graph.open_set.anomaly_frr,
             "defect_frr": graph.open_set.defect_frr,
+            "mask_at": mask_at,
+            "mask_frr": graph.open_set.mask_frr,
         },
+    )
+
+
+def _mask_head(
+    graph: InspectionGraph,
+    data: FitImages,
+    good_emb: torch.Tensor,
+    *,
+    config: TrainConfig,
+    progress: bool,
+    device: torch.device,
+) -> None:
+    """Fit the mask head onto ``graph`` when the config asks for one and masks exist (else log why not)."""
+    if config.mask_head == "off":
+        return
+    if graph.open_set is None:
+        logger.info("mask head skipped: it needs fusion 'open_set'", extra={"fusion": config.fusion})
+        return
+    pairs = [(img, m) for img, m in zip(data.defect, data.defect_masks, strict=False) if m is not None]
+    if not pairs:
+        logger.info("mask head skipped: no defect image has a mask", extra={"defect_images": len(data.defect)})
+        return
+    for img, m in pairs:
+        if m.shape[:2] != img.shape[:2]:
+            raise ModelError(f"defect mask of shape {m.shape[:2]} does not match its image {img.shape[:2]}")
+    with on_device(graph.trunk, device):
+        taps = extract_taps(
+            [img for img, _ in pairs],
+            preprocess=graph.preprocess,
+            trunk=OnDevice(graph.trunk, device),
+            progress=progress,
+            desc="mask-head features",
+        )
+    defect_emb = graph.embedder(taps)
+    grid = (int(defect_emb.shape[2]), int(defect_emb.shape[3]))
+    cover = [cell_cover(m, grid) for _, m in pairs]
+    if not any(c.any() for c in cover):
+        logger.info("mask head skipped: the masks are empty", extra={"masks": len(cover)})
+        return
+    graph.mask_head = fit_mask_head(
+        good_emb, defect_emb, cover, kind=config.mask_head, blur_sigma_px=config.map_blur_sigma_px, seed=config.seed
     )
 
 
@@ -196,7 +247,7 @@ def fit_graph(
     torch.manual_seed(config.seed)
     backbone = load_mobilenet_v2()
     device = device or torch.device("cpu")
-    preprocess, trunk, embedder, scorer, head = _anomaly_parts(
+    preprocess, trunk, embedder, scorer, head, good_emb = _anomaly_parts(
         backbone, data, config=config, progress=progress, device=device
     )
     graph = InspectionGraph(
@@ -211,6 +262,7 @@ def fit_graph(
         graph.classifier = _classifier(
             backbone, data, graph=graph, config=config, progress=progress, device=device
         ).eval()
+        _mask_head(graph, data, good_emb, config=config, progress=progress, device=device)
         if graph.open_set is not None:
             set_open_set_thresholds(graph, data.val_good, channels=data.channels, config=config, progress=progress)
     return graph.eval()

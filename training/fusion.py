@@ -16,6 +16,12 @@ split (``bench/results/anomaly_selection_loco.json``) the unseen class lost up t
 
 Both pieces are continuous and increasing, so the fused score still orders parts and a REVIEW band
 below 0.5 keeps its meaning.
+
+With a mask-supervised head (:mod:`training.mask_head`, ``TrainConfig.mask_head``) a third signal
+joins the same way: the maximum of its "defect here" map, with its own threshold ``mask_at`` from
+validation goods (``open_set_mask_frr``); it too can only add FAILs. The heatmap then becomes
+``max(lift(anomaly map, anomaly_at), lift(mask map, mask_at))`` (:meth:`OpenSetFusion.fuse_maps`):
+0.5 on the map means "this signal's own threshold" whichever signal lit the cell.
 """
 
 from __future__ import annotations
@@ -46,20 +52,32 @@ class OpenSetFusion(nn.Module):
         super().__init__()
         self.register_buffer("anomaly_at", torch.tensor([FUSED_FAIL_AT]))
         self.register_buffer("defect_at", torch.tensor([FUSED_FAIL_AT]))
+        self.register_buffer("mask_at", torch.tensor([FUSED_FAIL_AT]))
         self.anomaly_frr = 0.0  # validation goods each signal fails at its threshold (for the manifest)
         self.defect_frr = 0.0
+        self.mask_frr: float | None = None  # set with mask_at when the graph has a mask head
 
-    def set_thresholds(self, *, anomaly_at: float, defect_at: float) -> None:
-        """Each signal's own threshold, in its own units (both strictly inside (0, 1)).
+    def set_thresholds(self, *, anomaly_at: float, defect_at: float, mask_at: float | None = None) -> None:
+        """Each signal's own threshold, in its own units (all strictly inside (0, 1)).
 
         Raises:
             ModelError: a threshold outside (0, 1) or not finite.
         """
-        for name, value in (("anomaly", anomaly_at), ("defect", defect_at)):
+        named = [("anomaly", anomaly_at), ("defect", defect_at)] + ([("mask", mask_at)] if mask_at is not None else [])
+        for name, value in named:
             if not (math.isfinite(value) and 0.0 < value < 1.0):
                 raise ModelError(f"open-set fusion: the {name} threshold must be inside (0, 1), got {value}")
         self.anomaly_at.fill_(anomaly_at)  # type: ignore[operator]
         self.defect_at.fill_(defect_at)  # type: ignore[operator]
+        if mask_at is not None:
+            self.mask_at.fill_(mask_at)  # type: ignore[operator]
 
-    def forward(self, anomaly: torch.Tensor, p_defect: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(lift(anomaly, self.anomaly_at), lift(p_defect, self.defect_at))  # type: ignore[arg-type]
+    def forward(self, anomaly: torch.Tensor, p_defect: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        fused = torch.maximum(lift(anomaly, self.anomaly_at), lift(p_defect, self.defect_at))  # type: ignore[arg-type]
+        if mask is None:
+            return fused
+        return torch.maximum(fused, lift(mask, self.mask_at))  # type: ignore[arg-type]
+
+    def fuse_maps(self, anomaly_map: torch.Tensor, mask_map: torch.Tensor) -> torch.Tensor:
+        """The heatmap: each map lifted so its own threshold lands on 0.5, then the maximum per cell."""
+        return torch.maximum(lift(anomaly_map, self.anomaly_at), lift(mask_map, self.mask_at))  # type: ignore[arg-type]

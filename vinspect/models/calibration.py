@@ -481,10 +481,15 @@ def describe_operating_point(point: OperatingPoint) -> list[str]:
 
 def describe_fusion(fusion: FusionSpec) -> str:
     """One plain-words line: where each signal of an open-set bundle FAILs a part on its own."""
+    mask = (
+        f", the mask head (trained on defect masks) at {fusion.mask_at:.4g} ({fusion.mask_frr:.1%})"
+        if fusion.mask_at is not None and fusion.mask_frr is not None
+        else ""
+    )
     return (
         f"open-set fusion: the anomaly path fails a part at anomaly score {fusion.anomaly_at:.4g} "
         f"({fusion.anomaly_frr:.1%} of validation goods), the defect signal at P(defect) {fusion.defect_at:.4g} "
-        f"({fusion.defect_frr:.1%}); labelled defects only add FAILs, they never raise the anomaly threshold"
+        f"({fusion.defect_frr:.1%}){mask}; labelled defects only add FAILs, they never raise the anomaly threshold"
     )
 
 

@@ -160,6 +160,10 @@ class FusionSpec(Strict):
     anomaly_frr: float = Field(ge=0.0, le=1.0, description="validation goods the anomaly path fails at anomaly_at")
     defect_frr: float = Field(ge=0.0, le=1.0, description="validation goods the defect signal fails at defect_at")
     fused_fail_at: float = Field(gt=0.0, lt=1.0)
+    mask_at: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="mask head's map maximum at which it FAILs (None: no mask head)"
+    )
+    mask_frr: float | None = Field(default=None, ge=0.0, le=1.0, description="validation goods the mask head fails")
 
 
 class GoldenSample(Strict):
