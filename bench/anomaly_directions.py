@@ -275,10 +275,10 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
 
         return make
 
-    def inorm(kind: str) -> Callable[[], Variant]:
+    def inorm(kind: str, source: str = "feats_224.npz") -> Callable[[], Variant]:
         def make() -> Variant:
-            e = instance_norm(cache.get("feats_224.npz"), kind)
-            txt = f"patch features normalised per image ({kind}) for bank and query, else today's kNN"
+            e = instance_norm(cache.get(source), kind)
+            txt = f"patch features ({source}) normalised per image ({kind}) for bank and query, else today's kNN"
             return Variant(txt, lambda idx: _patches(e[idx]), single(e))
 
         return make
@@ -378,6 +378,8 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
         "inorm_mean_fused": inorm_fused("mean"),
         "selfsim": selfsim("feats_224.npz", (1, 4, 16)),
         "selfsim_meanstd": selfsim("feats_224_pm_meanstd.npz", (1, 4, 16)),
+        "selfsim_equalize": selfsim("feats_224_pm_equalize.npz", (16,)),
+        "photo_equalize_inorm_mean": inorm("mean", "feats_224_pm_equalize.npz"),
         "global": global_signals,
         "baseline": baseline,
         "views": views(False),
