@@ -379,6 +379,7 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
         "selfsim": selfsim("feats_224.npz", (1, 4, 16)),
         "selfsim_meanstd": selfsim("feats_224_pm_meanstd.npz", (1, 4, 16)),
         "selfsim_equalize": selfsim("feats_224_pm_equalize.npz", (16,)),
+        "selfsim16": selfsim("feats_224.npz", (16,)),
         "photo_equalize_inorm_mean": inorm("mean", "feats_224_pm_equalize.npz"),
         "global": global_signals,
         "baseline": baseline,
