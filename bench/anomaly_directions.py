@@ -1,6 +1,9 @@
 """Good-only directions not covered by ``bench/anomaly_selection.py`` / ``anomaly_aggregation.py``:
 flip test-time augmentation and a flip-augmented memory bank, an earlier finer trunk tap
-(MobileNetV2 block 6, 28x28 at 224 px), and aspect-kept ("native") input. Same protocol: 3-fold
+(MobileNetV2 block 6, 28x28 at 224 px), aspect-kept ("native") input (issue 12d); photometric
+normalisation of the input (``photo_*``), per-image ("instance") normalisation of the patch
+features (``inorm_*``), intra-image self-similarity fused with the bank kNN (``selfsim*``) and
+image-level signals on pooled features (``global``) (issue 12f). Same protocol: 3-fold
 cross-validation on the magnetic-tile TRAIN split only (``anomaly_selection.Fold``: fit goods,
 20 % reference goods, held-out fold; never the test split), on features cached by
 ``bench/anomaly_features.py`` (``--extra views`` and ``--extra native``).
@@ -8,6 +11,7 @@ cross-validation on the magnetic-tile TRAIN split only (``anomaly_selection.Fold
     python bench/anomaly_features.py --cache C                  # feats_224.npz (baseline)
     python bench/anomaly_features.py --cache C --extra views    # feats_224_views.npz, feats_224_fine.npz
     python bench/anomaly_features.py --cache C --extra native   # feats_native_224.npz
+    python bench/anomaly_features.py --cache C --photometric meanstd   # feats_224_pm_meanstd.npz (clahe, equalize)
     python bench/anomaly_directions.py --cache C --variants baseline,tta4_mean,... --out OUT.json
 
 Every variant is the shipped rule with one thing changed: kNN distance to a greedy coreset of
@@ -20,6 +24,16 @@ have 14 rows and as many columns as the tile's aspect gives; their position norm
 either ``resampled`` (the per-cell mean is learnt on maps resized to 14x14 and resized back to
 each map) or ``edge`` (one mean per row and per column class: the 3 columns nearest the left
 edge, the 3 nearest the right edge, the interior).
+
+Multi-signal variants (``selfsim*``, ``global``, ``inorm_mean_fused``) compute several raw maps per
+image from the same fold: each signal is position-normalised by its own per-cell mean of unseen
+fit goods (self-similarity needs no bank, so its fit goods are unseen anyway; image-level signals
+are constant maps and are not position-normalised), blurred, and divided by its own reference
+level (99th percentile of the reference goods' map maxima). Rules: each signal alone; per pair
+the cell-wise max, geometric mean, mean, fixed weights, and ``w_goods``: the weight (0, 0.1, ..,
+1) that makes the unseen fit goods' fused image scores tightest (smallest coefficient of
+variation), chosen per fold on goods only, never on defects. The fused map's image score (its
+maximum) is divided by the reference goods' 99th percentile again.
 
 Localisation on the same folds: every defective train-split tile is scored once, by the fold
 that holds it out (the anomaly path never sees defects), with the held-out fold's goods as
@@ -61,6 +75,73 @@ Idx = npt.NDArray[np.int64]
 
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]  # [V, h, w] flipped-back view maps -> one map
+FusionRule = tuple[tuple[int, ...], str]  # (signal indices, how: alone | max | geomean | mean | w=<x> | w_goods)
+FUSE_KINDS = ("max", "geomean", "mean", "w_goods")
+WEIGHTS = tuple(i / 10 for i in range(11))
+_NEAR: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def self_similarity(e: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
+    """``[1, D, h, w]`` -> ``[len(ks), h, w]``: every patch's distance to its k-th nearest patch of the
+    same image outside its own 3x3 neighbourhood (a defect is unlike the rest of its tile)."""
+    h, w = int(e.shape[-2]), int(e.shape[-1])
+    if (h, w) not in _NEAR:
+        r, c = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+        _NEAR[h, w] = ((r[:, None] - r[None, :]).abs() <= 1) & ((c[:, None] - c[None, :]).abs() <= 1)
+    x = e[0].flatten(1).t()
+    sq = (x * x).sum(1)
+    d2 = (sq[:, None] - 2.0 * (x @ x.t()) + sq[None, :]).clamp_min(0.0).masked_fill(_NEAR[h, w], float("inf"))
+    near = d2.topk(max(ks), dim=1, largest=False).values.sqrt()
+    return torch.stack([near[:, k - 1].reshape(h, w) for k in ks])
+
+
+def instance_norm(e: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-image normalisation of patch features ``[N, D, h, w]``: ``mean`` subtracts each image's
+    mean patch feature, ``std`` also divides every channel by the image's standard deviation."""
+    centred = e - e.mean((2, 3), keepdim=True)
+    if kind == "mean":
+        return centred
+    return centred / e.std((2, 3), keepdim=True).clamp_min(1e-6)
+
+
+def fusion_rules(
+    names: tuple[str, ...], pairs: list[tuple[int, int]], *, fixed: tuple[float, ...] = ()
+) -> dict[str, FusionRule]:
+    """Every signal alone, and each pair (a, b) by each rule in ``FUSE_KINDS`` and fixed weights on a."""
+    rules: dict[str, FusionRule] = {f"{n} alone": ((i,), "alone") for i, n in enumerate(names)}
+    for a, b in pairs:
+        for kind in FUSE_KINDS:
+            rules[f"{kind}({names[a]}, {names[b]})"] = ((a, b), kind)
+        for wt in fixed:
+            rules[f"{wt:g} x {names[a]} + {1 - wt:g} x {names[b]}"] = ((a, b), f"w={wt:g}")
+    return rules
+
+
+def fuse(maps: torch.Tensor, rule: FusionRule, weight: float | None = None) -> torch.Tensor:
+    """Combine per-signal maps ``[S, h, w]`` (each in its own reference units) into one map."""
+    idx, kind = rule
+    if kind == "alone":
+        return maps[idx[0]]
+    a, b = maps[idx[0]], maps[idx[1]]
+    if kind == "max":
+        return torch.maximum(a, b)
+    if kind == "geomean":
+        return (a * b).clamp_min(0.0).sqrt()
+    if kind == "mean":
+        return 0.5 * (a + b)
+    wt = float(kind[2:]) if kind.startswith("w=") else weight
+    assert wt is not None
+    return wt * a + (1.0 - wt) * b
+
+
+def goods_weight(unseen: list[torch.Tensor], rule: FusionRule) -> float:
+    """The weight on the first signal (0, 0.1, .., 1) that makes the unseen fit goods' image scores
+    tightest (smallest coefficient of variation): chosen on goods only, never on defects."""
+    cvs = []
+    for wt in WEIGHTS:
+        sc = np.array([float(fuse(m, rule, wt).max()) for m in unseen])
+        cvs.append(float(sc.std() / max(sc.mean(), 1e-12)))
+    return WEIGHTS[int(np.argmin(cvs))]
 
 
 @dataclass
@@ -70,10 +151,16 @@ class Variant:
 
     description: str
     bank: Callable[[Idx], torch.Tensor]  # image indices -> good patches [n, D]
-    maps: Callable[[KnnScorer, Idx], list[torch.Tensor]]  # image indices -> raw maps [V, h, w]
+    # (scorer of the bank, image indices to score, the bank's image indices) -> raw maps [V, h, w]
+    maps: Callable[[KnnScorer, Idx, Idx], list[torch.Tensor]]
     reductions: dict[str, Reduce] = field(default_factory=lambda: {"identity": lambda m: m[0]})
     blurs: tuple[float, ...] = (1.0,)
     norms: tuple[str, ...] = ("cell",)  # cell | resampled | edge | none
+    # multi-signal variants: the raw maps' V axis holds one signal each (not views); every signal is
+    # position-normalised by its own norm, blurred and divided by its own reference level, then
+    # the rules in ``fusions`` combine them (``reductions`` and ``norms`` are then unused)
+    signal_norms: tuple[str, ...] = ()
+    fusions: dict[str, FusionRule] = field(default_factory=dict)
 
 
 def _flip_back(m: torch.Tensor, view: int) -> torch.Tensor:
@@ -121,8 +208,8 @@ TTA: dict[str, Reduce] = {
 
 
 def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
-    def single(e: torch.Tensor) -> Callable[[KnnScorer, Idx], list[torch.Tensor]]:
-        return lambda s, idx: [s(e[i : i + 1])[None] for i in idx.tolist()]
+    def single(e: torch.Tensor) -> Callable[[KnnScorer, Idx, Idx], list[torch.Tensor]]:
+        return lambda s, idx, _bank: [s(e[i : i + 1])[None] for i in idx.tolist()]
 
     def views(flip_bank: bool) -> Callable[[], Variant]:
         def make() -> Variant:
@@ -131,7 +218,7 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
             def bank(idx: Idx) -> torch.Tensor:
                 return _patches(v[idx].flatten(0, 1) if flip_bank else v[idx, 0])
 
-            def maps(s: KnnScorer, idx: Idx) -> list[torch.Tensor]:
+            def maps(s: KnnScorer, idx: Idx, _bank: Idx) -> list[torch.Tensor]:
                 return [torch.stack([_flip_back(s(v[i, k : k + 1]), k) for k in range(4)]) for i in idx.tolist()]
 
             txt = (
@@ -156,7 +243,7 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
         return Variant(
             "aspect kept (224 px high, width from the aspect), 14 x W grid",
             lambda idx: torch.cat([_patches(n[i]) for i in idx.tolist()]),
-            lambda s, idx: [s(n[i])[None] for i in idx.tolist()],
+            lambda s, idx, _bank: [s(n[i])[None] for i in idx.tolist()],
             norms=("resampled", "edge"),
         )
 
@@ -180,7 +267,121 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
         e = cache.get("feats_224.npz")
         return Variant("today's patch kNN (224 px, taps 10+13, 14x14)", lambda idx: _patches(e[idx]), single(e))
 
+    def photo(mode: str) -> Callable[[], Variant]:
+        def make() -> Variant:
+            e = cache.get(f"feats_224_pm_{mode}.npz")
+            txt = f"input grey levels normalised per image ({mode}) before the trunk, else today's kNN"
+            return Variant(txt, lambda idx: _patches(e[idx]), single(e))
+
+        return make
+
+    def inorm(kind: str, source: str = "feats_224.npz") -> Callable[[], Variant]:
+        def make() -> Variant:
+            e = instance_norm(cache.get(source), kind)
+            txt = f"patch features ({source}) normalised per image ({kind}) for bank and query, else today's kNN"
+            return Variant(txt, lambda idx: _patches(e[idx]), single(e))
+
+        return make
+
+    def selfsim(source: str, ks: tuple[int, ...]) -> Callable[[], Variant]:
+        def make() -> Variant:
+            e = cache.get(source)
+
+            def maps(s: KnnScorer, idx: Idx, _bank: Idx) -> list[torch.Tensor]:
+                return [torch.cat([s(e[i : i + 1])[None], self_similarity(e[i : i + 1], ks)]) for i in idx.tolist()]
+
+            names = ("kNN", *[f"self-sim k={k}" for k in ks])
+            return Variant(
+                f"today's kNN ({source}) and intra-image self-similarity (k-th nearest patch of the same "
+                "image outside its 3x3 neighbourhood), each position-normalised and divided by its reference",
+                lambda idx: _patches(e[idx]),
+                maps,
+                signal_norms=("cell",) * len(names),
+                fusions=fusion_rules(names, [(0, j) for j in range(1, len(names))], fixed=(0.25, 0.75)),
+            )
+
+        return make
+
+    def pooled(e: torch.Tensor) -> torch.Tensor:
+        return torch.cat([e.mean((2, 3)), e.std((2, 3))], dim=1)  # [N, 2D]: mean and std over patches
+
+    def global_signals() -> Variant:
+        e = cache.get("feats_224.npz")
+        g = pooled(e)
+        fitted: dict[bytes, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+        def fit(bank: Idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            key = bank.tobytes()
+            if key not in fitted:
+                x = g[bank].double()
+                mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+                z = (x - mu) / sd
+                cov = z.t() @ z / max(z.shape[0] - 1, 1)
+                cov = 0.5 * cov + 0.5 * torch.eye(cov.shape[0], dtype=cov.dtype)  # shrinkage 0.5 to the identity
+                fitted[key] = (mu, sd, z, torch.linalg.inv(cov))
+            return fitted[key]
+
+        def maps(s: KnnScorer, idx: Idx, bank: Idx) -> list[torch.Tensor]:
+            mu, sd, zb, prec = fit(bank)
+            out = []
+            for i in idx.tolist():
+                z = (g[i].double() - mu) / sd
+                knn = torch.cdist(z[None], zb)[0].topk(3, largest=False).values.mean()
+                maha = ((z @ prec) * z).sum().clamp_min(0.0).sqrt()
+                m = s(e[i : i + 1])
+                out.append(torch.stack([m, torch.full_like(m, float(knn)), torch.full_like(m, float(maha))]))
+            return out
+
+        names = ("kNN", "global kNN", "global Gaussian")
+        return Variant(
+            "today's kNN and an image-level signal on the mean- and std-pooled patch features "
+            "(standardised by the bank images): mean distance to the 3 nearest bank images, or a "
+            "Mahalanobis distance (covariance shrunk 0.5 to the identity)",
+            lambda idx: _patches(e[idx]),
+            maps,
+            signal_norms=("cell", "none", "none"),
+            fusions=fusion_rules(names, [(0, 1), (0, 2)]),
+        )
+
+    def inorm_fused(kind: str) -> Callable[[], Variant]:
+        def make() -> Variant:
+            e = cache.get("feats_224.npz")
+            n = instance_norm(e, kind)
+            fitted: dict[bytes, KnnScorer] = {}
+
+            def maps(s: KnnScorer, idx: Idx, bank: Idx) -> list[torch.Tensor]:
+                key = bank.tobytes()
+                if key not in fitted:
+                    fitted[key] = fit_knn(
+                        _patches(n[bank])[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0
+                    )
+                t = fitted[key]
+                return [torch.stack([s(e[i : i + 1]), t(n[i : i + 1])]) for i in idx.tolist()]
+
+            names = ("kNN", f"kNN on instance-normalised ({kind}) features")
+            return Variant(
+                f"today's kNN and a second kNN on per-image normalised ({kind}) features, fused",
+                lambda idx: _patches(e[idx]),
+                maps,
+                signal_norms=("cell", "cell"),
+                fusions=fusion_rules(names, [(0, 1)]),
+            )
+
+        return make
+
     return {
+        "photo_meanstd": photo("meanstd"),
+        "photo_clahe": photo("clahe"),
+        "photo_equalize": photo("equalize"),
+        "inorm_mean": inorm("mean"),
+        "inorm_std": inorm("std"),
+        "inorm_mean_fused": inorm_fused("mean"),
+        "selfsim": selfsim("feats_224.npz", (1, 4, 16)),
+        "selfsim_meanstd": selfsim("feats_224_pm_meanstd.npz", (1, 4, 16)),
+        "selfsim_equalize": selfsim("feats_224_pm_equalize.npz", (16,)),
+        "selfsim16": selfsim("feats_224.npz", (16,)),
+        "photo_equalize_inorm_mean": inorm("mean", "feats_224_pm_equalize.npz"),
+        "global": global_signals,
         "baseline": baseline,
         "views": views(False),
         "flipbank": views(True),
@@ -247,9 +448,10 @@ def fold_raw_maps(v: Variant, fold: Fold) -> tuple[list[torch.Tensor], list[torc
     unseen: list[torch.Tensor] = []
     for k in range(2):
         scorer = fit_knn(v.bank(halves[1 - k])[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
-        unseen += v.maps(scorer, halves[k])
+        unseen += v.maps(scorer, halves[k], halves[1 - k])
     scorer = fit_knn(v.bank(fold.fit_goods)[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
-    return unseen, v.maps(scorer, np.concatenate([fold.ref_goods, fold.test_goods, fold.all_defects]))
+    scored = np.concatenate([fold.ref_goods, fold.test_goods, fold.all_defects])
+    return unseen, v.maps(scorer, scored, fold.fit_goods)
 
 
 def score_maps(
@@ -276,7 +478,35 @@ def load_masks(data: Path, stems: npt.NDArray[np.str_]) -> list[npt.NDArray[np.u
     return masks
 
 
-Rule = tuple[str, float, str]  # (reduction, blur in cells, position norm)
+Rule = tuple[str, float, str]  # (reduction or fusion rule, blur in cells, position norm)
+
+
+def signal_maps(
+    v: Variant, unseen: list[torch.Tensor], scored: list[torch.Tensor], *, blur_cells: float, n_ref: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-signal maps ``[S, h, w]``: each signal position-normalised by its own norm (learnt on the
+    unseen fit goods), blurred and divided by its reference level (``REF_Q`` of the reference
+    goods' map maxima), for the unseen fit goods and for the scored images."""
+    out_unseen: list[list[torch.Tensor]] = [[] for _ in unseen]
+    out_scored: list[list[torch.Tensor]] = [[] for _ in scored]
+    for k, norm in enumerate(v.signal_norms):
+        position = PositionScale(norm, [m[k] for m in unseen])
+        sc = [blur(position(m[k])[None], blur_cells)[0] for m in scored]
+        un = [blur(position(m[k])[None], blur_cells)[0] for m in unseen]
+        ref = float(np.quantile([float(m.max()) for m in sc[:n_ref]], REF_Q))
+        for lst, maps in ((out_scored, sc), (out_unseen, un)):
+            for row, m in zip(lst, maps, strict=True):
+                row.append(m / ref)
+    return [torch.stack(r) for r in out_unseen], [torch.stack(r) for r in out_scored]
+
+
+def score_fused(
+    unseen: list[torch.Tensor], scored: list[torch.Tensor], rule: FusionRule, *, n_ref: int
+) -> tuple[list[torch.Tensor], float, float | None]:
+    """One fusion rule on per-signal maps; the fused map's reference level; the weight chosen on goods."""
+    weight = goods_weight(unseen, rule) if rule[1] == "w_goods" else None
+    maps = [fuse(m, rule, weight) for m in scored]
+    return maps, float(np.quantile([float(m.max()) for m in maps[:n_ref]], REF_Q)), weight
 
 
 class Tally:
@@ -284,7 +514,11 @@ class Tally:
 
     def __init__(self, name: str, v: Variant) -> None:
         self.name, self.v = name, v
-        self.rules: list[Rule] = [(r, b, n) for r in v.reductions for b in v.blurs for n in v.norms]
+        if v.fusions:
+            self.rules: list[Rule] = [(r, b, "per signal") for r in v.fusions for b in v.blurs]
+        else:
+            self.rules = [(r, b, n) for r in v.reductions for b in v.blurs for n in v.norms]
+        self.weights: dict[Rule, list[float]] = {rule: [] for rule in self.rules}
         self.aucs: dict[Rule, list[float]] = {rule: [] for rule in self.rules}
         self.frrs: dict[Rule, list[float]] = {rule: [] for rule in self.rules}
         self.loc: dict[Rule, list[tuple[np.ndarray, np.ndarray, str]]] = {rule: [] for rule in self.rules}
@@ -297,11 +531,19 @@ class Tally:
         self.secs.append(time.perf_counter() - t0)
         self.folds.append(fold.k)
         n_ref, n_good = fold.ref_goods.size, fold.test_goods.size
+        signals = {
+            b: signal_maps(self.v, unseen, scored, blur_cells=b, n_ref=n_ref) for b in self.v.blurs if self.v.fusions
+        }
         for rule in self.rules:
             reduction, blur_cells, norm = rule
-            maps, ref = score_maps(
-                unseen, scored, reduce=self.v.reductions[reduction], blur_cells=blur_cells, norm=norm, n_ref=n_ref
-            )
+            if self.v.fusions:
+                maps, ref, weight = score_fused(*signals[blur_cells], self.v.fusions[reduction], n_ref=n_ref)
+                if weight is not None:
+                    self.weights[rule].append(weight)
+            else:
+                maps, ref = score_maps(
+                    unseen, scored, reduce=self.v.reductions[reduction], blur_cells=blur_cells, norm=norm, n_ref=n_ref
+                )
             scores = np.array([float(m.max()) for m in maps]) / ref
             g, d = scores[n_ref : n_ref + n_good], scores[n_ref + n_good :]
             self.aucs[rule].append(auroc(g, d))
@@ -332,6 +574,8 @@ class Tally:
                 "fold_frr_at_zero_escape": [round(x, 4) for x in z],
                 "knn_maps_s_per_fold_shared": round(float(np.mean(self.secs)), 1),
             }
+            if self.weights[rule]:
+                row["fold_weight_on_first_signal_chosen_on_goods"] = self.weights[rule]
             if self.loc[rule]:
                 shapes = {tuple(m.shape) for m, _, _ in self.loc[rule]}
                 row["map_grid"] = list(shapes.pop()) if len(shapes) == 1 else "14 x W (aspect)"
@@ -371,10 +615,12 @@ def main() -> None:
             tally.add_fold(folds[k], labels, masks)
             rows = [row for t in tallies if t.folds for row in t.rows()]
             doc = {
-                "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input), magnetic-tile "
-                "TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
+                "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input, photometric "
+                "input normalisation, instance-normalised features, intra-image self-similarity, image-level "
+                "signals), magnetic-tile TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
                 "command": "python " + " ".join(["bench/anomaly_directions.py", *sys.argv[1:]]),
-                "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native]",
+                "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native | "
+                "--photometric meanstd|clahe|equalize]",
                 "protocol": __doc__.split("Every variant")[1].strip(),
                 "machine": "2-core VM, shared with other jobs (timings are 'shared')",
                 "wall_s_shared": round(time.perf_counter() - started, 1),

@@ -24,6 +24,15 @@ them names or imitates a defect type.
 * ``native``: ``feats_native_<size>.npz``: every image resized, aspect kept, to ``size`` px high
   and a width rounded to a multiple of 16 px (64..640), so the 14-row grid has as many columns as
   the tile's aspect gives; ragged, stored as ``patches`` [sum(h*w), D] with ``shape`` [N, 2].
+
+``--photometric MODE`` normalises every grey image before the trunk and writes
+``feats_<size>_pm_<mode>.npz`` (same layout as ``feats_<size>.npz``; no synthetic images):
+
+* ``meanstd``: per image, ``(x - mean) / std`` mapped to the train split's average good grey level
+  and contrast (the mean over the good images of each image's mean and standard deviation), so
+  the six capture conditions (stems exp1..exp6, mean grey 64..151) meet the trunk at one level;
+* ``clahe``: OpenCV CLAHE (clip limit 2, 8x8 tiles);
+* ``equalize``: OpenCV global histogram equalisation.
 """
 
 from __future__ import annotations
@@ -212,6 +221,26 @@ def embed_native(images: list[Image], *, size: int) -> tuple[npt.NDArray[np.floa
     return np.concatenate(patches), np.array(shapes, dtype=np.int64)
 
 
+PHOTOMETRIC = ("meanstd", "clahe", "equalize")
+
+
+def photometric(images: list[Image], goods: list[int], mode: str) -> list[Image]:
+    """Per-image grey-level normalisation (see ``--photometric``); ``goods`` set the meanstd target."""
+    if mode == "clahe":
+        clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+        return [clahe.apply(img) for img in images]
+    if mode == "equalize":
+        return [cv2.equalizeHist(img) for img in images]
+    stats = np.array([(float(img.mean()), float(img.std())) for img in images])
+    mu, sigma = stats[goods].mean(0)
+    print(f"meanstd target: mean {mu:.2f}, std {sigma:.2f} (train goods' averages)", flush=True)
+    out = []
+    for img, (m, s) in zip(images, stats, strict=True):
+        x = (img.astype(np.float32) - m) / max(s, 1e-3) * sigma + mu
+        out.append(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+    return out
+
+
 def grey(path: Path) -> Image:
     img = read_image(path)
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -235,6 +264,12 @@ def main() -> None:
         default=None,
         help="views: flip views + 28x28 fine tap; native: aspect-kept features (see above)",
     )
+    ap.add_argument(
+        "--photometric",
+        choices=PHOTOMETRIC,
+        default=None,
+        help="normalise each grey image before the trunk; writes feats_<size>_pm_<mode>.npz only",
+    )
     args = ap.parse_args()
     suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
     torch.set_num_threads(args.threads)
@@ -244,6 +279,15 @@ def main() -> None:
     images = [grey(s.path) for s in samples]
     labels = np.array(["good" if s.is_good else s.label for s in samples])
     stems = np.array([s.stem for s in samples])
+    if args.photometric is not None:
+        goods = [i for i, s in enumerate(samples) if s.is_good]
+        out = args.cache / f"feats_{args.size}_pm_{args.photometric}.npz"
+        if out.exists():
+            raise SystemExit(f"{out} exists; refusing to overwrite a cache")
+        normed = photometric(images, goods, args.photometric)
+        np.savez(out, emb=embed(normed, size=args.size), label=labels, stem=stems)
+        print(f"done in {time.perf_counter() - started:.0f} s (shared cores)", flush=True)
+        return
     if args.extra == "views":
         coarse, fine = embed_views(images, size=args.size)
         np.savez(args.cache / f"feats_{args.size}_views.npz", emb=coarse, label=labels, stem=stems)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import TrainConfig, train_bundle
+from training import TrainConfig, load_config, train_bundle
 from vinspect.dataset import open_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/datasets/magnetic-tile"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/vinspect-train-bench"))
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--config", type=Path, default=None, help="YAML training config (default: TrainConfig())")
+    parser.add_argument("--results", default="train.json", help="results file name under bench/results/")
     args = parser.parse_args()
     goods = sorted((s for s in open_dataset(args.data).train_samples() if s.is_good), key=lambda s: s.path.name)
     shutil.rmtree(args.out, ignore_errors=True)
@@ -39,8 +41,9 @@ def main() -> None:
     data.mkdir(parents=True)
     for s in goods[: args.n]:
         (data / s.path.name).symlink_to(s.path)
+    config = TrainConfig() if args.config is None else load_config(args.config)
     t0 = time.perf_counter()
-    manifest = train_bundle(data.parent, args.out / "bundle", good_only=True, config=TrainConfig(), progress=False)
+    manifest = train_bundle(data.parent, args.out / "bundle", good_only=True, config=config, progress=False)
     wall_s = time.perf_counter() - t0
     result = {
         "command": "python " + " ".join(sys.argv),
@@ -53,7 +56,7 @@ def main() -> None:
         "target_wall_s": 60,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / args.results).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 
 

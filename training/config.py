@@ -26,6 +26,9 @@ class TrainConfig(BaseModel):
     # --- input and backbone -------------------------------------------------------------------
     image_size_px: int = Field(default=224, ge=32, le=1024, description="square size the graph resizes to")
     resize_supersample: int = Field(default=2, ge=1, le=4, description="anti-aliasing: resize to k*size, k x k average")
+    photometric: Literal["none", "equalize"] = Field(
+        default="none", description="equalize: per-image histogram equalisation in the graph, before the resize"
+    )
     trunk_taps: tuple[int, ...] = Field(
         default=(10, 13), description="MobileNetV2 blocks whose outputs form patch features"
     )

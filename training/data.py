@@ -26,6 +26,8 @@ from vinspect.files import sha256_file
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "PHOTOMETRIC",
+    "EqualizeHist",
     "Preprocess",
     "Split",
     "channels_of",
@@ -38,10 +40,33 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Image = npt.NDArray[np.uint8]
+PHOTOMETRIC = ("none", "equalize")
+
+
+class EqualizeHist(nn.Module):
+    """Global histogram equalisation of every channel, in the graph (OpenCV's ``equalizeHist``).
+
+    ``[1, C, H, W]`` float holding uint8 values -> the same shape, each value replaced by
+    ``round(255 * (cdf(v) - cdf(min)) / (H*W - cdf(min)))`` of its channel. Exported as
+    ScatterElements (add) + CumSum + GatherElements, so it runs on any frame size. It takes out
+    the lighting of the capture (mean grey level and contrast), which otherwise dominates the
+    good-patch bank when parts are shot under several lighting conditions.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        flat = x.reshape(c, -1)
+        idx = flat.to(torch.int64)
+        hist = torch.zeros(c, 256, dtype=x.dtype, device=x.device).scatter_add(1, idx, torch.ones_like(flat))
+        cdf = hist.cumsum(1)
+        low = cdf.gather(1, idx.amin(1, keepdim=True))  # pixels at the darkest value present
+        lut = torch.round((cdf - low).clamp_min(0.0) * 255.0 / (cdf[:, -1:] - low).clamp_min(1.0))
+        return lut.gather(1, idx).reshape(x.shape)
 
 
 class Preprocess(nn.Module):
-    """uint8 ``[H, W, C]`` -> float ``[1, 3, S, S]``: cast, resize, grey->3ch, ImageNet norm.
+    """uint8 ``[H, W, C]`` -> float ``[1, 3, S, S]``: cast, optional histogram equalisation
+    (``photometric="equalize"``, :class:`EqualizeHist`), resize, grey->3ch, ImageNet norm.
 
     The resize is anti-aliased by supersampling: bilinear to ``k*S`` then a ``k x k`` box average
     (plain ONNX Resize + AveragePool; Resize's own antialias needs opset 18 and exports poorly).
@@ -52,11 +77,15 @@ class Preprocess(nn.Module):
     mean: torch.Tensor  # registered buffers (typed here: nn.Module's __getattr__ returns Tensor | Module)
     inv_std: torch.Tensor
 
-    def __init__(self, *, size_px: int, channels: int, supersample: int = 2) -> None:
+    def __init__(self, *, size_px: int, channels: int, supersample: int = 2, photometric: str = "none") -> None:
         super().__init__()
+        if photometric not in PHOTOMETRIC:
+            raise ValueError(f"photometric must be one of {PHOTOMETRIC}, got {photometric!r}")
         self.size_px = size_px
         self.channels = channels
         self.supersample = supersample
+        self.photometric = photometric
+        self.equalize = EqualizeHist() if photometric == "equalize" else None
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
         self.register_buffer("mean", mean)
@@ -64,6 +93,8 @@ class Preprocess(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        if self.equalize is not None:
+            x = self.equalize(x)
         k = self.supersample
         x = F.interpolate(x, size=(self.size_px * k, self.size_px * k), mode="bilinear", align_corners=False)
         if k > 1:

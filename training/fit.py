@@ -71,7 +71,12 @@ def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[
 def _anomaly_parts(
     backbone: torch.nn.Module, data: FitImages, *, config: TrainConfig, progress: bool, device: torch.device
 ) -> tuple[Preprocess, MobileNetTrunk, PatchEmbedder, torch.nn.Module, MapHead, torch.Tensor]:
-    preprocess = Preprocess(size_px=config.image_size_px, channels=data.channels, supersample=config.resize_supersample)
+    preprocess = Preprocess(
+        size_px=config.image_size_px,
+        channels=data.channels,
+        supersample=config.resize_supersample,
+        photometric=config.photometric,
+    )
     trunk = MobileNetTrunk(backbone, taps=config.trunk_taps)
     if config.map_tap >= len(config.trunk_taps):
         raise ModelError(f"map_tap {config.map_tap} out of range for trunk_taps {config.trunk_taps}")
