@@ -26,9 +26,11 @@ The machine is shared: the JSON records the load average before and after.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -370,7 +372,9 @@ def main() -> int:
 
 
 def http_times(engine: Engine, spans: dict[str, Window], repeats: int) -> dict[str, Any]:
-    """``/dashboard`` and the first station's p-chart SVG through the app, signed in as a reviewer."""
+    """``/dashboard``, the first station's p-chart SVG, and the page with every chart it shows (what
+    a browser fetches, here one request after another), through the app, signed in as a reviewer."""
+    from httpx import Response
     from webseed import TEST_OPTIONS, TestClient, add_users, build_app, login
 
     from vinspect.api.auth import PasswordService
@@ -403,9 +407,25 @@ def http_times(engine: Engine, spans: dict[str, Window], repeats: int) -> dict[s
                 assert response.status_code == 200, response.text[:500]
                 return response
 
+            def everything(q: str = query) -> object:
+                """The page and every chart it shows, one request after another (one connection)."""
+                response = page(q)
+                assert isinstance(response, Response)
+                charts = sorted(set(re.findall(r'src="(/dashboard/charts/[^"]+)"', response.text)))
+                for url in charts:
+                    got = client.get(html.unescape(url))
+                    assert got.status_code == 200, (url, got.text[:500])
+                return len(charts)
+
             out[f"page_{name}"] = timed(page, repeats)
             out[f"pchart_svg_{name}"] = timed(svg, max(3, repeats // 4))
-            print(f"  http {name}: {out[f'page_{name}']} svg {out[f'pchart_svg_{name}']}", flush=True)
+            out[f"charts_{name}"] = everything()
+            out[f"page_and_charts_{name}"] = timed(everything, max(3, repeats // 4))
+            print(
+                f"  http {name}: {out[f'page_{name}']} svg {out[f'pchart_svg_{name}']} "
+                f"page + {out[f'charts_{name}']} charts {out[f'page_and_charts_{name}']}",
+                flush=True,
+            )
     return out
 
 
