@@ -17,8 +17,9 @@
 4. Times :func:`vinspect.quality.dashboard.build_dashboard` (what ``/dashboard`` and ``vinspect
    report`` call) for a shift, a day, a week, a month and a year, p50/p95 over ``--repeats``
    calls each; then the HTTP page ``/dashboard`` and one p-chart SVG through the app with a
-   signed-in reviewer, and the page with every chart it shows fetched one request after another. ``--raw-first`` also times the shift/day/week windows once before the
-   roll-up (all rows counted raw) for comparison.
+   signed-in reviewer, and the page with every chart it shows fetched one request after another.
+   ``--raw-first`` also times the shift/day/week windows once before the roll-up (all rows
+   counted raw) for comparison.
 
 The machine is shared: the JSON records the load average before and after.
 """
