@@ -129,6 +129,7 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "POST /models/{name}/{version}/activate": {"password": PASSWORD},
     "POST /models/{name}/{version}/sign": {"password": PASSWORD, "reason": "reviewed"},
     "POST /models/{name}/{version}/promote": {"password": PASSWORD},
+    "POST /models/{name}/rollback": {"password": PASSWORD, "reason": "rose"},
     "POST /users": {
         "username": "formbie",
         "display_name": "F",

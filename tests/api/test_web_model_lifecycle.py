@@ -165,3 +165,54 @@ def test_one_evaluation_at_a_time_per_candidate(tmp_path: Path, seeded: Any) -> 
     assert done.reason is not None and "fix the acceptance criteria before evaluating" in done.reason
     assert jobs.start(**args) is not None  # a new one may start once the first ended
     jobs.join(timeout=120)
+
+
+def test_rollback_from_the_models_page_is_one_signed_action_back_to_the_replaced_version(
+    tmp_path: Path, app: Any, client_for: Any
+) -> None:
+    from vinspect.store.users import get_user
+
+    data = tmp_path / "data"
+    registry = install_pair(data, tmp_path)
+    qe, token = client_for("quality_engineer")
+    assert "/rollback" not in _models_page(qe)  # version 1 came by activation: nothing to roll back to
+    refused = qe.post(f"/models/{NAME}/rollback", data={"csrf_token": token, "reason": "r", "password": PASSWORD})
+    assert refused.status_code == 303 and "no earlier version recorded to roll back to" in _models_page(qe)
+
+    freeze_eval_set(data, tmp_path)
+    qe.post(f"/models/{NAME}/2/criteria", data={"csrf_token": token, **CRITERIA, "password": PASSWORD})
+    qe.post(f"/models/{NAME}/2/evaluate", data={"csrf_token": token, "frozen": "eval-1"})
+    app.state.services.evaluations.join(timeout=120)
+    qe.post(f"/models/{NAME}/2/sign", data={"csrf_token": token, "reason": "reviewed", "password": PASSWORD})
+    engine = app.state.services.store.engine
+    with session_scope(engine) as session:  # the second signer: an admin (signs from the CLI)
+        admin = get_user(session=session, username="admin")
+        assert admin is not None
+        promo.sign_promotion(session=session, user_id=admin.id, name=NAME, version="2", reason="reviewed too")
+    promoted = qe.post(f"/models/{NAME}/2/promote", data={"csrf_token": token, "password": PASSWORD})
+    assert promoted.status_code == 303 and registry.active_version(NAME) == "2", _models_page(qe)
+    page = _models_page(qe)
+    assert f'action="/models/{NAME}/rollback"' in page and "Roll back to 1" in page
+
+    reviewer, rtoken = client_for("reviewer")
+    no = reviewer.post(f"/models/{NAME}/rollback", data={"csrf_token": rtoken, "reason": "r", "password": PASSWORD})
+    assert no.status_code == 403
+    for bad in ({"reason": "", "password": PASSWORD}, {"reason": "rose", "password": "wrong password"}):
+        qe.post(f"/models/{NAME}/rollback", data={"csrf_token": token, **bad})
+        assert "Rollback refused" in _models_page(qe) and registry.active_version(NAME) == "2"
+
+    done = qe.post(
+        f"/models/{NAME}/rollback",
+        data={"csrf_token": token, "reason": "false rejects rose on line 2", "password": PASSWORD},
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/models"
+    assert registry.active_version(NAME) == "1"
+    page = _models_page(qe)
+    assert f"{NAME} rolled back from 2 to 1" in page and f'action="/models/{NAME}/rollback"' not in page
+    with session_scope(engine, readonly=True) as session:
+        row = session.query(AuditRecord).filter_by(action=promo.ROLLED_BACK).one()
+        sig = session.query(SignatureRecord).filter_by(record_sha256=row.record_sha256).one()
+        assert row.old_value == "2" and row.reason == "false rejects rose on line 2"
+        assert sig.meaning == "MODEL_PROMOTION" and sig.printed_name == "Quality Engineer Person"
+        report = verify_store(session=session)
+    assert not report.problems, report.problems

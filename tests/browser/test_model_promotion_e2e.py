@@ -61,6 +61,8 @@ def test_two_quality_engineers_sign_and_promote_a_candidate(
     manifest["training"]["trained_by"] = "admin"
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     registry = ModelRegistry(data / "models")
+    registry.install(write_tiny_bundle(tmp_path / "running", labels=("spot",), version="6"))
+    registry.activate("tiny", "6")  # the version on the line that the promotion replaces
     registry.install(bundle)
     engine = make_engine(f"sqlite:///{data / 'vinspect.db'}")
     with session_scope(engine) as session:
@@ -131,3 +133,17 @@ def test_two_quality_engineers_sign_and_promote_a_candidate(
         form.locator("button[type=submit]").click()
     assert "tiny 7 is now the active version" in page.inner_text("main")
     assert registry.active_version("tiny") == "7"
+
+    section = page.locator("#model-tiny-7")  # the promoted version offers the signed rollback
+    section.locator("details.rollback-form summary").click()
+    form = section.locator("form[action='/models/tiny/rollback']")
+    assert "Roll back to " in form.inner_text()
+    form.locator("input[name=reason]").fill("false rejects rose on line 2")
+    form.locator("input[name=password]").fill(PASSWORD)
+    if TAKE_SHOTS:
+        section.screenshot(path=str(SHOTS / "i20-model-rollback.png"))
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    assert "tiny rolled back from 7 to 6" in page.inner_text("main")
+    assert registry.active_version("tiny") == "6"
+    assert page.locator("form[action='/models/tiny/rollback']").count() == 0  # a rollback is not undone by one

@@ -230,3 +230,48 @@ def promote_model(
             return state
     except StateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+def rollback_targets(services: Services, active: list[tuple[str, str]]) -> dict[str, str]:
+    """For each active ``(name, version)``: the version a rollback would put back (absent: none)."""
+    out = {}
+    with session_scope(services.store.engine, readonly=True) as session:
+        for name, version in active:
+            target = promo.rollback_target(session=session, name=name, current=version)
+            if target is not None:
+                out[name] = target
+    return out
+
+
+def rollback_model(
+    services: Services, user: AuthUser, name: str, *, password: str, reason: str, source: str
+) -> tuple[str, str]:
+    """Put back the version the active one replaced: one signed action (password re-entry), audited,
+    and the ACTIVE switch in the same transaction; a running station follows after its golden
+    self-test. Returns ``(from_version, to_version)``; 409 when there is nothing to go back to."""
+    current = services.registry.active_version(name)
+    if current is None:
+        raise HTTPException(status_code=409, detail=f"{name}: no active version to roll back")
+    if not reason.strip():
+        raise invalid("reason", "a rollback needs a reason")
+    with session_scope(services.store.engine, readonly=True) as session:
+        target = promo.rollback_target(session=session, name=name, current=current)
+    if target is None:
+        raise HTTPException(status_code=409, detail=f"{name} {current}: {promo.NO_ROLLBACK_TARGET}")
+    manifest = installed_manifest(services, name, target)
+    check_signing_password(services, user, password, source=source, what=f"model {name}@{target}")
+    try:
+        with session_scope(services.store.engine) as session:
+            promo.record_rollback(
+                session=session,
+                user_id=user.user_id,
+                name=name,
+                from_version=current,
+                to_version=target,
+                sha256=manifest.sha256,
+                reason=reason.strip(),
+            )
+            services.registry.activate(name, target)
+    except StateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return current, target

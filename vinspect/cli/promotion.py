@@ -4,7 +4,8 @@ The flow (see :mod:`vinspect.store.promotion`): install the candidate, fix its a
 criteria, evaluate it against the active model on a frozen set, two quality engineers (or
 admins) other than its trainer sign, then promote: the registry's ACTIVE switches in the same
 transaction as the audited promotion, and a running station hot-swaps to it after its golden
-self-test. ``rollback`` puts the version the last promotion replaced back, with one signature.
+self-test. ``rollback`` puts the version the last promotion replaced back, with one signature (as
+the Models page's rollback form does; a rollback is never undone by another rollback).
 Every step is an audit row; ``record`` prints the model's controlled-document record.
 """
 
@@ -274,18 +275,9 @@ def _rollback(args: argparse.Namespace) -> int:
         raise ModelError(f"{args.name}: no active version to roll back")
     with store_engine(args) as engine:
         with session_scope(engine, readonly=True) as session:
-            history = promo.model_history(session=session, name=args.name)
-        replaced = [
-            h
-            for h in history
-            if h["action"] in (promo.PROMOTED, promo.ROLLED_BACK) and h["model"] == promo.entity_id(args.name, current)
-        ]
-        if not replaced or not replaced[-1]["old_value"]:
-            raise ModelError(
-                f"{args.name} {current}: no earlier version recorded to roll back to "
-                "(it was not put on the line by a promotion)"
-            )
-        target = str(replaced[-1]["old_value"])
+            target = promo.rollback_target(session=session, name=args.name, current=current)
+        if target is None:
+            raise ModelError(f"{args.name} {current}: {promo.NO_ROLLBACK_TARGET}")
         manifest = read_manifest(registry.resolve(args.name, target))
         user_id = verify_signer(args, engine, f"model {args.name}@{target}")
 

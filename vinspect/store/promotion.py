@@ -42,6 +42,7 @@ from vinspect.store.tables import AuditRecord
 from vinspect.store.users import get_user
 
 __all__ = [
+    "NO_ROLLBACK_TARGET",
     "PROMOTION_ROLES",
     "Candidate",
     "candidate_state",
@@ -50,6 +51,7 @@ __all__ = [
     "promote",
     "record_evaluation",
     "record_rollback",
+    "rollback_target",
     "sign_promotion",
     "under_promotion_control",
 ]
@@ -461,6 +463,26 @@ def promote(
         old_value=previous,
     )
     return state
+
+
+NO_ROLLBACK_TARGET = (
+    "no earlier version recorded to roll back to (it was not put on the line by a promotion; "
+    "a version taken off by a rollback comes back only by a new promotion)"
+)
+
+
+def rollback_target(*, session: Session, name: str, current: str) -> str | None:
+    """The version ``current`` replaced when its promotion put it on the line (what a rollback goes
+    back to); None when ``current`` was not promoted (activated, or itself put back by a rollback).
+
+    Only promotions count: a second rollback never undoes the first, because that would put a
+    version the first took off the line back on it with one signature; that takes a new promotion.
+    """
+    history = model_history(session=session, name=name)
+    replaced = [h for h in history if h["action"] == PROMOTED and h["model"] == entity_id(name, current)]
+    if not replaced or not replaced[-1]["old_value"]:
+        return None
+    return str(replaced[-1]["old_value"])
 
 
 def record_rollback(

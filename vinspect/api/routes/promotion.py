@@ -14,6 +14,7 @@ from vinspect.api.promotion import (
     fix_model_criteria,
     promote_model,
     promotion_views,
+    rollback_model,
     sign_model_promotion,
     start_evaluation,
 )
@@ -256,3 +257,25 @@ def read_changed_image(
     except OSError as exc:
         raise HTTPException(status_code=404, detail="changed-verdict image missing") from exc
     return Response(content=data, media_type="image/png")
+
+
+@router.post("/models/{name}/rollback", tags=["pages"], response_class=HTMLResponse, responses=PAGE_RESPONSES)
+def rollback_form(
+    name: Segment,
+    request: Request,
+    services: ServicesDep,
+    user: ModelActivator,
+    _csrf: CsrfChecked,
+    password: Annotated[str, Form(max_length=256)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Roll the active version back to the one it replaced, from the models page (signed)."""
+
+    def rollback() -> str:
+        old, new = rollback_model(services, user, name, password=password, reason=reason, source=client_source(request))
+        return (
+            f"{name} rolled back from {old} to {new} (signed by {user.display_name}); "
+            "a running station switches after its golden self-test."
+        )
+
+    return flash_and_redirect(request, rollback, to="/models", refused="Rollback refused")

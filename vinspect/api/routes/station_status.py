@@ -12,7 +12,7 @@ from vinspect.api.formatting import number
 from vinspect.api.model_evaluation import frozen_choices
 from vinspect.api.pages import PAGE_RESPONSES, flash_and_redirect, render
 from vinspect.api.permissions import Permission, allowed
-from vinspect.api.promotion import promotion_views
+from vinspect.api.promotion import promotion_views, rollback_targets
 from vinspect.api.schemas import ModelActivate, ModelPublic, ModelsPublic, StationStatusPublic
 from vinspect.api.workflow import activate_model
 from vinspect.errors import VinspectError
@@ -88,11 +88,13 @@ def models_page(request: Request, services: ServicesDep, user: Viewer) -> HTMLRe
     """Installed model versions."""
     models, problem = _models(services)
     promotions = promotion_views(services, [(m.name, m.version) for m in models]) if not problem else {}
+    rollbacks = rollback_targets(services, [(m.name, m.version) for m in models if m.active]) if not problem else {}
     context = {
         "models": models,
         "problem": problem,
         "can_activate": allowed(user.role, Permission.MODELS),
         "promotions": {f"{k[0]}@{k[1]}": v for k, v in promotions.items()},
+        "rollbacks": rollbacks,
         "change_titles": TITLES,
         "frozen_sets": frozen_choices(services.data_dir),
     }
