@@ -78,7 +78,7 @@ SELECT g, 'i-' || g, 'st-' || (g % :stations + 1), g, v.verdict, v.reasons, 'p1'
        CASE WHEN v.reasons LIKE '["error%' THEN 'ModelError: bad input' END,
        t.at,
        'P-' || (100 * (1 + ((g % :stations) + extract(month FROM t.at)::int) % 3))
-FROM generate_series(:low, :high) AS g
+FROM generate_series(CAST(:low AS bigint), CAST(:high AS bigint)) AS g
 CROSS JOIN LATERAL (SELECT :t0 + (g - 1) * make_interval(secs => :spacing) AS at) AS t
 CROSS JOIN LATERAL (SELECT '2026.' || (1 + least(3, floor(extract(epoch FROM t.at - :t0) / (91.25 * 86400))::int))
                     AS version) AS m
