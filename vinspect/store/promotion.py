@@ -38,7 +38,7 @@ from vinspect.store.canonical import canonical_json, content_sha256, format_utc
 from vinspect.store.db import lock_writers
 from vinspect.store.ncr import Role, SignatureMeaning
 from vinspect.store.signed_records import create_signature, signer_fields
-from vinspect.store.tables import AuditRecord
+from vinspect.store.tables import AuditRecord, SignatureRecord
 from vinspect.store.users import get_user
 
 __all__ = [
@@ -203,23 +203,14 @@ def fix_criteria(
     if signer_user_id is not None:
         user = _signer(session, signer_user_id, "acceptance criteria")
         actor = f"user:{user.id}"
-        content |= {
-            "meaning": str(SignatureMeaning.MODEL_PROMOTION),
-            "signer_user_id": user.id,
-            "printed_name": user.display_name,
-            "signed_at": format_utc(when),
-            "reason": reason,
-        }
-        create_signature(
-            session=session,
-            entity="model",
-            entity_id=entity_id(name, version),
-            signer=user,
-            meaning=SignatureMeaning.MODEL_PROMOTION,
+        content |= {**signer_fields(user, SignatureMeaning.MODEL_PROMOTION, when), "reason": reason}
+        _model_signature(
+            session,
+            user=user,
+            name=name,
+            version=version,
             content=content,
-            actor=actor,
             reason=reason,
-            source=actor[:128],
             at=when,
             auth_method=auth_method,
         )
@@ -330,6 +321,34 @@ def _signer(session: Session, user_id: int, what: str) -> Any:
     return user
 
 
+def _model_signature(
+    session: Session,
+    *,
+    user: Any,
+    name: str,
+    version: str,
+    content: dict[str, Any],
+    reason: str,
+    at: datetime,
+    auth_method: str,
+) -> SignatureRecord:
+    """The signer's MODEL_PROMOTION signature binding ``content`` to the model version (audited)."""
+    actor = f"user:{user.id}"
+    return create_signature(
+        session=session,
+        entity="model",
+        entity_id=entity_id(name, version),
+        signer=user,
+        meaning=SignatureMeaning.MODEL_PROMOTION,
+        content=content,
+        actor=actor,
+        reason=reason,
+        source=actor[:128],
+        at=at,
+        auth_method=auth_method,
+    )
+
+
 def _signed_step(
     session: Session,
     *,
@@ -347,18 +366,8 @@ def _signed_step(
     """Sign ``content`` (meaning MODEL_PROMOTION) and keep it in the model's audit row ``action``;
     returns the signature id."""
     actor = f"user:{user.id}"
-    sig = create_signature(
-        session=session,
-        entity="model",
-        entity_id=entity_id(name, version),
-        signer=user,
-        meaning=SignatureMeaning.MODEL_PROMOTION,
-        content=content,
-        actor=actor,
-        reason=reason,
-        source=actor[:128],
-        at=at,
-        auth_method=auth_method,
+    sig = _model_signature(
+        session, user=user, name=name, version=version, content=content, reason=reason, at=at, auth_method=auth_method
     )
     _append(
         session,
