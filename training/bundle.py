@@ -31,7 +31,7 @@ from training.config import TrainConfig
 from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
 from training.device import describe, resolve_device
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
-from training.fit import FitImages, fit_graph
+from training.fit import FitImages, fit_graph, resolve_photometric
 from training.fusion import FUSED_FAIL_AT
 from training.quantize import Int8Gate, judge_int8, quantize_int8
 from vinspect.dataset import DatasetIndex, Sample, open_dataset, read_image
@@ -297,6 +297,8 @@ class _Run:
     parent: str | None = None
     trained_by: str | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    photometric_requested: str = "auto"  # the config's value before resolve_photometric
+    input_text: str = ""  # what the input is and why (manifest and training summary)
 
 
 def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: str, progress: bool) -> ModelManifest:
@@ -317,6 +319,8 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     metrics.update(int8)
+    if graph.exposure is not None:
+        metrics.update(graph.exposure.ranges())
     golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")
     info = TrainingInfo(
         dataset_root=str(run.index.root),
@@ -324,7 +328,13 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
         dataset_sha256=dataset_sha256(run.index.root, run.samples),
         n_train_good=sum(s.is_good for s in run.samples),
         n_train_defect=sum(not s.is_good for s in run.samples),
-        config={**cfg.model_dump(mode="json"), "good_only": run.good_only, "device": describe(run.device)},
+        config={
+            **cfg.model_dump(mode="json"),
+            "good_only": run.good_only,
+            "device": describe(run.device),
+            "photometric_requested": run.photometric_requested,
+            "input": run.input_text,
+        },
         metrics=metrics,
         duration_s=time.perf_counter() - run.started,
         git_sha=_git_sha(),
@@ -418,7 +428,23 @@ def train_bundle(
     samples = _training_samples(index, good_only=good_only, min_good=config.min_good_images)
     split = holdout_split(samples, val_percent=config.val_percent)
     fit_data, val = _fit_images(split, progress=progress)
-    run = _Run(index, samples, split, fit_data, val, config, good_only, started, parent, trained_by, chosen)
+    requested = config.photometric
+    config, input_text = resolve_photometric(config, labelled=bool(fit_data.labels))
+    run = _Run(
+        index,
+        samples,
+        split,
+        fit_data,
+        val,
+        config,
+        good_only,
+        started,
+        parent,
+        trained_by,
+        chosen,
+        photometric_requested=requested,
+        input_text=input_text,
+    )
     manifest = _fit_and_write(run, out, name=name, version=version, progress=progress)
     logger.info(
         "bundle written", extra={"out": str(out), "task": manifest.task, "fail_at": manifest.thresholds.fail_at}

@@ -26,8 +26,17 @@ class TrainConfig(BaseModel):
     # --- input and backbone -------------------------------------------------------------------
     image_size_px: int = Field(default=224, ge=32, le=1024, description="square size the graph resizes to")
     resize_supersample: int = Field(default=2, ge=1, le=4, description="anti-aliasing: resize to k*size, k x k average")
-    photometric: Literal["none", "equalize"] = Field(
-        default="none", description="equalize: per-image histogram equalisation in the graph, before the resize"
+    photometric: Literal["auto", "none", "equalize"] = Field(
+        default="auto",
+        description="equalize: per-image histogram equalisation in the graph, before the resize; "
+        "auto: equalize for a good-only bundle, none when labelled defects are trained",
+    )
+    exposure_guard: bool = Field(
+        default=True,
+        description="FAIL a frame whose raw grey level or contrast is outside the goods' range (equalised input only)",
+    )
+    exposure_margin: float = Field(
+        default=1.0, ge=0.0, description="exposure guard: widen the goods' range by this many standard deviations"
     )
     trunk_taps: tuple[int, ...] = Field(
         default=(10, 13), description="MobileNetV2 blocks whose outputs form patch features"

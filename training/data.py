@@ -79,7 +79,7 @@ class Preprocess(nn.Module):
 
     def __init__(self, *, size_px: int, channels: int, supersample: int = 2, photometric: str = "none") -> None:
         super().__init__()
-        if photometric not in PHOTOMETRIC:
+        if photometric not in PHOTOMETRIC:  # "auto" is resolved by training.fit.resolve_photometric first
             raise ValueError(f"photometric must be one of {PHOTOMETRIC}, got {photometric!r}")
         self.size_px = size_px
         self.channels = channels

@@ -14,6 +14,9 @@ the good ones fails whatever the classifier thinks of it.
 With a mask head (``TrainConfig.mask_head``, open-set fusion only) its image signal joins the
 fusion with its own threshold and ``anomaly_map`` becomes the fused heatmap
 (:meth:`training.fusion.OpenSetFusion.fuse_maps`).
+With an equalised input the exposure guard (:mod:`training.exposure`) looks at the raw frame and
+joins last, by max on the score and the map: 1.0 outside the goods' grey-level and contrast range
+(a FAIL at any threshold, the map flat at 1.0), 0 inside (the outputs unchanged).
 
 Export uses torch's TorchScript-based exporter: the torch.export-based one needs ``onnxscript``,
 which is not a dependency. Its DeprecationWarnings are silenced narrowly around the call.
@@ -41,6 +44,7 @@ from torch import nn
 from training.anomaly import MapHead, PatchEmbedder
 from training.classifier import DefectHead, defect_scores
 from training.data import Preprocess, to_hwc
+from training.exposure import ExposureGuard
 from training.fusion import OpenSetFusion
 from training.mask_head import MaskHead
 from vinspect.errors import ModelError
@@ -82,6 +86,7 @@ class InspectionGraph(nn.Module):
         self.fusion = fusion
         self.open_set = OpenSetFusion() if fusion == "open_set" else None
         self.mask_head: MaskHead | None = None  # set by training when masks exist (open-set fusion only)
+        self.exposure: ExposureGuard | None = None  # set by training when the input is equalised
         self.eval()
 
     def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -104,6 +109,13 @@ class InspectionGraph(nn.Module):
         return score, p_defect, mask
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        score, amap, probs = self._outputs(image)
+        if self.exposure is not None:
+            guard = self.exposure(image)
+            return torch.maximum(score, guard), torch.maximum(amap, guard), probs
+        return score, amap, probs
+
+    def _outputs(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         emb, taps = self.embed(image)
         amap, score = self.map_head(self.scorer(emb))
         if self.classifier is None:

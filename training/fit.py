@@ -8,6 +8,11 @@ open_set``, each signal's own threshold is then set from the same validation goo
 (:func:`set_open_set_thresholds`, :mod:`training.fusion`). With ``mask_head`` on and defect masks
 given, a per-patch head learns "defect here" from the masks on the anomaly path's patch embedding
 (:mod:`training.mask_head`) and joins the open-set fusion with its own threshold.
+
+The input's photometric mode ``auto`` (the default) resolves here (:func:`resolve_photometric`):
+histogram equalisation for a good-only bundle, raw grey levels when labelled defects are trained
+(the labelled head shares the preprocessing and is worse with it). With an equalised input the
+graph also carries the exposure guard (:mod:`training.exposure`), learnt from the same goods.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from training.config import TrainConfig
 from training.data import Preprocess, to_hwc
 from training.device import OnDevice, on_device
 from training.export import InspectionGraph
+from training.exposure import fit_exposure_guard
 from training.features import extract_taps
 from training.mask_head import cell_cover, fit_mask_head
 from vinspect.errors import ModelError
 from vinspect.models.calibration import CalibrationTarget, false_reject_rate, path_threshold
 
-__all__ = ["FitImages", "fit_graph", "raw_image_score", "set_open_set_thresholds"]
+__all__ = ["FitImages", "fit_graph", "raw_image_score", "resolve_photometric", "set_open_set_thresholds"]
 
 logger = logging.getLogger(__name__)
 Image = npt.NDArray[np.uint8]
@@ -51,6 +57,34 @@ class FitImages:
     defect_targets: Sequence[int] = ()
     labels: tuple[str, ...] = field(default=())
     defect_masks: Sequence[Image | None] = ()  # per defect image: its pixel mask (same H, W) or None
+
+
+INPUT_TEXT = {
+    ("auto", "equalize"): "histogram-equalised (good-only default; labelled bundles keep raw grey levels)",
+    ("auto", "none"): "raw grey levels (labelled default; good-only bundles are histogram-equalised)",
+    ("equalize", "equalize"): "histogram-equalised (set in the training config)",
+    ("none", "none"): "raw grey levels (set in the training config)",
+}
+
+
+def resolve_photometric(config: TrainConfig, *, labelled: bool) -> tuple[TrainConfig, str]:
+    """``config`` with ``photometric`` resolved, and one line saying what the input is and why.
+
+    ``auto`` becomes ``equalize`` for a good-only bundle (good-only CV on the magnetic-tile train
+    split: image AUROC 0.944 +- 0.005 against 0.933 +- 0.005) and ``none`` when labelled defects
+    are trained (the labelled head shares the preprocessing; its validation AUROC fell from 0.998
+    to 0.984 with equalisation). Retraining that adds the first labels therefore switches the
+    input to raw grey levels. ``none`` and ``equalize`` are kept as given.
+    """
+    resolved = config.photometric if config.photometric != "auto" else ("none" if labelled else "equalize")
+    text = INPUT_TEXT[config.photometric, resolved]
+    if resolved == "equalize":
+        text += "; exposure guard " + (
+            f"on (raw mean grey level and contrast within the goods' range, margin {config.exposure_margin:g} sd)"
+            if config.exposure_guard
+            else "off"
+        )
+    return config.model_copy(update={"photometric": resolved}), text
 
 
 def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[[torch.Tensor], torch.nn.Module]:
@@ -249,6 +283,7 @@ def fit_graph(
     """
     if not data.good or not data.val_good:
         raise ModelError("fitting needs good images to learn from and held-out good images to calibrate")
+    config, _ = resolve_photometric(config, labelled=bool(data.labels))
     torch.manual_seed(config.seed)
     backbone = load_mobilenet_v2()
     device = device or torch.device("cpu")
@@ -258,6 +293,10 @@ def fit_graph(
     graph = InspectionGraph(
         preprocess=preprocess, trunk=trunk, embedder=embedder, scorer=scorer, map_head=head, fusion=config.fusion
     )
+    if config.photometric == "equalize" and config.exposure_guard:
+        # every good the training has, validation goods included: on each image the calibration
+        # scores the guard is then 0, so the thresholds are those of the unguarded graph
+        graph.exposure = fit_exposure_guard([*data.good, *data.val_good], margin=config.exposure_margin)
     raw = [
         raw_image_score(graph, img, channels=data.channels)
         for img in tqdm(data.val_good, desc="reference level", disable=not progress, leave=False)

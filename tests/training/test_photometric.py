@@ -61,7 +61,9 @@ def test_equalized_good_only_bundle_scores_a_relit_part_alike(
     tiny_dataset: Path, small_config: Any, tmp_path: Path
 ) -> None:
     """The exported graph equalises too: parity holds, and a good frame captured with more gain
-    and a darker offset scores as the original in the equalising bundle but not in the default one."""
+    and a darker offset scores as the original in the equalising bundle but not in the raw-grey one
+    (the exposure guard is off here: it would fail the relit frame if it left the goods' range,
+    see test_exposure_guard.py)."""
     from training import train_bundle
     from training.data import to_hwc
     from training.export import ort_session
@@ -72,7 +74,7 @@ def test_equalized_good_only_bundle_scores_a_relit_part_alike(
     assert len(np.unique(relit)) == len(np.unique(image))  # no two grey levels merged
     scores = {}
     for mode in ("none", "equalize"):
-        config = small_config.model_copy(update={"photometric": mode})
+        config = small_config.model_copy(update={"photometric": mode, "exposure_guard": False})
         manifest = train_bundle(tiny_dataset, tmp_path / mode, good_only=True, config=config, progress=False)
         assert manifest.training.config["photometric"] == mode
         assert 0.0 <= manifest.training.metrics["parity_max_abs_diff_score"] <= 1e-3

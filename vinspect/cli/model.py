@@ -246,6 +246,8 @@ def _train(args: argparse.Namespace) -> int:
         f"review_at={manifest.thresholds.review_at:.4g}; validation: {ev.n_good} good, {ev.n_defect} defective\n"
         f"threshold rule: {ev.target}\n"
     )
+    if manifest.training.config.get("input"):
+        sys.stdout.write(f"input: {manifest.training.config['input']}\n")
     if manifest.fusion is not None:
         sys.stdout.write(describe_fusion(manifest.fusion) + "\n")
     if ev.operating_point is not None:
