@@ -33,7 +33,7 @@ class TrainConfig(BaseModel):
     )
     exposure_guard: bool = Field(
         default=True,
-        description="FAIL a frame whose raw grey level or contrast is outside the goods' range (equalised input only)",
+        description="FAIL a frame whose raw grey level or contrast is outside the range of every training good",
     )
     exposure_margin: float = Field(
         default=1.0, ge=0.0, description="exposure guard: widen the goods' range by this many standard deviations"

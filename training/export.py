@@ -14,9 +14,9 @@ the good ones fails whatever the classifier thinks of it.
 With a mask head (``TrainConfig.mask_head``, open-set fusion only) its image signal joins the
 fusion with its own threshold and ``anomaly_map`` becomes the fused heatmap
 (:meth:`training.fusion.OpenSetFusion.fuse_maps`).
-With an equalised input the exposure guard (:mod:`training.exposure`) looks at the raw frame and
-joins last, by max on the score and the map: 1.0 outside the goods' grey-level and contrast range
-(a FAIL at any threshold, the map flat at 1.0), 0 inside (the outputs unchanged).
+The exposure guard (:mod:`training.exposure`, on by default) looks at the raw frame and joins
+last, by max on the score and the map: 1.0 outside the goods' grey-level and contrast range (a
+FAIL at any threshold, the map flat at 1.0), 0 inside (the outputs unchanged).
 
 Export uses torch's TorchScript-based exporter: the torch.export-based one needs ``onnxscript``,
 which is not a dependency. Its DeprecationWarnings are silenced narrowly around the call.

@@ -3,8 +3,11 @@
 Histogram equalisation of the input (``photometric: equalize``, :class:`training.data.EqualizeHist`)
 throws away the frame's global grey level and contrast: a part that is wholly darker, brighter or
 flatter than every good one (wrong material, a missing coating, a failing lamp) reaches the trunk
-looking like a good part. The guard looks at the *raw* frame, before equalisation, through three
-statistics of all its pixels (and channels):
+looking like a good part. Raw grey levels do not guarantee a FAIL either: on the tests' synthetic
+texture a raw-input good-only graph scored a good part shifted 55 grey levels darker than every
+training good at 0.37 against its ``review_at`` 0.50 (a PASS). So the guard is on for both inputs
+(``TrainConfig.exposure_guard``). It looks at the *raw* frame, before any equalisation, through
+three statistics of all its pixels (and channels):
 
 * ``log(1 + mean)``: the mean grey level,
 * ``log(1 + std)``: the standard deviation (contrast),
@@ -14,20 +17,23 @@ From the training's good images (the fitting goods and the validation goods) it 
 statistic, the range ``[min - m * sd, max + m * sd]``: the goods' own extremes widened by
 ``m = TrainConfig.exposure_margin`` times the statistic's standard deviation over those goods (so
 the margin scales with how much the goods' lighting varies). In the log domain the margin is a
-ratio: on the magnetic-tile train split (six lighting conditions, mean grey 50 to 218) it comes
-to about 1.5x below the darkest good; a line shot under one lighting condition gets a tight range.
+ratio: on the magnetic-tile train split (six lighting conditions, mean grey 50 to 218, margin 1)
+the darkest mean grey level allowed is 36 and the lowest relative contrast 0.117 against 0.142
+for the flattest good; a line shot under one lighting condition gets a much tighter range.
 
 **How it joins the verdict (chosen for calibration).** The guard's signal is a step: 0 inside
 every range, 1.0 outside any of them. The graph takes ``max(score, guard)`` and
 ``max(anomaly_map, guard)``. Every score lies in [0, 1) and thresholds are calibrated from
 validation goods, so:
 
-* on every image the calibration sees the guard is 0 (the validation goods are inside the range
-  by construction: it is learnt from them too), hence the max equals the unguarded score and the
-  thresholds, rates and operating point are exactly those of the unguarded graph: nothing in the
-  calibration needs to know about the guard;
-* a frame outside the range scores 1.0, at or above any ``fail_at`` calibration can choose from
-  scores below 1, so it FAILs whatever the thresholds (a graded signal would instead pass or
+* on every validation good the guard is 0 (they are inside the range by construction: it is
+  learnt from them too), hence the good scores, which set ``fail_at`` and ``review_at`` and the
+  stated false-reject and review rates, are exactly those of the unguarded graph; a good-only
+  bundle's calibration is therefore unchanged. A validation defect it fires on scores 1.0, a
+  FAIL credited to the guard as it would be at the station;
+* a frame outside the range scores 1.0, at or above any ``fail_at`` calibration can choose (from
+  good scores below 1 plus a margin; ``fail_at`` passes 1 only if validation goods themselves
+  score near 1), so it FAILs whatever the thresholds (a graded signal would instead pass or
   review a frame just outside the range, depending on where ``fail_at`` happened to land).
 
 A separate open-set signal with its own threshold would need a new graph output, manifest field

@@ -11,8 +11,8 @@ given, a per-patch head learns "defect here" from the masks on the anomaly path'
 
 The input's photometric mode ``auto`` (the default) resolves here (:func:`resolve_photometric`):
 histogram equalisation for a good-only bundle, raw grey levels when labelled defects are trained
-(the labelled head shares the preprocessing and is worse with it). With an equalised input the
-graph also carries the exposure guard (:mod:`training.exposure`), learnt from the same goods.
+(the labelled head shares the preprocessing and is worse with it). The graph also carries the
+exposure guard (:mod:`training.exposure`, ``exposure_guard``), learnt from the same goods.
 """
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ def resolve_photometric(config: TrainConfig, *, labelled: bool) -> tuple[TrainCo
     input to raw grey levels. ``none`` and ``equalize`` are kept as given.
     """
     resolved = config.photometric if config.photometric != "auto" else ("none" if labelled else "equalize")
-    text = INPUT_TEXT[config.photometric, resolved]
-    if resolved == "equalize":
-        text += "; exposure guard " + (
+    text = (
+        INPUT_TEXT[config.photometric, resolved]
+        + "; exposure guard "
+        + (
             f"on (raw mean grey level and contrast within the goods' range, margin {config.exposure_margin:g} sd)"
             if config.exposure_guard
             else "off"
         )
+    )
     return config.model_copy(update={"photometric": resolved}), text
 
 
@@ -293,7 +295,7 @@ def fit_graph(
     graph = InspectionGraph(
         preprocess=preprocess, trunk=trunk, embedder=embedder, scorer=scorer, map_head=head, fusion=config.fusion
     )
-    if config.photometric == "equalize" and config.exposure_guard:
+    if config.exposure_guard:
         # every good the training has, validation goods included: on each image the calibration
         # scores the guard is then 0, so the thresholds are those of the unguarded graph
         graph.exposure = fit_exposure_guard([*data.good, *data.val_good], margin=config.exposure_margin)

@@ -171,6 +171,7 @@ def test_train_command_states_the_rates_and_unknown_escapes(
     out = capsys.readouterr().out
     assert "good parts rejected" in out and "95% intervals" in out
     assert "defective parts passed: unknown (no defective validation parts)" in out
+    assert "input: histogram-equalised (good-only default; labelled bundles keep raw grey levels)" in out
     assert "WARNING: escape rate unknown" in out
     assert "escape rate 0.0%" not in out
 
@@ -253,3 +254,4 @@ def test_train_command_states_each_signals_own_threshold(
     assert "open-set fusion: the anomaly path fails a part at anomaly score" in out
     assert "labelled defects only add FAILs" in out
     assert "fail_at=0.5 " in out
+    assert "input: raw grey levels (labelled default" in out

@@ -69,15 +69,26 @@ def test_good_only_manifest_records_the_equalised_input_and_the_guard(good_only_
     for key in ("score", "anomaly_map"):
         assert 0.0 <= metrics[f"parity_max_abs_diff_{key}"] <= 1e-3
     assert "exposure_mean_grey_min" not in good_only_pair[False][1].training.metrics
+    assert good_only_pair[False][1].training.config["input"].endswith("exposure guard off")
 
 
-def test_labelled_bundle_keeps_raw_grey_levels_and_no_guard(labelled_bundle: Any) -> None:
-    _, manifest = labelled_bundle
+def test_labelled_bundle_keeps_raw_grey_levels_and_the_guard(tiny_dataset: Path, labelled_bundle: Any) -> None:
+    """With labels, auto keeps raw grey levels; the guard is on too (raw grey levels do not fail a
+    wholly darker part by themselves) and lifts the fused score of a darker good to 1.0."""
+    from training.export import ort_session
+
+    path, manifest = labelled_bundle
     config = manifest.training.config
     assert manifest.task == "anomaly+classifier"
     assert config["photometric"] == "none" and config["photometric_requested"] == "auto"
-    assert config["input"].startswith("raw grey levels (labelled default")
-    assert not any(k.startswith("exposure_") for k in manifest.training.metrics)
+    assert config["input"].startswith("raw grey levels (labelled default") and "exposure guard on" in config["input"]
+    assert manifest.training.metrics["exposure_mean_grey_min"] < manifest.training.metrics["exposure_mean_grey_max"]
+    frame = _texture_frame(tiny_dataset, manifest, path)
+    session = ort_session(path / "model.onnx")
+    assert float(session.run(None, {"image": frame})[0][0]) < manifest.thresholds.review_at
+    darker = (frame.astype(np.int16) - 55).clip(0, 255).astype(np.uint8)
+    score, amap, _ = session.run(None, {"image": darker})
+    assert float(score[0]) == 1.0 and np.all(amap == 1.0)
 
 
 def test_guard_leaves_the_calibration_unchanged(good_only_pair: Any) -> None:

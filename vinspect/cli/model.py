@@ -44,7 +44,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     train.add_argument("--name", default="model", help="model name in the registry (default: model)")
     train.add_argument("--version", default=None, help="default: a UTC timestamp")
-    train.add_argument("--good-only", action="store_true", help="ignore defect labels (anomaly model only)")
+    train.add_argument(
+        "--good-only",
+        action="store_true",
+        help="ignore defect labels (anomaly model only; by default its input is histogram-equalised, with an "
+        "exposure guard: photometric auto in the training config)",
+    )
     train.add_argument(
         "--allow-unsettled",
         action="store_true",
