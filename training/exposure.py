@@ -40,9 +40,10 @@ A separate open-set signal with its own threshold would need a new graph output,
 and runtime branch; the max gives the same FAIL with none of them.
 
 **Evidence.** A guard-only FAIL has no local defect, so the anomaly map becomes flat at 1.0: the
-station outlines the whole frame as one region at score 1.0 (``vinspect.pipeline.postprocess``),
-which is what the NCR evidence and the reviewer's heatmap show: the whole part is unlike the good
-ones. The learnt ranges are stated in the manifest's training metrics (``exposure_*``).
+station outlines the whole frame as one region at score 1.0 and names it with the defect code
+``exposure_out_of_range`` (``vinspect.pipeline.postprocess``, for bundles whose manifest states the
+ranges), which is what the NCR evidence and the reviewer's heatmap show: the whole part is unlike
+the good ones. The learnt ranges are stated in the manifest's training metrics (``exposure_*``).
 """
 
 from __future__ import annotations

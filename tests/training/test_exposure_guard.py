@@ -89,6 +89,17 @@ def test_labelled_bundle_keeps_raw_grey_levels_and_the_guard(tiny_dataset: Path,
     darker = (frame.astype(np.int16) - 55).clip(0, 255).astype(np.uint8)
     score, amap, _ = session.run(None, {"image": darker})
     assert float(score[0]) == 1.0 and np.all(amap == 1.0)
+    # the station names the guard, not the defect-type head's most probable class
+    from vinspect.models.runtime import load_bundle
+    from vinspect.pipeline.gating import policy_for
+    from vinspect.pipeline.judge import judge_image
+    from vinspect.types import Verdict
+
+    bundle = load_bundle(path)
+    judged = judge_image(darker[:, :, 0], bundle=bundle, policy=policy_for(bundle))
+    assert judged.decision.verdict is Verdict.FAIL and judged.prediction is not None
+    assert judged.prediction.defect_code == "exposure_out_of_range"
+    assert judge_image(frame[:, :, 0], bundle=bundle, policy=policy_for(bundle)).decision.verdict is Verdict.PASS
 
 
 def test_guard_leaves_the_calibration_unchanged(good_only_pair: Any) -> None:
@@ -131,7 +142,8 @@ def test_darker_or_flatter_part_fails_only_with_the_guard(tiny_dataset: Path, go
 
 def test_station_fails_the_darker_part_with_a_whole_frame_region(tiny_dataset: Path, good_only_pair: Any) -> None:
     """Through the runtime (load_bundle, judge_image): FAIL on the score, one region covering the
-    whole frame at 1.0, the NCR's evidence of a part unlike the good ones everywhere."""
+    whole frame at 1.0 and the defect code exposure_out_of_range, the NCR's evidence of a part
+    unlike the good ones everywhere."""
     from vinspect.models.runtime import load_bundle
     from vinspect.pipeline.decide import DecisionPolicy
     from vinspect.pipeline.judge import judge_image
@@ -149,7 +161,7 @@ def test_station_fails_the_darker_part_with_a_whole_frame_region(tiny_dataset: P
     assert judged.prediction is not None
     (region,) = judged.prediction.regions
     assert region.score == 1.0 and region.box_xyxy == (0, 0, frame.shape[1], frame.shape[0])
-    assert judged.prediction.defect_code == "unknown_anomaly"
+    assert judged.prediction.defect_code == "exposure_out_of_range" == region.label
 
 
 def test_guard_module_matches_its_ranges_and_refuses_bad_input() -> None:

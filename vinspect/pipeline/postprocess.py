@@ -12,9 +12,10 @@ from vinspect.models.manifest import ModelManifest
 from vinspect.models.output import RawOutput
 from vinspect.types import Prediction, Region
 
-__all__ = ["to_prediction"]
+__all__ = ["EXPOSURE_CODE", "to_prediction"]
 
 MAX_REGIONS = 16
+EXPOSURE_CODE = "exposure_out_of_range"
 
 
 def to_prediction(
@@ -25,13 +26,17 @@ def to_prediction(
     The defect code is the most probable labelled class when the part scores at or above
     ``review_at`` (the policy's, so the station's overrides apply as they do in ``decide``) and
     the model has a defect-type head; otherwise ``"unknown_anomaly"`` for a rejected part (the
-    anomaly path caught something no label names) or None for a good one.
+    anomaly path caught something no label names) or None for a good one. A rejected part the
+    bundle's exposure guard failed (its grey level or contrast outside every training good's) is
+    :data:`EXPOSURE_CODE` whatever the defect-type head says: no labelled class was seen.
     """
     probs = {label: float(p) for label, p in zip(manifest.labels, raw.defect_probs, strict=False)}
     rejected = math.isfinite(raw.score) and raw.score >= review_at
     code = None
     if rejected and raw.regions:  # a model that measures its own regions names the worst one
         code = raw.regions[0].label
+    elif rejected and _exposure_guard_fired(raw.anomaly_map, manifest):
+        code = EXPOSURE_CODE
     elif rejected:
         code = max(probs, key=lambda k: probs[k]) if probs else "unknown_anomaly"
     if raw.regions is not None:
@@ -42,6 +47,14 @@ def to_prediction(
     return Prediction(
         score=raw.score, anomaly_map=raw.anomaly_map, regions=regions, defect_probs=probs, defect_code=code
     )
+
+
+def _exposure_guard_fired(amap: npt.NDArray[np.float32], manifest: ModelManifest) -> bool:
+    """The exposure guard (``training/exposure.py``; a bundle with one states its ranges as
+    ``training.metrics.exposure_*``) sets every map cell to 1.0; anomaly and fused map cells stay
+    below 1, so a map at 1.0 everywhere is the guard's."""
+    guarded = "exposure_mean_grey_min" in manifest.training.metrics
+    return guarded and amap.size > 0 and bool(np.all(amap >= 1.0))
 
 
 def _regions(
