@@ -3,7 +3,9 @@ flip test-time augmentation and a flip-augmented memory bank, an earlier finer t
 (MobileNetV2 block 6, 28x28 at 224 px), aspect-kept ("native") input (issue 12d); photometric
 normalisation of the input (``photo_*``), per-image ("instance") normalisation of the patch
 features (``inorm_*``), intra-image self-similarity fused with the bank kNN (``selfsim*``) and
-image-level signals on pooled features (``global``) (issue 12f). Same protocol: 3-fold
+image-level signals on pooled features (``global``) (issue 12f); a kNN on raw and one on
+histogram-equalised features fused (``fused_raw_equalize``) and a position-conditioned kNN
+(``poscond_r<r>``, ``poscond_equalize_r<r>``) (issue 12i). Same protocol: 3-fold
 cross-validation on the magnetic-tile TRAIN split only (``anomaly_selection.Fold``: fit goods,
 20 % reference goods, held-out fold; never the test split), on features cached by
 ``bench/anomaly_features.py`` (``--extra views`` and ``--extra native``).
@@ -34,6 +36,13 @@ the cell-wise max, geometric mean, mean, fixed weights, and ``w_goods``: the wei
 1) that makes the unseen fit goods' fused image scores tightest (smallest coefficient of
 variation), chosen per fold on goods only, never on defects. The fused map's image score (its
 maximum) is divided by the reference goods' 99th percentile again.
+
+Position-conditioned kNN (``poscond*``, issue 12i): no global bank and no coreset; the patch of a
+query at cell (i, j) is compared with every fit good's patches at the cells within +-r rows and
+columns of (i, j) (clipped at the border), full 160-d distances, then the same per-cell position
+normalisation (``cell``) or none (``none``), blur and reference division. Each row reports its
+kNN work per scored image (distances computed: the window sizes summed over the 196 cells times
+the fit goods) beside today's 196 x 8,192.
 
 Localisation on the same folds: every defective train-split tile is scored once, by the fold
 that holds it out (the anomaly path never sees defects), with the held-out fold's goods as
@@ -717,7 +726,8 @@ def main() -> None:
             doc = {
                 "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input, photometric "
                 "input normalisation, instance-normalised features, intra-image self-similarity, image-level "
-                "signals), magnetic-tile TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
+                "signals, raw + equalised kNN fusion, position-conditioned kNN), magnetic-tile TRAIN split, "
+                "3-fold CV (a row's 'folds' lists the folds it has run)",
                 "command": "python " + " ".join(["bench/anomaly_directions.py", *sys.argv[1:]]),
                 "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native | "
                 "--photometric meanstd|clahe|equalize]",
