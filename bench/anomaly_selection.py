@@ -4,8 +4,8 @@ magnetic-tile TRAIN split only (never its test split), on features cached by
 
     python bench/anomaly_features.py --cache /tmp/vinspect-cache
     python bench/anomaly_selection.py --cache /tmp/vinspect-cache [--out bench/results/anomaly_selection_v2.json]
-    python bench/anomaly_selection.py --cache C --loco-inputs feats_224_pm_equalize.npz+feats_224.npz \
-        --anomaly-frr 0.05,0.04 --out OUT.json   # issue 12i: anomaly and defect signal on different inputs
+    # issue 12i: the anomaly path and the defect signal on different inputs
+    python bench/anomaly_selection.py --cache C --loco-inputs feats_224_pm_equalize.npz+feats_224.npz --out OUT.json
 
 Protocol. Goods and defects are split into 3 folds by ``sha256("fold:" + stem) % 3``. In each
 fold the other two folds' goods are the training goods; as in training (``val_percent=20``),
