@@ -98,6 +98,47 @@ def knn_method(emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool)
     return score
 
 
+KnnPart = tuple[MapHead, nn.Module, float]  # position-scaled blur head, bank scorer, reference level
+
+
+def knn_part(emb: torch.Tensor, fold: Fold, *, bank: int = 8192) -> KnnPart:
+    """Today's kNN on one input's features: head (position scale from a 2-fold cross-fit, 1-cell
+    blur), bank scorer and the reference level (``REF_Q`` of the reference goods' map maxima)."""
+    goods = emb[fold.fit_goods]
+
+    def fit(e: torch.Tensor) -> nn.Module:
+        return fit_knn(e, coreset_size=bank, projection_dim=64, seed=0)
+
+    head = MapHead(blur_sigma_px=1.0, grid=(emb.shape[-2], emb.shape[-1]))
+    head.set_position_scale(position_scale(goods, fit))
+    scorer = fit(goods)
+    with torch.no_grad():
+        ref = [float(head.raw(scorer(emb[i : i + 1])).max()) for i in fold.ref_goods.tolist()]
+    return head, scorer, float(np.quantile(ref, REF_Q))
+
+
+def fused_knn_method(parts: list[tuple[slice, KnnPart]], rule: str) -> Scorer:
+    """Several kNNs on stacked inputs (channel slices of one embedding), each map position-scaled,
+    blurred and divided by its own reference level, fused per cell by ``rule`` (max | mean |
+    geomean); the image score is the fused map's maximum."""
+
+    @torch.no_grad()
+    def score(x: torch.Tensor) -> Arr:
+        out = []
+        for i in range(x.shape[0]):
+            maps = torch.stack([head.raw(s(x[i : i + 1, sl])) / ref for sl, (head, s, ref) in parts])
+            if rule == "max":
+                fused = maps.amax(0)
+            elif rule == "mean":
+                fused = maps.mean(0)
+            else:
+                fused = maps.clamp_min(0.0).log().mean(0).exp()
+            out.append(float(fused.max()))
+        return np.array(out)
+
+    return score
+
+
 class Discriminator(nn.Module):
     """Patch features -> anomaly logit (a linear adaptor then a small MLP, SimpleNet-style)."""
 
@@ -409,14 +450,34 @@ def paired_inputs(
             loaded[name] = torch.from_numpy(data["emb"].astype(np.float32))
         return loaded[name]
 
+    fitted: dict[tuple[str, int], KnnPart] = {}
     out = []
     for a_name, d_name in pairs:
-        a_emb, d_emb = features(a_name), features(d_name)
+        d_emb = features(d_name)
+        if ":" in a_name:  # RULE:FILE:FILE -> the kNNs of both inputs fused by RULE
+            rule, *names = a_name.split(":")
+            a_emb = torch.cat([features(n) for n in names], dim=1)
+            ends = np.cumsum([features(n).shape[1] for n in names])
+            slices = [slice(int(e - features(n).shape[1]), int(e)) for n, e in zip(names, ends, strict=True)]
 
-        def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb) -> Scorer:
-            if (a_name, f.k) not in knns:
-                knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True)
-            return knns[a_name, f.k]
+            def build(
+                f: Fold, a_name: str = a_name, rule: str = rule, names: list[str] = names, slices: list[slice] = slices
+            ) -> Scorer:
+                if (a_name, f.k) not in knns:
+                    for n in names:
+                        if (n, f.k) not in fitted:
+                            fitted[n, f.k] = knn_part(features(n), f)
+                    parts = [(sl, fitted[n, f.k]) for n, sl in zip(names, slices, strict=True)]
+                    knns[a_name, f.k] = fused_knn_method(parts, rule)
+                return knns[a_name, f.k]
+
+        else:
+            a_emb = features(a_name)
+
+            def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb) -> Scorer:
+                if (a_name, f.k) not in knns:
+                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True)
+                return knns[a_name, f.k]
 
         started = time.perf_counter()
         good_only = good_only_row(f"patch kNN on {a_name} (today's rule)", build, a_emb, folds, {})
@@ -459,7 +520,9 @@ def main() -> None:
         default="",
         help="comma-separated ANOMALY+DEFECT pairs of cached feature files (e.g. "
         "feats_224_pm_equalize.npz+feats_224.npz): only the leave-one-class-out and every-class-labelled "
-        "open-set rows for each pair, the anomaly path on the first file, the defect signal on the second",
+        "open-set rows for each pair, the anomaly path on the first file, the defect signal on the second; "
+        "ANOMALY may be RULE:FILE:FILE (rule max, mean or geomean): one kNN per file, each map divided by "
+        "its own reference level, fused per cell",
     )
     ap.add_argument(
         "--anomaly-frr", default="0.05", help="with --loco-inputs: comma-separated anomaly threshold shares"
