@@ -462,9 +462,11 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
 
     return {
         "fused_raw_equalize": two_inputs("feats_224.npz", "feats_224_pm_equalize.npz", ("kNN raw", "kNN equalised")),
+        "poscond_r0": positional("feats_224.npz", 0),
         "poscond_r1": positional("feats_224.npz", 1),
         "poscond_r2": positional("feats_224.npz", 2),
         "poscond_r3": positional("feats_224.npz", 3),
+        "poscond_equalize_r0": positional("feats_224_pm_equalize.npz", 0),
         "poscond_equalize_r1": positional("feats_224_pm_equalize.npz", 1),
         "poscond_equalize_r2": positional("feats_224_pm_equalize.npz", 2),
         "poscond_equalize_r3": positional("feats_224_pm_equalize.npz", 3),
