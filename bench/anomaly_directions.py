@@ -3,7 +3,9 @@ flip test-time augmentation and a flip-augmented memory bank, an earlier finer t
 (MobileNetV2 block 6, 28x28 at 224 px), aspect-kept ("native") input (issue 12d); photometric
 normalisation of the input (``photo_*``), per-image ("instance") normalisation of the patch
 features (``inorm_*``), intra-image self-similarity fused with the bank kNN (``selfsim*``) and
-image-level signals on pooled features (``global``) (issue 12f). Same protocol: 3-fold
+image-level signals on pooled features (``global``) (issue 12f); a kNN on raw and one on
+histogram-equalised features fused (``fused_raw_equalize``) and a position-conditioned kNN
+(``poscond_r<r>``, ``poscond_equalize_r<r>``) (issue 12i). Same protocol: 3-fold
 cross-validation on the magnetic-tile TRAIN split only (``anomaly_selection.Fold``: fit goods,
 20 % reference goods, held-out fold; never the test split), on features cached by
 ``bench/anomaly_features.py`` (``--extra views`` and ``--extra native``).
@@ -34,6 +36,13 @@ the cell-wise max, geometric mean, mean, fixed weights, and ``w_goods``: the wei
 1) that makes the unseen fit goods' fused image scores tightest (smallest coefficient of
 variation), chosen per fold on goods only, never on defects. The fused map's image score (its
 maximum) is divided by the reference goods' 99th percentile again.
+
+Position-conditioned kNN (``poscond*``, issue 12i): no global bank and no coreset; the patch of a
+query at cell (i, j) is compared with every fit good's patches at the cells within +-r rows and
+columns of (i, j) (clipped at the border), full 160-d distances, then the same per-cell position
+normalisation (``cell``) or none (``none``), blur and reference division. Each row reports its
+kNN work per scored image (distances computed: the window sizes summed over the 196 cells times
+the fit goods) beside today's 196 x 8,192.
 
 Localisation on the same folds: every defective train-split tile is scored once, by the fold
 that holds it out (the anomaly path never sees defects), with the held-out fold's goods as
@@ -104,6 +113,33 @@ def instance_norm(e: torch.Tensor, kind: str) -> torch.Tensor:
     return centred / e.std((2, 3), keepdim=True).clamp_min(1e-6)
 
 
+@torch.no_grad()
+def local_knn(query: torch.Tensor, bank: torch.Tensor, radius: int) -> torch.Tensor:
+    """Position-conditioned nearest-neighbour distance ``[nq, h, w]``: the patch of ``query [nq, D,
+    h, w]`` at cell (i, j) is compared only with the patches of every ``bank [nb, D, h, w]`` image
+    at the cells within +-``radius`` rows and columns of (i, j) (clipped at the map's border)."""
+    nq, d, h, w = query.shape
+    by_cell = bank.permute(2, 3, 0, 1).contiguous()  # [h, w, nb, D]
+    sq = (by_cell * by_cell).sum(-1)  # [h, w, nb]
+    q_sq = (query * query).sum(1)  # [nq, h, w]
+    out = torch.empty(nq, h, w)
+    for i in range(h):
+        r0, r1 = max(0, i - radius), min(h, i + radius + 1)
+        for j in range(w):
+            c0, c1 = max(0, j - radius), min(w, j + radius + 1)
+            b = by_cell[r0:r1, c0:c1].reshape(-1, d)
+            d2 = q_sq[:, i, j, None] - 2.0 * (query[:, :, i, j] @ b.t()) + sq[r0:r1, c0:c1].reshape(1, -1)
+            out[:, i, j] = d2.min(1).values.clamp_min(0.0).sqrt()
+    return out
+
+
+def local_knn_work(h: int, w: int, radius: int, bank_images: int) -> int:
+    """Distances :func:`local_knn` computes per scored image (its window sizes summed over the cells)."""
+    rows = sum(min(h, i + radius + 1) - max(0, i - radius) for i in range(h))
+    cols = sum(min(w, j + radius + 1) - max(0, j - radius) for j in range(w))
+    return rows * cols * bank_images
+
+
 def fusion_rules(
     names: tuple[str, ...], pairs: list[tuple[int, int]], *, fixed: tuple[float, ...] = ()
 ) -> dict[str, FusionRule]:
@@ -152,7 +188,7 @@ class Variant:
     description: str
     bank: Callable[[Idx], torch.Tensor]  # image indices -> good patches [n, D]
     # (scorer of the bank, image indices to score, the bank's image indices) -> raw maps [V, h, w]
-    maps: Callable[[KnnScorer, Idx, Idx], list[torch.Tensor]]
+    maps: Callable[[Any, Idx, Idx], list[torch.Tensor]]
     reductions: dict[str, Reduce] = field(default_factory=lambda: {"identity": lambda m: m[0]})
     blurs: tuple[float, ...] = (1.0,)
     norms: tuple[str, ...] = ("cell",)  # cell | resampled | edge | none
@@ -161,6 +197,10 @@ class Variant:
     # the rules in ``fusions`` combine them (``reductions`` and ``norms`` are then unused)
     signal_norms: tuple[str, ...] = ()
     fusions: dict[str, FusionRule] = field(default_factory=dict)
+    # False: the variant searches its own banks (``maps`` gets ``None`` for the scorer), no coreset
+    knn_bank: bool = True
+    # bank images -> distances computed per scored image (a latency proxy); None: not reported
+    work: Callable[[int], int] | None = None
 
 
 def _flip_back(m: torch.Tensor, view: int) -> torch.Tensor:
@@ -369,7 +409,67 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
 
         return make
 
+    def two_inputs(a_src: str, b_src: str, names: tuple[str, str]) -> Callable[[], Variant]:
+        """Issue 12i: one kNN on each input's features, each on its own coreset bank of the same fit
+        goods, each map position-normalised and divided by its own reference level, then fused."""
+
+        def make() -> Variant:
+            e, q = cache.get(a_src), cache.get(b_src)
+            fitted: dict[bytes, KnnScorer] = {}
+
+            def maps(s: KnnScorer, idx: Idx, bank: Idx) -> list[torch.Tensor]:
+                key = bank.tobytes()
+                if key not in fitted:
+                    fitted[key] = fit_knn(
+                        _patches(q[bank])[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0
+                    )
+                t = fitted[key]
+                return [torch.stack([s(e[i : i + 1]), t(q[i : i + 1])]) for i in idx.tolist()]
+
+            return Variant(
+                f"today's kNN on {a_src} and a second kNN on {b_src}, each on its own 8,192-patch bank, fused",
+                lambda idx: _patches(e[idx]),
+                maps,
+                signal_norms=("cell", "cell"),
+                fusions=fusion_rules(names, [(0, 1)]),
+                work=lambda _n: 2 * 14 * 14 * BANK,
+            )
+
+        return make
+
+    def positional(source: str, radius: int) -> Callable[[], Variant]:
+        """Issue 12i: position-conditioned kNN, every fit good's every patch kept (no coreset), each
+        query cell searching only the bank cells within +-radius of its own position."""
+
+        def make() -> Variant:
+            e = cache.get(source)
+
+            def maps(_s: None, idx: Idx, bank: Idx) -> list[torch.Tensor]:
+                return list(local_knn(e[idx], e[bank], radius)[:, None])
+
+            h, w = int(e.shape[-2]), int(e.shape[-1])
+            return Variant(
+                f"position-conditioned kNN on {source}: each query cell against all fit goods' patches "
+                f"at cells within +-{radius} of it (no coreset)",
+                lambda idx: _patches(e[idx]),
+                maps,
+                norms=("cell", "none"),
+                knn_bank=False,
+                work=lambda n: local_knn_work(h, w, radius, n),
+            )
+
+        return make
+
     return {
+        "fused_raw_equalize": two_inputs("feats_224.npz", "feats_224_pm_equalize.npz", ("kNN raw", "kNN equalised")),
+        "poscond_r0": positional("feats_224.npz", 0),
+        "poscond_r1": positional("feats_224.npz", 1),
+        "poscond_r2": positional("feats_224.npz", 2),
+        "poscond_r3": positional("feats_224.npz", 3),
+        "poscond_equalize_r0": positional("feats_224_pm_equalize.npz", 0),
+        "poscond_equalize_r1": positional("feats_224_pm_equalize.npz", 1),
+        "poscond_equalize_r2": positional("feats_224_pm_equalize.npz", 2),
+        "poscond_equalize_r3": positional("feats_224_pm_equalize.npz", 3),
         "photo_meanstd": photo("meanstd"),
         "photo_clahe": photo("clahe"),
         "photo_equalize": photo("equalize"),
@@ -446,10 +546,15 @@ def fold_raw_maps(v: Variant, fold: Fold) -> tuple[list[torch.Tensor], list[torc
     order = np.random.default_rng(0).permutation(fold.fit_goods)
     halves = [order[0::2], order[1::2]]
     unseen: list[torch.Tensor] = []
+
+    def fit(bank: Idx) -> KnnScorer | None:
+        if not v.knn_bank:
+            return None
+        return fit_knn(v.bank(bank)[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
+
     for k in range(2):
-        scorer = fit_knn(v.bank(halves[1 - k])[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
-        unseen += v.maps(scorer, halves[k], halves[1 - k])
-    scorer = fit_knn(v.bank(fold.fit_goods)[:, :, None, None], coreset_size=BANK, projection_dim=64, seed=0)
+        unseen += v.maps(fit(halves[1 - k]), halves[k], halves[1 - k])
+    scorer = fit(fold.fit_goods)
     scored = np.concatenate([fold.ref_goods, fold.test_goods, fold.all_defects])
     return unseen, v.maps(scorer, scored, fold.fit_goods)
 
@@ -524,12 +629,15 @@ class Tally:
         self.loc: dict[Rule, list[tuple[np.ndarray, np.ndarray, str]]] = {rule: [] for rule in self.rules}
         self.folds: list[int] = []
         self.secs: list[float] = []
+        self.work: list[int] = []
 
     def add_fold(self, fold: Fold, labels: npt.NDArray[np.str_], masks: list[npt.NDArray[np.uint8]] | None) -> None:
         t0 = time.perf_counter()
         unseen, scored = fold_raw_maps(self.v, fold)
         self.secs.append(time.perf_counter() - t0)
         self.folds.append(fold.k)
+        if self.v.work is not None:
+            self.work.append(self.v.work(fold.fit_goods.size))
         n_ref, n_good = fold.ref_goods.size, fold.test_goods.size
         signals = {
             b: signal_maps(self.v, unseen, scored, blur_cells=b, n_ref=n_ref) for b in self.v.blurs if self.v.fusions
@@ -574,6 +682,9 @@ class Tally:
                 "fold_frr_at_zero_escape": [round(x, 4) for x in z],
                 "knn_maps_s_per_fold_shared": round(float(np.mean(self.secs)), 1),
             }
+            if self.work:
+                row["knn_distances_per_image_per_fold"] = self.work
+                row["knn_distances_per_image_today"] = 14 * 14 * BANK
             if self.weights[rule]:
                 row["fold_weight_on_first_signal_chosen_on_goods"] = self.weights[rule]
             if self.loc[rule]:
@@ -617,7 +728,8 @@ def main() -> None:
             doc = {
                 "what": "good-only directions (flip TTA / flip bank, finer tap, aspect-kept input, photometric "
                 "input normalisation, instance-normalised features, intra-image self-similarity, image-level "
-                "signals), magnetic-tile TRAIN split, 3-fold CV (a row's 'folds' lists the folds it has run)",
+                "signals, raw + equalised kNN fusion, position-conditioned kNN), magnetic-tile TRAIN split, "
+                "3-fold CV (a row's 'folds' lists the folds it has run)",
                 "command": "python " + " ".join(["bench/anomaly_directions.py", *sys.argv[1:]]),
                 "features": "python bench/anomaly_features.py --cache C [--extra views | --extra native | "
                 "--photometric meanstd|clahe|equalize]",

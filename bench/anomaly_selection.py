@@ -4,6 +4,8 @@ magnetic-tile TRAIN split only (never its test split), on features cached by
 
     python bench/anomaly_features.py --cache /tmp/vinspect-cache
     python bench/anomaly_selection.py --cache /tmp/vinspect-cache [--out bench/results/anomaly_selection_v2.json]
+    # issue 12i: the anomaly path and the defect signal on different inputs
+    python bench/anomaly_selection.py --cache C --loco-inputs feats_224_pm_equalize.npz+feats_224.npz --out OUT.json
 
 Protocol. Goods and defects are split into 3 folds by ``sha256("fold:" + stem) % 3``. In each
 fold the other two folds' goods are the training goods; as in training (``val_percent=20``),
@@ -92,6 +94,47 @@ def knn_method(emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool)
     @torch.no_grad()
     def score(x: torch.Tensor) -> Arr:
         return np.array([float(head.raw(scorer(x[i : i + 1])).max()) for i in range(x.shape[0])])
+
+    return score
+
+
+KnnPart = tuple[MapHead, nn.Module, float]  # position-scaled blur head, bank scorer, reference level
+
+
+def knn_part(emb: torch.Tensor, fold: Fold, *, bank: int = 8192) -> KnnPart:
+    """Today's kNN on one input's features: head (position scale from a 2-fold cross-fit, 1-cell
+    blur), bank scorer and the reference level (``REF_Q`` of the reference goods' map maxima)."""
+    goods = emb[fold.fit_goods]
+
+    def fit(e: torch.Tensor) -> nn.Module:
+        return fit_knn(e, coreset_size=bank, projection_dim=64, seed=0)
+
+    head = MapHead(blur_sigma_px=1.0, grid=(emb.shape[-2], emb.shape[-1]))
+    head.set_position_scale(position_scale(goods, fit))
+    scorer = fit(goods)
+    with torch.no_grad():
+        ref = [float(head.raw(scorer(emb[i : i + 1])).max()) for i in fold.ref_goods.tolist()]
+    return head, scorer, float(np.quantile(ref, REF_Q))
+
+
+def fused_knn_method(parts: list[tuple[slice, KnnPart]], rule: str) -> Scorer:
+    """Several kNNs on stacked inputs (channel slices of one embedding), each map position-scaled,
+    blurred and divided by its own reference level, fused per cell by ``rule`` (max | mean |
+    geomean); the image score is the fused map's maximum."""
+
+    @torch.no_grad()
+    def score(x: torch.Tensor) -> Arr:
+        out = []
+        for i in range(x.shape[0]):
+            maps = torch.stack([head.raw(s(x[i : i + 1, sl])) / ref for sl, (head, s, ref) in parts])
+            if rule == "max":
+                fused = maps.amax(0)
+            elif rule == "mean":
+                fused = maps.mean(0)
+            else:
+                fused = maps.clamp_min(0.0).log().mean(0).exp()
+            out.append(float(fused.max()))
+        return np.array(out)
 
     return score
 
@@ -199,6 +242,7 @@ def good_only_row(
         "cv_frr_at_zero_escape": float(np.mean(frrs)),
         "cv_frr_at_zero_escape_std": float(np.std(frrs)),
         "fold_auroc": [round(a, 4) for a in aucs],
+        "fold_frr_at_zero_escape": [round(z, 4) for z in frrs],
         "fit_s_per_fold_shared": round(float(np.mean(secs)), 1),
     }
     print(json.dumps(row), flush=True)
@@ -253,8 +297,16 @@ def loco_rows(
     anomaly: str,
     cache: dict[str, Any],
     build: Callable[[Fold], Scorer],
+    *,
+    defect_emb: torch.Tensor | None = None,
+    anomaly_frr: float = 0.05,
 ) -> list[dict[str, Any]]:
+    """Leave-one-class-out detection per rule (see the module docstring). ``emb`` feeds the anomaly
+    path (``build``); ``defect_emb`` (default: the same features) feeds the defect signal, so the
+    two paths can see differently pre-processed inputs; ``anomaly_frr`` is the share of reference
+    goods the anomaly thresholds may reject (the oracle and fused rules use it too)."""
     classes = sorted(set(labels) - {"good"})
+    demb = emb if defect_emb is None else defect_emb
     rules = (
         "anomaly only",
         "max, shared budget",
@@ -272,18 +324,18 @@ def loco_rows(
         a_refg = score(emb[fold.ref_goods]) / ref
         for held in classes:
             labelled = fold.train_defects[labels[fold.train_defects] != held]
-            signal = defect_signal(emb, fold.fit_goods, labelled)
+            signal = defect_signal(demb, fold.fit_goods, labelled)
             c_ref = signal(fold.ref_goods)
             c_unit = float(np.quantile(c_ref, REF_Q) - np.median(c_ref))
             c_goods = 1.0 + (signal(fold.test_goods) - np.quantile(c_ref, REF_Q)) / c_unit
             c_def = 1.0 + (signal(fold.test_defects) - np.quantile(c_ref, REF_Q)) / c_unit
             c_refg = 1.0 + (c_ref - np.quantile(c_ref, REF_Q)) / c_unit
             is_held = labels[fold.test_defects] == held
-            t = _at_most(a_goods, 0.05)
+            t = _at_most(a_goods, anomaly_frr)
             fused_g, fused_d = np.maximum(a_goods, c_goods), np.maximum(a_def, c_def)
-            tf = _at_most(fused_g, 0.05)
-            ta, tc = _at_most(a_refg, 0.05), _at_most(c_refg, 0.01)
-            tfr = _at_most(np.maximum(a_refg, c_refg), 0.05)
+            tf = _at_most(fused_g, anomaly_frr)
+            ta, tc = _at_most(a_refg, anomaly_frr), _at_most(c_refg, 0.01)
+            tfr = _at_most(np.maximum(a_refg, c_refg), anomaly_frr)
             outcomes = {
                 "anomaly only": (a_goods >= t, a_def >= t),
                 "max, shared budget": (fused_g >= tf, fused_d >= tf),
@@ -298,14 +350,149 @@ def loco_rows(
     rows = []
     for rule in rules:
         row: dict[str, Any] = {"rule": rule, "anomaly": anomaly}
+        if anomaly_frr != 0.05:
+            row["anomaly_frr_on_goods"] = anomaly_frr
         for held in classes:
             row[f"held_out_{held}_detected"] = round(float(np.mean(det[(rule, held)])), 3)
             row[f"held_out_{held}_detected_std"] = round(float(np.std(det[(rule, held)])), 3)
+            row[f"held_out_{held}_fold_detected"] = [round(x, 3) for x in det[(rule, held)]]
             row[f"good_rejected_when_{held}_held_out"] = round(float(np.mean(frr[(rule, held)])), 3)
+            row[f"good_rejected_when_{held}_held_out_folds"] = [round(x, 3) for x in frr[(rule, held)]]
         row["labelled_classes_detected"] = round(float(np.mean(det[(rule, "labelled classes")])), 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def lift(x: Arr, at: float) -> Arr:
+    """``training.fusion.lift`` on numpy: piecewise-linear and increasing on [0, 1], ``at -> 0.5``."""
+    at = min(max(at, 1e-6), 1.0 - 1e-6)
+    return np.where(x < at, x * (0.5 / at), 0.5 + (x - at) * (0.5 / (1.0 - at)))
+
+
+def labelled_rows(
+    emb: torch.Tensor,
+    defect_emb: torch.Tensor,
+    folds: list[Fold],
+    build: Callable[[Fold], Scorer],
+    *,
+    anomaly_frr: float,
+    label_frr: float = 0.01,
+) -> list[dict[str, Any]]:
+    """Every class labelled: the fold's goods against the fold's defects, the defect signal trained
+    on the fit goods and the other folds' defects of all five classes (on ``defect_emb``), the
+    anomaly path on ``emb``. The open-set score is what the graph computes (``training.fusion``):
+    the anomaly score squashed ``r / (1 + r)`` and P(defect), each lifted so that its own threshold
+    (``anomaly_frr`` / ``label_frr`` of the reference goods) lands on 0.5, fused by their max; its
+    operating point is 0.5 (goods rejected, defects caught there)."""
+    rules = ("anomaly only", "defect signal alone", "open set")
+    auc: dict[str, list[float]] = {r: [] for r in rules}
+    zero: dict[str, list[float]] = {r: [] for r in rules}
+    rejected: list[float] = []
+    caught: list[float] = []
+    for fold in folds:
+        score = build(fold)
+        ref = _ref(score(emb[fold.ref_goods]))
+        a_ref, a_g, a_d = (score(emb[i]) / ref for i in (fold.ref_goods, fold.test_goods, fold.test_defects))
+        signal = defect_signal(defect_emb, fold.fit_goods, fold.train_defects)
+        c_ref, c_g, c_d = (
+            1.0 / (1.0 + np.exp(-signal(i))) for i in (fold.ref_goods, fold.test_goods, fold.test_defects)
+        )
+        ta = _at_most(a_ref / (1.0 + a_ref), anomaly_frr)
+        tc = _at_most(c_ref, label_frr)
+        f_g = np.maximum(lift(a_g / (1.0 + a_g), ta), lift(c_g, tc))
+        f_d = np.maximum(lift(a_d / (1.0 + a_d), ta), lift(c_d, tc))
+        for rule, (g, d) in zip(rules, ((a_g, a_d), (c_g, c_d), (f_g, f_d)), strict=True):
+            auc[rule].append(auroc(g, d))
+            zero[rule].append(false_reject_rate_at_zero_escape(g, d))
+        rejected.append(float((f_g >= 0.5).mean()))
+        caught.append(float((f_d >= 0.5).mean()))
+    rows = []
+    for rule in rules:
+        row: dict[str, Any] = {
+            "rule": rule,
+            "anomaly_frr_on_reference_goods": anomaly_frr,
+            "label_frr_on_reference_goods": label_frr,
+            "cv_auroc": round(float(np.mean(auc[rule])), 4),
+            "cv_auroc_std": round(float(np.std(auc[rule])), 4),
+            "fold_auroc": [round(x, 4) for x in auc[rule]],
+            "cv_frr_at_zero_escape": round(float(np.mean(zero[rule])), 4),
+            "cv_frr_at_zero_escape_std": round(float(np.std(zero[rule])), 4),
+            "fold_frr_at_zero_escape": [round(x, 4) for x in zero[rule]],
+        }
+        if rule == "open set":
+            row["fold_good_rejected_at_operating_point"] = [round(x, 4) for x in rejected]
+            row["fold_defects_caught_at_operating_point"] = [round(x, 4) for x in caught]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def paired_inputs(
+    cache_dir: Path,
+    pairs: list[tuple[str, str]],
+    labels: npt.NDArray[np.str_],
+    stems: npt.NDArray[np.str_],
+    folds: list[Fold],
+    frrs: list[float],
+) -> list[dict[str, Any]]:
+    """For each (anomaly features, defect-signal features) pair of cached files: the good-only AUROC
+    of the anomaly path, the leave-one-class-out rows and the every-class-labelled rows, at each
+    anomaly false-reject share in ``frrs``. One kNN per fold and anomaly input, reused."""
+    loaded: dict[str, torch.Tensor] = {}
+    knns: dict[tuple[str, int], Scorer] = {}
+
+    def features(name: str) -> torch.Tensor:
+        if name not in loaded:
+            data = np.load(cache_dir / name)
+            if not (data["stem"] == stems).all():
+                raise SystemExit(f"{name}: cached images are in another order")
+            loaded[name] = torch.from_numpy(data["emb"].astype(np.float32))
+        return loaded[name]
+
+    fitted: dict[tuple[str, int], KnnPart] = {}
+    out = []
+    for a_name, d_name in pairs:
+        d_emb = features(d_name)
+        if ":" in a_name:  # RULE:FILE:FILE -> the kNNs of both inputs fused by RULE
+            rule, *names = a_name.split(":")
+            a_emb = torch.cat([features(n) for n in names], dim=1)
+            ends = np.cumsum([features(n).shape[1] for n in names])
+            slices = [slice(int(e - features(n).shape[1]), int(e)) for n, e in zip(names, ends, strict=True)]
+
+            def build(
+                f: Fold, a_name: str = a_name, rule: str = rule, names: list[str] = names, slices: list[slice] = slices
+            ) -> Scorer:
+                if (a_name, f.k) not in knns:
+                    for n in names:
+                        if (n, f.k) not in fitted:
+                            fitted[n, f.k] = knn_part(features(n), f)
+                    parts = [(sl, fitted[n, f.k]) for n, sl in zip(names, slices, strict=True)]
+                    knns[a_name, f.k] = fused_knn_method(parts, rule)
+                return knns[a_name, f.k]
+
+        else:
+            a_emb = features(a_name)
+
+            def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb) -> Scorer:
+                if (a_name, f.k) not in knns:
+                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True)
+                return knns[a_name, f.k]
+
+        started = time.perf_counter()
+        good_only = good_only_row(f"patch kNN on {a_name} (today's rule)", build, a_emb, folds, {})
+        entry: dict[str, Any] = {"anomaly_features": a_name, "defect_signal_features": d_name, "good_only": good_only}
+        for frr in frrs:
+            what = f"anomaly on {a_name}, defect signal on {d_name}"
+            entry[f"leave_one_class_out_anomaly_at_{frr:g}"] = loco_rows(
+                a_emb, labels, folds, what, {}, build, defect_emb=d_emb, anomaly_frr=frr
+            )
+            entry[f"every_class_labelled_anomaly_at_{frr:g}"] = labelled_rows(
+                a_emb, d_emb, folds, build, anomaly_frr=frr
+            )
+        entry["wall_s_shared"] = round(time.perf_counter() - started, 1)
+        out.append(entry)
+    return out
 
 
 def main() -> None:
@@ -328,8 +515,50 @@ def main() -> None:
         default="mobilenet_v2",
         help="which cached trunk features (the discriminator rows need mobilenet_v2)",
     )
+    ap.add_argument(
+        "--loco-inputs",
+        default="",
+        help="comma-separated ANOMALY+DEFECT pairs of cached feature files (e.g. "
+        "feats_224_pm_equalize.npz+feats_224.npz): only the leave-one-class-out and every-class-labelled "
+        "open-set rows for each pair, the anomaly path on the first file, the defect signal on the second; "
+        "ANOMALY may be RULE:FILE:FILE (rule max, mean or geomean): one kNN per file, each map divided by "
+        "its own reference level, fused per cell",
+    )
+    ap.add_argument(
+        "--anomaly-frr", default="0.05", help="with --loco-inputs: comma-separated anomaly threshold shares"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.loco_inputs:
+        base = np.load(args.cache / f"feats_{args.size}.npz")
+        labels, stems = base["label"], base["stem"]
+        pairs = [tuple(p.strip().split("+")) for p in args.loco_inputs.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise SystemExit(f"--loco-inputs: expected ANOMALY+DEFECT pairs, got {args.loco_inputs!r}")
+        started = time.perf_counter()
+        results = paired_inputs(
+            args.cache,
+            [(a, d) for a, d in pairs],
+            labels,
+            stems,
+            [Fold(k, labels, stems) for k in range(3)],
+            [float(x) for x in args.anomaly_frr.split(",")],
+        )
+        doc = {
+            "what": "Open-set fusion with the anomaly path and the defect signal on differently pre-processed "
+            "inputs (magnetic-tile TRAIN split, 3-fold CV): good-only AUROC of the anomaly path, "
+            "leave-one-class-out detection and every-class-labelled AUROC per input pair",
+            "command": " ".join(["python bench/anomaly_selection.py", *sys.argv[1:]]),
+            "features": "python bench/anomaly_features.py --cache C [--photometric equalize]",
+            "protocol": __doc__.split("Protocol.")[1].strip() + "\n\n" + (labelled_rows.__doc__ or ""),
+            "n": {"goods": int((labels == "good").sum()), "defects": int((labels != "good").sum())},
+            "machine": "2-core VM, shared with other jobs (timings are 'shared')",
+            "pairs": results,
+            "wall_s_shared": round(time.perf_counter() - started, 1),
+        }
+        args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+        return
     suffix = "" if args.trunk == "mobilenet_v2" else f"_{args.trunk}"
     data = np.load(args.cache / f"feats_{args.size}{suffix}.npz")
     emb = torch.from_numpy(data["emb"].astype(np.float32))
