@@ -4,7 +4,6 @@
     python bench/ort_sessions_bench.py int8 --bundle LAB [--bundle GOOD ...] [--ops MatMul] [--ops MatMul,Conv:pc]
     python bench/ort_sessions_bench.py profile --bundle LAB [--runs 100]
     python bench/ort_sessions_bench.py gate --bundle LAB [--bundle GOOD ...]
-    python bench/ort_sessions_bench.py bundles --bundle FLOAT --bundle OTHER [...] [--tag T]
 
 ``sessions``: p50/p99 of one ``run`` of the active model (batch 1, a real image of its dataset,
 decode excluded) built by the station's own builder (``vinspect.models.runtime.create_session``),
@@ -22,11 +21,6 @@ changes at the bundle's thresholds), then times float and int8 at 1 and 2 thread
 ``gate``: what training's int8 gate says for each bundle on its own validation part (the train
 split's hold-out), with the bundle's stated tolerance: scores, verdicts and the anomaly map (per-image
 max |diff| quantiles, and how far the hottest map cell moves, with and without a region drawn).
-
-``bundles``: the bundles as trained, each with its own graph and thresholds (e.g. one trained with
-``--quantize none`` and one with the default ``quantize: auto``): test-split AUROC, false-reject rate
-at zero escapes, score and verdict differences against the first bundle, then p50/p99 at 1 and 2
-threads, timed alternately as below.
 
 Fairness on a shared machine: every configuration is timed in short blocks, the blocks of all
 configurations interleaved in a shuffled order over several rounds in one process, so background
@@ -349,61 +343,9 @@ def int8(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def bundles(args: argparse.Namespace) -> dict[str, Any]:
-    first = args.bundle[0]
-    _, test, channels = _dataset(first, args.data)
-    images = [_hwc(read_image(s.path), channels) for s in test]
-    good = np.array([s.is_good for s in test])
-    base_scores, _ = _score(first / MODEL_NAME, images)
-    base_t = read_manifest(first).thresholds
-    base_verdicts = _verdicts(base_scores, base_t.fail_at, base_t.review_at)
-    out: dict[str, Any] = {"test_good": int(good.sum()), "test_defect": int((~good).sum()), "models": {}}
-    for bundle in args.bundle:
-        manifest = read_manifest(bundle)
-        scores, _ = _score(bundle / MODEL_NAME, images)
-        t = manifest.thresholds
-        out["models"][str(bundle)] = {
-            "quantize": manifest.training.config.get("quantize"),
-            "quantize_shipped": manifest.training.config.get("quantize_shipped"),
-            "int8_ops": sorted(
-                {n.op_type for n in _graph_nodes(bundle / MODEL_NAME) if n.op_type.startswith("QLinear")}
-            ),
-            "auroc": round(auroc(scores[good], scores[~good]), 4),
-            "frr_at_zero_escape": round(false_reject_rate_at_zero_escape(scores[good], scores[~good]), 4),
-            "score_max_abs_diff_vs_first": round(float(np.abs(scores - base_scores).max()), 4),
-            "verdicts_changed_vs_first_each_at_own_thresholds": int(
-                np.sum(_verdicts(scores, t.fail_at, t.review_at) != base_verdicts)
-            ),
-            "latency": {},
-        }
-        print(bundle, {k: v for k, v in out["models"][str(bundle)].items() if k != "latency"}, flush=True)
-    image = images[int(np.flatnonzero(good)[0])]
-    configs = [(b, th) for b in args.bundle for th in (1, 2)]
-    times: dict[tuple[Path, int], list[float]] = {c: [] for c in configs}
-    rng = np.random.default_rng(0)
-    for r in range(args.rounds):
-        for i in rng.permutation(len(configs)):
-            bundle, th = configs[int(i)]
-            session = create_session(bundle / MODEL_NAME, SessionSettings(intra_op_threads=th))
-            times[(bundle, th)] += _block(session, None, "alone", image, args.runs)
-            del session
-        print(f"round {r + 1}/{args.rounds} done, load average {os.getloadavg()}", flush=True)
-    for bundle, th in configs:
-        out["models"][str(bundle)]["latency"][f"{th}_threads"] = _stats(times[(bundle, th)])
-    for bundle in args.bundle:
-        print(bundle, out["models"][str(bundle)]["latency"], flush=True)
-    return out
-
-
-def _graph_nodes(path: Path) -> list[Any]:
-    import onnx
-
-    return list(onnx.load(str(path)).graph.node)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sessions", "int8", "profile", "gate", "bundles"])
+    parser.add_argument("what", choices=["sessions", "int8", "profile", "gate"])
     parser.add_argument("--bundle", type=Path, action="append", required=True)
     parser.add_argument("--second", type=Path, default=None, help="sessions: the second bundle (default: --bundle)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the manifest's dataset_root)")
@@ -418,7 +360,7 @@ def main() -> None:
     args = parser.parse_args()
     args.ops = args.ops or ["MatMul"]
     load_before = os.getloadavg()
-    result = {"sessions": sessions, "int8": int8, "profile": profile, "gate": gate, "bundles": bundles}[args.what](args)
+    result = {"sessions": sessions, "int8": int8, "profile": profile, "gate": gate}[args.what](args)
     result.update(
         {
             "command": "python " + " ".join(sys.argv),
