@@ -3,6 +3,7 @@ plainly; good-only bundles stay float (issue 12h)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,28 @@ def _golden_scores(out: Path, manifest: ModelManifest) -> list[tuple[float, floa
         pixels = np.asarray(Image.open(out / golden.file))
         pairs.append((float(session.run(None, {"image": pixels[:, :, None]})[0][0]), golden.score))
     return pairs
+
+
+def test_auto_ships_float_when_quantisation_itself_fails(
+    tiny_dataset: Path, small_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime's quantiser failing (it raises untyped errors for graphs it cannot handle) is not
+    a failed training under ``auto``: the float graph ships, with the quantiser's message."""
+    from training import bundle, train_bundle
+    from vinspect.errors import ModelError
+
+    def broken(src: Path, dst: Path, **_: Any) -> int:
+        dst.write_bytes(b"half-written")  # what a failing quantiser may leave behind
+        raise ModelError(f"{src}: int8 quantisation failed (unsupported node)")
+
+    monkeypatch.setattr(bundle, "quantize_int8", broken)
+    out = tmp_path / "b"
+    config = small_config.model_copy(update={"quantize": "auto"})
+    manifest = train_bundle(tiny_dataset, out, config=config, progress=False)
+    note = manifest.training.config["quantize_note"]
+    assert manifest.training.config["quantize_shipped"] == "none"
+    assert note.startswith("int8 quantisation failed (") and "unsupported node" in note
+    assert note.endswith("shipped the float graph")
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["model.onnx"]
+    assert "MatMul" in _ops(out / "model.onnx")  # the float graph, not the half-written file
+    assert manifest.sha256 == hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
