@@ -33,7 +33,7 @@ from training.device import describe, resolve_device
 from training.export import InspectionGraph, check_parity, export_onnx, ort_session, parity_images, run_ort
 from training.fit import FitImages, fit_graph, resolve_photometric
 from training.fusion import FUSED_FAIL_AT
-from training.quantize import Int8Gate, judge_int8, quantize_int8
+from training.quantize import Int8Gate, Int8Refused, Int8Report, judge_int8, quantize_int8
 from vinspect.dataset import DatasetIndex, Sample, open_dataset, read_image
 from vinspect.dataset.from_reviews import DATASET_FILE
 from vinspect.dataset.labels_manifest import read_labels_manifest
@@ -229,19 +229,41 @@ def _quantize(
     cfg, channels = run.config, run.data.channels
     float_model = model.with_name("model.float.onnx")
     model.rename(float_model)
-    calibration = [to_hwc(img, channels=channels) for img in run.data.good[: cfg.quantize_calibration_images]]
-    nodes = quantize_int8(
-        float_model, model, images=calibration, ops=cfg.quantize_ops, per_channel=cfg.quantize_per_channel
-    )
-    q_vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
-    q_thresholds = _calibrate(q_vs, cfg, labelled=labelled, fusion=fusion)
-    report = judge_int8(
+    try:
+        calibration = [to_hwc(img, channels=channels) for img in run.data.good[: cfg.quantize_calibration_images]]
+        nodes = quantize_int8(
+            float_model, model, images=calibration, ops=cfg.quantize_ops, per_channel=cfg.quantize_per_channel
+        )
+        q_vs = _score_validation(model, run.split, val=run.val, channels=channels, progress=progress)
+        q_thresholds = _calibrate(q_vs, cfg, labelled=labelled, fusion=fusion)
+        report = _judge(float_model, model, run, vs, q_vs, (thresholds, q_thresholds), checked=checked, nodes=nodes)
+    except BaseException:
+        model.unlink(missing_ok=True)
+        float_model.rename(model)  # the float graph stays in place: `auto` ships it, `int8` writes no bundle
+        raise
+    float_model.unlink()
+    return q_vs, q_thresholds, report.metrics()
+
+
+def _judge(
+    float_model: Path,
+    model: Path,
+    run: _Run,
+    vs: ValidationScores,
+    q_vs: ValidationScores,
+    thresholds: tuple[Thresholds, Thresholds],
+    *,
+    checked: list[Image],
+    nodes: int,
+) -> Int8Report:
+    cfg = run.config
+    return judge_int8(
         float_model,
         model,
         images=checked,
         val_float=(vs.scores, vs.maps),
         val_int8=(q_vs.scores, q_vs.maps),
-        thresholds=(thresholds, q_thresholds),
+        thresholds=thresholds,
         gate=Int8Gate(
             score_atol=cfg.int8_score_atol,
             max_verdict_flips=cfg.int8_max_verdict_flips,
@@ -251,8 +273,58 @@ def _quantize(
         nodes=nodes,
         val_names=[str(s.path) for s in vs.samples],
     )
-    float_model.unlink()
-    return q_vs, q_thresholds, report.metrics()
+
+
+@dataclass(frozen=True, slots=True)
+class _Shipped:
+    """Which graph the bundle ships, and why (recorded in ``training.config``)."""
+
+    graph: str  # "int8" or "none" (float)
+    note: str | None
+
+
+def _ship(
+    model: Path,
+    run: _Run,
+    vs: ValidationScores,
+    thresholds: Thresholds,
+    *,
+    checked: list[Image],
+    labelled: bool,
+    fusion: FusionSpec | None,
+    progress: bool,
+) -> tuple[ValidationScores, Thresholds, dict[str, float], _Shipped]:
+    """Apply ``config.quantize``: ``int8`` ships int8 or raises; ``auto`` tries int8 on labelled bundles only."""
+    mode = run.config.quantize
+    if mode == "none":
+        return vs, thresholds, {}, _Shipped("none", None)
+    if mode == "auto" and not labelled:
+        note = (
+            "quantize: auto keeps good-only bundles float (the int8 graph of the magnetic-tile "
+            "good-only model changed 10 of its 249 test verdicts)"
+        )
+        return vs, thresholds, {}, _Shipped("none", note)
+
+    def int8() -> tuple[ValidationScores, Thresholds, dict[str, float], _Shipped]:
+        started = time.perf_counter()
+        try:
+            q = _quantize(
+                model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
+            )
+        finally:
+            logger.info("int8 quantisation and gate: %.1f s", time.perf_counter() - started)
+        return *q, _Shipped("int8", None)
+
+    if mode == "int8":
+        return int8()
+    try:
+        return int8()
+    except Int8Refused as exc:
+        note = f"int8 refused by the parity gate ({exc.reason}); shipped the float graph"
+    except ModelError as exc:
+        note = f"int8 quantisation failed ({exc}); shipped the float graph"
+    logger.warning("quantize: auto: %s", note)
+    return vs, thresholds, {}, _Shipped("none", note)
 
 
 def _dataset_manifest_sha256(root: Path) -> str | None:
@@ -311,11 +383,9 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     labelled = graph.classifier is not None
     fusion = _fusion_spec(graph)
     thresholds = _calibrate(vs, cfg, labelled=labelled, fusion=fusion)
-    int8: dict[str, float] = {}
-    if cfg.quantize == "int8":
-        vs, thresholds, int8 = _quantize(
-            model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
-        )
+    vs, thresholds, int8, shipped = _ship(
+        model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
+    )
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     metrics.update(int8)
@@ -334,6 +404,8 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
             "device": describe(run.device),
             "photometric_requested": run.photometric_requested,
             "input": run.input_text,
+            "quantize_shipped": shipped.graph,
+            "quantize_note": shipped.note,
         },
         metrics=metrics,
         duration_s=time.perf_counter() - run.started,

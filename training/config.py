@@ -111,8 +111,12 @@ class TrainConfig(BaseModel):
         description="max |ORT - torch| allowed on every output (scores are in 0..1 units)",
     )
     parity_images: int = Field(default=6, ge=2)
-    quantize: Literal["none", "int8"] = Field(
-        default="none", description="int8: ship ONNX Runtime's static int8 form of the graph (training/quantize.py)"
+    quantize: Literal["auto", "none", "int8"] = Field(
+        default="auto",
+        description="auto: labelled bundles ship the int8 graph when the int8 gate passes, else the float graph "
+        "(the summary says why); good-only bundles stay float (int8 changed 4 % of their test verdicts). "
+        "int8: ship ONNX Runtime's static int8 form of the graph or refuse the bundle (training/quantize.py). "
+        "none: float",
     )
     quantize_ops: tuple[Literal["MatMul", "Conv", "Gemm"], ...] = Field(
         default=("MatMul",), min_length=1, description="op types quantised (MatMul: the patch-bank kNN search)"

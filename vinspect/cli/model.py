@@ -60,10 +60,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument(
         "--quantize",
-        choices=["none", "int8"],
+        choices=["auto", "none", "int8"],
         default=None,
-        help="int8: ship ONNX Runtime's static int8 graph, judged against the float one "
-        "(default: the config's `quantize`, none)",
+        help="auto: labelled bundles ship ONNX Runtime's static int8 graph when it passes its gate "
+        "against the float one, else the float graph (the summary says why); good-only bundles stay "
+        "float. int8: int8 or no bundle. none: float (default: the config's `quantize`, auto)",
     )
     train.add_argument(
         "--parent",
@@ -257,7 +258,32 @@ def _train(args: argparse.Namespace) -> int:
         sys.stdout.write(describe_fusion(manifest.fusion) + "\n")
     if ev.operating_point is not None:
         sys.stdout.write("".join(f"  {line}\n" for line in describe_operating_point(ev.operating_point)))
+    shipped = _describe_graph(manifest.training.config, manifest.training.metrics)
+    if shipped is not None:
+        sys.stdout.write(shipped + "\n")
     return 0
+
+
+def _describe_graph(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
+    """One line for the training summary: which graph the bundle ships and why (None: float asked for).
+
+    ``config`` and ``metrics`` are the manifest's ``training.config`` / ``training.metrics``.
+    """
+    requested, shipped = config.get("quantize"), config.get("quantize_shipped")
+    if requested in (None, "none"):
+        return None
+    if shipped == "int8" or (shipped is None and requested == "int8"):
+        ops = "/".join(config.get("quantize_ops") or ["MatMul"])
+        m = metrics
+        gate = (
+            f"score max |diff| {m['int8_score_max_abs_diff']:.3g}, map max |diff| {m['int8_map_max_abs_diff']:.3g}, "
+            f"{m['int8_verdict_flips']:.0f} of {m['int8_verdicts_compared']:.0f} validation verdicts changed"
+            if {"int8_score_max_abs_diff", "int8_map_max_abs_diff", "int8_verdict_flips"} <= m.keys()
+            and "int8_verdicts_compared" in m
+            else "figures not recorded"
+        )
+        return f"graph: int8 ({ops} quantised; quantize: {requested}); int8 gate passed: {gate}"
+    return f"graph: float (quantize: {requested}): {config.get('quantize_note') or 'no int8 graph'}"
 
 
 def _eval(args: argparse.Namespace) -> int:
