@@ -117,3 +117,17 @@ def test_knn_cell_bundle_trains_exports_and_fails_a_defect(
         for g in load_images([s for s in split.val if s.is_good], progress=False)
     ]
     assert max(good_scores) < min(defect_scores)
+
+
+def test_knn_cell_bundle_quantises_its_batched_search_to_int8(
+    tiny_dataset: Path, small_config: Any, tmp_path: Path
+) -> None:
+    """The per-cell search is one batched MatMul with a 3-D bank; ONNX Runtime's static int8
+    quantiser takes it, and the int8 gate judges the result like any other graph."""
+    from training import train_bundle
+
+    config = small_config.model_copy(update={"anomaly_method": "knn_cell", "quantize": "int8"})
+    manifest = train_bundle(tiny_dataset, tmp_path / "q", good_only=True, config=config, progress=False)
+    metrics = manifest.training.metrics
+    assert metrics["int8_nodes_quantized"] == 1.0
+    assert metrics["int8_score_max_abs_diff"] <= config.int8_score_atol
