@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.anomaly import bank_metrics
 from training.config import TrainConfig, load_config
 from training.data import to_hwc
 from training.export import export_onnx, ort_session, run_ort
@@ -49,7 +50,7 @@ def main() -> None:
     goods = [to_hwc(read_image(s.path), channels=1) for s in open_dataset(args.data).train_samples() if s.is_good]
     fit_images = FitImages(channels=1, good=goods[: args.goods], val_good=goods[args.goods : args.goods + 10])
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
-    sessions, grids = [], []
+    sessions, grids, banks, sizes = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(names):
             config = TrainConfig() if name == "default" else load_config(Path(name))
@@ -58,7 +59,9 @@ def main() -> None:
             export_onnx(graph, path, channels=1, opset=config.opset)
             sessions.append(ort_session(path, threads=1))
             grids.append(list(graph.embedder.grid))
-            print(f"{name}: grid {grids[-1]}, bank {graph.scorer.bank_t.shape[1]}", flush=True)  # type: ignore[union-attr]
+            banks.append(bank_metrics(graph.scorer))
+            sizes.append(path.stat().st_size)
+            print(f"{name}: grid {grids[-1]}, bank {banks[-1]}, model.onnx {sizes[-1]:,} bytes", flush=True)
         image = goods[-1]
         for _ in range(20):
             for s in sessions:
@@ -73,10 +76,12 @@ def main() -> None:
         {
             "config": n,
             "map_grid": g,
+            "bank": b,
+            "model_onnx_bytes": size,
             "p50_ms": round(float(np.percentile(t, 50)), 2),
             "p99_ms": round(float(np.percentile(t, 99)), 2),
         }
-        for n, g, t in zip(names, grids, times, strict=True)
+        for n, g, b, size, t in zip(names, grids, banks, sizes, times, strict=True)
     ]
     doc = {
         "what": "ORT latency of good-only graphs by anomaly-map resolution (batch 1, 1 intra-op thread, "

@@ -5,6 +5,11 @@
   (average-pooled down or bilinearly up) and concatenated along channels.
 * :class:`KnnScorer` (PatchCore-like): distance of every patch to its nearest neighbour in a memory
   bank of good patches, reduced by a greedy k-center coreset (:func:`greedy_coreset`).
+* :class:`CellKnnScorer` (position-conditioned, issue 12j): the patch at map cell (i, j) is compared
+  only with the good patches from the same cell (a bank ``[cells, n, D]``), so the search is one
+  batched ``[1, D] x [D, n]`` product per cell instead of ``[cells, D] x [D, M]``. Same distance
+  units as :class:`KnnScorer`, so :class:`MapHead`, :func:`position_scale` and calibration apply
+  unchanged (:func:`fit_cell_knn`).
 * :class:`GaussianScorer`: Mahalanobis distance of every patch to one Gaussian fitted to all good
   patches (position-free, so it suits parts that are not aligned, such as magnetic tiles).
 * :func:`position_scale`: the mean distance of *unseen* good patches at every map cell (2-fold
@@ -30,10 +35,13 @@ from tqdm import tqdm
 from vinspect.errors import ModelError
 
 __all__ = [
+    "CellKnnScorer",
     "GaussianScorer",
     "KnnScorer",
     "MapHead",
     "PatchEmbedder",
+    "bank_metrics",
+    "fit_cell_knn",
     "fit_gaussian",
     "fit_knn",
     "greedy_coreset",
@@ -90,6 +98,33 @@ class KnnScorer(nn.Module):
         x = _flat(embedding)
         d2 = (x * x).sum(dim=1, keepdim=True) - 2.0 * (x @ self.bank_t) + self.bank_sq
         nearest = d2.min(dim=1).values.clamp_min(0.0).sqrt()
+        return nearest.reshape(embedding.shape[-2], embedding.shape[-1])
+
+
+class CellKnnScorer(nn.Module):
+    """Nearest-neighbour distance of the patch at every map cell to the good patches of that same
+    cell: bank ``[h * w, n, D]`` (cell-major, row by row), one batched MatMul in the graph."""
+
+    bank_t: torch.Tensor  # buffers (register_buffer), typed for mypy
+    bank_sq: torch.Tensor
+
+    def __init__(self, bank: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("bank_t", bank.transpose(1, 2).contiguous())  # [cells, D, n]
+        self.register_buffer("bank_sq", (bank * bank).sum(dim=2)[:, None, :])  # [cells, 1, n]
+
+    @property
+    def cells(self) -> int:
+        return int(self.bank_t.shape[0])
+
+    @property
+    def per_cell(self) -> int:
+        return int(self.bank_t.shape[2])
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        x = _flat(embedding)[:, None, :]  # [cells, 1, D]
+        d2 = (x * x).sum(dim=2, keepdim=True) - 2.0 * torch.matmul(x, self.bank_t) + self.bank_sq
+        nearest = d2.min(dim=2).values.clamp_min(0.0).sqrt()  # [cells, 1]
         return nearest.reshape(embedding.shape[-2], embedding.shape[-1])
 
 
@@ -153,6 +188,45 @@ def fit_knn(
     idx = greedy_coreset(points, size=coreset_size, projection_dim=projection_dim, seed=seed, progress=progress)
     logger.info("memory bank", extra={"patches": points.shape[0], "bank": int(idx.numel())})
     return KnnScorer(points[idx].clone())
+
+
+@torch.no_grad()
+def fit_cell_knn(
+    embeddings: torch.Tensor, *, bank_size: int | None, projection_dim: int, seed: int, progress: bool = False
+) -> CellKnnScorer:
+    """Per-cell memory bank from good patch features ``[N, D, h, w]``: every row's patch at each cell.
+
+    With ``bank_size`` set below ``N``, each cell keeps a greedy k-center coreset of its own ``N``
+    patches (:func:`greedy_coreset`, the same projection and seed for every cell), so every cell
+    holds exactly ``bank_size`` patches; ``None`` keeps all ``N``.
+
+    Raises:
+        ModelError: no embeddings.
+    """
+    if embeddings.numel() == 0:
+        raise ModelError("cannot fit an anomaly model without good images")
+    n, d, h, w = embeddings.shape
+    by_cell = embeddings.permute(2, 3, 0, 1).reshape(h * w, n, d).contiguous()  # [cells, N, D]
+    if bank_size is not None and bank_size < n:
+        rows = [
+            by_cell[c, greedy_coreset(by_cell[c], size=bank_size, projection_dim=projection_dim, seed=seed)]
+            for c in tqdm(range(h * w), desc="per-cell bank (coreset)", disable=not progress, leave=False)
+        ]
+        by_cell = torch.stack(rows)
+    logger.info("per-cell memory bank", extra={"patches": n * h * w, "cells": h * w, "per_cell": int(by_cell.shape[1])})
+    return CellKnnScorer(by_cell.clone())
+
+
+def bank_metrics(scorer: nn.Module) -> dict[str, float]:
+    """The anomaly model's memory-bank size for the training metrics (empty for a Gaussian)."""
+    if isinstance(scorer, CellKnnScorer):
+        return {
+            "anomaly_bank_patches": float(scorer.cells * scorer.per_cell),
+            "anomaly_bank_per_cell": float(scorer.per_cell),
+        }
+    if isinstance(scorer, KnnScorer):
+        return {"anomaly_bank_patches": float(scorer.bank_t.shape[1])}
+    return {}
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ import torch
 from PIL import Image as PILImage
 from tqdm import tqdm
 
+from training.anomaly import bank_metrics
 from training.config import TrainConfig
 from training.data import Split, channels_of, dataset_sha256, holdout_split, load_images, to_hwc
 from training.device import describe, resolve_device
@@ -389,6 +390,7 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
     metrics.update(int8)
+    metrics.update(bank_metrics(graph.scorer))
     if graph.exposure is not None:
         metrics.update(graph.exposure.ranges())
     golden = _golden(vs, thresholds, per_kind=cfg.golden_per_kind, channels=channels, folder=tmp / "golden")

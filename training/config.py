@@ -43,10 +43,17 @@ class TrainConfig(BaseModel):
     )
     map_tap: int = Field(default=0, ge=0, description="index into trunk_taps giving the anomaly-map grid")
     # --- anomaly model --------------------------------------------------------------------------
-    anomaly_method: Literal["knn", "gaussian"] = "knn"
+    anomaly_method: Literal["knn", "gaussian", "knn_cell"] = Field(
+        default="knn",
+        description="knn: one coreset bank for every cell; knn_cell: each cell searches its own cell's good patches; "
+        "gaussian: one Gaussian",
+    )
     patch_pool_px: int = Field(default=3, ge=1, le=7, description="local average over k x k feature cells")
     anomaly_views: int = Field(default=1, ge=1, le=4, description="flip views of each good image in the bank")
     coreset_size: int = Field(default=8192, ge=16, description="memory-bank size (greedy coreset)")
+    cell_bank_size: int | None = Field(
+        default=None, ge=1, description="knn_cell: patches kept per cell (greedy coreset); null: every fit good's"
+    )
     coreset_projection_dim: int = Field(default=64, ge=8, description="random projection used by the coreset search")
     position_norm: bool = Field(default=True, description="divide the map by the per-cell mean good distance")
     map_blur_sigma_px: float = Field(default=1.0, ge=0.0, description="Gaussian blur of the map, in map cells")

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
-from training.anomaly import MapHead, PatchEmbedder, fit_gaussian, fit_knn, position_scale
+from training.anomaly import MapHead, PatchEmbedder, fit_cell_knn, fit_gaussian, fit_knn, position_scale
 from training.backbones import MobileNetTrunk, load_mobilenet_v2
 from training.classifier import ClassifierFit, DefectHead, fit_classifier
 from training.config import TrainConfig
@@ -93,6 +93,14 @@ def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[
     def fit(emb: torch.Tensor) -> torch.nn.Module:
         if config.anomaly_method == "gaussian":
             return fit_gaussian(emb, shrinkage=config.gaussian_shrinkage)
+        if config.anomaly_method == "knn_cell":
+            return fit_cell_knn(
+                emb,
+                bank_size=config.cell_bank_size,
+                projection_dim=config.coreset_projection_dim,
+                seed=config.seed,
+                progress=progress,
+            )
         return fit_knn(
             emb,
             coreset_size=config.coreset_size,
