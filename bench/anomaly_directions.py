@@ -133,6 +133,26 @@ def local_knn(query: torch.Tensor, bank: torch.Tensor, radius: int) -> torch.Ten
     return out
 
 
+def cell_coreset_knn(
+    query: torch.Tensor, bank: torch.Tensor, size: int, *, projection_dim: int = 64, seed: int = 0
+) -> torch.Tensor:
+    """Issue 12j's ``anomaly_method: knn_cell`` with ``cell_bank_size: size``: per cell (r = 0) a
+    greedy k-center coreset (``training.anomaly.greedy_coreset``, the training's projection and
+    seed) of the ``bank [nb, D, h, w]`` images' patches at that cell; distances ``[nq, h, w]``."""
+    from training.anomaly import greedy_coreset
+
+    nq, _d, h, w = query.shape
+    out = torch.empty(nq, h, w)
+    for i in range(h):
+        for j in range(w):
+            cell = bank[:, :, i, j]
+            b = cell[greedy_coreset(cell, size=size, projection_dim=projection_dim, seed=seed)]
+            q = query[:, :, i, j]
+            d2 = (q * q).sum(1, keepdim=True) - 2.0 * (q @ b.t()) + (b * b).sum(1)[None]
+            out[:, i, j] = d2.min(1).values.clamp_min(0.0).sqrt()
+    return out
+
+
 def local_knn_work(h: int, w: int, radius: int, bank_images: int) -> int:
     """Distances :func:`local_knn` computes per scored image (its window sizes summed over the cells)."""
     rows = sum(min(h, i + radius + 1) - max(0, i - radius) for i in range(h))
@@ -460,7 +480,37 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
 
         return make
 
+    def cell_coreset(source: str, size: int) -> Callable[[], Variant]:
+        """Issue 12j's ``knn_cell`` with ``cell_bank_size``: r = 0, a greedy coreset per cell."""
+
+        def make() -> Variant:
+            e = cache.get(source)
+
+            def maps(_s: None, idx: Idx, bank: Idx) -> list[torch.Tensor]:
+                return list(cell_coreset_knn(e[idx], e[bank], size)[:, None])
+
+            h, w = int(e.shape[-2]), int(e.shape[-1])
+            return Variant(
+                f"position-conditioned kNN on {source}: each query cell against a greedy coreset of "
+                f"{size} fit-good patches from the same cell (knn_cell, cell_bank_size {size})",
+                lambda idx: _patches(e[idx]),
+                maps,
+                norms=("cell",),
+                knn_bank=False,
+                work=lambda n: h * w * min(n, size),
+            )
+
+        return make
+
     return {
+        "cellcs_r0_16": cell_coreset("feats_224.npz", 16),
+        "cellcs_r0_32": cell_coreset("feats_224.npz", 32),
+        "cellcs_r0_64": cell_coreset("feats_224.npz", 64),
+        "cellcs_r0_128": cell_coreset("feats_224.npz", 128),
+        "cellcs_equalize_r0_16": cell_coreset("feats_224_pm_equalize.npz", 16),
+        "cellcs_equalize_r0_32": cell_coreset("feats_224_pm_equalize.npz", 32),
+        "cellcs_equalize_r0_64": cell_coreset("feats_224_pm_equalize.npz", 64),
+        "cellcs_equalize_r0_128": cell_coreset("feats_224_pm_equalize.npz", 128),
         "fused_raw_equalize": two_inputs("feats_224.npz", "feats_224_pm_equalize.npz", ("kNN raw", "kNN equalised")),
         "poscond_r0": positional("feats_224.npz", 0),
         "poscond_r1": positional("feats_224.npz", 1),
