@@ -76,7 +76,7 @@ def test_knn_cell_config_is_accepted_and_documented(tmp_path: Path) -> None:
     from training import TrainConfig, load_config
 
     cfg = load_config(CONFIGS / "knn_cell.yaml")
-    assert cfg.anomaly_method == "knn_cell" and cfg.cell_bank_size is None
+    assert cfg.anomaly_method == "knn_cell" and cfg.cell_bank_size == 64
     assert cfg.model_copy(update={"anomaly_method": "knn", "cell_bank_size": None}) == TrainConfig()
     assert "knn_cell" in (CONFIGS / "default.yaml").read_text()
     bad = tmp_path / "bad.yaml"
