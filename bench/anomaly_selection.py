@@ -49,7 +49,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.anomaly import MapHead, fit_knn, position_scale
+from training.anomaly import MapHead, fit_cell_knn, fit_knn, position_scale
 from vinspect.models.calibration import auroc, false_reject_rate_at_zero_escape
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,10 +80,16 @@ class Fold:
 Scorer = Callable[[torch.Tensor], Arr]  # [n, D, h, w] -> per-image scores
 
 
-def knn_method(emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool) -> Scorer:
+def knn_method(
+    emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool, cell_bank: int | None = None
+) -> Scorer:
+    """Today's kNN rule; with ``cell_bank`` the training's ``anomaly_method: knn_cell`` with
+    ``cell_bank_size: cell_bank`` instead (issue 12l)."""
     goods = emb[fold.fit_goods]
 
     def fit(e: torch.Tensor) -> nn.Module:
+        if cell_bank is not None:
+            return fit_cell_knn(e, bank_size=cell_bank, projection_dim=64, seed=0)
         return fit_knn(e, coreset_size=bank, projection_dim=64, seed=0)
 
     head = MapHead(blur_sigma_px=1.0, grid=(emb.shape[-2], emb.shape[-1]))
@@ -454,7 +460,16 @@ def paired_inputs(
     out = []
     for a_name, d_name in pairs:
         d_emb = features(d_name)
-        if ":" in a_name:  # RULE:FILE:FILE -> the kNNs of both inputs fused by RULE
+        if a_name.startswith("cell:"):  # cell:N:FILE -> knn_cell with N patches per cell (issue 12l)
+            _, size, file = a_name.split(":")
+            a_emb = features(file)
+
+            def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb, size: int = int(size)) -> Scorer:
+                if (a_name, f.k) not in knns:
+                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True, cell_bank=size)
+                return knns[a_name, f.k]
+
+        elif ":" in a_name:  # RULE:FILE:FILE -> the kNNs of both inputs fused by RULE
             rule, *names = a_name.split(":")
             a_emb = torch.cat([features(n) for n in names], dim=1)
             ends = np.cumsum([features(n).shape[1] for n in names])
@@ -522,7 +537,7 @@ def main() -> None:
         "feats_224_pm_equalize.npz+feats_224.npz): only the leave-one-class-out and every-class-labelled "
         "open-set rows for each pair, the anomaly path on the first file, the defect signal on the second; "
         "ANOMALY may be RULE:FILE:FILE (rule max, mean or geomean): one kNN per file, each map divided by "
-        "its own reference level, fused per cell",
+        "its own reference level, fused per cell; or cell:N:FILE: the knn_cell scorer with N patches per cell",
     )
     ap.add_argument(
         "--anomaly-frr", default="0.05", help="with --loco-inputs: comma-separated anomaly threshold shares"
