@@ -10,6 +10,7 @@ failed run never leaves a half-written bundle at ``out``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,18 +287,15 @@ class _Shipped:
 
 
 def _ship(
-    model: Path,
-    run: _Run,
+    mode: str,
     vs: ValidationScores,
     thresholds: Thresholds,
     *,
-    checked: list[Image],
     labelled: bool,
-    fusion: FusionSpec | None,
-    progress: bool,
+    quantize: Callable[[], tuple[ValidationScores, Thresholds, dict[str, float]]],
 ) -> tuple[ValidationScores, Thresholds, dict[str, float], _Shipped]:
-    """Apply ``config.quantize``: ``int8`` ships int8 or raises; ``auto`` tries int8 on labelled bundles only."""
-    mode = run.config.quantize
+    """Apply ``config.quantize`` (``mode``): ``int8`` ships int8 or raises; ``auto`` tries int8 on
+    labelled bundles only. ``quantize`` is :func:`_quantize` bound to the bundle being written."""
     if mode == "none":
         return vs, thresholds, {}, _Shipped("none", None)
     if mode == "auto" and not labelled:
@@ -309,9 +308,7 @@ def _ship(
     def int8() -> tuple[ValidationScores, Thresholds, dict[str, float], _Shipped]:
         started = time.perf_counter()
         try:
-            q = _quantize(
-                model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
-            )
+            q = quantize()
         finally:
             logger.info("int8 quantisation and gate: %.1f s", time.perf_counter() - started)
         return *q, _Shipped("int8", None)
@@ -385,7 +382,13 @@ def _write(graph: InspectionGraph, run: _Run, *, tmp: Path, name: str, version: 
     fusion = _fusion_spec(graph)
     thresholds = _calibrate(vs, cfg, labelled=labelled, fusion=fusion)
     vs, thresholds, int8, shipped = _ship(
-        model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
+        cfg.quantize,
+        vs,
+        thresholds,
+        labelled=labelled,
+        quantize=functools.partial(
+            _quantize, model, run, vs, thresholds, checked=checked, labelled=labelled, fusion=fusion, progress=progress
+        ),
     )
     metrics = _metrics(vs, thresholds, labels=run.data.labels)
     metrics.update({f"parity_max_abs_diff_{k}": v for k, v in parity.items()})
