@@ -5,7 +5,9 @@ normalisation of the input (``photo_*``), per-image ("instance") normalisation o
 features (``inorm_*``), intra-image self-similarity fused with the bank kNN (``selfsim*``) and
 image-level signals on pooled features (``global``) (issue 12f); a kNN on raw and one on
 histogram-equalised features fused (``fused_raw_equalize``) and a position-conditioned kNN
-(``poscond_r<r>``, ``poscond_equalize_r<r>``) (issue 12i). Same protocol: 3-fold
+(``poscond_r<r>``, ``poscond_equalize_r<r>``) (issue 12i); the per-cell coreset (``cellcs_*``,
+issue 12k); the kNN searched in the bank's top principal directions alone (``pca_*``) or plus the
+query's residual outside them (``pcares_*``, ``knn_search_dim``) (issue 12m). Same protocol: 3-fold
 cross-validation on the magnetic-tile TRAIN split only (``anomaly_selection.Fold``: fit goods,
 20 % reference goods, held-out fold; never the test split), on features cached by
 ``bench/anomaly_features.py`` (``--extra views`` and ``--extra native``).
@@ -72,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.anomaly_aggregation import blur
 from bench.anomaly_selection import REF_Q, Fold
 from bench.localisation_bench import score_variant
-from training.anomaly import KnnScorer, fit_knn
+from training.anomaly import KnnScorer, fit_knn, pca_basis
 from vinspect.dataset import open_dataset, read_image
 from vinspect.models.calibration import auroc, false_reject_rate_at_zero_escape
 
@@ -502,7 +504,40 @@ def build_variants(cache: Cache) -> dict[str, Callable[[], Variant]]:
 
         return make
 
+    def pca(source: str, dim: int, residual: bool) -> Callable[[], Variant]:
+        """Issue 12m: the same coreset bank, searched in its top ``dim`` principal directions (fitted
+        on the fold's bank); query patches projected alike. Fewer dimensions, a cheaper search. With
+        ``residual`` the query's squared distance from the bank's principal subspace is added, as
+        ``training.anomaly.KnnScorer`` does with a basis."""
+
+        def make() -> Variant:
+            e = cache.get(source)
+            held: dict[int, tuple[KnnScorer, KnnScorer]] = {}  # keeps ``s`` alive: ids stay unique
+
+            def maps(s: KnnScorer, idx: Idx, _bank: Idx) -> list[torch.Tensor]:
+                if id(s) not in held:
+                    bank = s.bank.contiguous()
+                    basis = pca_basis(bank, dim)
+                    projected = KnnScorer(bank, basis)
+                    if not residual:
+                        projected.centre = projected.centre_in = None  # the search alone, no query residual
+                    held[id(s)] = (s, projected)
+                return [held[id(s)][1](e[i : i + 1])[None] for i in idx.tolist()]
+
+            how = "plus the query's residual outside them" if residual else "alone"
+            return Variant(
+                f"today's kNN on {source} searched in the bank's top {dim} principal directions ({how})",
+                lambda idx: _patches(e[idx]),
+                maps,
+            )
+
+        return make
+
     return {
+        **{f"pca_r{d}": pca("feats_224.npz", d, False) for d in (32, 48, 64, 96, 128)},
+        **{f"pca_equalize_{d}": pca("feats_224_pm_equalize.npz", d, False) for d in (32, 48, 64, 96, 128)},
+        **{f"pcares_r{d}": pca("feats_224.npz", d, True) for d in (32, 48, 64, 96, 128)},
+        **{f"pcares_equalize_{d}": pca("feats_224_pm_equalize.npz", d, True) for d in (32, 48, 64, 96, 128)},
         "cellcs_r0_16": cell_coreset("feats_224.npz", 16),
         "cellcs_r0_32": cell_coreset("feats_224.npz", 32),
         "cellcs_r0_64": cell_coreset("feats_224.npz", 64),

@@ -81,16 +81,23 @@ Scorer = Callable[[torch.Tensor], Arr]  # [n, D, h, w] -> per-image scores
 
 
 def knn_method(
-    emb: torch.Tensor, fold: Fold, *, bank: int, position_norm: bool, cell_bank: int | None = None
+    emb: torch.Tensor,
+    fold: Fold,
+    *,
+    bank: int,
+    position_norm: bool,
+    cell_bank: int | None = None,
+    search_dim: int | None = None,
 ) -> Scorer:
     """Today's kNN rule; with ``cell_bank`` the training's ``anomaly_method: knn_cell`` with
-    ``cell_bank_size: cell_bank`` instead (issue 12l)."""
+    ``cell_bank_size: cell_bank`` instead (issue 12l); with ``search_dim`` the training's
+    ``knn_search_dim`` (issue 12m)."""
     goods = emb[fold.fit_goods]
 
     def fit(e: torch.Tensor) -> nn.Module:
         if cell_bank is not None:
             return fit_cell_knn(e, bank_size=cell_bank, projection_dim=64, seed=0)
-        return fit_knn(e, coreset_size=bank, projection_dim=64, seed=0)
+        return fit_knn(e, coreset_size=bank, projection_dim=64, seed=0, search_dim=search_dim)
 
     head = MapHead(blur_sigma_px=1.0, grid=(emb.shape[-2], emb.shape[-1]))
     if position_norm:
@@ -469,6 +476,15 @@ def paired_inputs(
                     knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True, cell_bank=size)
                 return knns[a_name, f.k]
 
+        elif a_name.startswith("pca:"):  # pca:N:FILE -> the kNN searched in N principal directions (issue 12m)
+            _, dim, file = a_name.split(":")
+            a_emb = features(file)
+
+            def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb, dim: int = int(dim)) -> Scorer:
+                if (a_name, f.k) not in knns:
+                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True, search_dim=dim)
+                return knns[a_name, f.k]
+
         elif ":" in a_name:  # RULE:FILE:FILE -> the kNNs of both inputs fused by RULE
             rule, *names = a_name.split(":")
             a_emb = torch.cat([features(n) for n in names], dim=1)
@@ -537,7 +553,8 @@ def main() -> None:
         "feats_224_pm_equalize.npz+feats_224.npz): only the leave-one-class-out and every-class-labelled "
         "open-set rows for each pair, the anomaly path on the first file, the defect signal on the second; "
         "ANOMALY may be RULE:FILE:FILE (rule max, mean or geomean): one kNN per file, each map divided by "
-        "its own reference level, fused per cell; or cell:N:FILE: the knn_cell scorer with N patches per cell",
+        "its own reference level, fused per cell; or cell:N:FILE: the knn_cell scorer with N patches per cell; "
+        "or pca:N:FILE: the kNN searched in N principal directions plus the residual (knn_search_dim)",
     )
     ap.add_argument(
         "--anomaly-frr", default="0.05", help="with --loco-inputs: comma-separated anomaly threshold shares"

@@ -84,21 +84,63 @@ def _flat(embedding: torch.Tensor) -> torch.Tensor:
 
 
 class KnnScorer(nn.Module):
-    """Nearest-neighbour distance of every patch to a memory bank ``[M, D]`` of good patches."""
+    """Nearest-neighbour distance of every patch to a memory bank ``[M, D]`` of good patches.
 
-    bank_t: torch.Tensor  # buffers (register_buffer), typed for mypy
+    With ``basis [D, K]`` (issue 12m, ``knn_search_dim``) the search runs in the bank's top ``K``
+    principal directions: the bank is stored projected and every query patch is projected the same
+    way, a ``D / K`` times smaller search MatMul. The part of the query outside those directions
+    (its squared distance from the bank's principal subspace through the bank's mean) is added to
+    the nearest squared distance, so a patch that differs from every good one only in directions
+    the goods barely vary in still scores high: the approximation drops only the goods' own small
+    residuals, never the query's."""
+
+    bank_t_m2: torch.Tensor  # buffers (register_buffer), typed for mypy
     bank_sq: torch.Tensor
+    basis: torch.Tensor | None
+    centre: torch.Tensor | None
+    centre_in: torch.Tensor | None
 
-    def __init__(self, bank: torch.Tensor) -> None:
+    def __init__(self, bank: torch.Tensor, basis: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.register_buffer("bank_t", bank.t().contiguous())
+        centre = None if basis is None else bank.mean(dim=0, keepdim=True)
+        self.register_buffer("basis", None if basis is None else basis.contiguous())
+        self.register_buffer("centre", centre)
+        self.register_buffer("centre_in", None if basis is None or centre is None else centre @ basis)
+        if basis is not None:
+            bank = bank @ basis
+        # -2 B^T stored: the search MatMul and the + |b|^2 bias fuse into one Gemm in ONNX Runtime, and
+        # the per-query |x|^2 is added after the minimum (196 values, not 196 x M)
+        self.register_buffer("bank_t_m2", (-2.0 * bank).t().contiguous())
         self.register_buffer("bank_sq", (bank * bank).sum(dim=1)[None, :])
+
+    @property
+    def bank(self) -> torch.Tensor:
+        """The bank ``[M, search_dim]`` as searched (projected when there is a basis)."""
+        return self.bank_t_m2.t() * -0.5
+
+    @property
+    def bank_size(self) -> int:
+        return int(self.bank_t_m2.shape[1])
+
+    @property
+    def search_dim(self) -> int:
+        """Dimensions the search runs in (the patch feature size without a basis)."""
+        return int(self.bank_t_m2.shape[0])
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         x = _flat(embedding)
-        d2 = (x * x).sum(dim=1, keepdim=True) - 2.0 * (x @ self.bank_t) + self.bank_sq
-        nearest = d2.min(dim=1).values.clamp_min(0.0).sqrt()
-        return nearest.reshape(embedding.shape[-2], embedding.shape[-1])
+        residual = None
+        if self.basis is not None:
+            projected = x @ self.basis
+            if self.centre is not None and self.centre_in is not None:
+                centred = x - self.centre
+                inside = projected - self.centre_in
+                residual = ((centred * centred).sum(dim=1) - (inside * inside).sum(dim=1)).clamp_min(0.0)
+            x = projected
+        nearest = (x @ self.bank_t_m2 + self.bank_sq).min(dim=1).values + (x * x).sum(dim=1)
+        if residual is not None:
+            nearest = nearest + residual
+        return nearest.clamp_min(0.0).sqrt().reshape(embedding.shape[-2], embedding.shape[-1])
 
 
 class CellKnnScorer(nn.Module):
@@ -145,6 +187,21 @@ class GaussianScorer(nn.Module):
         return m2.clamp_min(0.0).sqrt().reshape(embedding.shape[-2], embedding.shape[-1])
 
 
+def pca_basis(points: torch.Tensor, dim: int) -> torch.Tensor:
+    """The top ``dim`` principal directions ``[D, dim]`` of ``points [N, D]`` (centred, orthonormal
+    columns). Distances are translation invariant, so projecting both sides by the basis alone (no
+    centring) gives the distances within that subspace.
+
+    Raises:
+        ModelError: ``dim`` outside 1..D.
+    """
+    if not 1 <= dim <= points.shape[1]:
+        raise ModelError(f"pca dimension {dim} must lie in 1..{points.shape[1]} (the patch feature size)")
+    centred = points.double() - points.double().mean(dim=0, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    return vh[:dim].t().to(points.dtype).contiguous()
+
+
 def greedy_coreset(
     points: torch.Tensor, *, size: int, projection_dim: int, seed: int, progress: bool = False
 ) -> torch.Tensor:
@@ -175,9 +232,19 @@ def greedy_coreset(
 
 @torch.no_grad()
 def fit_knn(
-    embeddings: torch.Tensor, *, coreset_size: int, projection_dim: int, seed: int, progress: bool = False
+    embeddings: torch.Tensor,
+    *,
+    coreset_size: int,
+    projection_dim: int,
+    seed: int,
+    search_dim: int | None = None,
+    progress: bool = False,
 ) -> KnnScorer:
     """Memory bank from good patch features ``[N, D, h, w]``.
+
+    ``search_dim`` below ``D`` (and below the bank's patch count): the search runs in the coreset
+    bank's top ``search_dim`` principal directions (:func:`pca_basis`), plus the query's residual
+    outside them (:class:`KnnScorer`); ``None`` or otherwise: in all ``D`` features.
 
     Raises:
         ModelError: no embeddings.
@@ -186,8 +253,14 @@ def fit_knn(
         raise ModelError("cannot fit an anomaly model without good images")
     points = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).contiguous()
     idx = greedy_coreset(points, size=coreset_size, projection_dim=projection_dim, seed=seed, progress=progress)
-    logger.info("memory bank", extra={"patches": points.shape[0], "bank": int(idx.numel())})
-    return KnnScorer(points[idx].clone())
+    bank = points[idx].clone()
+    project = search_dim is not None and search_dim < min(bank.shape)  # fewer dimensions than features and patches
+    basis = pca_basis(bank, search_dim) if project and search_dim is not None else None
+    scorer = KnnScorer(bank, basis)
+    logger.info(
+        "memory bank", extra={"patches": points.shape[0], "bank": int(idx.numel()), "search_dim": scorer.search_dim}
+    )
+    return scorer
 
 
 @torch.no_grad()
@@ -225,7 +298,7 @@ def bank_metrics(scorer: nn.Module) -> dict[str, float]:
             "anomaly_bank_per_cell": float(scorer.per_cell),
         }
     if isinstance(scorer, KnnScorer):
-        return {"anomaly_bank_patches": float(scorer.bank_t.shape[1])}
+        return {"anomaly_bank_patches": float(scorer.bank_size), "anomaly_search_dim": float(scorer.search_dim)}
     return {}
 
 

@@ -55,6 +55,12 @@ class TrainConfig(BaseModel):
         default=None, ge=1, description="knn_cell: patches kept per cell (greedy coreset); null: every fit good's"
     )
     coreset_projection_dim: int = Field(default=64, ge=8, description="random projection used by the coreset search")
+    knn_search_dim: int | None = Field(
+        default=128,
+        ge=8,
+        description="knn: search in the bank's top principal directions plus the residual (fewer = faster); "
+        "null or >= the feature size: all features",
+    )
     position_norm: bool = Field(default=True, description="divide the map by the per-cell mean good distance")
     map_blur_sigma_px: float = Field(default=1.0, ge=0.0, description="Gaussian blur of the map, in map cells")
     gaussian_shrinkage: float = Field(default=0.01, ge=0.0, le=1.0)

@@ -59,7 +59,9 @@ class EqualizeHist(nn.Module):
         idx = flat.to(torch.int64)
         hist = torch.zeros(c, 256, dtype=x.dtype, device=x.device).scatter_add(1, idx, torch.ones_like(flat))
         cdf = hist.cumsum(1)
-        low = cdf.gather(1, idx.amin(1, keepdim=True))  # pixels at the darkest value present
+        # pixels at the darkest value present: the smallest non-zero cdf entry (256 bins; a ReduceMin over
+        # every pixel's value instead took ~0.3 ms of a 321 x 511 frame, issue 12m)
+        low = torch.where(cdf > 0, cdf, torch.full_like(cdf, float("inf"))).amin(1, keepdim=True)
         lut = torch.round((cdf - low).clamp_min(0.0) * 255.0 / (cdf[:, -1:] - low).clamp_min(1.0))
         return lut.gather(1, idx).reshape(x.shape)
 

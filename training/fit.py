@@ -106,6 +106,7 @@ def _scorer_factory(config: TrainConfig, *, progress: bool = False) -> Callable[
             coreset_size=config.coreset_size,
             projection_dim=config.coreset_projection_dim,
             seed=config.seed,
+            search_dim=config.knn_search_dim,
             progress=progress,
         )
 
