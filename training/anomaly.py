@@ -198,7 +198,7 @@ def pca_basis(points: torch.Tensor, dim: int) -> torch.Tensor:
     if not 1 <= dim <= points.shape[1]:
         raise ModelError(f"pca dimension {dim} must lie in 1..{points.shape[1]} (the patch feature size)")
     centred = points.double() - points.double().mean(dim=0, keepdim=True)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    vh: torch.Tensor = torch.linalg.svd(centred, full_matrices=False).Vh
     return vh[:dim].t().to(points.dtype).contiguous()
 
 

@@ -66,6 +66,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 QUANTIZABLE_OPS = ("MatMul", "Conv", "Gemm")
+PROJECTION_WEIGHT = "scorer.basis"  # training.anomaly.KnnScorer's buffer, as the exported graph names it
 Image = npt.NDArray[np.uint8]
 ScoredImages = tuple[npt.NDArray[np.float64], Sequence[npt.NDArray[np.float32]]]
 
@@ -98,7 +99,9 @@ def quantize_int8(
     if not images:
         raise ModelError("int8 quantisation needs calibration images (training goods); none given")
     graph = onnx.load(str(src))
-    nodes = [n.name for n in graph.graph.node if n.op_type in ops]
+    # the kNN's principal-direction projection (``knn_search_dim``) stays float: it is a few percent of
+    # the search's work, and its int8 error would also enter the query's residual outside the basis
+    nodes = [n.name for n in graph.graph.node if n.op_type in ops and PROJECTION_WEIGHT not in n.input]
     if not nodes:
         raise ModelError(f"{src}: int8 quantisation found no {'/'.join(ops)} node to quantise")
 

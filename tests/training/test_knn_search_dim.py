@@ -102,3 +102,22 @@ def test_default_bundle_searches_128_dimensions_and_passes_parity(labelled_bundl
     assert metrics["anomaly_search_dim"] == 128.0
     for name in ("score", "anomaly_map", "defect_probs"):
         assert 0.0 <= metrics[f"parity_max_abs_diff_{name}"] <= 1e-3
+
+
+def test_int8_quantises_the_search_and_keeps_the_projection_float(labelled_bundle: Any, tmp_path: Any) -> None:
+    import onnx
+
+    from tests.training.conftest import make_dataset
+    from training.data import to_hwc
+    from training.quantize import quantize_int8
+    from vinspect.dataset import open_dataset, read_image
+
+    out, _manifest = labelled_bundle
+    goods = [
+        to_hwc(read_image(s.path), channels=1) for s in open_dataset(make_dataset(tmp_path / "d")).samples if s.is_good
+    ]
+    int8 = tmp_path / "q.onnx"
+    assert quantize_int8(out / "model.onnx", int8, images=goods[:8], ops=("MatMul",)) == 1
+    nodes = onnx.load(str(int8)).graph.node
+    assert [n.input[1] for n in nodes if n.op_type == "MatMul"] == ["scorer.basis"]  # the projection, float
+    assert sum(n.op_type == "QLinearMatMul" for n in nodes) == 1  # the search over the projected bank

@@ -26,7 +26,8 @@ def auto_bundle(tiny_dataset: Path, small_config: Any, tmp_path_factory: pytest.
     from training import train_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "auto"
-    config = small_config.model_copy(update={"quantize": "auto"})
+    # the full search, as in test_quantize.py's int8_bundle (int8 with a projection: test_knn_search_dim.py)
+    config = small_config.model_copy(update={"quantize": "auto", "knn_search_dim": None})
     return out, train_bundle(tiny_dataset, out, name="tinyauto", version="a1", config=config, progress=False)
 
 
