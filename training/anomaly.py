@@ -298,7 +298,12 @@ def bank_metrics(scorer: nn.Module) -> dict[str, float]:
             "anomaly_bank_per_cell": float(scorer.per_cell),
         }
     if isinstance(scorer, KnnScorer):
-        return {"anomaly_bank_patches": float(scorer.bank_size), "anomaly_search_dim": float(scorer.search_dim)}
+        features = scorer.search_dim if scorer.basis is None else int(scorer.basis.shape[0])
+        return {
+            "anomaly_bank_patches": float(scorer.bank_size),
+            "anomaly_search_dim": float(scorer.search_dim),
+            "anomaly_feature_dim": float(features),
+        }
     return {}
 
 

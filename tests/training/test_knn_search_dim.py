@@ -72,15 +72,23 @@ def test_fit_knn_projects_only_below_the_feature_size_and_the_bank_size() -> Non
     import torch
 
     from training.anomaly import bank_metrics, fit_knn
+    from vinspect.cli.model import describe_search
 
     gen = torch.Generator().manual_seed(8)
     emb = torch.randn(30, 12, 3, 3, generator=gen)  # 270 patches of 12 features
     projected = fit_knn(emb, coreset_size=100, projection_dim=8, seed=0, search_dim=5)
     assert projected.basis is not None and tuple(projected.basis.shape) == (12, 5)
-    assert bank_metrics(projected) == {"anomaly_bank_patches": 100.0, "anomaly_search_dim": 5.0}
+    metrics = bank_metrics(projected)
+    assert metrics == {"anomaly_bank_patches": 100.0, "anomaly_search_dim": 5.0, "anomaly_feature_dim": 12.0}
+    assert describe_search(metrics) == (
+        "anomaly search: 100 good patches, in 5 of their 12 feature directions plus each patch's residual "
+        "outside them (knn_search_dim)"
+    )
     for search_dim in (None, 12, 40):
         full = fit_knn(emb, coreset_size=100, projection_dim=8, seed=0, search_dim=search_dim)
         assert full.basis is None and full.search_dim == 12
+        assert describe_search(bank_metrics(full)) == "anomaly search: 100 good patches, all 12 features"
+    assert describe_search({"anomaly_bank_patches": 8192.0}) is None  # a bundle trained before issue 12m
     small_bank = fit_knn(emb, coreset_size=4, projection_dim=8, seed=0, search_dim=5)
     assert small_bank.basis is None  # 4 patches: no principal directions to search in
 

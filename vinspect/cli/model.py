@@ -258,10 +258,32 @@ def _train(args: argparse.Namespace) -> int:
         sys.stdout.write(describe_fusion(manifest.fusion) + "\n")
     if ev.operating_point is not None:
         sys.stdout.write("".join(f"  {line}\n" for line in describe_operating_point(ev.operating_point)))
+    search = describe_search(manifest.training.metrics)
+    if search is not None:
+        sys.stdout.write(search + "\n")
     shipped = _describe_graph(manifest.training.config, manifest.training.metrics)
     if shipped is not None:
         sys.stdout.write(shipped + "\n")
     return 0
+
+
+def describe_search(metrics: dict[str, float]) -> str | None:
+    """One line for the training summary: the anomaly path's patch search (None: no global kNN bank).
+
+    ``metrics`` is the manifest's ``training.metrics``; bundles trained before issue 12m lack the
+    search dimensions and get no line.
+    """
+    bank, search, features = (
+        metrics.get(k) for k in ("anomaly_bank_patches", "anomaly_search_dim", "anomaly_feature_dim")
+    )
+    if bank is None or search is None or features is None:
+        return None
+    if search < features:
+        return (
+            f"anomaly search: {int(bank):,} good patches, in {int(search)} of their {int(features)} feature "
+            "directions plus each patch's residual outside them (knn_search_dim)"
+        )
+    return f"anomaly search: {int(bank):,} good patches, all {int(features)} features"
 
 
 def _describe_graph(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
