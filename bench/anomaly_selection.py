@@ -467,22 +467,18 @@ def paired_inputs(
     out = []
     for a_name, d_name in pairs:
         d_emb = features(d_name)
-        if a_name.startswith("cell:"):  # cell:N:FILE -> knn_cell with N patches per cell (issue 12l)
-            _, size, file = a_name.split(":")
+        if a_name.split(":")[0] in ("cell", "pca"):
+            # cell:N:FILE -> knn_cell with N patches per cell (issue 12l);
+            # pca:N:FILE -> the kNN searched in N principal directions plus the residual (issue 12m)
+            kind, n, file = a_name.split(":")
             a_emb = features(file)
+            option = {"cell_bank": int(n)} if kind == "cell" else {"search_dim": int(n)}
 
-            def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb, size: int = int(size)) -> Scorer:
+            def build(
+                f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb, option: dict[str, int] = option
+            ) -> Scorer:
                 if (a_name, f.k) not in knns:
-                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True, cell_bank=size)
-                return knns[a_name, f.k]
-
-        elif a_name.startswith("pca:"):  # pca:N:FILE -> the kNN searched in N principal directions (issue 12m)
-            _, dim, file = a_name.split(":")
-            a_emb = features(file)
-
-            def build(f: Fold, a_name: str = a_name, a_emb: torch.Tensor = a_emb, dim: int = int(dim)) -> Scorer:
-                if (a_name, f.k) not in knns:
-                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True, search_dim=dim)
+                    knns[a_name, f.k] = knn_method(a_emb, f, bank=8192, position_norm=True, **option)
                 return knns[a_name, f.k]
 
         elif ":" in a_name:  # RULE:FILE:FILE -> the kNNs of both inputs fused by RULE
