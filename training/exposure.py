@@ -63,12 +63,21 @@ STATISTICS = ("mean_grey", "std_grey", "relative_contrast")
 
 
 def frame_statistics(image: torch.Tensor) -> torch.Tensor:
-    """``[H, W, C]`` pixels (any dtype holding grey levels) -> ``[3]``: log mean, log std, their difference."""
+    """``[H, W, C]`` (or ``[H, W]``) pixels (any dtype holding grey levels) -> ``[3]``: log mean, log std,
+    their difference."""
     x = image.to(torch.float32)
-    mean = x.mean()
-    # E[x^2] - mean^2, not mean((x - mean)^2): ONNX Runtime's scalar-broadcast Sub over every pixel took
-    # about 1 ms of a 321 x 511 frame (issue 12m); in float32 the two differ by ~1e-5 in log1p(std)
-    std = ((x * x).mean() - mean * mean).clamp_min(0.0).sqrt()
+    if x.dim() == 2:
+        x = x[:, :, None]
+    # Row by row, then over the rows (issue 12m): ONNX Runtime sums a whole-frame float32 ReduceMean in
+    # one run, which drifts on large frames (4 grey levels off at 12 MP), and its Sub of a 0-d mean from
+    # every pixel is slow (34 ms at 5 MP); E[x^2] - mean^2 is fast but loses a low-contrast frame's std
+    # to cancellation. Per-row means broadcast as [H, 1, 1] and the variance split into within-row and
+    # between-row parts stay exact and fast (bench/exposure_guard_latency.py; tests/training).
+    rows = x.mean(dim=(1, 2), keepdim=True)  # [H, 1, 1]
+    centred = x - rows
+    mean = rows.mean()
+    variance = ((centred * centred).mean(dim=(1, 2)) + (rows.reshape(-1) - mean) ** 2).mean()
+    std = variance.clamp_min(0.0).sqrt()
     log_mean, log_std = torch.log1p(mean), torch.log1p(std)
     return torch.stack([log_mean, log_std, log_std - log_mean])
 

@@ -182,3 +182,42 @@ def test_guard_module_matches_its_ranges_and_refuses_bad_input() -> None:
         fit_exposure_guard([], margin=1.0)
     with pytest.raises(ModelError, match="margin"):
         fit_exposure_guard(goods, margin=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*legacy TorchScript.*:DeprecationWarning")  # as training.export does
+@pytest.mark.parametrize(("height", "width", "mean", "sd"), [(240, 289, 250, 0.7), (2048, 2448, 230, 3.0)])
+def test_guard_statistics_in_onnx_runtime_match_float64_on_bright_flat_frames(
+    height: int, width: int, mean: float, sd: float, tmp_path: Path
+) -> None:
+    """Issue 12m: ONNX Runtime's whole-frame float32 sums drift on large frames and E[x^2] - mean^2 loses a
+    low-contrast frame's std; the exported statistics must match float64 on both."""
+    import io
+
+    import torch
+    from torch import nn
+
+    from training.exposure import frame_statistics
+    from vinspect.models.runtime import create_session
+
+    class Statistics(nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return frame_statistics(image)
+
+    rng = np.random.default_rng(12)
+    frame = np.clip(rng.normal(mean, sd, (height, width, 1)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        Statistics(),
+        (torch.from_numpy(frame),),
+        buf,
+        input_names=["image"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"image": {0: "h", 1: "w"}},
+    )
+    model = tmp_path / "statistics.onnx"
+    model.write_bytes(buf.getvalue())
+    got = create_session(model).run(None, {"image": frame})[0]
+    pixels = frame.astype(np.float64)
+    assert float(np.expm1(got[0])) == pytest.approx(pixels.mean(), abs=0.01)
+    assert float(np.expm1(got[1])) == pytest.approx(pixels.std(), rel=0.01)
