@@ -138,21 +138,14 @@ def local_knn(query: torch.Tensor, bank: torch.Tensor, radius: int) -> torch.Ten
 def cell_coreset_knn(
     query: torch.Tensor, bank: torch.Tensor, size: int, *, projection_dim: int = 64, seed: int = 0
 ) -> torch.Tensor:
-    """Issue 12j's ``anomaly_method: knn_cell`` with ``cell_bank_size: size``: per cell (r = 0) a
-    greedy k-center coreset (``training.anomaly.greedy_coreset``, the training's projection and
-    seed) of the ``bank [nb, D, h, w]`` images' patches at that cell; distances ``[nq, h, w]``."""
-    from training.anomaly import greedy_coreset
+    """Issue 12j's ``anomaly_method: knn_cell`` with ``cell_bank_size: size``, as training builds it
+    (``training.anomaly.fit_cell_knn``: per cell a greedy k-center coreset of the ``bank [nb, D, h, w]``
+    images' patches at that cell); distances ``[nq, h, w]``."""
+    from training.anomaly import fit_cell_knn
 
-    nq, _d, h, w = query.shape
-    out = torch.empty(nq, h, w)
-    for i in range(h):
-        for j in range(w):
-            cell = bank[:, :, i, j]
-            b = cell[greedy_coreset(cell, size=size, projection_dim=projection_dim, seed=seed)]
-            q = query[:, :, i, j]
-            d2 = (q * q).sum(1, keepdim=True) - 2.0 * (q @ b.t()) + (b * b).sum(1)[None]
-            out[:, i, j] = d2.min(1).values.clamp_min(0.0).sqrt()
-    return out
+    scorer = fit_cell_knn(bank, bank_size=size, projection_dim=projection_dim, seed=seed)
+    with torch.no_grad():
+        return torch.stack([scorer(query[n : n + 1]) for n in range(query.shape[0])])
 
 
 def local_knn_work(h: int, w: int, radius: int, bank_images: int) -> int:

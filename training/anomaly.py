@@ -127,6 +127,11 @@ class KnnScorer(nn.Module):
         """Dimensions the search runs in (the patch feature size without a basis)."""
         return int(self.bank_t_m2.shape[0])
 
+    @property
+    def feature_dim(self) -> int:
+        """The patch feature size the scorer takes."""
+        return self.search_dim if self.basis is None else int(self.basis.shape[0])
+
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         x = _flat(embedding)
         residual = None
@@ -254,8 +259,8 @@ def fit_knn(
     points = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).contiguous()
     idx = greedy_coreset(points, size=coreset_size, projection_dim=projection_dim, seed=seed, progress=progress)
     bank = points[idx].clone()
-    project = search_dim is not None and search_dim < min(bank.shape)  # fewer dimensions than features and patches
-    basis = pca_basis(bank, search_dim) if project and search_dim is not None else None
+    # a basis only with fewer dimensions than the bank has features and patches
+    basis = pca_basis(bank, search_dim) if search_dim is not None and search_dim < min(bank.shape) else None
     scorer = KnnScorer(bank, basis)
     logger.info(
         "memory bank", extra={"patches": points.shape[0], "bank": int(idx.numel()), "search_dim": scorer.search_dim}
@@ -298,11 +303,10 @@ def bank_metrics(scorer: nn.Module) -> dict[str, float]:
             "anomaly_bank_per_cell": float(scorer.per_cell),
         }
     if isinstance(scorer, KnnScorer):
-        features = scorer.search_dim if scorer.basis is None else int(scorer.basis.shape[0])
         return {
             "anomaly_bank_patches": float(scorer.bank_size),
             "anomaly_search_dim": float(scorer.search_dim),
-            "anomaly_feature_dim": float(features),
+            "anomaly_feature_dim": float(scorer.feature_dim),
         }
     return {}
 
